@@ -1,0 +1,155 @@
+// XenStore wire protocol, as in xen/include/public/io/xs_wire.h.
+// Shared by xenstored, the guest xenbus client and the dom0 tools.
+
+/** enum xsd_sockmsg_type: message types with their wire values. */
+export enum XsdSockmsgType {
+  XS_CONTROL = 0,
+  XS_DIRECTORY = 1,
+  XS_READ = 2,
+  XS_GET_PERMS = 3,
+  XS_WATCH = 4,
+  XS_UNWATCH = 5,
+  XS_TRANSACTION_START = 6,
+  XS_TRANSACTION_END = 7,
+  XS_INTRODUCE = 8,
+  XS_RELEASE = 9,
+  XS_GET_DOMAIN_PATH = 10,
+  XS_WRITE = 11,
+  XS_MKDIR = 12,
+  XS_RM = 13,
+  XS_SET_PERMS = 14,
+  XS_WATCH_EVENT = 15,
+  XS_ERROR = 16,
+  XS_IS_DOMAIN_INTRODUCED = 17,
+  XS_RESUME = 18,
+  XS_SET_TARGET = 19,
+  /** XS_RESTRICT: removed from Xen; always ENOSYS. */
+  XS_RESTRICT = 20,
+  XS_RESET_WATCHES = 21,
+  XS_DIRECTORY_PART = 22,
+  XS_INVALID = 0xffff,
+}
+
+/** XS_DEBUG is the old name of XS_CONTROL. */
+export const XS_DEBUG = XsdSockmsgType.XS_CONTROL;
+
+/** Names without the XS_ prefix, as libxenstore's and the probe's tables print them. */
+export function xsTypeName(type: number): string {
+  const name = XsdSockmsgType[type];
+  return name === undefined ? String(type) : name.slice(3);
+}
+
+/** xsd_errors[]: the order is part of the ABI (new names are only appended). */
+export const XSD_ERRORS = [
+  'EINVAL', 'EACCES', 'EEXIST', 'EISDIR', 'ENOENT', 'ENOMEM', 'ENOSPC', 'EIO',
+  'ENOTEMPTY', 'ENOSYS', 'EROFS', 'EBUSY', 'EAGAIN', 'EISCONN', 'E2BIG', 'EPERM',
+] as const;
+export type XsError = (typeof XSD_ERRORS)[number];
+
+/** Linux errno values of the names above (what libxenstore hands its callers). */
+export const XS_ERRNO: Readonly<Record<XsError, number>> = {
+  EINVAL: 22, EACCES: 13, EEXIST: 17, EISDIR: 21, ENOENT: 2, ENOMEM: 12, ENOSPC: 28, EIO: 5,
+  ENOTEMPTY: 39, ENOSYS: 38, EROFS: 30, EBUSY: 16, EAGAIN: 11, EISCONN: 106, E2BIG: 7, EPERM: 1,
+};
+
+/** struct xsd_sockmsg: 16 bytes, little endian on every architecture Xen runs on. */
+export interface XsdSockmsg {
+  readonly type: number;
+  readonly req_id: number;
+  readonly tx_id: number;
+  readonly len: number;
+}
+
+export const XSD_SOCKMSG_SIZE = 16;
+export const XENSTORE_PAYLOAD_MAX = 4096;
+export const XENSTORE_ABS_PATH_MAX = 3072;
+export const XENSTORE_REL_PATH_MAX = 2048;
+
+/** xenstore_domain_interface ring buffers. */
+export const XENSTORE_RING_SIZE = 1024;
+
+/** Byte offsets of struct xenstore_domain_interface (one 4 KiB page). */
+export const XenstoreDomainInterface = {
+  req: 0,
+  rsp: 1024,
+  req_cons: 2048,
+  req_prod: 2052,
+  rsp_cons: 2056,
+  rsp_prod: 2060,
+  server_features: 2064,
+  connection: 2068,
+  error: 2072,
+  evtchn_port: 2076,
+} as const;
+
+/** server_features bits. */
+export const XENSTORE_SERVER_FEATURE_RECONNECTION = 1;
+export const XENSTORE_SERVER_FEATURE_ERROR = 2;
+export const XENSTORE_SERVER_FEATURE_WATCHDEPTH = 4;
+export const XENSTORE_SERVER_FEATURE_DOMID_ANY = 8;
+
+/** Values of the `connection` field. */
+export enum XenstoreConnection {
+  XENSTORE_CONNECTED = 0,
+  XENSTORE_RECONNECT = 1,
+}
+
+/** Values of the `error` field. */
+export enum XenstoreError {
+  XENSTORE_ERROR_NONE = 0,
+  XENSTORE_ERROR_COMM = 1,
+  XENSTORE_ERROR_RINGIDX = 2,
+  XENSTORE_ERROR_PROTO = 3,
+}
+
+/** Watch event payload: path then token, both NUL-terminated. */
+export const XS_WATCH_PATH = 0;
+export const XS_WATCH_TOKEN = 1;
+
+export function encodeHeader(h: XsdSockmsg, into?: Uint8Array, at = 0): Uint8Array {
+  const buf = into ?? new Uint8Array(XSD_SOCKMSG_SIZE);
+  const dv = new DataView(buf.buffer, buf.byteOffset + at, XSD_SOCKMSG_SIZE);
+  dv.setUint32(0, h.type >>> 0, true);
+  dv.setUint32(4, h.req_id >>> 0, true);
+  dv.setUint32(8, h.tx_id >>> 0, true);
+  dv.setUint32(12, h.len >>> 0, true);
+  return buf;
+}
+
+export function decodeHeader(buf: Uint8Array, at = 0): XsdSockmsg {
+  const dv = new DataView(buf.buffer, buf.byteOffset + at, XSD_SOCKMSG_SIZE);
+  return {
+    type: dv.getUint32(0, true),
+    req_id: dv.getUint32(4, true),
+    tx_id: dv.getUint32(8, true),
+    len: dv.getUint32(12, true),
+  };
+}
+
+/** A whole message: header fields plus payload bytes. */
+export interface XsMessage {
+  readonly type: number;
+  readonly req_id: number;
+  readonly tx_id: number;
+  readonly payload: Uint8Array;
+}
+
+export function encodeMessage(m: XsMessage): Uint8Array {
+  const out = new Uint8Array(XSD_SOCKMSG_SIZE + m.payload.length);
+  encodeHeader({ type: m.type, req_id: m.req_id, tx_id: m.tx_id, len: m.payload.length }, out);
+  out.set(m.payload, XSD_SOCKMSG_SIZE);
+  return out;
+}
+
+/** Joins strings as `a\0b\0`: the payload form of most requests and replies. */
+export function nulJoin(...parts: (string | Uint8Array)[]): Uint8Array {
+  const bufs = parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'latin1') : p));
+  const total = bufs.reduce((n, b) => n + b.length + 1, 0);
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (const b of bufs) {
+    out.set(b, o);
+    o += b.length + 1;
+  }
+  return out;
+}
