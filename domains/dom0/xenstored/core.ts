@@ -1,0 +1,1023 @@
+// xenstored's pure core: (state, connection, message) -> replies and watch events.
+// No I/O, clocks or threads: transports feed whole messages in and move the returned bytes.
+// Behaviour follows C xenstored 4.17 (profile `c`) or oxenstored 4.17 (profile `ocaml`).
+import {
+  XENSTORE_PAYLOAD_MAX, XsdSockmsgType as T, type XsError, type XsMessage, encodeMessage,
+} from '../../../hypervisor/public/io/xs_wire.ts';
+import { asDomId, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
+import {
+  canonicalize, domainPath, isChild, isSpecial, isValidNodename, parentOf, basename, join,
+} from './path.ts';
+import {
+  formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, type PermSubject, XsPerm,
+} from './permissions.ts';
+import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
+import { Store, type XsNode } from './store.ts';
+import { CommittedDb, type Db, type NodeData, type RecordedOp, Transaction, TxQuotaError } from './transaction.ts';
+
+export type Profile = 'c' | 'ocaml';
+
+export interface XenstoredOptions {
+  readonly profile?: Profile;
+  /** Overrides of the profile's default quotas. */
+  readonly quotas?: Partial<Quotas>;
+  /** Whether a domain exists in the hypervisor (default: every non-reserved domid, as the oracle's shim says). */
+  readonly domainExists?: (domid: number) => boolean;
+  /** -K: re-own a dead domain's nodes to dom0 instead of deleting them. */
+  readonly keepOrphans?: boolean;
+  /** Value of /tool/xenstored in profile ocaml (the daemon's path there). */
+  readonly ocamlToolPath?: string;
+}
+
+export interface Watch {
+  /** Canonical path (or @name) as matched. */
+  readonly node: string;
+  readonly token: string;
+  /** Home prefix stripped from event paths for a relative watch. */
+  readonly relativeTo: string | undefined;
+}
+
+export interface Connection {
+  readonly id: number;
+  readonly domid: DomId;
+  /** Socket connections and the privileged domain bypass permissions and quotas. */
+  readonly privileged: boolean;
+  readonly kind: 'socket' | 'domain';
+  readonly home: string;
+  target: DomId | undefined;
+  readonly watches: Watch[];
+  readonly transactions: Map<number, Transaction>;
+  nextTxId: number;
+  closed: boolean;
+}
+
+/** One message for one connection, in the order the daemon produces them. */
+export interface Delivery {
+  readonly conn: number;
+  readonly msg: XsMessage;
+}
+
+export interface Outcome {
+  readonly deliveries: Delivery[];
+  /** Connections the daemon drops (protocol violation, RELEASE, domain death). */
+  readonly closed: number[];
+}
+
+/** Dispatch flags, as C xenstored's wire_funcs[] carries them. */
+const enum Flag {
+  NONE = 0,
+  /** Only the privileged domain (and dom0 sockets) may send it. */
+  PRIV = 1,
+  /** tx_id is not looked up (WATCH, UNWATCH). */
+  NOTID = 2,
+}
+
+type Handler = (ctx: RequestContext) => void;
+
+/** Thrown inside a handler to answer with an error reply. */
+class XsFail extends Error {
+  constructor(readonly code: XsError | 'EQUOTA') {
+    super(code);
+  }
+}
+const fail = (code: XsError | 'EQUOTA'): never => {
+  throw new XsFail(code);
+};
+
+interface RequestContext {
+  readonly conn: Connection;
+  readonly msg: XsMessage;
+  readonly tx: Transaction | undefined;
+  readonly db: Db;
+  /** Reply payload (set by the handler), and whether events go first even in profile ocaml. */
+  reply?: Uint8Array;
+  eventsFirst?: boolean;
+  /** Sent right after the reply (WATCH's initial event). */
+  afterReply?: XsMessage;
+}
+
+/** Operations an oxenstored transaction records, and those of them that change the store. */
+const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
+const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
+
+const enc = (s: string): Uint8Array => Buffer.from(s, 'latin1');
+const OK = enc('OK\0');
+const dec = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+
+/** Splits a payload into its NUL-terminated strings (get_strings: an unterminated tail is not one). */
+function strings(payload: Uint8Array, max = Infinity): string[] {
+  const out: string[] = [];
+  let off = 0;
+  while (out.length < max) {
+    const nul = payload.indexOf(0, off);
+    if (nul < 0) break;
+    out.push(dec(payload.subarray(off, nul)));
+    off = nul + 1;
+  }
+  return out;
+}
+
+/** C atoi(): optional blanks and sign, then digits; anything else stops it. */
+function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
+  if (!m) return 0;
+  const v = parseInt(m[1], 10);
+  return Number.isFinite(v) ? v | 0 : 0;
+}
+
+export class Xenstored {
+  readonly profile: Profile;
+  readonly quotas: Quotas;
+  readonly store: Store;
+  readonly db: CommittedDb;
+  readonly domains = new Map<number, XsDomain>();
+  readonly connections = new Map<number, Connection>();
+  /** ACLs of @introduceDomain / @releaseDomain. */
+  readonly special = new Map<string, Perms>();
+  private nextConnId = 1;
+  private readonly domainExists: (domid: number) => boolean;
+  private readonly keepOrphans: boolean;
+  private readonly table: ReadonlyArray<readonly [Handler, Flag] | undefined>;
+  /** Messages produced by the request being handled. */
+  private out: Delivery[] = [];
+  private selfEvents: XsMessage[] = [];
+  private current: Connection | undefined;
+  private closing: number[] = [];
+
+  constructor(opts: XenstoredOptions = {}) {
+    this.profile = opts.profile ?? 'c';
+    this.quotas = { ...(this.profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS), ...opts.quotas };
+    this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
+    this.keepOrphans = opts.keepOrphans ?? false;
+    const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
+    this.store = new Store(n0);
+    this.db = new CommittedDb(this.store);
+    this.special.set('@introduceDomain', n0);
+    this.special.set('@releaseDomain', n0);
+    // setup_structure(): the tree a fresh daemon starts with.
+    const tool = this.store.create('/', this.store.root, 'tool', '', n0);
+    this.store.create('/tool', tool, 'xenstored', this.profile === 'ocaml' ? (opts.ocamlToolPath ?? '/usr/sbin/oxenstored') : '', n0);
+    if (this.profile === 'ocaml') {
+      this.store.create('/', this.store.root, 'local', '', n0);
+      this.store.create('/', this.store.root, '@introduceDomain', '', n0);
+      this.store.create('/', this.store.root, '@releaseDomain', '', n0);
+    }
+    // Dom0 is known, introduced and connected from the start.
+    this.domains.set(0, {
+      domid: asDomId(0), generation: 0, introduced: true, conn: 0, mfn: 0, port: 0, shutdownReported: false,
+    });
+    this.table = this.buildTable();
+  }
+
+  // ------------------------------------------------------------------ connections
+
+  /** A new dom0 tool connection on the Unix socket: always privileged, home /local/domain/0. */
+  connectSocket(): number {
+    return this.addConnection(asDomId(0), true, 'socket');
+  }
+
+  private addConnection(domid: DomId, privileged: boolean, kind: 'socket' | 'domain'): number {
+    const id = this.nextConnId++;
+    this.connections.set(id, {
+      id, domid, privileged, kind, home: domainPath(domid), target: undefined,
+      watches: [], transactions: new Map(), nextTxId: 1, closed: false,
+    });
+    return id;
+  }
+
+  /** The connection serving an introduced domain, if any. */
+  domainConnection(domid: number): number | undefined {
+    const d = this.domains.get(domid);
+    return d?.introduced && d.conn !== 0 ? d.conn : undefined;
+  }
+
+  /** A socket or ring transport went away: forget the connection (not the domain). */
+  disconnect(connId: number): void {
+    const c = this.connections.get(connId);
+    if (!c) return;
+    this.dropConnectionState(c);
+    c.closed = true;
+    this.connections.delete(connId);
+  }
+
+  private dropConnectionState(c: Connection): void {
+    c.watches.length = 0;
+    for (const t of c.transactions.values()) t.close();
+    c.transactions.clear();
+  }
+
+  // ------------------------------------------------------------------ requests
+
+  /** Handles one request from a connection; returns everything to send, in order. */
+  handle(connId: number, msg: XsMessage): Outcome {
+    const conn = this.connections.get(connId);
+    this.out = [];
+    this.selfEvents = [];
+    this.closing = [];
+    if (!conn) return { deliveries: [], closed: [] };
+    this.current = conn;
+    const reply = this.dispatch(conn, msg);
+    const replyDelivery: Delivery = { conn: connId, msg: reply.msg };
+    const own = this.selfEvents.map((m) => ({ conn: connId, msg: m }));
+    const after = reply.afterReply ? [{ conn: connId, msg: reply.afterReply }] : [];
+    let deliveries: Delivery[];
+    if (this.profile === 'c' || reply.eventsFirst) deliveries = [...own, replyDelivery, ...after, ...this.out];
+    else deliveries = [replyDelivery, ...after, ...own, ...this.out];
+    this.current = undefined;
+    const closed = this.closing;
+    this.closing = [];
+    return { deliveries, closed };
+  }
+
+  private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    const errorReply = (code: string): { msg: XsMessage; eventsFirst: boolean } => ({
+      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: enc(`${code}\0`) },
+      eventsFirst: false,
+    });
+    const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
+    if (entry === undefined) return errorReply('ENOSYS');
+    const [handler, flags] = entry;
+    if (flags & Flag.PRIV && !conn.privileged) {
+      // oxenstored answers CONTROL (its DEBUG) from anyone.
+      if (!(this.profile === 'ocaml' && msg.type === T.XS_CONTROL)) return errorReply('EACCES');
+    }
+    let tx: Transaction | undefined;
+    if (!(flags & Flag.NOTID) && msg.tx_id !== 0) {
+      tx = conn.transactions.get(msg.tx_id);
+      if (tx === undefined) return errorReply(this.profile === 'c' ? 'ENOENT' : 'EIO');
+    }
+    const ctx: RequestContext = { conn, msg, tx, db: tx ?? this.db };
+    // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
+    const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
+    if (record && tx && !conn.privileged && this.quotas.transactionNodes > 0 && tx.ops.length >= this.quotas.transactionNodes) {
+      return errorReply('EQUOTA');
+    }
+    const code = this.run(handler, ctx);
+    if (record && tx) tx.ops.push({ type: msg.type, payload: msg.payload, reply: code ?? dec(ctx.reply ?? OK) });
+    if (code !== undefined) return errorReply(code);
+    let payload = ctx.reply ?? OK;
+    let type = msg.type;
+    if (payload.length > XENSTORE_PAYLOAD_MAX) {
+      payload = enc('E2BIG\0');
+      type = T.XS_ERROR;
+    }
+    return {
+      msg: { type, req_id: msg.req_id, tx_id: msg.tx_id, payload },
+      eventsFirst: ctx.eventsFirst ?? false,
+      afterReply: ctx.afterReply,
+    };
+  }
+
+  /** Runs a handler; returns the error code it failed with, dropping what it had queued. */
+  private run(handler: Handler, ctx: RequestContext): string | undefined {
+    const mark = this.out.length;
+    const selfMark = this.selfEvents.length;
+    try {
+      handler(ctx);
+      return undefined;
+    } catch (e) {
+      this.out.length = mark;
+      this.selfEvents.length = selfMark;
+      if (e instanceof XsFail) return e.code;
+      if (e instanceof TxQuotaError) return this.profile === 'c' ? 'ENOSPC' : 'EQUOTA';
+      // A bug in the daemon must not take the daemon down: answer as oxenstored does.
+      return 'EIO';
+    }
+  }
+
+  private buildTable(): (readonly [Handler, Flag] | undefined)[] {
+    const t: (readonly [Handler, Flag] | undefined)[] = [];
+    t[T.XS_CONTROL] = [(c) => this.doControl(c), Flag.PRIV];
+    t[T.XS_DIRECTORY] = [(c) => this.doDirectory(c), Flag.NONE];
+    t[T.XS_READ] = [(c) => this.doRead(c), Flag.NONE];
+    t[T.XS_GET_PERMS] = [(c) => this.doGetPerms(c), Flag.NONE];
+    t[T.XS_WATCH] = [(c) => this.doWatch(c), Flag.NOTID];
+    t[T.XS_UNWATCH] = [(c) => this.doUnwatch(c), Flag.NOTID];
+    t[T.XS_TRANSACTION_START] = [(c) => this.doTransactionStart(c), Flag.NONE];
+    t[T.XS_TRANSACTION_END] = [(c) => this.doTransactionEnd(c), Flag.NONE];
+    t[T.XS_INTRODUCE] = [(c) => this.doIntroduce(c), Flag.PRIV];
+    t[T.XS_RELEASE] = [(c) => this.doRelease(c), Flag.PRIV];
+    t[T.XS_GET_DOMAIN_PATH] = [(c) => this.doGetDomainPath(c), Flag.NONE];
+    t[T.XS_WRITE] = [(c) => this.doWrite(c), Flag.NONE];
+    t[T.XS_MKDIR] = [(c) => this.doMkdir(c), Flag.NONE];
+    t[T.XS_RM] = [(c) => this.doRm(c), Flag.NONE];
+    t[T.XS_SET_PERMS] = [(c) => this.doSetPerms(c), Flag.NONE];
+    t[T.XS_IS_DOMAIN_INTRODUCED] = [(c) => this.doIsDomainIntroduced(c), Flag.PRIV];
+    t[T.XS_RESUME] = [(c) => this.doResume(c), Flag.PRIV];
+    t[T.XS_SET_TARGET] = [(c) => this.doSetTarget(c), Flag.PRIV];
+    t[T.XS_RESET_WATCHES] = [(c) => this.doResetWatches(c), Flag.NONE];
+    if (this.profile === 'c') t[T.XS_DIRECTORY_PART] = [(c) => this.doDirectoryPart(c), Flag.NONE];
+    return t;
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private subject(conn: Connection): PermSubject {
+    return { privileged: conn.privileged, domid: conn.domid, target: conn.target };
+  }
+
+  /** Stale-ACL rule: an entry counts only for a domain known since before the node last changed. */
+  private entryValid(node: NodeData): (e: PermEntry) => boolean {
+    if (this.profile === 'ocaml') return () => true;
+    return (e) => {
+      const d = this.domains.get(e.id);
+      return d !== undefined && d.generation <= node.gen;
+    };
+  }
+
+  private perm(conn: Connection, node: NodeData): number {
+    return permForConn(this.subject(conn), node.perms, this.entryValid(node));
+  }
+
+  private permsOnly(conn: Connection, perms: Perms): number {
+    return permForConn(this.subject(conn), perms, (e) => this.profile === 'ocaml' || this.domains.has(e.id));
+  }
+
+  /** onearg(): exactly one NUL-terminated string filling the payload, else `err`. */
+  private onearg(msg: XsMessage, err: XsError = 'EINVAL'): string {
+    const p = msg.payload;
+    const nul = p.indexOf(0);
+    if (nul < 0 || nul !== p.length - 1) fail(err);
+    return dec(p.subarray(0, nul));
+  }
+
+  /**
+   * The path argument of READ, DIRECTORY, GET_PERMS, MKDIR and RM. C xenstored answers a malformed
+   * one with whatever errno was left over (and may abort); xensim fixes ENOENT, which keeps the
+   * reference transcript, and oxenstored's EINVAL in profile ocaml.
+   */
+  private patharg(msg: XsMessage): string {
+    return this.onearg(msg, this.profile === 'c' ? 'ENOENT' : 'EINVAL');
+  }
+
+  /** Canonical, validated name (EINVAL otherwise). */
+  private name(conn: Connection, raw: string, allowSpecial = false): string {
+    const name = canonicalize(conn.home, raw);
+    if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) fail('ENOENT');
+    // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
+    if (!isValidNodename(name, allowSpecial, this.quotas.pathMax)) fail('EINVAL');
+    return name;
+  }
+
+  /**
+   * get_node(): the node if the connection has `want` on it. Otherwise the error C gives: EACCES
+   * when denied, ENOENT when missing - unless the nearest existing ancestor is unreadable (EACCES).
+   */
+  private getNode(ctx: RequestContext, name: string, want: number): NodeData {
+    const node = ctx.db.read(name);
+    let err: XsError = 'ENOENT';
+    if (node !== undefined) {
+      if ((this.perm(ctx.conn, node) & want) === want) return node;
+      err = 'EACCES';
+    }
+    if (this.profile === 'ocaml') return fail(err);
+    let p = name;
+    let anc: NodeData | undefined;
+    do {
+      p = parentOf(p);
+      anc = ctx.db.read(p);
+    } while (anc === undefined && p !== '/');
+    if (anc === undefined || !(this.perm(ctx.conn, anc) & XsPerm.XS_PERM_READ)) fail('EACCES');
+    return fail(err);
+  }
+
+  /** 4.17 node record size: 24-byte header, 8 bytes per ACL entry, value, child names. */
+  private nodeSize(value: string, perms: Perms, children: readonly string[]): number {
+    let kids = 0;
+    for (const k of children) kids += k.length + 1;
+    return 24 + 8 * perms.length + value.length + kids;
+  }
+
+  private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[]): void {
+    if (this.profile === 'ocaml') {
+      if (this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
+      return;
+    }
+    if (conn.privileged || this.quotas.nodeSize === 0) return;
+    if (this.nodeSize(value, perms, children) >= this.quotas.nodeSize) fail('ENOSPC');
+  }
+
+  /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
+  private settle(node: NodeData): Perms {
+    if (this.profile === 'ocaml' || node.perms.length < 2) return node.perms;
+    const valid = this.entryValid(node);
+    let changed = false;
+    const out = node.perms.map((e, i) => {
+      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || valid(e)) return e;
+      changed = true;
+      return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
+    });
+    return changed ? internPerms(out) : node.perms;
+  }
+
+  /** construct_node() + create_node(): creates name and missing ancestors with inherited ACLs. */
+  private createNode(ctx: RequestContext, name: string, value: string): void {
+    const { conn, db } = ctx;
+    const missing: string[] = [name];
+    let parentName = parentOf(name);
+    let parent = db.read(parentName);
+    while (parent === undefined) {
+      missing.push(parentName);
+      parentName = parentOf(parentName);
+      parent = db.read(parentName);
+    }
+    if (!(this.perm(conn, parent) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
+    let perms = this.settle(parent);
+    if (!conn.privileged && this.profile === 'c') {
+      perms = internPerms([{ perms: perms[0].perms, id: conn.domid }, ...perms.slice(1)]);
+    }
+    // Check everything first, so a failure leaves nothing half-created (XSA-414/415).
+    const quota = this.quotas.nodes;
+    if (!conn.privileged && quota > 0) {
+      const have = db.ownedBy(this.profile === 'c' ? conn.domid : perms[0].id);
+      if (have + missing.length > quota) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
+    }
+    const top = missing[missing.length - 1];
+    this.checkNodeSize(conn, parent.value, parent.perms, [...db.children(parentName), basename(top)]);
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const kids = i > 0 ? [basename(missing[i - 1])] : [];
+      this.checkNodeSize(conn, i === 0 ? value : '', perms, kids);
+    }
+    for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
+  }
+
+  // ------------------------------------------------------------------ watch events
+
+  private eventFor(w: Watch, name: string): XsMessage | undefined {
+    let path = name;
+    if (w.relativeTo !== undefined && name.startsWith(`${w.relativeTo}/`)) path = name.slice(w.relativeTo.length + 1);
+    const payload = enc(`${path}\0${w.token}\0`);
+    // An event that cannot fit a message is dropped (XSA-324).
+    if (payload.length > XENSTORE_PAYLOAD_MAX) return undefined;
+    return { type: T.XS_WATCH_EVENT, req_id: 0, tx_id: 0, payload };
+  }
+
+  private queueEvent(conn: Connection, msg: XsMessage): void {
+    if (conn === this.current) this.selfEvents.push(msg);
+    else this.out.push({ conn: conn.id, msg });
+  }
+
+  /**
+   * fire_watches(): an event for every watch on `name` (or above it, unless `exact`) of every
+   * connection allowed to know. `perms` are the ACLs that qualify a reader (node, old node, parent).
+   */
+  private fire(ctx: RequestContext | undefined, name: string, exact: boolean, perms: Perms[]): void {
+    if (ctx?.tx) {
+      ctx.tx.queueWatch(name, exact, perms);
+      return;
+    }
+    this.fireNow(name, exact, perms);
+  }
+
+  private fireNow(name: string, exact: boolean, perms: Perms[]): void {
+    const special = isSpecial(name);
+    for (const c of this.connections.values()) {
+      if (c.watches.length === 0) continue;
+      if (!c.privileged) {
+        if (special) {
+          const sp = this.special.get(name);
+          if (sp === undefined || !(this.permsOnly(c, sp) & XsPerm.XS_PERM_READ)) continue;
+        } else if (!perms.some((p) => this.permsOnly(c, p) & XsPerm.XS_PERM_READ)) continue;
+      }
+      const ws = this.profile === 'c' ? c.watches : [...c.watches].reverse();
+      for (const w of ws) {
+        if (special && !isSpecial(w.node) && w.node !== '/') continue;
+        if (exact ? w.node !== name : !isChild(name, w.node)) continue;
+        const ev = this.eventFor(w, name);
+        if (ev) this.queueEvent(c, ev);
+      }
+    }
+  }
+
+  private nodePerms(db: Db, name: string, node: NodeData | undefined): Perms[] {
+    const out: Perms[] = [];
+    if (node) out.push(node.perms);
+    if (name !== '/') {
+      const parent = db.read(parentOf(name));
+      if (parent) out.push(parent.perms);
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ handlers: nodes
+
+  private doRead(ctx: RequestContext): void {
+    const name = this.name(ctx.conn, this.patharg(ctx.msg));
+    ctx.reply = enc(this.getNode(ctx, name, XsPerm.XS_PERM_READ).value);
+  }
+
+  private sortedIfOcaml(kids: readonly string[]): readonly string[] {
+    return this.profile === 'ocaml' ? [...kids].sort() : kids;
+  }
+
+  private doDirectory(ctx: RequestContext): void {
+    const name = this.name(ctx.conn, this.patharg(ctx.msg));
+    this.getNode(ctx, name, XsPerm.XS_PERM_READ);
+    const kids = this.sortedIfOcaml(ctx.db.children(name));
+    ctx.reply = enc(kids.map((k) => `${k}\0`).join(''));
+  }
+
+  private doDirectoryPart(ctx: RequestContext): void {
+    const args = strings(ctx.msg.payload);
+    if (args.length !== 2 || ctx.msg.payload[ctx.msg.payload.length - 1] !== 0) fail('EINVAL');
+    const name = this.name(ctx.conn, args[0]);
+    const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
+    const list = ctx.db.children(name).map((k) => `${k}\0`).join('');
+    const off = atoi(args[1]) >>> 0;
+    const gen = `${Math.max(node.gen, 0)}\0`;
+    if (off >= list.length) {
+      ctx.reply = enc(`${gen}\0`);
+      return;
+    }
+    const maxlen = XENSTORE_PAYLOAD_MAX - gen.length - 1;
+    let len = 0;
+    let at = off;
+    for (;;) {
+      const end = list.indexOf('\0', at);
+      const child = list.slice(at, end);
+      if (len + child.length >= maxlen) break;
+      len += child.length + 1;
+      at = end + 1;
+      if (off + len === list.length) break;
+    }
+    ctx.reply = enc(gen + list.slice(off, off + len) + (off + len === list.length ? '\0' : ''));
+  }
+
+  private doGetPerms(ctx: RequestContext): void {
+    const raw = this.patharg(ctx.msg);
+    if (isSpecial(raw)) {
+      const sp = this.special.get(raw);
+      if (sp === undefined) fail(this.profile === 'c' && !ctx.conn.privileged ? 'EACCES' : 'ENOENT');
+      if (!(this.permsOnly(ctx.conn, sp!) & XsPerm.XS_PERM_READ)) fail('EACCES');
+      ctx.reply = enc(formatPerms(sp!).map((s) => `${s}\0`).join(''));
+      return;
+    }
+    const name = this.name(ctx.conn, raw);
+    const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
+    ctx.reply = enc(formatPerms(node.perms).map((s) => `${s}\0`).join(''));
+  }
+
+  private doWrite(ctx: RequestContext): void {
+    const p = ctx.msg.payload;
+    const nul = p.indexOf(0);
+    if (nul < 0) fail('EINVAL');
+    const name = this.name(ctx.conn, dec(p.subarray(0, nul)));
+    const value = dec(p.subarray(nul + 1));
+    let node = ctx.db.read(name);
+    if (node !== undefined) {
+      node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
+      this.checkNodeSize(ctx.conn, value, node.perms, ctx.db.children(name));
+      const settled = this.settle(node);
+      if (settled !== node.perms) ctx.db.setPerms(name, settled);
+      ctx.db.setValue(name, value);
+    } else {
+      this.missingForCreate(ctx, name);
+      this.createNode(ctx, name, value);
+    }
+    this.fire(ctx, name, false, this.nodePerms(ctx.db, name, ctx.db.read(name)));
+  }
+
+  /** A missing node may be created only when its nearest existing ancestor does not hide it. */
+  private missingForCreate(ctx: RequestContext, name: string): void {
+    if (this.profile === 'ocaml') return;
+    let p = name;
+    let anc: NodeData | undefined;
+    do {
+      p = parentOf(p);
+      anc = ctx.db.read(p);
+    } while (anc === undefined && p !== '/');
+    if (anc === undefined || !(this.perm(ctx.conn, anc) & XsPerm.XS_PERM_READ)) fail('EACCES');
+  }
+
+  private doMkdir(ctx: RequestContext): void {
+    const name = this.name(ctx.conn, this.patharg(ctx.msg));
+    const node = ctx.db.read(name);
+    if (node !== undefined) {
+      this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
+      return;
+    }
+    this.missingForCreate(ctx, name);
+    this.createNode(ctx, name, '');
+    this.fire(ctx, name, false, this.nodePerms(ctx.db, name, ctx.db.read(name)));
+  }
+
+  private doRm(ctx: RequestContext): void {
+    const name = this.name(ctx.conn, this.patharg(ctx.msg));
+    const node = ctx.db.read(name);
+    if (node === undefined) {
+      this.missingForCreate(ctx, name);
+      // Missing leaf under an existing parent is fine; a missing parent is not.
+      if (ctx.db.read(parentOf(name)) === undefined) fail('ENOENT');
+      return;
+    }
+    this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
+    if (name === '/') {
+      if (this.profile === 'c') fail('EINVAL');
+      // oxenstored empties the store.
+      for (const k of [...ctx.db.children('/')]) this.removeSubtree(ctx, join('/', k));
+      return;
+    }
+    this.removeSubtree(ctx, name);
+  }
+
+  private removeSubtree(ctx: RequestContext, name: string): void {
+    const removed = ctx.db.remove(name);
+    // Watches on the removed node or above it fire with its path; a watch on a removed
+    // descendant fires once, with its own path.
+    for (const r of removed) this.fire(ctx, r.path, r.path !== name, [r.perms, r.parentPerms]);
+  }
+
+  private doSetPerms(ctx: RequestContext): void {
+    const { conn, msg } = ctx;
+    const all = strings(msg.payload);
+    // xs_count_strings counts NULs: path plus at least one entry.
+    if (all.length < 2) fail('EINVAL');
+    const n = all.length - 1;
+    if (this.profile === 'c' && !conn.privileged && this.quotas.permissions > 0 && n > this.quotas.permissions) {
+      fail('ENOSPC');
+    }
+    const parsed = parsePerms(all.slice(1));
+    if (parsed === undefined) return fail('EINVAL');
+    // domain_alloc_permrefs(): entries for domains that do not exist are kept but ignored.
+    const entries = parsed.map((e) => {
+      if (this.profile === 'ocaml') return e;
+      if (!this.knowDomain(e.id)) return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
+      return e;
+    });
+    if (entries[0].perms & XsPerm.XS_PERM_IGNORE) fail('ENOENT');
+    const perms = internPerms(entries);
+    const raw = all[0];
+    if (isSpecial(raw)) {
+      const sp = this.special.get(raw);
+      if (sp === undefined) return fail('ENOENT');
+      const want = XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
+      if ((this.permsOnly(conn, sp) & want) !== want) fail('EACCES');
+      this.special.set(raw, perms);
+      return;
+    }
+    const name = this.name(conn, raw);
+    const node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER);
+    if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.profile === 'c' ? 'EPERM' : 'EACCES');
+    if (!conn.privileged && this.profile === 'c' && perms[0].id !== node.perms[0].id) {
+      const q = this.quotas.nodes;
+      if (q > 0 && ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
+    }
+    this.checkNodeSize(conn, node.value, perms, ctx.db.children(name));
+    const old = node.perms;
+    ctx.db.setPerms(name, perms);
+    this.fire(ctx, name, false, [old, ...this.nodePerms(ctx.db, name, ctx.db.read(name))]);
+  }
+
+  // ------------------------------------------------------------------ handlers: watches
+
+  private doWatch(ctx: RequestContext): void {
+    const { conn, msg } = ctx;
+    const args = strings(msg.payload, 2);
+    if (args.length !== 2) fail('EINVAL');
+    const [raw, token] = args;
+    let node: string;
+    let relativeTo: string | undefined;
+    if (isSpecial(raw)) {
+      if (raw.length > 2048) fail('EINVAL');
+      node = raw;
+    } else {
+      node = this.name(conn, raw);
+      if (!raw.startsWith('/')) relativeTo = conn.home;
+    }
+    if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
+    if (!conn.privileged && this.quotas.watches > 0) {
+      if (this.profile === 'c' ? conn.watches.length > this.quotas.watches : conn.watches.length >= this.quotas.watches) {
+        fail(this.profile === 'c' ? 'E2BIG' : 'EQUOTA');
+      }
+    }
+    const w: Watch = { node, token, relativeTo };
+    conn.watches.push(w);
+    // "We fire once up front": the initial event, whatever the node's existence or ACL.
+    ctx.afterReply = this.eventFor(w, node);
+  }
+
+  private doUnwatch(ctx: RequestContext): void {
+    const { conn, msg } = ctx;
+    const args = strings(msg.payload, 2);
+    if (args.length !== 2) fail('EINVAL');
+    const [raw, token] = args;
+    const node = isSpecial(raw) ? raw : this.name(conn, raw);
+    const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
+    if (i < 0) fail('ENOENT');
+    conn.watches.splice(i, 1);
+  }
+
+  private doResetWatches(ctx: RequestContext): void {
+    this.dropConnectionState(ctx.conn);
+  }
+
+  // ------------------------------------------------------------------ handlers: transactions
+
+  private doTransactionStart(ctx: RequestContext): void {
+    const { conn } = ctx;
+    if (ctx.tx) fail('EBUSY');
+    if (!conn.privileged && this.quotas.transactions > 0) {
+      const n = conn.transactions.size;
+      if (this.profile === 'c' ? n > this.quotas.transactions : n >= this.quotas.transactions) {
+        fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
+      }
+    }
+    const id = this.allocTxId(conn);
+    const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
+    conn.transactions.set(id, new Transaction(id, this.store, this.profile, this.profile === 'c' ? quota : 0));
+    ctx.reply = enc(`${id}\0`);
+  }
+
+  private allocTxId(conn: Connection): number {
+    const limit = this.profile === 'c' ? 0xffffffff : 0x3ffffffe;
+    let id = conn.nextTxId;
+    while (id === 0 || conn.transactions.has(id)) id = id >= limit ? 1 : id + 1;
+    conn.nextTxId = id >= limit ? 1 : id + 1;
+    return id;
+  }
+
+
+  private doTransactionEnd(ctx: RequestContext): void {
+    const { conn, tx } = ctx;
+    const arg = this.onearg(ctx.msg);
+    if (arg !== 'T' && arg !== 'F') fail('EINVAL');
+    if (!tx) return fail(this.profile === 'c' ? 'ENOENT' : 'EIO');
+    conn.transactions.delete(tx.id);
+    tx.close();
+    if (arg === 'F') return;
+    ctx.eventsFirst = true;
+    if (this.profile === 'c') this.commitC(ctx, tx);
+    else this.commitOcaml(ctx, tx);
+  }
+
+  private commitC(ctx: RequestContext, tx: Transaction): void {
+    if (tx.failed) fail('ENOMEM');
+    if (!tx.unchanged()) fail('EAGAIN');
+    const q = this.quotas.nodes;
+    if (!ctx.conn.privileged && q > 0 && tx.ownedBy(ctx.conn.domid) > q) fail('ENOSPC');
+    for (const ev of tx.apply()) this.fireCommitted(ev.path, ev.exact, ev.perms);
+  }
+
+  private fireCommitted(path: string, exact: boolean, recorded: Perms[]): void {
+    const perms = [...this.nodePerms(this.db, path, this.store.get(path)), ...recorded];
+    this.fireNow(path, exact, perms);
+  }
+
+  /**
+   * oxenstored: commit if nothing changed since the start, or if the lowest path the transaction
+   * touched is untouched (merge); otherwise replay its operations on the current store and commit
+   * only if every reply is the same. Read-only transactions always commit.
+   */
+  private commitOcaml(ctx: RequestContext, tx: Transaction): void {
+    if (!tx.hasWrites()) return;
+    let ok = this.store.generation === tx.startGen || tx.canCoalesce();
+    if (!ok) {
+      // The replay runs in a transaction of its own, which takes an id.
+      this.allocTxId(ctx.conn);
+      ok = this.replayMatches(ctx.conn, tx);
+    }
+    if (!ok) fail('EAGAIN');
+    // Apply by replaying the operations outside any transaction, firing their events.
+    for (const op of tx.ops) {
+      if (!WRITES.has(op.type)) continue;
+      this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
+    }
+  }
+
+  private subRequest(conn: Connection, op: RecordedOp, tx: Transaction | undefined): RequestContext {
+    return { conn, msg: { type: op.type, req_id: 0, tx_id: 0, payload: op.payload }, tx, db: tx ?? this.db };
+  }
+
+  /** Dry-run of a transaction's operations on the current store: would each reply match? */
+  private replayMatches(conn: Connection, tx: Transaction): boolean {
+    const scratch = new Transaction(0, this.store, 'c', 0);
+    const saveOut = this.out;
+    const saveSelf = this.selfEvents;
+    try {
+      return tx.ops.every((op) => {
+        const sub = this.subRequest(conn, op, scratch);
+        const code = this.run(this.table[op.type]![0], sub);
+        return (code ?? dec(sub.reply ?? OK)) === op.reply;
+      });
+    } finally {
+      this.out = saveOut;
+      this.selfEvents = saveSelf;
+    }
+  }
+
+  // ------------------------------------------------------------------ handlers: domains
+
+  /** find_or_alloc_existing_domain(): a domain struct for a domain the hypervisor has. */
+  private knowDomain(domid: number): XsDomain | undefined {
+    let d = this.domains.get(domid);
+    if (d === undefined && this.domainExists(domid)) {
+      d = {
+        domid: asDomId(domid), generation: this.store.generation, introduced: false, conn: undefined,
+        mfn: 0, port: 0, shutdownReported: false,
+      };
+      this.domains.set(domid, d);
+    }
+    return d;
+  }
+
+  private doIntroduce(ctx: RequestContext): void {
+    const args = strings(ctx.msg.payload, 3);
+    if (args.length < 3) fail('EINVAL');
+    const domid = atoi(args[0]);
+    const mfn = atoi(args[1]);
+    const port = atoi(args[2]);
+    if (port <= 0 && this.profile === 'c') fail('EINVAL');
+    const known = this.domains.get(domid);
+    if (this.profile === 'ocaml' && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
+    // oxenstored queues @introduceDomain/@releaseDomain ahead of the reply.
+    ctx.eventsFirst = true;
+    const d = this.knowDomain(domid);
+    if (d === undefined) return fail('EINVAL');
+    if (domid === 0 && this.profile === 'ocaml') return;
+    if (!d.introduced) {
+      d.introduced = true;
+      d.mfn = mfn;
+      d.port = port;
+      d.conn = this.addConnection(asDomId(domid), false, 'domain');
+      if (domid !== 0) this.fire(undefined, '@introduceDomain', false, []);
+    } else {
+      d.port = port;
+      // Re-INTRODUCE rebinds the event channel and resets the connection.
+      const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+      if (c && this.profile === 'c') this.dropConnectionState(c);
+    }
+  }
+
+  private domainArg(ctx: RequestContext): XsDomain {
+    const domid = atoi(this.onearg(ctx.msg));
+    if (domid === 0) fail('EINVAL');
+    const d = this.domains.get(domid);
+    if (d === undefined || !d.introduced) return fail(this.profile === 'c' && d === undefined ? 'ENOENT' : 'EINVAL');
+    return d;
+  }
+
+  private doRelease(ctx: RequestContext): void {
+    const d = this.domainArg(ctx);
+    ctx.eventsFirst = true;
+    this.destroyDomain(d);
+  }
+
+  /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
+  destroyDomain(d: XsDomain): void {
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+    if (c) {
+      this.dropConnectionState(c);
+      this.connections.delete(c.id);
+      c.closed = true;
+      this.closing.push(c.id);
+    }
+    this.domains.delete(d.domid);
+    // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
+    if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
+      const owned = this.topmostOwned(d.domid);
+      for (const p of owned) {
+        if (this.keepOrphans || p === '/') {
+          const n = this.store.get(p)!;
+          this.store.setPerms(p, n, internPerms([{ perms: n.perms[0].perms, id: asDomId(0) }, ...n.perms.slice(1)]));
+        } else {
+          const removed = this.db.remove(p);
+          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.perms, r.parentPerms]);
+        }
+      }
+    }
+    this.fireNow('@releaseDomain', false, []);
+  }
+
+  /** Paths of the highest nodes a domain owns (their subtrees go with them). */
+  private topmostOwned(domid: number): string[] {
+    const out: string[] = [];
+    const stack: [string, XsNode][] = [['/', this.store.root]];
+    while (stack.length) {
+      const [p, n] = stack.pop()!;
+      if (n.perms[0].id === domid && p !== '/') {
+        out.push(p);
+        continue;
+      }
+      if (n.children) for (const [k, c] of n.children) stack.push([join(p, k), c]);
+    }
+    return out;
+  }
+
+  private doResume(ctx: RequestContext): void {
+    const d = this.domainArg(ctx);
+    d.shutdownReported = false;
+  }
+
+  private doSetTarget(ctx: RequestContext): void {
+    const args = strings(ctx.msg.payload, 2);
+    if (args.length < 2) fail('EINVAL');
+    const domid = atoi(args[0]);
+    const tdomid = atoi(args[1]);
+    const d = this.domains.get(domid);
+    if (d === undefined) return fail('ENOENT');
+    if (!d.introduced || d.conn === undefined) return fail('EINVAL');
+    const t = this.domains.get(tdomid);
+    if (t === undefined) return fail('ENOENT');
+    if (!t.introduced) return fail('EINVAL');
+    const c = this.connections.get(d.conn);
+    if (c) c.target = asDomId(tdomid);
+  }
+
+  private doIsDomainIntroduced(ctx: RequestContext): void {
+    const domid = atoi(this.onearg(ctx.msg));
+    const yes = domid === DOMID_SELF || this.domains.get(domid)?.introduced === true;
+    ctx.reply = enc(yes ? 'T\0' : 'F\0');
+  }
+
+  private doGetDomainPath(ctx: RequestContext): void {
+    const s = this.onearg(ctx.msg);
+    ctx.reply = enc(`${domainPath(atoi(s))}\0`);
+  }
+
+  /**
+   * The hypervisor says which domains shut down or died (VIRQ_DOM_EXC). Shutdown fires
+   * @releaseDomain once (until RESUME); death destroys the domain's connection and nodes.
+   */
+  domainStateChanged(domid: number, state: 'shutdown' | 'dead'): Outcome {
+    this.out = [];
+    this.selfEvents = [];
+    this.closing = [];
+    const d = this.domains.get(domid);
+    if (d?.introduced && domid !== 0) {
+      if (state === 'dead') this.destroyDomain(d);
+      else if (!d.shutdownReported || this.profile === 'ocaml') {
+        d.shutdownReported = true;
+        this.fireNow('@releaseDomain', false, []);
+      }
+    }
+    const out = { deliveries: this.out, closed: this.closing };
+    this.out = [];
+    this.closing = [];
+    return out;
+  }
+
+  // ------------------------------------------------------------------ CONTROL
+
+  private doControl(ctx: RequestContext): void {
+    const args = strings(ctx.msg.payload);
+    if (this.profile === 'ocaml') {
+      ctx.reply = OK;
+      return;
+    }
+    if (args.length < 1) fail('EINVAL');
+    const [cmd, ...rest] = args;
+    switch (cmd) {
+      case 'print':
+      case 'check':
+      case 'log':
+      case 'logfile':
+        ctx.reply = OK;
+        return;
+      case 'help':
+        ctx.reply = enc('Available commands:\ncheck\nhelp\nlog [on|off]\nlogfile <file>\nmemreport [<file>]\nprint <string>\nquota [set <name> <val>|<domid>]\nquota-soft [set <name> <val>]\n\0');
+        return;
+      case 'memreport':
+        ctx.reply = enc(`${this.memreport()}\0`);
+        return;
+      case 'quota':
+        ctx.reply = enc(`${this.quotaCommand(rest)}\0`);
+        return;
+      default:
+        fail('EINVAL');
+    }
+  }
+
+  private memreport(): string {
+    return `nodes: ${this.store.size}\nconnections: ${this.connections.size}\ndomains: ${this.domains.size}\n`;
+  }
+
+  private quotaCommand(args: string[]): string {
+    const q = this.quotas;
+    const list: [string, number][] = [
+      ['Nodes per Domain', q.nodes], ['Entry size', q.nodeSize], ['Watches per Domain', q.watches],
+      ['Transactions per Domain', q.transactions], ['Permissions per Node', q.permissions],
+      ['Max path length', q.pathMax], ['Outstanding requests', q.outstanding],
+      ['Transaction nodes', q.transactionNodes], ['Domain memory', q.memory],
+    ];
+    if (args.length === 0) return list.map(([n, v]) => `${n.padEnd(30)}: ${v}`).join('\n') + '\n';
+    if (args[0] === 'set') {
+      fail('EINVAL');
+    }
+    const d = this.domains.get(atoi(args[0]));
+    if (d === undefined) return fail('ENOENT');
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+    return [
+      `Domain ${d.domid}:`,
+      `  nodes: ${this.store.ownedBy(d.domid)} (max ${q.nodes})`,
+      `  watches: ${c?.watches.length ?? 0} (max ${q.watches})`,
+      `  transactions: ${c?.transactions.size ?? 0} (max ${q.transactions})`,
+    ].join('\n') + '\n';
+  }
+
+  // ------------------------------------------------------------------ helpers for transports
+
+  /** An error reply, for a transport that finds a problem before the core does. */
+  static errorMessage(req: { req_id: number; tx_id: number }, code: XsError): Uint8Array {
+    return encodeMessage({ type: T.XS_ERROR, req_id: req.req_id, tx_id: req.tx_id, payload: enc(`${code}\0`) });
+  }
+}

@@ -1,0 +1,24 @@
+// What xenstored knows of each domain: introduced or not, its connection, quota counters.
+
+declare const domIdBrand: unique symbol;
+/** A Xen domain id (domid_t). */
+export type DomId = number & { readonly [domIdBrand]: true };
+export const asDomId = (n: number): DomId => (n >>> 0) as DomId;
+
+export const DOMID_FIRST_RESERVED = 0x7ff0;
+export const DOMID_SELF = 0x7ff0;
+export const DOMID_INVALID = 0x7ff4;
+
+export interface XsDomain {
+  readonly domid: DomId;
+  /** Global generation when xenstored first learned of this domain (stale-ACL rule). */
+  readonly generation: number;
+  introduced: boolean;
+  /** Connection id once introduced. */
+  conn: number | undefined;
+  /** Store ring frame and event channel from INTRODUCE. */
+  mfn: number;
+  port: number;
+  /** @releaseDomain already fired for this domain's shutdown (cleared by RESUME). */
+  shutdownReported: boolean;
+}

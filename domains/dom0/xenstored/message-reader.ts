@@ -1,0 +1,55 @@
+// Splits a connection's byte stream into xs_wire messages (handle_input). Pure: transports
+// push the bytes they received and act on what comes out.
+import {
+  XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, decodeHeader, type XsMessage,
+} from '../../../hypervisor/public/io/xs_wire.ts';
+import type { Profile } from './core.ts';
+
+export type ReaderItem =
+  | { readonly kind: 'message'; readonly msg: XsMessage }
+  /** oxenstored reads and discards an oversized payload, then answers E2BIG. */
+  | { readonly kind: 'too-big'; readonly req_id: number; readonly tx_id: number }
+  /** C xenstored drops a connection whose header announces more than 4096 bytes. */
+  | { readonly kind: 'violation' };
+
+export class MessageReader {
+  private buf: Buffer = Buffer.alloc(0);
+  private broken = false;
+
+  constructor(private readonly profile: Profile) {}
+
+  /** Bytes buffered but not yet a whole message. */
+  get pending(): number {
+    return this.buf.length;
+  }
+
+  push(data: Uint8Array): ReaderItem[] {
+    if (this.broken) return [];
+    this.buf = this.buf.length ? Buffer.concat([this.buf, data]) : Buffer.from(data);
+    const out: ReaderItem[] = [];
+    let off = 0;
+    while (this.buf.length - off >= XSD_SOCKMSG_SIZE) {
+      const h = decodeHeader(this.buf, off);
+      if (h.len > XENSTORE_PAYLOAD_MAX && this.profile === 'c') {
+        this.broken = true;
+        this.buf = Buffer.alloc(0);
+        out.push({ kind: 'violation' });
+        return out;
+      }
+      const end = off + XSD_SOCKMSG_SIZE + h.len;
+      if (this.buf.length < end) break;
+      // oxenstored only completes an empty-payload message once more bytes have arrived.
+      if (h.len === 0 && this.profile === 'ocaml' && this.buf.length === end) break;
+      if (h.len > XENSTORE_PAYLOAD_MAX) {
+        out.push({ kind: 'too-big', req_id: h.req_id, tx_id: h.tx_id });
+      } else {
+        // Copy: the payload outlives this buffer (transactions record it).
+        const payload = Uint8Array.prototype.slice.call(this.buf, off + XSD_SOCKMSG_SIZE, end);
+        out.push({ kind: 'message', msg: { type: h.type, req_id: h.req_id, tx_id: h.tx_id, payload } });
+      }
+      off = end;
+    }
+    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+    return out;
+  }
+}

@@ -1,0 +1,198 @@
+// The committed node tree. One object per node; children in insertion order (C xenstored's
+// DIRECTORY order), values kept as latin1 strings (one byte per char, far smaller than a
+// Uint8Array per node), ACLs shared between nodes.
+import type { Perms } from './permissions.ts';
+import { join } from './path.ts';
+
+export class XsNode {
+  /** Raw value bytes, one char per byte. */
+  value: string;
+  perms: Perms;
+  /** Children by name, in insertion order; null for a leaf (saves a Map per leaf). */
+  children: Map<string, XsNode> | null = null;
+  /** Generation of this node's last change (value, ACL, child list). */
+  gen: number;
+  /** Newest generation anywhere in this subtree (oxenstored-style merges ask for it). */
+  subGen: number;
+
+  constructor(value: string, perms: Perms, gen: number) {
+    this.value = value;
+    this.perms = perms;
+    this.gen = gen;
+    this.subGen = gen;
+  }
+}
+
+/** What an open snapshot (oxenstored-style transaction) saw of a node before it changed. */
+export interface PreImage {
+  readonly node: { value: string; perms: Perms; gen: number } | undefined;
+  readonly children: readonly string[] | undefined;
+}
+
+export interface SnapshotListener {
+  /** Called once before the node at `path` (or its child list) first changes. */
+  preserve(path: string, image: PreImage): void;
+  has(path: string): boolean;
+}
+
+export class Store {
+  readonly root: XsNode;
+  /** Global modification counter (C xenstored's `generation`). */
+  generation = 1;
+  /** Nodes owned per domid, for the nodes quota. */
+  readonly owned = new Map<number, number>();
+  private nodeCount = 1;
+  /** Open snapshots that must see the tree as it was when they started. */
+  readonly snapshots = new Set<SnapshotListener>();
+
+  constructor(rootPerms: Perms) {
+    this.root = new XsNode('', rootPerms, 0);
+    this.count(rootPerms[0].id, 1);
+  }
+
+  get size(): number {
+    return this.nodeCount;
+  }
+
+  private count(owner: number, delta: number): void {
+    const n = (this.owned.get(owner) ?? 0) + delta;
+    if (n === 0) this.owned.delete(owner);
+    else this.owned.set(owner, n);
+  }
+
+  ownedBy(domid: number): number {
+    return this.owned.get(domid) ?? 0;
+  }
+
+  get(path: string): XsNode | undefined {
+    if (path === '/') return this.root;
+    let node: XsNode | undefined = this.root;
+    let start = 1;
+    while (node !== undefined) {
+      const end = path.indexOf('/', start);
+      const name = end < 0 ? path.slice(start) : path.slice(start, end);
+      node = node.children?.get(name);
+      if (end < 0) return node;
+      start = end + 1;
+    }
+    return undefined;
+  }
+
+  childNames(node: XsNode): string[] {
+    return node.children ? [...node.children.keys()] : [];
+  }
+
+  private image(node: XsNode | undefined): PreImage {
+    return node === undefined
+      ? { node: undefined, children: undefined }
+      : { node: { value: node.value, perms: node.perms, gen: node.gen }, children: this.childNames(node) };
+  }
+
+  private preserve(path: string, node: XsNode | undefined): void {
+    for (const s of this.snapshots) if (!s.has(path)) s.preserve(path, this.image(node));
+  }
+
+  /** Bumps subGen along the path to a change. */
+  private touchPath(path: string, gen: number): void {
+    let node: XsNode | undefined = this.root;
+    node.subGen = gen;
+    if (path === '/') return;
+    let start = 1;
+    while (node !== undefined) {
+      const end = path.indexOf('/', start);
+      const name = end < 0 ? path.slice(start) : path.slice(start, end);
+      node = node.children?.get(name);
+      if (node === undefined) return;
+      node.subGen = gen;
+      if (end < 0) return;
+      start = end + 1;
+    }
+  }
+
+  /** Creates `path` under its existing parent; appended last among the parent's children. */
+  create(parentPath: string, parent: XsNode, name: string, value: string, perms: Perms): XsNode {
+    const path = join(parentPath, name);
+    if (this.snapshots.size) {
+      this.preserve(parentPath, parent);
+      this.preserve(path, undefined);
+    }
+    const gen = this.generation++;
+    const node = new XsNode(value, perms, gen);
+    (parent.children ??= new Map()).set(name, node);
+    parent.gen = gen;
+    this.touchPath(parentPath, gen);
+    this.nodeCount++;
+    this.count(perms[0].id, 1);
+    return node;
+  }
+
+  setValue(path: string, node: XsNode, value: string): void {
+    if (this.snapshots.size) this.preserve(path, node);
+    node.value = value;
+    node.gen = this.generation++;
+    this.touchPath(path, node.gen);
+  }
+
+  setPerms(path: string, node: XsNode, perms: Perms): void {
+    if (this.snapshots.size) this.preserve(path, node);
+    if (perms[0].id !== node.perms[0].id) {
+      this.count(node.perms[0].id, -1);
+      this.count(perms[0].id, 1);
+    }
+    node.perms = perms;
+    node.gen = this.generation++;
+    this.touchPath(path, node.gen);
+  }
+
+  /**
+   * Removes the subtree at `path` and calls `visit` for every removed node, children before
+   * their parent (the order C xenstored fires the removal events in).
+   */
+  remove(path: string, visit?: (path: string, node: XsNode, parent: XsNode) => void): void {
+    const parentPath = path.slice(0, Math.max(1, path.lastIndexOf('/')));
+    const parent = this.get(parentPath);
+    const name = path.slice(path.lastIndexOf('/') + 1);
+    const node = parent?.children?.get(name);
+    if (parent === undefined || node === undefined) return;
+    if (this.snapshots.size) this.preserve(parentPath, parent);
+    // Iterative post-order walk: deep trees must not exhaust the stack (XSA-418).
+    const stack: { path: string; node: XsNode; parent: XsNode; expanded: boolean }[] = [
+      { path, node, parent, expanded: false },
+    ];
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      if (!top.expanded && top.node.children?.size) {
+        top.expanded = true;
+        const kids = [...top.node.children];
+        for (let i = kids.length - 1; i >= 0; i--) {
+          stack.push({ path: join(top.path, kids[i][0]), node: kids[i][1], parent: top.node, expanded: false });
+        }
+        continue;
+      }
+      stack.pop();
+      if (this.snapshots.size) this.preserve(top.path, top.node);
+      this.nodeCount--;
+      this.count(top.node.perms[0].id, -1);
+      visit?.(top.path, top.node, top.parent);
+    }
+    parent.children!.delete(name);
+    if (parent.children!.size === 0) parent.children = null;
+    parent.gen = this.generation++;
+    this.touchPath(parentPath, parent.gen);
+  }
+
+  /** Pre-order walk of the whole tree (iterative). */
+  *walk(from = '/'): Generator<[string, XsNode]> {
+    const start = this.get(from);
+    if (start === undefined) return;
+    const stack: [string, XsNode][] = [[from, start]];
+    while (stack.length) {
+      const [p, n] = stack.pop()!;
+      yield [p, n];
+      if (n.children) {
+        const kids = [...n.children];
+        for (let i = kids.length - 1; i >= 0; i--) stack.push([join(p, kids[i][0]), kids[i][1]]);
+      }
+    }
+  }
+}

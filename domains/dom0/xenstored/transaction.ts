@@ -1,0 +1,351 @@
+// Database views: the committed tree, and a transaction's private view of it.
+//
+// C xenstored (profile c) is optimistic per node: the first look at a node records its
+// generation (or its absence) and keeps a private copy; commit fails with EAGAIN if any
+// recorded node changed meanwhile. oxenstored (profile ocaml) reads a snapshot of the whole
+// tree taken at TRANSACTION_START; here the snapshot is built lazily from pre-images the store
+// hands over before it changes a node.
+import type { Perms } from './permissions.ts';
+import { join, parentOf, basename } from './path.ts';
+import type { PreImage, SnapshotListener, Store, XsNode } from './store.ts';
+
+export interface NodeData {
+  readonly value: string;
+  readonly perms: Perms;
+  readonly gen: number;
+}
+
+/** A removed node, reported children first. */
+export interface Removed {
+  readonly path: string;
+  readonly perms: Perms;
+  readonly parentPerms: Perms;
+}
+
+/** What the request handlers see: the same operations on the committed tree or in a transaction. */
+export interface Db {
+  read(path: string): NodeData | undefined;
+  children(path: string): readonly string[];
+  /** Creates a node whose parent exists in this view. */
+  create(path: string, value: string, perms: Perms): void;
+  setValue(path: string, value: string): void;
+  setPerms(path: string, perms: Perms): void;
+  /** Removes an existing subtree; returns what went, children before parents. */
+  remove(path: string): Removed[];
+  /** Owner's node count as this view would leave it. */
+  ownedBy(domid: number): number;
+}
+
+export class CommittedDb implements Db {
+  constructor(readonly store: Store) {}
+
+  read(path: string): NodeData | undefined {
+    return this.store.get(path);
+  }
+
+  children(path: string): readonly string[] {
+    const n = this.store.get(path);
+    return n ? this.store.childNames(n) : [];
+  }
+
+  create(path: string, value: string, perms: Perms): void {
+    const parentPath = parentOf(path);
+    this.store.create(parentPath, this.store.get(parentPath)!, basename(path), value, perms);
+  }
+
+  setValue(path: string, value: string): void {
+    this.store.setValue(path, this.store.get(path)!, value);
+  }
+
+  setPerms(path: string, perms: Perms): void {
+    this.store.setPerms(path, this.store.get(path)!, perms);
+  }
+
+  remove(path: string): Removed[] {
+    const out: Removed[] = [];
+    this.store.remove(path, (p: string, n: XsNode, parent: XsNode) =>
+      out.push({ path: p, perms: n.perms, parentPerms: parent.perms }));
+    return out;
+  }
+
+  ownedBy(domid: number): number {
+    return this.store.ownedBy(domid);
+  }
+}
+
+export const NO_GENERATION = -1;
+
+/** accessed_node: one node a transaction looked at. */
+interface Accessed {
+  /** Generation seen at first access; NO_GENERATION when the node was absent. */
+  readonly seenGen: number;
+  /** The node as this transaction sees it; undefined = absent. */
+  data: { value: string; perms: Perms; gen: number } | undefined;
+  /** Child names, copied on first need. */
+  kids: string[] | undefined;
+  modified: boolean;
+  /** Watch events to fire at commit. */
+  fire: boolean;
+  exact: boolean;
+  /** ACLs that qualify readers for the commit-time event (old ones count too). */
+  firePerms: Perms[];
+}
+
+/** An operation of an oxenstored-style transaction, replayed at commit when others changed the store. */
+export interface RecordedOp {
+  readonly type: number;
+  readonly payload: Uint8Array;
+  reply: string;
+}
+
+export type TxStyle = 'c' | 'ocaml';
+
+export class Transaction implements Db, SnapshotListener {
+  readonly accessed = new Map<string, Accessed>();
+  /** Set when a failure inside the transaction means it can no longer commit (ENOMEM at end). */
+  failed = false;
+  /** Changes in node ownership made inside, for the node quota at commit. */
+  readonly ownerDelta = new Map<number, number>();
+  /** oxenstored: the store's generation at start, recorded operations, snapshot pre-images. */
+  readonly startGen: number;
+  readonly ops: RecordedOp[] = [];
+  private readonly pre = new Map<string, PreImage>();
+  readonly paths: string[] = [];
+
+  constructor(
+    readonly id: number,
+    readonly store: Store,
+    readonly style: TxStyle,
+    /** transaction-nodes quota for this connection (0 = unlimited). */
+    private readonly nodeQuota: number,
+  ) {
+    this.startGen = store.generation;
+    if (style === 'ocaml') store.snapshots.add(this);
+  }
+
+  close(): void {
+    this.store.snapshots.delete(this);
+  }
+
+  // --- SnapshotListener (ocaml) ---
+  has(path: string): boolean {
+    return this.pre.has(path);
+  }
+  preserve(path: string, image: PreImage): void {
+    this.pre.set(path, image);
+  }
+
+  /** The base the transaction reads from: live tree (c) or its start snapshot (ocaml). */
+  private base(path: string): { data: NodeData | undefined; kids: () => string[] } {
+    const img = this.pre.get(path);
+    if (img !== undefined) {
+      return { data: img.node, kids: () => [...(img.children ?? [])] };
+    }
+    const n = this.store.get(path);
+    return { data: n, kids: () => (n ? this.store.childNames(n) : []) };
+  }
+
+  /** access_node(): records the first look at a node. Throws 'ENOSPC' over the quota. */
+  private access(path: string): Accessed {
+    let a = this.accessed.get(path);
+    if (a !== undefined) return a;
+    if (this.nodeQuota > 0 && this.accessed.size >= this.nodeQuota) {
+      this.failed = true;
+      throw new TxQuotaError();
+    }
+    const b = this.base(path);
+    a = {
+      seenGen: b.data ? b.data.gen : NO_GENERATION,
+      data: b.data ? { value: b.data.value, perms: b.data.perms, gen: b.data.gen } : undefined,
+      kids: undefined,
+      modified: false,
+      fire: false,
+      exact: false,
+      firePerms: [],
+    };
+    this.accessed.set(path, a);
+    return a;
+  }
+
+  private kidsOf(path: string, a: Accessed): string[] {
+    if (a.kids === undefined) a.kids = this.base(path).kids();
+    return a.kids;
+  }
+
+  read(path: string): NodeData | undefined {
+    return this.access(path).data;
+  }
+
+  children(path: string): readonly string[] {
+    const a = this.access(path);
+    return a.data ? this.kidsOf(path, a) : [];
+  }
+
+  private own(domid: number, delta: number): void {
+    this.ownerDelta.set(domid, (this.ownerDelta.get(domid) ?? 0) + delta);
+  }
+
+  create(path: string, value: string, perms: Perms): void {
+    const a = this.access(path);
+    const parentPath = parentOf(path);
+    const p = this.access(parentPath);
+    this.kidsOf(parentPath, p).push(basename(path));
+    p.modified = true;
+    a.data = { value, perms, gen: NO_GENERATION };
+    a.kids = [];
+    a.modified = true;
+    this.own(perms[0].id, 1);
+  }
+
+  setValue(path: string, value: string): void {
+    const a = this.access(path);
+    a.data = { ...a.data!, value };
+    a.modified = true;
+  }
+
+  setPerms(path: string, perms: Perms): void {
+    const a = this.access(path);
+    this.own(a.data!.perms[0].id, -1);
+    this.own(perms[0].id, 1);
+    a.data = { ...a.data!, perms };
+    a.modified = true;
+  }
+
+  remove(path: string): Removed[] {
+    const out: Removed[] = [];
+    const parentPath = parentOf(path);
+    const p = this.access(parentPath);
+    const walk = (at: string, parentPerms: Perms): void => {
+      // Explicit stack: transactions may remove deep trees too.
+      const stack: { at: string; parentPerms: Perms; expanded: boolean }[] = [{ at, parentPerms, expanded: false }];
+      while (stack.length) {
+        const top = stack[stack.length - 1];
+        const a = this.access(top.at);
+        if (!top.expanded) {
+          top.expanded = true;
+          const kids = this.kidsOf(top.at, a);
+          for (let i = kids.length - 1; i >= 0; i--) {
+            stack.push({ at: join(top.at, kids[i]), parentPerms: a.data!.perms, expanded: false });
+          }
+          continue;
+        }
+        stack.pop();
+        out.push({ path: top.at, perms: a.data!.perms, parentPerms: top.parentPerms });
+        this.own(a.data!.perms[0].id, -1);
+        a.data = undefined;
+        a.kids = undefined;
+        a.modified = true;
+      }
+    };
+    walk(path, p.data!.perms);
+    const kids = this.kidsOf(parentPath, p);
+    kids.splice(kids.indexOf(basename(path)), 1);
+    p.modified = true;
+    return out;
+  }
+
+  ownedBy(domid: number): number {
+    return this.store.ownedBy(domid) + (this.ownerDelta.get(domid) ?? 0);
+  }
+
+  /** queue_watches(): remember an event to fire at commit. */
+  queueWatch(path: string, exact: boolean, perms: Perms[]): void {
+    const a = this.accessed.get(path);
+    if (a === undefined) {
+      this.failed = true;
+      return;
+    }
+    if (!a.fire) {
+      a.fire = true;
+      a.exact = exact;
+    }
+    a.firePerms.push(...perms);
+    if (!this.paths.includes(path)) this.paths.push(path);
+  }
+
+  /** C rule: does every node this transaction looked at still have the generation it saw? */
+  unchanged(): boolean {
+    for (const [path, a] of this.accessed) {
+      const n = this.store.get(path);
+      if ((n ? n.gen : NO_GENERATION) !== a.seenGen) return false;
+    }
+    return true;
+  }
+
+  hasWrites(): boolean {
+    for (const a of this.accessed.values()) if (a.modified) return true;
+    return false;
+  }
+
+  /**
+   * oxenstored's merge test: the lowest common path of everything the transaction touched is
+   * untouched by others since the start (so its changes can be grafted on as they are).
+   */
+  canCoalesce(): boolean {
+    const paths = [...this.accessed.keys()];
+    if (paths.length === 0) return true;
+    let low = paths[0];
+    for (const p of paths) {
+      while (!(p === low || p.startsWith(low === '/' ? '/' : `${low}/`))) low = parentOf(low);
+    }
+    const n = this.store.get(low);
+    return n !== undefined && n.subGen < this.startGen;
+  }
+
+  /**
+   * Applies the private copies to the committed tree (finalize_transaction); returns the events
+   * to fire, in first-access order. The caller has checked the commit may proceed.
+   */
+  apply(): { path: string; exact: boolean; perms: Perms[] }[] {
+    const store = this.store;
+    const entries = [...this.accessed].filter(([, a]) => a.modified);
+    // Deletions first (a re-created node keeps its entry as a write), then writes by depth.
+    for (const [path, a] of entries) {
+      if (a.data === undefined && path !== '/' && store.get(path)) store.remove(path);
+    }
+    const depth = (p: string): number => (p === '/' ? 0 : p.split('/').length);
+    const writes = entries.filter(([, a]) => a.data !== undefined).sort((x, y) => depth(x[0]) - depth(y[0]));
+    for (const [path, a] of writes) {
+      const d = a.data!;
+      const n = store.get(path);
+      if (n === undefined) {
+        const parentPath = parentOf(path);
+        store.create(parentPath, store.get(parentPath)!, basename(path), d.value, d.perms);
+        continue;
+      }
+      if (n.value !== d.value || d.gen === NO_GENERATION) store.setValue(path, n, d.value);
+      if (n.perms !== d.perms) store.setPerms(path, n, d.perms);
+    }
+    // Child order as the transaction left it (a child re-created inside goes last, as in C).
+    for (const [path, a] of writes) {
+      if (a.kids === undefined) continue;
+      const n = store.get(path);
+      if (n?.children && !sameOrder(n.children, a.kids)) {
+        const m = new Map<string, XsNode>();
+        for (const k of a.kids) {
+          const c = n.children.get(k);
+          if (c) m.set(k, c);
+        }
+        n.children = m;
+      }
+    }
+    const events: { path: string; exact: boolean; perms: Perms[] }[] = [];
+    for (const [path, a] of this.accessed) {
+      if (a.fire) events.push({ path, exact: a.exact, perms: a.firePerms });
+    }
+    return events;
+  }
+}
+
+function sameOrder(m: Map<string, unknown>, list: readonly string[]): boolean {
+  if (m.size !== list.length) return false;
+  let i = 0;
+  for (const k of m.keys()) if (k !== list[i++]) return false;
+  return true;
+}
+
+export class TxQuotaError extends Error {
+  constructor() {
+    super('transaction-nodes quota');
+  }
+}
