@@ -9,7 +9,7 @@ import {
   canonicalize, domainPath, isChild, isSpecial, isValidNodename, parentOf, basename, join,
 } from './path.ts';
 import {
-  formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, type PermSubject, XsPerm,
+  type EntryValidator, formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, XsPerm,
 } from './permissions.ts';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
 import { Store, type XsNode } from './store.ts';
@@ -217,12 +217,13 @@ export class Xenstored {
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
-    const replyDelivery: Delivery = { conn: connId, msg: reply.msg };
-    const own = this.selfEvents.map((m) => ({ conn: connId, msg: m }));
-    const after = reply.afterReply ? [{ conn: connId, msg: reply.afterReply }] : [];
-    let deliveries: Delivery[];
-    if (this.profile === 'c' || reply.eventsFirst) deliveries = [...own, replyDelivery, ...after, ...this.out];
-    else deliveries = [replyDelivery, ...after, ...own, ...this.out];
+    const deliveries: Delivery[] = [];
+    const ownFirst = this.profile === 'c' || reply.eventsFirst;
+    if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
+    deliveries.push({ conn: connId, msg: reply.msg });
+    if (reply.afterReply) deliveries.push({ conn: connId, msg: reply.afterReply });
+    if (!ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
+    for (const d of this.out) deliveries.push(d);
     this.current = undefined;
     const closed = this.closing;
     this.closing = [];
@@ -230,31 +231,27 @@ export class Xenstored {
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
-    const errorReply = (code: string): { msg: XsMessage; eventsFirst: boolean } => ({
-      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: enc(`${code}\0`) },
-      eventsFirst: false,
-    });
     const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
-    if (entry === undefined) return errorReply('ENOSYS');
+    if (entry === undefined) return this.errorReply(msg, 'ENOSYS');
     const [handler, flags] = entry;
     if (flags & Flag.PRIV && !conn.privileged) {
       // oxenstored answers CONTROL (its DEBUG) from anyone.
-      if (!(this.profile === 'ocaml' && msg.type === T.XS_CONTROL)) return errorReply('EACCES');
+      if (!(this.profile === 'ocaml' && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
     }
     let tx: Transaction | undefined;
     if (!(flags & Flag.NOTID) && msg.tx_id !== 0) {
       tx = conn.transactions.get(msg.tx_id);
-      if (tx === undefined) return errorReply(this.profile === 'c' ? 'ENOENT' : 'EIO');
+      if (tx === undefined) return this.errorReply(msg, this.profile === 'c' ? 'ENOENT' : 'EIO');
     }
     const ctx: RequestContext = { conn, msg, tx, db: tx ?? this.db };
     // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
     const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
     if (record && tx && !conn.privileged && this.quotas.transactionNodes > 0 && tx.ops.length >= this.quotas.transactionNodes) {
-      return errorReply('EQUOTA');
+      return this.errorReply(msg, 'EQUOTA');
     }
     const code = this.run(handler, ctx);
     if (record && tx) tx.ops.push({ type: msg.type, payload: msg.payload, reply: code ?? dec(ctx.reply ?? OK) });
-    if (code !== undefined) return errorReply(code);
+    if (code !== undefined) return this.errorReply(msg, code);
     let payload = ctx.reply ?? OK;
     let type = msg.type;
     if (payload.length > XENSTORE_PAYLOAD_MAX) {
@@ -285,6 +282,13 @@ export class Xenstored {
     }
   }
 
+  private errorReply(msg: XsMessage, code: string): { msg: XsMessage; eventsFirst: boolean } {
+    return {
+      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: enc(`${code}\0`) },
+      eventsFirst: false,
+    };
+  }
+
   private buildTable(): (readonly [Handler, Flag] | undefined)[] {
     const t: (readonly [Handler, Flag] | undefined)[] = [];
     t[T.XS_CONTROL] = [(c) => this.doControl(c), Flag.PRIV];
@@ -312,25 +316,25 @@ export class Xenstored {
 
   // ------------------------------------------------------------------ helpers
 
-  private subject(conn: Connection): PermSubject {
-    return { privileged: conn.privileged, domid: conn.domid, target: conn.target };
-  }
-
   /** Stale-ACL rule: an entry counts only for a domain known since before the node last changed. */
-  private entryValid(node: NodeData): (e: PermEntry) => boolean {
-    if (this.profile === 'ocaml') return () => true;
-    return (e) => {
+  readonly staleAcl: EntryValidator = {
+    entryValid: (e: PermEntry, gen: number): boolean => {
       const d = this.domains.get(e.id);
-      return d !== undefined && d.generation <= node.gen;
-    };
-  }
+      return d !== undefined && d.generation <= gen;
+    },
+  };
+
+  /** For ACLs seen without their node (watch filtering): the domain must still be known. */
+  private readonly knownDomain: EntryValidator = {
+    entryValid: (e: PermEntry): boolean => this.domains.has(e.id),
+  };
 
   private perm(conn: Connection, node: NodeData): number {
-    return permForConn(this.subject(conn), node.perms, this.entryValid(node));
+    return permForConn(conn, node.perms, node.gen, this.profile === 'c' ? this.staleAcl : undefined);
   }
 
   private permsOnly(conn: Connection, perms: Perms): number {
-    return permForConn(this.subject(conn), perms, (e) => this.profile === 'ocaml' || this.domains.has(e.id));
+    return permForConn(conn, perms, 0, this.profile === 'c' ? this.knownDomain : undefined);
   }
 
   /** onearg(): exactly one NUL-terminated string filling the payload, else `err`. */
@@ -400,10 +404,9 @@ export class Xenstored {
   /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
   private settle(node: NodeData): Perms {
     if (this.profile === 'ocaml' || node.perms.length < 2) return node.perms;
-    const valid = this.entryValid(node);
     let changed = false;
     const out = node.perms.map((e, i) => {
-      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || valid(e)) return e;
+      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || this.staleAcl.entryValid(e, node.gen)) return e;
       changed = true;
       return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
     });

@@ -13,7 +13,7 @@ export type ReaderItem =
   | { readonly kind: 'violation' };
 
 export class MessageReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Uint8Array = EMPTY;
   private broken = false;
 
   constructor(private readonly profile: Profile) {}
@@ -25,31 +25,33 @@ export class MessageReader {
 
   push(data: Uint8Array): ReaderItem[] {
     if (this.broken) return [];
-    this.buf = this.buf.length ? Buffer.concat([this.buf, data]) : Buffer.from(data);
+    // Socket chunks are never reused by Node, so payloads can point into them without a copy.
+    const buf = this.buf.length ? Buffer.concat([this.buf, data]) : data;
     const out: ReaderItem[] = [];
     let off = 0;
-    while (this.buf.length - off >= XSD_SOCKMSG_SIZE) {
-      const h = decodeHeader(this.buf, off);
+    while (buf.length - off >= XSD_SOCKMSG_SIZE) {
+      const h = decodeHeader(buf, off);
       if (h.len > XENSTORE_PAYLOAD_MAX && this.profile === 'c') {
         this.broken = true;
-        this.buf = Buffer.alloc(0);
+        this.buf = EMPTY;
         out.push({ kind: 'violation' });
         return out;
       }
       const end = off + XSD_SOCKMSG_SIZE + h.len;
-      if (this.buf.length < end) break;
+      if (buf.length < end) break;
       // oxenstored only completes an empty-payload message once more bytes have arrived.
-      if (h.len === 0 && this.profile === 'ocaml' && this.buf.length === end) break;
+      if (h.len === 0 && this.profile === 'ocaml' && buf.length === end) break;
       if (h.len > XENSTORE_PAYLOAD_MAX) {
         out.push({ kind: 'too-big', req_id: h.req_id, tx_id: h.tx_id });
       } else {
-        // Copy: the payload outlives this buffer (transactions record it).
-        const payload = Uint8Array.prototype.slice.call(this.buf, off + XSD_SOCKMSG_SIZE, end);
+        const payload = buf.subarray(off + XSD_SOCKMSG_SIZE, end);
         out.push({ kind: 'message', msg: { type: h.type, req_id: h.req_id, tx_id: h.tx_id, payload } });
       }
       off = end;
     }
-    this.buf = off === this.buf.length ? Buffer.alloc(0) : this.buf.subarray(off);
+    this.buf = off === buf.length ? EMPTY : Buffer.from(buf.subarray(off));
     return out;
   }
 }
+
+const EMPTY = Buffer.alloc(0);

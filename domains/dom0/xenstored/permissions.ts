@@ -94,11 +94,16 @@ export interface PermSubject {
   readonly target: DomId | undefined;
 }
 
+/** Says whether ACL entry i (i >= 1) of a node last changed at `gen` is still honoured. */
+export interface EntryValidator {
+  entryValid(e: PermEntry, gen: number): boolean;
+}
+
 /**
- * perm_for_conn: the rights a connection has on a node with this ACL. `valid(i)` says whether
- * entry i (i ≥ 1) is still honoured (stale-ACL rule, XSA-322/417).
+ * perm_for_conn: the rights a connection has on a node with this ACL. Entries the validator
+ * rejects are skipped (stale-ACL rule, XSA-322/417).
  */
-export function permForConn(who: PermSubject, perms: Perms, valid: (e: PermEntry) => boolean): number {
+export function permForConn(who: PermSubject, perms: Perms, gen: number, validator: EntryValidator | undefined): number {
   const all = XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
   if (who.privileged) return all;
   const owner = perms[0];
@@ -108,7 +113,7 @@ export function permForConn(who: PermSubject, perms: Perms, valid: (e: PermEntry
     const e = perms[i];
     if (e.perms & XsPerm.XS_PERM_IGNORE) continue;
     if (e.id !== who.domid && !(who.target !== undefined && e.id === who.target)) continue;
-    if (!valid(e)) continue;
+    if (validator !== undefined && !validator.entryValid(e, gen)) continue;
     return e.perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);
   }
   return owner.perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);

@@ -18,6 +18,8 @@ export interface ServerOptions extends XenstoredOptions {
 interface Peer {
   readonly socket: Socket;
   readonly reader: MessageReader;
+  /** Bytes produced for this peer by the input being handled. */
+  out: Uint8Array[];
 }
 
 export class XenstoredServer {
@@ -54,7 +56,7 @@ export class XenstoredServer {
 
   private attach(socket: Socket, conn: number): void {
     const reader = new MessageReader(this.xs.profile);
-    this.peers.set(conn, { socket, reader });
+    this.peers.set(conn, { socket, reader, out: [] });
     this.opts.trace?.event(`CREATE connection conn#${conn}`);
     socket.setNoDelay?.(true);
     socket.on('data', (data) => this.input(conn, data));
@@ -71,7 +73,7 @@ export class XenstoredServer {
   private input(conn: number, data: Buffer): void {
     const peer = this.peers.get(conn);
     if (!peer) return;
-    const batches = new Map<Socket, Buffer[]>();
+    const touched: Peer[] = [];
     for (const item of peer.reader.push(data)) {
       if (item.kind === 'violation') {
         peer.socket.destroy();
@@ -79,41 +81,40 @@ export class XenstoredServer {
       }
       if (item.kind === 'too-big') {
         const msg = { type: XsdSockmsgType.XS_ERROR, req_id: item.req_id, tx_id: item.tx_id, payload: Buffer.from('E2BIG\0') };
-        this.queue(batches, conn, encodeMessage(msg));
+        this.queue(touched, conn, encodeMessage(msg));
         continue;
       }
       this.opts.trace?.io(conn, 'IN', item.msg);
-      this.deliver(batches, this.xs.handle(conn, item.msg));
+      this.deliver(touched, this.xs.handle(conn, item.msg));
     }
     // Bind DIR/<domid> before the INTRODUCE reply leaves, so the file exists once dom0 sees OK.
-    this.syncGuestServers();
+    if (this.opts.guestDir) this.syncGuestServers();
     // One write per socket per batch of input.
-    for (const [sock, bufs] of batches) sock.write(bufs.length === 1 ? bufs[0] : Buffer.concat(bufs));
+    for (const p of touched) {
+      p.socket.write(p.out.length === 1 ? p.out[0] : Buffer.concat(p.out));
+      p.out = [];
+    }
   }
 
-  private queue(batches: Map<Socket, Buffer[]>, conn: number, bytes: Uint8Array): void {
+  private queue(touched: Peer[], conn: number, bytes: Uint8Array): void {
     const peer = this.peers.get(conn);
     if (!peer) return;
-    let list = batches.get(peer.socket);
-    if (!list) batches.set(peer.socket, (list = []));
-    list.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+    if (peer.out.length === 0) touched.push(peer);
+    peer.out.push(bytes);
   }
 
-  private deliver(batches: Map<Socket, Buffer[]>, outcome: Outcome): void {
+  private deliver(touched: Peer[], outcome: Outcome): void {
     for (const d of outcome.deliveries) {
       this.opts.trace?.io(d.conn, 'OUT', d.msg);
-      this.queue(batches, d.conn, encodeMessage(d.msg));
+      this.queue(touched, d.conn, encodeMessage(d.msg));
     }
     for (const c of outcome.closed) {
       // A released or dead domain's client is not hung up on: like an unmapped ring, its socket
       // just goes silent (input ignored) until the client closes it.
       const peer = this.peers.get(c);
       if (peer) {
-        const pending = batches.get(peer.socket);
-        if (pending) {
-          peer.socket.write(Buffer.concat(pending));
-          batches.delete(peer.socket);
-        }
+        if (peer.out.length) peer.socket.write(Buffer.concat(peer.out));
+        peer.out = [];
         this.peers.delete(c);
       }
     }

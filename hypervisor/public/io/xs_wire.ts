@@ -106,23 +106,32 @@ export enum XenstoreError {
 export const XS_WATCH_PATH = 0;
 export const XS_WATCH_TOKEN = 1;
 
+function putU32(buf: Uint8Array, at: number, v: number): void {
+  buf[at] = v & 0xff;
+  buf[at + 1] = (v >>> 8) & 0xff;
+  buf[at + 2] = (v >>> 16) & 0xff;
+  buf[at + 3] = (v >>> 24) & 0xff;
+}
+
+function getU32(buf: Uint8Array, at: number): number {
+  return (buf[at] | (buf[at + 1] << 8) | (buf[at + 2] << 16) | (buf[at + 3] << 24)) >>> 0;
+}
+
 export function encodeHeader(h: XsdSockmsg, into?: Uint8Array, at = 0): Uint8Array {
   const buf = into ?? new Uint8Array(XSD_SOCKMSG_SIZE);
-  const dv = new DataView(buf.buffer, buf.byteOffset + at, XSD_SOCKMSG_SIZE);
-  dv.setUint32(0, h.type >>> 0, true);
-  dv.setUint32(4, h.req_id >>> 0, true);
-  dv.setUint32(8, h.tx_id >>> 0, true);
-  dv.setUint32(12, h.len >>> 0, true);
+  putU32(buf, at, h.type);
+  putU32(buf, at + 4, h.req_id);
+  putU32(buf, at + 8, h.tx_id);
+  putU32(buf, at + 12, h.len);
   return buf;
 }
 
 export function decodeHeader(buf: Uint8Array, at = 0): XsdSockmsg {
-  const dv = new DataView(buf.buffer, buf.byteOffset + at, XSD_SOCKMSG_SIZE);
   return {
-    type: dv.getUint32(0, true),
-    req_id: dv.getUint32(4, true),
-    tx_id: dv.getUint32(8, true),
-    len: dv.getUint32(12, true),
+    type: getU32(buf, at),
+    req_id: getU32(buf, at + 4),
+    tx_id: getU32(buf, at + 8),
+    len: getU32(buf, at + 12),
   };
 }
 
@@ -135,7 +144,7 @@ export interface XsMessage {
 }
 
 export function encodeMessage(m: XsMessage): Uint8Array {
-  const out = new Uint8Array(XSD_SOCKMSG_SIZE + m.payload.length);
+  const out = Buffer.allocUnsafe(XSD_SOCKMSG_SIZE + m.payload.length);
   encodeHeader({ type: m.type, req_id: m.req_id, tx_id: m.tx_id, len: m.payload.length }, out);
   out.set(m.payload, XSD_SOCKMSG_SIZE);
   return out;
