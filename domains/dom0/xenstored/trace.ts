@@ -8,6 +8,7 @@ export class TraceFile {
 
   constructor(path: string, private readonly clock: () => Date = () => new Date()) {
     this.stream = createWriteStream(path, { flags: 'a' });
+    this.stream.write('\n***\n');
   }
 
   private stamp(): string {
@@ -16,9 +17,14 @@ export class TraceFile {
     return `${p(d.getFullYear(), 4)}${p(d.getMonth() + 1)}${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
   }
 
+  /** Connections are named as C names them (by address); xensim's ids stand in for it. */
+  static connName(conn: number): string {
+    return `0x${conn.toString(16).padStart(12, '0')}`;
+  }
+
   io(conn: number, dir: 'IN' | 'OUT', msg: XsMessage): void {
     const body = Buffer.from(msg.payload).toString('latin1').replaceAll('\0', ' ');
-    this.stream.write(`io: ${dir} conn#${conn} ${this.stamp()} ${xsTypeName(msg.type)} (${body})\n`);
+    this.stream.write(`${dir} ${TraceFile.connName(conn)} ${this.stamp()} ${xsTypeName(msg.type)} (${body})\n`);
   }
 
   event(what: string): void {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { encodeMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
 import { Xenstored, type Outcome, type XenstoredOptions } from './core.ts';
 import { MessageReader } from './message-reader.ts';
-import type { TraceFile } from './trace.ts';
+import { TraceFile } from './trace.ts';
 
 export interface ServerOptions extends XenstoredOptions {
   readonly socketPath: string;
@@ -57,14 +57,14 @@ export class XenstoredServer {
   private attach(socket: Socket, conn: number): void {
     const reader = new MessageReader(this.xs.profile);
     this.peers.set(conn, { socket, reader, out: [] });
-    this.opts.trace?.event(`CREATE connection conn#${conn}`);
+    this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
     socket.on('data', (data) => this.input(conn, data));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       if (this.peers.get(conn)?.socket !== socket) return;
       this.peers.delete(conn);
-      this.opts.trace?.event(`DESTROY connection conn#${conn}`);
+      this.opts.trace?.event(`DESTROY connection ${TraceFile.connName(conn)}`);
       // A guest socket closing is not the domain going away: keep its connection state.
       if (this.xs.connections.get(conn)?.kind === 'socket') this.xs.disconnect(conn);
     });
