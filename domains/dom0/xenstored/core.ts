@@ -100,6 +100,10 @@ interface RequestContext {
 const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 
+const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
+  + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
+  + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
+
 const enc = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 const OK = enc('OK\0');
 const dec = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
@@ -962,59 +966,86 @@ export class Xenstored {
   // ------------------------------------------------------------------ CONTROL
 
   private doControl(ctx: RequestContext): void {
-    const args = strings(ctx.msg.payload);
     if (this.profile === 'ocaml') {
+      // oxenstored's DEBUG answers OK to anything.
       ctx.reply = OK;
       return;
     }
-    if (args.length < 1) fail('EINVAL');
+    const args = strings(ctx.msg.payload);
     const [cmd, ...rest] = args;
+    const text = (t: string): void => {
+      ctx.reply = enc(`${t}\0`);
+    };
     switch (cmd) {
-      case 'print':
       case 'check':
+        if (rest.length) fail('EINVAL');
+        return;
       case 'log':
+        if (rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off')) fail('EINVAL');
+        return;
       case 'logfile':
-        ctx.reply = OK;
+      case 'print':
+        if (rest.length !== 1) fail('EINVAL');
         return;
       case 'help':
-        ctx.reply = enc('Available commands:\ncheck\nhelp\nlog [on|off]\nlogfile <file>\nmemreport [<file>]\nprint <string>\nquota [set <name> <val>|<domid>]\nquota-soft [set <name> <val>]\n\0');
-        return;
-      case 'memreport':
-        ctx.reply = enc(`${this.memreport()}\0`);
-        return;
+        if (rest.length) fail('EINVAL');
+        return text(CONTROL_HELP);
       case 'quota':
-        ctx.reply = enc(`${this.quotaCommand(rest)}\0`);
-        return;
+        return text(this.controlQuota(rest, false));
+      case 'quota-soft':
+        return text(this.controlQuota(rest, true));
       default:
+        // memreport needs a talloc-report build; live-update needs a daemon binary to exec.
         fail('EINVAL');
     }
   }
 
-  private memreport(): string {
-    return `nodes: ${this.store.size}\nconnections: ${this.connections.size}\ndomains: ${this.domains.size}\n`;
-  }
-
-  private quotaCommand(args: string[]): string {
-    const q = this.quotas;
-    const list: [string, number][] = [
-      ['Nodes per Domain', q.nodes], ['Entry size', q.nodeSize], ['Watches per Domain', q.watches],
-      ['Transactions per Domain', q.transactions], ['Permissions per Node', q.permissions],
-      ['Max path length', q.pathMax], ['Outstanding requests', q.outstanding],
-      ['Transaction nodes', q.transactionNodes], ['Domain memory', q.memory],
-    ];
-    if (args.length === 0) return list.map(([n, v]) => `${n.padEnd(30)}: ${v}`).join('\n') + '\n';
-    if (args[0] === 'set') {
-      fail('EINVAL');
+  /** CONTROL quota / quota-soft, with 4.17's table layout. */
+  private controlQuota(args: string[], soft: boolean): string {
+    const rows: [string, keyof Quotas, string][] = soft
+      ? [['memory', 'memorySoft', 'Total Xenstore memory per domain (warning level)']]
+      : [
+          ['nodes', 'nodes', 'Nodes per domain'],
+          ['watches', 'watches', 'Watches per domain'],
+          ['transactions', 'transactions', 'Transactions per domain'],
+          ['outstanding', 'outstanding', 'Outstanding requests per domain'],
+          ['transaction-nodes', 'transactionNodes', 'Max. number of accessed nodes per transaction'],
+          ['memory', 'memory', 'Total Xenstore memory per domain (error level)'],
+          ['node-size', 'nodeSize', 'Max. size of a node'],
+          ['path-max', 'pathMax', 'Max. length of a node path'],
+          ['permissions', 'permissions', 'Max. number of permissions per node'],
+        ];
+    if (args.length === 0) {
+      return 'Quota settings:\n' + rows.map(([n, k, d]) => `${n.padEnd(17)}: ${String(this.quotas[k]).padStart(8)} ${d}\n`).join('');
     }
+    if (args[0] === 'set') {
+      if (args.length !== 3) fail('EINVAL');
+      const row = rows.find(([n]) => n === args[1]);
+      const v = Number(args[2]);
+      if (row === undefined || !/^\d+$/.test(args[2]) || v < 1) return fail('EINVAL');
+      this.quotas[row[1]] = v;
+      return 'OK';
+    }
+    if (soft || args.length !== 1) fail('EINVAL');
     const d = this.domains.get(atoi(args[0]));
     if (d === undefined) return fail('ENOENT');
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    return [
-      `Domain ${d.domid}:`,
-      `  nodes: ${this.store.ownedBy(d.domid)} (max ${q.nodes})`,
-      `  watches: ${c?.watches.length ?? 0} (max ${q.watches})`,
-      `  transactions: ${c?.transactions.size ?? 0} (max ${q.transactions})`,
-    ].join('\n') + '\n';
+    const u = this.usage(d.domid);
+    const line = (n: string, v: number): string => `${n.padEnd(16)}: ${String(v).padStart(8)}\n`;
+    return `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
+      + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory);
+  }
+
+  /** Nodes a domain owns and the memory C xenstored accounts for them (record size + path). */
+  private usage(domid: number): { nodes: number; memory: number } {
+    let nodes = 0;
+    let memory = 0;
+    for (const [p, n] of this.store.walk('/')) {
+      if (n.perms[0].id !== domid) continue;
+      nodes++;
+      memory += this.nodeSize(n.value, n.perms, this.store.childNames(n)) + p.length;
+    }
+    return { nodes, memory };
   }
 
   // ------------------------------------------------------------------ helpers for transports
