@@ -204,6 +204,15 @@ export class Xenstored {
     this.connections.delete(connId);
   }
 
+  /**
+   * Forgets a connection's watches and transactions without ending it (what XS_RESET_WATCHES
+   * does): a guest-directory client that went away leaves nothing behind for the next one.
+   */
+  resetConnection(connId: number): void {
+    const c = this.connections.get(connId);
+    if (c) this.dropConnectionState(c);
+  }
+
   private dropConnectionState(c: Connection): void {
     c.watches.length = 0;
     for (const t of c.transactions.values()) t.close();

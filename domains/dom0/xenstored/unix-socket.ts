@@ -65,8 +65,10 @@ export class XenstoredServer {
       if (this.peers.get(conn)?.socket !== socket) return;
       this.peers.delete(conn);
       this.opts.trace?.event(`DESTROY connection ${TraceFile.connName(conn)}`);
-      // A guest socket closing is not the domain going away: keep its connection state.
+      // A guest socket closing is not the domain going away: its connection stays, but the
+      // client's watches and transactions go with the client.
       if (this.xs.connections.get(conn)?.kind === 'socket') this.xs.disconnect(conn);
+      else this.xs.resetConnection(conn);
     });
   }
 
