@@ -160,7 +160,7 @@ export class Xenstored {
     this.special.set('@releaseDomain', n0);
     // setup_structure(): the tree a fresh daemon starts with.
     const tool = this.store.create('/', this.store.root, 'tool', '', n0);
-    this.store.create('/tool', tool, 'xenstored', this.profile === 'ocaml' ? (opts.ocamlToolPath ?? '/usr/sbin/oxenstored') : '', n0);
+    this.store.create('/tool', tool, 'xenstored', this.profile === 'ocaml' ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
     if (this.profile === 'ocaml') {
       this.store.create('/', this.store.root, 'local', '', n0);
       this.store.create('/', this.store.root, '@introduceDomain', '', n0);
