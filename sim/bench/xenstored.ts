@@ -135,7 +135,7 @@ function throughputSummary(what: string, target: number, t: { met: number; geo: 
   return [
     `${what} ≥ ${target.toFixed(1)}× C ops/s`,
     `${t.met}/${PHASES.length} phases; geometric mean ${fmtRatio(t.geo)}`,
-    t.met === PHASES.length ? 'ok' : `MISS (${PHASES.length - t.met} phases)`,
+    t.met === PHASES.length ? 'ok' : `MISS in ${PHASES.length - t.met} phase${PHASES.length - t.met === 1 ? '' : 's'}`,
   ];
 }
 
