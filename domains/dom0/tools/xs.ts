@@ -1,0 +1,460 @@
+// A libxenstore-like client for dom0 tools: talks the xs_wire protocol to xenstored over its Unix
+// socket. Named after libxenstore's `struct xs_handle`; the method names follow xs_read, xs_write,
+// xs_directory, xs_transaction_start/end, xs_watch and friends.
+//
+// Wire: every message is a 16-byte little-endian header {type, req_id, tx_id, len} followed by
+// `len` payload bytes. Replies echo req_id, which is how they are matched to requests here, so any
+// number of requests may be in flight. XS_WATCH_EVENT messages (req_id 0) go to 'watch' listeners.
+//
+// Encodings: paths, tokens and the strings in replies (directory entries, permissions, watch
+// event paths) are latin1, i.e. one char per byte, so bytes round-trip unchanged. Values passed as
+// strings are written as UTF-8; values read come back as raw Buffers.
+import { EventEmitter, on } from 'node:events';
+import net from 'node:net';
+import {
+  XENSTORE_PAYLOAD_MAX,
+  XSD_ERRORS,
+  XSD_SOCKMSG_SIZE,
+  XS_ERRNO,
+  XsdSockmsgType,
+  xsTypeName,
+  type XsError as XsErrorName,
+  type XsMessage,
+} from '../../../hypervisor/public/io/xs_wire.ts';
+
+/** Transaction id; 0 (XBT_NULL) means "no transaction". */
+export type XsTransaction = number;
+export const XBT_NULL: XsTransaction = 0;
+
+/** Where libxenstore looks for the daemon: $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket. */
+export function xsDaemonSocket(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.XENSTORED_PATH) return env.XENSTORED_PATH;
+  return `${env.XENSTORED_RUNDIR || '/var/run/xenstored'}/socket`;
+}
+
+/** An XS_ERROR reply (or a failure libxenstore would report through errno). */
+export class XsError extends Error {
+  /** Xen error name as sent on the wire, e.g. 'ENOENT'. */
+  readonly code: string;
+  /** Linux errno value of `code` (EIO for names Xen does not define). */
+  readonly errno: number;
+  /** Request type that failed. */
+  readonly type: number;
+
+  constructor(code: string, type: number, what?: string) {
+    super(`${xsTypeName(type)}${what === undefined ? '' : ` ${what}`}: ${code}`);
+    this.name = 'XsError';
+    this.code = code;
+    this.errno = (XSD_ERRORS as readonly string[]).includes(code) ? XS_ERRNO[code as XsErrorName] : XS_ERRNO.EIO;
+    this.type = type;
+  }
+}
+
+interface Pending {
+  resolve(m: XsMessage): void;
+  reject(e: Error): void;
+  type: number;
+}
+
+/** Request payload forms: raw bytes, or strings each sent with a terminating NUL. */
+export type XsPayload = Uint8Array | string | readonly string[];
+
+export interface XsWatchEvent {
+  path: string;
+  token: string;
+}
+
+export interface XsHandleEvents {
+  watch: [path: string, token: string];
+  close: [err?: Error];
+}
+
+/** XS_WRITE's body: the path with its NUL, then the value without one. */
+interface WriteBody {
+  readonly path: string;
+  readonly value: string | Uint8Array;
+}
+type Body = XsPayload | WriteBody;
+
+function isWriteBody(p: Body): p is WriteBody {
+  return typeof p === 'object' && 'path' in p;
+}
+
+function payloadLength(p: Body): number {
+  if (typeof p === 'string') return p.length + 1;
+  if (p instanceof Uint8Array) return p.length;
+  if (isWriteBody(p)) {
+    const v = p.value;
+    return p.path.length + 1 + (typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
+  }
+  let n = 0;
+  for (const s of p) n += s.length + 1;
+  return n;
+}
+
+function payloadWrite(p: Body, buf: Buffer, at: number): void {
+  if (typeof p === 'string') {
+    at += buf.write(p, at, 'latin1');
+    buf[at] = 0;
+  } else if (p instanceof Uint8Array) {
+    buf.set(p, at);
+  } else if (isWriteBody(p)) {
+    at += buf.write(p.path, at, 'latin1');
+    buf[at++] = 0;
+    if (typeof p.value === 'string') buf.write(p.value, at, 'utf8');
+    else buf.set(p.value, at);
+  } else {
+    for (const s of p) {
+      at += buf.write(s, at, 'latin1');
+      buf[at++] = 0;
+    }
+  }
+}
+
+/** Splits "a\0b\0" into ['a', 'b'] (latin1); a final piece without NUL is kept too. */
+export function splitNul(b: Uint8Array): string[] {
+  const out: string[] = [];
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.length);
+  let start = 0;
+  for (;;) {
+    const nul = buf.indexOf(0, start);
+    if (nul < 0) {
+      if (start < buf.length) out.push(buf.toString('latin1', start, buf.length));
+      return out;
+    }
+    out.push(buf.toString('latin1', start, nul));
+    start = nul + 1;
+  }
+}
+
+/** Reply text without its trailing NUL. */
+function replyString(m: XsMessage): string {
+  const p = m.payload as Buffer;
+  const end = p.length > 0 && p[p.length - 1] === 0 ? p.length - 1 : p.length;
+  return p.toString('latin1', 0, end);
+}
+
+export class XsHandle extends EventEmitter<XsHandleEvents> {
+  readonly path: string;
+  private readonly sock: net.Socket;
+  private readonly pending = new Map<number, Pending>();
+  private nextReqId = 1;
+  private rx: Buffer | null = null;
+  private corked = false;
+  private closed = false;
+  private closeError: Error | undefined;
+  private readonly closedPromise: Promise<void>;
+
+  private constructor(sock: net.Socket, path: string) {
+    super();
+    this.sock = sock;
+    this.path = path;
+    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    sock.on('error', (e) => {
+      this.closeError ??= e;
+    });
+    this.closedPromise = new Promise((resolve) => {
+      sock.on('close', () => {
+        this.shutdown();
+        resolve();
+      });
+    });
+  }
+
+  /** Connects to xenstored (xs_open). Rejects with the socket error (ENOENT, ECONNREFUSED...). */
+  static open(path: string = xsDaemonSocket()): Promise<XsHandle> {
+    return new Promise((resolve, reject) => {
+      const sock = net.createConnection({ path });
+      const onError = (e: Error) => reject(e);
+      sock.once('error', onError);
+      sock.once('connect', () => {
+        sock.off('error', onError);
+        resolve(new XsHandle(sock, path));
+      });
+    });
+  }
+
+  /** Closes the connection (xs_close); requests still in flight are rejected. */
+  async close(): Promise<void> {
+    if (!this.sock.destroyed) this.sock.destroy();
+    await this.closedPromise;
+  }
+
+  /** Let the process exit while this handle is open (and undo with ref()). */
+  unref(): this {
+    this.sock.unref();
+    return this;
+  }
+
+  ref(): this {
+    this.sock.ref();
+    return this;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Sends one request and resolves with its reply message. An XS_ERROR reply rejects with
+   * XsError. String payload parts are sent NUL-terminated; a Uint8Array is sent as is.
+   * The reply payload may share memory with the socket's receive buffer: copy it to keep it long.
+   */
+  request(type: number, payload: XsPayload, tx: XsTransaction = XBT_NULL): Promise<XsMessage> {
+    return this.submit(type, payload, tx);
+  }
+
+  private submit(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
+    if (this.closed || this.sock.destroyed) {
+      return Promise.reject(this.closeError ?? new Error('xenstored connection closed'));
+    }
+    const len = payloadLength(payload);
+    if (len > XENSTORE_PAYLOAD_MAX) return Promise.reject(new XsError('E2BIG', type));
+    const buf = Buffer.allocUnsafe(XSD_SOCKMSG_SIZE + len);
+    const reqId = this.allocReqId();
+    buf.writeUInt32LE(type >>> 0, 0);
+    buf.writeUInt32LE(reqId, 4);
+    buf.writeUInt32LE(tx >>> 0, 8);
+    buf.writeUInt32LE(len, 12);
+    payloadWrite(payload, buf, XSD_SOCKMSG_SIZE);
+    return new Promise<XsMessage>((resolve, reject) => {
+      this.pending.set(reqId, { resolve, reject, type });
+      this.send(buf);
+    });
+  }
+
+  // --- node operations -------------------------------------------------------------------
+
+  /** xs_read: the node's value (raw bytes, no NUL). */
+  async read(path: string, tx: XsTransaction = XBT_NULL): Promise<Buffer> {
+    return (await this.request(XsdSockmsgType.XS_READ, path, tx)).payload as Buffer;
+  }
+
+  /** xs_write: strings are written as UTF-8. Missing ancestors are created by xenstored. */
+  async write(path: string, value: string | Uint8Array, tx: XsTransaction = XBT_NULL): Promise<void> {
+    await this.submit(XsdSockmsgType.XS_WRITE, { path, value }, tx);
+  }
+
+  async mkdir(path: string, tx: XsTransaction = XBT_NULL): Promise<void> {
+    await this.request(XsdSockmsgType.XS_MKDIR, path, tx);
+  }
+
+  async rm(path: string, tx: XsTransaction = XBT_NULL): Promise<void> {
+    await this.request(XsdSockmsgType.XS_RM, path, tx);
+  }
+
+  /** xs_directory: child names. Falls back to XS_DIRECTORY_PART when the list is too big (E2BIG). */
+  async directory(path: string, tx: XsTransaction = XBT_NULL): Promise<string[]> {
+    try {
+      return splitNul((await this.request(XsdSockmsgType.XS_DIRECTORY, path, tx)).payload);
+    } catch (e) {
+      if (!(e instanceof XsError) || e.code !== 'E2BIG') throw e;
+      return this.directoryPart(path, tx);
+    }
+  }
+
+  /** Reads a directory piecewise, restarting if its generation changes between parts. */
+  private async directoryPart(path: string, tx: XsTransaction): Promise<string[]> {
+    for (;;) {
+      const names: string[] = [];
+      let gen: string | undefined;
+      let offset = 0;
+      let restart = false;
+      for (;;) {
+        const reply = await this.request(XsdSockmsgType.XS_DIRECTORY_PART, [path, String(offset)], tx);
+        const parts = splitNul(reply.payload);
+        const g = parts.shift();
+        if (gen === undefined) gen = g;
+        else if (g !== gen) {
+          restart = true;
+          break;
+        }
+        // The final part ends with an empty name ("\0\0").
+        const buf = reply.payload;
+        const done = buf.length >= 2 && buf[buf.length - 1] === 0 && buf[buf.length - 2] === 0;
+        const got = parts.filter((n) => n !== '');
+        names.push(...got);
+        for (const n of got) offset += n.length + 1;
+        if (done || got.length === 0) break;
+      }
+      if (!restart) return names;
+    }
+  }
+
+  /** xs_get_permissions, as the raw strings xenstored sends ("n0", "r5", ...). */
+  async getPerms(path: string, tx: XsTransaction = XBT_NULL): Promise<string[]> {
+    return splitNul((await this.request(XsdSockmsgType.XS_GET_PERMS, path, tx)).payload);
+  }
+
+  /** xs_set_permissions with raw permission strings; the first names the owner. */
+  async setPerms(path: string, perms: readonly string[], tx: XsTransaction = XBT_NULL): Promise<void> {
+    await this.request(XsdSockmsgType.XS_SET_PERMS, [path, ...perms], tx);
+  }
+
+  // --- watches ---------------------------------------------------------------------------
+
+  /** xs_watch. xenstored then sends one initial event for the watch. */
+  async watch(path: string, token: string): Promise<void> {
+    await this.request(XsdSockmsgType.XS_WATCH, [path, token]);
+  }
+
+  async unwatch(path: string, token: string): Promise<void> {
+    await this.request(XsdSockmsgType.XS_UNWATCH, [path, token]);
+  }
+
+  async resetWatches(): Promise<void> {
+    await this.request(XsdSockmsgType.XS_RESET_WATCHES, '');
+  }
+
+  /**
+   * Watch events as an async iterator (xs_read_watch in a loop). Events emitted before this is
+   * called are not queued; start iterating before sending XS_WATCH to see the initial event.
+   */
+  async *watchEvents(signal?: AbortSignal): AsyncGenerator<XsWatchEvent> {
+    try {
+      for await (const [path, token] of on(this, 'watch', { signal, close: ['close'] })) {
+        yield { path: path as string, token: token as string };
+      }
+    } catch (e) {
+      if ((e as Error).name !== 'AbortError') throw e;
+    }
+  }
+
+  // --- transactions ----------------------------------------------------------------------
+
+  async transactionStart(): Promise<XsTransaction> {
+    const m = await this.request(XsdSockmsgType.XS_TRANSACTION_START, '');
+    return Number.parseInt(replyString(m), 10) >>> 0;
+  }
+
+  /**
+   * Commits (commit=true) or aborts a transaction. Like xs_transaction_end, resolves false when
+   * the commit failed with EAGAIN (the caller should retry the whole transaction).
+   */
+  async transactionEnd(tx: XsTransaction, commit: boolean): Promise<boolean> {
+    try {
+      await this.request(XsdSockmsgType.XS_TRANSACTION_END, commit ? 'T' : 'F', tx);
+      return true;
+    } catch (e) {
+      if (e instanceof XsError && e.code === 'EAGAIN') return false;
+      throw e;
+    }
+  }
+
+  // --- domains ---------------------------------------------------------------------------
+
+  async introduce(domid: number, mfn: number | bigint, port: number): Promise<void> {
+    await this.request(XsdSockmsgType.XS_INTRODUCE, [String(domid), String(mfn), String(port)]);
+  }
+
+  async release(domid: number): Promise<void> {
+    await this.request(XsdSockmsgType.XS_RELEASE, String(domid));
+  }
+
+  async resume(domid: number): Promise<void> {
+    await this.request(XsdSockmsgType.XS_RESUME, String(domid));
+  }
+
+  async setTarget(domid: number, target: number): Promise<void> {
+    await this.request(XsdSockmsgType.XS_SET_TARGET, [String(domid), String(target)]);
+  }
+
+  async getDomainPath(domid: number): Promise<string> {
+    return replyString(await this.request(XsdSockmsgType.XS_GET_DOMAIN_PATH, String(domid)));
+  }
+
+  async isDomainIntroduced(domid: number): Promise<boolean> {
+    return replyString(await this.request(XsdSockmsgType.XS_IS_DOMAIN_INTRODUCED, String(domid))) === 'T';
+  }
+
+  /** XS_CONTROL (xs_control_command): e.g. control('log', 'on'); returns the reply text. */
+  async control(...args: string[]): Promise<string> {
+    return replyString(await this.request(XsdSockmsgType.XS_CONTROL, args));
+  }
+
+  // --- plumbing --------------------------------------------------------------------------
+
+  private allocReqId(): number {
+    let id = this.nextReqId;
+    // req_id 0 is what watch events carry; skip it and any id still in flight after wrapping.
+    while (id === 0 || this.pending.has(id)) id = (id + 1) >>> 0;
+    this.nextReqId = (id + 1) >>> 0;
+    return id;
+  }
+
+  /** Writes are corked for the rest of the tick so that a burst of requests goes out in one syscall. */
+  private send(buf: Buffer): void {
+    if (!this.corked) {
+      this.corked = true;
+      this.sock.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.sock.uncork();
+      });
+    }
+    this.sock.write(buf);
+  }
+
+  private onData(chunk: Buffer): void {
+    let buf = chunk;
+    if (this.rx !== null) {
+      buf = Buffer.concat([this.rx, chunk]);
+      this.rx = null;
+    }
+    let off = 0;
+    const end = buf.length;
+    while (end - off >= XSD_SOCKMSG_SIZE) {
+      const len = buf.readUInt32LE(off + 12);
+      if (len > XENSTORE_PAYLOAD_MAX) {
+        this.closeError ??= new XsError('EIO', buf.readUInt32LE(off), `reply of ${len} bytes`);
+        this.sock.destroy();
+        return;
+      }
+      const next = off + XSD_SOCKMSG_SIZE + len;
+      if (next > end) break;
+      this.dispatch(
+        buf.readUInt32LE(off),
+        buf.readUInt32LE(off + 4),
+        buf.readUInt32LE(off + 8),
+        buf.subarray(off + XSD_SOCKMSG_SIZE, next),
+      );
+      off = next;
+    }
+    // Keep the partial message; copy it so the big chunk it came from can be freed.
+    if (off < end) this.rx = off === 0 ? buf : Buffer.from(buf.subarray(off));
+  }
+
+  private dispatch(type: number, reqId: number, txId: number, payload: Buffer): void {
+    if (type === XsdSockmsgType.XS_WATCH_EVENT) {
+      const nul = payload.indexOf(0);
+      const path = payload.toString('latin1', 0, nul < 0 ? payload.length : nul);
+      let token = '';
+      if (nul >= 0) {
+        const nul2 = payload.indexOf(0, nul + 1);
+        token = payload.toString('latin1', nul + 1, nul2 < 0 ? payload.length : nul2);
+      }
+      this.emit('watch', path, token);
+      return;
+    }
+    const p = this.pending.get(reqId);
+    if (p === undefined) return; // a reply nobody waits for: ignore, as libxenstore would
+    this.pending.delete(reqId);
+    if (type === XsdSockmsgType.XS_ERROR) {
+      const nul = payload.indexOf(0);
+      p.reject(new XsError(payload.toString('latin1', 0, nul < 0 ? payload.length : nul), p.type));
+    } else {
+      p.resolve({ type, req_id: reqId, tx_id: txId, payload });
+    }
+  }
+
+  /** Called once the socket is closed: fails what is still in flight and emits 'close'. */
+  private shutdown(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const err = this.closeError ?? new Error('xenstored connection closed');
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending) p.reject(err);
+    this.emit('close', this.closeError);
+  }
+}
