@@ -529,8 +529,14 @@ export class Xenstored {
   private doDirectory(ctx: RequestContext): void {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     this.getNode(ctx, name, XsPerm.XS_PERM_READ);
+    const node = ctx.tx === undefined ? this.store.get(name) : undefined;
+    if (node?.listing !== undefined) {
+      ctx.reply = node.listing;
+      return;
+    }
     const kids = this.sortedIfOcaml(ctx.db.children(name));
     ctx.reply = enc(kids.map((k) => `${k}\0`).join(''));
+    if (node !== undefined) node.listing = ctx.reply;
   }
 
   private doDirectoryPart(ctx: RequestContext): void {

@@ -14,6 +14,8 @@ export class XsNode {
   gen: number;
   /** Newest generation anywhere in this subtree (oxenstored-style merges ask for it). */
   subGen: number;
+  /** DIRECTORY reply payload, kept until the child list changes (dom0 tools list a lot). */
+  listing: Uint8Array | undefined = undefined;
 
   constructor(value: string, perms: Perms, gen: number) {
     this.value = value;
@@ -120,6 +122,7 @@ export class Store {
     const node = new XsNode(value, perms, gen);
     (parent.children ??= new Map()).set(name, node);
     parent.gen = gen;
+    parent.listing = undefined;
     this.touchPath(parentPath, gen);
     this.nodeCount++;
     this.count(perms[0].id, 1);
@@ -177,6 +180,7 @@ export class Store {
     }
     parent.children!.delete(name);
     if (parent.children!.size === 0) parent.children = null;
+    parent.listing = undefined;
     parent.gen = this.generation++;
     this.touchPath(parentPath, parent.gen);
   }

@@ -327,6 +327,7 @@ export class Transaction implements Db, SnapshotListener {
           if (c) m.set(k, c);
         }
         n.children = m;
+        n.listing = undefined;
       }
     }
     const events: { path: string; exact: boolean; perms: Perms[] }[] = [];
