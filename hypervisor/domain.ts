@@ -1,0 +1,88 @@
+// struct domain: identity, privilege, run state, memory. Event channels and grant tables hang
+// off it (event-channel.ts, grant-table.ts).
+import type { Frame, Gfn } from './memory.ts';
+import { type DomId, DOMID_FIRST_RESERVED } from './public/xen.ts';
+import type { ShutdownReason } from './public/sched.ts';
+
+/** d->is_dying. */
+export enum DomDying {
+  DOMDYING_alive = 0,
+  DOMDYING_dying = 1,
+  DOMDYING_dead = 2,
+}
+
+/** What `xl list` and getinfo show, derived from the flags below. */
+export type DomainRunState = 'running' | 'blocked' | 'paused' | 'shutdown' | 'dying' | 'dead';
+
+export class Domain {
+  /** controller_pause_count: a new domain starts paused once. */
+  pauseCount = 1;
+  /** The vCPU waits for an event (SCHEDOP_block). */
+  blocked = false;
+  isShutDown = false;
+  shutdownCode: ShutdownReason | undefined = undefined;
+  dying = DomDying.DOMDYING_alive;
+  /** p2m: guest frame -> machine frame. */
+  readonly p2m: (Frame | undefined)[] = [];
+  /** Frame holding struct shared_info (event channel bitmaps). */
+  sharedInfo: Frame | undefined;
+  maxPages: number;
+
+  constructor(
+    readonly domid: DomId,
+    /** The control domain (dom0): may use domctls and foreign operations. */
+    readonly privileged: boolean,
+    maxPages: number,
+  ) {
+    this.maxPages = maxPages;
+  }
+
+  get runState(): DomainRunState {
+    if (this.dying === DomDying.DOMDYING_dead) return 'dead';
+    if (this.dying === DomDying.DOMDYING_dying) return 'dying';
+    if (this.isShutDown) return 'shutdown';
+    if (this.pauseCount > 0) return 'paused';
+    return this.blocked ? 'blocked' : 'running';
+  }
+
+  frame(gfn: Gfn | number): Frame | undefined {
+    return this.p2m[gfn];
+  }
+}
+
+/**
+ * Domid allocation as Xen does it for "any id": the lowest free id after the last one handed out,
+ * wrapping to 1 (0 is never auto-assigned), below DOMID_FIRST_RESERVED. An id is free again only
+ * when its domain struct is freed (zombies keep theirs).
+ */
+export class DomidAllocator {
+  private last = 0;
+  private readonly used = new Set<number>();
+
+  isUsed(id: number): boolean {
+    return this.used.has(id);
+  }
+
+  /** A specific id: -EEXIST (as undefined) if taken or reserved. */
+  claim(id: number): DomId | undefined {
+    if (id < 0 || id >= DOMID_FIRST_RESERVED || this.used.has(id)) return undefined;
+    this.used.add(id);
+    return id as DomId;
+  }
+
+  allocate(): DomId | undefined {
+    for (let i = 1; i < DOMID_FIRST_RESERVED; i++) {
+      const id = ((this.last + i - 1) % (DOMID_FIRST_RESERVED - 1)) + 1;
+      if (!this.used.has(id)) {
+        this.used.add(id);
+        this.last = id;
+        return id as DomId;
+      }
+    }
+    return undefined;
+  }
+
+  release(id: number): void {
+    this.used.delete(id);
+  }
+}

@@ -1,0 +1,160 @@
+// One Xen host: the hypervisor instance that owns every domain, frame and channel.
+// Runs on the main thread; domains reach it only through hypercalls.
+import { Domain, DomDying, DomidAllocator } from './domain.ts';
+import { type Frame, type Gfn, MachineMemory } from './memory.ts';
+import { type DomId, Errno, DOMID_SELF } from './public/xen.ts';
+import type { ShutdownReason } from './public/sched.ts';
+
+export interface CreateDomainOptions {
+  /** Ask for a particular domid (XEN_DOMCTL_createdomain with a non-zero id). */
+  readonly domid?: number;
+  readonly privileged?: boolean;
+  /** Pages the domain may own (memory in KiB / 4). */
+  readonly maxPages?: number;
+}
+
+/** A subsystem that keeps per-domain state (event channels, grant tables). */
+export interface DomainHooks {
+  /** After a domain struct exists, before anyone can use it. */
+  domainCreated(d: Domain): void;
+  /** domain_kill(): release what the dying domain holds. */
+  domainKilled(d: Domain): void;
+  /** The struct is being freed (last reference gone). */
+  domainFreed(d: Domain): void;
+}
+
+export class HypervisorError extends Error {
+  constructor(readonly errno: Errno, what: string) {
+    super(`${what}: -${Errno[errno]}`);
+  }
+}
+
+export class Host {
+  readonly memory: MachineMemory;
+  readonly domains = new Map<number, Domain>();
+  readonly domids = new DomidAllocator();
+  private readonly hooks: DomainHooks[] = [];
+  /** Listeners for VIRQ_DOM_EXC-worthy changes (the event channel layer raises the VIRQ). */
+  private readonly domExc: ((d: Domain) => void)[] = [];
+
+  constructor(opts: { totalFrames?: number } = {}) {
+    this.memory = new MachineMemory(opts.totalFrames);
+  }
+
+  addHooks(h: DomainHooks): void {
+    this.hooks.push(h);
+  }
+
+  onDomExc(f: (d: Domain) => void): void {
+    this.domExc.push(f);
+  }
+
+  private raiseDomExc(d: Domain): void {
+    for (const f of this.domExc) f(d);
+  }
+
+  /** Finds a live (or zombie) domain; DOMID_SELF means the caller. */
+  lookup(id: number, caller?: Domain): Domain | undefined {
+    if (id === DOMID_SELF) return caller;
+    return this.domains.get(id);
+  }
+
+  /** XEN_DOMCTL_createdomain: a paused domain with its shared_info page. */
+  createDomain(opts: CreateDomainOptions = {}): Domain {
+    const id = opts.domid !== undefined ? this.domids.claim(opts.domid) : this.domids.allocate();
+    if (id === undefined) throw new HypervisorError(opts.domid !== undefined ? Errno.EEXIST : Errno.ENOSPC, 'createdomain');
+    const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
+    const si = this.memory.allocate(id);
+    if (!si) {
+      this.domids.release(id);
+      throw new HypervisorError(Errno.ENOMEM, 'createdomain');
+    }
+    d.sharedInfo = si;
+    this.domains.set(id, d);
+    for (const h of this.hooks) h.domainCreated(d);
+    return d;
+  }
+
+  /** XENMEM_populate_physmap: gives a domain frames at consecutive gfns from `first`. */
+  populate(d: Domain, first: number, count: number): Frame[] {
+    const out: Frame[] = [];
+    for (let g = first; g < first + count; g++) {
+      if (d.p2m[g] !== undefined) continue;
+      if (this.ownedFrames(d) >= d.maxPages) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+      const f = this.memory.allocate(d.domid);
+      if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+      d.p2m[g as Gfn] = f;
+      out.push(f);
+    }
+    return out;
+  }
+
+  private ownedFrames(d: Domain): number {
+    let n = 0;
+    for (const f of d.p2m) if (f) n++;
+    return n;
+  }
+
+  /** XEN_DOMCTL_pausedomain: reference counted, capped at 255. */
+  pause(d: Domain): void {
+    if (d.dying !== DomDying.DOMDYING_alive) throw new HypervisorError(Errno.EINVAL, 'pausedomain');
+    if (d.pauseCount >= 255) throw new HypervisorError(Errno.EOVERFLOW, 'pausedomain');
+    d.pauseCount++;
+  }
+
+  /** XEN_DOMCTL_unpausedomain. */
+  unpause(d: Domain): void {
+    if (d.pauseCount <= 0) throw new HypervisorError(Errno.EINVAL, 'unpausedomain');
+    d.pauseCount--;
+  }
+
+  /** SCHEDOP_shutdown / domain_shutdown(): the first reason latched wins; then VIRQ_DOM_EXC. */
+  shutdown(d: Domain, reason: ShutdownReason): void {
+    if (d.isShutDown || d.dying !== DomDying.DOMDYING_alive) return;
+    d.isShutDown = true;
+    d.shutdownCode = reason;
+    this.raiseDomExc(d);
+  }
+
+  /** A suspended or shut-down domain resumed (XEN_DOMCTL_resumedomain). */
+  resume(d: Domain): void {
+    d.isShutDown = false;
+    d.shutdownCode = undefined;
+  }
+
+  /**
+   * XEN_DOMCTL_destroydomain -> domain_kill(): dying, channels closed, mappings released,
+   * memory freed; VIRQ_DOM_EXC. The struct (and its domid) lingers while others map its pages.
+   */
+  destroy(d: Domain): void {
+    if (d.dying !== DomDying.DOMDYING_alive) return;
+    d.dying = DomDying.DOMDYING_dying;
+    for (const h of this.hooks) h.domainKilled(d);
+    d.dying = DomDying.DOMDYING_dead;
+    this.raiseDomExc(d);
+    this.tryFree(d);
+  }
+
+  /** Frees a dead domain once no other domain maps its frames; returns whether it went. */
+  tryFree(d: Domain): boolean {
+    if (d.dying !== DomDying.DOMDYING_dead || !this.domains.has(d.domid)) return false;
+    const frames = [...d.p2m.filter((f): f is Frame => f !== undefined), d.sharedInfo!];
+    if (frames.some((f) => f.foreignRefs > 0)) return false;
+    for (const f of frames) this.memory.release(f);
+    d.p2m.length = 0;
+    for (const h of this.hooks) h.domainFreed(d);
+    this.domains.delete(d.domid);
+    this.domids.release(d.domid);
+    this.raiseDomExc(d);
+    return true;
+  }
+
+  /** Dom0-only operations (domctls) check this. */
+  requirePrivileged(caller: Domain, what: string): void {
+    if (!caller.privileged) throw new HypervisorError(Errno.EPERM, what);
+  }
+
+  domid(d: Domain): DomId {
+    return d.domid;
+  }
+}
