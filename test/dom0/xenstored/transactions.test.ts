@@ -1,0 +1,442 @@
+// Transactions. C xenstored (profile 'c') is optimistic per node: commit fails with EAGAIN if any
+// node the transaction looked at (read, written, or whose child list it changed) was modified by
+// someone else meanwhile - value, ACL, children, creation or deletion - even for a read-only
+// transaction. oxenstored (profile 'ocaml') works on a snapshot and merges: read-only
+// transactions and blind writes commit. The conflict table was run on Debian's 4.17.7 daemons.
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { type Client, Harness } from './harness.ts';
+
+type Step = readonly [op: 'WRITE' | 'READ' | 'RM' | 'DIRECTORY' | 'SET_PERMS' | 'MKDIR' | 'GET_PERMS', path: string, arg?: string];
+
+function apply(c: Client, [op, path, arg]: Step, tx = 0): string {
+  switch (op) {
+    case 'WRITE': return c.write(path, arg ?? '', tx);
+    case 'READ': return c.read(path, tx);
+    case 'RM': return c.rm(path, tx);
+    case 'DIRECTORY': return c.dir(path, tx);
+    case 'SET_PERMS': return c.setPerms(path, arg ?? 'n0', tx);
+    case 'MKDIR': return c.mkdir(path, tx);
+    case 'GET_PERMS': return c.getPerms(path, tx);
+  }
+}
+
+/** [what, setup (committed first), inside the transaction, another connection meanwhile, C commit, ocaml commit] */
+const CONFLICTS: readonly (readonly [string, Step[], Step[], Step[], string, string])[] = [
+  ['read a / other writes a (same value)', [['WRITE', '/a', '1']], [['READ', '/a']], [['WRITE', '/a', '1']], 'EAGAIN', 'OK'],
+  ['read a / other changes the ACL of a', [['WRITE', '/a', '1']], [['READ', '/a']], [['SET_PERMS', '/a', 'n0 r1']], 'EAGAIN', 'OK'],
+  ['read a / other removes a', [['WRITE', '/a', '1']], [['READ', '/a']], [['RM', '/a']], 'EAGAIN', 'OK'],
+  ['read missing m / other creates m', [], [['READ', '/m']], [['WRITE', '/m', 'x']], 'EAGAIN', 'OK'],
+  ['list p / other adds a child', [['WRITE', '/p/x', '1']], [['DIRECTORY', '/p']], [['WRITE', '/p/new', 'x']], 'EAGAIN', 'OK'],
+  ['read p / other adds a child', [['WRITE', '/p/x', '1']], [['READ', '/p']], [['WRITE', '/p/new', 'x']], 'EAGAIN', 'OK'],
+  ['read p / other removes a child', [['WRITE', '/p/x', '1']], [['READ', '/p']], [['RM', '/p/x']], 'EAGAIN', 'OK'],
+  ['get perms a / other changes them', [['WRITE', '/a', '0']], [['GET_PERMS', '/a']], [['SET_PERMS', '/a', 'n0 r2']], 'EAGAIN', 'OK'],
+  ['create p/a / other creates p/b (parent p changed)', [['WRITE', '/p', '']], [['WRITE', '/p/a', '1']], [['WRITE', '/p/b', '2']], 'EAGAIN', 'OK'],
+  ['both create p/a', [['WRITE', '/p', '']], [['WRITE', '/p/a', '1']], [['WRITE', '/p/a', '2']], 'EAGAIN', 'OK'],
+  ['blind write a / other writes a', [['WRITE', '/a', '0']], [['WRITE', '/a', 'mine']], [['WRITE', '/a', 'theirs']], 'EAGAIN', 'OK'],
+  ['mkdir existing a / other writes a', [['WRITE', '/a', '0']], [['MKDIR', '/a']], [['WRITE', '/a', 'x']], 'EAGAIN', 'OK'],
+  ['rm p/a / other writes p/a', [['WRITE', '/p/a', '0']], [['RM', '/p/a']], [['WRITE', '/p/a', 'x']], 'EAGAIN', 'OK'],
+  ['rm p/a / other creates p/a/c', [['WRITE', '/p/a', '0']], [['RM', '/p/a']], [['WRITE', '/p/a/c', 'x']], 'EAGAIN', 'OK'],
+  // Nodes the transaction did not look at do not matter, in either daemon.
+  ['write existing p/a / other creates p/b', [['WRITE', '/p/a', '0']], [['WRITE', '/p/a', '1']], [['WRITE', '/p/b', '2']], 'OK', 'OK'],
+  ['write existing p/a / other writes p', [['WRITE', '/p/a', '0']], [['WRITE', '/p/a', '1']], [['WRITE', '/p', '2']], 'OK', 'OK'],
+  ['read a / other writes b', [['WRITE', '/a', '0'], ['WRITE', '/b', '0']], [['READ', '/a']], [['WRITE', '/b', 'x']], 'OK', 'OK'],
+  ['empty transaction / other writes', [['WRITE', '/a', '0']], [], [['WRITE', '/a', 'x']], 'OK', 'OK'],
+  ['write then read back / nobody else', [['WRITE', '/a', '0']], [['WRITE', '/a', '1'], ['READ', '/a']], [], 'OK', 'OK'],
+];
+
+describe('xenstored transactions', () => {
+  describe('commit after concurrent changes (C: EAGAIN for any node looked at; ocaml merges)', () => {
+    for (const [what, setup, inTx, other, cWant, oWant] of CONFLICTS) {
+      for (const [profile, want] of [['c', cWant], ['ocaml', oWant]] as const) {
+        it(`${profile}: ${what} -> ${want}`, () => {
+          const h = new Harness({ profile });
+          const a = h.dom0;
+          const b = h.socket('other');
+          for (const s of setup) assert.equal(apply(a, s), 'OK', `setup ${s.join(' ')}`);
+          const t = a.txStart();
+          for (const s of inTx) apply(a, s, t);
+          for (const s of other) assert.equal(apply(b, s), 'OK', `other ${s.join(' ')}`);
+          assert.equal(a.commit(t), want);
+          // After END, whatever its result, the transaction is gone.
+          assert.equal(a.read('/', t), profile === 'c' ? 'ENOENT' : 'EIO');
+        });
+      }
+    }
+
+    it('c: an EAGAIN commit applies nothing; ocaml: the blind write wins', () => {
+      for (const profile of ['c', 'ocaml'] as const) {
+        const h = new Harness({ profile });
+        const b = h.socket('other');
+        assert.equal(h.dom0.write('/a', '0'), 'OK');
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/a', 'mine', t), 'OK');
+        assert.equal(h.dom0.write('/new', 'n', t), 'OK');
+        assert.equal(b.write('/a', 'theirs'), 'OK');
+        h.dom0.commit(t);
+        assert.deepEqual([b.read('/a'), b.read('/new')], profile === 'c' ? ['theirs', 'ENOENT'] : ['mine', 'n'], profile);
+      }
+    });
+
+    it('ocaml: blind writes to unrelated nodes commit although others changed the store', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/p/x', '0'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.write('/p/u1', 'a', t), 'OK');
+      assert.equal(h.dom0.write('/q/u2', 'b', t), 'OK');
+      assert.equal(b.write('/p/x', 'changed'), 'OK');
+      assert.equal(b.write('/p/other', 'new'), 'OK');
+      assert.equal(b.rm('/p/x'), 'OK');
+      assert.equal(h.dom0.commit(t), 'OK');
+      assert.deepEqual([b.read('/p/u1'), b.read('/q/u2'), b.read('/p/other'), b.read('/p/x')], ['a', 'b', 'new', 'ENOENT']);
+    });
+
+    it('ocaml: a transaction that wrote and whose reads would now answer differently is EAGAIN', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/p/x', '0'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.read('/p/x', t), '0');
+      assert.equal(h.dom0.write('/p/x', '1', t), 'OK');
+      assert.equal(b.write('/p/x', 'changed'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+      assert.equal(b.read('/p/x'), 'changed');
+    });
+  });
+
+  describe('isolation', () => {
+    it('c: a node not yet looked at shows its current value; once read, the transaction keeps that copy', () => {
+      const h = new Harness({ profile: 'c' });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/a', 'old'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(b.write('/a', 'new'), 'OK');
+      assert.equal(h.dom0.read('/a', t), 'new');
+      assert.equal(b.write('/a', 'newer'), 'OK');
+      assert.equal(h.dom0.read('/a', t), 'new');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
+    it('ocaml: the transaction reads the store as it was at TRANSACTION_START', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/a', 'old'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(b.write('/a', 'new'), 'OK');
+      assert.equal(h.dom0.read('/a', t), 'old');
+      assert.equal(h.dom0.commit(t), 'OK');
+    });
+
+    for (const profile of ['c', 'ocaml'] as const) {
+      it(`${profile}: own changes are visible inside only, until commit; F discards them`, () => {
+        const h = new Harness({ profile });
+        const b = h.socket('other');
+        assert.equal(h.dom0.write('/r/x', 'v'), 'OK');
+        let t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/new', 'tx', t), 'OK');
+        assert.equal(h.dom0.read('/new', t), 'tx');
+        assert.equal(b.read('/new'), 'ENOENT');
+        assert.ok(h.dom0.dir('/', t).split(' ').includes('new'));
+        assert.equal(h.dom0.abort(t), 'OK');
+        assert.equal(b.read('/new'), 'ENOENT');
+
+        t = h.dom0.txStart();
+        assert.equal(h.dom0.rm('/r', t), 'OK');
+        assert.equal(h.dom0.read('/r/x', t), 'ENOENT');
+        assert.equal(b.read('/r/x'), 'v');
+        assert.equal(h.dom0.write('/r/x', 'again', t), 'OK');
+        assert.equal(h.dom0.commit(t), 'OK');
+        assert.equal(b.read('/r/x'), 'again');
+        assert.equal(b.dir('/r'), 'x');
+      });
+    }
+  });
+
+  describe('protocol', () => {
+    for (const profile of ['c', 'ocaml'] as const) {
+      const unknown = profile === 'c' ? 'ENOENT' : 'EIO';
+      it(`${profile}: ids count per connection from 1 and are not reused`, () => {
+        const h = new Harness({ profile });
+        const b = h.socket('other');
+        assert.equal(h.dom0.txStartResult(), '1');
+        assert.equal(h.dom0.txStartResult(), '2');
+        assert.equal(b.txStartResult(), '1');
+        assert.equal(h.dom0.abort(1), 'OK');
+        assert.equal(h.dom0.txStartResult(), '3');
+        // The reply to TRANSACTION_START carries tx_id 0; the id is in the payload.
+        const r = h.dom0.request(6, '\0');
+        assert.equal(r.msg?.tx_id, 0);
+        assert.equal(r.payload, '4\0');
+      });
+
+      it(`${profile}: TRANSACTION_START inside a transaction is EBUSY`, () => {
+        const h = new Harness({ profile });
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.txStartResult(t), 'EBUSY');
+        assert.equal(h.dom0.txStartResult(555), unknown);
+        assert.equal(h.dom0.commit(t), 'OK');
+      });
+
+      it(`${profile}: an unknown transaction id is ${unknown}; ending transaction 0 is ENOENT`, () => {
+        const h = new Harness({ profile });
+        assert.equal(h.dom0.read('/', 999), unknown);
+        assert.equal(h.dom0.write('/x', 'v', 999), unknown);
+        assert.equal(h.dom0.commit(999), unknown);
+        assert.equal(h.dom0.request(10 /* GET_DOMAIN_PATH */, '1\0', 999).error, unknown);
+        assert.equal(h.dom0.commit(0), 'ENOENT');
+        assert.equal(h.dom0.read('/x'), 'ENOENT');
+      });
+
+      it(`${profile}: TRANSACTION_END needs "T" or "F"`, () => {
+        const h = new Harness({ profile });
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.request(7, 'X\0', t).error, 'EINVAL');
+        assert.equal(h.dom0.write('/still', 'open', t), 'OK');
+        assert.equal(h.dom0.commit(t), 'OK');
+        assert.equal(h.dom0.read('/still'), 'open');
+      });
+
+      it(`${profile}: watch events fire at commit only, not for aborted transactions`, () => {
+        const h = new Harness({ profile });
+        const w = h.socket('watcher');
+        assert.equal(w.watch('/w', 'tok'), 'OK');
+        w.events();
+        let t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/w/a', '1', t), 'OK');
+        assert.equal(h.dom0.write('/w/b', '2', t), 'OK');
+        assert.deepEqual(w.events(), []);
+        assert.equal(h.dom0.commit(t), 'OK');
+        assert.deepEqual(w.eventStrings().sort(), ['/w/a tok', '/w/b tok']);
+        t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/w/c', '3', t), 'OK');
+        assert.equal(h.dom0.abort(t), 'OK');
+        assert.deepEqual(w.events(), []);
+      });
+
+      it(`${profile}: an empty transaction commits`, () => {
+        const h = new Harness({ profile });
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/x', 'changed meanwhile'), 'OK');
+        assert.equal(h.dom0.commit(t), 'OK');
+      });
+    }
+
+    it('c: after EAGAIN the transaction is gone', () => {
+      const h = new Harness({ profile: 'c' });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/a', '0'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.read('/a', t), '0');
+      assert.equal(b.write('/a', '1'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+      assert.equal(h.dom0.commit(t), 'ENOENT');
+      assert.equal(h.dom0.read('/a', t), 'ENOENT');
+    });
+
+    it('c: a guest transaction works on guest-relative paths and its ACLs', () => {
+      const h = new Harness({ profile: 'c' });
+      const g = h.introduce(1, { data: true });
+      const t = g.txStart();
+      assert.equal(g.write('data/k', 'v', t), 'OK');
+      assert.equal(g.write('name', 'x', t), 'EACCES');
+      assert.equal(g.commit(t), 'OK');
+      assert.equal(h.dom0.read('/local/domain/1/data/k'), 'v');
+    });
+  });
+
+  describe('property: concurrent transactions with retry on EAGAIN are serializable in commit order', function () {
+    this.timeout(20000);
+    // Several connections run random transactions over a small key set, interleaved at random;
+    // a transaction that gets EAGAIN is retried from its start. Then:
+    //  - the final store equals the committed transactions applied one after another, in commit
+    //    order (so no committed write is lost and nothing else changed it);
+    //  - C: every reply of a committed transaction equals the reply the serial replay gives at
+    //    its commit point;
+    //  - ocaml: every reply inside a transaction equals the replay on the store as it was at its
+    //    start (snapshot), and for a transaction that changed something, also at its commit point.
+    const KEYS = ['a', 'b', 'a/x', 'c'];
+    type TxOp = { op: 'read' | 'rm' | 'incr'; key: string } | { op: 'write'; key: string; value: string };
+    const arbOp: fc.Arbitrary<TxOp> = fc.oneof(
+      fc.record({ op: fc.constantFrom<'read' | 'rm' | 'incr'>('read', 'rm', 'incr'), key: fc.constantFrom(...KEYS) }),
+      fc.record({ op: fc.constant<'write'>('write'), key: fc.constantFrom(...KEYS), value: fc.constantFrom('p', 'q', 'r') }),
+    );
+    /** A program: a transaction (tx: true) or one request outside any transaction. */
+    const arbProgram = fc.oneof(
+      { weight: 4, arbitrary: fc.record({ tx: fc.constant(true), ops: fc.array(arbOp, { minLength: 0, maxLength: 4 }) }) },
+      { weight: 1, arbitrary: fc.record({ tx: fc.constant(false), ops: fc.tuple(arbOp) }) },
+    );
+
+    /** The reference store: path -> value, below /k. */
+    type Model = Map<string, string>;
+    const parentKey = (k: string): string => (k.includes('/') ? k.slice(0, k.lastIndexOf('/')) : '');
+
+    /** Applies one op to the model; returns the reply xenstored gives. */
+    function step(m: Model, o: TxOp, written?: string): string {
+      switch (o.op) {
+        case 'read':
+          return m.get(o.key) ?? 'ENOENT';
+        case 'write': {
+          setWithParents(m, o.key, o.value);
+          return 'OK';
+        }
+        case 'incr': {
+          // read, then write the value + '+' (the write is what the reply of the write says)
+          const v = m.get(o.key);
+          setWithParents(m, o.key, written ?? `${v ?? ''}+`);
+          return v ?? 'ENOENT';
+        }
+        case 'rm': {
+          if (!m.has(o.key)) return parentKey(o.key) === '' || m.has(parentKey(o.key)) ? 'OK' : 'ENOENT';
+          for (const k of [...m.keys()]) if (k === o.key || k.startsWith(`${o.key}/`)) m.delete(k);
+          return 'OK';
+        }
+      }
+    }
+    function setWithParents(m: Model, key: string, value: string): void {
+      const p = parentKey(key);
+      if (p !== '' && !m.has(p)) m.set(p, '');
+      m.set(key, value);
+    }
+    /** The store below /k as dom0 sees it. */
+    function dump(h: Harness): Model {
+      const m: Model = new Map();
+      const walk = (rel: string): void => {
+        const kids = h.dom0.dir(`/k${rel}`);
+        if (kids === '') return;
+        for (const k of kids.split(' ')) {
+          const key = rel === '' ? k : `${rel.slice(1)}/${k}`;
+          m.set(key, h.dom0.read(`/k/${key}`));
+          walk(`/${key}`);
+        }
+      };
+      walk('');
+      return m;
+    }
+
+    interface Attempt {
+      readonly ops: TxOp[];
+      readonly replies: string[];
+      /** Values written by incr ops, in order. */
+      readonly incrWrites: (string | undefined)[];
+      startModel: Model | undefined;
+    }
+
+    function run(profile: 'c' | 'ocaml', programsPerConn: { tx: boolean; ops: TxOp[] }[][], schedule: number[]): void {
+      const h = new Harness({ profile });
+      assert.equal(h.dom0.write('/k', ''), 'OK');
+      const conns = programsPerConn.map((_, i) => h.socket(`c${i}`));
+      const committed: Model = new Map();
+      const commits: { attempt: Attempt; at: Model; changed: boolean }[] = [];
+      const state = programsPerConn.map(() => ({ prog: 0, pc: -1, tx: 0, attempt: undefined as Attempt | undefined }));
+
+      const exec = (c: Client, o: TxOp, tx: number): { reply: string; wrote?: string } => {
+        const path = `/k/${o.key}`;
+        switch (o.op) {
+          case 'read': return { reply: c.read(path, tx) };
+          case 'write': return { reply: c.write(path, o.value, tx) };
+          case 'rm': return { reply: c.rm(path, tx) };
+          case 'incr': {
+            const v = c.read(path, tx);
+            const wrote = `${v === 'ENOENT' ? '' : v}+`;
+            const w = c.write(path, wrote, tx);
+            assert.equal(w, 'OK');
+            return { reply: v, wrote };
+          }
+        }
+      };
+      /** Replays an attempt on a copy of `base`: its replies, and which RMs found their node. */
+      const replay = (base: Model, a: Attempt): { replies: string[]; effective: boolean[] } => {
+        const m = new Map(base);
+        const effective: boolean[] = [];
+        const replies: string[] = [];
+        a.ops.forEach((o, k) => {
+          effective[k] = o.op !== 'rm' || m.has(o.key);
+          replies.push(step(m, o, a.incrWrites[k]));
+        });
+        return { replies, effective };
+      };
+      /**
+       * Applies a committed attempt to the reference store: its requests replayed at the commit
+       * point. Exception (oxenstored): a transaction that changed nothing in its own snapshot is
+       * read-only and commits without effect (an RM that found nothing there is not a write).
+       */
+      const committedNow = (a: Attempt, view: Model): void => {
+        const at = new Map(committed);
+        const { effective } = replay(view, a);
+        const changed = a.ops.some((o, k) => o.op !== 'read' && effective[k]);
+        if (changed) a.ops.forEach((o, k) => step(committed, o, a.incrWrites[k]));
+        commits.push({ attempt: a, at, changed });
+      };
+
+      /** Advances connection i by one request; returns false when it has nothing left. */
+      const advance = (i: number): boolean => {
+        const s = state[i];
+        const progs = programsPerConn[i];
+        if (s.prog >= progs.length) return false;
+        const prog = progs[s.prog];
+        const c = conns[i];
+        if (!prog.tx) {
+          const a: Attempt = { ops: prog.ops, replies: [], incrWrites: [], startModel: undefined };
+          const r = exec(c, prog.ops[0], 0);
+          a.replies.push(r.reply);
+          a.incrWrites.push(r.wrote);
+          // incr outside a transaction is two requests; nobody runs in between here.
+          committedNow(a, committed);
+          s.prog++;
+          return true;
+        }
+        if (s.pc === -1) {
+          s.tx = c.txStart();
+          s.attempt = { ops: prog.ops, replies: [], incrWrites: [], startModel: new Map(committed) };
+          s.pc = 0;
+          return true;
+        }
+        const a = s.attempt!;
+        if (s.pc < prog.ops.length) {
+          const r = exec(c, prog.ops[s.pc], s.tx);
+          a.replies.push(r.reply);
+          a.incrWrites.push(r.wrote);
+          s.pc++;
+          return true;
+        }
+        const end = c.commit(s.tx);
+        if (profile === 'ocaml') {
+          // Inside an oxenstored transaction every reply comes from the start snapshot.
+          assert.deepEqual(a.replies, replay(a.startModel!, a).replies, 'ocaml: replies = start snapshot');
+        }
+        if (end === 'OK') {
+          committedNow(a, profile === 'ocaml' ? a.startModel! : committed);
+          s.prog++;
+        } else {
+          assert.equal(end, 'EAGAIN');
+        }
+        s.pc = -1;
+        return true;
+      };
+
+      for (const i of schedule) advance(i % conns.length);
+      for (let i = 0; i < conns.length; i++) while (advance(i)) { /* run to completion */ }
+
+      assert.deepEqual(dump(h), committed, 'final store = committed transactions applied in commit order');
+      for (const { attempt, at, changed } of commits) {
+        if (profile === 'ocaml' && !changed) continue; // read-only: it saw its snapshot
+        assert.deepEqual(attempt.replies, replay(at, attempt).replies,
+          `replies of ${JSON.stringify(attempt.ops)} = serial replay at its commit point`);
+      }
+    }
+
+    for (const profile of ['c', 'ocaml'] as const) {
+      it(`${profile}`, () => {
+        fc.assert(
+          fc.property(
+            fc.array(fc.array(arbProgram, { maxLength: 4 }), { minLength: 2, maxLength: 4 }),
+            fc.array(fc.nat(), { minLength: 20, maxLength: 150 }),
+            (programs, schedule) => run(profile, programs, schedule),
+          ),
+          { numRuns: 300 },
+        );
+      });
+    }
+  });
+});

@@ -1,0 +1,372 @@
+// Watches. Profile 'c' = C xenstored 4.17, 'ocaml' = oxenstored 4.17; expectations checked on
+// Debian's 4.17.7 daemons (../shared/oracle) where the two differ.
+import assert from 'node:assert/strict';
+import { type Client, Harness, T, latin1, type Reply } from './harness.ts';
+
+const PROFILES = ['c', 'ocaml'] as const;
+
+/** What a request delivered to its sender, in order: 'reply' or 'event <path> <token>'. */
+function order(r: Reply): string[] {
+  return r.own.map((m) => {
+    if (m.type !== T.XS_WATCH_EVENT) return 'reply';
+    const [p, t] = latin1(m.payload).split('\0');
+    return `event ${p} ${t}`;
+  });
+}
+
+const write = (c: Client, path: string, value: string): Reply =>
+  c.request(T.XS_WRITE, Buffer.concat([Buffer.from(`${path}\0`), Buffer.from(value)]));
+
+describe('xenstored watches', () => {
+  describe('registration and the initial event', () => {
+    for (const profile of PROFILES) {
+      it(`${profile}: WATCH replies OK, then always sends one event with the watched path`, () => {
+        const h = new Harness({ profile });
+        const g = h.introduce(1);
+        const cases: [Client, string][] = [
+          [h.dom0, '/missing/deep'],
+          [h.dom0, '/tool'],
+          [h.dom0, '@introduceDomain'],
+          [h.dom0, '@whatever'],
+          [g, '/tool/xenstored'], // unreadable for the guest
+          [g, 'relative/missing'],
+          [g, '/'],
+        ];
+        for (const [c, path] of cases) {
+          const r = c.request(T.XS_WATCH, `${path}\0tok\0`);
+          assert.deepEqual(order(r), ['reply', `event ${path} tok`], `${c.name} ${path}`);
+          assert.equal(r.payload, 'OK\0');
+          assert.deepEqual(c.eventStrings(), [`${path} tok`]);
+        }
+      });
+
+      it(`${profile}: the same path and token again is EEXIST (relative or absolute spelling); UNWATCH of an unknown watch is ENOENT`, () => {
+        const h = new Harness({ profile });
+        assert.equal(h.dom0.watch('/local/domain/0/x', 't'), 'OK');
+        assert.equal(h.dom0.watch('/local/domain/0/x', 't'), 'EEXIST');
+        assert.equal(h.dom0.watch('x', 't'), 'EEXIST');
+        assert.equal(h.dom0.watch('/local/domain/0/x', 't2'), 'OK');
+        assert.equal(h.dom0.unwatch('/local/domain/0/x', 'nosuch'), 'ENOENT');
+        assert.equal(h.dom0.unwatch('x', 't2'), 'OK'); // canonical path + token
+        h.dom0.events();
+        assert.equal(h.socket().write('/local/domain/0/x', 'v'), 'OK');
+        assert.deepEqual(h.dom0.eventStrings(), ['/local/domain/0/x t']);
+      });
+    }
+  });
+
+  describe('which changes fire', () => {
+    for (const profile of PROFILES) {
+      it(`${profile}: the node and everything below it (path components, not string prefixes)`, () => {
+        const h = new Harness({ profile });
+        const w = h.socket('w');
+        const d = h.socket('d');
+        assert.equal(w.watch('/y', 'y'), 'OK');
+        w.events();
+        const CASES: [string, () => string, string[]][] = [
+          ['write /y', () => d.write('/y', '1'), ['/y y']],
+          ['write the same value again', () => d.write('/y', '1'), ['/y y']],
+          ['create /y/a/b (ancestors silently)', () => d.write('/y/a/b', 'x'), ['/y/a/b y']],
+          ['mkdir of an existing node', () => d.mkdir('/y/a'), []],
+          ['mkdir of a new node', () => d.mkdir('/y/m'), ['/y/m y']],
+          ['write /yy (a string prefix only)', () => d.write('/yy', '1'), []],
+          ['write / ', () => d.write('/', ''), []],
+          ['set perms', () => d.setPerms('/y/a', 'n0 r1'), ['/y/a y']],
+          ['rm of a missing leaf', () => d.rm('/y/nope'), []],
+          ['rm /y/a', () => d.rm('/y/a'), ['/y/a y']],
+        ];
+        for (const [what, act, want] of CASES) {
+          assert.equal(act(), 'OK', what);
+          assert.deepEqual(w.eventStrings(), want, what);
+        }
+      });
+
+      it(`${profile}: a watch on / sees every node, but not @introduceDomain / @releaseDomain`, () => {
+        const h = new Harness({ profile });
+        const w = h.socket('w');
+        assert.equal(w.watch('/', 'root'), 'OK');
+        assert.equal(w.watch('@introduceDomain', 'intro'), 'OK');
+        assert.equal(w.watch('@releaseDomain', 'rel'), 'OK');
+        w.events();
+        assert.equal(h.dom0.write('/deep/er/node', 'x'), 'OK');
+        assert.deepEqual(w.eventStrings(), ['/deep/er/node root']);
+        h.introduce(7, { home: false });
+        assert.deepEqual(w.eventStrings(), ['@introduceDomain intro']);
+        assert.equal(h.release(7), 'OK');
+        assert.deepEqual(w.eventStrings(), ['@releaseDomain rel']);
+      });
+
+      it(`${profile}: relative watches report relative paths`, () => {
+        const h = new Harness({ profile });
+        const g = h.introduce(1, { data: true });
+        assert.equal(g.watch('data', 'rel'), 'OK');
+        assert.equal(h.dom0.watch('reld0', 'r0'), 'OK');
+        assert.deepEqual([g.eventStrings(), h.dom0.eventStrings()], [['data rel'], ['reld0 r0']]);
+        assert.equal(h.dom0.write('/local/domain/1/data/k', 'v'), 'OK');
+        assert.equal(h.socket().write('/local/domain/0/reld0/x', 'v'), 'OK');
+        assert.deepEqual(g.eventStrings(), ['data/k rel']);
+        assert.deepEqual(h.dom0.eventStrings(), ['reld0/x r0']);
+        // An absolute watch on the same node reports absolute paths.
+        assert.equal(g.watch('/local/domain/1/data', 'abs'), 'OK');
+        g.events();
+        assert.equal(g.write('data/k', 'w'), 'OK');
+        assert.deepEqual(g.eventStrings().sort(), ['/local/domain/1/data/k abs', 'data/k rel']);
+      });
+    }
+  });
+
+  describe('removal above a watched node', () => {
+    function setup(profile: 'c' | 'ocaml'): { h: Harness; g: Client } {
+      const h = new Harness({ profile });
+      const g = h.introduce(1);
+      assert.equal(h.dom0.write('/r/a/b/c', 'x'), 'OK');
+      for (const p of ['/r', '/r/a', '/r/a/b', '/r/a/b/c']) assert.equal(h.dom0.setPerms(p, 'r0'), 'OK');
+      for (const [p, t] of [['/r/a/b', 'wb'], ['/r/a/b/c', 'wc'], ['/r/a/b/none', 'wn'], ['/r', 'wr']]) {
+        assert.equal(h.dom0.watch(p, t), 'OK');
+      }
+      assert.equal(g.watch('/r/a/b', 'gb'), 'OK');
+      h.drainAll();
+      return { h, g };
+    }
+
+    it('c: each watch fires once, with its own path; removed descendants first, then the reply', () => {
+      const { h, g } = setup('c');
+      const r = h.dom0.request(T.XS_RM, '/r/a\0');
+      assert.deepEqual(order(r), ['event /r/a/b/c wc', 'event /r/a/b wb', 'event /r/a wr', 'reply']);
+      assert.deepEqual(g.eventStrings(), ['/r/a/b gb']);
+    });
+
+    it('ocaml: every watch at or below the removed node fires (even on missing nodes), after the reply', () => {
+      const { h, g } = setup('ocaml');
+      const r = h.dom0.request(T.XS_RM, '/r/a\0');
+      const got = order(r);
+      assert.equal(got[0], 'reply');
+      assert.deepEqual(new Set(got.slice(1)), new Set([
+        'event /r/a wr', 'event /r/a/b wb', 'event /r/a/b/c wc', 'event /r/a/b/none wn',
+      ]));
+      assert.equal(got.length, 5);
+      assert.deepEqual(g.eventStrings(), ['/r/a/b gb']);
+    });
+  });
+
+  describe('order', () => {
+    it('c: one connection\'s watches fire in registration order', () => {
+      const h = new Harness({ profile: 'c' });
+      const w = h.socket('w');
+      for (const t of ['t1', 't2', 't3']) assert.equal(w.watch('/x', t), 'OK');
+      for (const p of ['/y/z', '/', '/y']) assert.equal(w.watch(p, `tok${p}`), 'OK');
+      w.events();
+      assert.equal(h.dom0.write('/x', 'v'), 'OK');
+      assert.deepEqual(w.eventStrings(), ['/x t1', '/x t2', '/x t3', '/x tok/']);
+      assert.equal(h.dom0.write('/y/z/q', 'v'), 'OK');
+      assert.deepEqual(w.eventStrings(), ['/y/z/q tok/y/z', '/y/z/q tok/', '/y/z/q tok/y']);
+    });
+
+    it('ocaml: same path newest first; different paths from the root down', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const w = h.socket('w');
+      for (const t of ['t1', 't2', 't3']) assert.equal(w.watch('/x', t), 'OK');
+      w.events();
+      assert.equal(h.dom0.write('/x', 'v'), 'OK');
+      assert.deepEqual(w.eventStrings(), ['/x t3', '/x t2', '/x t1']);
+      for (const regs of [['/y/z', '/', '/y'], ['/y', '/y/z', '/'], ['/', '/y/z', '/y']]) {
+        const c = h.socket();
+        for (const p of regs) assert.equal(c.watch(p, `tok${p}`), 'OK');
+        c.events();
+        assert.equal(h.dom0.write('/y/z/q', 'v'), 'OK');
+        assert.deepEqual(c.eventStrings(), ['/y/z/q tok/', '/y/z/q tok/y', '/y/z/q tok/y/z'], `registered ${regs.join(' ')}`);
+      }
+    });
+
+    it('c: events caused by a request reach its sender before the reply', () => {
+      const h = new Harness({ profile: 'c' });
+      for (const t of ['t1', 't2']) assert.equal(h.dom0.watch('/x', t), 'OK');
+      h.dom0.events();
+      assert.deepEqual(order(write(h.dom0, '/x', 'v')), ['event /x t1', 'event /x t2', 'reply']);
+    });
+
+    it('ocaml: events caused by a request reach its sender after the reply', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      for (const t of ['t1', 't2']) assert.equal(h.dom0.watch('/x', t), 'OK');
+      h.dom0.events();
+      assert.deepEqual(order(write(h.dom0, '/x', 'v')), ['reply', 'event /x t2', 'event /x t1']);
+    });
+
+    for (const profile of PROFILES) {
+      it(`${profile}: a commit sends its events before the reply`, () => {
+        const h = new Harness({ profile });
+        for (const t of ['t1', 't2']) assert.equal(h.dom0.watch('/x', t), 'OK');
+        h.dom0.events();
+        const t = h.dom0.txStart();
+        assert.deepEqual(order(h.dom0.request(T.XS_WRITE, '/x\0in-tx', t)), ['reply']);
+        const events = profile === 'c' ? ['event /x t1', 'event /x t2'] : ['event /x t2', 'event /x t1'];
+        assert.deepEqual(order(h.dom0.request(T.XS_TRANSACTION_END, 'T\0', t)), [...events, 'reply']);
+      });
+    }
+  });
+
+  describe('@introduceDomain and @releaseDomain', () => {
+    for (const profile of PROFILES) {
+      it(`${profile}: dom0 sees INTRODUCE and RELEASE; a guest needs read permission on the special node`, () => {
+        const h = new Harness({ profile });
+        const g1 = h.introduce(1);
+        for (const c of [h.dom0, g1]) {
+          assert.equal(c.watch('@introduceDomain', 'i'), 'OK');
+          assert.equal(c.watch('@releaseDomain', 'r'), 'OK');
+        }
+        h.drainAll();
+        h.introduce(3, { home: false });
+        assert.deepEqual(h.dom0.eventStrings(), ['@introduceDomain i']);
+        assert.deepEqual(g1.eventStrings(), []);
+        assert.equal(h.release(3), 'OK');
+        assert.deepEqual(h.dom0.eventStrings(), ['@releaseDomain r']);
+        assert.deepEqual(g1.eventStrings(), []);
+
+        assert.equal(g1.setPerms('@introduceDomain', 'n1'), 'EACCES');
+        assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
+        assert.equal(h.dom0.setPerms('@releaseDomain', 'n0 r1'), 'OK');
+        h.introduce(4, { home: false });
+        assert.deepEqual(g1.eventStrings(), ['@introduceDomain i']);
+        assert.equal(h.release(4), 'OK');
+        assert.deepEqual(g1.eventStrings(), ['@releaseDomain r']);
+      });
+    }
+
+    it('c: GET_PERMS of a special node is EINVAL in 4.17, even for dom0', () => {
+      const h = new Harness({ profile: 'c' });
+      assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
+      assert.equal(h.dom0.getPerms('@introduceDomain'), 'EINVAL');
+      assert.equal(h.dom0.getPerms('@releaseDomain'), 'EINVAL');
+    });
+
+    it('ocaml: GET_PERMS of a special node works for readers', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const g1 = h.introduce(1);
+      const g3 = h.introduce(3);
+      assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
+      assert.equal(g1.getPerms('@introduceDomain'), 'n0 r1');
+      assert.equal(g3.getPerms('@introduceDomain'), 'EACCES');
+    });
+
+    it('c: a shutdown fires @releaseDomain once until RESUME; death fires it and releases the domain', () => {
+      const h = new Harness({ profile: 'c' });
+      h.introduce(5);
+      assert.equal(h.dom0.watch('@releaseDomain', 'r'), 'OK');
+      h.dom0.events();
+      h.domainState(5, 'shutdown');
+      assert.deepEqual(h.dom0.eventStrings(), ['@releaseDomain r']);
+      h.domainState(5, 'shutdown');
+      assert.deepEqual(h.dom0.eventStrings(), []);
+      assert.equal(h.dom0.request(T.XS_RESUME, '5\0').error, undefined);
+      h.domainState(5, 'shutdown');
+      assert.deepEqual(h.dom0.eventStrings(), ['@releaseDomain r']);
+      h.domainState(5, 'dead');
+      assert.deepEqual(h.dom0.eventStrings(), ['@releaseDomain r']);
+      assert.equal(h.dom0.request(T.XS_IS_DOMAIN_INTRODUCED, '5\0').payload, 'F\0');
+    });
+
+    it('ocaml: @releaseDomain fires on every scan that finds the domain shut down', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      h.introduce(5);
+      assert.equal(h.dom0.watch('@releaseDomain', 'r'), 'OK');
+      h.dom0.events();
+      h.domainState(5, 'shutdown');
+      h.domainState(5, 'shutdown');
+      assert.deepEqual(h.dom0.eventStrings(), ['@releaseDomain r', '@releaseDomain r']);
+    });
+  });
+
+  describe('RESET_WATCHES', () => {
+    for (const profile of PROFILES) {
+      const unknown = profile === 'c' ? 'ENOENT' : 'EIO';
+      it(`${profile}: drops the caller's watches and transactions, nobody else's`, () => {
+        const h = new Harness({ profile });
+        const g = h.introduce(1, { data: true });
+        const other = h.socket('other');
+        assert.equal(other.watch('/local/domain/1/data', 'o'), 'OK');
+        const t = g.txStart();
+        assert.equal(g.write('data/in-tx', 'v', t), 'OK');
+        assert.equal(g.watch('data', 'rw'), 'OK');
+        const otherTx = other.txStart();
+        h.drainAll();
+        assert.equal(g.request(T.XS_RESET_WATCHES, '\0').payload, 'OK\0');
+        assert.equal(h.dom0.write('/local/domain/1/data/k', 'v2'), 'OK');
+        assert.deepEqual(g.events(), []);
+        assert.deepEqual(other.eventStrings(), ['/local/domain/1/data/k o']);
+        assert.equal(g.read('data/k', t), unknown);
+        assert.equal(g.commit(t), unknown);
+        assert.equal(h.dom0.read('/local/domain/1/data/in-tx'), 'ENOENT');
+        assert.equal(g.txStartResult(), '2'); // ids go on
+        assert.equal(other.commit(otherTx), 'OK');
+      });
+    }
+
+    it('c: sent with a tx_id it still succeeds and the transaction is gone (XSA-484)', () => {
+      const h = new Harness({ profile: 'c' });
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.request(T.XS_RESET_WATCHES, '\0', t).payload, 'OK\0');
+      assert.equal(h.dom0.commit(t), 'ENOENT');
+    });
+
+    it('c: it frees the watch quota (XSA-330)', () => {
+      const h = new Harness({ profile: 'c' });
+      const g = h.introduce(1, { data: true });
+      for (let round = 0; round < 2; round++) {
+        for (let i = 0; i < 129; i++) assert.equal(g.watch('data', `t${i}`), 'OK');
+        assert.equal(g.watch('data', 'one-too-many'), 'E2BIG');
+        assert.equal(g.request(T.XS_RESET_WATCHES, '\0').error, undefined);
+      }
+    });
+  });
+
+  describe('who gets an event (XSA-115)', () => {
+    for (const profile of PROFILES) {
+      it(`${profile}: a guest hears about nodes it may read, or whose parent it may read`, () => {
+        const h = new Harness({ profile });
+        const g = h.introduce(1);
+        const d = h.dom0;
+        assert.equal(d.write('/w/secret/deeper', 's'), 'OK');
+        assert.equal(d.setPerms('/w', 'n0 r1'), 'OK');
+        assert.equal(d.write('/hidden', 'h'), 'OK');
+        assert.equal(g.watch('/w', 'tw'), 'OK');
+        assert.equal(g.watch('/hidden', 'th'), 'OK');
+        assert.equal(g.watch('/', 'all'), 'OK');
+        g.events();
+        const STEPS: [string, () => string, string[]][] = [
+          ['unreadable child of a readable node', () => d.write('/w/secret', 's2'), ['/w/secret tw', '/w/secret all']],
+          ['unreadable grandchild', () => d.write('/w/secret/deeper', 's2'), []],
+          ['unreadable node, unreadable parent', () => d.write('/hidden', 'h2'), []],
+          ['ACL change granting read', () => d.setPerms('/w/secret', 'n0 r1'), ['/w/secret tw', '/w/secret all']],
+          ['grandchild, parent now readable', () => d.write('/w/secret/deeper', 's3'), ['/w/secret/deeper tw', '/w/secret/deeper all']],
+          ['ACL change revoking read (old ACL counts)', () => d.setPerms('/w/secret', 'n0'), ['/w/secret tw', '/w/secret all']],
+          ['ACL change revoking read on /w', () => d.setPerms('/w', 'n0'), ['/w tw', '/w all']],
+          ['after the revocation', () => d.write('/w/secret', 's4'), []],
+          ['removal of an unreadable subtree', () => d.rm('/hidden'), []],
+        ];
+        for (const [what, act, want] of STEPS) {
+          assert.equal(act(), 'OK', what);
+          assert.deepEqual(g.eventStrings().sort(), [...want].sort(), what);
+        }
+      });
+    }
+
+    it('c: IS_DOMAIN_INTRODUCED is for dom0 only', () => {
+      const h = new Harness({ profile: 'c' });
+      const g = h.introduce(1);
+      assert.equal(g.request(T.XS_IS_DOMAIN_INTRODUCED, '1\0').error, 'EACCES');
+      assert.equal(h.dom0.request(T.XS_IS_DOMAIN_INTRODUCED, '1\0').payload, 'T\0');
+    });
+
+    it('c: an event that does not fit in a message is dropped (XSA-324)', () => {
+      const h = new Harness({ profile: 'c' });
+      const w = h.socket('w');
+      const token = 'T'.repeat(4000);
+      assert.equal(w.watch('/a', token), 'OK');
+      assert.equal(w.events().length, 1);
+      assert.equal(h.dom0.write(`/a/${'c'.repeat(100)}`, 'v'), 'OK');
+      assert.deepEqual(w.events(), []);
+      assert.equal(h.dom0.write('/a', 'v'), 'OK');
+      assert.deepEqual(w.events(), [['/a', token]]);
+    });
+  });
+});
