@@ -4,15 +4,14 @@
 import { mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { encodeMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
-import { Xenstored, type Outcome, type XenstoredOptions } from './core.ts';
+import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
+import type { Xenstored } from './core.ts';
 import { MessageReader } from './message-reader.ts';
 import { TraceFile } from './trace.ts';
 
-export interface ServerOptions extends XenstoredOptions {
+export interface ServerOptions extends DaemonOptions {
   readonly socketPath: string;
   readonly guestDir?: string;
-  readonly trace?: TraceFile;
 }
 
 interface Peer {
@@ -23,14 +22,18 @@ interface Peer {
 }
 
 export class XenstoredServer {
+  readonly daemon: XenstoredDaemon;
   readonly xs: Xenstored;
   private readonly main: Server;
   private readonly peers = new Map<number, Peer>();
   /** Guest-directory listeners by domid, with the connection id each one serves. */
   private readonly guestServers = new Map<number, { server: Server; conn: number; path: string }>();
 
-  constructor(private readonly opts: ServerOptions) {
-    this.xs = new Xenstored(opts);
+  constructor(private readonly opts: ServerOptions, daemon?: XenstoredDaemon) {
+    this.daemon = daemon ?? new XenstoredDaemon(opts);
+    this.xs = this.daemon.xs;
+    // Bind DIR/<domid> before the INTRODUCE reply leaves, so the file exists once dom0 sees OK.
+    if (opts.guestDir) this.daemon.afterBatch = () => this.syncGuestServers();
     this.main = createServer((s) => this.attach(s, this.xs.connectSocket()));
   }
 
@@ -55,71 +58,44 @@ export class XenstoredServer {
   }
 
   private attach(socket: Socket, conn: number): void {
-    const reader = new MessageReader(this.xs.profile);
-    this.peers.set(conn, { socket, reader, out: [] });
+    const peer: Peer = { socket, reader: new MessageReader(this.xs.profile), out: [] };
+    this.peers.set(conn, peer);
+    this.daemon.attach(conn, {
+      send: (bytes) => peer.out.push(bytes),
+      flush: () => {
+        if (peer.out.length === 0) return;
+        socket.write(peer.out.length === 1 ? peer.out[0] : Buffer.concat(peer.out));
+        peer.out = [];
+      },
+      // A released or dead domain's client is not hung up on: like an unmapped ring, its
+      // socket just goes silent (input ignored) until the client closes it.
+      ended: () => {
+        if (this.peers.get(conn) === peer) this.peers.delete(conn);
+      },
+    });
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
-    socket.on('data', (data) => this.input(conn, data));
+    socket.on('data', (data) => {
+      if (this.peers.get(conn) !== peer) return;
+      const items = peer.reader.push(data);
+      if (items.some((i) => i.kind === 'violation')) {
+        // C xenstored drops a socket that announces an oversized message.
+        socket.destroy();
+        return;
+      }
+      this.daemon.input(conn, items);
+    });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
-      if (this.peers.get(conn)?.socket !== socket) return;
+      if (this.peers.get(conn) !== peer) return;
       this.peers.delete(conn);
+      this.daemon.detach(conn);
       this.opts.trace?.event(`DESTROY connection ${TraceFile.connName(conn)}`);
       // A guest socket closing is not the domain going away: its connection stays, but the
       // client's watches and transactions go with the client.
       if (this.xs.connections.get(conn)?.kind === 'socket') this.xs.disconnect(conn);
       else this.xs.resetConnection(conn);
     });
-  }
-
-  private input(conn: number, data: Buffer): void {
-    const peer = this.peers.get(conn);
-    if (!peer) return;
-    const touched: Peer[] = [];
-    for (const item of peer.reader.push(data)) {
-      if (item.kind === 'violation') {
-        peer.socket.destroy();
-        return;
-      }
-      if (item.kind === 'too-big') {
-        const msg = { type: XsdSockmsgType.XS_ERROR, req_id: item.req_id, tx_id: item.tx_id, payload: Buffer.from('E2BIG\0') };
-        this.queue(touched, conn, encodeMessage(msg));
-        continue;
-      }
-      this.opts.trace?.io(conn, 'IN', item.msg);
-      this.deliver(touched, this.xs.handle(conn, item.msg));
-    }
-    // Bind DIR/<domid> before the INTRODUCE reply leaves, so the file exists once dom0 sees OK.
-    if (this.opts.guestDir) this.syncGuestServers();
-    // One write per socket per batch of input.
-    for (const p of touched) {
-      p.socket.write(p.out.length === 1 ? p.out[0] : Buffer.concat(p.out));
-      p.out = [];
-    }
-  }
-
-  private queue(touched: Peer[], conn: number, bytes: Uint8Array): void {
-    const peer = this.peers.get(conn);
-    if (!peer) return;
-    if (peer.out.length === 0) touched.push(peer);
-    peer.out.push(bytes);
-  }
-
-  private deliver(touched: Peer[], outcome: Outcome): void {
-    for (const d of outcome.deliveries) {
-      this.opts.trace?.io(d.conn, 'OUT', d.msg);
-      this.queue(touched, d.conn, encodeMessage(d.msg));
-    }
-    for (const c of outcome.closed) {
-      // A released or dead domain's client is not hung up on: like an unmapped ring, its socket
-      // just goes silent (input ignored) until the client closes it.
-      const peer = this.peers.get(c);
-      if (peer) {
-        if (peer.out.length) peer.socket.write(Buffer.concat(peer.out));
-        peer.out = [];
-        this.peers.delete(c);
-      }
-    }
   }
 
   /** Opens DIR/<domid> for newly introduced domains and removes it for released ones. */

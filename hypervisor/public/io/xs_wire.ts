@@ -162,3 +162,77 @@ export function nulJoin(...parts: (string | Uint8Array)[]): Uint8Array {
   }
   return out;
 }
+
+/**
+ * One direction of the xenstore ring page (xenstore_domain_interface): a 1024-byte buffer and
+ * its free-running u32 producer/consumer indexes. Both sides use these with the page's
+ * Int32Array view, so index loads and stores are single aligned 32-bit accesses.
+ */
+export interface XsRingHalf {
+  readonly buf: number;
+  readonly cons: number;
+  readonly prod: number;
+}
+
+export const XS_RING_REQ: XsRingHalf = {
+  buf: XenstoreDomainInterface.req,
+  cons: XenstoreDomainInterface.req_cons,
+  prod: XenstoreDomainInterface.req_prod,
+};
+export const XS_RING_RSP: XsRingHalf = {
+  buf: XenstoreDomainInterface.rsp,
+  cons: XenstoreDomainInterface.rsp_cons,
+  prod: XenstoreDomainInterface.rsp_prod,
+};
+
+/** MASK_XENSTORE_IDX. */
+export const maskXenstoreIdx = (idx: number): number => idx & (XENSTORE_RING_SIZE - 1);
+
+/** check_indexes(): bytes in flight must never exceed the ring size. */
+export const xsRingIndexesValid = (cons: number, prod: number): boolean => ((prod - cons) >>> 0) <= XENSTORE_RING_SIZE;
+
+/**
+ * Copies up to `data.length` bytes into a ring half as its producer; returns how many went in,
+ * or -1 when the indexes are garbage. The caller notifies the event channel afterwards.
+ */
+export function xsRingWrite(page: Uint8Array, words: Int32Array, half: XsRingHalf, data: Uint8Array): number {
+  const cons = Atomics.load(words, half.cons >> 2) >>> 0;
+  const prod = Atomics.load(words, half.prod >> 2) >>> 0;
+  if (!xsRingIndexesValid(cons, prod)) return -1;
+  const room = XENSTORE_RING_SIZE - ((prod - cons) >>> 0);
+  let n = Math.min(room, data.length);
+  let at = maskXenstoreIdx(prod);
+  let done = 0;
+  while (n > 0) {
+    const chunk = Math.min(n, XENSTORE_RING_SIZE - at);
+    page.set(data.subarray(done, done + chunk), half.buf + at);
+    done += chunk;
+    n -= chunk;
+    at = 0;
+  }
+  // Bytes before index: Atomics.store is a full barrier.
+  Atomics.store(words, half.prod >> 2, (prod + done) | 0);
+  return done;
+}
+
+/**
+ * Takes everything available from a ring half as its consumer; returns the bytes, or undefined
+ * when the indexes are garbage.
+ */
+export function xsRingRead(page: Uint8Array, words: Int32Array, half: XsRingHalf, max = XENSTORE_RING_SIZE): Uint8Array | undefined {
+  const cons = Atomics.load(words, half.cons >> 2) >>> 0;
+  const prod = Atomics.load(words, half.prod >> 2) >>> 0;
+  if (!xsRingIndexesValid(cons, prod)) return undefined;
+  const avail = Math.min((prod - cons) >>> 0, max);
+  const out = new Uint8Array(avail);
+  let at = maskXenstoreIdx(cons);
+  let done = 0;
+  while (done < avail) {
+    const chunk = Math.min(avail - done, XENSTORE_RING_SIZE - at);
+    out.set(page.subarray(half.buf + at, half.buf + at + chunk), done);
+    done += chunk;
+    at = 0;
+  }
+  Atomics.store(words, half.cons >> 2, (cons + avail) | 0);
+  return out;
+}

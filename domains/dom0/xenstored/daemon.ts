@@ -1,0 +1,86 @@
+// Routes bytes between the core and whatever carries each connection (a Unix socket, a guest's
+// ring page). Transports hand in what they read; the daemon hands back, per connection, what
+// to send, flushing each touched connection once per batch.
+import { encodeMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
+import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
+import type { ReaderItem } from './message-reader.ts';
+import type { TraceFile } from './trace.ts';
+
+/** What a transport offers the daemon for one connection. */
+export interface Sink {
+  /** Queue bytes for the peer. */
+  send(bytes: Uint8Array): void;
+  /** Push queued bytes out (one write / one ring update + notify). */
+  flush(): void;
+  /** The core ended this connection (RELEASE, domain death, protocol violation). */
+  ended(): void;
+}
+
+export interface DaemonOptions extends XenstoredOptions {
+  readonly trace?: TraceFile;
+}
+
+export class XenstoredDaemon {
+  readonly xs: Xenstored;
+  private readonly sinks = new Map<number, Sink>();
+  private readonly touched = new Set<Sink>();
+  /** Called after every batch, so transports can follow domain introductions and releases. */
+  afterBatch: (() => void) | undefined;
+
+  constructor(readonly opts: DaemonOptions = {}) {
+    this.xs = new Xenstored(opts);
+  }
+
+  attach(conn: number, sink: Sink): void {
+    this.sinks.set(conn, sink);
+  }
+
+  detach(conn: number): void {
+    this.sinks.delete(conn);
+  }
+
+  /** Handles what a transport read from one connection. */
+  input(conn: number, items: readonly ReaderItem[]): void {
+    for (const item of items) {
+      if (item.kind === 'violation') continue;
+      if (item.kind === 'too-big') {
+        const msg = { type: XsdSockmsgType.XS_ERROR, req_id: item.req_id, tx_id: item.tx_id, payload: Buffer.from('E2BIG\0') };
+        this.queue(conn, encodeMessage(msg));
+        continue;
+      }
+      this.opts.trace?.io(conn, 'IN', item.msg);
+      this.route(this.xs.handle(conn, item.msg));
+    }
+    this.flush();
+  }
+
+  /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
+  route(outcome: Outcome): void {
+    for (const d of outcome.deliveries) {
+      this.opts.trace?.io(d.conn, 'OUT', d.msg);
+      this.queue(d.conn, encodeMessage(d.msg));
+    }
+    for (const c of outcome.closed) {
+      const sink = this.sinks.get(c);
+      if (sink) {
+        sink.flush();
+        this.touched.delete(sink);
+        this.sinks.delete(c);
+        sink.ended();
+      }
+    }
+  }
+
+  flush(): void {
+    this.afterBatch?.();
+    for (const s of this.touched) s.flush();
+    this.touched.clear();
+  }
+
+  private queue(conn: number, bytes: Uint8Array): void {
+    const sink = this.sinks.get(conn);
+    if (!sink) return;
+    sink.send(bytes);
+    this.touched.add(sink);
+  }
+}
