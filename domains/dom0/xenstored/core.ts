@@ -13,7 +13,7 @@ import {
 } from './permissions.ts';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
 import { Store, type XsNode } from './store.ts';
-import { CommittedDb, type Db, type NodeData, type RecordedOp, Transaction, TxQuotaError } from './transaction.ts';
+import { CommittedDb, type Db, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
 
 export type Profile = 'c' | 'ocaml';
 
@@ -103,6 +103,12 @@ const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]
 const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
   + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
   + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
+
+const depth = (path: string): number => {
+  let n = 0;
+  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 0x2f) n++;
+  return path === '/' ? 0 : n;
+};
 
 const enc = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 const OK = enc('OK\0');
@@ -260,6 +266,7 @@ export class Xenstored {
     // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
     const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
     if (record && tx && !conn.privileged && this.quotas.transactionNodes > 0 && tx.ops.length >= this.quotas.transactionNodes) {
+      tx.failed = true;
       return this.errorReply(msg, 'EQUOTA');
     }
     const code = this.run(handler, ctx);
@@ -378,24 +385,17 @@ export class Xenstored {
 
   /**
    * get_node(): the node if the connection has `want` on it. Otherwise the error C gives: EACCES
-   * when denied, ENOENT when missing - unless the nearest existing ancestor is unreadable (EACCES).
+   * when denied; ENOENT when missing, unless the nearest existing ancestor grants none of `want`
+   * (errno_from_parents: existence is not leaked), which is EACCES.
    */
   private getNode(ctx: RequestContext, name: string, want: number): NodeData {
     const node = ctx.db.read(name);
-    let err: XsError = 'ENOENT';
     if (node !== undefined) {
       if ((this.perm(ctx.conn, node) & want) === want) return node;
-      err = 'EACCES';
+      return fail('EACCES');
     }
-    if (this.profile === 'ocaml') return fail(err);
-    let p = name;
-    let anc: NodeData | undefined;
-    do {
-      p = parentOf(p);
-      anc = ctx.db.read(p);
-    } while (anc === undefined && p !== '/');
-    if (anc === undefined || !(this.perm(ctx.conn, anc) & XsPerm.XS_PERM_READ)) fail('EACCES');
-    return fail(err);
+    this.missingForCreate(ctx, name, want);
+    return fail('ENOENT');
   }
 
   /** 4.17 node record size: 24-byte header, 8 bytes per ACL entry, value, child names. */
@@ -405,13 +405,17 @@ export class Xenstored {
     return 24 + 8 * perms.length + value.length + kids;
   }
 
-  private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[]): void {
+  private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[], tx?: Transaction): void {
     if (this.profile === 'ocaml') {
       if (this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
       return;
     }
-    if (conn.privileged || this.quotas.nodeSize === 0) return;
-    if (this.nodeSize(value, perms, children) >= this.quotas.nodeSize) fail('ENOSPC');
+    if (conn.privileged) return;
+    if (this.nodeSize(value, perms, children) >= this.quotas.nodeSize) {
+      // A failed node write inside a transaction dooms it (commit answers ENOMEM).
+      if (tx) tx.failed = true;
+      fail('ENOSPC');
+    }
   }
 
   /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
@@ -444,15 +448,21 @@ export class Xenstored {
     }
     // Check everything first, so a failure leaves nothing half-created (XSA-414/415).
     const quota = this.quotas.nodes;
-    if (!conn.privileged && quota > 0) {
-      const have = db.ownedBy(this.profile === 'c' ? conn.domid : perms[0].id);
-      if (have + missing.length > quota) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
+    if (!conn.privileged && (quota > 0 || this.profile === 'c')) {
+      if (this.profile === 'ocaml') {
+        if (db.ownedBy(perms[0].id) + missing.length > quota) fail('EQUOTA');
+      } else if (ctx.tx) {
+        // Inside a transaction 4.17 compares the committed count; the commit checks the result.
+        if (this.store.ownedBy(conn.domid) >= quota) fail('ENOSPC');
+      } else if (this.store.ownedBy(conn.domid) + missing.length > quota) {
+        fail('ENOSPC');
+      }
     }
     const top = missing[missing.length - 1];
-    this.checkNodeSize(conn, parent.value, parent.perms, [...db.children(parentName), basename(top)]);
+    this.checkNodeSize(conn, parent.value, parent.perms, [...db.children(parentName), basename(top)], ctx.tx);
     for (let i = missing.length - 1; i >= 0; i--) {
       const kids = i > 0 ? [basename(missing[i - 1])] : [];
-      this.checkNodeSize(conn, i === 0 ? value : '', perms, kids);
+      this.checkNodeSize(conn, i === 0 ? value : '', perms, kids, ctx.tx);
     }
     for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
   }
@@ -495,20 +505,29 @@ export class Xenstored {
           if (sp === undefined || !(this.permsOnly(c, sp) & XsPerm.XS_PERM_READ)) continue;
         } else if (!perms.some((p) => this.permsOnly(c, p) & XsPerm.XS_PERM_READ)) continue;
       }
-      const ws = this.profile === 'c' ? c.watches : [...c.watches].reverse();
-      for (const w of ws) {
-        if (special && !isSpecial(w.node) && w.node !== '/') continue;
-        if (exact ? w.node !== name : !isChild(name, w.node)) continue;
+      let matched = c.watches.filter((w) =>
+        special === isSpecial(w.node) && (exact ? w.node === name : isChild(name, w.node)));
+      // oxenstored keeps watches in a trie: fired from the root down, newest first per path.
+      if (this.profile === 'ocaml' && matched.length > 1) {
+        const at = new Map(c.watches.map((w, i) => [w, i]));
+        matched = matched.sort((a, b) => depth(a.node) - depth(b.node) || at.get(b)! - at.get(a)!);
+      }
+      for (const w of matched) {
         const ev = this.eventFor(w, name);
         if (ev) this.queueEvent(c, ev);
       }
     }
   }
 
+  /**
+   * ACLs that qualify a reader for an event on `name`: the node's and its parent's. Inside a
+   * transaction the parent is left out (looking it up would record it as read and turn others'
+   * changes to it into conflicts); the commit adds the committed parent's ACL.
+   */
   private nodePerms(db: Db, name: string, node: NodeData | undefined): Perms[] {
     const out: Perms[] = [];
     if (node) out.push(node.perms);
-    if (name !== '/') {
+    if (name !== '/' && !(db instanceof Transaction)) {
       const parent = db.read(parentOf(name));
       if (parent) out.push(parent.perms);
     }
@@ -567,6 +586,8 @@ export class Xenstored {
 
   private doGetPerms(ctx: RequestContext): void {
     const raw = this.patharg(ctx.msg);
+    // 4.17 C xenstored validates GET_PERMS paths as plain node names: @ names are EINVAL.
+    if (isSpecial(raw) && this.profile === 'c') fail('EINVAL');
     if (isSpecial(raw)) {
       const sp = this.special.get(raw);
       if (sp === undefined) fail(this.profile === 'c' && !ctx.conn.privileged ? 'EACCES' : 'ENOENT');
@@ -588,7 +609,7 @@ export class Xenstored {
     let node = ctx.db.read(name);
     if (node !== undefined) {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
-      this.checkNodeSize(ctx.conn, value, node.perms, ctx.db.children(name));
+      this.checkNodeSize(ctx.conn, value, node.perms, ctx.db.children(name), ctx.tx);
       const settled = this.settle(node);
       if (settled !== node.perms) ctx.db.setPerms(name, settled);
       ctx.db.setValue(name, value);
@@ -599,8 +620,11 @@ export class Xenstored {
     this.fire(ctx, name, false, this.nodePerms(ctx.db, name, ctx.db.read(name)));
   }
 
-  /** A missing node may be created only when its nearest existing ancestor does not hide it. */
-  private missingForCreate(ctx: RequestContext, name: string): void {
+  /**
+   * For a missing node: EACCES unless its nearest existing ancestor grants some of `want` (C);
+   * oxenstored says ENOENT regardless.
+   */
+  private missingForCreate(ctx: RequestContext, name: string, want: number = XsPerm.XS_PERM_WRITE): void {
     if (this.profile === 'ocaml') return;
     let p = name;
     let anc: NodeData | undefined;
@@ -608,7 +632,7 @@ export class Xenstored {
       p = parentOf(p);
       anc = ctx.db.read(p);
     } while (anc === undefined && p !== '/');
-    if (anc === undefined || !(this.perm(ctx.conn, anc) & XsPerm.XS_PERM_READ)) fail('EACCES');
+    if (anc === undefined || !(this.perm(ctx.conn, anc) & want)) fail('EACCES');
   }
 
   private doMkdir(ctx: RequestContext): void {
@@ -644,9 +668,34 @@ export class Xenstored {
 
   private removeSubtree(ctx: RequestContext, name: string): void {
     const removed = ctx.db.remove(name);
+    if (this.profile === 'ocaml') {
+      this.fireRemovedOcaml(ctx, name, removed);
+      return;
+    }
     // Watches on the removed node or above it fire with its path; a watch on a removed
     // descendant fires once, with its own path.
     for (const r of removed) this.fire(ctx, r.path, r.path !== name, [r.perms, r.parentPerms]);
+  }
+
+  /**
+   * oxenstored: watches at or above a removed node fire with its path; every watch below it
+   * fires with its own path, whether or not a node existed there.
+   */
+  private fireRemovedOcaml(ctx: RequestContext, name: string, removed: Removed[]): void {
+    const top = removed[removed.length - 1];
+    this.fire(ctx, name, false, [top.perms, top.parentPerms]);
+    if (ctx.tx) return;
+    const permsAt = new Map(removed.map((r) => [r.path, r.perms]));
+    for (const c of this.connections.values()) {
+      const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
+      for (const w of below.sort((a, b) => depth(a.node) - depth(b.node))) {
+        let p = w.node;
+        while (!permsAt.has(p)) p = parentOf(p);
+        if (!c.privileged && !(this.permsOnly(c, permsAt.get(p)!) & XsPerm.XS_PERM_READ)) continue;
+        const ev = this.eventFor(w, w.node);
+        if (ev) this.queueEvent(c, ev);
+      }
+    }
   }
 
   private doSetPerms(ctx: RequestContext): void {
@@ -655,7 +704,7 @@ export class Xenstored {
     // xs_count_strings counts NULs: path plus at least one entry.
     if (all.length < 2) fail('EINVAL');
     const n = all.length - 1;
-    if (this.profile === 'c' && !conn.privileged && this.quotas.permissions > 0 && n > this.quotas.permissions) {
+    if (this.profile === 'c' && !conn.privileged && n > this.quotas.permissions) {
       fail('ENOSPC');
     }
     const parsed = parsePerms(all.slice(1));
@@ -671,7 +720,7 @@ export class Xenstored {
     const raw = all[0];
     if (isSpecial(raw)) {
       const sp = this.special.get(raw);
-      if (sp === undefined) return fail('ENOENT');
+      if (sp === undefined) return fail(this.profile === 'c' ? 'EINVAL' : 'ENOENT');
       const want = XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
       if ((this.permsOnly(conn, sp) & want) !== want) fail('EACCES');
       this.special.set(raw, perms);
@@ -682,9 +731,9 @@ export class Xenstored {
     if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.profile === 'c' ? 'EPERM' : 'EACCES');
     if (!conn.privileged && this.profile === 'c' && perms[0].id !== node.perms[0].id) {
       const q = this.quotas.nodes;
-      if (q > 0 && ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
+      if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
-    this.checkNodeSize(conn, node.value, perms, ctx.db.children(name));
+    this.checkNodeSize(conn, node.value, perms, ctx.db.children(name), ctx.tx);
     const old = node.perms;
     ctx.db.setPerms(name, perms);
     this.fire(ctx, name, false, [old, ...this.nodePerms(ctx.db, name, ctx.db.read(name))]);
@@ -707,11 +756,8 @@ export class Xenstored {
       if (!raw.startsWith('/')) relativeTo = conn.home;
     }
     if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
-    if (!conn.privileged && this.quotas.watches > 0) {
-      if (this.profile === 'c' ? conn.watches.length > this.quotas.watches : conn.watches.length >= this.quotas.watches) {
-        fail(this.profile === 'c' ? 'E2BIG' : 'EQUOTA');
-      }
-    }
+    // 4.17 and oxenstored both refuse only once the count already exceeds the limit.
+    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.profile === 'c' ? 'E2BIG' : 'EQUOTA');
     const w: Watch = { node, token, relativeTo };
     conn.watches.push(w);
     // "We fire once up front": the initial event, whatever the node's existence or ACL.
@@ -738,12 +784,7 @@ export class Xenstored {
   private doTransactionStart(ctx: RequestContext): void {
     const { conn } = ctx;
     if (ctx.tx) fail('EBUSY');
-    if (!conn.privileged && this.quotas.transactions > 0) {
-      const n = conn.transactions.size;
-      if (this.profile === 'c' ? n > this.quotas.transactions : n >= this.quotas.transactions) {
-        fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
-      }
-    }
+    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
     const id = this.allocTxId(conn);
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
     conn.transactions.set(id, new Transaction(id, this.store, this.profile, this.profile === 'c' ? quota : 0));
@@ -763,7 +804,7 @@ export class Xenstored {
     const { conn, tx } = ctx;
     const arg = this.onearg(ctx.msg);
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
-    if (!tx) return fail(this.profile === 'c' ? 'ENOENT' : 'EIO');
+    if (!tx) return fail('ENOENT');
     conn.transactions.delete(tx.id);
     tx.close();
     if (arg === 'F') return;
@@ -775,8 +816,11 @@ export class Xenstored {
   private commitC(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('ENOMEM');
     if (!tx.unchanged()) fail('EAGAIN');
-    const q = this.quotas.nodes;
-    if (!ctx.conn.privileged && q > 0 && tx.ownedBy(ctx.conn.domid) > q) fail('ENOSPC');
+    // transaction_fix_domains(): every unprivileged owner whose count changed must end below quota.
+    for (const domid of tx.ownerDelta.keys()) {
+      if (domid === 0 || !this.domains.has(domid)) continue;
+      if (tx.ownedBy(domid) >= this.quotas.nodes) fail('ENOSPC');
+    }
     for (const ev of tx.apply()) this.fireCommitted(ev.path, ev.exact, ev.perms);
   }
 
@@ -791,6 +835,7 @@ export class Xenstored {
    * only if every reply is the same. Read-only transactions always commit.
    */
   private commitOcaml(ctx: RequestContext, tx: Transaction): void {
+    if (tx.failed) fail('EQUOTA');
     if (!tx.hasWrites()) return;
     let ok = this.store.generation === tx.startGen || tx.canCoalesce();
     if (!ok) {
