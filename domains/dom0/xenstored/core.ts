@@ -153,6 +153,8 @@ export class Xenstored {
   private selfEvents: XsMessage[] = [];
   private current: Connection | undefined;
   private closing: number[] = [];
+  /** Events produced by the current request, per connection, for C's duplicate check. */
+  private readonly unsent = new Set<string>();
 
   constructor(opts: XenstoredOptions = {}) {
     this.profile = opts.profile ?? 'c';
@@ -233,6 +235,7 @@ export class Xenstored {
     this.out = [];
     this.selfEvents = [];
     this.closing = [];
+    this.unsent.clear();
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
@@ -376,8 +379,9 @@ export class Xenstored {
 
   /** Canonical, validated name (EINVAL otherwise). */
   private name(conn: Connection, raw: string, allowSpecial = false): string {
-    const name = canonicalize(conn.home, raw);
-    if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) fail('ENOENT');
+    let name = canonicalize(conn.home, raw);
+    // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree.
+    if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) name = `/${name}`;
     // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
     if (!isValidNodename(name, allowSpecial, this.quotas.pathMax)) fail('EINVAL');
     return name;
@@ -479,6 +483,13 @@ export class Xenstored {
   }
 
   private queueEvent(conn: Connection, msg: XsMessage): void {
+    // C drops an event identical to one still queued and unsent for that connection (XSA-326);
+    // special events are never merged.
+    if (this.profile === 'c' && msg.payload[0] !== 0x40) {
+      const key = `${conn.id}:${dec(msg.payload)}`;
+      if (this.unsent.has(key)) return;
+      this.unsent.add(key);
+    }
     if (conn === this.current) this.selfEvents.push(msg);
     else this.out.push({ conn: conn.id, msg });
   }
@@ -741,10 +752,16 @@ export class Xenstored {
 
   // ------------------------------------------------------------------ handlers: watches
 
+  /** WATCH/UNWATCH take exactly path and token (4.17 has no depth argument). */
+  private watchArgs(msg: XsMessage): [string, string] {
+    const args = strings(msg.payload, this.profile === 'c' ? Infinity : 2);
+    if (args.length !== 2) fail('EINVAL');
+    return [args[0], args[1]];
+  }
+
   private doWatch(ctx: RequestContext): void {
     const { conn, msg } = ctx;
-    const args = strings(msg.payload, 2);
-    if (args.length !== 2) fail('EINVAL');
+    const args = this.watchArgs(msg);
     const [raw, token] = args;
     let node: string;
     let relativeTo: string | undefined;
@@ -766,10 +783,9 @@ export class Xenstored {
 
   private doUnwatch(ctx: RequestContext): void {
     const { conn, msg } = ctx;
-    const args = strings(msg.payload, 2);
-    if (args.length !== 2) fail('EINVAL');
-    const [raw, token] = args;
-    const node = isSpecial(raw) ? raw : this.name(conn, raw);
+    const [raw, token] = this.watchArgs(msg);
+    // C compares the canonical spelling without validating it: a bad path just matches nothing.
+    const node = isSpecial(raw) ? raw : this.profile === 'c' ? canonicalize(conn.home, raw) : this.name(conn, raw);
     const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
     if (i < 0) fail('ENOENT');
     conn.watches.splice(i, 1);
@@ -890,6 +906,8 @@ export class Xenstored {
   private doIntroduce(ctx: RequestContext): void {
     const args = strings(ctx.msg.payload, 3);
     if (args.length < 3) fail('EINVAL');
+    // oxenstored parses its arguments as whole integers.
+    if (this.profile === 'ocaml' && !args.every((a) => /^-?\d+$/.test(a))) fail('EINVAL');
     const domid = atoi(args[0]);
     const mfn = atoi(args[1]);
     const port = atoi(args[2]);
@@ -919,7 +937,8 @@ export class Xenstored {
     const domid = atoi(this.onearg(ctx.msg));
     if (domid === 0) fail('EINVAL');
     const d = this.domains.get(domid);
-    if (d === undefined || !d.introduced) return fail(this.profile === 'c' && d === undefined ? 'ENOENT' : 'EINVAL');
+    // find_domain_by_domid() only knows introduced domains.
+    if (d === undefined || !d.introduced) return fail(this.profile === 'c' ? 'ENOENT' : 'EINVAL');
     return d;
   }
 
@@ -1009,6 +1028,7 @@ export class Xenstored {
     this.out = [];
     this.selfEvents = [];
     this.closing = [];
+    this.unsent.clear();
     const d = this.domains.get(domid);
     if (d?.introduced && domid !== 0) {
       if (state === 'dead') this.destroyDomain(d);
