@@ -27,6 +27,8 @@ export class Domain {
   /** Frame holding struct shared_info (event channel bitmaps). */
   sharedInfo: Frame | undefined;
   maxPages: number;
+  /** d->max_vcpus: vCPUs 0..maxVcpus-1 exist (their vcpu_info lives in shared_info, so <= 32). */
+  maxVcpus = 1;
 
   constructor(
     readonly domid: DomId,

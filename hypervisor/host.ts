@@ -2,7 +2,7 @@
 // Runs on the main thread; domains reach it only through hypercalls.
 import { Domain, DomDying, DomidAllocator } from './domain.ts';
 import { type Frame, type Gfn, MachineMemory } from './memory.ts';
-import { type DomId, Errno, DOMID_SELF } from './public/xen.ts';
+import { type DomId, Errno, DOMID_SELF, SharedInfo } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
 
 export interface CreateDomainOptions {
@@ -11,6 +11,8 @@ export interface CreateDomainOptions {
   readonly privileged?: boolean;
   /** Pages the domain may own (memory in KiB / 4). */
   readonly maxPages?: number;
+  /** vCPUs (xl.cfg `vcpus`); 1 to XEN_LEGACY_MAX_VCPUS (32). */
+  readonly vcpus?: number;
 }
 
 /** A subsystem that keeps per-domain state (event channels, grant tables). */
@@ -61,9 +63,14 @@ export class Host {
 
   /** XEN_DOMCTL_createdomain: a paused domain with its shared_info page. */
   createDomain(opts: CreateDomainOptions = {}): Domain {
+    const vcpus = opts.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > SharedInfo.XEN_LEGACY_MAX_VCPUS) {
+      throw new HypervisorError(Errno.EINVAL, 'createdomain');
+    }
     const id = opts.domid !== undefined ? this.domids.claim(opts.domid) : this.domids.allocate();
     if (id === undefined) throw new HypervisorError(opts.domid !== undefined ? Errno.EEXIST : Errno.ENOSPC, 'createdomain');
     const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
+    d.maxVcpus = vcpus;
     const si = this.memory.allocate(id);
     if (!si) {
       this.domids.release(id);
