@@ -78,3 +78,17 @@ export const VcpuInfo = {
 
 /** 2-level event channel ABI: 64 words of 64 bits on x86_64. */
 export const EVTCHN_2L_NR_CHANNELS = 64 * 64;
+
+/** Hypercall numbers (enum hypercall_num) of the hypercalls xensim implements. */
+export enum Hypercall {
+  __HYPERVISOR_memory_op = 12,
+  __HYPERVISOR_xen_version = 17,
+  __HYPERVISOR_console_io = 18,
+  __HYPERVISOR_grant_table_op = 20,
+  __HYPERVISOR_vcpu_op = 24,
+  __HYPERVISOR_sched_op = 29,
+  __HYPERVISOR_event_channel_op = 32,
+  __HYPERVISOR_hvm_op = 34,
+  __HYPERVISOR_sysctl = 35,
+  __HYPERVISOR_domctl = 36,
+}

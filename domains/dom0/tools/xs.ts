@@ -11,6 +11,7 @@
 // strings are written as UTF-8; values read come back as raw Buffers.
 import { EventEmitter, on } from 'node:events';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import {
   XENSTORE_PAYLOAD_MAX,
   XSD_ERRORS,
@@ -136,7 +137,7 @@ function replyString(m: XsMessage): string {
 
 export class XsHandle extends EventEmitter<XsHandleEvents> {
   readonly path: string;
-  private readonly sock: net.Socket;
+  private readonly sock: net.Socket | Duplex;
   private readonly pending = new Map<number, Pending>();
   private nextReqId = 1;
   private rx: Buffer | null = null;
@@ -145,7 +146,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   private closeError: Error | undefined;
   private readonly closedPromise: Promise<void>;
 
-  private constructor(sock: net.Socket, path: string) {
+  private constructor(sock: net.Socket | Duplex, path: string) {
     super();
     this.sock = sock;
     this.path = path;
@@ -174,6 +175,14 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     });
   }
 
+  /**
+   * A handle over any byte stream that carries the wire protocol: a guest kernel's xenstore
+   * ring (domains/kernel/xenbus.ts) is one.
+   */
+  static fromStream(stream: Duplex, name: string): XsHandle {
+    return new XsHandle(stream, name);
+  }
+
   /** Closes the connection (xs_close); requests still in flight are rejected. */
   async close(): Promise<void> {
     if (!this.sock.destroyed) this.sock.destroy();
@@ -182,12 +191,12 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
 
   /** Let the process exit while this handle is open (and undo with ref()). */
   unref(): this {
-    this.sock.unref();
+    if (this.sock instanceof net.Socket) this.sock.unref();
     return this;
   }
 
   ref(): this {
-    this.sock.ref();
+    if (this.sock instanceof net.Socket) this.sock.ref();
     return this;
   }
 
