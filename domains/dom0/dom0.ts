@@ -1,0 +1,82 @@
+// Dom0's program: xenstored serving every introduced domain over its ring (and dom0 tools over
+// a Unix socket, when asked), plus the toolstack's side of domain introduction and death.
+import type { MessagePort } from 'node:worker_threads';
+import { nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
+import { Virq } from '../../hypervisor/public/xen.ts';
+import { Domctl } from '../../hypervisor/hypercall.ts';
+import { Hypercall } from '../../hypervisor/public/xen.ts';
+import type { Kernel } from '../kernel/kernel.ts';
+import type { Profile } from './xenstored/core.ts';
+import { XenstoredDaemon } from './xenstored/daemon.ts';
+import { XsRingConnection } from './xenstored/domain-ring.ts';
+import { XenstoredServer } from './xenstored/unix-socket.ts';
+
+export interface Dom0Args {
+  readonly profile?: Profile;
+  /** Serve dom0 tools on this Unix socket too (free-running only). */
+  readonly socketPath?: string;
+}
+
+/** Messages the simulator sends dom0's toolstack. */
+export type Dom0Command =
+  | { cmd: 'introduce'; domid: number; mfn: number; port: number }
+  | { cmd: 'release'; domid: number };
+
+export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
+  const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c' });
+  const xs = daemon.xs;
+  if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
+
+  // The toolstack's own privileged connection (libxl's xs handle).
+  const tool = xs.connectSocket();
+  let reqId = 1;
+  const replies: Uint8Array[] = [];
+  daemon.attach(tool, { send: (b) => replies.push(b), flush: () => undefined, ended: () => undefined });
+  const toolRequest = (type: XsdSockmsgType, ...parts: string[]): void => {
+    daemon.input(tool, [{ kind: 'message', msg: { type, req_id: reqId++, tx_id: 0, payload: nulJoin(...parts) } }]);
+  };
+
+  // INTRODUCE maps the guest's ring (grant ref 1) and binds its store event channel.
+  const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
+  const syncRings = (): void => {
+    for (const [domid, d] of xs.domains) {
+      if (domid === 0 || !d.introduced || d.conn === undefined) continue;
+      const have = rings.get(domid);
+      if (have?.conn === d.conn) continue;
+      const mapped = k.mapGrant(domid, 1, false);
+      if (!mapped.page) continue;
+      const port = k.bindInterdomain(domid, d.port);
+      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(port));
+      ring.introduce();
+      k.on(port, () => ring.kick());
+      rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port });
+    }
+    for (const [domid, r] of rings) {
+      if (xs.connections.has(r.conn)) continue;
+      rings.delete(domid);
+      k.close(r.port);
+      k.unmapGrant(r.handle);
+    }
+  };
+  daemon.afterBatch = syncRings;
+
+  // VIRQ_DOM_EXC: some domain shut down or died; ask the hypervisor which.
+  const virq = k.bindVirq(Virq.VIRQ_DOM_EXC);
+  k.on(virq, () => {
+    for (const [domid, d] of xs.domains) {
+      if (domid === 0 || !d.introduced) continue;
+      const info = k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid });
+      const state = typeof info === 'number' ? 'dead' : (info as { state: string }).state;
+      if (state === 'dead' || state === 'dying') daemon.route(xs.domainStateChanged(domid, 'dead'));
+      else if (state === 'shutdown') daemon.route(xs.domainStateChanged(domid, 'shutdown'));
+    }
+    daemon.flush();
+  });
+
+  control.on('message', (m: Dom0Command) => {
+    if (m.cmd === 'introduce') toolRequest(XsdSockmsgType.XS_INTRODUCE, String(m.domid), String(m.mfn), String(m.port));
+    else toolRequest(XsdSockmsgType.XS_RELEASE, String(m.domid));
+    control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, reply: replies.splice(0).map((b) => Buffer.from(b).toString('latin1')) });
+  });
+  control.postMessage({ cmd: 'ready' });
+}

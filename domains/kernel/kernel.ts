@@ -1,0 +1,294 @@
+// What every guest kernel has: hypercall stubs, event-channel upcalls (2-level ABI, Linux's
+// handler shape), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
+// and randomness only from here, so a run can be replayed.
+import type { MessagePort } from 'node:worker_threads';
+import { type HandedFrame, HypercallClient } from '../../hypervisor/hypercall-channel.ts';
+import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
+import {
+  GNTMAP_host_map, GNTMAP_readonly, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
+} from '../../hypervisor/public/grant_table.ts';
+import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
+import { DOMID_SELF, type DomId, Hypercall, SharedInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+
+/** start_info: what the domain builder hands a new kernel. */
+export interface StartInfo {
+  readonly domid: number;
+  readonly nr_pages: number;
+  /** Guest frame of the xenstore ring page and its event channel. */
+  readonly store_mfn: number;
+  readonly store_evtchn: number;
+  readonly console_mfn?: number;
+  readonly console_evtchn?: number;
+  /** PRNG seed for this domain (derived from the run's seed). */
+  readonly seed: number;
+}
+
+/** Everything a worker needs to boot one domain's kernel. */
+export interface KernelBoot {
+  readonly domid: number;
+  readonly hypercallPage: SharedArrayBuffer;
+  readonly port: MessagePort;
+  readonly sharedInfo: SharedArrayBuffer;
+  readonly pages: readonly { readonly gfn: number; readonly sab: SharedArrayBuffer }[];
+  readonly startInfo: StartInfo;
+}
+
+export class HypercallFailed extends Error {
+  constructor(readonly what: string, readonly ret: unknown) {
+    super(`${what} failed: ${JSON.stringify(ret)}`);
+  }
+}
+
+/** xorshift128+: small, fast and fully determined by its seed. */
+export class Prng {
+  private s0: bigint;
+  private s1: bigint;
+
+  constructor(seed: number) {
+    // splitmix64 to spread the seed over both words
+    let z = BigInt.asUintN(64, BigInt(seed >>> 0) + 0x9e3779b97f4a7c15n);
+    const next = (): bigint => {
+      z = BigInt.asUintN(64, z + 0x9e3779b97f4a7c15n);
+      let x = z;
+      x = BigInt.asUintN(64, (x ^ (x >> 30n)) * 0xbf58476d1ce4e5b9n);
+      x = BigInt.asUintN(64, (x ^ (x >> 27n)) * 0x94d049bb133111ebn);
+      return x ^ (x >> 31n);
+    };
+    this.s0 = next();
+    this.s1 = next();
+  }
+
+  /** A uniform 32-bit unsigned integer. */
+  u32(): number {
+    let s1 = this.s0;
+    const s0 = this.s1;
+    this.s0 = s0;
+    s1 = BigInt.asUintN(64, s1 ^ (s1 << 23n));
+    this.s1 = s1 ^ s0 ^ (s1 >> 17n) ^ (s0 >> 26n);
+    return Number(BigInt.asUintN(64, this.s1 + s0) >> 32n);
+  }
+
+  /** A uniform integer in [0, n). */
+  below(n: number): number {
+    return Math.floor((this.u32() / 0x1_0000_0000) * n);
+  }
+}
+
+const PENDING_WORD = SharedInfo.evtchn_pending / 8;
+const MASK_WORD = SharedInfo.evtchn_mask / 8;
+const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
+
+export class Kernel {
+  readonly domid: DomId;
+  readonly startInfo: StartInfo;
+  readonly rng: Prng;
+  private readonly hc: HypercallClient;
+  private readonly pages = new Map<number, Uint8Array>();
+  /** Pages of other domains this kernel mapped, by grant handle. */
+  private readonly foreign = new Map<number, Uint8Array>();
+  private readonly handlers = new Map<number, (port: number) => void>();
+  private readonly si: Uint8Array;
+  private readonly siWords: Int32Array;
+  private readonly siBig: BigInt64Array;
+  private gntTable: Uint8Array[] = [];
+  private readonly bootTime = process.hrtime.bigint();
+  private running = false;
+
+  constructor(boot: KernelBoot) {
+    this.domid = boot.domid as DomId;
+    this.startInfo = boot.startInfo;
+    this.rng = new Prng(boot.startInfo.seed);
+    this.hc = new HypercallClient(boot.hypercallPage, boot.port);
+    this.si = new Uint8Array(boot.sharedInfo);
+    this.siWords = new Int32Array(boot.sharedInfo);
+    this.siBig = new BigInt64Array(boot.sharedInfo);
+    for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
+  }
+
+  // ---------------------------------------------------------------- time
+
+  /** Nanoseconds since this kernel booted (the domain's clock). */
+  now(): number {
+    return Number(process.hrtime.bigint() - this.bootTime);
+  }
+
+  /** A one-shot timer on the domain's clock. */
+  setTimer(ns: number, fn: () => void): { cancel(): void } {
+    const t = setTimeout(fn, Math.max(0, ns / 1e6));
+    return { cancel: () => clearTimeout(t) };
+  }
+
+  // ---------------------------------------------------------------- memory
+
+  /** One of this domain's own pages. */
+  page(gfn: number): Uint8Array {
+    const p = this.pages.get(gfn);
+    if (!p) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
+    return p;
+  }
+
+  // ---------------------------------------------------------------- hypercalls
+
+  hypercall(op: Hypercall, args: unknown): unknown {
+    const r = this.hc.call(this.domid, op, args);
+    this.adopt(r.frames);
+    const ret = r.ret as { error?: string } | number | null;
+    if (ret !== null && typeof ret === 'object' && 'error' in ret) throw new HypercallFailed(Hypercall[op], ret);
+    return r.ret;
+  }
+
+  private lastFrames: HandedFrame[] = [];
+  private adopt(frames: HandedFrame[]): void {
+    this.lastFrames = frames;
+  }
+
+  private evtchnOp(cmd: EvtchnOp, arg: Record<string, number>): unknown {
+    const r = this.hypercall(Hypercall.__HYPERVISOR_event_channel_op, { cmd, arg });
+    if (typeof r === 'number' && r < 0) throw new HypercallFailed(EvtchnOp[cmd], r);
+    return r;
+  }
+
+  // ---------------------------------------------------------------- event channels
+
+  allocUnbound(remoteDom: number): number {
+    const r = this.evtchnOp(EvtchnOp.EVTCHNOP_alloc_unbound, { dom: DOMID_SELF, remote_dom: remoteDom }) as { port: number };
+    return r.port;
+  }
+
+  bindInterdomain(remoteDom: number, remotePort: number): number {
+    const r = this.evtchnOp(EvtchnOp.EVTCHNOP_bind_interdomain, { remote_dom: remoteDom, remote_port: remotePort }) as { local_port: number };
+    return r.local_port;
+  }
+
+  bindVirq(virq: number): number {
+    const r = this.evtchnOp(EvtchnOp.EVTCHNOP_bind_virq, { virq, vcpu: 0 }) as { port: number };
+    return r.port;
+  }
+
+  /** EVTCHNOP_send: notify the other end. */
+  notify(port: number): void {
+    this.evtchnOp(EvtchnOp.EVTCHNOP_send, { port });
+  }
+
+  close(port: number): void {
+    this.handlers.delete(port);
+    this.evtchnOp(EvtchnOp.EVTCHNOP_close, { port });
+  }
+
+  unmask(port: number): void {
+    this.evtchnOp(EvtchnOp.EVTCHNOP_unmask, { port });
+  }
+
+  /** Handler run for each event on `port` (in the upcall, one at a time). */
+  on(port: number, handler: (port: number) => void): void {
+    this.handlers.set(port, handler);
+  }
+
+  /**
+   * Starts taking upcalls: waits (without blocking the worker's event loop) on the word holding
+   * vcpu_info[0].evtchn_upcall_pending, which the hypervisor notifies on a 0 -> 1 edge.
+   */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.upcallLoop();
+  }
+
+  stop(): void {
+    this.running = false;
+    Atomics.notify(this.siWords, 0);
+  }
+
+  private async upcallLoop(): Promise<void> {
+    while (this.running) {
+      this.handleEvents();
+      const w = Atomics.waitAsync(this.siWords, 0, Atomics.load(this.siWords, 0));
+      if (w.async) await w.value;
+    }
+  }
+
+  /** Linux's evtchn handler shape: clear upcall_pending, swap the selector, handle set bits. */
+  handleEvents(): void {
+    while (Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0) {
+      Atomics.store(this.si, VcpuInfo.evtchn_upcall_pending, 0);
+      let sel = BigInt.asUintN(64, Atomics.exchange(this.siBig, SEL_WORD, 0n));
+      while (sel !== 0n) {
+        const w = ctz(sel);
+        sel &= ~(1n << BigInt(w));
+        let bits = BigInt.asUintN(64, Atomics.load(this.siBig, PENDING_WORD + w) & ~Atomics.load(this.siBig, MASK_WORD + w));
+        while (bits !== 0n) {
+          const b = ctz(bits);
+          bits &= ~(1n << BigInt(b));
+          Atomics.and(this.siBig, PENDING_WORD + w, ~(1n << BigInt(b)));
+          const port = w * 64 + b;
+          this.handlers.get(port)?.(port);
+        }
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- grant tables
+
+  /** GNTTABOP_setup_table: learn (and gain) this domain's grant-table frames. */
+  setupGrantTable(nrFrames = 1): void {
+    const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {
+      cmd: GnttabOp.GNTTABOP_setup_table, ops: [{ dom: DOMID_SELF, nr_frames: nrFrames }],
+    }) as { rc: number; results: { status: number }[] };
+    if (r.rc !== 0 || r.results[0].status !== GntSt.GNTST_okay) throw new HypercallFailed('setup_table', r);
+    this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab));
+  }
+
+  /** gnttab_grant_foreign_access_ref: let `domid` map our page `gfn`. */
+  grantAccess(ref: number, domid: number, gfn: number, readonly: boolean): void {
+    if (this.gntTable.length === 0) this.setupGrantTable();
+    gnttabGrantForeignAccessRef(this.gntTable, grantRef(ref), domid as DomId, gfn, readonly);
+  }
+
+  /** gnttab_end_foreign_access_ref: false while the peer still maps it. */
+  endAccess(ref: number): boolean {
+    return gnttabEndForeignAccessRef(this.gntTable, grantRef(ref));
+  }
+
+  /** GNTTABOP_map_grant_ref: a page another domain granted us; status and, on success, the page. */
+  mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array } {
+    const flags = GNTMAP_host_map | (readonly ? GNTMAP_readonly : 0);
+    const hostAddr = (0x100000 + this.foreign.size + 1) * XEN_PAGE_SIZE;
+    const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {
+      cmd: GnttabOp.GNTTABOP_map_grant_ref, ops: [{ host_addr: hostAddr, flags, ref, dom }],
+    }) as { results: { status: GntSt; handle: number }[] };
+    const res = r.results[0];
+    if (res.status !== GntSt.GNTST_okay) return { status: res.status, handle: res.handle };
+    const page = new Uint8Array(this.lastFrames[0].sab);
+    this.foreign.set(res.handle, page);
+    this.mapAddr.set(res.handle, hostAddr);
+    return { status: res.status, handle: res.handle, page };
+  }
+
+  private readonly mapAddr = new Map<number, number>();
+
+  unmapGrant(handle: number): GntSt {
+    const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {
+      cmd: GnttabOp.GNTTABOP_unmap_grant_ref, ops: [{ host_addr: this.mapAddr.get(handle) ?? 0, dev_bus_addr: 0, handle }],
+    }) as { results: { status: GntSt }[] };
+    this.foreign.delete(handle);
+    this.mapAddr.delete(handle);
+    return r.results[0].status;
+  }
+
+  // ---------------------------------------------------------------- scheduling
+
+  /** SCHEDOP_shutdown: the domain stops; the toolstack decides what happens next. */
+  shutdown(reason: ShutdownReason): void {
+    this.hypercall(Hypercall.__HYPERVISOR_sched_op, { cmd: SchedOp.SCHEDOP_shutdown, reason });
+    this.stop();
+  }
+}
+
+function ctz(x: bigint): number {
+  let n = 0;
+  while ((x & 1n) === 0n) {
+    x >>= 1n;
+    n++;
+  }
+  return n;
+}

@@ -1,0 +1,12 @@
+// The guest's xenbus: a xenstore client (the XsHandle API) over the ring page and event channel
+// the domain builder handed over in start_info.
+import { XsHandle } from '../dom0/tools/xs.ts';
+import type { Kernel } from './kernel.ts';
+import { XenbusRing } from './xenbus-comms.ts';
+
+export function xenbusInit(k: Kernel): XsHandle {
+  const port = k.startInfo.store_evtchn;
+  const ring = new XenbusRing(k.page(k.startInfo.store_mfn), () => k.notify(port));
+  k.on(port, () => ring.onEvent());
+  return XsHandle.fromStream(ring, 'xenbus');
+}

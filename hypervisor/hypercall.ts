@@ -1,0 +1,169 @@
+// The hypercall table: what a domain's trap into the hypervisor does. Each entry checks its
+// caller (toolstack operations are for the privileged domain only) and answers with Xen's return
+// value; pages the caller gains (a mapped grant, its grant-table frames) are handed over with it.
+import type { Domain } from './domain.ts';
+import type { EventChannels } from './event-channel.ts';
+import type { GrantTables } from './grant-table.ts';
+import type { HandedFrame } from './hypercall-channel.ts';
+import { type Host, HypervisorError } from './host.ts';
+import type { Frame } from './memory.ts';
+import { GnttabOp } from './public/grant_table.ts';
+import { SchedOp, ShutdownReason } from './public/sched.ts';
+import { Errno, Hypercall } from './public/xen.ts';
+
+/** The domctls xensim implements (XEN_DOMCTL_*), for the toolstack in dom0. */
+export enum Domctl {
+  XEN_DOMCTL_createdomain = 1,
+  XEN_DOMCTL_destroydomain = 2,
+  XEN_DOMCTL_pausedomain = 3,
+  XEN_DOMCTL_unpausedomain = 4,
+  XEN_DOMCTL_getdomaininfo = 5,
+  XEN_DOMCTL_max_mem = 11,
+  XEN_DOMCTL_resumedomain = 27,
+  XEN_DOMCTL_set_virq_handler = 66,
+}
+
+export interface HypercallOutcome {
+  readonly ret: unknown;
+  readonly frames?: HandedFrame[];
+}
+
+export interface HypercallTrace {
+  readonly kind: 'hypercall';
+  readonly domid: number;
+  readonly op: string;
+  readonly cmd?: number;
+  readonly ret: unknown;
+}
+
+const handed = (f: Frame): HandedFrame => ({ mfn: f.mfn, sab: f.sab });
+
+type Entry = (caller: Domain, args: Record<string, unknown>) => HypercallOutcome;
+
+export class Hypercalls {
+  private readonly table = new Map<number, Entry>();
+  private readonly listeners: ((ev: HypercallTrace) => void)[] = [];
+
+  constructor(
+    readonly host: Host,
+    readonly evtchn: EventChannels,
+    readonly gnttab: GrantTables,
+  ) {
+    this.table.set(Hypercall.__HYPERVISOR_event_channel_op, (d, a) => ({
+      ret: this.evtchn.dispatch(d, Number(a.cmd), a.arg),
+    }));
+    this.table.set(Hypercall.__HYPERVISOR_grant_table_op, (d, a) => this.grantTableOp(d, a));
+    this.table.set(Hypercall.__HYPERVISOR_sched_op, (d, a) => this.schedOp(d, a));
+    this.table.set(Hypercall.__HYPERVISOR_domctl, (d, a) => this.domctl(d, a));
+    this.table.set(Hypercall.__HYPERVISOR_console_io, (_d, _a) => ({ ret: 0 }));
+  }
+
+  onTrace(f: (ev: HypercallTrace) => void): void {
+    this.listeners.push(f);
+  }
+
+  /** One hypercall from domain `domid`; an unknown number is -ENOSYS, as in Xen. */
+  call(domid: number, op: number, args: unknown): HypercallOutcome {
+    const d = this.host.domains.get(domid);
+    if (d === undefined) return { ret: -Errno.ESRCH };
+    const entry = this.table.get(op);
+    const a = (typeof args === 'object' && args !== null ? args : {}) as Record<string, unknown>;
+    let out: HypercallOutcome;
+    try {
+      out = entry ? entry(d, a) : { ret: -Errno.ENOSYS };
+    } catch (e) {
+      if (!(e instanceof HypervisorError)) throw e;
+      out = { ret: -e.errno };
+    }
+    if (this.listeners.length) {
+      const ev: HypercallTrace = { kind: 'hypercall', domid, op: Hypercall[op] ?? String(op), cmd: a.cmd as number | undefined, ret: out.ret };
+      for (const f of this.listeners) f(ev);
+    }
+    return out;
+  }
+
+  private grantTableOp(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    const cmd = Number(a.cmd);
+    if (!Array.isArray(a.ops)) return { ret: -Errno.EFAULT };
+    const r = this.gnttab.dispatch(d, cmd as GnttabOp.GNTTABOP_map_grant_ref, a.ops as never[]);
+    const frames: HandedFrame[] = [];
+    const results = (r.results as unknown as Record<string, unknown>[]).map((res) => {
+      const { frame, frames: tableFrames, ...rest } = res as { frame?: Frame; frames?: Frame[] };
+      if (frame) frames.push(handed(frame));
+      if (cmd === GnttabOp.GNTTABOP_setup_table && tableFrames) for (const f of tableFrames) frames.push(handed(f));
+      return rest;
+    });
+    return { ret: { rc: r.rc, results }, frames };
+  }
+
+  private schedOp(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    switch (Number(a.cmd)) {
+      case SchedOp.SCHEDOP_yield:
+      case SchedOp.SCHEDOP_block:
+        return { ret: 0 };
+      case SchedOp.SCHEDOP_shutdown: {
+        const reason = Number(a.reason);
+        if (!(reason in ShutdownReason)) return { ret: -Errno.EINVAL };
+        this.host.shutdown(d, reason as ShutdownReason);
+        return { ret: 0 };
+      }
+      case SchedOp.SCHEDOP_remote_shutdown: {
+        this.host.requirePrivileged(d, 'remote_shutdown');
+        const target = this.host.domains.get(Number(a.domain_id));
+        if (!target) return { ret: -Errno.ESRCH };
+        this.host.shutdown(target, Number(a.reason) as ShutdownReason);
+        return { ret: 0 };
+      }
+      default:
+        return { ret: -Errno.ENOSYS };
+    }
+  }
+
+  /** Domain control: the privileged domain only (-EPERM for others), as XSM's default policy. */
+  private domctl(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    this.host.requirePrivileged(d, 'domctl');
+    const cmd = Number(a.cmd);
+    if (cmd === Domctl.XEN_DOMCTL_createdomain) {
+      const nd = this.host.createDomain({
+        domid: typeof a.domid === 'number' && a.domid !== 0 ? a.domid : undefined,
+        maxPages: typeof a.max_pages === 'number' ? a.max_pages : undefined,
+        vcpus: typeof a.max_vcpus === 'number' ? a.max_vcpus : undefined,
+      });
+      return { ret: { domid: nd.domid } };
+    }
+    const target = this.host.domains.get(Number(a.domain));
+    if (!target) return { ret: -Errno.ESRCH };
+    switch (cmd) {
+      case Domctl.XEN_DOMCTL_destroydomain:
+        this.host.destroy(target);
+        return { ret: 0 };
+      case Domctl.XEN_DOMCTL_pausedomain:
+        this.host.pause(target);
+        return { ret: 0 };
+      case Domctl.XEN_DOMCTL_unpausedomain:
+        this.host.unpause(target);
+        return { ret: 0 };
+      case Domctl.XEN_DOMCTL_resumedomain:
+        this.host.resume(target);
+        return { ret: 0 };
+      case Domctl.XEN_DOMCTL_max_mem:
+        target.maxPages = Math.ceil(Number(a.max_memkb) / 4);
+        return { ret: 0 };
+      case Domctl.XEN_DOMCTL_set_virq_handler:
+        return { ret: this.evtchn.setVirqHandler(target, Number(a.virq)) };
+      case Domctl.XEN_DOMCTL_getdomaininfo:
+        return {
+          ret: {
+            domain: target.domid,
+            state: target.runState,
+            shutdown: target.isShutDown,
+            shutdown_reason: target.shutdownCode ?? null,
+            dying: target.dying,
+            max_pages: target.maxPages,
+          },
+        };
+      default:
+        return { ret: -Errno.ENOSYS };
+    }
+  }
+}
