@@ -13,7 +13,7 @@ import {
 } from './permissions.ts';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
 import { Store, type XsNode } from './store.ts';
-import { CommittedDb, type Db, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
+import { type AclAt, CommittedDb, type Db, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
 
 export type Profile = 'c' | 'ocaml';
 
@@ -352,7 +352,7 @@ export class Xenstored {
     entryValid: (e: PermEntry): boolean => this.domains.has(e.id),
   };
 
-  private perm(conn: Connection, node: NodeData): number {
+  private perm(conn: Connection, node: AclAt): number {
     return permForConn(conn, node.perms, node.gen, this.profile === 'c' ? this.staleAcl : undefined);
   }
 
@@ -498,7 +498,7 @@ export class Xenstored {
    * fire_watches(): an event for every watch on `name` (or above it, unless `exact`) of every
    * connection allowed to know. `perms` are the ACLs that qualify a reader (node, old node, parent).
    */
-  private fire(ctx: RequestContext | undefined, name: string, exact: boolean, perms: Perms[]): void {
+  private fire(ctx: RequestContext | undefined, name: string, exact: boolean, perms: AclAt[]): void {
     if (ctx?.tx) {
       ctx.tx.queueWatch(name, exact, perms);
       return;
@@ -506,7 +506,7 @@ export class Xenstored {
     this.fireNow(name, exact, perms);
   }
 
-  private fireNow(name: string, exact: boolean, perms: Perms[]): void {
+  private fireNow(name: string, exact: boolean, perms: AclAt[]): void {
     const special = isSpecial(name);
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;
@@ -514,7 +514,7 @@ export class Xenstored {
         if (special) {
           const sp = this.special.get(name);
           if (sp === undefined || !(this.permsOnly(c, sp) & XsPerm.XS_PERM_READ)) continue;
-        } else if (!perms.some((p) => this.permsOnly(c, p) & XsPerm.XS_PERM_READ)) continue;
+        } else if (!perms.some((p) => this.perm(c, p) & XsPerm.XS_PERM_READ)) continue;
       }
       let matched = c.watches.filter((w) =>
         special === isSpecial(w.node) && (exact ? w.node === name : isChild(name, w.node)));
@@ -535,12 +535,12 @@ export class Xenstored {
    * transaction the parent is left out (looking it up would record it as read and turn others'
    * changes to it into conflicts); the commit adds the committed parent's ACL.
    */
-  private nodePerms(db: Db, name: string, node: NodeData | undefined): Perms[] {
-    const out: Perms[] = [];
-    if (node) out.push(node.perms);
+  private nodePerms(db: Db, name: string, node: NodeData | undefined): AclAt[] {
+    const out: AclAt[] = [];
+    if (node) out.push(node);
     if (name !== '/' && !(db instanceof Transaction)) {
       const parent = db.read(parentOf(name));
-      if (parent) out.push(parent.perms);
+      if (parent) out.push(parent);
     }
     return out;
   }
@@ -685,7 +685,7 @@ export class Xenstored {
     }
     // Watches on the removed node or above it fire with its path; a watch on a removed
     // descendant fires once, with its own path.
-    for (const r of removed) this.fire(ctx, r.path, r.path !== name, [r.perms, r.parentPerms]);
+    for (const r of removed) this.fire(ctx, r.path, r.path !== name, [r.node, r.parent]);
   }
 
   /**
@@ -694,15 +694,15 @@ export class Xenstored {
    */
   private fireRemovedOcaml(ctx: RequestContext, name: string, removed: Removed[]): void {
     const top = removed[removed.length - 1];
-    this.fire(ctx, name, false, [top.perms, top.parentPerms]);
+    this.fire(ctx, name, false, [top.node, top.parent]);
     if (ctx.tx) return;
-    const permsAt = new Map(removed.map((r) => [r.path, r.perms]));
+    const permsAt = new Map(removed.map((r) => [r.path, r.node]));
     for (const c of this.connections.values()) {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
       for (const w of below.sort((a, b) => depth(a.node) - depth(b.node))) {
         let p = w.node;
         while (!permsAt.has(p)) p = parentOf(p);
-        if (!c.privileged && !(this.permsOnly(c, permsAt.get(p)!) & XsPerm.XS_PERM_READ)) continue;
+        if (!c.privileged && !(this.perm(c, permsAt.get(p)!) & XsPerm.XS_PERM_READ)) continue;
         const ev = this.eventFor(w, w.node);
         if (ev) this.queueEvent(c, ev);
       }
@@ -745,7 +745,7 @@ export class Xenstored {
       if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
     this.checkNodeSize(conn, node.value, perms, ctx.db.children(name), ctx.tx);
-    const old = node.perms;
+    const old: AclAt = { perms: node.perms, gen: node.gen };
     ctx.db.setPerms(name, perms);
     this.fire(ctx, name, false, [old, ...this.nodePerms(ctx.db, name, ctx.db.read(name))]);
   }
@@ -840,7 +840,7 @@ export class Xenstored {
     for (const ev of tx.apply()) this.fireCommitted(ev.path, ev.exact, ev.perms);
   }
 
-  private fireCommitted(path: string, exact: boolean, recorded: Perms[]): void {
+  private fireCommitted(path: string, exact: boolean, recorded: AclAt[]): void {
     const perms = [...this.nodePerms(this.db, path, this.store.get(path)), ...recorded];
     this.fireNow(path, exact, perms);
   }
@@ -967,7 +967,7 @@ export class Xenstored {
           this.store.setPerms(p, n, internPerms([{ perms: n.perms[0].perms, id: asDomId(0) }, ...n.perms.slice(1)]));
         } else {
           const removed = this.db.remove(p);
-          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.perms, r.parentPerms]);
+          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
         }
       }
     }

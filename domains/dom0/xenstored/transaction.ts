@@ -15,11 +15,17 @@ export interface NodeData {
   readonly gen: number;
 }
 
+/** An ACL with the generation of the node carrying it (stale entries are judged by it). */
+export interface AclAt {
+  readonly perms: Perms;
+  readonly gen: number;
+}
+
 /** A removed node, reported children first. */
 export interface Removed {
   readonly path: string;
-  readonly perms: Perms;
-  readonly parentPerms: Perms;
+  readonly node: AclAt;
+  readonly parent: AclAt;
 }
 
 /** What the request handlers see: the same operations on the committed tree or in a transaction. */
@@ -64,7 +70,7 @@ export class CommittedDb implements Db {
   remove(path: string): Removed[] {
     const out: Removed[] = [];
     this.store.remove(path, (p: string, n: XsNode, parent: XsNode) =>
-      out.push({ path: p, perms: n.perms, parentPerms: parent.perms }));
+      out.push({ path: p, node: { perms: n.perms, gen: n.gen }, parent: { perms: parent.perms, gen: parent.gen } }));
     return out;
   }
 
@@ -88,7 +94,7 @@ interface Accessed {
   fire: boolean;
   exact: boolean;
   /** ACLs that qualify readers for the commit-time event (old ones count too). */
-  firePerms: Perms[];
+  firePerms: AclAt[];
 }
 
 /** An operation of an oxenstored-style transaction, replayed at commit when others changed the store. */
@@ -215,9 +221,9 @@ export class Transaction implements Db, SnapshotListener {
     const out: Removed[] = [];
     const parentPath = parentOf(path);
     const p = this.access(parentPath);
-    const walk = (at: string, parentPerms: Perms): void => {
+    const walk = (at: string, parentAcl: AclAt): void => {
       // Explicit stack: transactions may remove deep trees too.
-      const stack: { at: string; parentPerms: Perms; expanded: boolean }[] = [{ at, parentPerms, expanded: false }];
+      const stack: { at: string; parentAcl: AclAt; expanded: boolean }[] = [{ at, parentAcl, expanded: false }];
       while (stack.length) {
         const top = stack[stack.length - 1];
         const a = this.access(top.at);
@@ -225,19 +231,19 @@ export class Transaction implements Db, SnapshotListener {
           top.expanded = true;
           const kids = this.kidsOf(top.at, a);
           for (let i = kids.length - 1; i >= 0; i--) {
-            stack.push({ at: join(top.at, kids[i]), parentPerms: a.data!.perms, expanded: false });
+            stack.push({ at: join(top.at, kids[i]), parentAcl: { perms: a.data!.perms, gen: a.data!.gen }, expanded: false });
           }
           continue;
         }
         stack.pop();
-        out.push({ path: top.at, perms: a.data!.perms, parentPerms: top.parentPerms });
+        out.push({ path: top.at, node: { perms: a.data!.perms, gen: a.data!.gen }, parent: top.parentAcl });
         this.own(a.data!.perms[0].id, -1);
         a.data = undefined;
         a.kids = undefined;
         a.modified = true;
       }
     };
-    walk(path, p.data!.perms);
+    walk(path, { perms: p.data!.perms, gen: p.data!.gen });
     const kids = this.kidsOf(parentPath, p);
     kids.splice(kids.indexOf(basename(path)), 1);
     p.modified = true;
@@ -249,7 +255,7 @@ export class Transaction implements Db, SnapshotListener {
   }
 
   /** queue_watches(): remember an event to fire at commit. */
-  queueWatch(path: string, exact: boolean, perms: Perms[]): void {
+  queueWatch(path: string, exact: boolean, perms: AclAt[]): void {
     const a = this.accessed.get(path);
     if (a === undefined) {
       this.failed = true;
@@ -296,7 +302,7 @@ export class Transaction implements Db, SnapshotListener {
    * Applies the private copies to the committed tree (finalize_transaction); returns the events
    * to fire, in first-access order. The caller has checked the commit may proceed.
    */
-  apply(): { path: string; exact: boolean; perms: Perms[] }[] {
+  apply(): { path: string; exact: boolean; perms: AclAt[] }[] {
     const store = this.store;
     const entries = [...this.accessed].filter(([, a]) => a.modified);
     // Deletions first (a re-created node keeps its entry as a write), then writes by depth.
@@ -330,7 +336,7 @@ export class Transaction implements Db, SnapshotListener {
         n.listing = undefined;
       }
     }
-    const events: { path: string; exact: boolean; perms: Perms[] }[] = [];
+    const events: { path: string; exact: boolean; perms: AclAt[] }[] = [];
     for (const [path, a] of this.accessed) {
       if (a.fire) events.push({ path, exact: a.exact, perms: a.firePerms });
     }

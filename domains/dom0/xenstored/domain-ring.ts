@@ -1,0 +1,360 @@
+// xenstored's side of one introduced domain's xenstore ring page (struct xenstore_domain_interface):
+// the transport between the guest's xenbus and the daemon, as tools/xenstore/xenstored_domain.c
+// (C xenstored 4.17: readchn/writechn, check_indexes, domain_can_read/write, ignore_connection,
+// domain_conn_reset) and tools/ocaml/libs/xb (oxenstored 4.17) do it.
+//
+// The page is shared with another thread. Index loads and stores are single aligned 32-bit Atomics
+// on an Int32Array view; data is copied before the producer index moves (Atomics.store is a full
+// barrier); every index update is followed by an event-channel notification.
+//
+// Reading follows C's handle_input(): a header (16 bytes) is read, checked, then its payload, and a
+// whole message goes to the daemon before the next header is looked at. Profile c stops reading
+// while the connection has `quotas.outstanding` (20) or more requests whose replies are not yet
+// completely in the ring (nboutstanding; the privileged domain is exempt), so a guest that never
+// consumes replies cannot make the daemon buffer without bound.
+//
+// Behaviour pinned against Debian's xenstored / oxenstored 4.17.7 on a shared ring page
+// (../shared/oracle, fake guests):
+//   c     INTRODUCE (first or again): all four indexes 0, `connection` 1 -> 0, server_features
+//         untouched (4.17 advertises nothing and never writes the field).
+//         Garbage indexes (prod - cons > 1024) on a read or a write: `error` = 2 (RINGIDX), the
+//         connection is ignored for good; a header with len > 4096: the 16 header bytes are
+//         consumed, `error` = 3 (PROTO), ignored. A later INTRODUCE resets the indexes but the
+//         connection stays ignored (and `error` stays set). The guest writing `connection` = 1 has
+//         no effect (no reconnection feature).
+//   ocaml INTRODUCE writes server_features = 1 (RECONNECTION) and nothing else: indexes and
+//         `connection` stay as the guest left them. The guest writing `connection` = 1 makes the
+//         next read or write reset the ring: partial input, queued output, watches and
+//         transactions dropped, indexes 0, `connection` 0, notify.
+//         Garbage indexes: the domain is marked bad and no longer served, `error` not written.
+//         A header with len > 4096 is not an error: the length is clamped to 4096 (Partial.of_string)
+//         and the bytes after those 4096 are taken as the next header.
+//         No read throttling: oxenstored's maxoutstanding bounds its unprocessed input queue,
+//         which a synchronous core never fills.
+import {
+  XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
+  XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType,
+  type XsRingHalf, decodeHeader, maskXenstoreIdx, xsRingIndexesValid,
+} from '../../../hypervisor/public/io/xs_wire.ts';
+import type { XenstoredDaemon } from './daemon.ts';
+
+export interface XsRingConnectionOptions {
+  /** Called once when the connection becomes ignored (a fatal client error), with the reason. */
+  readonly onIgnored?: (reason: XenstoreError) => void;
+}
+
+/** One queued outgoing message and how much of it is in the ring already. */
+interface OutMsg {
+  readonly bytes: Uint8Array;
+  used: number;
+  /** A reply (counts as outstanding until completely written), not a watch event. */
+  readonly reply: boolean;
+}
+
+const W = (off: number): number => off >> 2;
+
+export class XsRingConnection {
+  private readonly words: Int32Array;
+  private readonly profile: 'c' | 'ocaml';
+  /** Partial input: the header being read, then its payload. */
+  private readonly hdr = new Uint8Array(XSD_SOCKMSG_SIZE);
+  private hdrUsed = 0;
+  private body: Uint8Array | undefined;
+  private bodyUsed = 0;
+  private out: OutMsg[] = [];
+  private nOutstanding = 0;
+  private isIgnored = false;
+  private reason: XenstoreError = XenstoreError.XENSTORE_ERROR_NONE;
+  private isEnded = false;
+  /** Bumped whenever the indexes are reset, so a read loop interrupted by a reset stops. */
+  private resets = 0;
+  private busy = false;
+  private again = false;
+
+  constructor(
+    private readonly daemon: XenstoredDaemon,
+    readonly connId: number,
+    private readonly page: Uint8Array,
+    private readonly notify: () => void,
+    private readonly opts: XsRingConnectionOptions = {},
+  ) {
+    if (page.byteLength < 4096 || page.byteOffset % 4 !== 0) throw new RangeError('xenstore ring: need an aligned 4 KiB page');
+    this.words = new Int32Array(page.buffer, page.byteOffset, 1024);
+    this.profile = daemon.xs.profile;
+    daemon.attach(connId, {
+      send: (bytes) => this.queue(bytes),
+      flush: () => this.flush(),
+      ended: () => this.end(),
+    });
+  }
+
+  /** The connection is ignored after a fatal client error (bad indexes, oversized header). */
+  get ignored(): boolean {
+    return this.isIgnored;
+  }
+
+  /** Why it is ignored (XENSTORE_ERROR_NONE while it is not); profile c also writes it to `error`. */
+  get errorCode(): XenstoreError {
+    return this.reason;
+  }
+
+  /** RELEASE or death ended it: no more I/O. */
+  get ended(): boolean {
+    return this.isEnded;
+  }
+
+  /** Requests whose replies are not yet completely in the ring (C's nboutstanding). */
+  get outstanding(): number {
+    return this.nOutstanding;
+  }
+
+  /** Bytes of replies and watch events waiting for room in rsp[]. */
+  get queuedBytes(): number {
+    let n = 0;
+    for (const m of this.out) n += m.bytes.length - m.used;
+    return n;
+  }
+
+  /**
+   * XS_INTRODUCE succeeded for this domain (first time or again). Profile c: domain_conn_reset()
+   * (partial input and queued output dropped, all four indexes 0) and `connection` 1 -> 0, then a
+   * notify. Profile ocaml: server_features = RECONNECTION, nothing else. The core has already
+   * dropped watches and transactions where the daemon does.
+   */
+  introduce(): void {
+    if (this.isEnded) return;
+    if (this.profile === 'ocaml') {
+      Atomics.store(this.words, W(I.server_features), XENSTORE_SERVER_FEATURE_RECONNECTION);
+      return;
+    }
+    this.dropBuffers();
+    this.resets++;
+    for (const off of [I.req_cons, I.req_prod, I.rsp_cons, I.rsp_prod]) Atomics.store(this.words, W(off), 0);
+    if (Atomics.load(this.words, W(I.connection)) === XenstoreConnection.XENSTORE_RECONNECT) {
+      Atomics.store(this.words, W(I.connection), XenstoreConnection.XENSTORE_CONNECTED);
+    }
+    this.notify();
+  }
+
+  /** The guest notified the store event channel: read requests and write output as the ring allows. */
+  kick(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    try {
+      do {
+        this.again = false;
+        let progress = true;
+        while (progress && this.live()) {
+          if (this.reconnectRequested()) {
+            this.reconnect();
+            continue;
+          }
+          progress = this.writeOut();
+          if (this.readIn()) progress = true;
+        }
+      } while (this.again && this.live());
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  // ------------------------------------------------------------------ sink
+
+  private queue(bytes: Uint8Array): void {
+    if (!this.live()) return;
+    const type = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24);
+    const reply = type !== XsdSockmsgType.XS_WATCH_EVENT;
+    this.out.push({ bytes, used: 0, reply });
+    if (reply) this.nOutstanding++;
+  }
+
+  /**
+   * The daemon has output for this connection. Inside a kick, the kick's loop writes it (one ring
+   * update per batch); otherwise (another connection's write fired a watch) push what fits now.
+   */
+  private flush(): void {
+    if (!this.live()) return;
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    if (this.reconnectRequested()) {
+      this.reconnect();
+      return;
+    }
+    this.writeOut();
+  }
+
+  private end(): void {
+    this.isEnded = true;
+    this.dropBuffers();
+  }
+
+  // ------------------------------------------------------------------ ring I/O
+
+  private live(): boolean {
+    return !this.isEnded && !this.isIgnored;
+  }
+
+  private load(off: number): number {
+    return Atomics.load(this.words, W(off)) >>> 0;
+  }
+
+  private store(off: number, v: number): void {
+    Atomics.store(this.words, W(off), v | 0);
+  }
+
+  /** domain_can_write() + writechn(): as much queued output as rsp[] has room for. */
+  private writeOut(): boolean {
+    if (this.out.length === 0) return false;
+    const h: XsRingHalf = XS_RING_RSP;
+    const cons = this.load(h.cons);
+    const prod = this.load(h.prod);
+    if (((prod - cons) >>> 0) === XENSTORE_RING_SIZE) return false;
+    if (!xsRingIndexesValid(cons, prod)) {
+      this.ignore(XenstoreError.XENSTORE_ERROR_RINGIDX);
+      return false;
+    }
+    let room = XENSTORE_RING_SIZE - ((prod - cons) >>> 0);
+    let at = prod;
+    while (room > 0 && this.out.length > 0) {
+      const m = this.out[0];
+      const n = Math.min(room, m.bytes.length - m.used);
+      this.copyIn(h, at, m.bytes.subarray(m.used, m.used + n));
+      m.used += n;
+      at = (at + n) >>> 0;
+      room -= n;
+      if (m.used === m.bytes.length) {
+        this.out.shift();
+        if (m.reply) this.nOutstanding--;
+      }
+    }
+    this.store(h.prod, at);
+    this.notify();
+    return true;
+  }
+
+  /** domain_can_read() + handle_input(): whole messages to the daemon while allowed. */
+  private readIn(): boolean {
+    const h: XsRingHalf = XS_RING_REQ;
+    const resets = this.resets;
+    const cons = this.load(h.cons);
+    const prod = this.load(h.prod);
+    if (cons === prod || this.throttled()) return false;
+    if (!xsRingIndexesValid(cons, prod)) {
+      this.ignore(XenstoreError.XENSTORE_ERROR_RINGIDX);
+      return false;
+    }
+    const avail = (prod - cons) >>> 0;
+    let used = 0;
+    let violation = false;
+    while (used < avail) {
+      if (this.hdrUsed < XSD_SOCKMSG_SIZE) {
+        // A new message starts: C checks domain_can_read() before every read.
+        if (this.hdrUsed === 0 && this.throttled()) break;
+        const n = Math.min(avail - used, XSD_SOCKMSG_SIZE - this.hdrUsed);
+        this.copyOut(h, cons + used, this.hdr.subarray(this.hdrUsed, this.hdrUsed + n));
+        this.hdrUsed += n;
+        used += n;
+        if (this.hdrUsed < XSD_SOCKMSG_SIZE) break;
+        let len = decodeHeader(this.hdr).len;
+        if (len > XENSTORE_PAYLOAD_MAX) {
+          if (this.profile === 'c') {
+            violation = true;
+            break;
+          }
+          len = XENSTORE_PAYLOAD_MAX;
+        }
+        this.body = new Uint8Array(len);
+        this.bodyUsed = 0;
+      }
+      const body = this.body!;
+      const n = Math.min(avail - used, body.length - this.bodyUsed);
+      this.copyOut(h, cons + used, body.subarray(this.bodyUsed, this.bodyUsed + n));
+      this.bodyUsed += n;
+      used += n;
+      if (this.bodyUsed < body.length) break;
+      const hd = decodeHeader(this.hdr);
+      this.hdrUsed = 0;
+      this.body = undefined;
+      this.daemon.input(this.connId, [{ kind: 'message', msg: { type: hd.type, req_id: hd.req_id, tx_id: hd.tx_id, payload: body } }]);
+      // The daemon may have reset, ended or ignored this connection meanwhile.
+      if (this.resets !== resets || this.isEnded) return true;
+      if (this.isIgnored) break;
+    }
+    if (used > 0) {
+      this.store(h.cons, cons + used);
+      this.notify();
+    }
+    if (violation) this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
+    return used > 0;
+  }
+
+  /** Profile c: too many replies not yet written (domain_is_unprivileged() connections only). */
+  private throttled(): boolean {
+    if (this.profile !== 'c') return false;
+    const quota = this.daemon.xs.quotas.outstanding;
+    if (quota <= 0 || this.nOutstanding < quota) return false;
+    return !(this.daemon.xs.connections.get(this.connId)?.privileged ?? false);
+  }
+
+  private copyIn(h: XsRingHalf, idx: number, data: Uint8Array): void {
+    let at = maskXenstoreIdx(idx);
+    let done = 0;
+    while (done < data.length) {
+      const chunk = Math.min(data.length - done, XENSTORE_RING_SIZE - at);
+      this.page.set(data.subarray(done, done + chunk), h.buf + at);
+      done += chunk;
+      at = 0;
+    }
+  }
+
+  private copyOut(h: XsRingHalf, idx: number, into: Uint8Array): void {
+    let at = maskXenstoreIdx(idx);
+    let done = 0;
+    while (done < into.length) {
+      const chunk = Math.min(into.length - done, XENSTORE_RING_SIZE - at);
+      into.set(this.page.subarray(h.buf + at, h.buf + at + chunk), done);
+      done += chunk;
+      at = 0;
+    }
+  }
+
+  // ------------------------------------------------------------------ errors and resets
+
+  /** ignore_connection(): fatal client error. The domain stays (its @releaseDomain still fires). */
+  private ignore(reason: XenstoreError): void {
+    if (this.isIgnored) return;
+    this.isIgnored = true;
+    this.reason = reason;
+    if (this.profile === 'c') Atomics.store(this.words, W(I.error), reason);
+    this.dropBuffers();
+    this.daemon.xs.resetConnection(this.connId);
+    this.opts.onIgnored?.(reason);
+  }
+
+  /** oxenstored only: the guest asked for a reconnect by writing `connection` = 1. */
+  private reconnectRequested(): boolean {
+    return this.profile === 'ocaml' && Atomics.load(this.words, W(I.connection)) === XenstoreConnection.XENSTORE_RECONNECT;
+  }
+
+  private reconnect(): void {
+    this.dropBuffers();
+    this.daemon.xs.resetConnection(this.connId);
+    this.resets++;
+    for (const off of [I.req_cons, I.req_prod, I.rsp_cons, I.rsp_prod]) Atomics.store(this.words, W(off), 0);
+    Atomics.store(this.words, W(I.connection), XenstoreConnection.XENSTORE_CONNECTED);
+    this.notify();
+  }
+
+  private dropBuffers(): void {
+    this.hdrUsed = 0;
+    this.body = undefined;
+    this.bodyUsed = 0;
+    this.out = [];
+    this.nOutstanding = 0;
+  }
+}
