@@ -31,6 +31,8 @@
 //         and the bytes after those 4096 are taken as the next header.
 //         No read throttling: oxenstored's maxoutstanding bounds its unprocessed input queue,
 //         which a synchronous core never fills.
+// Not modelled: C's memory quota and write-rate limiting (which also stop reading), and XSA-326's
+// charging of queued watch events to the domain whose request caused them.
 import {
   XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
   XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType,

@@ -1,0 +1,196 @@
+// The guest's end of the xenstore ring page, as Linux's drivers/xen/xenbus/xenbus_comms.c has it
+// (xb_write, xb_read, xb_init_comms), offered as a byte stream: requests written to the stream go
+// into req[], replies and watch events read from rsp[] come out of it, so
+// `XsHandle.fromStream(new XenbusRing(page, notify), 'xenbus')` is a full xenbus client.
+//
+// The page is shared with xenstored's thread: indexes are loaded and stored with Atomics on an
+// Int32Array view (single aligned 32-bit accesses; Atomics.store is a full barrier, so data is
+// copied before the producer index moves and read before the consumer index moves), and every
+// index update is followed by `notify` (the store event channel).
+//
+// Nothing assumes the indexes start at 0: a restored or hostile server may leave them anywhere,
+// and the ring works from wherever they are (free-running u32, wrapping mod 2^32). Indexes that
+// claim more than 1024 bytes in flight are Linux's -EIO: that half's indexes are reset to 0 and
+// the stream is destroyed with an EIO error.
+import { Duplex } from 'node:stream';
+import {
+  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, maskXenstoreIdx, xsRingIndexesValid,
+} from '../../hypervisor/public/io/xs_wire.ts';
+
+export interface XenbusRingOptions {
+  /**
+   * xb_init_comms(): responses already in rsp[] belong to a previous kernel (kexec, restore) and
+   * are skipped by moving rsp_cons up to rsp_prod. Default true.
+   */
+  readonly skipStaleResponses?: boolean;
+}
+
+/** An errno-style error, as the kernel reports it. */
+function eio(what: string): NodeJS.ErrnoException {
+  const e: NodeJS.ErrnoException = new Error(`xenbus: ${what}: EIO`);
+  e.code = 'EIO';
+  e.errno = -5;
+  return e;
+}
+
+interface PendingWrite {
+  readonly data: Uint8Array;
+  used: number;
+  readonly cb: (error?: Error | null) => void;
+}
+
+export class XenbusRing extends Duplex {
+  private readonly words: Int32Array;
+  private pending: PendingWrite | undefined;
+  private busy = false;
+  private again = false;
+  private writing = false;
+
+  constructor(
+    private readonly page: Uint8Array,
+    private readonly notify: () => void,
+    opts: XenbusRingOptions = {},
+  ) {
+    super({ decodeStrings: true });
+    if (page.byteLength < 4096 || page.byteOffset % 4 !== 0) throw new RangeError('xenstore ring: need an aligned 4 KiB page');
+    this.words = new Int32Array(page.buffer, page.byteOffset, 1024);
+    if (opts.skipStaleResponses ?? true) {
+      const cons = this.load(XS_RING_RSP.cons);
+      const prod = this.load(XS_RING_RSP.prod);
+      if (cons !== prod) {
+        this.store(XS_RING_RSP.cons, prod);
+        this.notify();
+      }
+    }
+  }
+
+  /**
+   * The store event channel fired: drain rsp[] into the stream, then put pending request bytes
+   * into whatever room req[] has now.
+   */
+  onEvent(): void {
+    if (this.busy) {
+      this.again = true;
+      return;
+    }
+    this.busy = true;
+    try {
+      do {
+        this.again = false;
+        if (this.destroyed) return;
+        if (!this.drain()) return;
+        this.pumpWrite();
+      } while (this.again);
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
+    this.pending = { data: chunk, used: 0, cb };
+    this.pumpWrite();
+  }
+
+  override _read(): void {
+    // Bytes are pushed as events arrive.
+  }
+
+  override _final(cb: (error?: Error | null) => void): void {
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.pending = undefined;
+    cb(err);
+  }
+
+  // ------------------------------------------------------------------ ring halves
+
+  private load(off: number): number {
+    return Atomics.load(this.words, off >> 2) >>> 0;
+  }
+
+  private store(off: number, v: number): void {
+    Atomics.store(this.words, off >> 2, v | 0);
+  }
+
+  /** Garbage indexes in one half: reset them as Linux does and fail the stream. */
+  private corrupt(h: XsRingHalf, what: string): void {
+    this.store(h.cons, 0);
+    this.store(h.prod, 0);
+    this.notify();
+    this.destroy(eio(`${what} ring indexes corrupt`));
+  }
+
+  /** xb_read(): everything in rsp[]; false if the stream died. */
+  private drain(): boolean {
+    const h = XS_RING_RSP;
+    for (;;) {
+      const cons = this.load(h.cons);
+      const prod = this.load(h.prod);
+      if (cons === prod) return true;
+      if (!xsRingIndexesValid(cons, prod)) {
+        this.corrupt(h, 'response');
+        return false;
+      }
+      const avail = (prod - cons) >>> 0;
+      const out = Buffer.allocUnsafe(avail);
+      let at = maskXenstoreIdx(cons);
+      let done = 0;
+      while (done < avail) {
+        const chunk = Math.min(avail - done, XENSTORE_RING_SIZE - at);
+        out.set(this.page.subarray(h.buf + at, h.buf + at + chunk), done);
+        done += chunk;
+        at = 0;
+      }
+      this.store(h.cons, cons + avail);
+      this.notify();
+      this.push(out);
+      if (this.destroyed) return false;
+    }
+  }
+
+  /**
+   * xb_write(): as much of the pending chunk as req[] has room for; the rest waits for an event.
+   * Not re-entered: a notify may run the server and an event synchronously, and the loop reloads
+   * the indexes before every chunk anyway.
+   */
+  private pumpWrite(): void {
+    if (this.writing) return;
+    this.writing = true;
+    try {
+      const h = XS_RING_REQ;
+      for (;;) {
+        const p = this.pending;
+        if (p === undefined || this.destroyed) return;
+        if (p.used === p.data.length) {
+          this.pending = undefined;
+          p.cb(); // may hand over the next chunk synchronously
+          continue;
+        }
+        const cons = this.load(h.cons);
+        const prod = this.load(h.prod);
+        if (!xsRingIndexesValid(cons, prod)) {
+          this.corrupt(h, 'request');
+          return;
+        }
+        const room = XENSTORE_RING_SIZE - ((prod - cons) >>> 0);
+        if (room === 0) return;
+        const n = Math.min(room, p.data.length - p.used);
+        let at = maskXenstoreIdx(prod);
+        let done = 0;
+        while (done < n) {
+          const chunk = Math.min(n - done, XENSTORE_RING_SIZE - at);
+          this.page.set(p.data.subarray(p.used + done, p.used + done + chunk), h.buf + at);
+          done += chunk;
+          at = 0;
+        }
+        p.used += n;
+        this.store(h.prod, prod + n);
+        this.notify();
+      }
+    } finally {
+      this.writing = false;
+    }
+  }
+}
