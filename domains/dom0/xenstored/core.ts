@@ -104,11 +104,15 @@ const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t
   + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
   + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
 
-const depth = (path: string): number => {
-  let n = 0;
-  for (let i = 0; i < path.length; i++) if (path.charCodeAt(i) === 0x2f) n++;
-  return path === '/' ? 0 : n;
-};
+/** Pre-order of oxenstored's watch trie: component by component, children in sorted order. */
+function triePathOrder(a: string, b: string): number {
+  const x = a === '/' ? [] : a.split('/');
+  const y = b === '/' ? [] : b.split('/');
+  for (let i = 0; i < Math.min(x.length, y.length); i++) {
+    if (x[i] !== y[i]) return x[i] < y[i] ? -1 : 1;
+  }
+  return x.length - y.length;
+}
 
 const enc = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 const OK = enc('OK\0');
@@ -125,6 +129,15 @@ function strings(payload: Uint8Array, max = Infinity): string[] {
     off = nul + 1;
   }
   return out;
+}
+
+/** OCaml's int_of_string: optional sign, decimal/0x/0o/0b digits, underscores allowed. */
+function ocamlIntOfString(s: string): number | undefined {
+  const m = /^([+-]?)(0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|0[bB][01][01_]*|[0-9][0-9_]*)$/.exec(s);
+  if (!m) return undefined;
+  const body = m[2].replaceAll('_', '');
+  const v = /^0[xXoObB]/.test(body) ? Number(body.toLowerCase()) : parseInt(body, 10);
+  return m[1] === '-' ? -v : v;
 }
 
 /** C atoi(): optional blanks and sign, then digits; anything else stops it. */
@@ -153,6 +166,9 @@ export class Xenstored {
   private selfEvents: XsMessage[] = [];
   private current: Connection | undefined;
   private closing: number[] = [];
+  /** The requester's own events that C sends after the reply (RELEASE's node removals). */
+  private postReply: XsMessage[] = [];
+  private deferOwn = false;
   /** Events produced by the current request, per connection, for C's duplicate check. */
   private readonly unsent = new Set<string>();
 
@@ -236,6 +252,7 @@ export class Xenstored {
     this.selfEvents = [];
     this.closing = [];
     this.unsent.clear();
+    this.postReply = [];
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
@@ -244,6 +261,7 @@ export class Xenstored {
     if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     deliveries.push({ conn: connId, msg: reply.msg });
     if (reply.afterReply) deliveries.push({ conn: connId, msg: reply.afterReply });
+    for (const m of this.postReply) deliveries.push({ conn: connId, msg: m });
     if (!ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     for (const d of this.out) deliveries.push(d);
     this.current = undefined;
@@ -483,6 +501,10 @@ export class Xenstored {
   }
 
   private queueEvent(conn: Connection, msg: XsMessage): void {
+    if (conn === this.current && this.deferOwn) {
+      this.postReply.push(msg);
+      return;
+    }
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
     // special events are never merged.
     if (this.profile === 'c' && msg.payload[0] !== 0x40) {
@@ -521,7 +543,7 @@ export class Xenstored {
       // oxenstored keeps watches in a trie: fired from the root down, newest first per path.
       if (this.profile === 'ocaml' && matched.length > 1) {
         const at = new Map(c.watches.map((w, i) => [w, i]));
-        matched = matched.sort((a, b) => depth(a.node) - depth(b.node) || at.get(b)! - at.get(a)!);
+        matched = matched.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!);
       }
       for (const w of matched) {
         const ev = this.eventFor(w, name);
@@ -690,7 +712,7 @@ export class Xenstored {
 
   /**
    * oxenstored: watches at or above a removed node fire with its path; every watch below it
-   * fires with its own path, whether or not a node existed there.
+   * fires with its own path, if that node or its parent existed (their ACL decides).
    */
   private fireRemovedOcaml(ctx: RequestContext, name: string, removed: Removed[]): void {
     const top = removed[removed.length - 1];
@@ -699,10 +721,13 @@ export class Xenstored {
     const permsAt = new Map(removed.map((r) => [r.path, r.node]));
     for (const c of this.connections.values()) {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
-      for (const w of below.sort((a, b) => depth(a.node) - depth(b.node))) {
-        let p = w.node;
-        while (!permsAt.has(p)) p = parentOf(p);
-        if (!c.privileged && !(this.perm(c, permsAt.get(p)!) & XsPerm.XS_PERM_READ)) continue;
+      const at = new Map(c.watches.map((w, i) => [w, i]));
+      for (const w of below.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!)) {
+        // The watched node's ACL, or its parent's, before or after the removal; none, no event.
+        const parent = parentOf(w.node);
+        const acl = permsAt.get(w.node) ?? permsAt.get(parent) ?? this.store.get(w.node) ?? this.store.get(parent);
+        if (acl === undefined) continue;
+        if (!c.privileged && !(this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
         const ev = this.eventFor(w, w.node);
         if (ev) this.queueEvent(c, ev);
       }
@@ -818,7 +843,10 @@ export class Xenstored {
 
   private doTransactionEnd(ctx: RequestContext): void {
     const { conn, tx } = ctx;
-    const arg = this.onearg(ctx.msg);
+    // oxenstored reads the first byte and does not insist on the NUL.
+    const p = ctx.msg.payload;
+    const arg = this.profile === 'ocaml' && (p.length === 1 || (p.length === 2 && p[1] === 0))
+      ? String.fromCharCode(p[0]) : this.onearg(ctx.msg);
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
     if (!tx) return fail('ENOENT');
     conn.transactions.delete(tx.id);
@@ -906,11 +934,9 @@ export class Xenstored {
   private doIntroduce(ctx: RequestContext): void {
     const args = strings(ctx.msg.payload, 3);
     if (args.length < 3) fail('EINVAL');
-    // oxenstored parses its arguments as whole integers.
-    if (this.profile === 'ocaml' && !args.every((a) => /^-?\d+$/.test(a))) fail('EINVAL');
-    const domid = atoi(args[0]);
-    const mfn = atoi(args[1]);
-    const port = atoi(args[2]);
+    const domid = this.domidArg(args[0]);
+    const mfn = this.domidArg(args[1]);
+    const port = this.domidArg(args[2]);
     if (port <= 0 && this.profile === 'c') fail('EINVAL');
     const known = this.domains.get(domid);
     if (this.profile === 'ocaml' && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
@@ -933,8 +959,16 @@ export class Xenstored {
     }
   }
 
+  /** A domid argument: C's atoi(), or oxenstored's int_of_string (EINVAL when it is not one). */
+  private domidArg(s: string): number {
+    if (this.profile === 'c') return atoi(s);
+    const v = ocamlIntOfString(s);
+    if (v === undefined) return fail('EINVAL');
+    return v;
+  }
+
   private domainArg(ctx: RequestContext): XsDomain {
-    const domid = atoi(this.onearg(ctx.msg));
+    const domid = this.domidArg(this.onearg(ctx.msg));
     if (domid === 0) fail('EINVAL');
     const d = this.domains.get(domid);
     // find_domain_by_domid() only knows introduced domains.
@@ -945,11 +979,11 @@ export class Xenstored {
   private doRelease(ctx: RequestContext): void {
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
-    this.destroyDomain(d);
+    this.destroyDomain(d, true);
   }
 
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
-  destroyDomain(d: XsDomain): void {
+  destroyDomain(d: XsDomain, released = false): void {
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) {
       this.dropConnectionState(c);
@@ -961,6 +995,8 @@ export class Xenstored {
     // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
       const owned = this.topmostOwned(d.domid);
+      // After RELEASE, C removes the nodes when it frees the domain, after acknowledging.
+      this.deferOwn = released && this.profile === 'c';
       for (const p of owned) {
         if (this.keepOrphans || p === '/') {
           const n = this.store.get(p)!;
@@ -971,6 +1007,7 @@ export class Xenstored {
         }
       }
     }
+    this.deferOwn = false;
     this.fireNow('@releaseDomain', false, []);
   }
 
@@ -997,8 +1034,8 @@ export class Xenstored {
   private doSetTarget(ctx: RequestContext): void {
     const args = strings(ctx.msg.payload, 2);
     if (args.length < 2) fail('EINVAL');
-    const domid = atoi(args[0]);
-    const tdomid = atoi(args[1]);
+    const domid = this.domidArg(args[0]);
+    const tdomid = this.domidArg(args[1]);
     const d = this.domains.get(domid);
     if (d === undefined) return fail('ENOENT');
     if (!d.introduced || d.conn === undefined) return fail('EINVAL');
@@ -1010,13 +1047,19 @@ export class Xenstored {
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
-    const domid = atoi(this.onearg(ctx.msg));
+    const domid = this.domidArg(this.onearg(ctx.msg));
     const yes = domid === DOMID_SELF || this.domains.get(domid)?.introduced === true;
     ctx.reply = enc(yes ? 'T\0' : 'F\0');
   }
 
   private doGetDomainPath(ctx: RequestContext): void {
     const s = this.onearg(ctx.msg);
+    if (this.profile === 'ocaml') {
+      // oxenstored formats the first run of digits it finds, as text.
+      const digits = /\d+/.exec(s);
+      ctx.reply = enc(`/local/domain/${digits ? BigInt(digits[0]).toString() : '0'}\0`);
+      return;
+    }
     ctx.reply = enc(`${domainPath(atoi(s))}\0`);
   }
 
