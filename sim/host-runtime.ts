@@ -104,9 +104,10 @@ export class HostRuntime {
     const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: 0 as DomId });
     if (typeof alloc === 'number') throw new Error(`store event channel: ${alloc}`);
     this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_XENSTORE), 0 as DomId, storeGfn);
+    // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
+    await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: alloc.port });
     this.host.unpause(d);
     this.start(d, { store_mfn: storeGfn, store_evtchn: alloc.port }, opts.program);
-    await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: alloc.port });
     return d;
   }
 

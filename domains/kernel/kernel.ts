@@ -202,7 +202,11 @@ export class Kernel {
   private async upcallLoop(): Promise<void> {
     while (this.running) {
       this.handleEvents();
-      const w = Atomics.waitAsync(this.siWords, 0, Atomics.load(this.siWords, 0));
+      // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
+      // scan changes it, and the wait returns at once instead of missing the edge.
+      const v = Atomics.load(this.siWords, 0);
+      if ((v & 0xff) !== 0) continue;
+      const w = Atomics.waitAsync(this.siWords, 0, v);
       if (w.async) await w.value;
     }
   }

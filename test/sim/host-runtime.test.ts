@@ -9,6 +9,7 @@ import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../../sim/host-runtime.ts';
 
 const WORKLOAD = new URL('../../domains/domU/xenstore-workload.ts', import.meta.url).href;
+const HOSTILE = new URL('../../domains/domU/hostile-ring.ts', import.meta.url).href;
 
 interface Done { cmd: string; domid: number; results: unknown[]; retries: number }
 
@@ -79,6 +80,57 @@ describe('host: guests use xenstore through their rings', function () {
       assert.equal((await xs.read('/shared')).toString(), '60');
       // Debian-tool view: dom0 sees what the guests wrote.
       for (const id of [1, 2, 3]) assert.equal((await xs.read(`/local/domain/${id}/data/hello`)).toString(), `from ${id}`);
+    } finally {
+      await xs.close();
+    }
+  });
+
+  for (const attack of ['garbage-indexes', 'oversized'] as const) {
+    it(`a guest that corrupts its ring (${attack}) loses its connection; others keep being served`, async () => {
+      const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
+      try {
+        for (const id of [1, 2]) await prepareHome(xs, id);
+        const bad = rt.createGuest({ domid: 1, program: { module: HOSTILE, args: { attack } } }).then(() => done(rt, 1));
+        const r = await bad;
+        // XENSTORE_ERROR_RINGIDX (2) or XENSTORE_ERROR_PROTO (3), as C xenstored writes them.
+        assert.equal(r.results[0], attack === 'garbage-indexes' ? 2 : 3);
+        const good = rt.createGuest({ domid: 2, program: { module: WORKLOAD, args: { ops: [['write', 'data/x', 'fine'], ['read', 'data/x']] } } })
+          .then(() => done(rt, 2));
+        assert.deepEqual((await good).results, ['OK', 'fine']);
+        await xs.write('/after', 'committed');
+        assert.equal((await xs.read('/after')).toString(), 'committed');
+        // The ignored domain is still known until it dies (its @releaseDomain comes at death).
+        assert.equal(await xs.isDomainIntroduced(1), true);
+      } finally {
+        await xs.close();
+      }
+    });
+  }
+
+  it('destroying a guest: VIRQ_DOM_EXC, @releaseDomain, its connection and owned nodes gone', async () => {
+    const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
+    try {
+      await prepareHome(xs, 3);
+      const g = rt.createGuest({ domid: 3, program: { module: WORKLOAD, args: { ops: [['write', 'data/mine', 'x']] } } }).then(() => done(rt, 3));
+      assert.deepEqual((await g).results, ['OK']);
+      assert.equal(await xs.isDomainIntroduced(3), true);
+      const events: string[] = [];
+      xs.on('watch', (p) => events.push(p));
+      await xs.watch('@releaseDomain', 'rel');
+      await xs.watch('/local/domain/3/data', 'data');
+      await new Promise((r) => setTimeout(r, 50));
+      events.length = 0;
+      await rt.destroy(3);
+      for (let i = 0; i < 100 && !events.includes('@releaseDomain'); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(events.includes('@releaseDomain'), `events: ${events.join(' ')}`);
+      assert.ok(events.includes('/local/domain/3/data'), 'removal of the guest-owned data dir');
+      assert.equal(await xs.isDomainIntroduced(3), false);
+      await assert.rejects(xs.read('/local/domain/3/data'), { code: 'ENOENT' });
+      // dom0 still owns and keeps the home directory itself; the toolstack removes it.
+      assert.equal((await xs.read('/local/domain/3')).toString(), '');
+      // Once xenstored unmapped the ring, the domain is gone and its domid free again.
+      for (let i = 0; i < 100 && rt.host.domains.has(3); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(rt.host.domains.has(3), false);
     } finally {
       await xs.close();
     }
