@@ -995,19 +995,22 @@ export class Xenstored {
     // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
       const owned = this.topmostOwned(d.domid);
-      // After RELEASE, C removes the nodes when it frees the domain, after acknowledging.
-      this.deferOwn = released && this.profile === 'c';
       for (const p of owned) {
         if (this.keepOrphans || p === '/') {
           const n = this.store.get(p)!;
           this.store.setPerms(p, n, internPerms([{ perms: n.perms[0].perms, id: asDomId(0) }, ...n.perms.slice(1)]));
         } else {
           const removed = this.db.remove(p);
-          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
+          for (const r of removed) {
+            // Seen on C 4.17: after RELEASE, the requester gets the removed descendants' events
+            // before the acknowledgement and the subtree root's event after it.
+            this.deferOwn = released && this.profile === 'c' && r.path === p;
+            this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
+            this.deferOwn = false;
+          }
         }
       }
     }
-    this.deferOwn = false;
     this.fireNow('@releaseDomain', false, []);
   }
 
