@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import type { StartInfo } from '../domains/kernel/kernel.ts';
+import { type RunMode, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
 
 const WORKER = new URL('../domains/kernel/worker.ts', import.meta.url);
@@ -22,23 +22,55 @@ export class DomainThread {
   readonly worker: Worker;
   private readonly server: HypercallServer;
   readonly exited: Promise<number>;
+  /** Lockstep: the vCPU control page shared with the thread. */
+  readonly control: SharedArrayBuffer | undefined;
+  private readonly ctl: Int32Array | undefined;
+  private readonly ctl64: BigInt64Array | undefined;
 
-  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram) {
+  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free') {
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
     this.server = new HypercallServer(page, port1, (domid, op, args) => hypercalls.call(domid, op, args));
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
+    if (mode === 'lockstep') {
+      this.control = new SharedArrayBuffer(VcpuControl.BYTES);
+      this.ctl = new Int32Array(this.control);
+      this.ctl64 = new BigInt64Array(this.control);
+      Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
+    }
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
+      mode, vcpuControl: this.control,
     };
     this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();
     this.exited = new Promise((resolve) => this.worker.once('exit', (code) => {
+      this.dead = true;
       this.server.close();
       port1.close();
       resolve(code);
     }));
   }
+
+  /**
+   * Lockstep: lets this vCPU run at virtual time `now` until it blocks; resolves with its next
+   * timer deadline (ns, or -1).
+   */
+  async run(now: number): Promise<number> {
+    const ctl = this.ctl!;
+    Atomics.store(this.ctl64!, VcpuControl.NOW, BigInt(now));
+    Atomics.store(ctl, VcpuControl.YIELD, 0);
+    Atomics.store(ctl, VcpuControl.RUN, 1);
+    Atomics.notify(ctl, VcpuControl.RUN);
+    while (Atomics.load(ctl, VcpuControl.YIELD) === 0) {
+      const w = Atomics.waitAsync(ctl, VcpuControl.YIELD, 0, 1000);
+      if (w.async) await w.value;
+      if (this.dead) return -1;
+    }
+    return Number(Atomics.load(this.ctl64!, VcpuControl.DEADLINE));
+  }
+
+  private dead = false;
 
   /** Stops the vCPU thread at once, as domain_kill stops its vCPUs (no orderly shutdown). */
   async halt(): Promise<void> {

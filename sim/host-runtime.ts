@@ -11,7 +11,8 @@ import { Host } from '../hypervisor/host.ts';
 import { GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
 import type { DomId } from '../hypervisor/public/xen.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
-import type { StartInfo } from '../domains/kernel/kernel.ts';
+import { Prng, type RunMode, type StartInfo } from '../domains/kernel/kernel.ts';
+import { VcpuInfo } from '../hypervisor/public/xen.ts';
 import type { DomainProgram } from '../domains/kernel/worker.ts';
 
 const DOM0_PROGRAM = new URL('../domains/dom0/dom0.ts', import.meta.url).href;
@@ -21,6 +22,20 @@ export interface GuestOptions {
   readonly program: DomainProgram;
   readonly pages?: number;
   readonly domid?: number;
+  /** Leave the new domain paused (as `xl create -p`); unpause() lets it run. */
+  readonly paused?: boolean;
+}
+
+export interface HostOptions {
+  /** Seeds the domains' PRNGs and, in lockstep, the scheduler's choices. */
+  readonly seed?: number;
+  readonly trace?: boolean;
+  /**
+   * free: every vCPU runs on its own thread at once (real time). lockstep: one vCPU runs at a
+   * time until it blocks, the next is chosen by the seeded PRNG, and virtual time advances only
+   * when all are idle - the same seed replays the same run.
+   */
+  readonly mode?: RunMode;
 }
 
 export interface TraceEvent {
@@ -36,18 +51,78 @@ export class HostRuntime {
   readonly hypercalls: Hypercalls;
   readonly threads = new Map<number, DomainThread>();
   readonly trace: TraceEvent[] = [];
+  readonly mode: RunMode;
   private seed: number;
+  /** Lockstep: virtual time (ns), the scheduler's PRNG, next deadlines, vCPUs owed a run. */
+  private now = 0;
+  private readonly sched: Prng;
+  private readonly deadlines = new Map<number, number>();
+  private readonly owed = new Set<number>();
+  private scheduling: Promise<void> | undefined;
+  /** Free-running guests created paused: their threads start at unpause. */
+  private readonly pendingBoot = new Map<number, () => void>();
 
-  constructor(opts: { seed?: number; trace?: boolean } = {}) {
+  constructor(opts: HostOptions = {}) {
     this.seed = opts.seed ?? 1;
+    this.mode = opts.mode ?? 'free';
+    this.sched = new Prng(this.seed ^ 0x5eed);
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
     if (opts.trace) {
-      this.evtchn.onTrace((e) => this.trace.push(e as unknown as TraceEvent));
-      this.gnttab.onTrace((e) => this.trace.push(e as unknown as TraceEvent));
-      this.hypercalls.onTrace((e) => this.trace.push({ ...e }));
+      const stamp = (e: object): void => {
+        this.trace.push({ t: this.mode === 'lockstep' ? this.now : undefined, ...e } as unknown as TraceEvent);
+      };
+      this.evtchn.onTrace(stamp);
+      this.gnttab.onTrace(stamp);
+      this.hypercalls.onTrace(stamp);
     }
+  }
+
+  // ---------------------------------------------------------------- lockstep scheduling
+
+  /** vCPUs that can run now: an upcall pending, a timer due, or a run owed (boot, a message). */
+  private runnable(): number[] {
+    const out: number[] = [];
+    for (const [domid, t] of this.threads) {
+      const d = this.host.domains.get(domid);
+      // A paused domain's events still get set pending, but its vCPU does not run.
+      if (!d || !t.control || d.pauseCount > 0) continue;
+      const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
+      const dl = this.deadlines.get(domid) ?? -1;
+      if (upcall || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push(domid);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
+  /** Runs vCPUs one at a time until every one is blocked with nothing due. */
+  private async scheduleLoop(): Promise<void> {
+    for (;;) {
+      const ready = this.runnable();
+      if (ready.length === 0) {
+        const next = [...this.deadlines.values()].filter((v) => v >= 0).sort((a, b) => a - b)[0];
+        if (next === undefined) return;
+        this.now = Math.max(this.now, next);
+        continue;
+      }
+      const domid = ready[this.sched.below(ready.length)];
+      this.owed.delete(domid);
+      const t = this.threads.get(domid)!;
+      this.deadlines.set(domid, await t.run(this.now));
+    }
+  }
+
+  /** Lockstep: make sure the scheduler is running (after anything that may wake a vCPU). */
+  private poke(): void {
+    if (this.mode !== 'lockstep' || this.scheduling) return;
+    this.scheduling = this.scheduleLoop().finally(() => {
+      this.scheduling = undefined;
+    });
+  }
+
+  /** Resolves once every vCPU is blocked with nothing due (lockstep), or at once (free). */
+  async quiesce(): Promise<void> {
+    while (this.scheduling) await this.scheduling;
   }
 
   private nextSeed(): number {
@@ -75,8 +150,12 @@ export class HostRuntime {
 
   private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): DomainThread {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
-    const t = new DomainThread(d, this.hypercalls, si, program);
+    const t = new DomainThread(d, this.hypercalls, si, program, this.mode);
     this.threads.set(d.domid, t);
+    if (d.pauseCount === 0) {
+      this.owed.add(d.domid);
+      this.poke();
+    }
     return t;
   }
 
@@ -91,11 +170,18 @@ export class HostRuntime {
       };
       w.on('message', on);
       w.postMessage(m);
+      this.owed.add(0);
+      this.poke();
     });
   }
 
-  /** Builds and starts a guest, then has dom0 INTRODUCE it to xenstored. */
+  /**
+   * Builds and starts a guest, then has dom0 INTRODUCE it to xenstored. In lockstep, like every
+   * action from outside the host, it waits until all vCPUs are idle, so it lands at the same point
+   * of every replay.
+   */
   async createGuest(opts: GuestOptions): Promise<Domain> {
+    await this.quiesce();
     const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32 });
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
@@ -106,21 +192,55 @@ export class HostRuntime {
     this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_XENSTORE), 0 as DomId, storeGfn);
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
     await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: alloc.port });
-    this.host.unpause(d);
-    this.start(d, { store_mfn: storeGfn, store_evtchn: alloc.port }, opts.program);
+    await this.quiesce();
+    const boot = (): void => void this.start(d, { store_mfn: storeGfn, store_evtchn: alloc.port }, opts.program);
+    if (opts.paused) {
+      // Free-running threads run as soon as they exist: start a paused guest's thread at unpause.
+      if (this.mode === 'lockstep') boot();
+      else this.pendingBoot.set(d.domid, boot);
+    } else {
+      this.host.unpause(d);
+      boot();
+    }
     return d;
+  }
+
+  /** XEN_DOMCTL_unpausedomain for domains created paused. */
+  async unpause(...domids: number[]): Promise<void> {
+    await this.quiesce();
+    for (const id of domids) {
+      const d = this.host.domains.get(id);
+      if (!d) continue;
+      this.host.unpause(d);
+      if (d.pauseCount > 0) continue;
+      this.owed.add(id);
+      this.pendingBoot.get(id)?.();
+      this.pendingBoot.delete(id);
+    }
+    this.poke();
+  }
+
+  /** A toolstack write in dom0 (scenario setup): value and ACL. */
+  async toolstackWrite(path: string, value: string, perms: string[]): Promise<void> {
+    await this.quiesce();
+    await this.dom0Command({ cmd: 'write', domid: 0, path, value, perms });
   }
 
   /** XEN_DOMCTL_destroydomain after stopping the vCPU. */
   async destroy(domid: number): Promise<void> {
+    await this.quiesce();
     const t = this.threads.get(domid);
     this.threads.delete(domid);
+    this.deadlines.delete(domid);
+    this.owed.delete(domid);
     await t?.halt();
     const d = this.host.domains.get(domid);
     if (d) this.host.destroy(d);
+    this.poke();
   }
 
   async shutdown(): Promise<void> {
+    await this.quiesce();
     for (const [domid, t] of [...this.threads].reverse()) {
       this.threads.delete(domid);
       await t.halt();

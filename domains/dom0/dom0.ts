@@ -20,7 +20,9 @@ export interface Dom0Args {
 /** Messages the simulator sends dom0's toolstack. */
 export type Dom0Command =
   | { cmd: 'introduce'; domid: number; mfn: number; port: number }
-  | { cmd: 'release'; domid: number };
+  | { cmd: 'release'; domid: number }
+  /** A toolstack write (with an ACL), e.g. to set up shared nodes for a scenario. */
+  | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
   const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c' });
@@ -32,9 +34,13 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   let reqId = 1;
   const replies: Uint8Array[] = [];
   daemon.attach(tool, { send: (b) => replies.push(b), flush: () => undefined, ended: () => undefined });
-  const toolRequest = (type: XsdSockmsgType, ...parts: string[]): void => {
-    daemon.input(tool, [{ kind: 'message', msg: { type, req_id: reqId++, tx_id: 0, payload: nulJoin(...parts) } }]);
+  const toolSend = (type: XsdSockmsgType, payload: Uint8Array): void => {
+    daemon.input(tool, [{ kind: 'message', msg: { type, req_id: reqId++, tx_id: 0, payload } }]);
   };
+  const toolRequest = (type: XsdSockmsgType, ...parts: string[]): void => toolSend(type, nulJoin(...parts));
+  /** XS_WRITE: the value follows the path's NUL and has none of its own. */
+  const toolWrite = (path: string, value: string): void =>
+    toolSend(XsdSockmsgType.XS_WRITE, Buffer.concat([nulJoin(path), Buffer.from(value, 'latin1')]));
 
   // INTRODUCE maps the guest's ring (grant ref 1) and binds its store event channel.
   const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
@@ -74,8 +80,20 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   });
 
   control.on('message', (m: Dom0Command) => {
-    if (m.cmd === 'introduce') toolRequest(XsdSockmsgType.XS_INTRODUCE, String(m.domid), String(m.mfn), String(m.port));
-    else toolRequest(XsdSockmsgType.XS_RELEASE, String(m.domid));
+    if (m.cmd === 'introduce') {
+      // libxl__domain_make: the guest's home (dom0-owned, guest-readable) and its writable data/.
+      const home = `/local/domain/${m.domid}`;
+      toolWrite(home, '');
+      toolRequest(XsdSockmsgType.XS_SET_PERMS, home, 'n0', `r${m.domid}`);
+      toolWrite(`${home}/data`, '');
+      toolRequest(XsdSockmsgType.XS_SET_PERMS, `${home}/data`, `n${m.domid}`);
+      toolRequest(XsdSockmsgType.XS_INTRODUCE, String(m.domid), String(m.mfn), String(m.port));
+    } else if (m.cmd === 'write') {
+      toolWrite(m.path, m.value);
+      toolRequest(XsdSockmsgType.XS_SET_PERMS, m.path, ...m.perms);
+    } else {
+      toolRequest(XsdSockmsgType.XS_RELEASE, String(m.domid));
+    }
     control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, reply: replies.splice(0).map((b) => Buffer.from(b).toString('latin1')) });
   });
   control.postMessage({ cmd: 'ready' });

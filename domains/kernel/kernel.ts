@@ -23,8 +23,20 @@ export interface StartInfo {
   readonly seed: number;
 }
 
+/**
+ * The vCPU control page the scheduler shares with a domain's thread in lockstep mode:
+ * i32 RUN (1 = this vCPU may run), i32 YIELD (set when it blocked), i64 next timer deadline
+ * (ns, -1 = none) at byte 8, i64 virtual time at byte 16.
+ */
+export const VcpuControl = { RUN: 0, YIELD: 1, DEADLINE: 1, NOW: 2, BYTES: 64 } as const;
+
+export type RunMode = 'free' | 'lockstep';
+
 /** Everything a worker needs to boot one domain's kernel. */
 export interface KernelBoot {
+  readonly mode?: RunMode;
+  /** Lockstep: the vCPU control page (VcpuControl). */
+  readonly vcpuControl?: SharedArrayBuffer;
   readonly domid: number;
   readonly hypercallPage: SharedArrayBuffer;
   readonly port: MessagePort;
@@ -93,6 +105,12 @@ export class Kernel {
   private gntTable: Uint8Array[] = [];
   private readonly bootTime = process.hrtime.bigint();
   private running = false;
+  readonly mode: RunMode;
+  private readonly ctl: Int32Array | undefined;
+  private readonly ctl64: BigInt64Array | undefined;
+  /** Lockstep timers on virtual time, ordered by deadline then creation. */
+  private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
+  private timerSeq = 0;
 
   constructor(boot: KernelBoot) {
     this.domid = boot.domid as DomId;
@@ -103,19 +121,44 @@ export class Kernel {
     this.siWords = new Int32Array(boot.sharedInfo);
     this.siBig = new BigInt64Array(boot.sharedInfo);
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
+    this.mode = boot.mode ?? 'free';
+    if (boot.vcpuControl) {
+      this.ctl = new Int32Array(boot.vcpuControl);
+      this.ctl64 = new BigInt64Array(boot.vcpuControl);
+    }
   }
 
   // ---------------------------------------------------------------- time
 
-  /** Nanoseconds since this kernel booted (the domain's clock). */
+  /** Nanoseconds on the domain's clock: real time since boot, or the host's virtual time. */
   now(): number {
+    if (this.ctl64) return Number(Atomics.load(this.ctl64, VcpuControl.NOW));
     return Number(process.hrtime.bigint() - this.bootTime);
   }
 
   /** A one-shot timer on the domain's clock. */
   setTimer(ns: number, fn: () => void): { cancel(): void } {
+    if (this.mode === 'lockstep') {
+      const t = { at: this.now() + Math.max(0, ns), seq: this.timerSeq++, fn, live: true };
+      this.timers.push(t);
+      this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+      return { cancel: () => { t.live = false; } };
+    }
     const t = setTimeout(fn, Math.max(0, ns / 1e6));
     return { cancel: () => clearTimeout(t) };
+  }
+
+  /** Runs the lockstep timers that are due; returns whether any ran. */
+  private runTimers(): boolean {
+    let ran = false;
+    const now = this.now();
+    while (this.timers.length && this.timers[0].at <= now) {
+      const t = this.timers.shift()!;
+      if (!t.live) continue;
+      ran = true;
+      t.fn();
+    }
+    return ran;
   }
 
   // ---------------------------------------------------------------- memory
@@ -191,7 +234,32 @@ export class Kernel {
   start(): void {
     if (this.running) return;
     this.running = true;
-    void this.upcallLoop();
+    void (this.mode === 'lockstep' ? this.lockstepLoop() : this.upcallLoop());
+  }
+
+  /**
+   * Lockstep: run only while the scheduler grants this vCPU the CPU; take upcalls and due timers
+   * and let every task they started settle; then block (SCHEDOP_block) with the next deadline.
+   */
+  private async lockstepLoop(): Promise<void> {
+    const ctl = this.ctl!;
+    while (this.running) {
+      Atomics.wait(ctl, VcpuControl.RUN, 0);
+      if (!this.running) return;
+      for (;;) {
+        const upcall = Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0;
+        if (upcall) this.handleEvents();
+        const timers = this.runTimers();
+        // Let promise chains and immediates started by the handlers run to their next wait.
+        for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
+        if (!upcall && !timers && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
+      }
+      const next = this.timers.find((t) => t.live);
+      Atomics.store(this.ctl64!, VcpuControl.DEADLINE, BigInt(next ? next.at : -1));
+      Atomics.store(ctl, VcpuControl.RUN, 0);
+      Atomics.store(ctl, VcpuControl.YIELD, 1);
+      Atomics.notify(ctl, VcpuControl.YIELD);
+    }
   }
 
   stop(): void {
