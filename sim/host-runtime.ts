@@ -1,7 +1,8 @@
 // A running Xen host: the hypervisor model on this thread, each domain's vCPU in a worker.
 // It plays the domain builder (libxenguest) for new guests: memory, xenstore ring page, store
 // event channel, grant ref 1 for xenstored, start_info; dom0's toolstack then INTRODUCEs them.
-import type { Worker } from 'node:worker_threads';
+import type { MessagePort, Worker } from 'node:worker_threads';
+import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
 import { EventChannels } from '../hypervisor/event-channel.ts';
@@ -36,6 +37,11 @@ export interface HostOptions {
    * when all are idle - the same seed replays the same run.
    */
   readonly mode?: RunMode;
+  /**
+   * Pack guests onto this many shared threads (free-running only) instead of one thread each,
+   * so a thousand guests fit on this machine.
+   */
+  readonly pool?: number;
 }
 
 export interface TraceEvent {
@@ -59,6 +65,9 @@ export class HostRuntime {
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
+  /** Packed guests: the pool and each guest's control port. */
+  readonly pool: VcpuPool | undefined;
+  private readonly pooled = new Map<number, MessagePort>();
   /** Free-running guests created paused: their threads start at unpause. */
   private readonly pendingBoot = new Map<number, () => void>();
 
@@ -69,6 +78,12 @@ export class HostRuntime {
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
+    if (opts.pool !== undefined) {
+      if (this.mode === 'lockstep') throw new Error('packing runs free; lockstep gives each vCPU its own thread');
+      const pool = new VcpuPool(opts.pool, this.hypercalls);
+      this.pool = pool;
+      this.evtchn.onUpcall((domid) => pool.ring(domid));
+    }
     if (opts.trace) {
       const stamp = (e: object): void => {
         this.trace.push({ t: this.mode === 'lockstep' ? this.now : undefined, ...e } as unknown as TraceEvent);
@@ -134,6 +149,15 @@ export class HostRuntime {
     return this.threads.get(0)!.worker;
   }
 
+  /** Where a domain's program talks to the simulator (its thread, or its port in a pool). */
+  control(domid: number): Worker | MessagePort {
+    const p = this.pooled.get(domid);
+    if (p) return p;
+    const t = this.threads.get(domid);
+    if (!t) throw new Error(`no domain ${domid}`);
+    return t.worker;
+  }
+
   /** Boots dom0 running xenstored; resolves once it serves. */
   async bootDom0(args: Dom0Args = {}): Promise<void> {
     const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 });
@@ -193,7 +217,15 @@ export class HostRuntime {
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
     await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: alloc.port });
     await this.quiesce();
-    const boot = (): void => void this.start(d, { store_mfn: storeGfn, store_evtchn: alloc.port }, opts.program);
+    const store = { store_mfn: storeGfn, store_evtchn: alloc.port };
+    const boot = (): void => {
+      if (this.pool) {
+        const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
+        this.pooled.set(d.domid, this.pool.place(d, si, opts.program));
+      } else {
+        this.start(d, store, opts.program);
+      }
+    };
     if (opts.paused) {
       // Free-running threads run as soon as they exist: start a paused guest's thread at unpause.
       if (this.mode === 'lockstep') boot();
@@ -229,6 +261,11 @@ export class HostRuntime {
   /** XEN_DOMCTL_destroydomain after stopping the vCPU. */
   async destroy(domid: number): Promise<void> {
     await this.quiesce();
+    if (this.pooled.has(domid)) {
+      this.pool!.halt(domid);
+      this.pooled.get(domid)!.close();
+      this.pooled.delete(domid);
+    }
     const t = this.threads.get(domid);
     this.threads.delete(domid);
     this.deadlines.delete(domid);
@@ -241,6 +278,9 @@ export class HostRuntime {
 
   async shutdown(): Promise<void> {
     await this.quiesce();
+    for (const p of this.pooled.values()) p.close();
+    this.pooled.clear();
+    await this.pool?.close();
     for (const [domid, t] of [...this.threads].reverse()) {
       this.threads.delete(domid);
       await t.halt();

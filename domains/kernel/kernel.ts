@@ -38,8 +38,9 @@ export interface KernelBoot {
   /** Lockstep: the vCPU control page (VcpuControl). */
   readonly vcpuControl?: SharedArrayBuffer;
   readonly domid: number;
-  readonly hypercallPage: SharedArrayBuffer;
-  readonly port: MessagePort;
+  /** The trap page and frame port (absent in a pool, whose thread shares one). */
+  readonly hypercallPage?: SharedArrayBuffer;
+  readonly port?: MessagePort;
   readonly sharedInfo: SharedArrayBuffer;
   readonly pages: readonly { readonly gfn: number; readonly sab: SharedArrayBuffer }[];
   readonly startInfo: StartInfo;
@@ -112,11 +113,12 @@ export class Kernel {
   private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
   private timerSeq = 0;
 
-  constructor(boot: KernelBoot) {
+  /** `hc`: the vCPU's trap page when several domains share one thread (a packed pool). */
+  constructor(boot: KernelBoot, hc?: HypercallClient) {
     this.domid = boot.domid as DomId;
     this.startInfo = boot.startInfo;
     this.rng = new Prng(boot.startInfo.seed);
-    this.hc = new HypercallClient(boot.hypercallPage, boot.port);
+    this.hc = hc ?? new HypercallClient(boot.hypercallPage!, boot.port!);
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
     this.siBig = new BigInt64Array(boot.sharedInfo);

@@ -15,7 +15,7 @@ interface Done { cmd: string; domid: number; results: unknown[]; retries: number
 
 function done(rt: HostRuntime, domid: number): Promise<Done> {
   return new Promise((resolve, reject) => {
-    const w = rt.threads.get(domid)!.worker;
+    const w = rt.control(domid);
     w.once('error', reject);
     w.on('message', (m: Done) => {
       if (m.cmd === 'done') resolve(m);

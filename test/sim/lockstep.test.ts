@@ -20,7 +20,7 @@ async function runOnce(seed: number): Promise<{ hash: string; events: number; re
     const args: WorkloadArgs = { ops: [['write', 'data/x', 'hello'], ['txIncrement', '/shared', 5], ['read', '/shared']] };
     for (const id of [1, 2, 3]) {
       await rt.createGuest({ domid: id, paused: true, program: { module: WORKLOAD, args } });
-      const w = rt.threads.get(id)!.worker;
+      const w = rt.control(id);
       done.push(new Promise((resolve) => w.on('message', (m: Done) => m.cmd === 'done' && resolve(m))));
     }
     // All three start together: the scheduler's seeded choices decide who races whom.
