@@ -2,14 +2,13 @@
 // attempts what Xen forbids one guest to do to another - map B's pages, use B's event channel
 // ports, call dom0-only hypercalls, read or watch B's xenstore nodes - through the real hypercall
 // path and its own xenbus ring, and each attempt must get exactly the error Xen gives. Controls
-// (what B did grant A) show the path itself works. Runs free-running and in lockstep.
+// (what B did grant A) show the path itself works. Runs free-running, in lockstep and packed.
 import assert from 'node:assert/strict';
 import type { ProberReport, TargetReport } from '../../domains/domU/isolation-probe.ts';
 import { type IsolationProbeArgs, pattern } from '../../domains/domU/isolation-probe.ts';
-import type { RunMode } from '../../domains/kernel/kernel.ts';
 import { type Domain, DomDying } from '../../hypervisor/domain.ts';
 import { EvtchnOp, EvtchnStat } from '../../hypervisor/public/event_channel.ts';
-import { HostRuntime } from '../../sim/host-runtime.ts';
+import { type HostOptions, HostRuntime } from '../../sim/host-runtime.ts';
 
 const PROBE = new URL('../../domains/domU/isolation-probe.ts', import.meta.url).href;
 const A = 1;
@@ -74,7 +73,7 @@ const PRIV_ROWS: Row[] = [
     id: 'forged-caller.getdomaininfo',
     attempt: 'getdomaininfo of B with domid 0 written into its hypercall page',
     xen: '-EPERM',
-    bug: "DomainThread's hypercall handler takes the caller's domid from the guest-writable hypercall page",
+    bug: "DomainThread's and VcpuPool's hypercall handlers take the caller's domid from the guest-writable hypercall page",
   },
 ];
 
@@ -106,8 +105,8 @@ interface Run {
 
 function report<T>(rt: HostRuntime, domid: number): Promise<T> {
   return new Promise((resolve, reject) => {
-    const w = rt.threads.get(domid)!.worker;
-    w.once('error', reject);
+    const w = rt.control(domid);
+    if ('threadId' in w) w.once('error', reject);
     w.on('message', (m: { cmd: string; error?: string }) => {
       if (m.cmd === 'done') resolve(m as T);
       else if (m.cmd === 'error') reject(new Error(`dom${domid}: ${m.error}`));
@@ -126,14 +125,20 @@ async function scenario(rt: HostRuntime): Promise<Run> {
   return { rt, a, b, bDomain: rt.host.domains.get(B)! };
 }
 
-for (const mode of ['free', 'lockstep'] as RunMode[]) {
-  describe(`isolation between guests, through worker threads and hypercalls (${mode})`, function () {
+const SETUPS: { name: string; opts: HostOptions }[] = [
+  { name: 'free-running, a thread per guest', opts: { mode: 'free' } },
+  { name: 'lockstep', opts: { mode: 'lockstep' } },
+  { name: 'packed: guests on a pool of 2 threads', opts: { mode: 'free', pool: 2 } },
+];
+
+for (const setup of SETUPS) {
+  describe(`isolation between guests, through vCPU threads and hypercalls (${setup.name})`, function () {
     this.timeout(20_000);
     let rt: HostRuntime;
     let run: Run;
 
     before(async () => {
-      rt = new HostRuntime({ mode, seed: 2024 });
+      rt = new HostRuntime({ ...setup.opts, seed: 2024 });
       run = await scenario(rt);
     });
 
