@@ -30,7 +30,8 @@ export class DomainThread {
   constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free') {
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
-    this.server = new HypercallServer(page, port1, (domid, op, args) => hypercalls.call(domid, op, args));
+    // The caller is the domain this thread runs, whatever the guest wrote into the trap page.
+    this.server = new HypercallServer(page, port1, (_claimed, op, args) => hypercalls.call(d.domid, op, args));
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     if (mode === 'lockstep') {
       this.control = new SharedArrayBuffer(VcpuControl.BYTES);
@@ -58,6 +59,16 @@ export class DomainThread {
    */
   async run(now: number): Promise<number> {
     const ctl = this.ctl!;
+    const seq = ++this.runs;
+    const marker = new Promise<void>((resolve) => {
+      const on = (m: { cmd?: string; seq?: number }): void => {
+        if (m.cmd === 'yielded' && m.seq === seq) {
+          this.worker.off('message', on);
+          resolve();
+        }
+      };
+      this.worker.on('message', on);
+    });
     Atomics.store(this.ctl64!, VcpuControl.NOW, BigInt(now));
     Atomics.store(ctl, VcpuControl.YIELD, 0);
     Atomics.store(ctl, VcpuControl.RUN, 1);
@@ -67,10 +78,13 @@ export class DomainThread {
       if (w.async) await w.value;
       if (this.dead) return -1;
     }
+    // Everything the vCPU posted during its run is delivered before the next one runs.
+    await Promise.race([marker, this.exited]);
     return Number(Atomics.load(this.ctl64!, VcpuControl.DEADLINE));
   }
 
   private dead = false;
+  private runs = 0;
 
   /** Stops the vCPU thread at once, as domain_kill stops its vCPUs (no orderly shutdown). */
   async halt(): Promise<void> {

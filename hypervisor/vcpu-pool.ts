@@ -6,6 +6,7 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
+import { Errno } from './public/xen.ts';
 import type { StartInfo } from '../domains/kernel/kernel.ts';
 import type { PoolCommand, PoolWorkerData } from '../domains/kernel/pool-worker.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
@@ -31,7 +32,9 @@ export class VcpuPool {
       const { port1, port2 } = new MessageChannel();
       const page = HypercallServer.page();
       const doorbell = new SharedArrayBuffer(4);
-      const server = new HypercallServer(page, port1, (domid, op, args) => hypercalls.call(domid, op, args));
+      // A pool thread may only speak for the domains placed on it.
+      const server = new HypercallServer(page, port1, (domid, op, args) =>
+        this.placement.get(domid) === this.threads[i] ? hypercalls.call(domid, op, args) : { ret: -Errno.EPERM });
       const data: PoolWorkerData = { hypercallPage: page, port: port2, doorbell };
       const worker = new Worker(POOL_WORKER, { workerData: data, transferList: [port2], execArgv });
       void server.serve();

@@ -12,6 +12,8 @@ export async function main(argv: string[]): Promise<void> {
   registerXenstored(program);
   const { registerXenstoreTools } = await import('../domains/dom0/tools/xenstore-cli.ts');
   registerXenstoreTools(program);
+  const { registerUp } = await import('./up.ts');
+  registerUp(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

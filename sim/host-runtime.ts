@@ -30,7 +30,8 @@ export interface GuestOptions {
 export interface HostOptions {
   /** Seeds the domains' PRNGs and, in lockstep, the scheduler's choices. */
   readonly seed?: number;
-  readonly trace?: boolean;
+  /** Keep trace events in `trace` (true) or hand each to a function (e.g. a JSON-lines file). */
+  readonly trace?: boolean | ((e: TraceEvent) => void);
   /**
    * free: every vCPU runs on its own thread at once (real time). lockstep: one vCPU runs at a
    * time until it blocks, the next is chosen by the seeded PRNG, and virtual time advances only
@@ -65,6 +66,14 @@ export class HostRuntime {
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
+  private tracing = false;
+  private traceStamp: ((e: object) => void) | undefined;
+  private traceSink: ((e: TraceEvent) => void) | undefined;
+  /** Lockstep: trace events of the current run, dom0's xenstore events (tagged with how many
+   * hypercalls dom0 had made), and dom0's hypercalls traced so far - to merge them in order. */
+  private runEvents: TraceEvent[] | undefined;
+  private dom0Events: (TraceEvent & { hc: number })[] = [];
+  private dom0Hypercalls = 0;
   /** Packed guests: the pool and each guest's control port. */
   readonly pool: VcpuPool | undefined;
   private readonly pooled = new Map<number, MessagePort>();
@@ -85,12 +94,18 @@ export class HostRuntime {
       this.evtchn.onUpcall((domid) => pool.ring(domid));
     }
     if (opts.trace) {
+      this.tracing = true;
+      const sink = typeof opts.trace === 'function' ? opts.trace : (e: TraceEvent) => void this.trace.push(e);
+      this.traceSink = sink;
       const stamp = (e: object): void => {
-        this.trace.push({ t: this.mode === 'lockstep' ? this.now : undefined, ...e } as unknown as TraceEvent);
+        const ev = { t: this.mode === 'lockstep' ? this.now : undefined, ...e } as unknown as TraceEvent;
+        if (this.runEvents) this.runEvents.push(ev);
+        else sink(ev);
       };
       this.evtchn.onTrace(stamp);
       this.gnttab.onTrace(stamp);
       this.hypercalls.onTrace(stamp);
+      this.traceStamp = stamp;
     }
   }
 
@@ -123,8 +138,34 @@ export class HostRuntime {
       const domid = ready[this.sched.below(ready.length)];
       this.owed.delete(domid);
       const t = this.threads.get(domid)!;
+      if (this.tracing) this.runEvents = [];
       this.deadlines.set(domid, await t.run(this.now));
+      this.flushRunTrace();
     }
+  }
+
+  /** Emits a lockstep run's events, dom0's xenstore messages placed after the hypercall they followed. */
+  private flushRunTrace(): void {
+    const events = this.runEvents;
+    this.runEvents = undefined;
+    const sink = this.traceSink;
+    if (!events || !sink) return;
+    const dom0 = this.dom0Events;
+    const emitDom0 = (): void => {
+      while (dom0.length && dom0[0].hc <= this.dom0Hypercalls) {
+        const { hc: _hc, ...ev } = dom0.shift()!;
+        sink({ ...ev, t: this.now });
+      }
+    };
+    emitDom0();
+    for (const ev of events) {
+      sink(ev);
+      if (ev.kind === 'hypercall' && ev.domid === 0) {
+        this.dom0Hypercalls++;
+        emitDom0();
+      }
+    }
+    emitDom0();
   }
 
   /** Lockstep: make sure the scheduler is running (after anything that may wake a vCPU). */
@@ -163,7 +204,12 @@ export class HostRuntime {
     const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 });
     this.host.populate(d, 0, 16);
     this.host.unpause(d);
-    const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args });
+    const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
+    t.worker.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
+      if (m.cmd !== 'trace' || !m.ev) return;
+      if (this.mode === 'lockstep') this.dom0Events.push(m.ev);
+      else this.traceStamp?.(m.ev);
+    });
     await new Promise<void>((resolve, reject) => {
       t.worker.once('error', reject);
       t.worker.on('message', (m: { cmd: string }) => {

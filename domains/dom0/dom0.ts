@@ -15,6 +15,8 @@ export interface Dom0Args {
   readonly profile?: Profile;
   /** Serve dom0 tools on this Unix socket too (free-running only). */
   readonly socketPath?: string;
+  /** Send every xenstore message to the simulator's trace. */
+  readonly trace?: boolean;
 }
 
 /** Messages the simulator sends dom0's toolstack. */
@@ -27,6 +29,7 @@ export type Dom0Command =
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
   const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c' });
   const xs = daemon.xs;
+  if (args.trace) daemon.onTrace = (ev) => control.postMessage({ cmd: 'trace', ev: { ...ev, hc: k.hypercalls } });
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
   // The toolstack's own privileged connection (libxl's xs handle).

@@ -112,6 +112,8 @@ export class Kernel {
   /** Lockstep timers on virtual time, ordered by deadline then creation. */
   private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
   private timerSeq = 0;
+  /** Lockstep: called just before the vCPU yields (the worker posts a marker after its messages). */
+  beforeYield: (() => void) | undefined;
 
   /** `hc`: the vCPU's trap page when several domains share one thread (a packed pool). */
   constructor(boot: KernelBoot, hc?: HypercallClient) {
@@ -174,8 +176,12 @@ export class Kernel {
 
   // ---------------------------------------------------------------- hypercalls
 
+  /** Hypercalls made so far (lets the simulator place this domain's own trace events among them). */
+  hypercalls = 0;
+
   hypercall(op: Hypercall, args: unknown): unknown {
     const r = this.hc.call(this.domid, op, args);
+    this.hypercalls++;
     this.adopt(r.frames);
     const ret = r.ret as { error?: string } | number | null;
     if (ret !== null && typeof ret === 'object' && 'error' in ret) throw new HypercallFailed(Hypercall[op], ret);
@@ -258,6 +264,8 @@ export class Kernel {
       }
       const next = this.timers.find((t) => t.live);
       Atomics.store(this.ctl64!, VcpuControl.DEADLINE, BigInt(next ? next.at : -1));
+      // Messages this run posted (trace, results) reach the simulator before it moves on.
+      this.beforeYield?.();
       Atomics.store(ctl, VcpuControl.RUN, 0);
       Atomics.store(ctl, VcpuControl.YIELD, 1);
       Atomics.notify(ctl, VcpuControl.YIELD);

@@ -16,6 +16,8 @@ export interface WorkerBoot extends KernelBoot {
 
 const boot = workerData as WorkerBoot;
 const kernel = new Kernel(boot);
+let yields = 0;
+kernel.beforeYield = () => parentPort!.postMessage({ cmd: 'yielded', seq: ++yields });
 // The control port keeps this thread alive while the domain exists (a pending waitAsync does not).
 parentPort!.on('message', (m: { cmd: string }) => {
   if (m.cmd === 'halt') {

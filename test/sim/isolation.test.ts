@@ -21,8 +21,6 @@ interface Row {
   readonly attempt: string;
   /** What Xen answers: a GNTST_* status, -errno, or a xenstore error name (OK for controls). */
   readonly xen: string;
-  /** A known simulator bug makes this row fail: the row is then reported pending, not passed. */
-  readonly bug?: string;
 }
 
 const GRANT_ROWS: Row[] = [
@@ -73,7 +71,6 @@ const PRIV_ROWS: Row[] = [
     id: 'forged-caller.getdomaininfo',
     attempt: 'getdomaininfo of B with domid 0 written into its hypercall page',
     xen: '-EPERM',
-    bug: "DomainThread's and VcpuPool's hypercall handlers take the caller's domid from the guest-writable hypercall page",
   },
 ];
 
@@ -151,11 +148,6 @@ for (const setup of SETUPS) {
         for (const row of rows) {
           it(`${row.attempt} -> ${row.xen}`, function () {
             const got = run.a.results[row.id];
-            // A known bug: pending (with its description in the title) until it is fixed.
-            if (row.bug !== undefined && got !== row.xen) {
-              this.test!.title += ` [KNOWN BUG: got ${got}; ${row.bug}]`;
-              this.skip();
-            }
             assert.equal(got, row.xen, row.id);
           });
         }

@@ -1,7 +1,7 @@
 // Routes bytes between the core and whatever carries each connection (a Unix socket, a guest's
 // ring page). Transports hand in what they read; the daemon hands back, per connection, what
 // to send, flushing each touched connection once per batch.
-import { encodeMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
+import { encodeMessage, type XsMessage, XsdSockmsgType, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
 import type { ReaderItem } from './message-reader.ts';
 import type { TraceFile } from './trace.ts';
@@ -20,12 +20,28 @@ export interface DaemonOptions extends XenstoredOptions {
   readonly trace?: TraceFile;
 }
 
+/** A request in, or a reply or watch event out, as a structured trace event. */
+export interface XenstoreTraceEvent {
+  readonly kind: 'xenstore';
+  readonly dir: 'IN' | 'OUT';
+  readonly conn: number;
+  /** The domain behind the connection (0 for dom0 sockets). */
+  readonly domid: number;
+  readonly type: string;
+  readonly req_id: number;
+  readonly tx_id: number;
+  /** Payload with NULs shown as \0 (values are bytes; latin1 keeps them one to one). */
+  readonly payload: string;
+}
+
 export class XenstoredDaemon {
   readonly xs: Xenstored;
   private readonly sinks = new Map<number, Sink>();
   private readonly touched = new Set<Sink>();
   /** Called after every batch, so transports can follow domain introductions and releases. */
   afterBatch: (() => void) | undefined;
+  /** Structured trace of every message in and out (the simulator's trace stream). */
+  onTrace: ((ev: XenstoreTraceEvent) => void) | undefined;
 
   constructor(readonly opts: DaemonOptions = {}) {
     this.xs = new Xenstored(opts);
@@ -49,6 +65,7 @@ export class XenstoredDaemon {
         continue;
       }
       this.opts.trace?.io(conn, 'IN', item.msg);
+      if (this.onTrace) this.traceMsg(conn, 'IN', item.msg);
       this.route(this.xs.handle(conn, item.msg));
     }
     this.flush();
@@ -58,6 +75,7 @@ export class XenstoredDaemon {
   route(outcome: Outcome): void {
     for (const d of outcome.deliveries) {
       this.opts.trace?.io(d.conn, 'OUT', d.msg);
+      if (this.onTrace) this.traceMsg(d.conn, 'OUT', d.msg);
       this.queue(d.conn, encodeMessage(d.msg));
     }
     for (const c of outcome.closed) {
@@ -69,6 +87,14 @@ export class XenstoredDaemon {
         sink.ended();
       }
     }
+  }
+
+  private traceMsg(conn: number, dir: 'IN' | 'OUT', msg: XsMessage): void {
+    this.onTrace!({
+      kind: 'xenstore', dir, conn, domid: this.xs.connections.get(conn)?.domid ?? -1,
+      type: xsTypeName(msg.type), req_id: msg.req_id, tx_id: msg.tx_id,
+      payload: Buffer.from(msg.payload.buffer, msg.payload.byteOffset, msg.payload.length).toString('latin1').replaceAll('\0', '\\0'),
+    });
   }
 
   flush(): void {
