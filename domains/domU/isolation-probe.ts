@@ -267,6 +267,8 @@ async function prober(k: Kernel, xs: XsHandle, args: IsolationProbeArgs, control
   if (ro.page) {
     const nul = ro.page.indexOf(0);
     results['map.ro-grant-readonly.bytes'] = Buffer.from(ro.page.subarray(0, nul < 0 ? 64 : nul)).toString('latin1');
+    // The kernel hands a read-only mapping out only behind a reading accessor, never the bytes.
+    results['map.ro-grant-no-write'] = (ro.page as unknown) instanceof Uint8Array ? 'writable' : 'read-only';
   }
   // Upgrading to a writable map while our read-only one pins the entry re-checks GTF_readonly.
   results['map.ro-grant-writable-while-pinned'] = map(b, offer.refRoToPeer, false);

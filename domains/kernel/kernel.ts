@@ -331,8 +331,14 @@ export class Kernel {
     return gnttabEndForeignAccessRef(this.gntTable, grantRef(ref));
   }
 
-  /** GNTTABOP_map_grant_ref: a page another domain granted us; status and, on success, the page. */
-  mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array } {
+  /**
+   * GNTTABOP_map_grant_ref: a page another domain granted us; status and, on success, the page -
+   * writable, or (GNTMAP_readonly) behind an accessor that can only read it.
+   */
+  mapGrant(dom: number, ref: number, readonly: true): { status: GntSt; handle: number; page?: ReadonlyPage };
+  mapGrant(dom: number, ref: number, readonly: false): { status: GntSt; handle: number; page?: Uint8Array };
+  mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array | ReadonlyPage };
+  mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array | ReadonlyPage } {
     const flags = GNTMAP_host_map | (readonly ? GNTMAP_readonly : 0);
     const hostAddr = (0x100000 + this.foreign.size + 1) * XEN_PAGE_SIZE;
     const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {
@@ -340,10 +346,10 @@ export class Kernel {
     }) as { results: { status: GntSt; handle: number }[] };
     const res = r.results[0];
     if (res.status !== GntSt.GNTST_okay) return { status: res.status, handle: res.handle };
-    const page = new Uint8Array(this.lastFrames[0].sab);
-    this.foreign.set(res.handle, page);
+    const bytes = new Uint8Array(this.lastFrames[0].sab);
+    this.foreign.set(res.handle, bytes);
     this.mapAddr.set(res.handle, hostAddr);
-    return { status: res.status, handle: res.handle, page };
+    return { status: res.status, handle: res.handle, page: readonly ? new ReadonlyPage(bytes) : bytes };
   }
 
   private readonly mapAddr = new Map<number, number>();
@@ -363,6 +369,35 @@ export class Kernel {
   shutdown(reason: ShutdownReason): void {
     this.hypercall(Hypercall.__HYPERVISOR_sched_op, { cmd: SchedOp.SCHEDOP_shutdown, reason });
     this.stop();
+  }
+}
+
+/**
+ * A page mapped with GNTMAP_readonly. Without an MMU the shared bytes cannot be write-protected,
+ * so the kernel never hands them out: this accessor reads (and copies) but has no way to write.
+ */
+export class ReadonlyPage {
+  readonly #bytes: Uint8Array;
+
+  constructor(bytes: Uint8Array) {
+    this.#bytes = bytes;
+  }
+
+  get length(): number {
+    return this.#bytes.length;
+  }
+
+  at(i: number): number | undefined {
+    return this.#bytes[i];
+  }
+
+  indexOf(value: number, from?: number): number {
+    return this.#bytes.indexOf(value, from);
+  }
+
+  /** A copy of bytes [start, end). */
+  subarray(start?: number, end?: number): Uint8Array {
+    return this.#bytes.slice(start, end);
   }
 }
 

@@ -34,6 +34,7 @@ const GRANT_ROWS: Row[] = [
   { id: 'map.domid-self', attempt: 'map with dom = DOMID_SELF', xen: 'GNTST_bad_domain' },
   { id: 'map.ro-grant-writable', attempt: 'writable map of a read-only grant to A', xen: 'GNTST_general_error' },
   { id: 'map.ro-grant-readonly', attempt: 'read-only map of that read-only grant (control)', xen: 'GNTST_okay' },
+  { id: 'map.ro-grant-no-write', attempt: 'write through that read-only mapping (no writable view is handed out)', xen: 'read-only' },
   { id: 'map.ro-grant-writable-while-pinned', attempt: 'writable map of it while A maps it read-only', xen: 'GNTST_general_error' },
   { id: 'unmap.ro-grant', attempt: 'unmap the read-only map', xen: 'GNTST_okay' },
   { id: 'map.rw-grant-control', attempt: 'writable map of a writable grant to A (control)', xen: 'GNTST_okay' },
