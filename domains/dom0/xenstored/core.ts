@@ -533,7 +533,11 @@ export class Xenstored {
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;
       if (!c.privileged) {
-        if (special) {
+        if (special && this.profile === 'ocaml') {
+          // oxenstored looks the name up as /@name: the root's or that node's ACL lets a reader know.
+          const acls = [this.store.root, this.store.get(`/${name}`)].filter((n) => n !== undefined);
+          if (!acls.some((n) => this.perm(c, n) & XsPerm.XS_PERM_READ)) continue;
+        } else if (special) {
           const sp = this.special.get(name);
           if (sp === undefined || !(this.permsOnly(c, sp) & XsPerm.XS_PERM_READ)) continue;
         } else if (!perms.some((p) => this.perm(c, p) & XsPerm.XS_PERM_READ)) continue;
@@ -621,16 +625,11 @@ export class Xenstored {
     const raw = this.patharg(ctx.msg);
     // 4.17 C xenstored validates GET_PERMS paths as plain node names: @ names are EINVAL.
     if (isSpecial(raw) && this.profile === 'c') fail('EINVAL');
-    if (isSpecial(raw)) {
-      const sp = this.special.get(raw);
-      if (sp === undefined) fail(this.profile === 'c' && !ctx.conn.privileged ? 'EACCES' : 'ENOENT');
-      if (!(this.permsOnly(ctx.conn, sp!) & XsPerm.XS_PERM_READ)) fail('EACCES');
-      ctx.reply = enc(formatPerms(sp!).map((s) => `${s}\0`).join(''));
-      return;
-    }
+    // oxenstored: @name is the real node /@name (name() maps it), with its own ACL.
     const name = this.name(ctx.conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
-    ctx.reply = enc(formatPerms(node.perms).map((s) => `${s}\0`).join(''));
+    // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1.
+    ctx.reply = enc(formatPerms(node.perms).map((s) => `${s.replace(/^([nrwb])-1$/, '$19223372036854775807')}\0`).join(''));
   }
 
   private doWrite(ctx: RequestContext): void {
@@ -670,6 +669,8 @@ export class Xenstored {
 
   private doMkdir(ctx: RequestContext): void {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
+    // oxenstored's path_mkdir returns the root untouched for `/`: OK for anyone, no event.
+    if (this.profile === 'ocaml' && name === '/') return;
     const node = ctx.db.read(name);
     if (node !== undefined) {
       this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
@@ -692,8 +693,12 @@ export class Xenstored {
     this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
     if (name === '/') {
       if (this.profile === 'c') fail('EINVAL');
-      // oxenstored empties the store.
-      for (const k of [...ctx.db.children('/')]) this.removeSubtree(ctx, join('/', k));
+      // oxenstored empties the store; the event on `/` itself never fires (no ACL is found for
+      // it), every watch below fires with its own path, in trie order.
+      const removed: Removed[] = [];
+      for (const k of [...ctx.db.children('/')]) removed.push(...ctx.db.remove(join('/', k)));
+      // (Inside a transaction nothing fires: the commit replays the RM.)
+      if (!ctx.tx) this.fireBelowOcaml('/', removed);
       return;
     }
     this.removeSubtree(ctx, name);
@@ -718,6 +723,10 @@ export class Xenstored {
     const top = removed[removed.length - 1];
     this.fire(ctx, name, false, [top.node, top.parent]);
     if (ctx.tx) return;
+    this.fireBelowOcaml(name, removed);
+  }
+
+  private fireBelowOcaml(name: string, removed: Removed[]): void {
     const permsAt = new Map(removed.map((r) => [r.path, r.node]));
     for (const c of this.connections.values()) {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
@@ -754,9 +763,10 @@ export class Xenstored {
     if (entries[0].perms & XsPerm.XS_PERM_IGNORE) fail('ENOENT');
     const perms = internPerms(entries);
     const raw = all[0];
-    if (isSpecial(raw)) {
+    // oxenstored: @name is the real node /@name, set like any other (`@foo` once written, too).
+    if (isSpecial(raw) && this.profile === 'c') {
       const sp = this.special.get(raw);
-      if (sp === undefined) return fail(this.profile === 'c' ? 'EINVAL' : 'ENOENT');
+      if (sp === undefined) return fail('EINVAL');
       const want = XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
       if ((this.permsOnly(conn, sp) & want) !== want) fail('EACCES');
       this.special.set(raw, perms);
@@ -944,13 +954,16 @@ export class Xenstored {
     ctx.eventsFirst = true;
     const d = this.knowDomain(domid);
     if (d === undefined) return fail('EINVAL');
-    if (domid === 0 && this.profile === 'ocaml') return;
+    if (domid === 0 && this.profile === 'ocaml' && d.introduced) return;
     if (!d.introduced) {
       d.introduced = true;
       d.mfn = mfn;
       d.port = port;
       d.conn = this.addConnection(asDomId(domid), false, 'domain');
-      if (domid !== 0) this.fire(undefined, '@introduceDomain', false, []);
+      // oxenstored fires with dom0's connection as the source: after RELEASE 0 that lookup fails
+      // and the (already added) domain is answered EINVAL.
+      if (this.profile === 'ocaml' && !this.domains.get(0)?.introduced) fail('EINVAL');
+      if (domid !== 0 || this.profile === 'ocaml') this.fire(undefined, '@introduceDomain', false, []);
     } else {
       d.port = port;
       // Re-INTRODUCE rebinds the event channel and resets the connection.
@@ -977,13 +990,73 @@ export class Xenstored {
   }
 
   private doRelease(ctx: RequestContext): void {
+    if (this.profile === 'ocaml') return this.doReleaseOcaml(ctx);
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
     this.destroyDomain(d, true);
   }
 
+  /**
+   * oxenstored's do_release: forgets the domain and strips it from the store (even when it was
+   * never introduced), then fires @releaseDomain with dom0's connection as the source, which
+   * fails (ENOENT) once dom0 itself was released.
+   */
+  private doReleaseOcaml(ctx: RequestContext): void {
+    const domid = this.domidArg(this.onearg(ctx.msg));
+    const d = this.domains.get(domid);
+    const existed = d?.introduced === true;
+    if (d !== undefined) this.dropDomain(d);
+    this.resetPermissionsOcaml(domid);
+    if (!existed) fail('EINVAL');
+    if (!this.domains.has(0)) fail('ENOENT');
+    ctx.eventsFirst = true;
+    this.fireNow('@releaseDomain', false, []);
+  }
+
+  private dropDomain(d: XsDomain): void {
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+    if (c) {
+      this.dropConnectionState(c);
+      this.connections.delete(c.id);
+      c.closed = true;
+      this.closing.push(c.id);
+    }
+    this.domains.delete(d.domid);
+  }
+
+  /**
+   * oxenstored's Store.reset_permissions: nodes the domain owns go with their subtrees (the
+   * root is kept, its owner made invalid), its ACL entries go elsewhere; no watch fires, and
+   * every node is rebuilt, so no open transaction can merge afterwards.
+   */
+  private resetPermissionsOcaml(domid: number): void {
+    const stack = ['/'];
+    while (stack.length) {
+      const p = stack.pop()!;
+      const n = this.store.get(p)!;
+      if (n.perms[0].id === domid) {
+        if (p !== '/') {
+          this.db.remove(p);
+          continue;
+        }
+        this.db.setPerms(p, internPerms([{ perms: n.perms[0].perms, id: -1 as DomId }, ...n.perms.slice(1)]));
+      }
+      const cur = this.store.get(p)!;
+      const kept = cur.perms.filter((e, i) => i === 0 || e.id !== domid);
+      if (kept.length !== cur.perms.length) this.db.setPerms(p, internPerms(kept));
+      for (const k of this.store.childNames(cur)) stack.push(join(p, k));
+    }
+    this.store.rebuiltAt = this.store.generation++;
+  }
+
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
   destroyDomain(d: XsDomain, released = false): void {
+    if (this.profile === 'ocaml') {
+      this.dropDomain(d);
+      this.resetPermissionsOcaml(d.domid);
+      this.fireNow('@releaseDomain', false, []);
+      return;
+    }
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) {
       this.dropConnectionState(c);

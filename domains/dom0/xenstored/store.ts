@@ -44,6 +44,8 @@ export class Store {
   /** Nodes owned per domid, for the nodes quota. */
   readonly owned = new Map<number, number>();
   private nodeCount = 1;
+  /** Generation at which every node was rebuilt (oxenstored's reset_permissions): no merge across it. */
+  rebuiltAt = -1;
   /** Open snapshots that must see the tree as it was when they started. */
   readonly snapshots = new Set<SnapshotListener>();
 

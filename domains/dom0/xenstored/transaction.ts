@@ -295,7 +295,7 @@ export class Transaction implements Db, SnapshotListener {
       while (!(p === low || p.startsWith(low === '/' ? '/' : `${low}/`))) low = parentOf(low);
     }
     const n = this.store.get(low);
-    return n !== undefined && n.subGen < this.startGen;
+    return n !== undefined && n.subGen < this.startGen && this.store.rebuiltAt < this.startGen;
   }
 
   /**
