@@ -68,8 +68,25 @@ export class Store {
     return this.owned.get(domid) ?? 0;
   }
 
+  /**
+   * Recent lookups: one request looks the same few paths up several times (node, parent, ACL
+   * checks). A node object stays put until the tree's shape changes, which clears this.
+   */
+  private readonly recent = new Map<string, XsNode>();
+
   get(path: string): XsNode | undefined {
     if (path === '/') return this.root;
+    const hit = this.recent.get(path);
+    if (hit !== undefined) return hit;
+    const found = this.walkTo(path);
+    if (found !== undefined) {
+      if (this.recent.size >= 64) this.recent.clear();
+      this.recent.set(path, found);
+    }
+    return found;
+  }
+
+  private walkTo(path: string): XsNode | undefined {
     let node: XsNode | undefined = this.root;
     let start = 1;
     while (node !== undefined) {
@@ -122,6 +139,7 @@ export class Store {
     }
     const gen = this.generation++;
     const node = new XsNode(value, perms, gen);
+    this.recent.clear();
     (parent.children ??= new Map()).set(name, node);
     parent.gen = gen;
     parent.listing = undefined;
@@ -159,6 +177,7 @@ export class Store {
     const name = path.slice(path.lastIndexOf('/') + 1);
     const node = parent?.children?.get(name);
     if (parent === undefined || node === undefined) return;
+    this.recent.clear();
     if (this.snapshots.size) this.preserve(parentPath, parent);
     // Iterative post-order walk: deep trees must not exhaust the stack (XSA-418).
     const stack: { path: string; node: XsNode; parent: XsNode; expanded: boolean }[] = [
