@@ -9,9 +9,10 @@ import { parseArgs } from 'node:util';
 import {
   type BenchOptions, type BenchSection, REPO_ROOT, installExitHandlers, runAllCleanups,
 } from './common.ts';
+import { ringSection } from './ring.ts';
 import { xenstoredSection } from './xenstored.ts';
 
-const SECTIONS: readonly BenchSection[] = [xenstoredSection];
+const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection];
 
 const HELP = `usage: npm run bench -- [options]
 

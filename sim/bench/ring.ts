@@ -1,0 +1,701 @@
+// Benchmark section "ring": what a guest's xenstore operation costs over its ring page, next to the
+// bare mechanism it is built on.
+//   sab       two workers ping-pong a 46-byte message through a 1024-byte ring in a
+//             SharedArrayBuffer with Atomics.wait/notify, no xenstored: the reference line
+//             (also with 8 in flight, and polling before sleeping: what a wake-up costs)
+//   1guest    one guest (free-running, own worker) doing sequential XS_READ / XS_WRITE of a small
+//             key in its home; p50/p99 per op from kernel.now()       target p50 ≤ 10 µs, p99 ≤ 50 µs
+//   10guests  ten guests at once, 1 and 8 requests in flight each     target ≥ 400 k ops/s aggregate
+// Every guest part also times single hypercalls from a guest and a profile run counts hypercalls
+// and vCPU kicks per operation, to show where the time goes. Measurements alternate within each
+// round (sab, 1 guest, 10 guests) and medians over rounds are printed.
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import { performance, type EventLoopUtilization } from 'node:perf_hooks';
+import { Worker } from 'node:worker_threads';
+import { XsHandle } from '../../domains/dom0/tools/xs.ts';
+import type { EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
+import { HostRuntime } from '../host-runtime.ts';
+import { type BenchOptions, type BenchSection, fmtFixed, fmtInt, makeTempDir, median, onCleanup, table } from './common.ts';
+import type { RingGuestOp, RingGuestResult, RingGuestRun } from './ring-guest.ts';
+
+const GUEST_PROGRAM = new URL('./ring-guest.ts', import.meta.url).href;
+
+const TARGET_P50_US = 10;
+const TARGET_P99_US = 50;
+const TARGET_AGG_OPS = 400_000;
+const MANY = 10;
+const PIPELINE = 8;
+
+type Log = (line: string) => void;
+const progress: Log = (line) => process.stderr.write(`  … ${line}\n`);
+
+/** Polls before sleeping in the spinning variant of the bare ring (DESIGN.md: spins under 300 gain nothing). */
+const SAB_SPIN = 1000;
+
+// Sizes: each measurement takes about a second on the 2-core machine of DESIGN.md, so that a
+// default run (3 rounds) stays under a minute. With `n` in flight the count is multiplied, since
+// pipelined runs go faster.
+interface Settings {
+  readonly rounds: number;
+  /** Bare SAB ring: timed round trips per measurement (1 in flight). */
+  readonly nSab: number;
+  /** One guest: timed operations per measurement (1 in flight). */
+  readonly n1: number;
+  /** Ten guests: timed operations per guest and measurement (1 in flight). */
+  readonly n10: number;
+  /** Single hypercalls timed per guest. */
+  readonly nHc: number;
+  /** Operations per guest in a profile run (1 in flight). */
+  readonly nProfile: number;
+}
+
+function settingsFrom(o: BenchOptions): Settings {
+  return {
+    rounds: o.rounds,
+    nSab: o.quick ? 4_000 : 15_000,
+    n1: o.quick ? 600 : 2_500,
+    n10: o.quick ? 100 : 300,
+    nHc: o.quick ? 1_000 : 3_000,
+    nProfile: o.quick ? 100 : 300,
+  };
+}
+
+/** Operations per measurement with `inflight` requests outstanding. */
+const scaled = (n: number, inflight: number): number => (inflight > 1 ? n * 3 : n);
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/** Nearest-rank percentile of an ascending array. */
+function pct(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+interface Lat {
+  readonly p50: number;
+  readonly p99: number;
+}
+
+/** p50/p99 in µs of latencies in ns. */
+function latOf(ns: Float64Array): Lat {
+  const s = Float64Array.from(ns).sort();
+  return { p50: pct(s, 0.5) / 1000, p99: pct(s, 0.99) / 1000 };
+}
+
+/** What a measurement yields; `agg` = ops/s (aggregate over guests), lat = per-guest medians. */
+interface Measure {
+  ops: number;
+  p50: number;
+  p99: number;
+  /** Worst per-guest p99 (10 guests), else = p99. */
+  p99max: number;
+  /** Median per-guest ops/s (10 guests), else = ops. */
+  perGuest: number;
+  /** Cores busy (process CPU time / wall time), main-thread and dom0 event-loop utilisation. */
+  cores: number;
+  mainElu: number;
+  dom0Elu: number;
+}
+
+const MEASURE_KEYS = ['ops', 'p50', 'p99', 'p99max', 'perGuest', 'cores', 'mainElu', 'dom0Elu'] as const;
+
+function medianMeasure(ms: readonly Measure[]): Measure {
+  const out = {} as Measure;
+  for (const k of MEASURE_KEYS) out[k] = median(ms.map((m) => m[k]));
+  return out;
+}
+
+/** Process CPU and event-loop utilisation over a window. */
+class Meter {
+  private readonly cpu0 = process.cpuUsage();
+  private readonly t0 = performance.now();
+  private readonly main0 = performance.eventLoopUtilization();
+  private readonly dom00: EventLoopUtilization | undefined;
+
+  constructor(private readonly dom0?: Worker) {
+    this.dom00 = dom0?.performance.eventLoopUtilization();
+  }
+
+  stop(): { cores: number; mainElu: number; dom0Elu: number } {
+    const wallUs = (performance.now() - this.t0) * 1000;
+    const cpu = process.cpuUsage(this.cpu0);
+    const main = performance.eventLoopUtilization(this.main0).utilization;
+    const dom0 = this.dom0 && this.dom00 ? this.dom0.performance.eventLoopUtilization(this.dom00).utilization : NaN;
+    return { cores: (cpu.user + cpu.system) / wallUs, mainElu: main, dom0Elu: dom0 };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The bare SAB ring: a client and a server worker, plain JavaScript (no loader), no xenstored.
+
+/** i32 words: req prod/cons, rsp prod/cons, server and client event words, stop, spin; rings at 64. */
+const SAB_WORKER = String.raw`
+const { parentPort, workerData } = require('node:worker_threads');
+const { performance } = require('node:perf_hooks');
+const i32 = new Int32Array(workerData.sab);
+const u8 = new Uint8Array(workerData.sab);
+const REQ_PROD = 0, REQ_CONS = 1, RSP_PROD = 2, RSP_CONS = 3, SRV_EVT = 4, CLI_EVT = 5, STOP = 6, SPIN = 7;
+const REQ = 64, RSP = 64 + 1024, SIZE = 1024, HDR = 16;
+function copyIn(base, idx, data) {
+  const at = idx & (SIZE - 1), first = Math.min(data.length, SIZE - at);
+  u8.set(data.subarray(0, first), base + at);
+  if (first < data.length) u8.set(data.subarray(first), base);
+}
+function copyOut(base, idx, into) {
+  const at = idx & (SIZE - 1), first = Math.min(into.length, SIZE - at);
+  into.set(u8.subarray(base + at, base + at + first));
+  if (first < into.length) into.set(u8.subarray(base, base + into.length - first), first);
+}
+function kick(evt) {
+  Atomics.add(i32, evt, 1);
+  Atomics.notify(i32, evt);
+}
+/** Sleeps until the event word moves from seen; first polls it SPIN times. */
+function sleep(evt, seen) {
+  for (let k = Atomics.load(i32, SPIN); k > 0; k--) if (Atomics.load(i32, evt) !== seen) return;
+  Atomics.wait(i32, evt, seen);
+}
+const hdr = new Uint8Array(HDR);
+const hdrView = new DataView(hdr.buffer);
+if (workerData.role === 'server') {
+  // Reads whole messages (header, then its payload), echoes each as the reply, notifies once per batch.
+  parentPort.postMessage({ cmd: 'ready' });
+  for (;;) {
+    const seen = Atomics.load(i32, SRV_EVT);
+    if (Atomics.load(i32, STOP) !== 0) break;
+    let cons = Atomics.load(i32, REQ_CONS);
+    const prod = Atomics.load(i32, REQ_PROD);
+    if (cons === prod) {
+      sleep(SRV_EVT, seen);
+      continue;
+    }
+    let rspProd = Atomics.load(i32, RSP_PROD);
+    while (((prod - cons) | 0) >= HDR) {
+      copyOut(REQ, cons, hdr);
+      const len = hdrView.getUint32(12, true);
+      const msg = new Uint8Array(HDR + len);
+      copyOut(REQ, cons, msg);
+      cons = (cons + HDR + len) | 0;
+      copyIn(RSP, rspProd, msg);
+      rspProd = (rspProd + msg.length) | 0;
+    }
+    Atomics.store(i32, REQ_CONS, cons);
+    Atomics.store(i32, RSP_PROD, rspProd);
+    kick(CLI_EVT);
+  }
+  parentPort.close();
+} else {
+  // A 46-byte XS_READ-shaped message: 16-byte header + 30 bytes of path.
+  const msg = new Uint8Array(46);
+  const mv = new DataView(msg.buffer);
+  mv.setUint32(0, 2, true);
+  mv.setUint32(12, 30, true);
+  msg.set(new TextEncoder().encode('/local/domain/1/data/bench-01'), HDR);
+  const reply = new Uint8Array(46);
+  function run(m) {
+    const total = m.warmup + m.n, inflight = Math.max(1, m.inflight);
+    Atomics.store(i32, SPIN, m.spin);
+    const lat = new Float64Array(m.n);
+    const stamp = new Float64Array(inflight);
+    let issued = 0, done = 0, t0 = performance.now();
+    const send = (k) => {
+      let prod = Atomics.load(i32, REQ_PROD);
+      for (let j = 0; j < k; j++) {
+        mv.setUint32(4, issued + 1, true);
+        stamp[issued % inflight] = performance.now();
+        copyIn(REQ, prod, msg);
+        prod = (prod + msg.length) | 0;
+        issued++;
+      }
+      Atomics.store(i32, REQ_PROD, prod);
+      kick(SRV_EVT);
+    };
+    send(Math.min(inflight, total));
+    while (done < total) {
+      const seen = Atomics.load(i32, CLI_EVT);
+      let cons = Atomics.load(i32, RSP_CONS);
+      const prod = Atomics.load(i32, RSP_PROD);
+      if (cons === prod) {
+        sleep(CLI_EVT, seen);
+        continue;
+      }
+      let got = 0;
+      while (cons !== prod) {
+        copyOut(RSP, cons, reply);
+        cons = (cons + reply.length) | 0;
+        const t = performance.now();
+        if (done >= m.warmup) lat[done - m.warmup] = (t - stamp[done % inflight]) * 1e6;
+        done++;
+        if (done === m.warmup) t0 = t;
+        got++;
+      }
+      Atomics.store(i32, RSP_CONS, cons);
+      const more = Math.min(got, total - issued);
+      if (more > 0) send(more);
+    }
+    const elapsedNs = (performance.now() - t0) * 1e6;
+    Atomics.store(i32, SPIN, 0);
+    return { cmd: 'result', lat, elapsedNs };
+  }
+  parentPort.on('message', (m) => {
+    if (m.cmd !== 'run') return;
+    const r = run(m);
+    parentPort.postMessage(r, [r.lat.buffer]);
+  });
+  parentPort.postMessage({ cmd: 'ready' });
+}
+`;
+
+interface SabResult {
+  readonly lat: Float64Array;
+  readonly elapsedNs: number;
+}
+
+class SabPair {
+  private readonly sab = new SharedArrayBuffer(64 + 2048);
+  private readonly server: Worker;
+  private readonly client: Worker;
+  private readonly forget: () => void;
+
+  private constructor() {
+    const opts = (role: string) => ({ eval: true, execArgv: [], workerData: { sab: this.sab, role } });
+    this.server = new Worker(SAB_WORKER, opts('server'));
+    this.client = new Worker(SAB_WORKER, opts('client'));
+    this.forget = onCleanup(() => this.kill());
+  }
+
+  static async start(): Promise<SabPair> {
+    const p = new SabPair();
+    await Promise.all([p.server, p.client].map((w) => message<{ cmd: string }>(w, (m) => m.cmd === 'ready')));
+    return p;
+  }
+
+  /** n timed round trips after `warmup` untimed ones; each side polls `spin` times before it sleeps. */
+  async run(n: number, warmup: number, inflight: number, spin: number): Promise<SabResult> {
+    const r = message<{ cmd: string } & SabResult>(this.client, (m) => m.cmd === 'result');
+    this.client.postMessage({ cmd: 'run', n, warmup, inflight, spin });
+    return r;
+  }
+
+  private kill(): void {
+    const i32 = new Int32Array(this.sab);
+    Atomics.store(i32, 6, 1);
+    Atomics.add(i32, 4, 1);
+    Atomics.notify(i32, 4);
+    void this.server.terminate();
+    void this.client.terminate();
+  }
+
+  async stop(): Promise<void> {
+    this.forget();
+    await Promise.all([this.server, this.client].map((w) => new Promise((res) => {
+      if (w.threadId < 0) res(undefined);
+      else w.once('exit', res);
+    })));
+  }
+}
+
+/** The next message from `w` that matches; rejects on a worker error or exit. */
+function message<T>(w: Worker, match: (m: T) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: T): void => {
+      if (!match(m)) return;
+      done();
+      resolve(m);
+    };
+    const onErr = (e: Error): void => {
+      done();
+      reject(e);
+    };
+    const onExit = (code: number): void => {
+      done();
+      reject(new Error(`worker exited (${code}) before answering`));
+    };
+    const done = (): void => {
+      w.off('message', onMsg);
+      w.off('error', onErr);
+      w.off('exit', onExit);
+    };
+    w.on('message', onMsg);
+    w.once('error', onErr);
+    w.once('exit', onExit);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// A host: dom0 (xenstored) and guests running ring-guest.ts
+
+interface Host {
+  readonly rt: HostRuntime;
+  readonly guests: number[];
+  stop(): Promise<void>;
+}
+
+/** Dom0 prepares a guest's home as libxl does (n0 rN, data/ guest-owned). */
+async function prepareHome(xs: XsHandle, domid: number): Promise<void> {
+  await xs.write(`/local/domain/${domid}`, '');
+  await xs.setPerms(`/local/domain/${domid}`, ['n0', `r${domid}`]);
+  await xs.write(`/local/domain/${domid}/data`, '');
+  await xs.setPerms(`/local/domain/${domid}/data`, [`n${domid}`]);
+}
+
+async function bootHost(nGuests: number): Promise<Host> {
+  const dir = makeTempDir('ring');
+  const rt = new HostRuntime({ seed: 1 });
+  const kill = onCleanup(() => {
+    for (const t of rt.threads.values()) void t.worker.terminate();
+  });
+  const stop = async (): Promise<void> => {
+    await rt.shutdown();
+    kill();
+    dir.remove();
+  };
+  try {
+    progress(`booting dom0 and ${nGuests} guest${nGuests === 1 ? '' : 's'}`);
+    const socketPath = join(dir.path, 'xs.sock');
+    await rt.bootDom0({ socketPath });
+    const xs = await XsHandle.open(socketPath);
+    try {
+      for (let id = 1; id <= nGuests; id++) await prepareHome(xs, id);
+    } finally {
+      await xs.close();
+    }
+    const guests = Array.from({ length: nGuests }, (_, i) => i + 1);
+    // One INTRODUCE at a time (each adds a listener on dom0's worker); the guests boot in parallel.
+    const ready: Promise<unknown>[] = [];
+    for (const domid of guests) {
+      await rt.createGuest({ domid, program: { module: GUEST_PROGRAM, args: {} } });
+      ready.push(message<{ cmd: string }>(rt.threads.get(domid)!.worker, (m) => m.cmd === 'ready'));
+    }
+    await Promise.all(ready);
+    return { rt, guests, stop };
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+let nextRunId = 1;
+
+/** One command to each of `domids` at once; resolves with their results and the meter's reading. */
+async function runGuests(
+  h: Host, domids: readonly number[], op: RingGuestOp, n: number, warmup: number, inflight: number, profile = false,
+): Promise<{ results: RingGuestResult[]; wallNs: number; meter: ReturnType<Meter['stop']> }> {
+  const id = nextRunId++;
+  const cmd: RingGuestRun = { cmd: 'run', id, op, n, warmup, inflight, profile };
+  const workers = domids.map((d) => h.rt.threads.get(d)!.worker);
+  const answers = workers.map((w) => message<RingGuestResult>(w, (m) => m.cmd === 'result' && m.id === id));
+  const meter = new Meter(h.rt.dom0);
+  const t0 = performance.now();
+  for (const w of workers) w.postMessage(cmd);
+  const results = await Promise.all(answers);
+  const wallNs = (performance.now() - t0) * 1e6;
+  const m = meter.stop();
+  for (const r of results) if (r.error) throw new Error(`guest ${r.domid}: ${op}: ${r.error}`);
+  return { results, wallNs, meter: m };
+}
+
+async function guestMeasure(h: Host, domids: readonly number[], op: RingGuestOp, n: number, inflight: number): Promise<Measure> {
+  const one = domids.length === 1;
+  // With several guests the timed part starts at once everywhere: warm up in a separate run.
+  if (!one) await runGuests(h, domids, op, Math.min(n, 100), 0, inflight);
+  const { results, wallNs, meter } = await runGuests(h, domids, op, n, one ? Math.min(n, 500) : 0, inflight);
+  const lats = results.map((r) => latOf(r.lat));
+  const rates = results.map((r) => (r.lat.length / r.elapsedNs) * 1e9);
+  return {
+    // One guest: its own clock over the timed part. Several: all ops over the wall time from the
+    // command to the last answer (simulator clock), which covers every guest's timed part.
+    ops: one ? rates[0] : (results.reduce((s, r) => s + r.lat.length, 0) / wallNs) * 1e9,
+    p50: median(lats.map((l) => l.p50)),
+    p99: median(lats.map((l) => l.p99)),
+    p99max: Math.max(...lats.map((l) => l.p99)),
+    perGuest: median(rates),
+    ...meter,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profile: hypercalls and vCPU kicks per operation, time inside EVTCHNOP_send
+
+interface Profile {
+  readonly label: string;
+  /** Per op: hypercalls made by the guests, by dom0, others. */
+  readonly guestHc: number;
+  readonly dom0Hc: number;
+  readonly guestSends: number;
+  readonly dom0Sends: number;
+  /** Per op: evtchn_upcall_pending 0 -> 1 edges (a vCPU kicked awake) of dom0, of the guests. */
+  readonly dom0Kicks: number;
+  readonly guestKicks: number;
+  /** Per op, µs (means): guest time inside its ring's EVTCHNOP_send hypercalls; the op's latency in this run. */
+  readonly guestSendUs: number;
+  readonly opUs: number;
+  readonly cores: number;
+  readonly mainElu: number;
+  readonly dom0Elu: number;
+  /** Main-thread time serving one hypercall (the handler, without the channel), µs. */
+  readonly serveUs: number;
+}
+
+async function profile(h: Host, domids: readonly number[], op: RingGuestOp, n: number, inflight: number, label: string): Promise<Profile> {
+  await runGuests(h, domids, op, Math.min(n, 500), 0, inflight);
+  const hc = h.rt.hypercalls;
+  const counts = { guest: 0, dom0: 0, guestSend: 0, dom0Send: 0, dom0Kick: 0, guestKick: 0, serveNs: 0 };
+  // Count every hypercall the main thread serves (the domain threads call hc.call per trap).
+  const call = hc.call;
+  hc.call = (domid, opNr, args) => {
+    const t = process.hrtime.bigint();
+    const r = call.call(hc, domid, opNr, args);
+    counts.serveNs += Number(process.hrtime.bigint() - t);
+    if (domid === 0) counts.dom0++;
+    else counts.guest++;
+    return r;
+  };
+  const off = h.rt.evtchn.onTrace((e: EvtchnTraceEvent) => {
+    if (e.op === 'EVTCHNOP_send') {
+      if (e.domid === 0) counts.dom0Send++;
+      else counts.guestSend++;
+    } else if (e.op === 'evtchn_set_pending' && e.delivery === 'upcall') {
+      if (e.domid === 0) counts.dom0Kick++;
+      else counts.guestKick++;
+    }
+  });
+  let res;
+  try {
+    res = await runGuests(h, domids, op, n, 0, inflight, true);
+  } finally {
+    off();
+    hc.call = call;
+  }
+  const ops = n * domids.length;
+  const calls = counts.guest + counts.dom0;
+  return {
+    label,
+    guestHc: counts.guest / ops,
+    dom0Hc: counts.dom0 / ops,
+    guestSends: counts.guestSend / ops,
+    dom0Sends: counts.dom0Send / ops,
+    dom0Kicks: counts.dom0Kick / ops,
+    guestKicks: counts.guestKick / ops,
+    guestSendUs: res.results.reduce((s, r) => s + r.sendNs, 0) / ops / 1000,
+    opUs: res.results.reduce((sum, r) => sum + r.lat.reduce((a, b) => a + b, 0), 0) / ops / 1000,
+    ...res.meter,
+    serveUs: calls ? counts.serveNs / calls / 1000 : NaN,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Row {
+  readonly path: string;
+  /** Timed operations per measurement (per guest). */
+  readonly n: number;
+  readonly inflight: number;
+  readonly guests: string;
+  readonly target: (m: Measure) => string;
+}
+
+const verdict = (ok: boolean): string => (ok ? 'ok' : 'MISS');
+const pctStr = (x: number): string => (Number.isFinite(x) ? `${Math.round(x * 100)} %` : '–');
+
+function latTarget(m: Measure): string {
+  return `p50 ≤ ${TARGET_P50_US} µs ${verdict(m.p50 <= TARGET_P50_US)}; p99 ≤ ${TARGET_P99_US} µs ${verdict(m.p99 <= TARGET_P99_US)}`;
+}
+
+function aggTarget(m: Measure): string {
+  return `≥ ${fmtInt(TARGET_AGG_OPS)} ops/s ${verdict(m.ops >= TARGET_AGG_OPS)}`;
+}
+
+export const ringSection: BenchSection = {
+  name: 'ring',
+  title: 'ring: guest xenstore over the ring page vs the bare SAB ring',
+  parts: ['sab', '1guest', '10guests'],
+  async run(o, parts, out) {
+    const s = settingsFrom(o);
+    const rows = new Map<string, { row: Row; ms: Measure[] }>();
+    const record = (key: string, row: Row, m: Measure): void => {
+      const e = rows.get(key) ?? { row, ms: [] };
+      e.ms.push(m);
+      rows.set(key, e);
+    };
+    const hcRows = new Map<string, { name: string; guests: number; n: number; p50: number[]; p99: number[] }>();
+    const profiles: Profile[] = [];
+
+    const wantGuests = parts.has('10guests') ? MANY : parts.has('1guest') ? 1 : 0;
+    const sab = parts.has('sab') ? await SabPair.start() : undefined;
+    let host: Host | undefined;
+    try {
+      host = wantGuests > 0 ? await bootHost(wantGuests) : undefined;
+      const h = host;
+      const all = h ? h.guests : [];
+      for (let round = 1; round <= s.rounds; round++) {
+        if (sab) {
+          for (const [inflight, spin] of [[1, 0], [PIPELINE, 0], [1, SAB_SPIN]] as const) {
+            progress(`round ${round}/${s.rounds}: bare SAB ring, ${inflight} in flight${spin ? `, spin ${spin}` : ''}`);
+            const n = spin ? s.nSab * 4 : scaled(s.nSab, inflight);
+            const meter = new Meter();
+            const r = await sab.run(n, Math.min(n, 2000), inflight, spin);
+            const l = latOf(r.lat);
+            const ops = (r.lat.length / r.elapsedNs) * 1e9;
+            record(`sab-${inflight}-${spin}`, {
+              path: spin ? `bare SAB ring, poll ${spin}× before Atomics.wait` : 'bare SAB ring, Atomics.wait/notify',
+              n, inflight, guests: '–', target: () => (spin ? 'what no sleeping buys' : 'reference'),
+            }, { ops, p50: l.p50, p99: l.p99, p99max: l.p99, perGuest: ops, ...meter.stop(), mainElu: NaN, dom0Elu: NaN });
+          }
+        }
+        if (h && parts.has('1guest')) {
+          for (const [op, inflight] of [['read', 1], ['write', 1], ['read', PIPELINE]] as const) {
+            progress(`round ${round}/${s.rounds}: 1 guest, XS_${op.toUpperCase()}, ${inflight} in flight`);
+            const n = scaled(s.n1, inflight);
+            const m = await guestMeasure(h, [1], op, n, inflight);
+            record(`1-${op}-${inflight}`, {
+              path: `guest XS_${op.toUpperCase()} over its ring`, n, inflight, guests: '1',
+              target: inflight === 1 ? latTarget : () => '',
+            }, m);
+          }
+        }
+        if (h && parts.has('10guests')) {
+          for (const [op, inflight] of [['read', 1], ['write', 1], ['read', PIPELINE], ['write', PIPELINE]] as const) {
+            progress(`round ${round}/${s.rounds}: ${MANY} guests, XS_${op.toUpperCase()}, ${inflight} in flight`);
+            const n = scaled(s.n10, inflight);
+            const m = await guestMeasure(h, all, op, n, inflight);
+            record(`10-${op}-${inflight}`, {
+              path: `guest XS_${op.toUpperCase()} over its ring`, n, inflight, guests: `${MANY} (aggregate)`, target: aggTarget,
+            }, m);
+          }
+        }
+        if (h) {
+          // Single hypercalls, timed in the guest: the trap's round trip through the main thread.
+          const groups = parts.has('10guests') ? [[1], all] : [[1]];
+          for (const g of groups) {
+            for (const op of ['null-hypercall', 'evtchn-send'] as const) {
+              progress(`round ${round}/${s.rounds}: hypercall cost, ${op}, ${g.length} guest${g.length === 1 ? '' : 's'}`);
+              const r = await runGuests(h, g, op, s.nHc, Math.min(s.nHc, 500), 1);
+              const lats = r.results.map((x) => latOf(x.lat));
+              const name = op === 'null-hypercall' ? 'null hypercall (console_io, count 0)' : 'EVTCHNOP_send on the store port';
+              const key = `${name}|${g.length}`;
+              const e = hcRows.get(key) ?? { name, guests: g.length, n: s.nHc, p50: [], p99: [] };
+              e.p50.push(median(lats.map((x) => x.p50)));
+              e.p99.push(median(lats.map((x) => x.p99)));
+              hcRows.set(key, e);
+            }
+          }
+        }
+      }
+
+      if (h) {
+        progress('profile runs (counters on)');
+        const pn = s.nProfile * 3;
+        profiles.push(await profile(h, [1], 'read', pn, 1, '1 guest, XS_READ, 1 in flight'));
+        profiles.push(await profile(h, [1], 'write', pn, 1, '1 guest, XS_WRITE, 1 in flight'));
+        profiles.push(await profile(h, [1], 'read', pn * 3, PIPELINE, `1 guest, XS_READ, ${PIPELINE} in flight`));
+        if (parts.has('10guests')) {
+          profiles.push(await profile(h, all, 'read', s.nProfile, 1, `${MANY} guests, XS_READ, 1 in flight`));
+          profiles.push(await profile(h, all, 'read', s.nProfile * 3, PIPELINE, `${MANY} guests, XS_READ, ${PIPELINE} in flight`));
+        }
+      }
+    } finally {
+      await host?.stop();
+      await sab?.stop();
+    }
+
+    // ------------------------------------------------------------------ report
+    out(`Free-running: every domain's vCPU is a worker thread, the hypervisor (hypercalls, event ` +
+      `channels) is the main thread; dom0 runs xenstored (profile c). Guest latencies are per operation ` +
+      `from kernel.now(); 1 guest ops/s on the guest clock, ${MANY} guests ops/s = all operations over the ` +
+      `wall time from the command to the last answer. Median of ${s.rounds} round${s.rounds === 1 ? '' : 's'}, ` +
+      `n timed operations (per guest) after a warm-up.`);
+    out('');
+    const order = [...rows.values()];
+    out(table(
+      ['path', 'in flight:', 'guests', 'n:', 'ops/s:', 'p50 µs:', 'p99 µs:', 'worst guest p99 µs:', 'per-guest ops/s:',
+        'cores busy:', 'hypervisor thread busy:', 'dom0 busy:', 'target'],
+      order.map(({ row, ms }) => {
+        const m = medianMeasure(ms);
+        const many = row.guests !== '1' && row.guests !== '–';
+        return [
+          row.path, String(row.inflight), row.guests, fmtInt(row.n), fmtInt(m.ops), fmtFixed(m.p50), fmtFixed(m.p99),
+          many ? fmtFixed(m.p99max) : '', many ? fmtInt(m.perGuest) : '', fmtFixed(m.cores, 2), pctStr(m.mainElu),
+          pctStr(m.dom0Elu), row.target(m),
+        ];
+      }),
+    ));
+    out('');
+    out(`p50/p99 with ${MANY} guests: median over guests of each guest's own p50/p99. Cores busy: process CPU ` +
+      `time / wall time (this machine has ${cpus().length}). Busy: event-loop utilisation of the main ` +
+      `(hypervisor) thread and of dom0's thread, where a vCPU blocked in a synchronous hypercall counts as busy.`);
+    out('');
+
+    if (hcRows.size > 0) {
+      out('### Hypercall round trip from a guest (timed in the guest, kernel.now())');
+      out('');
+      out(table(['hypercall', 'guests at once:', 'n per guest:', 'p50 µs:', 'p99 µs:'],
+        [...hcRows.values()].map((r) => [r.name, String(r.guests), fmtInt(r.n), fmtFixed(median(r.p50)), fmtFixed(median(r.p99))])));
+      out('');
+    }
+
+    if (profiles.length > 0) {
+      out('### Where the time goes (profile runs: hypercalls counted on the main thread, EVTCHNOP_send timed in the guest)');
+      out('');
+      out(table(
+        ['workload', 'guest hypercalls/op:', 'dom0 hypercalls/op:', 'of which EVTCHNOP_send g/d0:', 'vCPU kicks/op d0/g:',
+          'guest µs in EVTCHNOP_send/op:', 'op latency µs (mean):', 'hypercall service µs:', 'cores busy:', 'hypervisor busy:', 'dom0 busy:'],
+        profiles.map((p) => [
+          p.label, fmtFixed(p.guestHc, 2), fmtFixed(p.dom0Hc, 2), `${fmtFixed(p.guestSends, 2)} / ${fmtFixed(p.dom0Sends, 2)}`,
+          `${fmtFixed(p.dom0Kicks, 2)} / ${fmtFixed(p.guestKicks, 2)}`, fmtFixed(p.guestSendUs), fmtFixed(p.opUs),
+          fmtFixed(p.serveUs, 2), fmtFixed(p.cores, 2), pctStr(p.mainElu), pctStr(p.dom0Elu),
+        ]),
+      ));
+      out('');
+      out('vCPU kicks: evtchn_upcall_pending 0 → 1 edges, each an Atomics.notify that wakes a sleeping thread. ' +
+        'Hypercall service: main-thread time in the hypercall table per call (the trap itself — JSON over the ' +
+        'hypercall page, waking the main thread and the caller — is the rest of the round trip above).');
+      out('');
+      const p1 = profiles[0];
+      const hcP50 = (prefix: string): number => median([...hcRows.values()].find((r) => r.guests === 1 && r.name.startsWith(prefix))?.p50 ?? []);
+      const bare = rows.get('sab-1-0');
+      const spin = rows.get(`sab-1-${SAB_SPIN}`);
+      out(`1 guest, XS_READ: ${fmtFixed(p1.guestHc + p1.dom0Hc, 1)} synchronous hypercalls per operation ` +
+        `(${fmtFixed(p1.guestHc, 1)} by the guest, ${fmtFixed(p1.dom0Hc, 1)} by dom0) and ` +
+        `${fmtFixed(p1.dom0Kicks + p1.guestKicks, 1)} vCPU wake-ups. From a guest a null hypercall takes ` +
+        `${fmtFixed(hcP50('null'))} µs and an EVTCHNOP_send that wakes dom0 ${fmtFixed(hcP50('EVTCHNOP_send'))} µs (p50); ` +
+        `in the profile run the guest spent ${fmtFixed(p1.guestSendUs)} µs of each operation (mean ${fmtFixed(p1.opUs)} µs) ` +
+        `blocked in its own ${fmtFixed(p1.guestSends, 1)} EVTCHNOP_send.` +
+        `${bare ? ` The bare ring's round trip (two thread wake-ups, no hypercall) is ${fmtFixed(medianMeasure(bare.ms).p50)} µs` : ''}` +
+        `${bare && spin ? `, ${fmtFixed(medianMeasure(spin.ms).p50)} µs when both threads poll instead of sleeping` : ''}` +
+        `${bare ? '.' : ''}`);
+      out('');
+    }
+
+    // ------------------------------------------------------------------ targets
+    const summary: [string, string, string][] = [];
+    const one = rows.get('1-read-1');
+    if (one) {
+      const m = medianMeasure(one.ms);
+      summary.push([`1 guest XS_READ p50 ≤ ${TARGET_P50_US} µs`, `${fmtFixed(m.p50)} µs`, verdict(m.p50 <= TARGET_P50_US)]);
+      summary.push([`1 guest XS_READ p99 ≤ ${TARGET_P99_US} µs`, `${fmtFixed(m.p99)} µs`, verdict(m.p99 <= TARGET_P99_US)]);
+    }
+    const oneW = rows.get('1-write-1');
+    if (oneW) {
+      const m = medianMeasure(oneW.ms);
+      summary.push([`1 guest XS_WRITE p50 ≤ ${TARGET_P50_US} µs`, `${fmtFixed(m.p50)} µs`, verdict(m.p50 <= TARGET_P50_US)]);
+      summary.push([`1 guest XS_WRITE p99 ≤ ${TARGET_P99_US} µs`, `${fmtFixed(m.p99)} µs`, verdict(m.p99 <= TARGET_P99_US)]);
+    }
+    const best = [...rows.entries()].filter(([k]) => k.startsWith('10-')).map(([k, e]) => [k, medianMeasure(e.ms)] as const)
+      .sort((a, b) => b[1].ops - a[1].ops)[0];
+    if (best) {
+      const [k, m] = best;
+      const [, op, inflight] = k.split('-');
+      summary.push([`${MANY} guests ≥ ${fmtInt(TARGET_AGG_OPS)} ops/s aggregate`,
+        `${fmtInt(m.ops)} ops/s (best: XS_${op.toUpperCase()}, ${inflight} in flight)`, verdict(m.ops >= TARGET_AGG_OPS)]);
+    }
+    if (summary.length > 0) {
+      out('### Targets');
+      out('');
+      out(table(['target', 'measured', 'verdict'], summary));
+      out('');
+    }
+  },
+};
