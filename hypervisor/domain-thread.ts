@@ -27,7 +27,10 @@ export class DomainThread {
   private readonly ctl: Int32Array | undefined;
   private readonly ctl64: BigInt64Array | undefined;
 
-  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free') {
+  constructor(
+    d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free',
+    fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number } = {},
+  ) {
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
     // The caller is the domain this thread runs, whatever the guest wrote into the trap page.
@@ -41,7 +44,7 @@ export class DomainThread {
     }
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
-      mode, vcpuControl: this.control,
+      mode, vcpuControl: this.control, ...fast,
     };
     this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();

@@ -26,6 +26,8 @@ const decoder = new TextDecoder();
 export interface HandedFrame {
   readonly mfn: number;
   readonly sab: SharedArrayBuffer;
+  /** Set when this is a domain's shared_info page, handed for event-channel sends. */
+  readonly sharedInfoOf?: number;
 }
 
 export interface HypercallResult {

@@ -43,15 +43,19 @@ type Entry = (caller: Domain, args: Record<string, unknown>) => HypercallOutcome
 export class Hypercalls {
   private readonly table = new Map<number, Entry>();
   private readonly listeners: ((ev: HypercallTrace) => void)[] = [];
+  /** Runs after each event-channel op (the send fast path keeps its routes with it). */
+  afterEvtchn: ((caller: Domain, cmd: number, arg: Record<string, number>, ret: unknown) => HandedFrame[] | undefined) | undefined;
 
   constructor(
     readonly host: Host,
     readonly evtchn: EventChannels,
     readonly gnttab: GrantTables,
   ) {
-    this.table.set(Hypercall.__HYPERVISOR_event_channel_op, (d, a) => ({
-      ret: this.evtchn.dispatch(d, Number(a.cmd), a.arg),
-    }));
+    this.table.set(Hypercall.__HYPERVISOR_event_channel_op, (d, a) => {
+      const ret = this.evtchn.dispatch(d, Number(a.cmd), a.arg);
+      const frames = this.afterEvtchn?.(d, Number(a.cmd), (a.arg ?? {}) as Record<string, number>, ret);
+      return { ret, frames };
+    });
     this.table.set(Hypercall.__HYPERVISOR_grant_table_op, (d, a) => this.grantTableOp(d, a));
     this.table.set(Hypercall.__HYPERVISOR_sched_op, (d, a) => this.schedOp(d, a));
     this.table.set(Hypercall.__HYPERVISOR_domctl, (d, a) => this.domctl(d, a));

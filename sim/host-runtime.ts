@@ -3,6 +3,8 @@
 // event channel, grant ref 1 for xenstored, start_info; dom0's toolstack then INTRODUCEs them.
 import type { MessagePort, Worker } from 'node:worker_threads';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
+import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
+import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
 import { EventChannels } from '../hypervisor/event-channel.ts';
@@ -43,6 +45,12 @@ export interface HostOptions {
    * so a thousand guests fit on this machine.
    */
   readonly pool?: number;
+  /**
+   * Free-running: run EVTCHNOP_send in the sender's thread (default on unless tracing), and
+   * spin this many checks for an event before a vCPU sleeps.
+   */
+  readonly fastEvtchn?: boolean;
+  readonly spin?: number;
 }
 
 export interface TraceEvent {
@@ -74,6 +82,9 @@ export class HostRuntime {
   private runEvents: TraceEvent[] | undefined;
   private dom0Events: (TraceEvent & { hc: number })[] = [];
   private dom0Hypercalls = 0;
+  /** The send fast path's routes (free-running, untraced), and the spin before sleeping. */
+  private readonly routes: EvtchnRoutes | undefined;
+  private readonly spin: number;
   /** Packed guests: the pool and each guest's control port. */
   readonly pool: VcpuPool | undefined;
   private readonly pooled = new Map<number, MessagePort>();
@@ -87,6 +98,20 @@ export class HostRuntime {
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
+    this.spin = opts.spin ?? 0;
+    if (this.mode === 'free' && !opts.trace && opts.fastEvtchn !== false) {
+      const routes = new EvtchnRoutes(this.host, this.evtchn);
+      this.routes = routes;
+      this.hypercalls.afterEvtchn = (caller, cmd, arg, ret) => {
+        routes.afterHypercall(caller, cmd, arg, ret);
+        // A send that trapped hands the sender its peer's shared_info, so the next ones need not.
+        if (cmd !== EvtchnOp.EVTCHNOP_send || ret !== 0) return undefined;
+        const st = this.evtchn.status(this.host.domains.get(0)!, { dom: caller.domid, port: arg.port } as never);
+        if (typeof st !== 'object' || !('interdomain' in st.u)) return undefined;
+        const peer = this.host.domains.get(st.u.interdomain.dom);
+        return peer?.sharedInfo ? [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid }] : undefined;
+      };
+    }
     if (opts.pool !== undefined) {
       if (this.mode === 'lockstep') throw new Error('packing runs free; lockstep gives each vCPU its own thread');
       const pool = new VcpuPool(opts.pool, this.hypercalls);
@@ -220,7 +245,9 @@ export class HostRuntime {
 
   private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): DomainThread {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
-    const t = new DomainThread(d, this.hypercalls, si, program, this.mode);
+    const t = new DomainThread(d, this.hypercalls, si, program, this.mode, {
+      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin,
+    });
     this.threads.set(d.domid, t);
     if (d.pauseCount === 0) {
       this.owed.add(d.domid);
@@ -253,6 +280,8 @@ export class HostRuntime {
   async createGuest(opts: GuestOptions): Promise<Domain> {
     await this.quiesce();
     const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32 });
+    // A packed vCPU sleeps on its pool thread's doorbell: sends to it must trap to ring it.
+    if (this.pool) this.routes?.setTrapOnly(d.domid);
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
     const storeGfn = nr - 1;

@@ -3,6 +3,7 @@
 // and randomness only from here, so a run can be replayed.
 import type { MessagePort } from 'node:worker_threads';
 import { type HandedFrame, HypercallClient } from '../../hypervisor/hypercall-channel.ts';
+import { PeerSharedInfo, routePeer, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
   GNTMAP_host_map, GNTMAP_readonly, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
@@ -44,6 +45,10 @@ export interface KernelBoot {
   readonly sharedInfo: SharedArrayBuffer;
   readonly pages: readonly { readonly gfn: number; readonly sab: SharedArrayBuffer }[];
   readonly startInfo: StartInfo;
+  /** The hypervisor's route table for this domain's ports: EVTCHNOP_send runs without a trap. */
+  readonly evtchnRoutes?: SharedArrayBuffer;
+  /** Spin this many checks for an event before sleeping (only worth it with threads <= cores). */
+  readonly spin?: number;
 }
 
 export class HypercallFailed extends Error {
@@ -105,6 +110,9 @@ export class Kernel {
   private readonly siBig: BigInt64Array;
   private gntTable: Uint8Array[] = [];
   private readonly bootTime = process.hrtime.bigint();
+  private readonly routes: Int32Array | undefined;
+  private readonly peers = new Map<number, PeerSharedInfo>();
+  private readonly spin: number;
   private running = false;
   readonly mode: RunMode;
   private readonly ctl: Int32Array | undefined;
@@ -126,6 +134,8 @@ export class Kernel {
     this.siBig = new BigInt64Array(boot.sharedInfo);
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
     this.mode = boot.mode ?? 'free';
+    this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
+    this.spin = boot.spin ?? 0;
     if (boot.vcpuControl) {
       this.ctl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
@@ -190,7 +200,11 @@ export class Kernel {
 
   private lastFrames: HandedFrame[] = [];
   private adopt(frames: HandedFrame[]): void {
-    this.lastFrames = frames;
+    this.lastFrames = frames.filter((f) => {
+      if (f.sharedInfoOf === undefined) return true;
+      this.peers.set(f.sharedInfoOf, new PeerSharedInfo(f.sab));
+      return false;
+    });
   }
 
   private evtchnOp(cmd: EvtchnOp, arg: Record<string, number>): unknown {
@@ -216,8 +230,16 @@ export class Kernel {
     return r.port;
   }
 
-  /** EVTCHNOP_send: notify the other end. */
+  /** EVTCHNOP_send: notify the other end (in this thread when the hypervisor routes the port). */
   notify(port: number): void {
+    if (this.routes && port > 0 && port < this.routes.length) {
+      const peer = routePeer(Atomics.load(this.routes, port));
+      const si = peer && this.peers.get(peer.domid);
+      if (si) {
+        setPendingFast(si, peer.port);
+        return;
+      }
+    }
     this.evtchnOp(EvtchnOp.EVTCHNOP_send, { port });
   }
 
@@ -282,7 +304,13 @@ export class Kernel {
       this.handleEvents();
       // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
       // scan changes it, and the wait returns at once instead of missing the edge.
-      const v = Atomics.load(this.siWords, 0);
+      let v = Atomics.load(this.siWords, 0);
+      // Poll before sleeping, yielding to promise callbacks between looks so the domain's own
+      // code (say, its next request) runs meanwhile.
+      for (let i = 0; i < this.spin && (v & 0xff) === 0; i++) {
+        await null;
+        v = Atomics.load(this.siWords, 0);
+      }
       if ((v & 0xff) !== 0) continue;
       const w = Atomics.waitAsync(this.siWords, 0, v);
       if (w.async) await w.value;
