@@ -23,28 +23,30 @@ export class DomainThread {
   private readonly server: HypercallServer;
   readonly exited: Promise<number>;
   /** Lockstep: the vCPU control page shared with the thread. */
-  readonly control: SharedArrayBuffer | undefined;
-  private readonly ctl: Int32Array | undefined;
-  private readonly ctl64: BigInt64Array | undefined;
+  readonly control: SharedArrayBuffer;
+  private readonly ctl: Int32Array;
+  private readonly ctl64: BigInt64Array;
 
   constructor(
     d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free',
-    fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number } = {},
+    fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number; paused?: boolean } = {},
   ) {
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
     // The caller is the domain this thread runs, whatever the guest wrote into the trap page.
     this.server = new HypercallServer(page, port1, (_claimed, op, args) => hypercalls.call(d.domid, op, args));
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
-    if (mode === 'lockstep') {
-      this.control = new SharedArrayBuffer(VcpuControl.BYTES);
-      this.ctl = new Int32Array(this.control);
-      this.ctl64 = new BigInt64Array(this.control);
-      Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
-    }
+    // Lockstep: RUN is the scheduler's run token. Free-running: RUN is the unpause gate the
+    // vCPU waits at before it first runs.
+    this.control = new SharedArrayBuffer(VcpuControl.BYTES);
+    this.ctl = new Int32Array(this.control);
+    this.ctl64 = new BigInt64Array(this.control);
+    Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
+    if (mode === 'free' && !fast.paused) Atomics.store(this.ctl, VcpuControl.RUN, 1);
+    this.mode = mode;
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
-      mode, vcpuControl: this.control, ...fast,
+      mode, vcpuControl: this.control, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin,
     };
     this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();
@@ -87,6 +89,14 @@ export class DomainThread {
   }
 
   private dead = false;
+  private readonly mode: RunMode;
+
+  /** Free-running: let a vCPU created paused start. */
+  release(): void {
+    if (this.mode !== 'free') return;
+    Atomics.store(this.ctl!, VcpuControl.RUN, 1);
+    Atomics.notify(this.ctl!, VcpuControl.RUN);
+  }
   private runs = 0;
 
   /** Stops the vCPU thread at once, as domain_kill stops its vCPUs (no orderly shutdown). */

@@ -246,7 +246,7 @@ export class HostRuntime {
   private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): DomainThread {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
     const t = new DomainThread(d, this.hypercalls, si, program, this.mode, {
-      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin,
+      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin, paused: d.pauseCount > 0,
     });
     this.threads.set(d.domid, t);
     if (d.pauseCount === 0) {
@@ -302,9 +302,9 @@ export class HostRuntime {
       }
     };
     if (opts.paused) {
-      // Free-running threads run as soon as they exist: start a paused guest's thread at unpause.
-      if (this.mode === 'lockstep') boot();
-      else this.pendingBoot.set(d.domid, boot);
+      // A packed guest has no thread of its own to hold at a gate: it boots at unpause.
+      if (this.pool) this.pendingBoot.set(d.domid, boot);
+      else boot();
     } else {
       this.host.unpause(d);
       boot();
@@ -321,6 +321,7 @@ export class HostRuntime {
       this.host.unpause(d);
       if (d.pauseCount > 0) continue;
       this.owed.add(id);
+      this.threads.get(id)?.release();
       this.pendingBoot.get(id)?.();
       this.pendingBoot.delete(id);
     }

@@ -146,7 +146,7 @@ export class Kernel {
 
   /** Nanoseconds on the domain's clock: real time since boot, or the host's virtual time. */
   now(): number {
-    if (this.ctl64) return Number(Atomics.load(this.ctl64, VcpuControl.NOW));
+    if (this.mode === 'lockstep' && this.ctl64) return Number(Atomics.load(this.ctl64, VcpuControl.NOW));
     return Number(process.hrtime.bigint() - this.bootTime);
   }
 
@@ -264,6 +264,8 @@ export class Kernel {
   start(): void {
     if (this.running) return;
     this.running = true;
+    // A domain created paused waits here, before its first instruction, until unpaused.
+    if (this.mode === 'free' && this.ctl) Atomics.wait(this.ctl, VcpuControl.RUN, 0);
     void (this.mode === 'lockstep' ? this.lockstepLoop() : this.upcallLoop());
   }
 

@@ -9,11 +9,12 @@ import { parseArgs } from 'node:util';
 import {
   type BenchOptions, type BenchSection, REPO_ROOT, installExitHandlers, runAllCleanups,
 } from './common.ts';
+import { lockstepSection } from './lockstep.ts';
 import { packingSection } from './packing.ts';
 import { ringSection } from './ring.ts';
 import { xenstoredSection } from './xenstored.ts';
 
-const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection, packingSection];
+const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection, lockstepSection, packingSection];
 
 const HELP = `usage: npm run bench -- [options]
 
