@@ -96,8 +96,8 @@ interface RequestContext {
   afterReply?: XsMessage;
 }
 
-/** Operations an oxenstored transaction records, and those of them that change the store. */
-const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
+/** Operations an oxenstored transaction can replay, and those of them that change the store. */
+const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS, T.XS_GET_DOMAIN_PATH]);
 const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 
 const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
@@ -271,6 +271,9 @@ export class Xenstored {
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    if (this.profile === 'ocaml' && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
+      return this.dispatchInTxOcaml(conn, msg);
+    }
     const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
     if (entry === undefined) return this.errorReply(msg, 'ENOSYS');
     const [handler, flags] = entry;
@@ -283,13 +286,35 @@ export class Xenstored {
       tx = conn.transactions.get(msg.tx_id);
       if (tx === undefined) return this.errorReply(msg, this.profile === 'c' ? 'ENOENT' : 'EIO');
     }
-    const ctx: RequestContext = { conn, msg, tx, db: tx ?? this.db };
-    // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
-    const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
-    if (record && tx && !conn.privileged && this.quotas.transactionNodes > 0 && tx.ops.length >= this.quotas.transactionNodes) {
+    return this.finish(msg, handler, { conn, msg, tx, db: tx ?? this.db });
+  }
+
+  /**
+   * oxenstored, any request but WATCH/UNWATCH with a tx_id: the transaction is looked up first
+   * (EIO), then the request runs and is recorded with its reply, whatever its type, for a replay.
+   */
+  private dispatchInTxOcaml(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    const tx = conn.transactions.get(msg.tx_id);
+    if (tx === undefined) return this.errorReply(msg, 'EIO');
+    if (!conn.privileged && this.quotas.transactionNodes > 0 && tx.ops.length >= this.quotas.transactionNodes) {
       tx.failed = true;
       return this.errorReply(msg, 'EQUOTA');
     }
+    const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
+    let out: { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage };
+    if (entry === undefined) out = this.errorReply(msg, 'ENOSYS');
+    else if (entry[1] & Flag.PRIV && !conn.privileged && msg.type !== T.XS_CONTROL) out = this.errorReply(msg, 'EACCES');
+    else out = this.finish(msg, entry[0], { conn, msg, tx, db: tx });
+    if (!RECORDED.has(msg.type)) {
+      tx.ops.push({ type: msg.type, payload: msg.payload, reply: out.msg.type === T.XS_ERROR ? dec(out.msg.payload).slice(0, -1) : '' });
+    }
+    return out;
+  }
+
+  private finish(msg: XsMessage, handler: Handler, ctx: RequestContext): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    const { tx } = ctx;
+    // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
+    const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
     const code = this.run(handler, ctx);
     if (record && tx) tx.ops.push({ type: msg.type, payload: msg.payload, reply: code ?? dec(ctx.reply ?? OK) });
     if (code !== undefined) return this.errorReply(msg, code);
@@ -670,7 +695,11 @@ export class Xenstored {
   private doMkdir(ctx: RequestContext): void {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     // oxenstored's path_mkdir returns the root untouched for `/`: OK for anyone, no event.
-    if (this.profile === 'ocaml' && name === '/') return;
+    // In a transaction it still counts as a write at / (so the commit may need a replay).
+    if (this.profile === 'ocaml' && name === '/') {
+      ctx.tx?.touchWrite('/');
+      return;
+    }
     const node = ctx.db.read(name);
     if (node !== undefined) {
       this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
@@ -789,8 +818,10 @@ export class Xenstored {
 
   /** WATCH/UNWATCH take exactly path and token (4.17 has no depth argument). */
   private watchArgs(msg: XsMessage): [string, string] {
-    const args = strings(msg.payload, this.profile === 'c' ? Infinity : 2);
+    const args = strings(msg.payload);
     if (args.length !== 2) fail('EINVAL');
+    // oxenstored splits at every NUL and wants exactly [path; token; ""]: no unterminated tail.
+    if (this.profile === 'ocaml' && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
     return [args[0], args[1]];
   }
 
@@ -916,6 +947,10 @@ export class Xenstored {
     const saveSelf = this.selfEvents;
     try {
       return tx.ops.every((op) => {
+        // Only data operations can be replayed; oxenstored's replay throws on any other type
+        // (WATCH_EVENT and ERROR just answer ENOSYS again).
+        if (op.type === T.XS_WATCH_EVENT || op.type === T.XS_ERROR) return true;
+        if (!RECORDED.has(op.type)) return false;
         const sub = this.subRequest(conn, op, scratch);
         const code = this.run(this.table[op.type]![0], sub);
         return (code ?? dec(sub.reply ?? OK)) === op.reply;
@@ -1034,12 +1069,13 @@ export class Xenstored {
     while (stack.length) {
       const p = stack.pop()!;
       const n = this.store.get(p)!;
-      if (n.perms[0].id === domid) {
+      // recurse_filter_map drops every node whose owner is invalid, not just the ones it invalidates.
+      if (n.perms[0].id === domid || n.perms[0].id === -1) {
         if (p !== '/') {
           this.db.remove(p);
           continue;
         }
-        this.db.setPerms(p, internPerms([{ perms: n.perms[0].perms, id: -1 as DomId }, ...n.perms.slice(1)]));
+        if (n.perms[0].id !== -1) this.db.setPerms(p, internPerms([{ perms: n.perms[0].perms, id: -1 as DomId }, ...n.perms.slice(1)]));
       }
       const cur = this.store.get(p)!;
       const kept = cur.perms.filter((e, i) => i === 0 || e.id !== domid);

@@ -250,6 +250,11 @@ export class Transaction implements Db, SnapshotListener {
     return out;
   }
 
+  /** Counts as a write of `path` without changing it (oxenstored's MKDIR / records one). */
+  touchWrite(path: string): void {
+    this.access(path).modified = true;
+  }
+
   ownedBy(domid: number): number {
     return this.store.ownedBy(domid) + (this.ownerDelta.get(domid) ?? 0);
   }
