@@ -178,7 +178,7 @@ export class Xenstored {
     this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
     this.keepOrphans = opts.keepOrphans ?? false;
     const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
-    this.store = new Store(n0);
+    this.store = new Store(n0, { trackSubtrees: this.profile === 'ocaml' });
     this.db = new CommittedDb(this.store);
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
@@ -420,6 +420,12 @@ export class Xenstored {
     return this.onearg(msg, this.profile === 'c' ? 'ENOENT' : 'EINVAL');
   }
 
+  /** oxenstored's `domid :: _` match: the text up to the first NUL, or all of it. */
+  private firstArg(msg: XsMessage): string {
+    const nul = msg.payload.indexOf(0);
+    return dec(nul < 0 ? msg.payload : msg.payload.subarray(0, nul));
+  }
+
   /** Canonical, validated name (EINVAL otherwise). */
   private name(conn: Connection, raw: string, allowSpecial = false): string {
     let name = canonicalize(conn.home, raw);
@@ -611,13 +617,14 @@ export class Xenstored {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     this.getNode(ctx, name, XsPerm.XS_PERM_READ);
     const node = ctx.tx === undefined ? this.store.get(name) : undefined;
-    if (node?.listing !== undefined) {
-      ctx.reply = node.listing;
+    const cached = node && this.store.listings.get(node);
+    if (cached !== undefined) {
+      ctx.reply = cached;
       return;
     }
     const kids = this.sortedIfOcaml(ctx.db.children(name));
     ctx.reply = enc(kids.map((k) => `${k}\0`).join(''));
-    if (node !== undefined) node.listing = ctx.reply;
+    if (node !== undefined) this.store.listings.set(node, ctx.reply);
   }
 
   private doDirectoryPart(ctx: RequestContext): void {
@@ -851,7 +858,8 @@ export class Xenstored {
     const { conn, msg } = ctx;
     const [raw, token] = this.watchArgs(msg);
     // C compares the canonical spelling without validating it: a bad path just matches nothing.
-    const node = isSpecial(raw) ? raw : this.profile === 'c' ? canonicalize(conn.home, raw) : this.name(conn, raw);
+    // (oxenstored likewise just looks the prefixed string up: ENOENT.)
+    const node = isSpecial(raw) ? raw : canonicalize(conn.home, raw);
     const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
     if (i < 0) fail('ENOENT');
     conn.watches.splice(i, 1);
@@ -1139,6 +1147,11 @@ export class Xenstored {
   }
 
   private doResume(ctx: RequestContext): void {
+    if (this.profile === 'ocaml') {
+      // oxenstored: any existing domain, dom0 too; resuming is a no-op.
+      if (!this.domains.get(this.domidArg(this.firstArg(ctx.msg)))?.introduced) fail('EINVAL');
+      return;
+    }
     const d = this.domainArg(ctx);
     d.shutdownReported = false;
   }
@@ -1159,7 +1172,7 @@ export class Xenstored {
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
-    const domid = this.domidArg(this.onearg(ctx.msg));
+    const domid = this.domidArg(this.profile === 'ocaml' ? this.firstArg(ctx.msg) : this.onearg(ctx.msg));
     const yes = domid === DOMID_SELF || this.domains.get(domid)?.introduced === true;
     ctx.reply = enc(yes ? 'T\0' : 'F\0');
   }
