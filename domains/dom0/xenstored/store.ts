@@ -12,16 +12,11 @@ export class XsNode {
   children: Map<string, XsNode> | null = null;
   /** Generation of this node's last change (value, ACL, child list). */
   gen: number;
-  /** Newest generation anywhere in this subtree (oxenstored-style merges ask for it). */
-  subGen: number;
-  /** DIRECTORY reply payload, kept until the child list changes (dom0 tools list a lot). */
-  listing: Uint8Array | undefined = undefined;
 
   constructor(value: string, perms: Perms, gen: number) {
     this.value = value;
     this.perms = perms;
     this.gen = gen;
-    this.subGen = gen;
   }
 }
 
@@ -49,7 +44,8 @@ export class Store {
   /** Open snapshots that must see the tree as it was when they started. */
   readonly snapshots = new Set<SnapshotListener>();
 
-  constructor(rootPerms: Perms) {
+  constructor(rootPerms: Perms, opts: { trackSubtrees?: boolean } = {}) {
+    this.subGens = opts.trackSubtrees ? new WeakMap() : undefined;
     this.root = new XsNode('', rootPerms, 0);
     this.count(rootPerms[0].id, 1);
   }
@@ -113,10 +109,24 @@ export class Store {
     for (const s of this.snapshots) if (!s.has(path)) s.preserve(path, this.image(node));
   }
 
+  /**
+   * Newest generation anywhere in a node's subtree, for oxenstored-style merges; kept beside
+   * the nodes (only when asked for) so a million nodes in profile c carry no extra field.
+   */
+  readonly subGens: WeakMap<XsNode, number> | undefined;
+  /** DIRECTORY reply payloads, kept until a node's child list changes (dom0 tools list a lot). */
+  readonly listings = new WeakMap<XsNode, Uint8Array>();
+
+  subGen(n: XsNode): number {
+    return this.subGens?.get(n) ?? n.gen;
+  }
+
   /** Bumps subGen along the path to a change. */
   private touchPath(path: string, gen: number): void {
+    const sub = this.subGens;
+    if (sub === undefined) return;
     let node: XsNode | undefined = this.root;
-    node.subGen = gen;
+    sub.set(node, gen);
     if (path === '/') return;
     let start = 1;
     while (node !== undefined) {
@@ -124,7 +134,7 @@ export class Store {
       const name = end < 0 ? path.slice(start) : path.slice(start, end);
       node = node.children?.get(name);
       if (node === undefined) return;
-      node.subGen = gen;
+      sub.set(node, gen);
       if (end < 0) return;
       start = end + 1;
     }
@@ -142,7 +152,7 @@ export class Store {
     this.recent.clear();
     (parent.children ??= new Map()).set(name, node);
     parent.gen = gen;
-    parent.listing = undefined;
+    this.listings.delete(parent);
     this.touchPath(parentPath, gen);
     this.nodeCount++;
     this.count(perms[0].id, 1);
@@ -201,7 +211,7 @@ export class Store {
     }
     parent.children!.delete(name);
     if (parent.children!.size === 0) parent.children = null;
-    parent.listing = undefined;
+    this.listings.delete(parent);
     parent.gen = this.generation++;
     this.touchPath(parentPath, parent.gen);
   }

@@ -300,7 +300,7 @@ export class Transaction implements Db, SnapshotListener {
       while (!(p === low || p.startsWith(low === '/' ? '/' : `${low}/`))) low = parentOf(low);
     }
     const n = this.store.get(low);
-    return n !== undefined && n.subGen < this.startGen && this.store.rebuiltAt < this.startGen;
+    return n !== undefined && this.store.subGen(n) < this.startGen && this.store.rebuiltAt < this.startGen;
   }
 
   /**
@@ -338,7 +338,7 @@ export class Transaction implements Db, SnapshotListener {
           if (c) m.set(k, c);
         }
         n.children = m;
-        n.listing = undefined;
+        store.listings.delete(n);
       }
     }
     const events: { path: string; exact: boolean; perms: AclAt[] }[] = [];
