@@ -168,6 +168,8 @@ export class Xenstored {
   private closing: number[] = [];
   /** The requester's own events that C sends after the reply (RELEASE's node removals). */
   private postReply: XsMessage[] = [];
+  /** Applying a committed oxenstored transaction: its events are fired afterwards, not now. */
+  private silent = false;
   private deferOwn = false;
   /** Events produced by the current request, per connection, for C's duplicate check. */
   private readonly unsent = new Set<string>();
@@ -335,12 +337,14 @@ export class Xenstored {
   private run(handler: Handler, ctx: RequestContext): string | undefined {
     const mark = this.out.length;
     const selfMark = this.selfEvents.length;
+    const txMark = ctx.tx?.events.length ?? 0;
     try {
       handler(ctx);
       return undefined;
     } catch (e) {
       this.out.length = mark;
       this.selfEvents.length = selfMark;
+      if (ctx.tx) ctx.tx.events.length = txMark;
       if (e instanceof XsFail) return e.code;
       if (e instanceof TxQuotaError) return this.profile === 'c' ? 'ENOSPC' : 'EQUOTA';
       // A bug in the daemon must not take the daemon down: answer as oxenstored does.
@@ -534,6 +538,7 @@ export class Xenstored {
   }
 
   private queueEvent(conn: Connection, msg: XsMessage): void {
+    if (this.silent) return;
     if (conn === this.current && this.deferOwn) {
       this.postReply.push(msg);
       return;
@@ -556,6 +561,8 @@ export class Xenstored {
   private fire(ctx: RequestContext | undefined, name: string, exact: boolean, perms: AclAt[]): void {
     if (ctx?.tx) {
       ctx.tx.queueWatch(name, exact, perms);
+      // oxenstored fires a commit's events from the transaction's own writes, as it saw them.
+      if (this.profile === 'ocaml') ctx.tx.events.push({ path: name, exact, perms });
       return;
     }
     this.fireNow(name, exact, perms);
@@ -939,11 +946,18 @@ export class Xenstored {
       ok = this.replayMatches(ctx.conn, tx);
     }
     if (!ok) fail('EAGAIN');
-    // Apply by replaying the operations outside any transaction, firing their events.
-    for (const op of tx.ops) {
-      if (!WRITES.has(op.type)) continue;
-      this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
+    // Apply by replaying the operations outside any transaction, silently; then fire the events
+    // the transaction's own writes raised, with the ACLs it saw.
+    this.silent = true;
+    try {
+      for (const op of tx.ops) {
+        if (!WRITES.has(op.type)) continue;
+        this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
+      }
+    } finally {
+      this.silent = false;
     }
+    for (const ev of tx.events) this.fireNow(ev.path, ev.exact, ev.perms);
   }
 
   private subRequest(conn: Connection, op: RecordedOp, tx: Transaction | undefined): RequestContext {

@@ -117,6 +117,8 @@ export class Transaction implements Db, SnapshotListener {
   readonly ops: RecordedOp[] = [];
   private readonly pre = new Map<string, PreImage>();
   readonly paths: string[] = [];
+  /** oxenstored: the events this transaction's writes raised, to fire at commit. */
+  readonly events: { path: string; exact: boolean; perms: AclAt[] }[] = [];
 
   constructor(
     readonly id: number,
