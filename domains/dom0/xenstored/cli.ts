@@ -33,9 +33,6 @@ export function registerXenstored(program: Command): void {
     .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them")
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
     .action(async (o: Record<string, unknown>) => {
-      // A daemon holding a big tree: let V8 keep less slack above the live heap (about 290 MB
-      // instead of 370 MB RSS for a million nodes, at the same speed).
-      v8.setFlagsFromString('--heap-growing-percent=20');
       const profile = o.profile as Profile;
       if (profile !== 'c' && profile !== 'ocaml') throw new Error(`unknown profile "${profile}" (c or ocaml)`);
       const quotas: Partial<Quotas> = {};
@@ -71,6 +68,14 @@ export function registerXenstored(program: Command): void {
         keepOrphans: o.keepOrphans === true,
       });
       await server.listen();
+      // Once the tree is big, let V8 keep less slack above the live heap (a million nodes: about
+      // 270 MB RSS instead of 370 MB); small trees keep the default, which collects less often.
+      const bigTree = setInterval(() => {
+        if (server.xs.store.size < 200_000) return;
+        v8.setFlagsFromString('--heap-growing-percent=20');
+        clearInterval(bigTree);
+      }, 500);
+      bigTree.unref();
       const stop = (): void => {
         void server.close().then(() => trace?.close()).then(() => process.exit(0));
       };
