@@ -116,7 +116,6 @@ export class Transaction implements Db, SnapshotListener {
   readonly startGen: number;
   readonly ops: RecordedOp[] = [];
   private readonly pre = new Map<string, PreImage>();
-  readonly paths: string[] = [];
   /** oxenstored: the events this transaction's writes raised, to fire at commit. */
   readonly events: { path: string; exact: boolean; perms: AclAt[] }[] = [];
 
@@ -273,7 +272,6 @@ export class Transaction implements Db, SnapshotListener {
       a.exact = exact;
     }
     a.firePerms.push(...perms);
-    if (!this.paths.includes(path)) this.paths.push(path);
   }
 
   /** C rule: does every node this transaction looked at still have the generation it saw? */
