@@ -797,7 +797,8 @@ export class Xenstored {
     if (this.profile === 'c' && !conn.privileged && n > this.quotas.permissions) {
       fail('ENOSPC');
     }
-    const parsed = parsePerms(all.slice(1));
+    // oxenstored parses ids with int_of_string ("r 5" is EINVAL) before it looks at the path.
+    const parsed = parsePerms(all.slice(1), this.profile === 'ocaml' ? ocamlIntOfString : undefined);
     if (parsed === undefined) return fail('EINVAL');
     // domain_alloc_permrefs(): entries for domains that do not exist are kept but ignored.
     const entries = parsed.map((e) => {

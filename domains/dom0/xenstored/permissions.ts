@@ -47,12 +47,15 @@ function strtolWhole(s: string): number | undefined {
 }
 
 /** Parses "r5" style entries (xs_strings_to_perms). Returns undefined on any malformed entry. */
-export function parsePerms(strings: readonly string[]): PermEntry[] | undefined {
+export function parsePerms(
+  strings: readonly string[],
+  parseId: (s: string) => number | undefined = strtolWhole,
+): PermEntry[] | undefined {
   const out: PermEntry[] = [];
   for (const s of strings) {
     const bits = LETTER[s[0] ?? ''];
     if (bits === undefined) return undefined;
-    const id = strtolWhole(s.slice(1));
+    const id = parseId(s.slice(1));
     if (id === undefined) return undefined;
     // The id lands in a 16-bit field on the wire and in the database.
     out.push({ perms: bits, id: (id & 0xffff) as DomId });
