@@ -293,7 +293,8 @@ export class Transaction implements Db, SnapshotListener {
    * untouched by others since the start (so its changes can be grafted on as they are).
    */
   canCoalesce(): boolean {
-    const paths = [...this.accessed.keys()];
+    // A lookup of a missing node fails in oxenstored before it sets read_lowpath: it does not count.
+    const paths = [...this.accessed].filter(([, a]) => a.modified || a.seenGen !== NO_GENERATION).map(([p]) => p);
     if (paths.length === 0) return true;
     let low = paths[0];
     for (const p of paths) {

