@@ -767,7 +767,11 @@ export class Xenstored {
   private fireRemovedOcaml(ctx: RequestContext, name: string, removed: Removed[]): void {
     const top = removed[removed.length - 1];
     this.fire(ctx, name, false, [top.node, top.parent]);
-    if (ctx.tx) return;
+    // In a transaction the commit fires the watches below too (oxenstored's recursive fire_watches).
+    if (ctx.tx) {
+      ctx.tx.events[ctx.tx.events.length - 1].removed = removed;
+      return;
+    }
     this.fireBelowOcaml(name, removed);
   }
 
@@ -958,7 +962,10 @@ export class Xenstored {
     } finally {
       this.silent = false;
     }
-    for (const ev of tx.events) this.fireNow(ev.path, ev.exact, ev.perms);
+    for (const ev of tx.events) {
+      this.fireNow(ev.path, ev.exact, ev.perms);
+      if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed);
+    }
   }
 
   private subRequest(conn: Connection, op: RecordedOp, tx: Transaction | undefined): RequestContext {
