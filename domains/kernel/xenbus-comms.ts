@@ -14,7 +14,7 @@
 // the stream is destroyed with an EIO error.
 import { Duplex } from 'node:stream';
 import {
-  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, maskXenstoreIdx, xsRingIndexesValid,
+  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyIn, xsRingCopyOut, xsRingIndexesValid,
 } from '../../hypervisor/public/io/xs_wire.ts';
 
 export interface XenbusRingOptions {
@@ -135,14 +135,7 @@ export class XenbusRing extends Duplex {
       }
       const avail = (prod - cons) >>> 0;
       const out = Buffer.allocUnsafe(avail);
-      let at = maskXenstoreIdx(cons);
-      let done = 0;
-      while (done < avail) {
-        const chunk = Math.min(avail - done, XENSTORE_RING_SIZE - at);
-        out.set(this.page.subarray(h.buf + at, h.buf + at + chunk), done);
-        done += chunk;
-        at = 0;
-      }
+      xsRingCopyOut(this.page, h, cons, out);
       this.store(h.cons, cons + avail);
       this.notify();
       this.push(out);
@@ -177,14 +170,7 @@ export class XenbusRing extends Duplex {
         const room = XENSTORE_RING_SIZE - ((prod - cons) >>> 0);
         if (room === 0) return;
         const n = Math.min(room, p.data.length - p.used);
-        let at = maskXenstoreIdx(prod);
-        let done = 0;
-        while (done < n) {
-          const chunk = Math.min(n - done, XENSTORE_RING_SIZE - at);
-          this.page.set(p.data.subarray(p.used + done, p.used + done + chunk), h.buf + at);
-          done += chunk;
-          at = 0;
-        }
+        xsRingCopyIn(this.page, h, prod, p.data.subarray(p.used, p.used + n));
         p.used += n;
         this.store(h.prod, prod + n);
         this.notify();

@@ -36,7 +36,7 @@
 import {
   XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
   XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType,
-  type XsRingHalf, decodeHeader, maskXenstoreIdx, xsRingIndexesValid,
+  type XsRingHalf, decodeHeader, xsRingCopyIn, xsRingCopyOut, xsRingIndexesValid,
 } from '../../../hypervisor/public/io/xs_wire.ts';
 import type { XenstoredDaemon } from './daemon.ts';
 
@@ -225,7 +225,7 @@ export class XsRingConnection {
     while (room > 0 && this.out.length > 0) {
       const m = this.out[0];
       const n = Math.min(room, m.bytes.length - m.used);
-      this.copyIn(h, at, m.bytes.subarray(m.used, m.used + n));
+      xsRingCopyIn(this.page, h, at, m.bytes.subarray(m.used, m.used + n));
       m.used += n;
       at = (at + n) >>> 0;
       room -= n;
@@ -258,7 +258,7 @@ export class XsRingConnection {
         // A new message starts: C checks domain_can_read() before every read.
         if (this.hdrUsed === 0 && this.throttled()) break;
         const n = Math.min(avail - used, XSD_SOCKMSG_SIZE - this.hdrUsed);
-        this.copyOut(h, cons + used, this.hdr.subarray(this.hdrUsed, this.hdrUsed + n));
+        xsRingCopyOut(this.page, h, cons + used, this.hdr.subarray(this.hdrUsed, this.hdrUsed + n));
         this.hdrUsed += n;
         used += n;
         if (this.hdrUsed < XSD_SOCKMSG_SIZE) break;
@@ -275,7 +275,7 @@ export class XsRingConnection {
       }
       const body = this.body!;
       const n = Math.min(avail - used, body.length - this.bodyUsed);
-      this.copyOut(h, cons + used, body.subarray(this.bodyUsed, this.bodyUsed + n));
+      xsRingCopyOut(this.page, h, cons + used, body.subarray(this.bodyUsed, this.bodyUsed + n));
       this.bodyUsed += n;
       used += n;
       if (this.bodyUsed < body.length) break;
@@ -301,28 +301,6 @@ export class XsRingConnection {
     const quota = this.daemon.xs.quotas.outstanding;
     if (quota <= 0 || this.nOutstanding < quota) return false;
     return !(this.daemon.xs.connections.get(this.connId)?.privileged ?? false);
-  }
-
-  private copyIn(h: XsRingHalf, idx: number, data: Uint8Array): void {
-    let at = maskXenstoreIdx(idx);
-    let done = 0;
-    while (done < data.length) {
-      const chunk = Math.min(data.length - done, XENSTORE_RING_SIZE - at);
-      this.page.set(data.subarray(done, done + chunk), h.buf + at);
-      done += chunk;
-      at = 0;
-    }
-  }
-
-  private copyOut(h: XsRingHalf, idx: number, into: Uint8Array): void {
-    let at = maskXenstoreIdx(idx);
-    let done = 0;
-    while (done < into.length) {
-      const chunk = Math.min(into.length - done, XENSTORE_RING_SIZE - at);
-      into.set(this.page.subarray(h.buf + at, h.buf + at + chunk), done);
-      done += chunk;
-      at = 0;
-    }
   }
 
   // ------------------------------------------------------------------ errors and resets

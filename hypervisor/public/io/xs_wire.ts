@@ -190,3 +190,27 @@ export const maskXenstoreIdx = (idx: number): number => idx & (XENSTORE_RING_SIZ
 
 /** check_indexes(): bytes in flight must never exceed the ring size. */
 export const xsRingIndexesValid = (cons: number, prod: number): boolean => ((prod - cons) >>> 0) <= XENSTORE_RING_SIZE;
+
+/** Copies `data` into a ring half's buffer starting at free-running index `idx` (wrapping). */
+export function xsRingCopyIn(page: Uint8Array, half: XsRingHalf, idx: number, data: Uint8Array): void {
+  let at = maskXenstoreIdx(idx);
+  let done = 0;
+  while (done < data.length) {
+    const chunk = Math.min(data.length - done, XENSTORE_RING_SIZE - at);
+    page.set(data.subarray(done, done + chunk), half.buf + at);
+    done += chunk;
+    at = 0;
+  }
+}
+
+/** Fills `into` from a ring half's buffer starting at free-running index `idx` (wrapping). */
+export function xsRingCopyOut(page: Uint8Array, half: XsRingHalf, idx: number, into: Uint8Array): void {
+  let at = maskXenstoreIdx(idx);
+  let done = 0;
+  while (done < into.length) {
+    const chunk = Math.min(into.length - done, XENSTORE_RING_SIZE - at);
+    into.set(page.subarray(half.buf + at, half.buf + at + chunk), done);
+    done += chunk;
+    at = 0;
+  }
+}
