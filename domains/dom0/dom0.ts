@@ -47,7 +47,10 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
 
   // INTRODUCE maps the guest's ring (grant ref 1) and binds its store event channel.
   const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
+  let seenEpoch = -1;
   const syncRings = (): void => {
+    if (xs.domainEpoch === seenEpoch) return;
+    seenEpoch = xs.domainEpoch;
     for (const [domid, d] of xs.domains) {
       if (domid === 0 || !d.introduced || d.conn === undefined) continue;
       const have = rings.get(domid);

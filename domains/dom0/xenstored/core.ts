@@ -158,6 +158,11 @@ export class Xenstored {
   /** ACLs of @introduceDomain / @releaseDomain. */
   readonly special = new Map<string, Perms>();
   private nextConnId = 1;
+  /**
+   * Bumped whenever a domain gains or loses its connection, so transports that follow
+   * introductions (rings, guest sockets) look only when something changed.
+   */
+  domainEpoch = 0;
   private readonly domainExists: (domid: number) => boolean;
   private readonly keepOrphans: boolean;
   private readonly table: ReadonlyArray<readonly [Handler, Flag] | undefined>;
@@ -1027,6 +1032,7 @@ export class Xenstored {
       d.mfn = mfn;
       d.port = port;
       d.conn = this.addConnection(asDomId(domid), false, 'domain');
+      this.domainEpoch++;
       // oxenstored fires with dom0's connection as the source: after RELEASE 0 that lookup fails
       // and the (already added) domain is answered EINVAL.
       if (this.profile === 'ocaml' && !this.domains.get(0)?.introduced) fail('EINVAL');
@@ -1089,6 +1095,7 @@ export class Xenstored {
       this.closing.push(c.id);
     }
     this.domains.delete(d.domid);
+    this.domainEpoch++;
   }
 
   /**
@@ -1119,6 +1126,7 @@ export class Xenstored {
 
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
   destroyDomain(d: XsDomain, released = false): void {
+    this.domainEpoch++;
     if (this.profile === 'ocaml') {
       this.dropDomain(d);
       this.resetPermissionsOcaml(d.domid);

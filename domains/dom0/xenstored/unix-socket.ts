@@ -99,9 +99,12 @@ export class XenstoredServer {
   }
 
   /** Opens DIR/<domid> for newly introduced domains and removes it for released ones. */
+  private seenEpoch = -1;
+
   private syncGuestServers(): void {
     const dir = this.opts.guestDir;
-    if (!dir) return;
+    if (!dir || this.xs.domainEpoch === this.seenEpoch) return;
+    this.seenEpoch = this.xs.domainEpoch;
     for (const [domid, d] of this.xs.domains) {
       if (domid === 0 || !d.introduced || d.conn === undefined) continue;
       const g = this.guestServers.get(domid);
