@@ -46,8 +46,13 @@ function readJson(bytes: Uint8Array, i32: Int32Array): unknown {
   return JSON.parse(decoder.decode(bytes.subarray(DATA, DATA + i32[W_LEN])));
 }
 
+/** How a kernel traps into the hypervisor. */
+export interface HypercallPort {
+  call(domid: number, op: number, args: unknown): HypercallResult;
+}
+
 /** Worker side: makes hypercalls. */
-export class HypercallClient {
+export class HypercallClient implements HypercallPort {
   private readonly i32: Int32Array;
   private readonly bytes: Uint8Array;
 
@@ -131,5 +136,26 @@ export class HypercallServer {
     writeJson(this.bytes, i32, ret);
     Atomics.store(i32, W_STATE, CallState.DONE);
     Atomics.notify(i32, W_STATE);
+  }
+}
+
+/**
+ * A vCPU on the hypervisor's own thread (inline lockstep): the trap is a call. Arguments and
+ * results still cross as JSON, so neither side can hold a reference into the other's objects.
+ */
+export class InlineHypercallClient implements HypercallPort {
+  constructor(private readonly handler: HypercallHandler) {}
+
+  call(domid: number, op: number, args: unknown): HypercallResult {
+    let ret: unknown;
+    let frames: HandedFrame[] = [];
+    try {
+      const r = this.handler(domid, op, JSON.parse(JSON.stringify(args ?? null)));
+      ret = r.ret;
+      frames = r.frames ?? [];
+    } catch (e) {
+      ret = { error: String(e) };
+    }
+    return { ret: JSON.parse(JSON.stringify(ret ?? null)), frames: frames.map((f) => ({ ...f })) };
   }
 }

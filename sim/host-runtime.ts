@@ -1,12 +1,13 @@
 // A running Xen host: the hypervisor model on this thread, each domain's vCPU in a worker.
 // It plays the domain builder (libxenguest) for new guests: memory, xenstore ring page, store
 // event channel, grant ref 1 for xenstored, start_info; dom0's toolstack then INTRODUCEs them.
-import type { MessagePort, Worker } from 'node:worker_threads';
+import type { MessagePort } from 'node:worker_threads';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
 import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
+import { type ControlPort, InlineVcpu } from '../hypervisor/inline-vcpu.ts';
 import { EventChannels } from '../hypervisor/event-channel.ts';
 import { GrantTables } from '../hypervisor/grant-table.ts';
 import { Hypercalls } from '../hypervisor/hypercall.ts';
@@ -46,6 +47,11 @@ export interface HostOptions {
    */
   readonly pool?: number;
   /**
+   * Lockstep only: run every vCPU on this thread instead of one worker each. Same schedule and
+   * trace semantics, no thread hand-offs: what the scenario engine and its swarm use.
+   */
+  readonly inline?: boolean;
+  /**
    * Free-running: run EVTCHNOP_send in the sender's thread (default on unless tracing), and
    * spin this many checks for an event before a vCPU sleeps.
    */
@@ -59,12 +65,15 @@ export interface TraceEvent {
   readonly [k: string]: unknown;
 }
 
+/** A domain's vCPU as the scheduler drives it: its own worker thread, or inline on this one. */
+export type Vcpu = DomainThread | InlineVcpu;
+
 export class HostRuntime {
   readonly host = new Host();
   readonly evtchn: EventChannels;
   readonly gnttab: GrantTables;
   readonly hypercalls: Hypercalls;
-  readonly threads = new Map<number, DomainThread>();
+  readonly threads = new Map<number, Vcpu>();
   readonly trace: TraceEvent[] = [];
   readonly mode: RunMode;
   private seed: number;
@@ -85,6 +94,7 @@ export class HostRuntime {
   /** The send fast path's routes (free-running, untraced), and the spin before sleeping. */
   private readonly routes: EvtchnRoutes | undefined;
   private readonly spin: number;
+  readonly inline: boolean;
   /** Packed guests: the pool and each guest's control port. */
   readonly pool: VcpuPool | undefined;
   private readonly pooled = new Map<number, MessagePort>();
@@ -99,6 +109,9 @@ export class HostRuntime {
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
     this.spin = opts.spin ?? 0;
+    this.inline = opts.inline ?? false;
+    if (this.inline && this.mode !== 'lockstep') throw new Error('inline vCPUs run in lockstep only');
+    if (this.inline && opts.pool !== undefined) throw new Error('inline vCPUs already share one thread; no pool');
     if (this.mode === 'free' && !opts.trace && opts.fastEvtchn !== false) {
       const routes = new EvtchnRoutes(this.host, this.evtchn);
       this.routes = routes;
@@ -145,7 +158,8 @@ export class HostRuntime {
       if (!d || !t.control || d.pauseCount > 0) continue;
       const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
       const dl = this.deadlines.get(domid) ?? -1;
-      if (upcall || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push(domid);
+      const mail = t instanceof InlineVcpu && t.hasMail;
+      if (upcall || mail || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push(domid);
     }
     return out.sort((a, b) => a - b);
   }
@@ -211,12 +225,12 @@ export class HostRuntime {
     return this.seed;
   }
 
-  get dom0(): Worker {
+  get dom0(): ControlPort {
     return this.threads.get(0)!.worker;
   }
 
   /** Where a domain's program talks to the simulator (its thread, or its port in a pool). */
-  control(domid: number): Worker | MessagePort {
+  control(domid: number): ControlPort {
     const p = this.pooled.get(domid);
     if (p) return p;
     const t = this.threads.get(domid);
@@ -243,9 +257,9 @@ export class HostRuntime {
     });
   }
 
-  private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): DomainThread {
+  private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): Vcpu {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
-    const t = new DomainThread(d, this.hypercalls, si, program, this.mode, {
+    const t = this.inline ? new InlineVcpu(d, this.hypercalls, si, program) : new DomainThread(d, this.hypercalls, si, program, this.mode, {
       evtchnRoutes: this.routes?.table(d.domid), spin: this.spin, paused: d.pauseCount > 0,
     });
     this.threads.set(d.domid, t);

@@ -2,7 +2,7 @@
 // handler shape), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
 // and randomness only from here, so a run can be replayed.
 import type { MessagePort } from 'node:worker_threads';
-import { type HandedFrame, HypercallClient } from '../../hypervisor/hypercall-channel.ts';
+import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/hypercall-channel.ts';
 import { PeerSharedInfo, routePeer, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
@@ -100,7 +100,7 @@ export class Kernel {
   readonly domid: DomId;
   readonly startInfo: StartInfo;
   readonly rng: Prng;
-  private readonly hc: HypercallClient;
+  private readonly hc: HypercallPort;
   private readonly pages = new Map<number, Uint8Array>();
   /** Pages of other domains this kernel mapped, by grant handle. */
   private readonly foreign = new Map<number, Uint8Array>();
@@ -124,7 +124,7 @@ export class Kernel {
   beforeYield: (() => void) | undefined;
 
   /** `hc`: the vCPU's trap page when several domains share one thread (a packed pool). */
-  constructor(boot: KernelBoot, hc?: HypercallClient) {
+  constructor(boot: KernelBoot, hc?: HypercallPort) {
     this.domid = boot.domid as DomId;
     this.startInfo = boot.startInfo;
     this.rng = new Prng(boot.startInfo.seed);
@@ -278,22 +278,40 @@ export class Kernel {
     while (this.running) {
       Atomics.wait(ctl, VcpuControl.RUN, 0);
       if (!this.running) return;
-      for (;;) {
-        const upcall = Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0;
-        if (upcall) this.handleEvents();
-        const timers = this.runTimers();
-        // Let promise chains and immediates started by the handlers run to their next wait.
-        for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
-        if (!upcall && !timers && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
-      }
-      const next = this.timers.find((t) => t.live);
-      Atomics.store(this.ctl64!, VcpuControl.DEADLINE, BigInt(next ? next.at : -1));
+      await this.runSlice();
       // Messages this run posted (trace, results) reach the simulator before it moves on.
       this.beforeYield?.();
       Atomics.store(ctl, VcpuControl.RUN, 0);
       Atomics.store(ctl, VcpuControl.YIELD, 1);
       Atomics.notify(ctl, VcpuControl.YIELD);
     }
+  }
+
+  /**
+   * One lockstep run of this vCPU: upcalls and due timers, each followed by letting the tasks
+   * they started settle, until nothing is left; then publish the next deadline and return it.
+   * `settle` lets the caller deliver its own messages between rounds (an inline vCPU's port).
+   */
+  async runSlice(settle?: () => boolean): Promise<number> {
+    for (;;) {
+      const upcall = Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0;
+      if (upcall) this.handleEvents();
+      const timers = this.runTimers();
+      const inbox = settle?.() ?? false;
+      // Let promise chains and immediates started by the handlers run to their next wait.
+      for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
+      if (!this.running) return -1;
+      if (!upcall && !timers && !inbox && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
+    }
+    const next = this.timers.find((t) => t.live);
+    const deadline = next ? next.at : -1;
+    if (this.ctl64) Atomics.store(this.ctl64, VcpuControl.DEADLINE, BigInt(deadline));
+    return deadline;
+  }
+
+  /** Inline vCPU (no thread of its own): mark running without a loop; the host calls runSlice. */
+  startInline(): void {
+    this.running = true;
   }
 
   stop(): void {

@@ -1,7 +1,6 @@
 // Bench section `lockstep`: the price of replayability. The same guest workload (N xenstore
 // writes each) on 1 and 10 guests, free-running and in lockstep (one vCPU at a time, seeded),
 // as wall-clock operations per second.
-import type { MessagePort, Worker } from 'node:worker_threads';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../host-runtime.ts';
 import { type BenchSection, table } from './common.ts';
@@ -16,7 +15,7 @@ async function opsPerSecond(mode: 'free' | 'lockstep', guests: number, writes: n
     const args: WorkloadArgs = { ops: [['writes', 'data/k', writes]] };
     for (let id = 1; id <= guests; id++) {
       await rt.createGuest({ domid: id, paused: true, program: { module: WORKLOAD, args } });
-      const c: Worker | MessagePort = rt.control(id);
+      const c = rt.control(id);
       done.push(new Promise((resolve) => c.on('message', (m: { cmd: string }) => m.cmd === 'done' && resolve(m))));
     }
     const t0 = performance.now();

@@ -2,7 +2,6 @@
 // INTRODUCEd to dom0's xenstored and does 10 xenstore operations through its own ring.
 // Target (issue): 1000 packed guests in <= 30 s within 4 GB.
 import { readFileSync } from 'node:fs';
-import type { MessagePort, Worker } from 'node:worker_threads';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../host-runtime.ts';
 import { type BenchSection, table } from './common.ts';
@@ -23,7 +22,7 @@ async function run(guests: number, pool: number): Promise<{ boot: number; total:
     const args: WorkloadArgs = { ops: [['writes', 'data/k', 9], ['read', 'data/k']] };
     for (let id = 1; id <= guests; id++) {
       await rt.createGuest({ domid: id, program: { module: WORKLOAD, args } });
-      const c: Worker | MessagePort = rt.control(id);
+      const c = rt.control(id);
       done.push(new Promise((resolve) => c.on('message', (m: { cmd: string }) => m.cmd === 'done' && resolve(m))));
     }
     const boot = performance.now() - t0;

@@ -15,6 +15,7 @@ import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { XsHandle } from '../../domains/dom0/tools/xs.ts';
 import type { EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
+import { DomainThread } from '../../hypervisor/domain-thread.ts';
 import { HostRuntime } from '../host-runtime.ts';
 import { type BenchOptions, type BenchSection, fmtFixed, fmtInt, makeTempDir, median, onCleanup, table } from './common.ts';
 import type { RingGuestOp, RingGuestResult, RingGuestRun } from './ring-guest.ts';
@@ -347,7 +348,7 @@ async function bootHost(nGuests: number, spin = 0): Promise<Host> {
   // vCPU threads <= cores: here dom0 and one guest on 2 cores).
   const rt = new HostRuntime({ seed: 1, spin });
   const kill = onCleanup(() => {
-    for (const t of rt.threads.values()) void t.worker.terminate();
+    for (const t of rt.threads.values()) if (t instanceof DomainThread) void t.worker.terminate();
   });
   const stop = async (): Promise<void> => {
     await rt.shutdown();
@@ -369,7 +370,7 @@ async function bootHost(nGuests: number, spin = 0): Promise<Host> {
     const ready: Promise<unknown>[] = [];
     for (const domid of guests) {
       await rt.createGuest({ domid, program: { module: GUEST_PROGRAM, args: {} } });
-      ready.push(message<{ cmd: string }>(rt.threads.get(domid)!.worker, (m) => m.cmd === 'ready'));
+      ready.push(message<{ cmd: string }>(rt.threads.get(domid)!.worker as Worker, (m) => m.cmd === 'ready'));
     }
     await Promise.all(ready);
     return { rt, guests, stop };
@@ -387,9 +388,9 @@ async function runGuests(
 ): Promise<{ results: RingGuestResult[]; wallNs: number; meter: ReturnType<Meter['stop']> }> {
   const id = nextRunId++;
   const cmd: RingGuestRun = { cmd: 'run', id, op, n, warmup, inflight, profile };
-  const workers = domids.map((d) => h.rt.threads.get(d)!.worker);
+  const workers = domids.map((d) => h.rt.threads.get(d)!.worker as Worker);
   const answers = workers.map((w) => message<RingGuestResult>(w, (m) => m.cmd === 'result' && m.id === id));
-  const meter = new Meter(h.rt.dom0);
+  const meter = new Meter(h.rt.dom0 as Worker);
   const t0 = performance.now();
   for (const w of workers) w.postMessage(cmd);
   const results = await Promise.all(answers);

@@ -11,8 +11,8 @@ const WORKLOAD = new URL('../../domains/domU/xenstore-workload.ts', import.meta.
 interface Done { cmd: string; domid: number; results: unknown[]; retries: number }
 
 /** Boots dom0 and three guests racing on a shared counter; returns the trace hash and results. */
-async function runOnce(seed: number): Promise<{ hash: string; events: number; retries: number; order: string }> {
-  const rt = new HostRuntime({ seed, mode: 'lockstep', trace: true });
+async function runOnce(seed: number, inline = false): Promise<{ hash: string; events: number; retries: number; order: string }> {
+  const rt = new HostRuntime({ seed, mode: 'lockstep', trace: true, inline });
   try {
     await rt.bootDom0();
     await rt.toolstackWrite('/shared', '0', ['b0']);
@@ -58,5 +58,24 @@ describe('lockstep: seeded, replayable runs', function () {
     assert.ok(orders.size > 1, 'at least two of three seeds interleave differently');
     // Racing transactions really conflicted somewhere (EAGAIN, then retry).
     assert.ok(runs.some((r) => r.retries > 0), `retries: ${runs.map((r) => r.retries).join(',')}`);
+  });
+});
+
+describe('lockstep inline: every vCPU on the hypervisor\'s thread', function () {
+  this.timeout(60_000);
+
+  it('runs the same schedule as one thread per vCPU: the traces are byte-identical', async () => {
+    const threads = await runOnce(7);
+    const inline = await runOnce(7, true);
+    assert.ok(inline.events > 100, `a real workload ran (${inline.events} trace events)`);
+    assert.equal(inline.hash, threads.hash);
+  });
+
+  it('replays a seed exactly and interleaves other seeds differently', async () => {
+    const a = await runOnce(42, true);
+    const b = await runOnce(42, true);
+    assert.equal(a.hash, b.hash);
+    const orders = new Set((await Promise.all([1, 2, 3, 4].map((s) => runOnce(s, true)))).map((r) => r.order));
+    assert.ok(orders.size > 1, 'seeds interleave differently');
   });
 });

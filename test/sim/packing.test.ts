@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { XsHandle } from '../../domains/dom0/tools/xs.ts';
-import type { MessagePort, Worker } from 'node:worker_threads';
+import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../../sim/host-runtime.ts';
 
@@ -13,7 +13,7 @@ const WORKLOAD = new URL('../../domains/domU/xenstore-workload.ts', import.meta.
 
 interface Done { cmd: string; domid: number; results: unknown[]; retries: number }
 
-function done(port: Worker | MessagePort): Promise<Done> {
+function done(port: ControlPort): Promise<Done> {
   return new Promise((resolve) => {
     const on = (m: Done): void => {
       if (m.cmd === 'done') resolve(m);
