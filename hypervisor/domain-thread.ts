@@ -29,7 +29,7 @@ export class DomainThread {
 
   constructor(
     d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free',
-    fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number; paused?: boolean } = {},
+    fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number; paused?: boolean; tracing?: boolean } = {},
   ) {
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
@@ -46,7 +46,7 @@ export class DomainThread {
     this.mode = mode;
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
-      mode, vcpuControl: this.control, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin,
+      mode, vcpuControl: this.control, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin, tracing: fast.tracing,
     };
     this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();

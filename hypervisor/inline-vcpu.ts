@@ -81,7 +81,7 @@ export class InlineVcpu {
   /** Set when the program threw: the domain crashed (a worker would have died). */
   failure: unknown;
 
-  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, private readonly program: DomainProgram) {
+  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, private readonly program: DomainProgram, tracing = false) {
     [this.worker, this.port] = LocalPort.pair();
     this.control = new SharedArrayBuffer(VcpuControl.BYTES);
     this.ctl64 = new BigInt64Array(this.control);
@@ -89,8 +89,9 @@ export class InlineVcpu {
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const domid = d.domid;
     this.kernel = new Kernel({
-      domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, mode: 'lockstep', vcpuControl: this.control,
+      domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, mode: 'lockstep', vcpuControl: this.control, tracing,
     }, new InlineHypercallClient((_claimed, op, args) => hypercalls.call(domid, op, args)));
+    this.kernel.traceSink = (ev) => this.port.postMessage({ cmd: 'trace', ev });
   }
 
   /** Runs at virtual time `now` until blocked; resolves with the next timer deadline (or -1). */

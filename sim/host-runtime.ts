@@ -12,7 +12,7 @@ import { EventChannels } from '../hypervisor/event-channel.ts';
 import { GrantTables } from '../hypervisor/grant-table.ts';
 import { Hypercalls } from '../hypervisor/hypercall.ts';
 import { Host } from '../hypervisor/host.ts';
-import { GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
+import { GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
 import type { DomId } from '../hypervisor/public/xen.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import { Prng, type RunMode, type StartInfo } from '../domains/kernel/kernel.ts';
@@ -28,6 +28,20 @@ export interface GuestOptions {
   readonly domid?: number;
   /** Leave the new domain paused (as `xl create -p`); unpause() lets it run. */
   readonly paused?: boolean;
+  /** A console ring page and port (start_info.console), as for every real guest. */
+  readonly console?: boolean;
+  /**
+   * Have dom0 INTRODUCE the domain right away (default). The toolstack (xl create) does it
+   * itself after writing the skeleton, so it builds with this off.
+   */
+  readonly introduce?: boolean;
+}
+
+/** What the domain builder handed the new guest: its special pages and ports. */
+export interface BuiltDomain {
+  readonly domid: number;
+  readonly store: { readonly gfn: number; readonly port: number };
+  readonly console?: { readonly gfn: number; readonly port: number };
 }
 
 export interface HostOptions {
@@ -89,8 +103,8 @@ export class HostRuntime {
   /** Lockstep: trace events of the current run, dom0's xenstore events (tagged with how many
    * hypercalls dom0 had made), and dom0's hypercalls traced so far - to merge them in order. */
   private runEvents: TraceEvent[] | undefined;
-  private dom0Events: (TraceEvent & { hc: number })[] = [];
-  private dom0Hypercalls = 0;
+  private posted = new Map<number, (TraceEvent & { hc: number })[]>();
+  private hypercallsSeen = new Map<number, number>();
   /** The send fast path's routes (free-running, untraced), and the spin before sleeping. */
   private readonly routes: EvtchnRoutes | undefined;
   private readonly spin: number;
@@ -131,6 +145,7 @@ export class HostRuntime {
       this.pool = pool;
       this.evtchn.onUpcall((domid) => pool.ring(domid));
     }
+    this.host.addHooks({ domainCreated: () => undefined, domainKilled: (d) => this.vcpuKilled(d.domid), domainFreed: () => undefined });
     if (opts.trace) {
       this.tracing = true;
       const sink = typeof opts.trace === 'function' ? opts.trace : (e: TraceEvent) => void this.trace.push(e);
@@ -155,7 +170,8 @@ export class HostRuntime {
     for (const [domid, t] of this.threads) {
       const d = this.host.domains.get(domid);
       // A paused domain's events still get set pending, but its vCPU does not run.
-      if (!d || !t.control || d.pauseCount > 0) continue;
+      // Paused or shut down (Xen pauses every vCPU of a domain that shut down): not runnable.
+      if (!d || !t.control || d.pauseCount > 0 || d.isShutDown) continue;
       const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
       const dl = this.deadlines.get(domid) ?? -1;
       const mail = t instanceof InlineVcpu && t.hasMail;
@@ -164,12 +180,18 @@ export class HostRuntime {
     return out.sort((a, b) => a - b);
   }
 
+  private mayRun(domid: number): boolean {
+    const d = this.host.domains.get(domid);
+    return d !== undefined && d.pauseCount === 0 && !d.isShutDown && this.threads.has(domid);
+  }
+
   /** Runs vCPUs one at a time until every one is blocked with nothing due. */
   private async scheduleLoop(): Promise<void> {
     for (;;) {
       const ready = this.runnable();
       if (ready.length === 0) {
-        const next = [...this.deadlines.values()].filter((v) => v >= 0).sort((a, b) => a - b)[0];
+        // Only a vCPU that may run can make time pass: a paused or shut-down domain's timers wait.
+        const next = [...this.deadlines].filter(([id, v]) => v >= 0 && this.mayRun(id)).map(([, v]) => v).sort((a, b) => a - b)[0];
         if (next === undefined) return;
         this.now = Math.max(this.now, next);
         continue;
@@ -179,32 +201,50 @@ export class HostRuntime {
       const t = this.threads.get(domid)!;
       if (this.tracing) this.runEvents = [];
       this.deadlines.set(domid, await t.run(this.now));
-      this.flushRunTrace();
+      this.flushRunTrace(domid);
     }
   }
 
-  /** Emits a lockstep run's events, dom0's xenstore messages placed after the hypercall they followed. */
-  private flushRunTrace(): void {
+  /**
+   * Emits a lockstep run's events. What the domain posted itself (xenstored's messages, xenbus
+   * states) travels apart from its hypercalls, so each posted event is placed after the
+   * hypercall it followed - the same order whether the vCPU ran on a thread or inline.
+   */
+  private flushRunTrace(domid: number): void {
     const events = this.runEvents;
     this.runEvents = undefined;
     const sink = this.traceSink;
     if (!events || !sink) return;
-    const dom0 = this.dom0Events;
-    const emitDom0 = (): void => {
-      while (dom0.length && dom0[0].hc <= this.dom0Hypercalls) {
-        const { hc: _hc, ...ev } = dom0.shift()!;
+    const posted = this.posted.get(domid) ?? [];
+    let seen = this.hypercallsSeen.get(domid) ?? 0;
+    const emitPosted = (all = false): void => {
+      while (posted.length && (all || posted[0].hc <= seen)) {
+        const { hc: _hc, ...ev } = posted.shift()!;
         sink({ ...ev, t: this.now });
       }
     };
-    emitDom0();
+    emitPosted();
     for (const ev of events) {
       sink(ev);
-      if (ev.kind === 'hypercall' && ev.domid === 0) {
-        this.dom0Hypercalls++;
-        emitDom0();
+      if (ev.kind === 'hypercall' && ev.domid === domid) {
+        seen++;
+        emitPosted();
       }
     }
-    emitDom0();
+    emitPosted(true);
+    this.hypercallsSeen.set(domid, seen);
+  }
+
+  /** A trace event a domain posted (tagged with how many hypercalls it had made by then). */
+  private onPosted(domid: number, ev: TraceEvent & { hc: number }): void {
+    if (this.mode !== 'lockstep') {
+      const { hc: _hc, ...rest } = ev;
+      this.traceStamp?.(rest);
+      return;
+    }
+    let q = this.posted.get(domid);
+    if (!q) this.posted.set(domid, (q = []));
+    q.push(ev);
   }
 
   /** Lockstep: make sure the scheduler is running (after anything that may wake a vCPU). */
@@ -244,11 +284,6 @@ export class HostRuntime {
     this.host.populate(d, 0, 16);
     this.host.unpause(d);
     const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
-    t.worker.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
-      if (m.cmd !== 'trace' || !m.ev) return;
-      if (this.mode === 'lockstep') this.dom0Events.push(m.ev);
-      else this.traceStamp?.(m.ev);
-    });
     await new Promise<void>((resolve, reject) => {
       t.worker.once('error', reject);
       t.worker.on('message', (m: { cmd: string }) => {
@@ -257,12 +292,16 @@ export class HostRuntime {
     });
   }
 
-  private start(d: Domain, store: { store_mfn: number; store_evtchn: number }, program: DomainProgram): Vcpu {
+  private start(d: Domain, store: { store_mfn: number; store_evtchn: number; console_mfn?: number; console_evtchn?: number }, program: DomainProgram): Vcpu {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
-    const t = this.inline ? new InlineVcpu(d, this.hypercalls, si, program) : new DomainThread(d, this.hypercalls, si, program, this.mode, {
-      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin, paused: d.pauseCount > 0,
+    const t = this.inline ? new InlineVcpu(d, this.hypercalls, si, program, this.tracing) : new DomainThread(d, this.hypercalls, si, program, this.mode, {
+      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin, paused: d.pauseCount > 0, tracing: this.tracing,
     });
     this.threads.set(d.domid, t);
+    const domid = d.domid;
+    t.worker.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
+      if (m.cmd === 'trace' && m.ev) this.onPosted(domid, m.ev);
+    });
     if (d.pauseCount === 0) {
       this.owed.add(d.domid);
       this.poke();
@@ -292,27 +331,44 @@ export class HostRuntime {
    * of every replay.
    */
   async createGuest(opts: GuestOptions): Promise<Domain> {
+    return (await this.buildGuest(opts)).domain;
+  }
+
+  /** The domain builder: memory, special pages, ports and grant refs, start_info, the vCPU. */
+  async buildGuest(opts: GuestOptions): Promise<BuiltDomain & { domain: Domain }> {
     await this.quiesce();
     const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32 });
     // A packed vCPU sleeps on its pool thread's doorbell: sends to it must trap to ring it.
     if (this.pool) this.routes?.setTrapOnly(d.domid);
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
-    const storeGfn = nr - 1;
     const dom0 = this.host.domains.get(0)!;
-    const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: 0 as DomId });
-    if (typeof alloc === 'number') throw new Error(`store event channel: ${alloc}`);
+    // libxl__build_pre: the store (and console) ports are allocated in the new domain, for dom0.
+    const unbound = (): number => {
+      const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: 0 as DomId });
+      if (typeof alloc === 'number') throw new Error(`event channel for the new domain: ${alloc}`);
+      return alloc.port;
+    };
+    const storeGfn = nr - 1;
+    const store = { gfn: storeGfn, port: unbound() };
     this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_XENSTORE), 0 as DomId, storeGfn);
+    let console: { gfn: number; port: number } | undefined;
+    if (opts.console) {
+      console = { gfn: nr - 2, port: unbound() };
+      this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_CONSOLE), 0 as DomId, console.gfn);
+    }
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
-    await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: alloc.port });
-    await this.quiesce();
-    const store = { store_mfn: storeGfn, store_evtchn: alloc.port };
+    if (opts.introduce !== false) {
+      await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: store.port });
+      await this.quiesce();
+    }
+    const startStore = { store_mfn: storeGfn, store_evtchn: store.port, console_mfn: console?.gfn, console_evtchn: console?.port };
     const boot = (): void => {
       if (this.pool) {
-        const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
+        const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...startStore, seed: this.nextSeed() };
         this.pooled.set(d.domid, this.pool.place(d, si, opts.program));
       } else {
-        this.start(d, store, opts.program);
+        this.start(d, startStore, opts.program);
       }
     };
     if (opts.paused) {
@@ -323,8 +379,56 @@ export class HostRuntime {
       this.host.unpause(d);
       boot();
     }
-    return d;
+    return { domain: d, domid: d.domid, store, console };
   }
+
+  /** A message to a domain's program (its vCPU runs to take it). */
+  send(domid: number, m: unknown): void {
+    this.control(domid).postMessage(m);
+    this.owed.add(domid);
+    this.poke();
+  }
+
+  /** A call into dom0's toolstack (libxl in dom0): resolves with its result, rejects with its error. */
+  toolstack<T = unknown>(op: string, args: unknown): Promise<T> {
+    const id = this.nextCall++;
+    const w = this.dom0;
+    return new Promise<T>((resolve, reject) => {
+      const on = (r: { cmd: string; id: number; result?: T; error?: string }): void => {
+        if (r.cmd !== 'toolstackd' || r.id !== id) return;
+        w.off('message', on);
+        if (r.error !== undefined) reject(new Error(r.error));
+        else resolve(r.result as T);
+      };
+      w.on('message', on);
+      this.send(0, { cmd: 'toolstack', id, op, args });
+    });
+  }
+  private nextCall = 1;
+
+  /** Waits for a message from a domain's program that satisfies `pred`. */
+  message<T>(domid: number, pred: (m: T) => boolean): Promise<T> {
+    const w = this.control(domid);
+    return new Promise((resolve) => {
+      const on = (m: T): void => {
+        if (!pred(m)) return;
+        w.off('message', on);
+        resolve(m);
+      };
+      w.on('message', on);
+    });
+  }
+
+  /** domain_kill stops the vCPUs, whoever asked (dom0's toolstack by hypercall, or destroy()). */
+  private vcpuKilled(domid: number): void {
+    const t = this.threads.get(domid);
+    if (!t || domid === 0) return;
+    this.threads.delete(domid);
+    this.deadlines.delete(domid);
+    this.owed.delete(domid);
+    this.halting.push(t.halt());
+  }
+  private halting: Promise<void>[] = [];
 
   /** XEN_DOMCTL_unpausedomain for domains created paused. */
   async unpause(...domids: number[]): Promise<void> {
@@ -356,13 +460,10 @@ export class HostRuntime {
       this.pooled.get(domid)!.close();
       this.pooled.delete(domid);
     }
-    const t = this.threads.get(domid);
-    this.threads.delete(domid);
-    this.deadlines.delete(domid);
-    this.owed.delete(domid);
-    await t?.halt();
+    this.vcpuKilled(domid);
+    await Promise.all(this.halting.splice(0));
     const d = this.host.domains.get(domid);
-    if (d) this.host.destroy(d);
+    if (d && d.runState !== 'dying' && d.runState !== 'dead') this.host.destroy(d);
     this.poke();
   }
 
@@ -375,5 +476,6 @@ export class HostRuntime {
       this.threads.delete(domid);
       await t.halt();
     }
+    await Promise.all(this.halting.splice(0));
   }
 }

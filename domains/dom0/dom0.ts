@@ -10,6 +10,12 @@ import type { Profile } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
 import { XsRingConnection } from './xenstored/domain-ring.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
+import { connectLocal } from './xenstored/local-connection.ts';
+import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
+import { Xenwatch } from '../kernel/xenbus-watch.ts';
+import { Blkback, type BlkbackQuirks } from './backends/blkback.ts';
+import { DiskImages } from './backends/disk-image.ts';
+import { Toolstack, type ToolstackQuirks } from './toolstack/toolstack.ts';
 
 export interface Dom0Args {
   readonly profile?: Profile;
@@ -17,6 +23,10 @@ export interface Dom0Args {
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
   readonly trace?: boolean;
+  /** Run the backend drivers and the toolstack (xl create and friends); default on. */
+  readonly devices?: boolean;
+  /** Buggy variants of known races and fault knobs, by component. */
+  readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkback?: BlkbackQuirks; readonly toolstack?: ToolstackQuirks };
 }
 
 /** Messages the simulator sends dom0's toolstack. */
@@ -29,7 +39,7 @@ export type Dom0Command =
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
   const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c' });
   const xs = daemon.xs;
-  if (args.trace) daemon.onTrace = (ev) => control.postMessage({ cmd: 'trace', ev: { ...ev, hc: k.hypercalls } });
+  if (args.trace) daemon.onTrace = (ev) => k.trace(ev);
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
   // The toolstack's own privileged connection (libxl's xs handle).
@@ -85,7 +95,30 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     daemon.flush();
   });
 
-  control.on('message', (m: Dom0Command) => {
+  // The backend domain's kernel xenbus and the toolstack: each its own xenstore connection.
+  const toolstack = args.devices === false ? undefined : await (async () => {
+    const images = new DiskImages();
+    const bexs = connectLocal(daemon, 'dom0-xenbus');
+    const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, new Xenwatch(bexs, 'be'));
+    bus.register(new Blkback(images, args.quirks?.blkback));
+    await bus.start();
+    const ts = new Toolstack(k, connectLocal(daemon, 'xl'), images, bus, control, args.quirks?.toolstack);
+    await ts.start();
+    return ts;
+  })();
+
+  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown }) => {
+    if (m.cmd === 'toolstack') {
+      if (!toolstack) {
+        control.postMessage({ cmd: 'toolstackd', id: m.id, error: 'dom0 runs without a toolstack' });
+        return;
+      }
+      toolstack.call(m.op, m.args).then(
+        (result) => control.postMessage({ cmd: 'toolstackd', id: m.id, result }),
+        (e: unknown) => control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
+      );
+      return;
+    }
     if (m.cmd === 'introduce') {
       // libxl__domain_make: the guest's home (dom0-owned, guest-readable) and its writable data/.
       const home = `/local/domain/${m.domid}`;

@@ -6,7 +6,7 @@ import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hyp
 import { PeerSharedInfo, routePeer, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
-  GNTMAP_host_map, GNTMAP_readonly, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
+  GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
 import { DOMID_SELF, type DomId, Hypercall, SharedInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
@@ -49,6 +49,8 @@ export interface KernelBoot {
   readonly evtchnRoutes?: SharedArrayBuffer;
   /** Spin this many checks for an event before sleeping (only worth it with threads <= cores). */
   readonly spin?: number;
+  /** The simulator keeps a trace: domain code may add its own events (kernel.trace). */
+  readonly tracing?: boolean;
 }
 
 export class HypercallFailed extends Error {
@@ -120,6 +122,16 @@ export class Kernel {
   /** Lockstep timers on virtual time, ordered by deadline then creation. */
   private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
   private timerSeq = 0;
+  /** Whether the simulator keeps a trace (cheap to test before building an event). */
+  readonly tracing: boolean;
+  /** Where trace events go (set by whoever runs the kernel: the worker or the inline vCPU). */
+  traceSink: ((ev: object) => void) | undefined;
+
+  /** Adds an event to the simulator's trace, placed after this domain's last hypercall. */
+  trace(ev: { readonly kind: string }): void {
+    if (this.tracing) this.traceSink?.({ domid: this.domid, ...ev, hc: this.hypercalls });
+  }
+
   /** Lockstep: called just before the vCPU yields (the worker posts a marker after its messages). */
   beforeYield: (() => void) | undefined;
 
@@ -136,6 +148,7 @@ export class Kernel {
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
     this.spin = boot.spin ?? 0;
+    this.tracing = boot.tracing ?? false;
     if (boot.vcpuControl) {
       this.ctl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
@@ -182,6 +195,25 @@ export class Kernel {
     const p = this.pages.get(gfn);
     if (!p) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
     return p;
+  }
+
+  private freeGfns: number[] | undefined;
+
+  /** A page of this domain's own memory that nothing uses yet (rings, I/O buffers). */
+  allocPage(): { gfn: number; bytes: Uint8Array } {
+    if (!this.freeGfns) {
+      const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
+      this.freeGfns = [...this.pages.keys()].filter((g) => !special.has(g)).sort((a, b) => b - a);
+    }
+    const gfn = this.freeGfns.pop();
+    if (gfn === undefined) throw new HypercallFailed('allocPage', 'out of memory');
+    const bytes = this.page(gfn);
+    bytes.fill(0);
+    return { gfn, bytes };
+  }
+
+  freePage(gfn: number): void {
+    this.freeGfns?.push(gfn);
   }
 
   // ---------------------------------------------------------------- hypercalls
@@ -366,6 +398,28 @@ export class Kernel {
     }) as { rc: number; results: { status: number }[] };
     if (r.rc !== 0 || r.results[0].status !== GntSt.GNTST_okay) throw new HypercallFailed('setup_table', r);
     this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab));
+  }
+
+  private freeRefs: number[] = [];
+  private nextRef = GNTTAB_NR_RESERVED_ENTRIES;
+
+  /** gnttab_claim_grant_reference: a free entry of our grant table (past the reserved ones). */
+  allocGrantRef(): number {
+    return this.freeRefs.pop() ?? this.nextRef++;
+  }
+
+  /** gnttab_grant_foreign_access: a fresh ref granting `domid` our page `gfn`. */
+  grantForeignAccess(domid: number, gfn: number, readonly: boolean): number {
+    const ref = this.allocGrantRef();
+    this.grantAccess(ref, domid, gfn, readonly);
+    return ref;
+  }
+
+  /** gnttab_end_foreign_access: revoke and recycle the ref; false (ref kept) while still mapped. */
+  endForeignAccess(ref: number): boolean {
+    if (!this.endAccess(ref)) return false;
+    this.freeRefs.push(ref);
+    return true;
   }
 
   /** gnttab_grant_foreign_access_ref: let `domid` map our page `gfn`. */

@@ -31,6 +31,7 @@ parentPort!.on('message', (m: PoolCommand) => {
   }
   const kernel = new Kernel(m.boot, hc);
   kernels.set(kernel.domid, { kernel, control: m.control });
+  kernel.traceSink = (ev) => m.control.postMessage({ cmd: 'trace', ev });
   void import(m.boot.program.module).then((mod: Record<string, (k: Kernel, a: unknown, c: MessagePort) => unknown>) => {
     const entry = mod[m.boot.program.entry ?? 'main'];
     const running = entry(kernel, m.boot.program.args, m.control);

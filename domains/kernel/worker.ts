@@ -16,6 +16,7 @@ export interface WorkerBoot extends KernelBoot {
 
 const boot = workerData as WorkerBoot;
 const kernel = new Kernel(boot);
+kernel.traceSink = (ev) => parentPort!.postMessage({ cmd: 'trace', ev });
 let yields = 0;
 kernel.beforeYield = () => parentPort!.postMessage({ cmd: 'yielded', seq: ++yields });
 // The control port keeps this thread alive while the domain exists (a pending waitAsync does not).

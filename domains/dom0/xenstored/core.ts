@@ -13,7 +13,7 @@ import {
 } from './permissions.ts';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
 import { Store, type XsNode } from './store.ts';
-import { type AclAt, CommittedDb, type Db, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
+import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
 
 export type Profile = 'c' | 'ocaml';
 
@@ -391,11 +391,15 @@ export class Xenstored {
 
   // ------------------------------------------------------------------ helpers
 
-  /** Stale-ACL rule: an entry counts only for a domain known since before the node last changed. */
+  /**
+   * Stale-ACL rule: an entry counts only for a domain known since before the node last changed.
+   * A node created or rewritten inside a transaction has no generation yet - C's NO_GENERATION is
+   * all ones, so every known domain passes (libxl's device dirs rely on it).
+   */
   readonly staleAcl: EntryValidator = {
     entryValid: (e: PermEntry, gen: number): boolean => {
       const d = this.domains.get(e.id);
-      return d !== undefined && d.generation <= gen;
+      return d !== undefined && (gen === NO_GENERATION || d.generation <= gen);
     },
   };
 

@@ -225,6 +225,26 @@ describe('xenstored permissions (C 4.17)', () => {
     });
   });
 
+  describe('ACLs written inside a transaction', () => {
+    it('a dir created with n0 r2 in a transaction lets guest 2 read the children written with it (libxl device dirs)', () => {
+      for (const profile of ['c', 'ocaml'] as const) {
+        const h = new Harness({ profile });
+        const g2 = h.introduce(2);
+        const d0 = h.dom0;
+        const tx = d0.txStart();
+        assert.equal(d0.write('/be/vbd/2/51712', '', tx), 'OK');
+        assert.equal(d0.setPerms('/be/vbd/2/51712', 'n0 r2', tx), 'OK');
+        assert.equal(d0.write('/be/vbd/2/51712/state', '1', tx), 'OK');
+        assert.equal(d0.commit(tx), 'OK');
+        // Created without a generation (C's NO_GENERATION is all ones): the entry is not stale.
+        assert.equal(d0.getPerms('/be/vbd/2/51712/state'), 'n0 r2', profile);
+        assert.equal(g2.read('/be/vbd/2/51712/state'), '1', profile);
+        assert.equal(d0.write('/be/vbd/2/51712/state', '2'), 'OK');
+        assert.equal(g2.read('/be/vbd/2/51712/state'), '2', profile);
+      }
+    });
+  });
+
   describe('domid reuse', () => {
     it('XSA-322: ACL entries of a released domain give nothing to a new domain with the same domid', () => {
       const { h, who } = setup();

@@ -1,0 +1,251 @@
+// blkback: the vbd backend in dom0. Probe advertises what it supports and waits in InitWait for
+// the hotplug script's physical-device; once the disk is open and the frontend's ring is mapped it
+// publishes the disk's geometry and goes Connected. Requests arrive on the blkif ring; each
+// segment is a granted page, mapped for the I/O (read-only for writes) and unmapped after.
+import { BackRing } from '../../../hypervisor/public/io/ring.ts';
+import {
+  BLKIF_RING_ENTRY_SIZE, BLKIF_SECTOR_SIZE, BlkifOp, BlkifRsp, blkifRequestOperation, blkifSegmentBytes, decodeBlkifRequest,
+  encodeBlkifResponse, validateBlkifRequest, VDISK_CDROM, VDISK_READONLY, XEN_IO_PROTO_ABI_NATIVE,
+} from '../../../hypervisor/public/io/blkif.ts';
+import { XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
+import { GntSt } from '../../../hypervisor/public/grant_table.ts';
+import type { XenbusDevice, XenbusDriver } from '../../kernel/xenbus-probe.ts';
+import type { XenbusWatch } from '../../kernel/xenbus-watch.ts';
+import type { DiskImage, DiskImages } from './disk-image.ts';
+
+export interface BlkbackQuirks {
+  /**
+   * R07 (XSA-350): connect() on every frontend Connected/Initialised event, even when already
+   * connected, so a second ring map and event-channel bind leak and the first are overwritten.
+   */
+  readonly reconnectWhenConnected?: boolean;
+}
+
+interface Blkif {
+  physWatch?: XenbusWatch;
+  disk?: DiskImage;
+  mode?: string;
+  cdrom?: boolean;
+  ring?: BackRing;
+  ringHandle?: number;
+  port?: number;
+  /** Requests in flight (mapped segments not yet answered). */
+  inflight: number;
+  /** Times rings were mapped (R07 counts leaks). */
+  connects: number;
+}
+
+export class Blkback implements XenbusDriver {
+  readonly type = 'vbd';
+  /** Requests answered, by status (for tests and the bench). */
+  readonly stats = { okay: 0, error: 0, notsupp: 0 };
+
+  constructor(private readonly images: DiskImages, private readonly quirks: BlkbackQuirks = {}) {}
+
+  private blkif(dev: XenbusDevice): Blkif {
+    return dev.data as Blkif;
+  }
+
+  async probe(dev: XenbusDevice): Promise<void> {
+    const be: Blkif = { inflight: 0, connects: 0 };
+    dev.data = be;
+    // Advertised before InitWait so the frontend can size its rings (one page, one queue here).
+    await dev.xs.write(`${dev.nodename}/feature-max-indirect-segments`, '0').catch(() => undefined);
+    await dev.xs.write(`${dev.nodename}/multi-queue-max-queues`, '1').catch(() => undefined);
+    await dev.xs.write(`${dev.nodename}/max-ring-page-order`, '0').catch(() => undefined);
+    // The hotplug script's result; its first firing also covers a script that already ran.
+    be.physWatch = await dev.bus.watch.register(`${dev.nodename}/physical-device`, () => this.physicalDeviceChanged(dev));
+    await dev.switchState(XenbusState.XenbusStateInitWait);
+  }
+
+  private async physicalDeviceChanged(dev: XenbusDevice): Promise<void> {
+    const be = this.blkif(dev);
+    if (dev.removed || be.disk) return;
+    const phys = await dev.read('physical-device');
+    if (!phys) return;
+    const params = await dev.read('params');
+    be.mode = (await dev.read('mode')) ?? 'w';
+    be.cdrom = (await dev.readOtherend('device-type')) === 'cdrom';
+    const disk = params ? this.images.get(params) : undefined;
+    if (!disk) {
+      await dev.devFatal(2, `opening backend device ${params ?? ''}`);
+      return;
+    }
+    be.disk = disk;
+    await this.maybeConnect(dev);
+  }
+
+  async otherendChanged(dev: XenbusDevice, state: XenbusState): Promise<void> {
+    const be = this.blkif(dev);
+    switch (state) {
+      case XenbusState.XenbusStateInitialising:
+        // A frontend restarting while we are Closed: get ready to reconnect.
+        if (dev.state === XenbusState.XenbusStateClosed) await dev.switchState(XenbusState.XenbusStateInitWait);
+        break;
+      case XenbusState.XenbusStateInitialised:
+      case XenbusState.XenbusStateConnected:
+        if (dev.state === XenbusState.XenbusStateConnected && !this.quirks.reconnectWhenConnected) break;
+        if (!be.ring || this.quirks.reconnectWhenConnected) {
+          if (!(await this.connectRing(dev))) return;
+        }
+        await this.maybeConnect(dev);
+        break;
+      case XenbusState.XenbusStateClosing:
+        this.disconnect(dev);
+        await dev.switchState(XenbusState.XenbusStateClosing);
+        break;
+      case XenbusState.XenbusStateClosed:
+      case XenbusState.XenbusStateUnknown:
+        this.disconnect(dev);
+        await dev.switchState(XenbusState.XenbusStateClosed);
+        // An online backend stays for a frontend that comes back; an offline one goes.
+        if (state === XenbusState.XenbusStateUnknown || (await dev.read('online')) !== '1') await dev.bus.unregister(dev);
+        break;
+      case XenbusState.XenbusStateInitWait:
+      case XenbusState.XenbusStateReconfiguring:
+      case XenbusState.XenbusStateReconfigured:
+        break;
+    }
+  }
+
+  /** connect_ring: the frontend's ring-ref, event-channel and protocol. */
+  private async connectRing(dev: XenbusDevice): Promise<boolean> {
+    const be = this.blkif(dev);
+    const protocol = (await dev.readOtherend('protocol')) ?? XEN_IO_PROTO_ABI_NATIVE;
+    if (protocol !== XEN_IO_PROTO_ABI_NATIVE) {
+      await dev.devFatal(22, `unknown fe protocol ${protocol}`);
+      return false;
+    }
+    const ref = await dev.readOtherend('ring-ref');
+    const evtchn = await dev.readOtherend('event-channel');
+    if (ref === undefined || evtchn === undefined || !/^\d+$/.test(ref) || !/^\d+$/.test(evtchn)) {
+      await dev.devFatal(2, `reading ${dev.otherend}/ring-ref and event-channel`);
+      return false;
+    }
+    const k = dev.kernel;
+    const mapped = k.mapGrant(dev.otherendId, Number(ref), false);
+    if (mapped.status !== GntSt.GNTST_okay || !mapped.page) {
+      await dev.devFatal(12, `mapping ring-ref ${ref} port ${evtchn}`);
+      return false;
+    }
+    let port: number;
+    try {
+      port = k.bindInterdomain(dev.otherendId, Number(evtchn));
+    } catch {
+      k.unmapGrant(mapped.handle);
+      await dev.devFatal(22, `binding event-channel ${evtchn}`);
+      return false;
+    }
+    be.ring = BackRing.attach(mapped.page, BLKIF_RING_ENTRY_SIZE);
+    be.ringHandle = mapped.handle;
+    be.port = port;
+    be.connects++;
+    k.on(port, () => this.serve(dev));
+    return true;
+  }
+
+  /** connect(): once the disk is open and the ring mapped, publish the disk and go Connected. */
+  private async maybeConnect(dev: XenbusDevice): Promise<void> {
+    const be = this.blkif(dev);
+    if (!be.disk || !be.ring || dev.removed) return;
+    if (dev.state === XenbusState.XenbusStateConnected && !this.quirks.reconnectWhenConnected) return;
+    const info = (be.cdrom ? VDISK_CDROM : 0) | (be.mode === 'r' || be.disk.readonly ? VDISK_READONLY : 0);
+    const d = dev.nodename;
+    await dev.bus.transactionWrite([
+      [`${d}/feature-flush-cache`, '1'], [`${d}/feature-discard`, '0'], [`${d}/feature-barrier`, '0'],
+      [`${d}/feature-persistent`, '0'], [`${d}/sectors`, String(be.disk.sectors)], [`${d}/info`, String(info)],
+      [`${d}/sector-size`, String(BLKIF_SECTOR_SIZE)], [`${d}/physical-sector-size`, String(BLKIF_SECTOR_SIZE)],
+    ]);
+    await dev.switchState(XenbusState.XenbusStateConnected);
+    // Requests the frontend queued before we listened.
+    this.serve(dev);
+  }
+
+  /** The ring's event: take every request, answer each, notify if the frontend asked. */
+  private serve(dev: XenbusDevice): void {
+    const be = this.blkif(dev);
+    const ring = be.ring;
+    if (!ring || !be.disk) return;
+    for (;;) {
+      if (ring.requestOverflow()) {
+        // A frontend claiming more requests than the ring holds is broken: stop serving it.
+        void dev.devFatal(71, 'ring overflow');
+        return;
+      }
+      let slot = ring.consumeRequest();
+      while (slot) {
+        const req = decodeBlkifRequest(slot);
+        const op = blkifRequestOperation(slot);
+        const status = this.handle(dev, be, req, op);
+        if (status === BlkifRsp.BLKIF_RSP_OKAY) this.stats.okay++;
+        else if (status === BlkifRsp.BLKIF_RSP_EOPNOTSUPP) this.stats.notsupp++;
+        else this.stats.error++;
+        const rsp = ring.produceResponse();
+        if (rsp) encodeBlkifResponse(rsp, { id: req.id, operation: op, status });
+        slot = ring.consumeRequest();
+      }
+      if (ring.pushResponsesAndCheckNotify() && be.port !== undefined) dev.kernel.notify(be.port);
+      if (!ring.finalCheckForRequests()) return;
+    }
+  }
+
+  private handle(dev: XenbusDevice, be: Blkif, req: ReturnType<typeof decodeBlkifRequest>, op: number): BlkifRsp {
+    const disk = be.disk!;
+    switch (op) {
+      case BlkifOp.BLKIF_OP_FLUSH_DISKCACHE:
+        disk.flushes++;
+        return BlkifRsp.BLKIF_RSP_OKAY;
+      case BlkifOp.BLKIF_OP_READ:
+      case BlkifOp.BLKIF_OP_WRITE:
+        break;
+      default:
+        return BlkifRsp.BLKIF_RSP_EOPNOTSUPP;
+    }
+    if (validateBlkifRequest(req) !== undefined) return BlkifRsp.BLKIF_RSP_ERROR;
+    const write = op === BlkifOp.BLKIF_OP_WRITE;
+    if (write && (be.mode === 'r' || disk.readonly)) return BlkifRsp.BLKIF_RSP_ERROR;
+    let sector = Number(req.sector_number);
+    const total = req.seg.reduce((n, s) => n + s.last_sect - s.first_sect + 1, 0);
+    if (sector + total > disk.sectors) return BlkifRsp.BLKIF_RSP_ERROR;
+    const k = dev.kernel;
+    be.inflight++;
+    try {
+      for (const seg of req.seg) {
+        const { offset, length } = blkifSegmentBytes(seg);
+        const n = length / BLKIF_SECTOR_SIZE;
+        if (write) {
+          const m = k.mapGrant(dev.otherendId, seg.gref, true);
+          if (!m.page) return BlkifRsp.BLKIF_RSP_ERROR;
+          disk.write(sector, n, m.page.subarray(offset, offset + length));
+          k.unmapGrant(m.handle);
+        } else {
+          const m = k.mapGrant(dev.otherendId, seg.gref, false);
+          if (!m.page) return BlkifRsp.BLKIF_RSP_ERROR;
+          disk.read(sector, n, m.page, offset);
+          k.unmapGrant(m.handle);
+        }
+        sector += n;
+      }
+      return BlkifRsp.BLKIF_RSP_OKAY;
+    } finally {
+      be.inflight--;
+    }
+  }
+
+  /** xen_blkif_disconnect: unbind and unmap the ring. */
+  private disconnect(dev: XenbusDevice): void {
+    const be = this.blkif(dev);
+    const k = dev.kernel;
+    if (be.port !== undefined) k.close(be.port);
+    if (be.ringHandle !== undefined) k.unmapGrant(be.ringHandle);
+    be.port = undefined;
+    be.ringHandle = undefined;
+    be.ring = undefined;
+  }
+
+  async remove(dev: XenbusDevice): Promise<void> {
+    const be = this.blkif(dev);
+    this.disconnect(dev);
+    await be.physWatch?.unregister();
+  }
+}

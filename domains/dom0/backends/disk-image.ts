@@ -1,0 +1,55 @@
+// Disk images in dom0's memory (what `params` names), sparse: 4 KiB chunks appear when written,
+// so a hundred guests with two disks each cost only what they wrote.
+import { BLKIF_SECTOR_SIZE } from '../../../hypervisor/public/io/blkif.ts';
+
+const CHUNK = 4096;
+const SECTORS_PER_CHUNK = CHUNK / BLKIF_SECTOR_SIZE;
+
+export class DiskImage {
+  private readonly chunks = new Map<number, Uint8Array>();
+  /** Writes flushed (FLUSH_DISKCACHE), for tests that check ordering. */
+  flushes = 0;
+
+  constructor(readonly name: string, readonly sectors: number, readonly readonly = false) {}
+
+  /** Copies `count` sectors from `sector` into `out` at `at`. */
+  read(sector: number, count: number, out: Uint8Array, at = 0): void {
+    for (let i = 0; i < count; i++) {
+      const s = sector + i;
+      const c = this.chunks.get(Math.floor(s / SECTORS_PER_CHUNK));
+      const off = (s % SECTORS_PER_CHUNK) * BLKIF_SECTOR_SIZE;
+      const dst = out.subarray(at + i * BLKIF_SECTOR_SIZE, at + (i + 1) * BLKIF_SECTOR_SIZE);
+      if (c) dst.set(c.subarray(off, off + BLKIF_SECTOR_SIZE));
+      else dst.fill(0);
+    }
+  }
+
+  write(sector: number, count: number, data: Uint8Array, at = 0): void {
+    for (let i = 0; i < count; i++) {
+      const s = sector + i;
+      const k = Math.floor(s / SECTORS_PER_CHUNK);
+      let c = this.chunks.get(k);
+      if (!c) this.chunks.set(k, (c = new Uint8Array(CHUNK)));
+      c.set(data.subarray(at + i * BLKIF_SECTOR_SIZE, at + (i + 1) * BLKIF_SECTOR_SIZE), (s % SECTORS_PER_CHUNK) * BLKIF_SECTOR_SIZE);
+    }
+  }
+
+  get bytesUsed(): number {
+    return this.chunks.size * CHUNK;
+  }
+}
+
+/** dom0's image store: `params` -> image, created on first use with the configured size. */
+export class DiskImages {
+  private readonly images = new Map<string, DiskImage>();
+
+  open(name: string, sizeMiB = 16): DiskImage {
+    let img = this.images.get(name);
+    if (!img) this.images.set(name, (img = new DiskImage(name, (sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE)));
+    return img;
+  }
+
+  get(name: string): DiskImage | undefined {
+    return this.images.get(name);
+  }
+}

@@ -1,0 +1,294 @@
+// The toolstack's xenstore side, as libxl does it in dom0: the domain's skeleton, devices added
+// in one transaction each (frontend and backend dirs with their owners and ACLs, libxl's private
+// copy), the hotplug step after the backend reaches InitWait, device removal, the control/shutdown
+// protocol, and cleanup on destroy.
+import { XsError, type XsHandle } from '../tools/xs.ts';
+import { parseXenbusState, XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
+import { vdevFromName } from '../../../hypervisor/public/io/blkif.ts';
+import type { Kernel } from '../../kernel/kernel.ts';
+import type { Xenwatch } from '../../kernel/xenbus-watch.ts';
+import { configUuid, defaultMac, type DiskConfig, type DomainConfig, type VifConfig } from './config.ts';
+
+/** libxl's timeouts (libxl_internal.h), in ns of the domain's clock. */
+export const LIBXL_INIT_TIMEOUT = 10e9;
+export const LIBXL_DESTROY_TIMEOUT = 10e9;
+export const LIBXL_HOTPLUG_TIMEOUT = 40e9;
+/** How long xl waits for the guest to acknowledge control/shutdown. */
+export const LIBXL_SHUTDOWN_ACK_TIMEOUT = 60e9;
+
+export type DeviceKind = 'vbd' | 'vif' | 'console';
+
+export interface DeviceRef {
+  readonly kind: DeviceKind;
+  readonly devid: number;
+  readonly frontend: number;
+  readonly backend: number;
+}
+
+export const frontendPath = (d: DeviceRef): string =>
+  d.kind === 'console' && d.devid === 0 ? `/local/domain/${d.frontend}/console` : `/local/domain/${d.frontend}/device/${d.kind}/${d.devid}`;
+export const backendPath = (d: DeviceRef): string => `/local/domain/${d.backend}/backend/${d.kind}/${d.frontend}/${d.devid}`;
+export const libxlPath = (d: DeviceRef): string => `/libxl/${d.frontend}/device/${d.kind}/${d.devid}`;
+
+type Entries = readonly (readonly [string, string])[];
+
+export class ToolstackError extends Error {}
+
+/** A hotplug script's work (block, vif-bridge), run by the toolstack once the backend waits. */
+export type HotplugRunner = (dev: DeviceRef, action: 'add' | 'remove') => Promise<void>;
+
+export class Libxl {
+  constructor(
+    readonly xs: XsHandle,
+    readonly watch: Xenwatch,
+    readonly kernel: Kernel,
+    readonly hotplug: HotplugRunner,
+  ) {}
+
+  // ------------------------------------------------------------------ helpers
+
+  async read(path: string, tx = 0): Promise<string | undefined> {
+    try {
+      return (await this.xs.read(path, tx)).toString('latin1');
+    } catch (e) {
+      if (e instanceof XsError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Runs `body` in a transaction until it commits (EAGAIN: run it again). */
+  async transaction(body: (tx: number) => Promise<void>): Promise<void> {
+    for (;;) {
+      const tx = await this.xs.transactionStart();
+      try {
+        await body(tx);
+      } catch (e) {
+        await this.xs.transactionEnd(tx, false).catch(() => undefined);
+        throw e;
+      }
+      try {
+        if (await this.xs.transactionEnd(tx, true)) return;
+      } catch (e) {
+        if (!(e instanceof XsError && e.code === 'EAGAIN')) throw e;
+      }
+    }
+  }
+
+  private async writeAll(tx: number, dir: string, perms: readonly string[] | undefined, entries: Entries): Promise<void> {
+    if (perms) {
+      await this.xs.write(dir, '', tx);
+      await this.xs.setPerms(dir, perms, tx);
+    }
+    for (const [k, v] of entries) await this.xs.write(`${dir}/${k}`, v, tx);
+  }
+
+  /**
+   * Waits until `pred` holds for the value at `path` (re-read at every firing of a watch on it),
+   * or `timeoutNs` passes on the domain's clock. Resolves with the last value and whether it held.
+   */
+  async waitFor(path: string, pred: (v: string | undefined) => boolean, timeoutNs: number): Promise<{ ok: boolean; value: string | undefined }> {
+    return new Promise((resolve) => {
+      let done = false;
+      let last: string | undefined;
+      const finish = (ok: boolean): void => {
+        if (done) return;
+        done = true;
+        timer.cancel();
+        void w.then((h) => h.unregister());
+        resolve({ ok, value: last });
+      };
+      const timer = this.kernel.setTimer(timeoutNs, () => finish(false));
+      const w = this.watch.register(path, async () => {
+        if (done) return;
+        last = await this.read(path);
+        if (pred(last)) finish(true);
+      });
+    });
+  }
+
+  // ------------------------------------------------------------------ domain
+
+  /** libxl__domain_make + build_post: the skeleton in one transaction, then XS_INTRODUCE. */
+  async domainMake(domid: number, cfg: DomainConfig, store: { gfn: number; port: number }): Promise<void> {
+    const home = `/local/domain/${domid}`;
+    const uuid = configUuid(cfg, domid);
+    const ro = ['n0', `r${domid}`];
+    const own = [`n${domid}`];
+    const hvm = cfg.type === 'hvm';
+    await this.transaction(async (tx) => {
+      await this.xs.rm(home, tx).catch(() => undefined);
+      await this.writeAll(tx, home, ro, [['name', cfg.name], ['domid', String(domid)], ['vm', `/vm/${uuid}`]]);
+      await this.writeAll(tx, `/vm/${uuid}`, ro, [['uuid', uuid], ['name', cfg.name]]);
+      await this.writeAll(tx, `/libxl/${domid}`, ['n0'], [['type', hvm ? 'hvm' : 'pv']]);
+      await this.writeAll(tx, `/libxl/${domid}/device`, ['n0'], []);
+      for (const d of ['cpu', 'memory', 'device', 'control']) await this.writeAll(tx, `${home}/${d}`, ro, []);
+      if (hvm) await this.writeAll(tx, `${home}/hvmloader`, ro, []);
+      // Guest-owned: the guest acks shutdown requests and advertises what it supports.
+      const control = ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq'];
+      if (hvm) control.push('feature-s3', 'feature-s4');
+      for (const c of control) await this.writeAll(tx, `${home}/control/${c}`, own, []);
+      await this.writeAll(tx, `${home}/control`, undefined, [
+        ['platform-feature-multiprocessor-suspend', '1'], ['platform-feature-xs_reset_watches', '1'],
+      ]);
+      for (const d of ['data', 'drivers', 'feature', 'attr', 'error']) await this.writeAll(tx, `${home}/${d}`, own, []);
+      if (hvm) await this.writeAll(tx, `${home}/platform`, ro, [['acpi', '1'], ['acpi_s3', '1'], ['acpi_s4', '1']]);
+    });
+    const kib = (cfg.memory ?? 128) * 1024;
+    await this.transaction(async (tx) => {
+      await this.writeAll(tx, home, undefined, [
+        ['memory/static-max', String(kib)], ['memory/target', String(kib)], ['memory/videoram', hvm ? '8192' : '-1'],
+        ['store/port', String(store.port)], ['store/ring-ref', String(store.gfn)],
+      ]);
+      for (let i = 0; i < (cfg.vcpus ?? 1); i++) await this.xs.write(`${home}/cpu/${i}/availability`, 'online', tx);
+    });
+    await this.xs.introduce(domid, store.gfn, store.port);
+  }
+
+  /** libxl__destroy_domid's xenstore part: everything the toolstack wrote for the domain. */
+  async domainCleanup(domid: number): Promise<void> {
+    const vm = await this.read(`/local/domain/${domid}/vm`);
+    await this.transaction(async (tx) => {
+      if (vm) await this.xs.rm(vm, tx).catch(() => undefined);
+      await this.xs.rm(`/local/domain/${domid}`, tx).catch(() => undefined);
+      await this.xs.rm(`/libxl/${domid}`, tx).catch(() => undefined);
+    });
+  }
+
+  /** The devices libxl recorded for a domain (its private /libxl copy). */
+  async devices(domid: number): Promise<DeviceRef[]> {
+    const out: DeviceRef[] = [];
+    const list = async (p: string): Promise<string[]> => this.xs.directory(p).catch(() => []);
+    for (const kind of await list(`/libxl/${domid}/device`)) {
+      for (const id of await list(`/libxl/${domid}/device/${kind}`)) {
+        const be = await this.read(`/libxl/${domid}/device/${kind}/${id}/backend-id`);
+        out.push({ kind: kind as DeviceKind, devid: Number(id), frontend: domid, backend: Number(be ?? 0) });
+      }
+    }
+    return out;
+  }
+
+  // ------------------------------------------------------------------ devices
+
+  /**
+   * libxl__device_generic_add (one transaction: backend dir, frontend dir, libxl's copy), then
+   * wait for the backend's InitWait and run the hotplug script. Does not wait for Connected.
+   */
+  async deviceAdd(dev: DeviceRef, backendKeys: Entries, frontendKeys: Entries, frontendPerms?: readonly string[]): Promise<void> {
+    const fe = frontendPath(dev);
+    const be = backendPath(dev);
+    const fePerms = frontendPerms ?? [`n${dev.frontend}`, `r${dev.backend}`];
+    await this.transaction(async (tx) => {
+      await this.xs.rm(fe, tx).catch(() => undefined);
+      await this.xs.rm(be, tx).catch(() => undefined);
+      await this.writeAll(tx, be, [`n${dev.backend}`, `r${dev.frontend}`], [
+        ['frontend', fe], ['frontend-id', String(dev.frontend)], ['online', '1'], ['state', String(XenbusState.XenbusStateInitialising)],
+        ...backendKeys,
+      ]);
+      await this.writeAll(tx, fe, fePerms, [
+        ['backend', be], ['backend-id', String(dev.backend)], ['state', String(XenbusState.XenbusStateInitialising)], ...frontendKeys,
+      ]);
+      await this.writeAll(tx, libxlPath(dev), ['n0'], [
+        ['frontend', fe], ['backend', be], ['frontend-id', String(dev.frontend)], ['backend-id', String(dev.backend)],
+      ]);
+    });
+    if (dev.kind === 'console') return;
+    const init = await this.waitFor(`${be}/state`, (v) => parseXenbusState(v) === XenbusState.XenbusStateInitWait, LIBXL_INIT_TIMEOUT);
+    if (!init.ok) throw new ToolstackError(`${dev.kind} ${dev.devid}: backend did not reach InitWait (state ${init.value ?? 'gone'})`);
+    await this.hotplug(dev, 'add');
+  }
+
+  async diskAdd(domid: number, disk: DiskConfig, backend = 0): Promise<DeviceRef> {
+    const devid = vdevFromName(disk.vdev);
+    if (devid === undefined) throw new ToolstackError(`bad vdev ${disk.vdev}`);
+    const dev: DeviceRef = { kind: 'vbd', devid, frontend: domid, backend };
+    const devtype = disk.devtype ?? 'disk';
+    await this.deviceAdd(dev, [
+      ['params', disk.target], ['script', '/etc/xen/scripts/block'], ['removable', devtype === 'cdrom' ? '1' : '0'],
+      ['bootable', '1'], ['dev', disk.vdev], ['type', 'phy'], ['mode', disk.mode ?? 'w'], ['device-type', devtype],
+      ['discard-enable', '0'],
+    ], [['virtual-device', String(devid)], ['device-type', devtype], ['trusted', '1'], ['protocol', 'x86_64-abi']]);
+    return dev;
+  }
+
+  async nicAdd(domid: number, vif: VifConfig, index: number, backend = 0): Promise<DeviceRef> {
+    const devid = vif.devid ?? index;
+    const dev: DeviceRef = { kind: 'vif', devid, frontend: domid, backend };
+    const mac = vif.mac ?? defaultMac(domid, devid);
+    await this.deviceAdd(dev, [
+      ['script', '/etc/xen/scripts/vif-bridge'], ['mac', mac], ['bridge', vif.bridge ?? 'xenbr0'], ['handle', String(devid)],
+      ['type', 'vif'], ['hotplug-status', ''],
+    ], [['handle', String(devid)], ['mac', mac], ['trusted', '1']]);
+    return dev;
+  }
+
+  /** Console 0: no xenbus handshake; the ring page and port come from the domain builder. */
+  async consoleAdd(domid: number, ring: { gfn: number; port: number }, backend = 0): Promise<DeviceRef> {
+    const dev: DeviceRef = { kind: 'console', devid: 0, frontend: domid, backend };
+    await this.deviceAdd(dev, [['protocol', 'vt100']], [
+      ['limit', '1048576'], ['type', 'xenconsoled'], ['output', 'pty'], ['tty', ''],
+      ['port', String(ring.port)], ['ring-ref', String(ring.gfn)],
+    ], [`n${backend}`, `r${domid}`]);
+    return dev;
+  }
+
+  /**
+   * libxl__initiate_device_generic_remove: online=0 and Closing on the backend, wait for Closed,
+   * then the hotplug script's remove and the directories. `force` deletes the frontend dir first
+   * (the guest gets no say) and does not wait.
+   */
+  async deviceRemove(dev: DeviceRef, force = false): Promise<{ clean: boolean }> {
+    const fe = frontendPath(dev);
+    const be = backendPath(dev);
+    let clean = true;
+    if (dev.kind !== 'console') {
+      if (force) await this.xs.rm(fe).catch(() => undefined);
+      let exists = true;
+      await this.transaction(async (tx) => {
+        const state = await this.read(`${be}/state`, tx);
+        exists = state !== undefined;
+        if (!exists) return;
+        await this.xs.write(`${be}/online`, '0', tx);
+        if (parseXenbusState(state) !== XenbusState.XenbusStateClosed) {
+          await this.xs.write(`${be}/state`, String(XenbusState.XenbusStateClosing), tx);
+        }
+      });
+      if (exists) {
+        const closed = await this.waitFor(`${be}/state`,
+          (v) => v === undefined || parseXenbusState(v) === XenbusState.XenbusStateClosed, LIBXL_DESTROY_TIMEOUT);
+        clean = closed.ok;
+      }
+      await this.hotplug(dev, 'remove');
+    }
+    await this.transaction(async (tx) => {
+      await this.xs.rm(be, tx).catch(() => undefined);
+      await this.xs.rm(fe, tx).catch(() => undefined);
+      await this.xs.rm(libxlPath(dev), tx).catch(() => undefined);
+    });
+    return { clean };
+  }
+
+  // ------------------------------------------------------------------ power
+
+  /**
+   * libxl_domain_shutdown/_reboot/suspend's request: write the command to control/shutdown and
+   * wait for the guest's ack ("" or the node gone). A suspend that times out is withdrawn.
+   */
+  async shutdownRequest(domid: number, cmd: 'poweroff' | 'reboot' | 'suspend' | 'halt', timeoutNs = LIBXL_SHUTDOWN_ACK_TIMEOUT): Promise<{ acked: boolean }> {
+    const node = `/local/domain/${domid}/control/shutdown`;
+    let present = true;
+    await this.transaction(async (tx) => {
+      present = (await this.read(node, tx)) !== undefined;
+      if (present) await this.xs.write(node, cmd, tx);
+    });
+    if (!present) throw new ToolstackError(`domain ${domid} has no PV control node (ERROR_NOPARAVIRT)`);
+    const ack = await this.waitFor(node, (v) => v === undefined || v === '', timeoutNs);
+    if (!ack.ok && cmd === 'suspend') {
+      // Withdraw the request unless a late ack raced in (R18's fix).
+      await this.transaction(async (tx) => {
+        const v = await this.read(node, tx);
+        if (v === cmd) await this.xs.write(node, '', tx);
+      });
+    }
+    return { acked: ack.ok };
+  }
+}

@@ -1,0 +1,172 @@
+// Dom0's toolstack process (xl with libxl inside): the verbs the simulator's `xl` asks for, and
+// the domain-death monitor that turns @releaseDomain into SHUTDOWN/DEATH events.
+import type { XsHandle } from '../tools/xs.ts';
+import { Domctl } from '../../../hypervisor/hypercall.ts';
+import { Hypercall } from '../../../hypervisor/public/xen.ts';
+import { ShutdownReason } from '../../../hypervisor/public/sched.ts';
+import type { Kernel } from '../../kernel/kernel.ts';
+import type { XenbusBus } from '../../kernel/xenbus-probe.ts';
+import { Xenwatch } from '../../kernel/xenbus-watch.ts';
+import type { DiskImages } from '../backends/disk-image.ts';
+import { Consoled } from '../backends/consoled.ts';
+import type { DiskConfig, DomainConfig, VifConfig } from './config.ts';
+import { hotplugScripts } from './hotplug.ts';
+import { type DeviceRef, Libxl, ToolstackError } from './libxl.ts';
+
+export interface ToolstackQuirks {
+  /** Fault: hotplug scripts take this long (ns). */
+  readonly hotplugDelayNs?: number;
+  /** Shutdown acknowledgement timeout (ns); libxl's is 60 s. */
+  readonly shutdownTimeoutNs?: number;
+}
+
+/** What the death monitor reports to the simulator's xl. */
+export interface DomainEvent {
+  readonly cmd: 'domain-event';
+  readonly domid: number;
+  readonly event: 'shutdown' | 'death';
+  readonly reason?: string;
+}
+
+interface ControlLike {
+  postMessage(m: unknown): void;
+}
+
+export interface NodeDump {
+  readonly path: string;
+  readonly value: string;
+  readonly perms: string[];
+}
+
+export class Toolstack {
+  readonly libxl: Libxl;
+  readonly watch: Xenwatch;
+  readonly consoled: Consoled;
+  /** Domains the monitor follows, with what it last reported. */
+  private readonly monitored = new Map<number, 'running' | 'shutdown'>();
+
+  constructor(
+    readonly kernel: Kernel,
+    readonly xs: XsHandle,
+    readonly images: DiskImages,
+    readonly backends: XenbusBus,
+    private readonly control: ControlLike,
+    readonly quirks: ToolstackQuirks = {},
+  ) {
+    this.watch = new Xenwatch(xs, 'xl');
+    this.consoled = new Consoled(kernel, xs);
+    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs }));
+  }
+
+  async start(): Promise<void> {
+    await this.watch.register('@releaseDomain', () => this.domainsChanged());
+  }
+
+  private domctl(cmd: Domctl, domain: number): unknown {
+    return this.kernel.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd, domain });
+  }
+
+  /** libxl's death machinery: @releaseDomain says nothing about which domain, so look at all. */
+  private domainsChanged(): void {
+    for (const [domid, last] of this.monitored) {
+      const info = this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid);
+      if (typeof info === 'number' || (info as { state: string }).state === 'dying' || (info as { state: string }).state === 'dead') {
+        this.monitored.delete(domid);
+        this.control.postMessage({ cmd: 'domain-event', domid, event: 'death' } satisfies DomainEvent);
+        continue;
+      }
+      const i = info as { shutdown: boolean; shutdown_reason: number | null };
+      if (i.shutdown && last !== 'shutdown') {
+        this.monitored.set(domid, 'shutdown');
+        const reason = i.shutdown_reason === null ? 'unknown' : (ShutdownReason[i.shutdown_reason] ?? String(i.shutdown_reason));
+        this.control.postMessage({ cmd: 'domain-event', domid, event: 'shutdown', reason } satisfies DomainEvent);
+      } else if (!i.shutdown) {
+        this.monitored.set(domid, 'running');
+      }
+    }
+  }
+
+  /** One verb from the simulator's xl. */
+  async call(op: string, a: unknown): Promise<unknown> {
+    const args = (a ?? {}) as Record<string, unknown>;
+    const domid = Number(args.domid);
+    switch (op) {
+      case 'domain-make':
+        this.monitored.set(domid, 'running');
+        await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number });
+        return null;
+      case 'disk-image':
+        this.images.open(String(args.name), Number(args.sizeMiB ?? 16));
+        return null;
+      case 'disk-add':
+        return this.libxl.diskAdd(domid, args.disk as DiskConfig);
+      case 'nic-add':
+        return this.libxl.nicAdd(domid, args.vif as VifConfig, Number(args.index ?? 0));
+      case 'console-add': {
+        const dev = await this.libxl.consoleAdd(domid, args.ring as { gfn: number; port: number });
+        await this.consoled.connect(domid);
+        return dev;
+      }
+      case 'console':
+        return this.consoled.output(domid);
+      case 'device-remove':
+        return this.libxl.deviceRemove(args.dev as DeviceRef, Boolean(args.force));
+      case 'devices':
+        return this.libxl.devices(domid);
+      case 'shutdown':
+        return this.libxl.shutdownRequest(domid, args.command as 'poweroff', Number(args.timeoutNs ?? this.quirks.shutdownTimeoutNs ?? 60e9));
+      case 'destroy':
+        return this.destroy(domid);
+      case 'resume':
+        // xc_domain_resume (the guest sees SCHEDOP_shutdown return) and XS_RESUME, which lets
+        // xenstored report this domain's next shutdown again.
+        this.domctl(Domctl.XEN_DOMCTL_resumedomain, domid);
+        await this.xs.resume(domid);
+        this.monitored.set(domid, 'running');
+        return null;
+      case 'wait':
+        return this.libxl.waitFor(String(args.path), (v) => v === args.value, Number(args.timeoutNs ?? 10e9));
+      case 'dump':
+        return this.dump(String(args.path ?? '/'));
+      case 'read':
+        return (await this.libxl.read(String(args.path))) ?? null;
+      default:
+        throw new ToolstackError(`unknown toolstack verb ${op}`);
+    }
+  }
+
+  /**
+   * libxl__destroy_domid: pause, remove every device (forced: the guest has no say), the
+   * domain's xenstore trees, then XEN_DOMCTL_destroydomain.
+   */
+  async destroy(domid: number): Promise<null> {
+    this.monitored.delete(domid);
+    const exists = typeof this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid) !== 'number';
+    if (exists) this.domctl(Domctl.XEN_DOMCTL_pausedomain, domid);
+    for (const dev of await this.libxl.devices(domid)) await this.libxl.deviceRemove(dev, true);
+    this.consoled.disconnect(domid);
+    await this.libxl.domainCleanup(domid);
+    if (exists) this.domctl(Domctl.XEN_DOMCTL_destroydomain, domid);
+    return null;
+  }
+
+  /** Every node under `path` with its value and permissions (xenstore-ls -fp's content). */
+  async dump(path: string): Promise<NodeDump[]> {
+    const out: NodeDump[] = [];
+    const walk = async (p: string): Promise<void> => {
+      let value: string;
+      let perms: string[];
+      try {
+        value = (await this.xs.read(p)).toString('latin1');
+        perms = await this.xs.getPerms(p);
+      } catch {
+        return;
+      }
+      out.push({ path: p, value, perms });
+      const kids = await this.xs.directory(p).catch(() => [] as string[]);
+      for (const c of kids) await walk(p === '/' ? `/${c}` : `${p}/${c}`);
+    };
+    await walk(path);
+    return out;
+  }
+}

@@ -1,0 +1,230 @@
+// blkfront: the vbd frontend in a guest. When the backend waits (InitWait) it grants a ring page,
+// allocates an event channel, publishes ring-ref/event-channel/protocol in one transaction and
+// goes Initialised; when the backend is Connected it reads the disk's geometry and connects.
+// I/O: each request's data pages are granted to the backend for the request's lifetime.
+import { FrontRing } from '../../hypervisor/public/io/ring.ts';
+import {
+  BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RING_ENTRY_SIZE, BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, BlkifOp, BlkifRsp,
+  decodeBlkifResponse, encodeBlkifRequest, XEN_IO_PROTO_ABI_NATIVE,
+} from '../../hypervisor/public/io/blkif.ts';
+import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
+import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
+
+export interface BlkfrontQuirks {
+  /** R06: on backend Closing before we connected, touch the disk anyway (Linux's NULL gendisk). */
+  readonly closeBeforeConnectOops?: boolean;
+}
+
+interface Pending {
+  readonly op: BlkifOp;
+  readonly pages: { gfn: number; bytes: Uint8Array; ref: number }[];
+  readonly resolve: (r: { status: number; data?: Uint8Array }) => void;
+  readonly sectors: number;
+}
+
+/** The disk a connected blkfront exposes (Linux's gendisk, roughly). */
+export interface Vbd {
+  readonly sectors: number;
+  readonly sectorSize: number;
+  readonly info: number;
+  readonly flush: boolean;
+}
+
+interface Blkfront {
+  vdev: number;
+  ring?: FrontRing;
+  ringGfn?: number;
+  ringRef?: number;
+  port?: number;
+  disk?: Vbd;
+  readonly pending: Map<bigint, Pending>;
+  nextId: bigint;
+}
+
+export class BlkfrontError extends Error {}
+
+export class BlkfrontDriver implements XenbusDriver {
+  readonly type = 'vbd';
+
+  constructor(private readonly quirks: BlkfrontQuirks = {}) {}
+
+  private info(dev: XenbusDevice): Blkfront {
+    return dev.data as Blkfront;
+  }
+
+  async probe(dev: XenbusDevice): Promise<void> {
+    const vdev = Number((await dev.read('virtual-device')) ?? NaN);
+    if (!Number.isInteger(vdev)) {
+      await dev.devFatal(22, 'reading virtual-device');
+      return;
+    }
+    const fe: Blkfront = { vdev, pending: new Map(), nextId: 1n };
+    dev.data = fe;
+  }
+
+  async otherendChanged(dev: XenbusDevice, state: XenbusState): Promise<void> {
+    const fe = this.info(dev);
+    if (!fe) return;
+    switch (state) {
+      case XenbusState.XenbusStateInitWait:
+        if (dev.state !== XenbusState.XenbusStateInitialising) break;
+        await this.talkToBlkback(dev);
+        break;
+      case XenbusState.XenbusStateConnected:
+        await this.connect(dev);
+        break;
+      case XenbusState.XenbusStateClosed:
+        if (dev.state === XenbusState.XenbusStateClosed) break;
+        await this.closing(dev);
+        break;
+      case XenbusState.XenbusStateClosing:
+        await this.closing(dev);
+        break;
+      case XenbusState.XenbusStateUnknown:
+      case XenbusState.XenbusStateInitialising:
+      case XenbusState.XenbusStateInitialised:
+      case XenbusState.XenbusStateReconfiguring:
+      case XenbusState.XenbusStateReconfigured:
+        break;
+    }
+  }
+
+  /** talk_to_blkback: ring, event channel, keys, Initialised. */
+  private async talkToBlkback(dev: XenbusDevice): Promise<void> {
+    const fe = this.info(dev);
+    const k = dev.kernel;
+    const page = k.allocPage();
+    fe.ring = FrontRing.init(page.bytes, BLKIF_RING_ENTRY_SIZE, dev.bus.ringStart());
+    fe.ringGfn = page.gfn;
+    fe.ringRef = dev.grantRing(page.gfn);
+    fe.port = dev.allocEvtchn();
+    k.on(fe.port, () => this.interrupt(dev));
+    const d = dev.nodename;
+    await dev.bus.transactionWrite([
+      [`${d}/ring-ref`, String(fe.ringRef)], [`${d}/event-channel`, String(fe.port)],
+      [`${d}/protocol`, XEN_IO_PROTO_ABI_NATIVE], [`${d}/feature-persistent`, '0'],
+    ]);
+    await dev.switchState(XenbusState.XenbusStateInitialised);
+  }
+
+  /** blkfront_connect: read the geometry (again, on a capacity change) and go Connected. */
+  private async connect(dev: XenbusDevice): Promise<void> {
+    const fe = this.info(dev);
+    if (!fe.ring) return;
+    const num = async (key: string): Promise<number> => Number((await dev.readOtherend(key)) ?? 0);
+    const sectors = await num('sectors');
+    if (dev.state === XenbusState.XenbusStateConnected) {
+      if (fe.disk && fe.disk.sectors !== sectors) fe.disk = { ...fe.disk, sectors };
+      return;
+    }
+    fe.disk = {
+      sectors, sectorSize: (await num('sector-size')) || BLKIF_SECTOR_SIZE, info: await num('info'),
+      flush: (await dev.readOtherend('feature-flush-cache')) === '1',
+    };
+    await dev.switchState(XenbusState.XenbusStateConnected);
+  }
+
+  /** blkfront_closing: fail what is in flight, free the ring, Closed. */
+  private async closing(dev: XenbusDevice): Promise<void> {
+    const fe = this.info(dev);
+    if (this.quirks.closeBeforeConnectOops && !fe.disk) {
+      throw new BlkfrontError(`BUG: ${dev.nodename}: backend closing before connect, no disk to tear down`);
+    }
+    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    fe.disk = undefined;
+    await dev.switchState(XenbusState.XenbusStateClosed);
+  }
+
+  private teardown(dev: XenbusDevice, status: number): void {
+    const fe = this.info(dev);
+    const k = dev.kernel;
+    for (const [id, p] of fe.pending) {
+      fe.pending.delete(id);
+      this.release(dev, p);
+      p.resolve({ status });
+    }
+    if (fe.port !== undefined) k.close(fe.port);
+    if (fe.ringRef !== undefined && k.endForeignAccess(fe.ringRef) && fe.ringGfn !== undefined) k.freePage(fe.ringGfn);
+    fe.port = fe.ringRef = fe.ringGfn = undefined;
+    fe.ring = undefined;
+  }
+
+  private release(dev: XenbusDevice, p: Pending): void {
+    // A page the backend still maps stays granted (and is leaked, as Linux defers it).
+    for (const pg of p.pages) if (dev.kernel.endForeignAccess(pg.ref)) dev.kernel.freePage(pg.gfn);
+  }
+
+  /** The ring's event: take every response. */
+  private interrupt(dev: XenbusDevice): void {
+    const fe = this.info(dev);
+    const ring = fe.ring;
+    if (!ring) return;
+    do {
+      let slot = ring.consumeResponse();
+      while (slot) {
+        const rsp = decodeBlkifResponse(slot);
+        const p = fe.pending.get(rsp.id);
+        if (p) {
+          fe.pending.delete(rsp.id);
+          let data: Uint8Array | undefined;
+          if (p.op === BlkifOp.BLKIF_OP_READ && rsp.status === BlkifRsp.BLKIF_RSP_OKAY) {
+            data = new Uint8Array(p.sectors * BLKIF_SECTOR_SIZE);
+            let at = 0;
+            for (const pg of p.pages) {
+              const n = Math.min(BLKIF_SECTORS_PER_PAGE * BLKIF_SECTOR_SIZE, data.length - at);
+              data.set(pg.bytes.subarray(0, n), at);
+              at += n;
+            }
+          }
+          this.release(dev, p);
+          p.resolve({ status: rsp.status, data });
+        }
+        slot = ring.consumeResponse();
+      }
+    } while (ring.finalCheckForResponses());
+  }
+
+  /** The disk, once connected. */
+  disk(dev: XenbusDevice): Vbd | undefined {
+    return this.info(dev)?.disk;
+  }
+
+  /**
+   * Submits one request: READ/WRITE of `sectors` sectors at `sector` (data pages granted to the
+   * backend, read-only for writes), or FLUSH_DISKCACHE. Resolves with the response status.
+   */
+  submit(dev: XenbusDevice, op: BlkifOp, sector: number, sectors: number, data?: Uint8Array): Promise<{ status: number; data?: Uint8Array }> {
+    const fe = this.info(dev);
+    if (!fe?.ring || !fe.disk || dev.state !== XenbusState.XenbusStateConnected) {
+      return Promise.reject(new BlkfrontError(`${dev.nodename}: not connected`));
+    }
+    const nPages = Math.ceil(sectors / BLKIF_SECTORS_PER_PAGE);
+    if (nPages > BLKIF_MAX_SEGMENTS_PER_REQUEST) return Promise.reject(new BlkfrontError('request too large'));
+    const slot = fe.ring.produceRequest();
+    if (!slot) return Promise.reject(new BlkfrontError('ring full'));
+    const k = dev.kernel;
+    const pages: Pending['pages'] = [];
+    const seg = [];
+    for (let i = 0; i < nPages; i++) {
+      const pg = k.allocPage();
+      const n = Math.min(BLKIF_SECTORS_PER_PAGE, sectors - i * BLKIF_SECTORS_PER_PAGE);
+      if (op === BlkifOp.BLKIF_OP_WRITE && data) {
+        pg.bytes.set(data.subarray(i * 4096, i * 4096 + n * BLKIF_SECTOR_SIZE));
+      }
+      const ref = k.grantForeignAccess(dev.otherendId, pg.gfn, op === BlkifOp.BLKIF_OP_WRITE);
+      pages.push({ gfn: pg.gfn, bytes: pg.bytes, ref });
+      seg.push({ gref: ref, first_sect: 0, last_sect: n - 1 });
+    }
+    const id = fe.nextId++;
+    encodeBlkifRequest(slot, { operation: op, nr_segments: seg.length, handle: fe.vdev, id, sector_number: BigInt(sector), seg });
+    const done = new Promise<{ status: number; data?: Uint8Array }>((resolve) => {
+      fe.pending.set(id, { op, pages, resolve, sectors });
+    });
+    if (fe.ring.pushRequestsAndCheckNotify() && fe.port !== undefined) k.notify(fe.port);
+    return done;
+  }
+
+  async remove(dev: XenbusDevice): Promise<void> {
+    if (this.info(dev)) this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+  }
+}

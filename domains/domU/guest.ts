@@ -1,0 +1,191 @@
+// A PV guest kernel, Linux-shaped: it brings up xenbus over its store ring, probes its frontends
+// (blkfront; netfront when configured), runs manage.c's control/shutdown handler, and writes
+// boot messages to its console. The simulator drives its "user space" with messages: block I/O,
+// frames to send, the device list.
+import { XsError } from '../dom0/tools/xs.ts';
+import { BlkifOp } from '../../hypervisor/public/io/blkif.ts';
+import { consoleWrite } from '../../hypervisor/public/io/console.ts';
+import { XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';
+import { ShutdownReason } from '../../hypervisor/public/sched.ts';
+import { Hypercall } from '../../hypervisor/public/xen.ts';
+import { SchedOp } from '../../hypervisor/public/sched.ts';
+import type { Kernel } from '../kernel/kernel.ts';
+import { xenbusInit } from '../kernel/xenbus.ts';
+import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
+import { Xenwatch } from '../kernel/xenbus-watch.ts';
+import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
+import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
+
+export interface GuestArgs {
+  /** hvm guests also answer ACPI power/sleep buttons (see acpi). */
+  readonly type?: 'pv' | 'hvm';
+  readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks };
+  /**
+   * How long an orderly shutdown waits for each Connected frontend's backend to close (ns);
+   * Linux waits up to 5 s.
+   */
+  readonly closeTimeoutNs?: number;
+}
+
+export interface ManageQuirks {
+  /** Ignore control/shutdown entirely (a guest without PV drivers, or a hung one). */
+  readonly ignoreShutdown?: boolean;
+  /** Acknowledge a suspend request only after this long (R18's slow guest), ns. */
+  readonly suspendAckDelayNs?: number;
+}
+
+/** Commands from the simulator to the guest's user space. */
+export type GuestCommand =
+  | { cmd: 'blk'; id: number; device: string; op: 'read' | 'write' | 'flush'; sector: number; sectors: number; data?: Uint8Array }
+  | { cmd: 'devices'; id: number }
+  | { cmd: 'printk'; id: number; text: string }
+  | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' };
+
+export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
+  const xs = xenbusInit(k);
+  const watch = new Xenwatch(xs, 'fe');
+  const bus = new XenbusBus(k, xs, { role: 'frontend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, watch);
+  const blkfront = new BlkfrontDriver(args.quirks?.blkfront);
+  bus.register(blkfront);
+
+  const printk = (text: string): void => {
+    if (k.startInfo.console_mfn === undefined || k.startInfo.console_evtchn === undefined) return;
+    const n = consoleWrite(k.page(k.startInfo.console_mfn), Buffer.from(text, 'latin1'));
+    if (typeof n === 'number' && n > 0) k.notify(k.startInfo.console_evtchn);
+  };
+  printk(`Linux version 6.1.0-xensim (domid ${k.domid})\n`);
+
+  /** Orderly shutdown: every Connected frontend heads for Closing and waits for the backend. */
+  const closeFrontends = async (): Promise<void> => {
+    const timeout = args.closeTimeoutNs ?? 5e9;
+    for (const dev of [...bus.devices.values()]) {
+      if (dev.state !== XenbusState.XenbusStateConnected) continue;
+      await dev.switchState(XenbusState.XenbusStateClosing);
+      await new Promise<void>((resolve) => {
+        const t = k.setTimer(timeout, resolve);
+        const poll = (): void => {
+          if (dev.state === XenbusState.XenbusStateClosed || dev.removed) {
+            t.cancel();
+            resolve();
+          } else {
+            k.setTimer(1e6, poll);
+          }
+        };
+        poll();
+      });
+    }
+  };
+
+  const schedShutdown = (reason: ShutdownReason): number =>
+    k.hypercall(Hypercall.__HYPERVISOR_sched_op, { cmd: SchedOp.SCHEDOP_shutdown, reason }) as number;
+
+  /** What manage.c does after acking a command. */
+  const act = async (cmd: string): Promise<void> => {
+    switch (cmd) {
+      case 'poweroff':
+      case 'halt':
+        printk('reboot: Power down\n');
+        await closeFrontends();
+        schedShutdown(ShutdownReason.SHUTDOWN_poweroff);
+        k.stop();
+        break;
+      case 'reboot':
+        printk('reboot: Restarting system\n');
+        await closeFrontends();
+        schedShutdown(ShutdownReason.SHUTDOWN_reboot);
+        k.stop();
+        break;
+      case 'suspend': {
+        printk('Freezing user space processes\n');
+        // SCHEDOP_shutdown(suspend) returns when the domain runs again: 1 = resumed in place
+        // (checkpoint or cancelled suspend), devices intact.
+        schedShutdown(ShutdownReason.SHUTDOWN_suspend);
+        await new Promise<void>((r) => void k.setTimer(1, r));
+        printk('Restarting tasks ... done.\n');
+        break;
+      }
+    }
+  };
+
+  /** manage.c's shutdown_handler: ack a known command in a transaction, then act on it. */
+  const shutdownHandler = async (): Promise<void> => {
+    if (args.quirks?.manage?.ignoreShutdown) return;
+    for (;;) {
+      const tx = await xs.transactionStart();
+      let cmd: string;
+      try {
+        cmd = (await xs.read('control/shutdown', tx)).toString('latin1');
+      } catch {
+        await xs.transactionEnd(tx, false).catch(() => undefined);
+        return;
+      }
+      if (!['poweroff', 'halt', 'reboot', 'suspend'].includes(cmd)) {
+        await xs.transactionEnd(tx, false).catch(() => undefined);
+        return;
+      }
+      if (cmd === 'suspend' && args.quirks?.manage?.suspendAckDelayNs) {
+        await new Promise<void>((r) => void k.setTimer(args.quirks!.manage!.suspendAckDelayNs!, r));
+      }
+      await xs.write('control/shutdown', '', tx);
+      let ok: boolean;
+      try {
+        ok = await xs.transactionEnd(tx, true);
+      } catch (e) {
+        if (e instanceof XsError && e.code === 'EAGAIN') continue;
+        throw e;
+      }
+      if (!ok) continue;
+      await act(cmd);
+      return;
+    }
+  };
+
+  // setup_shutdown_watcher: watch first, then advertise what we answer.
+  await watch.register('control/shutdown', () => shutdownHandler());
+  for (const f of ['feature-poweroff', 'feature-reboot', 'feature-suspend']) {
+    await xs.write(`control/${f}`, '1').catch(() => undefined);
+  }
+  await bus.start();
+
+  const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
+
+  control.on('message', (m: GuestCommand) => {
+    const reply = (r: Record<string, unknown>): void => control.postMessage({ cmd: 'result', id: m.id, ...r });
+    switch (m.cmd) {
+      case 'blk': {
+        const dev = deviceByName(m.device);
+        if (!dev) {
+          reply({ error: `no device ${m.device}` });
+          return;
+        }
+        const op = m.op === 'read' ? BlkifOp.BLKIF_OP_READ : m.op === 'write' ? BlkifOp.BLKIF_OP_WRITE : BlkifOp.BLKIF_OP_FLUSH_DISKCACHE;
+        blkfront.submit(dev, op, m.sector, m.sectors, m.data).then(
+          (r) => reply({ status: r.status, data: r.data }),
+          (e: unknown) => reply({ error: e instanceof Error ? e.message : String(e) }),
+        );
+        return;
+      }
+      case 'devices':
+        reply({
+          devices: [...bus.devices.values()].map((d) => ({
+            name: d.name, nodename: d.nodename, state: d.state, stateName: xenbusStateName(d.state), disk: blkfront.disk(d),
+          })),
+          errors: watch.errors.map((e) => (e instanceof Error ? e.stack ?? e.message : String(e))),
+        });
+        return;
+      case 'printk':
+        printk(m.text);
+        reply({});
+        return;
+      case 'shutdown': {
+        const reason = m.reason === 'crash' ? ShutdownReason.SHUTDOWN_crash : m.reason === 'reboot' ? ShutdownReason.SHUTDOWN_reboot : ShutdownReason.SHUTDOWN_poweroff;
+        reply({});
+        schedShutdown(reason);
+        k.stop();
+        return;
+      }
+    }
+  });
+  control.postMessage({ cmd: 'booted', domid: k.domid });
+}
+

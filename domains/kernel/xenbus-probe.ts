@@ -1,0 +1,281 @@
+// The xenbus device model of a Linux kernel, both ends: a bus watches its root (`device` in a
+// guest, `backend` in a backend domain), probes a new device directory whose own state is
+// Initialising, reads who the other end is, watches the other end's state and hands every change
+// to the driver. Devices whose directory vanishes are removed. Helpers follow xenbus_client.c:
+// switch_state (cached, transactional, never resurrecting a deleted dir), dev_fatal, grant_ring,
+// alloc_evtchn.
+import { XsError, type XsHandle } from '../dom0/tools/xs.ts';
+import { parseXenbusState, XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';
+import type { Kernel } from './kernel.ts';
+import { type XenbusWatch, Xenwatch } from './xenbus-watch.ts';
+
+export type XenbusRole = 'frontend' | 'backend';
+
+/** A driver for one device type (vbd, vif, console). */
+export interface XenbusDriver {
+  readonly type: string;
+  probe(dev: XenbusDevice): Promise<void>;
+  /** The other end's state changed (or was read for the first time). */
+  otherendChanged(dev: XenbusDevice, state: XenbusState): Promise<void>;
+  /** The device is going away (its directory vanished, or the driver unregistered it). */
+  remove(dev: XenbusDevice): Promise<void>;
+}
+
+/** Knobs for the buggy variants of known races (off = the fixed code). */
+export interface XenbusQuirks {
+  /** Fault: shared rings start at this index instead of 0 (drivers must not assume 0). */
+  readonly ringStart?: number;
+  /**
+   * R04 (xen f207095aac): cache the new state before the transaction commits, so an aborted
+   * commit leaves the cache saying a state that xenstore never got - and the retry is skipped.
+   */
+  readonly cacheStateInsideTransaction?: boolean;
+}
+
+/** What a bus reports to the simulator's trace: a device's own state as written. */
+export interface XenbusStateEvent {
+  readonly kind: 'xenbus';
+  readonly role: XenbusRole;
+  readonly device: string;
+  readonly path: string;
+  readonly state: XenbusState;
+  readonly stateName: string;
+}
+
+async function readOr(xs: XsHandle, path: string, tx = 0): Promise<string | undefined> {
+  try {
+    return (await xs.read(path, tx)).toString('latin1');
+  } catch (e) {
+    if (e instanceof XsError) return undefined;
+    throw e;
+  }
+}
+
+export class XenbusDevice {
+  /** The state this end last wrote (dev->state). */
+  state = XenbusState.XenbusStateInitialising;
+  otherend = '';
+  otherendId = -1;
+  otherendWatch: XenbusWatch | undefined;
+  /** The driver's per-device data. */
+  data: unknown;
+  removed = false;
+
+  constructor(
+    readonly bus: XenbusBus,
+    /** Absolute directory of this end, e.g. /local/domain/1/device/vbd/51712. */
+    readonly nodename: string,
+    /** `vbd/51712` (frontend) or `vbd/1/51712` (backend). */
+    readonly name: string,
+    readonly devicetype: string,
+  ) {}
+
+  get xs(): XsHandle {
+    return this.bus.xs;
+  }
+
+  get kernel(): Kernel {
+    return this.bus.kernel;
+  }
+
+  async read(key: string): Promise<string | undefined> {
+    return readOr(this.xs, `${this.nodename}/${key}`);
+  }
+
+  async readOtherend(key: string): Promise<string | undefined> {
+    return readOr(this.xs, `${this.otherend}/${key}`);
+  }
+
+  /**
+   * xenbus_switch_state: nothing if already there; otherwise write `state` in a transaction, but
+   * only while the directory's state node still exists (a removed device is not brought back).
+   */
+  async switchState(s: XenbusState): Promise<void> {
+    if (s === this.state) return;
+    const quirk = this.bus.quirks.cacheStateInsideTransaction;
+    for (;;) {
+      const tx = await this.xs.transactionStart();
+      if ((await readOr(this.xs, `${this.nodename}/state`, tx)) === undefined) {
+        await this.xs.transactionEnd(tx, false).catch(() => undefined);
+        return;
+      }
+      await this.xs.write(`${this.nodename}/state`, String(s), tx);
+      if (quirk) this.state = s;
+      let ok: boolean;
+      try {
+        ok = await this.xs.transactionEnd(tx, true);
+      } catch (e) {
+        if (e instanceof XsError && e.code === 'EAGAIN') ok = false;
+        else throw e;
+      }
+      if (ok) break;
+      // EAGAIN: the buggy variant's cache already says `s`, so its retry writes nothing.
+      if (quirk && this.state === s) return;
+    }
+    this.state = s;
+    this.bus.traceState(this, s);
+  }
+
+  /** xenbus_dev_fatal: record the error under error/<nodename> and head for Closing. */
+  async devFatal(errno: number, msg: string): Promise<void> {
+    const rel = this.nodename.replace(/^\/local\/domain\/\d+\//, '');
+    await this.xs.write(`${this.bus.home}/error/${rel}/error`, `${errno} ${msg}`).catch(() => undefined);
+    await this.switchState(XenbusState.XenbusStateClosing);
+  }
+
+  /** xenbus_grant_ring: grant the other end our ring page, read-write. */
+  grantRing(gfn: number): number {
+    return this.kernel.grantForeignAccess(this.otherendId, gfn, false);
+  }
+
+  /** xenbus_alloc_evtchn: an unbound port for the other end to bind. */
+  allocEvtchn(): number {
+    return this.kernel.allocUnbound(this.otherendId);
+  }
+}
+
+export interface XenbusBusOptions {
+  readonly role: XenbusRole;
+  readonly quirks?: XenbusQuirks;
+  /** The simulator's trace of device states. */
+  readonly trace?: (ev: XenbusStateEvent) => void;
+}
+
+export class XenbusBus {
+  readonly devices = new Map<string, XenbusDevice>();
+  private readonly drivers = new Map<string, XenbusDriver>();
+  readonly watch: Xenwatch;
+  readonly role: XenbusRole;
+  readonly quirks: XenbusQuirks;
+  /** /local/domain/<self>. */
+  readonly home: string;
+  private readonly root: string;
+  private readonly trace: ((ev: XenbusStateEvent) => void) | undefined;
+
+  constructor(readonly kernel: Kernel, readonly xs: XsHandle, opts: XenbusBusOptions, watch?: Xenwatch) {
+    this.role = opts.role;
+    this.quirks = opts.quirks ?? {};
+    this.trace = opts.trace;
+    this.home = `/local/domain/${kernel.domid}`;
+    this.root = `${this.home}/${this.role === 'frontend' ? 'device' : 'backend'}`;
+    this.watch = watch ?? new Xenwatch(xs, this.role === 'frontend' ? 'fe' : 'be');
+  }
+
+  register(driver: XenbusDriver): void {
+    this.drivers.set(driver.type, driver);
+  }
+
+  /** Arm the watch on the root first, then enumerate what is already there (no lost device). */
+  async start(): Promise<void> {
+    await this.watch.register(this.root, (path) => this.changed(path));
+    for (const type of await this.list(this.root)) {
+      if (!this.drivers.has(type)) continue;
+      if (this.role === 'frontend') {
+        for (const id of await this.list(`${this.root}/${type}`)) await this.nodeChanged(type, [id]);
+      } else {
+        for (const fe of await this.list(`${this.root}/${type}`)) {
+          for (const id of await this.list(`${this.root}/${type}/${fe}`)) await this.nodeChanged(type, [fe, id]);
+        }
+      }
+    }
+  }
+
+  private async list(path: string): Promise<string[]> {
+    try {
+      return await this.xs.directory(path);
+    } catch (e) {
+      if (e instanceof XsError) return [];
+      throw e;
+    }
+  }
+
+  /** A watch event under the root: find which device directory it concerns. */
+  private async changed(path: string): Promise<void> {
+    if (!path.startsWith(`${this.root}/`)) return;
+    const parts = path.slice(this.root.length + 1).split('/');
+    const depth = this.role === 'frontend' ? 2 : 3;
+    if (parts.length < depth) return;
+    const type = parts[0];
+    if (!this.drivers.has(type)) return;
+    await this.nodeChanged(type, parts.slice(1, depth));
+  }
+
+  private async nodeChanged(type: string, ids: string[]): Promise<void> {
+    const name = [type, ...ids].join('/');
+    const nodename = `${this.root}/${name}`;
+    const existing = this.devices.get(name);
+    const exists = (await readOr(this.xs, nodename)) !== undefined;
+    if (!exists) {
+      if (existing) await this.unregister(existing);
+      return;
+    }
+    if (existing) return;
+    // xenbus_probe_node: only a device still Initialising is probed.
+    if (parseXenbusState(await readOr(this.xs, `${nodename}/state`)) !== XenbusState.XenbusStateInitialising) return;
+    const dev = new XenbusDevice(this, nodename, name, type);
+    this.devices.set(name, dev);
+    if (!(await this.readOtherendDetails(dev))) {
+      this.devices.delete(name);
+      return;
+    }
+    await this.drivers.get(type)!.probe(dev);
+    if (dev.removed) return;
+    await this.watchOtherend(dev);
+  }
+
+  /** xenbus_read_otherend_details: the peer's id and directory, which must exist. */
+  private async readOtherendDetails(dev: XenbusDevice): Promise<boolean> {
+    const [idKey, pathKey] = this.role === 'frontend' ? ['backend-id', 'backend'] : ['frontend-id', 'frontend'];
+    const id = await dev.read(idKey);
+    const path = await dev.read(pathKey);
+    if (id === undefined || path === undefined || !/^\d+$/.test(id) || path === '') return false;
+    if ((await readOr(this.xs, path)) === undefined) return false;
+    dev.otherendId = Number(id);
+    dev.otherend = path;
+    return true;
+  }
+
+  /** The otherend watch: every firing (the first included) re-reads the peer's state. */
+  async watchOtherend(dev: XenbusDevice): Promise<void> {
+    await dev.otherendWatch?.unregister();
+    const driver = this.drivers.get(dev.devicetype)!;
+    dev.otherendWatch = await this.watch.register(`${dev.otherend}/state`, async (path) => {
+      if (dev.removed || (path !== dev.otherend && !path.startsWith(`${dev.otherend}/`))) return;
+      const state = parseXenbusState(await readOr(this.xs, `${dev.otherend}/state`));
+      await driver.otherendChanged(dev, state);
+    });
+  }
+
+  /** device_unregister: the driver's remove, then forget the device. */
+  async unregister(dev: XenbusDevice): Promise<void> {
+    if (dev.removed) return;
+    dev.removed = true;
+    this.devices.delete(dev.name);
+    await dev.otherendWatch?.unregister();
+    await this.drivers.get(dev.devicetype)?.remove(dev);
+  }
+
+  /** Where a new shared ring's indexes start (0 unless a fault says otherwise). */
+  ringStart(): number {
+    return this.quirks.ringStart ?? 0;
+  }
+
+  /** Several keys in one transaction (retried on EAGAIN), as drivers publish their details. */
+  async transactionWrite(entries: readonly (readonly [string, string])[]): Promise<void> {
+    for (;;) {
+      const tx = await this.xs.transactionStart();
+      for (const [k, v] of entries) await this.xs.write(k, v, tx);
+      try {
+        if (await this.xs.transactionEnd(tx, true)) return;
+      } catch (e) {
+        if (!(e instanceof XsError && e.code === 'EAGAIN')) throw e;
+      }
+    }
+  }
+
+  traceState(dev: XenbusDevice, s: XenbusState): void {
+    this.trace?.({
+      kind: 'xenbus', role: this.role, device: dev.name, path: `${dev.nodename}/state`, state: s, stateName: xenbusStateName(s),
+    });
+  }
+}

@@ -1,0 +1,207 @@
+// `xl`: the toolstack verbs against a running host. The domain builder's part (memory, special
+// pages, start_info, the vCPU) is the host's; everything xenstore is dom0's toolstack (libxl in
+// dom0), reached by message. Like the `xl create` process, this object stays as each domain's
+// monitor: SHUTDOWN events from dom0's @releaseDomain watch trigger on_poweroff/on_reboot/...
+import type { DomainConfig, ShutdownAction } from '../domains/dom0/toolstack/config.ts';
+import type { DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
+import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
+import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
+import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
+import type { HostRuntime } from './host-runtime.ts';
+
+const GUEST = new URL('../domains/domU/guest.ts', import.meta.url).href;
+
+export interface XlDomain {
+  readonly domid: number;
+  readonly cfg: DomainConfig;
+  state: 'running' | 'paused' | 'shutdown' | 'dying';
+  shutdownReason?: string;
+}
+
+export interface CreateOptions {
+  /** xl create -p: leave it paused. */
+  readonly paused?: boolean;
+  /** The guest kernel's options (quirks, timeouts). */
+  readonly guest?: GuestArgs;
+  /** A guest program other than the default PV kernel. */
+  readonly program?: string;
+}
+
+export class Xl {
+  readonly domains = new Map<number, XlDomain>();
+  private readonly guestArgs = new Map<number, CreateOptions>();
+  private readonly actions = new Set<Promise<unknown>>();
+  /** Every SHUTDOWN/DEATH event, in order, for tests and the trace. */
+  readonly events: DomainEvent[] = [];
+  private nextReq = 1;
+  /** Errors from actions run on events (restart failing, ...). */
+  readonly errors: unknown[] = [];
+
+  constructor(readonly rt: HostRuntime) {
+    rt.dom0.on('message', (m: DomainEvent) => {
+      if (m.cmd === 'domain-event') this.onEvent(m);
+    });
+  }
+
+  /** Resolves once the actions started by domain events (destroy, restart) are done. */
+  async settled(): Promise<void> {
+    while (this.actions.size) await Promise.all([...this.actions]);
+    await this.rt.quiesce();
+  }
+
+  private track(p: Promise<unknown>): void {
+    const q = p.catch((e: unknown) => void this.errors.push(e)).finally(() => this.actions.delete(q));
+    this.actions.add(q);
+  }
+
+  private onEvent(ev: DomainEvent): void {
+    this.events.push(ev);
+    const d = this.domains.get(ev.domid);
+    if (!d) return;
+    if (ev.event === 'death') {
+      this.domains.delete(ev.domid);
+      return;
+    }
+    d.state = 'shutdown';
+    d.shutdownReason = ev.reason;
+    const action = this.actionFor(d.cfg, ev.reason ?? '');
+    if (action === 'destroy') this.track(this.destroy(ev.domid));
+    else if (action === 'restart') this.track(this.restart(ev.domid));
+  }
+
+  private actionFor(cfg: DomainConfig, reason: string): ShutdownAction | undefined {
+    switch (reason) {
+      case 'SHUTDOWN_poweroff': return cfg.on_poweroff ?? 'destroy';
+      case 'SHUTDOWN_reboot': return cfg.on_reboot ?? 'restart';
+      case 'SHUTDOWN_crash': return cfg.on_crash ?? 'destroy';
+      case 'SHUTDOWN_watchdog': return cfg.on_watchdog ?? 'destroy';
+      default: return undefined;
+    }
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** xl create: build, skeleton + INTRODUCE, disks, console, NICs, then unpause (unless -p). */
+  async create(cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
+    const pages = 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
+    const built = await this.rt.buildGuest({
+      domid: cfg.domid, pages, console: true, introduce: false, paused: true,
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
+    });
+    const domid = built.domid;
+    this.domains.set(domid, { domid, cfg, state: 'paused' });
+    this.guestArgs.set(domid, opts);
+    await this.rt.toolstack('domain-make', { domid, cfg, store: built.store });
+    for (const disk of cfg.disks ?? []) {
+      await this.rt.toolstack('disk-image', { name: disk.target, sizeMiB: disk.sizeMiB ?? 16 });
+      await this.rt.toolstack('disk-add', { domid, disk });
+    }
+    await this.rt.toolstack('console-add', { domid, ring: built.console });
+    for (const [i, vif] of (cfg.vifs ?? []).entries()) await this.rt.toolstack('nic-add', { domid, vif, index: i });
+    if (!opts.paused) await this.unpause(domid);
+    return domid;
+  }
+
+  async unpause(domid: number): Promise<void> {
+    await this.rt.unpause(domid);
+    const d = this.domains.get(domid);
+    if (d) d.state = 'running';
+  }
+
+  async pause(domid: number): Promise<void> {
+    await this.rt.quiesce();
+    const d = this.rt.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.rt.host.pause(d);
+    const x = this.domains.get(domid);
+    if (x) x.state = 'paused';
+  }
+
+  /** xl destroy: dom0's toolstack removes devices and trees, then XEN_DOMCTL_destroydomain. */
+  async destroy(domid: number): Promise<void> {
+    const d = this.domains.get(domid);
+    if (d) d.state = 'dying';
+    this.domains.delete(domid);
+    await this.rt.toolstack('destroy', { domid });
+    await this.rt.destroy(domid);
+  }
+
+  /** on_reboot=restart: destroy, then create again from the same config (a new domid). */
+  private async restart(domid: number): Promise<number> {
+    const d = this.domains.get(domid);
+    const opts = this.guestArgs.get(domid) ?? {};
+    await this.destroy(domid);
+    if (!d) return -1;
+    // The old domid may be reused only if the config asked for it explicitly.
+    return this.create(d.cfg, opts);
+  }
+
+  /**
+   * xl shutdown / reboot: the control/shutdown request, acked by the guest. With `wait`, also
+   * wait for the domain to be gone (and restarted, for reboot).
+   */
+  async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean }> {
+    const r = await this.rt.toolstack<{ acked: boolean }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
+    if (opts.wait) await this.settled();
+    return r;
+  }
+
+  async reboot(domid: number, opts: { wait?: boolean } = {}): Promise<{ acked: boolean }> {
+    return this.shutdown(domid, 'reboot', opts);
+  }
+
+  /** Resume a domain that suspended in place (checkpoint): XEN_DOMCTL_resumedomain + XS_RESUME. */
+  async resume(domid: number): Promise<void> {
+    await this.rt.toolstack('resume', { domid });
+    const d = this.domains.get(domid);
+    if (d) d.state = 'running';
+  }
+
+  list(): { name: string; id: number; mem: number; vcpus: number; state: string }[] {
+    const rows = [{ name: 'Domain-0', id: 0, mem: 1024, vcpus: 1, state: 'r-----' }];
+    for (const d of [...this.domains.values()].sort((a, b) => a.domid - b.domid)) {
+      const h = this.rt.host.domains.get(d.domid);
+      const st = !h ? '------' : h.isShutDown ? '---s--' : h.pauseCount > 0 ? '--p---' : '-b----';
+      rows.push({ name: d.cfg.name, id: d.domid, mem: d.cfg.memory ?? 128, vcpus: d.cfg.vcpus ?? 1, state: st });
+    }
+    return rows;
+  }
+
+  // ------------------------------------------------------------------ devices
+
+  async blockAttach(domid: number, disk: NonNullable<DomainConfig['disks']>[number]): Promise<DeviceRef> {
+    await this.rt.toolstack('disk-image', { name: disk.target, sizeMiB: disk.sizeMiB ?? 16 });
+    return this.rt.toolstack<DeviceRef>('disk-add', { domid, disk });
+  }
+
+  async blockDetach(domid: number, vdev: string, force = false): Promise<{ clean: boolean }> {
+    const devid = vdevFromName(vdev) ?? Number(vdev);
+    return this.rt.toolstack('device-remove', { dev: { kind: 'vbd', devid, frontend: domid, backend: 0 }, force });
+  }
+
+  async devices(domid: number): Promise<DeviceRef[]> {
+    return this.rt.toolstack('devices', { domid });
+  }
+
+  /** What the guest wrote to its console (xl console, non-interactive). */
+  async console(domid: number): Promise<string> {
+    await this.rt.quiesce();
+    return this.rt.toolstack('console', { domid });
+  }
+
+  /** Every node under `path` (xenstore-ls -fp's content), read by dom0's toolstack. */
+  async dump(path = '/'): Promise<NodeDump[]> {
+    await this.rt.quiesce();
+    return this.rt.toolstack('dump', { path });
+  }
+
+  // ------------------------------------------------------------------ the guest's user space
+
+  /** Runs a command in the guest and resolves with its result. */
+  async guest<T = Record<string, unknown>>(domid: number, m: Omit<GuestCommand, 'id'>): Promise<T> {
+    const id = this.nextReq++;
+    const answer = this.rt.message<{ cmd: string; id: number }>(domid, (r) => r.cmd === 'result' && r.id === id);
+    this.rt.send(domid, { ...m, id });
+    return (await answer) as T;
+  }
+}
