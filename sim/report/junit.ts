@@ -38,14 +38,17 @@ export function stripIllegalXmlChars(s: string): string {
   return s.replace(/[^\t\n\r\u0020-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu, '');
 }
 
-/** Character data: '>' too, so a "]]>" in output cannot end anything. */
+/**
+ * Character data: '>' too, so a "]]>" in output cannot end anything, and CR as a reference, or
+ * the parser's end-of-line handling would read it (and CR LF) as LF.
+ */
 export function xmlText(s: string): string {
-  return stripIllegalXmlChars(s).replace(/[&<>]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : '&gt;'));
+  return stripIllegalXmlChars(s).replace(/[&<>\r]/g, (c) => (c === '&' ? '&amp;' : c === '<' ? '&lt;' : c === '>' ? '&gt;' : '&#13;'));
 }
 
-/** A double-quoted attribute value; tab and newlines as references, or a parser would turn them into spaces. */
+/** A double-quoted attribute value; tab and LF as references too, or a parser would turn them into spaces. */
 export function xmlAttr(s: string): string {
-  return xmlText(s).replace(/["\t\n\r]/g, (c) => (c === '"' ? '&quot;' : `&#${c.charCodeAt(0)};`));
+  return xmlText(s).replace(/["\t\n]/g, (c) => (c === '"' ? '&quot;' : `&#${c.charCodeAt(0)};`));
 }
 
 const seconds = (t: number): string => (Number.isFinite(t) && t > 0 ? t.toFixed(3) : '0.000');
