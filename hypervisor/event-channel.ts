@@ -20,6 +20,7 @@ import {
   type evtchn_bind_ipi,
   type evtchn_bind_vcpu,
   type evtchn_bind_virq,
+  type evtchn_bind_pirq,
   type evtchn_close,
   type evtchn_reset,
   type evtchn_send,
@@ -58,6 +59,8 @@ export enum ECS {
 export const EVTCHNS_PER_BUCKET = 64;
 /** BITS_PER_EVTCHN_WORD on x86_64. */
 const BITS_PER_WORD = 64;
+/** d->nr_pirqs for a guest without passthrough (nr_static_irqs + extra_domU_irqs: 16 + 32 on x86). */
+const NR_PIRQS = 48;
 
 /** get_virq_type(): per-vCPU, per-domain, or global (one handler domain system-wide). */
 export enum VirqType {
@@ -134,6 +137,8 @@ class Evtchn {
   remotePort = 0 as EvtchnPort;
   /** u.virq. */
   virq = 0 as Virq;
+  /** u.pirq.irq. */
+  pirq = 0;
 
   constructor(readonly port: EvtchnPort) {}
 
@@ -225,6 +230,9 @@ class DomainEvtchn {
   readonly chn: Evtchn[] = [];
   /** virqToEvtchn[vcpu][virq]: bound port or 0. */
   readonly virqToEvtchn: Uint16Array[];
+  /** IRQs mapped to this domain (pirq_info), and the ports bound to them. */
+  readonly mappedPirqs = new Set<number>();
+  readonly pirqToEvtchn = new Map<number, number>();
   readonly bits: SharedInfoBits;
   /** Every port below this one is in use (a search hint; Xen scans from 0, with the same result). */
   private freeHint = 0;
@@ -289,6 +297,7 @@ const EVTCHN_OPS: {
     run: (ec, c, a) => ec.bindInterdomain(c, a),
   },
   [EvtchnOp.EVTCHNOP_bind_virq]: { fields: { virq: U32, vcpu: U32 }, run: (ec, c, a) => ec.bindVirq(c, a) },
+  [EvtchnOp.EVTCHNOP_bind_pirq]: { fields: { pirq: U32, flags: U32 }, run: (ec, c, a) => ec.bindPirq(c, a) },
   [EvtchnOp.EVTCHNOP_close]: { fields: { port: U32 }, run: (ec, c, a) => ec.close(c, a) },
   [EvtchnOp.EVTCHNOP_send]: { fields: { port: U32 }, run: (ec, c, a) => ec.send(c, a) },
   [EvtchnOp.EVTCHNOP_status]: { fields: { dom: U16, port: U32 }, run: (ec, c, a) => ec.status(c, a) },
@@ -476,6 +485,42 @@ export class EventChannels implements DomainHooks {
     });
   }
 
+  /**
+   * EVTCHNOP_bind_pirq: a physical (or, for HVM, emulated) IRQ the hypervisor mapped for the
+   * caller. -EINVAL pirq out of range or not mapped, -EEXIST already bound, -ENOSPC from port
+   * allocation. (xensim maps only the emulated SCI of HVM guests.)
+   */
+  bindPirq(caller: Domain, arg: EvtchnOpArgs[EvtchnOp.EVTCHNOP_bind_pirq]): EvtchnResult<evtchn_bind_pirq> {
+    const { pirq, flags } = arg;
+    return this.hypercall(caller, 'EVTCHNOP_bind_pirq', { pirq, flags }, () => {
+      const t = this.tables.get(caller);
+      if (!t) return -Errno.ESRCH;
+      if (!Number.isInteger(pirq) || pirq < 0 || pirq >= NR_PIRQS || !t.mappedPirqs.has(pirq)) return -Errno.EINVAL;
+      if (t.pirqToEvtchn.has(pirq)) return -Errno.EEXIST;
+      const chn = t.getFreePort();
+      if (typeof chn === 'number') return chn;
+      chn.state = ECS.ECS_PIRQ;
+      chn.pirq = pirq;
+      t.pirqToEvtchn.set(pirq, chn.port);
+      return { pirq, flags, port: chn.port };
+    });
+  }
+
+  /** PHYSDEVOP_map_pirq's effect, done by the hypervisor for an HVM guest's emulated IRQs. */
+  mapPirq(d: Domain, pirq: number): void {
+    this.tables.get(d)?.mappedPirqs.add(pirq);
+  }
+
+  /** send_guest_pirq(): the IRQ fired; its port (if bound) goes pending. */
+  sendGuestPirq(d: Domain, pirq: number): void {
+    const t = this.tables.get(d);
+    const port = t?.pirqToEvtchn.get(pirq);
+    if (!t || port === undefined) return;
+    const chn = t.chn[port];
+    this.trace(() => ({ kind: 'evtchn', op: 'send_guest_pirq', domid: d.domid, port: chn.port, result: 0 }));
+    this.setPending(t, chn.notifyVcpu, chn);
+  }
+
   /** EVTCHNOP_bind_ipi: -ENOENT no such vCPU, -ENOSPC / -EINVAL (dying) from port allocation. */
   bindIpi(caller: Domain, arg: EvtchnOpArgs[EvtchnOp.EVTCHNOP_bind_ipi]): EvtchnResult<evtchn_bind_ipi> {
     const { vcpu } = arg;
@@ -581,7 +626,7 @@ export class EventChannels implements DomainHooks {
             u: { interdomain: { dom: chn.remoteDom!.domid, port: chn.remotePort } },
           };
         case ECS.ECS_PIRQ:
-          return { ...head, status: EvtchnStat.EVTCHNSTAT_pirq, u: { pirq: 0 } };
+          return { ...head, status: EvtchnStat.EVTCHNSTAT_pirq, u: { pirq: chn.pirq } };
         case ECS.ECS_VIRQ:
           return { ...head, status: EvtchnStat.EVTCHNSTAT_virq, u: { virq: chn.virq } };
         case ECS.ECS_IPI:
@@ -747,8 +792,10 @@ export class EventChannels implements DomainHooks {
       case ECS.ECS_RESERVED:
         return -Errno.EINVAL;
       case ECS.ECS_UNBOUND:
-      case ECS.ECS_PIRQ:
       case ECS.ECS_IPI:
+        break;
+      case ECS.ECS_PIRQ:
+        t1.pirqToEvtchn.delete(chn1.pirq);
         break;
       case ECS.ECS_VIRQ: {
         const v = getVirqType(chn1.virq) !== VirqType.VIRQ_VCPU ? 0 : chn1.notifyVcpu;

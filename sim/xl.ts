@@ -45,8 +45,12 @@ export class Xl {
 
   /** Resolves once the actions started by domain events (destroy, restart) are done. */
   async settled(): Promise<void> {
-    while (this.actions.size) await Promise.all([...this.actions]);
-    await this.rt.quiesce();
+    // Quiet hosts produce no events; events (shutdown -> restart) may come while quieting.
+    for (;;) {
+      await this.rt.quiesce();
+      if (this.actions.size === 0) return;
+      await Promise.all([...this.actions]);
+    }
   }
 
   private track(p: Promise<unknown>): void {

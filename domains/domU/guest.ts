@@ -135,7 +135,9 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         throw e;
       }
       if (!ok) continue;
-      await act(cmd);
+      // Like orderly_poweroff: the work runs outside xenwatch, which must stay free to deliver
+      // the backends' state changes the device shutdown waits for.
+      void act(cmd);
       return;
     }
   };

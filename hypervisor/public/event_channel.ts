@@ -72,6 +72,15 @@ export interface evtchn_bind_virq {
   readonly port: EvtchnPort;
 }
 
+/** EVTCHNOP_bind_pirq: IN pirq, flags (BIND_PIRQ__WILL_SHARE); OUT port. */
+export interface evtchn_bind_pirq {
+  readonly pirq: number;
+  readonly flags: number;
+  readonly port: EvtchnPort;
+}
+
+export const BIND_PIRQ__WILL_SHARE = 1;
+
 /** EVTCHNOP_bind_ipi: IN vcpu; OUT port. */
 export interface evtchn_bind_ipi {
   readonly vcpu: number;
@@ -130,6 +139,7 @@ export interface evtchn_reset {
 export interface EvtchnOpArgs {
   [EvtchnOp.EVTCHNOP_bind_interdomain]: Omit<evtchn_bind_interdomain, 'local_port'>;
   [EvtchnOp.EVTCHNOP_bind_virq]: Omit<evtchn_bind_virq, 'port'>;
+  [EvtchnOp.EVTCHNOP_bind_pirq]: Omit<evtchn_bind_pirq, 'port'>;
   [EvtchnOp.EVTCHNOP_close]: evtchn_close;
   [EvtchnOp.EVTCHNOP_send]: evtchn_send;
   [EvtchnOp.EVTCHNOP_status]: Pick<evtchn_status, 'dom' | 'port'>;
@@ -144,6 +154,7 @@ export interface EvtchnOpArgs {
 export interface EvtchnOpResults {
   [EvtchnOp.EVTCHNOP_bind_interdomain]: evtchn_bind_interdomain;
   [EvtchnOp.EVTCHNOP_bind_virq]: evtchn_bind_virq;
+  [EvtchnOp.EVTCHNOP_bind_pirq]: evtchn_bind_pirq;
   [EvtchnOp.EVTCHNOP_close]: 0;
   [EvtchnOp.EVTCHNOP_send]: 0;
   [EvtchnOp.EVTCHNOP_status]: evtchn_status;

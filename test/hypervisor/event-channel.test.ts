@@ -462,6 +462,46 @@ describe('event channels (2-level ABI)', () => {
     ]);
   });
 
+  describe('EVTCHNOP_bind_pirq (the emulated SCI of an HVM guest)', () => {
+    rows([
+      {
+        spec: 'a mapped pirq binds to a fresh port; status says pirq',
+        run: (w) => {
+          w.ec.mapPirq(w.guest1, 9);
+          return w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 });
+        },
+        expect: { pirq: 9, port: 1 },
+        then: (w) => {
+          assert.equal(st(w, w.guest1, 1), 'pirq');
+          assert.deepEqual(status(w, w.guest1, SELF, 1).u, { pirq: 9 });
+        },
+      },
+      { spec: '-EINVAL: a pirq the hypervisor did not map', run: (w) => w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 }), expect: EINVAL },
+      { spec: '-EINVAL: a pirq beyond nr_pirqs', run: (w) => w.ec.bindPirq(w.guest1, { pirq: 4096, flags: 0 }), expect: EINVAL },
+      {
+        spec: '-EEXIST: the pirq is already bound',
+        run: (w) => {
+          w.ec.mapPirq(w.guest1, 9);
+          ok(w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 }));
+          return w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 });
+        },
+        expect: EEXIST,
+      },
+      {
+        spec: 'send_guest_pirq sets the bound port pending; after close the pirq can be bound again',
+        run: (w) => {
+          w.ec.mapPirq(w.guest1, 9);
+          const { port } = ok(w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 }));
+          w.ec.sendGuestPirq(w.guest1, 9);
+          assert.equal(view(w.guest1).pending(port), true);
+          ok(w.ec.close(w.guest1, { port }));
+          return w.ec.bindPirq(w.guest1, { pirq: 9, flags: 0 });
+        },
+        expect: { pirq: 9 },
+      },
+    ]);
+  });
+
   describe('EVTCHNOP_bind_ipi', () => {
     rows([
       {
@@ -818,7 +858,7 @@ describe('event channels (2-level ABI)', () => {
         run: (w) => w.ec.dispatch(w.guest1, 7, { vcpu: 1, port: 99, extra: 'x' }),
         expect: { vcpu: 1, port: 1 },
       },
-      { spec: '-ENOSYS: EVTCHNOP_bind_pirq (not modelled)', run: (w) => w.ec.dispatch(w.dom0, 2, { pirq: 1 }), expect: -Errno.ENOSYS },
+      { spec: '-EFAULT: EVTCHNOP_bind_pirq without flags', run: (w) => w.ec.dispatch(w.dom0, 2, { pirq: 1 }), expect: -Errno.EFAULT },
       { spec: '-ENOSYS: EVTCHNOP_init_control (FIFO ABI)', run: (w) => w.ec.dispatch(w.dom0, 11, {}), expect: -Errno.ENOSYS },
       { spec: '-ENOSYS: an unknown command', run: (w) => w.ec.dispatch(w.dom0, 99, {}), expect: -Errno.ENOSYS },
       { spec: '-EFAULT: no argument', run: (w) => w.ec.dispatch(w.dom0, 4, null), expect: -Errno.EFAULT },

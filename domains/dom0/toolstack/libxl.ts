@@ -260,11 +260,29 @@ export class Libxl {
       await this.hotplug(dev, 'remove');
     }
     await this.transaction(async (tx) => {
-      await this.xs.rm(be, tx).catch(() => undefined);
-      await this.xs.rm(fe, tx).catch(() => undefined);
-      await this.xs.rm(libxlPath(dev), tx).catch(() => undefined);
+      await this.pathCleanup(tx, fe);
+      await this.pathCleanup(tx, libxlPath(dev));
+      await this.pathCleanup(tx, be);
     });
     return { clean };
+  }
+
+  /** libxl__xs_path_cleanup: remove the node, then each parent left empty by it. */
+  async pathCleanup(tx: number, path: string): Promise<void> {
+    await this.xs.rm(path, tx).catch(() => undefined);
+    for (let p = path.slice(0, path.lastIndexOf('/')); p.length > 1; p = p.slice(0, p.lastIndexOf('/'))) {
+      const kids = await this.xs.directory(p, tx).catch(() => undefined);
+      if (kids === undefined || kids.length > 0) return;
+      await this.xs.rm(p, tx).catch(() => undefined);
+    }
+  }
+
+  /** xen-init-dom0: dom0's own entries, which the toolstack expects to find. */
+  async initDom0(): Promise<void> {
+    await this.transaction(async (tx) => {
+      await this.xs.write('/local/domain/0/name', 'Domain-0', tx);
+      await this.xs.write('/local/domain/0/domid', '0', tx);
+    });
   }
 
   // ------------------------------------------------------------------ power

@@ -59,6 +59,7 @@ export class Toolstack {
   }
 
   async start(): Promise<void> {
+    await this.libxl.initDom0();
     await this.watch.register('@releaseDomain', () => this.domainsChanged());
   }
 
