@@ -29,6 +29,8 @@ export class Domain {
   maxPages: number;
   /** d->max_vcpus: vCPUs 0..maxVcpus-1 exist (their vcpu_info lives in shared_info, so <= 32). */
   maxVcpus = 1;
+  /** An HVM guest (XEN_DOMCTL_CDF_hvm): emulated platform, ACPI. PV otherwise. */
+  hvm = false;
 
   constructor(
     readonly domid: DomId,

@@ -13,6 +13,8 @@ export interface CreateDomainOptions {
   readonly maxPages?: number;
   /** vCPUs (xl.cfg `vcpus`); 1 to XEN_LEGACY_MAX_VCPUS (32). */
   readonly vcpus?: number;
+  /** XEN_DOMCTL_CDF_hvm. */
+  readonly hvm?: boolean;
 }
 
 /** A subsystem that keeps per-domain state (event channels, grant tables). */
@@ -71,6 +73,7 @@ export class Host {
     if (id === undefined) throw new HypervisorError(opts.domid !== undefined ? Errno.EEXIST : Errno.ENOSPC, 'createdomain');
     const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
     d.maxVcpus = vcpus;
+    d.hvm = opts.hvm ?? false;
     const si = this.memory.allocate(id);
     if (!si) {
       this.domids.release(id);

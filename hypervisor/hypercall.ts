@@ -10,6 +10,9 @@ import type { Frame } from './memory.ts';
 import { GnttabOp } from './public/grant_table.ts';
 import { SchedOp, ShutdownReason } from './public/sched.ts';
 import { Errno, Hypercall } from './public/xen.ts';
+import {
+  ACPI_SCI_PIRQ, DomctlTrigger, HvmAcpi, HvmOp, HvmParam, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION,
+} from './hvm/acpi.ts';
 
 /** The domctls xensim implements (XEN_DOMCTL_*), for the toolstack in dom0. */
 export enum Domctl {
@@ -20,6 +23,7 @@ export enum Domctl {
   XEN_DOMCTL_getdomaininfo = 5,
   XEN_DOMCTL_max_mem = 11,
   XEN_DOMCTL_resumedomain = 27,
+  XEN_DOMCTL_sendtrigger = 28,
   XEN_DOMCTL_set_virq_handler = 66,
 }
 
@@ -60,6 +64,58 @@ export class Hypercalls {
     this.table.set(Hypercall.__HYPERVISOR_sched_op, (d, a) => this.schedOp(d, a));
     this.table.set(Hypercall.__HYPERVISOR_domctl, (d, a) => this.domctl(d, a));
     this.table.set(Hypercall.__HYPERVISOR_console_io, (_d, _a) => ({ ret: 0 }));
+    this.table.set(Hypercall.__HYPERVISOR_hvm_op, (d, a) => this.hvmOp(d, a));
+    this.table.set(VMEXIT_IO_INSTRUCTION, (d, a) => this.ioInstruction(d, a));
+    host.addHooks({
+      domainCreated: (d) => {
+        if (!d.hvm) return;
+        this.acpi.set(d, new HvmAcpi(d, {
+          sci: (x) => this.evtchn.sendGuestPirq(x, ACPI_SCI_PIRQ),
+          // hvm_s3_suspend pauses the domain; leaving S3 unpauses it.
+          s3: (x, entering) => (entering ? this.host.pause(x) : this.host.unpause(x)),
+          poweroff: (x) => this.host.shutdown(x, ShutdownReason.SHUTDOWN_poweroff),
+        }));
+        this.evtchn.mapPirq(d, ACPI_SCI_PIRQ);
+      },
+      domainKilled: () => undefined,
+      domainFreed: (d) => void this.acpi.delete(d),
+    });
+  }
+
+  /** Each HVM guest's ACPI block (pmtimer.c plus the device model's PM1a_CNT). */
+  readonly acpi = new Map<Domain, HvmAcpi>();
+
+  /** IN/OUT from an HVM guest: the ports its platform decodes; reads of others give all ones. */
+  private ioInstruction(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    const acpi = this.acpi.get(d);
+    if (!acpi) return { ret: -Errno.EINVAL };
+    const port = Number(a.port);
+    if (a.dir === 'out') {
+      acpi.ioWrite(port, Number(a.value));
+      return { ret: 0 };
+    }
+    return { ret: acpi.ioRead(port) ?? 0xffff };
+  }
+
+  /** HVMOP_set_param / get_param; another domain's params need privilege (the device model's). */
+  private hvmOp(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    const op = Number(a.op);
+    const target = a.domid === undefined || Number(a.domid) === 0x7ff0 ? d : this.host.domains.get(Number(a.domid));
+    if (!target) return { ret: -Errno.ESRCH };
+    if (target !== d) this.host.requirePrivileged(d, 'hvm_op');
+    const acpi = this.acpi.get(target);
+    if (!acpi) return { ret: -Errno.EINVAL };
+    const index = Number(a.index);
+    if (op === HvmOp.HVMOP_get_param) {
+      if (index === HvmParam.HVM_PARAM_ACPI_S_STATE) return { ret: { value: acpi.sState } };
+      return { ret: -Errno.EINVAL };
+    }
+    if (op === HvmOp.HVMOP_set_param) {
+      // A guest may not move itself between S-states through the param (hvm_allow_set_param).
+      if (index !== HvmParam.HVM_PARAM_ACPI_S_STATE || target === d) return { ret: -Errno.EPERM };
+      return { ret: acpi.setSState(Number(a.value)) ? 0 : -Errno.EINVAL };
+    }
+    return { ret: -Errno.ENOSYS };
   }
 
   onTrace(f: (ev: HypercallTrace) => void): void {
@@ -123,6 +179,25 @@ export class Hypercalls {
     }
   }
 
+  /** XEN_DOMCTL_sendtrigger: power/sleep buttons need an HVM guest; INIT and RESET are not on x86. */
+  private sendTrigger(d: Domain, trigger: number): number {
+    const acpi = this.acpi.get(d);
+    switch (trigger) {
+      case DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_NMI:
+        return 0;
+      case DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_POWER:
+      case DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_SLEEP:
+        if (!acpi) return -Errno.EINVAL;
+        acpi.pressButton(trigger === DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_POWER ? PWRBTN_STS : SLPBTN_STS);
+        return 0;
+      case DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_RESET:
+      case DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_INIT:
+        return -Errno.ENOSYS;
+      default:
+        return -Errno.EINVAL;
+    }
+  }
+
   /** Domain control: the privileged domain only (-EPERM for others), as XSM's default policy. */
   private domctl(d: Domain, a: Record<string, unknown>): HypercallOutcome {
     this.host.requirePrivileged(d, 'domctl');
@@ -132,6 +207,8 @@ export class Hypercalls {
         domid: typeof a.domid === 'number' && a.domid !== 0 ? a.domid : undefined,
         maxPages: typeof a.max_pages === 'number' ? a.max_pages : undefined,
         vcpus: typeof a.max_vcpus === 'number' ? a.max_vcpus : undefined,
+        // XEN_DOMCTL_CDF_hvm
+        hvm: (Number(a.flags) & 1) === 1,
       });
       return { ret: { domid: nd.domid } };
     }
@@ -153,6 +230,8 @@ export class Hypercalls {
       case Domctl.XEN_DOMCTL_max_mem:
         target.maxPages = Math.ceil(Number(a.max_memkb) / 4);
         return { ret: 0 };
+      case Domctl.XEN_DOMCTL_sendtrigger:
+        return { ret: this.sendTrigger(target, Number(a.trigger)) };
       case Domctl.XEN_DOMCTL_set_virq_handler:
         return { ret: this.evtchn.setVirqHandler(target, Number(a.virq)) };
       case Domctl.XEN_DOMCTL_getdomaininfo:

@@ -28,6 +28,8 @@ export interface GuestOptions {
   readonly domid?: number;
   /** Leave the new domain paused (as `xl create -p`); unpause() lets it run. */
   readonly paused?: boolean;
+  /** An HVM guest (emulated platform with ACPI); PV otherwise. */
+  readonly hvm?: boolean;
   /** A console ring page and port (start_info.console), as for every real guest. */
   readonly console?: boolean;
   /**
@@ -337,7 +339,7 @@ export class HostRuntime {
   /** The domain builder: memory, special pages, ports and grant refs, start_info, the vCPU. */
   async buildGuest(opts: GuestOptions): Promise<BuiltDomain & { domain: Domain }> {
     await this.quiesce();
-    const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32 });
+    const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32, hvm: opts.hvm });
     // A packed vCPU sleeps on its pool thread's doorbell: sends to it must trap to ring it.
     if (this.pool) this.routes?.setTrapOnly(d.domid);
     const nr = Math.min(opts.pages ?? 8, d.maxPages);

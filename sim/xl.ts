@@ -89,7 +89,7 @@ export class Xl {
   async create(cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
     const pages = 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
     const built = await this.rt.buildGuest({
-      domid: cfg.domid, pages, console: true, introduce: false, paused: true,
+      domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
     });
     const domid = built.domid;
@@ -159,6 +159,19 @@ export class Xl {
     await this.rt.toolstack('resume', { domid });
     const d = this.domains.get(domid);
     if (d) d.state = 'running';
+  }
+
+  /**
+   * xl trigger: power and sleep press the HVM guest's ACPI buttons (XEN_DOMCTL_sendtrigger);
+   * s3resume wakes it from S3 (libxl asks QEMU, which sets HVM_PARAM_ACPI_S_STATE to 0).
+   */
+  async trigger(domid: number, name: 'power' | 'sleep' | 's3resume' | 'nmi' | 'init' | 'reset'): Promise<number> {
+    return this.rt.toolstack<number>('trigger', { domid, name });
+  }
+
+  /** HVM_PARAM_ACPI_S_STATE as the toolstack reads it (0 = S0, 3 = S3). */
+  async acpiSState(domid: number): Promise<number> {
+    return this.rt.toolstack<number>('acpi-s-state', { domid });
   }
 
   list(): { name: string; id: number; mem: number; vcpus: number; state: string }[] {

@@ -14,11 +14,14 @@ import { xenbusInit } from '../kernel/xenbus.ts';
 import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
 import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
+import { acpiInit } from './acpi.ts';
 import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 
 export interface GuestArgs {
   /** hvm guests also answer ACPI power/sleep buttons (see acpi). */
   readonly type?: 'pv' | 'hvm';
+  /** The seed's (non-Xen) ACPI flow: see acpi.ts. Off by default. */
+  readonly acpiSeedFlow?: boolean;
   readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks };
   /**
    * How long an orderly shutdown waits for each Connected frontend's backend to close (ns);
@@ -141,6 +144,10 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
       return;
     }
   };
+
+  if (args.type === 'hvm') {
+    acpiInit(k, xs, { seedFlow: args.acpiSeedFlow, printk, beforePoweroff: closeFrontends });
+  }
 
   // setup_shutdown_watcher: watch first, then advertise what we answer.
   await watch.register('control/shutdown', () => shutdownHandler());

@@ -9,6 +9,7 @@ import {
   GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
+import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/hvm/acpi.ts';
 import { DOMID_SELF, type DomId, Hypercall, SharedInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 
 /** start_info: what the domain builder hands a new kernel. */
@@ -463,6 +464,24 @@ export class Kernel {
     this.foreign.delete(handle);
     this.mapAddr.delete(handle);
     return r.results[0].status;
+  }
+
+  // ---------------------------------------------------------------- port I/O (HVM)
+
+  /** IN: traps to the hypervisor's emulation (a VM exit, carried like a hypercall). */
+  inw(port: number): number {
+    return this.hypercall(VMEXIT_IO_INSTRUCTION, { dir: 'in', port, size: 2 }) as number;
+  }
+
+  /** OUT. */
+  outw(port: number, value: number): void {
+    this.hypercall(VMEXIT_IO_INSTRUCTION, { dir: 'out', port, size: 2, value });
+  }
+
+  /** EVTCHNOP_bind_pirq. */
+  bindPirq(pirq: number): number {
+    const r = this.evtchnOp(EvtchnOp.EVTCHNOP_bind_pirq, { pirq, flags: 0 }) as { port: number };
+    return r.port;
   }
 
   // ---------------------------------------------------------------- scheduling

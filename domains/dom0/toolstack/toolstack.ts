@@ -2,7 +2,8 @@
 // the domain-death monitor that turns @releaseDomain into SHUTDOWN/DEATH events.
 import type { XsHandle } from '../tools/xs.ts';
 import { Domctl } from '../../../hypervisor/hypercall.ts';
-import { Hypercall } from '../../../hypervisor/public/xen.ts';
+import { Errno, Hypercall } from '../../../hypervisor/public/xen.ts';
+import { DomctlTrigger, HvmOp, HvmParam } from '../../../hypervisor/hvm/acpi.ts';
 import { ShutdownReason } from '../../../hypervisor/public/sched.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
 import type { XenbusBus } from '../../kernel/xenbus-probe.ts';
@@ -18,6 +19,11 @@ export interface ToolstackQuirks {
   readonly hotplugDelayNs?: number;
   /** Shutdown acknowledgement timeout (ns); libxl's is 60 s. */
   readonly shutdownTimeoutNs?: number;
+  /**
+   * The seed's ACPI flow (not Xen): mirror what an HVM guest writes to control/shutdown ("S3",
+   * "S5") at /local/domain/0/acpi/state. Off by default.
+   */
+  readonly acpiSeedFlow?: boolean;
 }
 
 /** What the death monitor reports to the simulator's xl. */
@@ -95,6 +101,16 @@ export class Toolstack {
       case 'domain-make':
         this.monitored.set(domid, 'running');
         await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number });
+        if (this.quirks.acpiSeedFlow && (args.cfg as DomainConfig).type === 'hvm') {
+          const node = `/local/domain/${domid}/control/shutdown`;
+          await this.watch.register(node, async () => {
+            const v = await this.libxl.read(node);
+            if (v === 'S3' || v === 'S5') await this.xs.write('/local/domain/0/acpi/state', v);
+            else if (v === '' && (await this.libxl.read('/local/domain/0/acpi/state')) === 'S3') {
+              await this.xs.write('/local/domain/0/acpi/state', 'S0');
+            }
+          });
+        }
         return null;
       case 'disk-image':
         this.images.open(String(args.name), Number(args.sizeMiB ?? 16));
@@ -127,6 +143,13 @@ export class Toolstack {
         return null;
       case 'wait':
         return this.libxl.waitFor(String(args.path), (v) => v === args.value, Number(args.timeoutNs ?? 10e9));
+      case 'trigger':
+        return this.trigger(domid, String(args.name));
+      case 'acpi-s-state': {
+        const r = this.kernel.hypercall(Hypercall.__HYPERVISOR_hvm_op, { op: HvmOp.HVMOP_get_param, domid, index: HvmParam.HVM_PARAM_ACPI_S_STATE });
+        if (typeof r === 'number') throw new ToolstackError(`get HVM_PARAM_ACPI_S_STATE: ${r}`);
+        return (r as { value: number }).value;
+      }
       case 'dump':
         return this.dump(String(args.path ?? '/'));
       case 'read':
@@ -134,6 +157,26 @@ export class Toolstack {
       default:
         throw new ToolstackError(`unknown toolstack verb ${op}`);
     }
+  }
+
+  /** libxl_send_trigger: a domctl, except s3resume, which goes to the device model. */
+  private trigger(domid: number, name: string): number {
+    const triggers: Record<string, DomctlTrigger> = {
+      nmi: DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_NMI, reset: DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_RESET,
+      init: DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_INIT, power: DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_POWER,
+      sleep: DomctlTrigger.XEN_DOMCTL_SENDTRIGGER_SLEEP,
+    };
+    let r: unknown;
+    if (name === 's3resume') {
+      // QEMU's system_wakeup: HVM_PARAM_ACPI_S_STATE = 0, and Xen's hvm_s3_resume unpauses.
+      r = this.kernel.hypercall(Hypercall.__HYPERVISOR_hvm_op, { op: HvmOp.HVMOP_set_param, domid, index: HvmParam.HVM_PARAM_ACPI_S_STATE, value: 0 });
+    } else if (name in triggers) {
+      r = this.kernel.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_sendtrigger, domain: domid, trigger: triggers[name], vcpu: 0 });
+    } else {
+      throw new ToolstackError(`invalid trigger ${name}`);
+    }
+    if (typeof r === 'number' && r < 0) throw new ToolstackError(`trigger ${name}: ${Errno[-r] ?? r}`);
+    return 0;
   }
 
   /**
