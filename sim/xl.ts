@@ -2,12 +2,15 @@
 // pages, start_info, the vCPU) is the host's; everything xenstore is dom0's toolstack (libxl in
 // dom0), reached by message. Like the `xl create` process, this object stays as each domain's
 // monitor: SHUTDOWN events from dom0's @releaseDomain watch trigger on_poweroff/on_reboot/...
-import type { DomainConfig, ShutdownAction } from '../domains/dom0/toolstack/config.ts';
+import type { DomainConfig, ShutdownAction, VifConfig } from '../domains/dom0/toolstack/config.ts';
 import type { DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
 import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import type { HostRuntime } from './host-runtime.ts';
+
+/** Omit over each member of a union (plain Omit keeps only the keys all members share). */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
 const GUEST = new URL('../domains/domU/guest.ts', import.meta.url).href;
 
@@ -196,6 +199,18 @@ export class Xl {
     return this.rt.toolstack('device-remove', { dev: { kind: 'vbd', devid, frontend: domid, backend: 0 }, force });
   }
 
+  /** xl network-attach: the lowest free devid unless the config names one. */
+  async networkAttach(domid: number, vif: VifConfig = {}): Promise<DeviceRef> {
+    const used = new Set((await this.devices(domid)).filter((d) => d.kind === 'vif').map((d) => d.devid));
+    let index = 0;
+    while (used.has(index)) index++;
+    return this.rt.toolstack<DeviceRef>('nic-add', { domid, vif, index });
+  }
+
+  async networkDetach(domid: number, devid: number, force = false): Promise<{ clean: boolean }> {
+    return this.rt.toolstack('device-remove', { dev: { kind: 'vif', devid, frontend: domid, backend: 0 }, force });
+  }
+
   async devices(domid: number): Promise<DeviceRef[]> {
     return this.rt.toolstack('devices', { domid });
   }
@@ -215,7 +230,7 @@ export class Xl {
   // ------------------------------------------------------------------ the guest's user space
 
   /** Runs a command in the guest and resolves with its result. */
-  async guest<T = Record<string, unknown>>(domid: number, m: Omit<GuestCommand, 'id'>): Promise<T> {
+  async guest<T = Record<string, unknown>>(domid: number, m: WithoutId<GuestCommand>): Promise<T> {
     const id = this.nextReq++;
     const answer = this.rt.message<{ cmd: string; id: number }>(domid, (r) => r.cmd === 'result' && r.id === id);
     this.rt.send(domid, { ...m, id });

@@ -15,6 +15,8 @@ import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
 import { Blkback, type BlkbackQuirks } from './backends/blkback.ts';
 import { DiskImages } from './backends/disk-image.ts';
+import { Netback, type NetbackQuirks } from './backends/netback.ts';
+import { Network } from './backends/bridge.ts';
 import { Toolstack, type ToolstackQuirks } from './toolstack/toolstack.ts';
 
 export interface Dom0Args {
@@ -26,7 +28,9 @@ export interface Dom0Args {
   /** Run the backend drivers and the toolstack (xl create and friends); default on. */
   readonly devices?: boolean;
   /** Buggy variants of known races and fault knobs, by component. */
-  readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkback?: BlkbackQuirks; readonly toolstack?: ToolstackQuirks };
+  readonly quirks?: {
+    readonly xenbus?: XenbusQuirks; readonly blkback?: BlkbackQuirks; readonly netback?: NetbackQuirks; readonly toolstack?: ToolstackQuirks;
+  };
 }
 
 /** Messages the simulator sends dom0's toolstack. */
@@ -98,11 +102,13 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   // The backend domain's kernel xenbus and the toolstack: each its own xenstore connection.
   const toolstack = args.devices === false ? undefined : await (async () => {
     const images = new DiskImages();
+    const network = new Network();
     const bexs = connectLocal(daemon, 'dom0-xenbus');
     const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, new Xenwatch(bexs, 'be'));
     bus.register(new Blkback(images, args.quirks?.blkback));
+    bus.register(new Netback(network, args.quirks?.netback));
     await bus.start();
-    const ts = new Toolstack(k, connectLocal(daemon, 'xl'), images, bus, control, args.quirks?.toolstack);
+    const ts = new Toolstack(k, connectLocal(daemon, 'xl'), images, bus, control, args.quirks?.toolstack, network);
     await ts.start();
     return ts;
   })();

@@ -1,5 +1,5 @@
 // A PV guest kernel, Linux-shaped: it brings up xenbus over its store ring, probes its frontends
-// (blkfront; netfront when configured), runs manage.c's control/shutdown handler, and writes
+// (blkfront, netfront), runs manage.c's control/shutdown handler, and writes
 // boot messages to its console. The simulator drives its "user space" with messages: block I/O,
 // frames to send, the device list.
 import { XsError } from '../dom0/tools/xs.ts';
@@ -14,6 +14,8 @@ import { xenbusInit } from '../kernel/xenbus.ts';
 import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
 import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
+import { NetfrontDriver, type NetfrontOptions } from './netfront.ts';
+import type { NetifTxRequestValue } from '../../hypervisor/public/io/netif.ts';
 import { acpiInit } from './acpi.ts';
 import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 
@@ -28,6 +30,7 @@ export interface GuestArgs {
    * Linux waits up to 5 s.
    */
   readonly closeTimeoutNs?: number;
+  readonly netfront?: NetfrontOptions;
 }
 
 export interface ManageQuirks {
@@ -40,6 +43,14 @@ export interface ManageQuirks {
 /** Commands from the simulator to the guest's user space. */
 export type GuestCommand =
   | { cmd: 'blk'; id: number; device: string; op: 'read' | 'write' | 'flush'; sector: number; sectors: number; data?: Uint8Array }
+  /** Send one Ethernet frame on a vif ('vif/0'); replies {status} (0 = sent). */
+  | { cmd: 'net-send'; id: number; device: string; frame: Uint8Array }
+  /** The frames a vif received since the last call; replies {frames}. */
+  | { cmd: 'net-recv'; id: number; device: string }
+  /** A hostile frontend: raw tx requests, req_prod moved `bump` further; replies {}. */
+  | { cmd: 'net-raw-tx'; id: number; device: string; requests: NetifTxRequestValue[]; bump?: number }
+  /** Restart the vif's frontend (Closed, then Initialising again); replies {} once restarted. */
+  | { cmd: 'net-reconnect'; id: number; device: string }
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
   | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' };
@@ -50,6 +61,8 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const bus = new XenbusBus(k, xs, { role: 'frontend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, watch);
   const blkfront = new BlkfrontDriver(args.quirks?.blkfront);
   bus.register(blkfront);
+  const netfront = new NetfrontDriver(args.netfront);
+  bus.register(netfront);
 
   const printk = (text: string): void => {
     if (k.startInfo.console_mfn === undefined || k.startInfo.console_evtchn === undefined) return;
@@ -157,6 +170,8 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   await bus.start();
 
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
+  const vifByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vif/${name}`);
+  const failed = (e: unknown): Record<string, unknown> => ({ error: e instanceof Error ? e.message : String(e) });
 
   control.on('message', (m: GuestCommand) => {
     const reply = (r: Record<string, unknown>): void => control.postMessage({ cmd: 'result', id: m.id, ...r });
@@ -174,10 +189,37 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         );
         return;
       }
+      case 'net-send':
+      case 'net-recv':
+      case 'net-raw-tx':
+      case 'net-reconnect': {
+        const dev = vifByName(m.device);
+        if (!dev || dev.devicetype !== 'vif') {
+          reply({ error: `no device ${m.device}` });
+          return;
+        }
+        if (m.cmd === 'net-recv') {
+          reply({ frames: netfront.drain(dev) });
+        } else if (m.cmd === 'net-send') {
+          netfront.send(dev, m.frame).then((r) => reply({ status: r.status }), (e: unknown) => reply(failed(e)));
+        } else if (m.cmd === 'net-reconnect') {
+          netfront.reconnect(dev).then(() => reply({}), (e: unknown) => reply(failed(e)));
+        } else {
+          try {
+            netfront.rawTx(dev, m.requests, m.bump);
+            reply({});
+          } catch (e) {
+            reply(failed(e));
+          }
+        }
+        return;
+      }
       case 'devices':
         reply({
           devices: [...bus.devices.values()].map((d) => ({
-            name: d.name, nodename: d.nodename, state: d.state, stateName: xenbusStateName(d.state), disk: blkfront.disk(d),
+            name: d.name, nodename: d.nodename, state: d.state, stateName: xenbusStateName(d.state),
+            ...(d.devicetype === 'vbd' ? { disk: blkfront.disk(d) } : {}),
+            ...(d.devicetype === 'vif' ? { net: netfront.describe(d) } : {}),
           })),
           errors: watch.errors.map((e) => (e instanceof Error ? e.stack ?? e.message : String(e))),
         });

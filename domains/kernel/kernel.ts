@@ -443,7 +443,9 @@ export class Kernel {
   mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array | ReadonlyPage };
   mapGrant(dom: number, ref: number, readonly: boolean): { status: GntSt; handle: number; page?: Uint8Array | ReadonlyPage } {
     const flags = GNTMAP_host_map | (readonly ? GNTMAP_readonly : 0);
-    const hostAddr = (0x100000 + this.foreign.size + 1) * XEN_PAGE_SIZE;
+    // A fresh address each time: reusing one still mapped (as counting live maps did once an
+    // earlier one was unmapped) makes Xen refuse to unmap the older mapping.
+    const hostAddr = (0x100000 + ++this.mapSlots) * XEN_PAGE_SIZE;
     const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {
       cmd: GnttabOp.GNTTABOP_map_grant_ref, ops: [{ host_addr: hostAddr, flags, ref, dom }],
     }) as { results: { status: GntSt; handle: number }[] };
@@ -456,6 +458,7 @@ export class Kernel {
   }
 
   private readonly mapAddr = new Map<number, number>();
+  private mapSlots = 0;
 
   unmapGrant(handle: number): GntSt {
     const r = this.hypercall(Hypercall.__HYPERVISOR_grant_table_op, {

@@ -50,7 +50,14 @@ export function hotplugScripts(xs: XsHandle, k: Kernel, images: DiskImages, opts
       }
       const bridge = (await read(`${be}/bridge`)) ?? 'xenbr0';
       const mac = (await read(`${be}/mac`)) ?? '';
-      opts.bridge?.plug(dev, bridge, mac);
+      try {
+        opts.bridge?.plug(dev, bridge, mac);
+      } catch (e) {
+        // As the real script does on failure: say why in xenstore.
+        await xs.write(`${be}/hotplug-error`, e instanceof Error ? e.message : String(e)).catch(() => undefined);
+        await xs.write(`${be}/hotplug-status`, 'error').catch(() => undefined);
+        return;
+      }
       await xs.write(`${be}/hotplug-status`, 'connected');
     }
   };

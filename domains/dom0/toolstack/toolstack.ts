@@ -9,6 +9,7 @@ import type { Kernel } from '../../kernel/kernel.ts';
 import type { XenbusBus } from '../../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../../kernel/xenbus-watch.ts';
 import type { DiskImages } from '../backends/disk-image.ts';
+import { type Network, vifName } from '../backends/bridge.ts';
 import { Consoled } from '../backends/consoled.ts';
 import type { DiskConfig, DomainConfig, VifConfig } from './config.ts';
 import { hotplugScripts } from './hotplug.ts';
@@ -58,10 +59,16 @@ export class Toolstack {
     readonly backends: XenbusBus,
     private readonly control: ControlLike,
     readonly quirks: ToolstackQuirks = {},
+    /** Dom0's net devices and bridges, for vif-bridge (none: vifs are left unbridged). */
+    readonly network?: Network,
   ) {
     this.watch = new Xenwatch(xs, 'xl');
     this.consoled = new Consoled(kernel, xs);
-    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs }));
+    const bridge = network && {
+      plug: (dev: DeviceRef, br: string): void => network.addif(br, vifName(dev.frontend, dev.devid)),
+      unplug: (dev: DeviceRef): void => network.delif(vifName(dev.frontend, dev.devid)),
+    };
+    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }));
   }
 
   async start(): Promise<void> {
