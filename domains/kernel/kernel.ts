@@ -326,11 +326,15 @@ export class Kernel {
    * `settle` lets the caller deliver its own messages between rounds (an inline vCPU's port).
    */
   async runSlice(settle?: () => boolean): Promise<number> {
+    // Mail is taken once per run: what arrives during the run waits for the next one, so a
+    // sender that answers every reply at once cannot keep this vCPU on the CPU for ever.
+    let mail = settle?.() ?? false;
     for (;;) {
       const upcall = Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0;
       if (upcall) this.handleEvents();
       const timers = this.runTimers();
-      const inbox = settle?.() ?? false;
+      const inbox = mail;
+      mail = false;
       // Let promise chains and immediates started by the handlers run to their next wait.
       for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
       if (!this.running) return -1;
