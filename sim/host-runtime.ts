@@ -95,6 +95,11 @@ export class HostRuntime {
   private seed: number;
   /** Lockstep: virtual time (ns), the scheduler's PRNG, next deadlines, vCPUs owed a run. */
   private now = 0;
+
+  /** Lockstep: the host's virtual time (ns). */
+  get virtualNow(): number {
+    return this.now;
+  }
   private readonly sched: Prng;
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();

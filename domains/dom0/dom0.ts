@@ -6,7 +6,7 @@ import { Virq } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/hypercall.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
 import type { Kernel } from '../kernel/kernel.ts';
-import type { Profile } from './xenstored/core.ts';
+import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
 import { XsRingConnection } from './xenstored/domain-ring.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
@@ -25,6 +25,13 @@ export interface Dom0Args {
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
   readonly trace?: boolean;
+  /**
+   * Preemption faults (the scenario engine's knobs): dom0's watch deliveries and toolstack
+   * requests may be delayed, drawn from dom0's seeded PRNG.
+   */
+  readonly jitter?: { readonly p: number; readonly maxNs: number };
+  /** Faults and buggy variants of xenstored (the scenario engine's knobs). */
+  readonly xenstored?: XenstoredFaults;
   /** Run the backend drivers and the toolstack (xl create and friends); default on. */
   readonly devices?: boolean;
   /** Buggy variants of known races and fault knobs, by component. */
@@ -41,7 +48,7 @@ export type Dom0Command =
   | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
-  const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c' });
+  const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c', faults: args.xenstored });
   const xs = daemon.xs;
   if (args.trace) daemon.onTrace = (ev) => k.trace(ev);
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
@@ -103,17 +110,30 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const toolstack = args.devices === false ? undefined : await (async () => {
     const images = new DiskImages();
     const network = new Network();
+    k.jitter = args.jitter;
     const bexs = connectLocal(daemon, 'dom0-xenbus');
-    const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, new Xenwatch(bexs, 'be'));
+    const bewatch = new Xenwatch(bexs, 'be');
+    if (args.jitter) bewatch.beforeDispatch = () => k.preempt();
+    bewatch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
+    const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, bewatch);
     bus.register(new Blkback(images, args.quirks?.blkback));
     bus.register(new Netback(network, args.quirks?.netback));
     await bus.start();
-    const ts = new Toolstack(k, connectLocal(daemon, 'xl'), images, bus, control, args.quirks?.toolstack, network);
+    const xlxs = connectLocal(daemon, 'xl');
+    // The toolstack is a user process: it can be descheduled before any request.
+    if (args.jitter) xlxs.beforeRequest = () => k.preempt();
+    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network);
     await ts.start();
     return ts;
   })();
 
-  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown }) => {
+  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | { cmd: 'xenstored-crash' }) => {
+    if (m.cmd === 'xenstored-crash') {
+      daemon.crash();
+      k.trace({ kind: 'fault', fault: 'xenstored-crash' });
+      control.postMessage({ cmd: 'xenstored-crashd', domid: 0 });
+      return;
+    }
     if (m.cmd === 'toolstack') {
       if (!toolstack) {
         control.postMessage({ cmd: 'toolstackd', id: m.id, error: 'dom0 runs without a toolstack' });

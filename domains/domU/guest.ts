@@ -22,6 +22,8 @@ import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 export interface GuestArgs {
   /** hvm guests also answer ACPI power/sleep buttons (see acpi). */
   readonly type?: 'pv' | 'hvm';
+  /** Preemption faults: watch deliveries may be delayed (drawn from the kernel's PRNG). */
+  readonly jitter?: { readonly p: number; readonly maxNs: number };
   /** The seed's (non-Xen) ACPI flow: see acpi.ts. Off by default. */
   readonly acpiSeedFlow?: boolean;
   readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks };
@@ -31,6 +33,8 @@ export interface GuestArgs {
    */
   readonly closeTimeoutNs?: number;
   readonly netfront?: NetfrontOptions;
+  /** What a guest agent writes under its own data/ once xenstore is up (before the frontends probe). */
+  readonly data?: Readonly<Record<string, string>>;
 }
 
 export interface ManageQuirks {
@@ -58,6 +62,9 @@ export type GuestCommand =
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
   const xs = xenbusInit(k);
   const watch = new Xenwatch(xs, 'fe');
+  k.jitter = args.jitter;
+  watch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
+  if (args.jitter) watch.beforeDispatch = () => k.preempt();
   const bus = new XenbusBus(k, xs, { role: 'frontend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, watch);
   const blkfront = new BlkfrontDriver(args.quirks?.blkfront);
   bus.register(blkfront);
@@ -167,6 +174,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   for (const f of ['feature-poweroff', 'feature-reboot', 'feature-suspend']) {
     await xs.write(`control/${f}`, '1').catch(() => undefined);
   }
+  for (const [key, value] of Object.entries(args.data ?? {})) await xs.write(`data/${key}`, value);
   await bus.start();
 
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);

@@ -129,7 +129,7 @@ export class Kernel {
   traceSink: ((ev: object) => void) | undefined;
 
   /** Adds an event to the simulator's trace, placed after this domain's last hypercall. */
-  trace(ev: { readonly kind: string }): void {
+  trace(ev: { readonly kind: string; readonly [k: string]: unknown } | { readonly kind: string }): void {
     if (this.tracing) this.traceSink?.({ domid: this.domid, ...ev, hc: this.hypercalls });
   }
 
@@ -174,6 +174,21 @@ export class Kernel {
     }
     const t = setTimeout(fn, Math.max(0, ns / 1e6));
     return { cancel: () => clearTimeout(t) };
+  }
+
+  /**
+   * Fault knob: at a preemption point a task is descheduled with probability `p` for up to
+   * `maxNs` of the domain's clock. Drawn from the kernel's PRNG, so a seed replays it.
+   */
+  jitter: { readonly p: number; readonly maxNs: number } | undefined;
+
+  /** A preemption point (watch delivery, a toolstack request): maybe sleep a little. */
+  async preempt(): Promise<void> {
+    const j = this.jitter;
+    if (!j || j.p <= 0) return;
+    if (this.rng.u32() / 0x1_0000_0000 >= j.p) return;
+    const ns = 1 + this.rng.below(Math.max(1, j.maxNs));
+    await new Promise<void>((r) => void this.setTimer(ns, r));
   }
 
   /** Runs the lockstep timers that are due; returns whether any ran. */

@@ -18,6 +18,8 @@ export class Xenwatch {
   private nextToken = 1;
   /** Errors a callback threw (a kernel would oops; the simulator reports them). */
   readonly errors: unknown[] = [];
+  /** A callback threw: the kernel's oops (the simulator reports the run as crashed). */
+  onError: ((e: unknown) => void) | undefined;
   /** Seen before each callback runs (the scenario engine's place to delay or reorder). */
   beforeDispatch: ((path: string, token: string) => Promise<void> | void) | undefined;
 
@@ -63,6 +65,7 @@ export class Xenwatch {
           await cb(ev.path, ev.token);
         } catch (e) {
           this.errors.push(e);
+          this.onError?.(e);
         }
       }
     } finally {

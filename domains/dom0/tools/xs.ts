@@ -213,7 +213,15 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     return this.submit(type, payload, tx);
   }
 
+  /** Runs before each request is sent (the simulator's preemption point for a client process). */
+  beforeRequest: (() => Promise<void>) | undefined;
+
   private submit(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
+    if (this.beforeRequest) return this.beforeRequest().then(() => this.submitNow(type, payload, tx));
+    return this.submitNow(type, payload, tx);
+  }
+
+  private submitNow(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
     if (this.closed || this.sock.destroyed) {
       return Promise.reject(this.closeError ?? new Error('xenstored connection closed'));
     }

@@ -148,8 +148,11 @@ export class Toolstack {
         await this.xs.resume(domid);
         this.monitored.set(domid, 'running');
         return null;
-      case 'wait':
-        return this.libxl.waitFor(String(args.path), (v) => v === args.value, Number(args.timeoutNs ?? 10e9));
+      case 'wait': {
+        // Any of `values` (undefined in the list = the node is absent).
+        const values = (Array.isArray(args.values) ? args.values : [args.value]) as (string | null)[];
+        return this.libxl.waitFor(String(args.path), (v) => values.includes(v ?? null), Number(args.timeoutNs ?? 10e9));
+      }
       case 'trigger':
         return this.trigger(domid, String(args.name));
       case 'acpi-s-state': {

@@ -27,6 +27,20 @@ export interface XenstoredOptions {
   readonly keepOrphans?: boolean;
   /** Value of /tool/xenstored in profile ocaml (the daemon's path there). */
   readonly ocamlToolPath?: string;
+  /** The scenario engine's knobs: faults, and buggy variants of fixed bugs. */
+  readonly faults?: XenstoredFaults;
+}
+
+export interface XenstoredFaults {
+  /** Seeds the fault choices (the core stays deterministic). */
+  readonly seed?: number;
+  /** Fail this fraction of committing TRANSACTION_ENDs with EAGAIN, as a real conflict would. */
+  readonly spuriousEagain?: number;
+  /**
+   * R15's buggy variant (before XSA-322): ACL entries are honoured by domid alone, so a new
+   * domain that reuses a domid inherits the old one's access.
+   */
+  readonly aclByDomidOnly?: boolean;
 }
 
 export interface Watch {
@@ -184,6 +198,8 @@ export class Xenstored {
     this.quotas = { ...(this.profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS), ...opts.quotas };
     this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
     this.keepOrphans = opts.keepOrphans ?? false;
+    this.faults = opts.faults ?? {};
+    this.faultState = ((this.faults.seed ?? 1) >>> 0) || 1;
     const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
     this.store = new Store(n0, { trackSubtrees: this.profile === 'ocaml' });
     this.db = new CommittedDb(this.store);
@@ -399,6 +415,7 @@ export class Xenstored {
   readonly staleAcl: EntryValidator = {
     entryValid: (e: PermEntry, gen: number): boolean => {
       const d = this.domains.get(e.id);
+      if (this.faults.aclByDomidOnly) return d !== undefined;
       return d !== undefined && (gen === NO_GENERATION || d.generation <= gen);
     },
   };
@@ -913,6 +930,19 @@ export class Xenstored {
   }
 
 
+  readonly faults: XenstoredFaults;
+  private faultState: number;
+
+  /** xorshift32 for fault choices. */
+  private faultRoll(): number {
+    let x = this.faultState;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.faultState = x >>> 0;
+    return this.faultState / 0x1_0000_0000;
+  }
+
   private doTransactionEnd(ctx: RequestContext): void {
     const { conn, tx } = ctx;
     // oxenstored reads the first byte and does not insist on the NUL.
@@ -924,6 +954,7 @@ export class Xenstored {
     conn.transactions.delete(tx.id);
     tx.close();
     if (arg === 'F') return;
+    if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
     ctx.eventsFirst = true;
     if (this.profile === 'c') this.commitC(ctx, tx);
     else this.commitOcaml(ctx, tx);

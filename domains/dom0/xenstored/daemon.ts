@@ -55,8 +55,20 @@ export class XenstoredDaemon {
     this.sinks.delete(conn);
   }
 
+  /** Set by crash(): the daemon is gone; nothing is read or answered any more. */
+  crashed = false;
+
+  /**
+   * The daemon process dies (a fault): requests stay unanswered, rings unread - clients hang, as
+   * under real Xen without xenstored.
+   */
+  crash(): void {
+    this.crashed = true;
+  }
+
   /** Handles what a transport read from one connection. */
   input(conn: number, items: readonly ReaderItem[]): void {
+    if (this.crashed) return;
     for (const item of items) {
       if (item.kind === 'violation') continue;
       if (item.kind === 'too-big') {
@@ -73,6 +85,7 @@ export class XenstoredDaemon {
 
   /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
   route(outcome: Outcome): void {
+    if (this.crashed) return;
     for (const d of outcome.deliveries) {
       this.opts.trace?.io(d.conn, 'OUT', d.msg);
       if (this.onTrace) this.traceMsg(d.conn, 'OUT', d.msg);

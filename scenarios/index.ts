@@ -1,0 +1,11 @@
+// The scenario library: every scenario `xensim list` shows, in the order it shows them.
+import type { ScenarioDef } from '../sim/scenario/scenario.ts';
+import bootAndShutdown from './boot-and-shutdown.ts';
+
+export const SCENARIOS: readonly ScenarioDef[] = [
+  bootAndShutdown,
+];
+
+export function findScenario(name: string): ScenarioDef | undefined {
+  return SCENARIOS.find((s) => s.name === name);
+}

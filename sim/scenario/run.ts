@@ -1,0 +1,264 @@
+// One run of a scenario with one seed: a fresh host in inline lockstep (the seed drives the
+// scheduler, every domain's PRNG and the fault knobs), the scenario's steps with invariants after
+// each, and a result in Xen Test Framework terms. The trace's hash is what replays are compared by.
+import { createHash } from 'node:crypto';
+import type { Dom0Args } from '../../domains/dom0/dom0.ts';
+import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
+import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
+import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
+import { Prng } from '../../domains/kernel/kernel.ts';
+import { InlineVcpu } from '../../hypervisor/inline-vcpu.ts';
+import { HostRuntime, type TraceEvent } from '../host-runtime.ts';
+import { XtfResult } from '../report/xtf.ts';
+import { type CreateOptions, Xl } from '../xl.ts';
+import { describeFaults, type Faults, sampleFaults } from './faults.ts';
+import { type ScenarioDef, ScenarioFailure, ScenarioSkip, type VariantDef } from './scenario.ts';
+
+export interface RunOptions {
+  readonly seed: number;
+  readonly variant?: string;
+  /** Also hand each trace event to this sink (a --trace file). */
+  readonly onTrace?: (e: TraceEvent) => void;
+  /** Print progress lines (the fault draw, steps) here. */
+  readonly log?: (line: string) => void;
+}
+
+export interface RunResult {
+  readonly scenario: string;
+  readonly seed: number;
+  readonly variant: string;
+  readonly result: XtfResult;
+  readonly message?: string;
+  /** The step that was running when the run ended badly. */
+  readonly step?: string;
+  readonly faults: Faults;
+  readonly events: number;
+  /** sha256 of the trace as JSON lines. */
+  readonly hash: string;
+  /** Virtual time at the end (ns). */
+  readonly virtualNs: number;
+  readonly wallMs: number;
+  readonly trace: readonly TraceEvent[];
+}
+
+const merge = <T extends object>(a: T | undefined, b: T | undefined): T | undefined => {
+  if (!a) return b;
+  if (!b) return a;
+  const out: Record<string, unknown> = { ...(a as Record<string, unknown>) };
+  for (const [k, v] of Object.entries(b)) {
+    const prev = out[k];
+    out[k] = prev && v && typeof prev === 'object' && typeof v === 'object' && !Array.isArray(v) ? merge(prev as object, v as object) : v;
+  }
+  return out as T;
+};
+
+/** What a scenario's steps work with. */
+export class ScenarioRun {
+  readonly roles = new Map<string, number>();
+  readonly rng: Prng;
+  private readonly invariants: { name: string; check: () => Promise<string | undefined> }[] = [];
+  currentStep: string | undefined;
+
+  constructor(
+    readonly def: ScenarioDef,
+    readonly seed: number,
+    readonly variant: string,
+    readonly variantDef: VariantDef,
+    readonly faults: Faults,
+    readonly rt: HostRuntime,
+    readonly xl: Xl,
+    readonly trace: TraceEvent[],
+    private readonly log: (line: string) => void,
+  ) {
+    this.rng = new Prng((seed ^ 0x5ce7a) >>> 0);
+  }
+
+  /** The guest options this run gives every guest: the variant's and the drawn faults. */
+  guestArgs(extra?: GuestArgs): GuestArgs {
+    const f = this.faults;
+    const fromFaults: GuestArgs = {
+      jitter: f.jitter,
+      quirks: {
+        xenbus: f.ringStart !== undefined ? { ringStart: f.ringStart } : undefined,
+        manage: f.suspendAckDelayNs !== undefined ? { suspendAckDelayNs: f.suspendAckDelayNs } : undefined,
+      },
+    };
+    return merge(merge(fromFaults, this.variantDef.guest), extra) ?? {};
+  }
+
+  /** xl create for a named role (guest1, frontend...). */
+  async create(role: string, cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
+    const domid = await this.xl.create(cfg, { ...opts, guest: this.guestArgs(opts.guest) });
+    this.roles.set(role, domid);
+    return domid;
+  }
+
+  domid(role: string): number {
+    const d = this.roles.get(role);
+    if (d === undefined) throw new Error(`no role ${role}`);
+    return d;
+  }
+
+  /** Marks a point in the trace (and the timeline) without running anything. */
+  note(text: string): void {
+    this.stamp({ kind: 'step', name: text });
+  }
+
+  private stamp(e: TraceEvent): void {
+    this.trace.push(e);
+  }
+
+  /** A named step: runs it, lets the host settle, then checks every invariant. */
+  async step<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    this.currentStep = name;
+    this.log(`  step: ${name}`);
+    this.stamp({ kind: 'step', name });
+    const r = await fn();
+    await this.xl.settled();
+    for (const inv of this.invariants) {
+      const bad = await inv.check();
+      if (bad !== undefined) throw new ScenarioFailure(`invariant "${inv.name}" after step "${name}": ${bad}`);
+    }
+    return r;
+  }
+
+  /** An invariant checked after every step (return a description of what is wrong, or undefined). */
+  invariant(name: string, check: () => Promise<string | undefined>): void {
+    this.invariants.push({ name, check });
+  }
+
+  expect(cond: unknown, message: string): asserts cond {
+    if (!cond) throw new ScenarioFailure(message);
+  }
+
+  /** A fault the scenario injects itself (appears in the trace). */
+  fault(name: string, detail: Record<string, unknown> = {}): void {
+    this.stamp({ kind: 'fault', fault: name, ...detail });
+    this.log(`  fault: ${name}`);
+  }
+
+  /** Waits (watching the node) until `path` holds one of `values` (null = absent); false on timeout. */
+  async waitFor(path: string, values: string | null | readonly (string | null)[], timeoutNs = 10e9): Promise<boolean> {
+    const list = Array.isArray(values) ? values : [values];
+    const r = await this.rt.toolstack<{ ok: boolean }>('wait', { path, values: list, timeoutNs });
+    return r.ok;
+  }
+
+  async read(path: string): Promise<string | undefined> {
+    return (await this.rt.toolstack<string | null>('read', { path })) ?? undefined;
+  }
+
+  async dump(path = '/'): Promise<NodeDump[]> {
+    return this.xl.dump(path);
+  }
+
+  /** A command to a guest's user space. */
+  async guest<T = Record<string, unknown>>(role: string, m: Parameters<Xl['guest']>[1]): Promise<T> {
+    return this.xl.guest<T>(this.domid(role), m as Omit<GuestCommand, 'id'> as never);
+  }
+
+  /** The device states a guest's frontends and dom0's backends published, per device dir. */
+  async deviceStates(domid: number): Promise<{ kind: string; devid: string; frontend: string | undefined; backend: string | undefined }[]> {
+    const out = [];
+    for (const d of await this.xl.devices(domid)) {
+      const fe = d.kind === 'console' ? undefined : await this.read(`/local/domain/${domid}/device/${d.kind}/${d.devid}/state`);
+      const be = d.kind === 'console' ? undefined : await this.read(`/local/domain/${d.backend}/backend/${d.kind}/${domid}/${d.devid}/state`);
+      if (d.kind !== 'console') out.push({ kind: d.kind, devid: String(d.devid), frontend: fe, backend: be });
+    }
+    return out;
+  }
+
+  /** Built-in invariant: at quiescence both ends of every device of the named roles agree. */
+  devicesAgree(...roles: string[]): void {
+    this.invariant('both ends of every device agree', async () => {
+      for (const role of roles) {
+        const domid = this.roles.get(role);
+        if (domid === undefined || !this.xl.domains.has(domid)) continue;
+        for (const d of await this.deviceStates(domid)) {
+          if ((d.frontend === '4') !== (d.backend === '4')) {
+            return `${role} ${d.kind}/${d.devid}: frontend ${d.frontend ?? 'absent'}, backend ${d.backend ?? 'absent'}`;
+          }
+        }
+      }
+      return undefined;
+    });
+  }
+
+  /** Expectation: no node is left for a domain that does not exist (the orphan check). */
+  async expectNoOrphans(): Promise<void> {
+    const live = new Set([0, ...this.rt.host.domains.keys()]);
+    const orphans: string[] = [];
+    for (const n of await this.dump('/')) {
+      const m = /^\/local\/domain\/(\d+)$/.exec(n.path) ?? /^\/local\/domain\/0\/backend\/[^/]+\/(\d+)$/.exec(n.path)
+        ?? /^\/libxl\/(\d+)$/.exec(n.path);
+      if (m && !live.has(Number(m[1]))) orphans.push(n.path);
+    }
+    this.expect(orphans.length === 0, `orphan nodes: ${orphans.join(', ')}`);
+  }
+}
+
+/** Runs one seed of a scenario. Never throws: every outcome is a result. */
+export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<RunResult> {
+  const t0 = performance.now();
+  const variant = opts.variant ?? 'fixed';
+  const log = opts.log ?? (() => undefined);
+  const variantDef: VariantDef = def.variants?.[variant] ?? (variant === 'fixed' ? { description: 'as Xen does it' } : undefined)!;
+  const faults = sampleFaults(def.faults, opts.seed);
+  const trace: TraceEvent[] = [];
+  const base = { scenario: def.name, seed: opts.seed, variant, faults };
+  if (!variantDef) {
+    return { ...base, result: XtfResult.ERROR, message: `no variant ${variant}`, events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
+  }
+  log(`${def.name} seed ${opts.seed} variant ${variant}; faults: ${describeFaults(faults)}`);
+  const rt = new HostRuntime({
+    seed: opts.seed, mode: 'lockstep', inline: true,
+    trace: (e) => {
+      trace.push(e);
+      opts.onTrace?.(e);
+    },
+  });
+  const dom0: Dom0Args = merge<Dom0Args>({
+    jitter: faults.jitter,
+    xenstored: faults.spuriousEagain !== undefined ? { seed: opts.seed, spuriousEagain: faults.spuriousEagain } : undefined,
+    quirks: faults.hotplugDelayNs !== undefined ? { toolstack: { hotplugDelayNs: faults.hotplugDelayNs } } : undefined,
+  }, variantDef.dom0) ?? {};
+  let run: ScenarioRun | undefined;
+  let result = XtfResult.SUCCESS;
+  let message: string | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const body = (async () => {
+      await rt.bootDom0(dom0);
+      const xl = new Xl(rt);
+      run = new ScenarioRun(def, opts.seed, variant, variantDef, faults, rt, xl, trace, log);
+      await def.run(run);
+      await xl.settled();
+      if (xl.errors.length) throw xl.errors[0];
+    })();
+    const guard = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no result after ${def.timeoutMs ?? 20_000} ms of wall time (hung)`)), def.timeoutMs ?? 20_000);
+    });
+    await Promise.race([body, guard]);
+  } catch (e) {
+    if (e instanceof ScenarioFailure) result = XtfResult.FAILURE;
+    else if (e instanceof ScenarioSkip) result = XtfResult.SKIP;
+    else result = XtfResult.ERROR;
+    message = e instanceof Error ? e.message : String(e);
+  } finally {
+    clearTimeout(timer);
+  }
+  // A domain's program died or a kernel oopsed: the run crashed, whatever the steps said.
+  const oops = trace.find((e) => e.kind === 'oops');
+  const dead = [...rt.threads.values()].find((t) => t instanceof InlineVcpu && t.failure !== undefined) as InlineVcpu | undefined;
+  if (oops || dead) {
+    result = XtfResult.CRASH;
+    message = oops ? `domain ${oops.domid} oops in ${String(oops.where)}: ${String(oops.error)}` : `domain crashed: ${String(dead!.failure)}`;
+  }
+  await rt.shutdown().catch(() => undefined);
+  const hash = createHash('sha256');
+  for (const e of trace) hash.update(JSON.stringify(e)).update('\n');
+  return {
+    ...base, result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
+    events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
+  };
+}

@@ -1,0 +1,58 @@
+// The typed scenario API. A scenario names its roles, runs steps (toolstack verbs, guest actions,
+// waits on xenstore conditions, faults), has invariants checked after every step, and ends with
+// expectations. Planted races ship a buggy variant next to the fixed one: each variant is a set
+// of named component options, so the replay line says exactly which knob was on.
+import type { Dom0Args } from '../../domains/dom0/dom0.ts';
+import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
+import type { GuestArgs } from '../../domains/domU/guest.ts';
+import type { FaultSpace } from './faults.ts';
+import type { ScenarioRun } from './run.ts';
+
+/** A bug that really happened, that a planted-race scenario reproduces. */
+export interface RaceRef {
+  /** The catalogue id in spec/known-races.md (R01...). */
+  readonly id: string;
+  readonly name: string;
+  /** Where it was found and fixed (commits, XSAs). */
+  readonly source: string;
+}
+
+/** Component options for one variant: dom0's (xenstored, backends, toolstack) and the guests'. */
+export interface VariantDef {
+  readonly description: string;
+  readonly dom0?: Dom0Args;
+  readonly guest?: GuestArgs;
+}
+
+export interface ScenarioDef {
+  /** Kebab-case name used on the command line. */
+  readonly name: string;
+  /** One line: what the scenario shows. */
+  readonly title: string;
+  readonly tags?: readonly string[];
+  readonly race?: RaceRef;
+  /** `fixed` (default) and, for planted races, `buggy`. */
+  readonly variants?: Readonly<Record<string, VariantDef>>;
+  /** The faults this scenario samples per seed. */
+  readonly faults?: FaultSpace;
+  /** What a swarm expects of the variant: 'pass' on every seed, or 'fail' on some seed. */
+  readonly expect?: Readonly<Record<string, 'pass' | 'fail'>>;
+  /** Wall-clock guard for one run (ms); virtual-time deadlines live in the scenario's waits. */
+  readonly timeoutMs?: number;
+  run(s: ScenarioRun): Promise<void>;
+}
+
+export function defineScenario(def: ScenarioDef): ScenarioDef {
+  return def;
+}
+
+/** A guest config with sensible defaults for scenarios. */
+export function guestConfig(name: string, extra: Partial<DomainConfig> = {}): DomainConfig {
+  return { name, memory: 128, vcpus: 1, type: 'pv', ...extra };
+}
+
+/** Thrown by expectations and invariants: the system under test misbehaved (FAILURE). */
+export class ScenarioFailure extends Error {}
+
+/** Thrown to skip a scenario in an environment that cannot run it (SKIP). */
+export class ScenarioSkip extends Error {}
