@@ -14,6 +14,8 @@ export async function main(argv: string[]): Promise<void> {
   registerXenstoreTools(program);
   const { registerUp } = await import('./up.ts');
   registerUp(program);
+  const { registerScenarios } = await import('./scenario/cli.ts');
+  registerScenarios(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -127,7 +127,7 @@ export class ScenarioRun {
     this.invariants.push({ name, check });
   }
 
-  expect(cond: unknown, message: string): asserts cond {
+  expect(cond: unknown, message: string): void {
     if (!cond) throw new ScenarioFailure(message);
   }
 
