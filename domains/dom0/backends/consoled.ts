@@ -27,7 +27,10 @@ export class Consoled {
     const read = async (p: string): Promise<string | undefined> => (await this.xs.read(`${base}/${p}`).catch(() => undefined))?.toString('latin1');
     const portText = await read('port');
     if (portText === undefined || !/^\d+$/.test(portText)) return false;
-    const c: Console = this.consoles.get(domid) ?? { log: [] };
+    // The log outlives its domain (xl console after death) only until the domid is reused: a new
+    // domain's console starts empty.
+    const live = this.consoles.get(domid);
+    const c: Console = live?.page ? live : { log: [] };
     this.consoles.set(domid, c);
     const m = this.k.mapGrant(domid, GNTTAB_RESERVED_CONSOLE, false);
     if (m.status !== GntSt.GNTST_okay || !m.page) return false;
