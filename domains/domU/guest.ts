@@ -17,6 +17,7 @@ import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
 import { NetfrontDriver, type NetfrontOptions } from './netfront.ts';
 import type { NetifTxRequestValue } from '../../hypervisor/public/io/netif.ts';
 import { acpiInit } from './acpi.ts';
+import { XsUser, type XsUserCommand } from './xs-user.ts';
 import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 
 export interface GuestArgs {
@@ -57,7 +58,9 @@ export type GuestCommand =
   | { cmd: 'net-reconnect'; id: number; device: string }
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
-  | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' };
+  | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' }
+  /** Scenario tools: raw xenstore requests, watches, transactions over this kernel's xenbus (xs-user.ts). */
+  | XsUserCommand;
 
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
   const xs = xenbusInit(k);
@@ -180,6 +183,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
   const vifByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vif/${name}`);
   const failed = (e: unknown): Record<string, unknown> => ({ error: e instanceof Error ? e.message : String(e) });
+  const xsUser = new XsUser(k, xs);
 
   control.on('message', (m: GuestCommand) => {
     const reply = (r: Record<string, unknown>): void => control.postMessage({ cmd: 'result', id: m.id, ...r });
@@ -235,6 +239,14 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
       case 'printk':
         printk(m.text);
         reply({});
+        return;
+      case 'xs':
+      case 'xs-watch':
+      case 'xs-events':
+      case 'xs-batch':
+      case 'xs-increment':
+      case 'xs-ring-corrupt':
+        xsUser.run(m).then(reply, (e: unknown) => reply(failed(e)));
         return;
       case 'shutdown': {
         const reason = m.reason === 'crash' ? ShutdownReason.SHUTDOWN_crash : m.reason === 'reboot' ? ShutdownReason.SHUTDOWN_reboot : ShutdownReason.SHUTDOWN_poweroff;

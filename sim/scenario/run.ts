@@ -137,6 +137,35 @@ export class ScenarioRun {
     this.log(`  fault: ${name}`);
   }
 
+  private readonly traceHooks = new Set<(e: TraceEvent) => void>();
+
+  /** The runner hands every trace event here as it is emitted. */
+  observe(e: TraceEvent): void {
+    for (const h of this.traceHooks) h(e);
+  }
+
+  /**
+   * Starts `action`, then resolves with the first trace event satisfying `pred` as soon as it is
+   * emitted - mid-run, not at quiescence - so the scenario can act at that very moment (xl destroy
+   * as a frontend reaches Initialised); undefined if the host goes quiet without one. (waitFor
+   * cannot do this: its timeout is a pending timer, and quiescing runs virtual time up to it.)
+   */
+  async runUntil(action: () => Promise<unknown>, pred: (e: TraceEvent) => boolean): Promise<TraceEvent | undefined> {
+    let hook!: (e: TraceEvent) => void;
+    const seen = new Promise<TraceEvent>((resolve) => {
+      hook = (e) => {
+        if (pred(e)) resolve(e);
+      };
+      this.traceHooks.add(hook);
+    });
+    try {
+      await action();
+      return await Promise.race([seen, this.xl.settled().then(() => undefined)]);
+    } finally {
+      this.traceHooks.delete(hook);
+    }
+  }
+
   /** Waits (watching the node) until `path` holds one of `values` (null = absent); false on timeout. */
   async waitFor(path: string, values: string | null | readonly (string | null)[], timeoutNs = 10e9): Promise<boolean> {
     const list = Array.isArray(values) ? values : [values];
@@ -215,6 +244,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     trace: (e) => {
       trace.push(e);
       opts.onTrace?.(e);
+      run?.observe(e);
     },
   });
   const dom0: Dom0Args = merge<Dom0Args>({
