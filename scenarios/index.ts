@@ -2,10 +2,12 @@
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import bootAndShutdown from './boot-and-shutdown.ts';
 import { LIBRARY } from './library.ts';
+import { RACES } from './races.ts';
 
 export const SCENARIOS: readonly ScenarioDef[] = [
   bootAndShutdown,
   ...LIBRARY,
+  ...RACES,
 ];
 
 export function findScenario(name: string): ScenarioDef | undefined {

@@ -81,6 +81,13 @@ export interface TraceEvent {
   readonly [k: string]: unknown;
 }
 
+/** A toolstack verb failed in dom0 (libxl's error): the system under test said no. */
+export class ToolstackCallError extends Error {
+  constructor(readonly op: string, message: string) {
+    super(message);
+  }
+}
+
 /** A domain's vCPU as the scheduler drives it: its own worker thread, or inline on this one. */
 export type Vcpu = DomainThread | InlineVcpu;
 
@@ -404,7 +411,7 @@ export class HostRuntime {
       const on = (r: { cmd: string; id: number; result?: T; error?: string }): void => {
         if (r.cmd !== 'toolstackd' || r.id !== id) return;
         w.off('message', on);
-        if (r.error !== undefined) reject(new Error(r.error));
+        if (r.error !== undefined) reject(new ToolstackCallError(op, r.error));
         else resolve(r.result as T);
       };
       w.on('message', on);
@@ -437,7 +444,17 @@ export class HostRuntime {
   }
   private halting: Promise<void>[] = [];
 
-  /** XEN_DOMCTL_unpausedomain for domains created paused. */
+  /** XEN_DOMCTL_pausedomain: the vCPU stops (free-running: at its next event or timer). */
+  async pause(domid: number): Promise<void> {
+    await this.quiesce();
+    const d = this.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.host.pause(d);
+    const t = this.threads.get(domid);
+    if (t instanceof DomainThread) t.hold();
+  }
+
+  /** XEN_DOMCTL_unpausedomain for domains created or put paused. */
   async unpause(...domids: number[]): Promise<void> {
     await this.quiesce();
     for (const id of domids) {

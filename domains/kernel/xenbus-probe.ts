@@ -23,6 +23,8 @@ export interface XenbusDriver {
 
 /** Knobs for the buggy variants of known races (off = the fixed code). */
 export interface XenbusQuirks {
+  /** R01: the xenbus client records a watch's token after XS_WATCH's reply (see Xenwatch). */
+  readonly watchRecordAfterReply?: boolean;
   /** Fault: shared rings start at this index instead of 0 (drivers must not assume 0). */
   readonly ringStart?: number;
   /**

@@ -23,6 +23,12 @@ export class Xenwatch {
   /** Seen before each callback runs (the scenario engine's place to delay or reorder). */
   beforeDispatch: ((path: string, token: string) => Promise<void> | void) | undefined;
 
+  /**
+   * R01's buggy variant (before xen 2fb80a5353): record the token only once XS_WATCH has been
+   * answered, so the initial event, which follows the reply at once, finds no watch and is lost.
+   */
+  recordAfterReply = false;
+
   constructor(readonly xs: XsHandle, private readonly prefix = 'xw') {
     xs.on('watch', (path, token) => {
       if (!this.callbacks.has(token)) return;
@@ -34,13 +40,14 @@ export class Xenwatch {
   /** register_xenbus_watch: XS_WATCH with a fresh token; the initial firing is queued like any. */
   async register(path: string, cb: WatchCallback): Promise<XenbusWatch> {
     const token = `${this.prefix}${this.nextToken++}`;
-    this.callbacks.set(token, cb);
+    if (!this.recordAfterReply) this.callbacks.set(token, cb);
     try {
       await this.xs.watch(path, token);
     } catch (e) {
       this.callbacks.delete(token);
       throw e;
     }
+    if (this.recordAfterReply) this.callbacks.set(token, cb);
     return {
       path, token,
       unregister: async () => {

@@ -8,7 +8,7 @@ import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
 import { InlineVcpu } from '../../hypervisor/inline-vcpu.ts';
-import { HostRuntime, type TraceEvent } from '../host-runtime.ts';
+import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
 import { describeFaults, type Faults, sampleFaults } from './faults.ts';
@@ -270,7 +270,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     });
     await Promise.race([body, guard]);
   } catch (e) {
-    if (e instanceof ScenarioFailure) result = XtfResult.FAILURE;
+    if (e instanceof ScenarioFailure || e instanceof ToolstackCallError) result = XtfResult.FAILURE;
     else if (e instanceof ScenarioSkip) result = XtfResult.SKIP;
     else result = XtfResult.ERROR;
     message = e instanceof Error ? e.message : String(e);

@@ -37,12 +37,23 @@ export class ToolstackError extends Error {}
 /** A hotplug script's work (block, vif-bridge), run by the toolstack once the backend waits. */
 export type HotplugRunner = (dev: DeviceRef, action: 'add' | 'remove') => Promise<void>;
 
+/** Buggy variants of fixed libxl behaviour (planted races). */
+export interface LibxlQuirks {
+  /**
+   * R18 (before xen f393b48c18): a suspend request that timed out is withdrawn with a plain
+   * write, even when the guest acknowledged it at the last moment - so both "cancelled" and
+   * "the guest suspends" happen.
+   */
+  readonly suspendCancelPlainWrite?: boolean;
+}
+
 export class Libxl {
   constructor(
     readonly xs: XsHandle,
     readonly watch: Xenwatch,
     readonly kernel: Kernel,
     readonly hotplug: HotplugRunner,
+    readonly quirks: LibxlQuirks = {},
   ) {}
 
   // ------------------------------------------------------------------ helpers
@@ -301,11 +312,18 @@ export class Libxl {
     if (!present) throw new ToolstackError(`domain ${domid} has no PV control node (ERROR_NOPARAVIRT)`);
     const ack = await this.waitFor(node, (v) => v === undefined || v === '', timeoutNs);
     if (!ack.ok && cmd === 'suspend') {
-      // Withdraw the request unless a late ack raced in (R18's fix).
+      if (this.quirks.suspendCancelPlainWrite) {
+        await this.xs.write(node, '');
+        return { acked: false };
+      }
+      // Withdraw the request unless a late ack raced in (R18's fix): then it counts as acked.
+      let late = false;
       await this.transaction(async (tx) => {
         const v = await this.read(node, tx);
-        if (v === cmd) await this.xs.write(node, '', tx);
+        late = v !== cmd;
+        if (!late) await this.xs.write(node, '', tx);
       });
+      return { acked: late };
     }
     return { acked: ack.ok };
   }

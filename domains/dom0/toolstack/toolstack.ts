@@ -25,6 +25,8 @@ export interface ToolstackQuirks {
    * "S5") at /local/domain/0/acpi/state. Off by default.
    */
   readonly acpiSeedFlow?: boolean;
+  /** R18's buggy suspend cancel (see LibxlQuirks). */
+  readonly suspendCancelPlainWrite?: boolean;
 }
 
 /** What the death monitor reports to the simulator's xl. */
@@ -68,7 +70,9 @@ export class Toolstack {
       plug: (dev: DeviceRef, br: string): void => network.addif(br, vifName(dev.frontend, dev.devid)),
       unplug: (dev: DeviceRef): void => network.delif(vifName(dev.frontend, dev.devid)),
     };
-    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }));
+    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }), {
+      suspendCancelPlainWrite: quirks.suspendCancelPlainWrite,
+    });
   }
 
   async start(): Promise<void> {
@@ -164,6 +168,8 @@ export class Toolstack {
         return this.dump(String(args.path ?? '/'));
       case 'read':
         return (await this.libxl.read(String(args.path))) ?? null;
+      case 'tx-increment':
+        return this.txIncrement(String(args.path), Number(args.times ?? 1));
       default:
         throw new ToolstackError(`unknown toolstack verb ${op}`);
     }
@@ -202,6 +208,24 @@ export class Toolstack {
     await this.libxl.domainCleanup(domid);
     if (exists) this.domctl(Domctl.XEN_DOMCTL_destroydomain, domid);
     return null;
+  }
+
+  /**
+   * A dom0 tool's read-modify-write of a counter: `times` increments, each in its own transaction
+   * retried on EAGAIN (the scenarios' concurrent writer). Returns how many commits were retried.
+   */
+  private async txIncrement(path: string, times: number): Promise<{ retries: number }> {
+    let retries = 0;
+    for (let i = 0; i < times; i++) {
+      for (;;) {
+        const tx = await this.xs.transactionStart();
+        const v = Number((await this.xs.read(path, tx)).toString('latin1'));
+        await this.xs.write(path, String(v + 1), tx);
+        if (await this.xs.transactionEnd(tx, true)) break;
+        retries++;
+      }
+    }
+    return { retries };
   }
 
   /** Every node under `path` with its value and permissions (xenstore-ls -fp's content). */

@@ -1,0 +1,21 @@
+// Planted races: each ships the buggy variant of a step that really failed in Xen or Linux next
+// to the fixed one (spec/known-races.md). The swarm must find every buggy variant failing within
+// 1000 seeds while the fixed ones pass the same seeds.
+import type { ScenarioDef } from '../sim/scenario/scenario.ts';
+import r01 from './race-r01-watch-first-event-lost.ts';
+import r03 from './race-r03-netback-hotplug-gate.ts';
+import r04 from './race-r04-cached-state-in-aborted-txn.ts';
+import r06 from './race-r06-close-before-connect.ts';
+import r07 from './race-r07-double-disconnect.ts';
+import r15 from './race-r15-domid-reuse-inheritance.ts';
+import r18 from './race-r18-suspend-ack-vs-timeout.ts';
+
+export const RACES: readonly ScenarioDef[] = [
+  r01,
+  r03,
+  r04,
+  r06,
+  r07,
+  r15,
+  r18,
+];
