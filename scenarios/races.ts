@@ -9,6 +9,7 @@ import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
 import r15 from './race-r15-domid-reuse-inheritance.ts';
 import r18 from './race-r18-suspend-ack-vs-timeout.ts';
+import r20 from './race-r20-partial-publish.ts';
 
 export const RACES: readonly ScenarioDef[] = [
   r01,
@@ -18,4 +19,5 @@ export const RACES: readonly ScenarioDef[] = [
   r07,
   r15,
   r18,
+  r20,
 ];

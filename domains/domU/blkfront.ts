@@ -11,6 +11,11 @@ import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
 
 export interface BlkfrontQuirks {
+  /**
+   * R20 (partial publish): announce Initialised first, then write ring-ref, event-channel and
+   * protocol one by one without a transaction - a backend that reacts at once reads half a group.
+   */
+  readonly publishAfterState?: boolean;
   /** R06: on backend Closing before we connected, touch the disk anyway (Linux's NULL gendisk). */
   readonly closeBeforeConnectOops?: boolean;
 }
@@ -100,10 +105,16 @@ export class BlkfrontDriver implements XenbusDriver {
     fe.port = dev.allocEvtchn();
     k.on(fe.port, () => this.interrupt(dev));
     const d = dev.nodename;
-    await dev.bus.transactionWrite([
+    const keys: [string, string][] = [
       [`${d}/ring-ref`, String(fe.ringRef)], [`${d}/event-channel`, String(fe.port)],
       [`${d}/protocol`, XEN_IO_PROTO_ABI_NATIVE], [`${d}/feature-persistent`, '0'],
-    ]);
+    ];
+    if (this.quirks.publishAfterState) {
+      await dev.switchState(XenbusState.XenbusStateInitialised);
+      for (const [k, v] of keys) await dev.xs.write(k, v);
+      return;
+    }
+    await dev.bus.transactionWrite(keys);
     await dev.switchState(XenbusState.XenbusStateInitialised);
   }
 
