@@ -91,7 +91,13 @@ export class DomainThread {
   private dead = false;
   private readonly mode: RunMode;
 
-  /** Free-running: let a vCPU created paused start. */
+  /** Free-running: stop the vCPU at its next event or timer (XEN_DOMCTL_pausedomain). */
+  hold(): void {
+    if (this.mode !== 'free') return;
+    Atomics.store(this.ctl!, VcpuControl.RUN, 0);
+  }
+
+  /** Free-running: let a vCPU created (or put) paused run. */
   release(): void {
     if (this.mode !== 'free') return;
     Atomics.store(this.ctl!, VcpuControl.RUN, 1);

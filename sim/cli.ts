@@ -14,6 +14,8 @@ export async function main(argv: string[]): Promise<void> {
   registerXenstoreTools(program);
   const { registerUp } = await import('./up.ts');
   registerUp(program);
+  const { registerXl } = await import('./xl-cli.ts');
+  registerXl(program);
   const { registerScenarios } = await import('./scenario/cli.ts');
   registerScenarios(program);
 

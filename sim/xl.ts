@@ -61,8 +61,27 @@ export class Xl {
     this.actions.add(q);
   }
 
+  /** Who waits for a domain's next SHUTDOWN or DEATH (xl shutdown -w in free-running mode). */
+  private readonly waiters = new Map<number, Set<() => void>>();
+
+  private nextShutdown(domid: number): { done: Promise<void>; cancel(): void } {
+    let set = this.waiters.get(domid);
+    if (!set) this.waiters.set(domid, (set = new Set()));
+    let fire!: () => void;
+    const done = new Promise<void>((resolve) => (fire = resolve));
+    set.add(fire);
+    return { done, cancel: () => set.delete(fire) };
+  }
+
+  private wake(domid: number): void {
+    const set = this.waiters.get(domid);
+    this.waiters.delete(domid);
+    for (const f of set ?? []) f();
+  }
+
   private onEvent(ev: DomainEvent): void {
     this.events.push(ev);
+    this.wake(ev.domid);
     const d = this.domains.get(ev.domid);
     if (!d) return;
     if (ev.event === 'death') {
@@ -116,10 +135,7 @@ export class Xl {
   }
 
   async pause(domid: number): Promise<void> {
-    await this.rt.quiesce();
-    const d = this.rt.host.domains.get(domid);
-    if (!d) throw new Error(`no domain ${domid}`);
-    this.rt.host.pause(d);
+    await this.rt.pause(domid);
     const x = this.domains.get(domid);
     if (x) x.state = 'paused';
   }
@@ -129,6 +145,8 @@ export class Xl {
     const d = this.domains.get(domid);
     if (d) d.state = 'dying';
     this.domains.delete(domid);
+    // The toolstack stops monitoring first, so no DEATH event: whoever waits hears it here.
+    this.wake(domid);
     await this.rt.toolstack('destroy', { domid });
     await this.rt.destroy(domid);
   }
@@ -148,7 +166,18 @@ export class Xl {
    * wait for the domain to be gone (and restarted, for reboot).
    */
   async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean }> {
-    const r = await this.rt.toolstack<{ acked: boolean }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
+    // Free-running, settling does not wait for the guest: wait for its SHUTDOWN (or DEATH) as
+    // xl's wait_for_domain_deaths does, then for what on_poweroff/on_reboot started.
+    const down = opts.wait && this.rt.mode === 'free' ? this.nextShutdown(domid) : undefined;
+    let r: { acked: boolean };
+    try {
+      r = await this.rt.toolstack<{ acked: boolean }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
+    } catch (e) {
+      down?.cancel();
+      throw e;
+    }
+    if (down && r.acked) await down.done;
+    else down?.cancel();
     if (opts.wait) await this.settled();
     return r;
   }

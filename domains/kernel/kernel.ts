@@ -172,7 +172,8 @@ export class Kernel {
       this.timers.sort((a, b) => a.at - b.at || a.seq - b.seq);
       return { cancel: () => { t.live = false; } };
     }
-    const t = setTimeout(fn, Math.max(0, ns / 1e6));
+    // A paused vCPU runs nothing: a timer that fires meanwhile runs at unpause.
+    const t = setTimeout(() => (this.paused() ? void this.unpaused().then(fn) : fn()), Math.max(0, ns / 1e6));
     return { cancel: () => clearTimeout(t) };
   }
 
@@ -371,8 +372,22 @@ export class Kernel {
     Atomics.notify(this.siWords, 0);
   }
 
+  /** Free-running: the domain is paused (xl pause): the host closed the RUN gate again. */
+  private paused(): boolean {
+    return this.mode === 'free' && this.ctl !== undefined && Atomics.load(this.ctl, VcpuControl.RUN) === 0;
+  }
+
+  /** Resolves once the RUN gate is open (at once unless paused). */
+  private async unpaused(): Promise<void> {
+    while (this.paused()) {
+      const w = Atomics.waitAsync(this.ctl!, VcpuControl.RUN, 0);
+      if (w.async) await w.value;
+    }
+  }
+
   private async upcallLoop(): Promise<void> {
     while (this.running) {
+      if (this.paused()) await this.unpaused();
       this.handleEvents();
       // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
       // scan changes it, and the wait returns at once instead of missing the edge.

@@ -1,0 +1,411 @@
+// The control socket of a running `xensim up`: `xensim xl` (or any client) sends toolstack verbs
+// to the host's Xl. JSON lines over a Unix socket: one request per line,
+//   {"id": 1, "verb": "list", "args": {}}
+// one response line per request, with the same id (requests on one connection may overlap):
+//   {"id": 1, "ok": true, "result": {...}}   or   {"id": 1, "ok": false, "error": "message"}
+// Domains are named by name or domid (`domain`), as xl takes them.
+import { existsSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import * as z from 'zod';
+import { DiskSchema, GuestSchema, VifSchema } from './config.ts';
+import type { DiskConfig, DomainConfig, VifConfig } from '../domains/dom0/toolstack/config.ts';
+import { backendPath, frontendPath, type DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
+import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
+import { ShutdownReason } from '../hypervisor/public/sched.ts';
+import type { Xl } from './xl.ts';
+
+/** An error for the caller (bad domain, bad arguments): its message is the whole story. */
+export class XlError extends Error {
+  override readonly name = 'XlError';
+}
+
+export interface ListRow {
+  readonly name: string;
+  readonly id: number;
+  readonly mem: number;
+  readonly vcpus: number;
+  readonly state: string;
+  /** Seconds since the domain was created (xensim does not account CPU time). */
+  readonly time: number;
+}
+
+export interface BlockRow {
+  readonly vdev: number; readonly dev: string; readonly be: number; readonly handle: number; readonly state: number;
+  readonly beState: number; readonly evtch: number; readonly ringRef: number; readonly bePath: string;
+}
+
+export interface NicRow {
+  readonly idx: number; readonly be: number; readonly mac: string; readonly handle: number; readonly state: number;
+  readonly beState: number; readonly evtch: number; readonly txRingRef: number; readonly rxRingRef: number; readonly bePath: string;
+}
+
+const Domain = z.union([z.string().min(1), z.int().min(0)], { error: 'domain: expected a name or domid' });
+const On = z.object({ domain: Domain });
+const TRIGGERS = ['power', 'sleep', 's3resume', 'nmi', 'init', 'reset'] as const;
+
+/** Each verb's arguments. */
+const Args = {
+  list: z.object({ domains: z.array(Domain).optional(), long: z.boolean().optional() }),
+  create: z.object({ config: GuestSchema, paused: z.boolean().optional() }),
+  destroy: On,
+  shutdown: On.extend({ wait: z.boolean().optional() }),
+  reboot: On.extend({ wait: z.boolean().optional() }),
+  pause: On,
+  unpause: On,
+  'block-attach': On.extend({ disk: DiskSchema }),
+  'block-detach': On.extend({ vdev: z.union([z.string(), z.int()]), force: z.boolean().optional() }),
+  'block-list': On,
+  'network-attach': On.extend({ vif: VifSchema.optional() }),
+  'network-detach': On.extend({ device: z.union([z.string(), z.int()]), force: z.boolean().optional() }),
+  'network-list': On,
+  trigger: On.extend({ name: z.enum(TRIGGERS, { error: `expected one of ${TRIGGERS.join(', ')}` }), vcpu: z.int().min(0).optional() }),
+  console: On,
+  domid: On,
+  domname: On,
+  'xenstore-ls': z.object({ path: z.string().optional() }),
+} as const;
+
+export type XlVerb = keyof typeof Args;
+export const XL_VERBS = Object.keys(Args) as XlVerb[];
+
+export interface XlRequest {
+  readonly id?: number | string;
+  readonly verb: string;
+  readonly args?: Record<string, unknown>;
+}
+
+export type XlResponse =
+  | { readonly id?: number | string; readonly ok: true; readonly result: unknown }
+  | { readonly id?: number | string; readonly ok: false; readonly error: string };
+
+/** The verbs, against one host's Xl. */
+export class XlControl {
+  /** When each domain was first seen (for list's Time column). */
+  private readonly born = new Map<number, number>();
+  private readonly started = Date.now();
+  /** xl create takes a lock: names are checked and domids chosen one create at a time. */
+  private creating: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly xl: Xl) {}
+
+  async handle(verb: string, rawArgs: unknown): Promise<unknown> {
+    if (!(verb in Args)) throw new XlError(`unknown verb ${JSON.stringify(verb)} (verbs: ${XL_VERBS.join(', ')})`);
+    const v = verb as XlVerb;
+    const parsed = Args[v].safeParse(rawArgs ?? {});
+    if (!parsed.success) {
+      const iss = parsed.error.issues[0];
+      throw new XlError(`${verb}: ${iss.path.length ? `${iss.path.join('.')}: ` : ''}${iss.message}`);
+    }
+    return this.run(v, parsed.data as Record<string, unknown>);
+  }
+
+  private async run(verb: XlVerb, a: Record<string, unknown>): Promise<unknown> {
+    const xl = this.xl;
+    switch (verb) {
+      case 'list': {
+        const want = (a.domains as (string | number)[] | undefined)?.map((d) => this.domid(d));
+        const rows = this.list().filter((r) => !want || want.includes(r.id));
+        if (!a.long) return rows;
+        return rows.map((r) => ({ domid: r.id, config: r.id === 0 ? { name: 'Domain-0' } : xl.domains.get(r.id)?.cfg }));
+      }
+      case 'create':
+        return this.create(a.config as DomainConfig, Boolean(a.paused));
+      case 'destroy': {
+        const domid = this.guest(a.domain, 'destroy');
+        await xl.destroy(domid);
+        return { domid };
+      }
+      case 'shutdown':
+      case 'reboot': {
+        const domid = this.guest(a.domain, verb);
+        const from = xl.events.length;
+        const name = xl.domains.get(domid)!.cfg.name;
+        const r = await xl.shutdown(domid, verb === 'reboot' ? 'reboot' : 'poweroff', { wait: Boolean(a.wait) });
+        if (!r.acked) throw new XlError(`domain ${domid} did not acknowledge the ${verb} request (no PV control interface?)`);
+        const ev = xl.events.slice(from).find((e) => e.domid === domid);
+        const reason = ev?.event === 'shutdown' ? ShutdownReason[ev.reason as keyof typeof ShutdownReason] : undefined;
+        const now = [...xl.domains.values()].find((d) => d.cfg.name === name && d.domid !== domid);
+        return { domid, waited: Boolean(a.wait), event: ev?.event, reason, restartedAs: now?.domid };
+      }
+      case 'pause': {
+        const domid = this.guest(a.domain, 'pause');
+        await xl.pause(domid);
+        return { domid };
+      }
+      case 'unpause': {
+        const domid = this.guest(a.domain, 'unpause');
+        if ((xl.rt.host.domains.get(domid)?.pauseCount ?? 0) === 0) throw new XlError(`domain ${domid} is not paused`);
+        await xl.unpause(domid);
+        return { domid };
+      }
+      case 'block-attach': {
+        const domid = this.guest(a.domain, 'attach a disk to');
+        const dev = await xl.blockAttach(domid, a.disk as DiskConfig);
+        return { domid, devid: dev.devid };
+      }
+      case 'block-detach': {
+        const domid = this.guest(a.domain, 'detach a disk from');
+        const vdev = String(a.vdev);
+        const devid = vdevFromName(vdev);
+        if (devid === undefined) throw new XlError(`invalid virtual disk ${vdev}`);
+        if (!(await xl.devices(domid)).some((d) => d.kind === 'vbd' && d.devid === devid)) throw new XlError(`Device ${vdev} not connected.`);
+        const r = await xl.blockDetach(domid, String(devid), Boolean(a.force));
+        return { domid, devid, clean: r.clean };
+      }
+      case 'block-list':
+        return this.blockList(this.guest(a.domain, 'list the disks of'));
+      case 'network-attach': {
+        const domid = this.guest(a.domain, 'attach a NIC to');
+        const dev = await xl.networkAttach(domid, (a.vif ?? {}) as VifConfig);
+        return { domid, devid: dev.devid };
+      }
+      case 'network-detach': {
+        const domid = this.guest(a.domain, 'detach a NIC from');
+        const nics = await this.nicList(domid);
+        const want = String(a.device);
+        const nic = /^[0-9]+$/.test(want) ? nics.find((n) => n.idx === Number(want)) : nics.find((n) => n.mac.toLowerCase() === want.toLowerCase());
+        if (!nic) throw new XlError(`Unknown device ${want}.`);
+        const r = await xl.networkDetach(domid, nic.idx, Boolean(a.force));
+        return { domid, devid: nic.idx, clean: r.clean };
+      }
+      case 'network-list':
+        return this.nicList(this.guest(a.domain, 'list the NICs of'));
+      case 'trigger': {
+        const domid = this.guest(a.domain, 'send a trigger to');
+        try {
+          await xl.trigger(domid, a.name as (typeof TRIGGERS)[number]);
+        } catch (e) {
+          throw new XlError(`setting trigger failed: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        return { domid };
+      }
+      case 'console': {
+        const domid = this.guest(a.domain, 'open the console of');
+        return { domid, text: await xl.console(domid) };
+      }
+      case 'domid':
+        return { domid: this.domid(a.domain as string | number) };
+      case 'domname': {
+        const domid = this.domid(a.domain as string | number);
+        return { name: domid === 0 ? 'Domain-0' : xl.domains.get(domid)!.cfg.name };
+      }
+      case 'xenstore-ls': {
+        const path = (a.path as string | undefined) ?? '/';
+        if (!path.startsWith('/')) throw new XlError(`xenstore-ls: ${path}: not an absolute path`);
+        return xl.dump(path);
+      }
+    }
+  }
+
+  /** xl list's rows (xl's state letters: r b p s c d). */
+  list(): ListRow[] {
+    const now = Date.now();
+    return this.xl.list().map((r) => {
+      if (!this.born.has(r.id)) this.born.set(r.id, r.id === 0 ? this.started : now);
+      return { ...r, time: (now - this.born.get(r.id)!) / 1000 };
+    });
+  }
+
+  /** xl create, as the control socket's verb does it (name check, creation time). */
+  async create(config: DomainConfig, paused = false): Promise<{ domid: number; name: string }> {
+    const run = this.creating.then(async () => {
+      if ([...this.xl.domains.values()].some((d) => d.cfg.name === config.name) || config.name === 'Domain-0') {
+        throw new XlError(`domain with name "${config.name}" already exists.`);
+      }
+      if (config.domid !== undefined && this.xl.rt.host.domains.has(config.domid)) throw new XlError(`domid ${config.domid} is in use`);
+      const domid = await this.xl.create(config, { paused });
+      this.born.set(domid, Date.now());
+      return { domid, name: config.name };
+    });
+    this.creating = run.catch(() => undefined);
+    return run;
+  }
+
+  /** A domain named by name or domid, as libxl_domain_qualifier_to_domid finds it. */
+  domid(d: string | number | unknown): number {
+    const s = String(d);
+    if (/^[0-9]+$/.test(s)) {
+      const id = Number(s);
+      if (id === 0 || this.xl.domains.has(id)) return id;
+    } else if (s === 'Domain-0') {
+      return 0;
+    } else {
+      for (const x of this.xl.domains.values()) if (x.cfg.name === s) return x.domid;
+    }
+    throw new XlError(`${s} is an invalid domain identifier`);
+  }
+
+  /** A guest (not dom0) for a verb that makes no sense on dom0 here. */
+  private guest(d: unknown, what: string): number {
+    const domid = this.domid(d);
+    if (domid === 0) throw new XlError(`cannot ${what} Domain-0`);
+    return domid;
+  }
+
+  private async read(path: string): Promise<string | undefined> {
+    return (await this.xl.rt.toolstack<string | null>('read', { path })) ?? undefined;
+  }
+
+  private async num(path: string): Promise<number> {
+    const v = await this.read(path);
+    return v === undefined || v === '' || Number.isNaN(Number(v)) ? -1 : Number(v);
+  }
+
+  private async ofKind(domid: number, kind: DeviceRef['kind']): Promise<DeviceRef[]> {
+    return (await this.xl.devices(domid)).filter((d) => d.kind === kind).sort((a, b) => a.devid - b.devid);
+  }
+
+  /** libxl_device_disk_getinfo for each disk: the frontend's state, port and ring ref. */
+  async blockList(domid: number): Promise<BlockRow[]> {
+    const out: BlockRow[] = [];
+    for (const dev of await this.ofKind(domid, 'vbd')) {
+      const fe = frontendPath(dev);
+      const be = backendPath(dev);
+      out.push({
+        vdev: dev.devid, dev: (await this.read(`${be}/dev`)) ?? String(dev.devid), be: dev.backend, handle: dev.frontend,
+        state: await this.num(`${fe}/state`), beState: await this.num(`${be}/state`), evtch: await this.num(`${fe}/event-channel`),
+        ringRef: await this.num(`${fe}/ring-ref`), bePath: be,
+      });
+    }
+    return out;
+  }
+
+  /** libxl_device_nic_getinfo for each NIC. */
+  async nicList(domid: number): Promise<NicRow[]> {
+    const out: NicRow[] = [];
+    for (const dev of await this.ofKind(domid, 'vif')) {
+      const fe = frontendPath(dev);
+      const be = backendPath(dev);
+      out.push({
+        idx: dev.devid, be: dev.backend, mac: (await this.read(`${be}/mac`)) ?? '', handle: dev.devid,
+        state: await this.num(`${fe}/state`), beState: await this.num(`${be}/state`), evtch: await this.num(`${fe}/event-channel`),
+        txRingRef: await this.num(`${fe}/tx-ring-ref`), rxRingRef: await this.num(`${fe}/rx-ring-ref`), bePath: be,
+      });
+    }
+    return out;
+  }
+}
+
+const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** Serves an XlControl on a Unix socket, JSON lines. */
+export class XlControlServer {
+  private readonly server: net.Server;
+  private readonly sockets = new Set<net.Socket>();
+
+  constructor(readonly path: string, readonly control: XlControl, private readonly log: (line: string) => void = () => undefined) {
+    this.server = net.createServer((s) => this.serve(s));
+  }
+
+  /** Listens at `path`; refuses if a live server answers there, replaces a stale socket file. */
+  async listen(): Promise<void> {
+    if (existsSync(this.path)) {
+      const live = await new Promise<boolean>((resolve) => {
+        const c = net.createConnection(this.path);
+        c.once('connect', () => {
+          c.destroy();
+          resolve(true);
+        });
+        c.once('error', () => resolve(false));
+      });
+      if (live) throw new XlError(`${this.path}: another host serves this control socket`);
+      unlinkSync(this.path);
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.path, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  private serve(socket: net.Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    let buf = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      buf += chunk;
+      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) void this.answer(socket, line);
+      }
+    });
+  }
+
+  private async answer(socket: net.Socket, line: string): Promise<void> {
+    let req: XlRequest;
+    try {
+      req = JSON.parse(line) as XlRequest;
+      if (typeof req !== 'object' || req === null || typeof req.verb !== 'string') throw new Error('expected {"verb": ..., "args": {...}}');
+    } catch (e) {
+      this.reply(socket, { ok: false, error: `bad request: ${errorText(e)}` });
+      return;
+    }
+    let res: XlResponse;
+    try {
+      res = { id: req.id, ok: true, result: await this.control.handle(req.verb, req.args) };
+    } catch (e) {
+      // Errors the caller caused are its answer; anything else is also logged here.
+      if (!(e instanceof XlError)) this.log(`xl ${req.verb}: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+      res = { id: req.id, ok: false, error: errorText(e) };
+    }
+    this.reply(socket, res);
+  }
+
+  private reply(socket: net.Socket, res: XlResponse): void {
+    if (!socket.destroyed) socket.write(`${JSON.stringify(res)}\n`);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try {
+      unlinkSync(this.path);
+    } catch {
+      // already gone (net.Server removes its socket file on close)
+    }
+  }
+}
+
+/** The control path `xensim xl` uses: --host, else $XENSIM_CONTROL, else the default. */
+export const DEFAULT_CONTROL = '/tmp/xensim/xl.sock';
+
+/** One request to a host's control socket; resolves with the result, rejects with its error. */
+export function xlRequest(path: string, verb: string, args: Record<string, unknown> = {}): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const sock = net.createConnection(path);
+    let buf = '';
+    let done = false;
+    const finish = (f: () => void): void => {
+      if (done) return;
+      done = true;
+      sock.destroy();
+      f();
+    };
+    sock.setEncoding('utf8');
+    sock.once('connect', () => sock.write(`${JSON.stringify({ id: 1, verb, args })}\n`));
+    sock.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let res: XlResponse;
+      try {
+        res = JSON.parse(buf.slice(0, nl)) as XlResponse;
+      } catch {
+        finish(() => reject(new XlError(`${path}: not an xensim control socket (bad reply)`)));
+        return;
+      }
+      finish(() => (res.ok ? resolve(res.result) : reject(new XlError(res.error))));
+    });
+    sock.once('error', (e: NodeJS.ErrnoException) => finish(() => reject(new XlError(
+      e.code === 'ENOENT' || e.code === 'ECONNREFUSED'
+        ? `cannot reach a host at ${path} (${e.code}): is \`xensim up\` running? (--host PATH or XENSIM_CONTROL)`
+        : `${path}: ${e.message}`,
+    ))));
+    sock.once('close', () => finish(() => reject(new XlError(`${path}: the host closed the connection`))));
+  });
+}
