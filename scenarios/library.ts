@@ -6,6 +6,11 @@ import reboot from './reboot.ts';
 import suspendResume from './suspend-resume.ts';
 import acpiPowerAndSleep from './acpi-power-and-sleep.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
+import toolstackTransactionsRace from './toolstack-transactions-race.ts';
+import xenstoredCrash from './xenstored-crash.ts';
+import quotaBites from './quota-bites.ts';
+import slowWatcher from './slow-watcher.ts';
+import domidReuse from './domid-reuse.ts';
 
 export const LIBRARY: readonly ScenarioDef[] = [
   bootThreeGuests,
@@ -13,4 +18,9 @@ export const LIBRARY: readonly ScenarioDef[] = [
   suspendResume,
   acpiPowerAndSleep,
   guestDiesDuringHandshake,
+  toolstackTransactionsRace,
+  xenstoredCrash,
+  quotaBites,
+  slowWatcher,
+  domidReuse,
 ];
