@@ -13,8 +13,9 @@ import { lockstepSection } from './lockstep.ts';
 import { packingSection } from './packing.ts';
 import { ringSection } from './ring.ts';
 import { xenstoredSection } from './xenstored.ts';
+import { devicesSection, swarmSection } from './scenarios.ts';
 
-const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection, lockstepSection, packingSection];
+const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection];
 
 const HELP = `usage: npm run bench -- [options]
 
