@@ -3,6 +3,11 @@
 import { Command, CommanderError } from 'commander';
 
 export async function main(argv: string[]): Promise<void> {
+  // `xensim run ... --log - | head` closes the pipe early: that is not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   const program = new Command('xensim')
     .description('A Xen environment simulator')
     .showHelpAfterError()

@@ -8,6 +8,7 @@ import { Hypercall } from '../../hypervisor/public/xen.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
+import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
 import { XsRingConnection } from './xenstored/domain-ring.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
 import { connectLocal } from './xenstored/local-connection.ts';
@@ -48,7 +49,14 @@ export type Dom0Command =
   | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
-  const daemon = new XenstoredDaemon({ profile: args.profile ?? 'c', faults: args.xenstored });
+  const daemon = new XenstoredDaemon({
+    profile: args.profile ?? 'c', faults: args.xenstored,
+    // find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo): an ACL entry for a
+    // domid without a domain is flagged ignored at SET_PERMS, so a later domain cannot inherit it
+    // (XSA-417). Without this every domid "existed" and the scenario xsa-417 failed.
+    domainExists: (domid) => domid < DOMID_FIRST_RESERVED
+      && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+  });
   const xs = daemon.xs;
   if (args.trace) daemon.onTrace = (ev) => k.trace(ev);
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
@@ -79,7 +87,8 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       const mapped = k.mapGrant(domid, 1, false);
       if (!mapped.page) continue;
       const port = k.bindInterdomain(domid, d.port);
-      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(port));
+      const onRing = args.trace ? (ev: object) => k.trace({ ...ev, kind: 'ring', peer: domid }) : undefined;
+      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(port), { onRing });
       ring.introduce();
       k.on(port, () => ring.kick());
       rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port });

@@ -40,7 +40,19 @@ import {
 } from '../../../hypervisor/public/io/xs_wire.ts';
 import type { XenstoredDaemon } from './daemon.ts';
 
+/** One ring update, for the simulator's trace: which half, the indexes after it, bytes moved. */
+export interface XsRingEvent {
+  readonly kind: 'ring';
+  readonly ring: 'xenstore';
+  readonly half: 'req' | 'rsp';
+  readonly cons: number;
+  readonly prod: number;
+  readonly bytes: number;
+}
+
 export interface XsRingConnectionOptions {
+  /** Every ring update (xenstored consuming req[], producing rsp[]). */
+  readonly onRing?: (ev: XsRingEvent) => void;
   /** Called once when the connection becomes ignored (a fatal client error), with the reason. */
   readonly onIgnored?: (reason: XenstoreError) => void;
 }
@@ -235,6 +247,7 @@ export class XsRingConnection {
       }
     }
     this.store(h.prod, at);
+    this.opts.onRing?.({ kind: 'ring', ring: 'xenstore', half: 'rsp', cons, prod: at, bytes: (at - prod) >>> 0 });
     this.notify();
     return true;
   }
@@ -289,6 +302,7 @@ export class XsRingConnection {
     }
     if (used > 0) {
       this.store(h.cons, cons + used);
+      this.opts.onRing?.({ kind: 'ring', ring: 'xenstore', half: 'req', cons: (cons + used) >>> 0, prod, bytes: used });
       this.notify();
     }
     if (violation) this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
