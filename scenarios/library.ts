@@ -1,16 +1,32 @@
-// The scenario library proper: lifecycle, device, xenstore-behaviour and XSA regression
-// scenarios that must pass on every seed (the planted races live in races.ts).
+// The scenario library proper: lifecycle, device and xenstore-behaviour scenarios, then the XSA
+// regressions. All must pass on every seed (the planted races live in races.ts).
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
-import bootThreeGuests from './boot-three-guests.ts';
-import reboot from './reboot.ts';
-import suspendResume from './suspend-resume.ts';
 import acpiPowerAndSleep from './acpi-power-and-sleep.ts';
+import bootThreeGuests from './boot-three-guests.ts';
+import domidReuse from './domid-reuse.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
+import quotaBites from './quota-bites.ts';
+import reboot from './reboot.ts';
+import slowWatcher from './slow-watcher.ts';
+import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import xenstoredCrash from './xenstored-crash.ts';
-import quotaBites from './quota-bites.ts';
-import slowWatcher from './slow-watcher.ts';
-import domidReuse from './domid-reuse.ts';
+import xsa115 from './xsa-115-watch-permissions.ts';
+import xsa322 from './xsa-322-417-stale-acl.ts';
+import xsa323 from './xsa-323-path-length.ts';
+import xsa324 from './xsa-324-huge-watch-token.ts';
+import xsa325 from './xsa-325-bad-client-release.ts';
+import xsa326 from './xsa-326-unread-replies.ts';
+import xsa352 from './xsa-352-353-ocaml-owner-and-root.ts';
+import xsa414 from './xsa-414-415-failed-create.ts';
+import xsa419 from './xsa-419-stray-nodes.ts';
+import xsa440 from './xsa-440-double-delete.ts';
+import xsa481 from './xsa-481-empty-domid-component.ts';
+
+/** XSA regression scenarios (tag `xsa`), by XSA number. */
+export const XSAS: readonly ScenarioDef[] = [
+  xsa115, xsa322, xsa323, xsa324, xsa325, xsa326, xsa352, xsa414, xsa419, xsa440, xsa481,
+];
 
 export const LIBRARY: readonly ScenarioDef[] = [
   bootThreeGuests,
@@ -23,4 +39,5 @@ export const LIBRARY: readonly ScenarioDef[] = [
   quotaBites,
   slowWatcher,
   domidReuse,
+  ...XSAS,
 ];

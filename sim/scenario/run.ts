@@ -8,6 +8,7 @@ import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
 import { InlineVcpu } from '../../hypervisor/inline-vcpu.ts';
+import { SharedInfo, VcpuInfo } from '../../hypervisor/public/xen.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
@@ -115,11 +116,33 @@ export class ScenarioRun {
     this.stamp({ kind: 'step', name });
     const r = await fn();
     await this.xl.settled();
+    const stuck = this.stuckDomain();
+    if (stuck) throw new ScenarioFailure(`invariant "no domain stuck without a pending event" after step "${name}": ${stuck}`);
     for (const inv of this.invariants) {
       const bad = await inv.check();
       if (bad !== undefined) throw new ScenarioFailure(`invariant "${inv.name}" after step "${name}": ${bad}`);
     }
     return r;
+  }
+
+  /**
+   * Built in, after every step: at quiescence no running domain has an unmasked event pending
+   * that its vCPU was never told about (a lost wake-up leaves a driver waiting for ever).
+   */
+  stuckDomain(): string | undefined {
+    for (const d of this.rt.host.domains.values()) {
+      if (!d.sharedInfo || d.pauseCount > 0 || d.isShutDown || d.runState === 'dying' || d.runState === 'dead') continue;
+      const si = new BigUint64Array(d.sharedInfo.sab);
+      const upcall = new Uint8Array(d.sharedInfo.sab)[VcpuInfo.evtchn_upcall_pending];
+      const sel = si[(SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8];
+      for (let w = 0; w < 64; w++) {
+        const live = si[SharedInfo.evtchn_pending / 8 + w] & ~si[SharedInfo.evtchn_mask / 8 + w];
+        if (live !== 0n && (upcall === 0 || (sel & (1n << BigInt(w))) === 0n)) {
+          return `domain ${d.domid} has port(s) pending in word ${w} (bits 0x${live.toString(16)}) but no upcall pending`;
+        }
+      }
+    }
+    return undefined;
   }
 
   /** An invariant checked after every step (return a description of what is wrong, or undefined). */
