@@ -10,14 +10,12 @@
 // and vCPU kicks per operation, to show where the time goes. Measurements alternate within each
 // round (sab, 1 guest, 10 guests) and medians over rounds are printed.
 import { cpus } from 'node:os';
-import { join } from 'node:path';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
-import { XsHandle } from '../../domains/dom0/tools/xs.ts';
 import type { EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
 import { DomainThread } from '../../hypervisor/domain-thread.ts';
 import { HostRuntime } from '../host-runtime.ts';
-import { type BenchOptions, type BenchSection, fmtFixed, fmtInt, makeTempDir, median, onCleanup, table } from './common.ts';
+import { type BenchOptions, type BenchSection, fmtFixed, fmtInt, median, onCleanup, table } from './common.ts';
 import type { RingGuestOp, RingGuestResult, RingGuestRun } from './ring-guest.ts';
 
 const GUEST_PROGRAM = new URL('./ring-guest.ts', import.meta.url).href;
@@ -334,16 +332,7 @@ interface Host {
   stop(): Promise<void>;
 }
 
-/** Dom0 prepares a guest's home as libxl does (n0 rN, data/ guest-owned). */
-async function prepareHome(xs: XsHandle, domid: number): Promise<void> {
-  await xs.write(`/local/domain/${domid}`, '');
-  await xs.setPerms(`/local/domain/${domid}`, ['n0', `r${domid}`]);
-  await xs.write(`/local/domain/${domid}/data`, '');
-  await xs.setPerms(`/local/domain/${domid}/data`, [`n${domid}`]);
-}
-
 async function bootHost(nGuests: number, spin = 0): Promise<Host> {
-  const dir = makeTempDir('ring');
   // spin: vCPUs poll for an event this many times before sleeping (worth it only while busy
   // vCPU threads <= cores: here dom0 and one guest on 2 cores).
   const rt = new HostRuntime({ seed: 1, spin });
@@ -353,18 +342,11 @@ async function bootHost(nGuests: number, spin = 0): Promise<Host> {
   const stop = async (): Promise<void> => {
     await rt.shutdown();
     kill();
-    dir.remove();
   };
   try {
     progress(`booting dom0 and ${nGuests} guest${nGuests === 1 ? '' : 's'}`);
-    const socketPath = join(dir.path, 'xs.sock');
-    await rt.bootDom0({ socketPath });
-    const xs = await XsHandle.open(socketPath);
-    try {
-      for (let id = 1; id <= nGuests; id++) await prepareHome(xs, id);
-    } finally {
-      await xs.close();
-    }
+    // Dom0's toolstack makes each guest's home at INTRODUCE as libxl does (n0 rN, data/ guest-owned).
+    await rt.bootDom0();
     const guests = Array.from({ length: nGuests }, (_, i) => i + 1);
     // One INTRODUCE at a time (each adds a listener on dom0's worker); the guests boot in parallel.
     const ready: Promise<unknown>[] = [];
