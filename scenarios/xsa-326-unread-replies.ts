@@ -14,7 +14,8 @@ const COUNT = 200;
 const OUTSTANDING = 20;
 
 /** A command to the flooding program (not the standard guest kernel). */
-const flooder = <T>(s: ScenarioRun, m: Omit<XsFloodCommand, 'id'>): Promise<T> => s.xl.guest<T>(s.domid('flooder'), m as never);
+type FloodMessage = XsFloodCommand extends infer C ? (C extends unknown ? Omit<C, 'id'> : never) : never;
+const flooder = <T>(s: ScenarioRun, m: FloodMessage): Promise<T> => s.xl.guest<T>(s.domid('flooder'), m as never);
 
 export default defineScenario({
   name: 'xsa-326-unread-replies',

@@ -23,13 +23,13 @@ export async function main(k: Kernel, _args: unknown, control: ControlPort): Pro
   const load = (off: number): number => Atomics.load(words, off >> 2) >>> 0;
   const store = (off: number, v: number): void => void Atomics.store(words, off >> 2, v | 0);
 
-  let request = new Uint8Array(0);
+  let request: Uint8Array = new Uint8Array(0);
   let count = 0;
   let written = 0;
   let base = 0;
   let draining: ((ids: number[]) => void) | undefined;
   const ids: number[] = [];
-  let partial = new Uint8Array(0);
+  let partial: Uint8Array = new Uint8Array(0);
 
   /** Requests into whatever room req[] has. */
   const pump = (): void => {
