@@ -29,10 +29,11 @@ export default defineScenario({
     await s.step('the backends closed and their directories vanished', async () => {
       const be = s.trace.filter((e) => e.kind === 'xenbus' && e.role === 'backend' && e.device === `vbd/${id}/${XVDA}`).map((e) => e.state);
       s.expect(be.at(-1) === 6, `blkback's last state is Closed (saw ${be.join(' ')})`);
-      // Every grant dom0 mapped from the dead guest (rings; refs 0 and 1 are console and store) was unmapped.
+      // Every grant dom0 mapped from the dead guest (rings; refs 0 and 1 are console and store) was
+      // unmapped - if blkback got as far as mapping the ring before the destroy came.
       const handles = (op: string): string => s.trace.filter((e) => e.kind === 'gnttab' && e.op === op && e.domid === 0 && e.dom === id
         && (e.ref as number) > 1 && e.status === 0).map((e) => e.handle as number).sort((a, b) => a - b).join(',');
-      s.expect(handles('map_grant_ref') !== '' && handles('unmap_grant_ref') === handles('map_grant_ref'),
+      s.expect(handles('unmap_grant_ref') === handles('map_grant_ref'),
         `ring mappings undone: mapped [${handles('map_grant_ref')}], unmapped [${handles('unmap_grant_ref')}]`);
       for (const kind of ['vbd', 'vif', 'console']) {
         s.expect(await s.read(`/local/domain/0/backend/${kind}/${id}`) === undefined, `backend/${kind}/${id} is gone`);
