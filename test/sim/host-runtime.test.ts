@@ -39,18 +39,12 @@ describe('host: guests use xenstore through their rings', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Dom0 prepares the guest's home as libxl does (n0 rN, data/ guest-owned). */
-  async function prepareHome(xs: XsHandle, domid: number): Promise<void> {
-    await xs.write(`/local/domain/${domid}`, '');
-    await xs.setPerms(`/local/domain/${domid}`, ['n0', `r${domid}`]);
-    await xs.write(`/local/domain/${domid}/data`, '');
-    await xs.setPerms(`/local/domain/${domid}/data`, [`n${domid}`]);
-  }
+  // Each guest's home (n0 rN, data/ guest-owned) is made by dom0's toolstack at INTRODUCE, as
+  // libxl__domain_make does; a SET_PERMS naming a domain before it exists would be refused (XSA-417).
 
   it('three guests and a dom0 socket client work at once; racing transactional increments all land', async () => {
     const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
     try {
-      for (const id of [1, 2, 3]) await prepareHome(xs, id);
       await xs.write('/shared', '0');
       await xs.setPerms('/shared', ['b0']);
       const args = (id: number): WorkloadArgs => ({
@@ -89,7 +83,6 @@ describe('host: guests use xenstore through their rings', function () {
     it(`a guest that corrupts its ring (${attack}) loses its connection; others keep being served`, async () => {
       const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
       try {
-        for (const id of [1, 2]) await prepareHome(xs, id);
         const bad = rt.createGuest({ domid: 1, program: { module: HOSTILE, args: { attack } } }).then(() => done(rt, 1));
         const r = await bad;
         // XENSTORE_ERROR_RINGIDX (2) or XENSTORE_ERROR_PROTO (3), as C xenstored writes them.
@@ -110,7 +103,6 @@ describe('host: guests use xenstore through their rings', function () {
   it('destroying a guest: VIRQ_DOM_EXC, @releaseDomain, its connection and owned nodes gone', async () => {
     const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
     try {
-      await prepareHome(xs, 3);
       const g = rt.createGuest({ domid: 3, program: { module: WORKLOAD, args: { ops: [['write', 'data/mine', 'x']] } } }).then(() => done(rt, 3));
       assert.deepEqual((await g).results, ['OK']);
       assert.equal(await xs.isDomainIntroduced(3), true);
