@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import { type RunMode, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
+import { KERNEL_COUNTERS, type KernelStats, kernelStats, type RunMode, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
 
 const WORKER = new URL('../domains/kernel/worker.ts', import.meta.url);
@@ -26,6 +26,8 @@ export class DomainThread {
   readonly control: SharedArrayBuffer;
   private readonly ctl: Int32Array;
   private readonly ctl64: BigInt64Array;
+  /** The vCPU's event-channel counters (KernelCounter), written by its thread. */
+  private readonly counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
 
   constructor(
     d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free',
@@ -47,6 +49,7 @@ export class DomainThread {
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
       mode, vcpuControl: this.control, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin, tracing: fast.tracing,
+      counters: this.counters,
     };
     this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();
@@ -90,6 +93,11 @@ export class DomainThread {
 
   private dead = false;
   private readonly mode: RunMode;
+
+  /** The vCPU's event-channel counters so far (for benchmarks; not part of any trace). */
+  kernelStats(): KernelStats {
+    return kernelStats(this.counters);
+  }
 
   /** Free-running: stop the vCPU at its next event or timer (XEN_DOMCTL_pausedomain). */
   hold(): void {

@@ -131,15 +131,17 @@ export class PeerSharedInfo {
 
 /**
  * evtchn_2l_set_pending() run by the sender: pending bit, then (unmasked) selector bit, then
- * upcall_pending, and a wake of the peer's vCPU on a new upcall - in Xen's order.
+ * upcall_pending, and a wake of the peer's vCPU on a new upcall - in Xen's order. Returns whether
+ * it made a new upcall (and so kicked the peer's vCPU).
  */
-export function setPendingFast(peer: PeerSharedInfo, port: number): void {
+export function setPendingFast(peer: PeerSharedInfo, port: number): boolean {
   const bit = 1n << BigInt(port % 64);
   const word = Math.floor(port / 64);
-  if (Atomics.or(peer.big, PENDING_WORD + word, bit) & bit) return;
-  if (Atomics.load(peer.big, MASK_WORD + word) & bit) return;
+  if (Atomics.or(peer.big, PENDING_WORD + word, bit) & bit) return false;
+  if (Atomics.load(peer.big, MASK_WORD + word) & bit) return false;
   const selBit = 1n << BigInt(word);
-  if (Atomics.or(peer.big, SEL_WORD, selBit) & selBit) return;
-  if (Atomics.exchange(peer.bytes, VcpuInfo.evtchn_upcall_pending, 1) !== 0) return;
+  if (Atomics.or(peer.big, SEL_WORD, selBit) & selBit) return false;
+  if (Atomics.exchange(peer.bytes, VcpuInfo.evtchn_upcall_pending, 1) !== 0) return false;
   Atomics.notify(peer.words, 0);
+  return true;
 }

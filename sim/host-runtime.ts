@@ -69,7 +69,8 @@ export interface HostOptions {
   readonly inline?: boolean;
   /**
    * Free-running: run EVTCHNOP_send in the sender's thread (default on unless tracing), and
-   * spin this many checks for an event before a vCPU sleeps.
+   * let an idle vCPU poll for an event this many µs before it sleeps (default 0: sleep at once;
+   * worth it only while busy vCPU threads <= cores).
    */
   readonly fastEvtchn?: boolean;
   readonly spin?: number;

@@ -1,6 +1,7 @@
 // What every guest kernel has: hypercall stubs, event-channel upcalls (2-level ABI, Linux's
 // handler shape), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
 // and randomness only from here, so a run can be replayed.
+import { performance } from 'node:perf_hooks';
 import type { MessagePort } from 'node:worker_threads';
 import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/hypercall-channel.ts';
 import { PeerSharedInfo, routePeer, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
@@ -48,10 +49,43 @@ export interface KernelBoot {
   readonly startInfo: StartInfo;
   /** The hypervisor's route table for this domain's ports: EVTCHNOP_send runs without a trap. */
   readonly evtchnRoutes?: SharedArrayBuffer;
-  /** Spin this many checks for an event before sleeping (only worth it with threads <= cores). */
+  /**
+   * Free-running: once idle, poll for an event this many µs before sleeping (only worth it with
+   * busy threads <= cores); 0 = sleep at once.
+   */
   readonly spin?: number;
   /** The simulator keeps a trace: domain code may add its own events (kernel.trace). */
   readonly tracing?: boolean;
+  /** Where the vCPU keeps its event-channel counters (KernelCounter), if the host reads them. */
+  readonly counters?: SharedArrayBuffer;
+}
+
+/**
+ * What a vCPU did with event channels, counted as it runs (never traced, so a run replays the
+ * same whether or not anyone reads them), for benchmarks to show where the time goes: indexes
+ * into Kernel.counters, which the host may share (KernelBoot.counters) to read them live.
+ */
+export const KernelCounter = {
+  /** EVTCHNOP_send from this domain (fast path or trap). */
+  sends: 0,
+  /** Fast-path sends that raised the peer's upcall_pending 0 -> 1: a kick of its vCPU. */
+  kicks: 1,
+  /** Upcalls taken: passes of the event handler that found upcall_pending set. */
+  upcalls: 2,
+  /** Free-running: times the idle vCPU went to sleep on its upcall word. */
+  sleeps: 3,
+  /** Free-running with `spin`: events the idle vCPU caught while polling, without sleeping. */
+  polled: 4,
+} as const;
+export const KERNEL_COUNTERS = Object.keys(KernelCounter).length;
+export type KernelStats = Record<keyof typeof KernelCounter, number>;
+
+/** Reads a counters page (Float64Array of KERNEL_COUNTERS). */
+export function kernelStats(page: SharedArrayBuffer | ArrayBuffer): KernelStats {
+  const c = new Float64Array(page);
+  const out = {} as KernelStats;
+  for (const [k, i] of Object.entries(KernelCounter)) out[k as keyof KernelStats] = c[i];
+  return out;
 }
 
 export class HypercallFailed extends Error {
@@ -98,6 +132,10 @@ export class Prng {
 const PENDING_WORD = SharedInfo.evtchn_pending / 8;
 const MASK_WORD = SharedInfo.evtchn_mask / 8;
 const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
+/** An idle vCPU's poll lets queued work run at least this often (ms). */
+const POLL_SLICE_MS = 0.02;
+/** ... and its event loop (timers, I/O, messages) at least this often, however busy (ms). */
+const TURN_EVERY_MS = 1;
 
 export class Kernel {
   readonly domid: DomId;
@@ -115,7 +153,10 @@ export class Kernel {
   private readonly bootTime = process.hrtime.bigint();
   private readonly routes: Int32Array | undefined;
   private readonly peers = new Map<number, PeerSharedInfo>();
-  private readonly spin: number;
+  /** Free-running: how long an idle vCPU polls before it sleeps, ns. */
+  private readonly spinNs: number;
+  /** When the polling vCPU last let its event loop run (performance.now(), ms). */
+  private lastTurn = 0;
   private running = false;
   readonly mode: RunMode;
   private readonly ctl: Int32Array | undefined;
@@ -148,8 +189,9 @@ export class Kernel {
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
-    this.spin = boot.spin ?? 0;
+    this.spinNs = Math.max(0, (boot.spin ?? 0) * 1000);
     this.tracing = boot.tracing ?? false;
+    this.counters = new Float64Array(boot.counters ?? new ArrayBuffer(KERNEL_COUNTERS * 8));
     if (boot.vcpuControl) {
       this.ctl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
@@ -238,6 +280,9 @@ export class Kernel {
   /** Hypercalls made so far (lets the simulator place this domain's own trace events among them). */
   hypercalls = 0;
 
+  /** Event-channel counters, indexed by KernelCounter (one writer: this vCPU). */
+  readonly counters: Float64Array;
+
   hypercall(op: Hypercall, args: unknown): unknown {
     const r = this.hc.call(this.domid, op, args);
     this.hypercalls++;
@@ -281,11 +326,12 @@ export class Kernel {
 
   /** EVTCHNOP_send: notify the other end (in this thread when the hypervisor routes the port). */
   notify(port: number): void {
+    this.counters[KernelCounter.sends]++;
     if (this.routes && port > 0 && port < this.routes.length) {
       const peer = routePeer(Atomics.load(this.routes, port));
       const si = peer && this.peers.get(peer.domid);
       if (si) {
-        setPendingFast(si, peer.port);
+        if (setPendingFast(si, peer.port)) this.counters[KernelCounter.kicks]++;
         return;
       }
     }
@@ -392,21 +438,59 @@ export class Kernel {
       // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
       // scan changes it, and the wait returns at once instead of missing the edge.
       let v = Atomics.load(this.siWords, 0);
-      // Poll before sleeping, yielding to promise callbacks between looks so the domain's own
-      // code (say, its next request) runs meanwhile.
-      for (let i = 0; i < this.spin && (v & 0xff) === 0; i++) {
-        await null;
-        v = Atomics.load(this.siWords, 0);
+      if (this.spinNs > 0 && (v & 0xff) === 0) {
+        v = await this.idlePoll();
+        if ((v & 0xff) !== 0) this.counters[KernelCounter.polled]++;
       }
       if ((v & 0xff) !== 0) continue;
       const w = Atomics.waitAsync(this.siWords, 0, v);
-      if (w.async) await w.value;
+      if (w.async) {
+        this.counters[KernelCounter.sleeps]++;
+        await w.value;
+        this.lastTurn = performance.now();
+      }
+    }
+  }
+
+  /**
+   * Free-running with `spin`: the vCPU has handled its events; poll vcpu_info[0]'s word for up to
+   * spinNs before sleeping, since a sleeping thread takes tens of µs to wake and a polling one sees
+   * the event at once. Polls synchronously in slices; before each slice a nextTick hop lets
+   * everything already queued run to its next wait (every queued tick runs before the promise
+   * callbacks, so a stream's uncork after the domain's next request goes out first). Timers,
+   * immediates and messages wait until the poll ends, or at most about TURN_EVERY_MS while events
+   * keep coming. Returns the word as last seen.
+   */
+  private async idlePoll(): Promise<number> {
+    if (performance.now() - this.lastTurn > TURN_EVERY_MS) {
+      // Events kept coming while polling: this vCPU has not been back to its event loop for a
+      // while. Two immediates make sure a whole loop turn (timers, I/O, messages) runs first.
+      await new Promise<void>((r) => setImmediate(r));
+      await new Promise<void>((r) => setImmediate(r));
+      this.lastTurn = performance.now();
+    }
+    const end = performance.now() + this.spinNs / 1e6;
+    let v = 0;
+    for (;;) {
+      await new Promise<void>((r) => process.nextTick(r));
+      v = Atomics.load(this.siWords, 0);
+      if ((v & 0xff) !== 0 || !this.running) return v;
+      const now = performance.now();
+      if (now >= end) return v;
+      const sliceEnd = Math.min(end, now + POLL_SLICE_MS);
+      do {
+        for (let i = 0; i < 64; i++) {
+          v = Atomics.load(this.siWords, 0);
+          if ((v & 0xff) !== 0) return v;
+        }
+      } while (performance.now() < sliceEnd);
     }
   }
 
   /** Linux's evtchn handler shape: clear upcall_pending, swap the selector, handle set bits. */
   handleEvents(): void {
     while (Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0) {
+      this.counters[KernelCounter.upcalls]++;
       Atomics.store(this.si, VcpuInfo.evtchn_upcall_pending, 0);
       let sel = BigInt.asUintN(64, Atomics.exchange(this.siBig, SEL_WORD, 0n));
       while (sel !== 0n) {
