@@ -13,8 +13,9 @@
 // claim more than 1024 bytes in flight are Linux's -EIO: that half's indexes are reset to 0 and
 // the stream is destroyed with an EIO error.
 import { Duplex } from 'node:stream';
+import type { XsDirectTransport } from '../dom0/tools/xs.ts';
 import {
-  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyIn, xsRingCopyOut, xsRingIndexesValid,
+  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
 } from '../../hypervisor/public/io/xs_wire.ts';
 
 export interface XenbusRingOptions {
@@ -36,12 +37,21 @@ function eio(what: string): NodeJS.ErrnoException {
 interface PendingWrite {
   readonly data: Uint8Array;
   used: number;
-  readonly cb: (error?: Error | null) => void;
+  readonly cb: ((error?: Error | null) => void) | undefined;
 }
 
-export class XenbusRing extends Duplex {
+export class XenbusRing extends Duplex implements XsDirectTransport {
   private readonly words: Int32Array;
   private pending: PendingWrite | undefined;
+  /**
+   * The direct path (XsDirectTransport, what XsHandle uses): whole messages waiting behind
+   * `pending`, and whether the tick that hands them over is queued. The ring sees the same
+   * updates, in the same order and at the same moments, as through the stream with XsHandle's
+   * cork/uncork, without a stream's per-chunk bookkeeping and ticks.
+   */
+  private readonly queued: Uint8Array[] = [];
+  private flushQueued = false;
+  onDirectData: ((chunk: Buffer) => void) | undefined;
   private busy = false;
   private again = false;
   private writing = false;
@@ -91,6 +101,18 @@ export class XenbusRing extends Duplex {
     this.pumpWrite();
   }
 
+  sendDirect(data: Uint8Array): void {
+    if (this.destroyed) return;
+    this.queued.push(data);
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // Where XsHandle's uncork would run: the messages of this tick go out together.
+    process.nextTick(() => {
+      this.flushQueued = false;
+      this.pumpWrite();
+    });
+  }
+
   override _read(): void {
     // Bytes are pushed as events arrive.
   }
@@ -101,6 +123,7 @@ export class XenbusRing extends Duplex {
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
     this.pending = undefined;
+    this.queued.length = 0;
     cb(err);
   }
 
@@ -138,7 +161,8 @@ export class XenbusRing extends Duplex {
       xsRingCopyOut(this.page, h, cons, out);
       this.store(h.cons, cons + avail);
       this.notify();
-      this.push(out);
+      if (this.onDirectData) this.onDirectData(out);
+      else this.push(out);
       if (this.destroyed) return false;
     }
   }
@@ -154,11 +178,17 @@ export class XenbusRing extends Duplex {
     try {
       const h = XS_RING_REQ;
       for (;;) {
-        const p = this.pending;
-        if (p === undefined || this.destroyed) return;
+        let p = this.pending;
+        if (p === undefined) {
+          // Direct path: the next queued message, unless the flush tick has yet to run.
+          const next = this.flushQueued ? undefined : this.queued.shift();
+          if (next === undefined) return;
+          p = this.pending = { data: next, used: 0, cb: undefined };
+        }
+        if (this.destroyed) return;
         if (p.used === p.data.length) {
           this.pending = undefined;
-          p.cb(); // may hand over the next chunk synchronously
+          p.cb?.(); // may hand over the next chunk synchronously
           continue;
         }
         const cons = this.load(h.cons);
@@ -170,7 +200,7 @@ export class XenbusRing extends Duplex {
         const room = XENSTORE_RING_SIZE - ((prod - cons) >>> 0);
         if (room === 0) return;
         const n = Math.min(room, p.data.length - p.used);
-        xsRingCopyIn(this.page, h, prod, p.data.subarray(p.used, p.used + n));
+        xsRingCopyInRange(this.page, h, prod, p.data, p.used, n);
         p.used += n;
         this.store(h.prod, prod + n);
         this.notify();

@@ -135,6 +135,24 @@ function replyString(m: XsMessage): string {
   return p.toString('latin1', 0, end);
 }
 
+/**
+ * A stream that also carries whole messages without its stream machinery (a guest's xenbus
+ * ring): XsHandle then sends and receives through these instead of write() and 'data'.
+ */
+export interface XsDirectTransport {
+  /**
+   * Queues one whole message. Messages queued during a tick go out, in order, when that tick's
+   * queued work runs - where corked writes would be uncorked.
+   */
+  sendDirect(data: Uint8Array): void;
+  /** Set by the client: receives what the stream would emit as 'data' (which it then does not). */
+  onDirectData: ((chunk: Buffer) => void) | undefined;
+}
+
+function isDirect(s: object): s is XsDirectTransport {
+  return typeof (s as Partial<XsDirectTransport>).sendDirect === 'function';
+}
+
 export class XsHandle extends EventEmitter<XsHandleEvents> {
   readonly path: string;
   private readonly sock: net.Socket | Duplex;
@@ -142,6 +160,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   private nextReqId = 1;
   private rx: Buffer | null = null;
   private corked = false;
+  private readonly direct: XsDirectTransport | undefined;
   private closed = false;
   private closeError: Error | undefined;
   private readonly closedPromise: Promise<void>;
@@ -150,7 +169,12 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     super();
     this.sock = sock;
     this.path = path;
-    sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    if (isDirect(sock)) {
+      this.direct = sock;
+      sock.onDirectData = (chunk) => this.onData(chunk);
+    } else {
+      sock.on('data', (chunk: Buffer) => this.onData(chunk));
+    }
     sock.on('error', (e) => {
       this.closeError ??= e;
     });
@@ -401,6 +425,10 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
 
   /** Writes are corked for the rest of the tick so that a burst of requests goes out in one syscall. */
   private send(buf: Buffer): void {
+    if (this.direct) {
+      this.direct.sendDirect(buf);
+      return;
+    }
     if (!this.corked) {
       this.corked = true;
       this.sock.cork();

@@ -36,7 +36,7 @@
 import {
   XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
   XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType,
-  type XsRingHalf, decodeHeader, xsRingCopyIn, xsRingCopyOut, xsRingIndexesValid,
+  type XsRingHalf, decodeHeader, xsRingCopyInRange, xsRingCopyOutRange, xsRingIndexesValid,
 } from '../../../hypervisor/public/io/xs_wire.ts';
 import type { XenstoredDaemon } from './daemon.ts';
 
@@ -237,7 +237,7 @@ export class XsRingConnection {
     while (room > 0 && this.out.length > 0) {
       const m = this.out[0];
       const n = Math.min(room, m.bytes.length - m.used);
-      xsRingCopyIn(this.page, h, at, m.bytes.subarray(m.used, m.used + n));
+      xsRingCopyInRange(this.page, h, at, m.bytes, m.used, n);
       m.used += n;
       at = (at + n) >>> 0;
       room -= n;
@@ -271,7 +271,7 @@ export class XsRingConnection {
         // A new message starts: C checks domain_can_read() before every read.
         if (this.hdrUsed === 0 && this.throttled()) break;
         const n = Math.min(avail - used, XSD_SOCKMSG_SIZE - this.hdrUsed);
-        xsRingCopyOut(this.page, h, cons + used, this.hdr.subarray(this.hdrUsed, this.hdrUsed + n));
+        xsRingCopyOutRange(this.page, h, cons + used, this.hdr, this.hdrUsed, n);
         this.hdrUsed += n;
         used += n;
         if (this.hdrUsed < XSD_SOCKMSG_SIZE) break;
@@ -288,7 +288,7 @@ export class XsRingConnection {
       }
       const body = this.body!;
       const n = Math.min(avail - used, body.length - this.bodyUsed);
-      xsRingCopyOut(this.page, h, cons + used, body.subarray(this.bodyUsed, this.bodyUsed + n));
+      xsRingCopyOutRange(this.page, h, cons + used, body, this.bodyUsed, n);
       this.bodyUsed += n;
       used += n;
       if (this.bodyUsed < body.length) break;

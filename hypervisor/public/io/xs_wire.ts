@@ -191,25 +191,44 @@ export const maskXenstoreIdx = (idx: number): number => idx & (XENSTORE_RING_SIZ
 /** check_indexes(): bytes in flight must never exceed the ring size. */
 export const xsRingIndexesValid = (cons: number, prod: number): boolean => ((prod - cons) >>> 0) <= XENSTORE_RING_SIZE;
 
+/** Below this many bytes a copy loops over the bytes instead of making views for set(). */
+const SMALL_COPY = 64;
+
 /** Copies `data` into a ring half's buffer starting at free-running index `idx` (wrapping). */
 export function xsRingCopyIn(page: Uint8Array, half: XsRingHalf, idx: number, data: Uint8Array): void {
+  xsRingCopyInRange(page, half, idx, data, 0, data.length);
+}
+
+/** Fills `into` from a ring half's buffer starting at free-running index `idx` (wrapping). */
+export function xsRingCopyOut(page: Uint8Array, half: XsRingHalf, idx: number, into: Uint8Array): void {
+  xsRingCopyOutRange(page, half, idx, into, 0, into.length);
+}
+
+/** xsRingCopyIn of data[start, start + len). */
+export function xsRingCopyInRange(page: Uint8Array, half: XsRingHalf, idx: number, data: Uint8Array, start: number, len: number): void {
   let at = maskXenstoreIdx(idx);
   let done = 0;
-  while (done < data.length) {
-    const chunk = Math.min(data.length - done, XENSTORE_RING_SIZE - at);
-    page.set(data.subarray(done, done + chunk), half.buf + at);
+  while (done < len) {
+    const chunk = Math.min(len - done, XENSTORE_RING_SIZE - at);
+    const to = half.buf + at;
+    const from = start + done;
+    if (chunk < SMALL_COPY) for (let i = 0; i < chunk; i++) page[to + i] = data[from + i];
+    else page.set(data.subarray(from, from + chunk), to);
     done += chunk;
     at = 0;
   }
 }
 
-/** Fills `into` from a ring half's buffer starting at free-running index `idx` (wrapping). */
-export function xsRingCopyOut(page: Uint8Array, half: XsRingHalf, idx: number, into: Uint8Array): void {
+/** xsRingCopyOut into into[start, start + len). */
+export function xsRingCopyOutRange(page: Uint8Array, half: XsRingHalf, idx: number, into: Uint8Array, start: number, len: number): void {
   let at = maskXenstoreIdx(idx);
   let done = 0;
-  while (done < into.length) {
-    const chunk = Math.min(into.length - done, XENSTORE_RING_SIZE - at);
-    into.set(page.subarray(half.buf + at, half.buf + at + chunk), done);
+  while (done < len) {
+    const chunk = Math.min(len - done, XENSTORE_RING_SIZE - at);
+    const from = half.buf + at;
+    const to = start + done;
+    if (chunk < SMALL_COPY) for (let i = 0; i < chunk; i++) into[to + i] = page[from + i];
+    else into.set(page.subarray(from, from + chunk), to);
     done += chunk;
     at = 0;
   }

@@ -186,6 +186,52 @@ describe('guest xenbus ring (xenbus-comms.ts)', () => {
       ring.destroy();
     });
 
+    it("XsHandle's direct path moves the indexes and notifies exactly as the stream path does", async () => {
+      // The same requests (a burst too big for req[], then more while replies trickle back) over a
+      // ring used as a stream and over one used directly; a scripted server answers each request
+      // with its path, in small pieces. Both must log the same index moves at the same notifies.
+      async function run(direct: boolean): Promise<{ log: string[]; values: string[] }> {
+        const page = newPage();
+        setAll(page, 0xfffffe00);
+        const log: string[] = [];
+        const ring = new XenbusRing(page, () => log.push(`notify ${idx(page, I.req_prod)}/${idx(page, I.rsp_cons)}`));
+        // Hidden from XsHandle, the direct methods leave it the stream path.
+        if (!direct) Object.defineProperty(ring, 'sendDirect', { value: undefined });
+        const xs = XsHandle.fromStream(ring, 'xenbus');
+        const values: Promise<string>[] = [];
+        const read = (i: number): void => void values.push(xs.read(`data/key-${i}`).then((b) => b.toString()));
+        let taken = Buffer.alloc(0);
+        let replies = Buffer.alloc(0);
+        let next = 0;
+        for (let i = 0; i < 30; i++) read(next++);
+        for (let step = 0; step < 400 && (values.length < 40 || taken.length > 0 || replies.length > 0 || idx(page, I.req_cons) !== idx(page, I.req_prod)); step++) {
+          await tick();
+          if (step === 5 || step === 9) for (let i = 0; i < 5; i++) read(next++);
+          taken = Buffer.concat([taken, serverTake(page, 90)]);
+          // Whole requests in `taken` become replies carrying the request's path as the value.
+          while (taken.length >= 16 && taken.length >= 16 + taken.readUInt32LE(12)) {
+            const len = taken.readUInt32LE(12);
+            const path = taken.subarray(16, 16 + len - 1);
+            const msg = encodeMessage({ type: T.XS_READ, req_id: taken.readUInt32LE(4), tx_id: 0, payload: path });
+            replies = Buffer.concat([replies, msg]);
+            taken = taken.subarray(16 + len);
+          }
+          replies = replies.subarray(serverPut(page, replies.subarray(0, 70)));
+          log.push(`server ${idx(page, I.req_cons)}/${idx(page, I.rsp_prod)}`);
+          ring.onEvent();
+        }
+        const out = await Promise.all(values);
+        ring.destroy();
+        return { log, values: out };
+      }
+      const stream = await run(false);
+      const direct = await run(true);
+      assert.equal(direct.values.length, 40);
+      assert.deepEqual(direct.values, direct.values.map((_, i) => `data/key-${i}`));
+      assert.deepEqual(direct.values, stream.values);
+      assert.deepEqual(direct.log, stream.log);
+    });
+
     it('property: any chunking of writes and of server transfers carries the bytes unchanged', async () => {
       await fc.assert(
         fc.asyncProperty(
