@@ -559,6 +559,35 @@ export class EventChannels implements DomainHooks {
   }
 
   /**
+   * Fault knob (the scenario engine's): an interdomain notification may be held back for a while
+   * (notifications then arrive late and out of order) or lost. Xen itself never loses one; the
+   * knob shows what drivers do when the other side's event comes late, or not at all.
+   */
+  notifyFault: ((from: Domain, to: Domain, port: EvtchnPort) => 'deliver' | 'drop' | { readonly delayNs: number }) | undefined;
+  /** Runs `fn` after `ns` of the host's time (set by whoever owns the clock). */
+  defer: ((ns: number, fn: () => void) => void) | undefined;
+
+  private notifyInterdomain(from: Domain, to: Domain, rchn: Evtchn, deliver: () => void): void {
+    const f = this.notifyFault?.(from, to, rchn.port) ?? 'deliver';
+    if (f === 'deliver') {
+      deliver();
+      return;
+    }
+    const peer = rchn.remoteDom;
+    if (f === 'drop') {
+      this.trace(() => ({ kind: 'evtchn', op: 'fault_notify_dropped', domid: to.domid, port: rchn.port, result: 0 }));
+      return;
+    }
+    this.trace(() => ({ kind: 'evtchn', op: 'fault_notify_held', domid: to.domid, port: rchn.port, result: 0, args: { delayNs: f.delayNs } }));
+    this.defer?.(f.delayNs, () => {
+      // The channel may have been closed or rebound meanwhile: deliver only to the same binding.
+      if (rchn.state !== ECS.ECS_INTERDOMAIN || rchn.remoteDom !== peer || to.dying) return;
+      this.trace(() => ({ kind: 'evtchn', op: 'fault_notify_released', domid: to.domid, port: rchn.port, result: 0 }));
+      deliver();
+    });
+  }
+
+  /**
    * EVTCHNOP_send: interdomain -> the peer port goes pending on its notify vCPU; IPI -> the port
    * itself; UNBOUND -> nothing, and 0. -EINVAL invalid port or any other state.
    */
@@ -579,7 +608,7 @@ export class EventChannels implements DomainHooks {
             const rt = this.tables.get(rd)!;
             const rchn = rt.chn[lchn.remotePort];
             remote = { domid: rd.domid, port: rchn.port };
-            this.setPending(rt, rchn.notifyVcpu, rchn);
+            this.notifyInterdomain(caller, rd, rchn, () => this.setPending(rt, rchn.notifyVcpu, rchn));
             return 0;
           }
           case ECS.ECS_IPI:

@@ -7,7 +7,9 @@ export default defineScenario({
   name: 'boot-and-shutdown',
   title: 'a guest boots with a disk and a NIC, connects both, and powers off cleanly',
   tags: ['lifecycle', 'devices'],
-  faults: { jitter: { p: [0, 0.3], maxNs: 2e6 }, hotplugDelayNs: [0, 5e6], ringStart: true },
+  faults: {
+    jitter: { p: [0, 0.3], maxNs: 2e6 }, hotplugDelayNs: [0, 5e6], ringStart: true, notifyHold: { p: [0, 0.3], maxNs: 1e6 },
+  },
   async run(s) {
     s.devicesAgree('guest');
     const id = await s.step('xl create guest (xvda, vif 0)', () =>

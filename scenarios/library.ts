@@ -4,6 +4,7 @@ import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import acpiPowerAndSleep from './acpi-power-and-sleep.ts';
 import bootThreeGuests from './boot-three-guests.ts';
 import domidReuse from './domid-reuse.ts';
+import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
@@ -34,6 +35,7 @@ export const LIBRARY: readonly ScenarioDef[] = [
   suspendResume,
   acpiPowerAndSleep,
   guestDiesDuringHandshake,
+  guestCrashesAtRandomPoint,
   toolstackTransactionsRace,
   xenstoredCrash,
   quotaBites,

@@ -14,6 +14,10 @@ export interface FaultSpace {
   readonly ringStart?: boolean;
   /** A guest answers a suspend request after up to this long (ns). */
   readonly suspendAckDelayNs?: readonly [number, number];
+  /** Interdomain event-channel notifications held back (late, reordered): chance, max ns. */
+  readonly notifyHold?: { readonly p: readonly [number, number]; readonly maxNs: number };
+  /** Interdomain notifications lost (Xen never does this; for showing what a hang looks like). */
+  readonly notifyDrop?: readonly [number, number];
 }
 
 /** The faults one seed drew. */
@@ -23,6 +27,8 @@ export interface Faults {
   readonly hotplugDelayNs?: number;
   readonly ringStart?: number;
   readonly suspendAckDelayNs?: number;
+  readonly notifyHold?: { readonly p: number; readonly maxNs: number };
+  readonly notifyDrop?: number;
 }
 
 const FAULT_SALT = 0xfa017;
@@ -37,6 +43,8 @@ export function sampleFaults(space: FaultSpace | undefined, seed: number): Fault
   if (space.hotplugDelayNs) out.hotplugDelayNs = Math.round(between(space.hotplugDelayNs));
   if (space.ringStart) out.ringStart = (0xffffffff - rng.below(64)) >>> 0;
   if (space.suspendAckDelayNs) out.suspendAckDelayNs = Math.round(between(space.suspendAckDelayNs));
+  if (space.notifyHold) out.notifyHold = { p: round(between(space.notifyHold.p), 3), maxNs: space.notifyHold.maxNs };
+  if (space.notifyDrop) out.notifyDrop = round(between(space.notifyDrop), 4);
   return out;
 }
 
@@ -53,5 +61,7 @@ export function describeFaults(f: Faults): string {
   if (f.hotplugDelayNs !== undefined) parts.push(`hotplug delay ${(f.hotplugDelayNs / 1e6).toFixed(3)}ms`);
   if (f.ringStart !== undefined) parts.push(`ring start 0x${f.ringStart.toString(16)}`);
   if (f.suspendAckDelayNs !== undefined) parts.push(`suspend ack delay ${(f.suspendAckDelayNs / 1e6).toFixed(3)}ms`);
+  if (f.notifyHold) parts.push(`notifications held p=${f.notifyHold.p} max=${f.notifyHold.maxNs / 1e6}ms`);
+  if (f.notifyDrop !== undefined) parts.push(`notifications dropped ${f.notifyDrop}`);
   return parts.length ? parts.join(', ') : 'none';
 }

@@ -189,6 +189,34 @@ export class ScenarioRun {
     }
   }
 
+  /**
+   * Runs `action` and, at a point drawn from the seed (after 0..maxEvents-1 further trace events),
+   * injects `fault` - a crash "at a random point" that the same seed puts at the same place.
+   */
+  async atRandomPoint(action: () => Promise<unknown>, fault: () => void, maxEvents: number, name = 'fault'): Promise<void> {
+    const at = this.rng.below(maxEvents);
+    let n = 0;
+    let fired = false;
+    const hook = (): void => {
+      if (fired || n++ < at) return;
+      fired = true;
+      this.fault(name, { afterEvents: at });
+      fault();
+    };
+    this.traceHooks.add(hook);
+    try {
+      await action();
+      await this.xl.settled();
+    } finally {
+      this.traceHooks.delete(hook);
+    }
+    if (!fired) {
+      this.fault(name, { afterEvents: n, late: true });
+      fault();
+      await this.xl.settled();
+    }
+  }
+
   /** Waits (watching the node) until `path` holds one of `values` (null = absent); false on timeout. */
   async waitFor(path: string, values: string | null | readonly (string | null)[], timeoutNs = 10e9): Promise<boolean> {
     const list = Array.isArray(values) ? values : [values];
@@ -275,6 +303,16 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     xenstored: faults.spuriousEagain !== undefined ? { seed: opts.seed, spuriousEagain: faults.spuriousEagain } : undefined,
     quirks: faults.hotplugDelayNs !== undefined ? { toolstack: { hotplugDelayNs: faults.hotplugDelayNs } } : undefined,
   }, variantDef.dom0) ?? {};
+  if (faults.notifyHold || faults.notifyDrop) {
+    // The hypervisor's fault draws come from their own stream, so they do not shift the scheduler's.
+    const rng = new Prng((opts.seed ^ 0xe7c4a) >>> 0);
+    const roll = (): number => rng.u32() / 0x1_0000_0000;
+    rt.evtchn.notifyFault = () => {
+      if (faults.notifyDrop && roll() < faults.notifyDrop) return 'drop';
+      if (faults.notifyHold && roll() < faults.notifyHold.p) return { delayNs: 1 + rng.below(faults.notifyHold.maxNs) };
+      return 'deliver';
+    };
+  }
   let run: ScenarioRun | undefined;
   let result = XtfResult.SUCCESS;
   let message: string | undefined;
