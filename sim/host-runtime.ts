@@ -3,6 +3,7 @@
 // event channel, grant ref 1 for xenstored, start_info; dom0's toolstack then INTRODUCEs them.
 import type { MessagePort } from 'node:worker_threads';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
+import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
@@ -161,6 +162,7 @@ export class HostRuntime {
       this.evtchn.onUpcall((domid) => pool.ring(domid));
     }
     this.host.addHooks({ domainCreated: () => undefined, domainKilled: (d) => this.vcpuKilled(d.domid), domainFreed: () => undefined });
+    this.evtchn.defer = (ns, fn) => this.deferOnHost(ns, fn);
     if (opts.trace) {
       this.tracing = true;
       const sink = typeof opts.trace === 'function' ? opts.trace : (e: TraceEvent) => void this.trace.push(e);
@@ -195,6 +197,29 @@ export class HostRuntime {
     return out.sort((a, b) => a - b);
   }
 
+  /** The hypervisor's own timers on virtual time (a held event-channel notification). */
+  private hostTimers: { at: number; seq: number; fn: () => void }[] = [];
+  private hostTimerSeq = 0;
+
+  private runHostTimers(): void {
+    while (this.hostTimers.length && this.hostTimers[0].at <= this.now) {
+      const h = this.hostTimers.shift()!;
+      if (this.tracing) this.runEvents = [];
+      h.fn();
+      this.flushRunTrace(-1);
+    }
+  }
+
+  /** Lockstep: runs `fn` on the host after `ns` of virtual time (free-running: real time). */
+  deferOnHost(ns: number, fn: () => void): void {
+    if (this.mode !== 'lockstep') {
+      setTimeout(fn, ns / 1e6);
+      return;
+    }
+    this.hostTimers.push({ at: this.now + Math.max(1, Math.round(ns)), seq: this.hostTimerSeq++, fn });
+    this.hostTimers.sort((a, b) => a.at - b.at || a.seq - b.seq);
+  }
+
   private mayRun(domid: number): boolean {
     const d = this.host.domains.get(domid);
     return d !== undefined && d.pauseCount === 0 && !d.isShutDown && this.threads.has(domid);
@@ -203,10 +228,12 @@ export class HostRuntime {
   /** Runs vCPUs one at a time until every one is blocked with nothing due. */
   private async scheduleLoop(): Promise<void> {
     for (;;) {
+      this.runHostTimers();
       const ready = this.runnable();
       if (ready.length === 0) {
         // Only a vCPU that may run can make time pass: a paused or shut-down domain's timers wait.
-        const next = [...this.deadlines].filter(([id, v]) => v >= 0 && this.mayRun(id)).map(([, v]) => v).sort((a, b) => a - b)[0];
+        const next = [...this.deadlines].filter(([id, v]) => v >= 0 && this.mayRun(id)).map(([, v]) => v)
+          .concat(this.hostTimers.map((h) => h.at)).sort((a, b) => a - b)[0];
         if (next === undefined) return;
         this.now = Math.max(this.now, next);
         continue;
@@ -395,6 +422,14 @@ export class HostRuntime {
       boot();
     }
     return { domain: d, domid: d.domid, store, console };
+  }
+
+  /** domain_crash(): the domain shuts down with reason crash, now (a fault the scenarios inject). */
+  crashDomain(domid: number): void {
+    const d = this.host.domains.get(domid);
+    if (!d || d.isShutDown || d.dying) return;
+    this.host.shutdown(d, ShutdownReason.SHUTDOWN_crash);
+    this.poke();
   }
 
   /** A message to a domain's program (its vCPU runs to take it). */
