@@ -58,7 +58,10 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
   });
   const xs = daemon.xs;
-  if (args.trace) daemon.onTrace = (ev) => k.trace(ev);
+  if (args.trace) {
+    daemon.onTrace = (ev) => k.trace(ev);
+    daemon.onRemovedOwned = (ev) => k.trace(ev);
+  }
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
   // The toolstack's own privileged connection (libxl's xs handle).
@@ -131,7 +134,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     const xlxs = connectLocal(daemon, 'xl');
     // The toolstack is a user process: it can be descheduled before any request.
     if (args.jitter) xlxs.beforeRequest = () => k.preempt();
-    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network);
+    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network, connectLocal(daemon, 'inspect', { untraced: true }));
     await ts.start();
     return ts;
   })();

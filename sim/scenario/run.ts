@@ -13,6 +13,7 @@ import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtim
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
 import { describeFaults, type Faults, sampleFaults } from './faults.ts';
+import { ShadowStore } from './shadow-store.ts';
 import { type ScenarioDef, ScenarioFailure, ScenarioSkip, type VariantDef } from './scenario.ts';
 
 export interface RunOptions {
@@ -118,6 +119,7 @@ export class ScenarioRun {
     await this.xl.settled();
     const stuck = this.stuckDomain();
     if (stuck) throw new ScenarioFailure(`invariant "no domain stuck without a pending event" after step "${name}": ${stuck}`);
+    await this.checkShadow(`step "${name}"`);
     for (const inv of this.invariants) {
       const bad = await inv.check();
       if (bad !== undefined) throw new ScenarioFailure(`invariant "${inv.name}" after step "${name}": ${bad}`);
@@ -164,7 +166,32 @@ export class ScenarioRun {
 
   /** The runner hands every trace event here as it is emitted. */
   observe(e: TraceEvent): void {
+    this.shadow?.see(e);
+    if (e.kind === 'fault' && e.fault === 'xenstored-crash') this.shadowOff = true;
     for (const h of this.traceHooks) h(e);
+  }
+
+  private shadow: ShadowStore | undefined;
+  /** Set when xenstored is gone (nothing can be read back any more), or by a scenario. */
+  shadowOff = false;
+
+  /** Starts the committed-writes shadow from the tree as it is now. */
+  async startShadow(): Promise<void> {
+    const initial = await this.quietDump();
+    this.shadow = new ShadowStore(initial);
+  }
+
+  /** The whole tree through dom0's untraced inspection connection (not part of the story). */
+  private async quietDump(): Promise<NodeDump[]> {
+    await this.rt.quiesce();
+    return this.rt.toolstack<NodeDump[]>('dump', { path: '/', quiet: true });
+  }
+
+  /** Built-in invariant: every committed write is present, and nothing else changed the tree. */
+  async checkShadow(after: string): Promise<void> {
+    if (!this.shadow || this.shadowOff) return;
+    const bad = this.shadow.diff(await this.quietDump());
+    if (bad) throw new ScenarioFailure(`invariant "every committed write is present" after ${after}: ${bad}`);
   }
 
   /**
@@ -322,7 +349,9 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
       await rt.bootDom0(dom0);
       const xl = new Xl(rt);
       run = new ScenarioRun(def, opts.seed, variant, variantDef, faults, rt, xl, trace, log);
+      await run.startShadow();
       await def.run(run);
+      await run.checkShadow('the end');
       await xl.settled();
       if (xl.errors.length) throw xl.errors[0];
     })();

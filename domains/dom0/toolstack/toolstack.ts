@@ -63,6 +63,8 @@ export class Toolstack {
     readonly quirks: ToolstackQuirks = {},
     /** Dom0's net devices and bridges, for vif-bridge (none: vifs are left unbridged). */
     readonly network?: Network,
+    /** An untraced connection for the simulator's own look at the tree (dump with quiet). */
+    readonly inspector?: XsHandle,
   ) {
     this.watch = new Xenwatch(xs, 'xl');
     this.consoled = new Consoled(kernel, xs);
@@ -165,7 +167,7 @@ export class Toolstack {
         return (r as { value: number }).value;
       }
       case 'dump':
-        return this.dump(String(args.path ?? '/'));
+        return this.dump(String(args.path ?? '/'), args.quiet === true && this.inspector ? this.inspector : this.xs);
       case 'read':
         return (await this.libxl.read(String(args.path))) ?? null;
       case 'tx-increment':
@@ -229,19 +231,19 @@ export class Toolstack {
   }
 
   /** Every node under `path` with its value and permissions (xenstore-ls -fp's content). */
-  async dump(path: string): Promise<NodeDump[]> {
+  async dump(path: string, xs: XsHandle = this.xs): Promise<NodeDump[]> {
     const out: NodeDump[] = [];
     const walk = async (p: string): Promise<void> => {
       let value: string;
       let perms: string[];
       try {
-        value = (await this.xs.read(p)).toString('latin1');
-        perms = await this.xs.getPerms(p);
+        value = (await xs.read(p)).toString('latin1');
+        perms = await xs.getPerms(p);
       } catch {
         return;
       }
       out.push({ path: p, value, perms });
-      const kids = await this.xs.directory(p).catch(() => [] as string[]);
+      const kids = await xs.directory(p).catch(() => [] as string[]);
       for (const c of kids) await walk(p === '/' ? `/${c}` : `${p}/${c}`);
     };
     await walk(path);

@@ -1159,6 +1159,12 @@ export class Xenstored {
     this.store.rebuiltAt = this.store.generation++;
   }
 
+  /**
+   * Subtrees deleted because their owner went away (XSA-419), oldest first: the transports drain
+   * it to tell the simulator's trace, whose shadow store must forget them too.
+   */
+  readonly removedOwned: { domid: number; paths: string[] }[] = [];
+
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
   destroyDomain(d: XsDomain, released = false): void {
     this.domainEpoch++;
@@ -1179,6 +1185,7 @@ export class Xenstored {
     // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
       const owned = this.topmostOwned(d.domid);
+      if (!this.keepOrphans) this.removedOwned.push({ domid: d.domid, paths: owned.filter((p) => p !== '/') });
       for (const p of owned) {
         if (this.keepOrphans || p === '/') {
           const n = this.store.get(p)!;

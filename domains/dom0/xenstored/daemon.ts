@@ -102,7 +102,11 @@ export class XenstoredDaemon {
     }
   }
 
+  /** Connections kept out of the trace (the simulator's own inspection of the tree). */
+  readonly untraced = new Set<number>();
+
   private traceMsg(conn: number, dir: 'IN' | 'OUT', msg: XsMessage): void {
+    if (this.untraced.has(conn)) return;
     this.onTrace!({
       kind: 'xenstore', dir, conn, domid: this.xs.connections.get(conn)?.domid ?? -1,
       type: xsTypeName(msg.type), req_id: msg.req_id, tx_id: msg.tx_id,
@@ -110,7 +114,11 @@ export class XenstoredDaemon {
     });
   }
 
+  /** Nodes xenstored deleted on its own (a dead domain's, XSA-419), for the simulator's trace. */
+  onRemovedOwned: ((ev: { kind: 'xenstored'; op: 'owned_nodes_removed'; owner: number; paths: string[] }) => void) | undefined;
+
   flush(): void {
+    for (const r of this.xs.removedOwned.splice(0)) this.onRemovedOwned?.({ kind: 'xenstored', op: 'owned_nodes_removed', owner: r.domid, paths: r.paths });
     this.afterBatch?.();
     for (const s of this.touched) s.flush();
     this.touched.clear();
