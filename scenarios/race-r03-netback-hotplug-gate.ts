@@ -15,8 +15,12 @@ export default defineScenario({
       description: 'gate node deleted when the frontend disconnects (0f4558ae9187)',
       dom0: { quirks: { netback: { hotplugGate: 'delete-on-disconnect' } } },
     },
+    'no-empty-hotplug-status': {
+      description: 'no empty hotplug-status from the toolstack (before xen 0bdc43c8de) and netback watching only an existing node (2afeec08ab5c): Connected before the script ran, or libxl missing InitWait',
+      dom0: { quirks: { netback: { hotplugGate: 'watch-if-exists' }, toolstack: { noEmptyHotplugStatus: true } } },
+    },
   },
-  expect: { fixed: 'pass', buggy: 'fail', 'delete-on-disconnect': 'fail' },
+  expect: { fixed: 'pass', buggy: 'fail', 'delete-on-disconnect': 'fail', 'no-empty-hotplug-status': 'fail' },
   faults: { jitter: { p: [0, 0.4], maxNs: 3e6 }, hotplugDelayNs: [0, 8e6] },
   async run(s) {
     const id = await s.step('xl create guest (no NIC yet)', () => s.create('guest', guestConfig('guest')));

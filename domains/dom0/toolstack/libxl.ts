@@ -45,6 +45,12 @@ export interface LibxlQuirks {
    * "the guest suspends" happen.
    */
   readonly suspendCancelPlainWrite?: boolean;
+  /**
+   * R03(c) (before xen 0bdc43c8de): no empty hotplug-status in a new vif's backend dir, so a
+   * netback that gates only on an existing node may race from InitWait to Connected before the
+   * toolstack's wait for InitWait looks.
+   */
+  readonly noEmptyHotplugStatus?: boolean;
 }
 
 export class Libxl {
@@ -227,7 +233,7 @@ export class Libxl {
     const mac = vif.mac ?? defaultMac(domid, devid);
     await this.deviceAdd(dev, [
       ['script', '/etc/xen/scripts/vif-bridge'], ['mac', mac], ['bridge', vif.bridge ?? 'xenbr0'], ['handle', String(devid)],
-      ['type', 'vif'], ['hotplug-status', ''],
+      ['type', 'vif'], ...(this.quirks.noEmptyHotplugStatus ? [] : [['hotplug-status', ''] as const]),
     ], [['handle', String(devid)], ['mac', mac], ['trusted', '1']]);
     return dev;
   }

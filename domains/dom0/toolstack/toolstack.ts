@@ -27,6 +27,8 @@ export interface ToolstackQuirks {
   readonly acpiSeedFlow?: boolean;
   /** R18's buggy suspend cancel (see LibxlQuirks). */
   readonly suspendCancelPlainWrite?: boolean;
+  /** R03(c): no empty hotplug-status for new vifs (see LibxlQuirks). */
+  readonly noEmptyHotplugStatus?: boolean;
 }
 
 /** What the death monitor reports to the simulator's xl. */
@@ -73,7 +75,7 @@ export class Toolstack {
       unplug: (dev: DeviceRef): void => network.delif(vifName(dev.frontend, dev.devid)),
     };
     this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }), {
-      suspendCancelPlainWrite: quirks.suspendCancelPlainWrite,
+      suspendCancelPlainWrite: quirks.suspendCancelPlainWrite, noEmptyHotplugStatus: quirks.noEmptyHotplugStatus,
     });
   }
 
