@@ -22,8 +22,6 @@ export class EvtchnRoutes {
   private readonly tables = new Map<number, Int32Array>();
   /** Which (domain, port) routes point at each domain, to clear them when it dies. */
   private readonly pointingAt = new Map<number, Set<string>>();
-  /** Domains whose peers must take the trap (their vCPU is not woken by a plain notify). */
-  private readonly trapOnly = new Set<number>();
 
   constructor(private readonly host: Host, private readonly evtchn: EventChannels) {
     for (const d of host.domains.values()) this.table(d.domid);
@@ -42,11 +40,6 @@ export class EvtchnRoutes {
       this.tables.set(domid, t);
     }
     return t.buffer as SharedArrayBuffer;
-  }
-
-  /** A domain whose vCPU shares a thread (packing): sends to it keep the trap. */
-  setTrapOnly(domid: number): void {
-    this.trapOnly.add(domid);
   }
 
   /** After an event-channel hypercall: refresh the routes it may have changed. */
@@ -83,7 +76,7 @@ export class EvtchnRoutes {
     const st = this.evtchn.status(dom0, { dom: domid, port } as never);
     if (typeof st !== 'object' || st.status !== EvtchnStat.EVTCHNSTAT_interdomain) return 0;
     const { dom, port: peerPort } = st.u.interdomain;
-    return this.trapOnly.has(dom) ? 0 : encodeRoute(dom, peerPort);
+    return encodeRoute(dom, peerPort);
   }
 
   private set(domid: number, port: number, route: number): void {
@@ -116,16 +109,31 @@ const PENDING_WORD = SharedInfo.evtchn_pending / 8;
 const MASK_WORD = SharedInfo.evtchn_mask / 8;
 const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
 
-/** Views on a peer's shared_info page, kept by the sender. */
+/**
+ * Views on a peer's shared_info page, kept by the sender; and, when the peer's vCPU runs on a
+ * shared pool thread (packing), that thread's doorbell word, which is what its vCPU sleeps on.
+ */
 export class PeerSharedInfo {
   readonly big: BigInt64Array;
   readonly bytes: Uint8Array;
   readonly words: Int32Array;
+  readonly bell: Int32Array | undefined;
 
-  constructor(sab: SharedArrayBuffer) {
+  constructor(sab: SharedArrayBuffer, doorbell?: SharedArrayBuffer) {
     this.big = new BigInt64Array(sab);
     this.bytes = new Uint8Array(sab);
     this.words = new Int32Array(sab);
+    this.bell = doorbell ? new Int32Array(doorbell) : undefined;
+  }
+}
+
+/** Wakes the thread that runs a vCPU: its upcall word, or its pool thread's doorbell. */
+export function kickVcpu(peer: PeerSharedInfo): void {
+  if (peer.bell) {
+    Atomics.add(peer.bell, 0, 1);
+    Atomics.notify(peer.bell, 0);
+  } else {
+    Atomics.notify(peer.words, 0);
   }
 }
 
@@ -142,6 +150,6 @@ export function setPendingFast(peer: PeerSharedInfo, port: number): boolean {
   const selBit = 1n << BigInt(word);
   if (Atomics.or(peer.big, SEL_WORD, selBit) & selBit) return false;
   if (Atomics.exchange(peer.bytes, VcpuInfo.evtchn_upcall_pending, 1) !== 0) return false;
-  Atomics.notify(peer.words, 0);
+  kickVcpu(peer);
   return true;
 }

@@ -28,6 +28,8 @@ export interface HandedFrame {
   readonly sab: SharedArrayBuffer;
   /** Set when this is a domain's shared_info page, handed for event-channel sends. */
   readonly sharedInfoOf?: number;
+  /** With sharedInfoOf, when that domain's vCPU runs on a pool thread: the thread's doorbell. */
+  readonly doorbell?: SharedArrayBuffer;
 }
 
 export interface HypercallResult {

@@ -1,13 +1,14 @@
 // Packing: a fixed pool of threads that run many domains' vCPUs (free-running mode). Each
-// thread has one hypercall page and one doorbell; the hypervisor rings the doorbell of the
-// thread hosting a domain when that domain gets an upcall.
+// thread has one hypercall page and one doorbell; whoever raises a pooled domain's upcall (the
+// hypervisor, or a sender on the event-channel fast path) rings the doorbell of the thread
+// hosting that domain.
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
 import { Errno } from './public/xen.ts';
-import type { StartInfo } from '../domains/kernel/kernel.ts';
+import { KERNEL_COUNTERS, type KernelStats, kernelStats, type StartInfo } from '../domains/kernel/kernel.ts';
 import type { PoolCommand, PoolWorkerData } from '../domains/kernel/pool-worker.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
 
@@ -17,41 +18,84 @@ const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.
 interface PoolThread {
   readonly worker: Worker;
   readonly server: HypercallServer;
+  readonly doorbell: SharedArrayBuffer;
   readonly bell: Int32Array;
   readonly port: MessagePort;
+  /** The thread's own counters (KernelCounter layout: sleeps and polled are the thread's). */
+  readonly counters: SharedArrayBuffer;
+}
+
+export interface PoolOptions {
+  /** An idle pool thread polls its doorbell this many µs before it sleeps (HostOptions.spin). */
+  readonly spin?: number;
 }
 
 export class VcpuPool {
   private readonly threads: PoolThread[] = [];
   private readonly placement = new Map<number, PoolThread>();
+  /** Each placed domain's kernel counters (sends, kicks, upcalls), written by its pool thread. */
+  private readonly counters = new Map<number, SharedArrayBuffer>();
   private next = 0;
 
-  constructor(size: number, hypercalls: Hypercalls) {
+  constructor(size: number, hypercalls: Hypercalls, opts: PoolOptions = {}) {
     const execArgv = process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
     for (let i = 0; i < size; i++) {
       const { port1, port2 } = new MessageChannel();
       const page = HypercallServer.page();
       const doorbell = new SharedArrayBuffer(4);
+      const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
       // A pool thread may only speak for the domains placed on it.
       const server = new HypercallServer(page, port1, (domid, op, args) =>
         this.placement.get(domid) === this.threads[i] ? hypercalls.call(domid, op, args) : { ret: -Errno.EPERM });
-      const data: PoolWorkerData = { hypercallPage: page, port: port2, doorbell };
+      const data: PoolWorkerData = { hypercallPage: page, port: port2, doorbell, spin: opts.spin ?? 0, counters };
       const worker = new Worker(POOL_WORKER, { workerData: data, transferList: [port2], execArgv });
       void server.serve();
-      this.threads.push({ worker, server, bell: new Int32Array(doorbell), port: port1 });
+      this.threads.push({ worker, server, doorbell, bell: new Int32Array(doorbell), port: port1, counters });
     }
   }
 
-  /** Starts a domain's kernel on the next thread (round robin); returns its control port. */
-  place(d: Domain, startInfo: StartInfo, program: DomainProgram): MessagePort {
-    const t = this.threads[this.next++ % this.threads.length];
+  /**
+   * Chooses the thread a new domain will run on (round robin), before anything can send it an
+   * event: senders on the fast path are handed that thread's doorbell with its shared_info.
+   */
+  assign(domid: number): void {
+    if (this.placement.has(domid)) return;
+    this.placement.set(domid, this.threads[this.next++ % this.threads.length]);
+  }
+
+  /** The doorbell of the thread that runs (or will run) a domain, if it is pooled. */
+  doorbell(domid: number): SharedArrayBuffer | undefined {
+    return this.placement.get(domid)?.doorbell;
+  }
+
+  /** Starts a domain's kernel on its thread (assigned now if not yet); returns its control port. */
+  place(d: Domain, startInfo: StartInfo, program: DomainProgram, evtchnRoutes?: SharedArrayBuffer): MessagePort {
+    this.assign(d.domid);
+    const t = this.placement.get(d.domid)!;
     const { port1, port2 } = new MessageChannel();
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
-    const boot: WorkerBoot = { domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program };
+    const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
+    this.counters.set(d.domid, counters);
+    const boot: WorkerBoot = { domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, evtchnRoutes, counters };
     const cmd: PoolCommand = { cmd: 'boot', boot, control: port2 };
     t.worker.postMessage(cmd, [port2]);
-    this.placement.set(d.domid, t);
     return port1;
+  }
+
+  /** A placed domain's kernel counters (for benchmarks; sleeps and polled are the thread's). */
+  kernelStats(domid: number): KernelStats | undefined {
+    const c = this.counters.get(domid);
+    return c ? kernelStats(c) : undefined;
+  }
+
+  /** The pool threads' own counters: sleeps on the doorbell, events caught polling it. */
+  threadStats(): KernelStats[] {
+    return this.threads.map((t) => kernelStats(t.counters));
+  }
+
+  /** The pool's worker threads (event-loop utilisation, for benchmarks). */
+  get workers(): readonly Worker[] {
+    return this.threads.map((t) => t.worker);
   }
 
   /** The hypervisor's kick for a domain that got an upcall. */
@@ -65,6 +109,7 @@ export class VcpuPool {
   halt(domid: number): void {
     const t = this.placement.get(domid);
     this.placement.delete(domid);
+    this.counters.delete(domid);
     t?.worker.postMessage({ cmd: 'halt', domid } satisfies PoolCommand);
   }
 

@@ -60,7 +60,8 @@ export interface HostOptions {
   readonly mode?: RunMode;
   /**
    * Pack guests onto this many shared threads (free-running only) instead of one thread each,
-   * so a thousand guests fit on this machine.
+   * so a thousand guests fit on this machine. A pool thread sleeps on one doorbell and serves
+   * every guest on it that got an event per wake-up; fast-path senders ring that doorbell.
    */
   readonly pool?: number;
   /**
@@ -70,8 +71,8 @@ export interface HostOptions {
   readonly inline?: boolean;
   /**
    * Free-running: run EVTCHNOP_send in the sender's thread (default on unless tracing), and
-   * let an idle vCPU poll for an event this many µs before it sleeps (default 0: sleep at once;
-   * worth it only while busy vCPU threads <= cores).
+   * let an idle vCPU (or pool thread, polling its doorbell) poll for an event this many µs before
+   * it sleeps (default 0: sleep at once; worth it only while busy vCPU threads <= cores).
    */
   readonly fastEvtchn?: boolean;
   readonly spin?: number;
@@ -152,12 +153,15 @@ export class HostRuntime {
         const st = this.evtchn.status(this.host.domains.get(0)!, { dom: caller.domid, port: arg.port } as never);
         if (typeof st !== 'object' || !('interdomain' in st.u)) return undefined;
         const peer = this.host.domains.get(st.u.interdomain.dom);
-        return peer?.sharedInfo ? [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid }] : undefined;
+        if (!peer?.sharedInfo) return undefined;
+        // A packed peer sleeps on its pool thread's doorbell, not on its upcall word: hand that too.
+        const doorbell = this.pool?.doorbell(peer.domid);
+        return [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid, ...(doorbell ? { doorbell } : {}) }];
       };
     }
     if (opts.pool !== undefined) {
       if (this.mode === 'lockstep') throw new Error('packing runs free; lockstep gives each vCPU its own thread');
-      const pool = new VcpuPool(opts.pool, this.hypercalls);
+      const pool = new VcpuPool(opts.pool, this.hypercalls, { spin: this.spin });
       this.pool = pool;
       this.evtchn.onUpcall((domid) => pool.ring(domid));
     }
@@ -380,8 +384,9 @@ export class HostRuntime {
   async buildGuest(opts: GuestOptions): Promise<BuiltDomain & { domain: Domain }> {
     await this.quiesce();
     const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32, hvm: opts.hvm });
-    // A packed vCPU sleeps on its pool thread's doorbell: sends to it must trap to ring it.
-    if (this.pool) this.routes?.setTrapOnly(d.domid);
+    // A packed vCPU sleeps on its pool thread's doorbell: choose the thread now, before anyone
+    // (dom0 at INTRODUCE) sends it an event, so fast-path senders are handed that doorbell.
+    this.pool?.assign(d.domid);
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
     const dom0 = this.host.domains.get(0)!;
@@ -408,7 +413,7 @@ export class HostRuntime {
     const boot = (): void => {
       if (this.pool) {
         const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...startStore, seed: this.nextSeed() };
-        this.pooled.set(d.domid, this.pool.place(d, si, opts.program));
+        this.pooled.set(d.domid, this.pool.place(d, si, opts.program, this.routes?.table(d.domid)));
       } else {
         this.start(d, startStore, opts.program);
       }

@@ -296,7 +296,7 @@ export class Kernel {
   private adopt(frames: HandedFrame[]): void {
     this.lastFrames = frames.filter((f) => {
       if (f.sharedInfoOf === undefined) return true;
-      this.peers.set(f.sharedInfoOf, new PeerSharedInfo(f.sab));
+      this.peers.set(f.sharedInfoOf, new PeerSharedInfo(f.sab, f.doorbell));
       return false;
     });
   }

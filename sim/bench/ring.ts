@@ -8,13 +8,16 @@
 //             - with idle vCPUs sleeping at once (the default) and with idle vCPUs polling their
 //             upcall word for VCPU_SPIN_US before sleeping (HostOptions.spin, a second host)
 //   10guests  ten guests at once, 1, 8 and 16 requests in flight each target ≥ 400 k ops/s aggregate
+//   packed    the same ten guests packed on one pool thread (HostOptions.pool = 1) next to dom0's
+//             thread, so one wake-up of either side serves every guest's ring; 1, 8 and 16 in
+//             flight, and 16 in flight with the pool thread and dom0 polling before they sleep
 // Every guest part also times single hypercalls from a guest, and profile runs count, per
 // operation, traps, event-channel sends, vCPU kicks, sleeps and upcalls (each vCPU's kernel counts
 // its own) and the CPU time, to show where the time goes. Measurements alternate within each
 // round (sab, 1 guest, 10 guests) and medians over rounds are printed.
 import { cpus, loadavg } from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
-import { Worker } from 'node:worker_threads';
+import { type MessagePort, Worker } from 'node:worker_threads';
 import { DomainThread } from '../../hypervisor/domain-thread.ts';
 import type { KernelStats } from '../../domains/kernel/kernel.ts';
 import { HostRuntime } from '../host-runtime.ts';
@@ -38,6 +41,8 @@ const progress: Log = (line) => process.stderr.write(`  … ${line}\n`);
 const SAB_SPIN = 1000;
 /** How long an idle guest or dom0 vCPU polls before it sleeps in the polling variant, µs. */
 const VCPU_SPIN_US = 200;
+/** Packed rows: guests share this many pool threads. */
+const POOL_THREADS = 1;
 
 // Sizes: each measurement takes about a second on the 2-core machine of DESIGN.md, so that a
 // default run (3 rounds) stays under a minute. With `n` in flight the count is multiplied, since
@@ -103,9 +108,11 @@ interface Measure {
   cores: number;
   mainElu: number;
   dom0Elu: number;
+  /** Packed guests: event-loop utilisation of the busiest pool thread (NaN otherwise). */
+  poolElu: number;
 }
 
-const MEASURE_KEYS = ['ops', 'p50', 'p99', 'p99max', 'perGuest', 'cores', 'mainElu', 'dom0Elu'] as const;
+const MEASURE_KEYS = ['ops', 'p50', 'p99', 'p99max', 'perGuest', 'cores', 'mainElu', 'dom0Elu', 'poolElu'] as const;
 
 function medianMeasure(ms: readonly Measure[]): Measure {
   const out = {} as Measure;
@@ -119,17 +126,21 @@ class Meter {
   private readonly t0 = performance.now();
   private readonly main0 = performance.eventLoopUtilization();
   private readonly dom00: EventLoopUtilization | undefined;
+  private readonly pool0: EventLoopUtilization[];
 
-  constructor(private readonly dom0?: Worker) {
+  constructor(private readonly dom0?: Worker, private readonly pool: readonly Worker[] = []) {
     this.dom00 = dom0?.performance.eventLoopUtilization();
+    this.pool0 = pool.map((w) => w.performance.eventLoopUtilization());
   }
 
-  stop(): { cores: number; mainElu: number; dom0Elu: number } {
+  stop(): { cores: number; mainElu: number; dom0Elu: number; poolElu: number } {
     const wallUs = (performance.now() - this.t0) * 1000;
     const cpu = process.cpuUsage(this.cpu0);
     const main = performance.eventLoopUtilization(this.main0).utilization;
     const dom0 = this.dom0 && this.dom00 ? this.dom0.performance.eventLoopUtilization(this.dom00).utilization : NaN;
-    return { cores: (cpu.user + cpu.system) / wallUs, mainElu: main, dom0Elu: dom0 };
+    const pool = this.pool.length > 0
+      ? Math.max(...this.pool.map((w, i) => w.performance.eventLoopUtilization(this.pool0[i]).utilization)) : NaN;
+    return { cores: (cpu.user + cpu.system) / wallUs, mainElu: main, dom0Elu: dom0, poolElu: pool };
   }
 }
 
@@ -303,8 +314,30 @@ class SabPair {
   }
 }
 
-/** The next message from `w` that matches; rejects on a worker error or exit. */
-function message<T>(w: Worker, match: (m: T) => boolean): Promise<T> {
+/**
+ * The next message from `w` (a domain's thread, or a packed domain's control port) that matches;
+ * rejects on a worker error or exit, or when the port closes.
+ */
+function message<T>(w: Worker | MessagePort, match: (m: T) => boolean): Promise<T> {
+  if (!(w instanceof Worker)) {
+    return new Promise((resolve, reject) => {
+      const onMsg = (m: T): void => {
+        if (!match(m)) return;
+        done();
+        resolve(m);
+      };
+      const onClose = (): void => {
+        done();
+        reject(new Error('control port closed before answering'));
+      };
+      const done = (): void => {
+        w.off('message', onMsg);
+        w.off('close', onClose);
+      };
+      w.on('message', onMsg);
+      w.once('close', onClose);
+    });
+  }
   return new Promise((resolve, reject) => {
     const onMsg = (m: T): void => {
       if (!match(m)) return;
@@ -339,19 +372,24 @@ interface Host {
   stop(): Promise<void>;
 }
 
-async function bootHost(nGuests: number, spin = 0): Promise<Host> {
+/** Where a guest's program takes commands and answers: its worker, or (packed) its control port. */
+const controlOf = (h: Host, domid: number): Worker | MessagePort => h.rt.control(domid) as Worker | MessagePort;
+
+async function bootHost(nGuests: number, spin = 0, pool?: number): Promise<Host> {
   // spin: idle vCPUs poll for an event this many µs before sleeping (worth it only while busy
-  // vCPU threads <= cores: here dom0 and one guest on 2 cores).
-  const rt = new HostRuntime({ seed: 1, spin });
+  // vCPU threads <= cores: here dom0 and one guest on 2 cores, or dom0 and one pool thread).
+  // pool: the guests share that many threads (packing) instead of one each.
+  const rt = new HostRuntime({ seed: 1, spin, pool });
   const kill = onCleanup(() => {
     for (const t of rt.threads.values()) if (t instanceof DomainThread) void t.worker.terminate();
+    for (const w of rt.pool?.workers ?? []) void w.terminate();
   });
   const stop = async (): Promise<void> => {
     await rt.shutdown();
     kill();
   };
   try {
-    progress(`booting dom0 and ${nGuests} guest${nGuests === 1 ? '' : 's'}`);
+    progress(`booting dom0 and ${nGuests} guest${nGuests === 1 ? '' : 's'}${pool ? ` packed on ${pool} pool thread${pool === 1 ? '' : 's'}` : ''}`);
     // Dom0's toolstack makes each guest's home at INTRODUCE as libxl does (n0 rN, data/ guest-owned).
     await rt.bootDom0();
     const guests = Array.from({ length: nGuests }, (_, i) => i + 1);
@@ -359,7 +397,7 @@ async function bootHost(nGuests: number, spin = 0): Promise<Host> {
     const ready: Promise<unknown>[] = [];
     for (const domid of guests) {
       await rt.createGuest({ domid, program: { module: GUEST_PROGRAM, args: {} } });
-      ready.push(message<{ cmd: string }>(rt.threads.get(domid)!.worker as Worker, (m) => m.cmd === 'ready'));
+      ready.push(message<{ cmd: string }>(rt.control(domid) as Worker | MessagePort, (m) => m.cmd === 'ready'));
     }
     await Promise.all(ready);
     return { rt, guests, stop };
@@ -377,9 +415,9 @@ async function runGuests(
 ): Promise<{ results: RingGuestResult[]; wallNs: number; meter: ReturnType<Meter['stop']> }> {
   const id = nextRunId++;
   const cmd: RingGuestRun = { cmd: 'run', id, op, n, warmup, inflight, profile };
-  const workers = domids.map((d) => h.rt.threads.get(d)!.worker as Worker);
+  const workers = domids.map((d) => controlOf(h, d));
   const answers = workers.map((w) => message<RingGuestResult>(w, (m) => m.cmd === 'result' && m.id === id));
-  const meter = new Meter(h.rt.dom0 as Worker);
+  const meter = new Meter(h.rt.dom0 as Worker, h.rt.pool?.workers);
   const t0 = performance.now();
   for (const w of workers) w.postMessage(cmd);
   const results = await Promise.all(answers);
@@ -443,15 +481,29 @@ interface Profile {
 
 type Counts = Record<keyof KernelStats, number>;
 
-/** Summed kernel counters of some domains' vCPUs. */
+/**
+ * Summed kernel counters of some domains' vCPUs. Packed guests: each kernel counts its sends,
+ * kicks and upcalls; sleeps and events caught polling are the pool threads' (added once).
+ */
 function countersOf(h: Host, domids: readonly number[]): Counts {
   const sum: Counts = { sends: 0, kicks: 0, upcalls: 0, sleeps: 0, polled: 0 };
+  const add = (c: Counts): void => {
+    for (const k of Object.keys(sum) as (keyof Counts)[]) sum[k] += c[k];
+  };
+  let pooled = false;
   for (const d of domids) {
     const t = h.rt.threads.get(d);
-    if (!(t instanceof DomainThread)) continue;
-    const c = t.kernelStats();
-    for (const k of Object.keys(sum) as (keyof Counts)[]) sum[k] += c[k];
+    if (t instanceof DomainThread) {
+      add(t.kernelStats());
+      continue;
+    }
+    const c = h.rt.pool?.kernelStats(d);
+    if (c) {
+      add(c);
+      pooled = true;
+    }
   }
+  if (pooled) for (const c of h.rt.pool!.threadStats()) add({ ...c, sends: 0, kicks: 0, upcalls: 0 });
   return sum;
 }
 
@@ -530,7 +582,7 @@ function aggTarget(m: Measure): string {
 export const ringSection: BenchSection = {
   name: 'ring',
   title: 'ring: guest xenstore over the ring page vs the bare SAB ring',
-  parts: ['sab', '1guest', '10guests'],
+  parts: ['sab', '1guest', '10guests', 'packed'],
   async run(o, parts, out) {
     const s = settingsFrom(o);
     const load0 = loadavg()[0];
@@ -547,9 +599,16 @@ export const ringSection: BenchSection = {
     const sab = parts.has('sab') ? await SabPair.start() : undefined;
     let host: Host | undefined;
     let spinHost: Host | undefined;
+    let packedHost: Host | undefined;
+    let packedSpinHost: Host | undefined;
     try {
       host = wantGuests > 0 ? await bootHost(wantGuests) : undefined;
       spinHost = parts.has('1guest') ? await bootHost(1, VCPU_SPIN_US) : undefined;
+      if (parts.has('packed')) {
+        packedHost = await bootHost(MANY, 0, POOL_THREADS);
+        packedSpinHost = await bootHost(MANY, VCPU_SPIN_US, POOL_THREADS);
+      }
+      const packedAll = packedHost ? packedHost.guests : [];
       const h = host;
       const all = h ? h.guests : [];
       for (let round = 1; round <= s.rounds; round++) {
@@ -564,7 +623,7 @@ export const ringSection: BenchSection = {
             record(`sab-${inflight}-${spin}`, {
               path: spin ? `bare SAB ring, poll ${spin}× before Atomics.wait` : 'bare SAB ring, Atomics.wait/notify',
               n, inflight, guests: '–', target: () => (spin ? 'what no sleeping buys' : 'reference'),
-            }, { ops, p50: l.p50, p99: l.p99, p99max: l.p99, perGuest: ops, ...meter.stop(), mainElu: NaN, dom0Elu: NaN });
+            }, { ops, p50: l.p50, p99: l.p99, p99max: l.p99, perGuest: ops, ...meter.stop(), mainElu: NaN, dom0Elu: NaN, poolElu: NaN });
           }
         }
         if (h && parts.has('1guest')) {
@@ -597,6 +656,25 @@ export const ringSection: BenchSection = {
             const m = await guestMeasure(h, all, op, n, inflight);
             record(`10-${op}-${inflight}`, {
               path: `guest XS_${op.toUpperCase()} over its ring`, n, inflight, guests: `${MANY} (aggregate)`, target: aggTarget,
+            }, m);
+          }
+        }
+        if (packedHost && packedSpinHost) {
+          const packed = `${MANY} guests packed on ${POOL_THREADS} pool thread${POOL_THREADS === 1 ? '' : 's'}`;
+          for (const [op, inflight, ph] of [
+            ['read', 1, packedHost], ['read', PIPELINE, packedHost], ['read', DEEP, packedHost],
+            ['read', 1, packedSpinHost], ['read', PIPELINE, packedSpinHost], ['read', DEEP, packedSpinHost], ['write', DEEP, packedSpinHost],
+          ] as const) {
+            const spin = ph === packedSpinHost;
+            progress(`round ${round}/${s.rounds}: ${packed}, XS_${op.toUpperCase()}, ${inflight} in flight${spin ? `, vCPUs poll ${VCPU_SPIN_US} µs` : ''}`);
+            // About half a second each: packed pipelined runs move a few hundred thousand ops/s, and
+            // polling makes 1 in flight several times faster.
+            const n = inflight > 1 ? s.n10 * 30 : s.n10 * (spin ? 10 : 3);
+            const m = await guestMeasure(ph, packedAll, op, n, inflight);
+            record(`10p-${op}-${inflight}${spin ? '-spin' : ''}`, {
+              path: `guest XS_${op.toUpperCase()} over its ring, ${packed}` +
+                `${spin ? `, idle pool thread and dom0 poll ${VCPU_SPIN_US} µs before sleeping` : ''}`,
+              n, inflight, guests: `${MANY} (aggregate)`, target: aggTarget,
             }, m);
           }
         }
@@ -634,9 +712,18 @@ export const ringSection: BenchSection = {
           profiles.push(await profile(h, all, 'read', s.nProfile * 3, DEEP, `${MANY} guests, XS_READ, ${DEEP} in flight`));
         }
       }
+      if (packedHost && packedSpinHost) {
+        progress('profile runs, packed (counters on)');
+        const on = `packed on ${POOL_THREADS} pool thread${POOL_THREADS === 1 ? '' : 's'}`;
+        profiles.push(await profile(packedHost, packedAll, 'read', s.nProfile * 3, DEEP, `${MANY} guests ${on}, XS_READ, ${DEEP} in flight`));
+        profiles.push(await profile(packedSpinHost, packedAll, 'read', s.nProfile * 12, DEEP,
+          `${MANY} guests ${on}, XS_READ, ${DEEP} in flight, idle vCPUs poll ${VCPU_SPIN_US} µs`));
+      }
     } finally {
       await host?.stop();
       await spinHost?.stop();
+      await packedHost?.stop();
+      await packedSpinHost?.stop();
       await sab?.stop();
     }
 
@@ -654,14 +741,14 @@ export const ringSection: BenchSection = {
     const order = [...rows.values()];
     out(table(
       ['path', 'in flight:', 'guests', 'n:', 'ops/s:', 'p50 µs:', 'p99 µs:', 'worst guest p99 µs:', 'per-guest ops/s:',
-        'cores busy:', 'CPU µs/op:', 'hypervisor thread busy:', 'dom0 busy:', 'target'],
+        'cores busy:', 'CPU µs/op:', 'hypervisor thread busy:', 'dom0 busy:', 'pool thread busy:', 'target'],
       order.map(({ row, ms }) => {
         const m = medianMeasure(ms);
         const many = row.guests !== '1' && row.guests !== '–';
         return [
           row.path, String(row.inflight), row.guests, fmtInt(row.n), fmtInt(m.ops), fmtFixed(m.p50), fmtFixed(m.p99),
           many ? fmtFixed(m.p99max) : '', many ? fmtInt(m.perGuest) : '', fmtFixed(m.cores, 2), fmtFixed((m.cores / m.ops) * 1e6),
-          pctStr(m.mainElu), pctStr(m.dom0Elu), row.target(m),
+          pctStr(m.mainElu), pctStr(m.dom0Elu), pctStr(m.poolElu), row.target(m),
         ];
       }),
     ));
@@ -669,9 +756,12 @@ export const ringSection: BenchSection = {
     out(`p50/p99 with ${MANY} guests: median over guests of each guest's own p50/p99. Cores busy: process CPU ` +
       `time / wall time (this machine has ${cpus().length}; other processes running meanwhile take from it); ` +
       `CPU µs/op: that CPU time per operation. Busy: event-loop utilisation of the main ` +
-      `(hypervisor) thread and of dom0's thread, where a vCPU blocked in a synchronous hypercall counts as busy. ` +
+      `(hypervisor) thread, of dom0's thread and (packed rows) of the pool thread, where a vCPU blocked in a ` +
+      `synchronous hypercall counts as busy. Packed rows: HostOptions.pool = ${POOL_THREADS}, the ${MANY} guests' ` +
+      `kernels share one thread that sleeps on one doorbell and scans every guest's shared_info when it rings; ` +
+      `senders on the event-channel fast path ring that doorbell. ` +
       `Polling rows: HostOptions.spin = ${VCPU_SPIN_US}, every idle vCPU (dom0's and the guest's) busy-checks its ` +
-      `upcall word for up to ${VCPU_SPIN_US} µs before it sleeps (off by default; sensible only while busy vCPU ` +
+      `upcall word (a pool thread: its doorbell) for up to ${VCPU_SPIN_US} µs before it sleeps (off by default; sensible only while busy vCPU ` +
       `threads <= cores).`);
     out('');
 
@@ -706,11 +796,11 @@ export const ringSection: BenchSection = {
         'machine, which is what the polling variant avoids. Guest µs in sends: time inside the guest\'s ' +
         'EVTCHNOP_send, including waking dom0.');
       out('');
-      const p1 = profiles[0];
-      const pPoll = profiles.find((p) => p.label.includes('poll'));
+      const p1 = profiles.find((p) => p.label.startsWith('1 guest'));
+      const pPoll = profiles.find((p) => p.label.startsWith('1 guest') && p.label.includes('poll'));
       const bare = rows.get('sab-1-0');
       const spin = rows.get(`sab-1-${SAB_SPIN}`);
-      out(`1 guest, XS_READ, vCPUs sleeping when idle: ${fmtFixed(p1.guestSleeps + p1.dom0Sleeps, 1)} sleeps and ` +
+      if (p1) out(`1 guest, XS_READ, vCPUs sleeping when idle: ${fmtFixed(p1.guestSleeps + p1.dom0Sleeps, 1)} sleeps and ` +
         `${fmtFixed(p1.guestKicks + p1.dom0Kicks, 1)} kicks per operation, mean latency ${fmtFixed(p1.opUs)} µs` +
         `${pPoll ? `; with idle vCPUs polling ${fmtFixed(pPoll.guestSleeps + pPoll.dom0Sleeps, 2)} sleeps per operation, ` +
           `mean ${fmtFixed(pPoll.opUs)} µs` : ''}.` +
@@ -741,13 +831,16 @@ export const ringSection: BenchSection = {
       summary.push([`1 guest ${op} p50 ≤ ${TARGET_P50_US} µs, ${how}`, `${fmtFixed(m.p50)} µs`, bareRef, verdict(m.p50 <= TARGET_P50_US)]);
       summary.push([`1 guest ${op} p99 ≤ ${TARGET_P99_US} µs, ${how}`, `${fmtFixed(m.p99)} µs`, bareRef, verdict(m.p99 <= TARGET_P99_US)]);
     }
-    const best = [...rows.entries()].filter(([k]) => k.startsWith('10-')).map(([k, e]) => [k, medianMeasure(e.ms)] as const)
+    // Best over the 10-guest rows: a thread per guest ('10-op-k') or packed ('10p-op-k[-spin]').
+    const best = [...rows.entries()].filter(([k]) => k.startsWith('10-') || k.startsWith('10p-'))
+      .map(([k, e]) => [k, medianMeasure(e.ms)] as const)
       .sort((a, b) => b[1].ops - a[1].ops)[0];
     if (best) {
       const [k, m] = best;
-      const [, op, inflight] = k.split('-');
+      const [kind, op, inflight, spin] = k.split('-');
+      const how = kind === '10p' ? `, packed on ${POOL_THREADS} pool thread${POOL_THREADS === 1 ? '' : 's'}${spin ? `, polling ${VCPU_SPIN_US} µs` : ''}` : '';
       summary.push([`${MANY} guests ≥ ${fmtInt(TARGET_AGG_OPS)} ops/s aggregate`,
-        `${fmtInt(m.ops)} ops/s (best: XS_${op.toUpperCase()}, ${inflight} in flight)`,
+        `${fmtInt(m.ops)} ops/s (best: XS_${op.toUpperCase()}, ${inflight} in flight${how}; p50 ${fmtFixed(m.p50)} µs, p99 ${fmtFixed(m.p99)} µs)`,
         ref(`sab-${PIPELINE}-0`, (r) => `${fmtInt(r.ops)} ops/s (2 threads, ${PIPELINE} in flight, echo only)`),
         verdict(m.ops >= TARGET_AGG_OPS)]);
     }

@@ -7,6 +7,8 @@ import path from 'node:path';
 import { XsHandle } from '../../domains/dom0/tools/xs.ts';
 import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
+import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
+import { Hypercall } from '../../hypervisor/public/xen.ts';
 import { HostRuntime } from '../../sim/host-runtime.ts';
 
 const WORKLOAD = new URL('../../domains/domU/xenstore-workload.ts', import.meta.url).href;
@@ -53,6 +55,37 @@ describe('packing: guests on a shared pool of vCPU threads', function () {
     } finally {
       await rt.shutdown();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('event-channel sends to and from packed guests run in the sender\'s thread and ring the pool\'s doorbell', async () => {
+    const rt = new HostRuntime({ pool: 1, seed: 5 });
+    // Count the EVTCHNOP_send hypercalls that trapped to this thread.
+    let trapped = 0;
+    const call = rt.hypercalls.call;
+    rt.hypercalls.call = (domid, op, args) => {
+      if (op === Hypercall.__HYPERVISOR_event_channel_op && (args as { cmd: number }).cmd === EvtchnOp.EVTCHNOP_send) trapped++;
+      return call.call(rt.hypercalls, domid, op, args);
+    };
+    try {
+      await rt.bootDom0();
+      const guests = [1, 2, 3, 4];
+      const finished: Promise<Done>[] = [];
+      for (const id of guests) {
+        const args: WorkloadArgs = { ops: [['writes', 'data/k', 20], ['read', 'data/k']] };
+        await rt.createGuest({ domid: id, program: { module: WORKLOAD, args } });
+        finished.push(done(rt.control(id)));
+      }
+      for (const r of await Promise.all(finished)) assert.deepEqual(r.results, ['OK', '19'], `domain ${r.domid}`);
+      let guestSends = 0;
+      for (const id of guests) guestSends += rt.pool!.kernelStats(id)!.sends;
+      assert.ok(guestSends >= 4 * 21, `guest sends: ${guestSends}`);
+      // Only a sender's first send on a channel traps (it is handed the peer's shared_info and,
+      // for a packed peer, the doorbell of its pool thread): one per guest and one from dom0 per guest.
+      assert.ok(trapped <= 2 * guests.length, `trapped sends: ${trapped} of ${guestSends} by the guests`);
+    } finally {
+      rt.hypercalls.call = call;
+      await rt.shutdown();
     }
   });
 });
