@@ -15,7 +15,11 @@ const PORT_BITS = 12;
 
 export const encodeRoute = (domid: number, port: number): number => ROUTE_VALID | (domid << PORT_BITS) | port;
 export const routePeer = (route: number): { domid: number; port: number } | undefined =>
-  route & ROUTE_VALID ? { domid: (route & ~ROUTE_VALID) >>> PORT_BITS, port: route & ((1 << PORT_BITS) - 1) } : undefined;
+  route & ROUTE_VALID ? { domid: routeDomid(route), port: routePort(route) } : undefined;
+/** The parts of a valid route, without an object (the send path runs these for every send). */
+export const routeValid = (route: number): boolean => (route & ROUTE_VALID) !== 0;
+export const routeDomid = (route: number): number => (route & ~ROUTE_VALID) >>> PORT_BITS;
+export const routePort = (route: number): number => route & ((1 << PORT_BITS) - 1);
 
 /** Main-thread side: keeps every domain's route table in step with its port table. */
 export class EvtchnRoutes {
@@ -105,6 +109,9 @@ export class EvtchnRoutes {
   }
 }
 
+/** 1n << i for i < 64, made once (the send path would otherwise build two BigInts per send). */
+const BIT: readonly bigint[] = Array.from({ length: 64 }, (_, i) => 1n << BigInt(i));
+
 const PENDING_WORD = SharedInfo.evtchn_pending / 8;
 const MASK_WORD = SharedInfo.evtchn_mask / 8;
 const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
@@ -143,12 +150,12 @@ export function kickVcpu(peer: PeerSharedInfo): void {
  * it made a new upcall (and so kicked the peer's vCPU).
  */
 export function setPendingFast(peer: PeerSharedInfo, port: number): boolean {
-  const bit = 1n << BigInt(port % 64);
-  const word = Math.floor(port / 64);
-  if (Atomics.or(peer.big, PENDING_WORD + word, bit) & bit) return false;
-  if (Atomics.load(peer.big, MASK_WORD + word) & bit) return false;
-  const selBit = 1n << BigInt(word);
-  if (Atomics.or(peer.big, SEL_WORD, selBit) & selBit) return false;
+  const bit = BIT[port & 63];
+  const word = port >>> 6;
+  if ((Atomics.or(peer.big, PENDING_WORD + word, bit) & bit) !== 0n) return false;
+  if ((Atomics.load(peer.big, MASK_WORD + word) & bit) !== 0n) return false;
+  const selBit = BIT[word];
+  if ((Atomics.or(peer.big, SEL_WORD, selBit) & selBit) !== 0n) return false;
   if (Atomics.exchange(peer.bytes, VcpuInfo.evtchn_upcall_pending, 1) !== 0) return false;
   kickVcpu(peer);
   return true;

@@ -4,7 +4,7 @@
 import { performance } from 'node:perf_hooks';
 import type { MessagePort } from 'node:worker_threads';
 import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/hypercall-channel.ts';
-import { PeerSharedInfo, routePeer, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
+import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
   GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
@@ -150,7 +150,8 @@ export class Kernel {
   private readonly siWords: Int32Array;
   private readonly siBig: BigInt64Array;
   private gntTable: Uint8Array[] = [];
-  private readonly bootTime = process.hrtime.bigint();
+  /** performance.now() at boot: the free-running clock without a BigInt per reading. */
+  private readonly bootMs = performance.now();
   private readonly routes: Int32Array | undefined;
   private readonly peers = new Map<number, PeerSharedInfo>();
   /** Free-running: how long an idle vCPU polls before it sleeps, ns. */
@@ -203,7 +204,7 @@ export class Kernel {
   /** Nanoseconds on the domain's clock: real time since boot, or the host's virtual time. */
   now(): number {
     if (this.mode === 'lockstep' && this.ctl64) return Number(Atomics.load(this.ctl64, VcpuControl.NOW));
-    return Number(process.hrtime.bigint() - this.bootTime);
+    return Math.round((performance.now() - this.bootMs) * 1e6);
   }
 
   /** A one-shot timer on the domain's clock. */
@@ -328,10 +329,10 @@ export class Kernel {
   notify(port: number): void {
     this.counters[KernelCounter.sends]++;
     if (this.routes && port > 0 && port < this.routes.length) {
-      const peer = routePeer(Atomics.load(this.routes, port));
-      const si = peer && this.peers.get(peer.domid);
+      const route = Atomics.load(this.routes, port);
+      const si = routeValid(route) ? this.peers.get(routeDomid(route)) : undefined;
       if (si) {
-        if (setPendingFast(si, peer.port)) this.counters[KernelCounter.kicks]++;
+        if (setPendingFast(si, routePort(route))) this.counters[KernelCounter.kicks]++;
         return;
       }
     }

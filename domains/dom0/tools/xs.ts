@@ -57,6 +57,68 @@ interface Pending {
   type: number;
 }
 
+interface PendingEntry extends Pending {
+  readonly id: number;
+  /** Order of submission (what shutdown() rejects in). */
+  readonly seq: number;
+}
+
+/**
+ * Requests in flight by req_id: an open table indexed by the id's low bits, doubled whenever two
+ * live ids would share a slot. Not a Map: a Map that gains and loses an entry per request
+ * rehashes into a fresh table every few requests, and V8 links each old table to its successor;
+ * once one of them has been promoted, that chain and the requests and replies it still holds
+ * survive every scavenge until the next full GC (a packed guest's heap grew by megabytes per
+ * scavenge, with scavenges of several ms).
+ */
+class PendingTable {
+  private slots: (PendingEntry | undefined)[] = new Array<PendingEntry | undefined>(64).fill(undefined);
+  private seq = 0;
+
+  has(id: number): boolean {
+    return this.slots[id & (this.slots.length - 1)]?.id === id;
+  }
+
+  /** Removes and returns the request with this id. */
+  take(id: number): Pending | undefined {
+    const i = id & (this.slots.length - 1);
+    const p = this.slots[i];
+    if (p === undefined || p.id !== id) return undefined;
+    this.slots[i] = undefined;
+    return p;
+  }
+
+  add(id: number, resolve: Pending['resolve'], reject: Pending['reject'], type: number): void {
+    const e: PendingEntry = { resolve, reject, type, id, seq: this.seq++ };
+    while (!this.place(this.slots, e)) this.grow();
+  }
+
+  /** Every request still in flight, in submission order; the table is left empty. */
+  drain(): Pending[] {
+    const all = this.slots.filter((p): p is PendingEntry => p !== undefined).sort((a, b) => a.seq - b.seq);
+    this.slots.fill(undefined);
+    return all;
+  }
+
+  private place(slots: (PendingEntry | undefined)[], e: PendingEntry): boolean {
+    const i = e.id & (slots.length - 1);
+    const cur = slots[i];
+    if (cur !== undefined && cur.id !== e.id) return false;
+    slots[i] = e;
+    return true;
+  }
+
+  private grow(): void {
+    for (let size = this.slots.length * 2; ; size *= 2) {
+      const next = new Array<PendingEntry | undefined>(size).fill(undefined);
+      if (this.slots.every((e) => e === undefined || this.place(next, e))) {
+        this.slots = next;
+        return;
+      }
+    }
+  }
+}
+
 /** Request payload forms: raw bytes, or strings each sent with a terminating NUL. */
 export type XsPayload = Uint8Array | string | readonly string[];
 
@@ -128,6 +190,9 @@ export function splitNul(b: Uint8Array): string[] {
   }
 }
 
+const payloadOf = (m: XsMessage): Buffer => m.payload as Buffer;
+const nothing = (): void => undefined;
+
 /** Reply text without its trailing NUL. */
 function replyString(m: XsMessage): string {
   const p = m.payload as Buffer;
@@ -156,7 +221,7 @@ function isDirect(s: object): s is XsDirectTransport {
 export class XsHandle extends EventEmitter<XsHandleEvents> {
   readonly path: string;
   private readonly sock: net.Socket | Duplex;
-  private readonly pending = new Map<number, Pending>();
+  private readonly pending = new PendingTable();
   private nextReqId = 1;
   private rx: Buffer | null = null;
   private corked = false;
@@ -259,7 +324,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     buf.writeUInt32LE(len, 12);
     payloadWrite(payload, buf, XSD_SOCKMSG_SIZE);
     return new Promise<XsMessage>((resolve, reject) => {
-      this.pending.set(reqId, { resolve, reject, type });
+      this.pending.add(reqId, resolve, reject, type);
       this.send(buf);
     });
   }
@@ -267,13 +332,14 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   // --- node operations -------------------------------------------------------------------
 
   /** xs_read: the node's value (raw bytes, no NUL). */
-  async read(path: string, tx: XsTransaction = XBT_NULL): Promise<Buffer> {
-    return (await this.request(XsdSockmsgType.XS_READ, path, tx)).payload as Buffer;
+  read(path: string, tx: XsTransaction = XBT_NULL): Promise<Buffer> {
+    // A plain .then, not an async function: this is the hot path of every xenbus user.
+    return this.submit(XsdSockmsgType.XS_READ, path, tx).then(payloadOf);
   }
 
   /** xs_write: strings are written as UTF-8. Missing ancestors are created by xenstored. */
-  async write(path: string, value: string | Uint8Array, tx: XsTransaction = XBT_NULL): Promise<void> {
-    await this.submit(XsdSockmsgType.XS_WRITE, { path, value }, tx);
+  write(path: string, value: string | Uint8Array, tx: XsTransaction = XBT_NULL): Promise<void> {
+    return this.submit(XsdSockmsgType.XS_WRITE, { path, value }, tx).then(nothing);
   }
 
   async mkdir(path: string, tx: XsTransaction = XBT_NULL): Promise<void> {
@@ -481,9 +547,8 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
       this.emit('watch', path, token);
       return;
     }
-    const p = this.pending.get(reqId);
+    const p = this.pending.take(reqId);
     if (p === undefined) return; // a reply nobody waits for: ignore, as libxenstore would
-    this.pending.delete(reqId);
     if (type === XsdSockmsgType.XS_ERROR) {
       const nul = payload.indexOf(0);
       p.reject(new XsError(payload.toString('latin1', 0, nul < 0 ? payload.length : nul), p.type));
@@ -497,9 +562,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     if (this.closed) return;
     this.closed = true;
     const err = this.closeError ?? new Error('xenstored connection closed');
-    const pending = [...this.pending.values()];
-    this.pending.clear();
-    for (const p of pending) p.reject(err);
+    for (const p of this.pending.drain()) p.reject(err);
     this.emit('close', this.closeError);
   }
 }

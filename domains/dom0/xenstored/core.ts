@@ -77,6 +77,9 @@ export interface Outcome {
   readonly closed: number[];
 }
 
+/** Outcome.closed of a request that closed nothing (shared: nobody changes an outcome). */
+const NONE_CLOSED = Object.freeze([]) as unknown as number[];
+
 /** Dispatch flags, as C xenstored's wire_funcs[] carries them. */
 const enum Flag {
   NONE = 0,
@@ -130,7 +133,9 @@ function triePathOrder(a: string, b: string): number {
 
 const enc = (s: string): Uint8Array => Buffer.from(s, 'latin1');
 const OK = enc('OK\0');
-const dec = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('latin1');
+/** latin1 text of b[0, end) (all of it by default), without a view when b is a Buffer already. */
+const dec = (b: Uint8Array, end = b.length): string =>
+  (Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.length)).toString('latin1', 0, end);
 
 /** Splits a payload into its NUL-terminated strings (get_strings: an unterminated tail is not one). */
 function strings(payload: Uint8Array, max = Infinity): string[] {
@@ -271,11 +276,12 @@ export class Xenstored {
   /** Handles one request from a connection; returns everything to send, in order. */
   handle(connId: number, msg: XsMessage): Outcome {
     const conn = this.connections.get(connId);
-    this.out = [];
-    this.selfEvents = [];
-    this.closing = [];
-    this.unsent.clear();
-    this.postReply = [];
+    // Fresh per request; an empty one is reused (none of these leaves handle() but as a copy).
+    if (this.out.length !== 0) this.out = [];
+    if (this.selfEvents.length !== 0) this.selfEvents = [];
+    if (this.closing.length !== 0) this.closing = [];
+    if (this.unsent.size !== 0) this.unsent.clear();
+    if (this.postReply.length !== 0) this.postReply = [];
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
@@ -289,8 +295,8 @@ export class Xenstored {
     for (const d of this.out) deliveries.push(d);
     this.current = undefined;
     const closed = this.closing;
-    this.closing = [];
-    return { deliveries, closed };
+    if (closed.length !== 0) this.closing = [];
+    return { deliveries, closed: closed.length === 0 ? NONE_CLOSED : closed };
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
@@ -438,7 +444,7 @@ export class Xenstored {
     const p = msg.payload;
     const nul = p.indexOf(0);
     if (nul < 0 || nul !== p.length - 1) fail(err);
-    return dec(p.subarray(0, nul));
+    return dec(p, nul);
   }
 
   /**
@@ -453,7 +459,7 @@ export class Xenstored {
   /** oxenstored's `domid :: _` match: the text up to the first NUL, or all of it. */
   private firstArg(msg: XsMessage): string {
     const nul = msg.payload.indexOf(0);
-    return dec(nul < 0 ? msg.payload : msg.payload.subarray(0, nul));
+    return dec(msg.payload, nul < 0 ? msg.payload.length : nul);
   }
 
   /** Canonical, validated name (EINVAL otherwise). */
@@ -641,8 +647,25 @@ export class Xenstored {
 
   private doRead(ctx: RequestContext): void {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
-    ctx.reply = enc(this.getNode(ctx, name, XsPerm.XS_PERM_READ).value);
+    ctx.reply = this.valueBytes(this.getNode(ctx, name, XsPerm.XS_PERM_READ).value);
   }
+
+  /**
+   * A value's bytes for a READ reply. Short values recently read are kept encoded (reply payloads
+   * are only ever copied out, as DIRECTORY's cached listings are), so a node read again and again
+   * is not encoded again each time.
+   */
+  private valueBytes(value: string): Uint8Array {
+    if (value.length > 256) return enc(value);
+    let b = this.readCache.get(value);
+    if (b === undefined) {
+      if (this.readCache.size >= 256) this.readCache.clear();
+      b = enc(value);
+      this.readCache.set(value, b);
+    }
+    return b;
+  }
+  private readonly readCache = new Map<string, Uint8Array>();
 
   private sortedIfOcaml(kids: readonly string[]): readonly string[] {
     return this.profile === 'ocaml' ? [...kids].sort() : kids;
@@ -703,7 +726,7 @@ export class Xenstored {
     const p = ctx.msg.payload;
     const nul = p.indexOf(0);
     if (nul < 0) fail('EINVAL');
-    const name = this.name(ctx.conn, dec(p.subarray(0, nul)));
+    const name = this.name(ctx.conn, dec(p, nul));
     const value = dec(p.subarray(nul + 1));
     let node = ctx.db.read(name);
     if (node !== undefined) {

@@ -37,7 +37,15 @@ export interface XenstoreTraceEvent {
 export class XenstoredDaemon {
   readonly xs: Xenstored;
   private readonly sinks = new Map<number, Sink>();
-  private readonly touched = new Set<Sink>();
+  /**
+   * Sinks with output since the last flush, each once, in the order first touched. An array, not
+   * a Set: a Set cleared after every message gets a fresh hash table each time, and V8 links every
+   * old table to the next, which ties dead tables together for the scavenger.
+   */
+  private readonly touched: Sink[] = [];
+  /** The flush generation in which each sink was last added to `touched` (entries change in place). */
+  private readonly touchedIn = new Map<Sink, number>();
+  private generation = 0;
   /** Called after every batch, so transports can follow domain introductions and releases. */
   afterBatch: (() => void) | undefined;
   /** Structured trace of every message in and out (the simulator's trace stream). */
@@ -52,6 +60,8 @@ export class XenstoredDaemon {
   }
 
   detach(conn: number): void {
+    const sink = this.sinks.get(conn);
+    if (sink) this.touchedIn.delete(sink);
     this.sinks.delete(conn);
   }
 
@@ -95,7 +105,9 @@ export class XenstoredDaemon {
       const sink = this.sinks.get(c);
       if (sink) {
         sink.flush();
-        this.touched.delete(sink);
+        const i = this.touched.indexOf(sink);
+        if (i >= 0) this.touched.splice(i, 1);
+        this.touchedIn.delete(sink);
         this.sinks.delete(c);
         sink.ended();
       }
@@ -118,16 +130,23 @@ export class XenstoredDaemon {
   onRemovedOwned: ((ev: { kind: 'xenstored'; op: 'owned_nodes_removed'; owner: number; paths: string[] }) => void) | undefined;
 
   flush(): void {
-    for (const r of this.xs.removedOwned.splice(0)) this.onRemovedOwned?.({ kind: 'xenstored', op: 'owned_nodes_removed', owner: r.domid, paths: r.paths });
+    if (this.xs.removedOwned.length !== 0) {
+      for (const r of this.xs.removedOwned.splice(0)) this.onRemovedOwned?.({ kind: 'xenstored', op: 'owned_nodes_removed', owner: r.domid, paths: r.paths });
+    }
     this.afterBatch?.();
-    for (const s of this.touched) s.flush();
-    this.touched.clear();
+    // A sink's flush may touch others (and they are flushed too), as iterating a Set would.
+    for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
+    this.touched.length = 0;
+    this.generation++;
   }
 
   private queue(conn: number, bytes: Uint8Array): void {
     const sink = this.sinks.get(conn);
     if (!sink) return;
     sink.send(bytes);
-    this.touched.add(sink);
+    if (this.touchedIn.get(sink) !== this.generation) {
+      this.touchedIn.set(sink, this.generation);
+      this.touched.push(sink);
+    }
   }
 }

@@ -275,7 +275,8 @@ export class XsRingConnection {
         this.hdrUsed += n;
         used += n;
         if (this.hdrUsed < XSD_SOCKMSG_SIZE) break;
-        let len = decodeHeader(this.hdr).len;
+        const hdr = this.hdr;
+        let len = (hdr[12] | (hdr[13] << 8) | (hdr[14] << 16) | (hdr[15] << 24)) >>> 0;
         if (len > XENSTORE_PAYLOAD_MAX) {
           if (this.profile === 'c') {
             violation = true;
@@ -283,7 +284,8 @@ export class XsRingConnection {
           }
           len = XENSTORE_PAYLOAD_MAX;
         }
-        this.body = new Uint8Array(len);
+        // A Buffer (every byte is copied in before use): the core reads its strings without a view.
+        this.body = Buffer.allocUnsafe(len);
         this.bodyUsed = 0;
       }
       const body = this.body!;

@@ -11,25 +11,48 @@ export function canonicalize(home: string, name: string): string {
   return `${home}/${name}`;
 }
 
-const VALID_CHARS = /^[A-Za-z0-9\-/_@]*$/;
-const LOCAL_DOMAIN = /^\/local\/domain\/\d{1,5}\//;
+const LOCAL_DOMAIN = '/local/domain/';
+
+/** Length of a /local/domain/<1-5 digits>/ prefix of `name`, or 0 (the regex ^/local/domain/\d{1,5}/). */
+function localDomainPrefix(name: string): number {
+  if (!name.startsWith(LOCAL_DOMAIN)) return 0;
+  let i = LOCAL_DOMAIN.length;
+  while (i < name.length && i - LOCAL_DOMAIN.length < 5 && isDigit(name.charCodeAt(i))) i++;
+  if (i === LOCAL_DOMAIN.length || i >= name.length || name.charCodeAt(i) !== 0x2f) return 0;
+  return i + 1;
+}
+
+const isDigit = (c: number): boolean => c >= 0x30 && c <= 0x39;
+
+/** [A-Za-z0-9-/_@]: the characters a node name may have. */
+function isValidChar(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || isDigit(c) || c === 0x2d || c === 0x2f || c === 0x5f || c === 0x40;
+}
 
 /** Length of the part of a canonical name after a /local/domain/<n>/ prefix (what path-max limits). */
 export function relativeLength(name: string): number {
-  const m = LOCAL_DOMAIN.exec(name);
-  return name.length - (m ? m[0].length : 0);
+  return name.length - localDomainPrefix(name);
 }
 
 /**
  * is_valid_nodename(): absolute (or @ when special names are allowed), no trailing or double
- * slash, only [A-Za-z0-9-/_@], relative part within pathMax (0 = no limit).
+ * slash, only [A-Za-z0-9-/_@], relative part within pathMax (0 = no limit). One pass over the
+ * characters, no regular expression: every request's path comes through here.
  */
 export function isValidNodename(name: string, allowSpecial: boolean, pathMax: number): boolean {
-  if (!name.startsWith('/') && !(allowSpecial && name.startsWith('@'))) return false;
-  if (name.endsWith('/') && name !== '/') return false;
-  if (name.includes('//')) return false;
+  const n = name.length;
+  if (n === 0) return false;
+  const first = name.charCodeAt(0);
+  if (first !== 0x2f && !(allowSpecial && first === 0x40)) return false;
+  if (n > 1 && name.charCodeAt(n - 1) === 0x2f) return false;
   if (pathMax > 0 && relativeLength(name) > pathMax) return false;
-  return VALID_CHARS.test(name);
+  let prev = 0;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (!isValidChar(c) || (c === 0x2f && prev === 0x2f)) return false;
+    prev = c;
+  }
+  return true;
 }
 
 export function isSpecial(name: string): boolean {

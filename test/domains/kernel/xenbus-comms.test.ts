@@ -328,5 +328,18 @@ describe('guest xenbus ring (xenbus-comms.ts)', () => {
         await xs.close();
       });
     }
+
+    it('hundreds of requests in flight: each gets its own reply; a close rejects the rest in submission order', async () => {
+      const { xs } = await boot('c', 3);
+      // More in flight than XsHandle's first table of requests has slots (ids 1 and 65 meet).
+      await Promise.all(Array.from({ length: 300 }, (_, i) => xs.write(`data/k${i}`, `v${i}`)));
+      const got = await Promise.all(Array.from({ length: 300 }, (_, i) => xs.read(`data/k${i}`)));
+      assert.deepEqual(got.map((b) => b.toString()), Array.from({ length: 300 }, (_, i) => `v${i}`));
+      const order: number[] = [];
+      const left = Array.from({ length: 100 }, (_, i) => xs.read(`data/k${i}`).then(() => -1, () => order.push(i)));
+      await xs.close();
+      await Promise.all(left);
+      assert.deepEqual(order, Array.from({ length: 100 }, (_, i) => i));
+    });
   });
 });
