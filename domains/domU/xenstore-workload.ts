@@ -38,8 +38,7 @@ export async function main(k: Kernel, args: WorkloadArgs, control: MessagePort):
           break;
         case 'txIncrement':
           for (let i = 0; i < op[2]; i++) {
-            for (;;) {
-              const tx = await xs.transactionStart();
+            retries += (await xs.transaction(async (tx) => {
               let v = 0;
               try {
                 v = Number((await xs.read(op[1], tx)).toString());
@@ -47,9 +46,7 @@ export async function main(k: Kernel, args: WorkloadArgs, control: MessagePort):
                 if (!(e instanceof XsError && e.code === 'ENOENT')) throw e;
               }
               await xs.write(op[1], String(v + 1), tx);
-              if (await xs.transactionEnd(tx, true)) break;
-              retries++;
-            }
+            })).retries;
           }
           results.push('OK');
           break;

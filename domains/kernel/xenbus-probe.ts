@@ -264,15 +264,9 @@ export class XenbusBus {
 
   /** Several keys in one transaction (retried on EAGAIN), as drivers publish their details. */
   async transactionWrite(entries: readonly (readonly [string, string])[]): Promise<void> {
-    for (;;) {
-      const tx = await this.xs.transactionStart();
+    await this.xs.transaction(async (tx) => {
       for (const [k, v] of entries) await this.xs.write(k, v, tx);
-      try {
-        if (await this.xs.transactionEnd(tx, true)) return;
-      } catch (e) {
-        if (!(e instanceof XsError && e.code === 'EAGAIN')) throw e;
-      }
-    }
+    });
   }
 
   traceState(dev: XenbusDevice, s: XenbusState): void {

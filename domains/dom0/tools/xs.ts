@@ -448,6 +448,25 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     }
   }
 
+  /**
+   * Runs `body` in a transaction until a commit succeeds, starting over on EAGAIN (the body must
+   * be safe to repeat); an error from the body aborts the transaction and is thrown. Resolves
+   * with the body's last result and how many commits were retried.
+   */
+  async transaction<T>(body: (tx: XsTransaction) => Promise<T>): Promise<{ result: T; retries: number }> {
+    for (let retries = 0; ; retries++) {
+      const tx = await this.transactionStart();
+      let result: T;
+      try {
+        result = await body(tx);
+      } catch (e) {
+        await this.transactionEnd(tx, false).catch(() => undefined);
+        throw e;
+      }
+      if (await this.transactionEnd(tx, true)) return { result, retries };
+    }
+  }
+
   // --- domains ---------------------------------------------------------------------------
 
   async introduce(domid: number, mfn: number | bigint, port: number): Promise<void> {

@@ -75,20 +75,7 @@ export class Libxl {
 
   /** Runs `body` in a transaction until it commits (EAGAIN: run it again). */
   async transaction(body: (tx: number) => Promise<void>): Promise<void> {
-    for (;;) {
-      const tx = await this.xs.transactionStart();
-      try {
-        await body(tx);
-      } catch (e) {
-        await this.xs.transactionEnd(tx, false).catch(() => undefined);
-        throw e;
-      }
-      try {
-        if (await this.xs.transactionEnd(tx, true)) return;
-      } catch (e) {
-        if (!(e instanceof XsError && e.code === 'EAGAIN')) throw e;
-      }
-    }
+    await this.xs.transaction(body);
   }
 
   private async writeAll(tx: number, dir: string, perms: readonly string[] | undefined, entries: Entries): Promise<void> {

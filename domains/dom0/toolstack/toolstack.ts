@@ -221,13 +221,10 @@ export class Toolstack {
   private async txIncrement(path: string, times: number): Promise<{ retries: number }> {
     let retries = 0;
     for (let i = 0; i < times; i++) {
-      for (;;) {
-        const tx = await this.xs.transactionStart();
+      retries += (await this.xs.transaction(async (tx) => {
         const v = Number((await this.xs.read(path, tx)).toString('latin1'));
         await this.xs.write(path, String(v + 1), tx);
-        if (await this.xs.transactionEnd(tx, true)) break;
-        retries++;
-      }
+      })).retries;
     }
     return { retries };
   }
