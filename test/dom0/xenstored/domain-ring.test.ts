@@ -4,13 +4,12 @@
 // raw, possibly hostile, guest that pokes the page directly. Byte positions asserted here were
 // measured on Debian's C xenstored / oxenstored 4.17.7 with ../shared/oracle's fake-guest rings.
 import assert from 'node:assert/strict';
-import { Duplex } from 'node:stream';
 import fc from 'fast-check';
 import { XsHandle, XsError } from '../../../domains/dom0/tools/xs.ts';
 import type { Profile } from '../../../domains/dom0/xenstored/core.ts';
+import { connectLocal } from '../../../domains/dom0/xenstored/local-connection.ts';
 import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
 import { XsRingConnection } from '../../../domains/dom0/xenstored/domain-ring.ts';
-import { MessageReader } from '../../../domains/dom0/xenstored/message-reader.ts';
 import { XenbusRing } from '../../../domains/kernel/xenbus-comms.ts';
 import {
   XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType as T,
@@ -79,27 +78,8 @@ function messages(bytes: Uint8Array): [number, number, string][] {
 const req = (type: number, req_id: number, payload: string | Uint8Array, tx_id = 0): Uint8Array =>
   encodeMessage({ type, req_id, tx_id, payload: typeof payload === 'string' ? Buffer.from(payload, 'latin1') : payload });
 
-/** A dom0 tool connection without a socket: an XsHandle over an in-memory stream into the daemon. */
-function dom0Handle(daemon: XenstoredDaemon): XsHandle {
-  const conn = daemon.xs.connectSocket();
-  const reader = new MessageReader(daemon.xs.profile);
-  const out: Uint8Array[] = [];
-  const stream = new Duplex({
-    write(chunk: Buffer, _enc, cb) {
-      daemon.input(conn, reader.push(chunk));
-      cb();
-    },
-    read() {},
-  });
-  daemon.attach(conn, {
-    send: (b) => out.push(b),
-    flush: () => {
-      if (out.length) stream.push(Buffer.concat(out.splice(0)));
-    },
-    ended: () => undefined,
-  });
-  return XsHandle.fromStream(stream, 'dom0');
-}
+/** A dom0 tool connection without a socket (what dom0's own components use). */
+const dom0Handle = (daemon: XenstoredDaemon): XsHandle => connectLocal(daemon, 'dom0');
 
 interface Guest {
   readonly domid: number;
