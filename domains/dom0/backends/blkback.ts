@@ -91,15 +91,22 @@ export class Blkback implements XenbusDriver {
         await this.maybeConnect(dev);
         break;
       case XenbusState.XenbusStateClosing:
-        this.disconnect(dev);
+        // The ring stays mapped: the frontend may still be completing requests on it. It is
+        // let go only once the frontend says Closed.
         await dev.switchState(XenbusState.XenbusStateClosing);
         break;
       case XenbusState.XenbusStateClosed:
-      case XenbusState.XenbusStateUnknown:
         this.disconnect(dev);
         await dev.switchState(XenbusState.XenbusStateClosed);
         // An online backend stays for a frontend that comes back; an offline one goes.
-        if (state === XenbusState.XenbusStateUnknown || (await dev.read('online')) !== '1') await dev.bus.unregister(dev);
+        if ((await dev.read('online')) === '1') break;
+        await dev.bus.unregister(dev);
+        break;
+      case XenbusState.XenbusStateUnknown:
+        // The frontend is gone: remove (which disconnects), and - as xenbus_dev_remove does for
+        // a driver that cannot be re-bound - leave the backend Closed.
+        await dev.bus.unregister(dev);
+        await dev.switchState(XenbusState.XenbusStateClosed);
         break;
       case XenbusState.XenbusStateInitWait:
       case XenbusState.XenbusStateReconfiguring:

@@ -33,6 +33,8 @@ export interface DomainConfig {
   readonly domid?: number;
   readonly disks?: readonly DiskConfig[];
   readonly vifs?: readonly VifConfig[];
+  /** xl.cfg's driver_domain: the guest gets ~/libxl and ~/device-model dirs of its own. */
+  readonly driver_domain?: boolean;
   readonly on_poweroff?: ShutdownAction;
   readonly on_reboot?: ShutdownAction;
   readonly on_crash?: ShutdownAction;

@@ -15,6 +15,8 @@ export const LIBXL_DESTROY_TIMEOUT = 10e9;
 export const LIBXL_HOTPLUG_TIMEOUT = 40e9;
 /** How long xl waits for the guest to acknowledge control/shutdown. */
 export const LIBXL_SHUTDOWN_ACK_TIMEOUT = 60e9;
+/** libxl's default vif MTU, published read-only in the frontend dir. */
+export const LIBXL_DEVICE_NIC_MTU_DEFAULT = 1500;
 
 export type DeviceKind = 'vbd' | 'vif' | 'console';
 
@@ -86,6 +88,14 @@ export class Libxl {
     for (const [k, v] of entries) await this.xs.write(`${dir}/${k}`, v, tx);
   }
 
+  /** libxl__xs_writev_perms: each key written, then given `perms`. */
+  private async writevPerms(tx: number, dir: string, entries: Entries, perms: readonly string[]): Promise<void> {
+    for (const [k, v] of entries) {
+      await this.xs.write(`${dir}/${k}`, v, tx);
+      await this.xs.setPerms(`${dir}/${k}`, perms, tx);
+    }
+  }
+
   /**
    * Waits until `pred` holds for the value at `path` (re-read at every firing of a watch on it),
    * or `timeoutNs` passes on the domain's clock. Resolves with the last value and whether it held.
@@ -112,38 +122,75 @@ export class Libxl {
 
   // ------------------------------------------------------------------ domain
 
-  /** libxl__domain_make + build_post: the skeleton in one transaction, then XS_INTRODUCE. */
+  /**
+   * libxl__domain_make (the skeleton in one transaction), store_libxl_entry, then
+   * libxl__build_post (memory, domid, store, vCPUs, /vm's image keys) and XS_INTRODUCE.
+   */
   async domainMake(domid: number, cfg: DomainConfig, store: { gfn: number; port: number }): Promise<void> {
     const home = `/local/domain/${domid}`;
     const uuid = configUuid(cfg, domid);
-    const ro = ['n0', `r${domid}`];
-    const own = [`n${domid}`];
+    const vm = `/vm/${uuid}`;
+    const roperm = ['n0', `r${domid}`];
+    const rwperm = [`n${domid}`];
+    const noperm = ['n0'];
     const hvm = cfg.type === 'hvm';
+    const mknod = async (tx: number, path: string, perms: readonly string[]): Promise<void> => this.writeAll(tx, path, perms, []);
     await this.transaction(async (tx) => {
       await this.xs.rm(home, tx).catch(() => undefined);
-      await this.writeAll(tx, home, ro, [['name', cfg.name], ['domid', String(domid)], ['vm', `/vm/${uuid}`]]);
-      await this.writeAll(tx, `/vm/${uuid}`, ro, [['uuid', uuid], ['name', cfg.name]]);
-      await this.writeAll(tx, `/libxl/${domid}`, ['n0'], [['type', hvm ? 'hvm' : 'pv']]);
-      await this.writeAll(tx, `/libxl/${domid}/device`, ['n0'], []);
-      for (const d of ['cpu', 'memory', 'device', 'control']) await this.writeAll(tx, `${home}/${d}`, ro, []);
-      if (hvm) await this.writeAll(tx, `${home}/hvmloader`, ro, []);
+      await mknod(tx, home, roperm);
+      await this.xs.rm(vm, tx).catch(() => undefined);
+      await mknod(tx, vm, roperm);
+      await this.xs.rm(`/libxl/${domid}`, tx).catch(() => undefined);
+      await mknod(tx, `/libxl/${domid}`, noperm);
+      await mknod(tx, `/libxl/${domid}/device`, noperm);
+      await this.xs.write(`${home}/vm`, vm, tx);
+      await this.xs.write(`${home}/name`, cfg.name, tx);
+      await mknod(tx, `${home}/cpu`, roperm);
+      await mknod(tx, `${home}/memory`, roperm);
+      // The guest writes the suspend event channel's port here (device/suspend itself is created
+      // on the way, with device's ACL).
+      await mknod(tx, `${home}/device`, roperm);
+      await mknod(tx, `${home}/device/suspend/event-channel`, rwperm);
+      await mknod(tx, `${home}/control`, roperm);
+      if (hvm) await mknod(tx, `${home}/hvmloader`, roperm);
       // Guest-owned: the guest acks shutdown requests and advertises what it supports.
-      const control = ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend', 'sysrq'];
+      const control = ['shutdown', 'feature-poweroff', 'feature-reboot', 'feature-suspend'];
       if (hvm) control.push('feature-s3', 'feature-s4');
-      for (const c of control) await this.writeAll(tx, `${home}/control/${c}`, own, []);
+      for (const c of [...control, 'sysrq']) await mknod(tx, `${home}/control/${c}`, rwperm);
+      for (const d of ['data', 'drivers', 'feature', 'attr', 'error']) await mknod(tx, `${home}/${d}`, rwperm);
+      if (cfg.driver_domain) {
+        // A driver domain may run libxl and a device model of its own.
+        await mknod(tx, `${home}/libxl`, rwperm);
+        await mknod(tx, `${home}/device-model`, rwperm);
+      }
+      await this.writeAll(tx, vm, undefined, [['uuid', uuid], ['name', cfg.name]]);
       await this.writeAll(tx, `${home}/control`, undefined, [
         ['platform-feature-multiprocessor-suspend', '1'], ['platform-feature-xs_reset_watches', '1'],
       ]);
-      for (const d of ['data', 'drivers', 'feature', 'attr', 'error']) await this.writeAll(tx, `${home}/${d}`, own, []);
-      if (hvm) await this.writeAll(tx, `${home}/platform`, ro, [['acpi', '1'], ['acpi_s3', '1'], ['acpi_s4', '1']]);
+      await this.xs.write(`/libxl/${domid}/type`, hvm ? 'hvm' : 'pv', tx);
     });
+    // store_libxl_entry: the device model libxl would use (its default even with no DM running).
+    await this.xs.write(`/libxl/${domid}/dm-version`, 'qemu_xen');
     const kib = (cfg.memory ?? 128) * 1024;
+    // libxl__domain_build's start_time (seconds.centiseconds); xensim's dom0 clock counts from
+    // the host's boot, not from the epoch.
+    const now = this.kernel.now();
+    const startTime = `${Math.floor(now / 1e9)}.${String(Math.floor((now % 1e9) / 1e7)).padStart(2, '0')}`;
+    const vments: Entries = hvm
+      ? [['rtc/timeoffset', ''], ['image/ostype', 'hvm'], ['start_time', startTime]]
+      : [['image/ostype', 'linux'], ['start_time', startTime]];
+    const localents: Entries = hvm
+      ? [['platform/acpi', '1'], ['platform/acpi_s3', '1'], ['platform/acpi_s4', '1'], ['platform/acpi_laptop_slate', '0'],
+        ['platform/device-model', 'qemu_xen']]
+      : [];
     await this.transaction(async (tx) => {
       await this.writeAll(tx, home, undefined, [
         ['memory/static-max', String(kib)], ['memory/target', String(kib)], ['memory/videoram', hvm ? '8192' : '-1'],
-        ['store/port', String(store.port)], ['store/ring-ref', String(store.gfn)],
+        ['domid', String(domid)], ['store/port', String(store.port)], ['store/ring-ref', String(store.gfn)],
       ]);
       for (let i = 0; i < (cfg.vcpus ?? 1); i++) await this.xs.write(`${home}/cpu/${i}/availability`, 'online', tx);
+      await this.writeAll(tx, home, undefined, localents);
+      await this.writeAll(tx, vm, undefined, vments);
     });
     await this.xs.introduce(domid, store.gfn, store.port);
   }
@@ -164,8 +211,9 @@ export class Libxl {
     const list = async (p: string): Promise<string[]> => this.xs.directory(p).catch(() => []);
     for (const kind of await list(`/libxl/${domid}/device`)) {
       for (const id of await list(`/libxl/${domid}/device/${kind}`)) {
-        const be = await this.read(`/libxl/${domid}/device/${kind}/${id}/backend-id`);
-        out.push({ kind: kind as DeviceKind, devid: Number(id), frontend: domid, backend: Number(be ?? 0) });
+        // libxl__parse_backend_path: the backend's domid is in its path.
+        const be = /^\/local\/domain\/(\d+)\/backend\//.exec((await this.read(`/libxl/${domid}/device/${kind}/${id}/backend`)) ?? '');
+        out.push({ kind: kind as DeviceKind, devid: Number(id), frontend: domid, backend: Number(be?.[1] ?? 0) });
       }
     }
     return out;
@@ -174,26 +222,32 @@ export class Libxl {
   // ------------------------------------------------------------------ devices
 
   /**
-   * libxl__device_generic_add (one transaction: backend dir, frontend dir, libxl's copy), then
-   * wait for the backend's InitWait and run the hotplug script. Does not wait for Connected.
+   * libxl__device_add_async + libxl__device_generic_add, in one transaction: libxl's copy
+   * (frontend, backend and every backend key - libxl's record, which nothing updates), the
+   * frontend dir (the guest's, readable by the backend; console 0's is the backend's, as it
+   * holds keys the guest must not change) with `frontendKeys` owned by the guest and
+   * `readonlyFrontendKeys` by the backend, and the backend dir. Then wait for the backend's
+   * InitWait and run the hotplug script. Does not wait for Connected.
    */
-  async deviceAdd(dev: DeviceRef, backendKeys: Entries, frontendKeys: Entries, frontendPerms?: readonly string[]): Promise<void> {
+  async deviceAdd(dev: DeviceRef, backendKeys: Entries, frontendKeys: Entries, readonlyFrontendKeys: Entries = []): Promise<void> {
     const fe = frontendPath(dev);
     const be = backendPath(dev);
-    const fePerms = frontendPerms ?? [`n${dev.frontend}`, `r${dev.backend}`];
+    const initialising = String(XenbusState.XenbusStateInitialising);
+    const bents: Entries = [['frontend-id', String(dev.frontend)], ['online', '1'], ['state', initialising], ...backendKeys];
+    const frontendPerms = [`n${dev.frontend}`, `r${dev.backend}`];
+    const roFrontendPerms = [`n${dev.backend}`, `r${dev.frontend}`];
+    const primaryConsole = dev.kind === 'console' && dev.devid === 0;
     await this.transaction(async (tx) => {
+      const copy = libxlPath(dev);
+      await this.xs.rm(copy, tx).catch(() => undefined);
+      await this.writeAll(tx, copy, undefined, [['frontend', fe], ['backend', be]]);
       await this.xs.rm(fe, tx).catch(() => undefined);
+      await this.writeAll(tx, fe, primaryConsole ? roFrontendPerms : frontendPerms, [['backend', be]]);
+      await this.writevPerms(tx, fe, frontendKeys, frontendPerms);
+      await this.writevPerms(tx, fe, readonlyFrontendKeys, roFrontendPerms);
       await this.xs.rm(be, tx).catch(() => undefined);
-      await this.writeAll(tx, be, [`n${dev.backend}`, `r${dev.frontend}`], [
-        ['frontend', fe], ['frontend-id', String(dev.frontend)], ['online', '1'], ['state', String(XenbusState.XenbusStateInitialising)],
-        ...backendKeys,
-      ]);
-      await this.writeAll(tx, fe, fePerms, [
-        ['backend', be], ['backend-id', String(dev.backend)], ['state', String(XenbusState.XenbusStateInitialising)], ...frontendKeys,
-      ]);
-      await this.writeAll(tx, libxlPath(dev), ['n0'], [
-        ['frontend', fe], ['backend', be], ['frontend-id', String(dev.frontend)], ['backend-id', String(dev.backend)],
-      ]);
+      await this.writeAll(tx, be, [`n${dev.backend}`, `r${dev.frontend}`], [['frontend', fe], ...bents]);
+      await this.writeAll(tx, copy, undefined, bents);
     });
     if (dev.kind === 'console') return;
     const init = await this.waitFor(`${be}/state`, (v) => parseXenbusState(v) === XenbusState.XenbusStateInitWait, LIBXL_INIT_TIMEOUT);
@@ -210,7 +264,10 @@ export class Libxl {
       ['params', disk.target], ['script', '/etc/xen/scripts/block'], ['removable', devtype === 'cdrom' ? '1' : '0'],
       ['bootable', '1'], ['dev', disk.vdev], ['type', 'phy'], ['mode', disk.mode ?? 'w'], ['device-type', devtype],
       ['discard-enable', '0'],
-    ], [['virtual-device', String(devid)], ['device-type', devtype], ['trusted', '1'], ['protocol', 'x86_64-abi']]);
+    ], [
+      ['backend-id', String(backend)], ['state', String(XenbusState.XenbusStateInitialising)], ['virtual-device', String(devid)],
+      ['device-type', devtype], ['trusted', '1'], ['protocol', 'x86_64-abi'],
+    ]);
     return dev;
   }
 
@@ -221,17 +278,24 @@ export class Libxl {
     await this.deviceAdd(dev, [
       ['script', '/etc/xen/scripts/vif-bridge'], ['mac', mac], ['bridge', vif.bridge ?? 'xenbr0'], ['handle', String(devid)],
       ['type', 'vif'], ...(this.quirks.noEmptyHotplugStatus ? [] : [['hotplug-status', ''] as const]),
-    ], [['handle', String(devid)], ['mac', mac], ['trusted', '1']]);
+    ], [
+      ['backend-id', String(backend)], ['state', String(XenbusState.XenbusStateInitialising)], ['handle', String(devid)],
+      ['mac', mac], ['trusted', '1'],
+    ], [['mtu', String(LIBXL_DEVICE_NIC_MTU_DEFAULT)]]);
     return dev;
   }
 
-  /** Console 0: no xenbus handshake; the ring page and port come from the domain builder. */
+  /**
+   * Console 0 (libxl__device_console_add with the build state): no xenbus handshake and no
+   * frontend state; the ring page and port come from the domain builder. Only backend-id is
+   * the guest's.
+   */
   async consoleAdd(domid: number, ring: { gfn: number; port: number }, backend = 0): Promise<DeviceRef> {
     const dev: DeviceRef = { kind: 'console', devid: 0, frontend: domid, backend };
-    await this.deviceAdd(dev, [['protocol', 'vt100']], [
+    await this.deviceAdd(dev, [['protocol', 'vt100']], [['backend-id', String(backend)]], [
       ['limit', '1048576'], ['type', 'xenconsoled'], ['output', 'pty'], ['tty', ''],
       ['port', String(ring.port)], ['ring-ref', String(ring.gfn)],
-    ], [`n${backend}`, `r${domid}`]);
+    ]);
     return dev;
   }
 
