@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import { BlkifRsp, vdevFromName } from '../../hypervisor/public/io/blkif.ts';
 import { bootHost, SEEDS, tree } from '../helpers/host.ts';
+import { value } from '../helpers/toolstack.ts';
 
 const XVDA = vdevFromName('xvda')!;
 const XVDB = vdevFromName('xvdb')!;
@@ -126,6 +127,36 @@ describe('vbd: blkfront <-> blkback', function () {
           // The other disk still works.
           const r = await xl.guest<{ status: number }>(id, { cmd: 'blk', device: String(XVDA), op: 'read', sector: 0, sectors: 8 });
           assert.equal(r.status, BlkifRsp.BLKIF_RSP_OKAY);
+        } finally {
+          await rt.shutdown();
+        }
+      });
+
+      it('the guest closes its disk: blkback answers Closing with Closing and keeps the ring mapped; it lets the ring go only at the frontend\'s Closed, then goes Closed (Linux frontend_changed)', async () => {
+        const { rt, xl, trace } = await bootHost(seed);
+        try {
+          const id = await xl.create({ name: 'cls', disks: [{ vdev: 'xvda', target: 'cls-root', sizeMiB: 4 }] });
+          await rt.quiesce();
+          const ringRef = Number(value(await tree(xl), `/local/domain/${id}/device/vbd/${XVDA}/ring-ref`));
+          // An orderly poweroff: the guest takes every Connected frontend to Closing first.
+          await xl.shutdown(id, 'poweroff', { wait: true });
+          // Each end's state writes as xenstored received them (the order the other end sees).
+          const fe = `/local/domain/${id}/device/vbd/${XVDA}`;
+          const be = `/local/domain/0/backend/vbd/${id}/${XVDA}`;
+          const state = (dir: string, s: XenbusState): number => trace.findIndex((e) => e.kind === 'xenstore' && e.dir === 'IN'
+            && e.type === 'WRITE' && e.payload === `${dir}/state\\0${s}`);
+          const ring = (op: string, handle?: number): number => trace.findIndex((e) => e.kind === 'gnttab' && e.op === op && e.domid === 0
+            && e.dom === id && e.status === 0 && (handle === undefined ? e.ref === ringRef : e.handle === handle));
+          const mapped = ring('map_grant_ref');
+          assert.ok(mapped >= 0, 'blkback mapped the ring');
+          const unmapped = ring('unmap_grant_ref', trace[mapped].handle as number);
+          const order = {
+            frontendClosing: state(fe, XenbusState.XenbusStateClosing), backendClosing: state(be, XenbusState.XenbusStateClosing),
+            frontendClosed: state(fe, XenbusState.XenbusStateClosed), ringUnmapped: unmapped, backendClosed: state(be, XenbusState.XenbusStateClosed),
+          };
+          for (const [k, at] of Object.entries(order)) assert.ok(at >= 0, `${k} is in the trace`);
+          const sorted = Object.entries(order).sort((a, b) => a[1] - b[1]).map(([k]) => k);
+          assert.deepEqual(sorted, ['frontendClosing', 'backendClosing', 'frontendClosed', 'ringUnmapped', 'backendClosed']);
         } finally {
           await rt.shutdown();
         }
