@@ -50,6 +50,12 @@ describe('vbd: blkfront <-> blkback', function () {
               assert.equal(t.get(`${be}/frontend`)?.split('|')[0], fe);
               assert.equal(t.get(`${fe}/protocol`)?.split('|')[0], 'x86_64-abi');
               assert.equal(t.get(`/libxl/${id}/device/vbd/${devid}/backend`), `${be}|n0`);
+              // libxl's copy of the backend keys, dom0's alone; its state stays as first written.
+              const copy = `/libxl/${id}/device/vbd/${devid}`;
+              for (const k of ['frontend-id', 'online', 'params', 'script', 'mode', 'removable', 'bootable', 'type', 'dev', 'device-type', 'discard-enable']) {
+                assert.equal(t.get(`${copy}/${k}`), `${value(t, `${be}/${k}`)}|n0`, `${copy}/${k}`);
+              }
+              assert.equal(t.get(`${copy}/state`), `${XenbusState.XenbusStateInitialising}|n0`);
             }
             // The guest's skeleton: control/shutdown is the guest's, its home dom0's.
             assert.equal(t.get(`/local/domain/${id}/control/shutdown`), `|n${id}`);

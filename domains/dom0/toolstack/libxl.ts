@@ -4,7 +4,7 @@
 // protocol, and cleanup on destroy.
 import { XsError, type XsHandle } from '../tools/xs.ts';
 import { parseXenbusState, XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
-import { vdevFromName } from '../../../hypervisor/public/io/blkif.ts';
+import { vdevFromName, XEN_IO_PROTO_ABI_NATIVE } from '../../../hypervisor/public/io/blkif.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
 import type { Xenwatch } from '../../kernel/xenbus-watch.ts';
 import { configUuid, defaultMac, type DiskConfig, type DomainConfig, type VifConfig } from './config.ts';
@@ -147,8 +147,8 @@ export class Libxl {
       await this.xs.write(`${home}/name`, cfg.name, tx);
       await mknod(tx, `${home}/cpu`, roperm);
       await mknod(tx, `${home}/memory`, roperm);
-      // The guest writes the suspend event channel's port here (device/suspend itself is created
-      // on the way, with device's ACL).
+      // A guest that can be suspended through an event channel publishes its port here (Linux
+      // does not); device/suspend itself is created on the way, with device's ACL.
       await mknod(tx, `${home}/device`, roperm);
       await mknod(tx, `${home}/device/suspend/event-channel`, rwperm);
       await mknod(tx, `${home}/control`, roperm);
@@ -260,13 +260,15 @@ export class Libxl {
     if (devid === undefined) throw new ToolstackError(`bad vdev ${disk.vdev}`);
     const dev: DeviceRef = { kind: 'vbd', devid, frontend: domid, backend };
     const devtype = disk.devtype ?? 'disk';
+    // For PV kernels too old to write it themselves (blkfront before 2.6.26).
+    const pv = (await this.read(`/libxl/${domid}/type`)) === 'pv';
     await this.deviceAdd(dev, [
       ['params', disk.target], ['script', '/etc/xen/scripts/block'], ['removable', devtype === 'cdrom' ? '1' : '0'],
       ['bootable', '1'], ['dev', disk.vdev], ['type', 'phy'], ['mode', disk.mode ?? 'w'], ['device-type', devtype],
       ['discard-enable', '0'],
     ], [
       ['backend-id', String(backend)], ['state', String(XenbusState.XenbusStateInitialising)], ['virtual-device', String(devid)],
-      ['device-type', devtype], ['trusted', '1'], ['protocol', 'x86_64-abi'],
+      ['device-type', devtype], ['trusted', '1'], ...(pv ? [['protocol', XEN_IO_PROTO_ABI_NATIVE] as const] : []),
     ]);
     return dev;
   }
