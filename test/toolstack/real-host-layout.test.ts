@@ -1,9 +1,10 @@
 // xensim's xenstore layout against a real Xen host's `xenstore-ls -fp` (../shared/reference,
 // parsed here at test time): the same two guests booted in xensim must show the same nodes with
-// the same owners and permissions. The reference host is Arm (PVH guests), Xen 4.16-era, with
-// guest0 a network driver domain serving guest1's vif whose handshake failed (state 6). Every
-// difference is named below with its reason; any other difference, or a named one that no longer
-// occurs, fails the spec.
+// the same owners and permissions. The reference host is Arm (PVH guests; the file calls it
+// 4.16-era, but its vif frontend lacks the mtu key libxl writes since 4.15, so its libxl is 4.14 or
+// older - xensim follows 4.17), with guest0 a network driver domain serving guest1's vif whose
+// handshake failed (state 6). Every difference is named below with its reason; any other
+// difference, or a named one that no longer occurs, fails the spec.
 //
 // Both dumps are put in one form first: domids become {guest0}/{guest1} (by name), /vm/<uuid>
 // becomes /vm/{guestN}. Where the host ran the vif's backend in guest0, xensim runs it in dom0
