@@ -1,5 +1,5 @@
-// The kernel's fault knobs: tasks descheduled at preemption points, and shared rings that start
-// near the 32-bit wrap instead of at 0 (xenbus drivers must not assume either away).
+// The kernel's fault knob: tasks descheduled at preemption points (watch delivery, toolstack
+// requests), so what runs next is not always what ran first on the happy path.
 import { declareFault, type FaultRng, round } from '../../sim/scenario/fault-registry.ts';
 
 interface JitterRange { readonly p: readonly [number, number]; readonly maxNs: number }
@@ -9,8 +9,6 @@ declare module '../../sim/scenario/fault-registry.ts' {
   interface FaultRanges {
     /** Tasks descheduled at preemption points (watch delivery, toolstack requests): chance, max ns. */
     jitter: JitterRange;
-    /** Shared rings start at a random index (near the 2^32 wrap) instead of 0. */
-    ringStart: boolean;
   }
 }
 
@@ -23,14 +21,4 @@ export const JITTER = declareFault<JitterRange, Jitter>({
   describe: (v) => `jitter p=${v.p} max=${v.maxNs / 1e6}ms`,
   dom0: (v) => ({ jitter: v }),
   guest: (v) => ({ jitter: v }),
-});
-
-export const RING_START = declareFault<boolean, number>({
-  name: 'ringStart',
-  owner: 'kernel xenbus (guests)',
-  description: 'new shared rings start just below the 2^32 index wrap instead of at 0',
-  defaultRange: true,
-  draw: (_r, rng) => (0xffffffff - rng.below(64)) >>> 0,
-  describe: (v) => `ring start 0x${v.toString(16)}`,
-  guest: (v) => ({ quirks: { xenbus: { ringStart: v } } }),
 });

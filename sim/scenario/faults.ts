@@ -11,6 +11,7 @@ import { type FaultHost, type FaultKind, faultKind, faultKinds, FaultRng, type F
 import '../../domains/kernel/faults.ts';
 import '../../domains/dom0/xenstored/faults.ts';
 import '../../domains/dom0/toolstack/faults.ts';
+import '../../domains/kernel/xenbus-faults.ts';
 import '../../domains/domU/faults.ts';
 import '../../hypervisor/faults.ts';
 
@@ -38,9 +39,11 @@ export function selectFaults(space: FaultSpace | undefined, sel: FaultSelection 
       if (tok === 'none') on.clear();
       continue;
     }
-    if (tok === 'default') for (const k of Object.keys(space ?? {})) on.add(k);
-    else if (tok === 'all') for (const k of faultKinds()) if (!k.outsideXen) on.add(k.name);
-    else {
+    if (tok === 'default') {
+      for (const k of Object.keys(space ?? {})) on.add(k);
+    } else if (tok === 'all') {
+      for (const k of faultKinds()) if (!k.outsideXen) on.add(k.name);
+    } else {
       const off = tok.startsWith('-');
       const name = off ? tok.slice(1) : tok;
       if (!faultKind(name)) throw new FaultSelectionError(`no fault kind "${name}" (known: ${faultKinds().map((k) => k.name).join(', ')})`);
