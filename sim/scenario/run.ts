@@ -87,6 +87,11 @@ export class ScenarioRun {
     return merge(merge(fromFaults, this.variantDef.guest), extra) ?? {};
   }
 
+  /** A knob of this run's variant (VariantDef.knobs); undefined where the variant sets none. */
+  knob<T extends string | number | boolean = boolean>(name: string): T | undefined {
+    return this.variantDef.knobs?.[name] as T | undefined;
+  }
+
   /** xl create for a named role (guest1, frontend...). */
   async create(role: string, cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
     const domid = await this.xl.create(cfg, { ...opts, guest: this.guestArgs(opts.guest) });

@@ -10,7 +10,7 @@ import type { ScenarioRun } from './run.ts';
 
 /** A bug that really happened, that a planted-race scenario reproduces. */
 export interface RaceRef {
-  /** The catalogue id in spec/known-races.md (R01...). */
+  /** The catalogue id (R01... in spec/known-races.md), or any id of the scenario author's own. */
   readonly id: string;
   readonly name: string;
   /** Where it was found and fixed (commits, XSAs). */
@@ -22,6 +22,11 @@ export interface VariantDef {
   readonly description: string;
   readonly dom0?: Dom0Args;
   readonly guest?: GuestArgs;
+  /**
+   * The scenario's own knobs, read by its own steps (`s.knob('skipRecheck')`): a race in code
+   * the scenario itself plays (a toolstack step, a guest user process) needs no xensim option.
+   */
+  readonly knobs?: Readonly<Record<string, string | number | boolean>>;
 }
 
 export interface ScenarioDef {
