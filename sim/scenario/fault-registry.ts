@@ -69,7 +69,12 @@ export function round(x: number, digits: number): number {
   return Math.round(x * f) / f;
 }
 
-const KINDS = new Map<string, FaultKind>();
+/**
+ * One registry per process, even if a user's scenario reaches this module through another path
+ * (its `xensim/scenario` import resolving to a second copy): the map hangs off a global symbol.
+ */
+const REGISTRY = Symbol.for('xensim.fault-kinds');
+const KINDS: Map<string, FaultKind> = ((globalThis as { [REGISTRY]?: Map<string, FaultKind> })[REGISTRY] ??= new Map());
 
 /** A component adds its fault kind. Names are unique; redeclaring one is a bug. */
 export function declareFault<Range, Drawn>(kind: FaultKind<Range, Drawn>): FaultKind<Range, Drawn> {

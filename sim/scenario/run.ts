@@ -358,8 +358,9 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     });
     await Promise.race([body, guard]);
   } catch (e) {
-    if (e instanceof ScenarioFailure || e instanceof ToolstackCallError) result = XtfResult.FAILURE;
-    else if (e instanceof ScenarioSkip) result = XtfResult.SKIP;
+    const name = e instanceof Error ? e.name : '';
+    if (e instanceof ScenarioFailure || e instanceof ToolstackCallError || name === 'ScenarioFailure') result = XtfResult.FAILURE;
+    else if (e instanceof ScenarioSkip || name === 'ScenarioSkip') result = XtfResult.SKIP;
     else result = XtfResult.ERROR;
     message = e instanceof Error ? e.message : String(e);
   } finally {

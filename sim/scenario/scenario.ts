@@ -56,8 +56,15 @@ export function guestConfig(name: string, extra: Partial<DomainConfig> = {}): Do
   return { name, memory: 128, vcpus: 1, type: 'pv', ...extra };
 }
 
-/** Thrown by expectations and invariants: the system under test misbehaved (FAILURE). */
-export class ScenarioFailure extends Error {}
+/**
+ * Thrown by expectations and invariants: the system under test misbehaved (FAILURE). Told apart
+ * by name too, so a scenario holding a second copy of this module is still judged right.
+ */
+export class ScenarioFailure extends Error {
+  override name = 'ScenarioFailure';
+}
 
 /** Thrown to skip a scenario in an environment that cannot run it (SKIP). */
-export class ScenarioSkip extends Error {}
+export class ScenarioSkip extends Error {
+  override name = 'ScenarioSkip';
+}

@@ -145,12 +145,23 @@ describe('a scenario of one\'s own, outside the repository', function () {
 
   it('swarm over a directory of files, and a file that is not an ES module says how to make it one', async () => {
     const second = join(dir, 'races', 'double-claim-too.mts');
-    writeFileSync(second, MY_RACE.replace("name: 'double-claim'", "name: 'double-claim-too'").replace("'claimGapNs'", "'claimGapNsToo'"));
+    writeFileSync(second, MY_RACE.replace("name: 'double-claim'", "name: 'double-claim-too'").replaceAll('claimGapNs', 'claimGapNsToo'));
     const r = await xensim(['swarm', file, second, '--seeds', '2', '--variant', 'buggy', '--json', '-'], dir);
     assert.equal(r.code, 0, r.stdout + r.stderr);
     const lines = parseSwarmLines(r.stdout, 'stdout');
     assert.deepEqual(lines.map((l) => `${l.scenario} ${l.seed}`).sort(), ['double-claim 1', 'double-claim 2', 'double-claim-too 1', 'double-claim-too 2']);
     assert.match(r.stderr, /^double-claim-too \[buggy\]: 2 runs, 2 failing/m, 'the summary goes to stderr when JSON takes stdout');
+
+    // A variant expected to fail that no seed fails: one shard is no verdict, the merge is.
+    const never = join(dir, 'races', 'never-found.ts');
+    writeFileSync(never, MY_RACE.replace("name: 'double-claim'", "name: 'never-found'").replaceAll('claimGapNs', 'claimGapNsNever')
+      .replace("expect: { fixed: 'pass', buggy: 'fail' }", "expect: { fixed: 'fail', buggy: 'fail' }"));
+    const part = join(dir, 'never.jsonl');
+    const shard = await xensim(['swarm', never, '--variant', 'fixed', '--seeds', '2', '--shard', '0/2', '--json', part], dir);
+    assert.match(shard.stdout, /^never-found \[fixed\]: 1 runs, 0 failing \(0\.0 %\) - NOT FOUND$/m);
+    assert.equal(shard.code, 0, 'a shard that did not find it does not fail');
+    const verdict = await xensim(['swarm-merge', part], dir);
+    assert.equal(verdict.code, 5, 'the merge says NOT FOUND is a FAILURE');
 
     const cjsDir = mkdtempSync(join(tmpdir(), 'xensim-cjs-'));
     try {
