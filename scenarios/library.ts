@@ -11,6 +11,7 @@ import reboot from './reboot.ts';
 import slowWatcher from './slow-watcher.ts';
 import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
+import vbdReplacedWhileGuestPaused from './vbd-replaced-while-guest-paused.ts';
 import xenstoredCrash from './xenstored-crash.ts';
 import xsa115 from './xsa-115-watch-permissions.ts';
 import xsa322 from './xsa-322-417-stale-acl.ts';
@@ -41,5 +42,6 @@ export const LIBRARY: readonly ScenarioDef[] = [
   quotaBites,
   slowWatcher,
   domidReuse,
+  vbdReplacedWhileGuestPaused,
   ...XSAS,
 ];

@@ -62,6 +62,12 @@ export class XenbusDevice {
   /** The driver's per-device data. */
   data: unknown;
   removed = false;
+  /**
+   * The device's directory was taken away under it (forced removal, or removed and re-added
+   * before the bus looked): its xenstore nodes now belong to whoever comes next, so this end
+   * writes nothing there any more.
+   */
+  vanished = false;
 
   constructor(
     readonly bus: XenbusBus,
@@ -93,11 +99,19 @@ export class XenbusDevice {
    * only while the directory's state node still exists (a removed device is not brought back).
    */
   async switchState(s: XenbusState): Promise<void> {
-    if (s === this.state) return;
+    if (s === this.state || this.vanished) return;
     const quirk = this.bus.quirks.cacheStateInsideTransaction;
     for (;;) {
       const tx = await this.xs.transactionStart();
-      if ((await readOr(this.xs, `${this.nodename}/state`, tx)) === undefined) {
+      const current = await readOr(this.xs, `${this.nodename}/state`, tx);
+      if (current === undefined) {
+        await this.xs.transactionEnd(tx, false).catch(() => undefined);
+        return;
+      }
+      // Back at Initialising though this end wrote something else: the toolstack replaced the
+      // device, and the state node is the new one's (Linux "xen/xenbus: better handle backend crash").
+      if (parseXenbusState(current) === XenbusState.XenbusStateInitialising && this.state !== XenbusState.XenbusStateInitialising) {
+        this.vanished = true;
         await this.xs.transactionEnd(tx, false).catch(() => undefined);
         return;
       }
@@ -208,10 +222,14 @@ export class XenbusBus {
     const existing = this.devices.get(name);
     const exists = (await readOr(this.xs, nodename)) !== undefined;
     if (!exists) {
-      if (existing) await this.unregister(existing);
+      // xenbus_cleanup_devices: removed from xenstore under the driver's feet.
+      if (existing) {
+        existing.vanished = true;
+        await this.unregister(existing);
+      }
       return;
     }
-    if (existing) return;
+    if (existing && !(await this.replaced(existing))) return;
     // xenbus_probe_node: only a device still Initialising is probed.
     if (parseXenbusState(await readOr(this.xs, `${nodename}/state`)) !== XenbusState.XenbusStateInitialising) return;
     const dev = new XenbusDevice(this, nodename, name, type);
@@ -223,6 +241,25 @@ export class XenbusBus {
     await this.drivers.get(type)!.probe(dev);
     if (dev.removed) return;
     await this.watchOtherend(dev);
+  }
+
+  /**
+   * A frontend whose directory was removed and re-added before this bus looked: the new device's
+   * state reads Initialising while ours moved on, or its backend is another domain. The old device
+   * is unregistered (writing nothing, it has vanished) so the new one is probed in its place.
+   * Backends are created by the toolstack in dom0 and removed in order, so only frontends check.
+   */
+  private async replaced(dev: XenbusDevice): Promise<boolean> {
+    if (this.role !== 'frontend') return dev.vanished;
+    if (!dev.vanished) {
+      const state = parseXenbusState(await dev.read('state'));
+      const backendId = await dev.read('backend-id');
+      const backend = backendId !== undefined && /^\d+$/.test(backendId) ? Number(backendId) : dev.otherendId;
+      if (state === XenbusState.XenbusStateInitialising && (state !== dev.state || backend !== dev.otherendId)) dev.vanished = true;
+    }
+    if (!dev.vanished) return false;
+    await this.unregister(dev);
+    return true;
   }
 
   /** xenbus_read_otherend_details: the peer's id and directory, which must exist. */

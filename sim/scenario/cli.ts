@@ -1,20 +1,25 @@
-// `xensim list | run | swarm | replay`: the scenario engine from the command line. Exit codes are
-// xtf-runner's (SUCCESS 0, SKIP 3, ERROR 4, FAILURE 5, CRASH 6; 1 for the runner's own errors).
-import { readFileSync, writeFileSync } from 'node:fs';
+// `xensim list | faults | run | swarm | swarm-merge | replay`: the scenario engine from the
+// command line. Exit codes are xtf-runner's (SUCCESS 0, SKIP 3, ERROR 4, FAILURE 5, CRASH 6; 1 for
+// the runner's own errors). A scenario is a library name or a file of the user's (see load.ts).
+import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Command, InvalidArgumentError } from 'commander';
-import { SCENARIOS, findScenario } from '../../scenarios/index.ts';
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { SCENARIOS } from '../../scenarios/index.ts';
 import type { TraceEvent } from '../host-runtime.ts';
 import { toJUnitXml, type JUnitCase } from '../report/junit.ts';
 import { exitCode, RUNNER_ERROR_EXIT, worstOf, XtfResult } from '../report/xtf.ts';
 import { toMermaidSequence } from '../trace/mermaid.ts';
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
 import { toTextLog } from '../trace/text-log.ts';
-import { describeFaults } from './faults.ts';
+import { faultKinds } from './fault-registry.ts';
+import { DEFAULT_FAULTS, describeFaults, type FaultSelection, selectFaults } from './faults.ts';
+import { findLoaded, type LoadedScenario, resolveScenarioArg } from './load.ts';
 import { type RunResult, runScenario } from './run.ts';
-import type { ScenarioDef } from './scenario.ts';
 import { replayCommand, swarm } from './swarm.ts';
+import {
+  failureSignature, parseShard, parseSwarmLines, shardSeeds, type SwarmAnswer, type SwarmLine, summarise, type VariantSummary,
+} from './swarm-report.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -22,17 +27,43 @@ const int = (v: string): number => {
   return n;
 };
 
-function scenarioOrDie(name: string): ScenarioDef {
-  const def = findScenario(name);
-  if (!def) {
-    process.stderr.write(`xensim: no scenario "${name}" (see: xensim list)\n`);
-    process.exit(RUNNER_ERROR_EXIT);
-  }
-  return def;
+function die(msg: string): never {
+  process.stderr.write(`xensim: ${msg}\n`);
+  process.exit(RUNNER_ERROR_EXIT);
 }
 
+async function scenariosOrDie(args: readonly string[]): Promise<LoadedScenario[]> {
+  const out: LoadedScenario[] = [];
+  for (const a of args) {
+    try {
+      out.push(...await resolveScenarioArg(a));
+    } catch (e) {
+      die(e instanceof Error ? e.message : String(e));
+    }
+  }
+  return out;
+}
+
+/** `--faults` and `--fault-swarm`, checked against every scenario before anything runs. */
+function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenarios: readonly LoadedScenario[]): FaultSelection {
+  const sel: FaultSelection = { spec: o.faults, ...(o.faultSwarm ? { swarm: true } : {}) };
+  for (const s of scenarios) {
+    try {
+      selectFaults(s.def.faults, sel);
+    } catch (e) {
+      die(`${s.def.name}: --faults ${o.faults}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+  }
+  return sel;
+}
+
+const faultsOption = (): Option => new Option('--faults <list>',
+  'fault kinds a seed may draw: none | default (the scenario\'s) | all | kinds, -kind to drop one (see: xensim faults)').default('default');
+const faultSwarmOption = (): Option => new Option('--fault-swarm',
+  'swarm testing: each seed keeps a random subset of the selected fault kinds (one fault can hide a race)');
+
 /** The first line of a --trace file: what ran, so `xensim replay` can run it again. */
-interface TraceHeader { kind: 'run'; scenario: string; seed: number; variant: string; faults: unknown }
+interface TraceHeader { kind: 'run'; scenario: string; file?: string; seed: number; variant: string; faultSelection?: FaultSelection; faults: unknown }
 interface TraceFooter { kind: 'end'; result: string; hash: string; events: number }
 
 export interface TraceOutputs {
@@ -44,9 +75,11 @@ export interface TraceOutputs {
 }
 
 /** Writes a run's trace in the forms asked for. */
-export function writeOutputs(r: RunResult, o: TraceOutputs): void {
+export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void {
   if (o.trace) {
-    const header: TraceHeader = { kind: 'run', scenario: r.scenario, seed: r.seed, variant: r.variant, faults: r.faults };
+    const header: TraceHeader = {
+      kind: 'run', scenario: r.scenario, ...(file ? { file } : {}), seed: r.seed, variant: r.variant, faultSelection: r.faultSelection, faults: r.faults,
+    };
     const footer: TraceFooter = { kind: 'end', result: r.result, hash: r.hash, events: r.events };
     const lines = [JSON.stringify(header), ...r.trace.map((e) => JSON.stringify(e)), JSON.stringify(footer)];
     writeFileSync(o.trace, `${lines.join('\n')}\n`);
@@ -66,18 +99,56 @@ function resultLine(r: RunResult): string {
     `${r.message ? ` - ${r.message}${where}` : ''} [${r.events} events, ${(r.virtualNs / 1e9).toFixed(3)} s virtual, ${r.wallMs} ms]`;
 }
 
-function junitCase(r: { scenario: string; variant: string; seed: number; result: string; message?: string; wallMs: number }): JUnitCase {
+function junitCase(r: { scenario: string; file?: string; variant: string; seed: number; faultSelection?: FaultSelection; result: string; message?: string; wallMs: number }): JUnitCase {
   return {
     name: `${r.scenario}${r.variant === 'fixed' ? '' : `[${r.variant}]`} seed ${r.seed}`, classname: `xensim.${r.scenario}`,
     timeSeconds: r.wallMs / 1000, result: r.result as XtfResult, message: r.message, replay: replayCommand(r),
   };
 }
 
+
+/** The summary of a swarm, or of merged shards: per variant, its failure rate and signatures. */
+function printSummary(summaries: readonly VariantSummary[], out: NodeJS.WritableStream): void {
+  for (const s of summaries) {
+    const pct = (100 * s.rate).toFixed(1);
+    out.write(`${s.scenario} [${s.variant}]: ${s.runs} runs, ${s.failures.length} failing (${pct} %) - ${s.verdict}` +
+      `${s.firstFailingSeed !== undefined ? ` (first at seed ${s.firstFailingSeed})` : ''}\n`);
+    for (const g of s.signatures.slice(0, 5)) {
+      out.write(`  ${g.count} x ${g.signature}\n    first at seed ${g.seed}; shortest: seed ${g.shortest.seed} (${g.shortest.events} events)\n` +
+        `    replay: ${replayCommand(g.shortest)}\n`);
+    }
+    if (s.signatures.length > 5) out.write(`  ... and ${s.signatures.length - 5} more signatures\n`);
+    if (s.shortest) out.write(`  shortest failing run: seed ${s.shortest.seed} (${s.shortest.events} events)\n`);
+  }
+}
+
+function swarmJunit(summaries: readonly VariantSummary[], file: string): void {
+  const cases: JUnitCase[] = summaries.map((s) => ({
+    name: `${s.scenario}[${s.variant}] x${s.runs} seeds`, classname: `xensim.swarm.${s.scenario}`, timeSeconds: 0,
+    result: s.ok ? XtfResult.SUCCESS : XtfResult.FAILURE,
+    message: `${s.failures.length} failing seeds, expected ${s.expect}`,
+    replay: s.shortest ? replayCommand(s.shortest) : undefined,
+  }));
+  writeFileSync(file, toJUnitXml([{ name: 'xensim swarm', cases }]));
+}
+
+/** A run as a `--json` line. */
+function swarmLine(a: SwarmAnswer, expect: 'pass' | 'fail'): SwarmLine {
+  return {
+    kind: 'run', ...a, expect, ...(a.result === 'SUCCESS' ? {} : { signature: failureSignature(a) }), replay: replayCommand(a),
+  };
+}
+
+/** A buggy variant that fails is the expected outcome; one that never fails is the failure. */
+const verdictResult = (summaries: readonly VariantSummary[]): XtfResult => worstOf(summaries.map((s) => (s.ok ? XtfResult.SUCCESS : XtfResult.FAILURE)));
+
 export function registerScenarios(program: Command): void {
   program.command('list')
-    .description('list the scenarios (planted races show their variants and source)')
-    .action(() => {
-      for (const s of SCENARIOS) {
+    .description('list the scenarios (planted races show their variants and source); with files, the scenarios in them')
+    .argument('[files...]')
+    .action(async (files: string[]) => {
+      const defs = files.length ? (await scenariosOrDie(files)).map((s) => s.def) : SCENARIOS;
+      for (const s of defs) {
         const variants = Object.keys(s.variants ?? { fixed: {} });
         const race = s.race ? ` [${s.race.id} ${s.race.name}; ${s.race.source}]` : '';
         process.stdout.write(`${s.name.padEnd(36)} ${s.title}${race}\n`);
@@ -85,11 +156,22 @@ export function registerScenarios(program: Command): void {
       }
     });
 
+  program.command('faults')
+    .description('list the fault kinds the components declare (names for --faults)')
+    .action(() => {
+      for (const k of faultKinds()) {
+        process.stdout.write(`${k.name.padEnd(20)} ${k.owner}: ${k.description}${k.outsideXen ? ' [outside Xen: never in "all"]' : ''}\n`);
+        process.stdout.write(`${''.padEnd(20)} default range: ${JSON.stringify(k.defaultRange)}\n`);
+      }
+    });
+
   program.command('run')
-    .description('run one scenario with one seed; exit code as xtf-runner')
+    .description('run one scenario (a name, or a file: ./my-race.ts, file.ts#name) with one seed; exit code as xtf-runner')
     .argument('<scenario>')
     .option('--seed <n>', 'seed (scheduler, PRNGs, fault draw)', int, 1)
-    .option('--variant <name>', 'fixed (default) or a planted race\'s buggy variant', 'fixed')
+    .option('--variant <name>', 'fixed (default) or a variant the scenario declares (a planted race\'s buggy)', 'fixed')
+    .addOption(faultsOption())
+    .addOption(faultSwarmOption())
     .option('--trace <file>', 'the trace as JSON lines (replayable with `xensim replay`)')
     .option('--perfetto <file>', 'Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--mermaid <file>', 'a Mermaid sequence diagram (of --device, or everything)')
@@ -97,79 +179,114 @@ export function registerScenarios(program: Command): void {
     .option('--log <file>', 'one line per event (- for stdout)')
     .option('--junit <file>', 'JUnit XML for CI')
     .option('-q, --quiet', 'only the result line')
-    .action(async (name: string, o: { seed: number; variant: string; junit?: string; quiet?: boolean } & TraceOutputs) => {
-      const def = scenarioOrDie(name);
+    .action(async (name: string, o: { seed: number; variant: string; faults: string; faultSwarm?: boolean; junit?: string; quiet?: boolean } & TraceOutputs) => {
+      const found = await scenariosOrDie([name]);
+      if (found.length !== 1) die(`${name} holds ${found.length} scenarios (${found.map((s) => s.def.name).join(', ')}): pick one with ${name}#<name>`);
+      const [{ def, file }] = found;
+      const faults = faultSelectionOrDie(o, found);
       const log = o.quiet ? undefined : (l: string): void => void process.stdout.write(`${l}\n`);
-      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log });
-      writeOutputs(r, o);
+      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults });
+      writeOutputs(r, o, file);
       process.stdout.write(`${resultLine(r)}\n`);
-      if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand(r)}\n`);
-      if (o.junit) writeFileSync(o.junit, toJUnitXml([{ name: 'xensim', cases: [junitCase(r)] }]));
+      if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand({ ...r, file })}\n`);
+      if (o.junit) writeFileSync(o.junit, toJUnitXml([{ name: 'xensim', cases: [junitCase({ ...r, file })] }]));
       process.exitCode = exitCode(r.result);
     });
 
   program.command('swarm')
-    .description('run many seeds of scenarios in parallel; report failing seeds with replay commands')
+    .description('run many seeds of scenarios (names or files) in parallel; failures grouped by signature, with replay commands')
     .argument('<scenarios...>')
     .option('--seeds <n>', 'how many seeds', int, 100)
     .option('--first-seed <n>', 'first seed', int, 1)
+    .option('--shard <I/N>', 'run only the I-th (from 0) of N equal parts of the seed range (CI matrix, Indexed Job)', parseShardOption)
     .option('--jobs <n>', 'worker threads', int, 2)
     .option('--variant <name>', 'only this variant (default: every variant of each scenario)')
+    .addOption(faultsOption())
+    .addOption(faultSwarmOption())
     .option('--stop', 'stop each variant at its first failing seed')
+    .option('--json <file>', 'every seed\'s result as a JSON line (- for stdout; the summary then goes to stderr)')
     .option('--keep <dir>', 'write the shortest failing run of each variant there (trace, perfetto, log)')
     .option('--junit <file>', 'JUnit XML for CI')
-    .action(async (names: string[], o: { seeds: number; firstSeed: number; jobs: number; variant?: string; stop?: boolean; keep?: string; junit?: string }) => {
-      const defs = names.map(scenarioOrDie);
-      const scenarios = defs.map((d) => ({ name: d.name, variants: o.variant ? [o.variant] : Object.keys(d.variants ?? { fixed: {} }) }));
-      const total = scenarios.reduce((n, s) => n + s.variants.length * o.seeds, 0);
+    .action(async (names: string[], o: {
+      seeds: number; firstSeed: number; shard?: { index: number; of: number }; jobs: number; variant?: string; faults: string; faultSwarm?: boolean;
+      stop?: boolean; json?: string; keep?: string; junit?: string;
+    }) => {
+      const loaded = await scenariosOrDie(names);
+      const faults = faultSelectionOrDie(o, loaded);
+      const range = shardSeeds(o.firstSeed, o.seeds, o.shard);
+      const scenarios = loaded.map(({ def, file }) => ({
+        name: def.name, file, variants: o.variant ? [o.variant] : Object.keys(def.variants ?? { fixed: {} }), expect: def.expect,
+      }));
+      const human = o.json === '-' ? process.stderr : process.stdout;
+      const json = o.json === undefined ? undefined : o.json === '-' ? process.stdout : createWriteStream(o.json);
+      const total = scenarios.reduce((n, s) => n + s.variants.length * range.count, 0);
       const { SingleBar, Presets } = (await import('cli-progress')).default;
       const bar = new SingleBar({ format: 'swarm [{bar}] {value}/{total} runs | {failures} failing | {eta}s left', hideCursor: true }, Presets.legacy);
       let failing = 0;
       bar.start(total, 0, { failures: 0 });
       const report = await swarm({
-        scenarios, seeds: o.seeds, firstSeed: o.firstSeed, jobs: o.jobs, stopAtFirstFailure: o.stop,
+        scenarios, seeds: range.count, firstSeed: range.first, jobs: o.jobs, faults, stopAtFirstFailure: o.stop,
         onResult: (a) => {
           if (a.result !== 'SUCCESS') failing++;
+          json?.write(`${JSON.stringify(swarmLine(a, scenarios.find((s) => s.name === a.scenario && s.file === a.file)?.expect?.[a.variant] ?? 'pass'))}\n`);
           bar.increment(1, { failures: failing });
         },
       });
       bar.stop();
-      const results: XtfResult[] = [];
-      const cases: JUnitCase[] = [];
-      for (const s of report.summaries) {
-        const def = findScenario(s.scenario)!;
-        const expected = def.expect?.[s.variant] ?? 'pass';
-        const found = s.failures.length > 0;
-        const verdict = expected === 'fail' ? (found ? 'found' : 'NOT FOUND') : (found ? 'FAILING' : 'ok');
-        process.stdout.write(`${s.scenario} [${s.variant}]: ${s.runs} runs, ${s.failures.length} failing - ${verdict}` +
-          `${s.firstFailingSeed !== undefined ? ` (first at seed ${s.firstFailingSeed})` : ''}\n`);
-        for (const f of s.failures.slice(0, 5)) {
-          process.stdout.write(`  seed ${f.seed}: ${f.result} ${f.message ?? ''}\n    replay: ${replayCommand(f)}\n`);
+      if (json && json !== process.stdout) await new Promise<void>((r) => (json as NodeJS.WritableStream).end(r));
+      if (o.shard) human.write(`shard ${o.shard.index}/${o.shard.of}: seeds ${range.first}..${range.first + range.count - 1}\n`);
+      printSummary(report.summaries, human);
+      if (o.keep) {
+        for (const s of report.summaries) {
+          if (!s.shortest) continue;
+          mkdirSync(o.keep, { recursive: true });
+          const def = (await findLoaded(s.scenario, s.file))!;
+          const r = await runScenario(def, { seed: s.shortest.seed, variant: s.variant, faults });
+          const base = join(o.keep, `${s.scenario}-${s.variant}-seed${s.shortest.seed}`);
+          writeOutputs(r, { trace: `${base}.jsonl`, perfetto: `${base}.perfetto.json`, log: `${base}.log` }, s.file);
+          human.write(`kept ${s.scenario} [${s.variant}]: ${base}.{jsonl,perfetto.json,log}\n`);
         }
-        if (s.failures.length > 5) process.stdout.write(`  ... and ${s.failures.length - 5} more\n`);
-        if (s.shortest) {
-          process.stdout.write(`  shortest failing run: seed ${s.shortest.seed} (${s.shortest.events} events)\n`);
-          if (o.keep) {
-            mkdirSync(o.keep, { recursive: true });
-            const r = await runScenario(def, { seed: s.shortest.seed, variant: s.variant });
-            const base = join(o.keep, `${s.scenario}-${s.variant}-seed${s.shortest.seed}`);
-            writeOutputs(r, { trace: `${base}.jsonl`, perfetto: `${base}.perfetto.json`, log: `${base}.log` });
-            process.stdout.write(`  kept: ${base}.{jsonl,perfetto.json,log}\n`);
-          }
-        }
-        // A buggy variant that fails is the expected outcome; one that never fails is the failure.
-        results.push(expected === 'fail' ? (found ? XtfResult.SUCCESS : XtfResult.FAILURE) : (found ? XtfResult.FAILURE : XtfResult.SUCCESS));
-        cases.push({
-          name: `${s.scenario}[${s.variant}] x${s.runs} seeds`, classname: `xensim.swarm.${s.scenario}`, timeSeconds: 0,
-          result: results[results.length - 1],
-          message: `${s.failures.length} failing seeds, expected ${expected}`,
-          replay: s.shortest ? replayCommand(s.shortest) : undefined,
-        });
       }
       const perMin = report.runs / (report.wallMs / 60000);
-      process.stdout.write(`${report.runs} runs in ${(report.wallMs / 1000).toFixed(1)} s (${Math.round(perMin)} seeds/min, ${o.jobs} jobs)\n`);
-      if (o.junit) writeFileSync(o.junit, toJUnitXml([{ name: 'xensim swarm', cases }]));
-      process.exitCode = exitCode(worstOf(results));
+      human.write(`${report.runs} runs in ${(report.wallMs / 1000).toFixed(1)} s (${Math.round(perMin)} seeds/min, ${o.jobs} jobs)\n`);
+      if (o.junit) swarmJunit(report.summaries, o.junit);
+      // One shard not finding a buggy variant's failure is no verdict: swarm-merge gives that one.
+      process.exitCode = exitCode(verdictResult(o.shard ? report.summaries.filter((s) => s.expect === 'pass') : report.summaries));
+    });
+
+  program.command('swarm-merge')
+    .description('join the --json results of several swarms (shards of one seed range) into one summary')
+    .argument('<files...>')
+    .option('--json <file>', 'the joined results as JSON lines (- for stdout; the summary then goes to stderr)')
+    .option('--junit <file>', 'JUnit XML for CI')
+    .action((files: string[], o: { json?: string; junit?: string }) => {
+      const lines: SwarmLine[] = [];
+      for (const f of files) {
+        try {
+          lines.push(...parseSwarmLines(readFileSync(f, 'utf8'), f));
+        } catch (e) {
+          die(e instanceof Error ? e.message : String(e));
+        }
+      }
+      const key = (a: { file?: string; scenario: string; variant: string }): string => `${a.file ?? ''}\0${a.scenario}\0${a.variant}`;
+      // In the order the variants first appear (a swarm queues them in the scenario's order).
+      const firstSeen = new Map<string, number>();
+      for (const [i, l] of lines.entries()) if (!firstSeen.has(key(l))) firstSeen.set(key(l), i);
+      const summaries = summarise(lines, (a) => (a as SwarmLine).expect).sort((a, b) => firstSeen.get(key(a))! - firstSeen.get(key(b))!);
+      const human = o.json === '-' ? process.stderr : process.stdout;
+      if (o.json) {
+        const seen = new Set<string>();
+        const text = lines.filter((l) => {
+          const k = `${key(l)}\0${l.seed}\0${JSON.stringify(l.faultSelection)}`;
+          return !seen.has(k) && seen.add(k);
+        }).sort((a, b) => firstSeen.get(key(a))! - firstSeen.get(key(b))! || a.seed - b.seed).map((l) => `${JSON.stringify(l)}\n`).join('');
+        if (o.json === '-') process.stdout.write(text);
+        else writeFileSync(o.json, text);
+      }
+      printSummary(summaries, human);
+      human.write(`${summaries.reduce((n, s) => n + s.runs, 0)} runs from ${files.length} files\n`);
+      if (o.junit) swarmJunit(summaries, o.junit);
+      process.exitCode = exitCode(verdictResult(summaries));
     });
 
   program.command('replay')
@@ -180,12 +297,10 @@ export function registerScenarios(program: Command): void {
       const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
       const header = JSON.parse(lines[0] ?? '{}') as TraceHeader;
       const footer = JSON.parse(lines[lines.length - 1] ?? '{}') as TraceFooter;
-      if (header.kind !== 'run' || footer.kind !== 'end') {
-        process.stderr.write(`xensim: ${file} is not a trace written by xensim run --trace\n`);
-        process.exit(RUNNER_ERROR_EXIT);
-      }
-      const def = scenarioOrDie(header.scenario);
-      const r = await runScenario(def, { seed: header.seed, variant: header.variant });
+      if (header.kind !== 'run' || footer.kind !== 'end') die(`${file} is not a trace written by xensim run --trace`);
+      const def = await findLoaded(header.scenario, header.file).catch((e: unknown) => die(e instanceof Error ? e.message : String(e)));
+      if (!def) die(`no scenario "${header.scenario}"${header.file ? ` in ${header.file}` : ''}`);
+      const r = await runScenario(def, { seed: header.seed, variant: header.variant, faults: header.faultSelection ?? DEFAULT_FAULTS });
       writeOutputs(r, { log: o.log });
       process.stdout.write(`${header.scenario} seed ${header.seed} variant ${header.variant}; faults: ${describeFaults(r.faults)}\n`);
       process.stdout.write(`${resultLine(r)}\n`);
@@ -201,4 +316,12 @@ export function registerScenarios(program: Command): void {
       process.stdout.write(`DIVERGED at event ${i}:\n  recorded: ${recorded[i] ?? '(end)'}\n  replay:   ${now[i] ?? '(end)'}\n`);
       process.exitCode = RUNNER_ERROR_EXIT;
     });
+}
+
+function parseShardOption(v: string): { index: number; of: number } {
+  try {
+    return parseShard(v);
+  } catch (e) {
+    throw new InvalidArgumentError(e instanceof Error ? e.message : String(e));
+  }
 }

@@ -1,67 +1,117 @@
-// Fault knobs, sampled per seed and printed at the start of a run: the same seed always draws
-// the same faults, so a failing seed replays with them.
+// Which faults a run has, apart from its schedule: the selection (`--faults none|default|all|LIST`,
+// optionally in swarm mode), the seed's draw of each selected kind, and what the draw sets in the
+// components. The same seed and selection always draw the same faults, so a run replays with them.
+// The kinds themselves are declared by the components that own them (see fault-registry.ts).
+import type { Dom0Args } from '../../domains/dom0/dom0.ts';
+import type { GuestArgs } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
+import { type FaultHost, type FaultKind, faultKind, faultKinds, FaultRng, type Faults, type FaultSpace } from './fault-registry.ts';
+// The components' declarations, in the order seeds draw them (kept as it was before the registry,
+// so a seed draws what it drew then).
+import '../../domains/kernel/faults.ts';
+import '../../domains/dom0/xenstored/faults.ts';
+import '../../domains/dom0/toolstack/faults.ts';
+import '../../domains/kernel/xenbus-faults.ts';
+import '../../domains/domU/faults.ts';
+import '../../hypervisor/faults.ts';
 
-/** What a scenario allows to vary, and how much. Each field is off unless given. */
-export interface FaultSpace {
-  /** Tasks descheduled at preemption points (watch delivery, toolstack requests): chance, max ns. */
-  readonly jitter?: { readonly p: readonly [number, number]; readonly maxNs: number };
-  /** Fraction of committing transactions failed with a spurious EAGAIN. */
-  readonly spuriousEagain?: readonly [number, number];
-  /** Hotplug scripts take up to this long (ns). */
-  readonly hotplugDelayNs?: readonly [number, number];
-  /** Shared rings start at a random index (near the 2^32 wrap) instead of 0. */
-  readonly ringStart?: boolean;
-  /** A guest answers a suspend request after up to this long (ns). */
-  readonly suspendAckDelayNs?: readonly [number, number];
-  /** Interdomain event-channel notifications held back (late, reordered): chance, max ns. */
-  readonly notifyHold?: { readonly p: readonly [number, number]; readonly maxNs: number };
-  /** Interdomain notifications lost (Xen never does this; for showing what a hang looks like). */
-  readonly notifyDrop?: readonly [number, number];
+export type { Faults, FaultSpace } from './fault-registry.ts';
+
+/**
+ * The `--faults` argument: comma-separated `none`, `default` (the scenario's own fault space),
+ * `all` (every kind real Xen can show), kind names to add, `-kind` to take one away; read left to
+ * right. `swarm` (Groce et al., "Swarm testing", ISSTA 2012): each seed keeps a random subset of
+ * the selected kinds, since one fault can hide a race another exposes.
+ */
+export interface FaultSelection {
+  readonly spec: string;
+  readonly swarm?: boolean;
 }
 
-/** The faults one seed drew. */
-export interface Faults {
-  readonly jitter?: { readonly p: number; readonly maxNs: number };
-  readonly spuriousEagain?: number;
-  readonly hotplugDelayNs?: number;
-  readonly ringStart?: number;
-  readonly suspendAckDelayNs?: number;
-  readonly notifyHold?: { readonly p: number; readonly maxNs: number };
-  readonly notifyDrop?: number;
-}
+export const DEFAULT_FAULTS: FaultSelection = { spec: 'default' };
 
-const FAULT_SALT = 0xfa017;
-
-export function sampleFaults(space: FaultSpace | undefined, seed: number): Faults {
-  if (!space) return {};
-  const rng = new Prng((seed ^ FAULT_SALT) >>> 0);
-  const between = ([lo, hi]: readonly [number, number]): number => lo + (rng.u32() / 0x1_0000_0000) * (hi - lo);
-  const out: { -readonly [K in keyof Faults]: Faults[K] } = {};
-  if (space.jitter) out.jitter = { p: round(between(space.jitter.p), 3), maxNs: space.jitter.maxNs };
-  if (space.spuriousEagain) out.spuriousEagain = round(between(space.spuriousEagain), 3);
-  if (space.hotplugDelayNs) out.hotplugDelayNs = Math.round(between(space.hotplugDelayNs));
-  if (space.ringStart) out.ringStart = (0xffffffff - rng.below(64)) >>> 0;
-  if (space.suspendAckDelayNs) out.suspendAckDelayNs = Math.round(between(space.suspendAckDelayNs));
-  if (space.notifyHold) out.notifyHold = { p: round(between(space.notifyHold.p), 3), maxNs: space.notifyHold.maxNs };
-  if (space.notifyDrop) out.notifyDrop = round(between(space.notifyDrop), 4);
+/** The kinds a selection turns on for a scenario, each with its range (the scenario's, or the kind's own). */
+export function selectFaults(space: FaultSpace | undefined, sel: FaultSelection = DEFAULT_FAULTS): Map<FaultKind, unknown> {
+  const on = new Set<string>();
+  for (const raw of sel.spec.split(',')) {
+    const tok = raw.trim();
+    if (tok === '' || tok === 'none') {
+      if (tok === 'none') on.clear();
+      continue;
+    }
+    if (tok === 'default') {
+      for (const k of Object.keys(space ?? {})) on.add(k);
+    } else if (tok === 'all') {
+      for (const k of faultKinds()) if (!k.outsideXen) on.add(k.name);
+    } else {
+      const off = tok.startsWith('-');
+      const name = off ? tok.slice(1) : tok;
+      if (!faultKind(name)) throw new FaultSelectionError(`no fault kind "${name}" (known: ${faultKinds().map((k) => k.name).join(', ')})`);
+      if (off) on.delete(name);
+      else on.add(name);
+    }
+  }
+  const out = new Map<FaultKind, unknown>();
+  // Registry order, so the draw does not depend on how the list was written.
+  for (const k of faultKinds()) {
+    if (!on.has(k.name)) continue;
+    const range = (space as Record<string, unknown> | undefined)?.[k.name];
+    out.set(k, range === undefined ? k.defaultRange : range);
+  }
+  for (const k of Object.keys(space ?? {})) {
+    if (!faultKind(k)) throw new FaultSelectionError(`the scenario's faults name an undeclared kind "${k}"`);
+  }
   return out;
 }
 
-function round(x: number, digits: number): number {
-  const f = 10 ** digits;
-  return Math.round(x * f) / f;
+export class FaultSelectionError extends Error {}
+
+const FAULT_SALT = 0xfa017;
+const SWARM_SALT = 0x5a4b1;
+
+/** The seed's faults: every selected kind drawn in registry order; in swarm mode, a subset kept. */
+export function sampleFaults(space: FaultSpace | undefined, seed: number, sel: FaultSelection = DEFAULT_FAULTS): Faults {
+  const selected = selectFaults(space, sel);
+  const rng = new FaultRng(new Prng((seed ^ FAULT_SALT) >>> 0));
+  // The subset comes from its own stream: the values drawn are those of the full selection.
+  const keep = new Prng((seed ^ SWARM_SALT) >>> 0);
+  const out: Record<string, unknown> = {};
+  for (const [kind, range] of selected) {
+    const v = kind.draw(range, rng);
+    if (sel.swarm && keep.below(2) === 0) continue;
+    out[kind.name] = v;
+  }
+  return out;
 }
 
-/** One line for the start of a run: `faults: jitter p=0.31 max=2ms, eagain 0.05`. */
+/** One line for the start of a run: `jitter p=0.31 max=2ms, spurious EAGAIN 0.05`. */
 export function describeFaults(f: Faults): string {
   const parts: string[] = [];
-  if (f.jitter) parts.push(`jitter p=${f.jitter.p} max=${f.jitter.maxNs / 1e6}ms`);
-  if (f.spuriousEagain !== undefined) parts.push(`spurious EAGAIN ${f.spuriousEagain}`);
-  if (f.hotplugDelayNs !== undefined) parts.push(`hotplug delay ${(f.hotplugDelayNs / 1e6).toFixed(3)}ms`);
-  if (f.ringStart !== undefined) parts.push(`ring start 0x${f.ringStart.toString(16)}`);
-  if (f.suspendAckDelayNs !== undefined) parts.push(`suspend ack delay ${(f.suspendAckDelayNs / 1e6).toFixed(3)}ms`);
-  if (f.notifyHold) parts.push(`notifications held p=${f.notifyHold.p} max=${f.notifyHold.maxNs / 1e6}ms`);
-  if (f.notifyDrop !== undefined) parts.push(`notifications dropped ${f.notifyDrop}`);
+  for (const [name, v] of Object.entries(f)) {
+    const k = faultKind(name);
+    parts.push(k ? k.describe(v) : `${name}=${JSON.stringify(v)}`);
+  }
   return parts.length ? parts.join(', ') : 'none';
+}
+
+/** The `--faults ...` arguments that select `sel` again (nothing for the default). */
+export function faultArgs(sel: FaultSelection | undefined): string {
+  if (!sel) return '';
+  return `${sel.spec === 'default' ? '' : ` --faults ${sel.spec}`}${sel.swarm ? ' --fault-swarm' : ''}`;
+}
+
+/** What the drawn faults set: dom0's options, every guest's, and hooks in the host. */
+export function applyFaults(f: Faults, host: FaultHost): { dom0: Dom0Args[]; guest: GuestArgs[] } {
+  const dom0: Dom0Args[] = [];
+  const guest: GuestArgs[] = [];
+  const hooks = new Set<(host: FaultHost, faults: Faults) => void>();
+  for (const [name, v] of Object.entries(f)) {
+    const k = faultKind(name);
+    if (!k) throw new FaultSelectionError(`no fault kind "${name}"`);
+    if (k.dom0) dom0.push(k.dom0(v, host));
+    if (k.guest) guest.push(k.guest(v));
+    if (k.host) hooks.add(k.host);
+  }
+  for (const h of hooks) h(host, f);
+  return { dom0, guest };
 }

@@ -12,7 +12,7 @@ import { SharedInfo, VcpuInfo } from '../../hypervisor/public/xen.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
-import { describeFaults, type Faults, sampleFaults } from './faults.ts';
+import { applyFaults, DEFAULT_FAULTS, describeFaults, type FaultSelection, type Faults, sampleFaults } from './faults.ts';
 import { ShadowStore } from './shadow-store.ts';
 import { type ScenarioDef, ScenarioFailure, ScenarioSkip, type VariantDef } from './scenario.ts';
 
@@ -23,12 +23,16 @@ export interface RunOptions {
   readonly onTrace?: (e: TraceEvent) => void;
   /** Print progress lines (the fault draw, steps) here. */
   readonly log?: (line: string) => void;
+  /** Which fault kinds this run may draw (default: the scenario's own fault space). */
+  readonly faults?: FaultSelection;
 }
 
 export interface RunResult {
   readonly scenario: string;
   readonly seed: number;
   readonly variant: string;
+  /** The fault selection the run drew from (printed in its replay command). */
+  readonly faultSelection: FaultSelection;
   readonly result: XtfResult;
   readonly message?: string;
   /** The step that was running when the run ended badly. */
@@ -67,6 +71,8 @@ export class ScenarioRun {
     readonly variant: string,
     readonly variantDef: VariantDef,
     readonly faults: Faults,
+    /** What the drawn faults give every guest. */
+    private readonly faultGuestArgs: readonly GuestArgs[],
     readonly rt: HostRuntime,
     readonly xl: Xl,
     readonly trace: TraceEvent[],
@@ -77,15 +83,13 @@ export class ScenarioRun {
 
   /** The guest options this run gives every guest: the variant's and the drawn faults. */
   guestArgs(extra?: GuestArgs): GuestArgs {
-    const f = this.faults;
-    const fromFaults: GuestArgs = {
-      jitter: f.jitter,
-      quirks: {
-        xenbus: f.ringStart !== undefined ? { ringStart: f.ringStart } : undefined,
-        manage: f.suspendAckDelayNs !== undefined ? { suspendAckDelayNs: f.suspendAckDelayNs } : undefined,
-      },
-    };
+    const fromFaults = this.faultGuestArgs.reduce<GuestArgs | undefined>((a, b) => merge(a, b), undefined);
     return merge(merge(fromFaults, this.variantDef.guest), extra) ?? {};
+  }
+
+  /** A knob of this run's variant (VariantDef.knobs); undefined where the variant sets none. */
+  knob<T extends string | number | boolean = boolean>(name: string): T | undefined {
+    return this.variantDef.knobs?.[name] as T | undefined;
   }
 
   /** xl create for a named role (guest1, frontend...). */
@@ -310,9 +314,16 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   const variant = opts.variant ?? 'fixed';
   const log = opts.log ?? (() => undefined);
   const variantDef: VariantDef = def.variants?.[variant] ?? (variant === 'fixed' ? { description: 'as Xen does it' } : undefined)!;
-  const faults = sampleFaults(def.faults, opts.seed);
+  const faultSelection = opts.faults ?? DEFAULT_FAULTS;
   const trace: TraceEvent[] = [];
-  const base = { scenario: def.name, seed: opts.seed, variant, faults };
+  let faults: Faults;
+  try {
+    faults = sampleFaults(def.faults, opts.seed, faultSelection);
+  } catch (e) {
+    const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults: {} };
+    return { ...base, result: XtfResult.ERROR, message: e instanceof Error ? e.message : String(e), events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
+  }
+  const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults };
   if (!variantDef) {
     return { ...base, result: XtfResult.ERROR, message: `no variant ${variant}`, events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
   }
@@ -325,21 +336,8 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
       run?.observe(e);
     },
   });
-  const dom0: Dom0Args = merge<Dom0Args>({
-    jitter: faults.jitter,
-    xenstored: faults.spuriousEagain !== undefined ? { seed: opts.seed, spuriousEagain: faults.spuriousEagain } : undefined,
-    quirks: faults.hotplugDelayNs !== undefined ? { toolstack: { hotplugDelayNs: faults.hotplugDelayNs } } : undefined,
-  }, variantDef.dom0) ?? {};
-  if (faults.notifyHold || faults.notifyDrop) {
-    // The hypervisor's fault draws come from their own stream, so they do not shift the scheduler's.
-    const rng = new Prng((opts.seed ^ 0xe7c4a) >>> 0);
-    const roll = (): number => rng.u32() / 0x1_0000_0000;
-    rt.evtchn.notifyFault = () => {
-      if (faults.notifyDrop && roll() < faults.notifyDrop) return 'drop';
-      if (faults.notifyHold && roll() < faults.notifyHold.p) return { delayNs: 1 + rng.below(faults.notifyHold.maxNs) };
-      return 'deliver';
-    };
-  }
+  const fromFaults = applyFaults(faults, { evtchn: rt.evtchn, seed: opts.seed });
+  const dom0: Dom0Args = merge<Dom0Args>(fromFaults.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0) ?? {};
   let run: ScenarioRun | undefined;
   let result = XtfResult.SUCCESS;
   let message: string | undefined;
@@ -348,7 +346,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     const body = (async () => {
       await rt.bootDom0(dom0);
       const xl = new Xl(rt);
-      run = new ScenarioRun(def, opts.seed, variant, variantDef, faults, rt, xl, trace, log);
+      run = new ScenarioRun(def, opts.seed, variant, variantDef, faults, fromFaults.guest, rt, xl, trace, log);
       await run.startShadow();
       await def.run(run);
       await run.checkShadow('the end');
@@ -360,8 +358,9 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     });
     await Promise.race([body, guard]);
   } catch (e) {
-    if (e instanceof ScenarioFailure || e instanceof ToolstackCallError) result = XtfResult.FAILURE;
-    else if (e instanceof ScenarioSkip) result = XtfResult.SKIP;
+    const name = e instanceof Error ? e.name : '';
+    if (e instanceof ScenarioFailure || e instanceof ToolstackCallError || name === 'ScenarioFailure') result = XtfResult.FAILURE;
+    else if (e instanceof ScenarioSkip || name === 'ScenarioSkip') result = XtfResult.SKIP;
     else result = XtfResult.ERROR;
     message = e instanceof Error ? e.message : String(e);
   } finally {

@@ -10,7 +10,7 @@ import type { ScenarioRun } from './run.ts';
 
 /** A bug that really happened, that a planted-race scenario reproduces. */
 export interface RaceRef {
-  /** The catalogue id in spec/known-races.md (R01...). */
+  /** The catalogue id (R01... in spec/known-races.md), or any id of the scenario author's own. */
   readonly id: string;
   readonly name: string;
   /** Where it was found and fixed (commits, XSAs). */
@@ -22,6 +22,11 @@ export interface VariantDef {
   readonly description: string;
   readonly dom0?: Dom0Args;
   readonly guest?: GuestArgs;
+  /**
+   * The scenario's own knobs, read by its own steps (`s.knob('skipRecheck')`): a race in code
+   * the scenario itself plays (a toolstack step, a guest user process) needs no xensim option.
+   */
+  readonly knobs?: Readonly<Record<string, string | number | boolean>>;
 }
 
 export interface ScenarioDef {
@@ -51,8 +56,15 @@ export function guestConfig(name: string, extra: Partial<DomainConfig> = {}): Do
   return { name, memory: 128, vcpus: 1, type: 'pv', ...extra };
 }
 
-/** Thrown by expectations and invariants: the system under test misbehaved (FAILURE). */
-export class ScenarioFailure extends Error {}
+/**
+ * Thrown by expectations and invariants: the system under test misbehaved (FAILURE). Told apart
+ * by name too, so a scenario holding a second copy of this module is still judged right.
+ */
+export class ScenarioFailure extends Error {
+  override name = 'ScenarioFailure';
+}
 
 /** Thrown to skip a scenario in an environment that cannot run it (SKIP). */
-export class ScenarioSkip extends Error {}
+export class ScenarioSkip extends Error {
+  override name = 'ScenarioSkip';
+}

@@ -1,22 +1,31 @@
 // A swarm worker: runs the seeds it is sent, one at a time, and answers with compact results
 // (the trace stays here; a failing seed is re-run where its trace is wanted).
 import { parentPort } from 'node:worker_threads';
-import { findScenario } from '../../scenarios/index.ts';
+import type { FaultSelection } from './faults.ts';
+import { findLoaded } from './load.ts';
 import { runScenario } from './run.ts';
+import type { SwarmAnswer } from './swarm-report.ts';
 
 export interface SwarmJob {
   readonly scenario: string;
+  /** The scenario's module (absolute), for one outside the library. */
+  readonly file?: string;
   readonly variant: string;
   readonly seed: number;
+  readonly faults: FaultSelection;
 }
 
-export interface SwarmAnswer extends SwarmJob {
-  readonly result: string;
-  readonly message?: string;
-  readonly step?: string;
-  readonly events: number;
-  readonly hash: string;
-  readonly wallMs: number;
+async function answer(job: SwarmJob): Promise<SwarmAnswer> {
+  const base = { scenario: job.scenario, file: job.file, variant: job.variant, seed: job.seed, faultSelection: job.faults };
+  let def;
+  try {
+    def = await findLoaded(job.scenario, job.file);
+  } catch (e) {
+    return { ...base, faults: {}, result: 'ERROR', message: e instanceof Error ? e.message : String(e), events: 0, hash: '', wallMs: 0 };
+  }
+  if (!def) return { ...base, faults: {}, result: 'ERROR', message: `no scenario ${job.scenario}`, events: 0, hash: '', wallMs: 0 };
+  const r = await runScenario(def, { seed: job.seed, variant: job.variant, faults: job.faults });
+  return { ...base, faults: r.faults, result: r.result, message: r.message, step: r.step, events: r.events, hash: r.hash, wallMs: r.wallMs };
 }
 
 parentPort!.on('message', (job: SwarmJob | null) => {
@@ -24,15 +33,5 @@ parentPort!.on('message', (job: SwarmJob | null) => {
     parentPort!.close();
     return;
   }
-  const def = findScenario(job.scenario);
-  if (!def) {
-    parentPort!.postMessage({ ...job, result: 'ERROR', message: `no scenario ${job.scenario}`, events: 0, hash: '', wallMs: 0 });
-    return;
-  }
-  void runScenario(def, { seed: job.seed, variant: job.variant }).then((r) => {
-    const answer: SwarmAnswer = {
-      ...job, result: r.result, message: r.message, step: r.step, events: r.events, hash: r.hash, wallMs: r.wallMs,
-    };
-    parentPort!.postMessage(answer);
-  });
+  void answer(job).then((a) => parentPort!.postMessage(a));
 });

@@ -1,60 +1,69 @@
 // The swarm: many seeds of some scenarios, spread over worker threads, each failing seed
-// reported with the command that replays it, and the shortest failing run (fewest trace events)
-// kept per scenario and variant.
+// reported with the command that replays it, failures grouped by signature, and the shortest
+// failing run (fewest trace events) kept per scenario and variant.
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { SwarmAnswer, SwarmJob } from './swarm-worker.ts';
+import { DEFAULT_FAULTS, faultArgs, type FaultSelection } from './faults.ts';
+import { scenarioArg } from './load.ts';
+import { type SwarmAnswer, summarise, type VariantSummary } from './swarm-report.ts';
+import type { SwarmJob } from './swarm-worker.ts';
 
-const WORKER = new URL('./swarm-worker.ts', import.meta.url);
+export type { SwarmAnswer, VariantSummary } from './swarm-report.ts';
+
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const WORKER = new URL(`./swarm-worker${EXT}`, import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../../scripts/tsx-preload.mjs', import.meta.url));
 
+export interface SwarmScenario {
+  readonly name: string;
+  /** The scenario's module, for one outside the library. */
+  readonly file?: string;
+  readonly variants: readonly string[];
+  /** expect per variant (default: 'pass'). */
+  readonly expect?: Readonly<Record<string, 'pass' | 'fail'>>;
+}
+
 export interface SwarmOptions {
-  readonly scenarios: readonly { readonly name: string; readonly variants: readonly string[] }[];
+  readonly scenarios: readonly SwarmScenario[];
   /** Seeds first..first+count-1. */
   readonly firstSeed?: number;
   readonly seeds: number;
   readonly jobs: number;
+  /** Which faults each seed may draw (default: each scenario's own). */
+  readonly faults?: FaultSelection;
   /** Stop a scenario's variant at its first failing seed (how many seeds it took to find). */
   readonly stopAtFirstFailure?: boolean;
   readonly onResult?: (a: SwarmAnswer) => void;
 }
 
-export interface VariantSummary {
-  readonly scenario: string;
-  readonly variant: string;
-  readonly runs: number;
-  readonly failures: SwarmAnswer[];
-  /** The first failing seed in seed order (the "seeds needed"). */
-  readonly firstFailingSeed?: number;
-  /** The failing run with the fewest trace events. */
-  readonly shortest?: SwarmAnswer;
-}
-
 export interface SwarmReport {
   readonly summaries: VariantSummary[];
+  readonly answers: SwarmAnswer[];
   readonly runs: number;
   readonly wallMs: number;
 }
 
 function workerExecArgv(): string[] {
   const argv = [...process.execArgv];
-  if (!argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
+  // Running from TypeScript, workers need the loader too; compiled, they do not (a user's .ts
+  // scenario registers it on demand, see load.ts).
+  if (EXT === '.ts' && !argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
   return argv;
 }
 
 export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
   const t0 = performance.now();
   const first = opts.firstSeed ?? 1;
+  const faults = opts.faults ?? DEFAULT_FAULTS;
   const queue: SwarmJob[] = [];
   for (const s of opts.scenarios) {
     for (const variant of s.variants) {
-      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, variant, seed });
+      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults });
     }
   }
-  const key = (j: SwarmJob): string => `${j.scenario}\0${j.variant}`;
-  const answers = new Map<string, SwarmAnswer[]>();
+  const key = (j: { scenario: string; file?: string; variant: string }): string => `${j.file ?? ''}\0${j.scenario}\0${j.variant}`;
+  const answers: SwarmAnswer[] = [];
   const stopped = new Set<string>();
-  let runs = 0;
   const workers = Array.from({ length: Math.max(1, Math.min(opts.jobs, queue.length)) }, () =>
     new Worker(WORKER, { execArgv: workerExecArgv() }));
   try {
@@ -70,10 +79,7 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
         w.postMessage(job);
       };
       w.on('message', (a: SwarmAnswer) => {
-        runs++;
-        const list = answers.get(key(a)) ?? [];
-        list.push(a);
-        answers.set(key(a), list);
+        answers.push(a);
         if (a.result !== 'SUCCESS' && opts.stopAtFirstFailure) stopped.add(key(a));
         opts.onResult?.(a);
         next();
@@ -84,19 +90,14 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
   }
-  const summaries: VariantSummary[] = [];
-  for (const s of opts.scenarios) {
-    for (const variant of s.variants) {
-      const list = (answers.get(`${s.name}\0${variant}`) ?? []).sort((a, b) => a.seed - b.seed);
-      const failures = list.filter((a) => a.result !== 'SUCCESS');
-      const shortest = [...failures].sort((a, b) => a.events - b.events || a.seed - b.seed)[0];
-      summaries.push({ scenario: s.name, variant, runs: list.length, failures, firstFailingSeed: failures[0]?.seed, shortest });
-    }
-  }
-  return { summaries, runs, wallMs: Math.round(performance.now() - t0) };
+  const expectOf = new Map(opts.scenarios.map((s) => [key({ scenario: s.name, file: s.file, variant: '' }), s.expect ?? {}]));
+  const order = opts.scenarios.flatMap((s) => s.variants.map((variant) => key({ scenario: s.name, file: s.file, variant })));
+  const summaries = summarise(answers, (a) => expectOf.get(key({ ...a, variant: '' }))?.[a.variant] ?? 'pass')
+    .sort((a, b) => order.indexOf(key(a)) - order.indexOf(key(b)));
+  return { summaries, answers, runs: answers.length, wallMs: Math.round(performance.now() - t0) };
 }
 
 /** The command that replays one run exactly. */
-export function replayCommand(a: { scenario: string; variant: string; seed: number }): string {
-  return `npx xensim run ${a.scenario} --seed ${a.seed}${a.variant === 'fixed' ? '' : ` --variant ${a.variant}`}`;
+export function replayCommand(a: { scenario: string; file?: string; variant: string; seed: number; faultSelection?: FaultSelection }): string {
+  return `npx xensim run ${scenarioArg(a)} --seed ${a.seed}${a.variant === 'fixed' ? '' : ` --variant ${a.variant}`}${faultArgs(a.faultSelection)}`;
 }

@@ -25,7 +25,7 @@ describe('scenario library', function () {
     assert.ok(xsas.length >= 8, `${xsas.length} XSA scenarios`);
     for (const s of xsas) assert.match(s.name, /^xsa-\d{3}(-\d{3})*-[a-z0-9-]+$/, s.name);
     for (const want of ['boot-three-guests', 'reboot', 'suspend-resume', 'acpi-power-and-sleep', 'guest-dies-during-handshake',
-      'toolstack-transactions-race', 'xenstored-crash', 'quota-bites', 'slow-watcher', 'domid-reuse']) {
+      'toolstack-transactions-race', 'xenstored-crash', 'quota-bites', 'slow-watcher', 'domid-reuse', 'vbd-replaced-while-guest-paused']) {
       assert.ok(names.includes(want), want);
     }
   });
