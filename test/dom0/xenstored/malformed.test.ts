@@ -482,3 +482,63 @@ describe('xenstored malformed input: the table recorded from the real daemons, o
     }
   });
 });
+
+describe('xenstored bounded input: a header announcing 0xFFFFFFFF bytes, then an endless stream', () => {
+  const MESSAGE_MAX = XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX;
+  const CHUNK = Buffer.alloc(64 * 1024, 0x41);
+
+  it('ocaml: oxenstored reads 4096 payload bytes per header and answers each; nothing beyond one message is held', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const bad = h.socket('bad');
+    let total = 0;
+    let replies = 0;
+    const feed = (b: Uint8Array) => {
+      replies += bad.feed(b).handled.length;
+      total += b.length;
+      assert.ok(bad.wire.decoder.pending < MESSAGE_MAX, `held ${bad.wire.decoder.pending} bytes`);
+    };
+    feed(encodeHeader({ type: T.XS_WRITE, req_id: 7, tx_id: 0, len: 0xffffffff }));
+    for (let i = 0; i < 256; i++) feed(CHUNK); // 16 MiB
+    // One message per 4112 bytes, each answered with an error; the connection stays.
+    assert.equal(replies, Math.floor(total / MESSAGE_MAX));
+    assert.equal(bad.inbox.length, replies);
+    assert.ok(bad.inbox.every((m) => m.type === T.XS_ERROR));
+    assert.equal(bad.closed, false);
+    assertHealthy(h, 'ocaml');
+  });
+
+  it('c: the header ends the connection; the stream after it is not read', () => {
+    const h = new Harness({ profile: 'c' });
+    const bad = h.socket('bad');
+    assert.equal(bad.feed(encodeHeader({ type: T.XS_WRITE, req_id: 7, tx_id: 0, len: 0xffffffff })).violation, true);
+    for (let i = 0; i < 16; i++) {
+      assert.deepEqual(bad.feed(CHUNK).handled, []);
+      assert.equal(bad.wire.decoder.pending, 0);
+    }
+    assert.equal(bad.closed, true);
+    assert.equal(h.xs.connections.has(bad.id), false);
+    assertHealthy(h, 'c');
+  });
+
+  for (const profile of PROFILES) {
+    it(`${profile}: on a guest's ring page too (1 MiB streamed)`, () => {
+      const k: MalformedCase = {
+        name: 'stream',
+        bytes: Buffer.concat([encodeHeader({ type: T.XS_WRITE, req_id: 7, tx_id: 0, len: 0xffffffff }),
+          ...Array.from({ length: 16 }, () => CHUNK),
+          // Realign so that the probe is a header of its own.
+          Buffer.alloc(MESSAGE_MAX - ((16 * CHUNK.length + XSD_SOCKMSG_SIZE) % MESSAGE_MAX), 0x41)]),
+        state: [],
+      };
+      const t = runOnRing(profile, k);
+      if (profile === 'c') {
+        assert.equal(t.closed, true);
+        assert.deepEqual(t.replies, []);
+      } else {
+        assert.equal(t.closed, false);
+        assert.equal(t.replies.length, Math.ceil((16 * CHUNK.length + XSD_SOCKMSG_SIZE) / MESSAGE_MAX) + 1);
+        assert.deepEqual(t.replies.at(-1), ['ERROR', 0xbeef, 0, 'ENOENT\0']);
+      }
+    });
+  }
+});
