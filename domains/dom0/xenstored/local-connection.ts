@@ -21,21 +21,20 @@ export function openLocalStream(daemon: XenstoredDaemon, opts: LocalConnectionOp
   const conn = daemon.xs.connectSocket();
   if (opts.untraced) daemon.untraced.add(conn);
   let out: Uint8Array[] = [];
-  let wire: XsWireConnection | undefined;
   let eof = false;
   const stream = new Duplex({
     write(chunk: Buffer, _enc, cb) {
-      wire!.received(chunk);
+      wire.received(chunk);
       cb();
     },
     read() {},
     destroy(err, cb) {
-      wire!.detach();
+      wire.detach();
       if (daemon.xs.connections.has(conn)) daemon.xs.disconnect(conn);
       cb(err);
     },
   });
-  wire = new XsWireConnection(daemon, conn, {
+  const wire: XsWireConnection = new XsWireConnection(daemon, conn, {
     send: (m) => out.push(encodeMessage(m)),
     flush: () => {
       for (const b of out) stream.push(b);
