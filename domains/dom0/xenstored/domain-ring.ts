@@ -8,7 +8,9 @@
 // barrier); every index update is followed by an event-channel notification.
 //
 // Reading follows C's handle_input(): a header (16 bytes) is read, checked, then its payload, and a
-// whole message goes to the daemon before the next header is looked at. Profile c stops reading
+// whole message goes to the daemon before the next header is looked at. Framing and the policy for
+// a protocol violation are the connection layer's (connection.ts, shared with the socket and the
+// in-process transports): bytes are copied from req[] straight into the message being read. Profile c stops reading
 // while the connection has `quotas.outstanding` (20) or more requests whose replies are not yet
 // completely in the ring (nboutstanding; the privileged domain is exempt), so a guest that never
 // consumes replies cannot make the daemon buffer without bound.
@@ -19,7 +21,8 @@
 //         untouched (4.17 advertises nothing and never writes the field).
 //         Garbage indexes (prod - cons > 1024) on a read or a write: `error` = 2 (RINGIDX), the
 //         connection is ignored for good; a header with len > 4096: the 16 header bytes are
-//         consumed, `error` = 3 (PROTO), ignored. A later INTRODUCE resets the indexes but the
+//         consumed, `error` = 3 (PROTO), ignored (replies to the requests before it are written
+//         first, as far as rsp[] has room: the connection layer's one policy). A later INTRODUCE resets the indexes but the
 //         connection stays ignored (and `error` stays set). The guest writing `connection` = 1 has
 //         no effect (no reconnection feature).
 //   ocaml INTRODUCE writes server_features = 1 (RECONNECTION) and nothing else: indexes and
