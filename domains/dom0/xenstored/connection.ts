@@ -1,7 +1,8 @@
 // The wire end of one xenstored connection, the same under every transport (a Unix socket, a
 // guest's ring page, an in-process stream): C xenstored's handle_input() and oxenstored's Xb
-// input. Transports only move bytes: a byte stream hands each chunk to received(), the ring copies
-// from its page straight into the decoder (fill API) and calls deliver() per message.
+// input. Transports only move bytes: a byte stream (socket, in-process) hands each chunk to
+// received(), the ring copies from its page straight into the decoder (fill API) and calls
+// deliver() per message.
 //
 // One policy for a protocol violation (a header announcing more than XENSTORE_PAYLOAD_MAX bytes in
 // profile c): every message before it is handled and answered in order, then the connection
@@ -40,12 +41,13 @@ export interface XsTransport {
 
 export interface XsWireConnectionOptions {
   /**
-   * A byte stream served from a poll loop (socket, in-process): in profile ocaml a message with
-   * an empty payload whose header ends the bytes read so far is only handled once more bytes
-   * arrive - oxenstored completes such a packet on the next readable event. Rings are read when
-   * kicked and do not wait.
+   * A dom0 socket connection (or its in-process equivalent): in profile ocaml a message with an
+   * empty payload whose header ends the bytes read so far is only handled once more bytes
+   * arrive - oxenstored completes such a packet on the socket's next readable event. A guest's
+   * ring (and xensim's guest-directory socket standing for one) is read when kicked and does not
+   * wait.
    */
-  readonly stream: boolean;
+  readonly socket: boolean;
 }
 
 export class XsWireConnection {
@@ -66,7 +68,7 @@ export class XsWireConnection {
   ) {
     const profile = daemon.xs.profile;
     this.decoder = new XsWireDecoder(profile === 'c' ? 'reject' : 'clamp');
-    this.holdEmpty = opts.stream && profile === 'ocaml';
+    this.holdEmpty = opts.socket && profile === 'ocaml';
     this.sink = {
       send: (m) => transport.send(m),
       flush: () => transport.flush(),

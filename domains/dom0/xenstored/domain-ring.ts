@@ -104,7 +104,7 @@ export class XsRingConnection {
         if (why === 'violation') this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
         else this.end();
       },
-    }, { stream: false });
+    }, { socket: false });
   }
 
   /** The connection is ignored after a fatal client error (bad indexes, oversized header). */

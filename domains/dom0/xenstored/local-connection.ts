@@ -45,7 +45,7 @@ export function openLocalStream(daemon: XenstoredDaemon, opts: LocalConnectionOp
       if (!stream.readableEnded && !eof) stream.push(null);
       eof = true;
     },
-  }, { stream: true });
+  }, { socket: true });
   return stream;
 }
 

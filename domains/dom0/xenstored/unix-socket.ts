@@ -75,7 +75,7 @@ export class XenstoredServer {
           socket.end(() => socket.destroy());
         }
       },
-    }, { stream: true });
+    }, { socket: this.xs.connections.get(conn)?.kind === 'socket' });
     const peer: Peer = { socket, wire };
     this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);

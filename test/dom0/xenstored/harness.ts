@@ -78,7 +78,7 @@ export class Client {
         if (domid === 0) h.xs.disconnect(id);
         else h.xs.resetConnection(id);
       },
-    }, { stream: domid === 0 });
+    }, { socket: domid === 0 });
   }
 
   /** Called by the harness for every message the daemon sends here. */

@@ -542,3 +542,27 @@ describe('xenstored bounded input: a header announcing 0xFFFFFFFF bytes, then an
     });
   }
 });
+
+describe('xenstored: an empty-payload request at the end of what was read (profile ocaml)', () => {
+  const reset = (id: number) => encodeMessage({ type: T.XS_RESET_WATCHES, req_id: id, tx_id: 0, payload: new Uint8Array(0) });
+
+  it('ocaml: a dom0 socket holds it until more bytes arrive (oxenstored completes it on the next read)', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const c = h.socket('c');
+    assert.deepEqual(c.feed(reset(1)).handled, []);
+    const r = c.feed(message(T.XS_READ, '/tool\0', 2));
+    assert.deepEqual(r.handled.map((x) => x.msg.req_id), [1, 2]);
+    assert.deepEqual(c.inbox.map((m) => m.req_id), [1, 2]);
+  });
+
+  it('ocaml: a guest ring is read when kicked: answered at once', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const g = h.introduce(3, { data: true });
+    assert.deepEqual(g.feed(reset(1)).handled.map((x) => [x.msg.req_id, latin1(x.got[0].payload)]), [[1, 'OK\0']]);
+  });
+
+  it('c: answered at once on every connection', () => {
+    const h = new Harness({ profile: 'c' });
+    assert.equal(h.socket('c').feed(reset(1)).handled.length, 1);
+  });
+});
