@@ -5,6 +5,7 @@
 // stream, against the answers recorded from Debian's 4.17 daemons (malformed-oracle.json).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
@@ -559,6 +560,34 @@ describe('xenstored: an empty-payload request at the end of what was read (profi
     const h = new Harness({ profile: 'ocaml' });
     const g = h.introduce(3, { data: true });
     assert.deepEqual(g.feed(reset(1)).handled.map((x) => [x.msg.req_id, latin1(x.got[0].payload)]), [[1, 'OK\0']]);
+  });
+
+  it("ocaml: a guest-directory socket stands for the guest's ring: answered without more bytes", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-guestdir-'));
+    const server = new XenstoredServer({ socketPath: path.join(dir, 'socket'), guestDir: path.join(dir, 'guests'), profile: 'ocaml' });
+    await server.listen();
+    try {
+      const intro = await runOnSocket(path.join(dir, 'socket'), {
+        name: 'introduce', state: [], bytes: encodeMessage({ type: T.XS_INTRODUCE, req_id: 1, tx_id: 0, payload: nulJoin('3', '1', '9') }),
+      });
+      assert.deepEqual(intro.replies[0], ['INTRODUCE', 1, 0, 'OK\0']);
+      // Only the RESET_WATCHES is sent; its reply must come without anything after it.
+      const replies = await new Promise<string[]>((resolve, reject) => {
+        const col = new ReplyCollector();
+        const s = net.createConnection(path.join(dir, 'guests', '3'));
+        s.on('connect', () => s.write(reset(5)));
+        s.on('data', (b: Buffer) => {
+          col.push(b);
+          s.destroy();
+          resolve(col.replies.map((r) => `${r[0]} ${r[1]}`));
+        });
+        s.on('error', reject);
+      });
+      assert.deepEqual(replies, ['RESET_WATCHES 5']);
+    } finally {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('c: answered at once on every connection', () => {
