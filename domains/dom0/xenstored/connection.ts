@@ -13,9 +13,7 @@
 // Profile ocaml has no violation: oxenstored clamps the length to XENSTORE_PAYLOAD_MAX and reads
 // the bytes after those as the next header, so a client announcing 0xFFFFFFFF and streaming
 // gets an error per 4 KiB and is never buffered beyond one message.
-import {
-  XsDecodeStep, type XsMessage, XsWireDecoder, type XsdSockmsg,
-} from '../../../hypervisor/public/io/xs_wire.ts';
+import { XsDecodeStep, type XsMessage, XsWireDecoder } from '../../../hypervisor/public/io/xs_wire.ts';
 import type { Sink, XenstoredDaemon } from './daemon.ts';
 
 /** Why a connection ended. */
@@ -80,11 +78,6 @@ export class XsWireConnection {
   /** No more input is taken (a violation, or the connection ended). */
   get ended(): boolean {
     return this.isEnded || this.decoder.isBroken;
-  }
-
-  /** The header that broke the protocol, after a violation. */
-  get violationHeader(): XsdSockmsg | undefined {
-    return this.decoder.violation;
   }
 
   /**

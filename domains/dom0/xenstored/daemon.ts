@@ -94,10 +94,6 @@ export class XenstoredDaemon {
     this.flush();
   }
 
-  /** Whether a sink is attached for this connection (it has not ended). */
-  attached(conn: number): boolean {
-    return this.sinks.has(conn);
-  }
 
   /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
   route(outcome: Outcome): void {

@@ -306,6 +306,7 @@ export class XsWireDecoder {
   /** `n` (at most fillLength) bytes were copied to fillBuffer at fillOffset. */
   filled(n: number): XsDecodeStep {
     if (this.broken) return XsDecodeStep.VIOLATION;
+    if (!(n >= 0 && n <= this.fillLength)) throw new RangeError(`XsWireDecoder: filled ${n} of ${this.fillLength} bytes`);
     if (this.body === undefined) {
       this.hdrUsed += n;
       if (this.hdrUsed < XSD_SOCKMSG_SIZE) return XsDecodeStep.MORE;
