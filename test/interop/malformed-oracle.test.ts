@@ -1,6 +1,6 @@
 // The malformed-input table (test/dom0/xenstored/malformed-wire.ts) on the live real daemons:
 // the recording in malformed-oracle.json must still be what Debian's C xenstored and oxenstored
-// 4.17 answer, and a client streaming without end after a 0xFFFFFFFF header gets the same answers
+// 4.17 answer, on a dom0 socket and from a guest's ring page (through ring-bridge.py), and a client streaming without end after a 0xFFFFFFFF header gets the same answers
 // from xensim's Unix socket as from the real daemon of its profile.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -9,10 +9,12 @@ import path from 'node:path';
 import { XenstoredServer } from '../../domains/dom0/xenstored/unix-socket.ts';
 import { XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, XsdSockmsgType as T, encodeHeader } from '../../hypervisor/public/io/xs_wire.ts';
 import { startOracle, type Daemon, type Profile } from '../helpers/daemons.ts';
-import { CASES, type MalformedCase, type Transcript, runOnSocket } from '../dom0/xenstored/malformed-wire.ts';
+import {
+  CASES, type MalformedCase, type Transcript, runOnOracleRing, runOnSocket,
+} from '../dom0/xenstored/malformed-wire.ts';
 
 const RECORDED = JSON.parse(readFileSync(new URL('../dom0/xenstored/malformed-oracle.json', import.meta.url), 'utf8')) as
-  Record<Profile, Record<string, Transcript>>;
+  Record<'socket' | 'ring', Record<Profile, Record<string, Transcript>>>;
 
 const MESSAGE_MAX = XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX;
 const STREAMED = 1 << 20;
@@ -39,16 +41,18 @@ for (const profile of ['c', 'ocaml'] as const) {
       await oracle?.stop();
     });
 
-    for (const k of CASES) {
-      it(k.name, async () => {
-        const live = await runOnSocket(oracle.socket, k);
-        const rec = RECORDED[profile][k.name];
-        assert.equal(live.closed, rec.closed);
-        assert.deepEqual(live.state, rec.state);
-        // C loses replies still queued when it drops a connection, depending on its poll rounds.
-        if (rec.closed) assert.ok(isPrefix(live.replies, rec.replies) || isPrefix(rec.replies, live.replies));
-        else assert.deepEqual(live.replies, rec.replies);
-      });
+    for (const [i, k] of CASES.entries()) {
+      for (const channel of ['socket', 'ring'] as const) {
+        it(`${channel}: ${k.name}`, async () => {
+          const live = channel === 'socket' ? await runOnSocket(oracle.socket, k) : await runOnOracleRing(oracle, 10 + i, k);
+          const rec = RECORDED[channel][profile][k.name];
+          assert.equal(live.closed, rec.closed);
+          assert.deepEqual(live.state, rec.state);
+          // C loses replies still queued when it drops a socket, depending on its poll rounds.
+          if (rec.closed) assert.ok(isPrefix(live.replies, rec.replies) || isPrefix(rec.replies, live.replies));
+          else assert.deepEqual(live.replies, rec.replies);
+        });
+      }
     }
 
     it('0xFFFFFFFF then 1 MiB: xensim\'s Unix socket answers as the real daemon does', async () => {

@@ -9,12 +9,15 @@
 // nodes through a fresh privileged connection.
 //
 // The expected transcripts are recorded from Debian's C xenstored and oxenstored 4.17 by
-// scripts/record-malformed.ts into malformed-oracle.json; test/interop/malformed-oracle.test.ts
-// replays the table on the live daemons and checks the recording still holds.
+// scripts/record-malformed.ts into malformed-oracle.json, from a dom0 socket and from an
+// unprivileged guest's ring page; test/interop/malformed-oracle.test.ts replays the table on the
+// live daemons and checks the recording still holds.
 import net from 'node:net';
+import path from 'node:path';
 import {
   XENSTORE_PAYLOAD_MAX, XsDecodeStep, XsWireDecoder, XsdSockmsgType as T, encodeHeader, encodeMessage, xsTypeName,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import { ORACLE_DIR, PYTHON3, Proc, REPO_ROOT, type Daemon } from '../../helpers/daemons.ts';
 
 export const PROBE_ID = 0xbeef;
 
@@ -36,11 +39,6 @@ export interface MalformedCase {
   readonly bytes: Uint8Array;
   /** Relative nodes to read afterwards. */
   readonly state: readonly string[];
-  /**
-   * The answer depends on the caller being privileged (C's 2048-byte value quota for guests,
-   * changing a node's owner), so the dom0 recording says nothing about a guest's ring.
-   */
-  readonly privileged?: boolean;
 }
 
 const b = (s: string): Buffer => Buffer.from(s, 'latin1');
@@ -78,13 +76,11 @@ export const CASES: readonly MalformedCase[] = [
     name: 'a WRITE of exactly 4096 payload bytes (value 4084 bytes)',
     bytes: msg(T.XS_WRITE, 4, padded('data/big4/w\0', XENSTORE_PAYLOAD_MAX)),
     state: ['data/big4/w'],
-    privileged: true,
   },
   {
     name: 'a WRITE of a 2048-byte value',
     bytes: msg(T.XS_WRITE, 4, padded('data/big5/w\0', 12 + 2048)),
     state: ['data/big5/w'],
-    privileged: true,
   },
   { name: 'unknown type 99', bytes: msg(99, 5, 'data/x\0'), state: [] },
   { name: 'type XS_INVALID (0xffff)', bytes: msg(T.XS_INVALID, 5, 'data/x\0'), state: [] },
@@ -132,7 +128,6 @@ export const CASES: readonly MalformedCase[] = [
     name: 'SET_PERMS whose last permission lacks its NUL',
     bytes: cat(msg(T.XS_WRITE, 15, 'data/nonul5\0v'), msg(T.XS_SET_PERMS, 16, 'data/nonul5\0n0\0r1')),
     state: ['data/nonul5'],
-    privileged: true,
   },
   { name: 'TRANSACTION_END of an unknown transaction, T without NUL', bytes: msg(T.XS_TRANSACTION_END, 17, 'T', 77), state: [] },
   { name: 'READ in an unknown transaction', bytes: msg(T.XS_READ, 18, 'data/none\0', 77), state: [] },
@@ -174,51 +169,27 @@ export class ReplyCollector {
   }
 }
 
-/** Reads relative nodes through a fresh privileged socket connection: value or `!ERRNAME`. */
-export function readState(socketPath: string, nodes: readonly string[]): Promise<Record<string, string>> {
-  return exchange(socketPath, nodes.map((n, i) => msg(T.XS_READ, i + 1, `${n}\0`)), nodes.length).then((c) => {
-    const out: Record<string, string> = {};
-    nodes.forEach((n, i) => {
-      const r = c.replies.find((m) => m[1] === i + 1);
-      out[n] = r === undefined ? '!NOREPLY' : stateValue(r);
-    });
-    return out;
+/**
+ * Reads nodes through a fresh privileged socket connection: value or `!ERRNAME`. Relative nodes
+ * are read below `home` when given (a guest's), else relative to dom0's.
+ */
+export async function readState(socketPath: string, nodes: readonly string[], home?: string): Promise<Record<string, string>> {
+  const reqs = nodes.map((n, i) => msg(T.XS_READ, i + 1, `${home === undefined ? n : `${home}/${n}`}\0`));
+  const c = await play(socketPath, Buffer.concat(reqs), (col) => col.replies.length >= nodes.length);
+  const out: Record<string, string> = {};
+  nodes.forEach((n, i) => {
+    const r = c.replies.find((m) => m[1] === i + 1);
+    out[n] = r === undefined ? '!NOREPLY' : stateValue(r);
   });
+  return out;
 }
 
 export const stateValue = (r: WireReply): string => (r[0] === 'ERROR' ? `!${r[3].replace(/\0$/, '')}` : r[3]);
 
-/** Sends `data` in one write and collects replies until `want` arrived or the socket closes. */
-function exchange(socketPath: string, data: Uint8Array[], want: number): Promise<ReplyCollector & { closed: boolean }> {
+/** Writes `data` in one write; collects what comes back until `enough` holds or the socket closes. */
+export function play(socketPath: string, data: Uint8Array, enough: (c: ReplyCollector) => boolean):
+Promise<{ replies: WireReply[]; closed: boolean }> {
   return new Promise((resolve, reject) => {
-    const c = Object.assign(new ReplyCollector(), { closed: false });
-    const s = net.createConnection(socketPath);
-    const finish = () => {
-      s.destroy();
-      resolve(c);
-    };
-    s.on('connect', () => {
-      if (want === 0) finish();
-      else s.write(Buffer.concat(data));
-    });
-    s.on('data', (chunk: Buffer) => {
-      c.push(chunk);
-      if (c.replies.length >= want) finish();
-    });
-    s.on('error', (e: NodeJS.ErrnoException) => {
-      // The daemon may close while our write is still going out.
-      if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
-    });
-    s.on('close', () => {
-      c.closed = true;
-      resolve(c);
-    });
-  });
-}
-
-/** Plays one case on a daemon's Unix socket (a dom0 connection). */
-export async function runOnSocket(socketPath: string, k: MalformedCase): Promise<Transcript> {
-  const c = await new Promise<{ replies: WireReply[]; closed: boolean }>((resolve, reject) => {
     const col = new ReplyCollector();
     const s = net.createConnection(socketPath);
     let settled = false;
@@ -228,17 +199,49 @@ export async function runOnSocket(socketPath: string, k: MalformedCase): Promise
       s.destroy();
       resolve({ replies: col.replies, closed });
     };
-    s.on('connect', () => s.write(Buffer.concat([k.bytes, probe()])));
+    s.on('connect', () => {
+      if (enough(col)) done(false);
+      else s.write(data);
+    });
     s.on('data', (chunk: Buffer) => {
       col.push(chunk);
-      if (col.done) done(false);
+      if (enough(col)) done(false);
     });
     s.on('error', (e: NodeJS.ErrnoException) => {
+      // The daemon may close while our write is still going out.
       if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
     });
     s.on('close', () => done(true));
   });
+}
+
+/** Plays one case on a daemon's Unix socket (a dom0 connection). */
+export async function runOnSocket(socketPath: string, k: MalformedCase): Promise<Transcript> {
+  const c = await play(socketPath, Buffer.concat([k.bytes, probe()]), (col) => col.done);
   return { replies: c.replies, closed: c.closed, state: await readState(socketPath, k.state) };
+}
+
+/**
+ * Plays one case as guest `domid` through `guestSocket`, a socket carrying that guest's ring
+ * (xensim's --guest-dir, or test/interop/ring-bridge.py on a real daemon's ring page); the state
+ * is read below the guest's home through the dom0 socket.
+ */
+export async function runAsGuest(dom0Socket: string, guestSocket: string, domid: number, k: MalformedCase): Promise<Transcript> {
+  const c = await play(guestSocket, Buffer.concat([k.bytes, probe()]), (col) => col.done);
+  return { replies: c.replies, closed: c.closed, state: await readState(dom0Socket, k.state, `/local/domain/${domid}`) };
+}
+
+/** What libxl does before a guest runs: its home (`n0 r<domid>`), data/ owned by it, INTRODUCE. */
+export async function introduceGuest(dom0Socket: string, domid: number): Promise<void> {
+  const home = `/local/domain/${domid}`;
+  const reqs = [
+    msg(T.XS_MKDIR, 1, `${home}\0`), msg(T.XS_SET_PERMS, 2, `${home}\0n0\0r${domid}\0`),
+    msg(T.XS_MKDIR, 3, `${home}/data\0`), msg(T.XS_SET_PERMS, 4, `${home}/data\0n${domid}\0`),
+    msg(T.XS_INTRODUCE, 5, `${domid}\0${4711 + domid}\0${9 + domid}\0`),
+  ];
+  const c = await play(dom0Socket, Buffer.concat(reqs), (col) => col.replies.some((r) => r[1] === 5));
+  const bad = c.replies.filter((r) => r[0] === 'ERROR');
+  if (bad.length > 0 || c.closed) throw new Error(`introducing ${domid}: ${JSON.stringify(c)}`);
 }
 
 /** Checks a transcript against the recorded one; returns what differs ('' when it matches). */
@@ -256,4 +259,19 @@ export function compareTranscript(got: Transcript, want: Transcript): string {
     problems.push(`replies: got ${JSON.stringify(got.replies)}, recorded ${JSON.stringify(want.replies)}`);
   }
   return problems.join('; ');
+}
+
+const BRIDGE = path.join(REPO_ROOT, 'test', 'interop', 'ring-bridge.py');
+
+/** One case as guest `domid` on a real daemon's ring page (through ring-bridge.py). */
+export async function runOnOracleRing(d: Daemon, domid: number, k: MalformedCase): Promise<Transcript> {
+  await introduceGuest(d.socket, domid);
+  const guestDir = path.join(d.dir, 'guests');
+  const bridge = new Proc(PYTHON3, [BRIDGE, path.join(ORACLE_DIR, 'xs-probe.py'), d.ringDir!, guestDir, String(domid), '--close-on-error']);
+  try {
+    await bridge.until((o) => o.includes('listening'), 10000, 'ring-bridge.py');
+    return await runAsGuest(d.socket, path.join(guestDir, String(domid)), domid, k);
+  } finally {
+    bridge.kill();
+  }
 }
