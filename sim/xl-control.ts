@@ -288,6 +288,49 @@ export class XlControl {
 
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
+/** The longest request line the control socket takes (a client sending more is cut off). */
+export const XL_CONTROL_LINE_MAX = 1 << 20;
+/** The longest reply line `xensim xl` takes from a host. */
+export const XL_CONTROL_REPLY_MAX = 64 << 20;
+
+/**
+ * Splits a byte stream into newline-terminated lines, holding at most `max` bytes of a line: the
+ * pieces of an unfinished line are kept as they came and joined once, when its newline arrives.
+ */
+export class LineSplitter {
+  private parts: Buffer[] = [];
+  private held = 0;
+  private over = false;
+
+  constructor(readonly max: number) {}
+
+  /** The lines `chunk` completes (without their newlines), or 'overflow' once a line passes max. */
+  push(chunk: Buffer): string[] | 'overflow' {
+    if (this.over) return 'overflow';
+    const lines: string[] = [];
+    let start = 0;
+    for (;;) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl < 0 ? chunk.length : nl;
+      this.held += end - start;
+      if (this.held > this.max) {
+        this.over = true;
+        this.parts = [];
+        return 'overflow';
+      }
+      if (nl < 0) {
+        if (end > start) this.parts.push(chunk.subarray(start));
+        return lines;
+      }
+      this.parts.push(chunk.subarray(start, nl));
+      lines.push(Buffer.concat(this.parts, this.held).toString('utf8'));
+      this.parts = [];
+      this.held = 0;
+      start = nl + 1;
+    }
+  }
+}
+
 /** Serves an XlControl on a Unix socket, JSON lines. */
 export class XlControlServer {
   private readonly server: net.Server;
@@ -324,14 +367,27 @@ export class XlControlServer {
     this.sockets.add(socket);
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
-    let buf = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      buf += chunk;
-      for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) void this.answer(socket, line);
+    const lines = new LineSplitter(XL_CONTROL_LINE_MAX);
+    // Requests still being answered, and whether the client was cut off (then the socket ends
+    // once they are answered).
+    let inFlight = 0;
+    let cutOff = false;
+    socket.on('data', (chunk: Buffer) => {
+      if (cutOff) return;
+      const got = lines.push(chunk);
+      if (got === 'overflow') {
+        cutOff = true;
+        this.reply(socket, { ok: false, error: `bad request: a line longer than ${XL_CONTROL_LINE_MAX} bytes without a newline` });
+        if (inFlight === 0) socket.end();
+        return;
+      }
+      for (const raw of got) {
+        const line = raw.trim();
+        if (!line) continue;
+        inFlight++;
+        void this.answer(socket, line).finally(() => {
+          if (--inFlight === 0 && cutOff) socket.end();
+        });
       }
     });
   }
@@ -357,7 +413,7 @@ export class XlControlServer {
   }
 
   private reply(socket: net.Socket, res: XlResponse): void {
-    if (!socket.destroyed) socket.write(`${JSON.stringify(res)}\n`);
+    if (!socket.destroyed && !socket.writableEnded) socket.write(`${JSON.stringify(res)}\n`);
   }
 
   async close(): Promise<void> {
@@ -378,7 +434,7 @@ export const DEFAULT_CONTROL = '/tmp/xensim/xl.sock';
 export function xlRequest(path: string, verb: string, args: Record<string, unknown> = {}): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const sock = net.createConnection(path);
-    let buf = '';
+    const lines = new LineSplitter(XL_CONTROL_REPLY_MAX);
     let done = false;
     const finish = (f: () => void): void => {
       if (done) return;
@@ -386,15 +442,17 @@ export function xlRequest(path: string, verb: string, args: Record<string, unkno
       sock.destroy();
       f();
     };
-    sock.setEncoding('utf8');
     sock.once('connect', () => sock.write(`${JSON.stringify({ id: 1, verb, args })}\n`));
-    sock.on('data', (chunk: string) => {
-      buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+    sock.on('data', (chunk: Buffer) => {
+      const got = lines.push(chunk);
+      if (got === 'overflow') {
+        finish(() => reject(new XlError(`${path}: reply longer than ${XL_CONTROL_REPLY_MAX} bytes`)));
+        return;
+      }
+      if (got.length === 0) return;
       let res: XlResponse;
       try {
-        res = JSON.parse(buf.slice(0, nl)) as XlResponse;
+        res = JSON.parse(got[0]) as XlResponse;
       } catch {
         finish(() => reject(new XlError(`${path}: not an xensim control socket (bad reply)`)));
         return;

@@ -1,7 +1,7 @@
 // Dom0's program: xenstored serving every introduced domain over its ring (and dom0 tools over
 // a Unix socket, when asked), plus the toolstack's side of domain introduction and death.
 import type { MessagePort } from 'node:worker_threads';
-import { nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
+import { encodeMessage, nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
 import { Virq } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/hypercall.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
@@ -68,9 +68,9 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const tool = xs.connectSocket();
   let reqId = 1;
   const replies: Uint8Array[] = [];
-  daemon.attach(tool, { send: (b) => replies.push(b), flush: () => undefined, ended: () => undefined });
+  daemon.attach(tool, { send: (m) => replies.push(encodeMessage(m)), flush: () => undefined, ended: () => undefined });
   const toolSend = (type: XsdSockmsgType, payload: Uint8Array): void => {
-    daemon.input(tool, [{ kind: 'message', msg: { type, req_id: reqId++, tx_id: 0, payload } }]);
+    daemon.input(tool, { type, req_id: reqId++, tx_id: 0, payload });
   };
   const toolRequest = (type: XsdSockmsgType, ...parts: string[]): void => toolSend(type, nulJoin(...parts));
   /** XS_WRITE: the value follows the path's NUL and has none of its own. */

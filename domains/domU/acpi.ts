@@ -6,7 +6,7 @@
 // `seedFlow` is the project seed's description, which is NOT how Xen works (see the spec's
 // reality check): the guest writes "S5"/"S3" to its control/shutdown node before acting, so that
 // dom0 can mirror it at /local/domain/0/acpi/state. Off by default.
-import type { XsHandle } from '../dom0/tools/xs.ts';
+import type { XsHandle } from '../libs/store/xs.ts';
 import {
   ACPI_PM1A_CNT_BLK_ADDRESS_V1, ACPI_SCI_PIRQ, PM1a_EN, PM1a_STS, PWRBTN_STS, SLP_EN, SLP_TYP_S3, SLP_TYP_S5, SLP_TYP_SHIFT,
   SLPBTN_STS,

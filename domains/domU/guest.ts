@@ -2,7 +2,7 @@
 // (blkfront, netfront), runs manage.c's control/shutdown handler, and writes
 // boot messages to its console. The simulator drives its "user space" with messages: block I/O,
 // frames to send, the device list.
-import { XsError } from '../dom0/tools/xs.ts';
+import { XsError } from '../libs/store/xs.ts';
 import { BlkifOp } from '../../hypervisor/public/io/blkif.ts';
 import { consoleWrite } from '../../hypervisor/public/io/console.ts';
 import { XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';

@@ -7,7 +7,7 @@
 // a node only A may read; A says (in a node only B may read) when its watches are in place and
 // when it is finished. Nothing here sleeps on the host's clock, so it also runs in lockstep.
 import type { MessagePort } from 'node:worker_threads';
-import { XsError, type XsHandle } from '../dom0/tools/xs.ts';
+import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import type { HypercallClient } from '../../hypervisor/hypercall-channel.ts';
 import { Domctl } from '../../hypervisor/hypercall.ts';
 import { EvtchnOp, EvtchnStat } from '../../hypervisor/public/event_channel.ts';

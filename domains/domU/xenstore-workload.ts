@@ -1,7 +1,7 @@
 // A guest program for tests and benchmarks: runs a list of xenstore operations over its ring,
 // as a guest kernel's xenbus users would, and reports the results to the simulator.
 import type { MessagePort } from 'node:worker_threads';
-import { XsError } from '../dom0/tools/xs.ts';
+import { XsError } from '../libs/store/xs.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import { xenbusInit } from '../kernel/xenbus.ts';
 

@@ -2,7 +2,7 @@
 // /dev/xen/xenbus can do over the guest kernel's own xenbus (the same ring and XsHandle its
 // drivers use). Raw requests reach xenstored exactly as a malicious or buggy guest would send them,
 // which is how the XSA scenarios drive the daemon. Every command replies once, with a plain object.
-import { XsError, type XsHandle } from '../dom0/tools/xs.ts';
+import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import { XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as X, XsdSockmsgType, encodeHeader } from '../../hypervisor/public/io/xs_wire.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 

@@ -13,7 +13,7 @@
 // claim more than 1024 bytes in flight are Linux's -EIO: that half's indexes are reset to 0 and
 // the stream is destroyed with an EIO error.
 import { Duplex } from 'node:stream';
-import type { XsDirectTransport } from '../dom0/tools/xs.ts';
+import type { XsDirectTransport } from '../libs/store/xs.ts';
 import {
   XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
 } from '../../hypervisor/public/io/xs_wire.ts';

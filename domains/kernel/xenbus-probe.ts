@@ -4,7 +4,7 @@
 // to the driver. Devices whose directory vanishes are removed. Helpers follow xenbus_client.c:
 // switch_state (cached, transactional, never resurrecting a deleted dir), dev_fatal, grant_ring,
 // alloc_evtchn.
-import { XsError, type XsHandle } from '../dom0/tools/xs.ts';
+import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import { parseXenbusState, XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';
 import type { Kernel } from './kernel.ts';
 import { type XenbusWatch, Xenwatch } from './xenbus-watch.ts';

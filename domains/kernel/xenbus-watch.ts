@@ -1,7 +1,7 @@
 // Linux's xenwatch: watch callbacks run one at a time, in arrival order, each to completion
 // (an async callback is awaited) before the next. A handler therefore reads the node's value when
 // it runs, not when the event was queued: two writes before it runs look like one.
-import type { XsHandle } from '../dom0/tools/xs.ts';
+import type { XsHandle } from '../libs/store/xs.ts';
 
 export type WatchCallback = (path: string, token: string) => void | Promise<void>;
 

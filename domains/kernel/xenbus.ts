@@ -1,6 +1,6 @@
 // The guest's xenbus: a xenstore client (the XsHandle API) over the ring page and event channel
 // the domain builder handed over in start_info.
-import { XsHandle } from '../dom0/tools/xs.ts';
+import { XsHandle } from '../libs/store/xs.ts';
 import type { Kernel } from './kernel.ts';
 import { XenbusRing } from './xenbus-comms.ts';
 

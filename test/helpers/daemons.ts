@@ -16,9 +16,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  XSD_SOCKMSG_SIZE,
+  XsDecodeStep,
+  XsWireDecoder,
   XsdSockmsgType,
-  decodeHeader,
   encodeMessage,
   nulJoin,
 } from '../../hypervisor/public/io/xs_wire.ts';
@@ -259,7 +259,7 @@ process.on('exit', () => {
 export function pingSocket(socket: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.createConnection(socket);
-    let buf = Buffer.alloc(0);
+    const rx = new XsWireDecoder('reject');
     const done = (ok: boolean) => { clearTimeout(t); s.destroy(); resolve(ok); };
     const t = setTimeout(() => done(false), timeoutMs);
     s.on('error', () => done(false));
@@ -269,12 +269,13 @@ export function pingSocket(socket: string, timeoutMs = 1000): Promise<boolean> {
         payload: nulJoin('/') }));
     });
     s.on('data', (b: Buffer) => {
-      buf = Buffer.concat([buf, b]);
-      while (buf.length >= XSD_SOCKMSG_SIZE) {
-        const h = decodeHeader(buf);
-        if (buf.length < XSD_SOCKMSG_SIZE + h.len) return;
-        buf = buf.subarray(XSD_SOCKMSG_SIZE + h.len);
-        if (h.req_id === 0x7e57 && h.type !== XsdSockmsgType.XS_WATCH_EVENT) return done(true);
+      let off = 0;
+      while (off < b.length) {
+        off += rx.push(b, off);
+        if (rx.step === XsDecodeStep.VIOLATION) return done(false);
+        if (rx.step !== XsDecodeStep.MESSAGE) continue;
+        const m = rx.message();
+        if (m.req_id === 0x7e57 && m.type !== XsdSockmsgType.XS_WATCH_EVENT) return done(true);
       }
     });
   });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { XsHandle } from '../../domains/dom0/tools/xs.ts';
+import { XsHandle } from '../../domains/libs/store/xs.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../../sim/host-runtime.ts';
 

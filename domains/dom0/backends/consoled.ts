@@ -2,7 +2,7 @@
 // published ~/console/ring-ref and port, it maps the guest's console page through grant ref 0,
 // binds the port, marks the page connected, and drains the guest's output into a log that
 // `xl console` shows.
-import type { XsHandle } from '../tools/xs.ts';
+import type { XsHandle } from '../../libs/store/xs.ts';
 import { consoleReadOut, consoleWriteIn, isXenconsBroken, XenconsConnection, XenconsInterface } from '../../../hypervisor/public/io/console.ts';
 import { GNTTAB_RESERVED_CONSOLE, GntSt } from '../../../hypervisor/public/grant_table.ts';
 import type { Kernel } from '../../kernel/kernel.ts';

@@ -11,7 +11,7 @@
 // values reach stdout unchanged.
 import type { Command } from 'commander';
 import { atoi, getoptLong, type LongOption } from './getopt.ts';
-import { XBT_NULL, XsError, XsHandle, xsDaemonSocket, type XsTransaction } from './xs.ts';
+import { XBT_NULL, XsError, XsHandle, xsDaemonSocket, type XsTransaction } from '../../libs/store/xs.ts';
 
 export const XENSTORE_VERBS = ['ls', 'read', 'write', 'rm', 'list', 'exists', 'watch', 'chmod', 'mkdir'] as const;
 export type XenstoreVerb = (typeof XENSTORE_VERBS)[number];

@@ -2,7 +2,7 @@
 // image and reports physical-device, then hotplug-status) and `vif-bridge` (plugs the vif into
 // its bridge, then hotplug-status). Their xenstore writes are the scripts' own; the work behind
 // them is the simulator's (images in memory, a software bridge).
-import type { XsHandle } from '../tools/xs.ts';
+import type { XsHandle } from '../../libs/store/xs.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
 import { backendPath, type DeviceRef, type HotplugRunner } from './libxl.ts';
 import type { DiskImages } from '../backends/disk-image.ts';

@@ -2,7 +2,7 @@
 // in one transaction each (frontend and backend dirs with their owners and ACLs, libxl's private
 // copy), the hotplug step after the backend reaches InitWait, device removal, the control/shutdown
 // protocol, and cleanup on destroy.
-import { XsError, type XsHandle } from '../tools/xs.ts';
+import { XsError, type XsHandle } from '../../libs/store/xs.ts';
 import { parseXenbusState, XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
 import { vdevFromName, XEN_IO_PROTO_ABI_NATIVE } from '../../../hypervisor/public/io/blkif.ts';
 import type { Kernel } from '../../kernel/kernel.ts';

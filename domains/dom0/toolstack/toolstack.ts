@@ -1,6 +1,6 @@
 // Dom0's toolstack process (xl with libxl inside): the verbs the simulator's `xl` asks for, and
 // the domain-death monitor that turns @releaseDomain into SHUTDOWN/DEATH events.
-import type { XsHandle } from '../tools/xs.ts';
+import type { XsHandle } from '../../libs/store/xs.ts';
 import { Domctl } from '../../../hypervisor/hypercall.ts';
 import { Errno, Hypercall } from '../../../hypervisor/public/xen.ts';
 import { DomctlTrigger, HvmOp, HvmParam } from '../../../hypervisor/hvm/acpi.ts';

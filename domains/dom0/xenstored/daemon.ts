@@ -1,15 +1,15 @@
-// Routes bytes between the core and whatever carries each connection (a Unix socket, a guest's
-// ring page). Transports hand in what they read; the daemon hands back, per connection, what
-// to send, flushing each touched connection once per batch.
-import { encodeMessage, type XsMessage, XsdSockmsgType, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
+// Routes messages between the core and the connection layer (connection.ts) under every
+// transport (a Unix socket, a guest's ring page, an in-process stream). Whole decoded messages
+// come in; the daemon hands back, per connection, the messages to send, flushing each touched
+// connection once per batch.
+import { type XsMessage, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
-import type { ReaderItem } from './message-reader.ts';
 import type { TraceFile } from './trace.ts';
 
-/** What a transport offers the daemon for one connection. */
+/** What the connection layer offers the daemon for one connection. */
 export interface Sink {
-  /** Queue bytes for the peer. */
-  send(bytes: Uint8Array): void;
+  /** Queue a message (reply or watch event) for the peer. */
+  send(msg: XsMessage): void;
   /** Push queued bytes out (one write / one ring update + notify). */
   flush(): void;
   /** The core ended this connection (RELEASE, domain death, protocol violation). */
@@ -59,9 +59,13 @@ export class XenstoredDaemon {
     this.sinks.set(conn, sink);
   }
 
-  detach(conn: number): void {
+  /** Stops output to a connection (only if `only` is given: while that sink is the attached one). */
+  detach(conn: number, only?: Sink): void {
     const sink = this.sinks.get(conn);
-    if (sink) this.touchedIn.delete(sink);
+    if (sink === undefined || (only !== undefined && sink !== only)) return;
+    const i = this.touched.indexOf(sink);
+    if (i >= 0) this.touched.splice(i, 1);
+    this.touchedIn.delete(sink);
     this.sinks.delete(conn);
   }
 
@@ -76,22 +80,20 @@ export class XenstoredDaemon {
     this.crashed = true;
   }
 
-  /** Handles what a transport read from one connection. */
-  input(conn: number, items: readonly ReaderItem[]): void {
+  /** One whole request from a connection; its output waits for flush() (one per batch). */
+  request(conn: number, msg: XsMessage): void {
     if (this.crashed) return;
-    for (const item of items) {
-      if (item.kind === 'violation') continue;
-      if (item.kind === 'too-big') {
-        const msg = { type: XsdSockmsgType.XS_ERROR, req_id: item.req_id, tx_id: item.tx_id, payload: Buffer.from('E2BIG\0') };
-        this.queue(conn, encodeMessage(msg));
-        continue;
-      }
-      this.opts.trace?.io(conn, 'IN', item.msg);
-      if (this.onTrace) this.traceMsg(conn, 'IN', item.msg);
-      this.route(this.xs.handle(conn, item.msg));
-    }
+    this.opts.trace?.io(conn, 'IN', msg);
+    if (this.onTrace) this.traceMsg(conn, 'IN', msg);
+    this.route(this.xs.handle(conn, msg));
+  }
+
+  /** One request, its output flushed at once. */
+  input(conn: number, msg: XsMessage): void {
+    this.request(conn, msg);
     this.flush();
   }
+
 
   /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
   route(outcome: Outcome): void {
@@ -99,16 +101,13 @@ export class XenstoredDaemon {
     for (const d of outcome.deliveries) {
       this.opts.trace?.io(d.conn, 'OUT', d.msg);
       if (this.onTrace) this.traceMsg(d.conn, 'OUT', d.msg);
-      this.queue(d.conn, encodeMessage(d.msg));
+      this.queue(d.conn, d.msg);
     }
     for (const c of outcome.closed) {
       const sink = this.sinks.get(c);
       if (sink) {
         sink.flush();
-        const i = this.touched.indexOf(sink);
-        if (i >= 0) this.touched.splice(i, 1);
-        this.touchedIn.delete(sink);
-        this.sinks.delete(c);
+        this.detach(c);
         sink.ended();
       }
     }
@@ -140,10 +139,10 @@ export class XenstoredDaemon {
     this.generation++;
   }
 
-  private queue(conn: number, bytes: Uint8Array): void {
+  private queue(conn: number, msg: XsMessage): void {
     const sink = this.sinks.get(conn);
     if (!sink) return;
-    sink.send(bytes);
+    sink.send(msg);
     if (this.touchedIn.get(sink) !== this.generation) {
       this.touchedIn.set(sink, this.generation);
       this.touched.push(sink);

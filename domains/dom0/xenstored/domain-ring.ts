@@ -8,7 +8,9 @@
 // barrier); every index update is followed by an event-channel notification.
 //
 // Reading follows C's handle_input(): a header (16 bytes) is read, checked, then its payload, and a
-// whole message goes to the daemon before the next header is looked at. Profile c stops reading
+// whole message goes to the daemon before the next header is looked at. Framing and the policy for
+// a protocol violation are the connection layer's (connection.ts, shared with the socket and the
+// in-process transports): bytes are copied from req[] straight into the message being read. Profile c stops reading
 // while the connection has `quotas.outstanding` (20) or more requests whose replies are not yet
 // completely in the ring (nboutstanding; the privileged domain is exempt), so a guest that never
 // consumes replies cannot make the daemon buffer without bound.
@@ -19,7 +21,8 @@
 //         untouched (4.17 advertises nothing and never writes the field).
 //         Garbage indexes (prod - cons > 1024) on a read or a write: `error` = 2 (RINGIDX), the
 //         connection is ignored for good; a header with len > 4096: the 16 header bytes are
-//         consumed, `error` = 3 (PROTO), ignored. A later INTRODUCE resets the indexes but the
+//         consumed, `error` = 3 (PROTO), ignored (replies to the requests before it are written
+//         first, as far as rsp[] has room: the connection layer's one policy). A later INTRODUCE resets the indexes but the
 //         connection stays ignored (and `error` stays set). The guest writing `connection` = 1 has
 //         no effect (no reconnection feature).
 //   ocaml INTRODUCE writes server_features = 1 (RECONNECTION) and nothing else: indexes and
@@ -34,10 +37,12 @@
 // Not modelled: C's memory quota and write-rate limiting (which also stop reading), and XSA-326's
 // charging of queued watch events to the domain whose request caused them.
 import {
-  XENSTORE_PAYLOAD_MAX, XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
-  XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType,
-  type XsRingHalf, decodeHeader, xsRingCopyInRange, xsRingCopyOutRange, xsRingIndexesValid,
+  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION,
+  XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsDecodeStep,
+  type XsMessage, XsdSockmsgType, type XsRingHalf, encodeMessage, xsRingCopyInRange, xsRingCopyOutRange,
+  xsRingIndexesValid,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import { XsWireConnection } from './connection.ts';
 import type { XenstoredDaemon } from './daemon.ts';
 
 /** One ring update, for the simulator's trace: which half, the indexes after it, bytes moved. */
@@ -70,11 +75,8 @@ const W = (off: number): number => off >> 2;
 export class XsRingConnection {
   private readonly words: Int32Array;
   private readonly profile: 'c' | 'ocaml';
-  /** Partial input: the header being read, then its payload. */
-  private readonly hdr = new Uint8Array(XSD_SOCKMSG_SIZE);
-  private hdrUsed = 0;
-  private body: Uint8Array | undefined;
-  private bodyUsed = 0;
+  /** The connection layer: framing, the violation policy, the way to the daemon. */
+  private readonly wire: XsWireConnection;
   private out: OutMsg[] = [];
   private nOutstanding = 0;
   private isIgnored = false;
@@ -95,11 +97,14 @@ export class XsRingConnection {
     if (page.byteLength < 4096 || page.byteOffset % 4 !== 0) throw new RangeError('xenstore ring: need an aligned 4 KiB page');
     this.words = new Int32Array(page.buffer, page.byteOffset, 1024);
     this.profile = daemon.xs.profile;
-    daemon.attach(connId, {
-      send: (bytes) => this.queue(bytes),
+    this.wire = new XsWireConnection(daemon, connId, {
+      send: (m) => this.queue(m),
       flush: () => this.flush(),
-      ended: () => this.end(),
-    });
+      ended: (why) => {
+        if (why === 'violation') this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
+        else this.end();
+      },
+    }, { socket: false });
   }
 
   /** The connection is ignored after a fatal client error (bad indexes, oversized header). */
@@ -177,11 +182,10 @@ export class XsRingConnection {
 
   // ------------------------------------------------------------------ sink
 
-  private queue(bytes: Uint8Array): void {
+  private queue(msg: XsMessage): void {
     if (!this.live()) return;
-    const type = bytes[0] | (bytes[1] << 8) | (bytes[2] << 16) | (bytes[3] << 24);
-    const reply = type !== XsdSockmsgType.XS_WATCH_EVENT;
-    this.out.push({ bytes, used: 0, reply });
+    const reply = msg.type !== XsdSockmsgType.XS_WATCH_EVENT;
+    this.out.push({ bytes: encodeMessage(msg), used: 0, reply });
     if (reply) this.nOutstanding++;
   }
 
@@ -264,40 +268,23 @@ export class XsRingConnection {
       return false;
     }
     const avail = (prod - cons) >>> 0;
+    const dec = this.wire.decoder;
     let used = 0;
     let violation = false;
     while (used < avail) {
-      if (this.hdrUsed < XSD_SOCKMSG_SIZE) {
-        // A new message starts: C checks domain_can_read() before every read.
-        if (this.hdrUsed === 0 && this.throttled()) break;
-        const n = Math.min(avail - used, XSD_SOCKMSG_SIZE - this.hdrUsed);
-        xsRingCopyOutRange(this.page, h, cons + used, this.hdr, this.hdrUsed, n);
-        this.hdrUsed += n;
-        used += n;
-        if (this.hdrUsed < XSD_SOCKMSG_SIZE) break;
-        const hdr = this.hdr;
-        let len = (hdr[12] | (hdr[13] << 8) | (hdr[14] << 16) | (hdr[15] << 24)) >>> 0;
-        if (len > XENSTORE_PAYLOAD_MAX) {
-          if (this.profile === 'c') {
-            violation = true;
-            break;
-          }
-          len = XENSTORE_PAYLOAD_MAX;
-        }
-        // A Buffer (every byte is copied in before use): the core reads its strings without a view.
-        this.body = Buffer.allocUnsafe(len);
-        this.bodyUsed = 0;
-      }
-      const body = this.body!;
-      const n = Math.min(avail - used, body.length - this.bodyUsed);
-      xsRingCopyOutRange(this.page, h, cons + used, body, this.bodyUsed, n);
-      this.bodyUsed += n;
+      // A new message starts: C checks domain_can_read() before every read.
+      if (dec.idle && this.throttled()) break;
+      // Straight from the page into the message being read (its header, then its payload).
+      const n = Math.min(avail - used, dec.fillLength);
+      xsRingCopyOutRange(this.page, h, cons + used, dec.fillBuffer, dec.fillOffset, n);
       used += n;
-      if (this.bodyUsed < body.length) break;
-      const hd = decodeHeader(this.hdr);
-      this.hdrUsed = 0;
-      this.body = undefined;
-      this.daemon.input(this.connId, [{ kind: 'message', msg: { type: hd.type, req_id: hd.req_id, tx_id: hd.tx_id, payload: body } }]);
+      const step = dec.filled(n);
+      if (step === XsDecodeStep.MORE) continue;
+      if (step === XsDecodeStep.VIOLATION) {
+        violation = true;
+        break;
+      }
+      this.wire.deliver(dec.message());
       // The daemon may have reset, ended or ignored this connection meanwhile.
       if (this.resets !== resets || this.isEnded) return true;
       if (this.isIgnored) break;
@@ -307,7 +294,8 @@ export class XsRingConnection {
       this.opts.onRing?.({ kind: 'ring', ring: 'xenstore', half: 'req', cons: (cons + used) >>> 0, prod, bytes: used });
       this.notify();
     }
-    if (violation) this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
+    // The header is consumed; replies to the messages before it go out, then the ring is ignored.
+    if (violation) this.wire.violation();
     return used > 0;
   }
 
@@ -324,6 +312,9 @@ export class XsRingConnection {
   /** ignore_connection(): fatal client error. The domain stays (its @releaseDomain still fires). */
   private ignore(reason: XenstoreError): void {
     if (this.isIgnored) return;
+    // What is queued for the requests before a protocol violation goes out as far as rsp[] has
+    // room (C frees what it has not written yet).
+    if (reason === XenstoreError.XENSTORE_ERROR_PROTO && !this.isEnded) this.writeOut();
     this.isIgnored = true;
     this.reason = reason;
     if (this.profile === 'c') Atomics.store(this.words, W(I.error), reason);
@@ -347,9 +338,7 @@ export class XsRingConnection {
   }
 
   private dropBuffers(): void {
-    this.hdrUsed = 0;
-    this.body = undefined;
-    this.bodyUsed = 0;
+    this.wire.decoder.reset();
     this.out = [];
     this.nOutstanding = 0;
   }

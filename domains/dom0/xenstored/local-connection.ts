@@ -1,30 +1,54 @@
 // An in-process connection to dom0's xenstored for dom0's own components (the toolstack, the
-// backend drivers): the same wire bytes a Unix-socket client sends, without a socket.
+// backend drivers): the same wire bytes a Unix-socket client sends, through the same connection
+// layer, without a socket.
 import { Duplex } from 'node:stream';
-import { XsHandle } from '../tools/xs.ts';
+import { encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { XsHandle } from '../../libs/store/xs.ts';
+import { XsWireConnection } from './connection.ts';
 import type { XenstoredDaemon } from './daemon.ts';
-import { MessageReader } from './message-reader.ts';
 
-export function connectLocal(daemon: XenstoredDaemon, name: string, opts: { untraced?: boolean } = {}): XsHandle {
+export interface LocalConnectionOptions {
+  /** Keep this connection out of the trace (the simulator looking at the tree). */
+  readonly untraced?: boolean;
+}
+
+/**
+ * A privileged connection as a byte stream: what is written to it is read by xenstored, replies
+ * and watch events come out of it. The stream ends when the daemon ends the connection
+ * (a protocol violation); destroying it closes the connection (watches and transactions go).
+ */
+export function openLocalStream(daemon: XenstoredDaemon, opts: LocalConnectionOptions = {}): Duplex {
   const conn = daemon.xs.connectSocket();
-  // The simulator looking at the tree (invariant checks) is not part of the story the trace tells.
   if (opts.untraced) daemon.untraced.add(conn);
-  const reader = new MessageReader(daemon.xs.profile);
   let out: Uint8Array[] = [];
+  let eof = false;
   const stream = new Duplex({
     write(chunk: Buffer, _enc, cb) {
-      daemon.input(conn, reader.push(chunk));
+      wire.received(chunk);
       cb();
     },
     read() {},
+    destroy(err, cb) {
+      wire.detach();
+      if (daemon.xs.connections.has(conn)) daemon.xs.disconnect(conn);
+      cb(err);
+    },
   });
-  daemon.attach(conn, {
-    send: (b) => out.push(b),
+  const wire: XsWireConnection = new XsWireConnection(daemon, conn, {
+    send: (m) => out.push(encodeMessage(m)),
     flush: () => {
-      for (const b of out) stream.push(Buffer.from(b));
+      for (const b of out) stream.push(b);
       out = [];
     },
-    ended: () => stream.push(null),
-  });
-  return XsHandle.fromStream(stream, name);
+    ended: (why) => {
+      if (why === 'violation' && daemon.xs.connections.has(conn)) daemon.xs.disconnect(conn);
+      if (!stream.readableEnded && !eof) stream.push(null);
+      eof = true;
+    },
+  }, { socket: true });
+  return stream;
+}
+
+export function connectLocal(daemon: XenstoredDaemon, name: string, opts: LocalConnectionOptions = {}): XsHandle {
+  return XsHandle.fromStream(openLocalStream(daemon, opts), name);
 }

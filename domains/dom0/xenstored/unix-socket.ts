@@ -4,9 +4,10 @@
 import { mkdirSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
-import { MessageReader } from './message-reader.ts';
+import { XsWireConnection } from './connection.ts';
 import { TraceFile } from './trace.ts';
 
 export interface ServerOptions extends DaemonOptions {
@@ -16,9 +17,7 @@ export interface ServerOptions extends DaemonOptions {
 
 interface Peer {
   readonly socket: Socket;
-  readonly reader: MessageReader;
-  /** Bytes produced for this peer by the input being handled. */
-  out: Uint8Array[];
+  readonly wire: XsWireConnection;
 }
 
 export class XenstoredServer {
@@ -58,44 +57,46 @@ export class XenstoredServer {
   }
 
   private attach(socket: Socket, conn: number): void {
-    const peer: Peer = { socket, reader: new MessageReader(this.xs.profile), out: [] };
-    this.peers.set(conn, peer);
-    this.daemon.attach(conn, {
-      send: (bytes) => peer.out.push(bytes),
+    let out: Uint8Array[] = [];
+    const wire = new XsWireConnection(this.daemon, conn, {
+      send: (m) => out.push(encodeMessage(m)),
       flush: () => {
-        if (peer.out.length === 0) return;
-        socket.write(peer.out.length === 1 ? peer.out[0] : Buffer.concat(peer.out));
-        peer.out = [];
+        if (out.length === 0) return;
+        socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
+        out = [];
       },
-      // A released or dead domain's client is not hung up on: like an unmapped ring, its
-      // socket just goes silent (input ignored) until the client closes it.
-      ended: () => {
+      ended: (why) => {
         if (this.peers.get(conn) === peer) this.peers.delete(conn);
+        // A protocol violation drops the socket once the replies before it are written (C
+        // xenstored frees the connection). A released or dead domain's client is not hung up
+        // on: like an unmapped ring, its socket just goes silent until the client closes it.
+        if (why === 'violation') {
+          this.lost(conn);
+          socket.end(() => socket.destroy());
+        }
       },
-    });
+    }, { socket: this.xs.connections.get(conn)?.kind === 'socket' });
+    const peer: Peer = { socket, wire };
+    this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
-    socket.on('data', (data) => {
-      if (this.peers.get(conn) !== peer) return;
-      const items = peer.reader.push(data);
-      if (items.some((i) => i.kind === 'violation')) {
-        // C xenstored drops a socket that announces an oversized message.
-        socket.destroy();
-        return;
-      }
-      this.daemon.input(conn, items);
-    });
+    socket.on('data', (data) => wire.received(data));
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      wire.detach();
       if (this.peers.get(conn) !== peer) return;
       this.peers.delete(conn);
-      this.daemon.detach(conn);
-      this.opts.trace?.event(`DESTROY connection ${TraceFile.connName(conn)}`);
-      // A guest socket closing is not the domain going away: its connection stays, but the
-      // client's watches and transactions go with the client.
-      if (this.xs.connections.get(conn)?.kind === 'socket') this.xs.disconnect(conn);
-      else this.xs.resetConnection(conn);
+      this.lost(conn);
     });
+  }
+
+  /** The client is gone (socket closed, or dropped for a protocol violation). */
+  private lost(conn: number): void {
+    this.opts.trace?.event(`DESTROY connection ${TraceFile.connName(conn)}`);
+    // A guest socket closing is not the domain going away: its connection stays, but the
+    // client's watches and transactions go with the client.
+    if (this.xs.connections.get(conn)?.kind === 'socket') this.xs.disconnect(conn);
+    else this.xs.resetConnection(conn);
   }
 
   /** Opens DIR/<domid> for newly introduced domains and removes it for released ones. */

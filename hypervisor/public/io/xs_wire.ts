@@ -233,3 +233,166 @@ export function xsRingCopyOutRange(page: Uint8Array, half: XsRingHalf, idx: numb
     at = 0;
   }
 }
+
+/**
+ * What a reader does with a header announcing more than XENSTORE_PAYLOAD_MAX bytes:
+ * 'reject' stops reading (C xenstored ends the connection; a client treats it as EIO),
+ * 'clamp' reads exactly XENSTORE_PAYLOAD_MAX payload bytes and takes what follows as the next
+ * header (oxenstored's Partial.of_string, on sockets and rings alike).
+ */
+export type XsOversize = 'reject' | 'clamp';
+
+/** What XsWireDecoder.filled() found once its bytes were taken. */
+export enum XsDecodeStep {
+  /** The current header or payload is not complete yet. */
+  MORE = 0,
+  /** A whole message is ready: take it with message(). */
+  MESSAGE = 1,
+  /** A header broke the protocol ('reject'): nothing more is read. */
+  VIOLATION = 2,
+}
+
+/**
+ * Incremental xs_wire reader: a header, then exactly its payload, one message at a time. It
+ * never holds more than one partial message (16 + XENSTORE_PAYLOAD_MAX bytes), and every byte is
+ * copied at most once, into the message it belongs to. Used by both ends of every transport:
+ * xenstored's connections (socket, ring page, in-process) and the client library.
+ *
+ * Two ways in: push() for byte streams, or fillBuffer/fillOffset/fillLength + filled(n) for a
+ * transport that copies straight from shared memory (the ring page) into the pending message.
+ */
+export class XsWireDecoder {
+  private readonly hdr = new Uint8Array(XSD_SOCKMSG_SIZE);
+  private hdrUsed = 0;
+  private body: Uint8Array | undefined;
+  private bodyUsed = 0;
+  private ready: XsMessage | undefined;
+  private broken = false;
+  /** The header that broke the protocol (after VIOLATION). */
+  violation: XsdSockmsg | undefined;
+
+  constructor(readonly oversize: XsOversize) {}
+
+  /** No partial header or payload is held: the next byte starts a message. */
+  get idle(): boolean {
+    return this.hdrUsed === 0 && this.body === undefined;
+  }
+
+  /** A protocol violation was seen; input is ignored from then on. */
+  get isBroken(): boolean {
+    return this.broken;
+  }
+
+  /** Bytes held of the message being read (bounded by 16 + XENSTORE_PAYLOAD_MAX). */
+  get pending(): number {
+    return this.hdrUsed + this.bodyUsed;
+  }
+
+  /** Where the next bytes go: the rest of the header, or of the payload. */
+  get fillBuffer(): Uint8Array {
+    return this.body ?? this.hdr;
+  }
+
+  get fillOffset(): number {
+    return this.body ? this.bodyUsed : this.hdrUsed;
+  }
+
+  /** How many bytes complete the current header or payload (0 once broken). */
+  get fillLength(): number {
+    if (this.broken) return 0;
+    return this.body ? this.body.length - this.bodyUsed : XSD_SOCKMSG_SIZE - this.hdrUsed;
+  }
+
+  /** `n` (at most fillLength) bytes were copied to fillBuffer at fillOffset. */
+  filled(n: number): XsDecodeStep {
+    if (this.broken) return XsDecodeStep.VIOLATION;
+    if (!(n >= 0 && n <= this.fillLength)) throw new RangeError(`XsWireDecoder: filled ${n} of ${this.fillLength} bytes`);
+    if (this.body === undefined) {
+      this.hdrUsed += n;
+      if (this.hdrUsed < XSD_SOCKMSG_SIZE) return XsDecodeStep.MORE;
+      const len = getU32(this.hdr, 12);
+      if (len > XENSTORE_PAYLOAD_MAX && this.oversize === 'reject') return this.fail();
+      // A Buffer, so that the core and the client can read strings from it directly.
+      this.body = Buffer.allocUnsafe(Math.min(len, XENSTORE_PAYLOAD_MAX));
+      this.bodyUsed = 0;
+    } else {
+      this.bodyUsed += n;
+    }
+    if (this.bodyUsed < this.body.length) return XsDecodeStep.MORE;
+    this.ready = {
+      type: getU32(this.hdr, 0), req_id: getU32(this.hdr, 4), tx_id: getU32(this.hdr, 8), payload: this.body,
+    };
+    this.hdrUsed = 0;
+    this.body = undefined;
+    this.bodyUsed = 0;
+    return XsDecodeStep.MESSAGE;
+  }
+
+  /** The message completed by the last filled() or push() step that returned MESSAGE. */
+  message(): XsMessage {
+    const m = this.ready;
+    if (m === undefined) throw new Error('XsWireDecoder: no message ready');
+    this.ready = undefined;
+    return m;
+  }
+
+  /** What the last push() reached. */
+  step: XsDecodeStep = XsDecodeStep.MORE;
+
+  /**
+   * Byte-stream input: takes bytes from data[off..] up to the end of the next whole message and
+   * returns how many it took; `step` says what it reached (MESSAGE: call message(); MORE: all of
+   * data from off was taken; VIOLATION). A message lying whole in `data` is not copied: its
+   * payload is a view of `data` (stream chunks are never reused, so the view stays valid).
+   */
+  push(data: Uint8Array, off: number): number {
+    if (this.broken) {
+      this.step = XsDecodeStep.VIOLATION;
+      return 0;
+    }
+    const left = data.length - off;
+    if (this.idle && left >= XSD_SOCKMSG_SIZE) {
+      const len = getU32(data, off + 12);
+      if (len <= XENSTORE_PAYLOAD_MAX && left >= XSD_SOCKMSG_SIZE + len) {
+        const start = off + XSD_SOCKMSG_SIZE;
+        const payload = Buffer.isBuffer(data) ? data.subarray(start, start + len)
+          : Buffer.from(data.buffer, data.byteOffset + start, len);
+        this.ready = { type: getU32(data, off), req_id: getU32(data, off + 4), tx_id: getU32(data, off + 8), payload };
+        this.step = XsDecodeStep.MESSAGE;
+        return XSD_SOCKMSG_SIZE + len;
+      }
+    }
+    let took = 0;
+    while (took < left) {
+      const n = Math.min(left - took, this.fillLength);
+      const at = off + took;
+      const into = this.fillBuffer;
+      const to = this.fillOffset;
+      if (n < SMALL_COPY) for (let i = 0; i < n; i++) into[to + i] = data[at + i];
+      else into.set(data.subarray(at, at + n), to);
+      took += n;
+      const step = this.filled(n);
+      if (step !== XsDecodeStep.MORE) {
+        this.step = step;
+        return took;
+      }
+    }
+    this.step = XsDecodeStep.MORE;
+    return took;
+  }
+
+  /** Drops a partial message (a ring reset). A violation stays. */
+  reset(): void {
+    this.hdrUsed = 0;
+    this.body = undefined;
+    this.bodyUsed = 0;
+    this.ready = undefined;
+  }
+
+  private fail(): XsDecodeStep {
+    this.broken = true;
+    this.violation = decodeHeader(this.hdr);
+    this.hdrUsed = 0;
+    return XsDecodeStep.VIOLATION;
+  }
+}

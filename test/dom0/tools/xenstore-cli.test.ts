@@ -1,7 +1,7 @@
 // The dom0 XenStore client side against Debian's real C xenstored (../shared/oracle):
 //  - `xensim xenstore <verb>` must print exactly what xenstore-utils 4.17 prints (stdout, stderr,
 //    exit status), for the same store;
-//  - XsHandle (domains/dom0/tools/xs.ts): request matching, watch events, transactions, errors.
+//  - XsHandle (domains/libs/store/xs.ts): request matching, watch events, transactions, errors.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,7 +17,7 @@ import {
   unsanitiseValue,
   type XenstoreVerb,
 } from '../../../domains/dom0/tools/xenstore-cli.ts';
-import { XsError, XsHandle } from '../../../domains/dom0/tools/xs.ts';
+import { XsError, XsHandle } from '../../../domains/libs/store/xs.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ORACLE = path.resolve(REPO, '..', 'shared', 'oracle');

@@ -5,7 +5,7 @@
 // measured on Debian's C xenstored / oxenstored 4.17.7 with ../shared/oracle's fake-guest rings.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { XsHandle, XsError } from '../../../domains/dom0/tools/xs.ts';
+import { XsHandle, XsError } from '../../../domains/libs/store/xs.ts';
 import type { Profile } from '../../../domains/dom0/xenstored/core.ts';
 import { connectLocal } from '../../../domains/dom0/xenstored/local-connection.ts';
 import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
@@ -602,7 +602,7 @@ describe('xenstored ring transport (domain-ring.ts) with the guest xenbus (xenbu
       const tool = daemon.xs.connectSocket();
       let rid = 1;
       const d0 = (type: number, ...parts: string[]): void => {
-        daemon.input(tool, [{ kind: 'message', msg: { type, req_id: rid++, tx_id: 0, payload: nulJoin(...parts) } }]);
+        daemon.input(tool, { type, req_id: rid++, tx_id: 0, payload: nulJoin(...parts) });
       };
       d0(T.XS_MKDIR, '/local/domain/30');
       d0(T.XS_SET_PERMS, '/local/domain/30', 'n30');

@@ -1,19 +1,20 @@
-// Test harness around xenstored's pure core (domains/dom0/xenstored/core.ts).
+// Test harness around xenstored's core (domains/dom0/xenstored/core.ts) and its daemon.
 //
-// A Harness owns one Xenstored and names its connections: `h.dom0` is a privileged dom0 socket,
-// `h.socket()` opens more, `h.introduce(domid)` prepares a guest's home the way libxl does and
-// INTRODUCEs it, returning the guest's (unprivileged) connection. Every request goes through
-// `Xenstored.handle()`; replies come back to the caller, watch events are queued on the
-// connection that receives them and drained with `c.events()`.
+// A Harness owns one XenstoredDaemon and names its connections: `h.dom0` is a privileged dom0
+// socket, `h.socket()` opens more, `h.introduce(domid)` prepares a guest's home the way libxl does
+// and INTRODUCEs it, returning the guest's (unprivileged) connection. Each connection is the real
+// connection layer (connection.ts) with a transport that hands messages to the test: request()
+// puts a whole message in (as a transport does once it has read one), feed() puts raw bytes in.
+// Replies come back to the caller, watch events are queued on the connection that receives them
+// and drained with `c.events()`.
 //
 // Results are plain strings so that tables read naturally: a successful READ gives the value,
 // WRITE/MKDIR/RM/SET_PERMS/WATCH give 'OK', GET_PERMS gives the ACL as `n0 r1`, DIRECTORY gives
 // the child names; any failure gives the error name ('EACCES', 'ENOENT', 'EQUOTA', ...).
-import { Xenstored, type Outcome, type XenstoredOptions } from '../../../domains/dom0/xenstored/core.ts';
-import { MessageReader } from '../../../domains/dom0/xenstored/message-reader.ts';
-import {
-  XSD_SOCKMSG_SIZE, XsdSockmsgType as T, decodeHeader, nulJoin, type XsMessage,
-} from '../../../hypervisor/public/io/xs_wire.ts';
+import type { Outcome, Xenstored, XenstoredOptions } from '../../../domains/dom0/xenstored/core.ts';
+import { XsWireConnection } from '../../../domains/dom0/xenstored/connection.ts';
+import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
+import { XsdSockmsgType as T, nulJoin, type XsMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 
 export { T };
 
@@ -57,7 +58,8 @@ export class Client {
   readonly inbox: XsMessage[] = [];
   closed = false;
   private rid = 0;
-  private reader: MessageReader | undefined;
+  /** The connection layer, as under the socket (dom0) or the ring (guests). */
+  readonly wire: XsWireConnection;
 
   constructor(
     readonly h: Harness,
@@ -65,7 +67,19 @@ export class Client {
     readonly id: number,
     /** Domain id (0 for dom0 sockets). */
     readonly domid: number,
-  ) {}
+  ) {
+    this.wire = new XsWireConnection(h.daemon, id, {
+      send: (m) => this.receive(m),
+      flush: () => undefined,
+      ended: (why) => {
+        this.closed = true;
+        // What the socket and ring transports do with a client that broke the protocol.
+        if (why !== 'violation') return;
+        if (domid === 0) h.xs.disconnect(id);
+        else h.xs.resetConnection(id);
+      },
+    }, { socket: domid === 0 });
+  }
 
   /** Called by the harness for every message the daemon sends here. */
   receive(msg: XsMessage): void {
@@ -80,7 +94,7 @@ export class Client {
   request(type: number, payload: string | Uint8Array = new Uint8Array(0), tx = 0, reqId?: number): Reply {
     const req_id = reqId ?? ++this.rid;
     const mark = this.inbox.length;
-    this.h.deliver(this.h.xs.handle(this.id, { type, req_id, tx_id: tx, payload: bytes(payload) }));
+    if (!this.closed) this.h.daemon.input(this.id, { type, req_id, tx_id: tx, payload: bytes(payload) });
     const own = this.inbox.slice(mark);
     const msg = own.find((m) => m.req_id === req_id && m.type !== T.XS_WATCH_EVENT);
     if (msg === undefined) return { msg, error: 'NOREPLY', payload: '', own };
@@ -171,35 +185,33 @@ export class Client {
   }
 
   /**
-   * Feeds raw bytes through a MessageReader (as a transport does) and hands the messages to the
-   * core. Returns the messages the core was given, each with what it sent back to this
-   * connection, and whether the reader reported a violation (then the connection is dropped, as
-   * the socket transport does). An oversized message gets the transport's E2BIG reply.
+   * Feeds raw bytes through the connection layer, as a transport does. Returns the messages the
+   * core was given, each with what it sent back to this connection, and whether the bytes broke
+   * the protocol (then the connection has ended).
    */
   feed(data: Uint8Array): { handled: { msg: XsMessage; got: XsMessage[] }[]; violation: boolean } {
-    this.reader ??= new MessageReader(this.h.xs.profile);
-    const handled: { msg: XsMessage; got: XsMessage[] }[] = [];
-    let violation = false;
-    if (this.closed) return { handled, violation };
-    for (const item of this.reader.push(data)) {
-      if (item.kind === 'violation') {
-        violation = true;
-        this.h.xs.disconnect(this.id);
-        this.closed = true;
-        break;
-      }
-      if (item.kind === 'too-big') {
-        const wire = Xenstored.errorMessage(item, 'E2BIG');
-        const hdr = decodeHeader(wire);
-        this.receive({ type: hdr.type, req_id: hdr.req_id, tx_id: hdr.tx_id, payload: wire.subarray(XSD_SOCKMSG_SIZE) });
-        continue;
-      }
-      if (this.closed) break;
-      const mark = this.inbox.length;
-      this.h.deliver(this.h.xs.handle(this.id, item.msg));
-      handled.push({ msg: item.msg, got: this.inbox.slice(mark) });
+    const starts: { msg: XsMessage; mark: number }[] = [];
+    const wasEnded = this.wire.ended;
+    this.h.daemon.onRequest = (conn, msg) => {
+      if (conn === this.id) starts.push({ msg, mark: this.inbox.length });
+    };
+    try {
+      this.wire.received(data);
+    } finally {
+      this.h.daemon.onRequest = undefined;
     }
-    return { handled, violation };
+    const handled = starts.map((s, i) => ({ msg: s.msg, got: this.inbox.slice(s.mark, starts[i + 1]?.mark) }));
+    return { handled, violation: !wasEnded && this.wire.endReason === 'violation' };
+  }
+}
+
+/** The daemon, telling the harness which requests reach the core. */
+class HarnessDaemon extends XenstoredDaemon {
+  onRequest: ((conn: number, msg: XsMessage) => void) | undefined;
+
+  override request(conn: number, msg: XsMessage): void {
+    this.onRequest?.(conn, msg);
+    super.request(conn, msg);
   }
 }
 
@@ -211,6 +223,7 @@ export interface IntroduceOptions {
 }
 
 export class Harness {
+  readonly daemon: HarnessDaemon;
   readonly xs: Xenstored;
   readonly clients = new Map<number, Client>();
   /** The first dom0 socket connection. */
@@ -218,7 +231,8 @@ export class Harness {
   private sockets = 0;
 
   constructor(opts: XenstoredOptions = {}) {
-    this.xs = new Xenstored(opts);
+    this.daemon = new HarnessDaemon(opts);
+    this.xs = this.daemon.xs;
     this.dom0 = this.socket('dom0');
   }
 
@@ -233,17 +247,13 @@ export class Harness {
     return c;
   }
 
-  /** Routes an outcome's deliveries to the named connections and marks closed ones. */
+  /** Routes an outcome produced outside a request through the daemon to the connections. */
   deliver(o: Outcome): void {
     for (const d of o.deliveries) {
-      const c = this.clients.get(d.conn);
-      if (c === undefined) throw new Error(`delivery to unknown connection ${d.conn}`);
-      c.receive(d.msg);
+      if (!this.clients.has(d.conn)) throw new Error(`delivery to unknown connection ${d.conn}`);
     }
-    for (const id of o.closed) {
-      const c = this.clients.get(id);
-      if (c) c.closed = true;
-    }
+    this.daemon.route(o);
+    this.daemon.flush();
   }
 
   /** INTRODUCE payload as dom0 sends it. */

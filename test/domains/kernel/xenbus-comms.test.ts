@@ -3,7 +3,7 @@
 // against the real daemon and its ring transport (domains/dom0/xenstored/domain-ring.ts).
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { XsHandle, XsError } from '../../../domains/dom0/tools/xs.ts';
+import { XsHandle, XsError } from '../../../domains/libs/store/xs.ts';
 import type { Profile } from '../../../domains/dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
 import { XsRingConnection } from '../../../domains/dom0/xenstored/domain-ring.ts';
@@ -288,7 +288,7 @@ describe('guest xenbus ring (xenbus-comms.ts)', () => {
       const tool = daemon.xs.connectSocket();
       let rid = 1;
       const dom0 = (type: number, ...parts: string[]): void => {
-        daemon.input(tool, [{ kind: 'message', msg: { type, req_id: rid++, tx_id: 0, payload: nulJoin(...parts) } }]);
+        daemon.input(tool, { type, req_id: rid++, tx_id: 0, payload: nulJoin(...parts) });
       };
       dom0(T.XS_MKDIR, `/local/domain/${domid}`);
       dom0(T.XS_SET_PERMS, `/local/domain/${domid}`, `n${domid}`);

@@ -1,10 +1,11 @@
-// A libxenstore-like client for dom0 tools: talks the xs_wire protocol to xenstored over its Unix
-// socket. Named after libxenstore's `struct xs_handle`; the method names follow xs_read, xs_write,
-// xs_directory, xs_transaction_start/end, xs_watch and friends.
+// libxenstore (Xen's tools/libs/store): the xs_wire client used by dom0's tools and toolstack
+// over xenstored's Unix socket or an in-process stream, and by every guest kernel over its
+// xenstore ring. Named after libxenstore's `struct xs_handle`; the method names follow xs_read,
+// xs_write, xs_directory, xs_transaction_start/end, xs_watch and friends.
 //
-// Wire: every message is a 16-byte little-endian header {type, req_id, tx_id, len} followed by
-// `len` payload bytes. Replies echo req_id, which is how they are matched to requests here, so any
-// number of requests may be in flight. XS_WATCH_EVENT messages (req_id 0) go to 'watch' listeners.
+// Wire: framing is xs_wire.ts's (encodeHeader, XsWireDecoder), the same codec xenstored uses.
+// Replies echo req_id, which is how they are matched to requests here, so any number of requests
+// may be in flight. XS_WATCH_EVENT messages (req_id 0) go to 'watch' listeners.
 //
 // Encodings: paths, tokens and the strings in replies (directory entries, permissions, watch
 // event paths) are latin1, i.e. one char per byte, so bytes round-trip unchanged. Values passed as
@@ -17,7 +18,10 @@ import {
   XSD_ERRORS,
   XSD_SOCKMSG_SIZE,
   XS_ERRNO,
+  XsDecodeStep,
+  XsWireDecoder,
   XsdSockmsgType,
+  encodeHeader,
   xsTypeName,
   type XsError as XsErrorName,
   type XsMessage,
@@ -223,7 +227,8 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   private readonly sock: net.Socket | Duplex;
   private readonly pending = new PendingTable();
   private nextReqId = 1;
-  private rx: Buffer | null = null;
+  /** A reply announcing more than XENSTORE_PAYLOAD_MAX bytes is not something xenstored sends. */
+  private readonly rx = new XsWireDecoder('reject');
   private corked = false;
   private readonly direct: XsDirectTransport | undefined;
   private closed = false;
@@ -318,10 +323,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     if (len > XENSTORE_PAYLOAD_MAX) return Promise.reject(new XsError('E2BIG', type));
     const buf = Buffer.allocUnsafe(XSD_SOCKMSG_SIZE + len);
     const reqId = this.allocReqId();
-    buf.writeUInt32LE(type >>> 0, 0);
-    buf.writeUInt32LE(reqId, 4);
-    buf.writeUInt32LE(tx >>> 0, 8);
-    buf.writeUInt32LE(len, 12);
+    encodeHeader({ type: type >>> 0, req_id: reqId, tx_id: tx >>> 0, len }, buf);
     payloadWrite(payload, buf, XSD_SOCKMSG_SIZE);
     return new Promise<XsMessage>((resolve, reject) => {
       this.pending.add(reqId, resolve, reject, type);
@@ -526,32 +528,20 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   }
 
   private onData(chunk: Buffer): void {
-    let buf = chunk;
-    if (this.rx !== null) {
-      buf = Buffer.concat([this.rx, chunk]);
-      this.rx = null;
-    }
+    const rx = this.rx;
     let off = 0;
-    const end = buf.length;
-    while (end - off >= XSD_SOCKMSG_SIZE) {
-      const len = buf.readUInt32LE(off + 12);
-      if (len > XENSTORE_PAYLOAD_MAX) {
-        this.closeError ??= new XsError('EIO', buf.readUInt32LE(off), `reply of ${len} bytes`);
+    while (off < chunk.length) {
+      off += rx.push(chunk, off);
+      if (rx.step === XsDecodeStep.MESSAGE) {
+        const m = rx.message();
+        this.dispatch(m.type, m.req_id, m.tx_id, m.payload as Buffer);
+      } else if (rx.step === XsDecodeStep.VIOLATION) {
+        const h = rx.violation!;
+        this.closeError ??= new XsError('EIO', h.type, `reply of ${h.len} bytes`);
         this.sock.destroy();
         return;
       }
-      const next = off + XSD_SOCKMSG_SIZE + len;
-      if (next > end) break;
-      this.dispatch(
-        buf.readUInt32LE(off),
-        buf.readUInt32LE(off + 4),
-        buf.readUInt32LE(off + 8),
-        buf.subarray(off + XSD_SOCKMSG_SIZE, next),
-      );
-      off = next;
     }
-    // Keep the partial message; copy it so the big chunk it came from can be freed.
-    if (off < end) this.rx = off === 0 ? buf : Buffer.from(buf.subarray(off));
   }
 
   private dispatch(type: number, reqId: number, txId: number, payload: Buffer): void {
