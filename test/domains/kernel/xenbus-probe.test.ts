@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
 import { connectLocal } from '../../../domains/dom0/xenstored/local-connection.ts';
-import type { XsHandle } from '../../../domains/dom0/tools/xs.ts';
+import type { XsHandle } from '../../../domains/libs/store/xs.ts';
 import { Kernel } from '../../../domains/kernel/kernel.ts';
 import { XenbusBus, type XenbusDevice, type XenbusDriver } from '../../../domains/kernel/xenbus-probe.ts';
 import { XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
