@@ -102,6 +102,14 @@ interface WatchEvent {
   readonly token: string;
 }
 
+/** Whether two nodes belong to one split device (either end's directory), or neither is in a device. */
+function sameDevice(a: string, b: string): boolean {
+  const da = parseDevicePath(a);
+  const db = parseDevicePath(b);
+  if (!da || !db) return !da && !db;
+  return da.type === db.type && da.devid === db.devid && da.frontendDomid === db.frontendDomid;
+}
+
 /** The xenbus bus roots a kernel watches to find devices. */
 const BUS_ROOT = /^\/local\/domain\/\d+\/(?:backend|device)$/;
 
@@ -422,10 +430,13 @@ function racingTransaction(m: TraceModel, r: Op, w: Effect, out: RaceFinding[], 
 /** A watch fired for N; N changed again before the watcher read it, or the watcher never read it. */
 function watchThenRead(m: TraceModel, out: RaceFinding[]): void {
   const reported = new Set<string>();
+  const stale = new Map<string, { n: number; finding: RaceFinding }>();
   for (const ev of m.events) {
     if (ev.path.startsWith('@')) continue;
     const w = m.watches.find((x) => x.conn === ev.conn && x.token === ev.token && x.from < ev.idx && ev.idx <= x.until && isUnder(ev.path, x.path));
     if (!w) continue;
+    // A bus watch's handler probes and removes devices; it never reads their keys.
+    if (BUS_ROOT.test(w.path) && parseDevicePath(ev.path) !== undefined) continue;
     const cause = m.valueBefore(ev.path, ev.idx);
     // The firing on registration: 'look now', no news of a change (xenstored watch.c).
     const initial = ev.path === w.path && m.events.find((x) => x.conn === ev.conn && x.token === w.token && x.idx > w.from)?.idx === ev.idx
@@ -436,14 +447,17 @@ function watchThenRead(m: TraceModel, out: RaceFinding[]): void {
     if (!next) {
       // Dropped event: only for a watch on exactly this node (a handler that must look), with
       // news in it, while the watcher's domain still exists.
-      if (w.path !== ev.path || !cause.known || cause.value === undefined || cause.value === '') continue;
+      // Only xenbus otherend-style watches on a node of a split device: their handler must read
+      // the node to learn anything (Linux otherend_changed); other watchers may just count events.
+      if (w.path !== ev.path || parseDevicePath(ev.path) === undefined) continue;
+      if (!cause.known || cause.value === undefined || cause.value === '') continue;
       if (m.connEnd(ev.conn) < Infinity || ev.idx >= w.until) continue;
       const key = `lost\0${ev.conn}\0${ev.path}`;
       if (reported.has(key)) continue;
       reported.add(key);
       out.push({
         kind: 'watch-then-read', path: ev.path, events: [ev.idx], parties: [pw],
-        message: `${pw}'s watch ${oneLine(ev.token)} fired for ${assign(ev.path, cause.value)} at ${m.at(ev.idx)}, and ${pw} never read ${ev.path} afterwards: the event was dropped or ignored`,
+        message: `${pw}'s watch ${token(ev.token)} fired for ${assign(ev.path, cause.value)} at ${m.at(ev.idx)}, and ${pw} never read ${ev.path} afterwards: the event was dropped or ignored`,
       });
       continue;
     }
@@ -453,16 +467,28 @@ function watchThenRead(m: TraceModel, out: RaceFinding[]): void {
     const later = m.changesOf(ev.path).filter((f) => f.at > ev.idx && f.at < next.idx && f.conn !== ev.conn && f.kind !== 'rm' && f.value !== cause.value);
     const j = later[0];
     if (!j || next.value === cause.value) continue;
-    const key = `stale\0${ev.conn}\0${ev.path}\0${cause.value}`;
-    if (reported.has(key)) continue;
-    reported.add(key);
+    const key = `stale\0${ev.conn}\0${ev.path}`;
+    const again = stale.get(key);
+    if (again) {
+      again.n++;
+      continue;
+    }
     const pj = m.party(j.conn, ev.path);
-    out.push({
-      kind: 'watch-then-read', path: ev.path, events: [ev.idx, j.at, next.idx], parties: [pw, pj],
-      message: `${pw}'s watch ${oneLine(ev.token)} fired for ${assign(ev.path, cause.value)} at ${m.at(ev.idx)}, but ${pj} ${j.kind === 'rm' ? 'removed it' : `wrote ${show(j.value)}`} at ${m.at(j.at)} before ${pw} read it at ${m.at(next.idx)}: ${pw} never saw ${show(cause.value)}`,
+    stale.set(key, {
+      n: 1,
+      finding: {
+        kind: 'watch-then-read', path: ev.path, events: [ev.idx, j.at, next.idx], parties: [pw, pj],
+        message: `${pw}'s watch ${token(ev.token)} fired for ${assign(ev.path, cause.value)} at ${m.at(ev.idx)}, but ${pj} wrote ${show(j.value)} at ${m.at(j.at)} before ${pw} read it at ${m.at(next.idx)}: ${pw} never saw ${show(cause.value)}`,
+      },
     });
   }
+  for (const { n, finding } of stale.values()) {
+    out.push(n === 1 ? finding : { ...finding, message: `${finding.message} (and ${n - 1} more such window${n > 2 ? 's' : ''} on this node)` });
+  }
 }
+
+/** A watch token for a message (a hostile one can be kilobytes long). */
+const token = (t: string): string => (t.length > 24 ? `${oneLine(t.slice(0, 24))}...` : oneLine(t));
 
 /** A read with no watch on the node; its owner writes it later; the reader never looks again. */
 function readWithoutWatch(m: TraceModel, out: RaceFinding[]): void {
@@ -470,25 +496,33 @@ function readWithoutWatch(m: TraceModel, out: RaceFinding[]): void {
   for (const r of m.ops) {
     if (r.type !== 'READ' || r.path === undefined || r.replyIdx === undefined) continue;
     if (r.error !== undefined && r.error !== 'ENOENT') continue;
+    // A read in a transaction was current when it committed, or the transaction failed and its
+    // body runs again (a retry re-reads).
+    if (r.txn) continue;
     if (m.watched(r.conn, r.path, r.idx)) continue;
     const key = `${r.conn}\0${r.path}`;
     if (reported.has(key)) continue;
-    const readAt = r.txn?.endIdx ?? r.idx;
+    const readAt = r.idx;
     const w = m.changesOf(r.path).find((f) => f.at > readAt && f.conn !== r.conn && f.kind === 'write' && f.value !== r.value);
     if (!w) continue;
     // Not this reader's problem if it re-reads after the write or is told by a watch by then.
     if (m.readsOf(r.conn, r.path).some((x) => x.idx > w.at)) continue;
     if (m.watched(r.conn, r.path, w.at)) continue;
-    // Only reads of what another party publishes in the same act: the writer wrote it soon after
-    // the reader looked, while the reader still acted on what it saw (its next request came
-    // before the write landed, so the read was not just a passing look at stale data).
     if (m.connEnd(r.conn) < w.at) continue;
+    // Only a read the reader acted on: it changed the same device (or, outside devices, the
+    // store) before the write landed. A look that leads to nothing (a status query) is no race.
+    const acted = m.effects.find((f) => f.conn === r.conn && f.at > readAt && f.at < w.at && sameDevice(f.path, r.path!));
+    if (!acted) continue;
+    // Teardown: the writer removes the device afterwards, so no stale view of it survives.
+    const dev = parseDevicePath(r.path);
+    if (dev && m.effects.some((f) => f.kind === 'rm' && f.at > w.at && f.conn === w.conn && isUnder(dev.dir, f.path))) continue;
     reported.add(key);
     const pr = m.party(r.conn, r.path);
     const pw = m.party(w.conn, r.path);
     out.push({
-      kind: 'read-without-watch', path: r.path, events: [r.idx, w.at], parties: [pr, pw],
-      message: `${pr} read ${assign(r.path, r.value)} at ${m.at(r.idx)} without a watch on it, then ${pw} wrote ${show(w.value)} at ${m.at(w.at)} and ${pr} never read it again`,
+      kind: 'read-without-watch', path: r.path, events: [r.idx, acted.at, w.at], parties: [pr, pw],
+      message: `${pr} read ${assign(r.path, r.value)} at ${m.at(r.idx)} without a watch on it and acted on it (wrote ${acted.path} at ${m.at(acted.at)}), `
+        + `then ${pw} wrote ${show(w.value)} at ${m.at(w.at)} and ${pr} never read it again`,
     });
   }
 }
