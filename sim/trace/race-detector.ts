@@ -183,6 +183,11 @@ class TraceModel {
       if (type === 'ERROR') op.error = fields[0] ?? 'E?';
       this.complete(op, e.payload, fields, openTx, idx);
     }
+    // A second connection of a domain whose kernel xenbus is known is user space (/dev/xen/xenbus).
+    for (const c of this.conns.values()) {
+      if (c.role !== 'unknown' || c.domid === undefined || c.domid === 0) continue;
+      if ([...this.conns.values()].some((k) => k.role === 'kernel' && k.domid === c.domid)) c.role = 'user';
+    }
     this.effects.sort((a, b) => a.at - b.at);
     for (const f of this.effects) {
       if (f.kind === 'rm') this.rms.push(f);
@@ -260,7 +265,6 @@ class TraceModel {
       op.value = ok ? payload : undefined;
       return;
     }
-    if (op.type === 'INTRODUCE' && ok) return;
     if (op.type === 'RELEASE' && ok) {
       const d = Number(this.inPayload(op)?.[0]);
       if (Number.isInteger(d)) this.gone(d, idx);

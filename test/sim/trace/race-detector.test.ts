@@ -3,6 +3,11 @@
 // races, whose buggy variants must show a finding on the racing node and whose fixed variants
 // must show none of that kind.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { REPO_ROOT } from '../../helpers/daemons.ts';
 import { RACES } from '../../../scenarios/races.ts';
 import { runScenario } from '../../../sim/scenario/run.ts';
 import type { TraceRecord } from '../../../sim/trace/events.ts';
@@ -15,6 +20,8 @@ const BE = '/local/domain/0/backend/vbd/1/51712';
 const TS = { conn: 3, domid: 0 };
 const BK = { conn: 2, domid: 0 };
 const FK = { conn: 5, domid: 1 };
+/** dom1's user space, on its own connection (/dev/xen/xenbus). */
+const FU = { conn: 7, domid: 1 };
 type Party = typeof TS;
 
 /** Builds a trace the way xenstored's daemon emits it: IN, any watch events, then the reply. */
@@ -312,6 +319,14 @@ const CASES: readonly Case[] = [
       t.end(TS, tx);
     },
   },
+  {
+    name: 'a guest user process writes its own frontend\'s state (the driver owns it)',
+    kind: 'foreign-write', node: `${FE}/state`, says: ['dom1 user space (conn 7)', 'belongs to dom1 blkfront'],
+    build: (t) => {
+      createVbd(t);
+      t.write(FU, `${FE}/state`, '6');
+    },
+  },
   // retry-dropped-write
   {
     name: 'a state write in a transaction that failed with EAGAIN and was never redone',
@@ -406,4 +421,40 @@ describe('race detector: the planted races', function () {
       });
     }
   }
+});
+
+describe('race detector: the command line', function () {
+  this.timeout(60_000);
+  const xensim = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
+    spawnSync(process.execPath, ['--import', './scripts/tsx-preload.mjs', 'sim/bin/xensim.mjs', ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
+
+  it('xensim detect reads a saved trace (header and footer included) and prints one line per finding; --json and --kind too', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xensim-detect-'));
+    try {
+      const t = host();
+      createVbd(t);
+      t.write(BK, `${FE}/state`, '4');
+      const file = path.join(dir, 'trace.jsonl');
+      const lines = [{ kind: 'run', scenario: 'x', seed: 1, variant: 'fixed', faults: {} }, ...t.events, { kind: 'end', result: 'SUCCESS', hash: '', events: t.events.length }];
+      writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n'));
+      const text = xensim('detect', file);
+      assert.equal(text.status, 0, text.stderr);
+      assert.match(text.stdout, /^race detector: 1 finding\nrace: foreign-write: blkback wrote \/local\/domain\/1\/device\/vbd\/51712\/state="4" at #\d+/);
+      const json = xensim('detect', '--json', file);
+      const found = json.stdout.trim().split('\n').map((l) => JSON.parse(l) as RaceFinding);
+      assert.deepEqual(found.map((f) => [f.kind, f.path]), [['foreign-write', `${FE}/state`]]);
+      assert.equal(xensim('detect', '--kind', 'read-then-write', file).stdout, 'race detector: 0 findings\n');
+      assert.notEqual(xensim('detect', '--kind', 'nonsense', file).status, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('xensim run --detect-races prints the findings after the result line', () => {
+    const r = xensim('run', 'race-r20-partial-publish', '--variant', 'buggy', '--seed', '1', '-q', '--detect-races');
+    const out = r.stdout.split('\n');
+    const result = out.findIndex((l) => /^(SUCCESS|FAILURE|ERROR|CRASH|SKIP): race-r20-partial-publish/.test(l));
+    const header = out.findIndex((l) => /^race detector: \d+ findings?$/.test(l));
+    assert.ok(result >= 0 && header > result, r.stdout);
+  });
 });
