@@ -1,24 +1,31 @@
 // The race detector: reads any run's trace, passing or failing, and reports the xenstore access
 // patterns that let a race bite on another schedule. It models xenstored's store from the
 // trace's requests and replies (transactions take effect at commit, as in C xenstored), names
-// every connection's party (toolstack, a domain's kernel xenbus and its drivers), and checks:
+// every connection's party (toolstack, a domain's kernel xenbus and its drivers, user space), and
+// checks:
 //
 //   read-then-write     a party reads N, another party writes N, the first writes N without
 //                       having re-read it and without a transaction that read N (lost update);
+//                       or a transaction-free read-modify-write of N while another party's
+//                       transaction writing N is open (only the commit order saved it);
 //   watch-then-read     a watch fires for N and N changes again before the watcher reads it (the
-//                       watcher never sees the value the event was for), or the watcher never
-//                       reads N after the event at all (the event was dropped);
-//   read-without-watch  a party reads N with no watch on it, N's owner writes it afterwards,
-//                       and the reader never looks again (it acted on a value that was not final);
-//   foreign-write       a party writes a node in a split device's directory that the other side
-//                       or the toolstack does not own (spec: hypervisor-and-xenbus.md section 4);
-//   retry-dropped-write a transaction that wrote N failed with EAGAIN and the party's retry
-//                       committed without writing N (side effect cached across the retry, R04).
+//                       watcher never sees the value the event was for), or a watch on exactly a
+//                       device node fires and the watcher never reads N at all (dropped event);
+//   read-without-watch  a party reads N with no watch on it, acts on it (writes into the same
+//                       device), then another party writes N and the reader never looks again;
+//   foreign-write       a party writes a node in a split device's directory it does not own
+//                       (spec: hypervisor-and-xenbus.md section 4: libxl creates both ends in
+//                       one transaction and later writes only online, hotplug keys and Closing);
+//   retry-dropped-write a transaction that wrote N failed with EAGAIN and the party never wrote
+//                       N again (a state cached across the retry, R04).
 //
 // What counts as synchronised: a read and a write in one transaction that committed (xenstored
-// fails the commit if anything read inside it changed); a later re-read of the node by the same
-// party; a watch of the reader covering the node when it was written (the watch orders the write
-// before a re-read). Pure: events in, findings out.
+// fails the commit if anything read inside it changed); any read in a transaction (it was current
+// at commit, or the body runs again); a re-read of the node by the same party after the other
+// party's write (a watch event that triggered that re-read orders the write before it); a watch
+// of the reader on the node, or on a directory above it inside the device, when the node was
+// written. A xenbus bus watch (`backend`, `device`) does not count: its handler never reads the
+// keys of a device. Pure: events in, findings out.
 import {
   absolutePath, driverName, isNum, isStr, isXenstore, oneLine, parseDevicePath, payloadFields, type TraceRecord, xsType,
 } from './events.ts';
