@@ -10,6 +10,7 @@ import type { TraceEvent } from '../host-runtime.ts';
 import { toJUnitXml, type JUnitCase } from '../report/junit.ts';
 import { exitCode, RUNNER_ERROR_EXIT, worstOf, XtfResult } from '../report/xtf.ts';
 import { toMermaidSequence } from '../trace/mermaid.ts';
+import { detectRaces, formatFindings, RACE_KINDS, type RaceFinding } from '../trace/race-detector.ts';
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
 import { toTextLog } from '../trace/text-log.ts';
 import { faultKinds } from './fault-registry.ts';
@@ -91,6 +92,11 @@ export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void
     if (o.log === '-') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     else writeFileSync(o.log, text);
   }
+}
+
+/** The detector's findings, with a count line first. */
+function racesText(found: readonly RaceFinding[]): string {
+  return `race detector: ${found.length} finding${found.length === 1 ? '' : 's'}\n${formatFindings(found)}`;
 }
 
 function resultLine(r: RunResult): string {
@@ -178,8 +184,11 @@ export function registerScenarios(program: Command): void {
     .option('--device <name>', 'the device the diagram shows, e.g. vbd/51712')
     .option('--log <file>', 'one line per event (- for stdout)')
     .option('--junit <file>', 'JUnit XML for CI')
+    .option('--detect-races', 'after the result, the race detector\'s findings over the run\'s trace (see: xensim detect)')
     .option('-q, --quiet', 'only the result line')
-    .action(async (name: string, o: { seed: number; variant: string; faults: string; faultSwarm?: boolean; junit?: string; quiet?: boolean } & TraceOutputs) => {
+    .action(async (name: string, o: {
+      seed: number; variant: string; faults: string; faultSwarm?: boolean; junit?: string; quiet?: boolean; detectRaces?: boolean;
+    } & TraceOutputs) => {
       const found = await scenariosOrDie([name]);
       if (found.length !== 1) die(`${name} holds ${found.length} scenarios (${found.map((s) => s.def.name).join(', ')}): pick one with ${name}#<name>`);
       const [{ def, file }] = found;
@@ -189,8 +198,36 @@ export function registerScenarios(program: Command): void {
       writeOutputs(r, o, file);
       process.stdout.write(`${resultLine(r)}\n`);
       if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand({ ...r, file })}\n`);
-      if (o.junit) writeFileSync(o.junit, toJUnitXml([{ name: 'xensim', cases: [junitCase({ ...r, file })] }]));
+      const races = o.detectRaces ? detectRaces(r.trace) : undefined;
+      if (races) process.stdout.write(racesText(races));
+      if (o.junit) {
+        const output = races ? racesText(races) : undefined;
+        writeFileSync(o.junit, toJUnitXml([{ name: 'xensim', cases: [{ ...junitCase({ ...r, file }), ...(output ? { output } : {}) }] }]));
+      }
       process.exitCode = exitCode(r.result);
+    });
+
+  program.command('detect')
+    .description('the race detector over a saved trace (xensim run --trace FILE): unsynchronised read-then-write, watch-then-read windows, writes by a side that does not own the node')
+    .argument('<tracefile>')
+    .option('--kind <kinds>', `only these kinds, comma-separated (${RACE_KINDS.join(', ')})`)
+    .option('--json', 'one finding per line as JSON')
+    .action((file: string, o: { kind?: string; json?: boolean }) => {
+      let events: Record<string, unknown>[];
+      try {
+        events = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().length > 0).map((l) => JSON.parse(l) as Record<string, unknown>);
+      } catch (e) {
+        die(`${file}: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      // A --trace file opens with a header and ends with a footer; the events are what lies between.
+      if (events[0]?.kind === 'run') events = events.slice(1);
+      if (events[events.length - 1]?.kind === 'end') events = events.slice(0, -1);
+      const kinds = o.kind?.split(',').map((k) => k.trim());
+      const bad = kinds?.find((k) => !(RACE_KINDS as readonly string[]).includes(k));
+      if (bad) die(`--kind ${bad}: expected one of ${RACE_KINDS.join(', ')}`);
+      const found = detectRaces(events as never, kinds ? { kinds: kinds as never } : {});
+      if (o.json) process.stdout.write(found.map((f) => `${JSON.stringify(f)}\n`).join(''));
+      else process.stdout.write(racesText(found));
     });
 
   program.command('swarm')
