@@ -1,0 +1,100 @@
+// Live migration's memory phase as xg_sr_save.c runs it (send_domain_memory_live()): with log-dirty
+// mode on, round 1 sends every pfn; each later round sends the pfns the guest dirtied meanwhile
+// (XEN_DOMCTL_SHADOW_OP_CLEAN) until the precopy policy says stop; then the domain is suspended and
+// the pages dirtied since the last round are sent (suspend_and_send_dirty()). The hypervisor side
+// (the dirty bitmap, the suspend) comes in through LiveDomain, so the loop itself is pure.
+import { MAX_BATCH_SIZE } from './libxc-stream.ts';
+import type { GuestPage, SaveStreamWriter } from './stream-writer.ts';
+
+/** struct precopy_stats. */
+export interface PrecopyStats {
+  /** Rounds completed. */
+  readonly iteration: number;
+  readonly totalWritten: number;
+  /** Pages dirty for the next round, or -1 when not yet known. */
+  readonly dirtyCount: number;
+}
+
+export enum PrecopyPolicyDecision {
+  XGS_POLICY_ABORT = -1,
+  XGS_POLICY_CONTINUE_PRECOPY = 0,
+  XGS_POLICY_STOP_AND_COPY = 1,
+}
+
+export type PrecopyPolicy = (stats: PrecopyStats) => PrecopyPolicyDecision;
+
+/** Stop after this many rounds... */
+export const SPP_MAX_ITERATIONS = 5;
+/** ...or once fewer pages than this are dirty. */
+export const SPP_TARGET_DIRTY_COUNT = 50;
+
+/** simple_precopy_policy(): libxc's default when the toolstack gives none (xl gives none). */
+export function simplePrecopyPolicy(s: PrecopyStats): PrecopyPolicyDecision {
+  return (s.dirtyCount >= 0 && s.dirtyCount < SPP_TARGET_DIRTY_COUNT) || s.iteration >= SPP_MAX_ITERATIONS
+    ? PrecopyPolicyDecision.XGS_POLICY_STOP_AND_COPY
+    : PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY;
+}
+
+/** The running domain as the saver sees it. */
+export interface LiveDomain {
+  /** Number of pfns in its p2m (xc_domain_nr_gpfns). */
+  readonly p2mSize: number;
+  /**
+   * The page now, as a copy the guest cannot change any more (the stream may hold it until the
+   * transport has written it). Type XTAB for a pfn with no page behind it.
+   */
+  readPage(pfn: number): GuestPage;
+  /** XEN_DOMCTL_SHADOW_OP_CLEAN: pfns dirtied since log-dirty was enabled or last cleaned, ascending. */
+  logdirtyClean(): Promise<readonly number[]>;
+  /** Suspends the domain (libxl's suspend callback); resolves once it is shut down for suspend. */
+  suspend(): Promise<void>;
+  /** Between batches: the guest runs and the transport drains. */
+  afterBatch?(): Promise<void>;
+}
+
+export class PrecopyAborted extends Error {}
+
+export interface PrecopyReport {
+  /** Pages sent in each live round, then (last) in the round after suspend. */
+  readonly rounds: readonly number[];
+  /** Rounds sent while the guest ran. */
+  readonly liveRounds: number;
+}
+
+async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly number[]): Promise<void> {
+  for (let i = 0; i < pfns.length; i += MAX_BATCH_SIZE) {
+    w.sendPages(pfns.slice(i, i + MAX_BATCH_SIZE).map((pfn) => dom.readPage(pfn)));
+    await dom.afterBatch?.();
+  }
+}
+
+/**
+ * Precopy, suspend, last round. The caller has written the stream's start (w.start()) and enabled
+ * log-dirty mode; afterwards it writes the suspended state (w.endOfCheckpoint()) and the end.
+ */
+export async function sendDomainMemoryLive(w: SaveStreamWriter, dom: LiveDomain, policy: PrecopyPolicy = simplePrecopyPolicy): Promise<PrecopyReport> {
+  const rounds: number[] = [];
+  let dirty: readonly number[] = Array.from({ length: dom.p2mSize }, (_, pfn) => pfn);
+  let stats: PrecopyStats = { iteration: 0, totalWritten: 0, dirtyCount: dom.p2mSize };
+  let decision: PrecopyPolicyDecision;
+  for (let x = 1; ; x++) {
+    decision = policy(stats);
+    if (dirty.length > 0 && decision !== PrecopyPolicyDecision.XGS_POLICY_ABORT) {
+      await sendPfns(w, dom, dirty);
+      rounds.push(dirty.length);
+    }
+    if (decision !== PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY) break;
+    stats = { iteration: x, totalWritten: stats.totalWritten + dirty.length, dirtyCount: -1 };
+    decision = policy(stats);
+    if (decision !== PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY) break;
+    dirty = await dom.logdirtyClean();
+    stats = { ...stats, dirtyCount: dirty.length };
+  }
+  if (decision === PrecopyPolicyDecision.XGS_POLICY_ABORT) throw new PrecopyAborted('Abort precopy loop');
+  const liveRounds = rounds.length;
+  await dom.suspend();
+  const last = await dom.logdirtyClean();
+  await sendPfns(w, dom, last);
+  rounds.push(last.length);
+  return { rounds, liveRounds };
+}

@@ -1,0 +1,232 @@
+// The restorer's view of a stream: what xc_domain_restore() and libxl's stream reader would put into
+// the new domain - final page contents (a resent page replaces the earlier copy), vCPU and platform
+// state, the emulator's records. Checkpointed streams are applied a checkpoint at a time, as Xen
+// buffers them: libxc applies a checkpoint's records only once libxl has read its part up to
+// CHECKPOINT_END, so a checkpoint cut short anywhere by a failover is dropped whole.
+import { LibxcRecType, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
+import { LibxlRecType, type LibxlRecord } from './libxl-stream.ts';
+import { SaveStreamReader, type SaveStreamEvent, type SaveStreamReaderOptions, type StreamEnd } from './stream-reader.ts';
+import { xlConfigText, type XlSaveHeader } from './xl-save-header.ts';
+import { StreamError } from './sr-record.ts';
+
+export interface RestoredPvVcpu {
+  basic?: Uint8Array;
+  extended?: Uint8Array;
+  xsave?: Uint8Array;
+  msrs?: Uint8Array;
+}
+
+export interface RestoredImage {
+  xl?: XlSaveHeader;
+  /** The saved config as text (xl's JSON). */
+  config?: string;
+  imageHeader?: ImageHeader;
+  domainHeader?: DomainHeader;
+  /** Final contents of every pfn that carries data. */
+  readonly pages: Map<number, Uint8Array>;
+  /** Last XEN_DOMCTL_PFINFO_* type of every pfn named in the stream. */
+  readonly pageTypes: Map<number, XenDomctlPfinfo>;
+  pvInfo?: { guestWidth: 4 | 8; ptLevels: 3 | 4 };
+  p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
+  cpuidPolicy?: readonly XenCpuidLeaf[];
+  msrPolicy?: readonly XenMsrEntry[];
+  tsc?: X86TscInfo;
+  sharedInfo?: Uint8Array;
+  readonly vcpus: Map<number, RestoredPvVcpu>;
+  hvmContext?: Uint8Array;
+  hvmParams?: readonly HvmParamEntry[];
+  emulatorXenstore?: readonly (readonly [string, string])[];
+  emulatorContext?: Uint8Array;
+  readonly stats: {
+    pageDataRecords: number;
+    pagesReceived: number;
+    /** Pages received more than once (precopy resends). */
+    pagesResent: number;
+    checkpoints: number;
+    optionalRecordsSkipped: number;
+    /** pfns whose VERIFY pass differed from what was restored (Xen logs each one). */
+    verifyMismatches: number[];
+  };
+  end?: StreamEnd;
+}
+
+/** Applies a reader's events to a RestoredImage. */
+export class ImageRestorer {
+  readonly image: RestoredImage = {
+    pages: new Map(), pageTypes: new Map(), vcpus: new Map(),
+    stats: { pageDataRecords: 0, pagesReceived: 0, pagesResent: 0, checkpoints: 0, optionalRecordsSkipped: 0, verifyMismatches: [] },
+  };
+  private verifying = false;
+  /** After the first checkpoint, records wait here until the next one completes. */
+  private buffering = false;
+  private libxcBuffer: LibxcRecord[] = [];
+  private libxlBuffer: LibxlRecord[] = [];
+  private readonly seen = new Set<number>();
+
+  /**
+   * @param checkpointed a Remus/COLO stream
+   * @param libxcOnly the stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at
+   *   libxl's CHECKPOINT_END
+   */
+  constructor(private readonly checkpointed: boolean, private readonly libxcOnly = false) {}
+
+  apply(ev: SaveStreamEvent): void {
+    if (ev.layer === 'xl') {
+      this.image.xl = ev.header;
+      this.image.config = xlConfigText(ev.header);
+    } else if ('imageHeader' in ev) {
+      this.image.imageHeader = ev.imageHeader;
+      this.image.domainHeader = ev.domainHeader;
+    } else if (ev.layer === 'libxc' && 'record' in ev) {
+      this.libxc(ev.record);
+    } else if (ev.layer === 'libxl' && 'record' in ev) {
+      this.libxl(ev.record);
+    }
+  }
+
+  /** The sender stopped: drop a checkpoint that did not complete. */
+  end(how: StreamEnd): void {
+    this.image.end = how;
+    this.libxcBuffer = [];
+    this.libxlBuffer = [];
+  }
+
+  private libxc(rec: LibxcRecord): void {
+    if (rec.type === LibxcRecType.REC_TYPE_CHECKPOINT) {
+      this.buffering = true;
+      if (this.libxcOnly) this.commitCheckpoint();
+      return;
+    }
+    if (rec.type === LibxcRecType.REC_TYPE_END) {
+      // xc_domain_restore() stops at END without processing what it buffered since the last
+      // CHECKPOINT: in a checkpointed stream only whole checkpoints count.
+      this.libxcBuffer = [];
+      this.buffering = false;
+      return;
+    }
+    if (this.checkpointed && this.buffering) this.libxcBuffer.push(rec);
+    else this.applyLibxc(rec);
+  }
+
+  private libxl(rec: LibxlRecord): void {
+    if (rec.type === LibxlRecType.REC_TYPE_CHECKPOINT_END) {
+      this.commitCheckpoint();
+      return;
+    }
+    if (this.checkpointed && this.buffering) this.libxlBuffer.push(rec);
+    else this.applyLibxl(rec);
+  }
+
+  private commitCheckpoint(): void {
+    for (const r of this.libxcBuffer) this.applyLibxc(r);
+    for (const r of this.libxlBuffer) this.applyLibxl(r);
+    this.libxcBuffer = [];
+    this.libxlBuffer = [];
+    this.image.stats.checkpoints++;
+  }
+
+  private applyLibxl(rec: LibxlRecord): void {
+    if (rec.type === LibxlRecType.REC_TYPE_EMULATOR_XENSTORE_DATA) this.image.emulatorXenstore = rec.entries;
+    else if (rec.type === LibxlRecType.REC_TYPE_EMULATOR_CONTEXT) this.image.emulatorContext = rec.context;
+  }
+
+  private vcpu(id: number): RestoredPvVcpu {
+    let v = this.image.vcpus.get(id);
+    if (!v) this.image.vcpus.set(id, (v = {}));
+    return v;
+  }
+
+  private applyLibxc(rec: LibxcRecord): void {
+    const img = this.image;
+    switch (rec.type) {
+      case 'optional':
+        img.stats.optionalRecordsSkipped++;
+        return;
+      case LibxcRecType.REC_TYPE_PAGE_DATA: {
+        img.stats.pageDataRecords++;
+        let data = 0;
+        for (const { pfn, type } of rec.pfns) {
+          img.stats.pagesReceived++;
+          if (this.seen.has(pfn)) img.stats.pagesResent++;
+          this.seen.add(pfn);
+          img.pageTypes.set(pfn, type);
+          if (!pageTypeHasStreamData(type)) {
+            if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) img.pages.delete(pfn);
+            continue;
+          }
+          const page = rec.pages[data++];
+          if (this.verifying) {
+            const have = img.pages.get(pfn);
+            if (!have || !have.every((b, i) => b === page[i])) img.stats.verifyMismatches.push(pfn);
+          } else {
+            img.pages.set(pfn, page);
+          }
+        }
+        return;
+      }
+      case LibxcRecType.REC_TYPE_VERIFY:
+        this.verifying = true;
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_INFO:
+        img.pvInfo = { guestWidth: rec.guestWidth, ptLevels: rec.ptLevels };
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_P2M_FRAMES:
+        img.p2mFrames = { startPfn: rec.startPfn, endPfn: rec.endPfn, p2mPfns: rec.p2mPfns };
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC:
+        this.vcpu(rec.vcpuId).basic = rec.context;
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_VCPU_EXTENDED:
+        this.vcpu(rec.vcpuId).extended = rec.context;
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_VCPU_XSAVE:
+        this.vcpu(rec.vcpuId).xsave = rec.context;
+        return;
+      case LibxcRecType.REC_TYPE_X86_PV_VCPU_MSRS:
+        this.vcpu(rec.vcpuId).msrs = rec.context;
+        return;
+      case LibxcRecType.REC_TYPE_SHARED_INFO:
+        img.sharedInfo = rec.sharedInfo;
+        return;
+      case LibxcRecType.REC_TYPE_X86_TSC_INFO:
+        img.tsc = { mode: rec.mode, khz: rec.khz, nsec: rec.nsec, incarnation: rec.incarnation };
+        return;
+      case LibxcRecType.REC_TYPE_HVM_CONTEXT:
+        img.hvmContext = rec.context;
+        return;
+      case LibxcRecType.REC_TYPE_HVM_PARAMS:
+        img.hvmParams = rec.params;
+        return;
+      case LibxcRecType.REC_TYPE_X86_CPUID_POLICY:
+        img.cpuidPolicy = rec.leaves;
+        return;
+      case LibxcRecType.REC_TYPE_X86_MSR_POLICY:
+        img.msrPolicy = rec.msrs;
+        return;
+      case LibxcRecType.REC_TYPE_STATIC_DATA_END:
+      case LibxcRecType.REC_TYPE_END:
+      case LibxcRecType.REC_TYPE_CHECKPOINT:
+      case LibxcRecType.REC_TYPE_TOOLSTACK:
+      case LibxcRecType.REC_TYPE_CHECKPOINT_DIRTY_PFN_LIST:
+        return;
+    }
+  }
+}
+
+/**
+ * Reads a whole stream held in memory (a save file): the restored image, or a StreamError. Bytes
+ * after the final END are refused - a save file ends there.
+ */
+export function readSaveImage(bytes: Uint8Array, opts: SaveStreamReaderOptions = {}): RestoredImage {
+  const reader = new SaveStreamReader(opts);
+  const restorer = new ImageRestorer((opts.streamType ?? 'plain') !== 'plain', opts.format === 'libxc');
+  for (const ev of reader.push(bytes)) restorer.apply(ev);
+  const how = reader.end();
+  if (how === 'complete') {
+    const rest = reader.trailing();
+    if (rest.length) throw new StreamError(opts.format ?? 'xl', `${rest.length} bytes of trailing data after END`, bytes.length - rest.length);
+  }
+  restorer.end(how);
+  return restorer.image;
+}
+

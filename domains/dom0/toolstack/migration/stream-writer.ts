@@ -1,0 +1,228 @@
+// Writes a save file or migration stream the way `xl save` / `xl migrate` produce it: xl's header
+// (save_domain_core_writeconfig), libxl's header and LIBXC_CONTEXT (libxl_stream_write.c), then
+// libxc's stream in xg_sr_save.c's order - headers, static data, STATIC_DATA_END, start of stream,
+// PAGE_DATA batches of at most MAX_BATCH_SIZE pfns, the end-of-checkpoint state - and finally
+// libxc END, the emulator records of an HVM guest and libxl END. A checkpointed (Remus/COLO)
+// stream puts CHECKPOINT and libxl's checkpoint records (ending in CHECKPOINT_END) after each
+// checkpoint instead. The phases are asserted: a stream out of order is a caller bug.
+import assert from 'node:assert/strict';
+import { encodeXlSaveHeader } from './xl-save-header.ts';
+import { LibxlEmulator, LibxlRecType, encodeLibxlHeader, encodeLibxlRecord } from './libxl-stream.ts';
+import {
+  DhdrType, IHDR_OPT_LITTLE_ENDIAN, IHDR_VERSION, LibxcRecType, MAX_BATCH_SIZE, XC_PAGE_SHIFT, XenDomctlPfinfo,
+  encodeDomainHeader, encodeImageHeader, encodeLibxcRecord, p2mFrameCount, pageTypeHasStreamData, pvVcpuBlobProblem,
+  type HvmParamEntry, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry,
+} from './libxc-stream.ts';
+import type { StreamFormat, XcStreamType } from './stream-reader.ts';
+
+/** A guest page as the saver sends it: its pfn, type (NOTAB unless a PV page table) and contents. */
+export interface GuestPage {
+  readonly pfn: number;
+  readonly type?: XenDomctlPfinfo;
+  /** 4 KiB for types with stream data; absent for XTAB, XALLOC and BROKEN. */
+  readonly bytes?: Uint8Array;
+}
+
+/** A PV vCPU's four context blobs (XEN_DOMCTL_getvcpucontext and friends). */
+export interface PvVcpuContext {
+  readonly vcpuId: number;
+  readonly basic: Uint8Array;
+  readonly extended: Uint8Array;
+  /** Empty blobs are elided, as write_one_vcpu_xsave()/msrs() do. */
+  readonly xsave?: Uint8Array;
+  readonly msrs?: Uint8Array;
+}
+
+/** x86_pv_end_of_checkpoint(): TSC, shared_info, then each online vCPU's records. */
+export interface PvCheckpointState {
+  readonly type: DhdrType.DHDR_TYPE_X86_PV;
+  readonly tsc: X86TscInfo;
+  readonly sharedInfo: Uint8Array;
+  readonly vcpus: readonly PvVcpuContext[];
+}
+
+/**
+ * x86_hvm_end_of_checkpoint(): TSC, HVM_CONTEXT, HVM_PARAMS - the code's order, although the spec's
+ * layout lists HVM_PARAMS first; restore sets params at once and loads the context only at the end.
+ */
+export interface HvmCheckpointState {
+  readonly type: DhdrType.DHDR_TYPE_X86_HVM;
+  readonly tsc: X86TscInfo;
+  readonly hvmContext: Uint8Array;
+  /** Only the params write_hvm_params() lists, and only non-zero ones (it skips zeros). */
+  readonly hvmParams: readonly HvmParamEntry[];
+}
+
+export type CheckpointState = PvCheckpointState | HvmCheckpointState;
+
+/** What libxl adds for an HVM guest's device model (qemu-upstream, index 0); PVH guests have none. */
+export interface EmulatorState {
+  /** device-model/$domid/ keys; libxl writes the record only when there are some. */
+  readonly xenstore?: readonly (readonly [string, string])[];
+  /** QEMU's saved device state; libxl always writes it for HVM. */
+  readonly context: Uint8Array;
+}
+
+export interface SaveStreamWriterOptions {
+  readonly format?: StreamFormat;
+  readonly streamType?: XcStreamType;
+  readonly guestType: DhdrType;
+  /** Written in the domain header; xensim models Xen 4.17. */
+  readonly xenMajor?: number;
+  readonly xenMinor?: number;
+  /** The domain's config for xl's header (libxl JSON). */
+  readonly config?: string;
+  /** X86_PV_INFO (PV only). */
+  readonly pvInfo?: { readonly guestWidth: 4 | 8; readonly ptLevels: 3 | 4 };
+  /** X86_PV_P2M_FRAMES (PV only): where the guest keeps its p2m. */
+  readonly p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
+  readonly cpuidPolicy?: readonly XenCpuidLeaf[];
+  readonly msrPolicy?: readonly XenMsrEntry[];
+}
+
+export type StreamSink = (chunk: Uint8Array) => void;
+
+type Phase = 'new' | 'memory' | 'state-sent' | 'libxc-ended' | 'finished';
+
+export class SaveStreamWriter {
+  private phase: Phase = 'new';
+  private readonly format: StreamFormat;
+  private readonly streamType: XcStreamType;
+  private readonly hvm: boolean;
+  /** PAGE_DATA records and pages written (pages count resends). */
+  readonly stats = { pageDataRecords: 0, pagesSent: 0, bytes: 0, checkpoints: 0 };
+
+  constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions) {
+    this.format = opts.format ?? 'xl';
+    this.streamType = opts.streamType ?? 'plain';
+    this.hvm = opts.guestType === DhdrType.DHDR_TYPE_X86_HVM;
+    assert(this.hvm || opts.guestType === DhdrType.DHDR_TYPE_X86_PV, `domain type ${opts.guestType}`);
+    if (!this.hvm) {
+      assert(opts.pvInfo && opts.p2mFrames, 'a PV stream needs X86_PV_INFO and X86_PV_P2M_FRAMES');
+      const { startPfn, endPfn, p2mPfns } = opts.p2mFrames;
+      assert.equal(p2mPfns.length, p2mFrameCount(startPfn, endPfn, opts.pvInfo.guestWidth), 'X86_PV_P2M_FRAMES lists one frame per PAGE_SIZE/width pfns');
+    } else {
+      assert(!opts.pvInfo && !opts.p2mFrames, 'X86_PV_* records in an HVM stream');
+    }
+  }
+
+  private emit(chunks: readonly Uint8Array[]): void {
+    for (const c of chunks) {
+      this.stats.bytes += c.length;
+      this.sink(c);
+    }
+  }
+
+  private libxc(rec: LibxcRecord): void {
+    this.emit(encodeLibxcRecord(rec));
+  }
+
+  /** Everything before the first page: headers, static data, STATIC_DATA_END, start of stream. */
+  start(): void {
+    assert.equal(this.phase, 'new');
+    if (this.format === 'xl') this.emit([encodeXlSaveHeader(this.opts.config)]);
+    if (this.format !== 'libxc') {
+      this.emit([encodeLibxlHeader()]);
+      this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_LIBXC_CONTEXT }));
+    }
+    this.emit([
+      encodeImageHeader({ version: IHDR_VERSION, options: IHDR_OPT_LITTLE_ENDIAN }),
+      encodeDomainHeader({ type: this.opts.guestType, pageShift: XC_PAGE_SHIFT, xenMajor: this.opts.xenMajor ?? 4, xenMinor: this.opts.xenMinor ?? 17 }),
+    ]);
+    if (this.opts.pvInfo) this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_INFO, ...this.opts.pvInfo });
+    if (this.opts.cpuidPolicy?.length) this.libxc({ type: LibxcRecType.REC_TYPE_X86_CPUID_POLICY, leaves: this.opts.cpuidPolicy });
+    if (this.opts.msrPolicy?.length) this.libxc({ type: LibxcRecType.REC_TYPE_X86_MSR_POLICY, msrs: this.opts.msrPolicy });
+    this.libxc({ type: LibxcRecType.REC_TYPE_STATIC_DATA_END });
+    if (this.opts.p2mFrames) this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_P2M_FRAMES, ...this.opts.p2mFrames });
+    this.phase = 'memory';
+  }
+
+  /** Sends pages in PAGE_DATA batches of at most MAX_BATCH_SIZE pfns (write_batch()). */
+  sendPages(pages: readonly GuestPage[]): void {
+    assert.equal(this.phase, 'memory');
+    for (let i = 0; i < pages.length; i += MAX_BATCH_SIZE) {
+      const batch = pages.slice(i, i + MAX_BATCH_SIZE);
+      const pfns = batch.map((p) => ({ pfn: p.pfn, type: p.type ?? XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB }));
+      const data = batch.flatMap((p, j) => {
+        const has = pageTypeHasStreamData(pfns[j].type);
+        assert.equal(p.bytes !== undefined, has, `pfn 0x${p.pfn.toString(16)}: page data ${has ? 'missing' : 'given'} for type ${pfns[j].type}`);
+        return has ? [p.bytes!] : [];
+      });
+      this.libxc({ type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, pages: data });
+      this.stats.pageDataRecords++;
+      this.stats.pagesSent += batch.length;
+    }
+  }
+
+  /** The suspended domain's state, after its last pages (end_of_checkpoint()). */
+  endOfCheckpoint(state: CheckpointState): void {
+    assert.equal(this.phase, 'memory');
+    assert.equal(state.type, this.opts.guestType, 'checkpoint state of another domain type');
+    this.libxc({ type: LibxcRecType.REC_TYPE_X86_TSC_INFO, ...state.tsc });
+    if (state.type === DhdrType.DHDR_TYPE_X86_HVM) {
+      this.libxc({ type: LibxcRecType.REC_TYPE_HVM_CONTEXT, context: state.hvmContext });
+      if (state.hvmParams.length) this.libxc({ type: LibxcRecType.REC_TYPE_HVM_PARAMS, params: state.hvmParams });
+    } else {
+      this.libxc({ type: LibxcRecType.REC_TYPE_SHARED_INFO, sharedInfo: state.sharedInfo });
+      assert(state.vcpus.some((v) => v.vcpuId === 0), 'vcpu0 must be online');
+      const width = this.opts.pvInfo!.guestWidth;
+      for (const v of state.vcpus) {
+        const blobs = [[LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC, v.basic], [LibxcRecType.REC_TYPE_X86_PV_VCPU_EXTENDED, v.extended],
+          [LibxcRecType.REC_TYPE_X86_PV_VCPU_XSAVE, v.xsave?.length ? v.xsave : undefined], [LibxcRecType.REC_TYPE_X86_PV_VCPU_MSRS, v.msrs]] as const;
+        for (const [t, b] of blobs) if (b) assert.equal(pvVcpuBlobProblem(t, width, b.length), undefined, `vcpu${v.vcpuId}`);
+        this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC, vcpuId: v.vcpuId, context: v.basic });
+        this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_VCPU_EXTENDED, vcpuId: v.vcpuId, context: v.extended });
+        if (v.xsave?.length) this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_VCPU_XSAVE, vcpuId: v.vcpuId, context: v.xsave });
+        if (v.msrs?.length) this.libxc({ type: LibxcRecType.REC_TYPE_X86_PV_VCPU_MSRS, vcpuId: v.vcpuId, context: v.msrs });
+      }
+    }
+    this.phase = 'state-sent';
+  }
+
+  /** Debug mode of a plain live migration (verify_frames()): VERIFY, then every page again. */
+  verify(pages: readonly GuestPage[]): void {
+    assert.equal(this.phase, 'state-sent');
+    assert.equal(this.streamType, 'plain', 'VERIFY belongs to plain streams');
+    this.libxc({ type: LibxcRecType.REC_TYPE_VERIFY });
+    this.phase = 'memory';
+    this.sendPages(pages);
+    this.phase = 'state-sent';
+  }
+
+  /**
+   * Remus/COLO: CHECKPOINT hands the stream to libxl, which writes the emulator's records and
+   * CHECKPOINT_END; the next checkpoint's pages follow in libxc's stream.
+   */
+  checkpoint(emulator?: EmulatorState): void {
+    assert.equal(this.phase, 'state-sent');
+    assert.notEqual(this.streamType, 'plain', 'CHECKPOINT in a plain stream');
+    this.libxc({ type: LibxcRecType.REC_TYPE_CHECKPOINT });
+    if (this.format !== 'libxc') {
+      this.emulatorRecords(emulator);
+      this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_CHECKPOINT_END }));
+    }
+    this.stats.checkpoints++;
+    this.phase = 'memory';
+  }
+
+  /** Ends the stream: libxc END, then (libxl) the emulator records and END. */
+  finish(emulator?: EmulatorState): void {
+    assert(this.phase === 'state-sent' || (this.phase === 'memory' && this.stats.checkpoints > 0), `finish() in phase ${this.phase}`);
+    this.libxc({ type: LibxcRecType.REC_TYPE_END });
+    this.phase = 'libxc-ended';
+    if (this.format !== 'libxc') {
+      this.emulatorRecords(emulator);
+      this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_END }));
+    }
+    this.phase = 'finished';
+  }
+
+  private emulatorRecords(emulator: EmulatorState | undefined): void {
+    // A PVH guest is an HVM container without a device model: no emulator records.
+    assert(this.hvm || emulator === undefined, 'emulator state for a PV guest');
+    if (!emulator) return;
+    const hdr = { emulatorId: LibxlEmulator.EMULATOR_QEMU_UPSTREAM, index: 0 };
+    if (emulator.xenstore?.length) this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_EMULATOR_XENSTORE_DATA, ...hdr, entries: emulator.xenstore }));
+    this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_EMULATOR_CONTEXT, ...hdr, context: emulator.context }));
+  }
+}
