@@ -8,7 +8,7 @@
 // when it is finished. Nothing here sleeps on the host's clock, so it also runs in lockstep.
 import type { MessagePort } from 'node:worker_threads';
 import { XsError, type XsHandle } from '../dom0/tools/xs.ts';
-import type { HypercallClient } from '../../hypervisor/hypercall-channel.ts';
+import type { HypercallClient } from '../../hypervisor/public/hypercall_page.ts';
 import { Domctl } from '../../hypervisor/hypercall.ts';
 import { EvtchnOp, EvtchnStat } from '../../hypervisor/public/event_channel.ts';
 import {

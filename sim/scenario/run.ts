@@ -7,7 +7,6 @@ import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
-import { InlineVcpu } from '../../hypervisor/inline-vcpu.ts';
 import { SharedInfo, VcpuInfo } from '../../hypervisor/public/xen.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
@@ -369,7 +368,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   }
   // A domain's program died or a kernel oopsed: the run crashed, whatever the steps said.
   const oops = trace.find((e) => e.kind === 'oops');
-  const dead = [...rt.threads.values()].find((t) => t instanceof InlineVcpu && t.failure !== undefined) as InlineVcpu | undefined;
+  const dead = [...rt.vcpus.values()].find((t) => t.failure !== undefined);
   if (oops || dead) {
     result = XtfResult.CRASH;
     message = oops ? `domain ${oops.domid} oops in ${String(oops.where)}: ${String(oops.error)}` : `domain crashed: ${String(dead!.failure)}`;

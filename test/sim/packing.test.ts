@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { XsHandle } from '../../domains/dom0/tools/xs.ts';
-import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
+import { DomainThread } from '../../hypervisor/domain-thread.ts';
+import type { ControlPort } from '../../hypervisor/public/vcpu.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
@@ -51,7 +52,7 @@ describe('packing: guests on a shared pool of vCPU threads', function () {
       } finally {
         await xs.close();
       }
-      assert.equal(rt.threads.size, 1, 'only dom0 has a thread of its own');
+      assert.deepEqual([...rt.vcpus].filter(([, v]) => v instanceof DomainThread).map(([id]) => id), [0], 'only dom0 has a thread of its own');
     } finally {
       await rt.shutdown();
       rmSync(dir, { recursive: true, force: true });
