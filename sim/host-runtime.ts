@@ -444,6 +444,41 @@ export class HostRuntime {
     this.poke();
   }
 
+  /**
+   * A fault: the domain's pause count goes up now, wherever the run is (no waiting for the host
+   * to go quiet, as `xl pause` does); its vCPU stops at its next preemption point.
+   */
+  faultPause(domid: number): void {
+    const d = this.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.host.pause(d);
+  }
+
+  /** The fault's end: the pause count goes down again now. */
+  faultUnpause(domid: number): void {
+    const d = this.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.host.unpause(d);
+    this.poke();
+  }
+
+  /**
+   * Lets `ns` of the host's time pass: lockstep, virtual time, running the scheduler through it
+   * (hypervisor steps: every vCPU that may run does); free-running, real time.
+   */
+  async idle(ns: number): Promise<void> {
+    if (this.mode !== 'lockstep') {
+      await new Promise((r) => setTimeout(r, ns / 1e6));
+      return;
+    }
+    await this.quiesce();
+    await new Promise<void>((resolve) => {
+      this.deferOnHost(ns, resolve);
+      this.poke();
+    });
+    await this.quiesce();
+  }
+
   /** A message to a domain's program (its vCPU runs to take it). */
   send(domid: number, m: unknown): void {
     this.control(domid).postMessage(m);
