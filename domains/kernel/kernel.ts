@@ -9,7 +9,7 @@ import {
   GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
-import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/hvm/acpi.ts';
+import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
 import { DOMID_SELF, type DomId, Hypercall, SharedInfo, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import {
   KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,

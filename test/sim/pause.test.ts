@@ -6,7 +6,7 @@
 // for, not timed.
 import assert from 'node:assert/strict';
 import { type ProbeReady, ProbeWord, type PauseProbeArgs } from '../../domains/domU/pause-probe.ts';
-import { Domctl } from '../../hypervisor/hypercall.ts';
+import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
 import { type HostOptions, HostRuntime } from '../../sim/host-runtime.ts';
 import { Xl } from '../../sim/xl.ts';
