@@ -3,6 +3,7 @@
 // and randomness only from here, so a run can be replayed.
 import { performance } from 'node:perf_hooks';
 import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/public/hypercall_page.ts';
+import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
 import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
@@ -10,7 +11,7 @@ import {
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
 import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
-import { DOMID_SELF, type DomId, Hypercall, SharedInfo, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+import { DOMID_SELF, type DomId, Hypercall, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import {
   KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,
 } from '../../hypervisor/public/vcpu.ts';
@@ -56,9 +57,6 @@ export class Prng {
   }
 }
 
-const PENDING_WORD = SharedInfo.evtchn_pending / 8;
-const MASK_WORD = SharedInfo.evtchn_mask / 8;
-const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
 /** An idle vCPU's poll lets queued work run at least this often (ms). */
 const POLL_SLICE_MS = 0.02;
 /** ... and its event loop (timers, I/O, messages) at least this often, however busy (ms). */
@@ -75,7 +73,8 @@ export class Kernel {
   private readonly handlers = new Map<number, (port: number) => void>();
   private readonly si: Uint8Array;
   private readonly siWords: Int32Array;
-  private readonly siBig: BigInt64Array;
+  /** This domain's shared_info through the 2-level ABI (the guest's half). */
+  private readonly evtchn: Evtchn2l;
   private gntTable: Uint8Array[] = [];
   /** performance.now() at boot: the free-running clock without a BigInt per reading. */
   private readonly bootMs = performance.now();
@@ -113,7 +112,7 @@ export class Kernel {
     this.hc = hc ?? new HypercallClient(boot.hypercallPage!, boot.port!);
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
-    this.siBig = new BigInt64Array(boot.sharedInfo);
+    this.evtchn = new Evtchn2l(boot.sharedInfo);
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
@@ -259,7 +258,7 @@ export class Kernel {
       const route = Atomics.load(this.routes, port);
       const si = routeValid(route) ? this.peers.get(routeDomid(route)) : undefined;
       if (si) {
-        if (setPendingFast(si, routePort(route))) this.counters[KernelCounter.kicks]++;
+        if (setPendingFast(si, routePort(route)) === 'upcall') this.counters[KernelCounter.kicks]++;
         return;
       }
     }
@@ -448,26 +447,12 @@ export class Kernel {
     }
   }
 
-  /** Linux's evtchn handler shape: clear upcall_pending, swap the selector, handle set bits. */
+  /** The upcall handler (events_2l's shape): every pending unmasked port, to its handler. */
   handleEvents(): void {
-    while (Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0) {
-      this.counters[KernelCounter.upcalls]++;
-      Atomics.store(this.si, VcpuInfo.evtchn_upcall_pending, 0);
-      let sel = BigInt.asUintN(64, Atomics.exchange(this.siBig, SEL_WORD, 0n));
-      while (sel !== 0n) {
-        const w = ctz(sel);
-        sel &= ~(1n << BigInt(w));
-        let bits = BigInt.asUintN(64, Atomics.load(this.siBig, PENDING_WORD + w) & ~Atomics.load(this.siBig, MASK_WORD + w));
-        while (bits !== 0n) {
-          const b = ctz(bits);
-          bits &= ~(1n << BigInt(b));
-          Atomics.and(this.siBig, PENDING_WORD + w, ~(1n << BigInt(b)));
-          const port = w * 64 + b;
-          this.handlers.get(port)?.(port);
-        }
-      }
-    }
+    this.counters[KernelCounter.upcalls] += this.evtchn.handleEvents(0, this.dispatch);
   }
+
+  private readonly dispatch = (port: number): void => this.handlers.get(port)?.(port);
 
   // ---------------------------------------------------------------- grant tables
 
@@ -602,13 +587,4 @@ export class ReadonlyPage {
   subarray(start?: number, end?: number): Uint8Array {
     return this.#bytes.slice(start, end);
   }
-}
-
-function ctz(x: bigint): number {
-  let n = 0;
-  while ((x & 1n) === 0n) {
-    x >>= 1n;
-    n++;
-  }
-  return n;
 }
