@@ -171,10 +171,10 @@ export class HostRuntime {
       domainPaused: (d) => this.vcpus.get(d.domid)?.pause(),
       domainUnpaused: (d) => {
         this.vcpus.get(d.domid)?.unpause();
-        // A vCPU unpaused by hypercall before it ever ran is owed its first run.
-        if (!this.neverRan.has(d.domid)) return;
-        this.owed.add(d.domid);
-        this.poke();
+        // A lockstep vCPU unpaused before it ever ran is owed its first run. The scheduler is
+        // not poked from here: an unpause by hypercall lands while it runs, and one from outside
+        // pokes once every domain it names is unpaused (so their first runs race as one).
+        if (this.neverRan.has(d.domid)) this.owed.add(d.domid);
       },
     });
     this.evtchn.defer = (ns, fn) => this.deferOnHost(ns, fn);
