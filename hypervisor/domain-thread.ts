@@ -136,7 +136,7 @@ export class DomainThread implements VcpuRunner {
 
   async stopped(): Promise<void> {
     if (this.lockstep) return;
-    await vcpuStopped(this.ctl, this.pauseSeq, () => this.dead);
+    await vcpuStopped(this.ctl, this.pauseSeq, () => this.dead, () => Atomics.notify(this.upcallWord, 0));
   }
 
   /** Stops the vCPU thread at once, as domain_kill stops its vCPUs (no orderly shutdown). */

@@ -170,7 +170,7 @@ export class PooledVcpu implements VcpuRunner {
   }
 
   async stopped(): Promise<void> {
-    await vcpuStopped(this.ctl, this.pauseSeq, () => this.gone || !this.pool.placed(this.domid));
+    await vcpuStopped(this.ctl, this.pauseSeq, () => this.gone || !this.pool.placed(this.domid), () => this.pool.ring(this.domid));
   }
 
   stats(): KernelStats {

@@ -401,6 +401,8 @@ export class Kernel {
       if (this.spinNs > 0 && (v & 0xff) === 0) {
         v = await this.idlePoll();
         if ((v & 0xff) !== 0) this.counters[KernelCounter.polled]++;
+        // Paused while polling: park (and say so) rather than sleep on the upcall word.
+        if (this.paused()) continue;
       }
       if ((v & 0xff) !== 0) continue;
       const w = Atomics.waitAsync(this.siWords, 0, v);

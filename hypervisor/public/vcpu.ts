@@ -57,12 +57,17 @@ export function vcpuOpenGate(ctl: Int32Array): void {
   Atomics.notify(ctl, VcpuControl.RUN);
 }
 
-/** Runner end: resolves once the vCPU acknowledged pause `seq` (or `gone()` says it never will). */
-export async function vcpuStopped(ctl: Int32Array, seq: number, gone: () => boolean): Promise<void> {
+/**
+ * Runner end: resolves once the vCPU acknowledged pause `seq` (or `gone()` says it never will).
+ * `nudge` wakes the vCPU wherever it sleeps; it is repeated while waiting, since a vCPU about to
+ * sleep may miss the first one (it checked the gate just before it closed).
+ */
+export async function vcpuStopped(ctl: Int32Array, seq: number, gone: () => boolean, nudge: () => void): Promise<void> {
   for (;;) {
     const v = Atomics.load(ctl, VcpuControl.STOPPED_SEQ);
     if (v - seq >= 0 || gone()) return;
-    const w = Atomics.waitAsync(ctl, VcpuControl.STOPPED_SEQ, v, 50);
+    nudge();
+    const w = Atomics.waitAsync(ctl, VcpuControl.STOPPED_SEQ, v, 20);
     if (w.async) await w.value;
   }
 }

@@ -16,6 +16,8 @@ const MS = 1_000_000;
 
 const RUNNERS: Record<string, HostOptions> = {
   'thread per vCPU': { mode: 'free' },
+  // An idle vCPU that polls its upcall word before it sleeps must notice the pause while polling.
+  'thread per vCPU, polling before it sleeps': { mode: 'free', spin: 200 },
   'packed on a pool thread': { mode: 'free', pool: 1 },
   'inline lockstep': { mode: 'lockstep', inline: true },
   'lockstep on a thread': { mode: 'lockstep' },
