@@ -171,6 +171,9 @@ export class HostRuntime {
       domainPaused: (d) => this.vcpus.get(d.domid)?.pause(),
       domainUnpaused: (d) => {
         this.vcpus.get(d.domid)?.unpause();
+        const mail = this.heldMail.get(d.domid);
+        this.heldMail.delete(d.domid);
+        for (const m of mail ?? []) this.control(d.domid).postMessage(m);
         // A lockstep vCPU unpaused before it ever ran is owed its first run. The scheduler is
         // not poked from here: an unpause by hypercall lands while it runs, and one from outside
         // pokes once every domain it names is unpaused (so their first runs race as one).
@@ -481,10 +484,23 @@ export class HostRuntime {
 
   /** A message to a domain's program (its vCPU runs to take it). */
   send(domid: number, m: unknown): void {
+    const t = this.vcpus.get(domid);
+    const d = this.host.domains.get(domid);
+    // A free-running thread would take the message at once; a paused domain takes it at unpause.
+    // (A lockstep vCPU takes its mail only when the scheduler runs it.)
+    if (t && !t.lockstep && d && (d.pauseCount > 0 || d.isShutDown)) {
+      let q = this.heldMail.get(domid);
+      if (!q) this.heldMail.set(domid, (q = []));
+      q.push(m);
+      return;
+    }
     this.control(domid).postMessage(m);
     this.owed.add(domid);
     this.poke();
   }
+
+  /** Messages for paused free-running domains, delivered at unpause. */
+  private readonly heldMail = new Map<number, unknown[]>();
 
   /** A call into dom0's toolstack (libxl in dom0): resolves with its result, rejects with its error. */
   toolstack<T = unknown>(op: string, args: unknown): Promise<T> {
@@ -524,6 +540,7 @@ export class HostRuntime {
     this.deadlines.delete(domid);
     this.owed.delete(domid);
     this.neverRan.delete(domid);
+    this.heldMail.delete(domid);
     this.halting.push(t.destroy());
   }
   private halting: Promise<void>[] = [];

@@ -12,7 +12,7 @@ export interface PauseProbeArgs {
 }
 
 /** i32 words of the probe's page. */
-export const ProbeWord = { ticks: 0, events: 1 } as const;
+export const ProbeWord = { ticks: 0, events: 1, mail: 2 } as const;
 
 export interface ProbeReady {
   readonly cmd: 'probe';
@@ -25,7 +25,9 @@ export interface ProbeReady {
 
 export function main(k: Kernel, args: PauseProbeArgs, control: ControlPort): void {
   const { gfn, bytes } = k.allocPage();
-  const words = new Int32Array(bytes.buffer, bytes.byteOffset, 2);
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset, 3);
+  // Each message from the simulator counts one.
+  control.on('message', () => void Atomics.add(words, ProbeWord.mail, 1));
   const port = k.allocUnbound(0);
   k.on(port, () => void Atomics.add(words, ProbeWord.events, 1));
   const limit = args.ticks ?? Infinity;

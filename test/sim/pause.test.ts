@@ -29,6 +29,8 @@ interface Probe {
   readonly domid: number;
   readonly ticks: () => number;
   readonly events: () => number;
+  /** Messages from the simulator the probe's program took. */
+  readonly mail: () => number;
   /** dom0 notifies the probe's port (EVTCHNOP_send on dom0's end). */
   readonly notify: () => void;
 }
@@ -47,6 +49,7 @@ async function startProbe(rt: HostRuntime, args: PauseProbeArgs): Promise<Probe>
     domid: d.domid,
     ticks: () => Atomics.load(page, ProbeWord.ticks),
     events: () => Atomics.load(page, ProbeWord.events),
+    mail: () => Atomics.load(page, ProbeWord.mail),
     notify: () => assert.equal(rt.evtchn.send(dom0, { port: local } as never), 0),
   };
 }
@@ -95,21 +98,25 @@ describe('pause: a paused domain runs nothing, in every runner, by every path', 
       });
 
       for (const path of ['hypercall', 'xl', 'fault'] as const) {
-        it(`${path}: no event is taken while paused; the held one is taken after unpause`, async () => {
+        it(`${path}: no event or message is taken while paused; the held ones are taken after unpause`, async () => {
           const p = await startProbe(rt, { tickNs: MS, ticks: 3 });
           await until(rt, () => p.ticks() === 3);
           await pause(rt, xl, path, p.domid);
           const before = p.events();
+          const mailBefore = p.mail();
           p.notify();
           p.notify();
+          rt.send(p.domid, { cmd: 'hello' });
           // Many hypervisor steps (lockstep: 50 ms of virtual time; free: 50 ms of real time).
           await rt.idle(50 * MS);
           assert.equal(p.events(), before, 'a paused vCPU takes no upcall');
+          assert.equal(p.mail(), mailBefore, 'nor a message from the simulator');
           await unpause(rt, xl, path, p.domid);
           // Both notifications found the port already pending: one event.
-          await until(rt, () => p.events() === before + 1);
+          await until(rt, () => p.events() === before + 1 && p.mail() === mailBefore + 1);
           await rt.idle(10 * MS);
           assert.equal(p.events(), before + 1);
+          assert.equal(p.mail(), mailBefore + 1);
         });
 
         if (opts.mode === 'free') {
