@@ -33,8 +33,6 @@ export interface PoolOptions {
 export class VcpuPool {
   private readonly threads: PoolThread[] = [];
   private readonly placement = new Map<number, PoolThread>();
-  /** Each placed domain's kernel counters (sends, kicks, upcalls), written by its pool thread. */
-  private readonly counters = new Map<number, SharedArrayBuffer>();
   private next = 0;
 
   constructor(size: number, hypercalls: Hypercalls, entry: URL, opts: PoolOptions = {}) {
@@ -78,7 +76,6 @@ export class VcpuPool {
     const { port1, port2 } = new MessageChannel();
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
-    this.counters.set(d.domid, counters);
     const vcpu = new PooledVcpu(this, d.domid, port1, counters, opts.paused ?? false);
     const boot: WorkerBoot = {
       domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, evtchnRoutes: opts.evtchnRoutes, counters,
@@ -87,12 +84,6 @@ export class VcpuPool {
     const cmd: PoolCommand = { cmd: 'boot', boot, control: port2 };
     t.worker.postMessage(cmd, [port2]);
     return vcpu;
-  }
-
-  /** A placed domain's kernel counters (for benchmarks; sleeps and polled are the thread's). */
-  kernelStats(domid: number): KernelStats | undefined {
-    const c = this.counters.get(domid);
-    return c ? kernelStats(c) : undefined;
   }
 
   /** The pool threads' own counters: sleeps on the doorbell, events caught polling it. */
@@ -121,7 +112,6 @@ export class VcpuPool {
   halt(domid: number): void {
     const t = this.placement.get(domid);
     this.placement.delete(domid);
-    this.counters.delete(domid);
     t?.worker.postMessage({ cmd: 'halt', domid } satisfies PoolCommand);
   }
 

@@ -79,7 +79,7 @@ describe('packing: guests on a shared pool of vCPU threads', function () {
       }
       for (const r of await Promise.all(finished)) assert.deepEqual(r.results, ['OK', '19'], `domain ${r.domid}`);
       let guestSends = 0;
-      for (const id of guests) guestSends += rt.pool!.kernelStats(id)!.sends;
+      for (const id of guests) guestSends += rt.vcpu(id)!.stats()!.sends;
       assert.ok(guestSends >= 4 * 21, `guest sends: ${guestSends}`);
       // Only a sender's first send on a channel traps (it is handed the peer's shared_info and,
       // for a packed peer, the doorbell of its pool thread): one per guest and one from dom0 per guest.
