@@ -67,6 +67,7 @@ export class InlineVcpu implements VcpuRunner {
   readonly control: LocalPort;
   private readonly port: LocalPort;
   readonly vcpuControl: SharedArrayBuffer;
+  private readonly ctl64: BigInt64Array;
   private readonly kernel: InlineKernel;
   private dead = false;
   /** Set when the program threw: the domain crashed (a worker would have died). */
@@ -76,7 +77,8 @@ export class InlineVcpu implements VcpuRunner {
     this.domid = d.domid;
     [this.control, this.port] = LocalPort.pair();
     this.vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);
-    Atomics.store(new BigInt64Array(this.vcpuControl), VcpuControl.DEADLINE, -1n);
+    this.ctl64 = new BigInt64Array(this.vcpuControl);
+    Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const domid = d.domid;
     this.kernel = image.inline(
@@ -90,7 +92,7 @@ export class InlineVcpu implements VcpuRunner {
   /** Runs at virtual time `now` until blocked; resolves with the next timer deadline (or -1). */
   async run(now: number): Promise<number> {
     if (this.dead) return -1;
-    Atomics.store(new BigInt64Array(this.vcpuControl), VcpuControl.NOW, BigInt(now));
+    Atomics.store(this.ctl64, VcpuControl.NOW, BigInt(now));
     try {
       return await this.kernel.run(() => this.port.deliver());
     } catch (e) {
