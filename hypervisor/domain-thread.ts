@@ -5,10 +5,13 @@ import { fileURLToPath } from 'node:url';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import { KERNEL_COUNTERS, type KernelStats, kernelStats, type RunMode, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
-import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
+import {
+  type DomainProgram, KERNEL_COUNTERS, type KernelStats, kernelStats, type RunMode, VcpuControl, vcpuCloseGate, vcpuOpenGate,
+  vcpuStopped, type WorkerBoot,
+} from './public/vcpu.ts';
+import type { StartInfo } from './public/xen.ts';
+import type { VcpuRunner } from './vcpu-runner.ts';
 
-const WORKER = new URL('../domains/kernel/worker.ts', import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
 /** Workers need the TypeScript loader too; mocha and `node --import` pass it on, the bin does not. */
@@ -18,40 +21,53 @@ function workerExecArgv(): string[] {
   return argv;
 }
 
-export class DomainThread {
+export class DomainThread implements VcpuRunner {
+  readonly domid: number;
   readonly worker: Worker;
   private readonly server: HypercallServer;
   readonly exited: Promise<number>;
-  /** Lockstep: the vCPU control page shared with the thread. */
-  readonly control: SharedArrayBuffer;
+  /** The vCPU control page shared with the thread (run token in lockstep, pause gate free). */
+  readonly vcpuControl: SharedArrayBuffer;
   private readonly ctl: Int32Array;
   private readonly ctl64: BigInt64Array;
   /** The vCPU's event-channel counters (KernelCounter), written by its thread. */
   private readonly counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
+  private readonly upcallWord: Int32Array;
+  readonly lockstep: boolean;
+  readonly hasMail = false;
+  /** A thread's crash surfaces as its Worker's 'error' event. */
+  readonly failure: unknown = undefined;
+  /** The pause the vCPU must acknowledge before stopped() resolves (free-running). */
+  private pauseSeq = 0;
 
   constructor(
-    d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, mode: RunMode = 'free',
+    d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, entry: URL, mode: RunMode = 'free',
     fast: { evtchnRoutes?: SharedArrayBuffer; spin?: number; paused?: boolean; tracing?: boolean } = {},
   ) {
+    this.domid = d.domid;
     const { port1, port2 } = new MessageChannel();
     const page = HypercallServer.page();
     // The caller is the domain this thread runs, whatever the guest wrote into the trap page.
     this.server = new HypercallServer(page, port1, (_claimed, op, args) => hypercalls.call(d.domid, op, args));
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
-    // Lockstep: RUN is the scheduler's run token. Free-running: RUN is the unpause gate the
-    // vCPU waits at before it first runs.
-    this.control = new SharedArrayBuffer(VcpuControl.BYTES);
-    this.ctl = new Int32Array(this.control);
-    this.ctl64 = new BigInt64Array(this.control);
+    // Lockstep: RUN is the scheduler's run token. Free-running: RUN is the pause gate, closed
+    // while the domain is paused (created paused, XEN_DOMCTL_pausedomain, shut down).
+    this.vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);
+    this.ctl = new Int32Array(this.vcpuControl);
+    this.ctl64 = new BigInt64Array(this.vcpuControl);
+    this.upcallWord = new Int32Array(d.sharedInfo!.sab);
     Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
-    if (mode === 'free' && !fast.paused) Atomics.store(this.ctl, VcpuControl.RUN, 1);
-    this.mode = mode;
+    this.lockstep = mode === 'lockstep';
+    if (mode === 'free') {
+      if (fast.paused) this.pauseSeq = vcpuCloseGate(this.ctl);
+      else vcpuOpenGate(this.ctl);
+    }
     const boot: WorkerBoot = {
       domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
-      mode, vcpuControl: this.control, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin, tracing: fast.tracing,
+      mode, vcpuControl: this.vcpuControl, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin, tracing: fast.tracing,
       counters: this.counters,
     };
-    this.worker = new Worker(WORKER, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
+    this.worker = new Worker(entry, { workerData: boot, transferList: [port2], execArgv: workerExecArgv() });
     void this.server.serve();
     this.exited = new Promise((resolve) => this.worker.once('exit', (code) => {
       this.dead = true;
@@ -61,12 +77,17 @@ export class DomainThread {
     }));
   }
 
+  get control(): Worker {
+    return this.worker;
+  }
+
   /**
    * Lockstep: lets this vCPU run at virtual time `now` until it blocks; resolves with its next
    * timer deadline (ns, or -1).
    */
   async run(now: number): Promise<number> {
-    const ctl = this.ctl!;
+    if (!this.lockstep) throw new Error(`domain ${this.domid}: a free-running vCPU is not run by the scheduler`);
+    const ctl = this.ctl;
     const seq = ++this.runs;
     const marker = new Promise<void>((resolve) => {
       const on = (m: { cmd?: string; seq?: number }): void => {
@@ -77,7 +98,7 @@ export class DomainThread {
       };
       this.worker.on('message', on);
     });
-    Atomics.store(this.ctl64!, VcpuControl.NOW, BigInt(now));
+    Atomics.store(this.ctl64, VcpuControl.NOW, BigInt(now));
     Atomics.store(ctl, VcpuControl.YIELD, 0);
     Atomics.store(ctl, VcpuControl.RUN, 1);
     Atomics.notify(ctl, VcpuControl.RUN);
@@ -88,33 +109,38 @@ export class DomainThread {
     }
     // Everything the vCPU posted during its run is delivered before the next one runs.
     await Promise.race([marker, this.exited]);
-    return Number(Atomics.load(this.ctl64!, VcpuControl.DEADLINE));
+    return Number(Atomics.load(this.ctl64, VcpuControl.DEADLINE));
   }
 
   private dead = false;
-  private readonly mode: RunMode;
+  private runs = 0;
 
-  /** The vCPU's event-channel counters so far (for benchmarks; not part of any trace). */
-  kernelStats(): KernelStats {
+  stats(): KernelStats {
     return kernelStats(this.counters);
   }
 
-  /** Free-running: stop the vCPU at its next event or timer (XEN_DOMCTL_pausedomain). */
-  hold(): void {
-    if (this.mode !== 'free') return;
-    Atomics.store(this.ctl!, VcpuControl.RUN, 0);
+  /**
+   * Free-running: close the gate and kick the vCPU off its upcall word, so it parks at once.
+   * Lockstep: nothing to do here - the scheduler grants no run to a paused domain.
+   */
+  pause(): void {
+    if (this.lockstep) return;
+    this.pauseSeq = vcpuCloseGate(this.ctl);
+    Atomics.notify(this.upcallWord, 0);
   }
 
-  /** Free-running: let a vCPU created (or put) paused run. */
-  release(): void {
-    if (this.mode !== 'free') return;
-    Atomics.store(this.ctl!, VcpuControl.RUN, 1);
-    Atomics.notify(this.ctl!, VcpuControl.RUN);
+  unpause(): void {
+    if (this.lockstep) return;
+    vcpuOpenGate(this.ctl);
   }
-  private runs = 0;
+
+  async stopped(): Promise<void> {
+    if (this.lockstep) return;
+    await vcpuStopped(this.ctl, this.pauseSeq, () => this.dead, () => Atomics.notify(this.upcallWord, 0));
+  }
 
   /** Stops the vCPU thread at once, as domain_kill stops its vCPUs (no orderly shutdown). */
-  async halt(): Promise<void> {
+  async destroy(): Promise<void> {
     await this.worker.terminate();
     await this.exited;
   }

@@ -6,6 +6,7 @@
 // (spec/hypervisor-and-xenbus.md §1.3). A domain only ever acts on its own table, except where
 // Xen lets a privileged domain name another (alloc_unbound, status, reset).
 import { type Domain, DomDying } from './domain.ts';
+import { type Delivery2l, Evtchn2l } from './public/event_2l.ts';
 import type { DomainHooks, Host } from './host.ts';
 import {
   EvtchnOp,
@@ -35,7 +36,6 @@ import {
   EVTCHN_2L_NR_CHANNELS,
   NR_VIRQS,
   SharedInfo,
-  VcpuInfo,
   Virq,
 } from './public/xen.ts';
 
@@ -57,8 +57,6 @@ export enum ECS {
 
 /** Ports become valid a bucket at a time: a page of 64-byte struct evtchn (valid_evtchns). */
 export const EVTCHNS_PER_BUCKET = 64;
-/** BITS_PER_EVTCHN_WORD on x86_64. */
-const BITS_PER_WORD = 64;
 /** d->nr_pirqs for a guest without passthrough (nr_static_irqs + extra_domU_irqs: 16 + 32 on x86). */
 const NR_PIRQS = 48;
 
@@ -88,20 +86,7 @@ export function getVirqType(virq: number): VirqType {
 export type Delivery =
   /** The port was not bound to anything that can be pending (evtchn_usable() false). */
   | 'unusable'
-  /** set_pending: pending[p] was already 1, no new edge. */
-  | 'already-pending'
-  /** set_pending: pending[p] set, but the port is masked: the edge is lost until unmask. */
-  | 'masked'
-  /** unmask: the port was not masked. */
-  | 'not-masked'
-  /** unmask: unmasked, nothing pending. */
-  | 'not-pending'
-  /** The selector bit for the port's word was already set: the guest will find it anyway. */
-  | 'selector-already-set'
-  /** Selector newly set, but evtchn_upcall_pending was already 1 (no new kick). */
-  | 'upcall-already-pending'
-  /** evtchn_upcall_pending went 0 -> 1: the vCPU was kicked. */
-  | 'upcall';
+  | Delivery2l;
 
 /**
  * One step in the trace. Hypercalls are named EVTCHNOP_*, with `domid` the caller; what Xen does
@@ -148,82 +133,6 @@ class Evtchn {
   }
 }
 
-const BIT: readonly bigint[] = Array.from({ length: 64 }, (_, i) => 1n << BigInt(i));
-
-/**
- * The event channel part of one domain's shared_info page, with the atomic bit operations Xen
- * uses on it. 64-bit fields are accessed as 64-bit words (xen_ulong_t), the u8
- * evtchn_upcall_pending as a byte, exactly as wide as the C fields.
- */
-class SharedInfoBits {
-  private readonly pending: BigInt64Array;
-  private readonly mask: BigInt64Array;
-  private readonly vcpuWords: BigInt64Array;
-  private readonly bytes: Uint8Array;
-  private readonly words: Int32Array;
-
-  constructor(sab: SharedArrayBuffer) {
-    this.pending = new BigInt64Array(sab, SharedInfo.evtchn_pending, EVTCHN_2L_NR_CHANNELS / BITS_PER_WORD);
-    this.mask = new BigInt64Array(sab, SharedInfo.evtchn_mask, EVTCHN_2L_NR_CHANNELS / BITS_PER_WORD);
-    this.vcpuWords = new BigInt64Array(sab, SharedInfo.vcpu_info, (SharedInfo.XEN_LEGACY_MAX_VCPUS * SharedInfo.VCPU_INFO_SIZE) / 8);
-    this.bytes = new Uint8Array(sab);
-    this.words = new Int32Array(sab);
-  }
-
-  private static testAndSet(a: BigInt64Array, i: number, bit: number): boolean {
-    return (Atomics.or(a, i, BIT[bit]) & BIT[bit]) !== 0n;
-  }
-
-  private static testAndClear(a: BigInt64Array, i: number, bit: number): boolean {
-    return (Atomics.and(a, i, ~BIT[bit]) & BIT[bit]) !== 0n;
-  }
-
-  private static test(a: BigInt64Array, i: number, bit: number): boolean {
-    return (Atomics.load(a, i) & BIT[bit]) !== 0n;
-  }
-
-  testAndSetPending(port: number): boolean {
-    return SharedInfoBits.testAndSet(this.pending, port >>> 6, port & 63);
-  }
-
-  testPending(port: number): boolean {
-    return SharedInfoBits.test(this.pending, port >>> 6, port & 63);
-  }
-
-  clearPending(port: number): void {
-    SharedInfoBits.testAndClear(this.pending, port >>> 6, port & 63);
-  }
-
-  testMask(port: number): boolean {
-    return SharedInfoBits.test(this.mask, port >>> 6, port & 63);
-  }
-
-  testAndClearMask(port: number): boolean {
-    return SharedInfoBits.testAndClear(this.mask, port >>> 6, port & 63);
-  }
-
-  /** test_and_set_bit(port / 64, &vcpu_info(v)->evtchn_pending_sel). */
-  testAndSetSelector(vcpu: number, port: number): boolean {
-    const i = (vcpu * SharedInfo.VCPU_INFO_SIZE + VcpuInfo.evtchn_pending_sel) / 8;
-    return SharedInfoBits.testAndSet(this.vcpuWords, i, port >>> 6);
-  }
-
-  testSelector(vcpu: number, port: number): boolean {
-    const i = (vcpu * SharedInfo.VCPU_INFO_SIZE + VcpuInfo.evtchn_pending_sel) / 8;
-    return SharedInfoBits.test(this.vcpuWords, i, port >>> 6);
-  }
-
-  /** test_and_set_bit(0, &vcpu_info(v)->evtchn_upcall_pending). */
-  testAndSetUpcallPending(vcpu: number): boolean {
-    return (Atomics.or(this.bytes, vcpu * SharedInfo.VCPU_INFO_SIZE + VcpuInfo.evtchn_upcall_pending, 1) & 1) !== 0;
-  }
-
-  /** Wakes a thread waiting on the 32-bit word holding the vCPU's evtchn_upcall_pending. */
-  notifyUpcallWord(vcpu: number): void {
-    Atomics.notify(this.words, (vcpu * SharedInfo.VCPU_INFO_SIZE + VcpuInfo.evtchn_upcall_pending) >> 2);
-  }
-}
-
 /** A domain's event channel state: d->evtchn, d->valid_evtchns, v->virq_to_evtchn[]. */
 class DomainEvtchn {
   /** chn.length is valid_evtchns: buckets allocated so far. */
@@ -233,13 +142,13 @@ class DomainEvtchn {
   /** IRQs mapped to this domain (pirq_info), and the ports bound to them. */
   readonly mappedPirqs = new Set<number>();
   readonly pirqToEvtchn = new Map<number, number>();
-  readonly bits: SharedInfoBits;
+  readonly bits: Evtchn2l;
   /** Every port below this one is in use (a search hint; Xen scans from 0, with the same result). */
   private freeHint = 0;
 
   constructor(readonly d: Domain) {
     if (!d.sharedInfo) throw new Error(`d${d.domid} has no shared_info page`);
-    this.bits = new SharedInfoBits(d.sharedInfo.sab);
+    this.bits = new Evtchn2l(d.sharedInfo.sab);
     const vcpus = Math.min(d.maxVcpus, SharedInfo.XEN_LEGACY_MAX_VCPUS);
     this.virqToEvtchn = Array.from({ length: vcpus }, () => new Uint16Array(NR_VIRQS));
     this.growBucket();
@@ -795,9 +704,9 @@ export class EventChannels implements DomainHooks {
     for (let port = 1; port < t.chn.length; port++) {
       const chn = t.chn[port];
       if (chn.state === ECS.ECS_FREE) continue;
-      const p = Number(t.bits.testPending(port));
-      const m = Number(t.bits.testMask(port));
-      const s = Number(t.bits.testSelector(chn.notifyVcpu, port));
+      const p = Number(t.bits.isPending(port));
+      const m = Number(t.bits.isMasked(port));
+      const s = Number(t.bits.selectorSet(chn.notifyVcpu, port));
       let line = `    ${String(port).padStart(4)} [${p}/${m}/${s}]: s=${chn.state} n=${chn.notifyVcpu} x=0`;
       if (chn.state === ECS.ECS_UNBOUND) line += ` d=${chn.remoteDomid}`;
       else if (chn.state === ECS.ECS_INTERDOMAIN) line += ` d=${chn.remoteDom!.domid} p=${chn.remotePort}`;
@@ -873,13 +782,7 @@ export class EventChannels implements DomainHooks {
 
   /** evtchn_port_set_pending() -> evtchn_2l_set_pending(), in its strict order. */
   private setPending(t: DomainEvtchn, vcpu: number, chn: Evtchn): void {
-    const delivery = ((): Delivery => {
-      if (!chn.usable) return 'unusable';
-      if (t.bits.testAndSetPending(chn.port)) return 'already-pending';
-      if (t.bits.testMask(chn.port)) return 'masked';
-      if (t.bits.testAndSetSelector(vcpu, chn.port)) return 'selector-already-set';
-      return this.markEventsPending(t, vcpu);
-    })();
+    const delivery: Delivery = chn.usable ? this.kickOn(t, vcpu, t.bits.setPending(vcpu, chn.port)) : 'unusable';
     this.trace(() => ({
       kind: 'evtchn',
       op: 'evtchn_set_pending',
@@ -894,19 +797,15 @@ export class EventChannels implements DomainHooks {
   /** evtchn_2l_unmask(): mask cleared; if it was set and the port is pending, deliver. */
   private unmaskPort(t: DomainEvtchn, chn: Evtchn): Delivery {
     if (!chn.usable) return 'unusable';
-    const vcpu = chn.notifyVcpu;
-    if (!t.bits.testAndClearMask(chn.port)) return 'not-masked';
-    if (!t.bits.testPending(chn.port)) return 'not-pending';
-    if (t.bits.testAndSetSelector(vcpu, chn.port)) return 'selector-already-set';
-    return this.markEventsPending(t, vcpu);
+    return this.kickOn(t, chn.notifyVcpu, t.bits.unmask(chn.notifyVcpu, chn.port));
   }
 
-  /** vcpu_mark_events_pending(): upcall_pending 0 -> 1 kicks the vCPU. */
-  private markEventsPending(t: DomainEvtchn, vcpu: number): Delivery {
-    if (t.bits.testAndSetUpcallPending(vcpu)) return 'upcall-already-pending';
-    t.bits.notifyUpcallWord(vcpu);
+  /** vcpu_mark_events_pending()'s kick: when upcall_pending went 0 -> 1, wake the vCPU. */
+  private kickOn(t: DomainEvtchn, vcpu: number, d: Delivery2l): Delivery2l {
+    if (d !== 'upcall') return d;
+    t.bits.kick(vcpu);
     for (const f of [...this.upcallListeners]) f(t.d.domid, vcpu);
-    return 'upcall';
+    return d;
   }
 
   /** Runs one hypercall and traces it (with what Xen did on the way, after it). */

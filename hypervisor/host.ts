@@ -25,6 +25,13 @@ export interface DomainHooks {
   domainKilled(d: Domain): void;
   /** The struct is being freed (last reference gone). */
   domainFreed(d: Domain): void;
+  /**
+   * The domain's vCPUs may no longer run (vcpu_pause of each): its pause count rose from 0, or
+   * it shut down. Whatever carries the vCPUs stops them.
+   */
+  domainPaused?(d: Domain): void;
+  /** The domain's vCPUs may run again (vcpu_unpause of each): the inverse edge. */
+  domainUnpaused?(d: Domain): void;
 }
 
 export class HypervisorError extends Error {
@@ -105,31 +112,52 @@ export class Host {
     return n;
   }
 
+  /** Whether the domain's vCPUs may run: alive, not paused, not shut down. */
+  private static vcpusRun(d: Domain): boolean {
+    return d.dying === DomDying.DOMDYING_alive && d.pauseCount === 0 && !d.isShutDown;
+  }
+
+  /** Applies a change of run state and tells the hooks when the vCPUs' may-run edge moved. */
+  private runStateChange(d: Domain, change: () => void): void {
+    const before = Host.vcpusRun(d);
+    change();
+    const after = Host.vcpusRun(d);
+    if (before === after) return;
+    for (const h of this.hooks) (after ? h.domainUnpaused : h.domainPaused)?.call(h, d);
+  }
+
   /** XEN_DOMCTL_pausedomain: reference counted, capped at 255. */
   pause(d: Domain): void {
     if (d.dying !== DomDying.DOMDYING_alive) throw new HypervisorError(Errno.EINVAL, 'pausedomain');
     if (d.pauseCount >= 255) throw new HypervisorError(Errno.EOVERFLOW, 'pausedomain');
-    d.pauseCount++;
+    this.runStateChange(d, () => void d.pauseCount++);
   }
 
   /** XEN_DOMCTL_unpausedomain. */
   unpause(d: Domain): void {
     if (d.pauseCount <= 0) throw new HypervisorError(Errno.EINVAL, 'unpausedomain');
-    d.pauseCount--;
+    this.runStateChange(d, () => void d.pauseCount--);
   }
 
-  /** SCHEDOP_shutdown / domain_shutdown(): the first reason latched wins; then VIRQ_DOM_EXC. */
+  /**
+   * SCHEDOP_shutdown / domain_shutdown(): the first reason latched wins; the vCPUs are paused
+   * (paused_for_shutdown); then VIRQ_DOM_EXC.
+   */
   shutdown(d: Domain, reason: ShutdownReason): void {
     if (d.isShutDown || d.dying !== DomDying.DOMDYING_alive) return;
-    d.isShutDown = true;
-    d.shutdownCode = reason;
+    this.runStateChange(d, () => {
+      d.isShutDown = true;
+      d.shutdownCode = reason;
+    });
     this.raiseDomExc(d);
   }
 
-  /** A suspended or shut-down domain resumed (XEN_DOMCTL_resumedomain). */
+  /** A suspended or shut-down domain resumed (XEN_DOMCTL_resumedomain): its vCPUs run again. */
   resume(d: Domain): void {
-    d.isShutDown = false;
-    d.shutdownCode = undefined;
+    this.runStateChange(d, () => {
+      d.isShutDown = false;
+      d.shutdownCode = undefined;
+    });
   }
 
   /**

@@ -2,85 +2,14 @@
 // synchronous for the calling vCPU: the worker writes the call into a shared page, wakes the
 // main thread and sleeps (Atomics.wait) until the answer is there. The main thread never
 // blocks: it waits with Atomics.waitAsync. Pages the hypervisor hands over (grant maps) travel
-// on a MessagePort that the worker drains synchronously before returning to the caller.
-import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+// on a MessagePort that the worker drains synchronously before returning to the caller. This is
+// the hypervisor's end; the guest's end and the page layout are public/hypercall_page.ts.
+import type { MessagePort } from 'node:worker_threads';
+import {
+  CallState, type HandedFrame, HYPERCALL_PAGE_BYTES, type HypercallPort, type HypercallResult, readJson, W_DOMID, W_OP, W_STATE, writeJson,
+} from './public/hypercall_page.ts';
 
-const enum CallState {
-  IDLE = 0,
-  CALL = 1,
-  DONE = 2,
-}
-
-/** i32 words: state, caller domid, hypercall number, payload length; JSON payload from byte 64. */
-const W_STATE = 0;
-const W_DOMID = 1;
-const W_OP = 2;
-const W_LEN = 3;
-const DATA = 64;
-export const HYPERCALL_PAGE_BYTES = 256 * 1024;
-
-const encoder = new TextEncoder();
-const decoder = new TextDecoder();
-
-/** A page handed to the caller with a hypercall's result (a mapped grant, a new frame). */
-export interface HandedFrame {
-  readonly mfn: number;
-  readonly sab: SharedArrayBuffer;
-  /** Set when this is a domain's shared_info page, handed for event-channel sends. */
-  readonly sharedInfoOf?: number;
-  /** With sharedInfoOf, when that domain's vCPU runs on a pool thread: the thread's doorbell. */
-  readonly doorbell?: SharedArrayBuffer;
-}
-
-export interface HypercallResult {
-  readonly ret: unknown;
-  readonly frames: HandedFrame[];
-}
-
-function writeJson(bytes: Uint8Array, i32: Int32Array, value: unknown): void {
-  const out = encoder.encode(JSON.stringify(value ?? null));
-  if (DATA + out.length > bytes.length) throw new RangeError('hypercall payload too large');
-  bytes.set(out, DATA);
-  i32[W_LEN] = out.length;
-}
-
-function readJson(bytes: Uint8Array, i32: Int32Array): unknown {
-  return JSON.parse(decoder.decode(bytes.subarray(DATA, DATA + i32[W_LEN])));
-}
-
-/** How a kernel traps into the hypervisor. */
-export interface HypercallPort {
-  call(domid: number, op: number, args: unknown): HypercallResult;
-}
-
-/** Worker side: makes hypercalls. */
-export class HypercallClient implements HypercallPort {
-  private readonly i32: Int32Array;
-  private readonly bytes: Uint8Array;
-
-  constructor(sab: SharedArrayBuffer, private readonly port: MessagePort) {
-    this.i32 = new Int32Array(sab);
-    this.bytes = new Uint8Array(sab);
-  }
-
-  call(domid: number, op: number, args: unknown): HypercallResult {
-    const i32 = this.i32;
-    i32[W_DOMID] = domid;
-    i32[W_OP] = op;
-    writeJson(this.bytes, i32, args);
-    Atomics.store(i32, W_STATE, CallState.CALL);
-    Atomics.notify(i32, W_STATE);
-    while (Atomics.load(i32, W_STATE) === CallState.CALL) Atomics.wait(i32, W_STATE, CallState.CALL);
-    const ret = readJson(this.bytes, i32);
-    const frames: HandedFrame[] = [];
-    for (let m = receiveMessageOnPort(this.port); m !== undefined; m = receiveMessageOnPort(this.port)) {
-      frames.push(m.message as HandedFrame);
-    }
-    Atomics.store(i32, W_STATE, CallState.IDLE);
-    return { ret, frames };
-  }
-}
-
+export type { HandedFrame, HypercallPort, HypercallResult } from './public/hypercall_page.ts';
 /** What the hypervisor does with one hypercall: a result, and pages to hand over. */
 export type HypercallHandler = (domid: number, op: number, args: unknown) => { ret: unknown; frames?: HandedFrame[] };
 

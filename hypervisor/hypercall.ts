@@ -10,22 +10,11 @@ import type { Frame } from './memory.ts';
 import { GnttabOp } from './public/grant_table.ts';
 import { SchedOp, ShutdownReason } from './public/sched.ts';
 import { Errno, Hypercall } from './public/xen.ts';
-import {
-  ACPI_SCI_PIRQ, DomctlTrigger, HvmAcpi, HvmOp, HvmParam, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION,
-} from './hvm/acpi.ts';
-
-/** The domctls xensim implements (XEN_DOMCTL_*), for the toolstack in dom0. */
-export enum Domctl {
-  XEN_DOMCTL_createdomain = 1,
-  XEN_DOMCTL_destroydomain = 2,
-  XEN_DOMCTL_pausedomain = 3,
-  XEN_DOMCTL_unpausedomain = 4,
-  XEN_DOMCTL_getdomaininfo = 5,
-  XEN_DOMCTL_max_mem = 11,
-  XEN_DOMCTL_resumedomain = 27,
-  XEN_DOMCTL_sendtrigger = 28,
-  XEN_DOMCTL_set_virq_handler = 66,
-}
+import { HvmAcpi } from './hvm/acpi.ts';
+import { Domctl, DomctlTrigger } from './public/domctl.ts';
+import { HvmOp } from './public/hvm/hvm_op.ts';
+import { ACPI_SCI_PIRQ, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION } from './public/hvm/ioreq.ts';
+import { HvmParam } from './public/hvm/params.ts';
 
 export interface HypercallOutcome {
   readonly ret: unknown;

@@ -7,18 +7,9 @@ import { EventEmitter } from 'node:events';
 import type { Domain } from './domain.ts';
 import { InlineHypercallClient } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import { Kernel, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
-import type { DomainProgram } from '../domains/kernel/worker.ts';
-
-/** The side of a control channel a program or the simulator holds (a MessagePort's shape). */
-/* eslint-disable @typescript-eslint/no-explicit-any -- listeners take whatever the program posts */
-export interface ControlPort {
-  postMessage(m: unknown): void;
-  on(ev: 'message' | 'error', fn: (m: any) => void): unknown;
-  once(ev: 'message' | 'error', fn: (m: any) => void): unknown;
-  off(ev: 'message' | 'error', fn: (m: any) => void): unknown;
-}
-/* eslint-enable @typescript-eslint/no-explicit-any */
+import { type ControlPort, type DomainProgram, VcpuControl } from './public/vcpu.ts';
+import type { StartInfo } from './public/xen.ts';
+import type { InlineKernel, KernelImage, VcpuRunner } from './vcpu-runner.ts';
 
 /**
  * One end of an in-thread message channel. Messages are structured-cloned like a MessagePort's;
@@ -69,29 +60,33 @@ export class LocalPort extends EventEmitter implements ControlPort {
   }
 }
 
-export class InlineVcpu {
+export class InlineVcpu implements VcpuRunner {
+  readonly domid: number;
+  readonly lockstep = true;
   /** The simulator's end of the domain's control channel (a Worker's place). */
-  readonly worker: LocalPort;
+  readonly control: LocalPort;
   private readonly port: LocalPort;
-  readonly control: SharedArrayBuffer;
+  readonly vcpuControl: SharedArrayBuffer;
   private readonly ctl64: BigInt64Array;
-  readonly kernel: Kernel;
-  private started = false;
+  private readonly kernel: InlineKernel;
   private dead = false;
   /** Set when the program threw: the domain crashed (a worker would have died). */
   failure: unknown;
 
-  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, private readonly program: DomainProgram, tracing = false) {
-    [this.worker, this.port] = LocalPort.pair();
-    this.control = new SharedArrayBuffer(VcpuControl.BYTES);
-    this.ctl64 = new BigInt64Array(this.control);
+  constructor(d: Domain, hypercalls: Hypercalls, startInfo: StartInfo, program: DomainProgram, image: KernelImage, tracing = false) {
+    this.domid = d.domid;
+    [this.control, this.port] = LocalPort.pair();
+    this.vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);
+    this.ctl64 = new BigInt64Array(this.vcpuControl);
     Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const domid = d.domid;
-    this.kernel = new Kernel({
-      domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, mode: 'lockstep', vcpuControl: this.control, tracing,
-    }, new InlineHypercallClient((_claimed, op, args) => hypercalls.call(domid, op, args)));
-    this.kernel.traceSink = (ev) => this.port.postMessage({ cmd: 'trace', ev });
+    this.kernel = image.inline(
+      { domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, mode: 'lockstep', vcpuControl: this.vcpuControl, tracing },
+      new InlineHypercallClient((_claimed, op, args) => hypercalls.call(domid, op, args)),
+      this.port,
+      (e) => this.crash(e),
+    );
   }
 
   /** Runs at virtual time `now` until blocked; resolves with the next timer deadline (or -1). */
@@ -99,16 +94,7 @@ export class InlineVcpu {
     if (this.dead) return -1;
     Atomics.store(this.ctl64, VcpuControl.NOW, BigInt(now));
     try {
-      if (!this.started) {
-        this.started = true;
-        this.kernel.startInline();
-        const mod = (await import(this.program.module)) as Record<string, (k: Kernel, a: unknown, c: LocalPort) => unknown>;
-        const entry = mod[this.program.entry ?? 'main'];
-        if (typeof entry !== 'function') throw new Error(`${this.program.module} has no ${this.program.entry ?? 'main'}()`);
-        // The program runs until its first wait; its later steps run in the slices below.
-        Promise.resolve(entry(this.kernel, this.program.args, this.port)).catch((e: unknown) => this.crash(e));
-      }
-      return await this.kernel.runSlice(() => this.port.deliver());
+      return await this.kernel.run(() => this.port.deliver());
     } catch (e) {
       this.crash(e);
       return -1;
@@ -120,21 +106,30 @@ export class InlineVcpu {
     return this.port.pending;
   }
 
-  private crash(e: unknown): void {
+  /** The program's own failure, reported by the kernel (its entry rejected). */
+  crash(e: unknown): void {
     if (this.dead) return;
     this.failure = e;
     this.dead = true;
     this.kernel.stop();
     // As a dying worker's 'error': whoever watches the domain hears of it; nobody need.
-    if (this.worker.listenerCount('error') > 0) this.worker.emit('error', e);
+    if (this.control.listenerCount('error') > 0) this.control.emit('error', e);
   }
 
-  release(): void {}
+  // Lockstep: a paused domain is simply not granted a run by the scheduler, and nothing runs
+  // between runs on this thread, so it is stopped as soon as it is paused.
+  pause(): void {}
+  unpause(): void {}
+  async stopped(): Promise<void> {}
 
-  async halt(): Promise<void> {
+  stats(): undefined {
+    return undefined;
+  }
+
+  async destroy(): Promise<void> {
     this.dead = true;
     this.kernel.stop();
     this.port.close();
-    this.worker.close();
+    this.control.close();
   }
 }

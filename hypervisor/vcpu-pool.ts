@@ -7,12 +7,12 @@ import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import { Errno } from './public/xen.ts';
-import { KERNEL_COUNTERS, type KernelStats, kernelStats, type StartInfo } from '../domains/kernel/kernel.ts';
-import type { PoolCommand, PoolWorkerData } from '../domains/kernel/pool-worker.ts';
-import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
-
-const POOL_WORKER = new URL('../domains/kernel/pool-worker.ts', import.meta.url);
+import { Errno, type StartInfo } from './public/xen.ts';
+import {
+  type DomainProgram, KERNEL_COUNTERS, type KernelStats, kernelStats, type PoolCommand, type PoolWorkerData, VcpuControl,
+  vcpuCloseGate, vcpuOpenGate, vcpuStopped, type WorkerBoot,
+} from './public/vcpu.ts';
+import type { VcpuRunner } from './vcpu-runner.ts';
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
 interface PoolThread {
@@ -33,11 +33,9 @@ export interface PoolOptions {
 export class VcpuPool {
   private readonly threads: PoolThread[] = [];
   private readonly placement = new Map<number, PoolThread>();
-  /** Each placed domain's kernel counters (sends, kicks, upcalls), written by its pool thread. */
-  private readonly counters = new Map<number, SharedArrayBuffer>();
   private next = 0;
 
-  constructor(size: number, hypercalls: Hypercalls, opts: PoolOptions = {}) {
+  constructor(size: number, hypercalls: Hypercalls, entry: URL, opts: PoolOptions = {}) {
     const execArgv = process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
     for (let i = 0; i < size; i++) {
       const { port1, port2 } = new MessageChannel();
@@ -48,7 +46,7 @@ export class VcpuPool {
       const server = new HypercallServer(page, port1, (domid, op, args) =>
         this.placement.get(domid) === this.threads[i] ? hypercalls.call(domid, op, args) : { ret: -Errno.EPERM });
       const data: PoolWorkerData = { hypercallPage: page, port: port2, doorbell, spin: opts.spin ?? 0, counters };
-      const worker = new Worker(POOL_WORKER, { workerData: data, transferList: [port2], execArgv });
+      const worker = new Worker(entry, { workerData: data, transferList: [port2], execArgv });
       void server.serve();
       this.threads.push({ worker, server, doorbell, bell: new Int32Array(doorbell), port: port1, counters });
     }
@@ -68,24 +66,24 @@ export class VcpuPool {
     return this.placement.get(domid)?.doorbell;
   }
 
-  /** Starts a domain's kernel on its thread (assigned now if not yet); returns its control port. */
-  place(d: Domain, startInfo: StartInfo, program: DomainProgram, evtchnRoutes?: SharedArrayBuffer): MessagePort {
+  /**
+   * Starts a domain's kernel on its thread (assigned now if not yet). A domain placed paused
+   * has its program entered only once unpaused.
+   */
+  place(d: Domain, startInfo: StartInfo, program: DomainProgram, opts: { evtchnRoutes?: SharedArrayBuffer; paused?: boolean } = {}): PooledVcpu {
     this.assign(d.domid);
     const t = this.placement.get(d.domid)!;
     const { port1, port2 } = new MessageChannel();
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
-    this.counters.set(d.domid, counters);
-    const boot: WorkerBoot = { domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, evtchnRoutes, counters };
+    const vcpu = new PooledVcpu(this, d.domid, port1, counters, opts.paused ?? false);
+    const boot: WorkerBoot = {
+      domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, evtchnRoutes: opts.evtchnRoutes, counters,
+      mode: 'free', vcpuControl: vcpu.vcpuControl,
+    };
     const cmd: PoolCommand = { cmd: 'boot', boot, control: port2 };
     t.worker.postMessage(cmd, [port2]);
-    return port1;
-  }
-
-  /** A placed domain's kernel counters (for benchmarks; sleeps and polled are the thread's). */
-  kernelStats(domid: number): KernelStats | undefined {
-    const c = this.counters.get(domid);
-    return c ? kernelStats(c) : undefined;
+    return vcpu;
   }
 
   /** The pool threads' own counters: sleeps on the doorbell, events caught polling it. */
@@ -106,10 +104,14 @@ export class VcpuPool {
     Atomics.notify(t.bell, 0);
   }
 
+  /** Whether a domain still has a place on a thread. */
+  placed(domid: number): boolean {
+    return this.placement.has(domid);
+  }
+
   halt(domid: number): void {
     const t = this.placement.get(domid);
     this.placement.delete(domid);
-    this.counters.delete(domid);
     t?.worker.postMessage({ cmd: 'halt', domid } satisfies PoolCommand);
   }
 
@@ -119,5 +121,56 @@ export class VcpuPool {
       await t.worker.terminate();
       t.port.close();
     }
+  }
+}
+
+/** A packed domain's vCPU: its kernel lives on a pool thread; its pause gate is its own. */
+export class PooledVcpu implements VcpuRunner {
+  readonly lockstep = false;
+  readonly hasMail = false;
+  readonly failure: unknown = undefined;
+  /** The domain's vCPU control page: the pause gate its kernel parks at on the pool thread. */
+  readonly vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);
+  private readonly ctl = new Int32Array(this.vcpuControl);
+  private pauseSeq = 0;
+  private gone = false;
+
+  constructor(
+    private readonly pool: VcpuPool, readonly domid: number, readonly control: MessagePort,
+    private readonly counters: SharedArrayBuffer, paused: boolean,
+  ) {
+    if (paused) this.pauseSeq = vcpuCloseGate(this.ctl);
+    else vcpuOpenGate(this.ctl);
+  }
+
+  run(): Promise<number> {
+    throw new Error(`domain ${this.domid}: a packed vCPU is not run by the scheduler`);
+  }
+
+  /** Closes the gate and rings the thread's doorbell: its next scan parks this kernel. */
+  pause(): void {
+    this.pauseSeq = vcpuCloseGate(this.ctl);
+    this.pool.ring(this.domid);
+  }
+
+  /** Opens the gate and rings the doorbell, so what is pending is taken at once. */
+  unpause(): void {
+    vcpuOpenGate(this.ctl);
+    this.pool.ring(this.domid);
+  }
+
+  async stopped(): Promise<void> {
+    await vcpuStopped(this.ctl, this.pauseSeq, () => this.gone || !this.pool.placed(this.domid), () => this.pool.ring(this.domid));
+  }
+
+  stats(): KernelStats {
+    return kernelStats(this.counters);
+  }
+
+  async destroy(): Promise<void> {
+    if (this.gone) return;
+    this.gone = true;
+    this.pool.halt(this.domid);
+    this.control.close();
   }
 }

@@ -1,24 +1,24 @@
 // A running Xen host: the hypervisor model on this thread, each domain's vCPU in a worker.
 // It plays the domain builder (libxenguest) for new guests: memory, xenstore ring page, store
 // event channel, grant ref 1 for xenstored, start_info; dom0's toolstack then INTRODUCEs them.
-import type { MessagePort } from 'node:worker_threads';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
-import { type ControlPort, InlineVcpu } from '../hypervisor/inline-vcpu.ts';
+import { InlineVcpu } from '../hypervisor/inline-vcpu.ts';
+import type { VcpuRunner } from '../hypervisor/vcpu-runner.ts';
 import { EventChannels } from '../hypervisor/event-channel.ts';
 import { GrantTables } from '../hypervisor/grant-table.ts';
 import { Hypercalls } from '../hypervisor/hypercall.ts';
 import { Host } from '../hypervisor/host.ts';
 import { GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
-import type { DomId } from '../hypervisor/public/xen.ts';
+import { type DomId, type StartInfo, VcpuInfo } from '../hypervisor/public/xen.ts';
+import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/vcpu.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
-import { Prng, type RunMode, type StartInfo } from '../domains/kernel/kernel.ts';
-import { VcpuInfo } from '../hypervisor/public/xen.ts';
-import type { DomainProgram } from '../domains/kernel/worker.ts';
+import { kernelImage } from '../domains/kernel/image.ts';
+import { Prng } from '../domains/kernel/kernel.ts';
 
 const DOM0_PROGRAM = new URL('../domains/dom0/dom0.ts', import.meta.url).href;
 
@@ -91,15 +91,13 @@ export class ToolstackCallError extends Error {
   }
 }
 
-/** A domain's vCPU as the scheduler drives it: its own worker thread, or inline on this one. */
-export type Vcpu = DomainThread | InlineVcpu;
-
 export class HostRuntime {
   readonly host = new Host();
   readonly evtchn: EventChannels;
   readonly gnttab: GrantTables;
   readonly hypercalls: Hypercalls;
-  readonly threads = new Map<number, Vcpu>();
+  /** Every domain's vCPU, whatever runs it (its own thread, a pool thread, inline). */
+  readonly vcpus = new Map<number, VcpuRunner>();
   readonly trace: TraceEvent[] = [];
   readonly mode: RunMode;
   private seed: number;
@@ -126,11 +124,10 @@ export class HostRuntime {
   private readonly routes: EvtchnRoutes | undefined;
   private readonly spin: number;
   readonly inline: boolean;
-  /** Packed guests: the pool and each guest's control port. */
+  /** Packed guests: the pool threads they share. */
   readonly pool: VcpuPool | undefined;
-  private readonly pooled = new Map<number, MessagePort>();
-  /** Free-running guests created paused: their threads start at unpause. */
-  private readonly pendingBoot = new Map<number, () => void>();
+  /** Lockstep: vCPUs that have not run yet (an unpause by hypercall owes them their first run). */
+  private readonly neverRan = new Set<number>();
 
   constructor(opts: HostOptions = {}) {
     this.seed = opts.seed ?? 1;
@@ -161,11 +158,28 @@ export class HostRuntime {
     }
     if (opts.pool !== undefined) {
       if (this.mode === 'lockstep') throw new Error('packing runs free; lockstep gives each vCPU its own thread');
-      const pool = new VcpuPool(opts.pool, this.hypercalls, { spin: this.spin });
+      const pool = new VcpuPool(opts.pool, this.hypercalls, kernelImage.poolWorker, { spin: this.spin });
       this.pool = pool;
       this.evtchn.onUpcall((domid) => pool.ring(domid));
     }
-    this.host.addHooks({ domainCreated: () => undefined, domainKilled: (d) => this.vcpuKilled(d.domid), domainFreed: () => undefined });
+    // Whoever pauses, unpauses or kills a domain (a hypercall, xl, a scenario's fault), its vCPU's
+    // runner hears of it here.
+    this.host.addHooks({
+      domainCreated: () => undefined,
+      domainKilled: (d) => this.vcpuKilled(d.domid),
+      domainFreed: () => undefined,
+      domainPaused: (d) => this.vcpus.get(d.domid)?.pause(),
+      domainUnpaused: (d) => {
+        this.vcpus.get(d.domid)?.unpause();
+        const mail = this.heldMail.get(d.domid);
+        this.heldMail.delete(d.domid);
+        for (const m of mail ?? []) this.control(d.domid).postMessage(m);
+        // A lockstep vCPU unpaused before it ever ran is owed its first run. The scheduler is
+        // not poked from here: an unpause by hypercall lands while it runs, and one from outside
+        // pokes once every domain it names is unpaused (so their first runs race as one).
+        if (this.neverRan.has(d.domid)) this.owed.add(d.domid);
+      },
+    });
     this.evtchn.defer = (ns, fn) => this.deferOnHost(ns, fn);
     if (opts.trace) {
       this.tracing = true;
@@ -188,14 +202,14 @@ export class HostRuntime {
   /** vCPUs that can run now: an upcall pending, a timer due, or a run owed (boot, a message). */
   private runnable(): number[] {
     const out: number[] = [];
-    for (const [domid, t] of this.threads) {
+    for (const [domid, t] of this.vcpus) {
       const d = this.host.domains.get(domid);
       // A paused domain's events still get set pending, but its vCPU does not run.
       // Paused or shut down (Xen pauses every vCPU of a domain that shut down): not runnable.
-      if (!d || !t.control || d.pauseCount > 0 || d.isShutDown) continue;
+      if (!d || !t.lockstep || d.pauseCount > 0 || d.isShutDown) continue;
       const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
       const dl = this.deadlines.get(domid) ?? -1;
-      const mail = t instanceof InlineVcpu && t.hasMail;
+      const mail = t.hasMail;
       if (upcall || mail || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push(domid);
     }
     return out.sort((a, b) => a - b);
@@ -226,7 +240,7 @@ export class HostRuntime {
 
   private mayRun(domid: number): boolean {
     const d = this.host.domains.get(domid);
-    return d !== undefined && d.pauseCount === 0 && !d.isShutDown && this.threads.has(domid);
+    return d !== undefined && d.pauseCount === 0 && !d.isShutDown && this.vcpus.has(domid);
   }
 
   /** Runs vCPUs one at a time until every one is blocked with nothing due. */
@@ -244,7 +258,8 @@ export class HostRuntime {
       }
       const domid = ready[this.sched.below(ready.length)];
       this.owed.delete(domid);
-      const t = this.threads.get(domid)!;
+      this.neverRan.delete(domid);
+      const t = this.vcpus.get(domid)!;
       if (this.tracing) this.runEvents = [];
       this.deadlines.set(domid, await t.run(this.now));
       this.flushRunTrace(domid);
@@ -312,16 +327,19 @@ export class HostRuntime {
   }
 
   get dom0(): ControlPort {
-    return this.threads.get(0)!.worker;
+    return this.control(0);
   }
 
-  /** Where a domain's program talks to the simulator (its thread, or its port in a pool). */
+  /** Where a domain's program talks to the simulator (its thread, its port in a pool, inline). */
   control(domid: number): ControlPort {
-    const p = this.pooled.get(domid);
-    if (p) return p;
-    const t = this.threads.get(domid);
+    const t = this.vcpus.get(domid);
     if (!t) throw new Error(`no domain ${domid}`);
-    return t.worker;
+    return t.control;
+  }
+
+  /** The runner of a domain's vCPU. */
+  vcpu(domid: number): VcpuRunner | undefined {
+    return this.vcpus.get(domid);
   }
 
   /** Boots dom0 running xenstored; resolves once it serves. */
@@ -331,24 +349,30 @@ export class HostRuntime {
     this.host.unpause(d);
     const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
     await new Promise<void>((resolve, reject) => {
-      t.worker.once('error', reject);
-      t.worker.on('message', (m: { cmd: string }) => {
+      t.control.once('error', reject);
+      t.control.on('message', (m: { cmd: string }) => {
         if (m.cmd === 'ready') resolve();
       });
     });
   }
 
-  private start(d: Domain, store: { store_mfn: number; store_evtchn: number; console_mfn?: number; console_evtchn?: number }, program: DomainProgram): Vcpu {
+  /** Starts a domain's vCPU on the runner this host uses for it; a paused domain's waits. */
+  private start(d: Domain, store: { store_mfn: number; store_evtchn: number; console_mfn?: number; console_evtchn?: number }, program: DomainProgram): VcpuRunner {
     const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...store, seed: this.nextSeed() };
-    const t = this.inline ? new InlineVcpu(d, this.hypercalls, si, program, this.tracing) : new DomainThread(d, this.hypercalls, si, program, this.mode, {
-      evtchnRoutes: this.routes?.table(d.domid), spin: this.spin, paused: d.pauseCount > 0, tracing: this.tracing,
-    });
-    this.threads.set(d.domid, t);
+    const paused = d.pauseCount > 0 || d.isShutDown;
+    const routes = this.routes?.table(d.domid);
+    let t: VcpuRunner;
+    if (this.inline) t = new InlineVcpu(d, this.hypercalls, si, program, kernelImage, this.tracing);
+    // Packing is for guests: dom0 keeps a thread of its own.
+    else if (this.pool && d.domid !== 0) t = this.pool.place(d, si, program, { evtchnRoutes: routes, paused });
+    else t = new DomainThread(d, this.hypercalls, si, program, kernelImage.worker, this.mode, { evtchnRoutes: routes, spin: this.spin, paused, tracing: this.tracing });
+    this.vcpus.set(d.domid, t);
     const domid = d.domid;
-    t.worker.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
+    t.control.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
       if (m.cmd === 'trace' && m.ev) this.onPosted(domid, m.ev);
     });
-    if (d.pauseCount === 0) {
+    if (t.lockstep) this.neverRan.add(domid);
+    if (!paused) {
       this.owed.add(d.domid);
       this.poke();
     }
@@ -410,22 +434,8 @@ export class HostRuntime {
       await this.quiesce();
     }
     const startStore = { store_mfn: storeGfn, store_evtchn: store.port, console_mfn: console?.gfn, console_evtchn: console?.port };
-    const boot = (): void => {
-      if (this.pool) {
-        const si: StartInfo = { domid: d.domid, nr_pages: d.p2m.length, ...startStore, seed: this.nextSeed() };
-        this.pooled.set(d.domid, this.pool.place(d, si, opts.program, this.routes?.table(d.domid)));
-      } else {
-        this.start(d, startStore, opts.program);
-      }
-    };
-    if (opts.paused) {
-      // A packed guest has no thread of its own to hold at a gate: it boots at unpause.
-      if (this.pool) this.pendingBoot.set(d.domid, boot);
-      else boot();
-    } else {
-      this.host.unpause(d);
-      boot();
-    }
+    if (!opts.paused) this.host.unpause(d);
+    this.start(d, startStore, opts.program);
     return { domain: d, domid: d.domid, store, console };
   }
 
@@ -437,12 +447,60 @@ export class HostRuntime {
     this.poke();
   }
 
+  /**
+   * A fault: the domain's pause count goes up now, wherever the run is (no waiting for the host
+   * to go quiet, as `xl pause` does); its vCPU stops at its next preemption point.
+   */
+  faultPause(domid: number): void {
+    const d = this.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.host.pause(d);
+  }
+
+  /** The fault's end: the pause count goes down again now. */
+  faultUnpause(domid: number): void {
+    const d = this.host.domains.get(domid);
+    if (!d) throw new Error(`no domain ${domid}`);
+    this.host.unpause(d);
+    this.poke();
+  }
+
+  /**
+   * Lets `ns` of the host's time pass: lockstep, virtual time, running the scheduler through it
+   * (hypervisor steps: every vCPU that may run does); free-running, real time.
+   */
+  async idle(ns: number): Promise<void> {
+    if (this.mode !== 'lockstep') {
+      await new Promise((r) => setTimeout(r, ns / 1e6));
+      return;
+    }
+    await this.quiesce();
+    await new Promise<void>((resolve) => {
+      this.deferOnHost(ns, resolve);
+      this.poke();
+    });
+    await this.quiesce();
+  }
+
   /** A message to a domain's program (its vCPU runs to take it). */
   send(domid: number, m: unknown): void {
+    const t = this.vcpus.get(domid);
+    const d = this.host.domains.get(domid);
+    // A free-running thread would take the message at once; a paused domain takes it at unpause.
+    // (A lockstep vCPU takes its mail only when the scheduler runs it.)
+    if (t && !t.lockstep && d && (d.pauseCount > 0 || d.isShutDown)) {
+      let q = this.heldMail.get(domid);
+      if (!q) this.heldMail.set(domid, (q = []));
+      q.push(m);
+      return;
+    }
     this.control(domid).postMessage(m);
     this.owed.add(domid);
     this.poke();
   }
+
+  /** Messages for paused free-running domains, delivered at unpause. */
+  private readonly heldMail = new Map<number, unknown[]>();
 
   /** A call into dom0's toolstack (libxl in dom0): resolves with its result, rejects with its error. */
   toolstack<T = unknown>(op: string, args: unknown): Promise<T> {
@@ -476,23 +534,27 @@ export class HostRuntime {
 
   /** domain_kill stops the vCPUs, whoever asked (dom0's toolstack by hypercall, or destroy()). */
   private vcpuKilled(domid: number): void {
-    const t = this.threads.get(domid);
+    const t = this.vcpus.get(domid);
     if (!t || domid === 0) return;
-    this.threads.delete(domid);
+    this.vcpus.delete(domid);
     this.deadlines.delete(domid);
     this.owed.delete(domid);
-    this.halting.push(t.halt());
+    this.neverRan.delete(domid);
+    this.heldMail.delete(domid);
+    this.halting.push(t.destroy());
   }
   private halting: Promise<void>[] = [];
 
-  /** XEN_DOMCTL_pausedomain: the vCPU stops (free-running: at its next event or timer). */
+  /**
+   * XEN_DOMCTL_pausedomain from outside (xl pause, a scenario): resolves once the vCPU runs
+   * nothing - no upcall, no timer - as domain_pause waits for its vCPUs to be descheduled.
+   */
   async pause(domid: number): Promise<void> {
     await this.quiesce();
     const d = this.host.domains.get(domid);
     if (!d) throw new Error(`no domain ${domid}`);
     this.host.pause(d);
-    const t = this.threads.get(domid);
-    if (t instanceof DomainThread) t.hold();
+    await this.vcpus.get(domid)?.stopped();
   }
 
   /** XEN_DOMCTL_unpausedomain for domains created or put paused. */
@@ -502,11 +564,7 @@ export class HostRuntime {
       const d = this.host.domains.get(id);
       if (!d) continue;
       this.host.unpause(d);
-      if (d.pauseCount > 0) continue;
-      this.owed.add(id);
-      this.threads.get(id)?.release();
-      this.pendingBoot.get(id)?.();
-      this.pendingBoot.delete(id);
+      if (d.pauseCount === 0) this.owed.add(id);
     }
     this.poke();
   }
@@ -520,11 +578,6 @@ export class HostRuntime {
   /** XEN_DOMCTL_destroydomain after stopping the vCPU. */
   async destroy(domid: number): Promise<void> {
     await this.quiesce();
-    if (this.pooled.has(domid)) {
-      this.pool!.halt(domid);
-      this.pooled.get(domid)!.close();
-      this.pooled.delete(domid);
-    }
     this.vcpuKilled(domid);
     await Promise.all(this.halting.splice(0));
     const d = this.host.domains.get(domid);
@@ -534,13 +587,11 @@ export class HostRuntime {
 
   async shutdown(): Promise<void> {
     await this.quiesce();
-    for (const p of this.pooled.values()) p.close();
-    this.pooled.clear();
-    await this.pool?.close();
-    for (const [domid, t] of [...this.threads].reverse()) {
-      this.threads.delete(domid);
-      await t.halt();
+    for (const [domid, t] of [...this.vcpus].reverse()) {
+      this.vcpus.delete(domid);
+      await t.destroy();
     }
+    await this.pool?.close();
     await Promise.all(this.halting.splice(0));
   }
 }

@@ -3,7 +3,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import { encodeMessage, nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
 import { Virq } from '../../hypervisor/public/xen.ts';
-import { Domctl } from '../../hypervisor/hypercall.ts';
+import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import type { Profile, XenstoredFaults } from './xenstored/core.ts';

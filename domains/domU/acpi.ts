@@ -10,7 +10,7 @@ import type { XsHandle } from '../libs/store/xs.ts';
 import {
   ACPI_PM1A_CNT_BLK_ADDRESS_V1, ACPI_SCI_PIRQ, PM1a_EN, PM1a_STS, PWRBTN_STS, SLP_EN, SLP_TYP_S3, SLP_TYP_S5, SLP_TYP_SHIFT,
   SLPBTN_STS,
-} from '../../hypervisor/hvm/acpi.ts';
+} from '../../hypervisor/public/hvm/ioreq.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 
 export interface AcpiOptions {

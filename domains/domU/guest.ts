@@ -18,7 +18,7 @@ import { NetfrontDriver, type NetfrontOptions } from './netfront.ts';
 import type { NetifTxRequestValue } from '../../hypervisor/public/io/netif.ts';
 import { acpiInit } from './acpi.ts';
 import { XsUser, type XsUserCommand } from './xs-user.ts';
-import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
+import type { ControlPort } from '../../hypervisor/public/vcpu.ts';
 
 export interface GuestArgs {
   /** hvm guests also answer ACPI power/sleep buttons (see acpi). */

@@ -8,8 +8,8 @@
 // when it is finished. Nothing here sleeps on the host's clock, so it also runs in lockstep.
 import type { MessagePort } from 'node:worker_threads';
 import { XsError, type XsHandle } from '../libs/store/xs.ts';
-import type { HypercallClient } from '../../hypervisor/hypercall-channel.ts';
-import { Domctl } from '../../hypervisor/hypercall.ts';
+import type { HypercallClient } from '../../hypervisor/public/hypercall_page.ts';
+import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { EvtchnOp, EvtchnStat } from '../../hypervisor/public/event_channel.ts';
 import {
   GNTCOPY_dest_gref, GNTCOPY_source_gref, GnttabOp, GntSt, GRANT_ENTRIES_PER_PAGE_V1,

@@ -5,7 +5,7 @@
 import {
   XSD_SOCKMSG_SIZE, XS_RING_REQ, XS_RING_RSP, XsdSockmsgType, decodeHeader, encodeMessage, xsRingCopyIn, xsRingCopyOut, XENSTORE_RING_SIZE,
 } from '../../hypervisor/public/io/xs_wire.ts';
-import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
+import type { ControlPort } from '../../hypervisor/public/vcpu.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 
 export type XsFloodCommand =

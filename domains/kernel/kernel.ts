@@ -2,91 +2,19 @@
 // handler shape), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
 // and randomness only from here, so a run can be replayed.
 import { performance } from 'node:perf_hooks';
-import type { MessagePort } from 'node:worker_threads';
-import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/hypercall-channel.ts';
-import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/evtchn-fast-path.ts';
+import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/public/hypercall_page.ts';
+import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
+import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
   GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
-import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/hvm/acpi.ts';
-import { DOMID_SELF, type DomId, Hypercall, SharedInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
-
-/** start_info: what the domain builder hands a new kernel. */
-export interface StartInfo {
-  readonly domid: number;
-  readonly nr_pages: number;
-  /** Guest frame of the xenstore ring page and its event channel. */
-  readonly store_mfn: number;
-  readonly store_evtchn: number;
-  readonly console_mfn?: number;
-  readonly console_evtchn?: number;
-  /** PRNG seed for this domain (derived from the run's seed). */
-  readonly seed: number;
-}
-
-/**
- * The vCPU control page the scheduler shares with a domain's thread in lockstep mode:
- * i32 RUN (1 = this vCPU may run), i32 YIELD (set when it blocked), i64 next timer deadline
- * (ns, -1 = none) at byte 8, i64 virtual time at byte 16.
- */
-export const VcpuControl = { RUN: 0, YIELD: 1, DEADLINE: 1, NOW: 2, BYTES: 64 } as const;
-
-export type RunMode = 'free' | 'lockstep';
-
-/** Everything a worker needs to boot one domain's kernel. */
-export interface KernelBoot {
-  readonly mode?: RunMode;
-  /** Lockstep: the vCPU control page (VcpuControl). */
-  readonly vcpuControl?: SharedArrayBuffer;
-  readonly domid: number;
-  /** The trap page and frame port (absent in a pool, whose thread shares one). */
-  readonly hypercallPage?: SharedArrayBuffer;
-  readonly port?: MessagePort;
-  readonly sharedInfo: SharedArrayBuffer;
-  readonly pages: readonly { readonly gfn: number; readonly sab: SharedArrayBuffer }[];
-  readonly startInfo: StartInfo;
-  /** The hypervisor's route table for this domain's ports: EVTCHNOP_send runs without a trap. */
-  readonly evtchnRoutes?: SharedArrayBuffer;
-  /**
-   * Free-running: once idle, poll for an event this many µs before sleeping (only worth it with
-   * busy threads <= cores); 0 = sleep at once.
-   */
-  readonly spin?: number;
-  /** The simulator keeps a trace: domain code may add its own events (kernel.trace). */
-  readonly tracing?: boolean;
-  /** Where the vCPU keeps its event-channel counters (KernelCounter), if the host reads them. */
-  readonly counters?: SharedArrayBuffer;
-}
-
-/**
- * What a vCPU did with event channels, counted as it runs (never traced, so a run replays the
- * same whether or not anyone reads them), for benchmarks to show where the time goes: indexes
- * into Kernel.counters, which the host may share (KernelBoot.counters) to read them live.
- */
-export const KernelCounter = {
-  /** EVTCHNOP_send from this domain (fast path or trap). */
-  sends: 0,
-  /** Fast-path sends that raised the peer's upcall_pending 0 -> 1: a kick of its vCPU. */
-  kicks: 1,
-  /** Upcalls taken: passes of the event handler that found upcall_pending set. */
-  upcalls: 2,
-  /** Free-running: times the idle vCPU went to sleep on its upcall word. */
-  sleeps: 3,
-  /** Free-running with `spin`: events the idle vCPU caught while polling, without sleeping. */
-  polled: 4,
-} as const;
-export const KERNEL_COUNTERS = Object.keys(KernelCounter).length;
-export type KernelStats = Record<keyof typeof KernelCounter, number>;
-
-/** Reads a counters page (Float64Array of KERNEL_COUNTERS). */
-export function kernelStats(page: SharedArrayBuffer | ArrayBuffer): KernelStats {
-  const c = new Float64Array(page);
-  const out = {} as KernelStats;
-  for (const [k, i] of Object.entries(KernelCounter)) out[k as keyof KernelStats] = c[i];
-  return out;
-}
+import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
+import { DOMID_SELF, type DomId, Hypercall, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+import {
+  KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,
+} from '../../hypervisor/public/vcpu.ts';
 
 export class HypercallFailed extends Error {
   constructor(readonly what: string, readonly ret: unknown) {
@@ -129,9 +57,6 @@ export class Prng {
   }
 }
 
-const PENDING_WORD = SharedInfo.evtchn_pending / 8;
-const MASK_WORD = SharedInfo.evtchn_mask / 8;
-const SEL_WORD = (SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8;
 /** An idle vCPU's poll lets queued work run at least this often (ms). */
 const POLL_SLICE_MS = 0.02;
 /** ... and its event loop (timers, I/O, messages) at least this often, however busy (ms). */
@@ -148,7 +73,8 @@ export class Kernel {
   private readonly handlers = new Map<number, (port: number) => void>();
   private readonly si: Uint8Array;
   private readonly siWords: Int32Array;
-  private readonly siBig: BigInt64Array;
+  /** This domain's shared_info through the 2-level ABI (the guest's half). */
+  private readonly evtchn: Evtchn2l;
   private gntTable: Uint8Array[] = [];
   /** performance.now() at boot: the free-running clock without a BigInt per reading. */
   private readonly bootMs = performance.now();
@@ -186,7 +112,7 @@ export class Kernel {
     this.hc = hc ?? new HypercallClient(boot.hypercallPage!, boot.port!);
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
-    this.siBig = new BigInt64Array(boot.sharedInfo);
+    this.evtchn = new Evtchn2l(boot.sharedInfo);
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
@@ -216,7 +142,7 @@ export class Kernel {
       return { cancel: () => { t.live = false; } };
     }
     // A paused vCPU runs nothing: a timer that fires meanwhile runs at unpause.
-    const t = setTimeout(() => (this.paused() ? void this.unpaused().then(fn) : fn()), Math.max(0, ns / 1e6));
+    const t = setTimeout(() => (this.paused() ? void this.unpaused().then((open) => open && fn()) : fn()), Math.max(0, ns / 1e6));
     return { cancel: () => clearTimeout(t) };
   }
 
@@ -332,7 +258,7 @@ export class Kernel {
       const route = Atomics.load(this.routes, port);
       const si = routeValid(route) ? this.peers.get(routeDomid(route)) : undefined;
       if (si) {
-        if (setPendingFast(si, routePort(route))) this.counters[KernelCounter.kicks]++;
+        if (setPendingFast(si, routePort(route)) === 'upcall') this.counters[KernelCounter.kicks]++;
         return;
       }
     }
@@ -361,7 +287,10 @@ export class Kernel {
     if (this.running) return;
     this.running = true;
     // A domain created paused waits here, before its first instruction, until unpaused.
-    if (this.mode === 'free' && this.ctl) Atomics.wait(this.ctl, VcpuControl.RUN, 0);
+    while (this.paused()) {
+      vcpuParkAck(this.ctl!);
+      Atomics.wait(this.ctl!, VcpuControl.RUN, 0);
+    }
     void (this.mode === 'lockstep' ? this.lockstepLoop() : this.upcallLoop());
   }
 
@@ -416,32 +345,64 @@ export class Kernel {
 
   stop(): void {
     this.running = false;
+    this.halted = true;
     Atomics.notify(this.siWords, 0);
+    if (this.ctl) Atomics.notify(this.ctl, VcpuControl.RUN);
   }
 
-  /** Free-running: the domain is paused (xl pause): the host closed the RUN gate again. */
-  private paused(): boolean {
-    return this.mode === 'free' && this.ctl !== undefined && Atomics.load(this.ctl, VcpuControl.RUN) === 0;
+  /**
+   * Free-running: the domain is paused (its pause count is up, or it shut down): the runner
+   * closed the RUN gate. A paused vCPU runs nothing - no upcall, no timer - until it opens.
+   */
+  paused(): boolean {
+    return this.mode === 'free' && this.ctl !== undefined && vcpuGateClosed(this.ctl);
   }
 
-  /** Resolves once the RUN gate is open (at once unless paused). */
-  private async unpaused(): Promise<void> {
-    while (this.paused()) {
+  /**
+   * Resolves once the RUN gate is open (at once unless paused). Parked here, the vCPU runs no
+   * guest code, and says so to the runner (which waits for that before a pause completes).
+   */
+  async unpaused(): Promise<boolean> {
+    while (!this.halted && this.paused()) {
+      vcpuParkAck(this.ctl!);
       const w = Atomics.waitAsync(this.ctl!, VcpuControl.RUN, 0);
       if (w.async) await w.value;
     }
+    return !this.halted;
+  }
+
+  /** Set by stop(): this kernel never runs again. */
+  private halted = false;
+
+  /**
+   * One pass of a free-running vCPU, the same on its own thread and on a pool thread: parked at a
+   * closed gate it acknowledges the pause and takes nothing (returns false); otherwise it takes
+   * its pending upcalls (returns true).
+   */
+  takeUpcalls(): boolean {
+    if (this.halted) return false;
+    if (this.paused()) {
+      vcpuParkAck(this.ctl!);
+      return false;
+    }
+    this.handleEvents();
+    return true;
   }
 
   private async upcallLoop(): Promise<void> {
     while (this.running) {
-      if (this.paused()) await this.unpaused();
-      this.handleEvents();
+      if (!this.takeUpcalls()) {
+        if (!(await this.unpaused())) return;
+        continue;
+      }
       // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
       // scan changes it, and the wait returns at once instead of missing the edge.
       let v = Atomics.load(this.siWords, 0);
       if (this.spinNs > 0 && (v & 0xff) === 0) {
         v = await this.idlePoll();
         if ((v & 0xff) !== 0) this.counters[KernelCounter.polled]++;
+        // Paused while polling: park (and say so) rather than sleep on the upcall word.
+        if (this.paused()) continue;
       }
       if ((v & 0xff) !== 0) continue;
       const w = Atomics.waitAsync(this.siWords, 0, v);
@@ -475,7 +436,7 @@ export class Kernel {
     for (;;) {
       await new Promise<void>((r) => process.nextTick(r));
       v = Atomics.load(this.siWords, 0);
-      if ((v & 0xff) !== 0 || !this.running) return v;
+      if ((v & 0xff) !== 0 || !this.running || this.paused()) return v;
       const now = performance.now();
       if (now >= end) return v;
       const sliceEnd = Math.min(end, now + POLL_SLICE_MS);
@@ -488,26 +449,12 @@ export class Kernel {
     }
   }
 
-  /** Linux's evtchn handler shape: clear upcall_pending, swap the selector, handle set bits. */
+  /** The upcall handler (events_2l's shape): every pending unmasked port, to its handler. */
   handleEvents(): void {
-    while (Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0) {
-      this.counters[KernelCounter.upcalls]++;
-      Atomics.store(this.si, VcpuInfo.evtchn_upcall_pending, 0);
-      let sel = BigInt.asUintN(64, Atomics.exchange(this.siBig, SEL_WORD, 0n));
-      while (sel !== 0n) {
-        const w = ctz(sel);
-        sel &= ~(1n << BigInt(w));
-        let bits = BigInt.asUintN(64, Atomics.load(this.siBig, PENDING_WORD + w) & ~Atomics.load(this.siBig, MASK_WORD + w));
-        while (bits !== 0n) {
-          const b = ctz(bits);
-          bits &= ~(1n << BigInt(b));
-          Atomics.and(this.siBig, PENDING_WORD + w, ~(1n << BigInt(b)));
-          const port = w * 64 + b;
-          this.handlers.get(port)?.(port);
-        }
-      }
-    }
+    this.counters[KernelCounter.upcalls] += this.evtchn.handleEvents(0, this.dispatch);
   }
+
+  private readonly dispatch = (port: number): void => this.handlers.get(port)?.(port);
 
   // ---------------------------------------------------------------- grant tables
 
@@ -642,13 +589,4 @@ export class ReadonlyPage {
   subarray(start?: number, end?: number): Uint8Array {
     return this.#bytes.slice(start, end);
   }
-}
-
-function ctz(x: bigint): number {
-  let n = 0;
-  while ((x & 1n) === 0n) {
-    x >>= 1n;
-    n++;
-  }
-  return n;
 }

@@ -5,24 +5,10 @@
 // does its upcall word), since a sleeping thread takes tens of µs to wake.
 import { performance } from 'node:perf_hooks';
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
-import { HypercallClient } from '../../hypervisor/hypercall-channel.ts';
-import { Kernel, KernelCounter } from './kernel.ts';
-import type { WorkerBoot } from './worker.ts';
-
-export interface PoolWorkerData {
-  readonly hypercallPage: SharedArrayBuffer;
-  readonly port: MessagePort;
-  /** i32 word the hypervisor (or a fast-path sender) increments and notifies when one of our domains gets an upcall. */
-  readonly doorbell: SharedArrayBuffer;
-  /** Once idle, poll the doorbell this many µs before sleeping; 0 = sleep at once. */
-  readonly spin?: number;
-  /** The thread's own counters (KernelCounter layout): sleeps and events caught polling. */
-  readonly counters?: SharedArrayBuffer;
-}
-
-export type PoolCommand =
-  | { cmd: 'boot'; boot: WorkerBoot; control: MessagePort }
-  | { cmd: 'halt'; domid: number };
+import { HypercallClient } from '../../hypervisor/public/hypercall_page.ts';
+import { KernelCounter, type PoolCommand, type PoolWorkerData } from '../../hypervisor/public/vcpu.ts';
+import { Kernel } from './kernel.ts';
+import { loadProgram } from './program.ts';
 
 /** A polling thread lets queued work run at least this often (ms) ... */
 const POLL_SLICE_MS = 0.02;
@@ -34,11 +20,11 @@ const hc = new HypercallClient(data.hypercallPage, data.port);
 const bell = new Int32Array(data.doorbell);
 const spinMs = Math.max(0, data.spin ?? 0) / 1000;
 const counters = new Float64Array(data.counters ?? new ArrayBuffer(8 * 8));
-const kernels = new Map<number, { kernel: Kernel; control: MessagePort }>();
-/** The kernels as an array, for the scan on every ring (rebuilt when one boots or halts). */
+const kernels = new Map<number, { kernel: Kernel; control: MessagePort; entered: boolean }>();
+/** The kernels whose program has been entered, for the scan on every ring (rebuilt on change). */
 let scan: Kernel[] = [];
 const rescan = (): void => {
-  scan = [...kernels.values()].map((e) => e.kernel);
+  scan = [...kernels.values()].filter((e) => e.entered).map((e) => e.kernel);
 };
 
 parentPort!.on('message', (m: PoolCommand) => {
@@ -46,22 +32,33 @@ parentPort!.on('message', (m: PoolCommand) => {
     const k = kernels.get(m.domid);
     kernels.delete(m.domid);
     rescan();
+    k?.kernel.stop();
     k?.control.close();
     return;
   }
   const kernel = new Kernel(m.boot, hc);
-  kernels.set(kernel.domid, { kernel, control: m.control });
+  kernels.set(kernel.domid, { kernel, control: m.control, entered: false });
   rescan();
   kernel.traceSink = (ev) => m.control.postMessage({ cmd: 'trace', ev });
-  void import(m.boot.program.module).then((mod: Record<string, (k: Kernel, a: unknown, c: MessagePort) => unknown>) => {
-    const entry = mod[m.boot.program.entry ?? 'main'];
-    const running = entry(kernel, m.boot.program.args, m.control);
-    // Upcalls raised before this kernel existed rang the bell when nobody could take them, and
-    // no new edge comes while upcall_pending stays set: take them now the handlers are bound.
-    kernel.handleEvents();
-    return running;
-  });
+  void boot(kernel, m);
 });
+
+/** Enters a placed domain's program once its vCPU may run (a guest created paused waits). */
+async function boot(kernel: Kernel, m: PoolCommand & { cmd: 'boot' }): Promise<unknown> {
+  if (!(await kernel.unpaused())) return undefined;
+  const entry = await loadProgram(m.boot.program);
+  if (kernel.paused() && !(await kernel.unpaused())) return undefined;
+  const running = entry(kernel, m.boot.program.args, m.control);
+  const e = kernels.get(kernel.domid);
+  if (e?.kernel === kernel) {
+    e.entered = true;
+    rescan();
+  }
+  // Upcalls raised before this kernel existed rang the bell when nobody could take them, and
+  // no new edge comes while upcall_pending stays set: take them now the handlers are bound.
+  kernel.takeUpcalls();
+  return running;
+}
 
 /** When the polling thread last let its event loop run (performance.now(), ms). */
 let lastTurn = 0;
@@ -100,7 +97,8 @@ async function upcalls(): Promise<void> {
     // Read the bell before scanning: a ring that lands during the scan changes it, so the wait
     // below returns at once instead of losing that upcall.
     const v = Atomics.load(bell, 0);
-    for (const kernel of scan) kernel.handleEvents();
+    // A paused domain's kernel acknowledges the pause and takes nothing until unpaused.
+    for (const kernel of scan) kernel.takeUpcalls();
     if (spinMs > 0) {
       // Let the scan's promise chains run first: what they send may be answered while polling.
       if ((await idlePoll(v)) !== v) {

@@ -1,18 +1,9 @@
 // A domain's vCPU thread: boots the kernel from what the hypervisor handed over, then runs the
 // domain's program (the "kernel image": a module exporting main(kernel, args)).
 import { parentPort, workerData } from 'node:worker_threads';
-import { Kernel, type KernelBoot } from './kernel.ts';
-
-export interface DomainProgram {
-  /** Module URL (file:) exporting the entry point. */
-  readonly module: string;
-  readonly entry?: string;
-  readonly args?: unknown;
-}
-
-export interface WorkerBoot extends KernelBoot {
-  readonly program: DomainProgram;
-}
+import type { WorkerBoot } from '../../hypervisor/public/vcpu.ts';
+import { Kernel } from './kernel.ts';
+import { loadProgram } from './program.ts';
 
 const boot = workerData as WorkerBoot;
 const kernel = new Kernel(boot);
@@ -26,8 +17,6 @@ parentPort!.on('message', (m: { cmd: string }) => {
     parentPort!.close();
   }
 });
-const mod = (await import(boot.program.module)) as Record<string, (k: Kernel, args: unknown, control: typeof parentPort) => unknown>;
-const entry = mod[boot.program.entry ?? 'main'];
-if (typeof entry !== 'function') throw new Error(`${boot.program.module} has no ${boot.program.entry ?? 'main'}()`);
+const entry = await loadProgram(boot.program);
 kernel.start();
-await entry(kernel, boot.program.args, parentPort);
+await entry(kernel, boot.program.args, parentPort!);

@@ -5,60 +5,11 @@
 // port I/O (a VM exit, not a hypercall); the SCI reaches it through an event channel bound to
 // its pirq, as a PVHVM Linux does.
 import type { Domain } from '../domain.ts';
+import {
+  ACPI_PM1A_CNT_BLK_ADDRESS_V1, GBL_STS, PM1a_EN, PM1a_STS, PWRBTN_STS, SLP_EN, SLP_TYP_S3, SLP_TYP_S5, SLP_TYP_SHIFT, SLPBTN_STS, TMR_STS,
+} from '../public/hvm/ioreq.ts';
 
-/** ACPI_PM1A_EVT_BLK_ADDRESS_V1 and the control block after it (hvm/ioreq.h, libacpi). */
-export const ACPI_PM1A_EVT_BLK_ADDRESS_V1 = 0xb000;
-export const PM1a_STS = ACPI_PM1A_EVT_BLK_ADDRESS_V1;
-export const PM1a_EN = ACPI_PM1A_EVT_BLK_ADDRESS_V1 + 2;
-export const ACPI_PM1A_CNT_BLK_ADDRESS_V1 = ACPI_PM1A_EVT_BLK_ADDRESS_V1 + 4;
-
-/** PM1a_STS / PM1a_EN bits (pmtimer.c). */
-export const TMR_STS = 1 << 0;
-export const GBL_STS = 1 << 5;
-export const PWRBTN_STS = 1 << 8;
-export const SLPBTN_STS = 1 << 9;
 const SCI_MASK = TMR_STS | GBL_STS | PWRBTN_STS | SLPBTN_STS;
-
-/** PM1a_CNT: SLP_TYP in bits 10-12, SLP_EN bit 13. */
-export const SLP_TYP_SHIFT = 10;
-export const SLP_EN = 1 << 13;
-/** The SLP_TYP values hvmloader's DSDT gives: \_S3 = 1, \_S4 and \_S5 = 0. */
-export const SLP_TYP_S3 = 1;
-export const SLP_TYP_S5 = 0;
-
-/** The emulated SCI: ISA IRQ 9, which a PVHVM guest binds as pirq 9. */
-export const ACPI_SCI_PIRQ = 9;
-
-/**
- * The trap a guest's IN/OUT instruction causes: VMX exit reason 30 (EXIT_REASON_IO_INSTRUCTION).
- * Not a hypercall - xensim carries it over the same trap page, numbered above every hypercall.
- */
-export const VMEXIT_IO_INSTRUCTION = 0x10000 + 30;
-
-/** HVM params (hvm/params.h) this model uses. */
-export enum HvmParam {
-  HVM_PARAM_CALLBACK_IRQ = 0,
-  HVM_PARAM_STORE_PFN = 1,
-  HVM_PARAM_STORE_EVTCHN = 2,
-  HVM_PARAM_ACPI_S_STATE = 14,
-  HVM_PARAM_CONSOLE_PFN = 17,
-  HVM_PARAM_CONSOLE_EVTCHN = 18,
-}
-
-/** HVMOP sub-ops (hvm/hvm_op.h). */
-export enum HvmOp {
-  HVMOP_set_param = 0,
-  HVMOP_get_param = 1,
-}
-
-/** XEN_DOMCTL_sendtrigger's triggers (domctl.h). */
-export enum DomctlTrigger {
-  XEN_DOMCTL_SENDTRIGGER_NMI = 0,
-  XEN_DOMCTL_SENDTRIGGER_RESET = 1,
-  XEN_DOMCTL_SENDTRIGGER_INIT = 2,
-  XEN_DOMCTL_SENDTRIGGER_POWER = 3,
-  XEN_DOMCTL_SENDTRIGGER_SLEEP = 4,
-}
 
 export interface AcpiHooks {
   /** The SCI line is asserted: send the guest its pirq. */

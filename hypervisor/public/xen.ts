@@ -92,3 +92,19 @@ export enum Hypercall {
   __HYPERVISOR_sysctl = 35,
   __HYPERVISOR_domctl = 36,
 }
+
+/**
+ * struct start_info: what the domain builder hands a new kernel - its special pages and ports
+ * (the fields xensim uses), plus the seed of the domain's PRNG (the run's determinism).
+ */
+export interface StartInfo {
+  readonly domid: number;
+  readonly nr_pages: number;
+  /** Guest frame of the xenstore ring page and its event channel. */
+  readonly store_mfn: number;
+  readonly store_evtchn: number;
+  readonly console_mfn?: number;
+  readonly console_evtchn?: number;
+  /** PRNG seed for this domain (derived from the run's seed). */
+  readonly seed: number;
+}

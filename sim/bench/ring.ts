@@ -19,7 +19,7 @@ import { cpus, loadavg } from 'node:os';
 import { performance, type EventLoopUtilization } from 'node:perf_hooks';
 import { type MessagePort, Worker } from 'node:worker_threads';
 import { DomainThread } from '../../hypervisor/domain-thread.ts';
-import type { KernelStats } from '../../domains/kernel/kernel.ts';
+import type { KernelStats } from '../../hypervisor/public/vcpu.ts';
 import { HostRuntime } from '../host-runtime.ts';
 import { type BenchOptions, type BenchSection, fmtFixed, fmtInt, median, onCleanup, table } from './common.ts';
 import type { RingGuestOp, RingGuestResult, RingGuestRun } from './ring-guest.ts';
@@ -381,7 +381,7 @@ async function bootHost(nGuests: number, spin = 0, pool?: number): Promise<Host>
   // pool: the guests share that many threads (packing) instead of one each.
   const rt = new HostRuntime({ seed: 1, spin, pool });
   const kill = onCleanup(() => {
-    for (const t of rt.threads.values()) if (t instanceof DomainThread) void t.worker.terminate();
+    for (const t of rt.vcpus.values()) if (t instanceof DomainThread) void t.worker.terminate();
     for (const w of rt.pool?.workers ?? []) void w.terminate();
   });
   const stop = async (): Promise<void> => {
@@ -492,16 +492,10 @@ function countersOf(h: Host, domids: readonly number[]): Counts {
   };
   let pooled = false;
   for (const d of domids) {
-    const t = h.rt.threads.get(d);
-    if (t instanceof DomainThread) {
-      add(t.kernelStats());
-      continue;
-    }
-    const c = h.rt.pool?.kernelStats(d);
-    if (c) {
-      add(c);
-      pooled = true;
-    }
+    const t = h.rt.vcpu(d);
+    const c = t?.stats();
+    if (c) add(c);
+    if (t && !(t instanceof DomainThread)) pooled = true;
   }
   if (pooled) for (const c of h.rt.pool!.threadStats()) add({ ...c, sends: 0, kicks: 0, upcalls: 0 });
   return sum;

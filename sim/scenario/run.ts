@@ -7,8 +7,7 @@ import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
-import { InlineVcpu } from '../../hypervisor/inline-vcpu.ts';
-import { SharedInfo, VcpuInfo } from '../../hypervisor/public/xen.ts';
+import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
@@ -138,15 +137,8 @@ export class ScenarioRun {
   stuckDomain(): string | undefined {
     for (const d of this.rt.host.domains.values()) {
       if (!d.sharedInfo || d.pauseCount > 0 || d.isShutDown || d.runState === 'dying' || d.runState === 'dead') continue;
-      const si = new BigUint64Array(d.sharedInfo.sab);
-      const upcall = new Uint8Array(d.sharedInfo.sab)[VcpuInfo.evtchn_upcall_pending];
-      const sel = si[(SharedInfo.vcpu_info + VcpuInfo.evtchn_pending_sel) / 8];
-      for (let w = 0; w < 64; w++) {
-        const live = si[SharedInfo.evtchn_pending / 8 + w] & ~si[SharedInfo.evtchn_mask / 8 + w];
-        if (live !== 0n && (upcall === 0 || (sel & (1n << BigInt(w))) === 0n)) {
-          return `domain ${d.domid} has port(s) pending in word ${w} (bits 0x${live.toString(16)}) but no upcall pending`;
-        }
-      }
+      const lost = new Evtchn2l(d.sharedInfo.sab).lostWakeup(0);
+      if (lost) return `domain ${d.domid} has port(s) pending in word ${lost.word} (bits 0x${lost.bits.toString(16)}) but no upcall pending`;
     }
     return undefined;
   }
@@ -368,7 +360,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   }
   // A domain's program died or a kernel oopsed: the run crashed, whatever the steps said.
   const oops = trace.find((e) => e.kind === 'oops');
-  const dead = [...rt.threads.values()].find((t) => t instanceof InlineVcpu && t.failure !== undefined) as InlineVcpu | undefined;
+  const dead = [...rt.vcpus.values()].find((t) => t.failure !== undefined);
   if (oops || dead) {
     result = XtfResult.CRASH;
     message = oops ? `domain ${oops.domid} oops in ${String(oops.where)}: ${String(oops.error)}` : `domain crashed: ${String(dead!.failure)}`;

@@ -23,6 +23,8 @@ import {
   type evtchn_status,
 } from '../../hypervisor/public/event_channel.ts';
 import { type DomId, DOMID_SELF, domid, Errno, Virq } from '../../hypervisor/public/xen.ts';
+import { EvtchnRoutes } from '../../hypervisor/evtchn-fast-path.ts';
+import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 
 const P = evtchnPort;
 const SELF = DOMID_SELF;
@@ -1089,6 +1091,115 @@ describe('event channels (2-level ABI)', () => {
       }
     });
   });
+
+  // ---- §1.3 again, for both places a send's set-pending runs ---------------------------------
+
+  /**
+   * An interdomain send sets the peer's bits either in the hypervisor (the trap) or in the
+   * sender's own thread (the fast path: the route the hypervisor published, then
+   * evtchn_2l_set_pending on the peer's shared_info). Both must write the same bits in the same
+   * order and kick the peer exactly when upcall_pending goes 0 -> 1.
+   */
+  interface Sender {
+    readonly name: string;
+    /** EVTCHNOP_send from `from` on its port `port`. */
+    send(w: World, from: Domain, port: EvtchnPort): void;
+    /** `d<domid>v<vcpu>` for every kick of a vCPU so far. */
+    kicks(w: World): readonly string[];
+  }
+
+  const fastKicks = new WeakMap<World, string[]>();
+  const fastRoutes = new WeakMap<World, EvtchnRoutes>();
+  const SENDERS: readonly Sender[] = [
+    {
+      name: 'the hypervisor (EVTCHNOP_send trap)',
+      send: (w, from, port) => assert.equal(w.ec.send(from, { port }), 0),
+      kicks: (w) => w.upcalls,
+    },
+    {
+      name: 'the sender\'s thread (fast path)',
+      send: (w, from, port) => {
+        let routes = fastRoutes.get(w);
+        if (!routes) fastRoutes.set(w, (routes = new EvtchnRoutes(w.host, w.ec)));
+        routes.refresh(from.domid, port);
+        const route = Atomics.load(new Int32Array(routes.table(from.domid)), port);
+        assert.ok(routeValid(route), `a route for d${from.domid} port ${port}`);
+        const peer = w.host.domains.get(routeDomid(route))!;
+        const d = setPendingFast(new PeerSharedInfo(peer.sharedInfo!.sab), routePort(route));
+        let k = fastKicks.get(w);
+        if (!k) fastKicks.set(w, (k = []));
+        if (d === 'upcall') k.push(`d${peer.domid}v0`);
+      },
+      kicks: (w) => fastKicks.get(w) ?? [],
+    },
+  ];
+
+  for (const sender of SENDERS) {
+    describe(`2-level delivery of an interdomain send, set pending by ${sender.name}`, () => {
+      it('pending[p], then the selector bit of p/64, then evtchn_upcall_pending, then a kick', () => {
+        const w = world();
+        for (let i = 1; i <= 64; i++) ok(w.ec.bindIpi(w.guest1, { vcpu: 0 }));
+        const { front, back } = connect(w, w.guest1, w.dom0);
+        assert.equal(front, 65);
+        const g = view(w.guest1);
+        sender.send(w, w.dom0, back);
+        assert.equal(g.pending(65), true);
+        assert.equal(g.sel(0), 0b10n, 'selector: word 1');
+        assert.equal(g.upcall(0), 1);
+        assert.deepEqual(sender.kicks(w).filter((k) => k === 'd1v0'), ['d1v0']);
+        assert.deepEqual(g.handle(0), [65]);
+      });
+
+      it('a port already pending gives no new edge: no selector change, no upcall, no kick', () => {
+        const w = world();
+        const { front, back } = connect(w, w.guest1, w.dom0);
+        const g = view(w.guest1);
+        sender.send(w, w.dom0, back);
+        Atomics.store(w.guest1.sharedInfo!.bytes, 0, 0);
+        new DataView(w.guest1.sharedInfo!.sab).setBigUint64(8, 0n, true);
+        const before = sender.kicks(w).length;
+        sender.send(w, w.dom0, back);
+        assert.equal(g.pending(front), true);
+        assert.equal(g.sel(0), 0n);
+        assert.equal(g.upcall(0), 0);
+        assert.equal(sender.kicks(w).length, before);
+      });
+
+      it('a second word while the upcall is pending: its selector bit is set, but no new kick', () => {
+        const w = world();
+        const a = connect(w, w.guest1, w.dom0);
+        for (let i = 2; i < 65; i++) ok(w.ec.bindIpi(w.guest1, { vcpu: 0 }));
+        const b = connect(w, w.guest1, w.dom0);
+        assert.equal(b.front, 65);
+        const g = view(w.guest1);
+        const before = sender.kicks(w).length;
+        sender.send(w, w.dom0, a.back);
+        sender.send(w, w.dom0, b.back);
+        assert.equal(g.sel(0), 0b11n);
+        assert.equal(sender.kicks(w).length, before + 1);
+        assert.deepEqual(g.handle(0), [a.front, b.front]);
+        sender.send(w, w.dom0, b.back);
+        assert.equal(sender.kicks(w).length, before + 2);
+      });
+
+      it('a masked port goes pending but loses its edge until EVTCHNOP_unmask delivers it', () => {
+        const w = world();
+        const { front, back } = connect(w, w.guest1, w.dom0);
+        const g = view(w.guest1);
+        g.mask(front);
+        const before = sender.kicks(w).length;
+        sender.send(w, w.dom0, back);
+        assert.equal(g.pending(front), true);
+        assert.equal(g.sel(0), 0n);
+        assert.equal(g.upcall(0), 0);
+        assert.equal(sender.kicks(w).length, before);
+        assert.equal(w.ec.unmask(w.guest1, { port: front }), 0);
+        assert.equal(g.sel(0), 1n);
+        assert.equal(g.upcall(0), 1);
+        assert.deepEqual(g.handle(0), [front]);
+      });
+    });
+  }
 
   // ---- §1.2: close and death are silent ------------------------------------------------------
 

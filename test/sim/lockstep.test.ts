@@ -99,7 +99,7 @@ describe('lockstep inline packs many guests on one thread', function () {
       await Promise.all(done);
       await rt.quiesce();
       const { Worker } = await import('node:worker_threads');
-      const threads = [...rt.threads.values()].filter((t) => t.worker instanceof Worker).length;
+      const threads = [...rt.vcpus.values()].filter((t) => t.control instanceof Worker).length;
       const lines = rt.trace.map((e) => JSON.stringify(e)).join('\n');
       const hash = createHash('sha256').update(lines).digest('hex');
       const counter = await rt.toolstack<string>('read', { path: '/shared' });

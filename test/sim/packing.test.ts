@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { XsHandle } from '../../domains/libs/store/xs.ts';
-import type { ControlPort } from '../../hypervisor/inline-vcpu.ts';
+import { DomainThread } from '../../hypervisor/domain-thread.ts';
+import type { ControlPort } from '../../hypervisor/public/vcpu.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
@@ -51,7 +52,7 @@ describe('packing: guests on a shared pool of vCPU threads', function () {
       } finally {
         await xs.close();
       }
-      assert.equal(rt.threads.size, 1, 'only dom0 has a thread of its own');
+      assert.deepEqual([...rt.vcpus].filter(([, v]) => v instanceof DomainThread).map(([id]) => id), [0], 'only dom0 has a thread of its own');
     } finally {
       await rt.shutdown();
       rmSync(dir, { recursive: true, force: true });
@@ -78,7 +79,7 @@ describe('packing: guests on a shared pool of vCPU threads', function () {
       }
       for (const r of await Promise.all(finished)) assert.deepEqual(r.results, ['OK', '19'], `domain ${r.domid}`);
       let guestSends = 0;
-      for (const id of guests) guestSends += rt.pool!.kernelStats(id)!.sends;
+      for (const id of guests) guestSends += rt.vcpu(id)!.stats()!.sends;
       assert.ok(guestSends >= 4 * 21, `guest sends: ${guestSends}`);
       // Only a sender's first send on a channel traps (it is handed the peer's shared_info and,
       // for a packed peer, the doorbell of its pool thread): one per guest and one from dom0 per guest.

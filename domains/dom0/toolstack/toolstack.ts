@@ -1,9 +1,10 @@
 // Dom0's toolstack process (xl with libxl inside): the verbs the simulator's `xl` asks for, and
 // the domain-death monitor that turns @releaseDomain into SHUTDOWN/DEATH events.
 import type { XsHandle } from '../../libs/store/xs.ts';
-import { Domctl } from '../../../hypervisor/hypercall.ts';
+import { Domctl, DomctlTrigger } from '../../../hypervisor/public/domctl.ts';
 import { Errno, Hypercall } from '../../../hypervisor/public/xen.ts';
-import { DomctlTrigger, HvmOp, HvmParam } from '../../../hypervisor/hvm/acpi.ts';
+import { HvmOp } from '../../../hypervisor/public/hvm/hvm_op.ts';
+import { HvmParam } from '../../../hypervisor/public/hvm/params.ts';
 import { ShutdownReason } from '../../../hypervisor/public/sched.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
 import type { XenbusBus } from '../../kernel/xenbus-probe.ts';
