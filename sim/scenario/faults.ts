@@ -13,7 +13,7 @@ import '../../domains/dom0/xenstored/faults.ts';
 import '../../domains/dom0/toolstack/faults.ts';
 import '../../domains/kernel/xenbus-faults.ts';
 import '../../domains/domU/faults.ts';
-import '../../hypervisor/faults.ts';
+import './hypervisor-faults.ts';
 
 export type { Faults, FaultSpace } from './fault-registry.ts';
 

@@ -1,12 +1,13 @@
-// The hypervisor's fault knobs on interdomain event-channel notifications: held back (late,
+// The hypervisor model's fault knobs on interdomain event-channel notifications (declared on the
+// simulator's side: hypervisor/ knows nothing of scenarios): held back (late,
 // reordered), or lost - which Xen never does; that one is for showing what a hang looks like.
-import { Prng } from '../domains/kernel/kernel.ts';
-import { declareFault, type FaultHost, type Faults, round } from '../sim/scenario/fault-registry.ts';
+import { Prng } from '../../domains/kernel/kernel.ts';
+import { declareFault, type FaultHost, type Faults, round } from './fault-registry.ts';
 
 interface HoldRange { readonly p: readonly [number, number]; readonly maxNs: number }
 interface Hold { readonly p: number; readonly maxNs: number }
 
-declare module '../sim/scenario/fault-registry.ts' {
+declare module './fault-registry.ts' {
   interface FaultRanges {
     /** Interdomain event-channel notifications held back (late, reordered): chance, max ns. */
     notifyHold: HoldRange;
