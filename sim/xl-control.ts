@@ -90,7 +90,7 @@ export class XlControl {
   constructor(readonly xl: Xl) {}
 
   async handle(verb: string, rawArgs: unknown): Promise<unknown> {
-    if (!(verb in Args)) throw new XlError(`unknown verb ${JSON.stringify(verb)} (verbs: ${XL_VERBS.join(', ')})`);
+    if (!Object.hasOwn(Args, verb)) throw new XlError(`unknown verb ${JSON.stringify(verb)} (verbs: ${XL_VERBS.join(', ')})`);
     const v = verb as XlVerb;
     const parsed = Args[v].safeParse(rawArgs ?? {});
     if (!parsed.success) {
@@ -122,6 +122,7 @@ export class XlControl {
         const from = xl.events.length;
         const name = xl.domains.get(domid)!.cfg.name;
         const r = await xl.shutdown(domid, verb === 'reboot' ? 'reboot' : 'poweroff', { wait: Boolean(a.wait) });
+        if (r.shutDown !== undefined) throw new XlError(`domain ${domid} is already shut down (reason ${r.shutDown.replace(/^SHUTDOWN_/, '')})`);
         if (!r.acked) throw new XlError(`domain ${domid} did not acknowledge the ${verb} request (no PV control interface?)`);
         const ev = xl.events.slice(from).find((e) => e.domid === domid);
         const reason = ev?.event === 'shutdown' ? ShutdownReason[ev.reason as keyof typeof ShutdownReason] : undefined;

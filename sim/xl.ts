@@ -165,13 +165,13 @@ export class Xl {
    * xl shutdown / reboot: the control/shutdown request, acked by the guest. With `wait`, also
    * wait for the domain to be gone (and restarted, for reboot).
    */
-  async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean }> {
+  async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean; shutDown?: string }> {
     // Free-running, settling does not wait for the guest: wait for its SHUTDOWN (or DEATH) as
     // xl's wait_for_domain_deaths does, then for what on_poweroff/on_reboot started.
     const down = opts.wait && this.rt.mode === 'free' ? this.nextShutdown(domid) : undefined;
-    let r: { acked: boolean };
+    let r: { acked: boolean; shutDown?: string };
     try {
-      r = await this.rt.toolstack<{ acked: boolean }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
+      r = await this.rt.toolstack<{ acked: boolean; shutDown?: string }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
     } catch (e) {
       down?.cancel();
       throw e;
@@ -182,7 +182,7 @@ export class Xl {
     return r;
   }
 
-  async reboot(domid: number, opts: { wait?: boolean } = {}): Promise<{ acked: boolean }> {
+  async reboot(domid: number, opts: { wait?: boolean } = {}): Promise<{ acked: boolean; shutDown?: string }> {
     return this.shutdown(domid, 'reboot', opts);
   }
 

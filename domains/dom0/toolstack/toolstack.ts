@@ -145,8 +145,18 @@ export class Toolstack {
         return this.libxl.deviceRemove(args.dev as DeviceRef, Boolean(args.force));
       case 'devices':
         return this.libxl.devices(domid);
-      case 'shutdown':
+      case 'shutdown': {
+        // A shut-down domain runs no more: its guest will never ack, so there is nothing to wait
+        // for (xl's death machinery reports it shut down at once).
+        const info = this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid);
+        if (typeof info === 'number') throw new ToolstackError(`domain ${domid}: getdomaininfo: ${Errno[-info] ?? info}`);
+        const i = info as { shutdown: boolean; shutdown_reason: number | null };
+        if (i.shutdown) {
+          const reason = i.shutdown_reason === null ? 'unknown' : (ShutdownReason[i.shutdown_reason] ?? String(i.shutdown_reason));
+          return { acked: false, shutDown: reason };
+        }
         return this.libxl.shutdownRequest(domid, args.command as 'poweroff', Number(args.timeoutNs ?? this.quirks.shutdownTimeoutNs ?? 60e9));
+      }
       case 'destroy':
         return this.destroy(domid);
       case 'resume':
