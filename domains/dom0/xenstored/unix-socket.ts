@@ -4,7 +4,7 @@
 import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { XSD_ERRORS, type XsError, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { XSD_ERRORS, type XsError, XsdSockmsgType, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
 import { XsWireConnection } from './connection.ts';
@@ -53,6 +53,16 @@ export class XenstoredServer {
   /** Guest-directory listeners by domid, with the connection id each one serves. */
   private readonly guestServers = new Map<number, GuestServer>();
   private readonly report: (line: string) => void;
+  /** Per connection: what its output and input stand at (see outputState). */
+  private readonly queued = new Map<number, () => { queuedBytes: number; throttled: boolean }>();
+
+  /**
+   * Bytes of output held for connection `conn`'s peer and not yet taken by the kernel, and
+   * whether reading from it is stopped by the outstanding-request quota.
+   */
+  outputState(conn: number): { queuedBytes: number; throttled: boolean } {
+    return this.queued.get(conn)?.() ?? { queuedBytes: 0, throttled: false };
+  }
 
   constructor(private readonly opts: ServerOptions, daemon?: XenstoredDaemon) {
     this.daemon = daemon ?? new XenstoredDaemon(opts);
@@ -91,12 +101,36 @@ export class XenstoredServer {
 
   private attach(socket: Socket, conn: number): void {
     let out: Uint8Array[] = [];
+    let outBytes = 0;
+    // Replies queued or in Node's write buffer, not yet taken by the kernel: C's nboutstanding
+    // for a guest's ring. Watch events do not count (as in C).
+    let outReplies = 0;
+    let queuedReplies = 0;
+    const guest = this.xs.connections.get(conn)?.kind === 'domain';
+    const quota = this.xs.quotas.outstanding;
+    // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
+    const throttles = guest && this.xs.profile === 'c' && quota > 0;
     const wire = new XsWireConnection(this.daemon, conn, {
-      send: (m) => out.push(encodeMessage(m)),
+      send: (m) => {
+        const b = encodeMessage(m);
+        out.push(b);
+        outBytes += b.length;
+        if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
+      },
       flush: () => {
         if (out.length === 0) return;
-        socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
+        const replies = queuedReplies;
+        outReplies += replies;
+        queuedReplies = 0;
+        socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
+          outReplies -= replies;
+          if (wire.paused && !wire.throttledNow()) {
+            wire.resume();
+            if (!wire.paused) socket.resume();
+          }
+        });
         out = [];
+        outBytes = 0;
       },
       ended: (why) => {
         if (this.peers.get(conn) === peer) this.peers.delete(conn);
@@ -108,7 +142,17 @@ export class XenstoredServer {
           socket.end(() => socket.destroy());
         }
       },
+      throttled: throttles
+        ? () => {
+          const full = outReplies + queuedReplies >= quota && !(this.xs.connections.get(conn)?.privileged ?? false);
+          // Stop reading the socket too: what the client writes meanwhile waits in its kernel buffer.
+          if (full) socket.pause();
+          return full;
+        }
+        : undefined,
     }, { socket: this.xs.connections.get(conn)?.kind === 'socket' });
+    const queuedBytes = (): { queuedBytes: number; throttled: boolean } => ({ queuedBytes: outBytes + socket.writableLength, throttled: wire.paused });
+    this.queued.set(conn, queuedBytes);
     const peer: Peer = { socket, wire };
     this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
@@ -117,6 +161,7 @@ export class XenstoredServer {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       wire.detach();
+      if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);
       if (this.peers.get(conn) !== peer) return;
       this.peers.delete(conn);
       this.lost(conn);
