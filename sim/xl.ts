@@ -7,7 +7,7 @@ import type { DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
 import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
-import type { HostRuntime } from './host-runtime.ts';
+import { type HostRuntime, ToolstackCallError } from './host-runtime.ts';
 
 /** Omit over each member of a union (plain Omit keeps only the keys all members share). */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -31,7 +31,7 @@ export interface CreateOptions {
 }
 
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
-export class CreateError extends Error {}
+export class CreateError extends ToolstackCallError {}
 
 export class Xl {
   readonly domains = new Map<number, XlDomain>();
@@ -131,7 +131,7 @@ export class Xl {
         const why = e instanceof Error ? e.message : String(e);
         // The cleanup's own failure is part of the answer, not a second, silent one.
         const cleanup = await this.destroy(domid).then(() => '', (c: unknown) => `; cleaning up failed too: ${c instanceof Error ? c.message : String(c)}`);
-        throw new CreateError(`xl create: domain ${domid}: ${what}: ${why}${cleanup}`);
+        throw new CreateError(what, `xl create: domain ${domid}: ${what}: ${why}${cleanup}`);
       }
     };
     await step('domain-make', () => this.rt.toolstack('domain-make', { domid, cfg, store: built.store }));
