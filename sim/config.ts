@@ -130,10 +130,47 @@ function validate<S extends z.ZodType>(schema: S, data: unknown, file: string, w
   throw new ConfigError(lines.join('\n'));
 }
 
+/** Deepest nesting a config may have (a real one needs four: guests, a guest, disks, a disk). */
+export const CONFIG_DEPTH_MAX = 32;
+/** Alias expansions a YAML config may make (yaml's own default, kept explicit: an alias bomb stops here). */
+export const YAML_ALIAS_MAX = 100;
+
+/**
+ * Where a YAML text nests flow collections ([ ], { }) deeper than CONFIG_DEPTH_MAX, if it does.
+ * The parser recurses per level: without this bound, deep brackets overflow its stack.
+ */
+function flowTooDeep(text: string): number | undefined {
+  let depth = 0;
+  let line = 1;
+  let quote: string | undefined;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') line++;
+    if (quote) {
+      if (c === quote) quote = undefined;
+      else if (c === '\\' && quote === '"') i++;
+    } else if (c === '"' || c === "'") {
+      quote = c;
+    } else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]))) {
+      while (i + 1 < text.length && text[i + 1] !== '\n') i++;
+    } else if (c === '[' || c === '{') {
+      if (++depth > CONFIG_DEPTH_MAX) return line;
+    } else if (c === ']' || c === '}') {
+      depth = Math.max(0, depth - 1);
+    }
+  }
+  return undefined;
+}
+
 /** Parses YAML text; syntax errors and duplicate keys become ConfigErrors with line:column. */
 function parseYaml(text: string, file: string): { data: unknown; where: (path: readonly PropertyKey[]) => string } {
+  const deep = flowTooDeep(text);
+  if (deep !== undefined) throw new ConfigError(`${file}:${deep}: nested more than ${CONFIG_DEPTH_MAX} levels deep`);
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: true });
+  if (doc.errors.some((e) => e.message.includes('Maximum call stack size exceeded'))) {
+    throw new ConfigError(`${file}: nested too deeply to parse`);
+  }
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => {
       const at = e.linePos?.[0];
@@ -154,7 +191,16 @@ function parseYaml(text: string, file: string): { data: unknown; where: (path: r
     }
     return '';
   };
-  return { data: doc.toJS(), where };
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: YAML_ALIAS_MAX });
+  } catch (e) {
+    // yaml throws a ReferenceError past maxAliasCount; a RangeError is a stack overflow.
+    if (e instanceof ReferenceError) throw new ConfigError(`${file}: aliases expand too much (more than ${YAML_ALIAS_MAX} expansions; an alias bomb?)`);
+    if (e instanceof RangeError) throw new ConfigError(`${file}: nested too deeply to read`);
+    throw e;
+  }
+  return { data, where };
 }
 
 /** A host config (`xensim up CONFIG`) from its text. */
@@ -249,7 +295,8 @@ export function parseXlCfg(text: string, file = 'config'): GuestFile {
       }
     }
   };
-  const value = (): CfgValue => {
+  const value = (depth = 0): CfgValue => {
+    if (depth > CONFIG_DEPTH_MAX) fail(`lists nested more than ${CONFIG_DEPTH_MAX} levels deep`);
     skip(false);
     const c = text[pos];
     if (c === '"' || c === "'") {
@@ -268,7 +315,7 @@ export function parseXlCfg(text: string, file = 'config'): GuestFile {
           pos++;
           return items;
         }
-        items.push(value());
+        items.push(value(depth + 1));
         skip(true);
         if (text[pos] === ',') pos++;
         else if (text[pos] !== ']') fail(`expected , or ] in a list`);

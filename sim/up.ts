@@ -13,6 +13,7 @@ import { Xl } from './xl.ts';
 import { DEFAULT_CONTROL, XlControl, XlControlServer, XlError } from './xl-control.ts';
 import { formatList } from './xl-cli.ts';
 import { backendPath, frontendPath } from '../domains/dom0/toolstack/libxl.ts';
+import { socketPathBusy } from './socket-path.ts';
 
 const IDLE = new URL('../domains/domU/idle.ts', import.meta.url).href;
 const DEFAULT_SOCKET = '/tmp/xensim/xenstored.sock';
@@ -79,6 +80,14 @@ const unlinkQuiet = (path: string | undefined): void => {
   }
 };
 
+/** Refuses to boot onto sockets that are not free: a live host's, or paths that are not sockets. */
+async function claimSockets(paths: readonly (string | undefined)[]): Promise<void> {
+  for (const p of paths) {
+    const busy = p === undefined ? undefined : await socketPathBusy(p);
+    if (busy) throw new UsageError(busy);
+  }
+}
+
 /** Runs `stop` once on SIGINT or SIGTERM, then exits. */
 function onSignals(stop: () => Promise<void>): void {
   let stopping = false;
@@ -99,6 +108,7 @@ async function upGuests(o: UpOptions): Promise<void> {
   const socket = o.socket ?? DEFAULT_SOCKET;
   const trace = traceSink(o.trace);
   const rt = new HostRuntime({ seed: o.seed ?? 1, mode: o.lockstep ? 'lockstep' : 'free', pool: o.pool, trace: trace.sink });
+  if (!o.lockstep) await claimSockets([socket]);
   mkdirSync(dirname(socket), { recursive: true });
   // In lockstep the socket would let outside timing in; dom0 tools then see a frozen host.
   await rt.bootDom0({ socketPath: o.lockstep ? undefined : socket, profile: o.profile ?? 'c' });
@@ -130,6 +140,7 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
   if (o.guests !== undefined) throw new UsageError('--guests does not combine with a CONFIG (its guests: list says which guests)');
   const cfg = loadHostConfig(file);
   const { mode, seed, socket, control } = upMode(cfg, o);
+  await claimSockets([socket, control]);
   const trace = traceSink(o.trace);
   const rt = new HostRuntime(mode === 'free'
     ? { seed, mode, pool: o.pool, trace: trace.sink }
@@ -138,14 +149,17 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
   mkdirSync(dirname(control), { recursive: true });
   const log = (s: string): void => void process.stderr.write(`xensim up: ${s}\n`);
   let server: XlControlServer | undefined;
+  // Only a socket this host bound is removed when it stops.
+  let ownSocket = false;
   const stop = async (): Promise<void> => {
     await server?.close();
     await rt.shutdown();
-    unlinkQuiet(socket);
+    if (ownSocket) unlinkQuiet(socket);
     await trace.end();
   };
   try {
     await rt.bootDom0({ socketPath: socket, profile: o.profile ?? cfg.profile ?? 'c' });
+    ownSocket = socket !== undefined;
     const xl = new Xl(rt);
     const ctl = new XlControl(xl);
     for (const [i, g] of cfg.guests.entries()) {

@@ -4,7 +4,7 @@
 // one response line per request, with the same id (requests on one connection may overlap):
 //   {"id": 1, "ok": true, "result": {...}}   or   {"id": 1, "ok": false, "error": "message"}
 // Domains are named by name or domid (`domain`), as xl takes them.
-import { existsSync, unlinkSync } from 'node:fs';
+import { unlinkSync } from 'node:fs';
 import net from 'node:net';
 import * as z from 'zod';
 import { DiskSchema, GuestSchema, VifSchema } from './config.ts';
@@ -13,6 +13,7 @@ import { backendPath, frontendPath, type DeviceRef } from '../domains/dom0/tools
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import type { Xl } from './xl.ts';
+import { socketPathBusy } from './socket-path.ts';
 
 /** An error for the caller (bad domain, bad arguments): its message is the whole story. */
 export class XlError extends Error {
@@ -89,7 +90,7 @@ export class XlControl {
   constructor(readonly xl: Xl) {}
 
   async handle(verb: string, rawArgs: unknown): Promise<unknown> {
-    if (!(verb in Args)) throw new XlError(`unknown verb ${JSON.stringify(verb)} (verbs: ${XL_VERBS.join(', ')})`);
+    if (!Object.hasOwn(Args, verb)) throw new XlError(`unknown verb ${JSON.stringify(verb)} (verbs: ${XL_VERBS.join(', ')})`);
     const v = verb as XlVerb;
     const parsed = Args[v].safeParse(rawArgs ?? {});
     if (!parsed.success) {
@@ -121,6 +122,7 @@ export class XlControl {
         const from = xl.events.length;
         const name = xl.domains.get(domid)!.cfg.name;
         const r = await xl.shutdown(domid, verb === 'reboot' ? 'reboot' : 'poweroff', { wait: Boolean(a.wait) });
+        if (r.shutDown !== undefined) throw new XlError(`domain ${domid} is already shut down (reason ${r.shutDown.replace(/^SHUTDOWN_/, '')})`);
         if (!r.acked) throw new XlError(`domain ${domid} did not acknowledge the ${verb} request (no PV control interface?)`);
         const ev = xl.events.slice(from).find((e) => e.domid === domid);
         const reason = ev?.event === 'shutdown' ? ShutdownReason[ev.reason as keyof typeof ShutdownReason] : undefined;
@@ -340,19 +342,17 @@ export class XlControlServer {
     this.server = net.createServer((s) => this.serve(s));
   }
 
-  /** Listens at `path`; refuses if a live server answers there, replaces a stale socket file. */
+  /** Whether this server bound `path` (and so may remove it). */
+  private bound = false;
+
+  /** Listens at `path`; refuses if it is not free (see socketPathBusy), replaces a stale socket file. */
   async listen(): Promise<void> {
-    if (existsSync(this.path)) {
-      const live = await new Promise<boolean>((resolve) => {
-        const c = net.createConnection(this.path);
-        c.once('connect', () => {
-          c.destroy();
-          resolve(true);
-        });
-        c.once('error', () => resolve(false));
-      });
-      if (live) throw new XlError(`${this.path}: another host serves this control socket`);
+    const busy = await socketPathBusy(this.path);
+    if (busy) throw new XlError(busy);
+    try {
       unlinkSync(this.path);
+    } catch {
+      // nothing there
     }
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
@@ -361,6 +361,7 @@ export class XlControlServer {
         resolve();
       });
     });
+    this.bound = true;
   }
 
   private serve(socket: net.Socket): void {
@@ -418,6 +419,7 @@ export class XlControlServer {
 
   async close(): Promise<void> {
     for (const s of this.sockets) s.destroy();
+    if (!this.bound) return;
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     try {
       unlinkSync(this.path);

@@ -7,7 +7,7 @@ import type { DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
 import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
-import type { HostRuntime } from './host-runtime.ts';
+import { type HostRuntime, ToolstackCallError } from './host-runtime.ts';
 
 /** Omit over each member of a union (plain Omit keeps only the keys all members share). */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -29,6 +29,9 @@ export interface CreateOptions {
   /** A guest program other than the default PV kernel. */
   readonly program?: string;
 }
+
+/** An xl create that failed (and was cleaned up): the message says which step and why. */
+export class CreateError extends ToolstackCallError {}
 
 export class Xl {
   readonly domains = new Map<number, XlDomain>();
@@ -107,7 +110,11 @@ export class Xl {
 
   // ------------------------------------------------------------------ lifecycle
 
-  /** xl create: build, skeleton + INTRODUCE, disks, console, NICs, then unpause (unless -p). */
+  /**
+   * xl create: build, skeleton + INTRODUCE, disks, console, NICs, then unpause (unless -p). A step
+   * that fails fails the create with what failed, and the domain is destroyed (libxl's
+   * domcreate_complete), so a failed create leaves nothing behind.
+   */
   async create(cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
     const pages = 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
     const built = await this.rt.buildGuest({
@@ -117,14 +124,29 @@ export class Xl {
     const domid = built.domid;
     this.domains.set(domid, { domid, cfg, state: 'paused' });
     this.guestArgs.set(domid, opts);
-    await this.rt.toolstack('domain-make', { domid, cfg, store: built.store });
+    const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
+      try {
+        await run();
+      } catch (e) {
+        const why = e instanceof Error ? e.message : String(e);
+        // The cleanup's own failure is part of the answer, not a second, silent one.
+        const cleanup = await this.destroy(domid).then(() => '', (c: unknown) => `; cleaning up failed too: ${c instanceof Error ? c.message : String(c)}`);
+        throw new CreateError(what, `xl create: domain ${domid}: ${what}: ${why}${cleanup}`);
+      }
+    };
+    await step('domain-make', () => this.rt.toolstack('domain-make', { domid, cfg, store: built.store }));
     for (const disk of cfg.disks ?? []) {
-      await this.rt.toolstack('disk-image', { name: disk.target, sizeMiB: disk.sizeMiB ?? 16 });
-      await this.rt.toolstack('disk-add', { domid, disk });
+      await step(`disk-image ${disk.target}`, () => this.rt.toolstack('disk-image', { name: disk.target, sizeMiB: disk.sizeMiB ?? 16 }));
+      await step(`disk-add ${disk.vdev}`, () => this.rt.toolstack('disk-add', { domid, disk }));
     }
-    await this.rt.toolstack('console-add', { domid, ring: built.console });
-    for (const [i, vif] of (cfg.vifs ?? []).entries()) await this.rt.toolstack('nic-add', { domid, vif, index: i });
-    if (!opts.paused) await this.unpause(domid);
+    await step('console-add', () => this.rt.toolstack('console-add', { domid, ring: built.console }));
+    for (const [i, vif] of (cfg.vifs ?? []).entries()) await step(`nic-add ${i}`, () => this.rt.toolstack('nic-add', { domid, vif, index: i }));
+    // Destroyed after its last device (xl destroy from elsewhere): nothing is left to run.
+    await step(opts.paused ? 'finish' : 'unpause', async () => {
+      const d = this.rt.host.domains.get(domid);
+      if (!d || d.runState === 'dying' || d.runState === 'dead') throw new Error(`domain ${domid} no longer exists`);
+      if (!opts.paused) await this.unpause(domid);
+    });
     return domid;
   }
 
@@ -165,13 +187,13 @@ export class Xl {
    * xl shutdown / reboot: the control/shutdown request, acked by the guest. With `wait`, also
    * wait for the domain to be gone (and restarted, for reboot).
    */
-  async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean }> {
+  async shutdown(domid: number, command: 'poweroff' | 'reboot' | 'suspend' = 'poweroff', opts: { wait?: boolean; timeoutNs?: number } = {}): Promise<{ acked: boolean; shutDown?: string }> {
     // Free-running, settling does not wait for the guest: wait for its SHUTDOWN (or DEATH) as
     // xl's wait_for_domain_deaths does, then for what on_poweroff/on_reboot started.
     const down = opts.wait && this.rt.mode === 'free' ? this.nextShutdown(domid) : undefined;
-    let r: { acked: boolean };
+    let r: { acked: boolean; shutDown?: string };
     try {
-      r = await this.rt.toolstack<{ acked: boolean }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
+      r = await this.rt.toolstack<{ acked: boolean; shutDown?: string }>('shutdown', { domid, command, timeoutNs: opts.timeoutNs });
     } catch (e) {
       down?.cancel();
       throw e;
@@ -182,7 +204,7 @@ export class Xl {
     return r;
   }
 
-  async reboot(domid: number, opts: { wait?: boolean } = {}): Promise<{ acked: boolean }> {
+  async reboot(domid: number, opts: { wait?: boolean } = {}): Promise<{ acked: boolean; shutDown?: string }> {
     return this.shutdown(domid, 'reboot', opts);
   }
 

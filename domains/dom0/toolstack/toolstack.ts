@@ -15,6 +15,7 @@ import { Consoled } from '../backends/consoled.ts';
 import type { DiskConfig, DomainConfig, VifConfig } from './config.ts';
 import { hotplugScripts } from './hotplug.ts';
 import { type DeviceRef, Libxl, ToolstackError } from './libxl.ts';
+import { DomainUserdataLocks } from './userdata-lock.ts';
 
 export interface ToolstackQuirks {
   /** Fault: hotplug scripts take this long (ns). */
@@ -56,6 +57,10 @@ export class Toolstack {
   readonly consoled: Consoled;
   /** Domains the monitor follows, with what it last reported. */
   private readonly monitored = new Map<number, 'running' | 'shutdown'>();
+  /** One configuration change per domain at a time (libxl's domain userdata lock). */
+  private readonly locks = new DomainUserdataLocks();
+  /** Domains an xl destroy was asked for and has not finished: their create steps fail at once. */
+  private readonly destroying = new Set<number>();
 
   constructor(
     readonly kernel: Kernel,
@@ -109,10 +114,50 @@ export class Toolstack {
     }
   }
 
+  /**
+   * A create step may only change a domain that is still there: one destroyed under it (xl
+   * destroy from another xl) fails the step with why, and the create's cleanup runs.
+   */
+  private assertAlive(domid: number): void {
+    if (this.destroying.has(domid)) throw new ToolstackError(`domain ${domid} is being destroyed`);
+    const info = this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid);
+    if (typeof info === 'number') throw new ToolstackError(`domain ${domid} no longer exists`);
+    const state = (info as { state: string }).state;
+    if (state === 'dying' || state === 'dead') throw new ToolstackError(`domain ${domid} is being destroyed`);
+  }
+
+  /** A create step: under the domain's lock, on a domain still alive. */
+  private creating<T>(domid: number, step: () => Promise<T>): Promise<T> {
+    return this.locks.with(domid, async () => {
+      this.assertAlive(domid);
+      return step();
+    });
+  }
+
   /** One verb from the simulator's xl. */
-  async call(op: string, a: unknown): Promise<unknown> {
+  call(op: string, a: unknown): Promise<unknown> {
     const args = (a ?? {}) as Record<string, unknown>;
     const domid = Number(args.domid);
+    switch (op) {
+      case 'domain-make':
+      case 'disk-add':
+      case 'nic-add':
+      case 'console-add':
+        return this.creating(domid, () => this.verb(op, args, domid));
+      case 'device-remove':
+        return this.locks.with((args.dev as DeviceRef).frontend, () => this.verb(op, args, domid));
+      case 'destroy':
+        // Steps already queued on the domain fail at once rather than build what is torn down.
+        this.destroying.add(domid);
+        return this.locks.with(domid, () => this.destroy(domid)).finally(() => {
+          if (!this.locks.held(domid)) this.destroying.delete(domid);
+        });
+      default:
+        return this.verb(op, args, domid);
+    }
+  }
+
+  private async verb(op: string, args: Record<string, unknown>, domid: number): Promise<unknown> {
     switch (op) {
       case 'domain-make':
         this.monitored.set(domid, 'running');
@@ -146,10 +191,18 @@ export class Toolstack {
         return this.libxl.deviceRemove(args.dev as DeviceRef, Boolean(args.force));
       case 'devices':
         return this.libxl.devices(domid);
-      case 'shutdown':
+      case 'shutdown': {
+        // A shut-down domain runs no more: its guest will never ack, so there is nothing to wait
+        // for (xl's death machinery reports it shut down at once).
+        const info = this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid);
+        if (typeof info === 'number') throw new ToolstackError(`domain ${domid}: getdomaininfo: ${Errno[-info] ?? info}`);
+        const i = info as { shutdown: boolean; shutdown_reason: number | null };
+        if (i.shutdown) {
+          const reason = i.shutdown_reason === null ? 'unknown' : (ShutdownReason[i.shutdown_reason] ?? String(i.shutdown_reason));
+          return { acked: false, shutDown: reason };
+        }
         return this.libxl.shutdownRequest(domid, args.command as 'poweroff', Number(args.timeoutNs ?? this.quirks.shutdownTimeoutNs ?? 60e9));
-      case 'destroy':
-        return this.destroy(domid);
+      }
       case 'resume':
         // xc_domain_resume (the guest sees SCHEDOP_shutdown return) and XS_RESUME, which lets
         // xenstored report this domain's next shutdown again.

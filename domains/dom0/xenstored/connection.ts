@@ -35,6 +35,12 @@ export interface XsTransport {
    * connection (possibly after a violation); nothing more is sent either.
    */
   ended(why: XsConnectionEnd): void;
+  /**
+   * Whether the daemon should stop reading from this connection for now (the outstanding-request
+   * quota: too many replies the peer has not taken). The rest of a stream chunk then waits for
+   * resume().
+   */
+  throttled?(): boolean;
 }
 
 export interface XsWireConnectionOptions {
@@ -57,6 +63,8 @@ export class XsWireConnection {
   private readonly sink: Sink;
   /** Why it ended, once it has. */
   endReason: XsConnectionEnd | undefined;
+  /** Stream bytes not yet read because the connection was throttled. */
+  private unread: Uint8Array | undefined;
 
   constructor(
     private readonly daemon: XenstoredDaemon,
@@ -91,6 +99,18 @@ export class XsWireConnection {
       this.held = undefined;
       this.daemon.request(this.conn, m);
     }
+    if (this.unread === undefined && this.transport.throttled?.()) {
+      this.unread = chunk.slice();
+      return;
+    }
+    if (this.unread !== undefined) {
+      // Still throttled: keep the bytes in arrival order (the transport stops reading meanwhile).
+      const u = this.unread;
+      this.unread = new Uint8Array(u.length + chunk.length);
+      this.unread.set(u);
+      this.unread.set(chunk, u.length);
+      return;
+    }
     const dec = this.decoder;
     let off = 0;
     while (off < chunk.length && !this.ended) {
@@ -99,12 +119,35 @@ export class XsWireConnection {
         const m = dec.message();
         if (this.holdEmpty && m.payload.length === 0 && off === chunk.length) this.held = m;
         else this.daemon.request(this.conn, m);
+        if (off < chunk.length && this.transport.throttled?.()) {
+          this.daemon.flush();
+          this.unread = chunk.slice(off);
+          return;
+        }
       } else if (dec.step === XsDecodeStep.VIOLATION) {
         this.violation();
         return;
       }
     }
     this.daemon.flush();
+  }
+
+  /** The transport took replies off the queue: read what waited while throttled. */
+  resume(): void {
+    const u = this.unread;
+    if (u === undefined || this.transport.throttled?.()) return;
+    this.unread = undefined;
+    this.received(u);
+  }
+
+  /** Whether the transport would throttle now. */
+  throttledNow(): boolean {
+    return this.transport.throttled?.() ?? false;
+  }
+
+  /** Whether stream bytes wait for resume(). */
+  get paused(): boolean {
+    return this.unread !== undefined;
   }
 
   /** A whole message read by the transport through the decoder's fill API (the ring). */

@@ -182,6 +182,11 @@ export class Xenstored {
    * introductions (rings, guest sockets) look only when something changed.
    */
   domainEpoch = 0;
+  /**
+   * The transport's part of introducing a domain (new_domain() in C: map its interface, bind its
+   * event channel); an error fails the INTRODUCE with it and leaves the domain unintroduced.
+   */
+  setUpDomain: ((domid: number) => XsError | undefined) | undefined;
   private readonly domainExists: (domid: number) => boolean;
   private readonly keepOrphans: boolean;
   private readonly table: ReadonlyArray<readonly [Handler, Flag] | undefined>;
@@ -1086,6 +1091,8 @@ export class Xenstored {
     if (d === undefined) return fail('EINVAL');
     if (domid === 0 && this.profile === 'ocaml' && d.introduced) return;
     if (!d.introduced) {
+      const setUp = this.setUpDomain?.(domid);
+      if (setUp !== undefined) fail(setUp);
       d.introduced = true;
       d.mfn = mfn;
       d.port = port;

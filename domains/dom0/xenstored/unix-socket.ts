@@ -1,10 +1,10 @@
 // Unix-socket transport: moves bytes between sockets and the core, nothing more.
 // Dom0 tools connect to the main socket; with a guest directory, DIR/<domid> appears once a
 // domain is INTRODUCEd and carries that domain's (unprivileged) connection.
-import { mkdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { dirname, join } from 'node:path';
+import { XSD_ERRORS, type XsError, XsdSockmsgType, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
 import { XsWireConnection } from './connection.ts';
@@ -13,6 +13,31 @@ import { TraceFile } from './trace.ts';
 export interface ServerOptions extends DaemonOptions {
   readonly socketPath: string;
   readonly guestDir?: string;
+  /** Where a guest socket that cannot be set up is reported (default: stderr). */
+  readonly report?: (line: string) => void;
+}
+
+/** sockaddr_un's sun_path holds 108 bytes, the last for the terminating NUL. */
+export const SUN_PATH_MAX = 107;
+
+/**
+ * Why a Unix socket cannot be bound at `path` by its length, or undefined. Node hands bind() a
+ * longer path cut at sun_path's size, so DIR/32000 would quietly become DIR/3200.
+ */
+export function socketPathTooLong(path: string): string | undefined {
+  const n = Buffer.byteLength(path);
+  return n > SUN_PATH_MAX ? `${path}: a Unix socket path holds at most ${SUN_PATH_MAX} bytes (sun_path), this one has ${n}` : undefined;
+}
+
+/** An errno as a reply carries it: C's send_error() answers EINVAL for one outside xsd_errors. */
+const asXsError = (code: string | undefined): XsError =>
+  (XSD_ERRORS as readonly string[]).includes(code ?? '') ? code as XsError : 'EINVAL';
+
+interface GuestServer {
+  readonly server: Server;
+  readonly path: string;
+  /** The domain connection it serves (set once the INTRODUCE went through). */
+  conn: number | undefined;
 }
 
 interface Peer {
@@ -26,17 +51,35 @@ export class XenstoredServer {
   private readonly main: Server;
   private readonly peers = new Map<number, Peer>();
   /** Guest-directory listeners by domid, with the connection id each one serves. */
-  private readonly guestServers = new Map<number, { server: Server; conn: number; path: string }>();
+  private readonly guestServers = new Map<number, GuestServer>();
+  private readonly report: (line: string) => void;
+  /** Per connection: what its output and input stand at (see outputState). */
+  private readonly queued = new Map<number, () => { queuedBytes: number; throttled: boolean }>();
+
+  /**
+   * Bytes of output held for connection `conn`'s peer and not yet taken by the kernel, and
+   * whether reading from it is stopped by the outstanding-request quota.
+   */
+  outputState(conn: number): { queuedBytes: number; throttled: boolean } {
+    return this.queued.get(conn)?.() ?? { queuedBytes: 0, throttled: false };
+  }
 
   constructor(private readonly opts: ServerOptions, daemon?: XenstoredDaemon) {
     this.daemon = daemon ?? new XenstoredDaemon(opts);
     this.xs = this.daemon.xs;
-    // Bind DIR/<domid> before the INTRODUCE reply leaves, so the file exists once dom0 sees OK.
-    if (opts.guestDir) this.daemon.afterBatch = () => this.syncGuestServers();
+    this.report = opts.report ?? ((line) => void process.stderr.write(`xenstored: ${line}\n`));
+    // DIR/<domid> is bound while the INTRODUCE is handled: the file exists once dom0 sees OK, and
+    // a socket that cannot be bound fails that INTRODUCE, not the daemon.
+    if (opts.guestDir) {
+      this.xs.setUpDomain = (domid) => (domid === 0 ? undefined : this.openGuestServer(domid));
+      this.daemon.afterBatch = () => this.syncGuestServers();
+    }
     this.main = createServer((s) => this.attach(s, this.xs.connectSocket()));
   }
 
   listen(): Promise<void> {
+    const tooLong = socketPathTooLong(this.opts.socketPath);
+    if (tooLong) return Promise.reject(new Error(tooLong));
     try {
       unlinkSync(this.opts.socketPath);
     } catch {
@@ -58,12 +101,36 @@ export class XenstoredServer {
 
   private attach(socket: Socket, conn: number): void {
     let out: Uint8Array[] = [];
+    let outBytes = 0;
+    // Replies queued or in Node's write buffer, not yet taken by the kernel: C's nboutstanding
+    // for a guest's ring. Watch events do not count (as in C).
+    let outReplies = 0;
+    let queuedReplies = 0;
+    const guest = this.xs.connections.get(conn)?.kind === 'domain';
+    const quota = this.xs.quotas.outstanding;
+    // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
+    const throttles = guest && this.xs.profile === 'c' && quota > 0;
     const wire = new XsWireConnection(this.daemon, conn, {
-      send: (m) => out.push(encodeMessage(m)),
+      send: (m) => {
+        const b = encodeMessage(m);
+        out.push(b);
+        outBytes += b.length;
+        if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
+      },
       flush: () => {
         if (out.length === 0) return;
-        socket.write(out.length === 1 ? out[0] : Buffer.concat(out));
+        const replies = queuedReplies;
+        outReplies += replies;
+        queuedReplies = 0;
+        socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
+          outReplies -= replies;
+          if (wire.paused && !wire.throttledNow()) {
+            wire.resume();
+            if (!wire.paused) socket.resume();
+          }
+        });
         out = [];
+        outBytes = 0;
       },
       ended: (why) => {
         if (this.peers.get(conn) === peer) this.peers.delete(conn);
@@ -75,7 +142,17 @@ export class XenstoredServer {
           socket.end(() => socket.destroy());
         }
       },
+      throttled: throttles
+        ? () => {
+          const full = outReplies + queuedReplies >= quota && !(this.xs.connections.get(conn)?.privileged ?? false);
+          // Stop reading the socket too: what the client writes meanwhile waits in its kernel buffer.
+          if (full) socket.pause();
+          return full;
+        }
+        : undefined,
     }, { socket: this.xs.connections.get(conn)?.kind === 'socket' });
+    const queuedBytes = (): { queuedBytes: number; throttled: boolean } => ({ queuedBytes: outBytes + socket.writableLength, throttled: wire.paused });
+    this.queued.set(conn, queuedBytes);
     const peer: Peer = { socket, wire };
     this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
@@ -84,6 +161,7 @@ export class XenstoredServer {
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
       wire.detach();
+      if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);
       if (this.peers.get(conn) !== peer) return;
       this.peers.delete(conn);
       this.lost(conn);
@@ -109,33 +187,62 @@ export class XenstoredServer {
     for (const [domid, d] of this.xs.domains) {
       if (domid === 0 || !d.introduced || d.conn === undefined) continue;
       const g = this.guestServers.get(domid);
-      if (g && g.conn === d.conn) continue;
-      if (g) this.closeGuestServer(g);
-      const conn = d.conn;
-      const path = join(dir, String(domid));
-      try {
-        unlinkSync(path);
-      } catch {
-        /* not there */
-      }
-      const server = createServer((s) => {
-        // One client at a time plays the domain's side of its ring.
-        const current = this.peers.get(conn);
-        if (current) current.socket.destroy();
-        this.attach(s, conn);
-      });
-      server.listen(path);
-      this.guestServers.set(domid, { server, conn, path });
+      if (g && (g.conn === undefined || g.conn === d.conn)) g.conn = d.conn;
     }
     for (const [domid, g] of this.guestServers) {
-      if (!this.xs.connections.has(g.conn)) {
+      if (g.conn === undefined || !this.xs.connections.has(g.conn)) {
         this.closeGuestServer(g);
         this.guestServers.delete(domid);
       }
     }
   }
 
-  private closeGuestServer(g: { server: Server; path: string; conn: number }): void {
+  /** Binds DIR/<domid> for a domain being introduced; the errno INTRODUCE answers if it cannot. */
+  private openGuestServer(domid: number): XsError | undefined {
+    const path = join(this.opts.guestDir!, String(domid));
+    // A listener left from the domain's previous connection (RELEASE and INTRODUCE in one batch).
+    const old = this.guestServers.get(domid);
+    if (old) {
+      this.closeGuestServer(old);
+      this.guestServers.delete(domid);
+    }
+    const failed = (code: string, why: string): XsError => {
+      this.report(`domain ${domid}: cannot listen on ${path}: ${why} (${code}); INTRODUCE fails`);
+      return asXsError(code);
+    };
+    const tooLong = socketPathTooLong(path);
+    if (tooLong) return failed('ENAMETOOLONG', tooLong);
+    try {
+      if (!statSync(dirname(path)).isDirectory()) return failed('ENOTDIR', 'not a directory');
+    } catch (e) {
+      return failed((e as NodeJS.ErrnoException).code ?? 'EIO', 'its directory is gone');
+    }
+    try {
+      // Only a socket is replaced (one left by an earlier daemon); anything else is not ours.
+      if (!lstatSync(path).isSocket()) return failed('EADDRINUSE', 'the path is taken by something that is not a socket');
+      unlinkSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return failed((e as NodeJS.ErrnoException).code ?? 'EIO', (e as Error).message);
+    }
+    const g: GuestServer = { server: createServer((s) => {
+      if (g.conn === undefined || !this.xs.connections.has(g.conn)) return void s.destroy();
+      // One client at a time plays the domain's side of its ring.
+      this.peers.get(g.conn)?.socket.destroy();
+      this.attach(s, g.conn);
+    }), path, conn: undefined };
+    // bind() and listen() happen inside listen(); their error is only emitted on the next tick.
+    let code = 'EIO';
+    g.server.on('error', (e: NodeJS.ErrnoException) => {
+      code = e.code ?? code;
+      if (g.server.listening) this.report(`domain ${domid}: socket ${path}: ${e.message}`);
+    });
+    g.server.listen(path);
+    if (!g.server.listening) return failed(code, 'bind or listen failed');
+    this.guestServers.set(domid, g);
+    return undefined;
+  }
+
+  private closeGuestServer(g: GuestServer): void {
     g.server.close();
     try {
       unlinkSync(g.path);

@@ -1,0 +1,83 @@
+// The outstanding-request quota on a guest's socket (--guest-dir) as on its ring: profile c stops
+// reading from an unprivileged connection while `outstanding` (20) of its replies are not yet
+// taken by the peer, so a guest that writes requests and never reads cannot make the daemon queue
+// replies without bound. Checked by the bytes the daemon holds for the peer, not by RSS.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { XenstoredServer } from '../../../domains/dom0/xenstored/unix-socket.ts';
+import { XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, XsdSockmsgType as T, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { ReplyCollector, introduceGuest, play } from './malformed-wire.ts';
+
+const msg = (type: number, reqId: number, payload: string): Uint8Array =>
+  encodeMessage({ type, req_id: reqId, tx_id: 0, payload: Buffer.from(payload, 'latin1') });
+const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+describe('c: a guest socket client that writes requests and never reads', function () {
+  this.timeout(120_000);
+  const N = 3000;
+  const VALUE = 'v'.repeat(4000);
+  let dir: string;
+  let server: XenstoredServer;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-outst-'));
+    server = new XenstoredServer({ socketPath: path.join(dir, 'socket'), guestDir: path.join(dir, 'g'), profile: 'c' });
+    await server.listen();
+    await introduceGuest(path.join(dir, 'socket'), 5);
+    const w = await play(path.join(dir, 'socket'), msg(T.XS_WRITE, 1, `/local/domain/5/data/big\0${VALUE}`), (c) => c.replies.length > 0);
+    assert.equal(w.replies[0][0], 'WRITE');
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`holds at most ${20} replies for it (bounded queued bytes), and answers all ${N} in order once it reads`, async () => {
+    const conn = server.xs.domainConnection(5)!;
+    const quota = server.xs.quotas.outstanding;
+    assert.equal(quota, 20);
+    const bound = quota * (XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX);
+    let handled = 0;
+    let most = 0;
+    const before = server.daemon.afterBatch;
+    server.daemon.afterBatch = () => {
+      before?.();
+      most = Math.max(most, server.outputState(conn).queuedBytes);
+    };
+    server.daemon.onTrace = (ev) => {
+      if (ev.conn === conn && ev.dir === 'IN') handled++;
+    };
+    try {
+      const s = net.createConnection(path.join(dir, 'g', '5'));
+      await new Promise<void>((r, j) => s.once('connect', () => r()).once('error', j));
+      // No 'data' listener yet: the client reads nothing.
+      const reqs = Array.from({ length: N }, (_, i) => msg(T.XS_READ, i + 1, 'data/big\0'));
+      s.write(Buffer.concat(reqs));
+      // Until the daemon has read everything, or stopped reading this connection.
+      while (handled < N && !server.outputState(conn).throttled) await turn();
+      most = Math.max(most, server.outputState(conn).queuedBytes);
+      assert.ok(handled < N, `the daemon read all ${N} requests while the client read no reply`);
+      assert.ok(most <= bound, `the daemon held ${most} bytes of replies (bound ${bound})`);
+
+      // The client reads: every reply comes, in order, and the queue stays within the bound.
+      const col = new ReplyCollector();
+      await new Promise<void>((resolve) => {
+        s.on('data', (chunk: Buffer) => {
+          col.push(chunk);
+          most = Math.max(most, server.outputState(conn).queuedBytes);
+          if (col.replies.length >= N) resolve();
+        });
+      });
+      s.destroy();
+      assert.deepEqual(col.replies.map((r) => r[1]), Array.from({ length: N }, (_, i) => i + 1));
+      assert.ok(col.replies.every((r) => r[0] === 'READ' && r[3] === VALUE));
+      assert.ok(most <= bound, `the daemon held ${most} bytes of replies (bound ${bound})`);
+    } finally {
+      server.daemon.afterBatch = before;
+      server.daemon.onTrace = undefined;
+    }
+  });
+});
