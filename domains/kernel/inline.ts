@@ -22,7 +22,7 @@ export function inlineKernel(boot: WorkerBoot, hc: HypercallPort, control: Contr
     async run(deliverMail) {
       if (!started) {
         started = true;
-        kernel.startInline();
+        kernel.start();
         const entry = await loadProgram(boot.program);
         // The program runs until its first wait; its later steps run in the slices below.
         Promise.resolve(entry(kernel, boot.program.args, control)).catch(crashed);

@@ -57,11 +57,6 @@ export class Prng {
   }
 }
 
-/** An idle vCPU's poll lets queued work run at least this often (ms). */
-const POLL_SLICE_MS = 0.02;
-/** ... and its event loop (timers, I/O, messages) at least this often, however busy (ms). */
-const TURN_EVERY_MS = 1;
-
 export class Kernel {
   readonly domid: DomId;
   readonly startInfo: StartInfo;
@@ -80,13 +75,10 @@ export class Kernel {
   private readonly bootMs = performance.now();
   private readonly routes: Int32Array | undefined;
   private readonly peers = new Map<number, PeerSharedInfo>();
-  /** Free-running: how long an idle vCPU polls before it sleeps, ns. */
-  private readonly spinNs: number;
-  /** When the polling vCPU last let its event loop run (performance.now(), ms). */
-  private lastTurn = 0;
   private running = false;
   readonly mode: RunMode;
-  private readonly ctl: Int32Array | undefined;
+  /** The vCPU control page (VcpuControl): the run token in lockstep, the pause gate free-running. */
+  readonly vcpuControl: Int32Array | undefined;
   private readonly ctl64: BigInt64Array | undefined;
   /** Lockstep timers on virtual time, ordered by deadline then creation. */
   private timers: { at: number; seq: number; fn: () => void; live: boolean }[] = [];
@@ -101,9 +93,6 @@ export class Kernel {
     if (this.tracing) this.traceSink?.({ domid: this.domid, ...ev, hc: this.hypercalls });
   }
 
-  /** Lockstep: called just before the vCPU yields (the worker posts a marker after its messages). */
-  beforeYield: (() => void) | undefined;
-
   /** `hc`: the vCPU's trap page when several domains share one thread (a packed pool). */
   constructor(boot: KernelBoot, hc?: HypercallPort) {
     this.domid = boot.domid as DomId;
@@ -116,11 +105,10 @@ export class Kernel {
     for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
-    this.spinNs = Math.max(0, (boot.spin ?? 0) * 1000);
     this.tracing = boot.tracing ?? false;
     this.counters = new Float64Array(boot.counters ?? new ArrayBuffer(KERNEL_COUNTERS * 8));
     if (boot.vcpuControl) {
-      this.ctl = new Int32Array(boot.vcpuControl);
+      this.vcpuControl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
     }
   }
@@ -280,36 +268,11 @@ export class Kernel {
   }
 
   /**
-   * Starts taking upcalls: waits (without blocking the worker's event loop) on the word holding
-   * vcpu_info[0].evtchn_upcall_pending, which the hypervisor notifies on a 0 -> 1 edge.
+   * The vCPU comes up: from now on runSlice runs it. Whoever runs the kernel drives it: a thread's
+   * run loop (run-loop.ts) or, inline, the host calling runSlice.
    */
   start(): void {
-    if (this.running) return;
     this.running = true;
-    // A domain created paused waits here, before its first instruction, until unpaused.
-    while (this.paused()) {
-      vcpuParkAck(this.ctl!);
-      Atomics.wait(this.ctl!, VcpuControl.RUN, 0);
-    }
-    void (this.mode === 'lockstep' ? this.lockstepLoop() : this.upcallLoop());
-  }
-
-  /**
-   * Lockstep: run only while the scheduler grants this vCPU the CPU; take upcalls and due timers
-   * and let every task they started settle; then block (SCHEDOP_block) with the next deadline.
-   */
-  private async lockstepLoop(): Promise<void> {
-    const ctl = this.ctl!;
-    while (this.running) {
-      Atomics.wait(ctl, VcpuControl.RUN, 0);
-      if (!this.running) return;
-      await this.runSlice();
-      // Messages this run posted (trace, results) reach the simulator before it moves on.
-      this.beforeYield?.();
-      Atomics.store(ctl, VcpuControl.RUN, 0);
-      Atomics.store(ctl, VcpuControl.YIELD, 1);
-      Atomics.notify(ctl, VcpuControl.YIELD);
-    }
   }
 
   /**
@@ -338,16 +301,11 @@ export class Kernel {
     return deadline;
   }
 
-  /** Inline vCPU (no thread of its own): mark running without a loop; the host calls runSlice. */
-  startInline(): void {
-    this.running = true;
-  }
-
   stop(): void {
     this.running = false;
-    this.halted = true;
+    this.stopped = true;
     Atomics.notify(this.siWords, 0);
-    if (this.ctl) Atomics.notify(this.ctl, VcpuControl.RUN);
+    if (this.vcpuControl) Atomics.notify(this.vcpuControl, VcpuControl.RUN);
   }
 
   /**
@@ -355,7 +313,7 @@ export class Kernel {
    * closed the RUN gate. A paused vCPU runs nothing - no upcall, no timer - until it opens.
    */
   paused(): boolean {
-    return this.mode === 'free' && this.ctl !== undefined && vcpuGateClosed(this.ctl);
+    return this.mode === 'free' && this.vcpuControl !== undefined && vcpuGateClosed(this.vcpuControl);
   }
 
   /**
@@ -363,16 +321,21 @@ export class Kernel {
    * guest code, and says so to the runner (which waits for that before a pause completes).
    */
   async unpaused(): Promise<boolean> {
-    while (!this.halted && this.paused()) {
-      vcpuParkAck(this.ctl!);
-      const w = Atomics.waitAsync(this.ctl!, VcpuControl.RUN, 0);
+    while (!this.stopped && this.paused()) {
+      vcpuParkAck(this.vcpuControl!);
+      const w = Atomics.waitAsync(this.vcpuControl!, VcpuControl.RUN, 0);
       if (w.async) await w.value;
     }
-    return !this.halted;
+    return !this.stopped;
   }
 
   /** Set by stop(): this kernel never runs again. */
-  private halted = false;
+  private stopped = false;
+
+  /** Whether stop() was called: this kernel never runs again. */
+  get halted(): boolean {
+    return this.stopped;
+  }
 
   /**
    * One pass of a free-running vCPU, the same on its own thread and on a pool thread: parked at a
@@ -380,73 +343,13 @@ export class Kernel {
    * its pending upcalls (returns true).
    */
   takeUpcalls(): boolean {
-    if (this.halted) return false;
+    if (this.stopped) return false;
     if (this.paused()) {
-      vcpuParkAck(this.ctl!);
+      vcpuParkAck(this.vcpuControl!);
       return false;
     }
     this.handleEvents();
     return true;
-  }
-
-  private async upcallLoop(): Promise<void> {
-    while (this.running) {
-      if (!this.takeUpcalls()) {
-        if (!(await this.unpaused())) return;
-        continue;
-      }
-      // Sleep only on the word as it is with upcall_pending clear: an event that lands after the
-      // scan changes it, and the wait returns at once instead of missing the edge.
-      let v = Atomics.load(this.siWords, 0);
-      if (this.spinNs > 0 && (v & 0xff) === 0) {
-        v = await this.idlePoll();
-        if ((v & 0xff) !== 0) this.counters[KernelCounter.polled]++;
-        // Paused while polling: park (and say so) rather than sleep on the upcall word.
-        if (this.paused()) continue;
-      }
-      if ((v & 0xff) !== 0) continue;
-      const w = Atomics.waitAsync(this.siWords, 0, v);
-      if (w.async) {
-        this.counters[KernelCounter.sleeps]++;
-        await w.value;
-        this.lastTurn = performance.now();
-      }
-    }
-  }
-
-  /**
-   * Free-running with `spin`: the vCPU has handled its events; poll vcpu_info[0]'s word for up to
-   * spinNs before sleeping, since a sleeping thread takes tens of µs to wake and a polling one sees
-   * the event at once. Polls synchronously in slices; before each slice a nextTick hop lets
-   * everything already queued run to its next wait (every queued tick runs before the promise
-   * callbacks, so a stream's uncork after the domain's next request goes out first). Timers,
-   * immediates and messages wait until the poll ends, or at most about TURN_EVERY_MS while events
-   * keep coming. Returns the word as last seen.
-   */
-  private async idlePoll(): Promise<number> {
-    if (performance.now() - this.lastTurn > TURN_EVERY_MS) {
-      // Events kept coming while polling: this vCPU has not been back to its event loop for a
-      // while. Two immediates make sure a whole loop turn (timers, I/O, messages) runs first.
-      await new Promise<void>((r) => setImmediate(r));
-      await new Promise<void>((r) => setImmediate(r));
-      this.lastTurn = performance.now();
-    }
-    const end = performance.now() + this.spinNs / 1e6;
-    let v = 0;
-    for (;;) {
-      await new Promise<void>((r) => process.nextTick(r));
-      v = Atomics.load(this.siWords, 0);
-      if ((v & 0xff) !== 0 || !this.running || this.paused()) return v;
-      const now = performance.now();
-      if (now >= end) return v;
-      const sliceEnd = Math.min(end, now + POLL_SLICE_MS);
-      do {
-        for (let i = 0; i < 64; i++) {
-          v = Atomics.load(this.siWords, 0);
-          if ((v & 0xff) !== 0) return v;
-        }
-      } while (performance.now() < sliceEnd);
-    }
   }
 
   /** The upcall handler (events_2l's shape): every pending unmasked port, to its handler. */

@@ -13,3 +13,15 @@ export async function loadProgram(program: DomainProgram): Promise<ProgramEntry>
   if (typeof entry !== 'function') throw new Error(`${program.module} has no ${name}()`);
   return entry as ProgramEntry;
 }
+
+/**
+ * The program's entry point once the vCPU may run: a domain created paused waits at its gate
+ * before its first instruction, and a pause during the load is honoured before entering. Undefined
+ * if the kernel halted meanwhile.
+ */
+export async function loadWhenRunnable(kernel: Kernel, program: DomainProgram): Promise<ProgramEntry | undefined> {
+  if (!(await kernel.unpaused())) return undefined;
+  const entry = await loadProgram(program);
+  if (kernel.paused() && !(await kernel.unpaused())) return undefined;
+  return entry;
+}

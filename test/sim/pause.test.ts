@@ -19,6 +19,8 @@ const RUNNERS: Record<string, HostOptions> = {
   // An idle vCPU that polls its upcall word before it sleeps must notice the pause while polling.
   'thread per vCPU, polling before it sleeps': { mode: 'free', spin: 200 },
   'packed on a pool thread': { mode: 'free', pool: 1 },
+  // The same run loop polls a pool thread's doorbell: a pause rings it, and the poll sees that.
+  'packed on a pool thread, polling before it sleeps': { mode: 'free', pool: 1, spin: 200 },
   'inline lockstep': { mode: 'lockstep', inline: true },
   'lockstep on a thread': { mode: 'lockstep' },
 };
