@@ -190,11 +190,14 @@ export class Xenstored {
   private selfEvents: XsMessage[] = [];
   private current: Connection | undefined;
   private closing: number[] = [];
-  /** The requester's own events that C sends after the reply (RELEASE's node removals). */
-  private postReply: XsMessage[] = [];
+  /**
+   * C RELEASE of a domain whose connection follows the requester's in the connection list: the
+   * main loop holds a reference on that connection, so the domain is destroyed (its nodes removed,
+   * @releaseDomain fired) only after the requester's turn, behind the RELEASE reply.
+   */
+  private deferredRelease: XsDomain | undefined;
   /** Applying a committed oxenstored transaction: its events are fired afterwards, not now. */
   private silent = false;
-  private deferOwn = false;
   /** Events produced by the current request, per connection, for C's duplicate check. */
   private readonly unsent = new Set<string>();
 
@@ -208,6 +211,7 @@ export class Xenstored {
     const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
     this.store = new Store(n0, { trackSubtrees: this.profile === 'ocaml' });
     this.db = new CommittedDb(this.store);
+    if (this.profile === 'c') this.store.adjustPerms = (perms, gen) => this.settlePerms(perms, gen);
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
     // setup_structure(): the tree a fresh daemon starts with.
@@ -281,7 +285,6 @@ export class Xenstored {
     if (this.selfEvents.length !== 0) this.selfEvents = [];
     if (this.closing.length !== 0) this.closing = [];
     if (this.unsent.size !== 0) this.unsent.clear();
-    if (this.postReply.length !== 0) this.postReply = [];
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
@@ -290,10 +293,16 @@ export class Xenstored {
     if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     deliveries.push({ conn: connId, msg: reply.msg });
     if (reply.afterReply) deliveries.push({ conn: connId, msg: reply.afterReply });
-    for (const m of this.postReply) deliveries.push({ conn: connId, msg: m });
     if (!ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     for (const d of this.out) deliveries.push(d);
     this.current = undefined;
+    if (this.deferredRelease !== undefined) {
+      const d = this.deferredRelease;
+      this.deferredRelease = undefined;
+      this.out = [];
+      this.destroyDomain(d);
+      for (const x of this.out) deliveries.push(x);
+    }
     const closed = this.closing;
     if (closed.length !== 0) this.closing = [];
     return { deliveries, closed: closed.length === 0 ? NONE_CLOSED : closed };
@@ -354,7 +363,7 @@ export class Xenstored {
       type = T.XS_ERROR;
     }
     return {
-      msg: { type, req_id: msg.req_id, tx_id: msg.tx_id, payload },
+      msg: { type, req_id: msg.req_id, tx_id: this.replyTxId(msg), payload },
       eventsFirst: ctx.eventsFirst ?? false,
       afterReply: ctx.afterReply,
     };
@@ -379,9 +388,15 @@ export class Xenstored {
     }
   }
 
+  /** The reply's tx_id: the request's, but oxenstored answers WATCH and UNWATCH with 0. */
+  private replyTxId(msg: XsMessage): number {
+    if (this.profile === 'ocaml' && (msg.type === T.XS_WATCH || msg.type === T.XS_UNWATCH)) return 0;
+    return msg.tx_id;
+  }
+
   private errorReply(msg: XsMessage, code: string): { msg: XsMessage; eventsFirst: boolean } {
     return {
-      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: enc(`${code}\0`) },
+      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: this.replyTxId(msg), payload: enc(`${code}\0`) },
       eventsFirst: false,
     };
   }
@@ -462,13 +477,13 @@ export class Xenstored {
     return dec(msg.payload, nul < 0 ? msg.payload.length : nul);
   }
 
-  /** Canonical, validated name (EINVAL otherwise). */
-  private name(conn: Connection, raw: string, allowSpecial = false): string {
+  /** Canonical, validated name (EINVAL otherwise); `pathMax` 0 checks no length. */
+  private name(conn: Connection, raw: string, allowSpecial = false, pathMax = this.quotas.pathMax): string {
     let name = canonicalize(conn.home, raw);
     // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree.
     if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) name = `/${name}`;
     // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
-    if (!isValidNodename(name, allowSpecial, this.quotas.pathMax)) fail('EINVAL');
+    if (!isValidNodename(name, allowSpecial, pathMax)) fail('EINVAL');
     return name;
   }
 
@@ -511,14 +526,18 @@ export class Xenstored {
 
   /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
   private settle(node: NodeData): Perms {
-    if (this.profile === 'ocaml' || node.perms.length < 2) return node.perms;
+    return this.profile === 'ocaml' ? node.perms : this.settlePerms(node.perms, node.gen);
+  }
+
+  private settlePerms(perms: Perms, gen: number): Perms {
+    if (perms.length < 2) return perms;
     let changed = false;
-    const out = node.perms.map((e, i) => {
-      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || this.staleAcl.entryValid(e, node.gen)) return e;
+    const out = perms.map((e, i) => {
+      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || this.staleAcl.entryValid(e, gen)) return e;
       changed = true;
       return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
     });
-    return changed ? internPerms(out) : node.perms;
+    return changed ? internPerms(out) : perms;
   }
 
   /** construct_node() + create_node(): creates name and missing ancestors with inherited ACLs. */
@@ -571,10 +590,6 @@ export class Xenstored {
 
   private queueEvent(conn: Connection, msg: XsMessage): void {
     if (this.silent) return;
-    if (conn === this.current && this.deferOwn) {
-      this.postReply.push(msg);
-      return;
-    }
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
     // special events are never merged.
     if (this.profile === 'c' && msg.payload[0] !== 0x40) {
@@ -728,6 +743,8 @@ export class Xenstored {
     if (nul < 0) fail('EINVAL');
     const name = this.name(ctx.conn, dec(p, nul));
     const value = dec(p.subarray(nul + 1));
+    // oxenstored's Store.write checks the value's size before anything else (permissions too).
+    if (this.profile === 'ocaml' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
     let node = ctx.db.read(name);
     if (node !== undefined) {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
@@ -905,7 +922,8 @@ export class Xenstored {
       if (raw.length > 2048) fail('EINVAL');
       node = raw;
     } else {
-      node = this.name(conn, raw);
+      // oxenstored checks a watch path's characters but not its length.
+      node = this.name(conn, raw, false, this.profile === 'ocaml' ? 0 : this.quotas.pathMax);
       if (!raw.startsWith('/')) relativeTo = conn.home;
     }
     if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
@@ -940,6 +958,8 @@ export class Xenstored {
     if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
     const id = this.allocTxId(conn);
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
+    // C: a transaction takes a generation of its own (domains known from now on are younger).
+    if (this.profile === 'c') this.store.generation++;
     conn.transactions.set(id, new Transaction(id, this.store, this.profile, this.profile === 'c' ? quota : 0));
     ctx.reply = enc(`${id}\0`);
   }
@@ -1063,7 +1083,9 @@ export class Xenstored {
     let d = this.domains.get(domid);
     if (d === undefined && this.domainExists(domid)) {
       d = {
-        domid: asDomId(domid), generation: this.store.generation, introduced: false, conn: undefined,
+        // C copies the global count without bumping it: a node written last before the domain
+        // became known carries that same count, so its ACL entries do count for the domain.
+        domid: asDomId(domid), generation: this.store.generation - 1, introduced: false, conn: undefined,
         mfn: 0, port: 0, shutdownReported: false,
       };
       this.domains.set(domid, d);
@@ -1114,9 +1136,22 @@ export class Xenstored {
   private domainArg(ctx: RequestContext): XsDomain {
     const domid = this.domidArg(this.onearg(ctx.msg));
     if (domid === 0) fail('EINVAL');
+    if (this.profile === 'ocaml') {
+      const d = this.domains.get(domid);
+      if (d === undefined || !d.introduced) return fail('EINVAL');
+      return d;
+    }
+    return this.connectedDomain(domid);
+  }
+
+  /**
+   * find_connected_domain(): ENOENT unless introduced (a domain known only from an ACL is not
+   * found), EINVAL once its connection is gone.
+   */
+  private connectedDomain(domid: number): XsDomain {
     const d = this.domains.get(domid);
-    // find_domain_by_domid() only knows introduced domains.
-    if (d === undefined || !d.introduced) return fail(this.profile === 'c' ? 'ENOENT' : 'EINVAL');
+    if (d === undefined || !d.introduced) return fail('ENOENT');
+    if (d.conn === undefined) return fail('EINVAL');
     return d;
   }
 
@@ -1124,7 +1159,18 @@ export class Xenstored {
     if (this.profile === 'ocaml') return this.doReleaseOcaml(ctx);
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
-    this.destroyDomain(d, true);
+    if (this.connectionAfter(ctx.conn) === d.conn) this.deferredRelease = d;
+    else this.destroyDomain(d);
+  }
+
+  /** The connection after `conn` in creation order (C's connection list), if any. */
+  private connectionAfter(conn: Connection): number | undefined {
+    let seen = false;
+    for (const id of this.connections.keys()) {
+      if (seen) return id;
+      if (id === conn.id) seen = true;
+    }
+    return undefined;
   }
 
   /**
@@ -1189,7 +1235,7 @@ export class Xenstored {
   readonly removedOwned: { domid: number; paths: string[] }[] = [];
 
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
-  destroyDomain(d: XsDomain, released = false): void {
+  destroyDomain(d: XsDomain): void {
     this.domainEpoch++;
     if (this.profile === 'ocaml') {
       this.dropDomain(d);
@@ -1204,8 +1250,8 @@ export class Xenstored {
       c.closed = true;
       this.closing.push(c.id);
     }
-    this.domains.delete(d.domid);
-    // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
+    // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K), while the domain is
+    // still known: the parents rewritten keep its ACL entries valid.
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
       const owned = this.topmostOwned(d.domid);
       if (!this.keepOrphans) this.removedOwned.push({ domid: d.domid, paths: owned.filter((p) => p !== '/') });
@@ -1215,16 +1261,11 @@ export class Xenstored {
           this.store.setPerms(p, n, internPerms([{ perms: n.perms[0].perms, id: asDomId(0) }, ...n.perms.slice(1)]));
         } else {
           const removed = this.db.remove(p);
-          for (const r of removed) {
-            // Seen on C 4.17: after RELEASE, the requester gets the removed descendants' events
-            // before the acknowledgement and the subtree root's event after it.
-            this.deferOwn = released && this.profile === 'c' && r.path === p;
-            this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
-            this.deferOwn = false;
-          }
+          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
         }
       }
     }
+    this.domains.delete(d.domid);
     this.fireNow('@releaseDomain', false, []);
   }
 
@@ -1238,7 +1279,8 @@ export class Xenstored {
         out.push(p);
         continue;
       }
-      if (n.children) for (const [k, c] of n.children) stack.push([join(p, k), c]);
+      // Pre-order, children in their listed order (walk_node_tree): the events come in that order.
+      if (n.children) for (const [k, c] of [...n.children].reverse()) stack.push([join(p, k), c]);
     }
     return out;
   }
@@ -1258,13 +1300,20 @@ export class Xenstored {
     if (args.length < 2) fail('EINVAL');
     const domid = this.domidArg(args[0]);
     const tdomid = this.domidArg(args[1]);
-    const d = this.domains.get(domid);
-    if (d === undefined) return fail('ENOENT');
-    if (!d.introduced || d.conn === undefined) return fail('EINVAL');
-    const t = this.domains.get(tdomid);
-    if (t === undefined) return fail('ENOENT');
-    if (!t.introduced) return fail('EINVAL');
-    const c = this.connections.get(d.conn);
+    let d: XsDomain;
+    if (this.profile === 'c') {
+      d = this.connectedDomain(domid);
+      this.connectedDomain(tdomid);
+    } else {
+      const o = this.domains.get(domid);
+      if (o === undefined) return fail('ENOENT');
+      if (!o.introduced || o.conn === undefined) return fail('EINVAL');
+      const t = this.domains.get(tdomid);
+      if (t === undefined) return fail('ENOENT');
+      if (!t.introduced) return fail('EINVAL');
+      d = o;
+    }
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) c.target = asDomId(tdomid);
   }
 

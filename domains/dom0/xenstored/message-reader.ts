@@ -16,7 +16,11 @@ export class MessageReader {
   private buf: Uint8Array = EMPTY;
   private broken = false;
 
-  constructor(private readonly profile: Profile) {}
+  /**
+   * `kind`: oxenstored's hold on an empty payload is a property of its socket reader; its ring
+   * reader completes the message at once (a guest's RESET_WATCHES is answered straight away).
+   */
+  constructor(private readonly profile: Profile, private readonly kind: 'socket' | 'domain' = 'socket') {}
 
   /** Bytes buffered but not yet a whole message. */
   get pending(): number {
@@ -39,8 +43,8 @@ export class MessageReader {
       }
       const end = off + XSD_SOCKMSG_SIZE + h.len;
       if (buf.length < end) break;
-      // oxenstored only completes an empty-payload message once more bytes have arrived.
-      if (h.len === 0 && this.profile === 'ocaml' && buf.length === end) break;
+      // oxenstored only completes an empty-payload message on a socket once more bytes arrive.
+      if (h.len === 0 && this.profile === 'ocaml' && this.kind === 'socket' && buf.length === end) break;
       if (h.len > XENSTORE_PAYLOAD_MAX) {
         out.push({ kind: 'too-big', req_id: h.req_id, tx_id: h.tx_id });
       } else {

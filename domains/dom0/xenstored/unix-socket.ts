@@ -58,7 +58,9 @@ export class XenstoredServer {
   }
 
   private attach(socket: Socket, conn: number): void {
-    const peer: Peer = { socket, reader: new MessageReader(this.xs.profile), out: [] };
+    // A guest-directory socket stands for the domain's ring, and reads as the ring does.
+    const kind = this.xs.connections.get(conn)?.kind ?? 'socket';
+    const peer: Peer = { socket, reader: new MessageReader(this.xs.profile, kind), out: [] };
     this.peers.set(conn, peer);
     this.daemon.attach(conn, {
       send: (bytes) => peer.out.push(bytes),
