@@ -411,6 +411,10 @@ def gen_script(seed, steps, profile, avoid=()):
     specials = ["@introduceDomain", "@releaseDomain", "@foo"]
     bad = ["", "/a/", "//a", "/a//b", "/a b", "/a/.", "data/", "/\xe9", "a\x01"]
     values = [b"", b"v", b"v2", b"w", b"\0bin\x01", b"x" * 40]
+    # over oxenstored's 2048-byte value quota, and near the 4096-byte payload limit
+    big_values = [b"y" * 2049, b"z" * 3000, b"q" * 4000]
+    long_paths = ["/" + "p" * 3100, "/a/" + "q/" * 1500 + "z", "r" * 3500, "/" + "s" * 4080,
+                  "/a/" + "t" * 2000]
     tokens = [b"t1", b"t2", b"tok"]
 
     def guest_paths(n):
@@ -418,7 +422,7 @@ def gen_script(seed, steps, profile, avoid=()):
         return ["data", "data/p", "data/p/q", "data/x", "name", "/local/domain/%d/data/p" % n,
                 "/local/domain/%d" % n, "/local/domain/%d/data" % n, "/a", "/a/b", "/x",
                 "/local/domain/%d/data" % other, "/local/domain/%d/data/p" % other, "/tool",
-                "/", "/local/domain"]
+                "/", "/local/domain", "/local", "/local/x", "/local/domain/3/name"]
 
     def path(conn, special=0.03, badp=0.04):
         r = rng.random()
@@ -435,8 +439,12 @@ def gen_script(seed, steps, profile, avoid=()):
     def acl(conn):
         """(payload tail, well_formed)"""
         ids = [0, 5, 6, 7]
+        # now and then a domain nobody introduced, a reserved id (>= DOMID_FIRST_RESERVED), one
+        # past 16 bits, or one past 32 bits
+        odd = [3, 8, 20, 99, 0x7FF0, 0x7FF2, 0x7FF4, 65535, 65541, 70000, 4294967297]
         n = rng.choice([1, 1, 2, 2, 3, 4])
-        ents = [(rng.choice("rwbn") + str(rng.choice(ids))).encode() for _ in range(n)]
+        ents = [(rng.choice("rwbn") + str(rng.choice(odd if rng.random() < 0.15 else ids))).encode()
+                for _ in range(n)]
         r = rng.random()
         if r < 0.12:
             bads = [b"x5", b"r", b"rabc", b"r5x", b"r0x5", b"r-1", b"r99999", b"", b"R5",
@@ -500,7 +508,11 @@ def gen_script(seed, steps, profile, avoid=()):
             "WATCH": 6, "UNWATCH": 3, "TRANSACTION_START": 5, "TRANSACTION_END": 6,
             "RESET_WATCHES": 1, "GET_DOMAIN_PATH": 1, "IS_DOMAIN_INTRODUCED": 1,
             "RELEASE": 1.5, "INTRODUCE": 1.5, "MALFORMED": 3,
+            "SET_TARGET": 0.8, "RESUME": 0.4, "GIVE_ANCESTOR": 0.8, "BIG_WRITE": 1,
         }
+        if is_guest:
+            weights["SET_TARGET"] = 0.1
+            weights["GIVE_ANCESTOR"] = 0
         op = rng.choices(list(weights), list(weights.values()))[0]
         tx = 0
         if op in ("READ", "WRITE", "MKDIR", "RM", "DIRECTORY", "DIRECTORY_PART", "GET_PERMS",
@@ -533,12 +545,15 @@ def gen_script(seed, steps, profile, avoid=()):
             add(conn, op, p + b"\0" + tail, tx)
         elif op == "WATCH":
             p = path(conn, special=0.2)
+            if rng.random() < 0.06:
+                p = rng.choice(long_paths).encode()
             tok = rng.choice(tokens)
             if "dup-token" in avoid:
                 tok_counter[0] += 1
                 tok = b"%s-%d" % (tok, tok_counter[0])
             watches[conn].append((p, tok))
-            add(conn, op, p + b"\0" + tok + b"\0")
+            # WATCH/UNWATCH do not look at the header's tx_id: send one now and then
+            add(conn, op, p + b"\0" + tok + b"\0", pick_tx(conn) if rng.random() < 0.15 else 0)
         elif op == "UNWATCH":
             if watches[conn] and rng.random() < 0.8:
                 p, tok = rng.choice(watches[conn])
@@ -546,7 +561,7 @@ def gen_script(seed, steps, profile, avoid=()):
                     watches[conn].remove((p, tok))
             else:
                 p, tok = path(conn, special=0.2), rng.choice(tokens)
-            add(conn, op, p + b"\0" + tok + b"\0")
+            add(conn, op, p + b"\0" + tok + b"\0", pick_tx(conn) if rng.random() < 0.15 else 0)
         elif op == "TRANSACTION_START":
             h = next_h[0]
             next_h[0] += 1
@@ -574,6 +589,27 @@ def gen_script(seed, steps, profile, avoid=()):
             open_tx[conn].clear()
         elif op == "GET_DOMAIN_PATH":
             add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"abc"]) + b"\0")
+        elif op == "SET_TARGET":
+            # device-model style targets, chains (5 -> 6 -> 7) and domains not introduced
+            d = rng.choice(guests + [7, 7, 8, 0, 20])
+            t = rng.choice(guests + [7, 0, 22])
+            add(conn, op, b"%d\0%d\0" % (d, t))
+        elif op == "RESUME":
+            add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"9"]) + b"\0")
+        elif op == "GIVE_ANCESTOR":
+            # dom0 hands a guest an ancestor of other domains' nodes (then its RM in a
+            # transaction removes nodes it does not own)
+            g = rng.choice(guests)
+            anc = rng.choice([b"/local", b"/local/domain", b"/a", b"/x", b"/local/domain/7"])
+            extra = rng.choice([b"", b"r20\0", b"r%d\0" % (11 - g), b"b0\0"])
+            add(conn, "SET_PERMS", anc + b"\0" + rng.choice([b"w", b"b", b"n"]) + b"%d\0" % g + extra)
+        elif op == "BIG_WRITE":
+            # values over oxenstored's quota, to nodes the writer may or may not write
+            p = path(conn)
+            if profile == "c" and is_guest and rng.random() < 0.5:
+                p = rng.choice([b"data/big", b"/tool/x"])
+            add(conn, "WRITE", p + b"\0" + rng.choice(big_values)[:4096 - len(p) - 1],
+                pick_tx(conn) if rng.random() < 0.3 else 0)
         elif op == "IS_DOMAIN_INTRODUCED":
             add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"9"]) + b"\0")
         elif op == "RELEASE":
@@ -583,7 +619,7 @@ def gen_script(seed, steps, profile, avoid=()):
             elif r < 0.75:
                 d = rng.choice(guests)
             else:
-                d = rng.choice([9, 0, 7])
+                d = rng.choice([9, 0, 7, 8, 8])
             add(conn, op, b"%d\0" % d)
             if not is_guest:
                 if d in alive:
@@ -597,6 +633,9 @@ def gen_script(seed, steps, profile, avoid=()):
             if dead and rng.random() < 0.7:
                 d = rng.choice(dead)
                 args = b"%d\0%d\0%d\0" % (d, 4700 + d, 4 + d)
+            elif rng.random() < 0.3:
+                d = 8
+                args = b"8\0" + b"4708\0" + b"12\0"
             else:
                 d = 7
                 args = rng.choice([b"7\0" + b"4707\0" + b"11\0", b"7\0" + b"4707\0" + b"11\0",
@@ -664,7 +703,7 @@ class Daemons:
         if r.returncode != 0:
             raise RuntimeError("start.sh failed: %s%s" % (r.stdout, r.stderr))
         self.ref_pid = int(r.stdout.split()[-1])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             if self.sim.poll() is not None:
                 raise RuntimeError("xensim exited: see %s/sim.log" % self.dir)
@@ -675,7 +714,7 @@ class Daemons:
                 except OSError:
                     pass
             if time.monotonic() > deadline:
-                raise RuntimeError("xensim not ready after 30 s")
+                raise RuntimeError("xensim not ready after 90 s")
             time.sleep(0.02)
 
     def ref_alive(self):
