@@ -70,9 +70,13 @@ export class XenstoredServer {
         peer.out = [];
       },
       // A released or dead domain's client is not hung up on: like an unmapped ring, its
-      // socket just goes silent (input ignored) until the client closes it.
+      // socket just goes silent (input ignored) until the client closes it, or until the domain
+      // gets a connection again (its ring page is mapped anew).
       ended: () => {
-        if (this.peers.get(conn) === peer) this.peers.delete(conn);
+        if (this.peers.get(conn) !== peer) return;
+        this.peers.delete(conn);
+        const domid = this.xs.connections.get(conn)?.domid ?? this.guestDomid(conn);
+        if (domid !== undefined && !socket.destroyed) this.unmapped.set(domid, socket);
       },
     });
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
@@ -102,6 +106,13 @@ export class XenstoredServer {
 
   /** Opens DIR/<domid> for newly introduced domains and removes it for released ones. */
   private seenEpoch = -1;
+  /** The silent client of each domain whose connection went away (see `ended`). */
+  private readonly unmapped = new Map<number, Socket>();
+
+  private guestDomid(conn: number): number | undefined {
+    for (const [domid, g] of this.guestServers) if (g.conn === conn) return domid;
+    return undefined;
+  }
 
   private syncGuestServers(): void {
     const dir = this.opts.guestDir;
@@ -127,6 +138,15 @@ export class XenstoredServer {
       });
       server.listen(path);
       this.guestServers.set(domid, { server, conn, path });
+      // oxenstored can give a domain a new connection without a successful INTRODUCE (it
+      // answers EINVAL once dom0 was released): the guest's ring is served again as it is.
+      const old = this.unmapped.get(domid);
+      this.unmapped.delete(domid);
+      if (old && !old.destroyed) {
+        old.removeAllListeners('data');
+        old.removeAllListeners('close');
+        this.attach(old, conn);
+      }
     }
     for (const [domid, g] of this.guestServers) {
       if (!this.xs.connections.has(g.conn)) {
