@@ -196,6 +196,13 @@ export class Xenstored {
    * @releaseDomain fired) only after the requester's turn, behind the RELEASE reply.
    */
   private deferredRelease: XsDomain | undefined;
+  /**
+   * C: talloc references on a domain's connection, newest first - the connection ids of the
+   * domains SET_TARGET made its device models (talloc_reference(domain->conn, target->conn)).
+   * RELEASE's talloc_free() of a referenced connection only drops the newest reference: the
+   * domain stays, introduced, and the next RELEASE frees it.
+   */
+  private readonly talloc = new Map<number, number[]>();
   /** Applying a committed oxenstored transaction: its events are fired afterwards, not now. */
   private silent = false;
   /** Events produced by the current request, per connection, for C's duplicate check. */
@@ -300,7 +307,8 @@ export class Xenstored {
       const d = this.deferredRelease;
       this.deferredRelease = undefined;
       this.out = [];
-      this.destroyDomain(d);
+      // The main loop's own talloc_free() of the connection drops a reference, or frees it.
+      if (!this.dropReference(d)) this.destroyDomain(d);
       for (const x of this.out) deliveries.push(x);
     }
     const closed = this.closing;
@@ -1159,8 +1167,18 @@ export class Xenstored {
     if (this.profile === 'ocaml') return this.doReleaseOcaml(ctx);
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
+    // talloc_free(domain->conn): the main loop holds the newest reference on the connection
+    // after the requester's; dropping it defers the free to the loop, behind the reply.
     if (this.connectionAfter(ctx.conn) === d.conn) this.deferredRelease = d;
-    else this.destroyDomain(d);
+    else if (!this.dropReference(d)) this.destroyDomain(d);
+  }
+
+  /** talloc_free() of a referenced domain connection: drops its newest reference, if any. */
+  private dropReference(d: XsDomain): boolean {
+    const refs = d.conn !== undefined ? this.talloc.get(d.conn) : undefined;
+    if (refs === undefined || refs.length === 0) return false;
+    refs.shift();
+    return true;
   }
 
   /** The connection after `conn` in creation order (C's connection list), if any. */
@@ -1250,6 +1268,7 @@ export class Xenstored {
       c.closed = true;
       this.closing.push(c.id);
     }
+    if (d.conn !== undefined) this.forgetReferences(d.conn);
     // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K), while the domain is
     // still known: the parents rewritten keep its ACL entries valid.
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
@@ -1267,6 +1286,14 @@ export class Xenstored {
     }
     this.domains.delete(d.domid);
     this.fireNow('@releaseDomain', false, []);
+  }
+
+  /** A freed connection: nobody references it any more, and the references it held go. */
+  private forgetReferences(conn: number): void {
+    this.talloc.delete(conn);
+    for (const refs of this.talloc.values()) {
+      for (let i = refs.indexOf(conn); i >= 0; i = refs.indexOf(conn)) refs.splice(i, 1);
+    }
   }
 
   /** Paths of the highest nodes a domain owns (their subtrees go with them). */
@@ -1315,6 +1342,12 @@ export class Xenstored {
     }
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) c.target = asDomId(tdomid);
+    if (this.profile === 'c') {
+      const t = this.domains.get(tdomid)!;
+      const refs = this.talloc.get(t.conn!) ?? [];
+      refs.unshift(d.conn!);
+      this.talloc.set(t.conn!, refs);
+    }
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
