@@ -14,8 +14,10 @@ its --guest-dir sockets (DIR/N). A guest is (re)connected lazily after dom0's IN
 got OK. A released domain's ring or socket just goes silent on both servers.
 
 Determinism: every request waits for its reply (4 s limit, printed as "<no reply within 4s>"),
-then every connection is drained in the fixed order A B C G H until it has been quiet for
---quiet seconds, so events on other connections land at a fixed place in the transcript.
+then every connection is synchronised in the fixed order A B C G H - an unprinted GET_DOMAIN_PATH
+whose reply comes after every event the step caused there (a connection that cannot answer, a
+released guest's, is drained until quiet for --quiet seconds instead) - so events on other
+connections land at a fixed place in the transcript, however loaded the machine.
 Transaction ids in headers are printed symbolically (tx#1, ...) in order of first appearance,
 DIRECTORY_PART generations as <gen>, as the probe does; TRANSACTION_START's payload stays raw.
 
@@ -198,6 +200,7 @@ class Client:
         self.rid = 0
         self.buf = b""
         self.dead = None  # reason, once the connection is gone
+        self.nosync = False
 
     def recv_msg(self, timeout):
         deadline = time.monotonic() + timeout
@@ -253,6 +256,31 @@ class Client:
                 return None
             if m[1] == self.rid and m[0] != OP["WATCH_EVENT"]:
                 return m
+
+    def sync(self):
+        """A barrier: a GET_DOMAIN_PATH whose reply is not printed. Both daemons queue the events
+        a request causes on every connection before they answer anything later on it, so once
+        this reply is in, everything the last step caused here has been printed - whatever the
+        machine's load. False if it cannot serve as one (no reply: fall back to a quiet drain)."""
+        if self.dead or self.nosync:
+            return False
+        self.rid += 1
+        try:
+            self.t.send(HDR.pack(OP["GET_DOMAIN_PATH"], self.rid, 0, 2) + b"0\0")
+        except (TimeoutError, OSError):
+            self.nosync = True
+            return False
+        while True:
+            m = self.recv_msg(REPLY_TIMEOUT)
+            if m is None:
+                self.nosync = True
+                self.run.out("  %s << <no reply to a sync>" % self.name)
+                return False
+            if m != "EOF" and m[1] == self.rid and m[0] != OP["WATCH_EVENT"]:
+                return True
+            self.show_msg(m)
+            if m == "EOF":
+                return True
 
     def drain(self, quiet):
         if self.dead:
@@ -326,7 +354,10 @@ class Run:
                 self.do_step(st)
                 for name in order:
                     c = self.clients.get(name)
-                    if c is not None:
+                    if c is None:
+                        continue
+                    live = name not in GUEST_DOMID or GUEST_DOMID[name] in self.introduced
+                    if not (live and c.sync()):
                         c.drain(self.quiet)
         except Exception as e:  # a fuzzer bug: keep what we have, report it
             import traceback

@@ -8,6 +8,7 @@ import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
 import { MessageReader } from './message-reader.ts';
 import { TraceFile } from './trace.ts';
+import { XENSTORE_RING_SIZE } from '../../../hypervisor/public/io/xs_wire.ts';
 
 export interface ServerOptions extends DaemonOptions {
   readonly socketPath: string;
@@ -57,9 +58,11 @@ export class XenstoredServer {
     await new Promise<void>((r) => this.main.close(() => r()));
   }
 
-  private attach(socket: Socket, conn: number): void {
+  /** `held`: what the guest left in its ring while unmapped, read along with its next kick. */
+  private attach(socket: Socket, conn: number, held?: Buffer): void {
     // A guest-directory socket stands for the domain's ring, and reads as the ring does.
     const kind = this.xs.connections.get(conn)?.kind ?? 'socket';
+    const domid = kind === 'domain' ? this.xs.connections.get(conn)!.domid : undefined;
     const peer: Peer = { socket, reader: new MessageReader(this.xs.profile, kind), out: [] };
     this.peers.set(conn, peer);
     this.daemon.attach(conn, {
@@ -75,14 +78,22 @@ export class XenstoredServer {
       ended: () => {
         if (this.peers.get(conn) !== peer) return;
         this.peers.delete(conn);
-        const domid = this.xs.connections.get(conn)?.domid ?? this.guestDomid(conn);
-        if (domid !== undefined && !socket.destroyed) this.unmapped.set(domid, socket);
+        if (domid !== undefined && !socket.destroyed) this.unmapped.set(domid, { socket, bytes: Buffer.alloc(0) });
       },
     });
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
     socket.on('data', (data) => {
-      if (this.peers.get(conn) !== peer) return;
+      if (this.peers.get(conn) !== peer) {
+        // What a guest writes into an unmapped ring stays there, up to the ring's size.
+        const held = domid !== undefined ? this.unmapped.get(domid) : undefined;
+        if (held?.socket === socket) held.bytes = Buffer.concat([held.bytes, data]).subarray(0, XENSTORE_RING_SIZE);
+        return;
+      }
+      if (held !== undefined) {
+        data = Buffer.concat([held, data]);
+        held = undefined;
+      }
       const items = peer.reader.push(data);
       if (items.some((i) => i.kind === 'violation')) {
         // C xenstored drops a socket that announces an oversized message.
@@ -107,12 +118,7 @@ export class XenstoredServer {
   /** Opens DIR/<domid> for newly introduced domains and removes it for released ones. */
   private seenEpoch = -1;
   /** The silent client of each domain whose connection went away (see `ended`). */
-  private readonly unmapped = new Map<number, Socket>();
-
-  private guestDomid(conn: number): number | undefined {
-    for (const [domid, g] of this.guestServers) if (g.conn === conn) return domid;
-    return undefined;
-  }
+  private readonly unmapped = new Map<number, { socket: Socket; bytes: Buffer }>();
 
   private syncGuestServers(): void {
     const dir = this.opts.guestDir;
@@ -140,12 +146,13 @@ export class XenstoredServer {
       this.guestServers.set(domid, { server, conn, path });
       // oxenstored can give a domain a new connection without a successful INTRODUCE (it
       // answers EINVAL once dom0 was released): the guest's ring is served again as it is.
+      // (C's INTRODUCE resets the ring's indexes: what it held is gone; oxenstored reads it.)
       const old = this.unmapped.get(domid);
       this.unmapped.delete(domid);
-      if (old && !old.destroyed) {
-        old.removeAllListeners('data');
-        old.removeAllListeners('close');
-        this.attach(old, conn);
+      if (old && !old.socket.destroyed) {
+        old.socket.removeAllListeners('data');
+        old.socket.removeAllListeners('close');
+        this.attach(old.socket, conn, this.xs.profile === 'ocaml' && old.bytes.length ? old.bytes : undefined);
       }
     }
     for (const [domid, g] of this.guestServers) {
