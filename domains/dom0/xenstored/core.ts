@@ -159,6 +159,12 @@ function ocamlIntOfString(s: string): number | undefined {
   return m[1] === '-' ? -v : v;
 }
 
+/** oxenstored's c_int_of_string: the first run of digits, whatever precedes it (0 if none). */
+function cIntOfString(s: string): number {
+  const m = /\d+/.exec(s);
+  return m ? Number(m[0]) : 0;
+}
+
 /** C atoi(): optional blanks and sign, then digits; anything else stops it. */
 function atoi(s: string): number {
   const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
@@ -741,7 +747,13 @@ export class Xenstored {
     // oxenstored: @name is the real node /@name (name() maps it), with its own ACL.
     const name = this.name(ctx.conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
-    // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1.
+    // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1;
+    // C prints the unsigned id with %i into 12 bytes (r4294967295 reads r-1, r3000000000 reads
+    // r-129496729).
+    if (this.profile === 'c') {
+      ctx.reply = enc(node.perms.map((e) => `${formatPerms([{ perms: e.perms, id: (e.id | 0) as DomId }])[0].slice(0, 11)}\0`).join(''));
+      return;
+    }
     ctx.reply = enc(formatPerms(node.perms).map((s) => `${s.replace(/^([nrwb])-1$/, '$19223372036854775807')}\0`).join(''));
   }
 
@@ -751,8 +763,13 @@ export class Xenstored {
     if (nul < 0) fail('EINVAL');
     const name = this.name(ctx.conn, dec(p, nul));
     const value = dec(p.subarray(nul + 1));
-    // oxenstored's Store.write checks the value's size before anything else (permissions too).
-    if (this.profile === 'ocaml' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
+    // oxenstored makes the missing parents first (create_implicit_path: their permission, no
+    // event), then Store.write checks the value's size before the node's permission.
+    if (this.profile === 'ocaml' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) {
+      const parent = parentOf(name);
+      if (ctx.db.read(parent) === undefined) this.createNode(ctx, parent, '');
+      fail('E2BIG');
+    }
     let node = ctx.db.read(name);
     if (node !== undefined) {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
@@ -1323,23 +1340,13 @@ export class Xenstored {
   }
 
   private doSetTarget(ctx: RequestContext): void {
+    if (this.profile === 'ocaml') return this.doSetTargetOcaml(ctx);
     const args = strings(ctx.msg.payload, 2);
     if (args.length < 2) fail('EINVAL');
     const domid = this.domidArg(args[0]);
     const tdomid = this.domidArg(args[1]);
-    let d: XsDomain;
-    if (this.profile === 'c') {
-      d = this.connectedDomain(domid);
-      this.connectedDomain(tdomid);
-    } else {
-      const o = this.domains.get(domid);
-      if (o === undefined) return fail('ENOENT');
-      if (!o.introduced || o.conn === undefined) return fail('EINVAL');
-      const t = this.domains.get(tdomid);
-      if (t === undefined) return fail('ENOENT');
-      if (!t.introduced) return fail('EINVAL');
-      d = o;
-    }
+    const d = this.connectedDomain(domid);
+    this.connectedDomain(tdomid);
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) c.target = asDomId(tdomid);
     if (this.profile === 'c') {
@@ -1348,6 +1355,21 @@ export class Xenstored {
       refs.unshift(d.conn!);
       this.talloc.set(t.conn!, refs);
     }
+  }
+
+  /**
+   * oxenstored: exactly `domid\0target\0`, each read as the first run of digits; the domain must
+   * have a connection, the target is not looked at.
+   */
+  private doSetTargetOcaml(ctx: RequestContext): void {
+    const p = ctx.msg.payload;
+    const args = strings(p);
+    if (args.length !== 2 || p[p.length - 1] !== 0) fail('EINVAL');
+    const [domid, tdomid] = args.map(cIntOfString);
+    const d = this.domains.get(domid);
+    if (d === undefined || !d.introduced) return fail('ENOENT');
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+    if (c) c.target = asDomId(tdomid);
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
