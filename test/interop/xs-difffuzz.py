@@ -971,6 +971,8 @@ def main():
                     help="write PREFIX.ref.txt and PREFIX.xensim.txt")
     ap.add_argument("--minimise", action="store_true", help="shrink a differing script (--start)")
     ap.add_argument("--keep-going", action="store_true", help="with --runs: do not stop at a diff")
+    ap.add_argument("--until", type=float, metavar="EPOCH",
+                    help="with --runs: start no seed after this time (seconds since the epoch)")
     ap.add_argument("--known", help="file of known difference signatures (one per line, as "
                     "printed after 'signature:'); those lines are skipped when they replace each "
                     "other one for one")
@@ -996,6 +998,9 @@ def main():
     status = 0
     seeds = [None] if args.script else range(args.seed, args.seed + args.runs)
     for seed in seeds:
+        if args.until and time.time() > args.until:
+            print("stopped before seed %s: --until reached" % seed, flush=True)
+            break
         if seed is None:
             script = script_from_text(open(args.script).read())
             label = args.script
