@@ -11,11 +11,12 @@ import {
 import {
   type EntryValidator, formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, XsPerm,
 } from './permissions.ts';
-import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
+import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
+import type { Quotas } from './quota.ts';
 import { Store, type XsNode } from './store.ts';
 import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
 
-export type Profile = 'c' | 'ocaml';
+export type { Profile } from './profile.ts';
 
 export interface XenstoredOptions {
   readonly profile?: Profile;
@@ -175,6 +176,8 @@ function atoi(s: string): number {
 
 export class Xenstored {
   readonly profile: Profile;
+  /** What the profile's daemon does where the two differ (profile.ts). */
+  readonly b: Behaviours;
   readonly quotas: Quotas;
   readonly store: Store;
   readonly db: CommittedDb;
@@ -216,21 +219,22 @@ export class Xenstored {
 
   constructor(opts: XenstoredOptions = {}) {
     this.profile = opts.profile ?? 'c';
-    this.quotas = { ...(this.profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS), ...opts.quotas };
+    this.b = BEHAVIOURS[this.profile];
+    this.quotas = { ...this.b.defaultQuotas, ...opts.quotas };
     this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
     this.keepOrphans = opts.keepOrphans ?? false;
     this.faults = opts.faults ?? {};
     this.faultState = ((this.faults.seed ?? 1) >>> 0) || 1;
     const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
-    this.store = new Store(n0, { trackSubtrees: this.profile === 'ocaml' });
+    this.store = new Store(n0, { trackSubtrees: this.b.commitRule === 'merge-replay' });
     this.db = new CommittedDb(this.store);
-    if (this.profile === 'c') this.store.adjustPerms = (perms, gen) => this.settlePerms(perms, gen);
+    if (this.b.staleAclByGeneration) this.store.adjustPerms = (perms, gen) => this.settlePerms(perms, gen);
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
     // setup_structure(): the tree a fresh daemon starts with.
     const tool = this.store.create('/', this.store.root, 'tool', '', n0);
-    this.store.create('/tool', tool, 'xenstored', this.profile === 'ocaml' ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
-    if (this.profile === 'ocaml') {
+    this.store.create('/tool', tool, 'xenstored', this.b.toolPathValue ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
+    if (this.b.specialNodesInTree) {
       this.store.create('/', this.store.root, 'local', '', n0);
       this.store.create('/', this.store.root, '@introduceDomain', '', n0);
       this.store.create('/', this.store.root, '@releaseDomain', '', n0);
@@ -302,7 +306,7 @@ export class Xenstored {
     this.current = conn;
     const reply = this.dispatch(conn, msg);
     const deliveries: Delivery[] = [];
-    const ownFirst = this.profile === 'c' || reply.eventsFirst;
+    const ownFirst = this.b.ownEventsBeforeReply || reply.eventsFirst;
     if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     deliveries.push({ conn: connId, msg: reply.msg });
     if (reply.afterReply) deliveries.push({ conn: connId, msg: reply.afterReply });
@@ -323,7 +327,7 @@ export class Xenstored {
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
-    if (this.profile === 'ocaml' && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
+    if (this.b.recordEveryRequestInTx && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
       return this.dispatchInTxOcaml(conn, msg);
     }
     const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
@@ -331,12 +335,12 @@ export class Xenstored {
     const [handler, flags] = entry;
     if (flags & Flag.PRIV && !conn.privileged) {
       // oxenstored answers CONTROL (its DEBUG) from anyone.
-      if (!(this.profile === 'ocaml' && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
+      if (!(this.b.controlIsDebug && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
     }
     let tx: Transaction | undefined;
     if (!(flags & Flag.NOTID) && msg.tx_id !== 0) {
       tx = conn.transactions.get(msg.tx_id);
-      if (tx === undefined) return this.errorReply(msg, this.profile === 'c' ? 'ENOENT' : 'EIO');
+      if (tx === undefined) return this.errorReply(msg, this.b.unknownTxError);
     }
     return this.finish(msg, handler, { conn, msg, tx, db: tx ?? this.db });
   }
@@ -366,7 +370,7 @@ export class Xenstored {
   private finish(msg: XsMessage, handler: Handler, ctx: RequestContext): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
     const { tx } = ctx;
     // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
-    const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
+    const record = this.b.recordEveryRequestInTx && tx !== undefined && RECORDED.has(msg.type);
     const code = this.run(handler, ctx);
     if (record && tx) tx.ops.push({ type: msg.type, payload: msg.payload, reply: code ?? dec(ctx.reply ?? OK) });
     if (code !== undefined) return this.errorReply(msg, code);
@@ -396,7 +400,7 @@ export class Xenstored {
       this.selfEvents.length = selfMark;
       if (ctx.tx) ctx.tx.events.length = txMark;
       if (e instanceof XsFail) return e.code;
-      if (e instanceof TxQuotaError) return this.profile === 'c' ? 'ENOSPC' : 'EQUOTA';
+      if (e instanceof TxQuotaError) return this.b.txQuotaError;
       // A bug in the daemon must not take the daemon down: answer as oxenstored does.
       return 'EIO';
     }
@@ -404,7 +408,7 @@ export class Xenstored {
 
   /** The reply's tx_id: the request's, but oxenstored answers WATCH and UNWATCH with 0. */
   private replyTxId(msg: XsMessage): number {
-    if (this.profile === 'ocaml' && (msg.type === T.XS_WATCH || msg.type === T.XS_UNWATCH)) return 0;
+    if (this.b.watchReplyTxZero && (msg.type === T.XS_WATCH || msg.type === T.XS_UNWATCH)) return 0;
     return msg.tx_id;
   }
 
@@ -436,7 +440,7 @@ export class Xenstored {
     t[T.XS_RESUME] = [(c) => this.doResume(c), Flag.PRIV];
     t[T.XS_SET_TARGET] = [(c) => this.doSetTarget(c), Flag.PRIV];
     t[T.XS_RESET_WATCHES] = [(c) => this.doResetWatches(c), Flag.NONE];
-    if (this.profile === 'c') t[T.XS_DIRECTORY_PART] = [(c) => this.doDirectoryPart(c), Flag.NONE];
+    if (this.b.directoryPart) t[T.XS_DIRECTORY_PART] = [(c) => this.doDirectoryPart(c), Flag.NONE];
     return t;
   }
 
@@ -461,11 +465,11 @@ export class Xenstored {
   };
 
   private perm(conn: Connection, node: AclAt): number {
-    return permForConn(conn, node.perms, node.gen, this.profile === 'c' ? this.staleAcl : undefined);
+    return permForConn(conn, node.perms, node.gen, this.b.staleAclByGeneration ? this.staleAcl : undefined);
   }
 
   private permsOnly(conn: Connection, perms: Perms): number {
-    return permForConn(conn, perms, 0, this.profile === 'c' ? this.knownDomain : undefined);
+    return permForConn(conn, perms, 0, this.b.staleAclByGeneration ? this.knownDomain : undefined);
   }
 
   /** onearg(): exactly one NUL-terminated string filling the payload, else `err`. */
@@ -482,7 +486,7 @@ export class Xenstored {
    * reference transcript, and oxenstored's EINVAL in profile ocaml.
    */
   private patharg(msg: XsMessage): string {
-    return this.onearg(msg, this.profile === 'c' ? 'ENOENT' : 'EINVAL');
+    return this.onearg(msg, this.b.malformedPathError as XsError);
   }
 
   /** oxenstored's `domid :: _` match: the text up to the first NUL, or all of it. */
@@ -495,7 +499,7 @@ export class Xenstored {
   private name(conn: Connection, raw: string, allowSpecial = false, pathMax = this.quotas.pathMax): string {
     let name = canonicalize(conn.home, raw);
     // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree.
-    if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) name = `/${name}`;
+    if (this.b.specialPathsAreNodes && isSpecial(name) && !allowSpecial) name = `/${name}`;
     // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
     if (!isValidNodename(name, allowSpecial, pathMax)) fail('EINVAL');
     return name;
@@ -511,7 +515,7 @@ export class Xenstored {
     if (node !== undefined) {
       if ((this.perm(ctx.conn, node) & want) === want) return node;
       // C still asks the parents (errno_from_parents), which a transaction records as read.
-      if (this.profile === 'c' && name !== '/') ctx.db.read(parentOf(name));
+      if (this.b.errnoFromParents && name !== '/') ctx.db.read(parentOf(name));
       return fail('EACCES');
     }
     this.missingForCreate(ctx, name, want);
@@ -526,7 +530,7 @@ export class Xenstored {
   }
 
   private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[], tx?: Transaction): void {
-    if (this.profile === 'ocaml') {
+    if (this.b.nodeSizeRule === 'value-first') {
       if (this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
       return;
     }
@@ -540,7 +544,7 @@ export class Xenstored {
 
   /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
   private settle(node: NodeData): Perms {
-    return this.profile === 'ocaml' ? node.perms : this.settlePerms(node.perms, node.gen);
+    return this.b.staleAclByGeneration ? this.settlePerms(node.perms, node.gen) : node.perms;
   }
 
   private settlePerms(perms: Perms, gen: number): Perms {
@@ -567,13 +571,13 @@ export class Xenstored {
     }
     if (!(this.perm(conn, parent) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
     let perms = this.settle(parent);
-    if (!conn.privileged && this.profile === 'c') {
+    if (!conn.privileged && this.b.creatorOwnsNewNode) {
       perms = internPerms([{ perms: perms[0].perms, id: conn.domid }, ...perms.slice(1)]);
     }
     // Check everything first, so a failure leaves nothing half-created (XSA-414/415).
     const quota = this.quotas.nodes;
-    if (!conn.privileged && (quota > 0 || this.profile === 'c')) {
-      if (this.profile === 'ocaml') {
+    if (!conn.privileged && (quota > 0 || this.b.nodeQuotaRule === 'creator-enospc')) {
+      if (this.b.nodeQuotaRule === 'owner-equota') {
         if (db.ownedBy(perms[0].id) + missing.length > quota) fail('EQUOTA');
       } else if (ctx.tx) {
         // Inside a transaction 4.17 compares the committed count; the commit checks the result.
@@ -606,7 +610,7 @@ export class Xenstored {
     if (this.silent) return;
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
     // special events are never merged.
-    if (this.profile === 'c' && msg.payload[0] !== 0x40) {
+    if (this.b.dropDuplicateEvents && msg.payload[0] !== 0x40) {
       const key = `${conn.id}:${dec(msg.payload)}`;
       if (this.unsent.has(key)) return;
       this.unsent.add(key);
@@ -623,7 +627,7 @@ export class Xenstored {
     if (ctx?.tx) {
       ctx.tx.queueWatch(name, exact, perms);
       // oxenstored fires a commit's events from the transaction's own writes, as it saw them.
-      if (this.profile === 'ocaml') ctx.tx.events.push({ path: name, exact, perms });
+      if (this.b.commitRule === 'merge-replay') ctx.tx.events.push({ path: name, exact, perms });
       return;
     }
     this.fireNow(name, exact, perms);
@@ -634,7 +638,7 @@ export class Xenstored {
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;
       if (!c.privileged) {
-        if (special && this.profile === 'ocaml') {
+        if (special && this.b.specialWatchReadFromNodes) {
           // oxenstored looks the name up as /@name: the root's or that node's ACL lets a reader know.
           const acls = [this.store.root, this.store.get(`/${name}`)].filter((n) => n !== undefined);
           if (!acls.some((n) => this.perm(c, n) & XsPerm.XS_PERM_READ)) continue;
@@ -646,7 +650,7 @@ export class Xenstored {
       let matched = c.watches.filter((w) =>
         special === isSpecial(w.node) && (exact ? w.node === name : isChild(name, w.node)));
       // oxenstored keeps watches in a trie: fired from the root down, newest first per path.
-      if (this.profile === 'ocaml' && matched.length > 1) {
+      if (this.b.watchTrieOrder && matched.length > 1) {
         const at = new Map(c.watches.map((w, i) => [w, i]));
         matched = matched.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!);
       }
@@ -697,7 +701,7 @@ export class Xenstored {
   private readonly readCache = new Map<string, Uint8Array>();
 
   private sortedIfOcaml(kids: readonly string[]): readonly string[] {
-    return this.profile === 'ocaml' ? [...kids].sort() : kids;
+    return this.b.sortedChildren ? [...kids].sort() : kids;
   }
 
   private doDirectory(ctx: RequestContext): void {
@@ -743,14 +747,14 @@ export class Xenstored {
   private doGetPerms(ctx: RequestContext): void {
     const raw = this.patharg(ctx.msg);
     // 4.17 C xenstored validates GET_PERMS paths as plain node names: @ names are EINVAL.
-    if (isSpecial(raw) && this.profile === 'c') fail('EINVAL');
+    if (isSpecial(raw) && !this.b.specialPathsAreNodes) fail('EINVAL');
     // oxenstored: @name is the real node /@name (name() maps it), with its own ACL.
     const name = this.name(ctx.conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
     // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1;
     // C prints the unsigned id with %i into 12 bytes (r4294967295 reads r-1, r3000000000 reads
     // r-129496729).
-    if (this.profile === 'c') {
+    if (this.b.aclIdFormat === 'int32') {
       ctx.reply = enc(node.perms.map((e) => `${formatPerms([{ perms: e.perms, id: (e.id | 0) as DomId }])[0].slice(0, 11)}\0`).join(''));
       return;
     }
@@ -765,7 +769,7 @@ export class Xenstored {
     const value = dec(p.subarray(nul + 1));
     // oxenstored makes the missing parents first (create_implicit_path: their permission, no
     // event), then Store.write checks the value's size before the node's permission.
-    if (this.profile === 'ocaml' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) {
+    if (this.b.nodeSizeRule === 'value-first' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) {
       const parent = parentOf(name);
       if (ctx.db.read(parent) === undefined) this.createNode(ctx, parent, '');
       fail('E2BIG');
@@ -789,7 +793,7 @@ export class Xenstored {
    * oxenstored says ENOENT regardless.
    */
   private missingForCreate(ctx: RequestContext, name: string, want: number = XsPerm.XS_PERM_WRITE): void {
-    if (this.profile === 'ocaml') return;
+    if (!this.b.errnoFromParents) return;
     let p = name;
     let anc: NodeData | undefined;
     do {
@@ -803,7 +807,7 @@ export class Xenstored {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     // oxenstored's path_mkdir returns the root untouched for `/`: OK for anyone, no event.
     // In a transaction it still counts as a write at / (so the commit may need a replay).
-    if (this.profile === 'ocaml' && name === '/') {
+    if (this.b.mkdirRootNoop && name === '/') {
       ctx.tx?.touchWrite('/');
       return;
     }
@@ -828,7 +832,7 @@ export class Xenstored {
     }
     this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
     if (name === '/') {
-      if (this.profile === 'c') fail('EINVAL');
+      if (!this.b.rmRootWipes) fail('EINVAL');
       // oxenstored empties the store; the event on `/` itself never fires (no ACL is found for
       // it), every watch below fires with its own path, in trie order.
       const removed: Removed[] = [];
@@ -842,7 +846,7 @@ export class Xenstored {
 
   private removeSubtree(ctx: RequestContext, name: string): void {
     const removed = ctx.db.remove(name);
-    if (this.profile === 'ocaml') {
+    if (this.b.rmFiresWatchesBelow) {
       this.fireRemovedOcaml(ctx, name, removed);
       return;
     }
@@ -889,15 +893,15 @@ export class Xenstored {
     // xs_count_strings counts NULs: path plus at least one entry.
     if (all.length < 2) fail('EINVAL');
     const n = all.length - 1;
-    if (this.profile === 'c' && !conn.privileged && n > this.quotas.permissions) {
+    if (this.b.permissionsQuota && !conn.privileged && n > this.quotas.permissions) {
       fail('ENOSPC');
     }
     // oxenstored parses ids with int_of_string ("r 5" is EINVAL) before it looks at the path.
-    const parsed = parsePerms(all.slice(1), this.profile === 'ocaml' ? ocamlIntOfString : undefined);
+    const parsed = parsePerms(all.slice(1), this.b.aclIdParser === 'int_of_string' ? ocamlIntOfString : undefined);
     if (parsed === undefined) return fail('EINVAL');
     // domain_alloc_permrefs(): entries for domains that do not exist are kept but ignored.
     const entries = parsed.map((e) => {
-      if (this.profile === 'ocaml') return e;
+      if (!this.b.ignoreUnknownAclDomains) return e;
       if (!this.knowDomain(e.id)) return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
       return e;
     });
@@ -905,7 +909,7 @@ export class Xenstored {
     const perms = internPerms(entries);
     const raw = all[0];
     // oxenstored: @name is the real node /@name, set like any other (`@foo` once written, too).
-    if (isSpecial(raw) && this.profile === 'c') {
+    if (isSpecial(raw) && !this.b.specialPathsAreNodes) {
       const sp = this.special.get(raw);
       if (sp === undefined) return fail('EINVAL');
       const want = XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
@@ -915,8 +919,8 @@ export class Xenstored {
     }
     const name = this.name(conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER);
-    if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.profile === 'c' ? 'EPERM' : 'EACCES');
-    if (!conn.privileged && this.profile === 'c' && perms[0].id !== node.perms[0].id) {
+    if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.b.giveAwayError);
+    if (!conn.privileged && this.b.ownerQuotaOnChown && perms[0].id !== node.perms[0].id) {
       const q = this.quotas.nodes;
       if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
@@ -933,7 +937,7 @@ export class Xenstored {
     const args = strings(msg.payload);
     if (args.length !== 2) fail('EINVAL');
     // oxenstored splits at every NUL and wants exactly [path; token; ""]: no unterminated tail.
-    if (this.profile === 'ocaml' && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
+    if (this.b.watchArgsTerminated && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
     return [args[0], args[1]];
   }
 
@@ -948,12 +952,12 @@ export class Xenstored {
       node = raw;
     } else {
       // oxenstored checks a watch path's characters but not its length.
-      node = this.name(conn, raw, false, this.profile === 'ocaml' ? 0 : this.quotas.pathMax);
+      node = this.name(conn, raw, false, this.b.watchPathLengthChecked ? this.quotas.pathMax : 0);
       if (!raw.startsWith('/')) relativeTo = conn.home;
     }
     if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
     // 4.17 and oxenstored both refuse only once the count already exceeds the limit.
-    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.profile === 'c' ? 'E2BIG' : 'EQUOTA');
+    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.b.watchQuotaError);
     const w: Watch = { node, token, relativeTo };
     conn.watches.push(w);
     // "We fire once up front": the initial event, whatever the node's existence or ACL.
@@ -980,17 +984,17 @@ export class Xenstored {
   private doTransactionStart(ctx: RequestContext): void {
     const { conn } = ctx;
     if (ctx.tx) fail('EBUSY');
-    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
+    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.b.transactionQuotaError);
     const id = this.allocTxId(conn);
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
     // C: a transaction takes a generation of its own (domains known from now on are younger).
-    if (this.profile === 'c') this.store.generation++;
-    conn.transactions.set(id, new Transaction(id, this.store, this.profile, this.profile === 'c' ? quota : 0));
+    if (this.b.txStartTakesGeneration) this.store.generation++;
+    conn.transactions.set(id, new Transaction(id, this.store, this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', this.b.txNodeQuotaOnAccess ? quota : 0));
     ctx.reply = enc(`${id}\0`);
   }
 
   private allocTxId(conn: Connection): number {
-    const limit = this.profile === 'c' ? 0xffffffff : 0x3ffffffe;
+    const limit = this.b.txIdLimit;
     let id = conn.nextTxId;
     while (id === 0 || conn.transactions.has(id)) id = id >= limit ? 1 : id + 1;
     conn.nextTxId = id >= limit ? 1 : id + 1;
@@ -1015,7 +1019,7 @@ export class Xenstored {
     const { conn, tx } = ctx;
     // oxenstored reads the first byte and does not insist on the NUL.
     const p = ctx.msg.payload;
-    const arg = this.profile === 'ocaml' && (p.length === 1 || (p.length === 2 && p[1] === 0))
+    const arg = this.b.txEndFirstByte && (p.length === 1 || (p.length === 2 && p[1] === 0))
       ? String.fromCharCode(p[0]) : this.onearg(ctx.msg);
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
     if (!tx) return fail('ENOENT');
@@ -1024,7 +1028,7 @@ export class Xenstored {
     if (arg === 'F') return;
     if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
     ctx.eventsFirst = true;
-    if (this.profile === 'c') this.commitC(ctx, tx);
+    if (this.b.commitRule === 'generations') this.commitC(ctx, tx);
     else this.commitOcaml(ctx, tx);
   }
 
@@ -1124,14 +1128,14 @@ export class Xenstored {
     const domid = this.domidArg(args[0]);
     const mfn = this.domidArg(args[1]);
     const port = this.domidArg(args[2]);
-    if (port <= 0 && this.profile === 'c') fail('EINVAL');
+    if (port <= 0 && this.b.introducePortMustBeSet) fail('EINVAL');
     const known = this.domains.get(domid);
-    if (this.profile === 'ocaml' && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
+    if (this.b.introduceMfnMustMatch && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
     // oxenstored queues @introduceDomain/@releaseDomain ahead of the reply.
     ctx.eventsFirst = true;
     const d = this.knowDomain(domid);
     if (d === undefined) return fail('EINVAL');
-    if (domid === 0 && this.profile === 'ocaml' && d.introduced) return;
+    if (domid === 0 && this.b.domainOpsOcaml && d.introduced) return;
     if (!d.introduced) {
       d.introduced = true;
       d.mfn = mfn;
@@ -1140,19 +1144,19 @@ export class Xenstored {
       this.domainEpoch++;
       // oxenstored fires with dom0's connection as the source: after RELEASE 0 that lookup fails
       // and the (already added) domain is answered EINVAL.
-      if (this.profile === 'ocaml' && !this.domains.get(0)?.introduced) fail('EINVAL');
-      if (domid !== 0 || this.profile === 'ocaml') this.fire(undefined, '@introduceDomain', false, []);
+      if (this.b.domainOpsOcaml && !this.domains.get(0)?.introduced) fail('EINVAL');
+      if (domid !== 0 || this.b.domainOpsOcaml) this.fire(undefined, '@introduceDomain', false, []);
     } else {
       d.port = port;
       // Re-INTRODUCE rebinds the event channel and resets the connection.
       const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-      if (c && this.profile === 'c') this.dropConnectionState(c);
+      if (c && this.b.reintroduceResets) this.dropConnectionState(c);
     }
   }
 
   /** A domid argument: C's atoi(), or oxenstored's int_of_string (EINVAL when it is not one). */
   private domidArg(s: string): number {
-    if (this.profile === 'c') return atoi(s);
+    if (this.b.domidParser === 'atoi') return atoi(s);
     const v = ocamlIntOfString(s);
     if (v === undefined) return fail('EINVAL');
     return v;
@@ -1161,7 +1165,7 @@ export class Xenstored {
   private domainArg(ctx: RequestContext): XsDomain {
     const domid = this.domidArg(this.onearg(ctx.msg));
     if (domid === 0) fail('EINVAL');
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       const d = this.domains.get(domid);
       if (d === undefined || !d.introduced) return fail('EINVAL');
       return d;
@@ -1181,7 +1185,7 @@ export class Xenstored {
   }
 
   private doRelease(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') return this.doReleaseOcaml(ctx);
+    if (this.b.domainOpsOcaml) return this.doReleaseOcaml(ctx);
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
     // talloc_free(domain->conn): the main loop holds the newest reference on the connection
@@ -1272,7 +1276,7 @@ export class Xenstored {
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
   destroyDomain(d: XsDomain): void {
     this.domainEpoch++;
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       this.dropDomain(d);
       this.resetPermissionsOcaml(d.domid);
       this.fireNow('@releaseDomain', false, []);
@@ -1330,7 +1334,7 @@ export class Xenstored {
   }
 
   private doResume(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       // oxenstored: any existing domain, dom0 too; resuming is a no-op.
       if (!this.domains.get(this.domidArg(this.firstArg(ctx.msg)))?.introduced) fail('EINVAL');
       return;
@@ -1340,7 +1344,7 @@ export class Xenstored {
   }
 
   private doSetTarget(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') return this.doSetTargetOcaml(ctx);
+    if (this.b.domainOpsOcaml) return this.doSetTargetOcaml(ctx);
     const args = strings(ctx.msg.payload, 2);
     if (args.length < 2) fail('EINVAL');
     const domid = this.domidArg(args[0]);
@@ -1349,12 +1353,10 @@ export class Xenstored {
     this.connectedDomain(tdomid);
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) c.target = asDomId(tdomid);
-    if (this.profile === 'c') {
-      const t = this.domains.get(tdomid)!;
-      const refs = this.talloc.get(t.conn!) ?? [];
-      refs.unshift(d.conn!);
-      this.talloc.set(t.conn!, refs);
-    }
+    const t = this.domains.get(tdomid)!;
+    const refs = this.talloc.get(t.conn!) ?? [];
+    refs.unshift(d.conn!);
+    this.talloc.set(t.conn!, refs);
   }
 
   /**
@@ -1373,14 +1375,14 @@ export class Xenstored {
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
-    const domid = this.domidArg(this.profile === 'ocaml' ? this.firstArg(ctx.msg) : this.onearg(ctx.msg));
+    const domid = this.domidArg(this.b.domainOpsOcaml ? this.firstArg(ctx.msg) : this.onearg(ctx.msg));
     const yes = domid === DOMID_SELF || this.domains.get(domid)?.introduced === true;
     ctx.reply = enc(yes ? 'T\0' : 'F\0');
   }
 
   private doGetDomainPath(ctx: RequestContext): void {
     const s = this.onearg(ctx.msg);
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       // oxenstored formats the first run of digits it finds, as text.
       const digits = /\d+/.exec(s);
       ctx.reply = enc(`/local/domain/${digits ? BigInt(digits[0]).toString() : '0'}\0`);
@@ -1401,7 +1403,7 @@ export class Xenstored {
     const d = this.domains.get(domid);
     if (d?.introduced && domid !== 0) {
       if (state === 'dead') this.destroyDomain(d);
-      else if (!d.shutdownReported || this.profile === 'ocaml') {
+      else if (!d.shutdownReported || !this.b.shutdownReportedOnce) {
         d.shutdownReported = true;
         this.fireNow('@releaseDomain', false, []);
       }
@@ -1415,7 +1417,7 @@ export class Xenstored {
   // ------------------------------------------------------------------ CONTROL
 
   private doControl(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') {
+    if (this.b.controlIsDebug) {
       // oxenstored's DEBUG answers OK to anything.
       ctx.reply = OK;
       return;
