@@ -1128,7 +1128,8 @@ export class Xenstored {
     const domid = this.domidArg(args[0]);
     const mfn = this.domidArg(args[1]);
     const port = this.domidArg(args[2]);
-    if (port <= 0 && this.b.introducePortMustBeSet) fail('EINVAL');
+    // The port lands in an evtchn_port_t: unsigned, so only 0 is refused (-3 is a port).
+    if (port >>> 0 === 0 && this.b.introducePortMustBeSet) fail('EINVAL');
     const known = this.domains.get(domid);
     if (this.b.introduceMfnMustMatch && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
     // oxenstored queues @introduceDomain/@releaseDomain ahead of the reply.
