@@ -4,7 +4,7 @@
 import {
   XENSTORE_PAYLOAD_MAX, XsdSockmsgType as T, type XsError, type XsMessage, encodeMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
-import { asDomId, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
+import { asDomId, atoi, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
 import {
   canonicalize, domainPath, isChild, isSpecial, isValidNodename, parentOf, basename, join,
 } from './path.ts';
@@ -12,7 +12,8 @@ import {
   type EntryValidator, formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, XsPerm,
 } from './permissions.ts';
 import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
-import type { Quotas } from './quota.ts';
+import { nodeRecordSize, type Quotas } from './quota.ts';
+import { control } from './control.ts';
 import { Store, type XsNode } from './store.ts';
 import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
 
@@ -118,10 +119,6 @@ interface RequestContext {
 const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS, T.XS_GET_DOMAIN_PATH]);
 const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 
-const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
-  + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
-  + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
-
 /** Pre-order of oxenstored's watch trie: component by component, children in sorted order. */
 function triePathOrder(a: string, b: string): number {
   const x = a === '/' ? [] : a.split('/');
@@ -164,14 +161,6 @@ function ocamlIntOfString(s: string): number | undefined {
 function cIntOfString(s: string): number {
   const m = /\d+/.exec(s);
   return m ? Number(m[0]) : 0;
-}
-
-/** C atoi(): optional blanks and sign, then digits; anything else stops it. */
-function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (!m) return 0;
-  const v = parseInt(m[1], 10);
-  return Number.isFinite(v) ? v | 0 : 0;
 }
 
 export class Xenstored {
@@ -522,20 +511,13 @@ export class Xenstored {
     return fail('ENOENT');
   }
 
-  /** 4.17 node record size: 24-byte header, 8 bytes per ACL entry, value, child names. */
-  private nodeSize(value: string, perms: Perms, children: readonly string[]): number {
-    let kids = 0;
-    for (const k of children) kids += k.length + 1;
-    return 24 + 8 * perms.length + value.length + kids;
-  }
-
   private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[], tx?: Transaction): void {
     if (this.b.nodeSizeRule === 'value-first') {
       if (this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
       return;
     }
     if (conn.privileged) return;
-    if (this.nodeSize(value, perms, children) >= this.quotas.nodeSize) {
+    if (nodeRecordSize(value, perms, children) >= this.quotas.nodeSize) {
       // A failed node write inside a transaction dooms it (commit answers ENOMEM).
       if (tx) tx.failed = true;
       fail('ENOSPC');
@@ -1230,7 +1212,8 @@ export class Xenstored {
     this.fireNow('@releaseDomain', false, []);
   }
 
-  private dropDomain(d: XsDomain): void {
+  /** The domain's connection goes: its watches, transactions, and the transport's end. */
+  private closeDomainConnection(d: XsDomain): void {
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) {
       this.dropConnectionState(c);
@@ -1238,6 +1221,10 @@ export class Xenstored {
       c.closed = true;
       this.closing.push(c.id);
     }
+  }
+
+  private dropDomain(d: XsDomain): void {
+    this.closeDomainConnection(d);
     this.domains.delete(d.domid);
     this.domainEpoch++;
   }
@@ -1283,13 +1270,7 @@ export class Xenstored {
       this.fireNow('@releaseDomain', false, []);
       return;
     }
-    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    if (c) {
-      this.dropConnectionState(c);
-      this.connections.delete(c.id);
-      c.closed = true;
-      this.closing.push(c.id);
-    }
+    this.closeDomainConnection(d);
     if (d.conn !== undefined) this.forgetReferences(d.conn);
     // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K), while the domain is
     // still known: the parents rewritten keep its ACL entries valid.
@@ -1418,86 +1399,11 @@ export class Xenstored {
   // ------------------------------------------------------------------ CONTROL
 
   private doControl(ctx: RequestContext): void {
-    if (this.b.controlIsDebug) {
-      // oxenstored's DEBUG answers OK to anything.
-      ctx.reply = OK;
-      return;
-    }
-    const args = strings(ctx.msg.payload);
-    const [cmd, ...rest] = args;
-    const text = (t: string): void => {
-      ctx.reply = enc(`${t}\0`);
-    };
-    switch (cmd) {
-      case 'check':
-        if (rest.length) fail('EINVAL');
-        return;
-      case 'log':
-        if (rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off')) fail('EINVAL');
-        return;
-      case 'logfile':
-      case 'print':
-        if (rest.length !== 1) fail('EINVAL');
-        return;
-      case 'help':
-        if (rest.length) fail('EINVAL');
-        return text(CONTROL_HELP);
-      case 'quota':
-        return text(this.controlQuota(rest, false));
-      case 'quota-soft':
-        return text(this.controlQuota(rest, true));
-      default:
-        // memreport needs a talloc-report build; live-update needs a daemon binary to exec.
-        fail('EINVAL');
-    }
-  }
-
-  /** CONTROL quota / quota-soft, with 4.17's table layout. */
-  private controlQuota(args: string[], soft: boolean): string {
-    const rows: [string, keyof Quotas, string][] = soft
-      ? [['memory', 'memorySoft', 'Total Xenstore memory per domain (warning level)']]
-      : [
-          ['nodes', 'nodes', 'Nodes per domain'],
-          ['watches', 'watches', 'Watches per domain'],
-          ['transactions', 'transactions', 'Transactions per domain'],
-          ['outstanding', 'outstanding', 'Outstanding requests per domain'],
-          ['transaction-nodes', 'transactionNodes', 'Max. number of accessed nodes per transaction'],
-          ['memory', 'memory', 'Total Xenstore memory per domain (error level)'],
-          ['node-size', 'nodeSize', 'Max. size of a node'],
-          ['path-max', 'pathMax', 'Max. length of a node path'],
-          ['permissions', 'permissions', 'Max. number of permissions per node'],
-        ];
-    if (args.length === 0) {
-      return 'Quota settings:\n' + rows.map(([n, k, d]) => `${n.padEnd(17)}: ${String(this.quotas[k]).padStart(8)} ${d}\n`).join('');
-    }
-    if (args[0] === 'set') {
-      if (args.length !== 3) fail('EINVAL');
-      const row = rows.find(([n]) => n === args[1]);
-      const v = Number(args[2]);
-      if (row === undefined || !/^\d+$/.test(args[2]) || v < 1) return fail('EINVAL');
-      this.quotas[row[1]] = v;
-      return 'OK';
-    }
-    if (soft || args.length !== 1) fail('EINVAL');
-    const d = this.domains.get(atoi(args[0]));
-    if (d === undefined) return fail('ENOENT');
-    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    const u = this.usage(d.domid);
-    const line = (n: string, v: number): string => `${n.padEnd(16)}: ${String(v).padStart(8)}\n`;
-    return `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
-      + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory);
-  }
-
-  /** Nodes a domain owns and the memory C xenstored accounts for them (record size + path). */
-  private usage(domid: number): { nodes: number; memory: number } {
-    let nodes = 0;
-    let memory = 0;
-    for (const [p, n] of this.store.walk('/')) {
-      if (n.perms[0].id !== domid) continue;
-      nodes++;
-      memory += this.nodeSize(n.value, n.perms, this.store.childNames(n)) + p.length;
-    }
-    return { nodes, memory };
+    // oxenstored's DEBUG answers OK to anything.
+    if (this.b.controlIsDebug) return;
+    const r = control(strings(ctx.msg.payload), this);
+    if ('error' in r) fail(r.error);
+    else if (r.text !== undefined) ctx.reply = enc(`${r.text}\0`);
   }
 
   // ------------------------------------------------------------------ helpers for transports
