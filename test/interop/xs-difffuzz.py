@@ -1008,7 +1008,12 @@ def main():
             script = gen_script(seed, args.steps, args.profile, avoid)
             label = "seed %d" % seed
         t0 = time.monotonic()
-        a, b = run_script(script, args)
+        try:
+            a, b = run_script(script, args)
+        except RuntimeError as e:   # a daemon did not come up (a loaded machine): not a result
+            print("%s (profile %s): not run: %s" % (label, args.profile, e), flush=True)
+            status = 2
+            continue
         if args.transcripts:
             for r, suffix in ((a, "ref"), (b, "xensim")):
                 with open("%s.%s.txt" % (args.transcripts, suffix), "w") as f:
