@@ -38,11 +38,27 @@ describe('interop: differential fuzzing against the real daemons', function () {
     }
   }
 
-  for (const profile of PROFILES) {
-    const files = readdirSync(REPROS).filter((f) => f.startsWith(`${profile}-`) && f.endsWith('.txt')).sort();
-    for (const f of files) {
-      it(`profile ${profile}, repro ${f}: same transcript as ${NAME[profile]}`, () =>
-        fuzz(profile, ['--script', path.join(REPROS, f)]));
+  // The repros are short: most of each run is starting the two daemons, so they run a few at a
+  // time (started on first use), each test awaiting its own.
+  const repros = PROFILES.flatMap((profile) => readdirSync(REPROS)
+    .filter((f) => f.startsWith(`${profile}-`) && f.endsWith('.txt')).sort()
+    .map((f) => ({ profile, f })));
+  let runs: Map<string, Promise<void>> | undefined;
+  const started = (f: string): Promise<void> => {
+    if (runs === undefined) {
+      runs = new Map();
+      const queue = [...repros];
+      const gates: Promise<void>[] = [];
+      for (let i = 0; i < 4; i++) gates.push(Promise.resolve());
+      queue.forEach((r, i) => {
+        const p = gates[i % 4].then(() => fuzz(r.profile, ['--script', path.join(REPROS, r.f)]));
+        gates[i % 4] = p.catch(() => undefined);
+        runs!.set(r.f, p);
+      });
     }
+    return runs.get(f)!;
+  };
+  for (const { profile, f } of repros) {
+    it(`profile ${profile}, repro ${f}: same transcript as ${NAME[profile]}`, () => started(f));
   }
 });

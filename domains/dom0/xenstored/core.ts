@@ -858,11 +858,20 @@ export class Xenstored {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
       const at = new Map(c.watches.map((w, i) => [w, i]));
       for (const w of below.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!)) {
-        // The watched node's ACL, or its parent's, before or after the removal; none, no event.
+        // lookup_watch_perms: the parent's ACL and the node's, in the tree before the removal and
+        // in the tree after it (where the parent exists); any one granting READ will do, none
+        // found means no event.
         const parent = parentOf(w.node);
-        const acl = permsAt.get(w.node) ?? permsAt.get(parent) ?? this.store.get(w.node) ?? this.store.get(parent);
-        if (acl === undefined) continue;
-        if (!c.privileged && !(this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
+        const acls: AclAt[] = [];
+        for (const get of [(q: string) => permsAt.get(q), (q: string) => this.store.get(q)]) {
+          const pa = get(parent);
+          if (pa === undefined) continue;
+          acls.push(pa);
+          const n = get(w.node);
+          if (n !== undefined) acls.push(n);
+        }
+        if (acls.length === 0) continue;
+        if (!c.privileged && !acls.some((acl) => this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
         const ev = this.eventFor(w, w.node);
         if (ev) this.queueEvent(c, ev);
       }
@@ -1082,6 +1091,7 @@ export class Xenstored {
         return (code ?? dec(sub.reply ?? OK)) === op.reply;
       });
     } finally {
+      scratch.close();
       this.out = saveOut;
       this.selfEvents = saveSelf;
     }

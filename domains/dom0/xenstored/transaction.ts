@@ -127,16 +127,23 @@ export class Transaction implements Db, SnapshotListener {
     private readonly nodeQuota: number,
   ) {
     this.startGen = store.generation;
-    if (style === 'ocaml') store.snapshots.add(this);
+    store.snapshots.add(this);
   }
 
   close(): void {
     this.store.snapshots.delete(this);
   }
 
-  // --- SnapshotListener (ocaml) ---
+  // --- SnapshotListener ---
+  /**
+   * oxenstored reads the tree as it was at the start. C copies a node's record (children
+   * included) at the first look: only an accessed node whose child list was not taken yet needs
+   * its pre-image kept.
+   */
   has(path: string): boolean {
-    return this.pre.has(path);
+    if (this.pre.has(path) || this.style === 'ocaml') return this.pre.has(path);
+    const a = this.accessed.get(path);
+    return a === undefined || a.kids !== undefined;
   }
   preserve(path: string, image: PreImage): void {
     this.pre.set(path, image);
