@@ -1059,7 +1059,9 @@ export class Xenstored {
     this.silent = true;
     try {
       for (const op of tx.ops) {
-        if (!WRITES.has(op.type)) continue;
+        // A write that failed in the transaction changed nothing there: it is not applied (on
+        // today's store it might succeed).
+        if (!WRITES.has(op.type) || op.reply !== 'OK\0') continue;
         this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
       }
     } finally {
