@@ -56,8 +56,11 @@ export interface Watch {
 export interface Connection {
   readonly id: number;
   readonly domid: DomId;
-  /** Socket connections and the privileged domain bypass permissions and quotas. */
-  readonly privileged: boolean;
+  /**
+   * Socket connections and the privileged domain bypass permissions and quotas (in oxenstored
+   * also a domain whose SET_TARGET is dom0: it counts as dom0).
+   */
+  privileged: boolean;
   readonly kind: 'socket' | 'domain';
   readonly home: string;
   target: DomId | undefined;
@@ -960,6 +963,8 @@ export class Xenstored {
     const [raw, token] = this.watchArgs(msg);
     // C compares the canonical spelling without validating it: a bad path just matches nothing.
     // (oxenstored likewise just looks the prefixed string up: ENOENT.)
+    // (An empty path is no path at all: oxenstored says EINVAL.)
+    if (raw === '' && this.b.watchArgsTerminated) fail('EINVAL');
     const node = isSpecial(raw) ? raw : canonicalize(conn.home, raw);
     const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
     if (i < 0) fail('ENOENT');
@@ -1365,7 +1370,11 @@ export class Xenstored {
     const d = this.domains.get(domid);
     if (d === undefined || !d.introduced) return fail('ENOENT');
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    if (c) c.target = asDomId(tdomid);
+    if (c) {
+      c.target = asDomId(tdomid);
+      // Perms.Connection.is_dom0: the connection's own id or its target's is 0.
+      c.privileged = c.domid === 0 || tdomid === 0;
+    }
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
