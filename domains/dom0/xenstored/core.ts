@@ -15,7 +15,7 @@ import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
 import { nodeRecordSize, type Quotas } from './quota.ts';
 import { control } from './control.ts';
 import { Store, type XsNode } from './store.ts';
-import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
+import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxCorruptError, TxQuotaError } from './transaction.ts';
 
 export type { Profile } from './profile.ts';
 
@@ -393,6 +393,7 @@ export class Xenstored {
       if (ctx.tx) ctx.tx.events.length = txMark;
       if (e instanceof XsFail) return e.code;
       if (e instanceof TxQuotaError) return this.b.txQuotaError;
+      if (e instanceof TxCorruptError) return 'EIO';
       // A bug in the daemon must not take the daemon down: answer as oxenstored does.
       return 'EIO';
     }
