@@ -13,9 +13,11 @@ kicked through SOCK.rings/evtchn, indexes written as whole 32-bit words); xensim
 its --guest-dir sockets (DIR/N). A guest is (re)connected lazily after dom0's INTRODUCE of it
 got OK. A released domain's ring or socket just goes silent on both servers.
 
-Determinism: every request waits for its reply (2 s limit, printed as "<no reply within 2s>"),
-then every connection is drained in the fixed order A B C G H until it has been quiet for
---quiet seconds, so events on other connections land at a fixed place in the transcript.
+Determinism: every request waits for its reply (4 s limit, printed as "<no reply within 4s>"),
+then every connection is synchronised in the fixed order A B C G H - an unprinted GET_DOMAIN_PATH
+whose reply comes after every event the step caused there (a connection that cannot answer, a
+released guest's, is drained until quiet for --quiet seconds instead) - so events on other
+connections land at a fixed place in the transcript, however loaded the machine.
 Transaction ids in headers are printed symbolically (tx#1, ...) in order of first appearance,
 DIRECTORY_PART generations as <gen>, as the probe does; TRANSACTION_START's payload stays raw.
 
@@ -67,7 +69,7 @@ OPS = ["CONTROL", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH",
        "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME", "SET_TARGET", "RESTRICT",
        "RESET_WATCHES", "DIRECTORY_PART"]
 OP = {name: i for i, name in enumerate(OPS)}
-REPLY_TIMEOUT = 2.0
+REPLY_TIMEOUT = 4.0   # generous: a loaded machine must not make a difference
 GUEST_NAMES = {5: "G", 6: "H"}
 GUEST_DOMID = {v: k for k, v in GUEST_NAMES.items()}
 BOGUS_TX_BASE = 900000          # raw id sent for a handle that was never bound
@@ -198,6 +200,7 @@ class Client:
         self.rid = 0
         self.buf = b""
         self.dead = None  # reason, once the connection is gone
+        self.nosync = False
 
     def recv_msg(self, timeout):
         deadline = time.monotonic() + timeout
@@ -246,13 +249,38 @@ class Client:
         while True:
             m = self.recv_msg(REPLY_TIMEOUT)
             if m is None:
-                self.run.out("  %s << <no reply within 2s>" % self.name)
+                self.run.out("  %s << <no reply within %gs>" % (self.name, REPLY_TIMEOUT))
                 return None
             self.show_msg(m)
             if m == "EOF":
                 return None
             if m[1] == self.rid and m[0] != OP["WATCH_EVENT"]:
                 return m
+
+    def sync(self):
+        """A barrier: a GET_DOMAIN_PATH whose reply is not printed. Both daemons queue the events
+        a request causes on every connection before they answer anything later on it, so once
+        this reply is in, everything the last step caused here has been printed - whatever the
+        machine's load. False if it cannot serve as one (no reply: fall back to a quiet drain)."""
+        if self.dead or self.nosync:
+            return False
+        self.rid += 1
+        try:
+            self.t.send(HDR.pack(OP["GET_DOMAIN_PATH"], self.rid, 0, 2) + b"0\0")
+        except (TimeoutError, OSError):
+            self.nosync = True
+            return False
+        while True:
+            m = self.recv_msg(REPLY_TIMEOUT)
+            if m is None:
+                self.nosync = True
+                self.run.out("  %s << <no reply to a sync>" % self.name)
+                return False
+            if m != "EOF" and m[1] == self.rid and m[0] != OP["WATCH_EVENT"]:
+                return True
+            self.show_msg(m)
+            if m == "EOF":
+                return True
 
     def drain(self, quiet):
         if self.dead:
@@ -326,7 +354,10 @@ class Run:
                 self.do_step(st)
                 for name in order:
                     c = self.clients.get(name)
-                    if c is not None:
+                    if c is None:
+                        continue
+                    live = name not in GUEST_DOMID or GUEST_DOMID[name] in self.introduced
+                    if not (live and c.sync()):
                         c.drain(self.quiet)
         except Exception as e:  # a fuzzer bug: keep what we have, report it
             import traceback
@@ -411,6 +442,10 @@ def gen_script(seed, steps, profile, avoid=()):
     specials = ["@introduceDomain", "@releaseDomain", "@foo"]
     bad = ["", "/a/", "//a", "/a//b", "/a b", "/a/.", "data/", "/\xe9", "a\x01"]
     values = [b"", b"v", b"v2", b"w", b"\0bin\x01", b"x" * 40]
+    # over oxenstored's 2048-byte value quota, and near the 4096-byte payload limit
+    big_values = [b"y" * 2049, b"z" * 3000, b"q" * 4000]
+    long_paths = ["/" + "p" * 3100, "/a/" + "q/" * 1500 + "z", "r" * 3500, "/" + "s" * 4080,
+                  "/a/" + "t" * 2000]
     tokens = [b"t1", b"t2", b"tok"]
 
     def guest_paths(n):
@@ -418,7 +453,7 @@ def gen_script(seed, steps, profile, avoid=()):
         return ["data", "data/p", "data/p/q", "data/x", "name", "/local/domain/%d/data/p" % n,
                 "/local/domain/%d" % n, "/local/domain/%d/data" % n, "/a", "/a/b", "/x",
                 "/local/domain/%d/data" % other, "/local/domain/%d/data/p" % other, "/tool",
-                "/", "/local/domain"]
+                "/", "/local/domain", "/local", "/local/x", "/local/domain/3/name"]
 
     def path(conn, special=0.03, badp=0.04):
         r = rng.random()
@@ -435,8 +470,12 @@ def gen_script(seed, steps, profile, avoid=()):
     def acl(conn):
         """(payload tail, well_formed)"""
         ids = [0, 5, 6, 7]
+        # now and then a domain nobody introduced, a reserved id (>= DOMID_FIRST_RESERVED), one
+        # past 16 bits, or one past 32 bits
+        odd = [3, 8, 20, 99, 0x7FF0, 0x7FF2, 0x7FF4, 65535, 65541, 70000, 4294967297]
         n = rng.choice([1, 1, 2, 2, 3, 4])
-        ents = [(rng.choice("rwbn") + str(rng.choice(ids))).encode() for _ in range(n)]
+        ents = [(rng.choice("rwbn") + str(rng.choice(odd if rng.random() < 0.15 else ids))).encode()
+                for _ in range(n)]
         r = rng.random()
         if r < 0.12:
             bads = [b"x5", b"r", b"rabc", b"r5x", b"r0x5", b"r-1", b"r99999", b"", b"R5",
@@ -469,7 +508,11 @@ def gen_script(seed, steps, profile, avoid=()):
             ("TRANSACTION_END", b"T"), ("TRANSACTION_END", b""), ("TRANSACTION_END", b"TT\0"),
             ("TRANSACTION_START", b"x"),
             ("INTRODUCE", b"7\0" + b"4707\0"), ("INTRODUCE", b"7\0x\0y\0"),
-            ("INTRODUCE", b"abc\0" + b"1\0" + b"2\0"), ("INTRODUCE", b"70000\0" + b"1\0" + b"2\0"),
+            ("INTRODUCE", b"abc\0" + b"1\0" + b"2\0"),
+            # domid 70000: C 4.17 under the oracle's shim accepts it (every domid exists there);
+            # xensim answers as under a real hypervisor (known difference D6), so not in profile c
+            ("INTRODUCE", b"70000\0" + b"1\0" + b"2\0") if profile == "ocaml" else
+            ("INTRODUCE", b"7\0" + b"4707\0" + b"-3\0"),
             ("GET_DOMAIN_PATH", b"5"), ("GET_DOMAIN_PATH", b""), ("GET_DOMAIN_PATH", b"-1\0"),
             ("GET_DOMAIN_PATH", b"99999\0"), ("GET_DOMAIN_PATH", b" 7x\0"),
             ("IS_DOMAIN_INTRODUCED", b"5"), ("IS_DOMAIN_INTRODUCED", b"abc\0"),
@@ -500,7 +543,11 @@ def gen_script(seed, steps, profile, avoid=()):
             "WATCH": 6, "UNWATCH": 3, "TRANSACTION_START": 5, "TRANSACTION_END": 6,
             "RESET_WATCHES": 1, "GET_DOMAIN_PATH": 1, "IS_DOMAIN_INTRODUCED": 1,
             "RELEASE": 1.5, "INTRODUCE": 1.5, "MALFORMED": 3,
+            "SET_TARGET": 0.8, "RESUME": 0.4, "GIVE_ANCESTOR": 0.8, "BIG_WRITE": 1,
         }
+        if is_guest:
+            weights["SET_TARGET"] = 0.1
+            weights["GIVE_ANCESTOR"] = 0
         op = rng.choices(list(weights), list(weights.values()))[0]
         tx = 0
         if op in ("READ", "WRITE", "MKDIR", "RM", "DIRECTORY", "DIRECTORY_PART", "GET_PERMS",
@@ -533,12 +580,15 @@ def gen_script(seed, steps, profile, avoid=()):
             add(conn, op, p + b"\0" + tail, tx)
         elif op == "WATCH":
             p = path(conn, special=0.2)
+            if rng.random() < 0.06:
+                p = rng.choice(long_paths).encode()
             tok = rng.choice(tokens)
             if "dup-token" in avoid:
                 tok_counter[0] += 1
                 tok = b"%s-%d" % (tok, tok_counter[0])
             watches[conn].append((p, tok))
-            add(conn, op, p + b"\0" + tok + b"\0")
+            # WATCH/UNWATCH do not look at the header's tx_id: send one now and then
+            add(conn, op, p + b"\0" + tok + b"\0", pick_tx(conn) if rng.random() < 0.15 else 0)
         elif op == "UNWATCH":
             if watches[conn] and rng.random() < 0.8:
                 p, tok = rng.choice(watches[conn])
@@ -546,7 +596,7 @@ def gen_script(seed, steps, profile, avoid=()):
                     watches[conn].remove((p, tok))
             else:
                 p, tok = path(conn, special=0.2), rng.choice(tokens)
-            add(conn, op, p + b"\0" + tok + b"\0")
+            add(conn, op, p + b"\0" + tok + b"\0", pick_tx(conn) if rng.random() < 0.15 else 0)
         elif op == "TRANSACTION_START":
             h = next_h[0]
             next_h[0] += 1
@@ -574,6 +624,27 @@ def gen_script(seed, steps, profile, avoid=()):
             open_tx[conn].clear()
         elif op == "GET_DOMAIN_PATH":
             add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"abc"]) + b"\0")
+        elif op == "SET_TARGET":
+            # device-model style targets, chains (5 -> 6 -> 7) and domains not introduced
+            d = rng.choice(guests + [7, 7, 8, 0, 20])
+            t = rng.choice(guests + [7, 0, 22])
+            add(conn, op, b"%d\0%d\0" % (d, t))
+        elif op == "RESUME":
+            add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"9"]) + b"\0")
+        elif op == "GIVE_ANCESTOR":
+            # dom0 hands a guest an ancestor of other domains' nodes (then its RM in a
+            # transaction removes nodes it does not own)
+            g = rng.choice(guests)
+            anc = rng.choice([b"/local", b"/local/domain", b"/a", b"/x", b"/local/domain/7"])
+            extra = rng.choice([b"", b"r20\0", b"r%d\0" % (11 - g), b"b0\0"])
+            add(conn, "SET_PERMS", anc + b"\0" + rng.choice([b"w", b"b", b"n"]) + b"%d\0" % g + extra)
+        elif op == "BIG_WRITE":
+            # values over oxenstored's quota, to nodes the writer may or may not write
+            p = path(conn)
+            if profile == "c" and is_guest and rng.random() < 0.5:
+                p = rng.choice([b"data/big", b"/tool/x"])
+            add(conn, "WRITE", p + b"\0" + rng.choice(big_values)[:4096 - len(p) - 1],
+                pick_tx(conn) if rng.random() < 0.3 else 0)
         elif op == "IS_DOMAIN_INTRODUCED":
             add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"9"]) + b"\0")
         elif op == "RELEASE":
@@ -583,7 +654,7 @@ def gen_script(seed, steps, profile, avoid=()):
             elif r < 0.75:
                 d = rng.choice(guests)
             else:
-                d = rng.choice([9, 0, 7])
+                d = rng.choice([9, 0, 7, 8, 8])
             add(conn, op, b"%d\0" % d)
             if not is_guest:
                 if d in alive:
@@ -597,6 +668,9 @@ def gen_script(seed, steps, profile, avoid=()):
             if dead and rng.random() < 0.7:
                 d = rng.choice(dead)
                 args = b"%d\0%d\0%d\0" % (d, 4700 + d, 4 + d)
+            elif rng.random() < 0.3:
+                d = 8
+                args = b"8\0" + b"4708\0" + b"12\0"
             else:
                 d = 7
                 args = rng.choice([b"7\0" + b"4707\0" + b"11\0", b"7\0" + b"4707\0" + b"11\0",
@@ -664,19 +738,36 @@ class Daemons:
         if r.returncode != 0:
             raise RuntimeError("start.sh failed: %s%s" % (r.stdout, r.stderr))
         self.ref_pid = int(r.stdout.split()[-1])
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90
         while True:
             if self.sim.poll() is not None:
                 raise RuntimeError("xensim exited: see %s/sim.log" % self.dir)
             if os.path.exists(self.sim_sock):
                 try:
-                    SockTransport(self.sim_sock).close()
+                    self.warm_up()
                     break
                 except OSError:
                     pass
             if time.monotonic() > deadline:
-                raise RuntimeError("xensim not ready after 30 s")
+                raise RuntimeError("xensim not ready after 90 s")
             time.sleep(0.02)
+
+    def warm_up(self):
+        """One READ on a connection of its own, closed again (it leaves nothing behind): xensim
+        compiles its core lazily, and a first request must not take seconds during a script."""
+        t = SockTransport(self.sim_sock)
+        try:
+            t.send(HDR.pack(OP["READ"], 1, 0, 2) + b"/\0")
+            buf = b""
+            end = time.monotonic() + 60
+            while len(buf) < HDR.size or len(buf) < HDR.size + HDR.unpack_from(buf)[3]:
+                chunk = t.recv(max(0.0, end - time.monotonic()))
+                if not chunk:
+                    raise OSError("xensim did not answer the warm-up READ")
+                buf += chunk
+        finally:
+            t.close()
+        time.sleep(0.05)  # the close reaches the daemon before the script's first connection
 
     def ref_alive(self):
         try:
@@ -880,6 +971,8 @@ def main():
                     help="write PREFIX.ref.txt and PREFIX.xensim.txt")
     ap.add_argument("--minimise", action="store_true", help="shrink a differing script (--start)")
     ap.add_argument("--keep-going", action="store_true", help="with --runs: do not stop at a diff")
+    ap.add_argument("--until", type=float, metavar="EPOCH",
+                    help="with --runs: start no seed after this time (seconds since the epoch)")
     ap.add_argument("--known", help="file of known difference signatures (one per line, as "
                     "printed after 'signature:'); those lines are skipped when they replace each "
                     "other one for one")
@@ -905,6 +998,9 @@ def main():
     status = 0
     seeds = [None] if args.script else range(args.seed, args.seed + args.runs)
     for seed in seeds:
+        if args.until and time.time() > args.until:
+            print("stopped before seed %s: --until reached" % seed, flush=True)
+            break
         if seed is None:
             script = script_from_text(open(args.script).read())
             label = args.script
@@ -912,7 +1008,12 @@ def main():
             script = gen_script(seed, args.steps, args.profile, avoid)
             label = "seed %d" % seed
         t0 = time.monotonic()
-        a, b = run_script(script, args)
+        try:
+            a, b = run_script(script, args)
+        except RuntimeError as e:   # a daemon did not come up (a loaded machine): not a result
+            print("%s (profile %s): not run: %s" % (label, args.profile, e), flush=True)
+            status = 2
+            continue
         if args.transcripts:
             for r, suffix in ((a, "ref"), (b, "xensim")):
                 with open("%s.%s.txt" % (args.transcripts, suffix), "w") as f:

@@ -4,18 +4,20 @@
 import {
   XENSTORE_PAYLOAD_MAX, XsdSockmsgType as T, type XsError, type XsMessage, encodeMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
-import { asDomId, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
+import { asDomId, atoi, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
 import {
   canonicalize, domainPath, isChild, isSpecial, isValidNodename, parentOf, basename, join,
 } from './path.ts';
 import {
   type EntryValidator, formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, XsPerm,
 } from './permissions.ts';
-import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
+import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
+import { nodeRecordSize, type Quotas } from './quota.ts';
+import { control } from './control.ts';
 import { Store, type XsNode } from './store.ts';
-import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxQuotaError } from './transaction.ts';
+import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxCorruptError, TxQuotaError } from './transaction.ts';
 
-export type Profile = 'c' | 'ocaml';
+export type { Profile } from './profile.ts';
 
 export interface XenstoredOptions {
   readonly profile?: Profile;
@@ -54,8 +56,11 @@ export interface Watch {
 export interface Connection {
   readonly id: number;
   readonly domid: DomId;
-  /** Socket connections and the privileged domain bypass permissions and quotas. */
-  readonly privileged: boolean;
+  /**
+   * Socket connections and the privileged domain bypass permissions and quotas (in oxenstored
+   * also a domain whose SET_TARGET is dom0: it counts as dom0).
+   */
+  privileged: boolean;
   readonly kind: 'socket' | 'domain';
   readonly home: string;
   target: DomId | undefined;
@@ -117,10 +122,6 @@ interface RequestContext {
 const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS, T.XS_GET_DOMAIN_PATH]);
 const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 
-const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
-  + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
-  + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
-
 /** Pre-order of oxenstored's watch trie: component by component, children in sorted order. */
 function triePathOrder(a: string, b: string): number {
   const x = a === '/' ? [] : a.split('/');
@@ -159,16 +160,16 @@ function ocamlIntOfString(s: string): number | undefined {
   return m[1] === '-' ? -v : v;
 }
 
-/** C atoi(): optional blanks and sign, then digits; anything else stops it. */
-function atoi(s: string): number {
-  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
-  if (!m) return 0;
-  const v = parseInt(m[1], 10);
-  return Number.isFinite(v) ? v | 0 : 0;
+/** oxenstored's c_int_of_string: the first run of digits, whatever precedes it (0 if none). */
+function cIntOfString(s: string): number {
+  const m = /\d+/.exec(s);
+  return m ? Number(m[0]) : 0;
 }
 
 export class Xenstored {
   readonly profile: Profile;
+  /** What the profile's daemon does where the two differ (profile.ts). */
+  readonly b: Behaviours;
   readonly quotas: Quotas;
   readonly store: Store;
   readonly db: CommittedDb;
@@ -195,30 +196,42 @@ export class Xenstored {
   private selfEvents: XsMessage[] = [];
   private current: Connection | undefined;
   private closing: number[] = [];
-  /** The requester's own events that C sends after the reply (RELEASE's node removals). */
-  private postReply: XsMessage[] = [];
+  /**
+   * C RELEASE of a domain whose connection follows the requester's in the connection list: the
+   * main loop holds a reference on that connection, so the domain is destroyed (its nodes removed,
+   * @releaseDomain fired) only after the requester's turn, behind the RELEASE reply.
+   */
+  private deferredRelease: XsDomain | undefined;
+  /**
+   * C: talloc references on a domain's connection, newest first - the connection ids of the
+   * domains SET_TARGET made its device models (talloc_reference(domain->conn, target->conn)).
+   * RELEASE's talloc_free() of a referenced connection only drops the newest reference: the
+   * domain stays, introduced, and the next RELEASE frees it.
+   */
+  private readonly talloc = new Map<number, number[]>();
   /** Applying a committed oxenstored transaction: its events are fired afterwards, not now. */
   private silent = false;
-  private deferOwn = false;
   /** Events produced by the current request, per connection, for C's duplicate check. */
   private readonly unsent = new Set<string>();
 
   constructor(opts: XenstoredOptions = {}) {
     this.profile = opts.profile ?? 'c';
-    this.quotas = { ...(this.profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS), ...opts.quotas };
+    this.b = BEHAVIOURS[this.profile];
+    this.quotas = { ...this.b.defaultQuotas, ...opts.quotas };
     this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
     this.keepOrphans = opts.keepOrphans ?? false;
     this.faults = opts.faults ?? {};
     this.faultState = ((this.faults.seed ?? 1) >>> 0) || 1;
     const n0 = internPerms([{ perms: XsPerm.XS_PERM_NONE, id: asDomId(0) }]);
-    this.store = new Store(n0, { trackSubtrees: this.profile === 'ocaml' });
+    this.store = new Store(n0, { trackSubtrees: this.b.commitRule === 'merge-replay' });
     this.db = new CommittedDb(this.store);
+    if (this.b.staleAclByGeneration) this.store.adjustPerms = (perms, gen) => this.settlePerms(perms, gen);
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
     // setup_structure(): the tree a fresh daemon starts with.
     const tool = this.store.create('/', this.store.root, 'tool', '', n0);
-    this.store.create('/tool', tool, 'xenstored', this.profile === 'ocaml' ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
-    if (this.profile === 'ocaml') {
+    this.store.create('/tool', tool, 'xenstored', this.b.toolPathValue ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
+    if (this.b.specialNodesInTree) {
       this.store.create('/', this.store.root, 'local', '', n0);
       this.store.create('/', this.store.root, '@introduceDomain', '', n0);
       this.store.create('/', this.store.root, '@releaseDomain', '', n0);
@@ -286,26 +299,32 @@ export class Xenstored {
     if (this.selfEvents.length !== 0) this.selfEvents = [];
     if (this.closing.length !== 0) this.closing = [];
     if (this.unsent.size !== 0) this.unsent.clear();
-    if (this.postReply.length !== 0) this.postReply = [];
     if (!conn) return { deliveries: [], closed: [] };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
     const deliveries: Delivery[] = [];
-    const ownFirst = this.profile === 'c' || reply.eventsFirst;
+    const ownFirst = this.b.ownEventsBeforeReply || reply.eventsFirst;
     if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     deliveries.push({ conn: connId, msg: reply.msg });
     if (reply.afterReply) deliveries.push({ conn: connId, msg: reply.afterReply });
-    for (const m of this.postReply) deliveries.push({ conn: connId, msg: m });
     if (!ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
     for (const d of this.out) deliveries.push(d);
     this.current = undefined;
+    if (this.deferredRelease !== undefined) {
+      const d = this.deferredRelease;
+      this.deferredRelease = undefined;
+      this.out = [];
+      // The main loop's own talloc_free() of the connection drops a reference, or frees it.
+      if (!this.dropReference(d)) this.destroyDomain(d);
+      for (const x of this.out) deliveries.push(x);
+    }
     const closed = this.closing;
     if (closed.length !== 0) this.closing = [];
     return { deliveries, closed: closed.length === 0 ? NONE_CLOSED : closed };
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
-    if (this.profile === 'ocaml' && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
+    if (this.b.recordEveryRequestInTx && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
       return this.dispatchInTxOcaml(conn, msg);
     }
     const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
@@ -313,12 +332,12 @@ export class Xenstored {
     const [handler, flags] = entry;
     if (flags & Flag.PRIV && !conn.privileged) {
       // oxenstored answers CONTROL (its DEBUG) from anyone.
-      if (!(this.profile === 'ocaml' && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
+      if (!(this.b.controlIsDebug && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
     }
     let tx: Transaction | undefined;
     if (!(flags & Flag.NOTID) && msg.tx_id !== 0) {
       tx = conn.transactions.get(msg.tx_id);
-      if (tx === undefined) return this.errorReply(msg, this.profile === 'c' ? 'ENOENT' : 'EIO');
+      if (tx === undefined) return this.errorReply(msg, this.b.unknownTxError);
     }
     return this.finish(msg, handler, { conn, msg, tx, db: tx ?? this.db });
   }
@@ -348,7 +367,7 @@ export class Xenstored {
   private finish(msg: XsMessage, handler: Handler, ctx: RequestContext): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
     const { tx } = ctx;
     // oxenstored keeps a transaction's operations and their replies, to replay them at commit.
-    const record = this.profile === 'ocaml' && tx !== undefined && RECORDED.has(msg.type);
+    const record = this.b.recordEveryRequestInTx && tx !== undefined && RECORDED.has(msg.type);
     const code = this.run(handler, ctx);
     if (record && tx) tx.ops.push({ type: msg.type, payload: msg.payload, reply: code ?? dec(ctx.reply ?? OK) });
     if (code !== undefined) return this.errorReply(msg, code);
@@ -359,7 +378,7 @@ export class Xenstored {
       type = T.XS_ERROR;
     }
     return {
-      msg: { type, req_id: msg.req_id, tx_id: msg.tx_id, payload },
+      msg: { type, req_id: msg.req_id, tx_id: this.replyTxId(msg), payload },
       eventsFirst: ctx.eventsFirst ?? false,
       afterReply: ctx.afterReply,
     };
@@ -378,15 +397,22 @@ export class Xenstored {
       this.selfEvents.length = selfMark;
       if (ctx.tx) ctx.tx.events.length = txMark;
       if (e instanceof XsFail) return e.code;
-      if (e instanceof TxQuotaError) return this.profile === 'c' ? 'ENOSPC' : 'EQUOTA';
+      if (e instanceof TxQuotaError) return this.b.txQuotaError;
+      if (e instanceof TxCorruptError) return 'EIO';
       // A bug in the daemon must not take the daemon down: answer as oxenstored does.
       return 'EIO';
     }
   }
 
+  /** The reply's tx_id: the request's, but oxenstored answers WATCH and UNWATCH with 0. */
+  private replyTxId(msg: XsMessage): number {
+    if (this.b.watchReplyTxZero && (msg.type === T.XS_WATCH || msg.type === T.XS_UNWATCH)) return 0;
+    return msg.tx_id;
+  }
+
   private errorReply(msg: XsMessage, code: string): { msg: XsMessage; eventsFirst: boolean } {
     return {
-      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: enc(`${code}\0`) },
+      msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: this.replyTxId(msg), payload: enc(`${code}\0`) },
       eventsFirst: false,
     };
   }
@@ -412,7 +438,7 @@ export class Xenstored {
     t[T.XS_RESUME] = [(c) => this.doResume(c), Flag.PRIV];
     t[T.XS_SET_TARGET] = [(c) => this.doSetTarget(c), Flag.PRIV];
     t[T.XS_RESET_WATCHES] = [(c) => this.doResetWatches(c), Flag.NONE];
-    if (this.profile === 'c') t[T.XS_DIRECTORY_PART] = [(c) => this.doDirectoryPart(c), Flag.NONE];
+    if (this.b.directoryPart) t[T.XS_DIRECTORY_PART] = [(c) => this.doDirectoryPart(c), Flag.NONE];
     return t;
   }
 
@@ -437,11 +463,11 @@ export class Xenstored {
   };
 
   private perm(conn: Connection, node: AclAt): number {
-    return permForConn(conn, node.perms, node.gen, this.profile === 'c' ? this.staleAcl : undefined);
+    return permForConn(conn, node.perms, node.gen, this.b.staleAclByGeneration ? this.staleAcl : undefined);
   }
 
   private permsOnly(conn: Connection, perms: Perms): number {
-    return permForConn(conn, perms, 0, this.profile === 'c' ? this.knownDomain : undefined);
+    return permForConn(conn, perms, 0, this.b.staleAclByGeneration ? this.knownDomain : undefined);
   }
 
   /** onearg(): exactly one NUL-terminated string filling the payload, else `err`. */
@@ -458,7 +484,7 @@ export class Xenstored {
    * reference transcript, and oxenstored's EINVAL in profile ocaml.
    */
   private patharg(msg: XsMessage): string {
-    return this.onearg(msg, this.profile === 'c' ? 'ENOENT' : 'EINVAL');
+    return this.onearg(msg, this.b.malformedPathError as XsError);
   }
 
   /** oxenstored's `domid :: _` match: the text up to the first NUL, or all of it. */
@@ -467,13 +493,13 @@ export class Xenstored {
     return dec(msg.payload, nul < 0 ? msg.payload.length : nul);
   }
 
-  /** Canonical, validated name (EINVAL otherwise). */
-  private name(conn: Connection, raw: string, allowSpecial = false): string {
+  /** Canonical, validated name (EINVAL otherwise); `pathMax` 0 checks no length. */
+  private name(conn: Connection, raw: string, allowSpecial = false, pathMax = this.quotas.pathMax): string {
     let name = canonicalize(conn.home, raw);
     // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree.
-    if (this.profile === 'ocaml' && isSpecial(name) && !allowSpecial) name = `/${name}`;
+    if (this.b.specialPathsAreNodes && isSpecial(name) && !allowSpecial) name = `/${name}`;
     // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
-    if (!isValidNodename(name, allowSpecial, this.quotas.pathMax)) fail('EINVAL');
+    if (!isValidNodename(name, allowSpecial, pathMax)) fail('EINVAL');
     return name;
   }
 
@@ -487,27 +513,20 @@ export class Xenstored {
     if (node !== undefined) {
       if ((this.perm(ctx.conn, node) & want) === want) return node;
       // C still asks the parents (errno_from_parents), which a transaction records as read.
-      if (this.profile === 'c' && name !== '/') ctx.db.read(parentOf(name));
+      if (this.b.errnoFromParents && name !== '/') ctx.db.read(parentOf(name));
       return fail('EACCES');
     }
     this.missingForCreate(ctx, name, want);
     return fail('ENOENT');
   }
 
-  /** 4.17 node record size: 24-byte header, 8 bytes per ACL entry, value, child names. */
-  private nodeSize(value: string, perms: Perms, children: readonly string[]): number {
-    let kids = 0;
-    for (const k of children) kids += k.length + 1;
-    return 24 + 8 * perms.length + value.length + kids;
-  }
-
   private checkNodeSize(conn: Connection, value: string, perms: Perms, children: readonly string[], tx?: Transaction): void {
-    if (this.profile === 'ocaml') {
+    if (this.b.nodeSizeRule === 'value-first') {
       if (this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) fail('E2BIG');
       return;
     }
     if (conn.privileged) return;
-    if (this.nodeSize(value, perms, children) >= this.quotas.nodeSize) {
+    if (nodeRecordSize(value, perms, children) >= this.quotas.nodeSize) {
       // A failed node write inside a transaction dooms it (commit answers ENOMEM).
       if (tx) tx.failed = true;
       fail('ENOSPC');
@@ -516,14 +535,18 @@ export class Xenstored {
 
   /** Marks ACL entries no longer honoured as ignored before a node is rewritten (C keeps them so). */
   private settle(node: NodeData): Perms {
-    if (this.profile === 'ocaml' || node.perms.length < 2) return node.perms;
+    return this.b.staleAclByGeneration ? this.settlePerms(node.perms, node.gen) : node.perms;
+  }
+
+  private settlePerms(perms: Perms, gen: number): Perms {
+    if (perms.length < 2) return perms;
     let changed = false;
-    const out = node.perms.map((e, i) => {
-      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || this.staleAcl.entryValid(e, node.gen)) return e;
+    const out = perms.map((e, i) => {
+      if (i === 0 || e.perms & XsPerm.XS_PERM_IGNORE || this.staleAcl.entryValid(e, gen)) return e;
       changed = true;
       return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
     });
-    return changed ? internPerms(out) : node.perms;
+    return changed ? internPerms(out) : perms;
   }
 
   /** construct_node() + create_node(): creates name and missing ancestors with inherited ACLs. */
@@ -539,13 +562,13 @@ export class Xenstored {
     }
     if (!(this.perm(conn, parent) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
     let perms = this.settle(parent);
-    if (!conn.privileged && this.profile === 'c') {
+    if (!conn.privileged && this.b.creatorOwnsNewNode) {
       perms = internPerms([{ perms: perms[0].perms, id: conn.domid }, ...perms.slice(1)]);
     }
     // Check everything first, so a failure leaves nothing half-created (XSA-414/415).
     const quota = this.quotas.nodes;
-    if (!conn.privileged && (quota > 0 || this.profile === 'c')) {
-      if (this.profile === 'ocaml') {
+    if (!conn.privileged && (quota > 0 || this.b.nodeQuotaRule === 'creator-enospc')) {
+      if (this.b.nodeQuotaRule === 'owner-equota') {
         if (db.ownedBy(perms[0].id) + missing.length > quota) fail('EQUOTA');
       } else if (ctx.tx) {
         // Inside a transaction 4.17 compares the committed count; the commit checks the result.
@@ -576,13 +599,9 @@ export class Xenstored {
 
   private queueEvent(conn: Connection, msg: XsMessage): void {
     if (this.silent) return;
-    if (conn === this.current && this.deferOwn) {
-      this.postReply.push(msg);
-      return;
-    }
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
     // special events are never merged.
-    if (this.profile === 'c' && msg.payload[0] !== 0x40) {
+    if (this.b.dropDuplicateEvents && msg.payload[0] !== 0x40) {
       const key = `${conn.id}:${dec(msg.payload)}`;
       if (this.unsent.has(key)) return;
       this.unsent.add(key);
@@ -599,7 +618,7 @@ export class Xenstored {
     if (ctx?.tx) {
       ctx.tx.queueWatch(name, exact, perms);
       // oxenstored fires a commit's events from the transaction's own writes, as it saw them.
-      if (this.profile === 'ocaml') ctx.tx.events.push({ path: name, exact, perms });
+      if (this.b.commitRule === 'merge-replay') ctx.tx.events.push({ path: name, exact, perms });
       return;
     }
     this.fireNow(name, exact, perms);
@@ -610,7 +629,7 @@ export class Xenstored {
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;
       if (!c.privileged) {
-        if (special && this.profile === 'ocaml') {
+        if (special && this.b.specialWatchReadFromNodes) {
           // oxenstored looks the name up as /@name: the root's or that node's ACL lets a reader know.
           const acls = [this.store.root, this.store.get(`/${name}`)].filter((n) => n !== undefined);
           if (!acls.some((n) => this.perm(c, n) & XsPerm.XS_PERM_READ)) continue;
@@ -622,7 +641,7 @@ export class Xenstored {
       let matched = c.watches.filter((w) =>
         special === isSpecial(w.node) && (exact ? w.node === name : isChild(name, w.node)));
       // oxenstored keeps watches in a trie: fired from the root down, newest first per path.
-      if (this.profile === 'ocaml' && matched.length > 1) {
+      if (this.b.watchTrieOrder && matched.length > 1) {
         const at = new Map(c.watches.map((w, i) => [w, i]));
         matched = matched.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!);
       }
@@ -673,7 +692,7 @@ export class Xenstored {
   private readonly readCache = new Map<string, Uint8Array>();
 
   private sortedIfOcaml(kids: readonly string[]): readonly string[] {
-    return this.profile === 'ocaml' ? [...kids].sort() : kids;
+    return this.b.sortedChildren ? [...kids].sort() : kids;
   }
 
   private doDirectory(ctx: RequestContext): void {
@@ -719,11 +738,17 @@ export class Xenstored {
   private doGetPerms(ctx: RequestContext): void {
     const raw = this.patharg(ctx.msg);
     // 4.17 C xenstored validates GET_PERMS paths as plain node names: @ names are EINVAL.
-    if (isSpecial(raw) && this.profile === 'c') fail('EINVAL');
+    if (isSpecial(raw) && !this.b.specialPathsAreNodes) fail('EINVAL');
     // oxenstored: @name is the real node /@name (name() maps it), with its own ACL.
     const name = this.name(ctx.conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
-    // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1.
+    // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1;
+    // C prints the unsigned id with %i into 12 bytes (r4294967295 reads r-1, r3000000000 reads
+    // r-129496729).
+    if (this.b.aclIdFormat === 'int32') {
+      ctx.reply = enc(node.perms.map((e) => `${formatPerms([{ perms: e.perms, id: (e.id | 0) as DomId }])[0].slice(0, 11)}\0`).join(''));
+      return;
+    }
     ctx.reply = enc(formatPerms(node.perms).map((s) => `${s.replace(/^([nrwb])-1$/, '$19223372036854775807')}\0`).join(''));
   }
 
@@ -733,6 +758,13 @@ export class Xenstored {
     if (nul < 0) fail('EINVAL');
     const name = this.name(ctx.conn, dec(p, nul));
     const value = dec(p.subarray(nul + 1));
+    // oxenstored makes the missing parents first (create_implicit_path: their permission, no
+    // event), then Store.write checks the value's size before the node's permission.
+    if (this.b.nodeSizeRule === 'value-first' && this.quotas.nodeSize > 0 && value.length > this.quotas.nodeSize) {
+      const parent = parentOf(name);
+      if (ctx.db.read(parent) === undefined) this.createNode(ctx, parent, '');
+      fail('E2BIG');
+    }
     let node = ctx.db.read(name);
     if (node !== undefined) {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
@@ -752,7 +784,7 @@ export class Xenstored {
    * oxenstored says ENOENT regardless.
    */
   private missingForCreate(ctx: RequestContext, name: string, want: number = XsPerm.XS_PERM_WRITE): void {
-    if (this.profile === 'ocaml') return;
+    if (!this.b.errnoFromParents) return;
     let p = name;
     let anc: NodeData | undefined;
     do {
@@ -766,7 +798,7 @@ export class Xenstored {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     // oxenstored's path_mkdir returns the root untouched for `/`: OK for anyone, no event.
     // In a transaction it still counts as a write at / (so the commit may need a replay).
-    if (this.profile === 'ocaml' && name === '/') {
+    if (this.b.mkdirRootNoop && name === '/') {
       ctx.tx?.touchWrite('/');
       return;
     }
@@ -791,7 +823,7 @@ export class Xenstored {
     }
     this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
     if (name === '/') {
-      if (this.profile === 'c') fail('EINVAL');
+      if (!this.b.rmRootWipes) fail('EINVAL');
       // oxenstored empties the store; the event on `/` itself never fires (no ACL is found for
       // it), every watch below fires with its own path, in trie order.
       const removed: Removed[] = [];
@@ -805,7 +837,7 @@ export class Xenstored {
 
   private removeSubtree(ctx: RequestContext, name: string): void {
     const removed = ctx.db.remove(name);
-    if (this.profile === 'ocaml') {
+    if (this.b.rmFiresWatchesBelow) {
       this.fireRemovedOcaml(ctx, name, removed);
       return;
     }
@@ -835,11 +867,20 @@ export class Xenstored {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
       const at = new Map(c.watches.map((w, i) => [w, i]));
       for (const w of below.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!)) {
-        // The watched node's ACL, or its parent's, before or after the removal; none, no event.
+        // lookup_watch_perms: the parent's ACL and the node's, in the tree before the removal and
+        // in the tree after it (where the parent exists); any one granting READ will do, none
+        // found means no event.
         const parent = parentOf(w.node);
-        const acl = permsAt.get(w.node) ?? permsAt.get(parent) ?? this.store.get(w.node) ?? this.store.get(parent);
-        if (acl === undefined) continue;
-        if (!c.privileged && !(this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
+        const acls: AclAt[] = [];
+        for (const get of [(q: string) => permsAt.get(q), (q: string) => this.store.get(q)]) {
+          const pa = get(parent);
+          if (pa === undefined) continue;
+          acls.push(pa);
+          const n = get(w.node);
+          if (n !== undefined) acls.push(n);
+        }
+        if (acls.length === 0) continue;
+        if (!c.privileged && !acls.some((acl) => this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
         const ev = this.eventFor(w, w.node);
         if (ev) this.queueEvent(c, ev);
       }
@@ -852,15 +893,15 @@ export class Xenstored {
     // xs_count_strings counts NULs: path plus at least one entry.
     if (all.length < 2) fail('EINVAL');
     const n = all.length - 1;
-    if (this.profile === 'c' && !conn.privileged && n > this.quotas.permissions) {
+    if (this.b.permissionsQuota && !conn.privileged && n > this.quotas.permissions) {
       fail('ENOSPC');
     }
     // oxenstored parses ids with int_of_string ("r 5" is EINVAL) before it looks at the path.
-    const parsed = parsePerms(all.slice(1), this.profile === 'ocaml' ? ocamlIntOfString : undefined);
+    const parsed = parsePerms(all.slice(1), this.b.aclIdParser === 'int_of_string' ? ocamlIntOfString : undefined);
     if (parsed === undefined) return fail('EINVAL');
     // domain_alloc_permrefs(): entries for domains that do not exist are kept but ignored.
     const entries = parsed.map((e) => {
-      if (this.profile === 'ocaml') return e;
+      if (!this.b.ignoreUnknownAclDomains) return e;
       if (!this.knowDomain(e.id)) return { perms: e.perms | XsPerm.XS_PERM_IGNORE, id: e.id };
       return e;
     });
@@ -868,7 +909,7 @@ export class Xenstored {
     const perms = internPerms(entries);
     const raw = all[0];
     // oxenstored: @name is the real node /@name, set like any other (`@foo` once written, too).
-    if (isSpecial(raw) && this.profile === 'c') {
+    if (isSpecial(raw) && !this.b.specialPathsAreNodes) {
       const sp = this.special.get(raw);
       if (sp === undefined) return fail('EINVAL');
       const want = XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
@@ -878,8 +919,8 @@ export class Xenstored {
     }
     const name = this.name(conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER);
-    if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.profile === 'c' ? 'EPERM' : 'EACCES');
-    if (!conn.privileged && this.profile === 'c' && perms[0].id !== node.perms[0].id) {
+    if (!conn.privileged && perms[0].id !== node.perms[0].id) fail(this.b.giveAwayError);
+    if (!conn.privileged && this.b.ownerQuotaOnChown && perms[0].id !== node.perms[0].id) {
       const q = this.quotas.nodes;
       if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
@@ -896,7 +937,7 @@ export class Xenstored {
     const args = strings(msg.payload);
     if (args.length !== 2) fail('EINVAL');
     // oxenstored splits at every NUL and wants exactly [path; token; ""]: no unterminated tail.
-    if (this.profile === 'ocaml' && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
+    if (this.b.watchArgsTerminated && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
     return [args[0], args[1]];
   }
 
@@ -910,12 +951,13 @@ export class Xenstored {
       if (raw.length > 2048) fail('EINVAL');
       node = raw;
     } else {
-      node = this.name(conn, raw);
+      // oxenstored checks a watch path's characters but not its length.
+      node = this.name(conn, raw, false, this.b.watchPathLengthChecked ? this.quotas.pathMax : 0);
       if (!raw.startsWith('/')) relativeTo = conn.home;
     }
     if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
     // 4.17 and oxenstored both refuse only once the count already exceeds the limit.
-    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.profile === 'c' ? 'E2BIG' : 'EQUOTA');
+    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.b.watchQuotaError);
     const w: Watch = { node, token, relativeTo };
     conn.watches.push(w);
     // "We fire once up front": the initial event, whatever the node's existence or ACL.
@@ -927,6 +969,8 @@ export class Xenstored {
     const [raw, token] = this.watchArgs(msg);
     // C compares the canonical spelling without validating it: a bad path just matches nothing.
     // (oxenstored likewise just looks the prefixed string up: ENOENT.)
+    // (An empty path is no path at all: oxenstored says EINVAL.)
+    if (raw === '' && this.b.watchArgsTerminated) fail('EINVAL');
     const node = isSpecial(raw) ? raw : canonicalize(conn.home, raw);
     const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
     if (i < 0) fail('ENOENT');
@@ -942,15 +986,17 @@ export class Xenstored {
   private doTransactionStart(ctx: RequestContext): void {
     const { conn } = ctx;
     if (ctx.tx) fail('EBUSY');
-    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.profile === 'c' ? 'ENOSPC' : 'EQUOTA');
+    if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.b.transactionQuotaError);
     const id = this.allocTxId(conn);
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
-    conn.transactions.set(id, new Transaction(id, this.store, this.profile, this.profile === 'c' ? quota : 0));
+    // C: a transaction takes a generation of its own (domains known from now on are younger).
+    if (this.b.txStartTakesGeneration) this.store.generation++;
+    conn.transactions.set(id, new Transaction(id, this.store, this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', this.b.txNodeQuotaOnAccess ? quota : 0));
     ctx.reply = enc(`${id}\0`);
   }
 
   private allocTxId(conn: Connection): number {
-    const limit = this.profile === 'c' ? 0xffffffff : 0x3ffffffe;
+    const limit = this.b.txIdLimit;
     let id = conn.nextTxId;
     while (id === 0 || conn.transactions.has(id)) id = id >= limit ? 1 : id + 1;
     conn.nextTxId = id >= limit ? 1 : id + 1;
@@ -975,7 +1021,7 @@ export class Xenstored {
     const { conn, tx } = ctx;
     // oxenstored reads the first byte and does not insist on the NUL.
     const p = ctx.msg.payload;
-    const arg = this.profile === 'ocaml' && (p.length === 1 || (p.length === 2 && p[1] === 0))
+    const arg = this.b.txEndFirstByte && (p.length === 1 || (p.length === 2 && p[1] === 0))
       ? String.fromCharCode(p[0]) : this.onearg(ctx.msg);
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
     if (!tx) return fail('ENOENT');
@@ -984,7 +1030,7 @@ export class Xenstored {
     if (arg === 'F') return;
     if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
     ctx.eventsFirst = true;
-    if (this.profile === 'c') this.commitC(ctx, tx);
+    if (this.b.commitRule === 'generations') this.commitC(ctx, tx);
     else this.commitOcaml(ctx, tx);
   }
 
@@ -1024,7 +1070,9 @@ export class Xenstored {
     this.silent = true;
     try {
       for (const op of tx.ops) {
-        if (!WRITES.has(op.type)) continue;
+        // A write that failed in the transaction changed nothing there: it is not applied (on
+        // today's store it might succeed).
+        if (!WRITES.has(op.type) || op.reply !== 'OK\0') continue;
         this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
       }
     } finally {
@@ -1056,6 +1104,7 @@ export class Xenstored {
         return (code ?? dec(sub.reply ?? OK)) === op.reply;
       });
     } finally {
+      scratch.close();
       this.out = saveOut;
       this.selfEvents = saveSelf;
     }
@@ -1068,7 +1117,9 @@ export class Xenstored {
     let d = this.domains.get(domid);
     if (d === undefined && this.domainExists(domid)) {
       d = {
-        domid: asDomId(domid), generation: this.store.generation, introduced: false, conn: undefined,
+        // C copies the global count without bumping it: a node written last before the domain
+        // became known carries that same count, so its ACL entries do count for the domain.
+        domid: asDomId(domid), generation: this.store.generation - 1, introduced: false, conn: undefined,
         mfn: 0, port: 0, shutdownReported: false,
       };
       this.domains.set(domid, d);
@@ -1082,14 +1133,15 @@ export class Xenstored {
     const domid = this.domidArg(args[0]);
     const mfn = this.domidArg(args[1]);
     const port = this.domidArg(args[2]);
-    if (port <= 0 && this.profile === 'c') fail('EINVAL');
+    // The port lands in an evtchn_port_t: unsigned, so only 0 is refused (-3 is a port).
+    if (port >>> 0 === 0 && this.b.introducePortMustBeSet) fail('EINVAL');
     const known = this.domains.get(domid);
-    if (this.profile === 'ocaml' && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
+    if (this.b.introduceMfnMustMatch && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
     // oxenstored queues @introduceDomain/@releaseDomain ahead of the reply.
     ctx.eventsFirst = true;
     const d = this.knowDomain(domid);
     if (d === undefined) return fail('EINVAL');
-    if (domid === 0 && this.profile === 'ocaml' && d.introduced) return;
+    if (domid === 0 && this.b.domainOpsOcaml && d.introduced) return;
     if (!d.introduced) {
       const setUp = this.setUpDomain?.(domid);
       if (setUp !== undefined) fail(setUp);
@@ -1100,19 +1152,19 @@ export class Xenstored {
       this.domainEpoch++;
       // oxenstored fires with dom0's connection as the source: after RELEASE 0 that lookup fails
       // and the (already added) domain is answered EINVAL.
-      if (this.profile === 'ocaml' && !this.domains.get(0)?.introduced) fail('EINVAL');
-      if (domid !== 0 || this.profile === 'ocaml') this.fire(undefined, '@introduceDomain', false, []);
+      if (this.b.domainOpsOcaml && !this.domains.get(0)?.introduced) fail('EINVAL');
+      if (domid !== 0 || this.b.domainOpsOcaml) this.fire(undefined, '@introduceDomain', false, []);
     } else {
       d.port = port;
       // Re-INTRODUCE rebinds the event channel and resets the connection.
       const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-      if (c && this.profile === 'c') this.dropConnectionState(c);
+      if (c && this.b.reintroduceResets) this.dropConnectionState(c);
     }
   }
 
   /** A domid argument: C's atoi(), or oxenstored's int_of_string (EINVAL when it is not one). */
   private domidArg(s: string): number {
-    if (this.profile === 'c') return atoi(s);
+    if (this.b.domidParser === 'atoi') return atoi(s);
     const v = ocamlIntOfString(s);
     if (v === undefined) return fail('EINVAL');
     return v;
@@ -1121,17 +1173,51 @@ export class Xenstored {
   private domainArg(ctx: RequestContext): XsDomain {
     const domid = this.domidArg(this.onearg(ctx.msg));
     if (domid === 0) fail('EINVAL');
+    if (this.b.domainOpsOcaml) {
+      const d = this.domains.get(domid);
+      if (d === undefined || !d.introduced) return fail('EINVAL');
+      return d;
+    }
+    return this.connectedDomain(domid);
+  }
+
+  /**
+   * find_connected_domain(): ENOENT unless introduced (a domain known only from an ACL is not
+   * found), EINVAL once its connection is gone.
+   */
+  private connectedDomain(domid: number): XsDomain {
     const d = this.domains.get(domid);
-    // find_domain_by_domid() only knows introduced domains.
-    if (d === undefined || !d.introduced) return fail(this.profile === 'c' ? 'ENOENT' : 'EINVAL');
+    if (d === undefined || !d.introduced) return fail('ENOENT');
+    if (d.conn === undefined) return fail('EINVAL');
     return d;
   }
 
   private doRelease(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') return this.doReleaseOcaml(ctx);
+    if (this.b.domainOpsOcaml) return this.doReleaseOcaml(ctx);
     const d = this.domainArg(ctx);
     ctx.eventsFirst = true;
-    this.destroyDomain(d, true);
+    // talloc_free(domain->conn): the main loop holds the newest reference on the connection
+    // after the requester's; dropping it defers the free to the loop, behind the reply.
+    if (this.connectionAfter(ctx.conn) === d.conn) this.deferredRelease = d;
+    else if (!this.dropReference(d)) this.destroyDomain(d);
+  }
+
+  /** talloc_free() of a referenced domain connection: drops its newest reference, if any. */
+  private dropReference(d: XsDomain): boolean {
+    const refs = d.conn !== undefined ? this.talloc.get(d.conn) : undefined;
+    if (refs === undefined || refs.length === 0) return false;
+    refs.shift();
+    return true;
+  }
+
+  /** The connection after `conn` in creation order (C's connection list), if any. */
+  private connectionAfter(conn: Connection): number | undefined {
+    let seen = false;
+    for (const id of this.connections.keys()) {
+      if (seen) return id;
+      if (id === conn.id) seen = true;
+    }
+    return undefined;
   }
 
   /**
@@ -1151,7 +1237,8 @@ export class Xenstored {
     this.fireNow('@releaseDomain', false, []);
   }
 
-  private dropDomain(d: XsDomain): void {
+  /** The domain's connection goes: its watches, transactions, and the transport's end. */
+  private closeDomainConnection(d: XsDomain): void {
     const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) {
       this.dropConnectionState(c);
@@ -1159,6 +1246,10 @@ export class Xenstored {
       c.closed = true;
       this.closing.push(c.id);
     }
+  }
+
+  private dropDomain(d: XsDomain): void {
+    this.closeDomainConnection(d);
     this.domains.delete(d.domid);
     this.domainEpoch++;
   }
@@ -1196,23 +1287,18 @@ export class Xenstored {
   readonly removedOwned: { domid: number; paths: string[] }[] = [];
 
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
-  destroyDomain(d: XsDomain, released = false): void {
+  destroyDomain(d: XsDomain): void {
     this.domainEpoch++;
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       this.dropDomain(d);
       this.resetPermissionsOcaml(d.domid);
       this.fireNow('@releaseDomain', false, []);
       return;
     }
-    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    if (c) {
-      this.dropConnectionState(c);
-      this.connections.delete(c.id);
-      c.closed = true;
-      this.closing.push(c.id);
-    }
-    this.domains.delete(d.domid);
-    // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K).
+    this.closeDomainConnection(d);
+    if (d.conn !== undefined) this.forgetReferences(d.conn);
+    // XSA-419: nodes the domain owns are deleted (re-owned to dom0 with -K), while the domain is
+    // still known: the parents rewritten keep its ACL entries valid.
     if (d.domid !== 0 && this.store.ownedBy(d.domid) > 0) {
       const owned = this.topmostOwned(d.domid);
       if (!this.keepOrphans) this.removedOwned.push({ domid: d.domid, paths: owned.filter((p) => p !== '/') });
@@ -1222,17 +1308,20 @@ export class Xenstored {
           this.store.setPerms(p, n, internPerms([{ perms: n.perms[0].perms, id: asDomId(0) }, ...n.perms.slice(1)]));
         } else {
           const removed = this.db.remove(p);
-          for (const r of removed) {
-            // Seen on C 4.17: after RELEASE, the requester gets the removed descendants' events
-            // before the acknowledgement and the subtree root's event after it.
-            this.deferOwn = released && this.profile === 'c' && r.path === p;
-            this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
-            this.deferOwn = false;
-          }
+          for (const r of removed) this.fireNow(r.path, r.path !== p, [r.node, r.parent]);
         }
       }
     }
+    this.domains.delete(d.domid);
     this.fireNow('@releaseDomain', false, []);
+  }
+
+  /** A freed connection: nobody references it any more, and the references it held go. */
+  private forgetReferences(conn: number): void {
+    this.talloc.delete(conn);
+    for (const refs of this.talloc.values()) {
+      for (let i = refs.indexOf(conn); i >= 0; i = refs.indexOf(conn)) refs.splice(i, 1);
+    }
   }
 
   /** Paths of the highest nodes a domain owns (their subtrees go with them). */
@@ -1245,13 +1334,14 @@ export class Xenstored {
         out.push(p);
         continue;
       }
-      if (n.children) for (const [k, c] of n.children) stack.push([join(p, k), c]);
+      // Pre-order, children in their listed order (walk_node_tree): the events come in that order.
+      if (n.children) for (const [k, c] of [...n.children].reverse()) stack.push([join(p, k), c]);
     }
     return out;
   }
 
   private doResume(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       // oxenstored: any existing domain, dom0 too; resuming is a no-op.
       if (!this.domains.get(this.domidArg(this.firstArg(ctx.msg)))?.introduced) fail('EINVAL');
       return;
@@ -1261,29 +1351,49 @@ export class Xenstored {
   }
 
   private doSetTarget(ctx: RequestContext): void {
+    if (this.b.domainOpsOcaml) return this.doSetTargetOcaml(ctx);
     const args = strings(ctx.msg.payload, 2);
     if (args.length < 2) fail('EINVAL');
     const domid = this.domidArg(args[0]);
     const tdomid = this.domidArg(args[1]);
-    const d = this.domains.get(domid);
-    if (d === undefined) return fail('ENOENT');
-    if (!d.introduced || d.conn === undefined) return fail('EINVAL');
-    const t = this.domains.get(tdomid);
-    if (t === undefined) return fail('ENOENT');
-    if (!t.introduced) return fail('EINVAL');
-    const c = this.connections.get(d.conn);
+    const d = this.connectedDomain(domid);
+    this.connectedDomain(tdomid);
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
     if (c) c.target = asDomId(tdomid);
+    const t = this.domains.get(tdomid)!;
+    const refs = this.talloc.get(t.conn!) ?? [];
+    refs.unshift(d.conn!);
+    this.talloc.set(t.conn!, refs);
+  }
+
+  /**
+   * oxenstored: exactly `domid\0target\0`, each read as the first run of digits; the domain must
+   * have a connection, the target is not looked at.
+   */
+  private doSetTargetOcaml(ctx: RequestContext): void {
+    const p = ctx.msg.payload;
+    const args = strings(p);
+    if (args.length !== 2 || p[p.length - 1] !== 0) fail('EINVAL');
+    const [domid, tdomid] = args.map(cIntOfString);
+    const d = this.domains.get(domid);
+    if (d === undefined || !d.introduced) return fail('ENOENT');
+    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
+    if (c) {
+      c.target = asDomId(tdomid);
+      // Perms.Connection.is_dom0: the connection's own id or its target's is 0.
+      c.privileged = c.domid === 0 || tdomid === 0;
+    }
   }
 
   private doIsDomainIntroduced(ctx: RequestContext): void {
-    const domid = this.domidArg(this.profile === 'ocaml' ? this.firstArg(ctx.msg) : this.onearg(ctx.msg));
+    const domid = this.domidArg(this.b.domainOpsOcaml ? this.firstArg(ctx.msg) : this.onearg(ctx.msg));
     const yes = domid === DOMID_SELF || this.domains.get(domid)?.introduced === true;
     ctx.reply = enc(yes ? 'T\0' : 'F\0');
   }
 
   private doGetDomainPath(ctx: RequestContext): void {
     const s = this.onearg(ctx.msg);
-    if (this.profile === 'ocaml') {
+    if (this.b.domainOpsOcaml) {
       // oxenstored formats the first run of digits it finds, as text.
       const digits = /\d+/.exec(s);
       ctx.reply = enc(`/local/domain/${digits ? BigInt(digits[0]).toString() : '0'}\0`);
@@ -1304,7 +1414,7 @@ export class Xenstored {
     const d = this.domains.get(domid);
     if (d?.introduced && domid !== 0) {
       if (state === 'dead') this.destroyDomain(d);
-      else if (!d.shutdownReported || this.profile === 'ocaml') {
+      else if (!d.shutdownReported || !this.b.shutdownReportedOnce) {
         d.shutdownReported = true;
         this.fireNow('@releaseDomain', false, []);
       }
@@ -1318,86 +1428,11 @@ export class Xenstored {
   // ------------------------------------------------------------------ CONTROL
 
   private doControl(ctx: RequestContext): void {
-    if (this.profile === 'ocaml') {
-      // oxenstored's DEBUG answers OK to anything.
-      ctx.reply = OK;
-      return;
-    }
-    const args = strings(ctx.msg.payload);
-    const [cmd, ...rest] = args;
-    const text = (t: string): void => {
-      ctx.reply = enc(`${t}\0`);
-    };
-    switch (cmd) {
-      case 'check':
-        if (rest.length) fail('EINVAL');
-        return;
-      case 'log':
-        if (rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off')) fail('EINVAL');
-        return;
-      case 'logfile':
-      case 'print':
-        if (rest.length !== 1) fail('EINVAL');
-        return;
-      case 'help':
-        if (rest.length) fail('EINVAL');
-        return text(CONTROL_HELP);
-      case 'quota':
-        return text(this.controlQuota(rest, false));
-      case 'quota-soft':
-        return text(this.controlQuota(rest, true));
-      default:
-        // memreport needs a talloc-report build; live-update needs a daemon binary to exec.
-        fail('EINVAL');
-    }
-  }
-
-  /** CONTROL quota / quota-soft, with 4.17's table layout. */
-  private controlQuota(args: string[], soft: boolean): string {
-    const rows: [string, keyof Quotas, string][] = soft
-      ? [['memory', 'memorySoft', 'Total Xenstore memory per domain (warning level)']]
-      : [
-          ['nodes', 'nodes', 'Nodes per domain'],
-          ['watches', 'watches', 'Watches per domain'],
-          ['transactions', 'transactions', 'Transactions per domain'],
-          ['outstanding', 'outstanding', 'Outstanding requests per domain'],
-          ['transaction-nodes', 'transactionNodes', 'Max. number of accessed nodes per transaction'],
-          ['memory', 'memory', 'Total Xenstore memory per domain (error level)'],
-          ['node-size', 'nodeSize', 'Max. size of a node'],
-          ['path-max', 'pathMax', 'Max. length of a node path'],
-          ['permissions', 'permissions', 'Max. number of permissions per node'],
-        ];
-    if (args.length === 0) {
-      return 'Quota settings:\n' + rows.map(([n, k, d]) => `${n.padEnd(17)}: ${String(this.quotas[k]).padStart(8)} ${d}\n`).join('');
-    }
-    if (args[0] === 'set') {
-      if (args.length !== 3) fail('EINVAL');
-      const row = rows.find(([n]) => n === args[1]);
-      const v = Number(args[2]);
-      if (row === undefined || !/^\d+$/.test(args[2]) || v < 1) return fail('EINVAL');
-      this.quotas[row[1]] = v;
-      return 'OK';
-    }
-    if (soft || args.length !== 1) fail('EINVAL');
-    const d = this.domains.get(atoi(args[0]));
-    if (d === undefined) return fail('ENOENT');
-    const c = d.conn !== undefined ? this.connections.get(d.conn) : undefined;
-    const u = this.usage(d.domid);
-    const line = (n: string, v: number): string => `${n.padEnd(16)}: ${String(v).padStart(8)}\n`;
-    return `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
-      + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory);
-  }
-
-  /** Nodes a domain owns and the memory C xenstored accounts for them (record size + path). */
-  private usage(domid: number): { nodes: number; memory: number } {
-    let nodes = 0;
-    let memory = 0;
-    for (const [p, n] of this.store.walk('/')) {
-      if (n.perms[0].id !== domid) continue;
-      nodes++;
-      memory += this.nodeSize(n.value, n.perms, this.store.childNames(n)) + p.length;
-    }
-    return { nodes, memory };
+    // oxenstored's DEBUG answers OK to anything.
+    if (this.b.controlIsDebug) return;
+    const r = control(strings(ctx.msg.payload), this);
+    if ('error' in r) fail(r.error);
+    else if (r.text !== undefined) ctx.reply = enc(`${r.text}\0`);
   }
 
   // ------------------------------------------------------------------ helpers for transports

@@ -22,3 +22,11 @@ export interface XsDomain {
   /** @releaseDomain already fired for this domain's shutdown (cleared by RESUME). */
   shutdownReported: boolean;
 }
+
+/** C atoi(): optional blanks and sign, then digits; anything else stops it. */
+export function atoi(s: string): number {
+  const m = /^[ \t\n\v\f\r]*([+-]?\d+)/.exec(s);
+  if (!m) return 0;
+  const v = parseInt(m[1], 10);
+  return Number.isFinite(v) ? v | 0 : 0;
+}

@@ -34,7 +34,11 @@ export function permLetter(perms: number): string {
   }
 }
 
-/** strtol(s, &end, 0) over the whole string, as xenstored parses the id of an entry. */
+/**
+ * strtol(s, &end, 0) over the whole string, as C xenstored parses the id of an entry, kept in
+ * an unsigned int (struct xs_permissions): r70000 stays 70000 (a domain that cannot exist),
+ * r4294967297 becomes r1.
+ */
 function strtolWhole(s: string): number | undefined {
   const m = /^[ \t\n\v\f\r]*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$/.exec(s);
   if (!m) return undefined;
@@ -43,7 +47,7 @@ function strtolWhole(s: string): number | undefined {
   if (/^0[xX]/.test(body)) v = parseInt(body.slice(2), 16);
   else if (body.length > 1 && body[0] === '0') v = parseInt(body, 8);
   else v = parseInt(body, 10);
-  return m[1] === '-' ? -v : v;
+  return (m[1] === '-' ? -v : v) >>> 0;
 }
 
 /** Parses "r5" style entries (xs_strings_to_perms). Returns undefined on any malformed entry. */
@@ -57,8 +61,7 @@ export function parsePerms(
     if (bits === undefined) return undefined;
     const id = parseId(s.slice(1));
     if (id === undefined) return undefined;
-    // The id lands in a 16-bit field on the wire and in the database.
-    out.push({ perms: bits, id: (id & 0xffff) as DomId });
+    out.push({ perms: bits, id: id as DomId });
   }
   return out;
 }

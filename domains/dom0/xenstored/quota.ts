@@ -1,5 +1,6 @@
 // Quotas and limits, with C xenstored 4.17's defaults and option names, and oxenstored's.
 // All C quotas spare the privileged domain (4.17 applies path-max to everyone); 0 disables one.
+import type { Perms } from './permissions.ts';
 
 export interface Quotas {
   /** nodes owned per domain (-E, -Q nodes=). */
@@ -76,4 +77,11 @@ export function parseQuotaAssignment(arg: string): [keyof Quotas, number] {
   const v = Number(arg.slice(eq + 1));
   if (eq < 0 || !Number.isInteger(v) || v < 0) throw new Error(`bad quota value in "${arg}"`);
   return [field, v];
+}
+
+/** 4.17's node record size, which node-size limits: 24-byte header, 8 bytes per ACL entry, value, child names. */
+export function nodeRecordSize(value: string, perms: Perms, children: readonly string[]): number {
+  let kids = 0;
+  for (const k of children) kids += k.length + 1;
+  return 24 + 8 * perms.length + value.length + kids;
 }

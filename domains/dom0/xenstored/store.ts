@@ -36,6 +36,11 @@ export class Store {
   readonly root: XsNode;
   /** Global modification counter (C xenstored's `generation`). */
   generation = 1;
+  /**
+   * C xenstored: every node written (a parent whose child list changed too) gets its ACL entries
+   * for domains gone or younger than the node marked ignored, for good (domain_adjust_node_perms).
+   */
+  adjustPerms: ((perms: Perms, gen: number) => Perms) | undefined;
   /** Nodes owned per domid, for the nodes quota. */
   readonly owned = new Map<number, number>();
   private nodeCount = 1;
@@ -147,6 +152,7 @@ export class Store {
       this.preserve(parentPath, parent);
       this.preserve(path, undefined);
     }
+    if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
     const gen = this.generation++;
     const node = new XsNode(value, perms, gen);
     this.recent.clear();
@@ -212,6 +218,7 @@ export class Store {
     parent.children!.delete(name);
     if (parent.children!.size === 0) parent.children = null;
     this.listings.delete(parent);
+    if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
     parent.gen = this.generation++;
     this.touchPath(parentPath, parent.gen);
   }

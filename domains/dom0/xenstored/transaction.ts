@@ -81,6 +81,13 @@ export class CommittedDb implements Db {
 
 export const NO_GENERATION = -1;
 
+/** A transaction's view lost track of a parent's child (C: corrupt(), EIO). */
+export class TxCorruptError extends Error {
+  constructor() {
+    super('EIO');
+  }
+}
+
 /** accessed_node: one node a transaction looked at. */
 interface Accessed {
   /** Generation seen at first access; NO_GENERATION when the node was absent. */
@@ -127,16 +134,23 @@ export class Transaction implements Db, SnapshotListener {
     private readonly nodeQuota: number,
   ) {
     this.startGen = store.generation;
-    if (style === 'ocaml') store.snapshots.add(this);
+    store.snapshots.add(this);
   }
 
   close(): void {
     this.store.snapshots.delete(this);
   }
 
-  // --- SnapshotListener (ocaml) ---
+  // --- SnapshotListener ---
+  /**
+   * oxenstored reads the tree as it was at the start. C copies a node's record (children
+   * included) at the first look: only an accessed node whose child list was not taken yet needs
+   * its pre-image kept.
+   */
   has(path: string): boolean {
-    return this.pre.has(path);
+    if (this.pre.has(path) || this.style === 'ocaml') return this.pre.has(path);
+    const a = this.accessed.get(path);
+    return a === undefined || a.kids !== undefined;
   }
   preserve(path: string, image: PreImage): void {
     this.pre.set(path, image);
@@ -246,7 +260,11 @@ export class Transaction implements Db, SnapshotListener {
     };
     walk(path, { perms: p.data!.perms, gen: p.data!.gen });
     const kids = this.kidsOf(parentPath, p);
-    kids.splice(kids.indexOf(basename(path)), 1);
+    const i = kids.indexOf(basename(path));
+    // The node was copied in before someone else removed it, the parent is read only now:
+    // C's delete_child() finds no such child ("corrupt") and the RM fails with EIO.
+    if (i < 0) throw new TxCorruptError();
+    kids.splice(i, 1);
     p.modified = true;
     return out;
   }

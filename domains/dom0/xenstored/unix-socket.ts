@@ -4,7 +4,7 @@
 import { lstatSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
-import { XSD_ERRORS, type XsError, XsdSockmsgType, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { XENSTORE_RING_SIZE, XSD_ERRORS, type XsError, XsdSockmsgType, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
 import { XsWireConnection } from './connection.ts';
@@ -55,6 +55,8 @@ export class XenstoredServer {
   private readonly report: (line: string) => void;
   /** Per connection: what its output and input stand at (see outputState). */
   private readonly queued = new Map<number, () => { queuedBytes: number; throttled: boolean }>();
+  /** The silent client of each domain whose connection went away, with what it wrote since. */
+  private readonly unmapped = new Map<number, { socket: Socket; bytes: Buffer }>();
 
   /**
    * Bytes of output held for connection `conn`'s peer and not yet taken by the kernel, and
@@ -99,7 +101,8 @@ export class XenstoredServer {
     await new Promise<void>((r) => this.main.close(() => r()));
   }
 
-  private attach(socket: Socket, conn: number): void {
+  /** `held`: what the guest left in its ring while unmapped, read before anything new. */
+  private attach(socket: Socket, conn: number, held?: Buffer): void {
     let out: Uint8Array[] = [];
     let outBytes = 0;
     // Replies queued or in Node's write buffer, not yet taken by the kernel: C's nboutstanding
@@ -107,6 +110,7 @@ export class XenstoredServer {
     let outReplies = 0;
     let queuedReplies = 0;
     const guest = this.xs.connections.get(conn)?.kind === 'domain';
+    const domid = guest ? this.xs.connections.get(conn)!.domid : undefined;
     const quota = this.xs.quotas.outstanding;
     // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
     const throttles = guest && this.xs.profile === 'c' && quota > 0;
@@ -140,6 +144,9 @@ export class XenstoredServer {
         if (why === 'violation') {
           this.lost(conn);
           socket.end(() => socket.destroy());
+        } else if (domid !== undefined && !socket.destroyed) {
+          // Its ring page stays mapped by the guest: served again if the domain gets a new connection.
+          this.unmapped.set(domid, { socket, bytes: Buffer.alloc(0) });
         }
       },
       throttled: throttles
@@ -157,9 +164,16 @@ export class XenstoredServer {
     this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
-    socket.on('data', (data) => wire.received(data));
+    if (held !== undefined) wire.received(held);
+    socket.on('data', (data) => {
+      if (this.peers.get(conn) === peer) return void wire.received(data);
+      // What a guest writes into an unmapped ring stays there, up to the ring's size.
+      const u = domid !== undefined ? this.unmapped.get(domid) : undefined;
+      if (u?.socket === socket) u.bytes = Buffer.concat([u.bytes, data]).subarray(0, XENSTORE_RING_SIZE);
+    });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      if (domid !== undefined && this.unmapped.get(domid)?.socket === socket) this.unmapped.delete(domid);
       wire.detach();
       if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);
       if (this.peers.get(conn) !== peer) return;
@@ -186,8 +200,16 @@ export class XenstoredServer {
     this.seenEpoch = this.xs.domainEpoch;
     for (const [domid, d] of this.xs.domains) {
       if (domid === 0 || !d.introduced || d.conn === undefined) continue;
-      const g = this.guestServers.get(domid);
-      if (g && (g.conn === undefined || g.conn === d.conn)) g.conn = d.conn;
+      let g = this.guestServers.get(domid);
+      // oxenstored can give a domain a new connection without a successful INTRODUCE (it answers
+      // EINVAL once dom0 was released): its socket appears as for an INTRODUCE.
+      if (!g) {
+        if (this.openGuestServer(domid) !== undefined) continue;
+        g = this.guestServers.get(domid)!;
+      }
+      if (g.conn === d.conn) continue;
+      g.conn = d.conn;
+      this.reattach(domid, d.conn);
     }
     for (const [domid, g] of this.guestServers) {
       if (g.conn === undefined || !this.xs.connections.has(g.conn)) {
@@ -195,6 +217,19 @@ export class XenstoredServer {
         this.guestServers.delete(domid);
       }
     }
+  }
+
+  /**
+   * A domain's new connection serves the client it had before, as its ring page is served again.
+   * C's INTRODUCE resets the ring's indexes, so what the guest wrote meanwhile is gone;
+   * oxenstored reads it.
+   */
+  private reattach(domid: number, conn: number): void {
+    const old = this.unmapped.get(domid);
+    this.unmapped.delete(domid);
+    if (!old || old.socket.destroyed) return;
+    for (const ev of ['data', 'close', 'error']) old.socket.removeAllListeners(ev);
+    this.attach(old.socket, conn, this.xs.b.ringKeepsUnmappedInput && old.bytes.length ? old.bytes : undefined);
   }
 
   /** Binds DIR/<domid> for a domain being introduced; the errno INTRODUCE answers if it cannot. */

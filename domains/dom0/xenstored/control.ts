@@ -1,0 +1,93 @@
+// XS_CONTROL as C xenstored 4.17 answers it (xenstored_control.c): check, log, logfile, print,
+// help and the quota tables. (oxenstored's DEBUG answers OK to anything: the core says so.)
+import type { XsError } from '../../../hypervisor/public/io/xs_wire.ts';
+import { atoi, type XsDomain } from './domain.ts';
+import { nodeRecordSize, type Quotas } from './quota.ts';
+import type { Store } from './store.ts';
+
+const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
+  + '    Default timeout is 60 seconds.\nlogfile\t<file>\nmemreport\t[<file>]\nprint\t<string>\n'
+  + 'quota\t[set <name> <val>|<domid>]\nquota-soft\t[set <name> <val>]\nhelp\t\n';
+
+/** What CONTROL looks at (and, for `quota set`, changes) in the daemon. */
+export interface ControlState {
+  readonly quotas: Quotas;
+  readonly store: Store;
+  readonly domains: ReadonlyMap<number, XsDomain>;
+  readonly connections: ReadonlyMap<number, { readonly watches: readonly unknown[]; readonly transactions: ReadonlyMap<number, unknown> }>;
+}
+
+/** The reply text (none: a plain OK), or the error. */
+export type ControlResult = { readonly text?: string } | { readonly error: XsError };
+
+export function control(args: readonly string[], s: ControlState): ControlResult {
+  const [cmd, ...rest] = args;
+  switch (cmd) {
+    case 'check':
+      return rest.length ? { error: 'EINVAL' } : {};
+    case 'log':
+      return rest.length !== 1 || (rest[0] !== 'on' && rest[0] !== 'off') ? { error: 'EINVAL' } : {};
+    case 'logfile':
+    case 'print':
+      return rest.length !== 1 ? { error: 'EINVAL' } : {};
+    case 'help':
+      return rest.length ? { error: 'EINVAL' } : { text: CONTROL_HELP };
+    case 'quota':
+      return quota(rest, false, s);
+    case 'quota-soft':
+      return quota(rest, true, s);
+    default:
+      // memreport needs a talloc-report build; live-update needs a daemon binary to exec.
+      return { error: 'EINVAL' };
+  }
+}
+
+/** CONTROL quota / quota-soft, with 4.17's table layout. */
+function quota(args: readonly string[], soft: boolean, s: ControlState): ControlResult {
+  const rows: [string, keyof Quotas, string][] = soft
+    ? [['memory', 'memorySoft', 'Total Xenstore memory per domain (warning level)']]
+    : [
+        ['nodes', 'nodes', 'Nodes per domain'],
+        ['watches', 'watches', 'Watches per domain'],
+        ['transactions', 'transactions', 'Transactions per domain'],
+        ['outstanding', 'outstanding', 'Outstanding requests per domain'],
+        ['transaction-nodes', 'transactionNodes', 'Max. number of accessed nodes per transaction'],
+        ['memory', 'memory', 'Total Xenstore memory per domain (error level)'],
+        ['node-size', 'nodeSize', 'Max. size of a node'],
+        ['path-max', 'pathMax', 'Max. length of a node path'],
+        ['permissions', 'permissions', 'Max. number of permissions per node'],
+      ];
+  if (args.length === 0) {
+    return { text: 'Quota settings:\n' + rows.map(([n, k, d]) => `${n.padEnd(17)}: ${String(s.quotas[k]).padStart(8)} ${d}\n`).join('') };
+  }
+  if (args[0] === 'set') {
+    if (args.length !== 3) return { error: 'EINVAL' };
+    const row = rows.find(([n]) => n === args[1]);
+    const v = Number(args[2]);
+    if (row === undefined || !/^\d+$/.test(args[2]) || v < 1) return { error: 'EINVAL' };
+    s.quotas[row[1]] = v;
+    return { text: 'OK' };
+  }
+  if (soft || args.length !== 1) return { error: 'EINVAL' };
+  const d = s.domains.get(atoi(args[0]));
+  if (d === undefined) return { error: 'ENOENT' };
+  const c = d.conn !== undefined ? s.connections.get(d.conn) : undefined;
+  const u = usage(d.domid, s.store);
+  const line = (n: string, v: number): string => `${n.padEnd(16)}: ${String(v).padStart(8)}\n`;
+  return {
+    text: `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
+      + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory),
+  };
+}
+
+/** Nodes a domain owns and the memory C xenstored accounts for them (record size + path). */
+function usage(domid: number, store: Store): { nodes: number; memory: number } {
+  let nodes = 0;
+  let memory = 0;
+  for (const [p, n] of store.walk('/')) {
+    if (n.perms[0].id !== domid) continue;
+    nodes++;
+    memory += nodeRecordSize(n.value, n.perms, store.childNames(n)) + p.length;
+  }
+  return { nodes, memory };
+}

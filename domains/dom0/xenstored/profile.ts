@@ -1,0 +1,220 @@
+// Every way C xenstored 4.17 and oxenstored 4.17 answer differently, in one table: the core asks
+// its profile's record by behaviour name instead of testing which daemon it plays.
+import type { XsError } from '../../../hypervisor/public/io/xs_wire.ts';
+import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, type Quotas } from './quota.ts';
+
+export type Profile = 'c' | 'ocaml';
+
+/** An error code as a daemon names it (oxenstored's quota error has no errno). */
+export type XsErrorName = XsError | 'EQUOTA';
+
+export interface Behaviours {
+  readonly defaultQuotas: Readonly<Quotas>;
+
+  // ---- the store and its start-up tree
+  /** oxenstored's tree has /local, /@introduceDomain and /@releaseDomain from the start. */
+  readonly specialNodesInTree: boolean;
+  /** /tool/xenstored holds the daemon's path (C: empty). */
+  readonly toolPathValue: boolean;
+  /** @name paths name real nodes /@name (C: separate special ACLs, GET_PERMS/SET_PERMS EINVAL). */
+  readonly specialPathsAreNodes: boolean;
+  /** DIRECTORY lists children sorted (C: in creation order). */
+  readonly sortedChildren: boolean;
+  /** DIRECTORY_PART exists (C 4.17). */
+  readonly directoryPart: boolean;
+  /** MKDIR / is OK for anyone and changes nothing (oxenstored's path_mkdir). */
+  readonly mkdirRootNoop: boolean;
+  /** RM / empties the store (C: EINVAL). */
+  readonly rmRootWipes: boolean;
+
+  // ---- requests and replies
+  /** The requester's own events precede the reply (oxenstored: after it, commits aside). */
+  readonly ownEventsBeforeReply: boolean;
+  /** Any request with a tx_id is looked up, run and recorded for a replay (oxenstored). */
+  readonly recordEveryRequestInTx: boolean;
+  /** CONTROL (oxenstored's DEBUG) is answered OK for anyone, whatever it says. */
+  readonly controlIsDebug: boolean;
+  /** Unknown transaction id. */
+  readonly unknownTxError: XsErrorName;
+  /** A malformed path argument (no NUL, extra bytes): C's leftover errno fixed to ENOENT. */
+  readonly malformedPathError: XsErrorName;
+  /** WATCH/UNWATCH replies carry tx_id 0 (they ignore the header's). */
+  readonly watchReplyTxZero: boolean;
+  /** Domain ids: C atoi() or OCaml int_of_string (EINVAL when not a number). */
+  readonly domidParser: 'atoi' | 'int_of_string';
+  /** ACL entry ids: strtol into an unsigned int, or int_of_string. */
+  readonly aclIdParser: 'strtol' | 'int_of_string';
+  /** GET_PERMS prints ids with C's %i into 12 bytes, or as OCaml ints. */
+  readonly aclIdFormat: 'int32' | 'ocaml';
+
+  // ---- permissions
+  /** ACL entries of domains gone or younger than the node are ignored (XSA-322 generations). */
+  readonly staleAclByGeneration: boolean;
+  /** A missing node's error comes from its nearest ancestor's ACL (errno_from_parents, C). */
+  readonly errnoFromParents: boolean;
+  /** A node a guest creates is owned by the guest (C); oxenstored copies the parent's owner. */
+  readonly creatorOwnsNewNode: boolean;
+  /** Giving a node away (SET_PERMS to another owner) by a guest. */
+  readonly giveAwayError: XsErrorName;
+  /** SET_PERMS marks entries of unknown domains ignored, ENOENT for an unknown owner (C). */
+  readonly ignoreUnknownAclDomains: boolean;
+
+  // ---- quotas
+  /** Node size: C's record size (header, ACL, value, children; ENOSPC; dom0 exempt), or the
+   * value's length alone (E2BIG, dom0 too), checked first (before permissions). */
+  readonly nodeSizeRule: 'record' | 'value-first';
+  /** Node count: the creator's against ENOSPC (C), or the owner's against EQUOTA. */
+  readonly nodeQuotaRule: 'creator-enospc' | 'owner-equota';
+  /** ACL entries per node are limited for guests (ENOSPC). */
+  readonly permissionsQuota: boolean;
+  /** A guest changing a node's owner must leave the new owner under quota (C). */
+  readonly ownerQuotaOnChown: boolean;
+  readonly watchQuotaError: XsErrorName;
+  readonly transactionQuotaError: XsErrorName;
+  /** A transaction's own node quota (C counts accessed nodes; oxenstored counts requests). */
+  readonly txNodeQuotaOnAccess: boolean;
+
+  // ---- watches
+  /** An event identical to one still unsent to that connection is dropped (XSA-326, C). */
+  readonly dropDuplicateEvents: boolean;
+  /** Watches fire from a trie: root down, newest first per path (oxenstored). */
+  readonly watchTrieOrder: boolean;
+  /** RM fires every watch below the removed node, with its own path (oxenstored). */
+  readonly rmFiresWatchesBelow: boolean;
+  /** WATCH/UNWATCH want exactly `path\0token\0` (no unterminated tail). */
+  readonly watchArgsTerminated: boolean;
+  /** WATCH checks the path's length (oxenstored: its characters only). */
+  readonly watchPathLengthChecked: boolean;
+  /** A guest may watch @introduceDomain/@releaseDomain if it can read /@name or / (oxenstored),
+   * or if the special ACL table lets it (C). */
+  readonly specialWatchReadFromNodes: boolean;
+
+  // ---- transactions
+  /** Commit: EAGAIN if any node touched changed (C), or merge/replay (oxenstored). */
+  readonly commitRule: 'generations' | 'merge-replay';
+  /** TRANSACTION_START takes a generation count of its own (C). */
+  readonly txStartTakesGeneration: boolean;
+  /** Largest transaction id before the count wraps. */
+  readonly txIdLimit: number;
+  /** TRANSACTION_END reads the first byte, NUL or not (oxenstored). */
+  readonly txEndFirstByte: boolean;
+  /** Quota error inside a transaction. */
+  readonly txQuotaError: XsErrorName;
+
+  // ---- domains
+  /** INTRODUCE with port 0 is EINVAL (C). */
+  readonly introducePortMustBeSet: boolean;
+  /** Re-INTRODUCE of an introduced domain with another mfn is EINVAL (oxenstored). */
+  readonly introduceMfnMustMatch: boolean;
+  /** Re-INTRODUCE resets the domain's connection: watches and transactions go (C). */
+  readonly reintroduceResets: boolean;
+  /** RELEASE/RESUME/IS_DOMAIN_INTRODUCED/SET_TARGET/GET_DOMAIN_PATH as oxenstored's process.ml
+   * does them (reset_permissions, dom0 as the event source, c_int_of_string...). */
+  readonly domainOpsOcaml: boolean;
+  /** A shut-down domain's @releaseDomain fires once until RESUME (C); oxenstored on every scan. */
+  readonly shutdownReportedOnce: boolean;
+
+  // ---- transports
+  /** A ring whose connection went away keeps what the guest wrote, read when the domain gets a
+   * new connection (oxenstored); C's INTRODUCE resets the ring's indexes. */
+  readonly ringKeepsUnmappedInput: boolean;
+}
+
+export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
+  c: {
+    defaultQuotas: C_DEFAULT_QUOTAS,
+    specialNodesInTree: false,
+    toolPathValue: false,
+    specialPathsAreNodes: false,
+    sortedChildren: false,
+    directoryPart: true,
+    mkdirRootNoop: false,
+    rmRootWipes: false,
+    ownEventsBeforeReply: true,
+    recordEveryRequestInTx: false,
+    controlIsDebug: false,
+    unknownTxError: 'ENOENT',
+    malformedPathError: 'ENOENT',
+    watchReplyTxZero: false,
+    domidParser: 'atoi',
+    aclIdParser: 'strtol',
+    aclIdFormat: 'int32',
+    staleAclByGeneration: true,
+    errnoFromParents: true,
+    creatorOwnsNewNode: true,
+    giveAwayError: 'EPERM',
+    ignoreUnknownAclDomains: true,
+    nodeSizeRule: 'record',
+    nodeQuotaRule: 'creator-enospc',
+    permissionsQuota: true,
+    ownerQuotaOnChown: true,
+    watchQuotaError: 'E2BIG',
+    transactionQuotaError: 'ENOSPC',
+    txNodeQuotaOnAccess: true,
+    dropDuplicateEvents: true,
+    watchTrieOrder: false,
+    rmFiresWatchesBelow: false,
+    watchArgsTerminated: false,
+    watchPathLengthChecked: true,
+    specialWatchReadFromNodes: false,
+    commitRule: 'generations',
+    txStartTakesGeneration: true,
+    txIdLimit: 0xffffffff,
+    txEndFirstByte: false,
+    txQuotaError: 'ENOSPC',
+    introducePortMustBeSet: true,
+    introduceMfnMustMatch: false,
+    reintroduceResets: true,
+    domainOpsOcaml: false,
+    shutdownReportedOnce: true,
+    ringKeepsUnmappedInput: false,
+  },
+  ocaml: {
+    defaultQuotas: OCAML_DEFAULT_QUOTAS,
+    specialNodesInTree: true,
+    toolPathValue: true,
+    specialPathsAreNodes: true,
+    sortedChildren: true,
+    directoryPart: false,
+    mkdirRootNoop: true,
+    rmRootWipes: true,
+    ownEventsBeforeReply: false,
+    recordEveryRequestInTx: true,
+    controlIsDebug: true,
+    unknownTxError: 'EIO',
+    malformedPathError: 'EINVAL',
+    watchReplyTxZero: true,
+    domidParser: 'int_of_string',
+    aclIdParser: 'int_of_string',
+    aclIdFormat: 'ocaml',
+    staleAclByGeneration: false,
+    errnoFromParents: false,
+    creatorOwnsNewNode: false,
+    giveAwayError: 'EACCES',
+    ignoreUnknownAclDomains: false,
+    nodeSizeRule: 'value-first',
+    nodeQuotaRule: 'owner-equota',
+    permissionsQuota: false,
+    ownerQuotaOnChown: false,
+    watchQuotaError: 'EQUOTA',
+    transactionQuotaError: 'EQUOTA',
+    txNodeQuotaOnAccess: false,
+    dropDuplicateEvents: false,
+    watchTrieOrder: true,
+    rmFiresWatchesBelow: true,
+    watchArgsTerminated: true,
+    watchPathLengthChecked: false,
+    specialWatchReadFromNodes: true,
+    commitRule: 'merge-replay',
+    txStartTakesGeneration: false,
+    txIdLimit: 0x3ffffffe,
+    txEndFirstByte: true,
+    txQuotaError: 'EQUOTA',
+    introducePortMustBeSet: false,
+    introduceMfnMustMatch: true,
+    reintroduceResets: false,
+    domainOpsOcaml: true,
+    shutdownReportedOnce: false,
+    ringKeepsUnmappedInput: true,
+  },
+};
