@@ -306,7 +306,8 @@ export class TraceReducer {
         break;
       }
       case 'perms': this.ensure(op.path, writer).perms = [...op.perms]; this.changed.push(op.path); break;
-      default: break;
+      // Not changes to the tree: answered where the reply is read.
+      case 'get_perms': case 'watch': case 'unwatch': case 'tx_end': case 'release': break;
     }
   }
 
