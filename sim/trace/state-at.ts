@@ -162,7 +162,7 @@ export class TraceReducer {
   /** Names for the explainer: connections by owner, domains by xl name. */
   context(): ExplainContext {
     const names: Record<number, string> = {};
-    for (const [d, v] of this.domains) if (v.name) names[d] = v.name;
+    for (const [d, v] of this.domains) if (v.name) names[d] = d === 0 ? v.name : `${v.name} (dom${d})`;
     return { connName: (d, c) => this.conns.get(`${d}/${c}`), names };
   }
 
@@ -421,6 +421,16 @@ export class TraceReducer {
   }
 
   // ------------------------------------------------------------------ the view
+
+  /** What the last event changed in the tree (written, created, removed). */
+  lastChanges(): string[] {
+    return [...this.changed, ...this.removed];
+  }
+
+  /** `domid:state` of every domain, for spotting a domain's state change cheaply. */
+  domainStates(): string {
+    return [...this.domains].map(([d, v]) => `${d}:${v.state}`).join(' ');
+  }
 
   snapshot(): HostState {
     const domains = [...this.domains].sort(([a], [b]) => a - b).map(([domid, d]): DomainView => ({
