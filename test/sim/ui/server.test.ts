@@ -2,6 +2,11 @@
 // itself, and the JSON API steps through a real run - to the vbd handshake, to breakpoints on a
 // path, a XenbusState and a domain state, and back.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { findScenario } from '../../../scenarios/index.ts';
 import { runScenario } from '../../../sim/scenario/run.ts';
 import type { TraceRecord } from '../../../sim/trace/events.ts';
@@ -106,5 +111,37 @@ describe('xensim ui server', function () {
     assert.equal((await get('/api/find?n=0&what=bogus')).status, 400);
     assert.equal((await get('/api/nothing')).status, 404);
     assert.equal((await get('/static/../../cli.ts')).status, 404);
+  });
+});
+
+describe('xensim ui from the command line', function () {
+  this.timeout(60_000);
+
+  it('serves a --trace file on the port it prints, until stopped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'xensim-ui-'));
+    const file = join(dir, 'run.jsonl');
+    const r = await runScenario(findScenario('boot-and-shutdown')!, { seed: 2 });
+    // As `xensim run --trace` writes it: a header, the events, a footer.
+    const lines = [{ kind: 'run', scenario: r.scenario, seed: r.seed, variant: r.variant }, ...r.trace, { kind: 'end', result: r.result, hash: r.hash, events: r.events }];
+    writeFileSync(file, `${lines.map((l) => JSON.stringify(l)).join('\n')}\n`);
+    const bin = fileURLToPath(new URL('../../../sim/bin/xensim.mjs', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'ui', file, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (b: Buffer) => {
+          out += b.toString();
+          const m = /xensim ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+          if (m) resolve(m[1]);
+        });
+        child.once('exit', (code) => reject(new Error(`exited ${code}: ${out}`)));
+      });
+      const meta = await (await fetch(new URL('/api/meta', url))).json() as { count: number; title: string };
+      assert.equal(meta.count, r.events, 'the file\'s events, header and footer left out');
+      assert.match(meta.title, /boot-and-shutdown seed 2/);
+    } finally {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
