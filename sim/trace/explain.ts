@@ -93,7 +93,7 @@ const XS_REPLIES: Readonly<Record<string, Explainer<XsRecord>>> = {
   DIRECTORY: (e, c) => `xenstored returns the children [${payloadFields(e.payload).join(', ')}] to ${who(e, c)} (send_reply)`,
   GET_PERMS: (e, c) => `xenstored returns the permissions ${payloadFields(e.payload).map(permText).join(', ')} to ${who(e, c)} (send_reply)`,
   TRANSACTION_START: (e, c) => `xenstored opens transaction ${xsArg(e, 0)} for ${who(e, c)} (do_transaction_start)`,
-  TRANSACTION_END: (e, c) => `xenstored ends ${who(e, c)}'s transaction ${e.tx_id}: its writes are now visible (do_transaction_end)`,
+  TRANSACTION_END: (e, c) => `xenstored ends ${who(e, c)}'s transaction ${e.tx_id}: if it was a commit, its writes are now visible to all at once (do_transaction_end)`,
   GET_DOMAIN_PATH: (e, c) => `xenstored tells ${who(e, c)} the home path is ${q(xsArg(e, 0))} (send_reply)`,
   IS_DOMAIN_INTRODUCED: (e, c) => `xenstored tells ${who(e, c)} ${xsArg(e, 0) === 'T' ? 'yes' : 'no'} (send_reply)`,
 };
