@@ -162,13 +162,16 @@ function renderTimeline() {
   const first = ui.window.length ? ui.window[0].i : 0;
   const span = 300;
   const x = (i) => left + ((i - first) / span) * (c.width - left - 4);
+  const y = (lane) => ui.lanes.indexOf(lane) * laneH;
+  drawTransactions(g, x, y, laneH);
   for (const r of ui.window) {
-    const li = ui.lanes.indexOf(r.lane);
+    const top = y(r.lane);
     g.fillStyle = KIND_COLOURS[r.kind] || '#888';
     const big = r.kind === 'xenbus' || r.kind === 'step';
-    g.fillRect(x(r.i), li * laneH + (big ? 1 : 4), big ? 4 : 2, big ? laneH - 2 : laneH - 8);
-    if (r.kind === 'xenbus') g.fillText(XENBUS[r.event.state] || '', x(r.i) + 5, li * laneH + 13);
+    g.fillRect(x(r.i), top + (big ? 1 : 4), big ? 4 : 2, big ? laneH - 2 : laneH - 8);
+    if (r.kind === 'xenbus') g.fillText(XENBUS[r.event.state] || '', x(r.i) + 5, top + 13);
   }
+  drawWatchArrows(g, x, y, laneH);
   g.strokeStyle = '#d00';
   g.beginPath();
   g.moveTo(x(ui.n - 0.5), 0);
@@ -180,6 +183,52 @@ function renderTimeline() {
     if (px < left) return;
     void go(Math.round(first + ((px - left) / (c.width - left - 4)) * span) + 1);
   };
+}
+
+/** A xenstore path made absolute, as the reducer does (relative to the domain's home). */
+const absPath = (p, domid) => (p.startsWith('/') || p.startsWith('@') ? p : `/local/domain/${domid}/${p}`);
+const fields = (payload) => String(payload).split('\\0');
+
+/** Transactions as spans in their client's lane: from xenstored opening one to its end. */
+function drawTransactions(g, x, y, laneH) {
+  const laneOfConn = new Map();
+  const open = new Map();
+  g.fillStyle = 'rgba(31, 111, 235, 0.12)';
+  for (const r of ui.window) {
+    const e = r.event;
+    if (r.kind !== 'xenstore') continue;
+    const conn = `${e.domid}/${e.conn}`;
+    if (e.dir === 'IN') laneOfConn.set(conn, r.lane);
+    else if (e.type === 'TRANSACTION_START') open.set(`${conn}/${fields(e.payload)[0]}`, r.i);
+    else if ((e.type === 'TRANSACTION_END' || e.type === 'ERROR') && e.tx_id !== 0 && laneOfConn.has(conn)) {
+      const key = `${conn}/${e.tx_id}`;
+      const from = open.has(key) ? open.get(key) : ui.window[0].i;
+      open.delete(key);
+      g.fillRect(x(from), y(laneOfConn.get(conn)) + 1, Math.max(2, x(r.i) - x(from)), laneH - 2);
+    }
+  }
+}
+
+const CHANGES = new Set(['WRITE', 'MKDIR', 'RM', 'SET_PERMS', 'TRANSACTION_END']);
+
+/** Causal arrows: from the request whose change fired a watch to the watch event it fired. */
+function drawWatchArrows(g, x, y, laneH) {
+  let cause;
+  g.strokeStyle = 'rgba(209, 47, 47, 0.6)';
+  for (const r of ui.window) {
+    const e = r.event;
+    if (r.kind !== 'xenstore') continue;
+    if (e.dir === 'IN' && CHANGES.has(e.type) && !(e.type === 'TRANSACTION_END' && fields(e.payload)[0] !== 'T')) cause = r;
+    if (e.dir !== 'OUT' || e.type !== 'WATCH_EVENT' || !cause) continue;
+    // Only when the fired path is the node the request changed, or under or over it (a transaction's changes are many).
+    const fired = absPath(fields(e.payload)[0], e.domid);
+    const changed = cause.event.type === 'TRANSACTION_END' ? undefined : absPath(fields(cause.event.payload)[0], cause.event.domid);
+    if (changed !== undefined && !(fired === changed || fired.startsWith(`${changed}/`) || changed.startsWith(`${fired}/`))) continue;
+    g.beginPath();
+    g.moveTo(x(cause.i) + 1, y(cause.lane) + laneH / 2);
+    g.lineTo(x(r.i) + 1, y(r.lane) + laneH / 2);
+    g.stroke();
+  }
 }
 
 async function stepTo(params, dir = 'next') {

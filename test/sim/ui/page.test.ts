@@ -27,8 +27,17 @@ class El {
   onchange: (() => void) | null = null;
   oninput: (() => void) | null = null;
   onsubmit: ((ev: { preventDefault(): void }) => void) | null = null;
+  /** The canvas calls made, with the styles in force: enough to tell spans and arrows apart. */
+  readonly drawn: string[] = [];
   getContext(): unknown {
-    return new Proxy({}, { get: (_t, k) => (k === 'fillStyle' || k === 'strokeStyle' || k === 'font' ? '' : () => undefined), set: () => true });
+    const style: Record<string, string> = { fillStyle: '', strokeStyle: '', font: '' };
+    return new Proxy(style, {
+      get: (t, k) => (typeof k === 'string' && k in t ? t[k] : (..._args: unknown[]) => void this.drawn.push(`${String(k)} ${t.fillStyle} ${t.strokeStyle}`)),
+      set: (t, k, v) => {
+        t[k as string] = String(v);
+        return true;
+      },
+    });
   }
   getBoundingClientRect(): { left: number; width: number } {
     return { left: 0, width: 1000 };
@@ -95,6 +104,12 @@ describe('xensim ui page script', function () {
     await settle(() => $('body').dataset.n === String(n - 2));
     const before = $('devices').innerHTML.split('<div data-device=').find((d) => d.startsWith('"vbd/1/51712"'))!;
     assert.equal([...before.matchAll(/<span class="on"[^>]*>Connected</g)].length, 1, 'before the commit only the backend is Connected');
+  });
+
+  it('draws transactions as spans and watch firings as arrows on the timeline', () => {
+    const drawn = $('timeline').drawn.slice(-5000);
+    assert.ok(drawn.some((d) => d.startsWith('fillRect rgba(31, 111, 235')), 'a transaction span');
+    assert.ok(drawn.some((d) => d.startsWith('stroke ') && d.includes('rgba(209, 47, 47')), 'an arrow from a change to the watch event it fired');
   });
 
   it('highlights the node the last event changed in the tree', async () => {
