@@ -438,7 +438,7 @@ export class TraceReducer {
       ...(d.shutdownReason !== undefined ? { shutdownReason: d.shutdownReason } : {}),
     }));
     const nodes = [...this.nodes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, n]): NodeView => ({
-      path, value: n.value, perms: n.perms, owner: Number(n.perms[0]?.slice(1) ?? 0),
+      path, value: n.value, perms: [...n.perms], owner: Number(n.perms[0]?.slice(1) ?? 0),
     }));
     const grants = new Map<string, { domid: number; ref: number; advertised?: string; mappedBy: { domid: number; handle: number }[] }>();
     for (const [k, path] of this.advertised) {

@@ -1,7 +1,7 @@
 // What `xensim ui` serves about one recorded trace: the events with their sentences and lanes,
-// the state after any N (stateAt, replayed from the nearest checkpoint... of nothing: replays are
-// cheap, a few ms per thousand events), and where the next event of interest is - the stepping
-// and breakpoint logic, kept out of the HTTP layer so it can be specified directly.
+// the state after any N (the reducer continued forwards, replayed from the start to go back: a
+// few ms per thousand events), and where the next event of interest is - the stepping and
+// breakpoint logic, kept out of the HTTP layer so it can be specified directly.
 
 import { type TraceRecord, isNum, isStr, summary } from '../trace/events.ts';
 import { explain } from '../trace/explain.ts';
@@ -73,11 +73,17 @@ export class TraceModel {
     return this.events.length;
   }
 
+  /** The reducer of the last answer and how many events it has applied: stepping on continues it. */
+  private cursor: { r: TraceReducer; n: number } = { r: new TraceReducer(), n: 0 };
+
   /** The state after the first n events, with the event that got it there. */
   stateAt(n: number): HostState & { readonly last: EventRow | undefined } {
     const end = Math.max(0, Math.min(Math.trunc(n), this.events.length));
-    const r = new TraceReducer();
-    for (let i = 0; i < end; i++) r.apply(this.events[i]);
+    // Forwards from the last answer; backwards is a replay from the start (the reducer is pure).
+    if (end < this.cursor.n) this.cursor = { r: new TraceReducer(), n: 0 };
+    const { r } = this.cursor;
+    for (let i = this.cursor.n; i < end; i++) r.apply(this.events[i]);
+    this.cursor.n = end;
     return { ...r.snapshot(), last: end > 0 ? this.rows[end - 1] : undefined };
   }
 

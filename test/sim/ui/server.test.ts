@@ -145,3 +145,19 @@ describe('xensim ui from the command line', function () {
     }
   });
 });
+
+describe('TraceModel', function () {
+  this.timeout(60_000);
+
+  it('answers the same state at N whether reached forwards, backwards or afresh', async () => {
+    const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 3 })).trace as readonly TraceRecord[];
+    const m = new TraceModel(events, 't');
+    const fresh = (n: number): unknown => new TraceModel(events, 't').stateAt(n);
+    const at1000 = m.stateAt(1000);
+    const at1001 = m.stateAt(1001);
+    assert.deepEqual(at1000, fresh(1000));
+    assert.deepEqual(at1001, fresh(1001));
+    assert.deepEqual(m.stateAt(500), fresh(500), 'back');
+    assert.deepEqual(m.stateAt(1000), at1000, 'forward again');
+  });
+});
