@@ -12,7 +12,10 @@ import { exitCode, RUNNER_ERROR_EXIT, worstOf, XtfResult } from '../report/xtf.t
 import { toMermaidSequence } from '../trace/mermaid.ts';
 import { detectRaces, formatFindings, RACE_KINDS, type RaceFinding } from '../trace/race-detector.ts';
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
-import { toTextLog } from '../trace/text-log.ts';
+import { formatTimestamp, toTextLog } from '../trace/text-log.ts';
+import type { TraceRecord } from '../trace/events.ts';
+import { toExplainedLog } from '../trace/explain.ts';
+import { TraceReducer } from '../trace/state-at.ts';
 import { filterError, filterTrace, listOption, type TraceFilter } from '../trace/filter.ts';
 import { faultKinds } from './fault-registry.ts';
 import { DEFAULT_FAULTS, describeFaults, type FaultSelection, selectFaults } from './faults.ts';
@@ -84,6 +87,8 @@ export interface TraceOutputs {
   readonly only?: string[];
   readonly hide?: string[];
   readonly domain?: string[];
+  /** The log in sentences (explain.ts) instead of fields. */
+  readonly explain?: boolean;
 }
 
 /** The exporters' filter from --only/--hide/--domain, or die naming what is wrong. */
@@ -117,10 +122,17 @@ export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void
     writeFileSync(o.mermaid, `${diagram}\n`);
   }
   if (o.log) {
-    const text = toTextLog(shown);
+    const text = o.explain ? explainedLog(r.trace, shown) : toTextLog(shown);
     if (o.log === '-') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     else writeFileSync(o.log, text);
   }
+}
+
+/** `--log --explain`: names learnt from the whole run, sentences for the events shown. */
+function explainedLog(all: readonly TraceRecord[], shown: readonly TraceRecord[]): string {
+  const r = new TraceReducer();
+  for (const e of all) r.apply(e);
+  return toExplainedLog(shown, r.context(), formatTimestamp);
 }
 
 /** The detector's findings, with a count line first. */
@@ -215,6 +227,7 @@ export function registerScenarios(program: Command): void {
     .addOption(onlyOption())
     .addOption(hideOption())
     .addOption(domainOption())
+    .option('--explain', 'the --log in sentences: each event with the Xen/Linux function it models')
     .option('--no-faults', 'a clean teaching run: no injected faults (same as --faults none)')
     .option('--junit <file>', 'JUnit XML for CI')
     .option('--detect-races', 'after the result, the race detector\'s findings over the run\'s trace (see: xensim detect)')
@@ -368,7 +381,8 @@ export function registerScenarios(program: Command): void {
     .addOption(onlyOption())
     .addOption(hideOption())
     .addOption(domainOption())
-    .action(async (file: string, o: { log?: string; only?: string[]; hide?: string[]; domain?: string[] }) => {
+    .option('--explain', 'the --log in sentences: each event with the Xen/Linux function it models')
+    .action(async (file: string, o: { log?: string; only?: string[]; hide?: string[]; domain?: string[]; explain?: boolean }) => {
       const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
       const header = JSON.parse(lines[0] ?? '{}') as TraceHeader;
       const footer = JSON.parse(lines[lines.length - 1] ?? '{}') as TraceFooter;
@@ -376,7 +390,7 @@ export function registerScenarios(program: Command): void {
       const def = await findLoaded(header.scenario, header.file).catch((e: unknown) => die(e instanceof Error ? e.message : String(e)));
       if (!def) die(`no scenario "${header.scenario}"${header.file ? ` in ${header.file}` : ''}`);
       const r = await runScenario(def, { seed: header.seed, variant: header.variant, faults: header.faultSelection ?? DEFAULT_FAULTS });
-      writeOutputs(r, { log: o.log, only: o.only, hide: o.hide, domain: o.domain });
+      writeOutputs(r, { log: o.log, only: o.only, hide: o.hide, domain: o.domain, explain: o.explain });
       process.stdout.write(`${header.scenario} seed ${header.seed} variant ${header.variant}; faults: ${describeFaults(r.faults)}\n`);
       process.stdout.write(`${resultLine(r)}\n`);
       if (r.hash === footer.hash) {

@@ -242,3 +242,13 @@ export function explain(e: TraceRecord, ctx: ExplainContext = {}): string | unde
     default: return Object.hasOwn(OTHER, e.kind) ? OTHER[e.kind](e, ctx) : undefined;
   }
 }
+
+/**
+ * The run told in sentences, one line per event: `[time] sentence` (the sentence names who
+ * acts). Events no table knows keep their JSON, marked with `?` so none passes unnoticed.
+ */
+export function toExplainedLog(events: readonly TraceRecord[], ctx: ExplainContext, stamp: (t: unknown) => string): string {
+  let out = '';
+  for (const e of events) out += `${stamp(e.t)} ${explain(e, ctx) ?? `? ${oneLine(JSON.stringify(e))}`}\n`;
+  return out;
+}

@@ -73,6 +73,15 @@ describe('trace filters for the exporters', function () {
     assert.ok(all.length > lines.length, 'the --trace file keeps every event');
   });
 
+  it('xensim run --log - --explain tells the run in sentences: the handshake in commit order', async () => {
+    const r = await xensim(['run', 'boot-and-shutdown', '--no-faults', '-q', '--log', '-', '--explain', '--only', 'xenbus']);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.split('\n').filter((l) => l.startsWith('['));
+    assert.ok(lines.length >= 12 && lines.every((l) => l.endsWith('(xenbus_switch_state)')), lines.join('\n'));
+    const vbd = lines.filter((l) => l.includes('vbd/')).map((l) => /(blkfront|blkback) has switched \S+ to XenbusState(\w+)/.exec(l)!.slice(1).join(' '));
+    assert.deepEqual(vbd.slice(0, 4), ['blkback InitWait', 'blkfront Initialised', 'blkback Connected', 'blkfront Connected']);
+  });
+
   it('xensim run --mermaid --device that matches nothing is an error, not an empty diagram', async () => {
     const r = await xensim(['run', 'boot-and-shutdown', '-q', '--mermaid', join(dir, 'none.mmd'), '--device', 'vbd/9999']);
     assert.equal(r.code, 1);
