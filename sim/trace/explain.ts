@@ -6,6 +6,7 @@
 // by number), each entry a function from the event to its sentence. `explain` answers undefined
 // for an event no table knows, so a test can require that every event of a real run is explained.
 
+import { HvmOp, VMEXIT_IO_INSTRUCTION } from '../../hypervisor/hvm/acpi.ts';
 import { Domctl } from '../../hypervisor/hypercall.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import { GnttabOp } from '../../hypervisor/public/grant_table.ts';
@@ -191,12 +192,14 @@ const HYPERCALLS: Readonly<Record<string, Explainer>> = {
     const op = SchedOp[e.cmd as number] ?? String(e.cmd);
     return `${dom(e.domid, c)} calls HYPERVISOR_sched_op(${op})${e.cmd === SchedOp.SCHEDOP_shutdown ? ' - the guest shuts itself down' : ''} (do_sched_op)`;
   },
-  __HYPERVISOR_memory_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_memory_op(${String(e.cmd)}) (do_memory_op)`,
+  __HYPERVISOR_memory_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_memory_op${isNum(e.cmd) ? `(${e.cmd})` : ''} (do_memory_op)`,
   __HYPERVISOR_xen_version: (e, c) => `${dom(e.domid, c)} asks Xen its version (do_xen_version)`,
   __HYPERVISOR_console_io: (e, c) => `${dom(e.domid, c)} writes to Xen's console (do_console_io)`,
-  __HYPERVISOR_vcpu_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_vcpu_op(${String(e.cmd)}) (do_vcpu_op)`,
-  __HYPERVISOR_hvm_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_hvm_op(${String(e.cmd)}) (do_hvm_op)`,
-  __HYPERVISOR_sysctl: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_sysctl(${String(e.cmd)}) (do_sysctl)`,
+  __HYPERVISOR_vcpu_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_vcpu_op${isNum(e.cmd) ? `(${e.cmd})` : ''} (do_vcpu_op)`,
+  __HYPERVISOR_hvm_op: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_hvm_op${isNum(e.cmd) ? `(${HvmOp[e.cmd] ?? e.cmd})` : ''} (do_hvm_op)`,
+  // Not a hypercall: a guest's IN/OUT to an emulated port traps (VMX exit reason 30), here the ACPI PM1 registers.
+  [String(VMEXIT_IO_INSTRUCTION)]: (e, c) => `${dom(e.domid, c)} executes an IN/OUT on an emulated I/O port and traps to Xen: VM exit EXIT_REASON_IO_INSTRUCTION (handle_pio / hvmemul_do_io)`,
+  __HYPERVISOR_sysctl: (e, c) => `${dom(e.domid, c)} calls HYPERVISOR_sysctl${isNum(e.cmd) ? `(${e.cmd})` : ''} (do_sysctl)`,
 };
 
 function domctlTarget(e: TraceRecord): string {

@@ -47,6 +47,16 @@ describe('explain: every trace event in one sentence', function () {
     assert.match(explain(w, { connName: () => 'dom1 xenbus' })!, /^dom1 xenbus writes /);
   });
 
+  for (const name of ['acpi-power-and-sleep', 'suspend-resume', 'xenstored-crash', 'guest-crashes-at-random-point', 'boot-three-guests']) {
+    it(`explains every event of ${name} too (HVM traps, suspend, faults, crashes)`, async () => {
+      const r = await runScenario(findScenario(name)!, { seed: 1 });
+      for (const e of r.trace as readonly TraceRecord[]) {
+        const s = explain(e);
+        assert.ok(s && !/undefined|NaN|\[object/.test(s), `${JSON.stringify(e)} => ${s}`);
+      }
+    });
+  }
+
   it('has no sentence for a kind no table knows (no fallback text)', () => {
     assert.equal(explain({ kind: 'made-up' }), undefined);
     assert.equal(explain({ kind: 'evtchn', op: 'EVTCHNOP_nonsense' }), undefined);
