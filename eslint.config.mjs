@@ -16,4 +16,10 @@ export default tseslint.config(
         { object: 'Math', property: 'random', message: 'domain code takes randomness from its kernel PRNG' }],
     },
   },
+  // The `xensim ui` page's browser script: plain JavaScript, linted without type information.
+  {
+    files: ['sim/ui/static/**/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { parserOptions: { projectService: false }, sourceType: 'script' },
+  },
 );

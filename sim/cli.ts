@@ -23,6 +23,8 @@ export async function main(argv: string[]): Promise<void> {
   registerXl(program);
   const { registerScenarios } = await import('./scenario/cli.ts');
   registerScenarios(program);
+  const { registerUi } = await import('./ui/cli.ts');
+  registerUi(program);
 
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -19,6 +19,7 @@ import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/v
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import { kernelImage } from '../domains/kernel/image.ts';
 import { Prng } from '../domains/kernel/kernel.ts';
+import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
 
 const DOM0_PROGRAM = new URL('../domains/dom0/dom0.ts', import.meta.url).href;
 
@@ -183,7 +184,10 @@ export class HostRuntime {
     this.evtchn.defer = (ns, fn) => this.deferOnHost(ns, fn);
     if (opts.trace) {
       this.tracing = true;
-      const sink = typeof opts.trace === 'function' ? opts.trace : (e: TraceEvent) => void this.trace.push(e);
+      const out = typeof opts.trace === 'function' ? opts.trace : (e: TraceEvent) => void this.trace.push(e);
+      // Xenbus state changes go out at xenstored's commit of their write, not when announced.
+      const order = new XenbusCommitOrder((e) => out(e as TraceEvent));
+      const sink = (e: TraceEvent): void => order.push(e);
       this.traceSink = sink;
       const stamp = (e: object): void => {
         const ev = { t: this.mode === 'lockstep' ? this.now : undefined, ...e } as unknown as TraceEvent;

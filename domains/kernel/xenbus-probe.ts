@@ -34,7 +34,10 @@ export interface XenbusQuirks {
   readonly cacheStateInsideTransaction?: boolean;
 }
 
-/** What a bus reports to the simulator's trace: a device's own state as written. */
+/**
+ * What a bus reports to the simulator's trace: a device's own state as it is being committed in
+ * transaction `tx_id`. The trace shows it at that commit, or not at all if the commit fails.
+ */
 export interface XenbusStateEvent {
   readonly kind: 'xenbus';
   readonly role: XenbusRole;
@@ -42,6 +45,7 @@ export interface XenbusStateEvent {
   readonly path: string;
   readonly state: XenbusState;
   readonly stateName: string;
+  readonly tx_id: number;
 }
 
 async function readOr(xs: XsHandle, path: string, tx = 0): Promise<string | undefined> {
@@ -117,6 +121,9 @@ export class XenbusDevice {
       }
       await this.xs.write(`${this.nodename}/state`, String(s), tx);
       if (quirk) this.state = s;
+      // Announced before the commit: the simulator places it at xenstored's commit of `tx`
+      // (sim/trace/xenbus-commit-order.ts), so the trace shows state changes in commit order.
+      this.bus.traceState(this, s, tx);
       let ok: boolean;
       try {
         ok = await this.xs.transactionEnd(tx, true);
@@ -129,7 +136,6 @@ export class XenbusDevice {
       if (quirk && this.state === s) return;
     }
     this.state = s;
-    this.bus.traceState(this, s);
   }
 
   /** xenbus_dev_fatal: record the error under error/<nodename> and head for Closing. */
@@ -306,9 +312,9 @@ export class XenbusBus {
     });
   }
 
-  traceState(dev: XenbusDevice, s: XenbusState): void {
+  traceState(dev: XenbusDevice, s: XenbusState, tx: number): void {
     this.trace?.({
-      kind: 'xenbus', role: this.role, device: dev.name, path: `${dev.nodename}/state`, state: s, stateName: xenbusStateName(s),
+      kind: 'xenbus', role: this.role, device: dev.name, path: `${dev.nodename}/state`, state: s, stateName: xenbusStateName(s), tx_id: tx,
     });
   }
 }

@@ -12,7 +12,11 @@ import { exitCode, RUNNER_ERROR_EXIT, worstOf, XtfResult } from '../report/xtf.t
 import { toMermaidSequence } from '../trace/mermaid.ts';
 import { detectRaces, formatFindings, RACE_KINDS, type RaceFinding } from '../trace/race-detector.ts';
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
-import { toTextLog } from '../trace/text-log.ts';
+import { formatTimestamp, toTextLog } from '../trace/text-log.ts';
+import type { TraceRecord } from '../trace/events.ts';
+import { toExplainedLog } from '../trace/explain.ts';
+import { TraceReducer } from '../trace/state-at.ts';
+import { filterError, filterTrace, listOption, type TraceFilter } from '../trace/filter.ts';
 import { faultKinds } from './fault-registry.ts';
 import { DEFAULT_FAULTS, describeFaults, type FaultSelection, selectFaults } from './faults.ts';
 import { findLoaded, type LoadedScenario, resolveScenarioArg } from './load.ts';
@@ -60,6 +64,12 @@ function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenar
 
 const faultsOption = (): Option => new Option('--faults <list>',
   'fault kinds a seed may draw: none | default (the scenario\'s) | all | kinds, -kind to drop one (see: xensim faults)').default('default');
+const onlyOption = (): Option => new Option('--only <kinds>',
+  'the log, Mermaid and Perfetto show only these event kinds, e.g. xenstore,xenbus').argParser(listOption);
+const hideOption = (): Option => new Option('--hide <what>',
+  'the log, Mermaid and Perfetto leave out these kinds or groups: replies, watch-events, set-pending, faults').argParser(listOption);
+const domainOption = (): Option => new Option('--domain <ids>',
+  'the log, Mermaid and Perfetto show only these domains\' events (comma-separated domids)').argParser(listOption);
 const faultSwarmOption = (): Option => new Option('--fault-swarm',
   'swarm testing: each seed keeps a random subset of the selected fault kinds (one fault can hide a race)');
 
@@ -73,7 +83,25 @@ export interface TraceOutputs {
   readonly mermaid?: string;
   readonly device?: string;
   readonly log?: string;
+  /** What the log, Mermaid and Perfetto show (the --trace file keeps everything). */
+  readonly only?: string[];
+  readonly hide?: string[];
+  readonly domain?: string[];
+  /** The log in sentences (explain.ts) instead of fields. */
+  readonly explain?: boolean;
 }
+
+/** The exporters' filter from --only/--hide/--domain, or die naming what is wrong. */
+function traceFilterOrDie(o: TraceOutputs): TraceFilter {
+  const domains = o.domain?.map((d) => (/^\d+$/.test(d) ? Number(d) : die(`--domain ${d}: expected domain ids`)));
+  const f: TraceFilter = { ...(o.only ? { only: o.only } : {}), ...(o.hide ? { hide: o.hide } : {}), ...(domains ? { domains } : {}) };
+  const err = filterError(f);
+  if (err) die(err);
+  return f;
+}
+
+/** A Mermaid diagram with at least one message, or undefined (nothing matched). */
+const hasMessages = (diagram: string): boolean => /^\s+\S+\s*(?:-->>|->>|--\)|-\)|--x|-x)/m.test(diagram);
 
 /** Writes a run's trace in the forms asked for. */
 export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void {
@@ -85,13 +113,26 @@ export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void
     const lines = [JSON.stringify(header), ...r.trace.map((e) => JSON.stringify(e)), JSON.stringify(footer)];
     writeFileSync(o.trace, `${lines.join('\n')}\n`);
   }
-  if (o.perfetto) writeFileSync(o.perfetto, perfettoJson(toPerfetto(r.trace)));
-  if (o.mermaid) writeFileSync(o.mermaid, `${toMermaidSequence(r.trace, { filter: o.device })}\n`);
+  const shown = filterTrace(r.trace, traceFilterOrDie(o));
+  if (o.perfetto) writeFileSync(o.perfetto, perfettoJson(toPerfetto(shown)));
+  if (o.mermaid) {
+    const diagram = toMermaidSequence(shown, { filter: o.device });
+    // An empty diagram looks like a rendering bug: say what matched nothing instead.
+    if (!hasMessages(diagram)) die(`--mermaid: no message to draw${o.device ? ` for --device ${o.device}` : ''}${shown.length < r.trace.length ? ' with this filter' : ''}`);
+    writeFileSync(o.mermaid, `${diagram}\n`);
+  }
   if (o.log) {
-    const text = toTextLog(r.trace);
+    const text = o.explain ? explainedLog(r.trace, shown) : toTextLog(shown);
     if (o.log === '-') process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
     else writeFileSync(o.log, text);
   }
+}
+
+/** `--log --explain`: names learnt from the whole run, sentences for the events shown. */
+function explainedLog(all: readonly TraceRecord[], shown: readonly TraceRecord[]): string {
+  const r = new TraceReducer();
+  for (const e of all) r.apply(e);
+  return toExplainedLog(shown, r.context(), formatTimestamp);
 }
 
 /** The detector's findings, with a count line first. */
@@ -183,12 +224,19 @@ export function registerScenarios(program: Command): void {
     .option('--mermaid <file>', 'a Mermaid sequence diagram (of --device, or everything)')
     .option('--device <name>', 'the device the diagram shows, e.g. vbd/51712')
     .option('--log <file>', 'one line per event (- for stdout)')
+    .addOption(onlyOption())
+    .addOption(hideOption())
+    .addOption(domainOption())
+    .option('--explain', 'the --log in sentences: each event with the Xen/Linux function it models')
+    .option('--no-faults', 'a clean teaching run: no injected faults (same as --faults none)')
     .option('--junit <file>', 'JUnit XML for CI')
     .option('--detect-races', 'after the result, the race detector\'s findings over the run\'s trace (see: xensim detect)')
     .option('-q, --quiet', 'only the result line')
-    .action(async (name: string, o: {
-      seed: number; variant: string; faults: string; faultSwarm?: boolean; junit?: string; quiet?: boolean; detectRaces?: boolean;
+    .action(async (name: string, opts: {
+      seed: number; variant: string; faults: string | false; faultSwarm?: boolean; junit?: string; quiet?: boolean; detectRaces?: boolean;
     } & TraceOutputs) => {
+      const o = { ...opts, faults: opts.faults === false ? 'none' : opts.faults };
+      traceFilterOrDie(o);
       const found = await scenariosOrDie([name]);
       if (found.length !== 1) die(`${name} holds ${found.length} scenarios (${found.map((s) => s.def.name).join(', ')}): pick one with ${name}#<name>`);
       const [{ def, file }] = found;
@@ -330,7 +378,11 @@ export function registerScenarios(program: Command): void {
     .description('run again what a --trace file recorded and check the trace is byte-identical')
     .argument('<file>')
     .option('--log <file>', 'one line per event of the replay (- for stdout)')
-    .action(async (file: string, o: { log?: string }) => {
+    .addOption(onlyOption())
+    .addOption(hideOption())
+    .addOption(domainOption())
+    .option('--explain', 'the --log in sentences: each event with the Xen/Linux function it models')
+    .action(async (file: string, o: { log?: string; only?: string[]; hide?: string[]; domain?: string[]; explain?: boolean }) => {
       const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0);
       const header = JSON.parse(lines[0] ?? '{}') as TraceHeader;
       const footer = JSON.parse(lines[lines.length - 1] ?? '{}') as TraceFooter;
@@ -338,7 +390,7 @@ export function registerScenarios(program: Command): void {
       const def = await findLoaded(header.scenario, header.file).catch((e: unknown) => die(e instanceof Error ? e.message : String(e)));
       if (!def) die(`no scenario "${header.scenario}"${header.file ? ` in ${header.file}` : ''}`);
       const r = await runScenario(def, { seed: header.seed, variant: header.variant, faults: header.faultSelection ?? DEFAULT_FAULTS });
-      writeOutputs(r, { log: o.log });
+      writeOutputs(r, { log: o.log, only: o.only, hide: o.hide, domain: o.domain, explain: o.explain });
       process.stdout.write(`${header.scenario} seed ${header.seed} variant ${header.variant}; faults: ${describeFaults(r.faults)}\n`);
       process.stdout.write(`${resultLine(r)}\n`);
       if (r.hash === footer.hash) {
