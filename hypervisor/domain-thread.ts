@@ -8,13 +8,15 @@ import type { Hypercalls } from './hypercall.ts';
 import { KERNEL_COUNTERS, type KernelStats, kernelStats, type RunMode, type StartInfo, VcpuControl } from '../domains/kernel/kernel.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
 
-const WORKER = new URL('../domains/kernel/worker.ts', import.meta.url);
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const WORKER = new URL(`../domains/kernel/worker${EXT}`, import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
-/** Workers need the TypeScript loader too; mocha and `node --import` pass it on, the bin does not. */
+/** Workers running the sources need the TypeScript loader too; mocha and `node --import` pass it on, the bin does not. */
 function workerExecArgv(): string[] {
   const argv = [...process.execArgv];
-  if (!argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
+  if (EXT === '.ts' && !argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
   return argv;
 }
 

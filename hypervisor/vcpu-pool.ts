@@ -12,7 +12,9 @@ import { KERNEL_COUNTERS, type KernelStats, kernelStats, type StartInfo } from '
 import type { PoolCommand, PoolWorkerData } from '../domains/kernel/pool-worker.ts';
 import type { DomainProgram, WorkerBoot } from '../domains/kernel/worker.ts';
 
-const POOL_WORKER = new URL('../domains/kernel/pool-worker.ts', import.meta.url);
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const POOL_WORKER = new URL(`../domains/kernel/pool-worker${EXT}`, import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
 interface PoolThread {
@@ -38,7 +40,7 @@ export class VcpuPool {
   private next = 0;
 
   constructor(size: number, hypercalls: Hypercalls, opts: PoolOptions = {}) {
-    const execArgv = process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
+    const execArgv = EXT === '.js' || process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
     for (let i = 0; i < size; i++) {
       const { port1, port2 } = new MessageChannel();
       const page = HypercallServer.page();

@@ -1,6 +1,10 @@
 // `xensim` command line: one subcommand per tool. Each subcommand lives in its own module and is
 // loaded only when used, so `xensim xenstore read` does not pay for the daemon's start-up.
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+
+/** package.json, seen from sim/cli.ts or from its compiled copy dist/sim/cli.js. */
+const PACKAGE_JSON = new URL(import.meta.url.endsWith('.ts') ? '../package.json' : '../../package.json', import.meta.url);
 
 export async function main(argv: string[]): Promise<void> {
   // `xensim run ... --log - | head` closes the pipe early: that is not an error.
@@ -8,8 +12,10 @@ export async function main(argv: string[]): Promise<void> {
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
   });
+  const { version } = JSON.parse(readFileSync(PACKAGE_JSON, 'utf8')) as { version: string };
   const program = new Command('xensim')
     .description('A Xen environment simulator')
+    .version(version)
     .showHelpAfterError()
     .exitOverride();
 

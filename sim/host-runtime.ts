@@ -20,7 +20,9 @@ import { Prng, type RunMode, type StartInfo } from '../domains/kernel/kernel.ts'
 import { VcpuInfo } from '../hypervisor/public/xen.ts';
 import type { DomainProgram } from '../domains/kernel/worker.ts';
 
-const DOM0_PROGRAM = new URL('../domains/dom0/dom0.ts', import.meta.url).href;
+/** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const DOM0_PROGRAM = new URL(`../domains/dom0/dom0${EXT}`, import.meta.url).href;
 
 export interface GuestOptions {
   /** The guest kernel's program: module URL and arguments. */

@@ -5,7 +5,9 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import type { SwarmAnswer, SwarmJob } from './swarm-worker.ts';
 
-const WORKER = new URL('./swarm-worker.ts', import.meta.url);
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const WORKER = new URL(`./swarm-worker${EXT}`, import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../../scripts/tsx-preload.mjs', import.meta.url));
 
 export interface SwarmOptions {
@@ -38,7 +40,7 @@ export interface SwarmReport {
 
 function workerExecArgv(): string[] {
   const argv = [...process.execArgv];
-  if (!argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
+  if (EXT === '.ts' && !argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
   return argv;
 }
 
