@@ -30,7 +30,6 @@ async function xensim(args: string[], cwd: string): Promise<{ code: number; stdo
 }
 
 describe('scenario outputs from a real run', function () {
-  this.timeout(60_000);
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'xensim-out-'));

@@ -18,6 +18,7 @@ import {
   type XenstoreVerb,
 } from '../../../domains/dom0/tools/xenstore-cli.ts';
 import { XsError, XsHandle } from '../../../domains/dom0/tools/xs.ts';
+import { waitFor } from '../../helpers/wait.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ORACLE = path.resolve(REPO, '..', 'shared', 'oracle');
@@ -56,7 +57,6 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, argv0
 }
 
 describe('dom0 xenstore tools against the real C xenstored', function () {
-  this.timeout(20000);
   let dir = '';
   let sock = '';
   let pid = '';
@@ -163,12 +163,9 @@ describe('dom0 xenstore tools against the real C xenstored', function () {
         child.stdout.on('data', (b: Buffer) => (stdout += b.toString('latin1')));
         child.stderr.on('data', (b: Buffer) => (stderr += b.toString('latin1')));
         const done = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-        const initial = (async () => {
-          const deadline = Date.now() + 8000;
-          while (stdout.split('\n').length < 3 && Date.now() < deadline && child.exitCode === null) {
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        })();
+        // The two initial events are printed once both watches are set up.
+        const initial = waitFor(() => stdout.split('\n').length >= 3 || child.exitCode !== null,
+          `the initial events from ${cmd}`, () => `stdout=${JSON.stringify(stdout)} stderr=${JSON.stringify(stderr)}`);
         return { done, initial };
       };
       const args = ['-n', '5', base, 'relative/one'];
