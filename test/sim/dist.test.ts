@@ -1,10 +1,11 @@
 // `npx xensim` runs dist/ only while it is as new as the sources it is compiled from; otherwise
 // the bin runs the sources under tsx, so a stale build is never what runs.
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { SOURCES, distIsFresh } from '../../sim/bin/dist.mjs';
+import { REPO_ROOT } from '../helpers/daemons.ts';
 
 describe('sim/bin/dist.mjs: is dist/ as new as the sources', () => {
   let root: string;
@@ -51,6 +52,13 @@ describe('sim/bin/dist.mjs: is dist/ as new as the sources', () => {
     file('hypervisor/types.d.ts', 9000);
     file('scenarios/hosts/three-guests.yaml', 9000);
     assert.equal(distIsFresh(root), true);
+  });
+
+  it('looks at the folders tsconfig.build.json compiles', () => {
+    const text = readFileSync(path.join(REPO_ROOT, 'tsconfig.build.json'), 'utf8').replace(/^\s*\/\/.*$/gm, '');
+    const build = JSON.parse(text) as { include: string[]; exclude: string[] };
+    assert.deepEqual(build.include, SOURCES);
+    assert.deepEqual(build.exclude, ['sim/bench']);
   });
 
   it('stale when a source folder is missing', () => {
