@@ -12,12 +12,14 @@ import {
 import type { StartInfo } from './public/xen.ts';
 import type { VcpuRunner } from './vcpu-runner.ts';
 
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers need tsx's loader only for the first. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
-/** Workers need the TypeScript loader too; mocha and `node --import` pass it on, the bin does not. */
+/** Workers running the sources need the TypeScript loader too; mocha and `node --import` pass it on, the bin does not. */
 function workerExecArgv(): string[] {
   const argv = [...process.execArgv];
-  if (!argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
+  if (EXT === '.ts' && !argv.some((a) => a.includes('tsx-preload'))) argv.push('--import', PRELOAD);
   return argv;
 }
 

@@ -13,6 +13,9 @@ import {
   vcpuCloseGate, vcpuOpenGate, vcpuStopped, type WorkerBoot,
 } from './public/vcpu.ts';
 import type { VcpuRunner } from './vcpu-runner.ts';
+
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers need tsx's loader only for the first. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const PRELOAD = fileURLToPath(new URL('../scripts/tsx-preload.mjs', import.meta.url));
 
 interface PoolThread {
@@ -36,7 +39,7 @@ export class VcpuPool {
   private next = 0;
 
   constructor(size: number, hypercalls: Hypercalls, entry: URL, opts: PoolOptions = {}) {
-    const execArgv = process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
+    const execArgv = EXT === '.js' || process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', PRELOAD];
     for (let i = 0; i < size; i++) {
       const { port1, port2 } = new MessageChannel();
       const page = HypercallServer.page();

@@ -9,7 +9,9 @@ import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 import type { XsFloodCommand } from '../domains/domU/xs-flood.ts';
 import type { ScenarioRun } from '../sim/scenario/run.ts';
 
-const FLOOD = new URL('../domains/domU/xs-flood.ts', import.meta.url).href;
+/** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const FLOOD = new URL(`../domains/domU/xs-flood${EXT}`, import.meta.url).href;
 const COUNT = 200;
 const OUTSTANDING = 20;
 

@@ -21,7 +21,9 @@ import { kernelImage } from '../domains/kernel/image.ts';
 import { Prng } from '../domains/kernel/kernel.ts';
 import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
 
-const DOM0_PROGRAM = new URL('../domains/dom0/dom0.ts', import.meta.url).href;
+/** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const DOM0_PROGRAM = new URL(`../domains/dom0/dom0${EXT}`, import.meta.url).href;
 
 export interface GuestOptions {
   /** The guest kernel's program: module URL and arguments. */

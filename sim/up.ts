@@ -15,7 +15,9 @@ import { formatList } from './xl-cli.ts';
 import { backendPath, frontendPath } from '../domains/dom0/toolstack/libxl.ts';
 import { socketPathBusy } from './socket-path.ts';
 
-const IDLE = new URL('../domains/domU/idle.ts', import.meta.url).href;
+/** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const IDLE = new URL(`../domains/domU/idle${EXT}`, import.meta.url).href;
 const DEFAULT_SOCKET = '/tmp/xensim/xenstored.sock';
 
 const int = (v: string): number => {

@@ -12,7 +12,9 @@ import { type HostRuntime, ToolstackCallError } from './host-runtime.ts';
 /** Omit over each member of a union (plain Omit keeps only the keys all members share). */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
-const GUEST = new URL('../domains/domU/guest.ts', import.meta.url).href;
+/** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
+const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+const GUEST = new URL(`../domains/domU/guest${EXT}`, import.meta.url).href;
 
 export interface XlDomain {
   readonly domid: number;

@@ -14,8 +14,11 @@ import { packingSection } from './packing.ts';
 import { ringSection } from './ring.ts';
 import { xenstoredSection } from './xenstored.ts';
 import { devicesSection, swarmSection } from './scenarios.ts';
+import { startupSection } from './startup.ts';
 
-const SECTIONS: readonly BenchSection[] = [xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection];
+const SECTIONS: readonly BenchSection[] = [
+  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, startupSection,
+];
 
 const HELP = `usage: npm run bench -- [options]
 

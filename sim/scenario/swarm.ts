@@ -10,6 +10,7 @@ import type { SwarmJob } from './swarm-worker.ts';
 
 export type { SwarmAnswer, VariantSummary } from './swarm-report.ts';
 
+/** '.ts' when running the sources under tsx, '.js' when running dist/: workers load the same kind. */
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const WORKER = new URL(`./swarm-worker${EXT}`, import.meta.url);
 const PRELOAD = fileURLToPath(new URL('../../scripts/tsx-preload.mjs', import.meta.url));

@@ -13,7 +13,6 @@ const XVDB = vdevFromName('xvdb')!;
 interface DevInfo { name: string; state: number; disk?: { sectors: number; sectorSize: number; info: number } }
 
 describe('vbd: blkfront <-> blkback', function () {
-  this.timeout(60_000);
 
   for (const seed of SEEDS) {
     describe(`seed ${seed}`, () => {

@@ -76,7 +76,6 @@ async function rawTx(xl: Xl, domid: number, device: string, requests: NetifTxReq
 interface DevInfo { name: string; state: number; net?: { mac: string } }
 
 describe('vif: netfront <-> netback over dom0\'s bridge', function () {
-  this.timeout(60_000);
 
   for (const seed of SEEDS) {
     describe(`seed ${seed}`, () => {

@@ -22,6 +22,7 @@ import {
   encodeMessage,
   nulJoin,
 } from '../../hypervisor/public/io/xs_wire.ts';
+import { HANG_MS } from './wait.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SHARED_DIR = path.resolve(REPO_ROOT, '..', 'shared');
@@ -95,12 +96,13 @@ export interface RunResult {
 export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   cwd?: string;
-  /** Kills the command (SIGKILL) after this many ms; the result then has signal set. */
-  timeoutMs?: number;
   input?: string;
 }
 
-/** Runs a command to completion. Resolves with its exit status and output, whatever they are. */
+/**
+ * Runs a command to completion. Resolves with its exit status and output, whatever they are; a
+ * command still running after HANG_MS is killed (SIGKILL), and the result then has signal set.
+ */
 export function run(cmd: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, {
@@ -112,14 +114,13 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const err: Buffer[] = [];
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
-    const timer = opts.timeoutMs === undefined ? undefined
-      : setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+    const timer = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
     child.on('error', (e) => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       reject(new Error(`cannot run ${cmd}: ${e.message}`));
     });
     child.on('close', (code, signal) => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       resolve({
         code, signal,
         stdout: Buffer.concat(out).toString('latin1'),
@@ -167,23 +168,34 @@ export class Proc {
     for (const f of w) f();
   }
 
-  /** Waits until `pred(stdout)` holds; throws after timeoutMs or if the process ends first. */
-  async until(pred: (stdout: string) => boolean, timeoutMs: number, what = 'output'): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
+  /** Waits until `pred(stdout)` holds, checked at each output; throws if the process ends first
+   * (or after HANG_MS). */
+  async until(pred: (stdout: string) => boolean, what = 'output'): Promise<void> {
+    const hung = Date.now() + HANG_MS;
     while (!pred(this.stdout)) {
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
         throw new Error(`process ended before ${what}; stdout=${JSON.stringify(this.stdout)} ` +
           `stderr=${JSON.stringify(this.stderr)}`);
       }
-      const left = deadline - Date.now();
-      if (left <= 0) {
-        throw new Error(`timed out waiting for ${what}; stdout=${JSON.stringify(this.stdout)} ` +
+      if (Date.now() > hung) {
+        throw new Error(`no ${what} after ${HANG_MS / 1000} s: hung; stdout=${JSON.stringify(this.stdout)} ` +
           `stderr=${JSON.stringify(this.stderr)}`);
       }
+      // Woken by output or exit; the timer only bounds the wait for the hang check.
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 100));
+        const t = setTimeout(resolve, 1000);
         this.waiters.push(() => { clearTimeout(t); resolve(); });
       });
+    }
+  }
+
+  /** Waits for the process to exit by itself; kills it after HANG_MS (the result then has signal set). */
+  async exit(): Promise<RunResult> {
+    const t = setTimeout(() => this.kill(), HANG_MS);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(t);
     }
   }
 
@@ -240,7 +252,6 @@ export interface XensimOptions {
   trace?: boolean;
   /** Extra options, e.g. the C xenstored quota options ['-Q', 'name=value']. */
   args?: string[];
-  readyTimeoutMs?: number;
 }
 
 const live = new Set<Daemon>();
@@ -255,8 +266,9 @@ process.on('exit', () => {
   }
 });
 
-/** One request on a fresh connection; resolves true when a reply with our req_id arrives. */
-export function pingSocket(socket: string, timeoutMs = 1000): Promise<boolean> {
+/** One request on a fresh connection; resolves true when a reply with our req_id arrives, false
+ * when the connection fails or closes first (or after HANG_MS). */
+export function pingSocket(socket: string, timeoutMs = HANG_MS): Promise<boolean> {
   return new Promise((resolve) => {
     const s = net.createConnection(socket);
     const rx = new XsWireDecoder('reject');
@@ -327,7 +339,7 @@ export async function startXensim(opts: XensimOptions = {}): Promise<Daemon> {
   live.add(daemon);
 
   const cmdline = `node ${args.join(' ')}`;
-  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20000);
+  const hung = Date.now() + HANG_MS;
   for (;;) {
     if (spawnError || child.exitCode !== null || child.signalCode !== null) {
       await daemon.stop();
@@ -335,10 +347,10 @@ export async function startXensim(opts: XensimOptions = {}): Promise<Daemon> {
         `(${spawnError?.message ?? `code ${child.exitCode}, signal ${child.signalCode}`})\n` +
         `command: ${cmdline}\noutput:\n${output}`);
     }
-    if (existsSync(socket) && await pingSocket(socket, 1000)) return daemon;
-    if (Date.now() > deadline) {
+    if (existsSync(socket) && await pingSocket(socket)) return daemon;
+    if (Date.now() > hung) {
       await daemon.stop();
-      throw new Error(`xensim xenstored not ready after ${opts.readyTimeoutMs ?? 20000} ms\n` +
+      throw new Error(`xensim xenstored not ready after ${HANG_MS / 1000} s: hung\n` +
         `command: ${cmdline}\noutput:\n${output}`);
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -355,7 +367,7 @@ export async function startOracle(kind: Profile, serverArgs: string[] = []): Pro
   const socket = path.join(dir, 'socket');
   const args = [path.join(ORACLE_DIR, 'start.sh'), ...(kind === 'ocaml' ? ['--ocaml'] : []), socket,
     ...serverArgs];
-  const r = await run('sh', args, { timeoutMs: 60000 });
+  const r = await run('sh', args);
   const pid = Number(r.stdout.trim().split('\n').pop());
   if (r.code !== 0 || !Number.isInteger(pid) || pid <= 0) {
     rmSync(dir, { recursive: true, force: true });
@@ -369,7 +381,7 @@ export async function startOracle(kind: Profile, serverArgs: string[] = []): Pro
     },
     async stop() {
       live.delete(daemon);
-      await run('sh', [path.join(ORACLE_DIR, 'stop.sh'), String(pid)], { timeoutMs: 15000 });
+      await run('sh', [path.join(ORACLE_DIR, 'stop.sh'), String(pid)]);
       rmSync(dir, { recursive: true, force: true });
     },
   };

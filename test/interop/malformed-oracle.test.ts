@@ -32,7 +32,6 @@ const isPrefix = (a: readonly unknown[], b: readonly unknown[]): boolean =>
 
 for (const profile of ['c', 'ocaml'] as const) {
   describe(`interop: the malformed-input table on the real ${profile === 'c' ? 'C xenstored' : 'oxenstored'}`, function () {
-    this.timeout(60000);
     let oracle: Daemon;
     before(async () => {
       oracle = await startOracle(profile);

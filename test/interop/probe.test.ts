@@ -42,17 +42,17 @@ interface ProbeRun { daemon: Daemon; result: RunResult }
 async function probeOnFreshDaemon(profile: Profile, variant: boolean): Promise<ProbeRun> {
   const daemon = await startTarget(profile, { guestDir: variant });
   try {
-    if (!variant) return { daemon, result: await run(PYTHON3, [PROBE, daemon.socket], { timeoutMs: 60000 }) };
+    if (!variant) return { daemon, result: await run(PYTHON3, [PROBE, daemon.socket]) };
     if (daemon.guestDir) {
-      return { daemon, result: await run(PYTHON3, [VARIANT, daemon.socket, daemon.guestDir], { timeoutMs: 60000 }) };
+      return { daemon, result: await run(PYTHON3, [VARIANT, daemon.socket, daemon.guestDir]) };
     }
     // Harness check against a real daemon (XENSIM_INTEROP_DAEMON=oracle): ring-bridge.py serves
     // GUESTDIR/5 by relaying to the shim's ring page, so the variant runs end to end there too.
     const guestDir = path.join(daemon.dir, 'guests');
     const bridge = new Proc(PYTHON3, [BRIDGE, PROBE, daemon.ringDir!, guestDir, '5']);
     try {
-      await bridge.until((o) => o.includes('listening'), 5000, 'ring-bridge.py');
-      return { daemon, result: await run(PYTHON3, [VARIANT, daemon.socket, guestDir], { timeoutMs: 60000 }) };
+      await bridge.until((o) => o.includes('listening'), 'ring-bridge.py');
+      return { daemon, result: await run(PYTHON3, [VARIANT, daemon.socket, guestDir]) };
     } finally {
       bridge.kill();
     }
@@ -70,7 +70,6 @@ function info(r: ProbeRun): string {
 for (const profile of ['c', 'ocaml'] as const) {
   describe(`interop: xs-probe transcript, xensim --profile ${profile} vs ${path.basename(RESULTS[profile])}`,
     function () {
-      this.timeout(90000);
       let expected: string;
       let basic: ProbeRun | undefined;
       let guest: ProbeRun | undefined;

@@ -59,7 +59,6 @@ const migration = (base: SaveImage): SaveImage => ({
 });
 
 describe('interop: Debian verify-stream-v2 accepts the streams xensim writes', function () {
-  this.timeout(120_000);
 
   before(function () {
     requireVerifier();

@@ -11,7 +11,6 @@ const SEEDS = [1, 2, 3];
 const REPLAY_SEED = 7;
 
 describe('scenario library', function () {
-  this.timeout(60_000);
 
   it('names are unique kebab-case with a title and tags; at least eight XSA regressions named xsa-NNN-*', () => {
     const names = LIBRARY.map((s) => s.name);

@@ -15,13 +15,14 @@ import { runScenario } from '../../sim/scenario/run.ts';
 import { toMermaidSequence } from '../../sim/trace/mermaid.ts';
 import { perfettoJson, toPerfetto, validateTraceEventJson } from '../../sim/trace/perfetto.ts';
 import { toTextLog } from '../../sim/trace/text-log.ts';
+import { HANG_MS } from '../helpers/wait.ts';
 
 const BIN = fileURLToPath(new URL('../../sim/bin/xensim.mjs', import.meta.url));
 const run = promisify(execFile);
 
 async function xensim(args: string[], cwd: string): Promise<{ code: number; stdout: string }> {
   try {
-    const r = await run(process.execPath, [BIN, ...args], { cwd });
+    const r = await run(process.execPath, [BIN, ...args], { cwd, timeout: HANG_MS });
     return { code: 0, stdout: r.stdout };
   } catch (e) {
     const err = e as { code: number; stdout: string };
@@ -30,7 +31,6 @@ async function xensim(args: string[], cwd: string): Promise<{ code: number; stdo
 }
 
 describe('scenario outputs from a real run', function () {
-  this.timeout(60_000);
   let dir: string;
   before(() => {
     dir = mkdtempSync(join(tmpdir(), 'xensim-out-'));

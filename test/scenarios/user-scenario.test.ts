@@ -66,7 +66,6 @@ export default defineScenario({
 const summaryOf = (out: string): string[] => out.split('\n').filter((l) => l !== '' && !/ runs (in|from) /.test(l) && !l.startsWith('shard '));
 
 describe('a scenario of one\'s own, outside the repository', function () {
-  this.timeout(180_000);
   let dir: string;
   let file: string;
   before(() => {

@@ -94,7 +94,6 @@ describe('bad input in config files', () => {
 });
 
 describe('a verb on a shut-down domain', function () {
-  this.timeout(60_000);
   it('xl shutdown of a domain already shut down answers at once (no wait for an ack that cannot come)', async () => {
     const { rt, xl } = await bootHost(1);
     try {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { XsHandle } from '../../domains/libs/store/xs.ts';
 import type { WorkloadArgs } from '../../domains/domU/xenstore-workload.ts';
 import { HostRuntime } from '../../sim/host-runtime.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const WORKLOAD = new URL('../../domains/domU/xenstore-workload.ts', import.meta.url).href;
 const HOSTILE = new URL('../../domains/domU/hostile-ring.ts', import.meta.url).href;
@@ -24,7 +25,6 @@ function done(rt: HostRuntime, domid: number): Promise<Done> {
 }
 
 describe('host: guests use xenstore through their rings', function () {
-  this.timeout(60_000);
   let dir: string;
   let rt: HostRuntime;
 
@@ -110,19 +110,19 @@ describe('host: guests use xenstore through their rings', function () {
       xs.on('watch', (p) => events.push(p));
       await xs.watch('@releaseDomain', 'rel');
       await xs.watch('/local/domain/3/data', 'data');
-      await new Promise((r) => setTimeout(r, 50));
+      // Each watch fires once when set; those events are not the ones under test.
+      await waitFor(() => events.includes('@releaseDomain') && events.includes('/local/domain/3/data'),
+        'the watches\' initial events', () => `events: ${events.join(' ')}`);
       events.length = 0;
       await rt.destroy(3);
-      for (let i = 0; i < 100 && !events.includes('@releaseDomain'); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.ok(events.includes('@releaseDomain'), `events: ${events.join(' ')}`);
+      await waitFor(() => events.includes('@releaseDomain'), '@releaseDomain', () => `events: ${events.join(' ')}`);
       assert.ok(events.includes('/local/domain/3/data'), 'removal of the guest-owned data dir');
       assert.equal(await xs.isDomainIntroduced(3), false);
       await assert.rejects(xs.read('/local/domain/3/data'), { code: 'ENOENT' });
       // dom0 still owns and keeps the home directory itself; the toolstack removes it.
       assert.equal((await xs.read('/local/domain/3')).toString(), '');
       // Once xenstored unmapped the ring, the domain is gone and its domid free again.
-      for (let i = 0; i < 100 && rt.host.domains.has(3); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.equal(rt.host.domains.has(3), false);
+      await waitFor(() => !rt.host.domains.has(3), 'domain 3 to leave the hypervisor');
     } finally {
       await xs.close();
     }

@@ -131,7 +131,6 @@ const SETUPS: { name: string; opts: HostOptions }[] = [
 
 for (const setup of SETUPS) {
   describe(`isolation between guests, through vCPU threads and hypercalls (${setup.name})`, function () {
-    this.timeout(20_000);
     let rt: HostRuntime;
     let run: Run;
 

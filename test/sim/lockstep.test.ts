@@ -42,7 +42,6 @@ async function runOnce(seed: number, inline = false): Promise<{ hash: string; ev
 }
 
 describe('lockstep: seeded, replayable runs', function () {
-  this.timeout(60_000);
 
   it('the same seed gives a byte-identical trace', async () => {
     const a = await runOnce(42);
@@ -62,7 +61,6 @@ describe('lockstep: seeded, replayable runs', function () {
 });
 
 describe('lockstep inline: every vCPU on the hypervisor\'s thread', function () {
-  this.timeout(60_000);
 
   it('runs the same schedule as one thread per vCPU: the traces are byte-identical', async () => {
     const threads = await runOnce(7);
@@ -81,7 +79,6 @@ describe('lockstep inline: every vCPU on the hypervisor\'s thread', function () 
 });
 
 describe('lockstep inline packs many guests on one thread', function () {
-  this.timeout(120_000);
 
   async function hundred(seed: number): Promise<{ hash: string; counter: string; threads: number }> {
     const rt = new HostRuntime({ seed, mode: 'lockstep', trace: true, inline: true });

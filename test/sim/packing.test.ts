@@ -26,7 +26,6 @@ function done(port: ControlPort): Promise<Done> {
 }
 
 describe('packing: guests on a shared pool of vCPU threads', function () {
-  this.timeout(60_000);
 
   it('60 guests on 2 threads each do 10 xenstore operations through their own ring', async () => {
     const rt = new HostRuntime({ pool: 2, seed: 3 });

@@ -82,7 +82,6 @@ async function until(rt: HostRuntime, cond: () => boolean): Promise<void> {
 }
 
 describe('pause: a paused domain runs nothing, in every runner, by every path', function () {
-  this.timeout(60_000);
 
   for (const [runner, opts] of Object.entries(RUNNERS)) {
     describe(runner, () => {

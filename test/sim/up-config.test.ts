@@ -9,6 +9,7 @@ import path from 'node:path';
 import { ConfigError, loadHostConfig, parseDiskSpec, parseGuestFile, parseHostConfig, parseVifSpec } from '../../sim/config.ts';
 import { upMode } from '../../sim/up.ts';
 import { REPO_ROOT } from '../helpers/daemons.ts';
+import { HANG_MS } from '../helpers/wait.ts';
 
 /** The ConfigError's message for `text` as a host config named h.yaml. */
 function hostError(text: string): string {
@@ -157,12 +158,11 @@ describe('xensim up CONFIG: mode, seed and sockets', () => {
   });
 
   it('a bad config stops `xensim up` with one clear message and exit status 1, no stack trace', function () {
-    this.timeout(30_000);
     const dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-upcfg-'));
     try {
       const file = path.join(dir, 'bad.yaml');
       writeFileSync(file, 'guests:\n  - name: web\n    memory: 256\n    disks:\n      - { vdev: xvda, target: r, sizeMiB: big }\n');
-      const r = spawnSync(process.execPath, ['sim/bin/xensim.mjs', 'up', file], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 25_000 });
+      const r = spawnSync(process.execPath, ['sim/bin/xensim.mjs', 'up', file], { cwd: REPO_ROOT, encoding: 'utf8', timeout: HANG_MS });
       assert.equal(r.status, 1, r.stderr);
       assert.equal(r.stderr, `xensim up: ${file}:5: guests[0].disks[0].sizeMiB: expected a size in MiB, 1 to 65536, got "big"\n`);
       assert.equal(r.stdout, '');

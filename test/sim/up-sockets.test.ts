@@ -42,7 +42,6 @@ async function xenstoredAnswers(socket: string): Promise<string> {
 }
 
 describe('xensim up: its sockets', function () {
-  this.timeout(60_000);
   let dir: string;
   let cfg: string;
   before(() => {

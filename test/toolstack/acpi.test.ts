@@ -55,7 +55,6 @@ async function sleepWakePowerOff(seed: number, dom0: Dom0Args, guest: GuestArgs)
 }
 
 describe('toolstack: ACPI power and sleep (xl trigger)', function () {
-  this.timeout(60_000);
 
   for (const seed of SEEDS) {
     describe(`seed ${seed}`, () => {

@@ -24,6 +24,7 @@ function lcg(seed: number): () => number {
 const EXPLAINED = /^xl create: domain \d+: [a-z-]+( \S+)?: domain \d+ (is being destroyed|no longer exists)$/;
 
 describe('toolstack: xl destroy during xl create', function () {
+  // A hang guard only, above mocha's: 100 creates, each destroyed at a drawn point.
   this.timeout(600_000);
 
   it(`${TRIALS} trials, destroy at a seeded point of the create: no node of the domain left, every failed create explained`, async () => {

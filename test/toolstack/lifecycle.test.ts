@@ -24,7 +24,6 @@ async function freed(h: TestHost, domid: number): Promise<void> {
 }
 
 describe('toolstack: destroy and domid reuse', function () {
-  this.timeout(60_000);
 
   for (const seed of SEEDS) {
     describe(`seed ${seed}`, () => {

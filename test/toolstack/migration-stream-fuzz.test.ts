@@ -83,7 +83,6 @@ function readsOrRefuses(b: Uint8Array, opts: SaveStreamReaderOptions, chunk: num
 }
 
 describe('migration stream fuzz: mutated streams are restored or refused, never crash', function () {
-  this.timeout(120_000);
   for (const [name, t, opts] of TARGETS) {
     it(`${name}: header and record-header mutations, truncations, misplaced records`, () => {
       fc.assert(fc.property(fc.array(mutation, { minLength: 1, maxLength: 3 }), fc.integer({ min: 1, max: 5000 }), (ms, chunk) => {

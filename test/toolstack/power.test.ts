@@ -48,7 +48,6 @@ function toolstackSawAck(trace: TraceEvent[], domid: number, from: number): numb
 }
 
 describe('toolstack: shutdown, reboot, suspend/resume', function () {
-  this.timeout(60_000);
 
   for (const seed of SEEDS) {
     describe(`seed ${seed}`, () => {

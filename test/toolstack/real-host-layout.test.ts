@@ -158,7 +158,6 @@ const KINDS: readonly (readonly [string, RegExp])[] = [
 ];
 
 describe('toolstack: layout against a real host\'s xenstore-ls -fp', function () {
-  this.timeout(60_000);
   // Read when the specs run, so a missing reference fails these specs and nothing else.
   let real: Dump;
   before(() => {

@@ -18,6 +18,7 @@ import {
   type XenstoreVerb,
 } from '../../../domains/dom0/tools/xenstore-cli.ts';
 import { XsError, XsHandle } from '../../../domains/libs/store/xs.ts';
+import { HANG_MS, waitFor } from '../../helpers/wait.ts';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const ORACLE = path.resolve(REPO, '..', 'shared', 'oracle');
@@ -44,19 +45,21 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv, argv0
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
+    // A hang guard: a hung child is killed, so its output shows in the failure.
+    const hung = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
     child.on('error', reject);
-    child.on('close', (code) =>
+    child.on('close', (code) => {
+      clearTimeout(hung);
       resolve({
         code,
         stdout: Buffer.concat(out).toString('latin1'),
         stderr: Buffer.concat(err).toString('latin1'),
-      }),
-    );
+      });
+    });
   });
 }
 
 describe('dom0 xenstore tools against the real C xenstored', function () {
-  this.timeout(20000);
   let dir = '';
   let sock = '';
   let pid = '';
@@ -162,13 +165,15 @@ describe('dom0 xenstore tools against the real C xenstored', function () {
         let stderr = '';
         child.stdout.on('data', (b: Buffer) => (stdout += b.toString('latin1')));
         child.stderr.on('data', (b: Buffer) => (stderr += b.toString('latin1')));
-        const done = new Promise<Result>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
-        const initial = (async () => {
-          const deadline = Date.now() + 8000;
-          while (stdout.split('\n').length < 3 && Date.now() < deadline && child.exitCode === null) {
-            await new Promise((r) => setTimeout(r, 20));
-          }
-        })();
+        // A watcher that misses an event never exits: the hang guard kills it, and the output shows.
+        const hung = setTimeout(() => child.kill('SIGKILL'), HANG_MS);
+        const done = new Promise<Result>((resolve) => child.on('close', (code) => {
+          clearTimeout(hung);
+          resolve({ code, stdout, stderr });
+        }));
+        // The two initial events are printed once both watches are set up.
+        const initial = waitFor(() => stdout.split('\n').length >= 3 || child.exitCode !== null,
+          `the initial events from ${cmd}`, () => `stdout=${JSON.stringify(stdout)} stderr=${JSON.stringify(stderr)}`);
         return { done, initial };
       };
       const args = ['-n', '5', base, 'relative/one'];

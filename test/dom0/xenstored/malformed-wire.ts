@@ -269,7 +269,7 @@ export async function runOnOracleRing(d: Daemon, domid: number, k: MalformedCase
   const guestDir = path.join(d.dir, 'guests');
   const bridge = new Proc(PYTHON3, [BRIDGE, path.join(ORACLE_DIR, 'xs-probe.py'), d.ringDir!, guestDir, String(domid), '--close-on-error']);
   try {
-    await bridge.until((o) => o.includes('listening'), 10000, 'ring-bridge.py');
+    await bridge.until((o) => o.includes('listening'), 'ring-bridge.py');
     return await runAsGuest(d.socket, path.join(guestDir, String(domid)), domid, k);
   } finally {
     bridge.kill();

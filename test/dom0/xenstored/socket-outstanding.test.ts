@@ -16,7 +16,6 @@ const msg = (type: number, reqId: number, payload: string): Uint8Array =>
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe('c: a guest socket client that writes requests and never reads', function () {
-  this.timeout(120_000);
   const N = 3000;
   const VALUE = 'v'.repeat(4000);
   let dir: string;

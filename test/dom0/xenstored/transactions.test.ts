@@ -246,7 +246,6 @@ describe('xenstored transactions', () => {
   });
 
   describe('property: concurrent transactions with retry on EAGAIN are serializable in commit order', function () {
-    this.timeout(20000);
     // Several connections run random transactions over a small key set, interleaved at random;
     // a transaction that gets EAGAIN is retried from its start. Then:
     //  - the final store equals the committed transactions applied one after another, in commit

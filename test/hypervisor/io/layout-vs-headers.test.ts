@@ -219,7 +219,6 @@ const GROUPS: readonly { name: string; rows: readonly [string, number | string][
 ];
 
 describe('wire layouts agree with the Xen public headers (gcc + /usr/include/xen from libxen-dev)', function () {
-  this.timeout(60000);
   let probe: ReturnType<typeof probeHeaders>;
 
   before(() => {

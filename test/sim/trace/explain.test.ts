@@ -10,7 +10,6 @@ const kindKey = (e: TraceRecord): string => (e.kind === 'xenstore' ? `xenstore $
   : ['evtchn', 'gnttab', 'hypercall'].includes(e.kind) ? `${e.kind} ${String(e.op)}` : e.kind);
 
 describe('explain: every trace event in one sentence', function () {
-  this.timeout(60_000);
   let trace: readonly TraceRecord[];
   before(async () => {
     trace = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 1 })).trace as readonly TraceRecord[];

@@ -25,7 +25,6 @@ async function xensim(args: string[]): Promise<{ code: number; stdout: string; s
 }
 
 describe('trace filters for the exporters', function () {
-  this.timeout(60_000);
   let ev: readonly TraceRecord[];
   let dir: string;
   before(async () => {

@@ -159,7 +159,6 @@ describe('mermaid sequence diagram', () => {
   });
 
   it('any payload text parses and reads back as written (property)', async function () {
-    this.timeout(60_000);
     // No backslashes: the trace spells NUL as \0, so a value ending in those two characters would
     // read as one ending in NUL - the trace's ambiguity, not the diagram's.
     // Characters Mermaid's lexer or renderer treat specially, mixed with any others.

@@ -398,7 +398,6 @@ const PLANTED: readonly { race: string; variant: string; kind: RaceKind; node: R
 ];
 
 describe('race detector: the planted races', function () {
-  this.timeout(120_000);
   for (const p of PLANTED) {
     const def = RACES.find((d) => d.name === p.race);
     it(`${p.race} [${p.variant}]: a ${p.kind} finding names the racing node on one of seeds 1-4`, async () => {
@@ -424,7 +423,6 @@ describe('race detector: the planted races', function () {
 });
 
 describe('race detector: the command line', function () {
-  this.timeout(60_000);
   const xensim = (...args: string[]): { status: number | null; stdout: string; stderr: string } =>
     spawnSync(process.execPath, ['--import', './scripts/tsx-preload.mjs', 'sim/bin/xensim.mjs', ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
 

@@ -7,7 +7,6 @@ import { type TraceRecord, absolutePath, payloadFields } from '../../../sim/trac
 import { lanes, stateAt } from '../../../sim/trace/state-at.ts';
 
 describe('stateAt: the host after N events of a real run', function () {
-  this.timeout(60_000);
   let ev: readonly TraceRecord[];
   const vbd = 'vbd/1/51712';
   const at = (pred: (e: TraceRecord) => boolean, from = 0): number => {

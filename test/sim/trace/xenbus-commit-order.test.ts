@@ -33,7 +33,6 @@ function committedStateWrites(trace: readonly TraceRecord[]): { at: number; domi
 }
 
 describe('xenbus state changes are traced in commit order', function () {
-  this.timeout(60_000);
 
   for (const seed of [1, 2, 3]) {
     it(`boot-and-shutdown seed ${seed}: each state change follows the xenstored reply that committed it`, async () => {

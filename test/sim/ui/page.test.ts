@@ -45,7 +45,6 @@ class El {
 }
 
 describe('xensim ui page script', function () {
-  this.timeout(60_000);
   let ui: UiServer;
   let events: readonly TraceRecord[];
   const els = new Map<string, El>();

@@ -17,7 +17,6 @@ interface Dev { id: string; frontend?: { state?: number }; backend?: { state?: n
 interface State { n: number; devices: Dev[]; changed: string[]; domains: { domid: number; state: string }[]; last?: { i: number; text: string; kind: string } }
 
 describe('xensim ui server', function () {
-  this.timeout(60_000);
   let ui: UiServer;
   let events: readonly TraceRecord[];
   const get = async <T>(path: string): Promise<{ status: number; body: T; type: string | null }> => {
@@ -115,7 +114,6 @@ describe('xensim ui server', function () {
 });
 
 describe('xensim ui from the command line', function () {
-  this.timeout(60_000);
 
   it('serves a --trace file on the port it prints, until stopped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'xensim-ui-'));
@@ -147,7 +145,6 @@ describe('xensim ui from the command line', function () {
 });
 
 describe('TraceModel', function () {
-  this.timeout(60_000);
 
   it('answers the same state at N whether reached forwards, backwards or afresh', async () => {
     const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 3 })).trace as readonly TraceRecord[];
