@@ -79,7 +79,8 @@ export interface UiServer {
 
 /** Serves `model` on 127.0.0.1:port (0: any free port). */
 export async function startUiServer(model: TraceModel, port = 0): Promise<UiServer> {
-  const staticDir = new URL('./static/', import.meta.url);
+  // The page's files stay in the sources: the compiled server (dist/sim/ui) serves them from there.
+  const staticDir = new URL(import.meta.url.endsWith('.ts') ? './static/' : '../../../sim/ui/static/', import.meta.url);
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://localhost');
     if (req.method !== 'GET') {
