@@ -80,7 +80,10 @@ const KINDS: Map<string, FaultKind> = ((globalThis as { [REGISTRY]?: Map<string,
 export function declareFault<Range, Drawn>(kind: FaultKind<Range, Drawn>): FaultKind<Range, Drawn> {
   if (!/^[a-z][A-Za-z0-9-]*$/.test(kind.name)) throw new Error(`fault kind "${kind.name}": not a plain name`);
   const prev = KINDS.get(kind.name);
-  if (prev && prev !== (kind as FaultKind)) throw new Error(`fault kind "${kind.name}" declared twice (${prev.owner}, ${kind.owner})`);
+  if (prev && prev.owner !== kind.owner) throw new Error(`fault kind "${kind.name}" declared twice (${prev.owner}, ${kind.owner})`);
+  // The same owner again is its module evaluated a second time (a second loader in one process,
+  // as under mocha with tsx): the first declaration stays, so draws keep their order.
+  if (prev) return prev as FaultKind<Range, Drawn>;
   KINDS.set(kind.name, kind as FaultKind);
   return kind;
 }

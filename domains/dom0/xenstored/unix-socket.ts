@@ -101,7 +101,7 @@ export class XenstoredServer {
     await new Promise<void>((r) => this.main.close(() => r()));
   }
 
-  /** `held`: what the guest left in its ring while unmapped, read before anything new. */
+  /** `held`: what the guest left in its ring while unmapped, read with its next kick. */
   private attach(socket: Socket, conn: number, held?: Buffer): void {
     let out: Uint8Array[] = [];
     let outBytes = 0;
@@ -164,9 +164,15 @@ export class XenstoredServer {
     this.peers.set(conn, peer);
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
-    if (held !== undefined) wire.received(held);
     socket.on('data', (data) => {
-      if (this.peers.get(conn) === peer) return void wire.received(data);
+      if (this.peers.get(conn) === peer) {
+        // oxenstored reads what the ring held along with the guest's next kick, not before.
+        if (held !== undefined) {
+          data = Buffer.concat([held, data]);
+          held = undefined;
+        }
+        return void wire.received(data);
+      }
       // What a guest writes into an unmapped ring stays there, up to the ring's size.
       const u = domid !== undefined ? this.unmapped.get(domid) : undefined;
       if (u?.socket === socket) u.bytes = Buffer.concat([u.bytes, data]).subarray(0, XENSTORE_RING_SIZE);
