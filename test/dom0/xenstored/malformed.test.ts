@@ -22,6 +22,7 @@ import { type Client, ERROR_NAMES, Harness, T, latin1, splitNul } from './harnes
 import {
   CASES, type MalformedCase, ReplyCollector, type Transcript, compareTranscript, probe, runOnSocket, stateValue,
 } from './malformed-wire.ts';
+import { chunks } from '../../helpers/chunks.ts';
 
 const PROFILES = ['c', 'ocaml'] as const;
 
@@ -45,19 +46,6 @@ function assertHealthy(h: Harness, tag: string): void {
   assert.deepEqual(c.eventStrings(), [`${path} tok`]);
   assert.equal(c.read(path), 'in-tx');
   assert.equal(c.rm(path), 'OK');
-}
-
-/** Splits bytes at the given cut points (positions modulo the length). */
-function chunks(data: Uint8Array, cuts: number[]): Uint8Array[] {
-  const at = [...new Set(cuts.map((c) => (data.length ? c % data.length : 0)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const c of at) {
-    out.push(data.subarray(prev, c));
-    prev = c;
-  }
-  out.push(data.subarray(prev));
-  return out;
 }
 
 describe('xenstored malformed input', () => {

@@ -7,6 +7,7 @@ import {
   XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, XsDecodeStep, type XsMessage, XsWireDecoder, type XsOversize,
   encodeHeader, encodeMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import { chunks } from '../../helpers/chunks.ts';
 
 const flat = (m: XsMessage) => [m.type, m.req_id, m.tx_id, Buffer.from(m.payload).toString('hex')];
 
@@ -45,18 +46,6 @@ function viaFill(oversize: XsOversize, chunks: Uint8Array[], n: number): { out: 
   return { out, violation: false };
 }
 
-function cut(data: Uint8Array, cuts: number[]): Uint8Array[] {
-  const at = [...new Set(cuts.map((c) => (data.length ? c % data.length : 0)))].sort((a, b) => a - b);
-  const out: Uint8Array[] = [];
-  let prev = 0;
-  for (const c of at) {
-    out.push(data.subarray(prev, c));
-    prev = c;
-  }
-  out.push(data.subarray(prev));
-  return out;
-}
-
 const arbMsg = fc.record({
   type: fc.nat(),
   req_id: fc.nat(),
@@ -71,11 +60,11 @@ describe('xs_wire: XsWireDecoder', () => {
         const data = Buffer.concat(msgs.map((m) => encodeMessage(m)));
         const want = msgs.map(flat);
         for (const oversize of ['reject', 'clamp'] as const) {
-          const p = viaPush(oversize, cut(data, cuts));
+          const p = viaPush(oversize, chunks(data, cuts));
           assert.deepEqual(p.out, want);
           assert.equal(p.violation, false);
           assert.ok(p.maxPending <= XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX);
-          assert.deepEqual(viaFill(oversize, cut(data, cuts), n), { out: want, violation: false });
+          assert.deepEqual(viaFill(oversize, chunks(data, cuts), n), { out: want, violation: false });
         }
       }), { numRuns: 200 });
   });
