@@ -9,7 +9,6 @@ import {
   CallState, type HandedFrame, HYPERCALL_PAGE_BYTES, type HypercallPort, type HypercallResult, readJson, W_DOMID, W_OP, W_STATE, writeJson,
 } from './public/hypercall_page.ts';
 
-export type { HandedFrame, HypercallPort, HypercallResult } from './public/hypercall_page.ts';
 /** What the hypervisor does with one hypercall: a result, and pages to hand over. */
 export type HypercallHandler = (domid: number, op: number, args: unknown) => { ret: unknown; frames?: HandedFrame[] };
 

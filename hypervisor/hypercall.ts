@@ -4,7 +4,7 @@
 import type { Domain } from './domain.ts';
 import type { EventChannels } from './event-channel.ts';
 import type { GrantTables } from './grant-table.ts';
-import type { HandedFrame } from './hypercall-channel.ts';
+import type { HandedFrame } from './public/hypercall_page.ts';
 import { type Host, HypervisorError } from './host.ts';
 import type { Frame } from './memory.ts';
 import { GnttabOp } from './public/grant_table.ts';

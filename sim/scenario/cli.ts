@@ -14,6 +14,7 @@ import { detectRaces, formatFindings, RACE_KINDS, type RaceFinding } from '../tr
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
 import { formatTimestamp, toTextLog } from '../trace/text-log.ts';
 import type { TraceRecord } from '../trace/events.ts';
+import { readTraceFile } from '../trace/trace-file.ts';
 import { toExplainedLog } from '../trace/explain.ts';
 import { TraceReducer } from '../trace/state-at.ts';
 import { filterError, filterTrace, listOption, type TraceFilter } from '../trace/filter.ts';
@@ -23,7 +24,7 @@ import { findLoaded, type LoadedScenario, resolveScenarioArg } from './load.ts';
 import { type RunResult, runScenario } from './run.ts';
 import { replayCommand, swarm } from './swarm.ts';
 import {
-  failureSignature, parseShard, parseSwarmLines, shardSeeds, type SwarmAnswer, type SwarmLine, summarise, type VariantSummary,
+  failureSignature, parseShard, parseSwarmLines, shardSeeds, type SwarmAnswer, type SwarmLine, summarise, variantKey, type VariantSummary,
 } from './swarm-report.ts';
 
 const int = (v: string): number => {
@@ -50,7 +51,7 @@ async function scenariosOrDie(args: readonly string[]): Promise<LoadedScenario[]
 }
 
 /** `--faults` and `--fault-swarm`, checked against every scenario before anything runs. */
-function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenarios: readonly LoadedScenario[]): FaultSelection {
+export function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenarios: readonly LoadedScenario[]): FaultSelection {
   const sel: FaultSelection = { spec: o.faults, ...(o.faultSwarm ? { swarm: true } : {}) };
   for (const s of scenarios) {
     try {
@@ -62,7 +63,7 @@ function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenar
   return sel;
 }
 
-const faultsOption = (): Option => new Option('--faults <list>',
+export const faultsOption = (): Option => new Option('--faults <list>',
   'fault kinds a seed may draw: none | default (the scenario\'s) | all | kinds, -kind to drop one (see: xensim faults)').default('default');
 const onlyOption = (): Option => new Option('--only <kinds>',
   'the log, Mermaid and Perfetto show only these event kinds, e.g. xenstore,xenbus').argParser(listOption);
@@ -261,15 +262,12 @@ export function registerScenarios(program: Command): void {
     .option('--kind <kinds>', `only these kinds, comma-separated (${RACE_KINDS.join(', ')})`)
     .option('--json', 'one finding per line as JSON')
     .action((file: string, o: { kind?: string; json?: boolean }) => {
-      let events: Record<string, unknown>[];
+      let events: TraceRecord[];
       try {
-        events = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().length > 0).map((l) => JSON.parse(l) as Record<string, unknown>);
+        ({ events } = readTraceFile(file));
       } catch (e) {
         die(`${file}: ${e instanceof Error ? e.message : String(e)}`);
       }
-      // A --trace file opens with a header and ends with a footer; the events are what lies between.
-      if (events[0]?.kind === 'run') events = events.slice(1);
-      if (events[events.length - 1]?.kind === 'end') events = events.slice(0, -1);
       const kinds = o.kind?.split(',').map((k) => k.trim());
       const bad = kinds?.find((k) => !(RACE_KINDS as readonly string[]).includes(k));
       if (bad) die(`--kind ${bad}: expected one of ${RACE_KINDS.join(', ')}`);
@@ -353,11 +351,11 @@ export function registerScenarios(program: Command): void {
           die(e instanceof Error ? e.message : String(e));
         }
       }
-      const key = (a: { file?: string; scenario: string; variant: string }): string => `${a.file ?? ''}\0${a.scenario}\0${a.variant}`;
+      const key = variantKey;
       // In the order the variants first appear (a swarm queues them in the scenario's order).
       const firstSeen = new Map<string, number>();
       for (const [i, l] of lines.entries()) if (!firstSeen.has(key(l))) firstSeen.set(key(l), i);
-      const summaries = summarise(lines, (a) => (a as SwarmLine).expect).sort((a, b) => firstSeen.get(key(a))! - firstSeen.get(key(b))!);
+      const summaries = summarise(lines, (a) => (a as SwarmLine).expect);
       const human = o.json === '-' ? process.stderr : process.stdout;
       if (o.json) {
         const seen = new Set<string>();

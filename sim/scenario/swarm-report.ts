@@ -72,7 +72,7 @@ export interface VariantSummary {
   readonly verdict: 'ok' | 'FAILING' | 'found' | 'NOT FOUND';
 }
 
-const variantKey = (a: { scenario: string; file?: string; variant: string }): string => `${a.file ?? ''}\0${a.scenario}\0${a.variant}`;
+export const variantKey = (a: { scenario: string; file?: string; variant: string }): string => `${a.file ?? ''}\0${a.scenario}\0${a.variant}`;
 
 /**
  * Summaries per scenario and variant, in first-seen order. A seed that appears twice (two

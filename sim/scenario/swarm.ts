@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_FAULTS, faultArgs, type FaultSelection } from './faults.ts';
 import { scenarioArg } from './load.ts';
-import { type SwarmAnswer, summarise, type VariantSummary } from './swarm-report.ts';
+import { type SwarmAnswer, summarise, variantKey, type VariantSummary } from './swarm-report.ts';
 import type { SwarmJob } from './swarm-worker.ts';
 
 export type { SwarmAnswer, VariantSummary } from './swarm-report.ts';
@@ -62,7 +62,7 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
       for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults });
     }
   }
-  const key = (j: { scenario: string; file?: string; variant: string }): string => `${j.file ?? ''}\0${j.scenario}\0${j.variant}`;
+  const key = variantKey;
   const answers: SwarmAnswer[] = [];
   const stopped = new Set<string>();
   const workers = Array.from({ length: Math.max(1, Math.min(opts.jobs, queue.length)) }, () =>

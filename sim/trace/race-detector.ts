@@ -614,13 +614,6 @@ export function detectRaces(trace: readonly TraceRecord[], opts: DetectOptions =
   return out.sort((a, b) => a.events[0] - b.events[0] || RACE_KINDS.indexOf(a.kind) - RACE_KINDS.indexOf(b.kind));
 }
 
-/** Findings per kind (every kind present, zero where none). */
-export function countByKind(findings: readonly RaceFinding[]): Record<RaceKind, number> {
-  const c = Object.fromEntries(RACE_KINDS.map((k) => [k, 0])) as Record<RaceKind, number>;
-  for (const f of findings) c[f.kind]++;
-  return c;
-}
-
 /** The findings as text, one line each (`race: <kind>: <sentence>`). */
 export function formatFindings(findings: readonly RaceFinding[]): string {
   return findings.map((f) => `race: ${f.kind}: ${f.message}\n`).join('');

@@ -1,12 +1,13 @@
 // `xensim ui [SCENARIO | TRACEFILE]`: run a scenario in lockstep (or read a `--trace` file) and
 // serve it as a page to step through, in Xen's names. Prints the URL; runs until interrupted.
 import { existsSync, readFileSync } from 'node:fs';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { RUNNER_ERROR_EXIT } from '../report/xtf.ts';
-import { DEFAULT_FAULTS, type FaultSelection } from '../scenario/faults.ts';
+import { faultSelectionOrDie, faultsOption } from '../scenario/cli.ts';
 import { resolveScenarioArg } from '../scenario/load.ts';
 import { runScenario } from '../scenario/run.ts';
 import type { TraceRecord } from '../trace/events.ts';
+import { readTraceFile } from '../trace/trace-file.ts';
 import { TraceModel } from './model.ts';
 import { startUiServer } from './server.ts';
 
@@ -15,23 +16,6 @@ const int = (v: string): number => {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a non-negative integer');
   return n;
 };
-
-/** A `xensim run --trace` or `xensim up --trace` file: JSON lines, maybe between a run header and an end footer. */
-export function readTraceFile(file: string): { events: TraceRecord[]; title: string } {
-  const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim().length > 0);
-  let events = lines.map((l, i) => {
-    try {
-      return JSON.parse(l) as TraceRecord;
-    } catch {
-      throw new Error(`${file}:${i + 1}: not a JSON trace event`);
-    }
-  });
-  const header = events[0]?.kind === 'run' ? events[0] : undefined;
-  if (header) events = events.slice(1);
-  if (events[events.length - 1]?.kind === 'end') events = events.slice(0, -1);
-  const title = header ? `${String(header.scenario)} seed ${String(header.seed)} (${file})` : file;
-  return { events, title };
-}
 
 /** A saved trace rather than a scenario: an existing .jsonl/.json file, or any file starting with a JSON object. */
 function isTraceFile(arg: string): boolean {
@@ -46,7 +30,7 @@ export function registerUi(program: Command): void {
     .argument('[scenario-or-trace]', 'a scenario name or file, or a trace from `xensim run --trace`', 'boot-and-shutdown')
     .option('--seed <n>', 'seed of the run', int, 1)
     .option('--variant <name>', 'the scenario\'s variant', 'fixed')
-    .addOption(new Option('--faults <list>', 'fault kinds the run may draw (see: xensim faults)').default('default'))
+    .addOption(faultsOption())
     .option('--no-faults', 'a clean teaching run: no injected faults (same as --faults none)')
     .option('--port <n>', 'TCP port on 127.0.0.1 (0: any free one)', int, 0)
     .action(async (arg: string, o: { seed: number; variant: string; faults: string | false; port: number }) => {
@@ -58,7 +42,7 @@ export function registerUi(program: Command): void {
         } else {
           const found = await resolveScenarioArg(arg);
           if (found.length !== 1) throw new Error(`${arg} holds ${found.length} scenarios: pick one with ${arg}#<name>`);
-          const faults: FaultSelection = o.faults === false ? { spec: 'none' } : o.faults === 'default' ? DEFAULT_FAULTS : { spec: o.faults };
+          const faults = faultSelectionOrDie({ faults: o.faults === false ? 'none' : o.faults }, found);
           const r = await runScenario(found[0].def, { seed: o.seed, variant: o.variant, faults });
           events = r.trace as unknown as TraceRecord[];
           title = `${r.scenario} seed ${r.seed}${r.variant === 'fixed' ? '' : ` variant ${r.variant}`}${o.faults === false ? ' (no faults)' : ''}: ${r.result}`;

@@ -2,7 +2,7 @@
 // No I/O, clocks or threads: transports feed whole messages in and move the returned bytes.
 // Behaviour follows C xenstored 4.17 (profile `c`) or oxenstored 4.17 (profile `ocaml`).
 import {
-  XENSTORE_PAYLOAD_MAX, XsdSockmsgType as T, type XsError, type XsMessage, encodeMessage,
+  XENSTORE_PAYLOAD_MAX, XsdSockmsgType as T, type XsError, type XsMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
 import { asDomId, atoi, DOMID_FIRST_RESERVED, DOMID_SELF, type DomId, type XsDomain } from './domain.ts';
 import {
@@ -1433,12 +1433,5 @@ export class Xenstored {
     const r = control(strings(ctx.msg.payload), this);
     if ('error' in r) fail(r.error);
     else if (r.text !== undefined) ctx.reply = enc(`${r.text}\0`);
-  }
-
-  // ------------------------------------------------------------------ helpers for transports
-
-  /** An error reply, for a transport that finds a problem before the core does. */
-  static errorMessage(req: { req_id: number; tx_id: number }, code: XsError): Uint8Array {
-    return encodeMessage({ type: T.XS_ERROR, req_id: req.req_id, tx_id: req.tx_id, payload: enc(`${code}\0`) });
   }
 }
