@@ -7,7 +7,7 @@ import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
 import {
   type DomainProgram, KERNEL_COUNTERS, type KernelStats, kernelStats, type RunMode, VcpuControl, vcpuCloseGate, vcpuOpenGate,
-  vcpuStopped, type WorkerBoot,
+  vcpuReadyTasks, vcpuStopped, type WorkerBoot,
 } from './public/vcpu.ts';
 import type { StartInfo } from './public/xen.ts';
 import type { VcpuRunner } from './vcpu-runner.ts';
@@ -87,7 +87,11 @@ export class DomainThread implements VcpuRunner {
    * Lockstep: lets this vCPU run at virtual time `now` until it blocks; resolves with its next
    * timer deadline (ns, or -1).
    */
-  async run(now: number): Promise<number> {
+  readyTasks(): readonly number[] {
+    return this.dead || !this.lockstep ? [] : vcpuReadyTasks(this.ctl);
+  }
+
+  async run(now: number, task = 0): Promise<number> {
     if (!this.lockstep) throw new Error(`domain ${this.domid}: a free-running vCPU is not run by the scheduler`);
     const ctl = this.ctl;
     const seq = ++this.runs;
@@ -101,6 +105,7 @@ export class DomainThread implements VcpuRunner {
       this.worker.on('message', on);
     });
     Atomics.store(this.ctl64, VcpuControl.NOW, BigInt(now));
+    Atomics.store(ctl, VcpuControl.CHOICE, task);
     Atomics.store(ctl, VcpuControl.YIELD, 0);
     Atomics.store(ctl, VcpuControl.RUN, 1);
     Atomics.notify(ctl, VcpuControl.RUN);

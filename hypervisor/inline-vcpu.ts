@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type { Domain } from './domain.ts';
 import { InlineHypercallClient } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
-import { type ControlPort, type DomainProgram, VcpuControl } from './public/vcpu.ts';
+import { type ControlPort, type DomainProgram, VcpuControl, vcpuReadyTasks } from './public/vcpu.ts';
 import type { StartInfo } from './public/xen.ts';
 import type { InlineKernel, KernelImage, VcpuRunner } from './vcpu-runner.ts';
 
@@ -68,6 +68,7 @@ export class InlineVcpu implements VcpuRunner {
   private readonly port: LocalPort;
   readonly vcpuControl: SharedArrayBuffer;
   private readonly ctl64: BigInt64Array;
+  private readonly ctl: Int32Array;
   private readonly kernel: InlineKernel;
   private dead = false;
   /** Set when the program threw: the domain crashed (a worker would have died). */
@@ -78,6 +79,7 @@ export class InlineVcpu implements VcpuRunner {
     [this.control, this.port] = LocalPort.pair();
     this.vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);
     this.ctl64 = new BigInt64Array(this.vcpuControl);
+    this.ctl = new Int32Array(this.vcpuControl);
     Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
     const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
     const domid = d.domid;
@@ -90,15 +92,20 @@ export class InlineVcpu implements VcpuRunner {
   }
 
   /** Runs at virtual time `now` until blocked; resolves with the next timer deadline (or -1). */
-  async run(now: number): Promise<number> {
+  async run(now: number, task = 0): Promise<number> {
     if (this.dead) return -1;
     Atomics.store(this.ctl64, VcpuControl.NOW, BigInt(now));
+    Atomics.store(this.ctl, VcpuControl.CHOICE, task);
     try {
       return await this.kernel.run(() => this.port.deliver());
     } catch (e) {
       this.crash(e);
       return -1;
     }
+  }
+
+  readyTasks(): readonly number[] {
+    return this.dead ? [] : vcpuReadyTasks(this.ctl);
   }
 
   /** Messages from the simulator wait for the vCPU's next run. */

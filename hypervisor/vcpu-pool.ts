@@ -150,6 +150,10 @@ export class PooledVcpu implements VcpuRunner {
     throw new Error(`domain ${this.domid}: a packed vCPU is not run by the scheduler`);
   }
 
+  readyTasks(): readonly number[] {
+    return [];
+  }
+
   /** Closes the gate and rings the thread's doorbell: its next scan parks this kernel. */
   pause(): void {
     this.pauseSeq = vcpuCloseGate(this.ctl);

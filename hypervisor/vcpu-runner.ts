@@ -13,9 +13,12 @@ export interface VcpuRunner {
   readonly control: ControlPort;
   /**
    * Lockstep: lets the vCPU run at virtual time `now` until it blocks; resolves with its next
-   * timer deadline (ns, or -1). Free-running runners refuse.
+   * timer deadline (ns, or -1). `task` (from readyTasks) is the one parked task it may resume
+   * after taking its interrupts (0: none). Free-running runners refuse.
    */
-  run(now: number): Promise<number>;
+  run(now: number, task?: number): Promise<number>;
+  /** Lockstep: the kernel's tasks parked at a preemption point, ready to go on (VcpuControl.READY). */
+  readyTasks(): readonly number[];
   /**
    * vcpu_pause: the vCPU runs nothing from its next preemption point on (no upcall, no timer, no
    * program start). Counted by the hypervisor, not here: one pause() per runnable -> paused edge.

@@ -18,7 +18,7 @@ import { type DomId, type StartInfo, VcpuInfo } from '../hypervisor/public/xen.t
 import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/vcpu.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import { kernelImage } from '../domains/kernel/image.ts';
-import { Prng } from '../domains/kernel/kernel.ts';
+import { RandomStrategy, type SchedItem, ScheduleRecord, type ScheduleStrategy } from './scheduler/strategy.ts';
 import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
 
 /** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
@@ -61,6 +61,11 @@ export interface HostOptions {
    * when all are idle - the same seed replays the same run.
    */
   readonly mode?: RunMode;
+  /**
+   * Lockstep: how the next thing to run is chosen among every domain's interrupts and parked
+   * tasks (sim/scheduler/strategy.ts); default `random` from the seed.
+   */
+  readonly schedule?: ScheduleStrategy;
   /**
    * Pack guests onto this many shared threads (free-running only) instead of one thread each,
    * so a thousand guests fit on this machine. A pool thread sleeps on one doorbell and serves
@@ -111,7 +116,9 @@ export class HostRuntime {
   get virtualNow(): number {
     return this.now;
   }
-  private readonly sched: Prng;
+  /** Lockstep: the strategy choosing each step, and what it chose. */
+  readonly schedule: ScheduleStrategy;
+  readonly scheduleRecord = new ScheduleRecord();
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
@@ -135,7 +142,7 @@ export class HostRuntime {
   constructor(opts: HostOptions = {}) {
     this.seed = opts.seed ?? 1;
     this.mode = opts.mode ?? 'free';
-    this.sched = new Prng(this.seed ^ 0x5eed);
+    this.schedule = opts.schedule ?? new RandomStrategy(this.seed);
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
@@ -205,9 +212,12 @@ export class HostRuntime {
 
   // ---------------------------------------------------------------- lockstep scheduling
 
-  /** vCPUs that can run now: an upcall pending, a timer due, or a run owed (boot, a message). */
-  private runnable(): number[] {
-    const out: number[] = [];
+  /**
+   * What can run now, by domid: a vCPU's interrupts (task 0: an upcall pending, a timer due, a
+   * run owed for boot or a message), then each task its kernel parked at a preemption point.
+   */
+  private runnable(): SchedItem[] {
+    const out: SchedItem[] = [];
     for (const [domid, t] of this.vcpus) {
       const d = this.host.domains.get(domid);
       // A paused domain's events still get set pending, but its vCPU does not run.
@@ -216,9 +226,10 @@ export class HostRuntime {
       const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
       const dl = this.deadlines.get(domid) ?? -1;
       const mail = t.hasMail;
-      if (upcall || mail || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push(domid);
+      if (upcall || mail || this.owed.has(domid) || (dl >= 0 && dl <= this.now)) out.push({ domid, task: 0 });
+      for (const task of t.readyTasks()) out.push({ domid, task });
     }
-    return out.sort((a, b) => a - b);
+    return out.sort((a, b) => a.domid - b.domid);
   }
 
   /** The hypervisor's own timers on virtual time (a held event-channel notification). */
@@ -262,12 +273,15 @@ export class HostRuntime {
         this.now = Math.max(this.now, next);
         continue;
       }
-      const domid = ready[this.sched.below(ready.length)];
+      const pick = this.schedule.pick(ready);
+      if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);
+      this.scheduleRecord.note(ready, pick);
+      const { domid, task } = ready[pick];
       this.owed.delete(domid);
       this.neverRan.delete(domid);
       const t = this.vcpus.get(domid)!;
       if (this.tracing) this.runEvents = [];
-      this.deadlines.set(domid, await t.run(this.now));
+      this.deadlines.set(domid, await t.run(this.now, task));
       this.flushRunTrace(domid);
     }
   }

@@ -123,18 +123,26 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     const images = new DiskImages();
     const network = new Network();
     k.jitter = args.jitter;
-    const bexs = connectLocal(daemon, 'dom0-xenbus');
+    // Each a task of its own in lockstep: the kernel's xenbus (its reader and xenwatch threads),
+    // the toolstack (xl), the hotplug scripts it runs.
+    const local = (name: string, opts?: { untraced: boolean }) => {
+      const h = connectLocal(daemon, name, opts);
+      h.sched = k.point;
+      return h;
+    };
+    const bexs = local('xenbus');
     const bewatch = new Xenwatch(bexs, 'be');
+    bewatch.sched = k.point;
     if (args.jitter) bewatch.beforeDispatch = () => k.preempt();
     bewatch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
     const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, bewatch);
     bus.register(new Blkback(images, args.quirks?.blkback));
     bus.register(new Netback(network, args.quirks?.netback));
     await bus.start();
-    const xlxs = connectLocal(daemon, 'xl');
+    const xlxs = local('xl');
     // The toolstack is a user process: it can be descheduled before any request.
     if (args.jitter) xlxs.beforeRequest = () => k.preempt();
-    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network, connectLocal(daemon, 'inspect', { untraced: true }));
+    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network, connectLocal(daemon, 'inspect', { untraced: true }), local('hotplug'));
     await ts.start();
     return ts;
   })();

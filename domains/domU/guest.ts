@@ -65,6 +65,7 @@ export type GuestCommand =
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
   const xs = xenbusInit(k);
   const watch = new Xenwatch(xs, 'fe');
+  watch.sched = k.point;
   watch.recordAfterReply = args.quirks?.xenbus?.watchRecordAfterReply ?? false;
   k.jitter = args.jitter;
   watch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });

@@ -12,6 +12,7 @@ import {
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
 import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
 import { DOMID_SELF, type DomId, Hypercall, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+import { TaskScheduler } from './sched.ts';
 import {
   KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,
 } from '../../hypervisor/public/vcpu.ts';
@@ -110,8 +111,25 @@ export class Kernel {
     if (boot.vcpuControl) {
       this.vcpuControl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
+      if (this.mode === 'lockstep') {
+        const tasks = new TaskScheduler(this.vcpuControl,
+          (id, name) => this.trace({ kind: 'task', task: name, id }),
+          (_id, name) => this.trace({ kind: 'sched', task: name }));
+        this.tasks = tasks;
+        this.point = (task) => tasks.point(task);
+      }
     }
   }
+
+  /** Lockstep: this vCPU's tasks and the preemption points they park at. */
+  readonly tasks: TaskScheduler | undefined;
+
+  /**
+   * A preemption point of task `task` (lockstep): resolves when the simulator's scheduler lets
+   * that task go on. Undefined free-running, where real threads interleave by themselves, so the
+   * hot paths pay nothing: `if (k.point) await k.point('xl')`.
+   */
+  readonly point: ((task: string) => Promise<void>) | undefined;
 
   // ---------------------------------------------------------------- time
 
@@ -284,17 +302,26 @@ export class Kernel {
     // Mail is taken once per run: what arrives during the run waits for the next one, so a
     // sender that answers every reply at once cannot keep this vCPU on the CPU for ever.
     let mail = settle?.() ?? false;
+    // The one task the scheduler lets go on this run, after the interrupts (as an upcall pending
+    // on an unmasked vCPU is taken before the interrupted task resumes).
+    let choice = this.tasks?.takeChoice() ?? 0;
     for (;;) {
       const upcall = Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) !== 0;
       if (upcall) this.handleEvents();
       const timers = this.runTimers();
       const inbox = mail;
       mail = false;
+      const resumed = choice !== 0 && !upcall && !timers && !inbox;
+      if (resumed) {
+        this.tasks!.resume(choice);
+        choice = 0;
+      }
       // Let promise chains and immediates started by the handlers run to their next wait.
       for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
       if (!this.running) return -1;
-      if (!upcall && !timers && !inbox && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
+      if (!upcall && !timers && !inbox && !resumed && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
     }
+    this.tasks?.publish();
     const next = this.timers.find((t) => t.live);
     const deadline = next ? next.at : -1;
     if (this.ctl64) Atomics.store(this.ctl64, VcpuControl.DEADLINE, BigInt(deadline));
@@ -303,6 +330,7 @@ export class Kernel {
 
   stop(): void {
     this.running = false;
+    this.tasks?.clear();
     this.stopped = true;
     Atomics.notify(this.siWords, 0);
     if (this.vcpuControl) Atomics.notify(this.vcpuControl, VcpuControl.RUN);

@@ -22,6 +22,10 @@ export class Xenwatch {
   onError: ((e: unknown) => void) | undefined;
   /** Seen before each callback runs (the scenario engine's place to delay or reorder). */
   beforeDispatch: ((path: string, token: string) => Promise<void> | void) | undefined;
+  /** Lockstep: the kernel's preemption point (Kernel.point); the thread may lose the CPU before each callback. */
+  sched: ((task: string) => Promise<void>) | undefined;
+  /** This thread's name as a task (Linux's kernel thread is "xenwatch"). */
+  task = 'xenwatch';
 
   /**
    * R01's buggy variant (before xen 2fb80a5353): record the token only once XS_WATCH has been
@@ -66,6 +70,7 @@ export class Xenwatch {
       while (this.queue.length) {
         const ev = this.queue.shift()!;
         await this.beforeDispatch?.(ev.path, ev.token);
+        if (this.sched) await this.sched(this.task);
         const cb = this.callbacks.get(ev.token);
         if (!cb) continue;
         try {

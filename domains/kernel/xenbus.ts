@@ -8,5 +8,7 @@ export function xenbusInit(k: Kernel): XsHandle {
   const port = k.startInfo.store_evtchn;
   const ring = new XenbusRing(k.page(k.startInfo.store_mfn), () => k.notify(port));
   k.on(port, () => ring.onEvent());
-  return XsHandle.fromStream(ring, 'xenbus');
+  const xs = XsHandle.fromStream(ring, 'xenbus');
+  xs.sched = k.point;
+  return xs;
 }

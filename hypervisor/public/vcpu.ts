@@ -21,8 +21,23 @@ export type RunMode = 'free' | 'lockstep';
  * - PAUSE_SEQ: bumped by the runner each time it closes the gate.
  * - STOPPED_SEQ: the PAUSE_SEQ the vCPU last saw while parked at the closed gate, so the runner
  *   knows the vCPU runs nothing from then on (vcpu_sleep_sync's "it is off the CPU").
+ * - CHOICE: lockstep, the task the scheduler lets run this time (an id from READY, 0 = none; ids start at 1):
+ *   the vCPU takes its interrupts (upcalls, timers, mail) first, then resumes that one task.
+ * - READY_N, READY: lockstep, the ids of the kernel's tasks parked at a preemption point and
+ *   ready to go on (READY_N of them from i32 word READY, at most READY_MAX; the oldest first).
  */
-export const VcpuControl = { RUN: 0, YIELD: 1, DEADLINE: 1, NOW: 2, PAUSE_SEQ: 6, STOPPED_SEQ: 7, BYTES: 64 } as const;
+export const VcpuControl = {
+  RUN: 0, YIELD: 1, DEADLINE: 1, NOW: 2, PAUSE_SEQ: 6, STOPPED_SEQ: 7, CHOICE: 8, READY_N: 9, READY: 16, READY_MAX: 48, BYTES: 256,
+} as const;
+if (VcpuControl.READY + VcpuControl.READY_MAX > VcpuControl.BYTES / 4) throw new Error('VcpuControl: READY overflows the page');
+
+/** Runner end (lockstep): the ids of the tasks the vCPU has ready, as it left them. */
+export function vcpuReadyTasks(ctl: Int32Array): number[] {
+  const n = Atomics.load(ctl, VcpuControl.READY_N);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(Atomics.load(ctl, VcpuControl.READY + i));
+  return out;
+}
 
 /** Guest end: whether the gate is closed (free-running; lockstep vCPUs only run when granted). */
 export function vcpuGateClosed(ctl: Int32Array): boolean {

@@ -73,14 +73,18 @@ export class Toolstack {
     readonly network?: Network,
     /** An untraced connection for the simulator's own look at the tree (dump with quiet). */
     readonly inspector?: XsHandle,
+    /** The hotplug scripts' own connection (each script is a process of its own); default `xs`. */
+    hotplugXs: XsHandle = xs,
   ) {
     this.watch = new Xenwatch(xs, 'xl');
+    this.watch.sched = xs.sched;
+    this.watch.task = 'xl watches';
     this.consoled = new Consoled(kernel, xs);
     const bridge = network && {
       plug: (dev: DeviceRef, br: string): void => network.addif(br, vifName(dev.frontend, dev.devid)),
       unplug: (dev: DeviceRef): void => network.delif(vifName(dev.frontend, dev.devid)),
     };
-    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(xs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }), {
+    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(hotplugXs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }), {
       suspendCancelPlainWrite: quirks.suspendCancelPlainWrite, noEmptyHotplugStatus: quirks.noEmptyHotplugStatus,
     });
   }

@@ -310,9 +310,25 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   /** Runs before each request is sent (the simulator's preemption point for a client process). */
   beforeRequest: (() => Promise<void>) | undefined;
 
+  /**
+   * Lockstep: the kernel's preemption point (Kernel.point). With it the caller may lose the CPU
+   * before each request goes out and again when its reply wakes it, and the reader between two
+   * messages of one read, so the simulator's scheduler chooses how this connection's users
+   * interleave with everything else (as xs_talkv's waiter and xenbus_thread do in Linux).
+   */
+  sched: ((task: string) => Promise<void>) | undefined;
+
+  /** The task that reads this connection's replies and events (xenbus_thread for a ring). */
+  private get readerTask(): string {
+    return `${this.path} reader`;
+  }
+
   private submit(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
-    if (this.beforeRequest) return this.beforeRequest().then(() => this.submitNow(type, payload, tx));
-    return this.submitNow(type, payload, tx);
+    const sched = this.sched;
+    if (!this.beforeRequest && !sched) return this.submitNow(type, payload, tx);
+    let before = this.beforeRequest?.() ?? Promise.resolve();
+    if (sched) before = before.then(() => sched(this.path));
+    return before.then(() => this.submitNow(type, payload, tx));
   }
 
   private submitNow(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
@@ -325,8 +341,15 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     const reqId = this.allocReqId();
     encodeHeader({ type: type >>> 0, req_id: reqId, tx_id: tx >>> 0, len }, buf);
     payloadWrite(payload, buf, XSD_SOCKMSG_SIZE);
+    const sched = this.sched;
     return new Promise<XsMessage>((resolve, reject) => {
-      this.pending.add(reqId, resolve, reject, type);
+      if (sched) {
+        // The reply wakes the caller; it goes on when the scheduler picks it.
+        this.pending.add(reqId, (m) => void sched(this.path).then(() => resolve(m)),
+          (e) => void sched(this.path).then(() => reject(e)), type);
+      } else {
+        this.pending.add(reqId, resolve, reject, type);
+      }
       this.send(buf);
     });
   }
@@ -534,13 +557,37 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
       off += rx.push(chunk, off);
       if (rx.step === XsDecodeStep.MESSAGE) {
         const m = rx.message();
-        this.dispatch(m.type, m.req_id, m.tx_id, m.payload as Buffer);
+        if (this.sched) {
+          this.inbox.push({ ...m, payload: Buffer.from(m.payload) });
+        } else {
+          this.dispatch(m.type, m.req_id, m.tx_id, m.payload as Buffer);
+        }
       } else if (rx.step === XsDecodeStep.VIOLATION) {
         const h = rx.violation!;
         this.closeError ??= new XsError('EIO', h.type, `reply of ${h.len} bytes`);
         this.sock.destroy();
         return;
       }
+    }
+    // Everything this read brought is queued before the reader hands out the first message.
+    if (this.sched && this.inbox.length && !this.reading) void this.readLoop(this.sched);
+  }
+
+  /** Lockstep: messages read but not yet handed out, and whether the reader is at work. */
+  private readonly inbox: XsMessage[] = [];
+  private reading = false;
+
+  /** The reader hands out one message, and may lose the CPU before the next. */
+  private async readLoop(sched: (task: string) => Promise<void>): Promise<void> {
+    this.reading = true;
+    try {
+      while (this.inbox.length) {
+        const m = this.inbox.shift()!;
+        this.dispatch(m.type, m.req_id, m.tx_id, m.payload as Buffer);
+        if (this.inbox.length) await sched(this.readerTask);
+      }
+    } finally {
+      this.reading = false;
     }
   }
 

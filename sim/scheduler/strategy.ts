@@ -1,0 +1,189 @@
+// How the lockstep scheduler picks what runs next. At every step the host lists what could run -
+// each runnable domain's interrupts (an upcall, a due timer, mail: task 0) and each task its
+// kernel has parked at a preemption point - and a strategy picks one. The choices made are
+// recorded, so a run can be replayed choice for choice, counted for preemptions, searched
+// exhaustively and shrunk.
+import { Prng } from '../../domains/kernel/kernel.ts';
+
+/** Something that may run now: domain `domid`'s interrupts (task 0) or one of its parked tasks. */
+export interface SchedItem {
+  readonly domid: number;
+  readonly task: number;
+}
+
+export const itemKey = (i: SchedItem): string => `${i.domid}:${i.task}`;
+
+export interface ScheduleStrategy {
+  /** What the replay line says (`random`, `pct:3`, `replay:...`). */
+  readonly spec: string;
+  /** Index into `items` (never empty, in a fixed order: by domid, interrupts first, then tasks oldest first). */
+  pick(items: readonly SchedItem[]): number;
+}
+
+/**
+ * The default choice when nothing forces another: the item that ran last if it can go on (no
+ * preemption), else the first. A run of only default choices preempts nobody.
+ */
+export function defaultChoice(items: readonly SchedItem[], last: SchedItem | undefined): number {
+  if (last) {
+    const i = items.findIndex((x) => x.domid === last.domid && x.task === last.task);
+    if (i >= 0) return i;
+  }
+  return 0;
+}
+
+/** What a run chose at each step, with how many items it chose from. */
+export class ScheduleRecord {
+  readonly choices: number[] = [];
+  readonly widths: number[] = [];
+  /** Steps where the choice was not the default one (preempting what ran last, or skipping the first). */
+  readonly preemptions: number[] = [];
+  private last: SchedItem | undefined;
+
+  note(items: readonly SchedItem[], i: number): void {
+    const step = this.choices.length;
+    if (items.length > 1 && i !== defaultChoice(items, this.last)) this.preemptions.push(step);
+    this.choices.push(i);
+    this.widths.push(items.length);
+    this.last = items[i];
+  }
+
+  get steps(): number {
+    return this.choices.length;
+  }
+
+  /** The last item chosen (for the default policy). */
+  get lastItem(): SchedItem | undefined {
+    return this.last;
+  }
+}
+
+/** Today's seeded walk: every step, uniformly among everything that may run. */
+export class RandomStrategy implements ScheduleStrategy {
+  readonly spec = 'random';
+  private readonly rng: Prng;
+
+  constructor(seed: number) {
+    this.rng = new Prng((seed ^ 0x5eed) >>> 0);
+  }
+
+  pick(items: readonly SchedItem[]): number {
+    return items.length === 1 ? 0 : this.rng.below(items.length);
+  }
+}
+
+/**
+ * PCT (Burckhardt, Kothari, Musuvathi, Nagarakatte, ASPLOS 2010): each task gets a random
+ * priority when first seen, the highest-priority item runs, and at D-1 steps drawn from [1, K]
+ * the item that runs drops below every initial priority. A bug of depth D is found with
+ * probability at least 1/(n K^(D-1)) per run, n tasks and K steps.
+ */
+export class PctStrategy implements ScheduleStrategy {
+  readonly spec: string;
+  private readonly rng: Prng;
+  private readonly prio = new Map<string, number>();
+  private readonly changeAt = new Map<number, number>();
+  private step = 0;
+
+  constructor(seed: number, readonly depth: number, readonly steps: number) {
+    if (!Number.isInteger(depth) || depth < 1) throw new RangeError(`pct depth must be a whole number >= 1, not ${depth}`);
+    if (!Number.isInteger(steps) || steps < 1) throw new RangeError(`pct steps must be a whole number >= 1, not ${steps}`);
+    this.spec = `pct:${depth}:${steps}`;
+    this.rng = new Prng((seed ^ 0x9c7) >>> 0);
+    // D-1 distinct change points; the i-th drops its item to priority i (below every initial one).
+    for (let i = 1; i < depth && this.changeAt.size < steps; ) {
+      const at = 1 + this.rng.below(steps);
+      if (this.changeAt.has(at)) continue;
+      this.changeAt.set(at, i++);
+    }
+  }
+
+  private priority(item: SchedItem): number {
+    const k = itemKey(item);
+    let p = this.prio.get(k);
+    if (p === undefined) {
+      p = this.depth + this.rng.u32() / 0x1_0000_0000 + this.prio.size * 1e-12;
+      this.prio.set(k, p);
+    }
+    return p;
+  }
+
+  pick(items: readonly SchedItem[]): number {
+    this.step++;
+    let best = 0;
+    let bestP = -Infinity;
+    items.forEach((it, i) => {
+      const p = this.priority(it);
+      if (p > bestP) {
+        bestP = p;
+        best = i;
+      }
+    });
+    const drop = this.changeAt.get(this.step);
+    if (drop !== undefined) this.prio.set(itemKey(items[best]), drop);
+    return best;
+  }
+}
+
+/**
+ * Follows given choices (a replay, an exhaustive search's prefix, a shrink candidate), then the
+ * default policy. A choice out of range (the run went another way) falls back to the default.
+ */
+export class ReplayStrategy implements ScheduleStrategy {
+  readonly spec: string;
+  private step = 0;
+  private last: SchedItem | undefined;
+  /** Whether every forced choice was possible where it was asked. */
+  diverged = false;
+
+  constructor(readonly forced: readonly number[] | ReadonlyMap<number, number>, spec?: string) {
+    this.spec = spec ?? `replay:${encodeChoices(forced)}`;
+  }
+
+  pick(items: readonly SchedItem[]): number {
+    const s = this.step++;
+    const f = this.forced instanceof Map ? this.forced.get(s) : (this.forced as readonly number[])[s];
+    let i: number;
+    if (f !== undefined && f < items.length) i = f;
+    else {
+      if (f !== undefined) this.diverged = true;
+      i = defaultChoice(items, this.last);
+    }
+    this.last = items[i];
+    return i;
+  }
+}
+
+/**
+ * A schedule as text: the steps where the choice was not the default, `step.choice` joined by
+ * commas ("14.1,233.0"); every other step takes the default. Short, since a shrunk failing run
+ * has few such steps.
+ */
+export function encodeChoices(forced: readonly number[] | ReadonlyMap<number, number>): string {
+  if (forced instanceof Map) return [...forced].sort((a, b) => a[0] - b[0]).map(([s, c]) => `${s}.${c}`).join(',') || '-';
+  return (forced as readonly number[]).join('/') || '-';
+}
+
+export function decodeChoices(text: string): Map<number, number> | number[] {
+  if (text === '-' || text === '') return new Map();
+  if (text.includes('/') || /^\d+$/.test(text)) return text.split('/').map((x) => Number(x));
+  const out = new Map<number, number>();
+  for (const part of text.split(',')) {
+    const m = /^(\d+)\.(\d+)$/.exec(part);
+    if (!m) throw new Error(`schedule: '${part}' is not STEP.CHOICE`);
+    out.set(Number(m[1]), Number(m[2]));
+  }
+  return out;
+}
+
+/** A schedule as the CLI names it: `random`, `pct:D[:K]`, `replay:STEPS`. */
+export function parseSchedule(spec: string, seed: number): ScheduleStrategy {
+  if (spec === 'random') return new RandomStrategy(seed);
+  const pct = /^pct:(\d+)(?::(\d+))?$/.exec(spec);
+  if (pct) return new PctStrategy(seed, Number(pct[1]), Number(pct[2] ?? PCT_DEFAULT_STEPS));
+  if (spec.startsWith('replay:')) return new ReplayStrategy(decodeChoices(spec.slice('replay:'.length)), spec);
+  throw new Error(`--schedule: '${spec}' is not one of random, pct:D[:K], replay:STEPS (exhaustive is a mode of its own: xensim explore)`);
+}
+
+/** PCT's K when the run does not say: about the steps of a boot-and-shutdown run. */
+export const PCT_DEFAULT_STEPS = 1000;
