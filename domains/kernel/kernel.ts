@@ -114,7 +114,7 @@ export class Kernel {
       if (this.mode === 'lockstep') {
         const tasks = new TaskScheduler(this.vcpuControl,
           (id, name) => this.trace({ kind: 'task', task: name, id }),
-          (_id, name) => this.trace({ kind: 'sched', task: name }));
+          undefined);
         this.tasks = tasks;
         this.point = (task) => tasks.point(task);
       }
@@ -165,6 +165,11 @@ export class Kernel {
     if (this.rng.u32() / 0x1_0000_0000 >= j.p) return;
     const ns = 1 + this.rng.below(Math.max(1, j.maxNs));
     await new Promise<void>((r) => void this.setTimer(ns, r));
+  }
+
+  private timerDue(): boolean {
+    const now = this.now();
+    return this.timers.some((t) => t.live && t.at <= now);
   }
 
   /** Runs the lockstep timers that are due; returns whether any ran. */
@@ -319,7 +324,8 @@ export class Kernel {
       // Let promise chains and immediates started by the handlers run to their next wait.
       for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
       if (!this.running) return -1;
-      if (!upcall && !timers && !inbox && !resumed && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0) break;
+      // Quiet: nothing taken this round and nothing new (the resumed task ran to its next wait).
+      if (!upcall && !timers && !inbox && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0 && !this.timerDue()) break;
     }
     this.tasks?.publish();
     const next = this.timers.find((t) => t.live);
