@@ -17,7 +17,7 @@ export const TOOLS: readonly Tool[] = [
   { commands: ['xenstore'], register: async (p) => (await import('../domains/dom0/tools/xenstore-cli.ts')).registerXenstoreTools(p) },
   { commands: ['up'], register: async (p) => (await import('./up.ts')).registerUp(p) },
   { commands: ['xl'], register: async (p) => (await import('./xl-cli.ts')).registerXl(p) },
-  { commands: ['list', 'faults', 'run', 'detect', 'swarm', 'swarm-merge', 'replay'], register: async (p) => (await import('./scenario/cli.ts')).registerScenarios(p) },
+  { commands: ['list', 'faults', 'run', 'shrink', 'explore', 'detect', 'swarm', 'swarm-merge', 'replay'], register: async (p) => (await import('./scenario/cli.ts')).registerScenarios(p) },
   { commands: ['ui'], register: async (p) => (await import('./ui/cli.ts')).registerUi(p) },
 ];
 

@@ -18,7 +18,7 @@ import { type DomId, type StartInfo, VcpuInfo } from '../hypervisor/public/xen.t
 import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/vcpu.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import { kernelImage } from '../domains/kernel/image.ts';
-import { RandomStrategy, type SchedItem, ScheduleRecord, type ScheduleStrategy } from './scheduler/strategy.ts';
+import { defaultChoice, RandomStrategy, type SchedItem, ScheduleRecord, type ScheduleStrategy } from './scheduler/strategy.ts';
 import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
 
 /** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
@@ -66,6 +66,8 @@ export interface HostOptions {
    * tasks (sim/scheduler/strategy.ts); default `random` from the seed.
    */
   readonly schedule?: ScheduleStrategy;
+  /** Lockstep: keep `choicePoints` (every step that had a choice). */
+  readonly recordChoices?: boolean;
   /**
    * Pack guests onto this many shared threads (free-running only) instead of one thread each,
    * so a thousand guests fit on this machine. A pool thread sleeps on one doorbell and serves
@@ -119,6 +121,11 @@ export class HostRuntime {
   /** Lockstep: the strategy choosing each step, and what it chose. */
   readonly schedule: ScheduleStrategy;
   readonly scheduleRecord = new ScheduleRecord();
+  /**
+   * Lockstep, when asked (exhaustive search, shrinking): every step that had a choice, with what
+   * could run (as "dom1 xenbus reader") and what ran.
+   */
+  readonly choicePoints: { step: number; items: string[]; chosen: number; dflt: number }[] | undefined;
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
@@ -143,6 +150,7 @@ export class HostRuntime {
     this.seed = opts.seed ?? 1;
     this.mode = opts.mode ?? 'free';
     this.schedule = opts.schedule ?? new RandomStrategy(this.seed);
+    if (opts.recordChoices) this.choicePoints = [];
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
@@ -232,6 +240,13 @@ export class HostRuntime {
     return out.sort((a, b) => a.domid - b.domid);
   }
 
+  /** Lockstep: the names a domain's kernel gave its tasks (trace events 'task'), by "domid:id". */
+  private readonly taskNames = new Map<string, string>();
+
+  private taskName(domid: number, task: number): string {
+    return task === 0 ? 'interrupts' : this.taskNames.get(`${domid}:${task}`) ?? `task ${task}`;
+  }
+
   /** The hypervisor's own timers on virtual time (a held event-channel notification). */
   private hostTimers: { at: number; seq: number; fn: () => void }[] = [];
   private hostTimerSeq = 0;
@@ -275,12 +290,29 @@ export class HostRuntime {
       }
       const pick = this.schedule.pick(ready);
       if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);
+      const dflt = defaultChoice(ready, this.scheduleRecord.lastItem);
+      const preempted = ready[dflt];
+      if (this.choicePoints && ready.length > 1) {
+        this.choicePoints.push({
+          step: this.scheduleRecord.steps, items: ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`), chosen: pick, dflt,
+        });
+      }
       this.scheduleRecord.note(ready, pick);
       const { domid, task } = ready[pick];
       this.owed.delete(domid);
       this.neverRan.delete(domid);
       const t = this.vcpus.get(domid)!;
-      if (this.tracing) this.runEvents = [];
+      if (this.tracing) {
+        this.runEvents = [];
+        // A choice other than the default is what a shrunk failing run is made of: say it.
+        if (ready.length > 1 && ready[pick] !== preempted) {
+          this.runEvents.push({
+            t: this.now, kind: 'preempt', step: this.scheduleRecord.steps - 1, domid, task: this.taskName(domid, task),
+            over: { domid: preempted.domid, task: this.taskName(preempted.domid, preempted.task) },
+            ready: ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`),
+          } as unknown as TraceEvent);
+        }
+      }
       this.deadlines.set(domid, await t.run(this.now, task));
       this.flushRunTrace(domid);
     }
@@ -389,7 +421,10 @@ export class HostRuntime {
     this.vcpus.set(d.domid, t);
     const domid = d.domid;
     t.control.on('message', (m: { cmd: string; ev?: TraceEvent & { hc: number } }) => {
-      if (m.cmd === 'trace' && m.ev) this.onPosted(domid, m.ev);
+      if (m.cmd === 'trace' && m.ev) {
+        if (m.ev.kind === 'task') this.taskNames.set(`${domid}:${String(m.ev.id)}`, String(m.ev.task));
+        this.onPosted(domid, m.ev);
+      }
     });
     if (t.lockstep) this.neverRan.add(domid);
     if (!paused) {

@@ -23,6 +23,9 @@ import { DEFAULT_FAULTS, describeFaults, type FaultSelection, selectFaults } fro
 import { findLoaded, type LoadedScenario, resolveScenarioArg } from './load.ts';
 import { type RunResult, runScenario } from './run.ts';
 import { replayCommand, swarm } from './swarm.ts';
+import { parseSchedule } from '../scheduler/strategy.ts';
+import { activeFaults, shrink } from './shrink.ts';
+import { explore } from './explore.ts';
 import {
   failureSignature, parseShard, parseSwarmLines, shardSeeds, type SwarmAnswer, type SwarmLine, summarise, variantKey, type VariantSummary,
 } from './swarm-report.ts';
@@ -74,8 +77,23 @@ const domainOption = (): Option => new Option('--domain <ids>',
 const faultSwarmOption = (): Option => new Option('--fault-swarm',
   'swarm testing: each seed keeps a random subset of the selected fault kinds (one fault can hide a race)');
 
+export const scheduleOption = (): Option => new Option('--schedule <strategy>',
+  'how the scheduler picks each step among every domain\'s interrupts and parked tasks: random (seeded walk) | pct:D[:K] '
+  + '(probabilistic concurrency testing, depth D over about K steps) | replay:STEP.CHOICE,... (a shrunk run)').default('random');
+
+/** A --schedule that parses, or die saying why. */
+export function scheduleOrDie(spec: string): void {
+  try {
+    parseSchedule(spec, 1);
+  } catch (e) {
+    die(e instanceof Error ? e.message : String(e));
+  }
+}
+
 /** The first line of a --trace file: what ran, so `xensim replay` can run it again. */
-interface TraceHeader { kind: 'run'; scenario: string; file?: string; seed: number; variant: string; faultSelection?: FaultSelection; faults: unknown }
+interface TraceHeader {
+  kind: 'run'; scenario: string; file?: string; seed: number; variant: string; faultSelection?: FaultSelection; faults: unknown; schedule?: string;
+}
 interface TraceFooter { kind: 'end'; result: string; hash: string; events: number }
 
 export interface TraceOutputs {
@@ -109,6 +127,7 @@ export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void
   if (o.trace) {
     const header: TraceHeader = {
       kind: 'run', scenario: r.scenario, ...(file ? { file } : {}), seed: r.seed, variant: r.variant, faultSelection: r.faultSelection, faults: r.faults,
+      ...(r.schedule === 'random' ? {} : { schedule: r.schedule }),
     };
     const footer: TraceFooter = { kind: 'end', result: r.result, hash: r.hash, events: r.events };
     const lines = [JSON.stringify(header), ...r.trace.map((e) => JSON.stringify(e)), JSON.stringify(footer)];
@@ -220,6 +239,7 @@ export function registerScenarios(program: Command): void {
     .option('--variant <name>', 'fixed (default) or a variant the scenario declares (a planted race\'s buggy)', 'fixed')
     .addOption(faultsOption())
     .addOption(faultSwarmOption())
+    .addOption(scheduleOption())
     .option('--trace <file>', 'the trace as JSON lines (replayable with `xensim replay`)')
     .option('--perfetto <file>', 'Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--mermaid <file>', 'a Mermaid sequence diagram (of --device, or everything)')
@@ -234,7 +254,7 @@ export function registerScenarios(program: Command): void {
     .option('--detect-races', 'after the result, the race detector\'s findings over the run\'s trace (see: xensim detect)')
     .option('-q, --quiet', 'only the result line')
     .action(async (name: string, opts: {
-      seed: number; variant: string; faults: string | false; faultSwarm?: boolean; junit?: string; quiet?: boolean; detectRaces?: boolean;
+      seed: number; variant: string; faults: string | false; faultSwarm?: boolean; schedule: string; junit?: string; quiet?: boolean; detectRaces?: boolean;
     } & TraceOutputs) => {
       const o = { ...opts, faults: opts.faults === false ? 'none' : opts.faults };
       traceFilterOrDie(o);
@@ -243,7 +263,8 @@ export function registerScenarios(program: Command): void {
       const [{ def, file }] = found;
       const faults = faultSelectionOrDie(o, found);
       const log = o.quiet ? undefined : (l: string): void => void process.stdout.write(`${l}\n`);
-      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults });
+      scheduleOrDie(o.schedule);
+      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults, schedule: o.schedule });
       writeOutputs(r, o, file);
       process.stdout.write(`${resultLine(r)}\n`);
       if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand({ ...r, file })}\n`);
@@ -253,6 +274,70 @@ export function registerScenarios(program: Command): void {
         const output = races ? racesText(races) : undefined;
         writeFileSync(o.junit, toJUnitXml([{ name: 'xensim', cases: [{ ...junitCase({ ...r, file }), ...(output ? { output } : {}) }] }]));
       }
+      process.exitCode = exitCode(r.result);
+    });
+
+  program.command('explore')
+    .description('exhaustive: run every schedule of a scenario with at most --bound preemptions (no faults); report how many fail')
+    .argument('<scenario>')
+    .option('--variant <name>', 'fixed (default) or a declared variant', 'fixed')
+    .option('--bound <n>', 'preemption bound (steps where the scheduler does not take its default choice)', int, 1)
+    .option('--seed <n>', 'seed of the domains\' PRNGs (the schedule is the search\'s)', int, 1)
+    .option('--max-runs <n>', 'stop after this many schedules (the result says it is incomplete)', int)
+    .option('--stop', 'stop at the first failing schedule')
+    .action(async (name: string, o: { variant: string; bound: number; seed: number; maxRuns?: number; stop?: boolean }) => {
+      const found = await scenariosOrDie([name]);
+      if (found.length !== 1) die(`${name} holds ${found.length} scenarios: pick one with ${name}#<name>`);
+      const [{ def, file }] = found;
+      if (o.variant !== 'fixed' && !def.variants?.[o.variant]) die(`${def.name} has no variant ${o.variant}`);
+      const tty = process.stderr.isTTY;
+      const res = await explore(def, {
+        variant: o.variant, bound: o.bound, seed: o.seed, maxRuns: o.maxRuns, stopAtFirstFailure: o.stop,
+        onRun: (_r, _s, done, queued) => {
+          if (tty && done % 10 === 0) process.stderr.write(`\r  ${done} schedules run, ${queued} queued`);
+        },
+      });
+      if (tty) process.stderr.write('\n');
+      const rate = res.runs / (res.wallMs / 1000);
+      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} preemption(s) `
+        + `(${res.byPreemptions.map((n, k) => `${n ?? 0} with ${k}`).join(', ')}); default schedule ${res.defaultSteps} steps, ${res.defaultChoicePoints} with a choice\n`);
+      process.stdout.write(`${res.failing} failing (${((100 * res.failing) / Math.max(1, res.runs)).toFixed(1)} %); ${(res.wallMs / 1000).toFixed(1)} s, ${rate.toFixed(1)} runs/s\n`);
+      for (const [sig, s] of res.signatures) {
+        process.stdout.write(`  ${s.count} x ${sig}\n    replay: ${replayCommand({ scenario: def.name, file, variant: o.variant, seed: o.seed, faultSelection: { spec: 'none' }, schedule: s.schedule })}\n`);
+      }
+      process.exitCode = res.failing > 0 ? 1 : res.complete ? 0 : RUNNER_ERROR_EXIT;
+    });
+
+  program.command('shrink')
+    .description('reduce a failing run to the fewest faults and preemptions that still fail the same way; prints its replay command and story')
+    .argument('<scenario>')
+    .option('--seed <n>', 'seed of the failing run', int, 1)
+    .option('--variant <name>', 'variant of the failing run', 'fixed')
+    .addOption(faultsOption())
+    .addOption(faultSwarmOption())
+    .addOption(scheduleOption())
+    .option('--max-tries <n>', 'give up shrinking after this many runs', int, 400)
+    .action(async (name: string, o: { seed: number; variant: string; faults: string; faultSwarm?: boolean; schedule: string; maxTries: number }) => {
+      const found = await scenariosOrDie([name]);
+      if (found.length !== 1) die(`${name} holds ${found.length} scenarios: pick one with ${name}#<name>`);
+      const [{ def, file }] = found;
+      const faults = faultSelectionOrDie(o, found);
+      scheduleOrDie(o.schedule);
+      let res;
+      try {
+        res = await shrink(def, { seed: o.seed, variant: o.variant, faults, schedule: o.schedule }, {
+          maxTries: o.maxTries, log: (l) => void process.stderr.write(`  ${l}\n`),
+        });
+      } catch (e) {
+        die(e instanceof Error ? e.message : String(e));
+      }
+      const r = res.shortest;
+      process.stdout.write(`${resultLine(res.original)}\n`);
+      process.stdout.write(`shortest: ${r.preemptions.length} preemption(s), ${activeFaults(r)} fault(s) of ${res.original.preemptions.length} and `
+        + `${activeFaults(res.original)} (${res.tries} runs)\n`);
+      process.stdout.write(`${resultLine(r)}\n`);
+      for (const line of res.story) process.stdout.write(`  ${line}\n`);
+      process.stdout.write(`replay: ${replayCommand({ ...r, file, faultSelection: res.faults, schedule: res.schedule })}\n`);
       process.exitCode = exitCode(r.result);
     });
 
@@ -286,16 +371,18 @@ export function registerScenarios(program: Command): void {
     .option('--variant <name>', 'only this variant (default: every variant of each scenario)')
     .addOption(faultsOption())
     .addOption(faultSwarmOption())
+    .addOption(scheduleOption())
     .option('--stop', 'stop each variant at its first failing seed')
     .option('--json <file>', 'every seed\'s result as a JSON line (- for stdout; the summary then goes to stderr)')
     .option('--keep <dir>', 'write the shortest failing run of each variant there (trace, perfetto, log)')
     .option('--junit <file>', 'JUnit XML for CI')
     .action(async (names: string[], o: {
       seeds: number; firstSeed: number; shard?: { index: number; of: number }; jobs: number; variant?: string; faults: string; faultSwarm?: boolean;
-      stop?: boolean; json?: string; keep?: string; junit?: string;
+      schedule: string; stop?: boolean; json?: string; keep?: string; junit?: string;
     }) => {
       const loaded = await scenariosOrDie(names);
       const faults = faultSelectionOrDie(o, loaded);
+      scheduleOrDie(o.schedule);
       const range = shardSeeds(o.firstSeed, o.seeds, o.shard);
       const scenarios = loaded.map(({ def, file }) => ({
         name: def.name, file, variants: o.variant ? [o.variant] : Object.keys(def.variants ?? { fixed: {} }), expect: def.expect,
@@ -308,7 +395,7 @@ export function registerScenarios(program: Command): void {
       let failing = 0;
       bar.start(total, 0, { failures: 0 });
       const report = await swarm({
-        scenarios, seeds: range.count, firstSeed: range.first, jobs: o.jobs, faults, stopAtFirstFailure: o.stop,
+        scenarios, seeds: range.count, firstSeed: range.first, jobs: o.jobs, faults, schedule: o.schedule, stopAtFirstFailure: o.stop,
         onResult: (a) => {
           if (a.result !== 'SUCCESS') failing++;
           json?.write(`${JSON.stringify(swarmLine(a, scenarios.find((s) => s.name === a.scenario && s.file === a.file)?.expect?.[a.variant] ?? 'pass'))}\n`);
@@ -324,7 +411,7 @@ export function registerScenarios(program: Command): void {
           if (!s.shortest) continue;
           mkdirSync(o.keep, { recursive: true });
           const def = (await findLoaded(s.scenario, s.file))!;
-          const r = await runScenario(def, { seed: s.shortest.seed, variant: s.variant, faults });
+          const r = await runScenario(def, { seed: s.shortest.seed, variant: s.variant, faults, schedule: o.schedule });
           const base = join(o.keep, `${s.scenario}-${s.variant}-seed${s.shortest.seed}`);
           writeOutputs(r, { trace: `${base}.jsonl`, perfetto: `${base}.perfetto.json`, log: `${base}.log` }, s.file);
           human.write(`kept ${s.scenario} [${s.variant}]: ${base}.{jsonl,perfetto.json,log}\n`);
@@ -387,7 +474,9 @@ export function registerScenarios(program: Command): void {
       if (header.kind !== 'run' || footer.kind !== 'end') die(`${file} is not a trace written by xensim run --trace`);
       const def = await findLoaded(header.scenario, header.file).catch((e: unknown) => die(e instanceof Error ? e.message : String(e)));
       if (!def) die(`no scenario "${header.scenario}"${header.file ? ` in ${header.file}` : ''}`);
-      const r = await runScenario(def, { seed: header.seed, variant: header.variant, faults: header.faultSelection ?? DEFAULT_FAULTS });
+      const r = await runScenario(def, {
+        seed: header.seed, variant: header.variant, faults: header.faultSelection ?? DEFAULT_FAULTS, schedule: header.schedule,
+      });
       writeOutputs(r, { log: o.log, only: o.only, hide: o.hide, domain: o.domain, explain: o.explain });
       process.stdout.write(`${header.scenario} seed ${header.seed} variant ${header.variant}; faults: ${describeFaults(r.faults)}\n`);
       process.stdout.write(`${resultLine(r)}\n`);

@@ -8,6 +8,7 @@ import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
 import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
+import { parseSchedule } from '../scheduler/strategy.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
@@ -24,6 +25,10 @@ export interface RunOptions {
   readonly log?: (line: string) => void;
   /** Which fault kinds this run may draw (default: the scenario's own fault space). */
   readonly faults?: FaultSelection;
+  /** How the scheduler picks each step: random (default), pct:D[:K], replay:STEPS (sim/scheduler/strategy.ts). */
+  readonly schedule?: string;
+  /** Keep every step that had a choice (RunResult.choicePoints), for searching schedules. */
+  readonly recordChoices?: boolean;
 }
 
 export interface RunResult {
@@ -37,6 +42,12 @@ export interface RunResult {
   /** The step that was running when the run ended badly. */
   readonly step?: string;
   readonly faults: Faults;
+  /** The schedule as the replay line names it (default random). */
+  readonly schedule: string;
+  /** Scheduler steps, and the steps where the choice was not the default one (preemptions). */
+  readonly steps: number;
+  readonly preemptions: readonly { readonly step: number; readonly choice: number }[];
+  readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly chosen: number; readonly dflt: number }[];
   readonly events: number;
   /** sha256 of the trace as JSON lines. */
   readonly hash: string;
@@ -307,21 +318,29 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   const log = opts.log ?? (() => undefined);
   const variantDef: VariantDef = def.variants?.[variant] ?? (variant === 'fixed' ? { description: 'as Xen does it' } : undefined)!;
   const faultSelection = opts.faults ?? DEFAULT_FAULTS;
+  const schedule = opts.schedule ?? 'random';
+  const none = { schedule, steps: 0, preemptions: [] };
   const trace: TraceEvent[] = [];
   let faults: Faults;
   try {
     faults = sampleFaults(def.faults, opts.seed, faultSelection);
   } catch (e) {
-    const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults: {} };
+    const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults: {}, ...none };
     return { ...base, result: XtfResult.ERROR, message: e instanceof Error ? e.message : String(e), events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
   }
-  const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults };
+  const base = { scenario: def.name, seed: opts.seed, variant, faultSelection, faults, ...none };
   if (!variantDef) {
     return { ...base, result: XtfResult.ERROR, message: `no variant ${variant}`, events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
   }
-  log(`${def.name} seed ${opts.seed} variant ${variant}; faults: ${describeFaults(faults)}`);
+  let strategy;
+  try {
+    strategy = parseSchedule(schedule, opts.seed);
+  } catch (e) {
+    return { ...base, result: XtfResult.ERROR, message: e instanceof Error ? e.message : String(e), events: 0, hash: '', virtualNs: 0, wallMs: 0, trace };
+  }
+  log(`${def.name} seed ${opts.seed} variant ${variant}; faults: ${describeFaults(faults)}${schedule === 'random' ? '' : `; schedule ${schedule}`}`);
   const rt = new HostRuntime({
-    seed: opts.seed, mode: 'lockstep', inline: true,
+    seed: opts.seed, mode: 'lockstep', inline: true, schedule: strategy, recordChoices: opts.recordChoices,
     trace: (e) => {
       trace.push(e);
       opts.onTrace?.(e);
@@ -368,8 +387,10 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   await rt.shutdown().catch(() => undefined);
   const hash = createHash('sha256');
   for (const e of trace) hash.update(JSON.stringify(e)).update('\n');
+  const rec = rt.scheduleRecord;
   return {
-    ...base, result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
+    ...base, steps: rec.steps, preemptions: rec.preemptions.map((step) => ({ step, choice: rec.choices[step] })), choicePoints: rt.choicePoints,
+    result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
     events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
   };
 }

@@ -13,6 +13,10 @@ export interface SwarmAnswer {
   readonly faultSelection: FaultSelection;
   /** What the seed drew (in swarm mode, the kinds it kept). */
   readonly faults: Faults;
+  /** The schedule strategy (absent: random). */
+  readonly schedule?: string;
+  /** Steps where the scheduler did not take the default choice. */
+  readonly preemptions?: number;
   readonly result: string;
   readonly message?: string;
   readonly step?: string;

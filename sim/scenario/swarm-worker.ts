@@ -13,10 +13,14 @@ export interface SwarmJob {
   readonly variant: string;
   readonly seed: number;
   readonly faults: FaultSelection;
+  readonly schedule?: string;
 }
 
 async function answer(job: SwarmJob): Promise<SwarmAnswer> {
-  const base = { scenario: job.scenario, file: job.file, variant: job.variant, seed: job.seed, faultSelection: job.faults };
+  const base = {
+    scenario: job.scenario, file: job.file, variant: job.variant, seed: job.seed, faultSelection: job.faults,
+    ...(job.schedule && job.schedule !== 'random' ? { schedule: job.schedule } : {}),
+  };
   let def;
   try {
     def = await findLoaded(job.scenario, job.file);
@@ -24,8 +28,11 @@ async function answer(job: SwarmJob): Promise<SwarmAnswer> {
     return { ...base, faults: {}, result: 'ERROR', message: e instanceof Error ? e.message : String(e), events: 0, hash: '', wallMs: 0 };
   }
   if (!def) return { ...base, faults: {}, result: 'ERROR', message: `no scenario ${job.scenario}`, events: 0, hash: '', wallMs: 0 };
-  const r = await runScenario(def, { seed: job.seed, variant: job.variant, faults: job.faults });
-  return { ...base, faults: r.faults, result: r.result, message: r.message, step: r.step, events: r.events, hash: r.hash, wallMs: r.wallMs };
+  const r = await runScenario(def, { seed: job.seed, variant: job.variant, faults: job.faults, schedule: job.schedule });
+  return {
+    ...base, faults: r.faults, preemptions: r.preemptions.length, result: r.result, message: r.message, step: r.step, events: r.events, hash: r.hash,
+    wallMs: r.wallMs,
+  };
 }
 
 parentPort!.on('message', (job: SwarmJob | null) => {

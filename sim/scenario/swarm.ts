@@ -32,6 +32,8 @@ export interface SwarmOptions {
   readonly jobs: number;
   /** Which faults each seed may draw (default: each scenario's own). */
   readonly faults?: FaultSelection;
+  /** The scheduler strategy every seed runs with (default random). */
+  readonly schedule?: string;
   /** Stop a scenario's variant at its first failing seed (how many seeds it took to find). */
   readonly stopAtFirstFailure?: boolean;
   readonly onResult?: (a: SwarmAnswer) => void;
@@ -59,7 +61,7 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
   const queue: SwarmJob[] = [];
   for (const s of opts.scenarios) {
     for (const variant of s.variants) {
-      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults });
+      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults, schedule: opts.schedule });
     }
   }
   const key = variantKey;
@@ -99,6 +101,7 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
 }
 
 /** The command that replays one run exactly. */
-export function replayCommand(a: { scenario: string; file?: string; variant: string; seed: number; faultSelection?: FaultSelection }): string {
-  return `npx xensim run ${scenarioArg(a)} --seed ${a.seed}${a.variant === 'fixed' ? '' : ` --variant ${a.variant}`}${faultArgs(a.faultSelection)}`;
+export function replayCommand(a: { scenario: string; file?: string; variant: string; seed: number; faultSelection?: FaultSelection; schedule?: string }): string {
+  const schedule = a.schedule && a.schedule !== 'random' ? ` --schedule ${a.schedule}` : '';
+  return `npx xensim run ${scenarioArg(a)} --seed ${a.seed}${a.variant === 'fixed' ? '' : ` --variant ${a.variant}`}${faultArgs(a.faultSelection)}${schedule}`;
 }

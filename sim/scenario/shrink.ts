@@ -1,0 +1,179 @@
+// Shrinking a failing run: the fewest faults and preemptions that still fail the same way, as a
+// replayable schedule and a short story. A run is its seed (domain PRNGs, fault draw), its fault
+// selection and its schedule; every step whose choice was not the default one (sim/scheduler/
+// strategy.ts) is a preemption, so the steps left forced in `replay:` are the whole schedule.
+// Faults go first (a race needs none), then the forced steps by delta debugging (Zeller's ddmin):
+// drop halves, then quarters..., keeping any candidate that still fails with the same signature,
+// and re-reading its preemptions from the run itself (a dropped choice moves the ones after it).
+import type { ScenarioDef } from './scenario.ts';
+import { type FaultSelection } from './faults.ts';
+import { type RunResult, runScenario } from './run.ts';
+import { failureSignature } from './swarm-report.ts';
+import { encodeChoices } from '../scheduler/strategy.ts';
+import type { TraceEvent } from '../host-runtime.ts';
+
+export interface ShrinkStart {
+  readonly seed: number;
+  readonly variant: string;
+  readonly faults: FaultSelection;
+  readonly schedule: string;
+}
+
+export interface ShrinkResult {
+  /** What failed at first, and its signature (kept through every step of shrinking). */
+  readonly original: RunResult;
+  readonly signature: string;
+  /** The shortest failing run found: its faults and schedule replay it exactly. */
+  readonly shortest: RunResult;
+  readonly faults: FaultSelection;
+  readonly schedule: string;
+  /** Preemptions plus faults drawn in the shortest run. */
+  readonly size: number;
+  /** Runs tried while shrinking. */
+  readonly tries: number;
+  /** The shortest run told as a few lines: each preemption and what the task then did. */
+  readonly story: string[];
+}
+
+/** Drawn faults that do something (a zero probability or delay is no fault). */
+export function activeFaults(r: RunResult): number {
+  let n = 0;
+  for (const v of Object.values(r.faults as Record<string, unknown>)) {
+    if (v === undefined || v === 0 || v === false) continue;
+    if (typeof v === 'object' && v !== null && 'p' in v && (v as { p: number }).p === 0) continue;
+    n++;
+  }
+  return n;
+}
+
+const scheduleOf = (r: RunResult): string => `replay:${encodeChoices(new Map(r.preemptions.map((p) => [p.step, p.choice])))}`;
+
+export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTries?: number; log?: (l: string) => void } = {}): Promise<ShrinkResult> {
+  const maxTries = opts.maxTries ?? 400;
+  const log = opts.log ?? (() => undefined);
+  let tries = 0;
+  const run = (faults: FaultSelection, schedule: string): Promise<RunResult> => {
+    tries++;
+    return runScenario(def, { seed: start.seed, variant: start.variant, faults, schedule });
+  };
+  const original = await run(start.faults, start.schedule);
+  if (original.result === 'SUCCESS') throw new Error(`${def.name} seed ${start.seed} variant ${start.variant} passes: nothing to shrink`);
+  const signature = failureSignature(original);
+  const fails = (r: RunResult): boolean => r.result !== 'SUCCESS' && failureSignature(r) === signature;
+  let best = original;
+  let faults = start.faults;
+  // The same run with its own schedule spelled out: replay:... reproduces it step for step.
+  let schedule = scheduleOf(original);
+
+  // A race needs no fault and few preemptions: first look for one preemption on the default
+  // schedule without faults, trying first the tasks the failing run let jump the queue.
+  const one = await onePreemption(def, start, fails, preemptingTasks(original.trace), Math.max(0, maxTries - tries - 50), () => tries++);
+  if (one) {
+    const [r, sched] = one;
+    return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.preemptions.length, tries, story: story(r.trace) };
+  }
+
+  // Faults: none at all, else drop the kinds one at a time.
+  if (activeFaults(best) > 0) {
+    const r = await run({ spec: 'none' }, schedule);
+    if (fails(r)) {
+      best = r;
+      faults = { spec: 'none' };
+      schedule = scheduleOf(r);
+    } else {
+      for (const kind of Object.keys(best.faults as Record<string, unknown>)) {
+        const sel: FaultSelection = { spec: `${faults.spec},-${kind}`, ...(faults.swarm ? { swarm: true } : {}) };
+        const c = await run(sel, schedule);
+        if (fails(c)) {
+          best = c;
+          faults = sel;
+          schedule = scheduleOf(c);
+        }
+      }
+    }
+    log(`faults: ${activeFaults(best)} left`);
+  }
+
+  // Preemptions, by ddmin over the forced steps.
+  let forced = [...best.preemptions];
+  let chunks = 2;
+  while (forced.length > 0 && tries < maxTries) {
+    const size = Math.ceil(forced.length / chunks);
+    let reduced = false;
+    for (let i = 0; i < forced.length && tries < maxTries; i += size) {
+      const keep = [...forced.slice(0, i), ...forced.slice(i + size)];
+      const c = await run(faults, `replay:${encodeChoices(new Map(keep.map((p) => [p.step, p.choice])))}`);
+      if (!fails(c)) continue;
+      best = c;
+      forced = [...c.preemptions];
+      schedule = scheduleOf(c);
+      chunks = Math.max(chunks - 1, 2);
+      reduced = true;
+      log(`preemptions: ${forced.length}`);
+      break;
+    }
+    if (reduced) continue;
+    if (size === 1) break;
+    chunks = Math.min(chunks * 2, forced.length);
+  }
+  return {
+    original, signature, shortest: best, faults, schedule, size: best.preemptions.length + activeFaults(best), tries, story: story(best.trace),
+  };
+}
+
+/** "dom1 xenbus reader" for each task a run's preemptions gave the CPU to. */
+function preemptingTasks(trace: readonly TraceEvent[]): Set<string> {
+  const out = new Set<string>();
+  for (const e of trace as readonly Record<string, unknown>[]) if (e.kind === 'preempt') out.add(`dom${String(e.domid)} ${String(e.task)}`);
+  return out;
+}
+
+/**
+ * The default schedule without faults, then each single preemption of it (hinted tasks first),
+ * until one fails the same way; undefined if none does within `budget` runs.
+ */
+async function onePreemption(
+  def: ScenarioDef, start: ShrinkStart, fails: (r: RunResult) => boolean, hints: ReadonlySet<string>, budget: number, count: () => void,
+): Promise<[RunResult, string] | undefined> {
+  const run = (schedule: string): Promise<RunResult> => {
+    count();
+    return runScenario(def, { seed: start.seed, variant: start.variant, faults: { spec: 'none' }, schedule, recordChoices: true });
+  };
+  const base = await run('replay:-');
+  if (fails(base)) return [base, 'replay:-'];
+  const tries: { step: number; alt: number; hinted: boolean }[] = [];
+  for (const c of base.choicePoints ?? []) {
+    c.items.forEach((label, alt) => {
+      if (alt !== c.chosen) tries.push({ step: c.step, alt, hinted: hints.has(label) });
+    });
+  }
+  tries.sort((a, b) => Number(b.hinted) - Number(a.hinted) || a.step - b.step);
+  for (const t of tries.slice(0, budget)) {
+    const schedule = `replay:${t.step}.${t.alt}`;
+    const r = await run(schedule);
+    if (fails(r)) return [r, schedule];
+  }
+  return undefined;
+}
+
+/** Each preemption of a run, and the first few things the task that got the CPU then did. */
+export function story(trace: readonly TraceEvent[]): string[] {
+  const out: string[] = [];
+  const ev = trace as readonly Record<string, unknown>[];
+  for (let i = 0; i < ev.length; i++) {
+    const e = ev[i];
+    if (e.kind !== 'preempt') continue;
+    const over = e.over as { domid: number; task: string };
+    const did: string[] = [];
+    for (let j = i + 1; j < ev.length && did.length < 2; j++) {
+      const f = ev[j];
+      if (f.kind === 'preempt') break;
+      if (f.kind === 'xenstore' && f.dir === 'IN' && f.domid === e.domid) did.push(`${String(f.type)} ${String(f.payload).split('\\0').filter(Boolean).join(' = ')}`);
+      else if (f.kind === 'xenbus' && f.domid === e.domid) did.push(`${String(f.path ?? f.device ?? '')} -> ${String(f.state ?? '')}`);
+    }
+    const waiting = ((e.ready as string[] | undefined) ?? []).filter((l) => l !== `dom${String(e.domid)} ${String(e.task)}`);
+    out.push(`step ${String(e.step)}: dom${String(e.domid)} ${String(e.task)} ran before dom${over.domid} ${over.task}`
+      + (waiting.length ? ` (also ready: ${waiting.join(', ')})` : '') + (did.length ? `; it then sent ${did.join('; ')}` : ''));
+  }
+  return out;
+}
