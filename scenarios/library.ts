@@ -11,6 +11,7 @@ import reboot from './reboot.ts';
 import slowWatcher from './slow-watcher.ts';
 import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
+import vbdHandshake from './vbd-handshake.ts';
 import vbdReplacedWhileGuestPaused from './vbd-replaced-while-guest-paused.ts';
 import xenstoredCrash from './xenstored-crash.ts';
 import xsa115 from './xsa-115-watch-permissions.ts';
@@ -31,6 +32,7 @@ export const XSAS: readonly ScenarioDef[] = [
 ];
 
 export const LIBRARY: readonly ScenarioDef[] = [
+  vbdHandshake,
   bootThreeGuests,
   reboot,
   suspendResume,

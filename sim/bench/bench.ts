@@ -14,10 +14,11 @@ import { packingSection } from './packing.ts';
 import { ringSection } from './ring.ts';
 import { xenstoredSection } from './xenstored.ts';
 import { devicesSection, swarmSection } from './scenarios.ts';
+import { racesSection } from './races.ts';
 import { startupSection } from './startup.ts';
 
 const SECTIONS: readonly BenchSection[] = [
-  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, startupSection,
+  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]

@@ -1,0 +1,74 @@
+// `npm run bench -- --only races`: how the scheduler finds the planted races with no fault
+// injected (issue 10's table). Per race, buggy variant and strategy: the failure rate over the
+// first seeds and the seeds needed to find it; the fixed variant over many seeds; and exhaustive
+// exploration within a preemption bound (the vbd handshake completely, the races up to a cap),
+// with runs per second.
+import { RACES } from '../../scenarios/races.ts';
+import vbdHandshake from '../../scenarios/vbd-handshake.ts';
+import type { ScenarioDef } from '../scenario/scenario.ts';
+import { explore } from '../scenario/explore.ts';
+import { swarm } from '../scenario/swarm.ts';
+import { type BenchSection, table } from './common.ts';
+
+const NONE = { spec: 'none' };
+const STRATEGIES = ['random', 'pct:2', 'pct:3'] as const;
+
+const buggyVariants = (d: ScenarioDef): string[] => Object.keys(d.variants ?? {}).filter((v) => d.expect?.[v] === 'fail');
+
+export const racesSection: BenchSection = {
+  name: 'races',
+  title: 'Planted races with --faults none: failure rate and seeds to first failure per strategy; exhaustive exploration',
+  parts: ['strategies', 'fixed', 'exhaustive'],
+  async run(opts, parts, out) {
+    const rateSeeds = opts.quick ? 50 : 200;
+    const findBudget = opts.quick ? 200 : 1000;
+    if (parts.has('strategies')) {
+      const rows: string[][] = [];
+      for (const d of RACES) {
+        for (const variant of buggyVariants(d)) {
+          for (const schedule of STRATEGIES) {
+            const scenarios = [{ name: d.name, variants: [variant], expect: d.expect }];
+            const r = await swarm({ scenarios, seeds: rateSeeds, jobs: 2, faults: NONE, schedule });
+            const s = r.summaries[0];
+            let first = s.firstFailingSeed;
+            if (first === undefined && findBudget > rateSeeds) {
+              const more = await swarm({ scenarios, firstSeed: rateSeeds + 1, seeds: findBudget - rateSeeds, jobs: 2, faults: NONE, schedule, stopAtFirstFailure: true });
+              first = more.summaries[0].firstFailingSeed;
+            }
+            const pct = (100 * s.failures.length) / s.runs;
+            const race = pct > 0 && pct < 100 ? 'race' : pct === 0 ? 'NEVER FAILS' : 'FAILS ALWAYS';
+            rows.push([d.race?.id ?? '', variant, schedule, first === undefined ? `> ${findBudget}` : String(first), `${pct.toFixed(1)} %`, race]);
+          }
+        }
+      }
+      out(table(['race', 'variant', 'schedule', 'seeds to first failure', `failure rate (${rateSeeds} seeds)`, 'verdict'], rows));
+    }
+    if (parts.has('fixed')) {
+      const seeds = opts.quick ? 200 : 1000;
+      const scenarios = RACES.map((d) => ({ name: d.name, variants: ['fixed'] }));
+      const r = await swarm({ scenarios, seeds, jobs: 2, faults: NONE });
+      out(table(['race', 'fixed variant: seeds', 'failing', 'seeds/min'], r.summaries.map((s) => [
+        RACES.find((d) => d.name === s.scenario)?.race?.id ?? s.scenario, String(s.runs), String(s.failures.length),
+        (r.runs / (r.wallMs / 60000)).toFixed(0),
+      ])));
+    }
+    if (parts.has('exhaustive')) {
+      const rows: string[][] = [];
+      const cap = opts.quick ? 150 : 2000;
+      const targets: { def: ScenarioDef; variants: string[]; maxRuns?: number }[] = [
+        { def: vbdHandshake, variants: Object.keys(vbdHandshake.variants ?? { fixed: {} }) },
+        ...RACES.map((d) => ({ def: d, variants: ['fixed', ...buggyVariants(d)], maxRuns: cap })),
+      ];
+      for (const t of targets) {
+        for (const variant of t.variants) {
+          const res = await explore(t.def, { variant, bound: 1, maxRuns: opts.quick ? Math.min(cap, t.maxRuns ?? cap) : t.maxRuns });
+          rows.push([
+            t.def.race?.id ?? t.def.name, variant, String(res.defaultChoicePoints), `${res.runs}${res.complete ? '' : ' (capped)'}`,
+            String(res.failing), `${((100 * res.failing) / res.runs).toFixed(1)} %`, (res.runs / (res.wallMs / 1000)).toFixed(1),
+          ]);
+        }
+      }
+      out(table(['scenario', 'variant', 'choice points (default run)', 'schedules with <= 1 preemption', 'failing', 'rate', 'runs/s (1 core)'], rows));
+    }
+  },
+};
