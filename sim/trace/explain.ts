@@ -232,6 +232,11 @@ const OTHER: Readonly<Record<string, Explainer>> = {
   net: (e, c) => (e.role === 'frontend'
     ? `${dom(e.domid, c)} netfront ${e.dir === 'tx' ? 'sends' : 'receives'} ${String(e.bytes)} bytes on ${String(e.device)} (xennet_start_xmit / xennet_poll)`
     : `${dom(e.domid, c)} netback ${String(e.event)} on ${String(e.vif)}${e.reason ? `: ${String(e.reason)}` : ''} (xenvif)`),
+  task: (e, c) => `${dom(e.domid, c)}'s task ${q(String(e.task), 40)} first waits at a preemption point: from now on the scheduler decides when it goes on (schedule)`,
+  preempt: (e, c) => {
+    const over = e.over as { domid?: unknown; task?: unknown } | undefined;
+    return `the scheduler runs ${dom(e.domid, c)}'s ${String(e.task)} before ${dom(over?.domid, c)}'s ${String(over?.task)}, which would have gone on: a preemption (step ${String(e.step)}) (schedule / context_switch)`;
+  },
   xenstored: (e) => `xenstored removes the nodes dom${String(e.owner)} owned as it is released: ${(e.paths as unknown[] ?? []).length} paths (domain_cleanup)`,
 };
 

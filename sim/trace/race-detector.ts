@@ -521,8 +521,9 @@ function readWithoutWatch(m: TraceModel, out: RaceFinding[]): void {
     if (m.watched(r.conn, r.path, w.at)) continue;
     if (m.connEnd(r.conn) < w.at) continue;
     // Only a read the reader acted on: it changed the same device (or, outside devices, the
-    // store) before the write landed. A look that leads to nothing (a status query) is no race.
-    const acted = m.effects.find((f) => f.conn === r.conn && f.at > readAt && f.at < w.at && sameDevice(f.path, r.path!));
+    // store) after it - before or after the write landed, it acted on what it had read. A look
+    // that leads to nothing (a status query) is no race.
+    const acted = m.effects.find((f) => f.conn === r.conn && f.at > readAt && sameDevice(f.path, r.path!));
     if (!acted) continue;
     // Teardown: the writer removes the device afterwards, so no stale view of it survives.
     const dev = parseDevicePath(r.path);
@@ -533,7 +534,7 @@ function readWithoutWatch(m: TraceModel, out: RaceFinding[]): void {
     out.push({
       kind: 'read-without-watch', path: r.path, events: [r.idx, acted.at, w.at], parties: [pr, pw],
       message: `${pr} read ${assign(r.path, r.value)} at ${m.at(r.idx)} without a watch on it and acted on it (wrote ${acted.path} at ${m.at(acted.at)}), `
-        + `then ${pw} wrote ${show(w.value)} at ${m.at(w.at)} and ${pr} never read it again`,
+        + `while ${pw} wrote ${show(w.value)} at ${m.at(w.at)}, and ${pr} never read it again`,
     });
   }
 }
