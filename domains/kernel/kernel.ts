@@ -17,6 +17,10 @@ import {
   KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,
 } from '../../hypervisor/public/vcpu.ts';
 
+/** Lockstep settling: event-loop turns a run always lets pass, and at most while work goes on. */
+const SETTLE_HOPS = 2;
+const SETTLE_MAX = 16;
+
 export class HypercallFailed extends Error {
   constructor(readonly what: string, readonly ret: unknown) {
     super(`${what} failed: ${JSON.stringify(ret)}`);
@@ -172,6 +176,11 @@ export class Kernel {
     return this.timers.some((t) => t.live && t.at <= now);
   }
 
+  /** Changes whenever the domain does something observable: a hypercall, a send, a task parking. */
+  private activity(): number {
+    return this.hypercalls + this.counters[KernelCounter.sends] + (this.tasks?.parks ?? 0);
+  }
+
   /** Runs the lockstep timers that are due; returns whether any ran. */
   private runTimers(): boolean {
     let ran = false;
@@ -321,8 +330,12 @@ export class Kernel {
         this.tasks!.resume(choice);
         choice = 0;
       }
-      // Let promise chains and immediates started by the handlers run to their next wait.
-      for (let i = 0; i < 4; i++) await new Promise<void>((r) => setImmediate(r));
+      // Let promise chains and immediates started by the handlers run to their next wait: at
+      // least SETTLE_HOPS turns of the event loop, and on while the last one still did something.
+      for (let i = 0, seen = -1; i < SETTLE_HOPS || (seen !== this.activity() && i < SETTLE_MAX); i++) {
+        seen = this.activity();
+        await new Promise<void>((r) => setImmediate(r));
+      }
       if (!this.running) return -1;
       // Quiet: nothing taken this round and nothing new (the resumed task ran to its next wait).
       if (!upcall && !timers && !inbox && Atomics.load(this.si, VcpuInfo.evtchn_upcall_pending) === 0 && !this.timerDue()) break;

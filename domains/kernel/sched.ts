@@ -19,8 +19,9 @@ export class TaskScheduler {
   private readonly parked = new Map<number, Parked[]>();
   /** Task ids with something parked, in the order they became ready. */
   private readonly order: number[] = [];
-  /** Resumptions so far (a step count for the trace). */
+  /** Resumptions so far (a step count for the trace), and parks so far. */
   steps = 0;
+  parks = 0;
 
   constructor(
     private readonly ctl: Int32Array,
@@ -47,6 +48,7 @@ export class TaskScheduler {
   /** A preemption point: resolves when the scheduler next chooses `task`. */
   point(task: string): Promise<void> {
     const id = this.idOf(task);
+    this.parks++;
     return new Promise<void>((resume) => {
       let q = this.parked.get(id);
       if (!q) this.parked.set(id, (q = []));
