@@ -231,6 +231,7 @@ export class HostRuntime {
       // A paused domain's events still get set pending, but its vCPU does not run.
       // Paused or shut down (Xen pauses every vCPU of a domain that shut down): not runnable.
       if (!d || !t.lockstep || d.pauseCount > 0 || d.isShutDown) continue;
+      if ((this.stalledUntil.get(domid) ?? -1) > this.now) continue;
       const upcall = Atomics.load(d.sharedInfo!.bytes, VcpuInfo.evtchn_upcall_pending) !== 0;
       const dl = this.deadlines.get(domid) ?? -1;
       const mail = t.hasMail;
@@ -239,6 +240,13 @@ export class HostRuntime {
     }
     return out.sort((a, b) => a.domid - b.domid);
   }
+
+  /**
+   * Fault (lockstep): asked at each step with the domains that could run; an answer keeps that
+   * domain's vCPU off the CPU for `ns` of virtual time, as a busy Xen scheduler can.
+   */
+  stall: ((runnable: readonly number[]) => { readonly domid: number; readonly ns: number } | undefined) | undefined;
+  private readonly stalledUntil = new Map<number, number>();
 
   /** Lockstep: the names a domain's kernel gave its tasks (trace events 'task'), by "domid:id". */
   private readonly taskNames = new Map<string, string>();
@@ -282,11 +290,24 @@ export class HostRuntime {
       const ready = this.runnable();
       if (ready.length === 0) {
         // Only a vCPU that may run can make time pass: a paused or shut-down domain's timers wait.
-        const next = [...this.deadlines].filter(([id, v]) => v >= 0 && this.mayRun(id)).map(([, v]) => v)
-          .concat(this.hostTimers.map((h) => h.at)).sort((a, b) => a - b)[0];
+        // A stalled vCPU's due timer waits for the stall to end.
+        const next = [...this.deadlines].filter(([id, v]) => v >= 0 && this.mayRun(id)).map(([id, v]) => Math.max(v, this.stalledUntil.get(id) ?? -1))
+          .concat(this.hostTimers.map((h) => h.at))
+          .concat([...this.stalledUntil].filter(([id, v]) => v > this.now && this.mayRun(id)).map(([, v]) => v))
+          .sort((a, b) => a - b)[0];
         if (next === undefined) return;
         this.now = Math.max(this.now, next);
         continue;
+      }
+      // A stall fault is drawn apart from the strategy (its own stream, before the pick), so a
+      // schedule written as replay:... means the same steps with the same faults.
+      if (this.stall) {
+        const s = this.stall([...new Set(ready.map((i) => i.domid))]);
+        if (s && s.ns > 0) {
+          this.stalledUntil.set(s.domid, this.now + s.ns);
+          if (this.tracing) this.traceSink?.({ t: this.now, kind: 'fault', fault: 'vcpu-stall', domid: s.domid, ns: s.ns } as unknown as TraceEvent);
+          continue;
+        }
       }
       const pick = this.schedule.pick(ready);
       if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);

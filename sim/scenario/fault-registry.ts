@@ -25,6 +25,8 @@ export type Faults = { readonly [kind: string]: unknown };
 export interface FaultHost {
   readonly evtchn: EventChannels;
   readonly seed: number;
+  /** Lockstep: the host's stall hook (HostRuntime.stall): which runnable domain to deschedule, how long. */
+  stall?: ((runnable: readonly number[]) => { readonly domid: number; readonly ns: number } | undefined) | undefined;
 }
 
 export interface FaultKind<Range = unknown, Drawn = unknown> {

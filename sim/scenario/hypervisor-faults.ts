@@ -13,6 +13,8 @@ declare module './fault-registry.ts' {
     notifyHold: HoldRange;
     /** Interdomain notifications lost (Xen never does this; for showing what a hang looks like). */
     notifyDrop: readonly [number, number];
+    /** A vCPU descheduled by Xen's scheduler: chance per step, max ns off the CPU. */
+    vcpuStall: HoldRange;
   }
 }
 
@@ -48,4 +50,21 @@ export const NOTIFY_DROP = declareFault<readonly [number, number], number>({
   draw: (r, rng) => round(rng.between(r), 4),
   describe: (v) => `notifications dropped ${v}`,
   host: notifyFaults,
+});
+
+export const VCPU_STALL = declareFault<HoldRange, Hold>({
+  name: 'vcpuStall',
+  owner: 'hypervisor (scheduler)',
+  description: 'a runnable vCPU is descheduled for a while (another domain, or dom0, gets the CPU first)',
+  defaultRange: { p: [0, 0.02], maxNs: 2e6 },
+  draw: (r, rng) => ({ p: round(rng.between(r.p), 4), maxNs: r.maxNs }),
+  describe: (v) => `vCPU stalls p=${v.p} max=${v.maxNs / 1e6}ms`,
+  host: (host, faults) => {
+    const v = faults.vcpuStall as Hold;
+    const rng = new Prng((host.seed ^ 0x57a11) >>> 0);
+    host.stall = (runnable) => {
+      if (v.p <= 0 || rng.u32() / 0x1_0000_0000 >= v.p) return undefined;
+      return { domid: runnable[rng.below(runnable.length)], ns: 1 + rng.below(v.maxNs) };
+    };
+  },
 });

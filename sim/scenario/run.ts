@@ -13,6 +13,7 @@ import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtim
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
 import { applyFaults, DEFAULT_FAULTS, describeFaults, type FaultSelection, type Faults, sampleFaults } from './faults.ts';
+import type { FaultHost } from './fault-registry.ts';
 import { ShadowStore } from './shadow-store.ts';
 import { type ScenarioDef, ScenarioFailure, ScenarioSkip, type VariantDef } from './scenario.ts';
 
@@ -347,7 +348,9 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
       run?.observe(e);
     },
   });
-  const fromFaults = applyFaults(faults, { evtchn: rt.evtchn, seed: opts.seed });
+  const faultHost: FaultHost = { evtchn: rt.evtchn, seed: opts.seed };
+  const fromFaults = applyFaults(faults, faultHost);
+  rt.stall = faultHost.stall;
   const dom0: Dom0Args = merge<Dom0Args>(fromFaults.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0) ?? {};
   let run: ScenarioRun | undefined;
   let result = XtfResult.SUCCESS;

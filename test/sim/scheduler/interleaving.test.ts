@@ -4,6 +4,7 @@
 // shrinking finds a failing schedule with few preemptions that replays.
 import assert from 'node:assert/strict';
 import r01 from '../../../scenarios/race-r01-watch-first-event-lost.ts';
+import bootAndShutdown from '../../../scenarios/boot-and-shutdown.ts';
 import { XtfResult } from '../../../sim/report/xtf.ts';
 import { runScenario } from '../../../sim/scenario/run.ts';
 import { explore } from '../../../sim/scenario/explore.ts';
@@ -73,5 +74,18 @@ describe('scheduler: tasks interleave inside domains, and schedules alone decide
     const again = await runScenario(r01, { seed: 1, variant: 'buggy', faults: res.faults, schedule: res.schedule });
     assert.equal(again.result, XtfResult.FAILURE);
     assert.equal(again.hash, res.shortest.hash);
+  });
+
+  it('vcpuStall: a stalled domain makes no hypercall until its stall ends, and the run still completes', async () => {
+    const r = await runScenario(bootAndShutdown, { seed: 2, faults: { spec: 'vcpuStall' } });
+    assert.equal(r.result, XtfResult.SUCCESS, r.message);
+    const stalls = r.trace.filter((e) => e.kind === 'fault' && e.fault === 'vcpu-stall');
+    assert.ok(stalls.length > 0, 'seed 2 draws some stalls');
+    for (const st of stalls) {
+      const from = Number(st.t);
+      const to = from + Number(st.ns);
+      const during = r.trace.filter((e) => e.kind === 'hypercall' && e.domid === st.domid && Number(e.t) > from && Number(e.t) < to);
+      assert.deepEqual(during.map((e) => e.t), [], `dom${String(st.domid)} ran during its stall [${from}, ${to})`);
+    }
   });
 });
