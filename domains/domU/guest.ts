@@ -69,8 +69,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const xs = xenbusInit(k);
   // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
   // transactions hold suspend up).
-  const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend },
-    () => k.trace({ kind: 'warn', where: 'xenbus', what: 'xs_state_users wrapped below 0 (a later suspend waits for ever)' }));
+  const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });
   xs.gate = xsState;
   const freezer = new Freezer();
   const watch = new Xenwatch(xs, 'fe');

@@ -37,7 +37,7 @@ export class XsState implements XsRequestGate {
   /** The suspend waiting for the users to leave (xs_state_exit_wq). */
   private exitWaiter: (() => void) | undefined;
 
-  constructor(readonly quirks: XsStateQuirks = {}, private readonly onUnderflow?: () => void) {}
+  constructor(readonly quirks: XsStateQuirks = {}) {}
 
   get users(): number {
     return this.usersCount;
@@ -83,11 +83,13 @@ export class XsState implements XsRequestGate {
     }
   }
 
+  /**
+   * Not clamped at 0: Linux's unsigned counter wraps when a transaction that never counted is
+   * ended as the kernel's own (the device's release aborting a user transaction with
+   * xenbus_transaction_end), and every later suspend then waits for ever.
+   */
   private leave(): void {
     this.usersCount--;
-    // Linux's counter is unsigned: ending a transaction that never counted (the device's
-    // release aborting a user transaction with the kernel's own XS_TRANSACTION_END) wraps it.
-    if (this.usersCount < 0) this.onUnderflow?.();
   }
 
   /** xs_suspend (xs_suspend_enter): no new requests, then wait until every user has left. */
