@@ -2,7 +2,9 @@
 // path plus the token no longer fit in a 4096-byte message; building that event dereferenced
 // NULL and killed the daemon. Fixed: such an event is silently dropped, everything else goes on.
 // Here the token leaves room for the watched node's own name but not for a child's.
-// Unfixed daemon: it dies at the child's write, and every later request hangs.
+// Unfixed daemon: it dies at the child's write, and every later request hangs. The guest's own
+// kernel sends the XS_WATCH on its ring: /dev/xen/xenbus would refuse a message that big and
+// would show xenstored a kernel token instead.
 import { XENSTORE_PAYLOAD_MAX, XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
 import type { WatchLogEntry } from '../domains/domU/xs-user.ts';
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
@@ -20,7 +22,7 @@ export default defineScenario({
     await s.step('xl create guest', () => s.create('guest', guestConfig('guest')));
     await s.step('xl create bystander', () => s.create('bystander', guestConfig('bystander')));
     await s.step(`the guest watches ${WATCHED} with a ${TOKEN.length}-byte token`, async () => {
-      const r = await s.guest<{ error?: string }>('guest', { cmd: 'xs-watch', path: WATCHED, token: TOKEN });
+      const r = await s.guest<{ error?: string }>('guest', { cmd: 'xs-watch', path: WATCHED, token: TOKEN, ring: true });
       s.expect(r.error === undefined, `XS_WATCH: ${r.error}`);
     });
     await s.step(`the guest writes ${WATCHED}/child (its event cannot fit), then ${WATCHED} (its event fits)`, async () => {

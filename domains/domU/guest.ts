@@ -2,7 +2,7 @@
 // (blkfront, netfront), runs manage.c's control/shutdown handler, and writes
 // boot messages to its console. The simulator drives its "user space" with messages: block I/O,
 // frames to send, the device list.
-import { XsError } from '../libs/store/xs.ts';
+import { XsError, XsHandle } from '../libs/store/xs.ts';
 import { BlkifOp } from '../../hypervisor/public/io/blkif.ts';
 import { consoleWrite } from '../../hypervisor/public/io/console.ts';
 import { XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';
@@ -13,6 +13,9 @@ import type { Kernel } from '../kernel/kernel.ts';
 import { xenbusInit } from '../kernel/xenbus.ts';
 import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
+import { XsState } from '../kernel/xenbus-xs.ts';
+import { XenbusDevFile } from '../kernel/xenbus-dev-frontend.ts';
+import { Freezer, userPoint } from '../kernel/freezer.ts';
 import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
 import { NetfrontDriver, type NetfrontOptions } from './netfront.ts';
 import type { NetifTxRequestValue } from '../../hypervisor/public/io/netif.ts';
@@ -59,11 +62,16 @@ export type GuestCommand =
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
   | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' }
-  /** Scenario tools: raw xenstore requests, watches, transactions over this kernel's xenbus (xs-user.ts). */
+  /** Scenario tools: a user process's xenstore requests, watches, transactions over /dev/xen/xenbus (xs-user.ts). */
   | XsUserCommand;
 
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
   const xs = xenbusInit(k);
+  // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
+  // transactions hold suspend up).
+  const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });
+  xs.gate = xsState;
+  const freezer = new Freezer();
   const watch = new Xenwatch(xs, 'fe');
   watch.sched = k.point;
   watch.recordAfterReply = args.quirks?.xenbus?.watchRecordAfterReply ?? false;
@@ -124,11 +132,18 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         k.stop();
         break;
       case 'suspend': {
+        // do_suspend: freeze user space, then xs_suspend waits until no request is in flight
+        // and no (counted) transaction open, and holds new ones back.
         printk('Freezing user space processes\n');
+        freezer.freeze();
+        await xsState.suspend();
         // SCHEDOP_shutdown(suspend) returns when the domain runs again: 1 = resumed in place
         // (checkpoint or cancelled suspend), devices intact.
         schedShutdown(ShutdownReason.SHUTDOWN_suspend);
         await new Promise<void>((r) => void k.setTimer(1, r));
+        // xs_resume / xs_suspend_cancel: a new generation, held requests go on; then thaw.
+        xsState.resume();
+        freezer.thaw();
         printk('Restarting tasks ... done.\n');
         break;
       }
@@ -185,7 +200,12 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
   const vifByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vif/${name}`);
   const failed = (e: unknown): Record<string, unknown> => ({ error: e instanceof Error ? e.message : String(e) });
-  const xsUser = new XsUser(k, xs);
+  // The scenario's user process: its own /dev/xen/xenbus file, a task of its own, frozen at suspend.
+  const xsUser = new XsUser(k, xs, () => {
+    const user = XsHandle.fromStream(new XenbusDevFile({ xs, watch, state: xsState }), 'xenstore-user');
+    user.sched = userPoint(k.point, freezer);
+    return user;
+  });
 
   control.on('message', (m: GuestCommand) => {
     const reply = (r: Record<string, unknown>): void => control.postMessage({ cmd: 'result', id: m.id, ...r });

@@ -1,7 +1,10 @@
-// The guest's user-space xenstore tools, for scenarios: what a root process with
-// /dev/xen/xenbus can do over the guest kernel's own xenbus (the same ring and XsHandle its
-// drivers use). Raw requests reach xenstored exactly as a malicious or buggy guest would send them,
-// which is how the XSA scenarios drive the daemon. Every command replies once, with a plain object.
+// The guest's user-space xenstore tools, for scenarios: a root process that opened
+// /dev/xen/xenbus (domains/kernel/xenbus-dev-frontend.ts) and speaks xenstore through it, a task
+// of its own ('xenstore-user') that the kernel freezes at suspend. Its requests pass Linux's
+// checks in that device and go out over the kernel's single ring; its watches are the kernel's,
+// on its behalf. What Linux's device would refuse or rewrite (a message over 4080 bytes, a watch
+// token xenstored should see) a hostile kernel can still send on its own ring: `ring: true`, and
+// `xs-ring-corrupt`. Every command replies once, with a plain object.
 import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import { XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as X, XsdSockmsgType, encodeHeader } from '../../hypervisor/public/io/xs_wire.ts';
 import type { Kernel } from '../kernel/kernel.ts';
@@ -17,15 +20,17 @@ export type XsUserCommand =
   /**
    * One raw request: `payload` is latin1 with the NULs in it (`path\0`, `path\0value`). Replies
    * {type, payload} or {error} (the XS_ERROR name); with `timeoutNs`, {timedOut: true} if no
-   * answer came in that much virtual time (the request is still pending in the kernel).
+   * answer came in that much virtual time (the request is still pending in the kernel). With
+   * `ring`, the kernel itself sends it on its ring (a hostile kernel), bytes unchanged.
    */
-  | { cmd: 'xs'; id: number; type: number; payload: string; tx?: number; timeoutNs?: number }
+  | { cmd: 'xs'; id: number; type: number; payload: string; tx?: number; timeoutNs?: number; ring?: boolean }
   /**
    * XS_WATCH with this token; its events are logged for `xs-events`. With `reread`, a handler
    * runs per event, one at a time in arrival order (as xenwatch), sleeps `delayNs`, then reads
-   * the event's path and logs the value it sees then (a slow watcher).
+   * the event's path and logs the value it sees then (a slow watcher). With `ring`, a hostile
+   * kernel sends this XS_WATCH itself, so xenstored sees the token (/dev/xen/xenbus keeps it).
    */
-  | { cmd: 'xs-watch'; id: number; path: string; token: string; reread?: boolean; delayNs?: number }
+  | { cmd: 'xs-watch'; id: number; path: string; token: string; reread?: boolean; delayNs?: number; ring?: boolean }
   /** The logged events of `xs-watch` tokens, in order, and clears the log: {events}. */
   | { cmd: 'xs-events'; id: number }
   /** Operations in order, `gapNs` apart; in one transaction if `tx` (aborted at the first error). */
@@ -48,23 +53,47 @@ export interface WatchLogEntry {
 const code = (e: unknown): string => (e instanceof XsError ? e.code : e instanceof Error ? e.message : String(e));
 const sleep = (k: Kernel, ns: number): Promise<void> => new Promise((r) => void k.setTimer(ns, r));
 
+/** Which connection a watch or request uses: the process's file, or the kernel's own ring. */
+type Via = 'dev' | 'ring';
+
 export class XsUser {
   private readonly log: WatchLogEntry[] = [];
-  private readonly handlers = new Map<string, { reread: boolean; delayNs: number }>();
-  private readonly queue: { path: string; token: string }[] = [];
+  private readonly handlers = new Map<string, { reread: boolean; delayNs: number; via: Via }>();
+  private readonly queue: { path: string; token: string; via: Via }[] = [];
   private draining = false;
+  private devHandle: XsHandle | undefined;
 
-  constructor(private readonly k: Kernel, private readonly xs: XsHandle) {
-    xs.on('watch', (path, token) => {
-      const h = this.handlers.get(token);
-      if (!h) return;
-      if (!h.reread) {
-        this.log.push({ path, token });
-        return;
-      }
-      this.queue.push({ path, token });
-      void this.drain();
-    });
+  /**
+   * `ring` is the kernel's own connection; `open` opens /dev/xen/xenbus for the process (again,
+   * should the file have failed).
+   */
+  constructor(private readonly k: Kernel, private readonly ring: XsHandle, private readonly open: () => XsHandle) {
+    ring.on('watch', (path, token) => this.onWatch(path, token, 'ring'));
+  }
+
+  /** The process's connection through /dev/xen/xenbus. */
+  get xs(): XsHandle {
+    if (!this.devHandle || this.devHandle.isClosed) {
+      const h = this.open();
+      h.on('watch', (path, token) => this.onWatch(path, token, 'dev'));
+      this.devHandle = h;
+    }
+    return this.devHandle;
+  }
+
+  private via(v: Via): XsHandle {
+    return v === 'ring' ? this.ring : this.xs;
+  }
+
+  private onWatch(path: string, token: string, via: Via): void {
+    const h = this.handlers.get(token);
+    if (!h || h.via !== via) return;
+    if (!h.reread) {
+      this.log.push({ path, token });
+      return;
+    }
+    this.queue.push({ path, token, via });
+    void this.drain();
   }
 
   /** The slow handlers: one event at a time, each re-reading the node when it finally runs. */
@@ -73,13 +102,13 @@ export class XsUser {
     this.draining = true;
     try {
       while (this.queue.length) {
-        const ev = this.queue.shift()!;
+        const { via, ...ev } = this.queue.shift()!;
         const h = this.handlers.get(ev.token);
         if (!h) continue;
         if (h.delayNs > 0) await sleep(this.k, h.delayNs);
         let value: string;
         try {
-          value = (await this.xs.read(ev.path)).toString('latin1');
+          value = (await this.via(via).read(ev.path)).toString('latin1');
         } catch (e) {
           value = code(e);
         }
@@ -93,7 +122,7 @@ export class XsUser {
   async run(m: XsUserCommand): Promise<Record<string, unknown>> {
     switch (m.cmd) {
       case 'xs': {
-        const req = this.xs.request(m.type, Buffer.from(m.payload, 'latin1'), m.tx ?? 0).then(
+        const req = this.via(m.ring ? 'ring' : 'dev').request(m.type, Buffer.from(m.payload, 'latin1'), m.tx ?? 0).then(
           (r) => ({ type: r.type, payload: Buffer.from(r.payload).toString('latin1') }),
           (e: unknown) => ({ error: code(e) }),
         );
@@ -105,9 +134,9 @@ export class XsUser {
         return out;
       }
       case 'xs-watch':
-        this.handlers.set(m.token, { reread: m.reread ?? false, delayNs: m.delayNs ?? 0 });
+        this.handlers.set(m.token, { reread: m.reread ?? false, delayNs: m.delayNs ?? 0, via: m.ring ? 'ring' : 'dev' });
         try {
-          await this.xs.watch(m.path, m.token);
+          await this.via(m.ring ? 'ring' : 'dev').watch(m.path, m.token);
           return {};
         } catch (e) {
           this.handlers.delete(m.token);

@@ -32,6 +32,11 @@ export interface XenbusQuirks {
    * commit leaves the cache saying a state that xenstore never got - and the retry is skipped.
    */
   readonly cacheStateInsideTransaction?: boolean;
+  /**
+   * R17 (before Linux d10e0cc113c9): transactions of /dev/xen/xenbus users count for xs_suspend,
+   * which runs after user space is frozen, so one left open stops the suspend for good.
+   */
+  readonly userTransactionsBlockSuspend?: boolean;
 }
 
 /**

@@ -123,6 +123,14 @@ class PendingTable {
   }
 }
 
+/** Admission of requests: see XsHandle.gate. */
+export interface XsRequestGate {
+  /** The request may go out once this resolves (undefined: at once). */
+  enter(type: number, forwarded: boolean): Promise<void> | undefined;
+  /** Its reply message, or the error it failed with (an XS_ERROR reply is an XsError). */
+  exit(type: number, forwarded: boolean, reply: XsMessage | Error): void;
+}
+
 /** Request payload forms: raw bytes, or strings each sent with a terminating NUL. */
 export type XsPayload = Uint8Array | string | readonly string[];
 
@@ -301,11 +309,19 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   /**
    * Sends one request and resolves with its reply message. An XS_ERROR reply rejects with
    * XsError. String payload parts are sent NUL-terminated; a Uint8Array is sent as is.
+   * `forwarded`: sent on behalf of another client (a guest's /dev/xen/xenbus user), for the gate.
    * The reply payload may share memory with the socket's receive buffer: copy it to keep it long.
    */
-  request(type: number, payload: XsPayload, tx: XsTransaction = XBT_NULL): Promise<XsMessage> {
-    return this.submit(type, payload, tx);
+  request(type: number, payload: XsPayload, tx: XsTransaction = XBT_NULL, forwarded = false): Promise<XsMessage> {
+    return this.submit(type, payload, tx, forwarded);
   }
+
+  /**
+   * Admission of every request (a guest kernel's suspend gate, domains/kernel/xenbus-xs.ts):
+   * entered after the request's preemption point, left once its reply (or failure) reached
+   * the caller. `forwarded` marks a request sent for another client (request()'s argument).
+   */
+  gate: XsRequestGate | undefined;
 
   /** Runs before each request is sent (the simulator's preemption point for a client process). */
   beforeRequest: (() => Promise<void>) | undefined;
@@ -323,12 +339,23 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     return `${this.path} reader`;
   }
 
-  private submit(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
+  private submit(type: number, payload: Body, tx: XsTransaction, forwarded = false): Promise<XsMessage> {
     const sched = this.sched;
-    if (!this.beforeRequest && !sched) return this.submitNow(type, payload, tx);
+    const gate = this.gate;
+    if (!this.beforeRequest && !sched && !gate) return this.submitNow(type, payload, tx);
     let before = this.beforeRequest?.() ?? Promise.resolve();
     if (sched) before = before.then(() => sched(this.path));
-    return before.then(() => this.submitNow(type, payload, tx));
+    if (!gate) return before.then(() => this.submitNow(type, payload, tx));
+    return before.then(() => gate.enter(type, forwarded)).then(() => this.submitNow(type, payload, tx)).then(
+      (m) => {
+        gate.exit(type, forwarded, m);
+        return m;
+      },
+      (e: Error) => {
+        gate.exit(type, forwarded, e);
+        throw e;
+      },
+    );
   }
 
   private submitNow(type: number, payload: Body, tx: XsTransaction): Promise<XsMessage> {
