@@ -9,7 +9,7 @@ import {
   NET_RX_RING_ENTRY_SIZE, NET_TX_RING_ENTRY_SIZE, NET_TX_RING_SIZE, NETRXF_extra_info, NETRXF_more_data, NETTXF_more_data,
   NetifRsp, type NetifTxRequestValue, XEN_NETIF_EXTRA_FLAG_MORE, XEN_NETIF_MAX_TX_SIZE,
 } from '../../hypervisor/public/io/netif.ts';
-import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
+import { parseXenbusState, XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import { XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
@@ -368,12 +368,16 @@ export class NetfrontDriver implements XenbusDriver {
     const k = dev.kernel;
     // A function, not a narrowed property: the otherend handler changes it while we sleep.
     const closed = (): boolean => dev.state === XenbusState.XenbusStateClosed;
-    if (!closed()) {
-      await dev.switchState(XenbusState.XenbusStateClosing);
-      const deadline = k.now() + timeoutNs;
-      while (!closed() && !dev.removed && k.now() < deadline) {
-        await new Promise<void>((r) => void k.setTimer(1e6, r));
-      }
+    // As xennet_bus_close, wait for the backend's Closed as well as our own: restarting while it
+    // still says Closing, the otherend handler would read that and close us again.
+    const backendClosed = async (): Promise<boolean> => {
+      const s = parseXenbusState(await dev.readOtherend('state'));
+      return s === XenbusState.XenbusStateClosed || s === XenbusState.XenbusStateUnknown;
+    };
+    if (!closed()) await dev.switchState(XenbusState.XenbusStateClosing);
+    const deadline = k.now() + timeoutNs;
+    while (!dev.removed && k.now() < deadline && !(closed() && (await backendClosed()))) {
+      await new Promise<void>((r) => void k.setTimer(1e6, r));
     }
     if (dev.removed) throw new NetfrontError(`${dev.nodename}: removed`);
     this.teardown(dev, fe);

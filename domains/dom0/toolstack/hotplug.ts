@@ -11,7 +11,7 @@ export interface HotplugOptions {
   /** Fault: the script takes this long (ns of dom0's clock) before it writes anything. */
   readonly delayNs?: number;
   /** Bridge membership: called as the vif script plugs or unplugs a vif. */
-  readonly bridge?: { plug(dev: DeviceRef, bridge: string, mac: string): void; unplug(dev: DeviceRef): void };
+  readonly bridge?: { plug(dev: DeviceRef, bridge: string): void; unplug(dev: DeviceRef): void };
 }
 
 /** Loop-style device numbers for images: major 7 (loop), minor by image. */
@@ -20,6 +20,20 @@ const LOOP_MAJOR = 7;
 export function hotplugScripts(xs: XsHandle, k: Kernel, images: DiskImages, opts: HotplugOptions = {}): HotplugRunner {
   const minors = new Map<string, number>();
   const sleep = (ns: number): Promise<void> => new Promise((r) => void k.setTimer(ns, r));
+  /**
+   * One command of a script: the shell forks it and waits for it. Three places where Linux may
+   * run anyone else in dom0 (netback, xenstored, the toolstack): after fork (parent or child may
+   * go first), when the exec'd child gets the CPU, and when the shell wakes from waitpid. `work`
+   * is what the command does here, if anything (the simulator has no ip or iptables; a bridge
+   * command's effect is `work`'s).
+   */
+  const proc = async <T = void>(command: string, work?: () => T | Promise<T>): Promise<T | undefined> => {
+    if (k.point) await k.point('hotplug');
+    if (k.point) await k.point('hotplug');
+    const r = await work?.();
+    if (k.point) await k.point('hotplug');
+    return r;
+  };
   const read = async (p: string): Promise<string | undefined> => {
     try {
       return (await xs.read(p)).toString('latin1');
@@ -48,17 +62,43 @@ export function hotplugScripts(xs: XsHandle, k: Kernel, images: DiskImages, opts
         opts.bridge?.unplug(dev);
         return;
       }
-      const bridge = (await read(`${be}/bridge`)) ?? 'xenbr0';
-      const mac = (await read(`${be}/mac`)) ?? '';
+      // vif-bridge online as Linux runs it (vif-common.sh, xen-hotplug-common.sh,
+      // xen-network-common.sh, logging.sh, locking.sh): every command is a process of its own,
+      // so dom0 may run netback, xenstored or anyone else between any two of them.
+      await proc('vif-bridge online');
+      for (let i = 0; i < 3; i++) await proc('dirname "$0"');
+      await proc('grep ^LC_');
+      await proc('cut -d= -f1');
+      await proc('logger (log debug XENBUS_PATH=...)');
+      await proc('which ifup');
+      await proc('xenstore-read vifname', () => read(`${be}/vifname`));
+      await proc('xenstore-read ip', () => read(`${be}/ip`));
+      const bridge = (await proc('xenstore-read bridge', () => read(`${be}/bridge`))) ?? 'xenbr0';
+      await proc('ip link show <bridge>');
+      // setup_virtual_bridge_port.
+      await proc('ip link set dev <vif> down');
+      await proc('ip link set dev <vif> address fe:ff:ff:ff:ff:ff');
+      await proc('ip address flush dev <vif>');
+      // add_to_bridge.
+      await proc('which brctl');
       try {
-        opts.bridge?.plug(dev, bridge, mac);
+        await proc('brctl addif <bridge> <vif>', () => opts.bridge?.plug(dev, bridge));
       } catch (e) {
         // As the real script does on failure: say why in xenstore.
         await xs.write(`${be}/hotplug-error`, e instanceof Error ? e.message : String(e)).catch(() => undefined);
         await xs.write(`${be}/hotplug-status`, 'error').catch(() => undefined);
         return;
       }
-      await xs.write(`${be}/hotplug-status`, 'connected');
+      await proc('ip link set dev <vif> up');
+      // handle_iptable, under the iptables lock.
+      await proc('iptables -L -n');
+      await proc('flock -x (claim_lock iptables)');
+      await proc('iptables -I FORWARD -m physdev --physdev-in <vif> -j ACCEPT');
+      await proc('iptables -I FORWARD -m state --state RELATED,ESTABLISHED -m physdev --physdev-out <vif> -j ACCEPT');
+      await proc('logger (log debug Successful vif-bridge online)');
+      // success.
+      await proc('logger (log debug Writing hotplug-status)');
+      await proc('xenstore-write hotplug-status connected', () => xs.write(`${be}/hotplug-status`, 'connected'));
     }
   };
 }
