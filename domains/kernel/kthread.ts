@@ -47,7 +47,7 @@ export class Kthread {
 }
 
 /** kthread_run: the thread is created now and starts when its task is next scheduled. */
-export function kthreadRun(k: Kernel, name: string, fn: KthreadFn): Kthread {
+export function kthreadRun(k: Pick<Kernel, 'point'>, name: string, fn: KthreadFn): Kthread {
   const t = new Kthread(name, fn);
   const first = k.point ? k.point(name) : Promise.resolve();
   void first.then(() => t.schedule());
