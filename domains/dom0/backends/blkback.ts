@@ -259,7 +259,7 @@ export class Blkback implements XenbusDriver {
     }
   }
 
-  /** xen_blkif_disconnect: stop xenblkd, unbind and unmap the ring. Idempotent. */
+  /** xen_blkif_disconnect: stop xenblkd, unbind and unmap the ring. Idempotent (but in R07's buggy variant). */
   private disconnect(dev: XenbusDevice): void {
     const be = this.blkif(dev);
     const k = dev.kernel;
