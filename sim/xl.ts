@@ -249,7 +249,7 @@ export class Xl {
 
   async blockDetach(domid: number, vdev: string, force = false): Promise<{ clean: boolean }> {
     const devid = vdevFromName(vdev) ?? Number(vdev);
-    return this.rt.toolstack('device-remove', { dev: { kind: 'vbd', devid, frontend: domid, backend: 0 }, force });
+    return this.rt.toolstack('disk-remove', { domid, devid, force });
   }
 
   /** xl network-attach: the lowest free devid unless the config names one. */

@@ -1,7 +1,8 @@
 // blkback: the vbd backend in dom0. Probe advertises what it supports and waits in InitWait for
 // the hotplug script's physical-device; once the disk is open and the frontend's ring is mapped it
-// publishes the disk's geometry and goes Connected. Requests arrive on the blkif ring; each
-// segment is a granted page, mapped for the I/O (read-only for writes) and unmapped after.
+// publishes the disk's geometry, goes Connected and starts the ring's kernel thread (xenblkd),
+// which serves the requests arriving on the blkif ring; each segment is a granted page, mapped
+// for the I/O (read-only for writes) and unmapped after.
 import { BackRing } from '../../../hypervisor/public/io/ring.ts';
 import {
   BLKIF_RING_ENTRY_SIZE, BLKIF_SECTOR_SIZE, BlkifOp, BlkifRsp, blkifRequestOperation, blkifSegmentBytes, decodeBlkifRequest,
@@ -11,14 +12,17 @@ import { XenbusState } from '../../../hypervisor/public/io/xenbus.ts';
 import { GntSt } from '../../../hypervisor/public/grant_table.ts';
 import type { XenbusDevice, XenbusDriver } from '../../kernel/xenbus-probe.ts';
 import type { XenbusWatch } from '../../kernel/xenbus-watch.ts';
+import { type Kthread, kthreadRun } from '../../kernel/kthread.ts';
 import type { DiskImage, DiskImages } from './disk-image.ts';
 
 export interface BlkbackQuirks {
   /**
-   * R07 (XSA-350): connect() on every frontend Connected/Initialised event, even when already
-   * connected, so a second ring map and event-channel bind leak and the first are overwritten.
+   * R07 (XSA-350, before Linux 1c728719a4da): xen_blkif_disconnect stops xenblkd but leaves the
+   * ring's handle to it set, for the thread's own exit path to clear. A thread stopped before it
+   * ever ran never takes that path, so the handle outlives the thread and the next disconnect
+   * stops a freed task.
    */
-  readonly reconnectWhenConnected?: boolean;
+  readonly keepXenblkdAfterStop?: boolean;
 }
 
 interface Blkif {
@@ -29,10 +33,10 @@ interface Blkif {
   ring?: BackRing;
   ringHandle?: number;
   port?: number;
+  /** The ring's kernel thread (ring->xenblkd), started once Connected. */
+  xenblkd?: Kthread;
   /** Requests in flight (mapped segments not yet answered). */
   inflight: number;
-  /** Times rings were mapped (R07 counts leaks). */
-  connects: number;
 }
 
 export class Blkback implements XenbusDriver {
@@ -47,7 +51,7 @@ export class Blkback implements XenbusDriver {
   }
 
   async probe(dev: XenbusDevice): Promise<void> {
-    const be: Blkif = { inflight: 0, connects: 0 };
+    const be: Blkif = { inflight: 0 };
     dev.data = be;
     // Advertised before InitWait so the frontend can size its rings (one page, one queue here).
     await dev.xs.write(`${dev.nodename}/feature-max-indirect-segments`, '0').catch(() => undefined);
@@ -76,7 +80,6 @@ export class Blkback implements XenbusDriver {
   }
 
   async otherendChanged(dev: XenbusDevice, state: XenbusState): Promise<void> {
-    const be = this.blkif(dev);
     switch (state) {
       case XenbusState.XenbusStateInitialising:
         // A frontend restarting while we are Closed: get ready to reconnect.
@@ -84,10 +87,11 @@ export class Blkback implements XenbusDriver {
         break;
       case XenbusState.XenbusStateInitialised:
       case XenbusState.XenbusStateConnected:
-        if (dev.state === XenbusState.XenbusStateConnected && !this.quirks.reconnectWhenConnected) break;
-        if (!be.ring || this.quirks.reconnectWhenConnected) {
-          if (!(await this.connectRing(dev))) return;
-        }
+        // Two events in close succession may both read Connected: connect once.
+        if (dev.state === XenbusState.XenbusStateConnected) break;
+        // Whatever an earlier handshake left is let go before mapping again (idempotent).
+        this.disconnect(dev);
+        if (!(await this.connectRing(dev))) return;
         await this.maybeConnect(dev);
         break;
       case XenbusState.XenbusStateClosing:
@@ -146,16 +150,22 @@ export class Blkback implements XenbusDriver {
     be.ring = BackRing.attach(mapped.page, BLKIF_RING_ENTRY_SIZE);
     be.ringHandle = mapped.handle;
     be.port = port;
-    be.connects++;
-    k.on(port, () => this.serve(dev));
+    // The interrupt wakes xenblkd; before it runs (or after it stopped) requests wait on the ring.
+    k.on(port, () => {
+      if (be.xenblkd?.running) this.serve(dev);
+    });
     return true;
   }
 
-  /** connect(): once the disk is open and the ring mapped, publish the disk and go Connected. */
+  /**
+   * xen_update_blkif_status: once the disk is open and the ring mapped, publish the disk, go
+   * Connected, and only then start the ring's thread - which gets the CPU whenever the scheduler
+   * says, maybe after this handler returned and the next watch event was handled.
+   */
   private async maybeConnect(dev: XenbusDevice): Promise<void> {
     const be = this.blkif(dev);
     if (!be.disk || !be.ring || dev.removed) return;
-    if (dev.state === XenbusState.XenbusStateConnected && !this.quirks.reconnectWhenConnected) return;
+    if (dev.state === XenbusState.XenbusStateConnected) return;
     const info = (be.cdrom ? VDISK_CDROM : 0) | (be.mode === 'r' || be.disk.readonly ? VDISK_READONLY : 0);
     const d = dev.nodename;
     await dev.bus.transactionWrite([
@@ -164,8 +174,18 @@ export class Blkback implements XenbusDriver {
       [`${d}/sector-size`, String(BLKIF_SECTOR_SIZE)], [`${d}/physical-sector-size`, String(BLKIF_SECTOR_SIZE)],
     ]);
     await dev.switchState(XenbusState.XenbusStateConnected);
-    // Requests the frontend queued before we listened.
-    this.serve(dev);
+    // Not Connected after all (the directory went away meanwhile): no thread.
+    if ((dev.state as XenbusState) !== XenbusState.XenbusStateConnected || !be.ring) return;
+    const name = `blkback.${dev.otherendId}.${dev.name.slice(dev.name.lastIndexOf('/') + 1)}-0`;
+    const thread: Kthread = kthreadRun(dev.kernel, name, {
+      // xen_blkif_schedule: first what the frontend queued before anyone listened.
+      start: () => this.serve(dev),
+      // Its way out clears the ring's handle to it.
+      exit: () => {
+        if (be.xenblkd === thread) be.xenblkd = undefined;
+      },
+    });
+    be.xenblkd = thread;
   }
 
   /** The ring's event: take every request, answer each, notify if the frontend asked. */
@@ -239,10 +259,14 @@ export class Blkback implements XenbusDriver {
     }
   }
 
-  /** xen_blkif_disconnect: unbind and unmap the ring. */
+  /** xen_blkif_disconnect: stop xenblkd, unbind and unmap the ring. Idempotent (but in R07's buggy variant). */
   private disconnect(dev: XenbusDevice): void {
     const be = this.blkif(dev);
     const k = dev.kernel;
+    if (be.xenblkd) {
+      be.xenblkd.stop();
+      if (!this.quirks.keepXenblkdAfterStop) be.xenblkd = undefined;
+    }
     if (be.port !== undefined) k.close(be.port);
     if (be.ringHandle !== undefined) k.unmapGrant(be.ringHandle);
     be.port = undefined;

@@ -302,6 +302,32 @@ export class Libxl {
   }
 
   /**
+   * libxl_vdev_to_device_disk (libxl__device_disk_from_xenstore): the disk as xl block-detach
+   * learns it, read key by key from libxl's own copy - the backend's path (which names the
+   * backend's domain), params, type, dev, removable, mode, device-type. Undefined when libxl has
+   * no such disk; an error when its copy lacks a key that every disk has.
+   */
+  async vdevToDeviceDisk(domid: number, devid: number): Promise<{ dev: DeviceRef; disk: DiskConfig } | undefined> {
+    const copy = libxlPath({ kind: 'vbd', devid, frontend: domid, backend: 0 });
+    const backend = await this.read(`${copy}/backend`);
+    if (backend === undefined) return undefined;
+    const be = /^\/local\/domain\/(\d+)\/backend\//.exec(backend);
+    if (!be) throw new ToolstackError(`Unable to fetch device backend domid from ${backend}`);
+    // "params" may be absent (an empty cdrom drive); every other key must be there.
+    const params = await this.read(`${copy}/params`);
+    const keys: Record<string, string> = {};
+    for (const key of ['type', 'dev', 'removable', 'mode', 'device-type']) {
+      const v = await this.read(`${copy}/${key}`);
+      if (v === undefined) throw new ToolstackError(`Missing xenstore node ${copy}/${key}`);
+      keys[key] = v;
+    }
+    return {
+      dev: { kind: 'vbd', devid, frontend: domid, backend: Number(be[1]) },
+      disk: { vdev: keys.dev, target: params ?? '', mode: keys.mode === 'w' ? 'w' : 'r', devtype: keys['device-type'] === 'cdrom' ? 'cdrom' : 'disk' },
+    };
+  }
+
+  /**
    * libxl__initiate_device_generic_remove: online=0 and Closing on the backend, wait for Closed,
    * then the hotplug script's remove and the directories. `force` deletes the frontend dir first
    * (the guest gets no say) and does not wait.

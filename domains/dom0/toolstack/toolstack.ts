@@ -150,6 +150,8 @@ export class Toolstack {
         return this.creating(domid, () => this.verb(op, args, domid));
       case 'device-remove':
         return this.locks.with((args.dev as DeviceRef).frontend, () => this.verb(op, args, domid));
+      case 'disk-remove':
+        return this.locks.with(domid, () => this.verb(op, args, domid));
       case 'destroy':
         // Steps already queued on the domain fail at once rather than build what is torn down.
         this.destroying.add(domid);
@@ -193,6 +195,12 @@ export class Toolstack {
         return this.consoled.output(domid);
       case 'device-remove':
         return this.libxl.deviceRemove(args.dev as DeviceRef, Boolean(args.force));
+      case 'disk-remove': {
+        // xl block-detach: the disk as libxl recorded it, then its removal.
+        const found = await this.libxl.vdevToDeviceDisk(domid, Number(args.devid));
+        if (!found) throw new ToolstackError(`Device ${String(args.devid)} not connected.`);
+        return this.libxl.deviceRemove(found.dev, Boolean(args.force));
+      }
       case 'devices':
         return this.libxl.devices(domid);
       case 'shutdown': {

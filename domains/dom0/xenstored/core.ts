@@ -43,6 +43,12 @@ export interface XenstoredFaults {
    * domain that reuses a domid inherits the old one's access.
    */
   readonly aclByDomidOnly?: boolean;
+  /**
+   * C xenstored before per-node conflicts (xen f2bebf72c4, 4.9): TRANSACTION_END T fails with
+   * EAGAIN if anything in the store changed since the transaction started, not only what it
+   * accessed - so concurrent transactions on unrelated devices conflict (R04's 2006 setting).
+   */
+  readonly conflictOnAnyChange?: boolean;
 }
 
 export interface Watch {
@@ -1036,7 +1042,7 @@ export class Xenstored {
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('ENOMEM');
-    if (!tx.unchanged()) fail('EAGAIN');
+    if (this.faults.conflictOnAnyChange ? this.store.changedAt >= tx.startGen : !tx.unchanged()) fail('EAGAIN');
     // transaction_fix_domains(): every unprivileged owner whose count changed must end below quota.
     for (const domid of tx.ownerDelta.keys()) {
       if (domid === 0 || !this.domains.has(domid)) continue;
