@@ -1,5 +1,6 @@
-// Planted races: each buggy variant fails on some early seed (the swarm finds it), while the
-// fixed variant passes the same seeds - and a failing seed replays to the same trace.
+// Planted races: with no fault injected, each buggy variant fails on some early seeds and passes
+// on others - the schedule alone decides, so it is a race - while the fixed variant passes the
+// same seeds with and without faults; a failing seed replays to the same trace.
 import assert from 'node:assert/strict';
 import { RACES } from '../../scenarios/races.ts';
 import { XtfResult } from '../../sim/report/xtf.ts';
@@ -8,6 +9,7 @@ import { runScenario } from '../../sim/scenario/run.ts';
 /** How far the search may go in CI (the bench reports how many seeds each race really needs). */
 const SEARCH = 60;
 const FIXED_SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
+const NONE = { spec: 'none' };
 
 describe('planted races: the buggy variant fails, the fixed one passes', function () {
 
@@ -22,25 +24,31 @@ describe('planted races: the buggy variant fails, the fixed one passes', functio
 
   for (const def of RACES) {
     const buggy = Object.keys(def.variants ?? {}).filter((v) => def.expect?.[v] === 'fail');
-    it(`${def.race?.id} ${def.name}: every buggy variant (${buggy.join(', ')}) fails within ${SEARCH} seeds; the failure replays`, async () => {
+    it(`${def.race?.id} ${def.name}: with no fault, every buggy variant (${buggy.join(', ')}) fails on some of seeds 1..${SEARCH} and passes on others (a race); the failure replays`, async () => {
       for (const variant of buggy) {
         let found: Awaited<ReturnType<typeof runScenario>> | undefined;
-        for (let seed = 1; seed <= SEARCH && !found; seed++) {
-          const r = await runScenario(def, { seed, variant });
-          assert.notEqual(r.result, XtfResult.ERROR, `seed ${seed}: a scenario error, not a finding: ${r.message}`);
-          if (r.result !== XtfResult.SUCCESS) found = r;
+        let passed: number | undefined;
+        for (let seed = 1; seed <= SEARCH && !(found && passed); seed++) {
+          const r = await runScenario(def, { seed, variant, faults: NONE });
+          assert.ok(r.result === XtfResult.SUCCESS || r.result === XtfResult.FAILURE || r.result === XtfResult.CRASH,
+            `seed ${seed}: ${r.result} is a scenario error, not a finding: ${r.message}`);
+          if (r.result !== XtfResult.SUCCESS) found ??= r;
+          else passed ??= seed;
         }
-        assert.ok(found, `${variant}: no failing seed in 1..${SEARCH}`);
-        const again = await runScenario(def, { seed: found.seed, variant });
+        assert.ok(found, `${variant}: no failing seed in 1..${SEARCH} with --faults none`);
+        assert.ok(passed !== undefined, `${variant}: fails on every seed 1..${SEARCH} with --faults none - a planted bug, not a race`);
+        const again = await runScenario(def, { seed: found.seed, variant, faults: NONE });
         assert.equal(again.hash, found.hash, 'the failing seed replays byte for byte');
         assert.equal(again.result, found.result);
       }
     });
 
-    it(`${def.race?.id} ${def.name}: the fixed variant passes seeds ${FIXED_SEEDS[0]}..${FIXED_SEEDS[FIXED_SEEDS.length - 1]}`, async () => {
+    it(`${def.race?.id} ${def.name}: the fixed variant passes seeds ${FIXED_SEEDS[0]}..${FIXED_SEEDS[FIXED_SEEDS.length - 1]}, with and without faults`, async () => {
       for (const seed of FIXED_SEEDS) {
-        const r = await runScenario(def, { seed });
-        assert.equal(r.result, XtfResult.SUCCESS, `seed ${seed}: ${r.message ?? ''}`);
+        for (const faults of [NONE, { spec: 'default' }]) {
+          const r = await runScenario(def, { seed, faults });
+          assert.equal(r.result, XtfResult.SUCCESS, `seed ${seed}, faults ${faults.spec}: ${r.message ?? ''}`);
+        }
       }
     });
   }
