@@ -7,6 +7,8 @@ import { RACES } from '../../scenarios/races.ts';
 import vbdHandshake from '../../scenarios/vbd-handshake.ts';
 import type { ScenarioDef } from '../scenario/scenario.ts';
 import { explore } from '../scenario/explore.ts';
+import { runScenario } from '../scenario/run.ts';
+import { activeFaults, shrink } from '../scenario/shrink.ts';
 import { swarm } from '../scenario/swarm.ts';
 import { type BenchSection, table } from './common.ts';
 
@@ -18,7 +20,7 @@ const buggyVariants = (d: ScenarioDef): string[] => Object.keys(d.variants ?? {}
 export const racesSection: BenchSection = {
   name: 'races',
   title: 'Planted races with --faults none: failure rate and seeds to first failure per strategy; exhaustive exploration',
-  parts: ['strategies', 'fixed', 'exhaustive'],
+  parts: ['strategies', 'fixed', 'shrink', 'exhaustive'],
   async run(opts, parts, out) {
     const rateSeeds = opts.quick ? 50 : 200;
     const findBudget = opts.quick ? 200 : 1000;
@@ -51,6 +53,31 @@ export const racesSection: BenchSection = {
         RACES.find((d) => d.name === s.scenario)?.race?.id ?? s.scenario, String(s.runs), String(s.failures.length),
         (r.runs / (r.wallMs / 60000)).toFixed(0),
       ])));
+    }
+    if (parts.has('shrink')) {
+      // Each buggy variant's first failing seed (random schedule, default faults), shrunk; then the
+      // shrunk schedule run again must fail the same way with the same trace.
+      const rows: string[][] = [];
+      for (const d of RACES) {
+        for (const variant of buggyVariants(d)) {
+          let seed: number | undefined;
+          for (let s = 1; s <= findBudget && seed === undefined; s++) if ((await runScenario(d, { seed: s, variant })).result !== 'SUCCESS') seed = s;
+          if (seed === undefined) {
+            rows.push([d.race?.id ?? '', variant, `none in ${findBudget}`, '', '', '', '']);
+            continue;
+          }
+          const t0 = performance.now();
+          const res = await shrink(d, { seed, variant, faults: { spec: 'default' }, schedule: 'random' }, { maxTries: opts.quick ? 150 : 400 });
+          const again = await runScenario(d, { seed, variant, faults: res.faults, schedule: res.schedule });
+          const replays = again.hash === res.shortest.hash && again.result === res.shortest.result;
+          rows.push([
+            d.race?.id ?? '', variant, String(seed), `${res.original.preemptions.length} + ${activeFaults(res.original)}`,
+            `${res.shortest.preemptions.length} + ${activeFaults(res.shortest)}${res.size <= 3 ? '' : ' (> 3)'}`, replays ? 'yes' : 'NO',
+            `${res.tries} runs, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+          ]);
+        }
+      }
+      out(table(['race', 'variant', 'seed', 'preemptions + faults', 'shortest', 'replays exactly', 'cost'], rows));
     }
     if (parts.has('exhaustive')) {
       const rows: string[][] = [];
