@@ -171,7 +171,7 @@ export function story(trace: readonly TraceEvent[]): string[] {
       if (f.kind === 'xenstore' && f.dir === 'IN' && f.domid === e.domid) did.push(`${String(f.type)} ${String(f.payload).split('\\0').filter(Boolean).join(' = ')}`);
       else if (f.kind === 'xenbus' && f.domid === e.domid) did.push(`${String(f.path ?? f.device ?? '')} -> ${String(f.state ?? '')}`);
     }
-    const waiting = ((e.ready as string[] | undefined) ?? []).filter((l) => l !== `dom${String(e.domid)} ${String(e.task)}`);
+    const waiting = ((e.ready as string[] | undefined) ?? []).filter((l) => l !== `dom${String(e.domid)} ${String(e.task)}` && l !== `dom${over.domid} ${over.task}`);
     out.push(`step ${String(e.step)}: dom${String(e.domid)} ${String(e.task)} ran before dom${over.domid} ${over.task}`
       + (waiting.length ? ` (also ready: ${waiting.join(', ')})` : '') + (did.length ? `; it then sent ${did.join('; ')}` : ''));
   }
