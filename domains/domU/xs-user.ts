@@ -5,6 +5,7 @@
 import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import { XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as X, XsdSockmsgType, encodeHeader } from '../../hypervisor/public/io/xs_wire.ts';
 import type { Kernel } from '../kernel/kernel.ts';
+import type { SavedWatch } from './kernel-state.ts';
 
 /** One step of an `xs-batch`. */
 export type XsBatchOp =
@@ -50,7 +51,7 @@ const sleep = (k: Kernel, ns: number): Promise<void> => new Promise((r) => void 
 
 export class XsUser {
   private readonly log: WatchLogEntry[] = [];
-  private readonly handlers = new Map<string, { reread: boolean; delayNs: number }>();
+  private readonly handlers = new Map<string, { path: string; reread: boolean; delayNs: number }>();
   private readonly queue: { path: string; token: string }[] = [];
   private draining = false;
 
@@ -90,6 +91,22 @@ export class XsUser {
     }
   }
 
+  /** The watches user space holds, for the kernel state a resumed kernel reads back. */
+  savedWatches(): SavedWatch[] {
+    return [...this.handlers].map(([token, h]) => ({ path: h.path, token, reread: h.reread, delayNs: h.delayNs }));
+  }
+
+  /**
+   * xs_resume: every watch registered again, with its token, on the new domain's connection. A
+   * watch fires once on registration, as any XS_WATCH does.
+   */
+  async resumeWatches(watches: readonly SavedWatch[]): Promise<void> {
+    for (const w of watches) {
+      this.handlers.set(w.token, { path: w.path, reread: w.reread, delayNs: w.delayNs });
+      await this.xs.watch(w.path, w.token);
+    }
+  }
+
   async run(m: XsUserCommand): Promise<Record<string, unknown>> {
     switch (m.cmd) {
       case 'xs': {
@@ -105,7 +122,7 @@ export class XsUser {
         return out;
       }
       case 'xs-watch':
-        this.handlers.set(m.token, { reread: m.reread ?? false, delayNs: m.delayNs ?? 0 });
+        this.handlers.set(m.token, { path: m.path, reread: m.reread ?? false, delayNs: m.delayNs ?? 0 });
         try {
           await this.xs.watch(m.path, m.token);
           return {};
