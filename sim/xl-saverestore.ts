@@ -18,6 +18,11 @@ const VGC_FLAGS_OFFSET = 512;
 const TSC_KHZ = 1_000_000;
 /** TSC_MODE_DEFAULT. */
 const TSC_MODE_DEFAULT = 0;
+/**
+ * sizeof(struct xen_domctl_ext_vcpucontext) on x86-64 (vcpu, size, the syscall32/sysenter
+ * callbacks, the vMCE state): XEN_DOMCTL_get_ext_vcpucontext's blob, which save sends whole.
+ */
+const EXT_VCPUCONTEXT_SIZE = 64;
 /** A 64-bit PV guest's p2m holds 512 entries per frame. */
 const P2M_PER_FRAME = PAGE_SIZE / 8;
 
@@ -74,6 +79,9 @@ export function saveDomain(d: Domain, opts: { config: string; nowNs: number }): 
   // The simulator has no register file: the context says only that vCPU 0 is up, in kernel mode,
   // with rax (SCHEDOP_shutdown's return) 0 - a new domain.
   new DataView(basic.buffer).setBigUint64(VGC_FLAGS_OFFSET, VGCF_IN_KERNEL | VGCF_ONLINE, true);
+  // No callbacks registered, no vMCE: vcpu 0 and the size, the rest zero.
+  const extended = new Uint8Array(EXT_VCPUCONTEXT_SIZE);
+  new DataView(extended.buffer).setUint32(4, EXT_VCPUCONTEXT_SIZE, true);
   // xensim guests keep no p2m list in their memory (the host's p2m is the only one), so the
   // X86_PV_P2M_FRAMES record names the frames just past the last pfn, where such a list would go;
   // xensim's restore does not read them.
@@ -89,7 +97,7 @@ export function saveDomain(d: Domain, opts: { config: string; nowNs: number }): 
         type: DhdrType.DHDR_TYPE_X86_PV,
         tsc: { mode: TSC_MODE_DEFAULT, khz: TSC_KHZ, nsec: BigInt(Math.max(0, Math.floor(opts.nowNs))), incarnation: 0 },
         sharedInfo: d.sharedInfo!.bytes.slice(),
-        vcpus: [{ vcpuId: 0, basic, extended: new Uint8Array(0) }],
+        vcpus: [{ vcpuId: 0, basic, extended }],
       },
     }],
   };
