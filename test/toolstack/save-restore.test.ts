@@ -101,6 +101,43 @@ describe('xl save / xl restore', function () {
     assert.equal(memoryHash(img.pages), saved.hash);
   });
 
+  it('a write still in flight at suspend (slow disk) is re-queued by the restored kernel (blkif_recover) and lands on the disk', async () => {
+    await h.rt.shutdown();
+    h = await bootHost(7, { quirks: { blkback: { diskLatencyNs: 50e6 } } });
+    const src = await h.xl.create(CFG);
+    await connected(h, src);
+    const data = new Uint8Array(8 * 512).map((_, i) => (i * 13 + 5) & 0xff);
+    // Not awaited: its caller is user space of the domain being saved, which never hears back.
+    void h.xl.guest(src, { cmd: 'blk', device: 'vbd/51712', op: 'write', sector: 40, sectors: 8, data });
+    const file = path.join(dir, 'inflight.xl');
+    await h.xl.save(src, file);
+    const { domid } = await h.xl.restore(file);
+    await connected(h, domid);
+    let seen: { recovered: { op: number; sector: number; sectors: number; status?: number }[] } | undefined;
+    for (let i = 0; i < 200; i++) {
+      seen = await h.xl.guest(domid, { cmd: 'devices' });
+      if (seen!.recovered.length && seen!.recovered.every((r) => r.status !== undefined)) break;
+      await h.rt.idle(1e6);
+    }
+    assert.deepEqual(seen!.recovered, [{ device: 'vbd/51712', op: 1, sector: 40, sectors: 8, status: 0 }], 'the write was re-queued and completed');
+    const r = await h.xl.guest<{ status: number; data: Uint8Array }>(domid, { cmd: 'blk', device: 'vbd/51712', op: 'read', sector: 40, sectors: 8 });
+    assert.equal(r.status, 0);
+    assert.deepEqual(new Uint8Array(r.data), data);
+  });
+
+  it('a save that cannot write its file fails with why, and the guest resumes (suspend cancelled) with its devices', async () => {
+    const src = await h.xl.create(CFG);
+    await connected(h, src);
+    await assert.rejects(h.xl.save(src, path.join(dir, 'no-such-dir', 'g.xl')),
+      (e: unknown) => e instanceof SaveRestoreError && /ENOENT/.test(e.message) && /domain resumed/.test(e.message));
+    assert.equal(h.rt.host.domains.get(src)?.isShutDown, false, 'the guest runs again');
+    const seen = await h.xl.guest<Devices>(src, { cmd: 'devices' });
+    assert.ok(seen.devices.every((d) => d.stateName === 'XenbusStateConnected'));
+    assert.equal(seen.resumes, 0);
+    const io = await h.xl.guest<{ status: number }>(src, { cmd: 'blk', device: 'vbd/51712', op: 'read', sector: 0, sectors: 8 });
+    assert.equal(io.status, 0);
+  });
+
   it('restore refuses a truncated or corrupt file with a clear error and builds nothing', async () => {
     const src = await h.xl.create(CFG);
     await connected(h, src);
