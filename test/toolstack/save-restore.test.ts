@@ -24,6 +24,13 @@ async function connected(h: TestHost, domid: number): Promise<void> {
   }
 }
 
+/** A domain's nodes (its home, its backends, libxl's dir) with their ACLs, its domid as {d}. */
+async function layout(h: TestHost, domid: number): Promise<string[]> {
+  const mine = (p: string): boolean => p.startsWith(`/local/domain/${domid}/`) || new RegExp(`^/local/domain/0/backend/[a-z]+/${domid}/`).test(p) || p.startsWith(`/libxl/${domid}/`);
+  const norm = (x: string): string => x.replace(new RegExp(`(^|/|[a-z])${domid}(?=/|$|,)`, 'g'), '$1{d}');
+  return (await h.xl.dump('/')).filter((n) => mine(n.path)).map((n) => `${norm(n.path)} (${norm(n.perms.join(','))})`).sort();
+}
+
 describe('xl save / xl restore', function () {
   this.timeout(120_000);
   let dir: string;
@@ -79,6 +86,14 @@ describe('xl save / xl restore', function () {
     assert.ok(ev.events.some((e) => e.token === 'tok-1' && e.path === 'data/probe'), `watch fired with its token: ${JSON.stringify(ev.events)}`);
     assert.equal(h.xl.domains.get(dst)?.cfg.name, 'saved');
     assert.ok(!(await h.xl.dump('/local/domain')).some((n) => n.path === `/local/domain/${src}`), "the source's tree is gone");
+    // libxl's layout rebuilt: the same nodes with the same permissions as a guest created afresh
+    // from the same config (domids, and the user watch's data/probe, aside).
+    const fresh = await h.xl.create({ ...CFG, name: 'fresh', disks: [{ vdev: 'xvda', target: 'fresh-root', sizeMiB: 4 }] });
+    await connected(h, fresh);
+    await h.xl.guest(fresh, { cmd: 'xs', type: 11, payload: 'data/probe\0x' });
+    const restoredLayout = await layout(h, dst);
+    assert.ok(restoredLayout.length > 40 && restoredLayout.some((l) => l.startsWith('/local/domain/0/backend/vif/{d}/0/state (n0,r{d})')), restoredLayout.join('\n'));
+    assert.deepEqual(restoredLayout, await layout(h, fresh));
   });
 
   it('save -c: the guest goes on in place (suspend cancelled) with its devices; the file holds memory as at suspend; a restore under the same name is refused', async () => {
