@@ -8,6 +8,7 @@ import { DhdrType, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '.
 import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import type { SaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
 import type { GuestPage } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
 const VGCF_IN_KERNEL = 1n << 2n;
@@ -59,9 +60,8 @@ export interface SavedDomain {
  * then TSC, shared_info and vCPU 0's context (the simulator runs one vCPU per domain). The pages are
  * copies: the stream holds what memory was at suspend, whatever runs later.
  */
-export function saveDomain(d: Domain, opts: { config: string; nowNs: number }): SavedDomain {
+export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  if (d.hvm) throw new Error(`domain ${d.domid}: saving HVM guests is not implemented (no HVM context or device model state in xensim)`);
   const p2mSize = d.p2m.length;
   const pages: GuestPage[] = [];
   const copies: [number, Uint8Array][] = [];
@@ -74,6 +74,28 @@ export function saveDomain(d: Domain, opts: { config: string; nowNs: number }): 
     const bytes = f.bytes.slice();
     copies.push([pfn, bytes]);
     pages.push({ pfn, bytes });
+  }
+  const tsc = { mode: TSC_MODE_DEFAULT, khz: TSC_KHZ, nsec: BigInt(Math.max(0, Math.floor(opts.nowNs))), incarnation: 0 };
+  if (d.hvm) {
+    // x86_hvm_end_of_checkpoint(): TSC, HVM_CONTEXT, then the params write_hvm_params() sends
+    // that are non-zero - here the store and console pfns, the only ones xensim's HVM guests have.
+    const image: SaveImage = {
+      guestType: DhdrType.DHDR_TYPE_X86_HVM,
+      config: opts.config,
+      checkpoints: [{
+        rounds: [pages],
+        state: {
+          type: DhdrType.DHDR_TYPE_X86_HVM, tsc, hvmContext: hvmContextBlob(),
+          hvmParams: [
+            { index: BigInt(HvmParam.HVM_PARAM_STORE_PFN), value: BigInt(opts.store) },
+            { index: BigInt(HvmParam.HVM_PARAM_CONSOLE_PFN), value: BigInt(opts.console) },
+          ],
+        },
+        // No device model runs for xensim's HVM guests (the ACPI registers are the hypervisor's
+        // model): no emulator records, as for a PVH guest.
+      }],
+    };
+    return { image, hash: memoryHash(copies), pages: copies.length };
   }
   const basic = new Uint8Array(VCPU_GUEST_CONTEXT_SIZE[8]);
   // The simulator has no register file: the context says only that vCPU 0 is up, in kernel mode,
@@ -95,13 +117,40 @@ export function saveDomain(d: Domain, opts: { config: string; nowNs: number }): 
       rounds: [pages],
       state: {
         type: DhdrType.DHDR_TYPE_X86_PV,
-        tsc: { mode: TSC_MODE_DEFAULT, khz: TSC_KHZ, nsec: BigInt(Math.max(0, Math.floor(opts.nowNs))), incarnation: 0 },
+        tsc,
         sharedInfo: d.sharedInfo!.bytes.slice(),
         vcpus: [{ vcpuId: 0, basic, extended }],
       },
     }],
   };
   return { image, hash: memoryHash(copies), pages: copies.length };
+}
+
+/** HVM_SAVE_MAGIC and HVM_SAVE_VERSION (public/arch-x86/hvm/save.h). */
+const HVM_FILE_MAGIC = 0x54381286;
+const HVM_FILE_VERSION = 1;
+/** HVM_SAVE_CODE(HEADER) and HVM_SAVE_CODE(END). */
+const HVM_SAVE_CODE_HEADER = 1;
+const HVM_SAVE_CODE_END = 0;
+
+/**
+ * XEN_DOMCTL_gethvmcontext's blob as xensim can honestly give it: hvm_save_descriptor + struct
+ * hvm_save_header (magic, version, changeset 0, cpuid 0, gtsc_khz), then END. The simulator has
+ * no vCPU registers, LAPIC, PIC or PIT to save, so there are no records between the two.
+ */
+export function hvmContextBlob(): Uint8Array {
+  const b = new Uint8Array(8 + 24 + 8);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, HVM_SAVE_CODE_HEADER, true);
+  v.setUint16(2, 0, true);
+  v.setUint32(4, 24, true);
+  v.setUint32(8, HVM_FILE_MAGIC, true);
+  v.setUint32(12, HVM_FILE_VERSION, true);
+  v.setBigUint64(16, 0n, true);
+  v.setUint32(24, 0, true);
+  v.setUint32(28, TSC_KHZ, true);
+  v.setUint16(32, HVM_SAVE_CODE_END, true);
+  return b;
 }
 
 /** The pfn count a restored image needs (its highest pfn + 1). */
@@ -117,8 +166,16 @@ export function imageP2mSize(img: RestoredImage): number {
  * fill, is refused: the new domain must have exactly the saved one's memory.
  */
 export function restoreMemory(d: Domain, img: RestoredImage): string {
-  if (img.domainHeader?.type !== DhdrType.DHDR_TYPE_X86_PV) throw new Error('only x86 PV images are restorable by xensim');
-  if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
+  if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_PV) {
+    if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
+    if (d.hvm) throw new Error('a PV image for an HVM domain');
+  } else if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_HVM) {
+    const magic = img.hvmContext && img.hvmContext.length >= 16 ? new DataView(img.hvmContext.buffer, img.hvmContext.byteOffset).getUint32(8, true) : undefined;
+    if (magic !== HVM_FILE_MAGIC) throw new Error('HVM image without a valid HVM context header');
+    if (!d.hvm) throw new Error('an HVM image for a PV domain');
+  } else {
+    throw new Error('the image has no domain header');
+  }
   for (const [pfn, bytes] of img.pages) {
     const f = d.p2m[pfn];
     if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);

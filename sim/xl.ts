@@ -28,6 +28,9 @@ export interface XlDomain {
   readonly cfg: DomainConfig;
   state: 'running' | 'paused' | 'shutdown' | 'dying';
   shutdownReason?: string;
+  /** The store and console pfns the builder chose (HVM_PARAM_STORE_PFN / CONSOLE_PFN). */
+  readonly store: number;
+  readonly console: number;
 }
 
 export interface CreateOptions {
@@ -168,7 +171,8 @@ export class Xl {
    */
   private async createDevices(built: BuiltDomain, cfg: DomainConfig, opts: CreateOptions, verb: string): Promise<void> {
     const domid = built.domid;
-    this.domains.set(domid, { domid, cfg, state: 'paused' });
+    if (!built.console) throw new Error(`domain ${domid} was built without a console`);
+    this.domains.set(domid, { domid, cfg, state: 'paused', store: built.store.gfn, console: built.console.gfn });
     this.guestArgs.set(domid, opts);
     const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
       try {
@@ -228,8 +232,6 @@ export class Xl {
   async save(domid: number, file: string, opts: { checkpoint?: boolean } = {}): Promise<SaveResult> {
     const x = this.domains.get(domid);
     if (!x) throw new SaveRestoreError(`domain ${domid} is not a guest of this xl`);
-    const h = this.rt.host.domains.get(domid);
-    if (h?.hvm) throw new SaveRestoreError(`domain ${domid}: saving HVM guests is not implemented by xensim`);
     // The config xl keeps in the file: what the domain really has (its uuid, its vifs' MACs), so
     // the restored domain looks the same whatever domid it gets.
     const { domid: _fixed, ...cfg } = x.cfg;
@@ -241,7 +243,7 @@ export class Xl {
     let result: SaveResult;
     try {
       const d = this.rt.host.domains.get(domid)!;
-      const saved = saveDomain(d, { config: JSON.stringify(config), nowNs: this.rt.mode === 'lockstep' ? this.rt.virtualNow : performance.now() * 1e6 });
+      const saved = saveDomain(d, { config: JSON.stringify(config), store: x.store, console: x.console, nowNs: this.rt.mode === 'lockstep' ? this.rt.virtualNow : performance.now() * 1e6 });
       const fd = openSync(file, 'w');
       let stats;
       try {
@@ -284,12 +286,11 @@ export class Xl {
     const parsed = GuestSchema.safeParse(raw);
     if (!parsed.success) throw new SaveRestoreError(`xl restore: ${file}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const cfg = parsed.data as DomainConfig;
-    if (cfg.type === 'hvm') throw new SaveRestoreError(`xl restore: ${file}: restoring HVM guests is not implemented by xensim`);
     if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`xl restore: domain with name "${cfg.name}" already exists`);
     const pages = imageP2mSize(img);
     const built = await this.rt.buildGuest({
-      pages, console: true, introduce: false, paused: true, hvm: false,
-      program: { module: opts.program ?? GUEST, args: { type: 'pv', ...opts.guest, resumed: true } },
+      pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest, resumed: true } },
     });
     let hash: string;
     try {

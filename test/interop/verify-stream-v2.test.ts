@@ -206,4 +206,22 @@ describe('interop: verify-stream-v2 accepts the file `xl save` writes for a runn
     assert.equal(img.pages.size, saved.pages);
     assert.equal(memoryHash(img.pages), saved.hash);
   });
+
+  it('an HVM guest with a disk, a NIC and a console (-f xl): accepted, with its HVM context and params', async function () {
+    const domid = await h.xl.create({ name: 'real-hvm', type: 'hvm', disks: [{ vdev: 'xvda', target: 'real-hvm-root', sizeMiB: 4 }], vifs: [{}] });
+    for (const d of ['vbd/51712', 'vif/0']) {
+      const w = await h.rt.toolstack<{ ok: boolean }>('wait', { path: `/local/domain/${domid}/device/${d}/state`, value: '4' });
+      assert.ok(w.ok, `${d} Connected`);
+    }
+    const file = path.join(sdir, 'real-hvm.xl');
+    await h.xl.save(domid, file);
+    const r = spawnSync(VERIFY_STREAM_V2, ['-v', '-f', 'xl', '-i', file], {
+      env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH }, encoding: 'utf8', timeout: 60_000,
+    });
+    const out = accepted({ code: r.status, out: `${r.stdout}${r.stderr}` });
+    assert.match(out, /Domain Header: x86 HVM from Xen 4\.17/);
+    assert.match(out, /Libxc Record: HVM context/);
+    assert.match(out, /Libxc Record: HVM params/);
+    assert.doesNotMatch(out, /Warning/);
+  });
 });

@@ -116,6 +116,24 @@ describe('xl save / xl restore', function () {
     assert.equal(memoryHash(img.pages), saved.hash);
   });
 
+  it('an HVM guest: saved with HVM_CONTEXT and its store/console params, restored as HVM with equal memory and its devices', async () => {
+    const src = await h.xl.create({ ...CFG, type: 'hvm' });
+    await connected(h, src);
+    await h.xl.guest(src, { cmd: 'mem-fill', pages: 4 });
+    const before = await h.xl.guest<{ hash: string }>(src, { cmd: 'mem-hash' });
+    const file = path.join(dir, 'hvm.xl');
+    const saved = await h.xl.save(src, file);
+    const img = readSaveImage(readFileSync(file));
+    assert.equal(img.domainHeader?.type, 2, 'DHDR_TYPE_X86_HVM');
+    const x = { store: img.hvmParams?.find((p) => p.index === 1n)?.value, console: img.hvmParams?.find((p) => p.index === 17n)?.value };
+    assert.deepEqual(x, { store: BigInt(saved.pages - 1), console: BigInt(saved.pages - 2) }, 'HVM_PARAM_STORE_PFN and CONSOLE_PFN');
+    const r = await h.xl.restore(file);
+    assert.equal(r.hash, saved.hash);
+    assert.equal(h.rt.host.domains.get(r.domid)?.hvm, true);
+    await connected(h, r.domid);
+    assert.equal((await h.xl.guest<{ hash: string }>(r.domid, { cmd: 'mem-hash' })).hash, before.hash);
+  });
+
   it('a write still in flight at suspend (slow disk) is re-queued by the restored kernel (blkif_recover) and lands on the disk', async () => {
     await h.rt.shutdown();
     h = await bootHost(7, { quirks: { blkback: { diskLatencyNs: 50e6 } } });
