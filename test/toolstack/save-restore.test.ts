@@ -85,6 +85,8 @@ describe('xl save / xl restore', function () {
     const ev = await h.xl.guest<{ events: { path: string; token: string }[] }>(dst, { cmd: 'xs-events' });
     assert.ok(ev.events.some((e) => e.token === 'tok-1' && e.path === 'data/probe'), `watch fired with its token: ${JSON.stringify(ev.events)}`);
     assert.equal(h.xl.domains.get(dst)?.cfg.name, 'saved');
+    // The console is reconnected: xenconsoled reads the new domain's ring, where the resumed kernel writes.
+    assert.match(await h.xl.console(dst), new RegExp(`xen: resumed in domain ${dst} \\(resume 1\\)`));
     assert.ok(!(await h.xl.dump('/local/domain')).some((n) => n.path === `/local/domain/${src}`), "the source's tree is gone");
     // libxl's layout rebuilt: the same nodes with the same permissions as a guest created afresh
     // from the same config (domids, and the user watch's data/probe, aside).
@@ -132,6 +134,19 @@ describe('xl save / xl restore', function () {
     assert.equal(h.rt.host.domains.get(r.domid)?.hvm, true);
     await connected(h, r.domid);
     assert.equal((await h.xl.guest<{ hash: string }>(r.domid, { cmd: 'mem-hash' })).hash, before.hash);
+  });
+
+  it('restore -p leaves the new domain paused: its kernel runs (and reconnects) only once unpaused', async () => {
+    const src = await h.xl.create(CFG);
+    await connected(h, src);
+    const file = path.join(dir, 'paused.xl');
+    await h.xl.save(src, file);
+    const r = await h.xl.restore(file, { paused: true });
+    await h.rt.idle(100e6);
+    assert.ok((h.rt.host.domains.get(r.domid)?.pauseCount ?? 0) > 0, 'paused');
+    assert.notEqual(await h.rt.toolstack('read', { path: `/local/domain/${r.domid}/device/vbd/51712/state` }), '4', 'no frontend ran yet');
+    await h.xl.unpause(r.domid);
+    await connected(h, r.domid);
   });
 
   it('a write still in flight at suspend (slow disk) is re-queued by the restored kernel (blkif_recover) and lands on the disk', async () => {
