@@ -9,6 +9,7 @@ import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
 import slowWatcher from './slow-watcher.ts';
+import saveRestore from './save-restore.ts';
 import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import vbdHandshake from './vbd-handshake.ts';
@@ -36,6 +37,7 @@ export const LIBRARY: readonly ScenarioDef[] = [
   bootThreeGuests,
   reboot,
   suspendResume,
+  saveRestore,
   acpiPowerAndSleep,
   guestDiesDuringHandshake,
   guestCrashesAtRandomPoint,

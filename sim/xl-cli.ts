@@ -1,5 +1,6 @@
 // `xensim xl <verb> …`: xl's verbs against a running `xensim up`, through its control socket
 // (--host PATH, else $XENSIM_CONTROL, else /tmp/xensim/xl.sock), with xl's output.
+import { resolve as resolvePath } from 'node:path';
 import { type Command, Option } from 'commander';
 import { ConfigError, loadGuestFile, parseDiskSpec, parseVifSpec } from './config.ts';
 import { type BlockRow, DEFAULT_CONTROL, type ListRow, type NicRow, XlError, xlRequest } from './xl-control.ts';
@@ -189,6 +190,29 @@ export function registerXl(program: Command): void {
     .argument('<domid>')
     .action(async (domain: string, _o: unknown, cmd: Command) => run(cmd, async (call, io) => {
       io.out(`${(await call('domname', { domain }) as { name: string }).name}\n`);
+    }));
+
+  xl.command('save')
+    .description("save a domain's state to FILE (xl's format: header, libxl and libxc streams) and destroy it; -c leaves it running")
+    .argument('<domain>')
+    .argument('<file>')
+    .option('-c', 'checkpoint: leave the domain running after saving it')
+    .action(async (domain: string, file: string, o: { c?: boolean }, cmd: Command) => run(cmd, async (call, io) => {
+      const abs = resolvePath(file);
+      io.err(`Saving to ${abs} new xl format\n`);
+      const r = await call('save', { domain, file: abs, checkpoint: Boolean(o.c) }) as { domid: number; bytes: number; pages: number };
+      io.err(`Saved domain ${r.domid}: ${r.pages} pages, ${r.bytes} bytes${o.c ? ' (left running)' : ''}\n`);
+    }));
+
+  xl.command('restore')
+    .description('restore a domain from a file `xl save` wrote (a new domid)')
+    .argument('<file>')
+    .option('-p', 'leave the domain paused after it is restored')
+    .action(async (file: string, o: { p?: boolean }, cmd: Command) => run(cmd, async (call, io) => {
+      const abs = resolvePath(file);
+      io.err(`Loading new save file ${abs} (new xl fmt)\n`);
+      const r = await call('restore', { file: abs, paused: Boolean(o.p) }) as { domid: number; name: string };
+      io.err(`Restored domain ${r.name} as ${r.domid}\n`);
     }));
 
   xl.command('xenstore-ls')

@@ -5,6 +5,7 @@
 //   {"id": 1, "ok": true, "result": {...}}   or   {"id": 1, "ok": false, "error": "message"}
 // Domains are named by name or domid (`domain`), as xl takes them.
 import { unlinkSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import net from 'node:net';
 import * as z from 'zod';
 import { DiskSchema, GuestSchema, VifSchema } from './config.ts';
@@ -12,7 +13,7 @@ import type { DiskConfig, DomainConfig, VifConfig } from '../domains/dom0/toolst
 import { backendPath, frontendPath, type DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
-import type { Xl } from './xl.ts';
+import { type RestoreResult, SaveRestoreError, type Xl } from './xl.ts';
 import { socketPathBusy } from './socket-path.ts';
 
 /** An error for the caller (bad domain, bad arguments): its message is the whole story. */
@@ -42,6 +43,7 @@ export interface NicRow {
 
 const Domain = z.union([z.string().min(1), z.int().min(0)], { error: 'domain: expected a name or domid' });
 const On = z.object({ domain: Domain });
+const SaveFile = z.string({ error: 'file: expected a path' }).refine((f) => isAbsolute(f), { error: 'file: expected an absolute path (the host writes it)' });
 const TRIGGERS = ['power', 'sleep', 's3resume', 'nmi', 'init', 'reset'] as const;
 
 /** Each verb's arguments. */
@@ -64,6 +66,9 @@ const Args = {
   domid: On,
   domname: On,
   'xenstore-ls': z.object({ path: z.string().optional() }),
+  // The file is the host's (xl runs there): `xensim xl` sends it absolute, from its own cwd.
+  save: On.extend({ file: SaveFile, checkpoint: z.boolean().optional() }),
+  restore: z.object({ file: SaveFile, paused: z.boolean().optional() }),
 } as const;
 
 export type XlVerb = keyof typeof Args;
@@ -191,6 +196,17 @@ export class XlControl {
         const domid = this.domid(a.domain as string | number);
         return { name: domid === 0 ? 'Domain-0' : xl.domains.get(domid)!.cfg.name };
       }
+      case 'save': {
+        const domid = this.guest(a.domain, 'save');
+        try {
+          return await xl.save(domid, a.file as string, { checkpoint: Boolean(a.checkpoint) });
+        } catch (e) {
+          if (e instanceof SaveRestoreError) throw new XlError(e.message);
+          throw e;
+        }
+      }
+      case 'restore':
+        return this.restore(a.file as string, Boolean(a.paused));
       case 'xenstore-ls': {
         const path = (a.path as string | undefined) ?? '/';
         if (!path.startsWith('/')) throw new XlError(`xenstore-ls: ${path}: not an absolute path`);
@@ -218,6 +234,22 @@ export class XlControl {
       const domid = await this.xl.create(config, { paused });
       this.born.set(domid, Date.now());
       return { domid, name: config.name };
+    });
+    this.creating = run.catch(() => undefined);
+    return run;
+  }
+
+  /** xl restore: under the create lock (the saved name must be free), then as a create. */
+  async restore(file: string, paused = false): Promise<RestoreResult & { name: string }> {
+    const run = this.creating.then(async () => {
+      try {
+        const r = await this.xl.restore(file, { paused });
+        this.born.set(r.domid, Date.now());
+        return { ...r, name: this.xl.domains.get(r.domid)?.cfg.name ?? '' };
+      } catch (e) {
+        if (e instanceof SaveRestoreError) throw new XlError(e.message);
+        throw e;
+      }
     });
     this.creating = run.catch(() => undefined);
     return run;

@@ -7,7 +7,14 @@ import type { DeviceRef } from '../domains/dom0/toolstack/libxl.ts';
 import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
-import { type HostRuntime, ToolstackCallError } from './host-runtime.ts';
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { type BuiltDomain, type HostRuntime, ToolstackCallError } from './host-runtime.ts';
+import { configUuid, defaultMac } from '../domains/dom0/toolstack/config.ts';
+import { writeSaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
+import { readSaveImage, type RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
+import { ShutdownReason } from '../hypervisor/public/sched.ts';
+import { GuestSchema } from './config.ts';
+import { imageP2mSize, restoreMemory, saveDomain } from './xl-saverestore.ts';
 
 /** Omit over each member of a union (plain Omit keeps only the keys all members share). */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -21,6 +28,9 @@ export interface XlDomain {
   readonly cfg: DomainConfig;
   state: 'running' | 'paused' | 'shutdown' | 'dying';
   shutdownReason?: string;
+  /** The store and console pfns the builder chose (HVM_PARAM_STORE_PFN / CONSOLE_PFN). */
+  readonly store: number;
+  readonly console: number;
 }
 
 export interface CreateOptions {
@@ -34,6 +44,33 @@ export interface CreateOptions {
 
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
 export class CreateError extends ToolstackCallError {}
+
+/** An xl save or restore that failed (the source resumed, or nothing built): the whole story. */
+export class SaveRestoreError extends Error {
+  override readonly name = 'SaveRestoreError';
+}
+
+/** libxl's wait for a guest to suspend after it acked the request (LIBXL_SUSPEND_TIMEOUT-ish: 60 s). */
+const LIBXL_SUSPEND_TIMEOUT_NS = 60e9;
+
+export interface SaveResult {
+  readonly domid: number;
+  readonly file: string;
+  /** Bytes written (the whole stream). */
+  readonly bytes: number;
+  /** Pages of memory in the stream. */
+  readonly pages: number;
+  /** memoryHash() of the domain's memory at suspend. */
+  readonly hash: string;
+  readonly checkpoint: boolean;
+}
+
+export interface RestoreResult {
+  readonly domid: number;
+  readonly pages: number;
+  /** memoryHash() of the new domain's memory once restored, before it ran. */
+  readonly hash: string;
+}
 
 export class Xl {
   readonly domains = new Map<number, XlDomain>();
@@ -123,8 +160,19 @@ export class Xl {
       domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
     });
+    await this.createDevices(built, cfg, opts, 'xl create');
+    return built.domid;
+  }
+
+  /**
+   * libxl's domcreate steps after the domain is built (and, restoring, its memory is back): the
+   * xenstore skeleton and INTRODUCE, disks, console, NICs, unpause. A failing step destroys the
+   * domain and fails with why.
+   */
+  private async createDevices(built: BuiltDomain, cfg: DomainConfig, opts: CreateOptions, verb: string): Promise<void> {
     const domid = built.domid;
-    this.domains.set(domid, { domid, cfg, state: 'paused' });
+    if (!built.console) throw new Error(`domain ${domid} was built without a console`);
+    this.domains.set(domid, { domid, cfg, state: 'paused', store: built.store.gfn, console: built.console.gfn });
     this.guestArgs.set(domid, opts);
     const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
       try {
@@ -133,7 +181,7 @@ export class Xl {
         const why = e instanceof Error ? e.message : String(e);
         // The cleanup's own failure is part of the answer, not a second, silent one.
         const cleanup = await this.destroy(domid).then(() => '', (c: unknown) => `; cleaning up failed too: ${c instanceof Error ? c.message : String(c)}`);
-        throw new CreateError(what, `xl create: domain ${domid}: ${what}: ${why}${cleanup}`);
+        throw new CreateError(what, `${verb}: domain ${domid}: ${what}: ${why}${cleanup}`);
       }
     };
     await step('domain-make', () => this.rt.toolstack('domain-make', { domid, cfg, store: built.store }));
@@ -149,7 +197,110 @@ export class Xl {
       if (!d || d.runState === 'dying' || d.runState === 'dead') throw new Error(`domain ${domid} no longer exists`);
       if (!opts.paused) await this.unpause(domid);
     });
-    return domid;
+  }
+
+  // ------------------------------------------------------------------ save / restore
+
+  /**
+   * libxl's guest suspend for a save: control/shutdown "suspend", acked by the guest, then wait
+   * (libxl's suspend timeout) until Xen reports it shut down for suspend.
+   */
+  private async suspendForSave(domid: number): Promise<void> {
+    const r = await this.rt.toolstack<{ acked: boolean; shutDown?: string }>('shutdown', { domid, command: 'suspend' });
+    if (r.shutDown !== undefined) throw new SaveRestoreError(`domain ${domid} is already shut down (${r.shutDown})`);
+    if (!r.acked) throw new SaveRestoreError(`domain ${domid} did not acknowledge the suspend request (no PV control interface?)`);
+    const stepNs = 1e6;
+    for (let waited = 0; ; waited += stepNs) {
+      await this.rt.quiesce();
+      const d = this.rt.host.domains.get(domid);
+      if (!d || d.dying) throw new SaveRestoreError(`domain ${domid} died while suspending`);
+      if (d.isShutDown) {
+        if (d.shutdownCode !== ShutdownReason.SHUTDOWN_suspend) throw new SaveRestoreError(`domain ${domid} shut down with ${ShutdownReason[d.shutdownCode!]} instead of suspending`);
+        return;
+      }
+      if (waited >= LIBXL_SUSPEND_TIMEOUT_NS) throw new SaveRestoreError(`domain ${domid} acknowledged the suspend but did not suspend in ${LIBXL_SUSPEND_TIMEOUT_NS / 1e9} s`);
+      await this.rt.idle(stepNs);
+    }
+  }
+
+  /**
+   * xl save [-c] DOM FILE: suspend the guest, write xl's header, libxl's stream and libxc's (every
+   * page, vCPU context, shared_info, TSC) to FILE, then destroy the domain - or with -c
+   * (checkpoint) resume it, the guest seeing its suspend cancelled. A save that fails after the
+   * suspend resumes the guest (cancelled) and loses nothing.
+   */
+  async save(domid: number, file: string, opts: { checkpoint?: boolean } = {}): Promise<SaveResult> {
+    const x = this.domains.get(domid);
+    if (!x) throw new SaveRestoreError(`domain ${domid} is not a guest of this xl`);
+    // The config xl keeps in the file: what the domain really has (its uuid, its vifs' MACs), so
+    // the restored domain looks the same whatever domid it gets.
+    const { domid: _fixed, ...cfg } = x.cfg;
+    const config: DomainConfig = {
+      ...cfg, uuid: configUuid(x.cfg, domid),
+      ...(cfg.vifs ? { vifs: cfg.vifs.map((v, i) => ({ ...v, mac: v.mac ?? defaultMac(domid, i) })) } : {}),
+    };
+    await this.suspendForSave(domid);
+    let result: SaveResult;
+    try {
+      const d = this.rt.host.domains.get(domid)!;
+      const saved = saveDomain(d, { config: JSON.stringify(config), store: x.store, console: x.console, nowNs: this.rt.mode === 'lockstep' ? this.rt.virtualNow : performance.now() * 1e6 });
+      const fd = openSync(file, 'w');
+      let stats;
+      try {
+        stats = writeSaveImage(saved.image, (chunk) => void writeSync(fd, chunk));
+      } finally {
+        closeSync(fd);
+      }
+      result = { domid, file, bytes: stats.bytes, pages: saved.pages, hash: saved.hash, checkpoint: Boolean(opts.checkpoint) };
+    } catch (e) {
+      // libxl_domain_resume(suspend_cancel): the guest goes on where it was.
+      await this.resume(domid);
+      throw new SaveRestoreError(`xl save: domain ${domid}: ${e instanceof Error ? e.message : String(e)}; domain resumed`);
+    }
+    if (opts.checkpoint) await this.resume(domid);
+    else await this.destroy(domid);
+    return result;
+  }
+
+  /**
+   * xl restore FILE: read and check the whole stream, build a new domain (a new domid) with the
+   * saved memory, then libxl's layout and devices as a create does, and unpause (unless paused).
+   * The guest's kernel comes back from its saved pages: its program is entered with `resumed`
+   * (SCHEDOP_shutdown returned 0 - a new domain) and reconnects every frontend.
+   */
+  async restore(file: string, opts: CreateOptions = {}): Promise<RestoreResult> {
+    let img: RestoredImage;
+    try {
+      img = readSaveImage(readFileSync(file));
+    } catch (e) {
+      throw new SaveRestoreError(`xl restore: ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (img.end !== 'complete') throw new SaveRestoreError(`xl restore: ${file}: the stream ends early (${img.end ?? 'no END'})`);
+    if (img.config === undefined) throw new SaveRestoreError(`xl restore: ${file}: no domain config in the file`);
+    let raw: unknown;
+    try {
+      raw = JSON.parse(img.config);
+    } catch {
+      throw new SaveRestoreError(`xl restore: ${file}: the saved config is not JSON`);
+    }
+    const parsed = GuestSchema.safeParse(raw);
+    if (!parsed.success) throw new SaveRestoreError(`xl restore: ${file}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    const cfg = parsed.data as DomainConfig;
+    if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`xl restore: domain with name "${cfg.name}" already exists`);
+    const pages = imageP2mSize(img);
+    const built = await this.rt.buildGuest({
+      pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest, resumed: true } },
+    });
+    let hash: string;
+    try {
+      hash = restoreMemory(built.domain, img);
+    } catch (e) {
+      await this.rt.destroy(built.domid);
+      throw new SaveRestoreError(`xl restore: ${file}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    await this.createDevices(built, cfg, opts, 'xl restore');
+    return { domid: built.domid, pages: img.pages.size, hash };
   }
 
   async unpause(domid: number): Promise<void> {

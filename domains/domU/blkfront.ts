@@ -9,6 +9,7 @@ import {
 } from '../../hypervisor/public/io/blkif.ts';
 import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
+import type { SavedBlkRequest } from './kernel-state.ts';
 
 export interface BlkfrontQuirks {
   /**
@@ -22,6 +23,7 @@ export interface BlkfrontQuirks {
 
 interface Pending {
   readonly op: BlkifOp;
+  readonly sector: number;
   readonly pages: { gfn: number; bytes: Uint8Array; ref: number }[];
   readonly resolve: (r: { status: number; data?: Uint8Array }) => void;
   readonly sectors: number;
@@ -48,10 +50,55 @@ interface Blkfront {
 
 export class BlkfrontError extends Error {}
 
+/** A request blkif_recover re-queued after a restore, and how it ended. */
+export interface RecoveredRequest {
+  readonly device: string;
+  readonly op: number;
+  readonly sector: number;
+  readonly sectors: number;
+  status?: number;
+}
+
 export class BlkfrontDriver implements XenbusDriver {
   readonly type = 'vbd';
+  /** Restored kernel: requests in flight at suspend, by device name, to re-queue once connected. */
+  private readonly toRecover = new Map<string, SavedBlkRequest[]>();
+  /** Every request re-queued after a restore. */
+  readonly recovered: RecoveredRequest[] = [];
 
   constructor(private readonly quirks: BlkfrontQuirks = {}) {}
+
+  /** What is on the ring now (the shadow Linux keeps in guest memory), for the kernel state. */
+  inflight(dev: XenbusDevice): SavedBlkRequest[] {
+    const fe = this.info(dev);
+    if (!fe) return [];
+    return [...fe.pending.values()].map((p) => ({ device: dev.name, op: p.op, sector: p.sector, sectors: p.sectors, gfns: p.pages.map((pg) => pg.gfn) }));
+  }
+
+  /** A restored kernel's shadow: re-queued when the device connects to its new backend. */
+  recoverOnConnect(reqs: readonly SavedBlkRequest[]): void {
+    for (const r of reqs) {
+      let list = this.toRecover.get(r.device);
+      if (!list) this.toRecover.set(r.device, (list = []));
+      list.push(r);
+    }
+  }
+
+  /**
+   * blkif_recover: the requests of the old ring go again on the new one, their data pages (restored
+   * with the rest of memory) granted to the new backend. Their callers were user space of the
+   * saved domain; the outcome is kept in `recovered`.
+   */
+  private recover(dev: XenbusDevice): void {
+    const reqs = this.toRecover.get(dev.name);
+    this.toRecover.delete(dev.name);
+    for (const r of reqs ?? []) {
+      const rec: RecoveredRequest = { device: r.device, op: r.op, sector: r.sector, sectors: r.sectors };
+      this.recovered.push(rec);
+      const pages = r.gfns.map((gfn) => ({ gfn, bytes: dev.kernel.page(gfn) }));
+      this.queue(dev, r.op, r.sector, r.sectors, pages).then((res) => (rec.status = res.status), () => (rec.status = BlkifRsp.BLKIF_RSP_ERROR));
+    }
+  }
 
   private info(dev: XenbusDevice): Blkfront {
     return dev.data as Blkfront;
@@ -133,6 +180,7 @@ export class BlkfrontDriver implements XenbusDriver {
       flush: (await dev.readOtherend('feature-flush-cache')) === '1',
     };
     await dev.switchState(XenbusState.XenbusStateConnected);
+    this.recover(dev);
   }
 
   /** blkfront_closing: fail what is in flight, free the ring, Closed. */
@@ -205,23 +253,37 @@ export class BlkfrontDriver implements XenbusDriver {
    * backend, read-only for writes), or FLUSH_DISKCACHE. Resolves with the response status.
    */
   submit(dev: XenbusDevice, op: BlkifOp, sector: number, sectors: number, data?: Uint8Array): Promise<{ status: number; data?: Uint8Array }> {
+    const nPages = Math.ceil(sectors / BLKIF_SECTORS_PER_PAGE);
+    if (nPages > BLKIF_MAX_SEGMENTS_PER_REQUEST) return Promise.reject(new BlkfrontError('request too large'));
+    const pages: { gfn: number; bytes: Uint8Array }[] = [];
+    for (let i = 0; i < nPages; i++) {
+      const pg = dev.kernel.allocPage();
+      const n = Math.min(BLKIF_SECTORS_PER_PAGE, sectors - i * BLKIF_SECTORS_PER_PAGE);
+      if (op === BlkifOp.BLKIF_OP_WRITE && data) {
+        pg.bytes.set(data.subarray(i * 4096, i * 4096 + n * BLKIF_SECTOR_SIZE));
+      }
+      pages.push(pg);
+    }
+    const done = this.queue(dev, op, sector, sectors, pages);
+    done.catch(() => {
+      for (const pg of pages) dev.kernel.freePage(pg.gfn);
+    });
+    return done;
+  }
+
+  /** Puts one request with its data pages on the ring (pages granted for its lifetime). */
+  private queue(dev: XenbusDevice, op: BlkifOp, sector: number, sectors: number, data: readonly { gfn: number; bytes: Uint8Array }[]): Promise<{ status: number; data?: Uint8Array }> {
     const fe = this.info(dev);
     if (!fe?.ring || !fe.disk || dev.state !== XenbusState.XenbusStateConnected) {
       return Promise.reject(new BlkfrontError(`${dev.nodename}: not connected`));
     }
-    const nPages = Math.ceil(sectors / BLKIF_SECTORS_PER_PAGE);
-    if (nPages > BLKIF_MAX_SEGMENTS_PER_REQUEST) return Promise.reject(new BlkfrontError('request too large'));
     const slot = fe.ring.produceRequest();
     if (!slot) return Promise.reject(new BlkfrontError('ring full'));
     const k = dev.kernel;
     const pages: Pending['pages'] = [];
     const seg = [];
-    for (let i = 0; i < nPages; i++) {
-      const pg = k.allocPage();
+    for (const [i, pg] of data.entries()) {
       const n = Math.min(BLKIF_SECTORS_PER_PAGE, sectors - i * BLKIF_SECTORS_PER_PAGE);
-      if (op === BlkifOp.BLKIF_OP_WRITE && data) {
-        pg.bytes.set(data.subarray(i * 4096, i * 4096 + n * BLKIF_SECTOR_SIZE));
-      }
       const ref = k.grantForeignAccess(dev.otherendId, pg.gfn, op === BlkifOp.BLKIF_OP_WRITE);
       pages.push({ gfn: pg.gfn, bytes: pg.bytes, ref });
       seg.push({ gref: ref, first_sect: 0, last_sect: n - 1 });
@@ -229,7 +291,7 @@ export class BlkfrontDriver implements XenbusDriver {
     const id = fe.nextId++;
     encodeBlkifRequest(slot, { operation: op, nr_segments: seg.length, handle: fe.vdev, id, sector_number: BigInt(sector), seg });
     const done = new Promise<{ status: number; data?: Uint8Array }>((resolve) => {
-      fe.pending.set(id, { op, pages, resolve, sectors });
+      fe.pending.set(id, { op, sector, pages, resolve, sectors });
     });
     if (fe.ring.pushRequestsAndCheckNotify() && fe.port !== undefined) k.notify(fe.port);
     return done;

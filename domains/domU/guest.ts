@@ -2,7 +2,9 @@
 // (blkfront, netfront), runs manage.c's control/shutdown handler, and writes
 // boot messages to its console. The simulator drives its "user space" with messages: block I/O,
 // frames to send, the device list.
+import { createHash } from 'node:crypto';
 import { XsError, XsHandle } from '../libs/store/xs.ts';
+import { KERNEL_STATE_GFN, readKernelState, writeKernelState, type KernelState } from './kernel-state.ts';
 import { BlkifOp } from '../../hypervisor/public/io/blkif.ts';
 import { consoleWrite } from '../../hypervisor/public/io/console.ts';
 import { XenbusState, xenbusStateName } from '../../hypervisor/public/io/xenbus.ts';
@@ -39,6 +41,12 @@ export interface GuestArgs {
   readonly netfront?: NetfrontOptions;
   /** What a guest agent writes under its own data/ once xenstore is up (before the frontends probe). */
   readonly data?: Readonly<Record<string, string>>;
+  /**
+   * Set by xl restore: this kernel is the saved one coming back in a new domain, where its
+   * SCHEDOP_shutdown(SHUTDOWN_suspend) returned 0. It reads what it left in its own memory
+   * (kernel-state.ts) and resumes xenbus instead of booting.
+   */
+  readonly resumed?: boolean;
 }
 
 export interface ManageQuirks {
@@ -62,10 +70,33 @@ export type GuestCommand =
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
   | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' }
+  /** The memory workload: fill `pages` more pages with bytes from the kernel's PRNG; replies {gfns}. */
+  | { cmd: 'mem-fill'; id: number; pages: number }
+  /** sha256 of the workload's pages as this kernel reads them; replies {hash, pages}. */
+  | { cmd: 'mem-hash'; id: number }
   /** Scenario tools: a user process's xenstore requests, watches, transactions over /dev/xen/xenbus (xs-user.ts). */
   | XsUserCommand;
 
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
+  // The kernel image's own page first: a resumed kernel reads what it left there before anything
+  // else may allocate (and clear) the pages it names.
+  let saved: KernelState | undefined;
+  if (args.resumed) {
+    try {
+      saved = readKernelState(k.page(KERNEL_STATE_GFN), k.startInfo.nr_pages);
+      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns)]) k.reservePage(gfn);
+    } catch (e) {
+      // Memory that is not what this kernel left: nothing to resume from (Linux would oops).
+      k.trace({ kind: 'oops', where: 'resume', error: e instanceof Error ? e.message : String(e) });
+      k.hypercall(Hypercall.__HYPERVISOR_sched_op, { cmd: SchedOp.SCHEDOP_shutdown, reason: ShutdownReason.SHUTDOWN_crash });
+      k.stop();
+      return;
+    }
+  }
+  const statePage = k.reservePage(KERNEL_STATE_GFN);
+  const workload: number[] = saved ? [...saved.workload] : [];
+  const resumes = saved ? saved.resumes + 1 : 0;
+  // xb_init_comms: the store ring of this domain (a new port after a restore).
   const xs = xenbusInit(k);
   // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
   // transactions hold suspend up).
@@ -89,7 +120,13 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     const n = consoleWrite(k.page(k.startInfo.console_mfn), Buffer.from(text, 'latin1'));
     if (typeof n === 'number' && n > 0) k.notify(k.startInfo.console_evtchn);
   };
-  printk(`Linux version 6.1.0-xensim (domid ${k.domid})\n`);
+  if (!saved) printk(`Linux version 6.1.0-xensim (domid ${k.domid})\n`);
+  // The scenario's user process: its own /dev/xen/xenbus file, a task of its own, frozen at suspend.
+  const xsUser = new XsUser(k, xs, () => {
+    const user = XsHandle.fromStream(new XenbusDevFile({ xs, watch, state: xsState }), 'xenstore-user');
+    user.sched = userPoint(k.point, freezer);
+    return user;
+  });
 
   /** Orderly shutdown: every Connected frontend heads for Closing and waits for the backend. */
   const closeFrontends = async (): Promise<void> => {
@@ -137,8 +174,23 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         printk('Freezing user space processes\n');
         freezer.freeze();
         await xsState.suspend();
-        // SCHEDOP_shutdown(suspend) returns when the domain runs again: 1 = resumed in place
-        // (checkpoint or cancelled suspend), devices intact.
+        // Frozen: what a resumed kernel needs goes into its own memory, which the saver copies -
+        // the watches xs_resume registers again and the block requests still on the rings (the
+        // shadow blkif_recover re-queues).
+        const inflight = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd').flatMap((d) => blkfront.inflight(d));
+        try {
+          writeKernelState(statePage, { workload, watches: xsUser.savedWatches(), blk: inflight, resumes });
+        } catch (e) {
+          // dpm_suspend_start failing: the suspend does not happen; the held requests go on.
+          printk(`PM: Some devices failed to suspend: ${e instanceof Error ? e.message : String(e)}\n`);
+          xsState.resume();
+          freezer.thaw();
+          break;
+        }
+        // SCHEDOP_shutdown(suspend) returns when the domain runs again. This program only goes on
+        // in the domain that suspended, so here it returned 1: cancelled (xl save -c, a failed
+        // save, a resume in place) - xenbus_suspend_cancel, the devices go on as they were. A
+        // restored domain (return 0) enters main() again with `resumed`.
         schedShutdown(ShutdownReason.SHUTDOWN_suspend);
         await new Promise<void>((r) => void k.setTimer(1, r));
         // xs_resume / xs_suspend_cancel: a new generation, held requests go on; then thaw.
@@ -189,23 +241,26 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     acpiInit(k, xs, { seedFlow: args.acpiSeedFlow, printk, beforePoweroff: closeFrontends });
   }
 
-  // setup_shutdown_watcher: watch first, then advertise what we answer.
+  // setup_shutdown_watcher: watch first, then advertise what we answer. (After a restore the
+  // destination's tree is libxl's fresh one: the kernel's watch goes in again with xs_resume's.)
   await watch.register('control/shutdown', () => shutdownHandler());
   for (const f of ['feature-poweroff', 'feature-reboot', 'feature-suspend']) {
     await xs.write(`control/${f}`, '1').catch(() => undefined);
   }
   for (const [key, value] of Object.entries(args.data ?? {})) await xs.write(`data/${key}`, value);
+  if (saved) {
+    // xs_resume: user space's watches again, with their tokens.
+    await xsUser.resumeWatches(saved.watches);
+    blkfront.recoverOnConnect(saved.blk);
+  }
+  // Booting: probe the frontends. Resumed: xenbus_dev_resume - each frontend talks to its (new)
+  // backend from Initialising again and reconnects.
   await bus.start();
+  if (saved) printk(`xen: resumed in domain ${k.domid} (resume ${resumes})\nRestarting tasks ... done.\n`);
 
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
   const vifByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vif/${name}`);
   const failed = (e: unknown): Record<string, unknown> => ({ error: e instanceof Error ? e.message : String(e) });
-  // The scenario's user process: its own /dev/xen/xenbus file, a task of its own, frozen at suspend.
-  const xsUser = new XsUser(k, xs, () => {
-    const user = XsHandle.fromStream(new XenbusDevFile({ xs, watch, state: xsState }), 'xenstore-user');
-    user.sched = userPoint(k.point, freezer);
-    return user;
-  });
 
   control.on('message', (m: GuestCommand) => {
     const reply = (r: Record<string, unknown>): void => control.postMessage({ cmd: 'result', id: m.id, ...r });
@@ -256,8 +311,32 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
             ...(d.devicetype === 'vif' ? { net: netfront.describe(d) } : {}),
           })),
           errors: watch.errors.map((e) => (e instanceof Error ? e.stack ?? e.message : String(e))),
+          recovered: blkfront.recovered,
+          resumes,
         });
         return;
+      case 'mem-fill': {
+        const gfns: number[] = [];
+        try {
+          for (let i = 0; i < m.pages; i++) {
+            const pg = k.allocPage();
+            const v = new DataView(pg.bytes.buffer, pg.bytes.byteOffset, pg.bytes.byteLength);
+            for (let j = 0; j < pg.bytes.length; j += 4) v.setUint32(j, k.rng.u32(), true);
+            gfns.push(pg.gfn);
+            workload.push(pg.gfn);
+          }
+          reply({ gfns });
+        } catch (e) {
+          reply({ gfns, ...failed(e) });
+        }
+        return;
+      }
+      case 'mem-hash': {
+        const h = createHash('sha256');
+        for (const gfn of workload) h.update(k.page(gfn));
+        reply({ hash: h.digest('hex'), pages: workload.length });
+        return;
+      }
       case 'printk':
         printk(m.text);
         reply({});

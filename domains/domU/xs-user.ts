@@ -8,6 +8,7 @@
 import { XsError, type XsHandle } from '../libs/store/xs.ts';
 import { XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as X, XsdSockmsgType, encodeHeader } from '../../hypervisor/public/io/xs_wire.ts';
 import type { Kernel } from '../kernel/kernel.ts';
+import type { SavedWatch } from './kernel-state.ts';
 
 /** One step of an `xs-batch`. */
 export type XsBatchOp =
@@ -58,7 +59,7 @@ type Via = 'dev' | 'ring';
 
 export class XsUser {
   private readonly log: WatchLogEntry[] = [];
-  private readonly handlers = new Map<string, { reread: boolean; delayNs: number; via: Via }>();
+  private readonly handlers = new Map<string, { path: string; reread: boolean; delayNs: number; via: Via }>();
   private readonly queue: { path: string; token: string; via: Via }[] = [];
   private draining = false;
   private devHandle: XsHandle | undefined;
@@ -119,6 +120,22 @@ export class XsUser {
     }
   }
 
+  /** The watches user space holds, for the kernel state a resumed kernel reads back. */
+  savedWatches(): SavedWatch[] {
+    return [...this.handlers].map(([token, h]) => ({ path: h.path, token, reread: h.reread, delayNs: h.delayNs, via: h.via }));
+  }
+
+  /**
+   * xs_resume: every watch registered again, with its token, on the new domain's connection. A
+   * watch fires once on registration, as any XS_WATCH does.
+   */
+  async resumeWatches(watches: readonly SavedWatch[]): Promise<void> {
+    for (const w of watches) {
+      this.handlers.set(w.token, { path: w.path, reread: w.reread, delayNs: w.delayNs, via: w.via });
+      await this.via(w.via).watch(w.path, w.token);
+    }
+  }
+
   async run(m: XsUserCommand): Promise<Record<string, unknown>> {
     switch (m.cmd) {
       case 'xs': {
@@ -134,7 +151,7 @@ export class XsUser {
         return out;
       }
       case 'xs-watch':
-        this.handlers.set(m.token, { reread: m.reread ?? false, delayNs: m.delayNs ?? 0, via: m.ring ? 'ring' : 'dev' });
+        this.handlers.set(m.token, { path: m.path, reread: m.reread ?? false, delayNs: m.delayNs ?? 0, via: m.ring ? 'ring' : 'dev' });
         try {
           await this.via(m.ring ? 'ring' : 'dev').watch(m.path, m.token);
           return {};

@@ -205,17 +205,34 @@ export class Kernel {
 
   private freeGfns: number[] | undefined;
 
-  /** A page of this domain's own memory that nothing uses yet (rings, I/O buffers). */
-  allocPage(): { gfn: number; bytes: Uint8Array } {
+  private freeList(): number[] {
     if (!this.freeGfns) {
       const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
       this.freeGfns = [...this.pages.keys()].filter((g) => !special.has(g)).sort((a, b) => b - a);
     }
-    const gfn = this.freeGfns.pop();
+    return this.freeGfns;
+  }
+
+  /** A page of this domain's own memory that nothing uses yet (rings, I/O buffers). */
+  allocPage(): { gfn: number; bytes: Uint8Array } {
+    const gfn = this.freeList().pop();
     if (gfn === undefined) throw new HypercallFailed('allocPage', 'out of memory');
     const bytes = this.page(gfn);
     bytes.fill(0);
     return { gfn, bytes };
+  }
+
+  /**
+   * Takes a page out of allocPage's free list without clearing it: memory the kernel image itself
+   * occupies at a fixed place (what a resumed kernel finds there is what it left before suspend).
+   */
+  reservePage(gfn: number): Uint8Array {
+    const bytes = this.page(gfn);
+    const free = this.freeList();
+    const i = free.indexOf(gfn);
+    if (i < 0) throw new RangeError(`gfn ${gfn} is not free to reserve`);
+    free.splice(i, 1);
+    return bytes;
   }
 
   freePage(gfn: number): void {

@@ -5,7 +5,9 @@
 // reserved fields, record sizes and the v3-only records. Missing tools fail these specs, never skip.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { readSaveImage } from '../../domains/dom0/toolstack/migration/restore-image.ts';
+import { memoryHash } from '../../sim/xl-saverestore.ts';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { concat } from '../../domains/dom0/toolstack/migration/sr-record.ts';
@@ -14,6 +16,7 @@ import { SaveStreamWriter } from '../../domains/dom0/toolstack/migration/stream-
 import { sendDomainMemoryLive } from '../../domains/dom0/toolstack/migration/precopy.ts';
 import { XEN_BIN } from '../helpers/daemons.ts';
 import { DhdrType, PAGE_SIZE } from '../../domains/dom0/toolstack/migration/libxc-stream.ts';
+import { bootHost, type TestHost } from '../helpers/host.ts';
 import { DirtyingGuest, EMULATOR, TSC, blob, hvmImage, page, pages, pvImage } from '../helpers/save-image.ts';
 
 const VERIFY_STREAM_V2 = path.join(XEN_BIN, 'verify-stream-v2');
@@ -162,5 +165,63 @@ describe('interop: Debian verify-stream-v2 accepts the streams xensim writes', f
     assert.equal(v.code, 1, v.out);
     // CHECKPOINT_END (libxl type 4) read as libxc's X86_PV_VCPU_BASIC (type 4) with no body.
     assert.match(v.out, /X86_PV_VCPU_basic record length must be at least 8 bytes long/);
+  });
+});
+
+describe('interop: verify-stream-v2 accepts the file `xl save` writes for a running guest', function () {
+  let sdir: string;
+  let h: TestHost;
+
+  before(async function () {
+    requireVerifier();
+    sdir = mkdtempSync(path.join(tmpdir(), 'xensim-xlsave-'));
+    h = await bootHost(11);
+  });
+  after(async () => {
+    await h?.rt.shutdown();
+    if (sdir) rmSync(sdir, { recursive: true, force: true });
+  });
+
+  it('a PV guest with a disk, a NIC and a console, its memory dirtied by a workload (-f xl): accepted, every page in it', async function () {
+    const domid = await h.xl.create({ name: 'real', disks: [{ vdev: 'xvda', target: 'real-root', sizeMiB: 4 }], vifs: [{}] });
+    for (const d of ['vbd/51712', 'vif/0']) {
+      const w = await h.rt.toolstack<{ ok: boolean }>('wait', { path: `/local/domain/${domid}/device/${d}/state`, value: '4' });
+      assert.ok(w.ok, `${d} Connected`);
+    }
+    await h.xl.guest(domid, { cmd: 'mem-fill', pages: 16 });
+    const file = path.join(sdir, 'real.xl');
+    const saved = await h.xl.save(domid, file);
+    const r = spawnSync(VERIFY_STREAM_V2, ['-v', '-f', 'xl', '-i', file], {
+      env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH }, encoding: 'utf8', timeout: 60_000,
+    });
+    const out = accepted({ code: r.status, out: `${r.stdout}${r.stderr}` });
+    assert.match(out, /Processed xl header/);
+    assert.match(out, /Domain Header: x86 PV from Xen 4\.17/);
+    assert.match(out, /Libxc Record: x86 PV vcpu basic/);
+    assert.match(out, /Libxc Record: Shared info/);
+    assert.doesNotMatch(out, /Warning/);
+    assert.equal(saved.bytes, statSync(file).size);
+    // Every page of the guest went into the stream, as it was at suspend.
+    const img = readSaveImage(readFileSync(file));
+    assert.equal(img.pages.size, saved.pages);
+    assert.equal(memoryHash(img.pages), saved.hash);
+  });
+
+  it('an HVM guest with a disk, a NIC and a console (-f xl): accepted, with its HVM context and params', async function () {
+    const domid = await h.xl.create({ name: 'real-hvm', type: 'hvm', disks: [{ vdev: 'xvda', target: 'real-hvm-root', sizeMiB: 4 }], vifs: [{}] });
+    for (const d of ['vbd/51712', 'vif/0']) {
+      const w = await h.rt.toolstack<{ ok: boolean }>('wait', { path: `/local/domain/${domid}/device/${d}/state`, value: '4' });
+      assert.ok(w.ok, `${d} Connected`);
+    }
+    const file = path.join(sdir, 'real-hvm.xl');
+    await h.xl.save(domid, file);
+    const r = spawnSync(VERIFY_STREAM_V2, ['-v', '-f', 'xl', '-i', file], {
+      env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH }, encoding: 'utf8', timeout: 60_000,
+    });
+    const out = accepted({ code: r.status, out: `${r.stdout}${r.stderr}` });
+    assert.match(out, /Domain Header: x86 HVM from Xen 4\.17/);
+    assert.match(out, /Libxc Record: HVM context/);
+    assert.match(out, /Libxc Record: HVM params/);
+    assert.doesNotMatch(out, /Warning/);
   });
 });

@@ -180,6 +180,28 @@ describe('xensim up CONFIG + Debian xenstore-ls + xensim xl', function () {
     assert.deepEqual((await xl('list')).stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/ +/)[0]), ['Domain-0', 'web']);
   });
 
+  it('xl save writes the file and removes the guest; xl restore brings it back under a new domid, every device Connected', async () => {
+    const file = path.join(dir, 'web.xl');
+    const s = await xl('save', 'web', file);
+    assert.equal(s.code, 0, s.stderr);
+    assert.match(s.stderr, /^Saving to .*web\.xl new xl format\nSaved domain 1: \d+ pages, \d+ bytes\n$/);
+    assert.ok(existsSync(file));
+    assert.ok(![...(await tree()).keys()].some((p) => p.startsWith('/local/domain/1/') || p === '/local/domain/1'), "the saved guest's tree is gone");
+    const r = await xl('restore', file);
+    assert.equal(r.code, 0, r.stderr);
+    const m = /Restored domain web as (\d+)/.exec(r.stderr);
+    assert.ok(m, r.stderr);
+    const id = Number(m[1]);
+    assert.notEqual(id, 1);
+    await waitFor(async () => {
+      const t = await tree();
+      return [`/local/domain/${id}/device/vbd/${XVDA}/state`, `/local/domain/0/backend/vbd/${id}/${XVDA}/state`].every((p) => t.get(p) === '4');
+    }, 'the restored guest to reconnect its disk', undefined, 200);
+    const again = await xl('restore', file);
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /domain with name "web" already exists/);
+  });
+
   it('stops on SIGTERM and removes both sockets', async () => {
     assert.ok(existsSync(socket) && existsSync(control));
     host!.child.kill('SIGTERM');

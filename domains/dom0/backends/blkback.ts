@@ -23,6 +23,12 @@ export interface BlkbackQuirks {
    * stops a freed task.
    */
   readonly keepXenblkdAfterStop?: boolean;
+  /**
+   * Fault: a slow disk. Each read or write is done and answered this long after it was taken off
+   * the ring (ns), so requests are in flight for that long; one whose ring is gone by then (the
+   * device disconnected or removed) is dropped unanswered, as the frontend's domain is gone.
+   */
+  readonly diskLatencyNs?: number;
 }
 
 interface Blkif {
@@ -203,6 +209,12 @@ export class Blkback implements XenbusDriver {
       while (slot) {
         const req = decodeBlkifRequest(slot);
         const op = blkifRequestOperation(slot);
+        const latency = this.quirks.diskLatencyNs ?? 0;
+        if (latency > 0 && (op === BlkifOp.BLKIF_OP_READ || op === BlkifOp.BLKIF_OP_WRITE)) {
+          dev.kernel.setTimer(latency, () => this.complete(dev, be, ring, req, op));
+          slot = ring.consumeRequest();
+          continue;
+        }
         const status = this.handle(dev, be, req, op);
         if (status === BlkifRsp.BLKIF_RSP_OKAY) this.stats.okay++;
         else if (status === BlkifRsp.BLKIF_RSP_EOPNOTSUPP) this.stats.notsupp++;
@@ -214,6 +226,17 @@ export class Blkback implements XenbusDriver {
       if (ring.pushResponsesAndCheckNotify() && be.port !== undefined) dev.kernel.notify(be.port);
       if (!ring.finalCheckForRequests()) return;
     }
+  }
+
+  /** A slow request's end: done and answered on the ring it came from, if that is still mapped. */
+  private complete(dev: XenbusDevice, be: Blkif, ring: BackRing, req: ReturnType<typeof decodeBlkifRequest>, op: number): void {
+    if (be.ring !== ring || !be.disk) return;
+    const status = this.handle(dev, be, req, op);
+    if (status === BlkifRsp.BLKIF_RSP_OKAY) this.stats.okay++;
+    else this.stats.error++;
+    const rsp = ring.produceResponse();
+    if (rsp) encodeBlkifResponse(rsp, { id: req.id, operation: op, status });
+    if (ring.pushResponsesAndCheckNotify() && be.port !== undefined) dev.kernel.notify(be.port);
   }
 
   private handle(dev: XenbusDevice, be: Blkif, req: ReturnType<typeof decodeBlkifRequest>, op: number): BlkifRsp {

@@ -1,0 +1,188 @@
+// The libxc half of `xl save` / `xl restore` (xg_sr_save.c, xg_sr_restore.c) against the host's
+// domains: a suspended domain's memory, shared_info and vCPU state as a SaveImage, and a restored
+// image's pages put into a new domain's frames. xl's own half (the suspend request, the config,
+// the devices) is in xl.ts; the stream's encoding is domains/dom0/toolstack/migration.
+import { createHash } from 'node:crypto';
+import type { Domain } from '../hypervisor/domain.ts';
+import { DhdrType, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
+import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
+import type { SaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
+import type { GuestPage } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { HvmParam } from '../hypervisor/public/hvm/params.ts';
+
+/** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
+const VGCF_IN_KERNEL = 1n << 2n;
+const VGCF_ONLINE = 1n << 5n;
+/** Offset of flags in vcpu_guest_context_x86_64 (after the 512-byte fpu_ctxt). */
+const VGC_FLAGS_OFFSET = 512;
+/** xensim's guest clock counts nanoseconds: its TSC is a 1 GHz one. */
+const TSC_KHZ = 1_000_000;
+/** TSC_MODE_DEFAULT. */
+const TSC_MODE_DEFAULT = 0;
+/**
+ * sizeof(struct xen_domctl_ext_vcpucontext) on x86-64 (vcpu, size, the syscall32/sysenter
+ * callbacks, the vMCE state): XEN_DOMCTL_get_ext_vcpucontext's blob, which save sends whole.
+ */
+const EXT_VCPUCONTEXT_SIZE = 64;
+/** A 64-bit PV guest's p2m holds 512 entries per frame. */
+const P2M_PER_FRAME = PAGE_SIZE / 8;
+
+/** sha256 over (pfn, contents) of every populated pfn, ascending: equal memory, equal hash. */
+export function memoryHash(pages: Iterable<readonly [number, Uint8Array]>): string {
+  const h = createHash('sha256');
+  const pfn = new DataView(new ArrayBuffer(8));
+  for (const [n, bytes] of [...pages].sort((a, b) => a[0] - b[0])) {
+    pfn.setBigUint64(0, BigInt(n), true);
+    h.update(new Uint8Array(pfn.buffer));
+    h.update(bytes);
+  }
+  return h.digest('hex');
+}
+
+/** A domain's populated frames, by pfn (live views, not copies). */
+export function domainFrames(d: Domain): [number, Uint8Array][] {
+  const out: [number, Uint8Array][] = [];
+  d.p2m.forEach((f, pfn) => {
+    if (f) out.push([pfn, f.bytes]);
+  });
+  return out;
+}
+
+export interface SavedDomain {
+  readonly image: SaveImage;
+  /** memoryHash() of the pages in the image, taken while the domain was suspended. */
+  readonly hash: string;
+  readonly pages: number;
+}
+
+/**
+ * The image of a domain suspended for save: one round with every pfn of its p2m (holes as XTAB),
+ * then TSC, shared_info and vCPU 0's context (the simulator runs one vCPU per domain). The pages are
+ * copies: the stream holds what memory was at suspend, whatever runs later.
+ */
+export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
+  if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
+  const p2mSize = d.p2m.length;
+  const pages: GuestPage[] = [];
+  const copies: [number, Uint8Array][] = [];
+  for (let pfn = 0; pfn < p2mSize; pfn++) {
+    const f = d.p2m[pfn];
+    if (!f) {
+      pages.push({ pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB });
+      continue;
+    }
+    const bytes = f.bytes.slice();
+    copies.push([pfn, bytes]);
+    pages.push({ pfn, bytes });
+  }
+  const tsc = { mode: TSC_MODE_DEFAULT, khz: TSC_KHZ, nsec: BigInt(Math.max(0, Math.floor(opts.nowNs))), incarnation: 0 };
+  if (d.hvm) {
+    // x86_hvm_end_of_checkpoint(): TSC, HVM_CONTEXT, then the params write_hvm_params() sends
+    // that are non-zero - here the store and console pfns, the only ones xensim's HVM guests have.
+    const image: SaveImage = {
+      guestType: DhdrType.DHDR_TYPE_X86_HVM,
+      config: opts.config,
+      checkpoints: [{
+        rounds: [pages],
+        state: {
+          type: DhdrType.DHDR_TYPE_X86_HVM, tsc, hvmContext: hvmContextBlob(),
+          hvmParams: [
+            { index: BigInt(HvmParam.HVM_PARAM_STORE_PFN), value: BigInt(opts.store) },
+            { index: BigInt(HvmParam.HVM_PARAM_CONSOLE_PFN), value: BigInt(opts.console) },
+          ],
+        },
+        // No device model runs for xensim's HVM guests (the ACPI registers are the hypervisor's
+        // model): no emulator records, as for a PVH guest.
+      }],
+    };
+    return { image, hash: memoryHash(copies), pages: copies.length };
+  }
+  const basic = new Uint8Array(VCPU_GUEST_CONTEXT_SIZE[8]);
+  // The simulator has no register file: the context says only that vCPU 0 is up, in kernel mode,
+  // with rax (SCHEDOP_shutdown's return) 0 - a new domain.
+  new DataView(basic.buffer).setBigUint64(VGC_FLAGS_OFFSET, VGCF_IN_KERNEL | VGCF_ONLINE, true);
+  // No callbacks registered, no vMCE: vcpu 0 and the size, the rest zero.
+  const extended = new Uint8Array(EXT_VCPUCONTEXT_SIZE);
+  new DataView(extended.buffer).setUint32(4, EXT_VCPUCONTEXT_SIZE, true);
+  // xensim guests keep no p2m list in their memory (the host's p2m is the only one), so the
+  // X86_PV_P2M_FRAMES record names the frames just past the last pfn, where such a list would go;
+  // xensim's restore does not read them.
+  const frames = Math.floor((p2mSize - 1) / P2M_PER_FRAME) + 1;
+  const image: SaveImage = {
+    guestType: DhdrType.DHDR_TYPE_X86_PV,
+    config: opts.config,
+    pvInfo: { guestWidth: 8, ptLevels: 4 },
+    p2mFrames: { startPfn: 0, endPfn: p2mSize - 1, p2mPfns: Array.from({ length: frames }, (_, i) => BigInt(p2mSize + i)) },
+    checkpoints: [{
+      rounds: [pages],
+      state: {
+        type: DhdrType.DHDR_TYPE_X86_PV,
+        tsc,
+        sharedInfo: d.sharedInfo!.bytes.slice(),
+        vcpus: [{ vcpuId: 0, basic, extended }],
+      },
+    }],
+  };
+  return { image, hash: memoryHash(copies), pages: copies.length };
+}
+
+/** HVM_SAVE_MAGIC and HVM_SAVE_VERSION (public/arch-x86/hvm/save.h). */
+const HVM_FILE_MAGIC = 0x54381286;
+const HVM_FILE_VERSION = 1;
+/** HVM_SAVE_CODE(HEADER) and HVM_SAVE_CODE(END). */
+const HVM_SAVE_CODE_HEADER = 1;
+const HVM_SAVE_CODE_END = 0;
+
+/**
+ * XEN_DOMCTL_gethvmcontext's blob as xensim can honestly give it: hvm_save_descriptor + struct
+ * hvm_save_header (magic, version, changeset 0, cpuid 0, gtsc_khz), then END. The simulator has
+ * no vCPU registers, LAPIC, PIC or PIT to save, so there are no records between the two.
+ */
+export function hvmContextBlob(): Uint8Array {
+  const b = new Uint8Array(8 + 24 + 8);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, HVM_SAVE_CODE_HEADER, true);
+  v.setUint16(2, 0, true);
+  v.setUint32(4, 24, true);
+  v.setUint32(8, HVM_FILE_MAGIC, true);
+  v.setUint32(12, HVM_FILE_VERSION, true);
+  v.setBigUint64(16, 0n, true);
+  v.setUint32(24, 0, true);
+  v.setUint32(28, TSC_KHZ, true);
+  v.setUint16(32, HVM_SAVE_CODE_END, true);
+  return b;
+}
+
+/** The pfn count a restored image needs (its highest pfn + 1). */
+export function imageP2mSize(img: RestoredImage): number {
+  let max = -1;
+  for (const pfn of img.pageTypes.keys()) max = Math.max(max, pfn);
+  return max + 1;
+}
+
+/**
+ * xc_domain_restore's memory part: every page of the image into the new domain's frames (which
+ * the builder populated, zeroed). A pfn the domain lacks, or a populated pfn the image does not
+ * fill, is refused: the new domain must have exactly the saved one's memory.
+ */
+export function restoreMemory(d: Domain, img: RestoredImage): string {
+  if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_PV) {
+    if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
+    if (d.hvm) throw new Error('a PV image for an HVM domain');
+  } else if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_HVM) {
+    const magic = img.hvmContext && img.hvmContext.length >= 16 ? new DataView(img.hvmContext.buffer, img.hvmContext.byteOffset).getUint32(8, true) : undefined;
+    if (magic !== HVM_FILE_MAGIC) throw new Error('HVM image without a valid HVM context header');
+    if (!d.hvm) throw new Error('an HVM image for a PV domain');
+  } else {
+    throw new Error('the image has no domain header');
+  }
+  for (const [pfn, bytes] of img.pages) {
+    const f = d.p2m[pfn];
+    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);
+    f.bytes.set(bytes);
+  }
+  d.p2m.forEach((f, pfn) => {
+    if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
+  });
+  return memoryHash(domainFrames(d));
+}
