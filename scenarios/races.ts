@@ -7,8 +7,8 @@ import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
-import r15 from './race-r15-domid-reuse-inheritance.ts';
 import r18 from './race-r18-suspend-ack-vs-timeout.ts';
+import r19 from './race-r19-txn-retry-side-effects.ts';
 import r20 from './race-r20-partial-publish.ts';
 
 export const RACES: readonly ScenarioDef[] = [
@@ -17,7 +17,7 @@ export const RACES: readonly ScenarioDef[] = [
   r04,
   r06,
   r07,
-  r15,
   r18,
+  r19,
   r20,
 ];

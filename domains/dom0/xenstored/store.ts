@@ -36,6 +36,8 @@ export class Store {
   readonly root: XsNode;
   /** Global modification counter (C xenstored's `generation`). */
   generation = 1;
+  /** Committed node changes so far (creations, values, ACLs, removals), whatever their path. */
+  changes = 0;
   /**
    * C xenstored: every node written (a parent whose child list changed too) gets its ACL entries
    * for domains gone or younger than the node marked ignored, for good (domain_adjust_node_perms).
@@ -154,6 +156,7 @@ export class Store {
     }
     if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
     const gen = this.generation++;
+    this.changes++;
     const node = new XsNode(value, perms, gen);
     this.recent.clear();
     (parent.children ??= new Map()).set(name, node);
@@ -169,6 +172,7 @@ export class Store {
     if (this.snapshots.size) this.preserve(path, node);
     node.value = value;
     node.gen = this.generation++;
+    this.changes++;
     this.touchPath(path, node.gen);
   }
 
@@ -180,6 +184,7 @@ export class Store {
     }
     node.perms = perms;
     node.gen = this.generation++;
+    this.changes++;
     this.touchPath(path, node.gen);
   }
 
@@ -220,6 +225,7 @@ export class Store {
     this.listings.delete(parent);
     if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
     parent.gen = this.generation++;
+    this.changes++;
     this.touchPath(parentPath, parent.gen);
   }
 
