@@ -22,11 +22,11 @@ export default defineScenario({
     // Both run xenstored as before 4.9, the era of the client bug: any commit fails every open transaction.
     fixed: {
       description: 'xenstore-read keeps its output back until the commit succeeds',
-      dom0: { xenstored: { txConflictOnAnyChange: true } },
+      dom0: { xenstored: { conflictOnAnyChange: true } },
     },
     buggy: {
       description: 'xenstore-read prints inside the transaction body',
-      dom0: { xenstored: { txConflictOnAnyChange: true }, quirks: { toolstack: { xenstoreReadPrintsInBody: true } } },
+      dom0: { xenstored: { conflictOnAnyChange: true }, quirks: { toolstack: { xenstoreReadPrintsInBody: true } } },
     },
   },
   expect: { fixed: 'pass', buggy: 'fail' },

@@ -8,15 +8,15 @@ import { backendPath, type DeviceRef, type HotplugRunner } from './libxl.ts';
 import type { DiskImages } from '../backends/disk-image.ts';
 
 export interface HotplugOptions {
-  /** Fault: the script takes this long (ns of dom0's clock) before it writes anything. */
-  readonly delayNs?: number;
-  /** Bridge membership: called as the vif script plugs or unplugs a vif. */
-  readonly bridge?: { plug(dev: DeviceRef, bridge: string, mac: string): void; unplug(dev: DeviceRef): void };
   /**
    * R19(d) (before xen 006b46b2d0): `xenstore-read` prints each value as it reads it inside its
    * transaction, so a commit that fails with EAGAIN and is run again prints everything twice.
    */
   readonly xenstoreReadPrintsInBody?: boolean;
+  /** Fault: the script takes this long (ns of dom0's clock) before it writes anything. */
+  readonly delayNs?: number;
+  /** Bridge membership: called as the vif script plugs or unplugs a vif. */
+  readonly bridge?: { plug(dev: DeviceRef, bridge: string, mac: string): void; unplug(dev: DeviceRef): void };
 }
 
 /** Loop-style device numbers for images: major 7 (loop), minor by image. */

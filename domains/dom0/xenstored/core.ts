@@ -39,15 +39,16 @@ export interface XenstoredFaults {
   /** Fail this fraction of committing TRANSACTION_ENDs with EAGAIN, as a real conflict would. */
   readonly spuriousEagain?: number;
   /**
-   * Before XSA-322 (catalogue R15; scenario domid-reuse, variant before-xsa-322): ACL entries are
-   * honoured by domid alone, so a new domain that reuses a domid inherits the old one's access.
+   * R15's buggy variant (before XSA-322): ACL entries are honoured by domid alone, so a new
+   * domain that reuses a domid inherits the old one's access.
    */
   readonly aclByDomidOnly?: boolean;
   /**
-   * C xenstored before 4.9 (xen f2bebf72c4 made conflicts per node): TRANSACTION_END fails with
-   * EAGAIN if anything at all was committed since the transaction started, read-only or not.
+   * C xenstored before per-node conflicts (xen f2bebf72c4, 4.9): TRANSACTION_END T fails with
+   * EAGAIN if anything in the store changed since the transaction started, not only what it
+   * accessed - so concurrent transactions on unrelated devices conflict (R04's 2006 setting).
    */
-  readonly txConflictOnAnyChange?: boolean;
+  readonly conflictOnAnyChange?: boolean;
 }
 
 export interface Watch {
@@ -1041,8 +1042,7 @@ export class Xenstored {
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('ENOMEM');
-    if (!tx.unchanged()) fail('EAGAIN');
-    if (this.faults.txConflictOnAnyChange && this.store.changes !== tx.startChanges) fail('EAGAIN');
+    if (this.faults.conflictOnAnyChange ? this.store.changedAt >= tx.startGen : !tx.unchanged()) fail('EAGAIN');
     // transaction_fix_domains(): every unprivileged owner whose count changed must end below quota.
     for (const domid of tx.ownerDelta.keys()) {
       if (domid === 0 || !this.domains.has(domid)) continue;

@@ -36,8 +36,8 @@ export class Store {
   readonly root: XsNode;
   /** Global modification counter (C xenstored's `generation`). */
   generation = 1;
-  /** Committed node changes so far (creations, values, ACLs, removals), whatever their path. */
-  changes = 0;
+  /** The generation of the newest change to this tree (0: none yet). */
+  changedAt = 0;
   /**
    * C xenstored: every node written (a parent whose child list changed too) gets its ACL entries
    * for domains gone or younger than the node marked ignored, for good (domain_adjust_node_perms).
@@ -156,7 +156,7 @@ export class Store {
     }
     if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
     const gen = this.generation++;
-    this.changes++;
+    this.changedAt = gen;
     const node = new XsNode(value, perms, gen);
     this.recent.clear();
     (parent.children ??= new Map()).set(name, node);
@@ -171,8 +171,7 @@ export class Store {
   setValue(path: string, node: XsNode, value: string): void {
     if (this.snapshots.size) this.preserve(path, node);
     node.value = value;
-    node.gen = this.generation++;
-    this.changes++;
+    node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
   }
 
@@ -183,8 +182,7 @@ export class Store {
       this.count(perms[0].id, 1);
     }
     node.perms = perms;
-    node.gen = this.generation++;
-    this.changes++;
+    node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
   }
 
@@ -224,8 +222,7 @@ export class Store {
     if (parent.children!.size === 0) parent.children = null;
     this.listings.delete(parent);
     if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
-    parent.gen = this.generation++;
-    this.changes++;
+    parent.gen = this.changedAt = this.generation++;
     this.touchPath(parentPath, parent.gen);
   }
 

@@ -121,8 +121,6 @@ export class Transaction implements Db, SnapshotListener {
   readonly ownerDelta = new Map<number, number>();
   /** oxenstored: the store's generation at start, recorded operations, snapshot pre-images. */
   readonly startGen: number;
-  /** The store's committed-change count at start (C before 4.9 failed on any change since). */
-  readonly startChanges: number;
   readonly ops: RecordedOp[] = [];
   private readonly pre = new Map<string, PreImage>();
   /** oxenstored: the events this transaction's writes raised, to fire at commit. */
@@ -136,7 +134,6 @@ export class Transaction implements Db, SnapshotListener {
     private readonly nodeQuota: number,
   ) {
     this.startGen = store.generation;
-    this.startChanges = store.changes;
     store.snapshots.add(this);
   }
 

@@ -78,8 +78,8 @@ describe('xenstored transactions', () => {
       }
     });
 
-    it('c before 4.9 (txConflictOnAnyChange): any commit elsewhere fails a transaction, read-only or empty; a quiet store commits', () => {
-      const h = new Harness({ profile: 'c', faults: { txConflictOnAnyChange: true } });
+    it('c before 4.9 (conflictOnAnyChange): any commit elsewhere fails a transaction, read-only or empty; a quiet store commits', () => {
+      const h = new Harness({ profile: 'c', faults: { conflictOnAnyChange: true } });
       const b = h.socket('other');
       assert.equal(h.dom0.write('/a', '0'), 'OK');
       assert.equal(h.dom0.write('/b', '0'), 'OK');
