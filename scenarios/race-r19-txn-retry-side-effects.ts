@@ -9,9 +9,12 @@
 // first, and a spurious EAGAIN (a conflict the daemon reports) does the agent's part.
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
-/** The guest agent's rounds: READS reads of memory/target, then one write of data/meminfo_free. */
+/**
+ * The guest agent's rounds: a few reads of memory/target, then one write of data/meminfo_free. How
+ * many reads a round takes is drawn from the seed, so its writes fall at other places each run.
+ */
 const ROUNDS = 30;
-const READS = 30;
+const READS: readonly [number, number] = [5, 40];
 
 export default defineScenario({
   name: 'race-r19-txn-retry-side-effects',
@@ -37,7 +40,7 @@ export default defineScenario({
     const id = await s.step('xl create busy guest', () => s.create('busy', guestConfig('busy')));
     await s.step('xl block-attach xvda while the guest agent polls and publishes', async () => {
       const ops = Array.from({ length: ROUNDS }, (_, i) => [
-        ...Array.from({ length: READS }, () => ['read', 'memory/target'] as const),
+        ...Array.from({ length: READS[0] + s.rng.below(READS[1] - READS[0] + 1) }, () => ['read', 'memory/target'] as const),
         ['write', 'data/meminfo_free', String(1000 - i)] as const,
       ]).flat();
       const agent = s.guest<{ results: string[] }>('busy', { cmd: 'xs-batch', ops });
