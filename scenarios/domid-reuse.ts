@@ -2,7 +2,9 @@
 // its home, in a directory dom0 let it write. After A is destroyed, guest B is created with the
 // same domid 5: the ACL entry naming 5 was A's and gives B nothing (XSA-322: xenstored ignores
 // entries older than the domain they name), and A's stray node died with A (XSA-419) instead of
-// being left to dom0 - or to B.
+// being left to dom0 - or to B. The variant before-xsa-322 honours ACL entries by domid alone:
+// B then reads A's grant on every schedule (a plain bug once a domid is reused, not a race, so it
+// lives here rather than among the planted races).
 import { XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
@@ -15,6 +17,11 @@ export default defineScenario({
   name: 'domid-reuse',
   title: 'a new guest reusing a dead guest\'s domid inherits neither its ACL grants nor its stray nodes',
   tags: ['xenstore', 'lifecycle', 'permissions'],
+  variants: {
+    fixed: { description: 'ACL entries of a domain newer than the node are ignored (XSA-322)' },
+    'before-xsa-322': { description: 'ACL entries honoured by domid alone', dom0: { xenstored: { aclByDomidOnly: true } } },
+  },
+  expect: { fixed: 'pass', 'before-xsa-322': 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
   async run(s) {
     await s.step(`xl create guest A with domid ${DOMID}`, () => s.create('a', guestConfig('guest-a', { domid: DOMID })));

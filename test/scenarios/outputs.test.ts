@@ -67,9 +67,9 @@ describe('scenario outputs from a real run', function () {
     const xml = new XMLParser({ ignoreAttributes: false }).parse(readFileSync(junit, 'utf8')) as { testsuites: { testsuite: { testcase: unknown } } };
     assert.ok(xml.testsuites.testsuite.testcase, 'a JUnit testcase');
 
-    const bad = await xensim(['run', 'race-r15-domid-reuse-inheritance', '--variant', 'buggy', '-q'], dir);
+    const bad = await xensim(['run', 'domid-reuse', '--variant', 'before-xsa-322', '-q'], dir);
     assert.equal(bad.code, 5, 'FAILURE exits 5');
-    assert.match(bad.stdout, /replay: npx xensim run race-r15-domid-reuse-inheritance --seed 1 --variant buggy/);
+    assert.match(bad.stdout, /replay: npx xensim run domid-reuse --seed 1 --variant before-xsa-322/);
   });
 
   it('cli: swarm finds a planted race and prints the command that replays it', async () => {

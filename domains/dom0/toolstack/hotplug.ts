@@ -8,6 +8,11 @@ import { backendPath, type DeviceRef, type HotplugRunner } from './libxl.ts';
 import type { DiskImages } from '../backends/disk-image.ts';
 
 export interface HotplugOptions {
+  /**
+   * R19(d) (before xen 006b46b2d0): `xenstore-read` prints each value as it reads it inside its
+   * transaction, so a commit that fails with EAGAIN and is run again prints everything twice.
+   */
+  readonly xenstoreReadPrintsInBody?: boolean;
   /** Fault: the script takes this long (ns of dom0's clock) before it writes anything. */
   readonly delayNs?: number;
   /** Bridge membership: called as the vif script plugs or unplugs a vif. */
@@ -41,12 +46,41 @@ export function hotplugScripts(xs: XsHandle, k: Kernel, images: DiskImages, opts
       return undefined;
     }
   };
+  /**
+   * `$(xenstore-read key...)`: xenstore_client.c reads the keys in one transaction and starts over
+   * on EAGAIN; what it printed is the script's value (one line per key, the last newline cut by
+   * the shell). Fixed, the output is kept back until the commit succeeds; the old client had
+   * printed it already. A missing key fails the command (undefined).
+   */
+  const xenstoreRead = async (...paths: string[]): Promise<string | undefined> => {
+    let out: string[] = [];
+    for (;;) {
+      if (!opts.xenstoreReadPrintsInBody) out = [];
+      const tx = await xs.transactionStart();
+      try {
+        for (const p of paths) out.push((await xs.read(p, tx)).toString('latin1'));
+      } catch {
+        await xs.transactionEnd(tx, false).catch(() => undefined);
+        return undefined;
+      }
+      if (await xs.transactionEnd(tx, true)) return out.join('\n');
+    }
+  };
   return async (dev: DeviceRef, action: 'add' | 'remove'): Promise<void> => {
     if (opts.delayNs) await sleep(opts.delayNs);
     const be = backendPath(dev);
     if (dev.kind === 'vbd') {
       if (action === 'remove') return;
-      const params = await read(`${be}/params`);
+      // block: t=$(xenstore_read_default type), p=$(xenstore_read params), mode=$(xenstore_read mode).
+      const type = (await xenstoreRead(`${be}/type`)) ?? 'MISSING';
+      const params = await xenstoreRead(`${be}/params`);
+      // mode feeds the script's sharing check, which images held in memory do not need.
+      await xenstoreRead(`${be}/mode`);
+      if (type !== 'phy' && type !== 'file') {
+        await xs.write(`${be}/hotplug-error`, `unknown type ${type}`).catch(() => undefined);
+        await xs.write(`${be}/hotplug-status`, 'error').catch(() => undefined);
+        return;
+      }
       if (!params || !images.get(params)) {
         await xs.write(`${be}/hotplug-error`, `${params ?? '(none)'} does not exist`).catch(() => undefined);
         await xs.write(`${be}/hotplug-status`, 'error').catch(() => undefined);

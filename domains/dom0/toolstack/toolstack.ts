@@ -31,6 +31,8 @@ export interface ToolstackQuirks {
   readonly suspendCancelPlainWrite?: boolean;
   /** R03(c): no empty hotplug-status for new vifs (see LibxlQuirks). */
   readonly noEmptyHotplugStatus?: boolean;
+  /** R19(d): the hotplug scripts' xenstore-read prints inside its transaction (see HotplugOptions). */
+  readonly xenstoreReadPrintsInBody?: boolean;
 }
 
 /** What the death monitor reports to the simulator's xl. */
@@ -84,7 +86,9 @@ export class Toolstack {
       plug: (dev: DeviceRef, br: string): void => network.addif(br, vifName(dev.frontend, dev.devid)),
       unplug: (dev: DeviceRef): void => network.delif(vifName(dev.frontend, dev.devid)),
     };
-    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(hotplugXs, kernel, images, { delayNs: quirks.hotplugDelayNs, bridge }), {
+    this.libxl = new Libxl(xs, this.watch, kernel, hotplugScripts(hotplugXs, kernel, images, {
+      delayNs: quirks.hotplugDelayNs, bridge, xenstoreReadPrintsInBody: quirks.xenstoreReadPrintsInBody,
+    }), {
       suspendCancelPlainWrite: quirks.suspendCancelPlainWrite, noEmptyHotplugStatus: quirks.noEmptyHotplugStatus,
     });
   }

@@ -78,6 +78,24 @@ describe('xenstored transactions', () => {
       }
     });
 
+    it('c before 4.9 (conflictOnAnyChange): any commit elsewhere fails a transaction, read-only or empty; a quiet store commits', () => {
+      const h = new Harness({ profile: 'c', faults: { conflictOnAnyChange: true } });
+      const b = h.socket('other');
+      assert.equal(h.dom0.write('/a', '0'), 'OK');
+      assert.equal(h.dom0.write('/b', '0'), 'OK');
+      const reader = h.dom0.txStart();
+      assert.equal(h.dom0.read('/a', reader), '0');
+      const empty = b.txStart();
+      assert.equal(b.write('/b', 'x'), 'OK');
+      assert.equal(h.dom0.commit(reader), 'EAGAIN');
+      assert.equal(b.commit(empty), 'EAGAIN');
+      // Opening a transaction changes nothing; with no commit in between, the read commits.
+      const again = h.dom0.txStart();
+      b.txStart();
+      assert.equal(h.dom0.read('/a', again), '0');
+      assert.equal(h.dom0.commit(again), 'OK');
+    });
+
     it('ocaml: blind writes to unrelated nodes commit although others changed the store', () => {
       const h = new Harness({ profile: 'ocaml' });
       const b = h.socket('other');
