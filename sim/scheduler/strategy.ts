@@ -155,6 +155,41 @@ export class ReplayStrategy implements ScheduleStrategy {
 }
 
 /**
+ * Forced choices anchored to tasks rather than to indexes: "from step S on, the first time task
+ * D:T is ready and is not the default, run it". Dropping one forced choice shifts the steps after
+ * it; an anchored choice still finds its task, so shrinking can drop choices one by one.
+ */
+export class AnchoredStrategy implements ScheduleStrategy {
+  readonly spec: string;
+  private step = 0;
+  private last: SchedItem | undefined;
+  private readonly pending: { step: number; domid: number; task: number }[];
+
+  constructor(forced: readonly { step: number; domid: number; task: number }[], readonly slack = 64) {
+    this.pending = [...forced].sort((a, b) => a.step - b.step);
+    this.spec = `at:${this.pending.map((f) => `${f.step}.${f.domid}:${f.task}`).join(',') || '-'}`;
+  }
+
+  pick(items: readonly SchedItem[]): number {
+    const s = this.step++;
+    const dflt = defaultChoice(items, this.last);
+    let i = dflt;
+    // Anchors whose window passed without their task ready are given up.
+    while (this.pending.length && this.pending[0].step + this.slack < s) this.pending.shift();
+    const f = this.pending[0];
+    if (f && f.step <= s) {
+      const j = items.findIndex((x) => x.domid === f.domid && x.task === f.task);
+      if (j >= 0 && j !== dflt) {
+        i = j;
+        this.pending.shift();
+      }
+    }
+    this.last = items[i];
+    return i;
+  }
+}
+
+/**
  * A schedule as text: the steps where the choice was not the default, `step.choice` joined by
  * commas ("14.1,233.0"); every other step takes the default. Short, since a shrunk failing run
  * has few such steps.
@@ -182,6 +217,15 @@ export function parseSchedule(spec: string, seed: number): ScheduleStrategy {
   const pct = /^pct:(\d+)(?::(\d+))?$/.exec(spec);
   if (pct) return new PctStrategy(seed, Number(pct[1]), Number(pct[2] ?? PCT_DEFAULT_STEPS));
   if (spec.startsWith('replay:')) return new ReplayStrategy(decodeChoices(spec.slice('replay:'.length)), spec);
+  if (spec.startsWith('at:')) {
+    const body = spec.slice(3);
+    const forced = body === '-' ? [] : body.split(',').map((part) => {
+      const m = /^(\d+)\.(\d+):(\d+)$/.exec(part);
+      if (!m) throw new Error(`schedule: '${part}' is not STEP.DOMID:TASK`);
+      return { step: Number(m[1]), domid: Number(m[2]), task: Number(m[3]) };
+    });
+    return new AnchoredStrategy(forced);
+  }
   throw new Error(`--schedule: '${spec}' is not one of random, pct:D[:K], replay:STEPS (exhaustive is a mode of its own: xensim explore)`);
 }
 
