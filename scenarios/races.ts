@@ -3,6 +3,7 @@
 // 1000 seeds while the fixed ones pass the same seeds.
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import r01 from './race-r01-watch-first-event-lost.ts';
+import r02 from './race-r02-coalesced-state-skip.ts';
 import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
@@ -14,6 +15,7 @@ import r20 from './race-r20-partial-publish.ts';
 
 export const RACES: readonly ScenarioDef[] = [
   r01,
+  r02,
   r03,
   r04,
   r06,
