@@ -8,6 +8,7 @@ import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
+import r14 from './race-r14-releasedomain-lost.ts';
 import r15 from './race-r15-domid-reuse-inheritance.ts';
 import r17 from './race-r17-suspend-vs-open-user-txn.ts';
 import r18 from './race-r18-suspend-ack-vs-timeout.ts';
@@ -20,6 +21,7 @@ export const RACES: readonly ScenarioDef[] = [
   r04,
   r06,
   r07,
+  r14,
   r15,
   r17,
   r18,
