@@ -10,6 +10,7 @@ import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
 import r14 from './race-r14-releasedomain-lost.ts';
 import r15 from './race-r15-domid-reuse-inheritance.ts';
+import r16 from './race-r16-late-xenstore-connect.ts';
 import r17 from './race-r17-suspend-vs-open-user-txn.ts';
 import r18 from './race-r18-suspend-ack-vs-timeout.ts';
 import r20 from './race-r20-partial-publish.ts';
@@ -23,6 +24,7 @@ export const RACES: readonly ScenarioDef[] = [
   r07,
   r14,
   r15,
+  r16,
   r17,
   r18,
   r20,

@@ -71,7 +71,7 @@ export type GuestCommand =
   | XsUserCommand;
 
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
-  const xs = xenbusInit(k);
+  const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected });
   // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
   // transactions hold suspend up).
   const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });

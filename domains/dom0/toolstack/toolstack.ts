@@ -211,7 +211,7 @@ export class Toolstack {
     switch (op) {
       case 'domain-make':
         this.monitored.set(domid, 'running');
-        await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number });
+        await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number }, { introduce: args.introduce !== false });
         if (this.quirks.acpiSeedFlow && (args.cfg as DomainConfig).type === 'hvm') {
           const node = `/local/domain/${domid}/control/shutdown`;
           await this.watch.register(node, async () => {
@@ -266,6 +266,12 @@ export class Toolstack {
         await this.xs.resume(domid);
         this.monitored.set(domid, 'running');
         return null;
+      case 'introduce': {
+        // init-dom0less: XS_INTRODUCE for a domain that has been running since Xen booted it.
+        const store = args.store as { gfn: number; port: number };
+        await this.xs.introduce(domid, store.gfn, store.port);
+        return null;
+      }
       case 'wait-death':
         return this.waitDeath(domid, Number(args.timeoutNs ?? 10e9));
       case 'wait': {
