@@ -5,10 +5,13 @@
 // domid-reuse variant before-xsa-322.
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import r01 from './race-r01-watch-first-event-lost.ts';
+import r02 from './race-r02-coalesced-state-skip.ts';
 import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
+import r14 from './race-r14-releasedomain-lost.ts';
+import r16 from './race-r16-late-xenstore-connect.ts';
 import r17 from './race-r17-suspend-vs-open-user-txn.ts';
 import r18 from './race-r18-suspend-ack-vs-timeout.ts';
 import r19 from './race-r19-txn-retry-side-effects.ts';
@@ -16,10 +19,13 @@ import r20 from './race-r20-partial-publish.ts';
 
 export const RACES: readonly ScenarioDef[] = [
   r01,
+  r02,
   r03,
   r04,
   r06,
   r07,
+  r14,
+  r16,
   r17,
   r18,
   r19,

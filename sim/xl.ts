@@ -15,6 +15,7 @@ import { readSaveImage, type RestoredImage } from '../domains/dom0/toolstack/mig
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { GuestSchema } from './config.ts';
 import { imageP2mSize, restoreMemory, saveDomain } from './xl-saverestore.ts';
+import { XenstoreConnection, XenstoreDomainInterface } from '../hypervisor/public/io/xs_wire.ts';
 
 /** Omit over each member of a union (plain Omit keeps only the keys all members share). */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
@@ -40,6 +41,12 @@ export interface CreateOptions {
   readonly guest?: GuestArgs;
   /** A guest program other than the default PV kernel. */
   readonly program?: string;
+  /**
+   * A dom0less-style start (R16): Xen's builder marks the store page XENSTORE_RECONNECT, the
+   * guest is started without waiting for xenstored, and init-dom0less's XS_INTRODUCE comes as
+   * it boots (the skeleton and devices are written first).
+   */
+  readonly dom0less?: boolean;
 }
 
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
@@ -172,6 +179,12 @@ export class Xl {
   private async createDevices(built: BuiltDomain, cfg: DomainConfig, opts: CreateOptions, verb: string): Promise<void> {
     const domid = built.domid;
     if (!built.console) throw new Error(`domain ${domid} was built without a console`);
+    if (opts.dom0less) {
+      // alloc_xenstore_page of dom0less-build.c: connection = XENSTORE_RECONNECT until introduced.
+      const page = this.rt.host.domains.get(domid)?.p2m[built.store.gfn]?.bytes;
+      if (!page) throw new Error(`domain ${domid}: no store page`);
+      Atomics.store(new Int32Array(page.buffer, page.byteOffset, 1024), XenstoreDomainInterface.connection >> 2, XenstoreConnection.XENSTORE_RECONNECT);
+    }
     this.domains.set(domid, { domid, cfg, state: 'paused', store: built.store.gfn, console: built.console.gfn });
     this.guestArgs.set(domid, opts);
     const step = async (what: string, run: () => Promise<unknown>): Promise<void> => {
@@ -184,7 +197,7 @@ export class Xl {
         throw new CreateError(what, `${verb}: domain ${domid}: ${what}: ${why}${cleanup}`);
       }
     };
-    await step('domain-make', () => this.rt.toolstack('domain-make', { domid, cfg, store: built.store }));
+    await step('domain-make', () => this.rt.toolstack('domain-make', { domid, cfg, store: built.store, introduce: !opts.dom0less }));
     for (const disk of cfg.disks ?? []) {
       await step(`disk-image ${disk.target}`, () => this.rt.toolstack('disk-image', { name: disk.target, sizeMiB: disk.sizeMiB ?? 16 }));
       await step(`disk-add ${disk.vdev}`, () => this.rt.toolstack('disk-add', { domid, disk }));
@@ -195,7 +208,13 @@ export class Xl {
     await step(opts.paused ? 'finish' : 'unpause', async () => {
       const d = this.rt.host.domains.get(domid);
       if (!d || d.runState === 'dying' || d.runState === 'dead') throw new Error(`domain ${domid} no longer exists`);
-      if (!opts.paused) await this.unpause(domid);
+      if (opts.dom0less) {
+        // The guest boots as init-dom0less introduces it: which gets there first is the schedule's.
+        if (!opts.paused) await this.unpause(domid);
+        await this.rt.toolstack('introduce', { domid, store: built.store });
+      } else if (!opts.paused) {
+        await this.unpause(domid);
+      }
     });
   }
 

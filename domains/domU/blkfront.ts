@@ -7,7 +7,7 @@ import {
   BLKIF_MAX_SEGMENTS_PER_REQUEST, BLKIF_RING_ENTRY_SIZE, BLKIF_SECTOR_SIZE, BLKIF_SECTORS_PER_PAGE, BlkifOp, BlkifRsp,
   decodeBlkifResponse, encodeBlkifRequest, XEN_IO_PROTO_ABI_NATIVE,
 } from '../../hypervisor/public/io/blkif.ts';
-import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
+import { parseXenbusState, XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
 import type { SavedBlkRequest } from './kernel-state.ts';
 
@@ -295,6 +295,54 @@ export class BlkfrontDriver implements XenbusDriver {
     });
     if (fe.ring.pushRequestsAndCheckNotify() && fe.port !== undefined) k.notify(fe.port);
     return done;
+  }
+
+  /**
+   * Brings both ends to where a restored domain finds them: the backend a new one in InitWait,
+   * the frontend's state node written anew (Initialising) by the toolstack. The simulator's xl has
+   * no restore, so this stands in: a close handshake (Closing, then both ends Closed; an online
+   * backend stays), the otherend watch dropped as talk_to_otherend does (its queued events go
+   * with it: after a restore there is no old backend to hear from), Initialising written here,
+   * and a wait for the backend's InitWait. The disk is kept for resume.
+   */
+  async closeForResume(dev: XenbusDevice, timeoutNs = 5e9): Promise<void> {
+    const fe = this.info(dev);
+    if (!fe?.disk) throw new BlkfrontError(`${dev.nodename}: not connected`);
+    const disk = fe.disk;
+    const k = dev.kernel;
+    const deadline = k.now() + timeoutNs;
+    const backendIs = async (...states: XenbusState[]): Promise<boolean> => states.includes(parseXenbusState(await dev.readOtherend('state')));
+    const until = async (done: () => Promise<boolean>, what: string): Promise<void> => {
+      while (!dev.removed && k.now() < deadline && !(await done())) await new Promise<void>((r) => void k.setTimer(1e6, r));
+      if (dev.removed) throw new BlkfrontError(`${dev.nodename}: removed`);
+      if (!(await done())) throw new BlkfrontError(`${dev.nodename}: ${what}`);
+    };
+    await dev.switchState(XenbusState.XenbusStateClosing);
+    await until(async () => dev.state === XenbusState.XenbusStateClosed && (await backendIs(XenbusState.XenbusStateClosed)), 'the backend did not close');
+    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    fe.disk = disk;
+    await dev.otherendWatch?.unregister();
+    dev.otherendWatch = undefined;
+    dev.state = XenbusState.XenbusStateInitialising;
+    await dev.xs.write(`${dev.nodename}/state`, String(XenbusState.XenbusStateInitialising));
+    await until(() => backendIs(XenbusState.XenbusStateInitWait), 'the backend did not come back to InitWait');
+  }
+
+  /**
+   * The resume path (xenbus_dev_resume with blkfront_resume of 2006: blkif_free,
+   * talk_to_backend, blkif_recover; then watch_otherend): the gendisk survives, a new ring is
+   * published with Initialised and - requests requeued - the frontend says Connected right after,
+   * without waiting for the backend. The backend's watch fires for each write but its handler
+   * reads the state node when it runs: it may see Connected only (R02).
+   */
+  async resume(dev: XenbusDevice): Promise<void> {
+    const fe = this.info(dev);
+    if (!fe?.disk || fe.ring || dev.otherendWatch) throw new BlkfrontError(`${dev.nodename}: not closed for resume`);
+    dev.state = XenbusState.XenbusStateInitialising;
+    await this.talkToBlkback(dev);
+    // blkif_recover: requeue what was in flight (nothing survived closeForResume) and go on.
+    if (fe.ring && !dev.removed) await dev.switchState(XenbusState.XenbusStateConnected);
+    if (!dev.removed) await dev.bus.watchOtherend(dev);
   }
 
   async remove(dev: XenbusDevice): Promise<void> {

@@ -67,6 +67,11 @@ export type GuestCommand =
   | { cmd: 'net-raw-tx'; id: number; device: string; requests: NetifTxRequestValue[]; bump?: number }
   /** Restart the vif's frontend (Closed, then Initialising again); replies {} once restarted. */
   | { cmd: 'net-reconnect'; id: number; device: string }
+  /**
+   * Every vbd through blkfront's resume path, one after another as xenbus_resume does (each first
+   * brought to Closed on both ends, see blkfront.closeForResume); replies {} once all said Connected.
+   */
+  | { cmd: 'blk-resume'; id: number }
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
   | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' }
@@ -97,7 +102,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const workload: number[] = saved ? [...saved.workload] : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).
-  const xs = xenbusInit(k);
+  const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected });
   // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
   // transactions hold suspend up).
   const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });
@@ -276,6 +281,14 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
           (r) => reply({ status: r.status, data: r.data }),
           (e: unknown) => reply({ error: e instanceof Error ? e.message : String(e) }),
         );
+        return;
+      }
+      case 'blk-resume': {
+        const vbds = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd');
+        void (async () => {
+          for (const dev of vbds) await blkfront.closeForResume(dev);
+          for (const dev of vbds) await blkfront.resume(dev);
+        })().then(() => reply({}), (e: unknown) => reply(failed(e)));
         return;
       }
       case 'net-send':

@@ -15,7 +15,7 @@
 import { Duplex } from 'node:stream';
 import type { XsDirectTransport } from '../libs/store/xs.ts';
 import {
-  XENSTORE_RING_SIZE, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
+  XENSTORE_RING_SIZE, XenstoreConnection, XenstoreDomainInterface, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
 } from '../../hypervisor/public/io/xs_wire.ts';
 
 export interface XenbusRingOptions {
@@ -24,6 +24,11 @@ export interface XenbusRingOptions {
    * are skipped by moving rsp_cons up to rsp_prod. Default true.
    */
   readonly skipStaleResponses?: boolean;
+  /**
+   * R16's buggy variant: touch the ring though `connection` says XENSTORE_RECONNECT. Linux
+   * (a3607581cd49) waits for xenstored to say XENSTORE_CONNECTED, with an event, before first use.
+   */
+  readonly ignoreConnection?: boolean;
 }
 
 /** An errno-style error, as the kernel reports it. */
@@ -55,6 +60,7 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
   private busy = false;
   private again = false;
   private writing = false;
+  private readonly ignoreConnection: boolean;
 
   constructor(
     private readonly page: Uint8Array,
@@ -64,7 +70,8 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
     super({ decodeStrings: true });
     if (page.byteLength < 4096 || page.byteOffset % 4 !== 0) throw new RangeError('xenstore ring: need an aligned 4 KiB page');
     this.words = new Int32Array(page.buffer, page.byteOffset, 1024);
-    if (opts.skipStaleResponses ?? true) {
+    this.ignoreConnection = opts.ignoreConnection ?? false;
+    if ((opts.skipStaleResponses ?? true) && this.connected()) {
       const cons = this.load(XS_RING_RSP.cons);
       const prod = this.load(XS_RING_RSP.prod);
       if (cons !== prod) {
@@ -79,6 +86,8 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
    * into whatever room req[] has now.
    */
   onEvent(): void {
+    // Not introduced yet (a dom0less guest up before xenstored): the ring is not ours to touch.
+    if (!this.connected()) return;
     if (this.busy) {
       this.again = true;
       return;
@@ -127,6 +136,15 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
     cb(err);
   }
 
+  /**
+   * Whether xenstored serves the ring: `connection` is XENSTORE_RECONNECT from the domain
+   * builder of a dom0less guest until XS_INTRODUCE's reset sets XENSTORE_CONNECTED and notifies.
+   */
+  private connected(): boolean {
+    if (this.ignoreConnection) return true;
+    return this.load(XenstoreDomainInterface.connection) !== XenstoreConnection.XENSTORE_RECONNECT;
+  }
+
   // ------------------------------------------------------------------ ring halves
 
   private load(off: number): number {
@@ -173,7 +191,7 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
    * the indexes before every chunk anyway.
    */
   private pumpWrite(): void {
-    if (this.writing) return;
+    if (this.writing || !this.connected()) return;
     this.writing = true;
     try {
       const h = XS_RING_REQ;

@@ -37,6 +37,12 @@ export interface XenbusQuirks {
    * which runs after user space is frozen, so one left open stops the suspend for good.
    */
   readonly userTransactionsBlockSuspend?: boolean;
+  /**
+   * R16 (before Linux a3607581cd49): use the xenstore ring as soon as the page is there, though
+   * its `connection` field still says XENSTORE_RECONNECT (a dom0less guest booted before
+   * xenstored introduced it): requests written then are wiped by the introduction's reset.
+   */
+  readonly ringBeforeConnected?: boolean;
 }
 
 /**

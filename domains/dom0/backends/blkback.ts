@@ -29,6 +29,12 @@ export interface BlkbackQuirks {
    * device disconnected or removed) is dropped unanswered, as the frontend's domain is gone.
    */
   readonly diskLatencyNs?: number;
+  /**
+   * R02 (before xen 473e020902): connect the ring only when the frontend's state reads
+   * Initialised. The watch handler re-reads the state, so a frontend that says Initialised and
+   * Connected back to back (blkfront's resume path) may be seen at Connected only - and ignored.
+   */
+  readonly connectOnlyOnInitialised?: boolean;
 }
 
 interface Blkif {
@@ -93,6 +99,7 @@ export class Blkback implements XenbusDriver {
         break;
       case XenbusState.XenbusStateInitialised:
       case XenbusState.XenbusStateConnected:
+        if (this.quirks.connectOnlyOnInitialised && state === XenbusState.XenbusStateConnected) break;
         // Two events in close succession may both read Connected: connect once.
         if (dev.state === XenbusState.XenbusStateConnected) break;
         // Whatever an earlier handshake left is let go before mapping again (idempotent).

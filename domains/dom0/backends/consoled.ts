@@ -1,8 +1,13 @@
 // xenconsoled: the primary console's backend. No xenbus handshake: once the toolstack has
 // published ~/console/ring-ref and port, it maps the guest's console page through grant ref 0,
 // binds the port, marks the page connected, and drains the guest's output into a log that
-// `xl console` shows.
+// `xl console` shows. Like every @releaseDomain watcher it learns of a death by rescanning: a
+// domain dying or gone loses its mapping, the last thing that may hold a destroyed domain's
+// memory in dom0 (R14).
 import type { XsHandle } from '../../libs/store/xs.ts';
+import { Xenwatch } from '../../kernel/xenbus-watch.ts';
+import { Hypercall } from '../../../hypervisor/public/xen.ts';
+import { Domctl } from '../../../hypervisor/public/domctl.ts';
 import { consoleReadOut, consoleWriteIn, isXenconsBroken, XenconsConnection, XenconsInterface } from '../../../hypervisor/public/io/console.ts';
 import { GNTTAB_RESERVED_CONSOLE, GntSt } from '../../../hypervisor/public/grant_table.ts';
 import type { Kernel } from '../../kernel/kernel.ts';
@@ -19,7 +24,29 @@ interface Console {
 export class Consoled {
   private readonly consoles = new Map<number, Console>();
 
-  constructor(private readonly k: Kernel, private readonly xs: XsHandle) {}
+  /** Its own thread of watch callbacks (a daemon of its own in Xen), on the toolstack's connection. */
+  private readonly watch: Xenwatch;
+
+  constructor(private readonly k: Kernel, private readonly xs: XsHandle) {
+    this.watch = new Xenwatch(xs, 'xenconsoled');
+    this.watch.sched = xs.sched;
+    this.watch.task = 'xenconsoled';
+  }
+
+  /** Watches @releaseDomain, which names no domain: each firing rescans the domains it serves. */
+  async start(): Promise<void> {
+    await this.watch.register('@releaseDomain', () => this.domainsChanged());
+  }
+
+  /** xenconsoled's enum_domains: a domain gone, or dying (Xen's XEN_DOMINF_dying), is dead to it. */
+  private domainsChanged(): void {
+    for (const [domid, c] of this.consoles) {
+      if (!c.page) continue;
+      const info = this.k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid });
+      const state = typeof info === 'number' ? 'gone' : (info as { state: string }).state;
+      if (state === 'gone' || state === 'dying' || state === 'dead') this.disconnect(domid);
+    }
+  }
 
   /** Connects the console of `domid` (after the toolstack wrote its keys). */
   async connect(domid: number): Promise<boolean> {

@@ -126,7 +126,7 @@ export class Libxl {
    * libxl__domain_make (the skeleton in one transaction), store_libxl_entry, then
    * libxl__build_post (memory, domid, store, vCPUs, /vm's image keys) and XS_INTRODUCE.
    */
-  async domainMake(domid: number, cfg: DomainConfig, store: { gfn: number; port: number }): Promise<void> {
+  async domainMake(domid: number, cfg: DomainConfig, store: { gfn: number; port: number }, opts: { introduce?: boolean } = {}): Promise<void> {
     const home = `/local/domain/${domid}`;
     const uuid = configUuid(cfg, domid);
     const vm = `/vm/${uuid}`;
@@ -192,7 +192,7 @@ export class Libxl {
       await this.writeAll(tx, home, undefined, localents);
       await this.writeAll(tx, vm, undefined, vments);
     });
-    await this.xs.introduce(domid, store.gfn, store.port);
+    if (opts.introduce ?? true) await this.xs.introduce(domid, store.gfn, store.port);
   }
 
   /** libxl__destroy_domid's xenstore part: everything the toolstack wrote for the domain. */

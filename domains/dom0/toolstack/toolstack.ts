@@ -33,6 +33,13 @@ export interface ToolstackQuirks {
   readonly noEmptyHotplugStatus?: boolean;
   /** R19(d): the hotplug scripts' xenstore-read prints inside its transaction (see HotplugOptions). */
   readonly xenstoreReadPrintsInBody?: boolean;
+  /**
+   * R14(a) (before xen d3ec7b04d0): the death machinery counts a domain as dead only once it has
+   * vanished from the domain list. xenstored fires @releaseDomain when the domain turns dying and
+   * then forgets it, so if the rescan finds it still dying (some mapping of its memory still
+   * held), no later event comes when it finally goes.
+   */
+  readonly deathOnlyWhenGone?: boolean;
 }
 
 /** What the death monitor reports to the simulator's xl. */
@@ -61,6 +68,8 @@ export class Toolstack {
   private readonly monitored = new Map<number, 'running' | 'shutdown'>();
   /** One configuration change per domain at a time (libxl's domain userdata lock). */
   private readonly locks = new DomainUserdataLocks();
+  /** Other xl processes waiting for a domain's death (libxl_evenable_domain_death), by domid. */
+  private readonly deathWaiters = new Map<number, Set<() => void>>();
   /** Domains an xl destroy was asked for and has not finished: their create steps fail at once. */
   private readonly destroying = new Set<number>();
 
@@ -96,6 +105,36 @@ export class Toolstack {
   async start(): Promise<void> {
     await this.libxl.initDom0();
     await this.watch.register('@releaseDomain', () => this.domainsChanged());
+    await this.consoled.start();
+  }
+
+  /** Whether getdomaininfo's answer means the domain is dead to libxl: gone, or (fixed) dying. */
+  private dead(info: unknown): boolean {
+    if (typeof info === 'number') return true;
+    const state = (info as { state: string }).state;
+    return (state === 'dying' || state === 'dead') && !this.quirks.deathOnlyWhenGone;
+  }
+
+  /**
+   * An xl that waits for a domain's death (xl shutdown -w, xl create's monitor): a rescan now
+   * (the watch's first firing does that in libxl) and at every @releaseDomain. False after
+   * `timeoutNs` without it.
+   */
+  private waitDeath(domid: number, timeoutNs: number): Promise<boolean> {
+    if (this.dead(this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid))) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      let set = this.deathWaiters.get(domid);
+      if (!set) this.deathWaiters.set(domid, (set = new Set()));
+      const done = (): void => {
+        timer.cancel();
+        resolve(true);
+      };
+      const timer = this.kernel.setTimer(timeoutNs, () => {
+        set.delete(done);
+        resolve(false);
+      });
+      set.add(done);
+    });
   }
 
   private domctl(cmd: Domctl, domain: number): unknown {
@@ -104,9 +143,14 @@ export class Toolstack {
 
   /** libxl's death machinery: @releaseDomain says nothing about which domain, so look at all. */
   private domainsChanged(): void {
+    for (const [domid, set] of this.deathWaiters) {
+      if (!this.dead(this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid))) continue;
+      this.deathWaiters.delete(domid);
+      for (const f of set) f();
+    }
     for (const [domid, last] of this.monitored) {
       const info = this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid);
-      if (typeof info === 'number' || (info as { state: string }).state === 'dying' || (info as { state: string }).state === 'dead') {
+      if (this.dead(info)) {
         this.monitored.delete(domid);
         this.control.postMessage({ cmd: 'domain-event', domid, event: 'death' } satisfies DomainEvent);
         continue;
@@ -171,7 +215,7 @@ export class Toolstack {
     switch (op) {
       case 'domain-make':
         this.monitored.set(domid, 'running');
-        await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number });
+        await this.libxl.domainMake(domid, args.cfg as DomainConfig, args.store as { gfn: number; port: number }, { introduce: args.introduce !== false });
         if (this.quirks.acpiSeedFlow && (args.cfg as DomainConfig).type === 'hvm') {
           const node = `/local/domain/${domid}/control/shutdown`;
           await this.watch.register(node, async () => {
@@ -226,6 +270,14 @@ export class Toolstack {
         await this.xs.resume(domid);
         this.monitored.set(domid, 'running');
         return null;
+      case 'introduce': {
+        // init-dom0less: XS_INTRODUCE for a domain that has been running since Xen booted it.
+        const store = args.store as { gfn: number; port: number };
+        await this.xs.introduce(domid, store.gfn, store.port);
+        return null;
+      }
+      case 'wait-death':
+        return this.waitDeath(domid, Number(args.timeoutNs ?? 10e9));
       case 'wait': {
         // Any of `values` (undefined in the list = the node is absent).
         const values = (Array.isArray(args.values) ? args.values : [args.value]) as (string | null)[];
@@ -278,7 +330,7 @@ export class Toolstack {
     const exists = typeof this.domctl(Domctl.XEN_DOMCTL_getdomaininfo, domid) !== 'number';
     if (exists) this.domctl(Domctl.XEN_DOMCTL_pausedomain, domid);
     for (const dev of await this.libxl.devices(domid)) await this.libxl.deviceRemove(dev, true);
-    this.consoled.disconnect(domid);
+    // xenconsoled lets go of the console by itself, on the @releaseDomain the death fires.
     await this.libxl.domainCleanup(domid);
     if (exists) this.domctl(Domctl.XEN_DOMCTL_destroydomain, domid);
     return null;
