@@ -311,7 +311,8 @@ export class HostRuntime {
       }
       const pick = this.schedule.pick(ready);
       if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);
-      const dflt = defaultChoice(ready, this.scheduleRecord.lastItem);
+      const last = this.scheduleRecord.lastItem;
+      const dflt = defaultChoice(ready, last);
       const preempted = ready[dflt];
       if (this.choicePoints && ready.length > 1) {
         this.choicePoints.push({
@@ -329,6 +330,9 @@ export class HostRuntime {
         if (ready.length > 1 && ready[pick] !== preempted) {
           this.runEvents.push({
             t: this.now, kind: 'preempt', step: this.scheduleRecord.steps - 1, domid, task: this.taskName(domid, task),
+            // Whether it took the CPU from the task that ran last (CHESS's preemption), or chose
+            // another than the first ready after that one blocked.
+            preempts: last !== undefined && ready[dflt].domid === last.domid && ready[dflt].task === last.task,
             over: { domid: preempted.domid, task: this.taskName(preempted.domid, preempted.task) },
             ready: ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`),
           } as unknown as TraceEvent);

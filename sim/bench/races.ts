@@ -72,12 +72,12 @@ export const racesSection: BenchSection = {
           const replays = again.hash === res.shortest.hash && again.result === res.shortest.result;
           rows.push([
             d.race?.id ?? '', variant, String(seed), `${res.original.preemptions.length} + ${activeFaults(res.original)}`,
-            `${res.shortest.preemptions.length} + ${activeFaults(res.shortest)}${res.size <= 3 ? '' : ' (> 3)'}`, replays ? 'yes' : 'NO',
+            `${res.shortest.preemptions.length} (${res.shortest.switches}) + ${activeFaults(res.shortest)}${res.size <= 3 ? '' : ' (> 3)'}`, replays ? 'yes' : 'NO',
             `${res.tries} runs, ${((performance.now() - t0) / 1000).toFixed(1)} s`,
           ]);
         }
       }
-      out(table(['race', 'variant', 'seed', 'preemptions + faults', 'shortest', 'replays exactly', 'cost'], rows));
+      out(table(['race', 'variant', 'seed', 'steps off default + faults', 'shortest (CHESS preemptions) + faults', 'replays exactly', 'cost'], rows));
     }
     if (parts.has('exhaustive')) {
       const rows: string[][] = [];

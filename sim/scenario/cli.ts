@@ -333,8 +333,8 @@ export function registerScenarios(program: Command): void {
       }
       const r = res.shortest;
       process.stdout.write(`${resultLine(res.original)}\n`);
-      process.stdout.write(`shortest: ${r.preemptions.length} preemption(s), ${activeFaults(r)} fault(s) of ${res.original.preemptions.length} and `
-        + `${activeFaults(res.original)} (${res.tries} runs)\n`);
+      process.stdout.write(`shortest: ${r.preemptions.length} step(s) off the default schedule (${r.switches} of them preempting a task that could go on), `
+        + `${activeFaults(r)} fault(s); the failing run had ${res.original.preemptions.length} and ${activeFaults(res.original)} (${res.tries} runs)\n`);
       process.stdout.write(`${resultLine(r)}\n`);
       for (const line of res.story) process.stdout.write(`  ${line}\n`);
       process.stdout.write(`replay: ${replayCommand({ ...r, file, faultSelection: res.faults, schedule: res.schedule })}\n`);

@@ -47,7 +47,9 @@ export interface RunResult {
   readonly schedule: string;
   /** Scheduler steps, and the steps where the choice was not the default one (preemptions). */
   readonly steps: number;
-  readonly preemptions: readonly { readonly step: number; readonly choice: number }[];
+  readonly preemptions: readonly { readonly step: number; readonly choice: number; readonly domid: number; readonly task: number }[];
+  /** Of those, the ones that took the CPU from a task that could have gone on (CHESS's count). */
+  readonly switches: number;
   readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly chosen: number; readonly dflt: number }[];
   readonly events: number;
   /** sha256 of the trace as JSON lines. */
@@ -320,7 +322,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   const variantDef: VariantDef = def.variants?.[variant] ?? (variant === 'fixed' ? { description: 'as Xen does it' } : undefined)!;
   const faultSelection = opts.faults ?? DEFAULT_FAULTS;
   const schedule = opts.schedule ?? 'random';
-  const none = { schedule, steps: 0, preemptions: [] };
+  const none = { schedule, steps: 0, preemptions: [], switches: 0 };
   const trace: TraceEvent[] = [];
   let faults: Faults;
   try {
@@ -392,7 +394,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   for (const e of trace) hash.update(JSON.stringify(e)).update('\n');
   const rec = rt.scheduleRecord;
   return {
-    ...base, steps: rec.steps, preemptions: rec.preemptions.map((step) => ({ step, choice: rec.choices[step] })), choicePoints: rt.choicePoints,
+    ...base, steps: rec.steps, switches: rec.switches, preemptions: rec.preemptions.map((step, k) => ({ step, choice: rec.choices[step], domid: rec.preemptedTo[k].domid, task: rec.preemptedTo[k].task })), choicePoints: rt.choicePoints,
     result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
     events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
   };

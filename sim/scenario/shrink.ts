@@ -27,7 +27,7 @@ export interface ShrinkResult {
   readonly shortest: RunResult;
   readonly faults: FaultSelection;
   readonly schedule: string;
-  /** Preemptions plus faults drawn in the shortest run. */
+  /** Preemptions as CHESS counts them (switches away from a task that could go on) plus faults, in the shortest run. */
   readonly size: number;
   /** Runs tried while shrinking. */
   readonly tries: number;
@@ -65,13 +65,9 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   // The same run with its own schedule spelled out: replay:... reproduces it step for step.
   let schedule = scheduleOf(original);
 
-  // A race needs no fault and few preemptions: first look for one preemption on the default
-  // schedule without faults, trying first the tasks the failing run let jump the queue.
-  const one = await onePreemption(def, start, fails, preemptingTasks(original.trace), Math.max(0, maxTries - tries - 50), () => tries++);
-  if (one) {
-    const [r, sched] = one;
-    return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.preemptions.length, tries, story: story(r.trace) };
-  }
+  // The default schedule without faults first: a bug that needs nothing at all.
+  const plain = await run({ spec: 'none' }, 'replay:-');
+  if (fails(plain)) return { original, signature, shortest: plain, faults: { spec: 'none' }, schedule: 'replay:-', size: 0, tries, story: [] };
 
   // Faults: none at all, else drop the kinds one at a time.
   if (activeFaults(best) > 0) {
@@ -94,7 +90,8 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
     log(`faults: ${activeFaults(best)} left`);
   }
 
-  // Preemptions, by ddmin over the forced steps.
+  // Preemptions, by ddmin over the forced steps, each anchored to the task it ran (at:...): when
+  // a dropped choice moves the later steps, a kept one still finds its task.
   let forced = [...best.preemptions];
   let chunks = 2;
   while (forced.length > 0 && tries < maxTries) {
@@ -102,7 +99,7 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
     let reduced = false;
     for (let i = 0; i < forced.length && tries < maxTries; i += size) {
       const keep = [...forced.slice(0, i), ...forced.slice(i + size)];
-      const c = await run(faults, `replay:${encodeChoices(new Map(keep.map((p) => [p.step, p.choice])))}`);
+      const c = await run(faults, `at:${keep.map((p) => `${p.step}.${p.domid}:${p.task}`).join(',') || '-'}`);
       if (!fails(c)) continue;
       best = c;
       forced = [...c.preemptions];
@@ -116,8 +113,18 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
     if (size === 1) break;
     chunks = Math.min(chunks * 2, forced.length);
   }
+  // Still more than one: look for a single preemption of the default schedule without faults,
+  // trying first the tasks the failing runs let jump the queue.
+  if (best.switches + activeFaults(best) > 1 && tries < maxTries) {
+    const hints = new Set([...preemptingTasks(original.trace), ...preemptingTasks(best.trace)]);
+    const one = await onePreemption(def, start, fails, hints, maxTries - tries, () => tries++);
+    if (one) {
+      const [r, sched] = one;
+      return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace) };
+    }
+  }
   return {
-    original, signature, shortest: best, faults, schedule, size: best.preemptions.length + activeFaults(best), tries, story: story(best.trace),
+    original, signature, shortest: best, faults, schedule, size: best.switches + activeFaults(best), tries, story: story(best.trace),
   };
 }
 
@@ -172,7 +179,8 @@ export function story(trace: readonly TraceEvent[]): string[] {
       else if (f.kind === 'xenbus' && f.domid === e.domid) did.push(`${String(f.path ?? f.device ?? '')} -> ${String(f.state ?? '')}`);
     }
     const waiting = ((e.ready as string[] | undefined) ?? []).filter((l) => l !== `dom${String(e.domid)} ${String(e.task)}` && l !== `dom${over.domid} ${over.task}`);
-    out.push(`step ${String(e.step)}: dom${String(e.domid)} ${String(e.task)} ran before dom${over.domid} ${over.task}`
+    const verb = e.preempts ? 'preempted' : 'ran before';
+    out.push(`step ${String(e.step)}: dom${String(e.domid)} ${String(e.task)} ${verb} dom${over.domid} ${over.task}`
       + (waiting.length ? ` (also ready: ${waiting.join(', ')})` : '') + (did.length ? `; it then sent ${did.join('; ')}` : ''));
   }
   return out;

@@ -38,11 +38,25 @@ export class ScheduleRecord {
   readonly widths: number[] = [];
   /** Steps where the choice was not the default one (preempting what ran last, or skipping the first). */
   readonly preemptions: number[] = [];
+  /**
+   * Of the `preemptions` (every step that did not take the default, which a replay must force),
+   * those that took the CPU from a task that could have gone on - preemptions as CHESS counts
+   * them; the others chose among tasks after the last one blocked.
+   */
+  switches = 0;
+  /** What ran at each preemption (parallel to `preemptions`). */
+  readonly preemptedTo: SchedItem[] = [];
   private last: SchedItem | undefined;
 
   note(items: readonly SchedItem[], i: number): void {
     const step = this.choices.length;
-    if (items.length > 1 && i !== defaultChoice(items, this.last)) this.preemptions.push(step);
+    if (items.length > 1 && i !== defaultChoice(items, this.last)) {
+      this.preemptions.push(step);
+      this.preemptedTo.push(items[i]);
+      // CHESS counts a switch as a preemption only if what ran last could have gone on.
+      const last = this.last;
+      if (last && items.some((x) => x.domid === last.domid && x.task === last.task)) this.switches++;
+    }
     this.choices.push(i);
     this.widths.push(items.length);
     this.last = items[i];

@@ -235,7 +235,9 @@ const OTHER: Readonly<Record<string, Explainer>> = {
   task: (e, c) => `${dom(e.domid, c)}'s task ${q(String(e.task), 40)} first waits at a preemption point: from now on the scheduler decides when it goes on (schedule)`,
   preempt: (e, c) => {
     const over = e.over as { domid?: unknown; task?: unknown } | undefined;
-    return `the scheduler runs ${dom(e.domid, c)}'s ${String(e.task)} before ${dom(over?.domid, c)}'s ${String(over?.task)}, which would have gone on: a preemption (step ${String(e.step)}) (schedule / context_switch)`;
+    return e.preempts
+      ? `the scheduler preempts ${dom(over?.domid, c)}'s ${String(over?.task)}, which could go on, to run ${dom(e.domid, c)}'s ${String(e.task)} (step ${String(e.step)}) (schedule / context_switch)`
+      : `the scheduler runs ${dom(e.domid, c)}'s ${String(e.task)} before ${dom(over?.domid, c)}'s ${String(over?.task)}, the first ready (step ${String(e.step)}) (schedule)`;
   },
   xenstored: (e) => `xenstored removes the nodes dom${String(e.owner)} owned as it is released: ${(e.paths as unknown[] ?? []).length} paths (domain_cleanup)`,
 };
