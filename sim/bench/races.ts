@@ -81,7 +81,7 @@ export const racesSection: BenchSection = {
     }
     if (parts.has('exhaustive')) {
       const rows: string[][] = [];
-      const cap = opts.quick ? 150 : 2000;
+      const cap = opts.quick ? 150 : 400;
       const targets: { def: ScenarioDef; variants: string[]; maxRuns?: number }[] = [
         { def: vbdHandshake, variants: Object.keys(vbdHandshake.variants ?? { fixed: {} }) },
         ...RACES.map((d) => ({ def: d, variants: ['fixed', ...buggyVariants(d)], maxRuns: cap })),
