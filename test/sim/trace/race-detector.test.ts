@@ -400,14 +400,14 @@ const PLANTED: readonly { race: string; variant: string; kind: RaceKind; node: R
 describe('race detector: the planted races', function () {
   for (const p of PLANTED) {
     const def = RACES.find((d) => d.name === p.race);
-    it(`${p.race} [${p.variant}]: a ${p.kind} finding names the racing node on one of seeds 1-4`, async () => {
+    it(`${p.race} [${p.variant}]: a ${p.kind} finding names the racing node on one of seeds 1-8, with or without faults`, async () => {
       assert.ok(def, `no scenario ${p.race}`);
       const tried: string[] = [];
-      for (let seed = 1; seed <= 4; seed++) {
-        const r = await runScenario(def, { seed, variant: p.variant });
+      for (const [seed, spec] of [1, 2, 3, 4, 5, 6, 7, 8].flatMap((n) => [[n, 'none'], [n, 'default']] as const)) {
+        const r = await runScenario(def, { seed, variant: p.variant, faults: { spec } });
         const hits = ofKind(detectRaces(r.trace), p.kind).filter((f) => p.node.test(f.path));
         if (hits.length > 0) return;
-        tried.push(`seed ${seed}: ${r.result}`);
+        tried.push(`seed ${seed} faults ${spec}: ${r.result}`);
       }
       assert.fail(`no ${p.kind} finding on ${p.node} (${tried.join(', ')})`);
     });
