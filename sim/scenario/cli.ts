@@ -299,7 +299,7 @@ export function registerScenarios(program: Command): void {
       });
       if (tty) process.stderr.write('\n');
       const rate = res.runs / (res.wallMs / 1000);
-      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} preemption(s) `
+      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} step(s) off the default schedule `
         + `(${res.byPreemptions.map((n, k) => `${n ?? 0} with ${k}`).join(', ')}); default schedule ${res.defaultSteps} steps, ${res.defaultChoicePoints} with a choice\n`);
       process.stdout.write(`${res.failing} failing (${((100 * res.failing) / Math.max(1, res.runs)).toFixed(1)} %); ${(res.wallMs / 1000).toFixed(1)} s, ${rate.toFixed(1)} runs/s\n`);
       for (const [sig, s] of res.signatures) {
