@@ -53,6 +53,13 @@ async function scenariosOrDie(args: readonly string[]): Promise<LoadedScenario[]
   return out;
 }
 
+/** The one scenario NAME names (a file holding several must say which with FILE#name), or die. */
+async function oneScenarioOrDie(name: string): Promise<LoadedScenario[]> {
+  const found = await scenariosOrDie([name]);
+  if (found.length !== 1) die(`${name} holds ${found.length} scenarios (${found.map((s) => s.def.name).join(', ')}): pick one with ${name}#<name>`);
+  return found;
+}
+
 /** `--faults` and `--fault-swarm`, checked against every scenario before anything runs. */
 export function faultSelectionOrDie(o: { faults: string; faultSwarm?: boolean }, scenarios: readonly LoadedScenario[]): FaultSelection {
   const sel: FaultSelection = { spec: o.faults, ...(o.faultSwarm ? { swarm: true } : {}) };
@@ -258,8 +265,7 @@ export function registerScenarios(program: Command): void {
     } & TraceOutputs) => {
       const o = { ...opts, faults: opts.faults === false ? 'none' : opts.faults };
       traceFilterOrDie(o);
-      const found = await scenariosOrDie([name]);
-      if (found.length !== 1) die(`${name} holds ${found.length} scenarios (${found.map((s) => s.def.name).join(', ')}): pick one with ${name}#<name>`);
+      const found = await oneScenarioOrDie(name);
       const [{ def, file }] = found;
       const faults = faultSelectionOrDie(o, found);
       const log = o.quiet ? undefined : (l: string): void => void process.stdout.write(`${l}\n`);
@@ -286,8 +292,7 @@ export function registerScenarios(program: Command): void {
     .option('--max-runs <n>', 'stop after this many schedules (the result says it is incomplete)', int)
     .option('--stop', 'stop at the first failing schedule')
     .action(async (name: string, o: { variant: string; bound: number; seed: number; maxRuns?: number; stop?: boolean }) => {
-      const found = await scenariosOrDie([name]);
-      if (found.length !== 1) die(`${name} holds ${found.length} scenarios: pick one with ${name}#<name>`);
+      const found = await oneScenarioOrDie(name);
       const [{ def, file }] = found;
       if (o.variant !== 'fixed' && !def.variants?.[o.variant]) die(`${def.name} has no variant ${o.variant}`);
       const tty = process.stderr.isTTY;
@@ -318,8 +323,7 @@ export function registerScenarios(program: Command): void {
     .addOption(scheduleOption())
     .option('--max-tries <n>', 'give up shrinking after this many runs', int, 400)
     .action(async (name: string, o: { seed: number; variant: string; faults: string; faultSwarm?: boolean; schedule: string; maxTries: number }) => {
-      const found = await scenariosOrDie([name]);
-      if (found.length !== 1) die(`${name} holds ${found.length} scenarios: pick one with ${name}#<name>`);
+      const found = await oneScenarioOrDie(name);
       const [{ def, file }] = found;
       const faults = faultSelectionOrDie(o, found);
       scheduleOrDie(o.schedule);
