@@ -7,7 +7,7 @@ import { RACES } from '../../scenarios/races.ts';
 import vbdHandshake from '../../scenarios/vbd-handshake.ts';
 import type { ScenarioDef } from '../scenario/scenario.ts';
 import { explore } from '../scenario/explore.ts';
-import { runScenario } from '../scenario/run.ts';
+import { runScenario, withMeasuredSteps } from '../scenario/run.ts';
 import { activeFaults, shrink } from '../scenario/shrink.ts';
 import { swarm } from '../scenario/swarm.ts';
 import { type BenchSection, table } from './common.ts';
@@ -29,7 +29,7 @@ export const racesSection: BenchSection = {
       for (const d of RACES) {
         for (const variant of buggyVariants(d)) {
           for (const schedule of STRATEGIES) {
-            const scenarios = [{ name: d.name, variants: [variant], expect: d.expect }];
+            const scenarios = [{ name: d.name, variants: [variant], expect: d.expect, schedule: await withMeasuredSteps(d, schedule, 1) }];
             const r = await swarm({ scenarios, seeds: rateSeeds, jobs: 2, faults: NONE, schedule });
             const s = r.summaries[0];
             let first = s.firstFailingSeed;

@@ -21,7 +21,7 @@ import { filterError, filterTrace, listOption, type TraceFilter } from '../trace
 import { faultKinds } from './fault-registry.ts';
 import { DEFAULT_FAULTS, describeFaults, type FaultSelection, selectFaults } from './faults.ts';
 import { findLoaded, type LoadedScenario, resolveScenarioArg } from './load.ts';
-import { type RunResult, runScenario } from './run.ts';
+import { type RunResult, runScenario, withMeasuredSteps } from './run.ts';
 import { replayCommand, swarm } from './swarm.ts';
 import { parseSchedule } from '../scheduler/strategy.ts';
 import { activeFaults, shrink } from './shrink.ts';
@@ -388,9 +388,11 @@ export function registerScenarios(program: Command): void {
       const faults = faultSelectionOrDie(o, loaded);
       scheduleOrDie(o.schedule);
       const range = shardSeeds(o.firstSeed, o.seeds, o.shard);
-      const scenarios = loaded.map(({ def, file }) => ({
+      // pct:D without K: each scenario's K is the steps of its default schedule, measured once.
+      const scenarios = await Promise.all(loaded.map(async ({ def, file }) => ({
         name: def.name, file, variants: o.variant ? [o.variant] : Object.keys(def.variants ?? { fixed: {} }), expect: def.expect,
-      }));
+        schedule: await withMeasuredSteps(def, o.schedule, range.first),
+      })));
       const human = o.json === '-' ? process.stderr : process.stdout;
       const json = o.json === undefined ? undefined : o.json === '-' ? process.stdout : createWriteStream(o.json);
       const total = scenarios.reduce((n, s) => n + s.variants.length * range.count, 0);

@@ -399,3 +399,15 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
   };
 }
+
+/**
+ * PCT wants K, the number of steps of a run. `pct:D` without one gets the steps of the scenario's
+ * default schedule (fixed variant, no faults, this seed) measured here; anything else is returned
+ * as it is.
+ */
+export async function withMeasuredSteps(def: ScenarioDef, schedule: string, seed: number): Promise<string> {
+  const m = /^pct:(\d+)$/.exec(schedule);
+  if (!m) return schedule;
+  const r = await runScenario(def, { seed, faults: { spec: 'none' }, schedule: 'replay:-' });
+  return r.steps > 0 ? `pct:${m[1]}:${r.steps}` : schedule;
+}

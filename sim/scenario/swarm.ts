@@ -22,6 +22,8 @@ export interface SwarmScenario {
   readonly variants: readonly string[];
   /** expect per variant (default: 'pass'). */
   readonly expect?: Readonly<Record<string, 'pass' | 'fail'>>;
+  /** This scenario's schedule, if not the swarm's (e.g. pct with its own measured K). */
+  readonly schedule?: string;
 }
 
 export interface SwarmOptions {
@@ -61,7 +63,7 @@ export async function swarm(opts: SwarmOptions): Promise<SwarmReport> {
   const queue: SwarmJob[] = [];
   for (const s of opts.scenarios) {
     for (const variant of s.variants) {
-      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults, schedule: opts.schedule });
+      for (let seed = first; seed < first + opts.seeds; seed++) queue.push({ scenario: s.name, file: s.file, variant, seed, faults, schedule: s.schedule ?? opts.schedule });
     }
   }
   const key = variantKey;

@@ -5,6 +5,8 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { HANG_MS } from '../../helpers/wait.ts';
+import vbdHandshake from '../../../scenarios/vbd-handshake.ts';
+import { runScenario } from '../../../sim/scenario/run.ts';
 
 const BIN = fileURLToPath(new URL('../../../sim/bin/xensim.mjs', import.meta.url));
 const run = promisify(execFile);
@@ -48,5 +50,14 @@ describe('scheduler: the command line', function () {
     const s = await xensim('shrink', 'vbd-handshake', '--seed', '1');
     assert.notEqual(s.code, 0);
     assert.match(s.stderr, /passes: nothing to shrink/);
+  });
+
+  it('swarm --schedule pct:2 measures K, the steps of the default schedule, and every run and replay line carries pct:2:K', async () => {
+    const r = await xensim('swarm', 'vbd-handshake', '--variant', 'fixed', '--seeds', '2', '--jobs', '1', '--schedule', 'pct:2', '--json', '-');
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { schedule?: string });
+    assert.equal(lines.length, 2);
+    const base = await runScenario(vbdHandshake, { seed: 1, faults: { spec: 'none' }, schedule: 'replay:-' });
+    for (const l of lines) assert.equal(l.schedule, `pct:2:${base.steps}`);
   });
 });
