@@ -311,15 +311,10 @@ export class HostRuntime {
       }
       const pick = this.schedule.pick(ready);
       if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);
-      const last = this.scheduleRecord.lastItem;
-      const dflt = defaultChoice(ready, last);
-      const preempted = ready[dflt];
-      if (this.choicePoints && ready.length > 1) {
-        this.choicePoints.push({
-          step: this.scheduleRecord.steps, items: ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`), chosen: pick, dflt,
-        });
-      }
-      this.scheduleRecord.note(ready, pick);
+      const dflt = defaultChoice(ready, this.scheduleRecord.lastItem);
+      const labels = (): string[] => ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`);
+      if (this.choicePoints && ready.length > 1) this.choicePoints.push({ step: this.scheduleRecord.steps, items: labels(), chosen: pick, dflt });
+      const kind = this.scheduleRecord.note(ready, pick);
       const { domid, task } = ready[pick];
       this.owed.delete(domid);
       this.neverRan.delete(domid);
@@ -327,14 +322,14 @@ export class HostRuntime {
       if (this.tracing) {
         this.runEvents = [];
         // A choice other than the default is what a shrunk failing run is made of: say it.
-        if (ready.length > 1 && ready[pick] !== preempted) {
+        if (kind !== 'default') {
           this.runEvents.push({
             t: this.now, kind: 'preempt', step: this.scheduleRecord.steps - 1, domid, task: this.taskName(domid, task),
             // Whether it took the CPU from the task that ran last (CHESS's preemption), or chose
             // another than the first ready after that one blocked.
-            preempts: last !== undefined && ready[dflt].domid === last.domid && ready[dflt].task === last.task,
-            over: { domid: preempted.domid, task: this.taskName(preempted.domid, preempted.task) },
-            ready: ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`),
+            preempts: kind === 'switch',
+            over: { domid: ready[dflt].domid, task: this.taskName(ready[dflt].domid, ready[dflt].task) },
+            ready: labels(),
           } as unknown as TraceEvent);
         }
       }

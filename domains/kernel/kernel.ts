@@ -116,9 +116,7 @@ export class Kernel {
       this.vcpuControl = new Int32Array(boot.vcpuControl);
       this.ctl64 = new BigInt64Array(boot.vcpuControl);
       if (this.mode === 'lockstep') {
-        const tasks = new TaskScheduler(this.vcpuControl,
-          (id, name) => this.trace({ kind: 'task', task: name, id }),
-          undefined);
+        const tasks = new TaskScheduler(this.vcpuControl, (id, name) => this.trace({ kind: 'task', task: name, id }));
         this.tasks = tasks;
         this.point = (task) => tasks.point(task);
       }

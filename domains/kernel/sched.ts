@@ -19,14 +19,12 @@ export class TaskScheduler {
   private readonly parked = new Map<number, Parked[]>();
   /** Task ids with something parked, in the order they became ready. */
   private readonly order: number[] = [];
-  /** Resumptions so far (a step count for the trace), and parks so far. */
-  steps = 0;
+  /** Parks so far (the kernel's settling watches it for progress). */
   parks = 0;
 
   constructor(
     private readonly ctl: Int32Array,
     private readonly onNewTask?: (id: number, name: string) => void,
-    private readonly onResume?: (id: number, name: string) => void,
   ) {}
 
   /** The task's id (allocated the first time it is named). */
@@ -57,18 +55,12 @@ export class TaskScheduler {
     });
   }
 
-  get readyCount(): number {
-    return this.order.length;
-  }
-
   /** Resumes the oldest parked continuation of task `id` (the scheduler's CHOICE). */
   resume(id: number): void {
     const q = this.parked.get(id);
     if (!q || q.length === 0) throw new Error(`scheduler chose task ${id} (${this.nameOf(id)}), which is not ready`);
     const p = q.shift()!;
     if (q.length === 0) this.order.splice(this.order.indexOf(id), 1);
-    this.steps++;
-    this.onResume?.(id, this.nameOf(id));
     p.resume();
   }
 

@@ -48,18 +48,24 @@ export class ScheduleRecord {
   readonly preemptedTo: SchedItem[] = [];
   private last: SchedItem | undefined;
 
-  note(items: readonly SchedItem[], i: number): void {
+  /**
+   * Records step's choice `i` among `items`: 'default', or off the default - a 'switch' if it took
+   * the CPU from what ran last (CHESS's preemption), else a 'choice' among tasks after it blocked.
+   */
+  note(items: readonly SchedItem[], i: number): 'default' | 'switch' | 'choice' {
     const step = this.choices.length;
+    let kind: 'default' | 'switch' | 'choice' = 'default';
     if (items.length > 1 && i !== defaultChoice(items, this.last)) {
       this.preemptions.push(step);
       this.preemptedTo.push(items[i]);
-      // CHESS counts a switch as a preemption only if what ran last could have gone on.
       const last = this.last;
-      if (last && items.some((x) => x.domid === last.domid && x.task === last.task)) this.switches++;
+      kind = last && items.some((x) => x.domid === last.domid && x.task === last.task) ? 'switch' : 'choice';
+      if (kind === 'switch') this.switches++;
     }
     this.choices.push(i);
     this.widths.push(items.length);
     this.last = items[i];
+    return kind;
   }
 
   get steps(): number {
