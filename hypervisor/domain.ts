@@ -31,6 +31,8 @@ export class Domain {
   maxVcpus = 1;
   /** An HVM guest (XEN_DOMCTL_CDF_hvm): emulated platform, ACPI. PV otherwise. */
   hvm = false;
+  /** xen_domain_handle_t: the toolstack's uuid for the domain, set at createdomain (zeros if none). */
+  handle = '00000000-0000-0000-0000-000000000000';
 
   constructor(
     readonly domid: DomId,

@@ -15,6 +15,8 @@ export interface CreateDomainOptions {
   readonly vcpus?: number;
   /** XEN_DOMCTL_CDF_hvm. */
   readonly hvm?: boolean;
+  /** The domain handle (the toolstack's VM uuid). */
+  readonly handle?: string;
 }
 
 /** A subsystem that keeps per-domain state (event channels, grant tables). */
@@ -81,6 +83,7 @@ export class Host {
     const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
     d.maxVcpus = vcpus;
     d.hvm = opts.hvm ?? false;
+    if (opts.handle !== undefined) d.handle = opts.handle;
     const si = this.memory.allocate(id);
     if (!si) {
       this.domids.release(id);

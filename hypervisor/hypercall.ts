@@ -15,6 +15,7 @@ import { Domctl, DomctlTrigger } from './public/domctl.ts';
 import { HvmOp } from './public/hvm/hvm_op.ts';
 import { ACPI_SCI_PIRQ, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION } from './public/hvm/ioreq.ts';
 import { HvmParam } from './public/hvm/params.ts';
+import { Sysctl } from './public/sysctl.ts';
 
 export interface HypercallOutcome {
   readonly ret: unknown;
@@ -52,6 +53,7 @@ export class Hypercalls {
     this.table.set(Hypercall.__HYPERVISOR_grant_table_op, (d, a) => this.grantTableOp(d, a));
     this.table.set(Hypercall.__HYPERVISOR_sched_op, (d, a) => this.schedOp(d, a));
     this.table.set(Hypercall.__HYPERVISOR_domctl, (d, a) => this.domctl(d, a));
+    this.table.set(Hypercall.__HYPERVISOR_sysctl, (d, a) => this.sysctl(d, a));
     this.table.set(Hypercall.__HYPERVISOR_console_io, (_d, _a) => ({ ret: 0 }));
     this.table.set(Hypercall.__HYPERVISOR_hvm_op, (d, a) => this.hvmOp(d, a));
     this.table.set(VMEXIT_IO_INSTRUCTION, (d, a) => this.ioInstruction(d, a));
@@ -187,6 +189,32 @@ export class Hypercalls {
     }
   }
 
+  /** struct xen_domctl_getdomaininfo: what getdomaininfo and the getdomaininfolist sysctl report. */
+  private static domainInfo(d: Domain): Record<string, unknown> {
+    return {
+      domain: d.domid,
+      state: d.runState,
+      shutdown: d.isShutDown,
+      shutdown_reason: d.shutdownCode ?? null,
+      dying: d.dying,
+      max_pages: d.maxPages,
+      handle: d.handle,
+    };
+  }
+
+  /**
+   * System control, privileged only. XEN_SYSCTL_getdomaininfolist: up to max_domains domains
+   * from first_domain up, in domid order (how libxc's domain_getinfolist lists the host).
+   */
+  private sysctl(d: Domain, a: Record<string, unknown>): HypercallOutcome {
+    this.host.requirePrivileged(d, 'sysctl');
+    if (Number(a.cmd) !== Sysctl.XEN_SYSCTL_getdomaininfolist) return { ret: -Errno.ENOSYS };
+    const first = Number(a.first_domain ?? 0);
+    const max = Number(a.max_domains ?? 0);
+    const ids = [...this.host.domains.keys()].filter((id) => id >= first).sort((x, y) => x - y).slice(0, Math.max(0, max));
+    return { ret: ids.map((id) => Hypercalls.domainInfo(this.host.domains.get(id)!)) };
+  }
+
   /** Domain control: the privileged domain only (-EPERM for others), as XSM's default policy. */
   private domctl(d: Domain, a: Record<string, unknown>): HypercallOutcome {
     this.host.requirePrivileged(d, 'domctl');
@@ -198,6 +226,7 @@ export class Hypercalls {
         vcpus: typeof a.max_vcpus === 'number' ? a.max_vcpus : undefined,
         // XEN_DOMCTL_CDF_hvm
         hvm: (Number(a.flags) & 1) === 1,
+        handle: typeof a.handle === 'string' ? a.handle : undefined,
       });
       return { ret: { domid: nd.domid } };
     }
@@ -224,16 +253,7 @@ export class Hypercalls {
       case Domctl.XEN_DOMCTL_set_virq_handler:
         return { ret: this.evtchn.setVirqHandler(target, Number(a.virq)) };
       case Domctl.XEN_DOMCTL_getdomaininfo:
-        return {
-          ret: {
-            domain: target.domid,
-            state: target.runState,
-            shutdown: target.isShutDown,
-            shutdown_reason: target.shutdownCode ?? null,
-            dying: target.dying,
-            max_pages: target.maxPages,
-          },
-        };
+        return { ret: Hypercalls.domainInfo(target) };
       default:
         return { ret: -Errno.ENOSYS };
     }

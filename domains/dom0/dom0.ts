@@ -19,6 +19,7 @@ import { DiskImages } from './backends/disk-image.ts';
 import { Netback, type NetbackQuirks } from './backends/netback.ts';
 import { Network } from './backends/bridge.ts';
 import { Toolstack, type ToolstackQuirks } from './toolstack/toolstack.ts';
+import { Xenopsd, type XenopsdQuirks } from './toolstack/xenopsd.ts';
 
 export interface Dom0Args {
   readonly profile?: Profile;
@@ -35,9 +36,12 @@ export interface Dom0Args {
   readonly xenstored?: XenstoredFaults;
   /** Run the backend drivers and the toolstack (xl create and friends); default on. */
   readonly devices?: boolean;
+  /** Also run a xenopsd-like toolstack (its verbs: VM_create, VM_build, VM_destroy, xenopsd-state). */
+  readonly xenopsd?: boolean;
   /** Buggy variants of known races and fault knobs, by component. */
   readonly quirks?: {
     readonly xenbus?: XenbusQuirks; readonly blkback?: BlkbackQuirks; readonly netback?: NetbackQuirks; readonly toolstack?: ToolstackQuirks;
+    readonly xenopsd?: XenopsdQuirks;
   };
 }
 
@@ -118,18 +122,18 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     daemon.flush();
   });
 
-  // The backend domain's kernel xenbus and the toolstack: each its own xenstore connection.
+  // The backend domain's kernel xenbus and the toolstack: each its own xenstore connection, and
+  // each a task of its own in lockstep: the kernel's xenbus (its reader and xenwatch threads), the
+  // toolstack (xl), the hotplug scripts it runs.
+  const local = (name: string, opts?: { untraced?: boolean; onConnection?: (conn: number) => void }) => {
+    const h = connectLocal(daemon, name, opts);
+    h.sched = k.point;
+    return h;
+  };
   const toolstack = args.devices === false ? undefined : await (async () => {
     const images = new DiskImages();
     const network = new Network();
     k.jitter = args.jitter;
-    // Each a task of its own in lockstep: the kernel's xenbus (its reader and xenwatch threads),
-    // the toolstack (xl), the hotplug scripts it runs.
-    const local = (name: string, opts?: { untraced: boolean }) => {
-      const h = connectLocal(daemon, name, opts);
-      h.sched = k.point;
-      return h;
-    };
     const bexs = local('xenbus');
     const bewatch = new Xenwatch(bexs, 'be');
     bewatch.sched = k.point;
@@ -147,11 +151,34 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     return ts;
   })();
 
+  // xenopsd: its worker's connection and its watch thread's, each a task of its own.
+  const xenopsd = args.xenopsd !== true ? undefined : await (async () => {
+    let watchConn: number | undefined;
+    const watchXs = local('xenopsd watch', { onConnection: (c) => (watchConn = c) });
+    const xo = new Xenopsd(k, local('xenopsd'), watchXs, args.quirks?.xenopsd, () => {
+      const c = watchConn === undefined ? undefined : xs.connections.get(watchConn);
+      return c && { conn: c.id, watches: c.watches.map((w) => ({ path: w.node, token: w.token })) };
+    });
+    await xo.start();
+    return xo;
+  })();
+
   control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | { cmd: 'xenstored-crash' }) => {
     if (m.cmd === 'xenstored-crash') {
       daemon.crash();
       k.trace({ kind: 'fault', fault: 'xenstored-crash' });
       control.postMessage({ cmd: 'xenstored-crashd', domid: 0 });
+      return;
+    }
+    if (m.cmd === 'toolstack' && (m.op.startsWith('VM_') || m.op.startsWith('xenopsd'))) {
+      if (!xenopsd) {
+        control.postMessage({ cmd: 'toolstackd', id: m.id, error: 'dom0 runs without xenopsd' });
+        return;
+      }
+      xenopsd.call(m.op, m.args).then(
+        (result) => control.postMessage({ cmd: 'toolstackd', id: m.id, result }),
+        (e: unknown) => control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
+      );
       return;
     }
     if (m.cmd === 'toolstack') {

@@ -10,6 +10,8 @@ import type { XenstoredDaemon } from './daemon.ts';
 export interface LocalConnectionOptions {
   /** Keep this connection out of the trace (the simulator looking at the tree). */
   readonly untraced?: boolean;
+  /** Told the connection's number in xenstored (the simulator's look at its watches). */
+  readonly onConnection?: (conn: number) => void;
 }
 
 /**
@@ -20,6 +22,7 @@ export interface LocalConnectionOptions {
 export function openLocalStream(daemon: XenstoredDaemon, opts: LocalConnectionOptions = {}): Duplex {
   const conn = daemon.xs.connectSocket();
   if (opts.untraced) daemon.untraced.add(conn);
+  opts.onConnection?.(conn);
   let out: Uint8Array[] = [];
   let eof = false;
   const stream = new Duplex({
