@@ -159,7 +159,14 @@ export class Xenopsd {
     if (this.db.get(uuid)?.domid !== undefined) throw new XenopsdError(`VM ${uuid} already has a domain`);
     // f81ab3f4: the DB entry first, so the watch thread never sees the domain without it.
     if (!this.quirks.metadataAfterCreate) this.db.set(uuid, {});
-    const { domid } = this.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_createdomain, handle: uuid }, 'domain_create') as { domid: number };
+    let domid: number;
+    try {
+      ({ domid } = this.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_createdomain, handle: uuid }, 'domain_create') as { domid: number });
+    } catch (e) {
+      // No domain after all: drop the entry stored for it.
+      if (this.db.get(uuid)?.domid === undefined) this.db.delete(uuid);
+      throw e;
+    }
     const dom = `/local/domain/${domid}`;
     const vm = `/vm/${uuid}`;
     await this.xs.transaction(async (t) => {
