@@ -125,7 +125,7 @@ export class HostRuntime {
    * Lockstep, when asked (exhaustive search, shrinking): every step that had a choice, with what
    * could run (as "dom1 xenbus reader") and what ran.
    */
-  readonly choicePoints: { step: number; items: string[]; chosen: number; dflt: number }[] | undefined;
+  readonly choicePoints: { step: number; items: string[]; ids: readonly SchedItem[]; chosen: number; dflt: number }[] | undefined;
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
@@ -313,7 +313,7 @@ export class HostRuntime {
       if (!(pick >= 0 && pick < ready.length)) throw new Error(`scheduler ${this.schedule.spec} picked ${pick} of ${ready.length}`);
       const dflt = defaultChoice(ready, this.scheduleRecord.lastItem);
       const labels = (): string[] => ready.map((i) => `dom${i.domid} ${this.taskName(i.domid, i.task)}`);
-      if (this.choicePoints && ready.length > 1) this.choicePoints.push({ step: this.scheduleRecord.steps, items: labels(), chosen: pick, dflt });
+      if (this.choicePoints && ready.length > 1) this.choicePoints.push({ step: this.scheduleRecord.steps, items: labels(), ids: ready.map((i) => ({ domid: i.domid, task: i.task })), chosen: pick, dflt });
       const kind = this.scheduleRecord.note(ready, pick);
       const { domid, task } = ready[pick];
       this.owed.delete(domid);

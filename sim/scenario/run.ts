@@ -8,7 +8,7 @@ import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
 import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
-import { parseSchedule } from '../scheduler/strategy.ts';
+import { parseSchedule, type SchedItem } from '../scheduler/strategy.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
@@ -50,7 +50,7 @@ export interface RunResult {
   readonly preemptions: readonly { readonly step: number; readonly choice: number; readonly domid: number; readonly task: number }[];
   /** Of those, the ones that took the CPU from a task that could have gone on (CHESS's count). */
   readonly switches: number;
-  readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly chosen: number; readonly dflt: number }[];
+  readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly ids: readonly SchedItem[]; readonly chosen: number; readonly dflt: number }[];
   readonly events: number;
   /** sha256 of the trace as JSON lines. */
   readonly hash: string;

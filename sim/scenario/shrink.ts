@@ -48,7 +48,7 @@ export function activeFaults(r: RunResult): number {
 
 const scheduleOf = (r: RunResult): string => `replay:${encodeChoices(new Map(r.preemptions.map((p) => [p.step, p.choice])))}`;
 
-export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTries?: number; log?: (l: string) => void } = {}): Promise<ShrinkResult> {
+export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTries?: number; priorityTries?: number; log?: (l: string) => void } = {}): Promise<ShrinkResult> {
   const maxTries = opts.maxTries ?? 400;
   const log = opts.log ?? (() => undefined);
   let tries = 0;
@@ -123,6 +123,18 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
       return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace) };
     }
   }
+  // Still more than three: one task raised or lowered from some step on - racing ahead of the
+  // others, or held where it is while they go on (a window that needs many steps, one forced step
+  // each, is one change of priority). Its own budget: ddmin may have spent the other.
+  if (best.switches + activeFaults(best) > 3) {
+    const raise = new Set([...preemptingTasks(original.trace), ...preemptingTasks(best.trace)]);
+    const lower = new Set([...preemptedTasks(original.trace), ...preemptedTasks(best.trace)]);
+    const found = await onePriority(def, start, fails, { raise, lower }, opts.priorityTries ?? 400, () => tries++);
+    if (found && found[0].switches < best.switches + activeFaults(best)) {
+      const [r, sched] = found;
+      return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace) };
+    }
+  }
   return {
     original, signature, shortest: best, faults, schedule, size: best.switches + activeFaults(best), tries, story: story(best.trace),
   };
@@ -132,6 +144,17 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
 function preemptingTasks(trace: readonly TraceEvent[]): Set<string> {
   const out = new Set<string>();
   for (const e of trace as readonly Record<string, unknown>[]) if (e.kind === 'preempt') out.add(`dom${String(e.domid)} ${String(e.task)}`);
+  return out;
+}
+
+/** "dom0 hotplug" for each task a run's preemptions took the CPU from. */
+function preemptedTasks(trace: readonly TraceEvent[]): Set<string> {
+  const out = new Set<string>();
+  for (const e of trace as readonly Record<string, unknown>[]) {
+    if (e.kind !== 'preempt') continue;
+    const over = e.over as { domid: number; task: string };
+    out.add(`dom${over.domid} ${over.task}`);
+  }
   return out;
 }
 
@@ -157,6 +180,56 @@ async function onePreemption(
   tries.sort((a, b) => Number(b.hinted) - Number(a.hinted) || a.step - b.step);
   for (const t of tries.slice(0, budget)) {
     const schedule = `replay:${t.step}.${t.alt}`;
+    const r = await run(schedule);
+    if (fails(r)) return [r, schedule];
+  }
+  return undefined;
+}
+
+/**
+ * The default schedule with one task raised (raise:STEP.DOMID:TASK: from STEP on it runs whenever
+ * it is ready) or lowered (lower:...: from STEP on it runs only when nothing else can): the tasks
+ * the failing runs let jump the queue raised where they waited, the tasks they preempted lowered
+ * where they ran, each task's steps tried coarse to fine (every 64th, then the 32nds in between,
+ * ...) so a wide window is hit early. The first that fails the same way, else undefined.
+ */
+async function onePriority(
+  def: ScenarioDef, start: ShrinkStart, fails: (r: RunResult) => boolean,
+  hints: { raise: ReadonlySet<string>; lower: ReadonlySet<string> }, budget: number, count: () => void,
+): Promise<[RunResult, string] | undefined> {
+  const run = (schedule: string, record = false): Promise<RunResult> => {
+    count();
+    return runScenario(def, { seed: start.seed, variant: start.variant, faults: { spec: 'none' }, schedule, ...(record ? { recordChoices: true } : {}) });
+  };
+  const base = await run('replay:-', true);
+  // Where a change of a task's priority changes anything: a raised task where it waited, a
+  // lowered one where it ran.
+  const where = new Map<string, { kind: 'raise' | 'lower'; domid: number; task: number; steps: number[] }>();
+  for (const c of base.choicePoints ?? []) {
+    c.items.forEach((label, k) => {
+      const kind = k === c.chosen ? 'lower' : 'raise';
+      if (!hints[kind].has(label)) return;
+      let w = where.get(`${kind} ${label}`);
+      if (!w) where.set(`${kind} ${label}`, w = { kind, domid: c.ids[k].domid, task: c.ids[k].task, steps: [] });
+      w.steps.push(c.step);
+    });
+  }
+  // Each task's steps coarse to fine, then the tasks taken in turn, so a task that ran at few
+  // steps is not starved by one that ran at thousands.
+  const lists = [...where.values()].map((w) => {
+    const out: string[] = [];
+    const seen = new Set<number>();
+    for (let stride = 64; stride >= 1; stride >>= 1) {
+      for (let i = 0; i < w.steps.length; i += stride) {
+        if (!seen.has(i)) out.push(`${w.kind}:${w.steps[i]}.${w.domid}:${w.task}`);
+        seen.add(i);
+      }
+    }
+    return out;
+  });
+  const order: string[] = [];
+  for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) order.push(l[i]);
+  for (const schedule of order.slice(0, Math.max(0, budget - 1))) {
     const r = await run(schedule);
     if (fails(r)) return [r, schedule];
   }

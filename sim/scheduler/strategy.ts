@@ -210,6 +210,42 @@ export class AnchoredStrategy implements ScheduleStrategy {
 }
 
 /**
+ * Raised and lowered tasks: "from step S on, task D:T runs whenever it is ready" (raise:S.D:T; a
+ * later raise outranks an earlier one) or "from step S on, task D:T runs only when nothing else
+ * can" (lower:S.D:T); otherwise the default policy. One raise lets a task race ahead through many
+ * steps, one lowering holds a task inside its critical section while the others go on - windows
+ * that cost one forced step per message otherwise, but one preemption as CHESS counts them.
+ * Shrinking uses them when forced steps cannot get small.
+ */
+export class PriorityStrategy implements ScheduleStrategy {
+  readonly spec: string;
+  private step = 0;
+  private last: SchedItem | undefined;
+  private readonly raises: readonly { step: number; domid: number; task: number }[];
+
+  constructor(readonly kind: 'raise' | 'lower', raises: readonly { step: number; domid: number; task: number }[]) {
+    this.raises = [...raises].sort((a, b) => a.step - b.step);
+    this.spec = `${kind}:${this.raises.map((f) => `${f.step}.${f.domid}:${f.task}`).join(',') || '-'}`;
+  }
+
+  pick(items: readonly SchedItem[]): number {
+    const s = this.step++;
+    const active = this.raises.filter((f) => f.step <= s);
+    const is = (x: SchedItem, f: { domid: number; task: number }): boolean => x.domid === f.domid && x.task === f.task;
+    let i = -1;
+    if (this.kind === 'raise') {
+      for (let r = active.length - 1; r >= 0 && i < 0; r--) i = items.findIndex((x) => is(x, active[r]));
+      if (i < 0) i = defaultChoice(items, this.last);
+    } else {
+      const rest = items.filter((x) => !active.some((f) => is(x, f)));
+      i = rest.length ? items.indexOf(rest[defaultChoice(rest, this.last)]) : defaultChoice(items, this.last);
+    }
+    this.last = items[i];
+    return i;
+  }
+}
+
+/**
  * A schedule as text: the steps where the choice was not the default, `step.choice` joined by
  * commas ("14.1,233.0"); every other step takes the default. Short, since a shrunk failing run
  * has few such steps.
@@ -237,16 +273,17 @@ export function parseSchedule(spec: string, seed: number): ScheduleStrategy {
   const pct = /^pct:(\d+)(?::(\d+))?$/.exec(spec);
   if (pct) return new PctStrategy(seed, Number(pct[1]), Number(pct[2] ?? PCT_DEFAULT_STEPS));
   if (spec.startsWith('replay:')) return new ReplayStrategy(decodeChoices(spec.slice('replay:'.length)), spec);
-  if (spec.startsWith('at:')) {
-    const body = spec.slice(3);
+  const anchored = /^(at|raise|lower):(.*)$/.exec(spec);
+  if (anchored) {
+    const body = anchored[2];
     const forced = body === '-' ? [] : body.split(',').map((part) => {
       const m = /^(\d+)\.(\d+):(\d+)$/.exec(part);
       if (!m) throw new Error(`schedule: '${part}' is not STEP.DOMID:TASK`);
       return { step: Number(m[1]), domid: Number(m[2]), task: Number(m[3]) };
     });
-    return new AnchoredStrategy(forced);
+    return anchored[1] === 'at' ? new AnchoredStrategy(forced) : new PriorityStrategy(anchored[1] as 'raise' | 'lower', forced);
   }
-  throw new Error(`--schedule: '${spec}' is not one of random, pct:D[:K], replay:STEPS (exhaustive is a mode of its own: xensim explore)`);
+  throw new Error(`--schedule: '${spec}' is not one of random, pct:D[:K], replay:STEPS, at:STEP.DOMID:TASK, raise:STEP.DOMID:TASK, lower:STEP.DOMID:TASK (exhaustive is a mode of its own: xensim explore)`);
 }
 
 /** PCT's K when the run does not say: about the steps of a boot-and-shutdown run. */
