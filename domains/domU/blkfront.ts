@@ -248,7 +248,8 @@ export class BlkfrontDriver implements XenbusDriver {
     for (const pg of p.pages) {
       if (this.quirks.queryThenEndAccess) {
         if (k.queryForeignAccess(pg.ref)) {
-          // Linux kept such a grant for reuse as a persistent one, with an alert.
+          // Linux kept such a grant, page and all, to be used again as a persistent grant (with
+          // an alert); here it is just kept.
           this.alert(dev, 'backend has not unmapped grant', pg.ref);
           continue;
         }
