@@ -72,7 +72,8 @@ export default defineScenario({
       s.expect(await s.waitFor(`/local/domain/0/backend/vbd/${id}/51712/state`, '4'), 'blkback Connected');
     });
     // Checked at every grant operation on the guest's table as it happens: once the I/O is over
-    // the second grant may be ended again and the evidence gone.
+    // the second grant may be ended again and the evidence gone. (runUntil's predicate serves as
+    // the observer here: it never matches, so each action runs until the host is quiet.)
     let breach: string | undefined;
     const watching = (action: () => Promise<unknown>) => s.runUntil(action, (e: TraceEvent) => {
       if (breach === undefined && e.kind === 'gnttab' && (e.dom === id || e.domid === id)) breach = pageReusedWhileMapped(s, id);
