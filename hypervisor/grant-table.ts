@@ -229,6 +229,13 @@ export class GrantTables implements DomainHooks {
     return this.tables.get(d)?.active.get(ref)?.pin ?? 0;
   }
 
+  /** The pinned entries of a granter's table: who pins each and which of its frames (by gfn). */
+  activeEntries(d: Domain): { ref: GrantRef; domid: DomId; gfn: number; pin: number }[] {
+    const gt = this.tables.get(d);
+    if (!gt) return [];
+    return [...gt.active].map(([ref, act]) => ({ ref: grantRef(ref), domid: act.domid, gfn: act.gfn, pin: act.pin }));
+  }
+
   /** The live maptrack entries of a mapper. */
   mappings(d: Domain): { handle: GrantHandle; dom: DomId; ref: GrantRef; flags: number }[] {
     const gt = this.tables.get(d);

@@ -10,6 +10,7 @@ import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
+import r08 from './race-r08-grant-revoke-toctou.ts';
 import r11 from './race-r11-introduce-before-metadata.ts';
 import r12 from './race-r12-leaked-watch-eexist.ts';
 import r14 from './race-r14-releasedomain-lost.ts';
@@ -26,6 +27,7 @@ export const RACES: readonly ScenarioDef[] = [
   r04,
   r06,
   r07,
+  r08,
   r11,
   r12,
   r14,

@@ -19,6 +19,27 @@ export interface BlkfrontQuirks {
   readonly publishAfterState?: boolean;
   /** R06: on backend Closing before we connected, touch the disk anyway (Linux's NULL gendisk). */
   readonly closeBeforeConnectOops?: boolean;
+  /**
+   * R08 (XSA-396, before Linux abf1fd5919d6): on completion ask whether the backend maps each
+   * data grant (gnttab_query_foreign_access); keep it if so, else end access without looking at
+   * the result and put the page back for reuse - although the backend may have mapped it since.
+   */
+  readonly queryThenEndAccess?: boolean;
+}
+
+/**
+ * The task finishing a completion: blkif_interrupt runs on the guest's vCPU while the backend runs
+ * on its own, so a backend step may fall between two of its steps (here, between asking about a
+ * grant and ending it).
+ */
+const COMPLETION_TASK = 'blkif_interrupt';
+
+/** What blkfront reports to the simulator's trace (Linux's pr_alert lines). */
+export interface BlkfrontAlertEvent {
+  readonly kind: 'blkfront';
+  readonly device: string;
+  readonly alert: string;
+  readonly ref?: number;
 }
 
 interface Pending {
@@ -46,6 +67,8 @@ interface Blkfront {
   disk?: Vbd;
   readonly pending: Map<bigint, Pending>;
   nextId: bigint;
+  /** BLKIF_STATE_ERROR: the backend kept a grant mapped past its response; no more I/O. */
+  broken?: boolean;
 }
 
 export class BlkfrontError extends Error {}
@@ -145,6 +168,7 @@ export class BlkfrontDriver implements XenbusDriver {
   private async talkToBlkback(dev: XenbusDevice): Promise<void> {
     const fe = this.info(dev);
     const k = dev.kernel;
+    fe.broken = false;
     const page = k.allocPage();
     fe.ring = FrontRing.init(page.bytes, BLKIF_RING_ENTRY_SIZE, dev.bus.ringStart());
     fe.ringGfn = page.gfn;
@@ -213,6 +237,61 @@ export class BlkfrontDriver implements XenbusDriver {
     for (const pg of p.pages) if (dev.kernel.endForeignAccess(pg.ref)) dev.kernel.freePage(pg.gfn);
   }
 
+  /**
+   * blkif_completion's grant handling; false when the backend still maps a grant it answered
+   * (the device must not be used again). Each grant is ended with the atomic try-end: one still
+   * mapped keeps its page out of circulation (leaked, as Linux defers it). The R08 quirk asks
+   * first and trusts the answer.
+   */
+  private async endGrants(dev: XenbusDevice, p: Pending): Promise<boolean> {
+    const k = dev.kernel;
+    for (const pg of p.pages) {
+      if (this.quirks.queryThenEndAccess) {
+        if (k.queryForeignAccess(pg.ref)) {
+          // Linux kept such a grant, page and all, to be used again as a persistent grant (with
+          // an alert); here it is just kept.
+          this.alert(dev, 'backend has not unmapped grant', pg.ref);
+          continue;
+        }
+        if (k.point) await k.point(COMPLETION_TASK);
+        // gnttab_end_foreign_access(ref, 0, 0): a failure defers the ref but not the page, which
+        // goes back for reuse either way.
+        k.endForeignAccess(pg.ref);
+        k.freePage(pg.gfn);
+        continue;
+      }
+      if (k.point) await k.point(COMPLETION_TASK);
+      if (k.endForeignAccess(pg.ref)) {
+        k.freePage(pg.gfn);
+        continue;
+      }
+      this.alert(dev, 'backend has not unmapped grant', pg.ref);
+      return false;
+    }
+    return true;
+  }
+
+  private alert(dev: XenbusDevice, alert: string, ref?: number): void {
+    if (!dev.kernel.tracing) return;
+    const ev: BlkfrontAlertEvent = { kind: 'blkfront', device: dev.name, alert, ref };
+    dev.kernel.trace(ev);
+  }
+
+  /**
+   * The rest of a response after the ring: grants ended, then the caller told. A device whose
+   * backend kept a grant is disabled (BLKIF_STATE_ERROR); Linux leaves that request pending for
+   * ever, here it fails.
+   */
+  private async complete(dev: XenbusDevice, fe: Blkfront, p: Pending, status: number, data: Uint8Array | undefined): Promise<void> {
+    if (await this.endGrants(dev, p)) {
+      p.resolve({ status, data });
+      return;
+    }
+    fe.broken = true;
+    this.alert(dev, 'disabled for further use');
+    p.resolve({ status: BlkifRsp.BLKIF_RSP_ERROR });
+  }
+
   /** The ring's event: take every response. */
   private interrupt(dev: XenbusDevice): void {
     const fe = this.info(dev);
@@ -235,8 +314,7 @@ export class BlkfrontDriver implements XenbusDriver {
               at += n;
             }
           }
-          this.release(dev, p);
-          p.resolve({ status: rsp.status, data });
+          void this.complete(dev, fe, p, rsp.status, data);
         }
         slot = ring.consumeResponse();
       }
@@ -277,6 +355,7 @@ export class BlkfrontDriver implements XenbusDriver {
     if (!fe?.ring || !fe.disk || dev.state !== XenbusState.XenbusStateConnected) {
       return Promise.reject(new BlkfrontError(`${dev.nodename}: not connected`));
     }
+    if (fe.broken) return Promise.reject(new BlkfrontError(`${dev.nodename}: disabled for further use`));
     const slot = fe.ring.produceRequest();
     if (!slot) return Promise.reject(new BlkfrontError('ring full'));
     const k = dev.kernel;

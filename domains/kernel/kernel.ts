@@ -7,7 +7,7 @@ import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
 import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
-  GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, grantRef,
+  GNTMAP_host_map, GNTMAP_readonly, GNTTAB_NR_RESERVED_ENTRIES, GnttabOp, GntSt, gnttabEndForeignAccessRef, gnttabGrantForeignAccessRef, gnttabQueryForeignAccess, grantRef,
 } from '../../hypervisor/public/grant_table.ts';
 import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
 import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
@@ -463,6 +463,14 @@ export class Kernel {
   /** gnttab_end_foreign_access_ref: false while the peer still maps it. */
   endAccess(ref: number): boolean {
     return gnttabEndForeignAccessRef(this.gntTable, grantRef(ref));
+  }
+
+  /**
+   * gnttab_query_foreign_access: whether the peer maps the grant right now. Only a hint - the
+   * peer may map it the moment after (XSA-396); endAccess is the test that holds.
+   */
+  queryForeignAccess(ref: number): boolean {
+    return gnttabQueryForeignAccess(this.gntTable, grantRef(ref)) !== 0;
   }
 
   /**

@@ -6,7 +6,7 @@
 import { type TraceRecord, isNum, isXenstore, xsType } from './events.ts';
 
 /** The kinds a trace has, and groups of events `--hide` understands beyond them. */
-export const EVENT_KINDS = ['xenstore', 'xenbus', 'evtchn', 'gnttab', 'hypercall', 'ring', 'step', 'fault', 'net', 'oops', 'xenstored', 'task', 'preempt'] as const;
+export const EVENT_KINDS = ['xenstore', 'xenbus', 'evtchn', 'gnttab', 'hypercall', 'ring', 'step', 'fault', 'net', 'blkfront', 'oops', 'xenstored', 'task', 'preempt'] as const;
 export const HIDE_GROUPS = {
   /** xenstored's answers to requests (XS_WATCH_EVENT is no answer: it stays). */
   replies: (e: TraceRecord): boolean => isXenstore(e) && e.dir === 'OUT' && xsType(e) !== 'WATCH_EVENT',

@@ -528,6 +528,7 @@ export function laneOf(e: TraceRecord, ctx: ExplainContext = {}): string {
       return XEN_OPS.has(String(e.op)) ? 'Xen' : `${dn} kernel`;
     case 'hypercall': case 'oops': return `${dn} kernel`;
     case 'net': return `${dn} ${e.role === 'frontend' ? 'netfront' : 'netback'}`;
+    case 'blkfront': return `${dn} blkfront`;
     default: return 'scenario';
   }
 }

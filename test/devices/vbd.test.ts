@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import { BlkifRsp, vdevFromName } from '../../hypervisor/public/io/blkif.ts';
+import { readGrantEntryV1 } from '../../hypervisor/public/grant_table.ts';
 import { bootHost, SEEDS, tree } from '../helpers/host.ts';
 import { value } from '../helpers/toolstack.ts';
 
@@ -91,6 +92,35 @@ describe('vbd: blkfront <-> blkback', function () {
           // Past the end of the disk: an error, not a crash.
           const past = await xl.guest<{ status: number }>(id, { cmd: 'blk', device: String(XVDA), op: 'read', sector: 16 * 2048 - 1, sectors: 2 });
           assert.equal(past.status, BlkifRsp.BLKIF_RSP_ERROR);
+        } finally {
+          await rt.shutdown();
+        }
+      });
+
+      it('a backend mapping an answered request\'s page again (XSA-396): blkfront frees no page still mapped - finding one, it disables the disk - and detaching lets every mapping go', async () => {
+        const { rt, xl } = await bootHost(seed, { quirks: { blkback: { mapAnsweredGrantLate: true } } });
+        try {
+          const id = await xl.create({ name: 'late', disks: [{ vdev: 'xvda', target: 'late-root' }] });
+          await rt.quiesce();
+          const fe = `/local/domain/${id}/device/vbd/${XVDA}`;
+          const ringRef = Number(value(await tree(xl, fe), `${fe}/ring-ref`));
+          const write = () => xl.guest<{ status?: number; error?: string }>(id, { cmd: 'blk', device: String(XVDA), op: 'write', sector: 0, sectors: 8, data: new Uint8Array(4096).fill(seed) });
+          const w = await write();
+          await rt.quiesce();
+          const guest = rt.host.domains.get(id)!;
+          const dataPins = rt.gnttab.activeEntries(guest).filter((a) => a.domid === 0 && a.ref !== ringRef && a.ref > 1);
+          if (w.status === BlkifRsp.BLKIF_RSP_OKAY) {
+            assert.deepEqual(dataPins, [], 'the grant was ended before the late map, which failed');
+          } else {
+            assert.equal(w.status, BlkifRsp.BLKIF_RSP_ERROR);
+            assert.equal(dataPins.length, 1, 'blkback still maps the page');
+            const again = await write();
+            assert.match(again.error ?? '', /disabled for further use/);
+            const table = rt.gnttab.tableFrames(guest).map((f) => f.bytes);
+            assert.equal(readGrantEntryV1(table, dataPins[0].ref).frame, dataPins[0].gfn, 'the grant and its page are kept out of circulation');
+          }
+          assert.equal((await xl.blockDetach(id, 'xvda')).clean, true);
+          assert.deepEqual(rt.gnttab.mappings(rt.host.domains.get(0)!).filter((m) => m.dom === id && m.ref > 1), []);
         } finally {
           await rt.shutdown();
         }

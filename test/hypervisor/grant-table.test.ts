@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { Host } from '../../hypervisor/host.ts';
 import type { Domain } from '../../hypervisor/domain.ts';
-import { GrantTables, type GnttabTraceEvent } from '../../hypervisor/grant-table.ts';
+import { GNTPIN_hstw_inc, GrantTables, type GnttabTraceEvent } from '../../hypervisor/grant-table.ts';
 import {
   GNTCOPY_dest_gref, GNTCOPY_source_gref, GNTMAP_device_map, GNTMAP_host_map, GNTMAP_readonly,
   GNTTAB_RESERVED_XENSTORE, GRANT_ENTRIES_PER_PAGE_V1, GTF_accept_transfer, GTF_permit_access,
@@ -327,6 +327,19 @@ describe('grant tables v1', () => {
       assert.equal(gnttabEndForeignAccessRef(w.table(), REF), true);
       assert.equal(w.flags(), 0);
       assert.equal(st(w.map().status), 'GNTST_general_error', 'revoked for good');
+    });
+
+    it('a query is only a hint (XSA-396): a map landing after "not mapped" makes the atomic end fail, and Xen\'s active entry names the pinned frame', () => {
+      const w = new World();
+      w.grant();
+      assert.equal(gnttabQueryForeignAccess(w.table(), REF), 0, 'not mapped yet');
+      const m = w.map();
+      assert.deepEqual(w.gnttab.activeEntries(w.granter), [{ ref: REF, domid: w.mapper.domid, gfn: GFN, pin: GNTPIN_hstw_inc }]);
+      assert.equal(gnttabEndForeignAccessRef(w.table(), REF), false, 'the compare-and-swap sees GTF_reading|GTF_writing');
+      m.frame!.bytes[1] = 7;
+      assert.equal(w.page(w.granter, GFN)[1], 7, 'a granter trusting the query would reuse a page the mapper still writes');
+      assert.equal(w.unmap(m.handle), GntSt.GNTST_okay);
+      assert.deepEqual(w.gnttab.activeEntries(w.granter), []);
     });
 
     it('a granter overwriting its entry does not invalidate the mapping, and unmap still works', () => {

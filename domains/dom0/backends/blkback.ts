@@ -35,6 +35,13 @@ export interface BlkbackQuirks {
    * Connected back to back (blkfront's resume path) may be seen at Connected only - and ignored.
    */
   readonly connectOnlyOnInitialised?: boolean;
+  /**
+   * Hostile backend (R08, the driver-domain threat model): once a read or write is answered,
+   * xenblkd's next step maps the request's first data page again, read-only, and keeps it mapped
+   * until the ring disconnects. Xen allows it - the grant is the frontend's to revoke - so only a
+   * frontend that ends its grants atomically keeps the page from being reached after reuse.
+   */
+  readonly mapAnsweredGrantLate?: boolean;
 }
 
 interface Blkif {
@@ -49,6 +56,8 @@ interface Blkif {
   xenblkd?: Kthread;
   /** Requests in flight (mapped segments not yet answered). */
   inflight: number;
+  /** mapAnsweredGrantLate: the grant handles of answered requests' pages it still maps. */
+  readonly lateMaps: number[];
 }
 
 export class Blkback implements XenbusDriver {
@@ -63,7 +72,7 @@ export class Blkback implements XenbusDriver {
   }
 
   async probe(dev: XenbusDevice): Promise<void> {
-    const be: Blkif = { inflight: 0 };
+    const be: Blkif = { inflight: 0, lateMaps: [] };
     dev.data = be;
     // Advertised before InitWait so the frontend can size its rings (one page, one queue here).
     await dev.xs.write(`${dev.nodename}/feature-max-indirect-segments`, '0').catch(() => undefined);
@@ -228,6 +237,7 @@ export class Blkback implements XenbusDriver {
         else this.stats.error++;
         const rsp = ring.produceResponse();
         if (rsp) encodeBlkifResponse(rsp, { id: req.id, operation: op, status });
+        this.maybeMapLate(dev, be, ring, req, op);
         slot = ring.consumeRequest();
       }
       if (ring.pushResponsesAndCheckNotify() && be.port !== undefined) dev.kernel.notify(be.port);
@@ -244,6 +254,24 @@ export class Blkback implements XenbusDriver {
     const rsp = ring.produceResponse();
     if (rsp) encodeBlkifResponse(rsp, { id: req.id, operation: op, status });
     if (ring.pushResponsesAndCheckNotify() && be.port !== undefined) dev.kernel.notify(be.port);
+    this.maybeMapLate(dev, be, ring, req, op);
+  }
+
+  /**
+   * mapAnsweredGrantLate: the request is answered; as xenblkd's next step (whenever the scheduler
+   * gives it the CPU) map its first page again and keep it. Nothing happens once the ring is gone.
+   */
+  private maybeMapLate(dev: XenbusDevice, be: Blkif, ring: BackRing, req: ReturnType<typeof decodeBlkifRequest>, op: number): void {
+    if (!this.quirks.mapAnsweredGrantLate || (op !== BlkifOp.BLKIF_OP_READ && op !== BlkifOp.BLKIF_OP_WRITE) || req.seg.length === 0) return;
+    const k = dev.kernel;
+    const task = be.xenblkd?.name;
+    const gref = req.seg[0].gref;
+    void (async () => {
+      if (k.point && task) await k.point(task);
+      if (be.ring !== ring) return;
+      const m = k.mapGrant(dev.otherendId, gref, true);
+      if (m.status === GntSt.GNTST_okay) be.lateMaps.push(m.handle);
+    })();
   }
 
   private handle(dev: XenbusDevice, be: Blkif, req: ReturnType<typeof decodeBlkifRequest>, op: number): BlkifRsp {
@@ -299,6 +327,7 @@ export class Blkback implements XenbusDriver {
     }
     if (be.port !== undefined) k.close(be.port);
     if (be.ringHandle !== undefined) k.unmapGrant(be.ringHandle);
+    for (const handle of be.lateMaps.splice(0)) k.unmapGrant(handle);
     be.port = undefined;
     be.ringHandle = undefined;
     be.ring = undefined;
