@@ -132,7 +132,7 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
     const found = await onePriority(def, start, fails, { raise, lower }, opts.priorityTries ?? 400, () => tries++);
     if (found && found[0].switches < best.switches + activeFaults(best)) {
       const [r, sched] = found;
-      return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace) };
+      return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace, sched) };
     }
   }
   return {
@@ -237,12 +237,19 @@ async function onePriority(
 }
 
 /** Each preemption of a run, and the first few things the task that got the CPU then did. */
-export function story(trace: readonly TraceEvent[]): string[] {
+export function story(trace: readonly TraceEvent[], schedule?: string): string[] {
   const out: string[] = [];
   const ev = trace as readonly Record<string, unknown>[];
+  // A raised or lowered task steps off the default at every turn; its story is the preemptions
+  // proper (CHESS's), after the rule that made them.
+  const prio = /^(raise|lower):(\d+)\.(\d+):(\d+)$/.exec(schedule ?? '');
+  if (prio) {
+    const name = ev.find((e) => e.kind === 'task' && e.domid === Number(prio[3]) && e.id === Number(prio[4]))?.task ?? `task ${prio[4]}`;
+    out.push(`from step ${prio[2]} on, dom${prio[3]} ${String(name)} ${prio[1] === 'raise' ? 'runs whenever it is ready' : 'runs only when nothing else can'}`);
+  }
   for (let i = 0; i < ev.length; i++) {
     const e = ev[i];
-    if (e.kind !== 'preempt') continue;
+    if (e.kind !== 'preempt' || (prio && !e.preempts)) continue;
     const over = e.over as { domid: number; task: string };
     const did: string[] = [];
     for (let j = i + 1; j < ev.length && did.length < 2; j++) {

@@ -1,7 +1,7 @@
 // The scheduler's strategies as tables: what each picks, and how a schedule is written down.
 import assert from 'node:assert/strict';
 import {
-  decodeChoices, defaultChoice, encodeChoices, parseSchedule, PctStrategy, RandomStrategy, ReplayStrategy, type SchedItem, ScheduleRecord,
+  decodeChoices, defaultChoice, encodeChoices, parseSchedule, PctStrategy, PriorityStrategy, RandomStrategy, ReplayStrategy, type SchedItem, ScheduleRecord,
 } from '../../../sim/scheduler/strategy.ts';
 
 const items = (...xs: [number, number][]): SchedItem[] => xs.map(([domid, task]) => ({ domid, task }));
@@ -61,10 +61,30 @@ describe('scheduler strategies', () => {
     assert.equal(r.diverged, true);
   });
 
+  it('raise: from its step on, the raised task runs whenever it is ready; before it, and while it waits, the default', () => {
+    const s = new PriorityStrategy('raise', [{ step: 2, domid: 1, task: 4 }]);
+    const ready = items([0, 0], [0, 2], [1, 4]);
+    assert.equal(s.pick(ready), 0, 'step 0: default (first)');
+    assert.equal(s.pick(ready), 0, 'step 1: dom0 interrupts go on');
+    assert.equal(s.pick(ready), 2, 'step 2: raised dom1 task 4 preempts them');
+    assert.equal(s.pick(items([0, 0], [0, 2])), 0, 'step 3: it waits; the first item runs');
+    assert.equal(s.pick(items([0, 2], [1, 4])), 1, 'step 4: ready again, it runs at once');
+    assert.equal(s.spec, 'raise:2.1:4');
+  });
+
+  it('lower: from its step on, the lowered task runs only when nothing else can', () => {
+    const s = new PriorityStrategy('lower', [{ step: 1, domid: 0, task: 2 }]);
+    assert.equal(s.pick(items([0, 2], [1, 1])), 0, 'step 0: not lowered yet: default');
+    assert.equal(s.pick(items([0, 2], [1, 1])), 1, 'step 1: dom0 task 2 would go on, but it is held');
+    assert.equal(s.pick(items([0, 0], [0, 2], [1, 1])), 2, 'step 2: dom1 task 1 goes on');
+    assert.equal(s.pick(items([0, 2])), 0, 'step 3: alone, it runs');
+    assert.equal(parseSchedule('lower:1.0:2', 1).spec, 'lower:1.0:2');
+  });
+
   const specs: { text: string; ok: boolean }[] = [
     { text: 'random', ok: true }, { text: 'pct:3', ok: true }, { text: 'pct:2:500', ok: true }, { text: 'replay:-', ok: true },
     { text: 'replay:14.1,233.0', ok: true }, { text: 'pct:0', ok: false }, { text: 'pct:x', ok: false }, { text: 'replay:14', ok: true },
-    { text: 'replay:1.2.3', ok: false }, { text: 'exhaustive', ok: false }, { text: '', ok: false },
+    { text: 'replay:1.2.3', ok: false }, { text: 'raise:431.0:6', ok: true }, { text: 'lower:2.1:3,9.0:1', ok: true }, { text: 'lower:2.1', ok: false }, { text: 'exhaustive', ok: false }, { text: '', ok: false },
   ];
   for (const c of specs) {
     it(`--schedule ${JSON.stringify(c.text)} ${c.ok ? 'parses' : 'is refused with a message'}`, () => {
