@@ -86,7 +86,7 @@ const faultSwarmOption = (): Option => new Option('--fault-swarm',
 
 export const scheduleOption = (): Option => new Option('--schedule <strategy>',
   'how the scheduler picks each step among every domain\'s interrupts and parked tasks: random (seeded walk) | pct:D[:K] '
-  + '(probabilistic concurrency testing, depth D over about K steps) | replay:STEP.CHOICE,... (a shrunk run)').default('random');
+  + '(probabilistic concurrency testing, depth D over about K steps) | replay:STEP.CHOICE,... (a shrunk run) | at:STEP.DOMID:TASK | raise:STEP.DOMID:TASK | lower:STEP.DOMID:TASK').default('random');
 
 /** A --schedule that parses, or die saying why. */
 export function scheduleOrDie(spec: string): void {
