@@ -270,7 +270,8 @@ export function registerScenarios(program: Command): void {
       const faults = faultSelectionOrDie(o, found);
       const log = o.quiet ? undefined : (l: string): void => void process.stdout.write(`${l}\n`);
       scheduleOrDie(o.schedule);
-      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults, schedule: o.schedule });
+      // pct:D without K: K measured as a swarm measures it, so this run is the swarm's seed.
+      const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults, schedule: await withMeasuredSteps(def, o.schedule, 1) });
       writeOutputs(r, o, file);
       process.stdout.write(`${resultLine(r)}\n`);
       if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand({ ...r, file })}\n`);
@@ -388,10 +389,11 @@ export function registerScenarios(program: Command): void {
       const faults = faultSelectionOrDie(o, loaded);
       scheduleOrDie(o.schedule);
       const range = shardSeeds(o.firstSeed, o.seeds, o.shard);
-      // pct:D without K: each scenario's K is the steps of its default schedule, measured once.
+      // pct:D without K: each scenario's K is the steps of its default schedule, measured once
+      // (at seed 1, as `run` does, so every shard and a single run draw the same priorities).
       const scenarios = await Promise.all(loaded.map(async ({ def, file }) => ({
         name: def.name, file, variants: o.variant ? [o.variant] : Object.keys(def.variants ?? { fixed: {} }), expect: def.expect,
-        schedule: await withMeasuredSteps(def, o.schedule, range.first),
+        schedule: await withMeasuredSteps(def, o.schedule, 1),
       })));
       const human = o.json === '-' ? process.stderr : process.stdout;
       const json = o.json === undefined ? undefined : o.json === '-' ? process.stdout : createWriteStream(o.json);

@@ -22,7 +22,7 @@ async function xensim(...args: string[]): Promise<{ code: number; stdout: string
 }
 
 describe('scheduler: the command line', function () {
-  it('run --schedule pct:2 names the schedule in its replay line, and the replay line runs the same failure', async () => {
+  it('run --schedule pct:2 measures K as a swarm does and names pct:2:K in its replay line, and the replay line runs the same failure', async () => {
     let failing: string | undefined;
     for (let seed = 1; seed <= 12 && !failing; seed++) {
       const r = await xensim('run', 'race-r01-watch-first-event-lost', '--variant', 'buggy', '--faults', 'none', '--schedule', 'pct:2', '--seed', String(seed), '-q');
@@ -30,7 +30,7 @@ describe('scheduler: the command line', function () {
     }
     assert.ok(failing, 'pct:2 fails R01 on one of seeds 1..12');
     const replay = /replay: npx xensim (.*)/.exec(failing)![1];
-    assert.match(replay, /--schedule pct:2( |$)/);
+    assert.match(replay, /--schedule pct:2:\d+( |$)/);
     const again = await xensim(...replay.split(' '), '-q');
     assert.equal(again.stdout.split('\n')[0].replace(/\d+ ms\]/, ''), failing.split('\n')[0].replace(/\d+ ms\]/, ''));
   });
@@ -38,7 +38,7 @@ describe('scheduler: the command line', function () {
   it('a schedule that does not parse is refused with a one-line message and no run', async () => {
     const r = await xensim('run', 'vbd-handshake', '--schedule', 'sometimes');
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /--schedule: 'sometimes' is not one of random, pct:D\[:K\], replay:STEPS/);
+    assert.match(r.stderr, /--schedule: 'sometimes' is not one of random, pct:D\[:K\], replay:STEPS, at:STEP.DOMID:TASK, raise:STEP.DOMID:TASK, lower:STEP.DOMID:TASK/);
     assert.equal(r.stdout, '');
   });
 
