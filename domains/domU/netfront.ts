@@ -3,7 +3,7 @@
 // in one transaction and goes straight to Connected (netfront never says Initialised), then posts
 // its receive buffers. Sending grants each page of a frame read-only to the backend until the
 // response; received frames are kept for the guest's user space to drain.
-import { FrontRing } from '../../hypervisor/public/io/ring.ts';
+import { FrontRing, type SringIndexes } from '../../hypervisor/public/io/ring.ts';
 import {
   decodeNetifExtraInfo, decodeNetifRxResponse, decodeNetifTxResponse, encodeNetifRxRequest, encodeNetifTxRequest,
   NET_RX_RING_ENTRY_SIZE, NET_TX_RING_ENTRY_SIZE, NET_TX_RING_SIZE, NETRXF_extra_info, NETRXF_more_data, NETTXF_more_data,
@@ -63,6 +63,8 @@ interface Netfront {
   /** The next response slot(s) carry extra info, not data. */
   rxExtra: boolean;
   readonly received: Uint8Array[];
+  /** The offloads in use: those the backend offered (xennet_fix_features). */
+  features: { sg: boolean; ipv6CsumOffload: boolean; tso: boolean; tso6: boolean };
   readonly stats: { txPackets: number; txErrors: number; rxPackets: number; rxErrors: number; rxOverrun: number };
 }
 
@@ -102,7 +104,7 @@ export class NetfrontDriver implements XenbusDriver {
     }
     const fe: Netfront = {
       mac: mac.toLowerCase(), rings: [], txIds: [], txInflight: new Map(), rxBufs: new Map(), rxParts: [], rxBad: false,
-      rxExtra: false, received: [], stats: { txPackets: 0, txErrors: 0, rxPackets: 0, rxErrors: 0, rxOverrun: 0 },
+      rxExtra: false, received: [], features: { sg: false, ipv6CsumOffload: false, tso: false, tso6: false }, stats: { txPackets: 0, txErrors: 0, rxPackets: 0, rxErrors: 0, rxOverrun: 0 },
     };
     dev.data = fe;
   }
@@ -157,7 +159,26 @@ export class NetfrontDriver implements XenbusDriver {
       [`${d}/feature-ipv6-csum-offload`, '0'],
     ]);
     await dev.switchState(XenbusState.XenbusStateConnected);
+    // The ring refs are out, and the backend may map the rings (R10's re-initialise them) while
+    // this thread takes rtnl_lock and reads the backend's offload features before it posts the
+    // receive buffers.
+    if (k.point) await k.point(dev.bus.watch.task);
+    await this.fixFeatures(dev, fe);
     this.fillRx(dev, fe);
+  }
+
+  /**
+   * netdev_update_features -> xennet_fix_features: each offload the device would use is kept
+   * only if the backend says it takes it. Without feature-sg a frame must fit one slot.
+   */
+  private async fixFeatures(dev: XenbusDevice, fe: Netfront): Promise<void> {
+    const offers = async (key: string): Promise<boolean> => (await dev.readOtherend(key)) === '1';
+    fe.features = {
+      sg: await offers('feature-sg'),
+      ipv6CsumOffload: await offers('feature-ipv6-csum-offload'),
+      tso: await offers('feature-gso-tcpv4'),
+      tso6: await offers('feature-gso-tcpv6'),
+    };
   }
 
   /** Posts receive buffers up to the target, each a page granted writable to the backend. */
@@ -290,10 +311,17 @@ export class NetfrontDriver implements XenbusDriver {
 
   // ---------------------------------------------------------------- the guest's side
 
-  /** The MAC and counters of a probed vif. */
-  describe(dev: XenbusDevice): { mac: string; queued: number; stats: Netfront['stats'] } | undefined {
+  /**
+   * The MAC and counters of a probed vif, and the rx ring as this end sees it: what it produced
+   * (req_prod_pvt) against what the shared page says now (R10: no one but us may move req_prod).
+   */
+  describe(dev: XenbusDevice): {
+    mac: string; queued: number; stats: Netfront['stats']; rx?: { posted: number; req_prod_pvt: number; rsp_cons: number; shared: SringIndexes };
+  } | undefined {
     const fe = this.info(dev);
-    return fe && { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats } };
+    if (!fe) return undefined;
+    const rx = fe.rx && { posted: fe.rxBufs.size, req_prod_pvt: fe.rx.req_prod_pvt, rsp_cons: fe.rx.rsp_cons, shared: fe.rx.shared() };
+    return { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats }, ...(rx ? { rx } : {}) };
   }
 
   /** Frames received since the last call. */
@@ -312,6 +340,7 @@ export class NetfrontDriver implements XenbusDriver {
     if (frame.length === 0 || frame.length > XEN_NETIF_MAX_TX_SIZE) return Promise.reject(new NetfrontError(`bad frame size ${frame.length}`));
     const ring = fe.tx;
     const n = Math.ceil(frame.length / XEN_PAGE_SIZE);
+    if (n > 1 && !fe.features.sg) return Promise.reject(new NetfrontError(`a ${frame.length}-byte frame needs scatter-gather, which the backend does not offer`));
     if (ring.freeRequests() < n || fe.txIds.length < n) return Promise.reject(new NetfrontError('tx ring full'));
     const k = dev.kernel;
     const pages: Page[] = [];
