@@ -312,16 +312,17 @@ export class NetfrontDriver implements XenbusDriver {
   // ---------------------------------------------------------------- the guest's side
 
   /**
-   * The MAC and counters of a probed vif, and the rx ring as this end sees it: what it produced
-   * (req_prod_pvt) against what the shared page says now (R10: no one but us may move req_prod).
+   * The MAC, counters and offloads of a probed vif, and its rx ring as this end sees it: what it
+   * produced (req_prod_pvt) against what the shared page says now (R10: only we move req_prod).
    */
   describe(dev: XenbusDevice): {
-    mac: string; queued: number; stats: Netfront['stats']; rx?: { posted: number; req_prod_pvt: number; rsp_cons: number; shared: SringIndexes };
+    mac: string; queued: number; stats: Netfront['stats']; features: Netfront['features'];
+    rx?: { posted: number; req_prod_pvt: number; rsp_cons: number; shared: SringIndexes };
   } | undefined {
     const fe = this.info(dev);
     if (!fe) return undefined;
     const rx = fe.rx && { posted: fe.rxBufs.size, req_prod_pvt: fe.rx.req_prod_pvt, rsp_cons: fe.rx.rsp_cons, shared: fe.rx.shared() };
-    return { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats }, ...(rx ? { rx } : {}) };
+    return { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats }, features: { ...fe.features }, ...(rx ? { rx } : {}) };
   }
 
   /** Frames received since the last call. */
