@@ -3,12 +3,15 @@
 // #68 set up every ring it mapped as if it owned it, zeroing the indexes: the RX buffers a Linux
 // netfront had already posted were gone, and netback waited for ever for buffers to fill.
 //
-// No injected fault is needed: netfront publishes its ring refs, says Connected and then posts its
-// receive buffers, while netback, woken by the Connected, reads the keys and maps the rings; each
-// side may lose the CPU in between (netfront after the state write, netback between mapping a
-// ring and first using it). If netback gets to the rings first, the reset zeroes a ring that is
-// still empty and does no harm; if netfront posts first, its buffers are lost. The guest has two
-// vifs on one bridge, so the race is run twice per boot; one vif sends, the other must receive.
+// No injected fault is needed: netfront publishes its ring refs, says Connected, reads which
+// offloads netback offers and posts its receive buffers, while netback, woken by the Connected,
+// reads the frontend's keys and maps the rings; either may lose the CPU in between (netback also
+// between mapping a ring and first using it). If netback gets to the rings first, the reset
+// zeroes rings that are still empty and does no harm; if netfront posted first, its buffers are
+// lost. (Linux posts before its Connected write, which would make the loss certain against a
+// backend that waits for Connected - as the restored VMs of the report saw; see netfront.ts.)
+// The guest has two vifs on one bridge, so the race is run twice per boot; one vif sends, the
+// other must receive.
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
 interface RxView { posted: number; req_prod_pvt: number; rsp_cons: number; shared: { req_prod: number; rsp_prod: number } }

@@ -1,8 +1,11 @@
 // netfront: the vif frontend in a guest (one queue, one event channel). When the backend waits
 // (InitWait) it grants a tx and an rx ring page, allocates the event channel, publishes the keys
-// in one transaction and goes straight to Connected (netfront never says Initialised), then posts
-// its receive buffers. Sending grants each page of a frame read-only to the backend until the
-// response; received frames are kept for the guest's user space to drain.
+// in one transaction and goes straight to Connected (netfront never says Initialised), then keeps
+// the offloads the backend offers and posts its receive buffers. (Linux's xennet_connect does
+// those two before its Connected write; here they follow it, so a backend woken by Connected
+// may map the rings before or after the buffers are posted - R10.) Sending grants each page of a
+// frame read-only to the backend until the response; received frames are kept for the guest's
+// user space to drain.
 import { FrontRing, type SringIndexes } from '../../hypervisor/public/io/ring.ts';
 import {
   decodeNetifExtraInfo, decodeNetifRxResponse, decodeNetifTxResponse, encodeNetifRxRequest, encodeNetifTxRequest,
