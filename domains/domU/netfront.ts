@@ -1,11 +1,9 @@
 // netfront: the vif frontend in a guest (one queue, one event channel). When the backend waits
 // (InitWait) it grants a tx and an rx ring page, allocates the event channel, publishes the keys
-// in one transaction and goes straight to Connected (netfront never says Initialised), then keeps
-// the offloads the backend offers and posts its receive buffers. (Linux's xennet_connect does
-// those two before its Connected write; here they follow it, so a backend woken by Connected
-// may map the rings before or after the buffers are posted - R10.) Sending grants each page of a
-// frame read-only to the backend until the response; received frames are kept for the guest's
-// user space to drain.
+// in one transaction, keeps the offloads the backend offers, posts its receive buffers and goes
+// straight to Connected (netfront never says Initialised), as Linux's xennet_connect does.
+// Sending grants each page of a frame read-only to the backend until the response; received
+// frames are kept for the guest's user space to drain.
 import { FrontRing, type SringIndexes } from '../../hypervisor/public/io/ring.ts';
 import {
   decodeNetifExtraInfo, decodeNetifRxResponse, decodeNetifTxResponse, encodeNetifRxRequest, encodeNetifTxRequest,
@@ -138,7 +136,7 @@ export class NetfrontDriver implements XenbusDriver {
     }
   }
 
-  /** talk_to_netback: rings, one event channel, keys in one transaction, Connected, rx buffers. */
+  /** talk_to_netback and xennet_connect: rings, one event channel, keys in one transaction, offloads, rx buffers, Connected. */
   private async talkToNetback(dev: XenbusDevice, fe: Netfront): Promise<void> {
     if ((await dev.readOtherend('feature-rx-copy')) !== '1') {
       await dev.devFatal(95, 'backend does not support copying receive path');
@@ -161,13 +159,14 @@ export class NetfrontDriver implements XenbusDriver {
       [`${d}/feature-sg`, '1'], [`${d}/feature-gso-tcpv4`, '0'], [`${d}/feature-gso-tcpv6`, '0'],
       [`${d}/feature-ipv6-csum-offload`, '0'],
     ]);
-    await dev.switchState(XenbusState.XenbusStateConnected);
-    // The ring refs are out, and the backend may map the rings (R10's re-initialise them) while
-    // this thread takes rtnl_lock and reads the backend's offload features before it posts the
-    // receive buffers.
+    // As xennet_connect: the offloads the backend offers (under rtnl_lock), then the receive
+    // buffers, and only then Connected - which is what wakes netback to map the rings, so they
+    // are never empty when it looks (a backend that re-initialises them loses the buffers on
+    // every schedule: scenarios/ring-ownership.ts).
     if (k.point) await k.point(dev.bus.watch.task);
     await this.fixFeatures(dev, fe);
     this.fillRx(dev, fe);
+    await dev.switchState(XenbusState.XenbusStateConnected);
   }
 
   /**

@@ -1,17 +1,12 @@
-// R10 (ring-ownership / early-use), variant (a): only the front end initialises a shared ring
+// Ring ownership (known-races R10, variant a): only the front end initialises a shared ring
 // (io/ring.h); the back end attaches to what it finds. A MirageOS netback before mirage-net-xen
 // #68 set up every ring it mapped as if it owned it, zeroing the indexes: the RX buffers a Linux
 // netfront had already posted were gone, and netback waited for ever for buffers to fill.
-//
-// No injected fault is needed: netfront publishes its ring refs, says Connected, reads which
-// offloads netback offers and posts its receive buffers, while netback, woken by the Connected,
-// reads the frontend's keys and maps the rings; either may lose the CPU in between (netback also
-// between mapping a ring and first using it). If netback gets to the rings first, the reset
-// zeroes rings that are still empty and does no harm; if netfront posted first, its buffers are
-// lost. (Linux posts before its Connected write, which would make the loss certain against a
-// backend that waits for Connected - as the restored VMs of the report saw; see netfront.ts.)
-// The guest has two vifs on one bridge, so the race is run twice per boot; one vif sends, the
-// other must receive.
+// Linux's netfront posts its buffers before it says Connected, and netback maps the rings only
+// once it sees Connected, so the loss happens on every schedule - as the report's restored VMs
+// saw every time. A plain bug, not a race: it lives here, with the buggy netback as the variant
+// before-mirage-net-xen-68. The guest has two vifs on one bridge; one sends, the other must
+// receive.
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
 interface RxView { posted: number; req_prod_pvt: number; rsp_cons: number; shared: { req_prod: number; rsp_prod: number } }
@@ -32,18 +27,17 @@ function frame(n: number): Uint8Array {
 }
 
 export default defineScenario({
-  name: 'race-r10-ring-ownership',
+  name: 'ring-ownership',
   title: 'netback attaches to the rings netfront set up, keeping the RX buffers posted before it looked',
-  tags: ['race', 'vif'],
-  race: { id: 'R10', name: 'ring-ownership / early-use', source: 'mirage-net-xen #68, shared-memory-ring #36' },
+  tags: ['vif', 'rings'],
   variants: {
     fixed: { description: 'netback attaches to the mapped rings without writing them (of_buf_no_init)' },
-    buggy: {
+    'before-mirage-net-xen-68': {
       description: 'netback re-initialises each ring it maps (Ring.Rpc.of_buf): indexes back to 0, posted RX buffers lost',
       dom0: { quirks: { netback: { initRingsOnAttach: true } } },
     },
   },
-  expect: { fixed: 'pass', buggy: 'fail' },
+  expect: { fixed: 'pass', 'before-mirage-net-xen-68': 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
   async run(s) {
     const id = await s.step('xl create guest with two vifs on xenbr0', () =>
