@@ -8,6 +8,7 @@ import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
+import ringOwnership from './ring-ownership.ts';
 import slowWatcher from './slow-watcher.ts';
 import saveRestore from './save-restore.ts';
 import suspendResume from './suspend-resume.ts';
@@ -47,5 +48,6 @@ export const LIBRARY: readonly ScenarioDef[] = [
   slowWatcher,
   domidReuse,
   vbdReplacedWhileGuestPaused,
+  ringOwnership,
   ...XSAS,
 ];

@@ -2,7 +2,8 @@
 // to the fixed one (spec/known-races.md). With no fault injected, every buggy variant fails on
 // some schedules and passes on others (a race), and the fixed ones pass the same seeds. R15 is
 // not here: its bug leaks on every reused domid whatever the schedule, so it is the library's
-// domid-reuse variant before-xsa-322.
+// domid-reuse variant before-xsa-322; nor is R10 (a), whose netback loses the posted buffers on
+// every schedule: the library's ring-ownership.
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import r01 from './race-r01-watch-first-event-lost.ts';
 import r02 from './race-r02-coalesced-state-skip.ts';

@@ -1,9 +1,10 @@
 // netfront: the vif frontend in a guest (one queue, one event channel). When the backend waits
 // (InitWait) it grants a tx and an rx ring page, allocates the event channel, publishes the keys
-// in one transaction and goes straight to Connected (netfront never says Initialised), then posts
-// its receive buffers. Sending grants each page of a frame read-only to the backend until the
-// response; received frames are kept for the guest's user space to drain.
-import { FrontRing } from '../../hypervisor/public/io/ring.ts';
+// in one transaction, keeps the offloads the backend offers, posts its receive buffers and goes
+// straight to Connected (netfront never says Initialised), as Linux's xennet_connect does.
+// Sending grants each page of a frame read-only to the backend until the response; received
+// frames are kept for the guest's user space to drain.
+import { FrontRing, type SringIndexes } from '../../hypervisor/public/io/ring.ts';
 import {
   decodeNetifExtraInfo, decodeNetifRxResponse, decodeNetifTxResponse, encodeNetifRxRequest, encodeNetifTxRequest,
   NET_RX_RING_ENTRY_SIZE, NET_TX_RING_ENTRY_SIZE, NET_TX_RING_SIZE, NETRXF_extra_info, NETRXF_more_data, NETTXF_more_data,
@@ -63,6 +64,8 @@ interface Netfront {
   /** The next response slot(s) carry extra info, not data. */
   rxExtra: boolean;
   readonly received: Uint8Array[];
+  /** The offloads in use: those the backend offered (xennet_fix_features). */
+  features: { sg: boolean; ipv6CsumOffload: boolean; tso: boolean; tso6: boolean };
   readonly stats: { txPackets: number; txErrors: number; rxPackets: number; rxErrors: number; rxOverrun: number };
 }
 
@@ -102,7 +105,7 @@ export class NetfrontDriver implements XenbusDriver {
     }
     const fe: Netfront = {
       mac: mac.toLowerCase(), rings: [], txIds: [], txInflight: new Map(), rxBufs: new Map(), rxParts: [], rxBad: false,
-      rxExtra: false, received: [], stats: { txPackets: 0, txErrors: 0, rxPackets: 0, rxErrors: 0, rxOverrun: 0 },
+      rxExtra: false, received: [], features: { sg: false, ipv6CsumOffload: false, tso: false, tso6: false }, stats: { txPackets: 0, txErrors: 0, rxPackets: 0, rxErrors: 0, rxOverrun: 0 },
     };
     dev.data = fe;
   }
@@ -133,7 +136,7 @@ export class NetfrontDriver implements XenbusDriver {
     }
   }
 
-  /** talk_to_netback: rings, one event channel, keys in one transaction, Connected, rx buffers. */
+  /** talk_to_netback and xennet_connect: rings, one event channel, keys in one transaction, offloads, rx buffers, Connected. */
   private async talkToNetback(dev: XenbusDevice, fe: Netfront): Promise<void> {
     if ((await dev.readOtherend('feature-rx-copy')) !== '1') {
       await dev.devFatal(95, 'backend does not support copying receive path');
@@ -156,8 +159,28 @@ export class NetfrontDriver implements XenbusDriver {
       [`${d}/feature-sg`, '1'], [`${d}/feature-gso-tcpv4`, '0'], [`${d}/feature-gso-tcpv6`, '0'],
       [`${d}/feature-ipv6-csum-offload`, '0'],
     ]);
-    await dev.switchState(XenbusState.XenbusStateConnected);
+    // As xennet_connect: the offloads the backend offers (under rtnl_lock), then the receive
+    // buffers, and only then Connected - which is what wakes netback to map the rings, so they
+    // are never empty when it looks (a backend that re-initialises them loses the buffers on
+    // every schedule: scenarios/ring-ownership.ts).
+    if (k.point) await k.point(dev.bus.watch.task);
+    await this.fixFeatures(dev, fe);
     this.fillRx(dev, fe);
+    await dev.switchState(XenbusState.XenbusStateConnected);
+  }
+
+  /**
+   * netdev_update_features -> xennet_fix_features: each offload the device would use is kept
+   * only if the backend says it takes it. Without feature-sg a frame must fit one slot.
+   */
+  private async fixFeatures(dev: XenbusDevice, fe: Netfront): Promise<void> {
+    const offers = async (key: string): Promise<boolean> => (await dev.readOtherend(key)) === '1';
+    fe.features = {
+      sg: await offers('feature-sg'),
+      ipv6CsumOffload: await offers('feature-ipv6-csum-offload'),
+      tso: await offers('feature-gso-tcpv4'),
+      tso6: await offers('feature-gso-tcpv6'),
+    };
   }
 
   /** Posts receive buffers up to the target, each a page granted writable to the backend. */
@@ -290,10 +313,18 @@ export class NetfrontDriver implements XenbusDriver {
 
   // ---------------------------------------------------------------- the guest's side
 
-  /** The MAC and counters of a probed vif. */
-  describe(dev: XenbusDevice): { mac: string; queued: number; stats: Netfront['stats'] } | undefined {
+  /**
+   * The MAC, counters and offloads of a probed vif, and its rx ring as this end sees it: what it
+   * produced (req_prod_pvt) against what the shared page says now (R10: only we move req_prod).
+   */
+  describe(dev: XenbusDevice): {
+    mac: string; queued: number; stats: Netfront['stats']; features: Netfront['features'];
+    rx?: { posted: number; req_prod_pvt: number; rsp_cons: number; shared: SringIndexes };
+  } | undefined {
     const fe = this.info(dev);
-    return fe && { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats } };
+    if (!fe) return undefined;
+    const rx = fe.rx && { posted: fe.rxBufs.size, req_prod_pvt: fe.rx.req_prod_pvt, rsp_cons: fe.rx.rsp_cons, shared: fe.rx.shared() };
+    return { mac: fe.mac, queued: fe.received.length, stats: { ...fe.stats }, features: { ...fe.features }, ...(rx ? { rx } : {}) };
   }
 
   /** Frames received since the last call. */
@@ -312,6 +343,7 @@ export class NetfrontDriver implements XenbusDriver {
     if (frame.length === 0 || frame.length > XEN_NETIF_MAX_TX_SIZE) return Promise.reject(new NetfrontError(`bad frame size ${frame.length}`));
     const ring = fe.tx;
     const n = Math.ceil(frame.length / XEN_PAGE_SIZE);
+    if (n > 1 && !fe.features.sg) return Promise.reject(new NetfrontError(`a ${frame.length}-byte frame needs scatter-gather, which the backend does not offer`));
     if (ring.freeRequests() < n || fe.txIds.length < n) return Promise.reject(new NetfrontError('tx ring full'));
     const k = dev.kernel;
     const pages: Page[] = [];

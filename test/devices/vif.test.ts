@@ -73,7 +73,7 @@ async function rawTx(xl: Xl, domid: number, device: string, requests: NetifTxReq
   await xl.rt.quiesce();
 }
 
-interface DevInfo { name: string; state: number; net?: { mac: string } }
+interface DevInfo { name: string; state: number; net?: { mac: string; features: Record<string, boolean> } }
 
 describe('vif: netfront <-> netback over dom0\'s bridge', function () {
 
@@ -107,6 +107,8 @@ describe('vif: netfront <-> netback over dom0\'s bridge', function () {
           const vif = devices.find((d) => d.name === 'vif/0');
           assert.equal(vif?.state, S.XenbusStateConnected);
           assert.equal(vif?.net?.mac, defaultMac(id, 0));
+          // xennet_fix_features: of the offloads netfront would use, only those netback offers.
+          assert.deepEqual(vif?.net?.features, { sg: true, ipv6CsumOffload: false, tso: false, tso6: false });
         } finally {
           await rt.shutdown();
         }

@@ -5,7 +5,7 @@
 // slots) go to the bridge; RX: frames from the bridge are copied into buffers the frontend posted.
 // Everything on the rings is untrusted: a malformed request drops the packet, a protocol
 // violation disables this vif only.
-import { BackRing } from '../../../hypervisor/public/io/ring.ts';
+import { BackRing, sharedRingInit } from '../../../hypervisor/public/io/ring.ts';
 import {
   decodeNetifExtraInfo, decodeNetifRxRequest, decodeNetifTxRequest, encodeNetifRxResponse, encodeNetifTxResponse,
   NET_RX_RING_ENTRY_SIZE, NET_TX_RING_ENTRY_SIZE, NETRXF_more_data, NETTXF_extra_info, NETTXF_more_data, NetifRsp,
@@ -30,6 +30,13 @@ export type HotplugGate = 'fixed' | 'no-gate' | 'watch-if-exists' | 'delete-once
 
 export interface NetbackQuirks {
   readonly hotplugGate?: HotplugGate;
+  /**
+   * R10 (ring-ownership), a MirageOS netback before mirage-net-xen #68: set up each ring it maps
+   * as if it were the ring's owner (Ring.Rpc.of_buf, SHARED_RING_INIT), zeroing the producer
+   * indexes, so requests the frontend already posted are lost. The fix (shared-memory-ring #36,
+   * of_buf_no_init) attaches without touching the page: only the front end initialises a ring.
+   */
+  readonly initRingsOnAttach?: boolean;
 }
 
 /** Frames held for a frontend that has no RX buffer posted before further ones are dropped. */
@@ -449,6 +456,19 @@ export class Netback implements XenbusDriver {
       k.unmapGrant(tx.handle);
       k.unmapGrant(rx.handle);
       return fail(22, `binding event-channel ${evtchn}`);
+    }
+    // The rings are mapped; dom0 may run anyone else before netback first looks at them (Linux
+    // starts the vif's kernel threads here), and the frontend may post its RX buffers meanwhile.
+    if (k.point) await k.point(dev.bus.watch.task);
+    if (dev.removed) {
+      k.close(port);
+      k.unmapGrant(tx.handle);
+      k.unmapGrant(rx.handle);
+      return false;
+    }
+    if (this.quirks.initRingsOnAttach) {
+      sharedRingInit(tx.page);
+      sharedRingInit(rx.page);
     }
     vif.tx = BackRing.attach(tx.page, NET_TX_RING_ENTRY_SIZE);
     vif.rx = BackRing.attach(rx.page, NET_RX_RING_ENTRY_SIZE);
