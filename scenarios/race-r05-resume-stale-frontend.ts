@@ -1,0 +1,88 @@
+// R05 (b): a guest with a disk is saved and restored into a new domain, whose blkfront finds a new
+// backend in InitWait. xenbus_dev_resume re-reads the other end and resets the cached state; before
+// xen 9f640de2b0 it then armed the otherend watch and only afterwards called blkfront's resume
+// hook. The watch's initial firing goes to xenwatch, a thread beside the resuming one: if its
+// handler gets there first it sees InitWait and Initialising and sets up a ring of its own over the
+// pre-suspend one - which the resume hook, thinking it the old ring, tears down and replaces.
+// Whether blkback read the first ring's ring-ref and event-channel in between (it serves a ring the
+// frontend no longer uses, or maps a grant already revoked), or only the second, is the
+// schedule's. The fix arms the watch after the hook, whose initial firing then finds the new ring.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
+
+const DEVID = 51712;
+const SECTOR = 8;
+const SECTORS = 8;
+
+interface Devices {
+  devices: { name: string; stateName: string; ring?: { ringRef?: number; port?: number; presuspendRing: boolean } }[];
+  errors: string[];
+}
+
+export default defineScenario({
+  name: 'race-r05-resume-stale-frontend',
+  title: 'xl save then xl restore: blkfront resumes against a new backend while the otherend watch fires',
+  tags: ['race', 'vbd', 'xenbus', 'migration'],
+  race: { id: 'R05', name: 'resume-stale-frontend', source: 'xen 9f640de2b0 (with f9eb14bf6a, b4c7ff25ae)' },
+  variants: {
+    fixed: { description: "xenbus_dev_resume arms the otherend watch after the driver's resume hook" },
+    buggy: {
+      description: "xenbus_dev_resume arms the otherend watch before the driver's resume hook (before xen 9f640de2b0)",
+      guest: { quirks: { xenbus: { watchOtherendBeforeResume: true } } },
+    },
+  },
+  expect: { fixed: 'pass', buggy: 'fail' },
+  faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
+  async run(s) {
+    const src = await s.step('xl create guest (xvda)', () =>
+      s.create('guest', guestConfig('r05', { disks: [{ vdev: 'xvda', target: 'r05-root', sizeMiB: 1 }] })));
+    const data = new Uint8Array(SECTORS * 512);
+    for (let i = 0; i < data.length; i++) data[i] = s.rng.below(256);
+    await s.step('xvda connects; the guest writes to it', async () => {
+      s.expect(await s.waitFor(`/local/domain/${src}/device/vbd/${DEVID}/state`, '4', 5e9), 'xvda frontend Connected');
+      const w = await s.guest<{ status?: number; error?: string }>('guest', { cmd: 'blk', device: `vbd/${DEVID}`, op: 'write', sector: SECTOR, sectors: SECTORS, data });
+      s.expect(w.status === 0, `write through blkfront: ${w.error ?? w.status}`);
+    });
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'xensim-r05-'));
+    let id: number;
+    try {
+      const file = path.join(dir, 'r05.xl');
+      await s.step('xl save guest', () => s.xl.save(src, file, {}));
+      id = await s.step('xl restore: a new domain, a new backend in InitWait, the kernel resumes xvda', async () => {
+        const r = await s.xl.restore(file, { guest: s.guestArgs() });
+        s.roles.set('guest', r.domid);
+        return r.domid;
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    const fe = `/local/domain/${id}/device/vbd/${DEVID}`;
+    const be = `/local/domain/0/backend/vbd/${id}/${DEVID}`;
+    await s.step('after resume xvda reaches 4/4', async () => {
+      const ok = (await s.waitFor(`${fe}/state`, '4', 2e9)) && (await s.waitFor(`${be}/state`, '4', 2e9));
+      s.expect(ok, `xvda: frontend ${await s.read(`${fe}/state`)}, backend ${await s.read(`${be}/state`)}`);
+    });
+    await s.step('the ring the frontend uses is the one it published and blkback mapped', async () => {
+      const seen = await s.guest<Devices>('guest', { cmd: 'devices' });
+      s.expect(seen.errors.length === 0, `guest oops: ${seen.errors.join('; ')}`);
+      const ring = seen.devices.find((d) => d.name === `vbd/${DEVID}`)?.ring;
+      s.expect(ring?.ringRef !== undefined && ring.port !== undefined && !ring.presuspendRing, `blkfront holds no live ring: ${JSON.stringify(ring)}`);
+      const ref = await s.read(`${fe}/ring-ref`);
+      const port = await s.read(`${fe}/event-channel`);
+      s.expect(ref === String(ring!.ringRef) && port === String(ring!.port),
+        `published ring-ref ${ref}, event-channel ${port}; blkfront uses ring-ref ${ring!.ringRef}, port ${ring!.port}`);
+      const maps = s.trace.filter((e) => e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0);
+      const mapped = maps.at(-1);
+      s.expect(mapped !== undefined && mapped.kind === 'gnttab' && mapped.ref === ring!.ringRef,
+        `blkback serves ring-ref ${mapped?.kind === 'gnttab' ? mapped.ref : 'none'}, blkfront uses ${ring!.ringRef}`);
+    });
+    await s.step('what the guest wrote before the save reads back through the new ring', async () => {
+      const r = await s.guest<{ status?: number; data?: Uint8Array; error?: string }>('guest', { cmd: 'blk', device: `vbd/${DEVID}`, op: 'read', sector: SECTOR, sectors: SECTORS });
+      s.expect(r.status === 0 && r.data !== undefined && Buffer.from(r.data).equals(Buffer.from(data)), `read back: ${r.error ?? r.status}`);
+    });
+  },
+});
