@@ -37,7 +37,7 @@ export default defineScenario({
   faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
   async run(s) {
     const src = await s.step('xl create guest (xvda)', () =>
-      s.create('guest', guestConfig('r05', { disks: [{ vdev: 'xvda', target: 'r05-root', sizeMiB: 1 }] })));
+      s.create('guest', guestConfig('r05', { memory: 16, disks: [{ vdev: 'xvda', target: 'r05-root', sizeMiB: 1 }] })));
     const data = new Uint8Array(SECTORS * 512);
     for (let i = 0; i < data.length; i++) data[i] = s.rng.below(256);
     await s.step('xvda connects; the guest writes to it', async () => {
