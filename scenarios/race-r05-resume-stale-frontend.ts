@@ -2,11 +2,15 @@
 // backend in InitWait. xenbus_dev_resume re-reads the other end and resets the cached state; before
 // xen 9f640de2b0 it then armed the otherend watch and only afterwards called blkfront's resume
 // hook. The watch's initial firing goes to xenwatch, a thread beside the resuming one: if its
-// handler gets there first it sees InitWait and Initialising and sets up a ring of its own over the
-// pre-suspend one - which the resume hook, thinking it the old ring, tears down and replaces.
-// Whether blkback read the first ring's ring-ref and event-channel in between (it serves a ring the
-// frontend no longer uses, or maps a grant already revoked), or only the second, is the
-// schedule's. The fix arms the watch after the hook, whose initial firing then finds the new ring.
+// handler runs after the state reset and before the hook has said Initialised, it sees InitWait and
+// Initialising and sets up a ring of its own beside the hook's - each may overwrite or tear down the
+// other's, and blkback maps whichever ring-ref it reads when the frontend says Initialised. If that
+// is not the ring the frontend keeps, the disk hangs. The handler running before the reset (it sees
+// the stale Connected and does nothing), after the hook, or blkback reading only the last ring-ref
+// all pass: the schedule decides. The fix arms the watch after the hook, whose initial firing then
+// finds the new ring. Checked: 4/4 after resume, the frontend's ring is the one published in
+// ring-ref/event-channel and the one blkback mapped, no ring operation on the pre-suspend ring
+// (asserted in blkfront), and data written before the save reads back.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';

@@ -321,7 +321,9 @@ export class XenbusBus {
     dev.otherendWatch = undefined;
     if (!(await this.readOtherendDetails(dev))) return false;
     if (this.quirks.watchOtherendBeforeResume) {
-      // The watch goes in with the other end's details, before the state reset and the hook.
+      // The watch goes in as soon as the other end is known, before the state reset and the hook
+      // (the placement of the reset in the 2006 code was not read: an assumption). A handler that
+      // runs before the reset sees the stale cached state and leaves the device alone.
       await this.watchOtherend(dev);
       if (k.point) await k.point(RESUME_TASK);
       dev.state = XenbusState.XenbusStateInitialising;
