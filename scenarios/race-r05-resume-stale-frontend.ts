@@ -40,8 +40,8 @@ export default defineScenario({
   expect: { fixed: 'pass', buggy: 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
   async run(s) {
-    const src = await s.step('xl create guest (xvda)', () =>
-      s.create('guest', guestConfig('r05', { memory: 16, disks: [{ vdev: 'xvda', target: 'r05-root', sizeMiB: 1 }] })));
+    const src = await s.step('xl create guest (xvda, vif 0)', () =>
+      s.create('guest', guestConfig('r05', { memory: 16, disks: [{ vdev: 'xvda', target: 'r05-root', sizeMiB: 1 }], vifs: [{}] })));
     const data = new Uint8Array(SECTORS * 512);
     for (let i = 0; i < data.length; i++) data[i] = s.rng.below(256);
     await s.step('xvda connects; the guest writes to it', async () => {
@@ -71,6 +71,18 @@ export default defineScenario({
       s.expect(ok, `xvda: frontend ${await s.read(`${fe}/state`)}, backend ${await s.read(`${be}/state`)}`);
     });
     await s.step('the ring the frontend uses is the one it published and blkback mapped', async () => {
+      // blkback's connect_ring reads ring-ref once per connect: its last read (dom0's READ and the
+      // reply, paired by connection and req_id) names the ring it serves; its map must follow.
+      const asked = new Set<string>();
+      let served: { ref: string; at: number } | undefined;
+      s.trace.forEach((e, i) => {
+        if (e.kind !== 'xenstore' || e.domid !== 0 || e.type !== 'READ') return;
+        const key = `${e.conn}:${e.req_id}`;
+        if (e.dir === 'IN' && e.payload === `${fe}/ring-ref\\0`) asked.add(key);
+        else if (e.dir === 'OUT' && asked.delete(key)) served = { ref: e.payload, at: i };
+      });
+      const mapped = served !== undefined && s.trace.slice(served.at).some((e) =>
+        e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0 && String(e.ref) === served!.ref);
       const seen = await s.guest<Devices>('guest', { cmd: 'devices' });
       s.expect(seen.errors.length === 0, `guest oops: ${seen.errors.join('; ')}`);
       const ring = seen.devices.find((d) => d.name === `vbd/${DEVID}`)?.ring;
@@ -79,10 +91,8 @@ export default defineScenario({
       const port = await s.read(`${fe}/event-channel`);
       s.expect(ref === String(ring!.ringRef) && port === String(ring!.port),
         `published ring-ref ${ref}, event-channel ${port}; blkfront uses ring-ref ${ring!.ringRef}, port ${ring!.port}`);
-      const maps = s.trace.filter((e) => e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0);
-      const mapped = maps.at(-1);
-      s.expect(mapped !== undefined && mapped.kind === 'gnttab' && mapped.ref === ring!.ringRef,
-        `blkback serves ring-ref ${mapped?.kind === 'gnttab' ? mapped.ref : 'none'}, blkfront uses ${ring!.ringRef}`);
+      s.expect(served?.ref === String(ring!.ringRef) && mapped,
+        `blkback serves ring-ref ${served?.ref ?? 'none'}${mapped ? '' : ' (not mapped)'}, blkfront uses ${ring!.ringRef}`);
     });
     await s.step('what the guest wrote before the save reads back through the new ring', async () => {
       const r = await s.guest<{ status?: number; data?: Uint8Array; error?: string }>('guest', { cmd: 'blk', device: `vbd/${DEVID}`, op: 'read', sector: SECTOR, sectors: SECTORS });
