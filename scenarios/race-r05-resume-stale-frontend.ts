@@ -79,7 +79,7 @@ export default defineScenario({
         if (e.kind !== 'xenstore' || e.domid !== 0 || e.type !== 'READ') return;
         const key = `${e.conn}:${e.req_id}`;
         if (e.dir === 'IN' && e.payload === `${fe}/ring-ref\\0`) asked.add(key);
-        else if (e.dir === 'OUT' && asked.delete(key)) served = { ref: e.payload, at: i };
+        else if (e.dir === 'OUT' && asked.delete(key)) served = { ref: String(e.payload), at: i };
       });
       const mapped = served !== undefined && s.trace.slice(served.at).some((e) =>
         e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0 && String(e.ref) === served!.ref);
