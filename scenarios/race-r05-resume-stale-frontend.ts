@@ -66,9 +66,12 @@ export default defineScenario({
 
     const fe = `/local/domain/${id}/device/vbd/${DEVID}`;
     const be = `/local/domain/0/backend/vbd/${id}/${DEVID}`;
-    await s.step('after resume xvda reaches 4/4', async () => {
+    await s.step('after resume every device reaches 4/4', async () => {
       const ok = (await s.waitFor(`${fe}/state`, '4', 2e9)) && (await s.waitFor(`${be}/state`, '4', 2e9));
       s.expect(ok, `xvda: frontend ${await s.read(`${fe}/state`)}, backend ${await s.read(`${be}/state`)}`);
+      const vif = [`/local/domain/${id}/device/vif/0/state`, `/local/domain/0/backend/vif/${id}/0/state`];
+      const vifOk = (await s.waitFor(vif[0], '4', 2e9)) && (await s.waitFor(vif[1], '4', 2e9));
+      s.expect(vifOk, `vif 0: frontend ${await s.read(vif[0])}, backend ${await s.read(vif[1])}`);
     });
     await s.step('the ring the frontend uses is the one it published and blkback mapped', async () => {
       // blkback's connect_ring reads ring-ref once per connect: its last read (dom0's READ and the
