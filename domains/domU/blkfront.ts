@@ -9,7 +9,7 @@ import {
 } from '../../hypervisor/public/io/blkif.ts';
 import { parseXenbusState, XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import type { XenbusDevice, XenbusDriver } from '../kernel/xenbus-probe.ts';
-import type { SavedBlkRequest } from './kernel-state.ts';
+import type { SavedBlkRequest, SavedFrontend } from './kernel-state.ts';
 
 export interface BlkfrontQuirks {
   /**
@@ -69,6 +69,11 @@ interface Blkfront {
   nextId: bigint;
   /** BLKIF_STATE_ERROR: the backend kept a grant mapped past its response; no more I/O. */
   broken?: boolean;
+  /**
+   * Restored kernel: the ring this frontend had in the saved domain (its page is this memory's,
+   * its grant ref and port were the old domain's). Until the resume hook lets it go, `ring` is it.
+   */
+  presuspend?: { readonly ring: FrontRing; readonly gfn: number; readonly ref: number; readonly port: number };
 }
 
 export class BlkfrontError extends Error {}
@@ -125,6 +130,46 @@ export class BlkfrontDriver implements XenbusDriver {
 
   private info(dev: XenbusDevice): Blkfront {
     return dev.data as Blkfront;
+  }
+
+  /** What a resumed kernel needs of this device (the state of blkfront_info in guest memory). */
+  saved(dev: XenbusDevice): SavedFrontend {
+    const fe = this.info(dev);
+    return {
+      name: dev.name, state: dev.state, vdev: fe?.vdev ?? 0,
+      ...(fe?.ringGfn !== undefined && fe.ringRef !== undefined && fe.port !== undefined ? { ring: { gfn: fe.ringGfn, ref: fe.ringRef, port: fe.port } } : {}),
+      ...(fe?.disk ? { disk: { sectors: fe.disk.sectors, sectorSize: fe.disk.sectorSize, info: fe.disk.info, flush: fe.disk.flush } } : {}),
+    };
+  }
+
+  /**
+   * A restored kernel's blkfront_info as it was at suspend: the disk, and the ring still pointing
+   * at the page it used (its page reserved by the caller). The grant ref and port it names were
+   * the old domain's: xen_irq_resume has forgotten the port, and the new grant table is empty.
+   */
+  restore(dev: XenbusDevice, saved: SavedFrontend): void {
+    const fe: Blkfront = { vdev: saved.vdev, pending: new Map(), nextId: 1n };
+    if (saved.disk) fe.disk = { ...saved.disk };
+    if (saved.ring) {
+      fe.ring = FrontRing.attach(dev.kernel.page(saved.ring.gfn), BLKIF_RING_ENTRY_SIZE);
+      fe.ringGfn = saved.ring.gfn;
+      fe.presuspend = { ring: fe.ring, ...saved.ring };
+    }
+    dev.data = fe;
+  }
+
+  /** The ring a frontend uses now and what it published, for invariants. */
+  describe(dev: XenbusDevice): { ringRef?: number; port?: number; presuspendRing: boolean } {
+    const fe = this.info(dev);
+    return { ringRef: fe?.ringRef, port: fe?.port, presuspendRing: fe?.ring !== undefined && fe.ring === fe.presuspend?.ring };
+  }
+
+  /** Asserted before every ring operation: never on the ring of the saved domain. */
+  private liveRing(dev: XenbusDevice, fe: Blkfront): FrontRing | undefined {
+    if (fe.ring && fe.ring === fe.presuspend?.ring) {
+      throw new BlkfrontError(`BUG: ${dev.nodename}: ring operation on the pre-suspend ring (gfn ${fe.presuspend.gfn}, old ring-ref ${fe.presuspend.ref})`);
+    }
+    return fe.ring;
   }
 
   async probe(dev: XenbusDevice): Promise<void> {
@@ -228,8 +273,11 @@ export class BlkfrontDriver implements XenbusDriver {
     }
     if (fe.port !== undefined) k.close(fe.port);
     if (fe.ringRef !== undefined && k.endForeignAccess(fe.ringRef) && fe.ringGfn !== undefined) k.freePage(fe.ringGfn);
+    // The saved domain's ring: no grant or port of this domain names it, its page is just memory.
+    else if (fe.ringRef === undefined && fe.ringGfn !== undefined && fe.ring === fe.presuspend?.ring) k.freePage(fe.ringGfn);
     fe.port = fe.ringRef = fe.ringGfn = undefined;
     fe.ring = undefined;
+    fe.presuspend = undefined;
   }
 
   private release(dev: XenbusDevice, p: Pending): void {
@@ -295,7 +343,7 @@ export class BlkfrontDriver implements XenbusDriver {
   /** The ring's event: take every response. */
   private interrupt(dev: XenbusDevice): void {
     const fe = this.info(dev);
-    const ring = fe.ring;
+    const ring = this.liveRing(dev, fe);
     if (!ring) return;
     do {
       let slot = ring.consumeResponse();
@@ -356,7 +404,8 @@ export class BlkfrontDriver implements XenbusDriver {
       return Promise.reject(new BlkfrontError(`${dev.nodename}: not connected`));
     }
     if (fe.broken) return Promise.reject(new BlkfrontError(`${dev.nodename}: disabled for further use`));
-    const slot = fe.ring.produceRequest();
+    const ring = this.liveRing(dev, fe)!;
+    const slot = ring.produceRequest();
     if (!slot) return Promise.reject(new BlkfrontError('ring full'));
     const k = dev.kernel;
     const pages: Pending['pages'] = [];
@@ -372,7 +421,7 @@ export class BlkfrontDriver implements XenbusDriver {
     const done = new Promise<{ status: number; data?: Uint8Array }>((resolve) => {
       fe.pending.set(id, { op, sector, pages, resolve, sectors });
     });
-    if (fe.ring.pushRequestsAndCheckNotify() && fe.port !== undefined) k.notify(fe.port);
+    if (ring.pushRequestsAndCheckNotify() && fe.port !== undefined) k.notify(fe.port);
     return done;
   }
 
@@ -408,20 +457,23 @@ export class BlkfrontDriver implements XenbusDriver {
   }
 
   /**
-   * The resume path (xenbus_dev_resume with blkfront_resume of 2006: blkif_free,
-   * talk_to_backend, blkif_recover; then watch_otherend): the gendisk survives, a new ring is
-   * published with Initialised and - requests requeued - the frontend says Connected right after,
-   * without waiting for the backend. The backend's watch fires for each write but its handler
-   * reads the state node when it runs: it may see Connected only (R02).
+   * blkfront_resume of 2006 (drv->resume, called by xenbus_dev_resume with the cached state back
+   * at Initialising): blkif_free lets go of the ring it holds (requests on it are in the shadow),
+   * talk_to_backend publishes a new one with Initialised and blkif_recover - the gendisk surviving
+   * - requeues the shadow and says Connected right after, without waiting for the backend. The
+   * backend's watch fires for each write but its handler reads the state node when it runs: it
+   * may see Connected only (R02).
    */
   async resume(dev: XenbusDevice): Promise<void> {
     const fe = this.info(dev);
-    if (!fe?.disk || fe.ring || dev.otherendWatch) throw new BlkfrontError(`${dev.nodename}: not closed for resume`);
-    dev.state = XenbusState.XenbusStateInitialising;
+    if (!fe?.disk) throw new BlkfrontError(`${dev.nodename}: no disk to resume`);
+    const disk = fe.disk;
+    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    fe.disk = disk;
     await this.talkToBlkback(dev);
-    // blkif_recover: requeue what was in flight (nothing survived closeForResume) and go on.
-    if (fe.ring && !dev.removed) await dev.switchState(XenbusState.XenbusStateConnected);
-    if (!dev.removed) await dev.bus.watchOtherend(dev);
+    if (!fe.ring || dev.removed) return;
+    await dev.switchState(XenbusState.XenbusStateConnected);
+    if ((dev.state as XenbusState) === XenbusState.XenbusStateConnected) this.recover(dev);
   }
 
   async remove(dev: XenbusDevice): Promise<void> {

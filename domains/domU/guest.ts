@@ -89,7 +89,8 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   if (args.resumed) {
     try {
       saved = readKernelState(k.page(KERNEL_STATE_GFN), k.startInfo.nr_pages);
-      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns)]) k.reservePage(gfn);
+      const rings = saved.frontends.flatMap((f) => (f.ring ? [f.ring.gfn] : []));
+      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns), ...rings]) k.reservePage(gfn);
     } catch (e) {
       // Memory that is not what this kernel left: nothing to resume from (Linux would oops).
       k.trace({ kind: 'oops', where: 'resume', error: e instanceof Error ? e.message : String(e) });
@@ -182,9 +183,10 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         // Frozen: what a resumed kernel needs goes into its own memory, which the saver copies -
         // the watches xs_resume registers again and the block requests still on the rings (the
         // shadow blkif_recover re-queues).
-        const inflight = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd').flatMap((d) => blkfront.inflight(d));
+        const vbds = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd');
+        const inflight = vbds.flatMap((d) => blkfront.inflight(d));
         try {
-          writeKernelState(statePage, { workload, watches: xsUser.savedWatches(), blk: inflight, resumes });
+          writeKernelState(statePage, { workload, watches: xsUser.savedWatches(), blk: inflight, frontends: vbds.map((d) => blkfront.saved(d)), resumes });
         } catch (e) {
           // dpm_suspend_start failing: the suspend does not happen; the held requests go on.
           printk(`PM: Some devices failed to suspend: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -258,8 +260,21 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     await xsUser.resumeWatches(saved.watches);
     blkfront.recoverOnConnect(saved.blk);
   }
-  // Booting: probe the frontends. Resumed: xenbus_dev_resume - each frontend talks to its (new)
-  // backend from Initialising again and reconnects.
+  if (saved) {
+    // dpm_resume: xenbus_dev_resume for each vbd the kernel had (its structs are in this memory),
+    // which reconnects it to its new backend. (xensim's netfront keeps nothing across a restore:
+    // its vifs are probed anew below, as if hot-plugged.)
+    const vbds = saved.frontends.map((f) => {
+      const dev = bus.adopt(f.name, 'vbd', f.state as XenbusState);
+      blkfront.restore(dev, f);
+      return dev;
+    });
+    for (const dev of vbds) {
+      if (!(await bus.resumeDevice(dev))) printk(`xenbus: resume ${dev.nodename}: no backend\n`);
+    }
+  }
+  // Booting: probe the frontends. Resumed: the root watch again, and any device the kernel did
+  // not have before.
   await bus.start();
   if (saved) printk(`xen: resumed in domain ${k.domid} (resume ${resumes})\nRestarting tasks ... done.\n`);
 
@@ -287,7 +302,13 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         const vbds = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd');
         void (async () => {
           for (const dev of vbds) await blkfront.closeForResume(dev);
-          for (const dev of vbds) await blkfront.resume(dev);
+          // What xenbus_dev_resume does once the other end is known: state back to Initialising,
+          // the driver's hook, the otherend watch again.
+          for (const dev of vbds) {
+            dev.state = XenbusState.XenbusStateInitialising;
+            await blkfront.resume(dev);
+            if (!dev.removed) await bus.watchOtherend(dev);
+          }
         })().then(() => reply({}), (e: unknown) => reply(failed(e)));
         return;
       }
@@ -320,7 +341,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         reply({
           devices: [...bus.devices.values()].map((d) => ({
             name: d.name, nodename: d.nodename, state: d.state, stateName: xenbusStateName(d.state),
-            ...(d.devicetype === 'vbd' ? { disk: blkfront.disk(d) } : {}),
+            ...(d.devicetype === 'vbd' ? { disk: blkfront.disk(d), ring: blkfront.describe(d) } : {}),
             ...(d.devicetype === 'vif' ? { net: netfront.describe(d) } : {}),
           })),
           errors: watch.errors.map((e) => (e instanceof Error ? e.stack ?? e.message : String(e))),

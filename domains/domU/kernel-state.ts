@@ -35,11 +35,29 @@ export interface SavedBlkRequest {
   readonly gfns: readonly number[];
 }
 
+/**
+ * A vbd frontend as the kernel holds it at suspend (struct xenbus_device and blkfront_info live in
+ * guest memory, so a restored kernel finds them as they were): its cached dev->state, the disk it
+ * exposes, and the ring it had - a page of this memory, and the grant ref and event channel that
+ * named it in the saved domain, which name nothing in the new one.
+ */
+export interface SavedFrontend {
+  /** `vbd/51712`. */
+  readonly name: string;
+  /** dev->state when the kernel froze. */
+  readonly state: number;
+  readonly vdev: number;
+  readonly ring?: { readonly gfn: number; readonly ref: number; readonly port: number };
+  readonly disk?: { readonly sectors: number; readonly sectorSize: number; readonly info: number; readonly flush: boolean };
+}
+
 export interface KernelState {
   /** Pages the memory workload filled (kept across save/restore, hashed by mem-hash). */
   readonly workload: readonly number[];
   readonly watches: readonly SavedWatch[];
   readonly blk: readonly SavedBlkRequest[];
+  /** The vbd frontends, for xenbus_dev_resume. */
+  readonly frontends: readonly SavedFrontend[];
   /** Times this kernel came back in a new domain. */
   readonly resumes: number;
 }
@@ -76,7 +94,8 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
   }
   const o = raw as Record<string, unknown>;
   const gfn = (g: unknown): g is number => isInt(g, nrPages - 1) && g !== KERNEL_STATE_GFN;
-  if (typeof o !== 'object' || o === null || !Array.isArray(o.workload) || !Array.isArray(o.watches) || !Array.isArray(o.blk) || !isInt(o.resumes)) {
+  if (typeof o !== 'object' || o === null || !Array.isArray(o.workload) || !Array.isArray(o.watches) || !Array.isArray(o.blk) || !Array.isArray(o.frontends)
+    || !isInt(o.resumes)) {
     throw new KernelStateError('kernel state: missing fields');
   }
   if (!o.workload.every(gfn) || new Set(o.workload).size !== o.workload.length) throw new KernelStateError('kernel state: bad workload pages');
@@ -92,5 +111,28 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
       throw new KernelStateError('kernel state: bad block request');
     }
   }
+  const names = new Set<string>();
+  const ringGfns = new Set<number>();
+  for (const f of o.frontends as Record<string, unknown>[]) {
+    if (typeof f !== 'object' || f === null || !isStr(f.name, 64) || !/^vbd\/\d{1,9}$/.test(f.name) || names.has(f.name)
+      || !isInt(f.state, 8) || !isInt(f.vdev, 0xffffffff)) {
+      throw new KernelStateError('kernel state: bad frontend');
+    }
+    names.add(f.name);
+    if (f.ring !== undefined) {
+      const r = f.ring as Record<string, unknown>;
+      if (typeof r !== 'object' || r === null || !gfn(r.gfn) || ringGfns.has(r.gfn) || !isInt(r.ref, 0xffffffff) || !isInt(r.port, 0xffffffff)) {
+        throw new KernelStateError('kernel state: bad frontend ring');
+      }
+      ringGfns.add(r.gfn);
+    }
+    if (f.disk !== undefined) {
+      const d = f.disk as Record<string, unknown>;
+      if (typeof d !== 'object' || d === null || !isInt(d.sectors) || !isInt(d.sectorSize, 1 << 16) || !isInt(d.info, 0xffffffff) || typeof d.flush !== 'boolean') {
+        throw new KernelStateError('kernel state: bad frontend disk');
+      }
+    }
+  }
+  if (o.workload.some((g) => ringGfns.has(g as number))) throw new KernelStateError('kernel state: a ring page is also a workload page');
   return o as unknown as KernelState;
 }

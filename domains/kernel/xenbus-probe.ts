@@ -11,6 +11,9 @@ import { type XenbusWatch, Xenwatch } from './xenbus-watch.ts';
 
 export type XenbusRole = 'frontend' | 'backend';
 
+/** The task that resumes devices after a suspend (the 2006 kernels' xen_suspend thread). */
+export const RESUME_TASK = 'suspend';
+
 /** A driver for one device type (vbd, vif, console). */
 export interface XenbusDriver {
   readonly type: string;
@@ -19,6 +22,11 @@ export interface XenbusDriver {
   otherendChanged(dev: XenbusDevice, state: XenbusState): Promise<void>;
   /** The device is going away (its directory vanished, or the driver unregistered it). */
   remove(dev: XenbusDevice): Promise<void>;
+  /**
+   * drv->resume: the domain came back from suspend (maybe in a new domain, with a new other end);
+   * drop what the old connection held and set up a new one.
+   */
+  resume?(dev: XenbusDevice): Promise<void>;
 }
 
 /** Knobs for the buggy variants of known races (off = the fixed code). */
@@ -43,6 +51,12 @@ export interface XenbusQuirks {
    * xenstored introduced it): requests written then are wiped by the introduction's reset.
    */
   readonly ringBeforeConnected?: boolean;
+  /**
+   * R05 (b), before xen 9f640de2b0: xenbus_dev_resume arms the otherend watch before the driver's
+   * resume hook, so the watch's initial firing may run the driver's otherend handler while it
+   * still holds its pre-suspend ring - and the hook then tears down what that handler set up.
+   */
+  readonly watchOtherendBeforeResume?: boolean;
 }
 
 /**
@@ -276,6 +290,52 @@ export class XenbusBus {
     }
     if (!dev.vanished) return false;
     await this.unregister(dev);
+    return true;
+  }
+
+  /**
+   * A device the kernel had before it suspended: its struct survived in guest memory, so it is
+   * this bus's again without a probe (the driver restores its own data), still holding the state
+   * it cached before suspend. resumeDevice brings it back to life.
+   */
+  adopt(name: string, devicetype: string, state: XenbusState): XenbusDevice {
+    if (!this.drivers.get(devicetype)?.resume) throw new Error(`xenbus: no ${devicetype} driver with a resume hook for ${name}`);
+    const dev = new XenbusDevice(this, `${this.root}/${name}`, name, devicetype);
+    dev.state = state;
+    this.devices.set(name, dev);
+    return dev;
+  }
+
+  /**
+   * xenbus_dev_resume (fixed order, xen 9f640de2b0 and Linux since): talk_to_otherend re-reads
+   * who and where the other end is now (a restore brings new backends), the cached state goes back
+   * to Initialising, the driver's resume hook runs, and only then is the otherend watch armed again,
+   * whose initial firing finds the driver set up anew. It runs in the suspend thread (in the kernels
+   * of that time a thread of its own, so xenwatch runs beside it), which may lose the CPU between
+   * these steps. False if the other end is not there (the device stays, unconnected).
+   */
+  async resumeDevice(dev: XenbusDevice): Promise<boolean> {
+    const k = this.kernel;
+    const driver = this.drivers.get(dev.devicetype);
+    await dev.otherendWatch?.unregister();
+    dev.otherendWatch = undefined;
+    if (!(await this.readOtherendDetails(dev))) return false;
+    if (this.quirks.watchOtherendBeforeResume) {
+      // The watch goes in as soon as the other end is known, before the state reset and the hook
+      // (the placement of the reset in the 2006 code was not read: an assumption). A handler that
+      // runs before the reset sees the stale cached state and leaves the device alone.
+      await this.watchOtherend(dev);
+      if (k.point) await k.point(RESUME_TASK);
+      dev.state = XenbusState.XenbusStateInitialising;
+      if (k.point) await k.point(RESUME_TASK);
+      if (!dev.removed) await driver?.resume?.(dev);
+      return true;
+    }
+    dev.state = XenbusState.XenbusStateInitialising;
+    if (k.point) await k.point(RESUME_TASK);
+    await driver?.resume?.(dev);
+    if (k.point) await k.point(RESUME_TASK);
+    if (!dev.removed) await this.watchOtherend(dev);
     return true;
   }
 

@@ -7,6 +7,7 @@ const STATE: KernelState = {
   workload: [3, 4, 9],
   watches: [{ path: 'data/x', token: 'tok', reread: false, delayNs: 0, via: 'dev' as const }],
   blk: [{ device: 'vbd/51712', op: 1, sector: 40, sectors: 8, gfns: [12, 13] }],
+  frontends: [{ name: 'vbd/51712', state: 4, vdev: 51712, ring: { gfn: 20, ref: 8, port: 5 }, disk: { sectors: 16384, sectorSize: 512, info: 0, flush: true } }],
   resumes: 2,
 };
 
@@ -33,6 +34,21 @@ describe('guest kernel state page', () => {
     assert.throws(() => readKernelState(page, 64), /workload/, 'the state page itself is not a workload page');
     writeKernelState(page, { ...STATE, workload: [5, 5] });
     assert.throws(() => readKernelState(page, 64), /workload/);
+  });
+
+  it('refuses frontends that are not vbds, named twice, or whose ring page is outside memory or a workload page', () => {
+    const page = new Uint8Array(4096);
+    const [f] = STATE.frontends;
+    const bad = (frontends: unknown[], why: RegExp): void => {
+      writeKernelState(page, { ...STATE, frontends } as KernelState);
+      assert.throws(() => readKernelState(page, 64), why);
+    };
+    bad([{ ...f, name: '../vbd/1' }], /frontend/);
+    bad([f, f], /frontend/);
+    bad([{ ...f, state: 9 }], /frontend/);
+    bad([{ ...f, ring: { ...f.ring, gfn: 64 } }], /ring/);
+    bad([{ ...f, ring: { ...f.ring, gfn: 3 } }], /workload/);
+    bad([{ ...f, disk: { ...f.disk, flush: 1 } }], /disk/);
   });
 
   it('a state too big for its page is refused at suspend', () => {

@@ -17,10 +17,14 @@ const DEVICES = ['vbd/51712', 'vif/0'];
 
 type Devices = { devices: { name: string; stateName: string }[]; recovered: unknown[]; resumes: number };
 
+/** Both ends of every device Connected (a backend follows its frontend's Connected on its own schedule). */
 async function connected(h: TestHost, domid: number): Promise<void> {
   for (const d of DEVICES) {
     const w = await h.rt.toolstack<{ ok: boolean }>('wait', { path: `/local/domain/${domid}/device/${d}/state`, value: '4' });
     assert.ok(w.ok, `${d} Connected in domain ${domid}`);
+    const [kind, devid] = d.split('/');
+    const b = await h.rt.toolstack<{ ok: boolean }>('wait', { path: `/local/domain/0/backend/${kind}/${domid}/${devid}/state`, value: '4' });
+    assert.ok(b.ok, `${d} backend Connected for domain ${domid}`);
   }
 }
 
