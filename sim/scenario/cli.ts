@@ -274,6 +274,10 @@ export function registerScenarios(program: Command): void {
       const r = await runScenario(def, { seed: o.seed, variant: o.variant, log, faults, schedule: await withMeasuredSteps(def, o.schedule, 1) });
       writeOutputs(r, o, file);
       process.stdout.write(`${resultLine(r)}\n`);
+      if (r.diverged) {
+        process.stderr.write(`warning: the schedule does not fit this run: step ${r.diverged.step} asks for choice ${r.diverged.asked} but ${r.diverged.ready} `
+          + 'could run (the default ran instead) - was it written for another seed, variant, fault selection or xensim version?\n');
+      }
       if (r.result !== XtfResult.SUCCESS) process.stdout.write(`replay: ${replayCommand({ ...r, file })}\n`);
       const races = o.detectRaces ? detectRaces(r.trace) : undefined;
       if (races) process.stdout.write(racesText(races));

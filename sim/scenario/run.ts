@@ -8,7 +8,7 @@ import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
 import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
-import { parseSchedule, type SchedItem } from '../scheduler/strategy.ts';
+import { parseSchedule, ReplayStrategy, type SchedItem } from '../scheduler/strategy.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
 import { type CreateOptions, Xl } from '../xl.ts';
@@ -50,6 +50,11 @@ export interface RunResult {
   readonly preemptions: readonly { readonly step: number; readonly choice: number; readonly domid: number; readonly task: number }[];
   /** Of those, the ones that took the CPU from a task that could have gone on (CHESS's count). */
   readonly switches: number;
+  /**
+   * A replay: the first forced choice this run could not make (fewer tasks ready than asked) -
+   * the schedule was written for another run (seed, variant, faults or xensim version).
+   */
+  readonly diverged?: { readonly step: number; readonly asked: number; readonly ready: number };
   readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly ids: readonly SchedItem[]; readonly chosen: number; readonly dflt: number }[];
   readonly events: number;
   /** sha256 of the trace as JSON lines. */
@@ -394,7 +399,8 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   for (const e of trace) hash.update(JSON.stringify(e)).update('\n');
   const rec = rt.scheduleRecord;
   return {
-    ...base, steps: rec.steps, switches: rec.switches, preemptions: rec.preemptions.map((step, k) => ({ step, choice: rec.choices[step], domid: rec.preemptedTo[k].domid, task: rec.preemptedTo[k].task })), choicePoints: rt.choicePoints,
+    ...base, steps: rec.steps, switches: rec.switches,
+    ...(strategy instanceof ReplayStrategy && strategy.divergedAt ? { diverged: strategy.divergedAt } : {}), preemptions: rec.preemptions.map((step, k) => ({ step, choice: rec.choices[step], domid: rec.preemptedTo[k].domid, task: rec.preemptedTo[k].task })), choicePoints: rt.choicePoints,
     result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
     events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
   };

@@ -155,6 +155,8 @@ export class ReplayStrategy implements ScheduleStrategy {
   private last: SchedItem | undefined;
   /** Whether every forced choice was possible where it was asked. */
   diverged = false;
+  /** The first forced choice that was not: its step, the choice asked and how many could run. */
+  divergedAt: { step: number; asked: number; ready: number } | undefined;
 
   constructor(readonly forced: readonly number[] | ReadonlyMap<number, number>, spec?: string) {
     this.spec = spec ?? `replay:${encodeChoices(forced)}`;
@@ -166,7 +168,10 @@ export class ReplayStrategy implements ScheduleStrategy {
     let i: number;
     if (f !== undefined && f < items.length) i = f;
     else {
-      if (f !== undefined) this.diverged = true;
+      if (f !== undefined) {
+        this.diverged = true;
+        this.divergedAt ??= { step: s, asked: f, ready: items.length };
+      }
       i = defaultChoice(items, this.last);
     }
     this.last = items[i];

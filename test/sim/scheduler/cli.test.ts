@@ -42,6 +42,14 @@ describe('scheduler: the command line', function () {
     assert.equal(r.stdout, '');
   });
 
+  it('a replay schedule that does not fit the run is run with the default where it cannot, and says so', async () => {
+    const r = await xensim('run', 'vbd-handshake', '--faults', 'none', '--schedule', 'replay:5.9', '-q');
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: the schedule does not fit this run: step 5 asks for choice 9 but \d+ could run/);
+    const fits = await xensim('run', 'vbd-handshake', '--faults', 'none', '--schedule', 'replay:-', '-q');
+    assert.doesNotMatch(fits.stderr, /does not fit/);
+  });
+
   it('explore --bound 0 runs exactly the default schedule; shrink of a passing run says there is nothing to shrink', async () => {
     const e = await xensim('explore', 'vbd-handshake', '--bound', '0');
     assert.equal(e.code, 0, e.stderr);
