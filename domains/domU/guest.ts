@@ -302,6 +302,13 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         const vbds = [...bus.devices.values()].filter((d) => d.devicetype === 'vbd');
         void (async () => {
           for (const dev of vbds) await blkfront.closeForResume(dev);
+          // On a real restore the toolstack writes the fresh Initialising states before the guest
+          // runs, and they fire no event of their own; here the guest wrote them, so the bus's
+          // handlers for those writes run before the devices move on - else one that read
+          // Initialising and then saw the device Initialised takes it for a replaced device.
+          // (A read first: its reply follows the watch events of every earlier write.)
+          if (vbds.length) await bus.xs.read(`${vbds[vbds.length - 1].nodename}/state`).catch(() => undefined);
+          await bus.watch.idle();
           // What xenbus_dev_resume does once the other end is known: state back to Initialising,
           // the driver's hook, the otherend watch again.
           for (const dev of vbds) {

@@ -63,6 +63,14 @@ export class Xenwatch {
     };
   }
 
+  private idleWaiters: (() => void)[] = [];
+
+  /** Resolves once every event queued so far has been handled and the thread sleeps. */
+  idle(): Promise<void> {
+    if (!this.running && this.queue.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   private async drain(): Promise<void> {
     if (this.running) return;
     this.running = true;
@@ -82,6 +90,9 @@ export class Xenwatch {
       }
     } finally {
       this.running = false;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
     }
   }
 }

@@ -9,6 +9,13 @@ import { runScenario } from '../../sim/scenario/run.ts';
 /** How far the search may go in CI (the bench reports how many seeds each race really needs). */
 const SEARCH = 60;
 const FIXED_SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
+/**
+ * Seeds on which a fixed variant once failed in a long sweep (`swarm --variant fixed --seeds
+ * 1000 --faults none`), each for a reason that was not the race: kept as regressions.
+ */
+const FIXED_REGRESSIONS: readonly { race: string; seed: number; why: string }[] = [
+  { race: 'R02', seed: 491, why: 'the bus took a resumed vbd for a replaced one (read Initialising, then saw Initialised)' },
+];
 const NONE = { spec: 'none' };
 
 describe('planted races: the buggy variant fails, the fixed one passes', function () {
@@ -43,7 +50,13 @@ describe('planted races: the buggy variant fails, the fixed one passes', functio
       }
     });
 
-    it(`${def.race?.id} ${def.name}: the fixed variant passes seeds ${FIXED_SEEDS[0]}..${FIXED_SEEDS[FIXED_SEEDS.length - 1]}, with and without faults`, async () => {
+    const regressions = FIXED_REGRESSIONS.filter((r) => r.race === def.race?.id);
+    it(`${def.race?.id} ${def.name}: the fixed variant passes seeds ${FIXED_SEEDS[0]}..${FIXED_SEEDS[FIXED_SEEDS.length - 1]}, with and without faults`
+      + (regressions.length ? `, and seed(s) ${regressions.map((r) => r.seed).join(', ')} with none (${regressions.map((r) => r.why).join('; ')})` : ''), async () => {
+      for (const { seed } of regressions) {
+        const r = await runScenario(def, { seed, faults: NONE });
+        assert.equal(r.result, XtfResult.SUCCESS, `seed ${seed}, faults none: ${r.message ?? ''}`);
+      }
       for (const seed of FIXED_SEEDS) {
         for (const faults of [NONE, { spec: 'default' }]) {
           const r = await runScenario(def, { seed, faults });
