@@ -120,6 +120,11 @@ export class Libxl {
     });
   }
 
+  /** Whether the device's backend runs in this toolstack's own domain (else a driver domain's). */
+  backendIsHere(dev: DeviceRef): boolean {
+    return dev.backend === this.kernel.domid;
+  }
+
   // ------------------------------------------------------------------ domain
 
   /**
@@ -252,7 +257,9 @@ export class Libxl {
     if (dev.kind === 'console') return;
     const init = await this.waitFor(`${be}/state`, (v) => parseXenbusState(v) === XenbusState.XenbusStateInitWait, LIBXL_INIT_TIMEOUT);
     if (!init.ok) throw new ToolstackError(`${dev.kind} ${dev.devid}: backend did not reach InitWait (state ${init.value ?? 'gone'})`);
-    await this.hotplug(dev, 'add');
+    // device_hotplug: a backend in another domain (a driver domain) has its script run there, by
+    // that domain's `xl devd`.
+    if (this.backendIsHere(dev)) await this.hotplug(dev, 'add');
   }
 
   async diskAdd(domid: number, disk: DiskConfig, backend = 0): Promise<DeviceRef> {
@@ -353,7 +360,7 @@ export class Libxl {
           (v) => v === undefined || parseXenbusState(v) === XenbusState.XenbusStateClosed, LIBXL_DESTROY_TIMEOUT);
         clean = closed.ok;
       }
-      await this.hotplug(dev, 'remove');
+      if (this.backendIsHere(dev)) await this.hotplug(dev, 'remove');
     }
     await this.transaction(async (tx) => {
       await this.pathCleanup(tx, fe);

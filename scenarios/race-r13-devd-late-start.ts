@@ -1,0 +1,60 @@
+// R13(a): `xl devd` in a network driver domain must run the vif-bridge script of every vif whose
+// backend there waits in InitWait, whenever devd itself got going (xen 7d9fa19ec4,
+// QubesOS/qubes-issues#1990).
+//
+// The driver domain (netvm) runs netback in its kernel and devd as a user process; dom0's libxl
+// adds the guest's vif with backend=netvm, waits for InitWait there and leaves the script to
+// devd. As in Qubes, the guest is created while netvm is still booting: netvm is created paused
+// and unpaused once dom0's toolstack has begun the guest's domain skeleton (xensim's builder lets
+// every domain settle before it builds the next one, so "netvm boots while the guest is being
+// created" has to be arranged this way). From there the schedule alone decides whether netvm's
+// kernel probes the vif and writes InitWait before or after devd's watch is armed. The buggy
+// devd acts on watch events only, so a vif that waited before it started is never configured:
+// netback holds Connected back for a hotplug-status that never comes.
+import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
+
+export default defineScenario({
+  name: 'race-r13-devd-late-start',
+  title: 'xl devd in a driver domain runs the script of a vif that waited before devd started',
+  tags: ['race', 'vif', 'driver-domain'],
+  race: { id: 'R13', name: 'devd-late-start', source: 'xen 7d9fa19ec4; QubesOS/qubes-issues#1990' },
+  variants: {
+    fixed: { description: 'devd arms its backend watch, then walks the backends already there' },
+    buggy: { description: 'devd acts on watch events only (before xen 7d9fa19ec4)', knobs: { onlyEventsAfterStart: true } },
+  },
+  expect: { fixed: 'pass', buggy: 'fail' },
+  faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
+  async run(s) {
+    const onlyEventsAfterStart = s.knob('onlyEventsAfterStart') ?? false;
+    const netvm = await s.step('xl create netvm (driver_domain=1: its kernel runs netback; xl devd not started yet)', () =>
+      s.create('netvm', guestConfig('netvm', { driver_domain: true }), { guest: { driverDomain: { devdStart: 'command', devd: { onlyEventsAfterStart } } } }));
+    const guest = await s.step('xl create guest (no NIC yet)', () => s.create('guest', guestConfig('guest')));
+    const fe = `/local/domain/${guest}/device/vif/0`;
+    const be = `/local/domain/${netvm}/backend/vif/${guest}/0`;
+    await s.step('xl network-attach guest backend=netvm; netvm\'s init starts xl devd as netback probes the vif', async () => {
+      let attach: Promise<unknown> | undefined;
+      // netback's otherend handler reads the frontend's state (Initialising): InitWait follows.
+      const probed = await s.runUntil(async () => {
+        attach = s.xl.networkAttach(guest, { backend: netvm });
+        attach.catch(() => undefined);
+      }, (e) => e.kind === 'xenstore' && e.dir === 'IN' && e.type === 'READ' && e.domid === netvm && String(e.payload) === `${fe}/state\\0`);
+      s.expect(probed, 'netback in netvm never probed the vif');
+      const devd = s.guest('netvm', { cmd: 'devd-start' });
+      try {
+        await attach;
+      } catch (e) {
+        s.expect(false, `xl network-attach failed: ${e instanceof Error ? e.message : String(e)}`);
+      }
+      await devd;
+    });
+    await s.step('the vif\'s script ran in netvm and both ends reach Connected', async () => {
+      const connected = await s.waitFor(`${be}/state`, '4', 2e9);
+      const status = await s.read(`${be}/hotplug-status`);
+      s.expect(connected, `netvm's backend stuck at state ${await s.read(`${be}/state`)} (hotplug-status "${status ?? ''}"): xl devd never ran vif-bridge`);
+      s.expect(await s.waitFor(`${fe}/state`, '4', 2e9), 'the guest\'s netfront never reached Connected');
+    });
+    // Exactly one add per vif: the walk and a watch event that both see InitWait run it once.
+    const adds = s.trace.filter((e) => e.kind === 'devd' && e.event === 'add' && e.device === be).length;
+    s.expect(adds === 1, `xl devd started vif-bridge add ${adds} times for ${be}`);
+  },
+});
