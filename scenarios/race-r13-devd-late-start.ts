@@ -4,13 +4,16 @@
 //
 // The driver domain (netvm) runs netback in its kernel and devd as a user process; dom0's libxl
 // adds the guest's vif with backend=netvm, waits for InitWait there and leaves the script to
-// devd. As in Qubes, the guest is created while netvm is still booting: netvm is created paused
-// and unpaused once dom0's toolstack has begun the guest's domain skeleton (xensim's builder lets
-// every domain settle before it builds the next one, so "netvm boots while the guest is being
-// created" has to be arranged this way). From there the schedule alone decides whether netvm's
-// kernel probes the vif and writes InitWait before or after devd's watch is armed. The buggy
-// devd acts on watch events only, so a vif that waited before it started is never configured:
-// netback holds Connected back for a hotplug-status that never comes.
+// devd. In Qubes the guest was started while netvm was still booting, so netvm's kernel probed
+// the vif before or after its init had started devd. Here netvm boots first with devd not yet
+// started, and its init starts devd (as `systemctl start xendriverdomain` would) at a point the
+// scenario picks: when netback, having read the frontend's Initialising, opens the transaction
+// that writes InitWait. That fixes devd's start offset (the catalogue's knob); from there the
+// schedule alone decides whether devd's XS_WATCH reaches xenstored before or after the InitWait
+// commit. (Letting netvm's boot and the guest's creation race as a whole decides nothing: each
+// side is hundreds of steps long, so one always finished first, whatever the seed.) The buggy
+// devd acts on watch events only, so a vif that waited before its watch existed is never
+// configured: netback holds Connected back for a hotplug-status that never comes.
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
 export default defineScenario({
@@ -33,11 +36,17 @@ export default defineScenario({
     const be = `/local/domain/${netvm}/backend/vif/${guest}/0`;
     await s.step('xl network-attach guest backend=netvm; netvm\'s init starts xl devd as netback probes the vif', async () => {
       let attach: Promise<unknown> | undefined;
-      // netback's otherend handler reads the frontend's state (Initialising): InitWait follows.
+      // netback's otherend handler has read the frontend's state (Initialising) and begins the
+      // transaction that writes InitWait.
+      let feRead = false;
       const probed = await s.runUntil(async () => {
         attach = s.xl.networkAttach(guest, { backend: netvm });
         attach.catch(() => undefined);
-      }, (e) => e.kind === 'xenstore' && e.dir === 'IN' && e.type === 'READ' && e.domid === netvm && String(e.payload) === `${fe}/state\\0`);
+      }, (e) => {
+        if (e.kind !== 'xenstore' || e.dir !== 'IN' || e.domid !== netvm) return false;
+        if (e.type === 'READ' && e.payload === `${fe}/state\\0`) feRead = true;
+        return feRead && e.type === 'TRANSACTION_START';
+      });
       s.expect(probed, 'netback in netvm never probed the vif');
       const devd = s.guest('netvm', { cmd: 'devd-start' });
       try {
