@@ -28,10 +28,12 @@ export default defineScenario({
   expect: { fixed: 'pass', buggy: 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
   async run(s) {
-    const onlyEventsAfterStart = s.knob('onlyEventsAfterStart') ?? false;
+    const devd = { onlyEventsAfterStart: s.knob('onlyEventsAfterStart') ?? false };
     const netvm = await s.step('xl create netvm (driver_domain=1: its kernel runs netback; xl devd not started yet)', () =>
-      s.create('netvm', guestConfig('netvm', { driver_domain: true }), { guest: { driverDomain: { devdStart: 'command', devd: { onlyEventsAfterStart } } } }));
-    const guest = await s.step('xl create guest (no NIC yet)', () => s.create('guest', guestConfig('guest')));
+      s.create('netvm', guestConfig('netvm', { driver_domain: true }), { guest: { driverDomain: { devdStart: 'command', devd } } }));
+    // Paused until its vif is in place, as xl create adds devices before it unpauses: netback
+    // then waits in InitWait for a frontend that cannot move yet, where dom0's libxl sees it.
+    const guest = await s.step('xl create -p guest (no NIC yet)', () => s.create('guest', guestConfig('guest'), { paused: true }));
     const fe = `/local/domain/${guest}/device/vif/0`;
     const be = `/local/domain/${netvm}/backend/vif/${guest}/0`;
     await s.step('xl network-attach guest backend=netvm; netvm\'s init starts xl devd as netback probes the vif', async () => {
@@ -48,14 +50,15 @@ export default defineScenario({
         return feRead && e.type === 'TRANSACTION_START';
       });
       s.expect(probed, 'netback in netvm never probed the vif');
-      const devd = s.guest('netvm', { cmd: 'devd-start' });
+      const started = s.guest('netvm', { cmd: 'devd-start' });
       try {
         await attach;
       } catch (e) {
         s.expect(false, `xl network-attach failed: ${e instanceof Error ? e.message : String(e)}`);
       }
-      await devd;
+      await started;
     });
+    await s.step('xl unpause guest', () => s.xl.unpause(guest));
     await s.step('the vif\'s script ran in netvm and both ends reach Connected', async () => {
       const connected = await s.waitFor(`${be}/state`, '4', 2e9);
       const status = await s.read(`${be}/hotplug-status`);

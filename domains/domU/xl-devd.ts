@@ -13,7 +13,7 @@
 // handler is idempotent, so a device seen both ways is added once).
 import type { XsHandle } from '../libs/store/xs.ts';
 import { parseXenbusState, XenbusState } from '../../hypervisor/public/io/xenbus.ts';
-import type { DeviceKind, DeviceRef, HotplugRunner } from '../dom0/toolstack/libxl.ts';
+import { backendPath, type DeviceKind, type DeviceRef, type HotplugRunner } from '../dom0/toolstack/libxl.ts';
 
 export interface DevdQuirks {
   /**
@@ -22,6 +22,37 @@ export interface DevdQuirks {
    * never has its script run.
    */
   readonly onlyEventsAfterStart?: boolean;
+  /**
+   * R13(b) (before xen fd519a5119): a device's add and its remove work on the one record devd
+   * keeps for it, which the remove frees when it completes - an add still running then
+   * (its script is slow) touches freed memory when it completes.
+   */
+  readonly addRemoveShareRecord?: boolean;
+}
+
+/**
+ * devd's record of a device (libxl__ddomain_device and the libxl__device in it). Freed memory
+ * is modelled: any use after free() throws, as an allocator's debug mode would abort.
+ */
+class DeviceRecord {
+  private freed = false;
+
+  constructor(private readonly ref: DeviceRef, readonly be: string) {}
+
+  get dev(): DeviceRef {
+    if (this.freed) throw new Error(`xl devd: use after free of the record of ${this.be}`);
+    return this.ref;
+  }
+
+  /** The copy an asynchronous operation owns (fd519a5119's fix). */
+  copy(): DeviceRecord {
+    return new DeviceRecord({ ...this.dev }, this.be);
+  }
+
+  free(): void {
+    void this.dev;
+    this.freed = true;
+  }
 }
 
 /** What devd reports to the simulator's trace: a script it started or finished. */
@@ -35,7 +66,8 @@ export interface DevdEvent {
 /** The kernel side devd needs: its preemption points, the trace. */
 export interface DevdKernel {
   readonly point: ((task: string) => Promise<void>) | undefined;
-  trace(ev: DevdEvent): void;
+  /** A DevdEvent, or the daemon's crash (kind 'oops'). */
+  trace(ev: DevdEvent | { readonly kind: 'oops'; readonly where: string; readonly error: string }): void;
 }
 
 /** libxl's token for the backend watch (any unique string; the watch is devd's only one). */
@@ -44,7 +76,7 @@ const KINDS: readonly DeviceKind[] = ['vbd', 'vif'];
 
 export class XlDevd {
   /** Devices an add was started for and no remove yet (libxl's ddev list), by backend path. */
-  private readonly added = new Map<string, DeviceRef>();
+  private readonly added = new Map<string, DeviceRecord>();
   private readonly queue: string[] = [];
   private draining = false;
   /** Scripts still running (libxl's async device operations). */
@@ -134,29 +166,44 @@ export class XlDevd {
     const be = `${this.root}/${dev.kind}/${dev.frontend}/${dev.devid}`;
     const state = parseXenbusState(await this.read(`${be}/state`));
     const online = await this.read(`${be}/online`);
+    const shared = this.quirks.addRemoveShareRecord ?? false;
     if (state === XenbusState.XenbusStateInitWait && online === '1' && !this.added.has(be)) {
-      this.added.set(be, dev);
-      this.spawn(be, dev, 'add');
+      const rec = new DeviceRecord(dev, be);
+      this.added.set(be, rec);
+      this.spawn(shared ? rec : rec.copy(), 'add', !shared);
     } else if (state === XenbusState.XenbusStateClosed && online === '0' && this.added.has(be)) {
+      const rec = this.added.get(be)!;
       this.added.delete(be);
-      this.spawn(be, dev, 'remove');
+      if (shared) {
+        this.spawn(rec, 'remove', true);
+      } else {
+        this.spawn(rec.copy(), 'remove', true);
+        rec.free();
+      }
     }
   }
 
-  /** The script runs as a process of its own; the event loop goes on meanwhile. */
-  private spawn(be: string, dev: DeviceRef, action: 'add' | 'remove'): void {
+  /**
+   * The script runs as a process of its own; the event loop goes on meanwhile. Its completion
+   * reads the record again (libxl's callback gets the device from it) and frees it if `owned`.
+   */
+  private spawn(rec: DeviceRecord, action: 'add' | 'remove', owned: boolean): void {
+    const be = rec.be;
     this.k.trace({ kind: 'devd', event: action, device: be });
     const op = (async () => {
+      let failed = false;
       try {
-        await this.hotplug(dev, action);
+        await this.hotplug(rec.dev, action);
       } catch (e) {
+        failed = true;
         this.k.trace({ kind: 'devd', event: 'script-failed', device: be, error: e instanceof Error ? e.message : String(e) });
-        return;
       }
       // libxl__device_destroy in the backend's domain: the removed device's backend dir goes.
-      if (action === 'remove') await this.xs.rm(be).catch(() => undefined);
-      this.k.trace({ kind: 'devd', event: action === 'add' ? 'add-done' : 'remove-done', device: be });
-    })();
+      const dev = rec.dev;
+      if (action === 'remove') await this.xs.rm(backendPath(dev)).catch(() => undefined);
+      if (owned) rec.free();
+      if (!failed) this.k.trace({ kind: 'devd', event: action === 'add' ? 'add-done' : 'remove-done', device: be });
+    })().catch((e: unknown) => this.k.trace({ kind: 'oops', where: 'xl devd', error: e instanceof Error ? e.message : String(e) }));
     this.running.add(op);
     void op.finally(() => this.running.delete(op));
   }

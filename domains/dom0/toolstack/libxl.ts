@@ -336,7 +336,8 @@ export class Libxl {
 
   /**
    * libxl__initiate_device_generic_remove: online=0 and Closing on the backend, wait for Closed,
-   * then the hotplug script's remove and the directories. `force` deletes the frontend dir first
+   * then the hotplug script's remove (a driver domain's devd runs it and deletes the backend dir,
+   * which is waited for) and the directories. `force` deletes the frontend dir first
    * (the guest gets no say) and does not wait.
    */
   async deviceRemove(dev: DeviceRef, force = false): Promise<{ clean: boolean }> {
@@ -360,7 +361,14 @@ export class Libxl {
           (v) => v === undefined || parseXenbusState(v) === XenbusState.XenbusStateClosed, LIBXL_DESTROY_TIMEOUT);
         clean = closed.ok;
       }
-      if (this.backendIsHere(dev)) await this.hotplug(dev, 'remove');
+      if (this.backendIsHere(dev)) {
+        await this.hotplug(dev, 'remove');
+      } else if (exists) {
+        // The driver domain's devd runs the remove script and then deletes the backend dir:
+        // wait for that (libxl's xswait on the backend path), then clean up regardless.
+        const gone = await this.waitFor(be, (v) => v === undefined, LIBXL_DESTROY_TIMEOUT);
+        clean &&= gone.ok;
+      }
     }
     await this.transaction(async (tx) => {
       await this.pathCleanup(tx, fe);

@@ -21,21 +21,24 @@ async function settle(): Promise<void> {
 interface Harness {
   readonly xl: XsHandle;
   readonly scripts: { dev: DeviceRef; action: 'add' | 'remove' }[];
-  readonly trace: DevdEvent[];
+  readonly trace: (DevdEvent | { kind: 'oops'; error: string })[];
   start(): Promise<XlDevd>;
 }
 
-function harness(quirks: DevdQuirks = {}): Harness {
+function harness(quirks: DevdQuirks = {}, addScript?: () => Promise<void>): Harness {
   const daemon = new XenstoredDaemon();
   const xl = connectLocal(daemon, 'xl');
   const scripts: Harness['scripts'] = [];
-  const trace: DevdEvent[] = [];
+  const trace: Harness['trace'] = [];
   return {
     xl, scripts, trace,
     async start() {
       await xl.write('/local/domain/0/domid', '0');
       const devd = new XlDevd({ point: undefined, trace: (ev) => void trace.push(ev) }, connectLocal(daemon, 'devd'),
-        async (dev, action) => void scripts.push({ dev, action }), quirks);
+        async (dev, action) => {
+          scripts.push({ dev, action });
+          if (action === 'add') await addScript?.();
+        }, quirks);
       await devd.start();
       await settle();
       await devd.idle();
@@ -68,7 +71,7 @@ describe('xl devd (xl-devd.ts)', () => {
     await settle();
     await devd.idle();
     assert.deepEqual(h.scripts, [{ dev: VIF, action: 'add' }]);
-    assert.deepEqual(h.trace.map((e) => e.event), ['add', 'add-done']);
+    assert.deepEqual(h.trace.map((e) => (e.kind === 'devd' ? e.event : e.kind)), ['add', 'add-done']);
   });
 
   it('runs the add script of a backend that was already in InitWait when devd started (xen 7d9fa19ec4)', async () => {
@@ -117,5 +120,36 @@ describe('xl devd (xl-devd.ts)', () => {
     await settle();
     await devd.idle();
     assert.deepEqual(h.scripts, []);
+  });
+
+  /** A device removed while its add script still runs: the add completes after the remove did. */
+  async function removedDuringAdd(quirks: DevdQuirks): Promise<Harness> {
+    let finishAdd!: () => void;
+    const addRunning = new Promise<void>((r) => { finishAdd = r; });
+    const h = harness(quirks, () => addRunning);
+    const devd = await h.start();
+    await backend(h.xl, XenbusState.XenbusStateInitWait);
+    await settle();
+    await h.xl.transaction(async (tx) => {
+      await h.xl.write(`${BE}/online`, '0', tx);
+      await h.xl.write(`${BE}/state`, String(XenbusState.XenbusStateClosed), tx);
+    });
+    await settle();
+    assert.deepEqual(h.trace.map((e) => (e.kind === 'devd' ? e.event : e.kind)), ['add', 'remove', 'remove-done'], 'the remove completed first');
+    finishAdd();
+    await devd.idle();
+    return h;
+  }
+
+  it('an add that completes after its device\'s remove did works on a record of its own (xen fd519a5119)', async () => {
+    const h = await removedDuringAdd({});
+    assert.deepEqual(h.trace.map((e) => (e.kind === 'devd' ? e.event : e.kind)), ['add', 'remove', 'remove-done', 'add-done']);
+  });
+
+  it('buggy (addRemoveShareRecord): that add touches the record the remove freed', async () => {
+    const h = await removedDuringAdd({ addRemoveShareRecord: true });
+    const last = h.trace[h.trace.length - 1];
+    assert.equal(last.kind, 'oops');
+    assert.match(last.error ?? '', /use after free of the record of \/local\/domain\/0\/backend\/vif\/5\/0/);
   });
 });
