@@ -79,8 +79,6 @@ export class XlDevd {
   private readonly added = new Map<string, DeviceRecord>();
   private readonly queue: string[] = [];
   private draining = false;
-  /** Scripts still running (libxl's async device operations). */
-  private readonly running = new Set<Promise<void>>();
   /** Its own domid, as libxl__get_domid reads it (`domid` in its home). */
   private domid = -1;
   /** /local/domain/<domid>/backend. */
@@ -117,14 +115,6 @@ export class XlDevd {
       }
     }
     await this.drain();
-  }
-
-  /** Resolves once every queued event is handled and every script started has finished. */
-  async idle(): Promise<void> {
-    while (this.draining || this.running.size) {
-      await Promise.all([...this.running]);
-      await new Promise<void>((r) => setImmediate(r));
-    }
   }
 
   private async list(path: string): Promise<string[]> {
@@ -190,7 +180,7 @@ export class XlDevd {
   private spawn(rec: DeviceRecord, action: 'add' | 'remove', owned: boolean): void {
     const be = rec.be;
     this.k.trace({ kind: 'devd', event: action, device: be });
-    const op = (async () => {
+    void (async () => {
       let failed = false;
       try {
         await this.hotplug(rec.dev, action);
@@ -204,7 +194,5 @@ export class XlDevd {
       if (owned) rec.free();
       if (!failed) this.k.trace({ kind: 'devd', event: action === 'add' ? 'add-done' : 'remove-done', device: be });
     })().catch((e: unknown) => this.k.trace({ kind: 'oops', where: 'xl devd', error: e instanceof Error ? e.message : String(e) }));
-    this.running.add(op);
-    void op.finally(() => this.running.delete(op));
   }
 }

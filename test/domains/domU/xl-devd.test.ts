@@ -22,7 +22,7 @@ interface Harness {
   readonly xl: XsHandle;
   readonly scripts: { dev: DeviceRef; action: 'add' | 'remove' }[];
   readonly trace: (DevdEvent | { kind: 'oops'; error: string })[];
-  start(): Promise<XlDevd>;
+  start(): Promise<void>;
 }
 
 function harness(quirks: DevdQuirks = {}, addScript?: () => Promise<void>): Harness {
@@ -41,8 +41,6 @@ function harness(quirks: DevdQuirks = {}, addScript?: () => Promise<void>): Harn
         }, quirks);
       await devd.start();
       await settle();
-      await devd.idle();
-      return devd;
     },
   };
 }
@@ -61,7 +59,7 @@ const VIF: DeviceRef = { kind: 'vif', devid: 0, frontend: 5, backend: 0 };
 describe('xl devd (xl-devd.ts)', () => {
   it('runs the add script of a backend that reaches InitWait after devd started, once', async () => {
     const h = harness();
-    const devd = await h.start();
+    await h.start();
     await backend(h.xl, XenbusState.XenbusStateInitialising);
     await settle();
     assert.deepEqual(h.scripts, [], 'nothing to do while the backend is Initialising');
@@ -69,7 +67,7 @@ describe('xl devd (xl-devd.ts)', () => {
     // More events for the same device (netback's and the script's own writes) add nothing.
     await h.xl.write(`${BE}/hotplug-status`, 'connected');
     await settle();
-    await devd.idle();
+    await settle();
     assert.deepEqual(h.scripts, [{ dev: VIF, action: 'add' }]);
     assert.deepEqual(h.trace.map((e) => (e.kind === 'devd' ? e.event : e.kind)), ['add', 'add-done']);
   });
@@ -97,28 +95,28 @@ describe('xl devd (xl-devd.ts)', () => {
 
   it('runs the remove script of an added device once it is Closed and offline, then removes its backend dir', async () => {
     const h = harness();
-    const devd = await h.start();
+    await h.start();
     await backend(h.xl, XenbusState.XenbusStateInitWait);
     await settle();
-    await devd.idle();
+    await settle();
     await h.xl.transaction(async (tx) => {
       await h.xl.write(`${BE}/online`, '0', tx);
       await h.xl.write(`${BE}/state`, String(XenbusState.XenbusStateClosed), tx);
     });
     await settle();
-    await devd.idle();
+    await settle();
     assert.deepEqual(h.scripts, [{ dev: VIF, action: 'add' }, { dev: VIF, action: 'remove' }]);
     await assert.rejects(h.xl.read(BE), 'the backend dir is gone');
   });
 
   it('ignores what is not a device of a kind it knows (the watched dir itself, console backends)', async () => {
     const h = harness();
-    const devd = await h.start();
+    await h.start();
     await h.xl.write('/local/domain/0/backend/console/5/0/state', String(XenbusState.XenbusStateInitWait));
     await h.xl.write('/local/domain/0/backend/console/5/0/online', '1');
     await h.xl.write('/local/domain/0/backend/vif/5/state', String(XenbusState.XenbusStateInitWait));
     await settle();
-    await devd.idle();
+    await settle();
     assert.deepEqual(h.scripts, []);
   });
 
@@ -127,7 +125,7 @@ describe('xl devd (xl-devd.ts)', () => {
     let finishAdd!: () => void;
     const addRunning = new Promise<void>((r) => { finishAdd = r; });
     const h = harness(quirks, () => addRunning);
-    const devd = await h.start();
+    await h.start();
     await backend(h.xl, XenbusState.XenbusStateInitWait);
     await settle();
     await h.xl.transaction(async (tx) => {
@@ -137,7 +135,7 @@ describe('xl devd (xl-devd.ts)', () => {
     await settle();
     assert.deepEqual(h.trace.map((e) => (e.kind === 'devd' ? e.event : e.kind)), ['add', 'remove', 'remove-done'], 'the remove completed first');
     finishAdd();
-    await devd.idle();
+    await settle();
     return h;
   }
 
