@@ -11,6 +11,10 @@
 // over before its watch existed. Fixed: arm the watch, then walk what is already there and
 // handle each device as if an event had come (watch first, so nothing falls in between; the
 // handler is idempotent, so a device seen both ways is added once).
+//
+// R13(b), xen fd519a5119: a device removed while its add script still ran had its one record
+// freed by the remove, and the add's completion then used it. Fixed: each operation works on a
+// copy it owns.
 import type { XsHandle } from '../libs/store/xs.ts';
 import { parseXenbusState, XenbusState } from '../../hypervisor/public/io/xenbus.ts';
 import { backendPath, type DeviceKind, type DeviceRef, type HotplugRunner } from '../dom0/toolstack/libxl.ts';
