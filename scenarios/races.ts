@@ -15,6 +15,7 @@ import r07 from './race-r07-double-disconnect.ts';
 import r08 from './race-r08-grant-revoke-toctou.ts';
 import r11 from './race-r11-introduce-before-metadata.ts';
 import r12 from './race-r12-leaked-watch-eexist.ts';
+import r13 from './race-r13-devd-late-start.ts';
 import r14 from './race-r14-releasedomain-lost.ts';
 import r16 from './race-r16-late-xenstore-connect.ts';
 import r17 from './race-r17-suspend-vs-open-user-txn.ts';
@@ -33,6 +34,7 @@ export const RACES: readonly ScenarioDef[] = [
   r08,
   r11,
   r12,
+  r13,
   r14,
   r16,
   r17,

@@ -431,7 +431,9 @@ export class Xl {
   }
 
   async networkDetach(domid: number, devid: number, force = false): Promise<{ clean: boolean }> {
-    return this.rt.toolstack('device-remove', { dev: { kind: 'vif', devid, frontend: domid, backend: 0 }, force });
+    // The vif's backend domain as libxl recorded it (dom0, or a driver domain).
+    const dev = (await this.devices(domid)).find((d) => d.kind === 'vif' && d.devid === devid) ?? { kind: 'vif', devid, frontend: domid, backend: 0 };
+    return this.rt.toolstack('device-remove', { dev, force });
   }
 
   async devices(domid: number): Promise<DeviceRef[]> {

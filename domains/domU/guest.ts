@@ -24,6 +24,11 @@ import type { NetifTxRequestValue } from '../../hypervisor/public/io/netif.ts';
 import { acpiInit } from './acpi.ts';
 import { XsUser, type XsUserCommand } from './xs-user.ts';
 import type { ControlPort } from '../../hypervisor/public/vcpu.ts';
+import { Netback, type NetbackQuirks } from '../dom0/backends/netback.ts';
+import { Network, vifName } from '../dom0/backends/bridge.ts';
+import { DiskImages } from '../dom0/backends/disk-image.ts';
+import { hotplugScripts } from '../dom0/toolstack/hotplug.ts';
+import { type DevdQuirks, XlDevd } from './xl-devd.ts';
 
 export interface GuestArgs {
   /** hvm guests also answer ACPI power/sleep buttons (see acpi). */
@@ -47,6 +52,23 @@ export interface GuestArgs {
    * (kernel-state.ts) and resumes xenbus instead of booting.
    */
   readonly resumed?: boolean;
+  /**
+   * A network driver domain (xl.cfg driver_domain=1): the kernel runs netback for the vifs
+   * other domains' configs give this domain as backend=, with net devices and bridges of its
+   * own, and user space runs `xl devd`, which runs their hotplug scripts here.
+   */
+  readonly driverDomain?: DriverDomainArgs;
+}
+
+export interface DriverDomainArgs {
+  readonly netback?: NetbackQuirks;
+  readonly devd?: DevdQuirks;
+  /**
+   * When init starts `xl devd`: once the kernel's boot devices are Connected ('boot', the
+   * default), or only when told ('command': the scenario's `devd-start`, as an administrator's
+   * `systemctl start xendriverdomain`).
+   */
+  readonly devdStart?: 'boot' | 'command';
 }
 
 export interface ManageQuirks {
@@ -75,6 +97,8 @@ export type GuestCommand =
   | { cmd: 'devices'; id: number }
   | { cmd: 'printk'; id: number; text: string }
   | { cmd: 'shutdown'; id: number; reason: 'poweroff' | 'reboot' | 'crash' }
+  /** A driver domain's init starts `xl devd` now; replies {} once its watch is armed (and, fixed, its walk done). */
+  | { cmd: 'devd-start'; id: number }
   /** The memory workload: fill `pages` more pages with bytes from the kernel's PRNG; replies {gfns}. */
   | { cmd: 'mem-fill'; id: number; pages: number }
   /** sha256 of the workload's pages as this kernel reads them; replies {hash, pages}. */
@@ -276,6 +300,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   // Booting: probe the frontends. Resumed: the root watch again, and any device the kernel did
   // not have before.
   await bus.start();
+  const driverDomain = args.driverDomain ? await startDriverDomain(k, xs, watch, xsState, freezer, bus, args) : undefined;
   if (saved) printk(`xen: resumed in domain ${k.domid} (resume ${resumes})\nRestarting tasks ... done.\n`);
 
   const deviceByName = (name: string) => bus.devices.get(name) ?? bus.devices.get(`vbd/${name}`);
@@ -390,6 +415,13 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
       case 'xs-ring-corrupt':
         xsUser.run(m).then(reply, (e: unknown) => reply(failed(e)));
         return;
+      case 'devd-start':
+        if (!driverDomain) {
+          reply({ error: 'not a driver domain' });
+          return;
+        }
+        driverDomain.startDevd().then(() => reply({}), (e: unknown) => reply(failed(e)));
+        return;
       case 'shutdown': {
         const reason = m.reason === 'crash' ? ShutdownReason.SHUTDOWN_crash : m.reason === 'reboot' ? ShutdownReason.SHUTDOWN_reboot : ShutdownReason.SHUTDOWN_poweroff;
         reply({});
@@ -402,3 +434,60 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   control.postMessage({ cmd: 'booted', domid: k.domid });
 }
 
+
+/**
+ * The backend half of a driver domain: the kernel's xenbus backend bus with netback (sharing the
+ * kernel's one xenwatch thread), then, once the kernel is up, init starts `xl devd` - a process
+ * of its own, which may get going before or after a backend already waits in InitWait.
+ */
+async function startDriverDomain(
+  k: Kernel, xs: XsHandle, watch: Xenwatch, state: XsState, freezer: Freezer, frontends: XenbusBus, args: GuestArgs,
+): Promise<{ startDevd(): Promise<void> }> {
+  const dd = args.driverDomain!;
+  const network = new Network();
+  const backends = new XenbusBus(k, xs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, watch);
+  backends.register(new Netback(network, dd.netback));
+  await backends.start();
+  const process = (name: string): XsHandle => {
+    const h = XsHandle.fromStream(new XenbusDevFile({ xs, watch, state }), name);
+    h.sched = userPoint(k.point, freezer);
+    return h;
+  };
+  let started: Promise<void> | undefined;
+  /** init forks and execs the daemon: it runs when the scheduler first picks it. */
+  const startDevd = (): Promise<void> => started ??= (async () => {
+    const scripts = hotplugScripts(process('hotplug'), k, new DiskImages(), {
+      bridge: {
+        plug: (dev, br) => network.addif(br, vifName(dev.frontend, dev.devid)),
+        unplug: (dev) => network.delif(vifName(dev.frontend, dev.devid)),
+      },
+    });
+    if (k.point) await k.point('xl devd');
+    await new XlDevd(k, process('xl devd'), scripts, dd.devd).start();
+  })();
+  if ((dd.devdStart ?? 'boot') === 'boot') {
+    // User space starts once the kernel has its devices (xenbus_probe_frontend's
+    // wait_for_devices: the root disk is Connected).
+    void frontendsConnected(frontends, watch).then(startDevd)
+      .catch((e: unknown) => k.trace({ kind: 'oops', where: 'xl devd', error: e instanceof Error ? e.message : String(e) }));
+  }
+  return { startDevd };
+}
+
+/**
+ * wait_for_devices: resolves once every frontend the kernel probed at boot is Connected (or has
+ * gone), looked at again at each change of their states - the kernel's boot stops here before
+ * it runs init.
+ */
+async function frontendsConnected(bus: XenbusBus, watch: Xenwatch): Promise<void> {
+  const ready = (): boolean => [...bus.devices.values()].every((d) => d.removed || d.state === XenbusState.XenbusStateConnected);
+  if (ready()) return;
+  await new Promise<void>((resolve) => {
+    const states = [...bus.devices.values()].map((d) => d.nodename);
+    const w = Promise.all(states.map((p) => watch.register(`${p}/state`, () => {
+      if (!ready()) return;
+      resolve();
+      void w.then((hs) => hs.forEach((h) => void h.unregister()));
+    })));
+  });
+}

@@ -21,6 +21,11 @@ export interface VifConfig {
   readonly bridge?: string;
   /** `handle` / devid; defaults to the vif's index. */
   readonly devid?: number;
+  /**
+   * xl.cfg's backend=: the domain whose netback serves this vif (a driver domain), by domid
+   * here (xl also takes a name and looks it up); default dom0.
+   */
+  readonly backend?: number;
 }
 
 export interface DomainConfig {

@@ -120,6 +120,11 @@ export class Libxl {
     });
   }
 
+  /** Whether the device's backend runs in this toolstack's own domain (else a driver domain's). */
+  backendIsHere(dev: DeviceRef): boolean {
+    return dev.backend === this.kernel.domid;
+  }
+
   // ------------------------------------------------------------------ domain
 
   /**
@@ -252,7 +257,9 @@ export class Libxl {
     if (dev.kind === 'console') return;
     const init = await this.waitFor(`${be}/state`, (v) => parseXenbusState(v) === XenbusState.XenbusStateInitWait, LIBXL_INIT_TIMEOUT);
     if (!init.ok) throw new ToolstackError(`${dev.kind} ${dev.devid}: backend did not reach InitWait (state ${init.value ?? 'gone'})`);
-    await this.hotplug(dev, 'add');
+    // device_hotplug: a backend in another domain (a driver domain) has its script run there, by
+    // that domain's `xl devd`.
+    if (this.backendIsHere(dev)) await this.hotplug(dev, 'add');
   }
 
   async diskAdd(domid: number, disk: DiskConfig, backend = 0): Promise<DeviceRef> {
@@ -329,7 +336,8 @@ export class Libxl {
 
   /**
    * libxl__initiate_device_generic_remove: online=0 and Closing on the backend, wait for Closed,
-   * then the hotplug script's remove and the directories. `force` deletes the frontend dir first
+   * then the hotplug script's remove (a driver domain's devd runs it and deletes the backend dir,
+   * which is waited for) and the directories. `force` deletes the frontend dir first
    * (the guest gets no say) and does not wait.
    */
   async deviceRemove(dev: DeviceRef, force = false): Promise<{ clean: boolean }> {
@@ -353,7 +361,14 @@ export class Libxl {
           (v) => v === undefined || parseXenbusState(v) === XenbusState.XenbusStateClosed, LIBXL_DESTROY_TIMEOUT);
         clean = closed.ok;
       }
-      await this.hotplug(dev, 'remove');
+      if (this.backendIsHere(dev)) {
+        await this.hotplug(dev, 'remove');
+      } else if (exists) {
+        // The driver domain's devd runs the remove script and then deletes the backend dir:
+        // wait for that (libxl's xswait on the backend path), then clean up regardless.
+        const gone = await this.waitFor(be, (v) => v === undefined, LIBXL_DESTROY_TIMEOUT);
+        clean &&= gone.ok;
+      }
     }
     await this.transaction(async (tx) => {
       await this.pathCleanup(tx, fe);

@@ -233,7 +233,7 @@ export class Toolstack {
       case 'disk-add':
         return this.libxl.diskAdd(domid, args.disk as DiskConfig);
       case 'nic-add':
-        return this.libxl.nicAdd(domid, args.vif as VifConfig, Number(args.index ?? 0));
+        return this.libxl.nicAdd(domid, args.vif as VifConfig, Number(args.index ?? 0), (args.vif as VifConfig).backend ?? 0);
       case 'console-add': {
         const dev = await this.libxl.consoleAdd(domid, args.ring as { gfn: number; port: number });
         await this.consoled.connect(domid);
