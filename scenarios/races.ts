@@ -10,6 +10,7 @@ import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
+import r09 from './race-r09-evtchn-unbind-during-dispatch.ts';
 import r14 from './race-r14-releasedomain-lost.ts';
 import r16 from './race-r16-late-xenstore-connect.ts';
 import r17 from './race-r17-suspend-vs-open-user-txn.ts';
@@ -24,6 +25,7 @@ export const RACES: readonly ScenarioDef[] = [
   r04,
   r06,
   r07,
+  r09,
   r14,
   r16,
   r17,

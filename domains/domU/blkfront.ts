@@ -189,23 +189,29 @@ export class BlkfrontDriver implements XenbusDriver {
     if (this.quirks.closeBeforeConnectOops && !fe.disk) {
       throw new BlkfrontError(`BUG: ${dev.nodename}: backend closing before connect, no disk to tear down`);
     }
-    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
     fe.disk = undefined;
     await dev.switchState(XenbusState.XenbusStateClosed);
   }
 
-  private teardown(dev: XenbusDevice, status: number): void {
+  /**
+   * blkif_free: disconnected first (an interrupt still running finds no ring and returns), what
+   * is in flight fails, the event channel is unbound - which waits for an upcall dispatching it
+   * on another vCPU - and only then is the ring page let go.
+   */
+  private async teardown(dev: XenbusDevice, status: number): Promise<void> {
     const fe = this.info(dev);
     const k = dev.kernel;
+    const { port, ringRef, ringGfn } = fe;
+    fe.port = fe.ringRef = fe.ringGfn = undefined;
+    fe.ring = undefined;
     for (const [id, p] of fe.pending) {
       fe.pending.delete(id);
       this.release(dev, p);
       p.resolve({ status });
     }
-    if (fe.port !== undefined) k.close(fe.port);
-    if (fe.ringRef !== undefined && k.endForeignAccess(fe.ringRef) && fe.ringGfn !== undefined) k.freePage(fe.ringGfn);
-    fe.port = fe.ringRef = fe.ringGfn = undefined;
-    fe.ring = undefined;
+    if (port !== undefined) await k.unbindFromIrqhandler(port);
+    if (ringRef !== undefined && k.endForeignAccess(ringRef) && ringGfn !== undefined) k.freePage(ringGfn);
   }
 
   private release(dev: XenbusDevice, p: Pending): void {
@@ -319,7 +325,7 @@ export class BlkfrontDriver implements XenbusDriver {
     };
     await dev.switchState(XenbusState.XenbusStateClosing);
     await until(async () => dev.state === XenbusState.XenbusStateClosed && (await backendIs(XenbusState.XenbusStateClosed)), 'the backend did not close');
-    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
     fe.disk = disk;
     await dev.otherendWatch?.unregister();
     dev.otherendWatch = undefined;
@@ -346,6 +352,6 @@ export class BlkfrontDriver implements XenbusDriver {
   }
 
   async remove(dev: XenbusDevice): Promise<void> {
-    if (this.info(dev)) this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    if (this.info(dev)) await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
   }
 }
