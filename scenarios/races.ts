@@ -13,6 +13,7 @@ import r05 from './race-r05-resume-stale-frontend.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
 import r08 from './race-r08-grant-revoke-toctou.ts';
+import r09 from './race-r09-evtchn-unbind-during-dispatch.ts';
 import r11 from './race-r11-introduce-before-metadata.ts';
 import r12 from './race-r12-leaked-watch-eexist.ts';
 import r13 from './race-r13-devd-late-start.ts';
@@ -32,6 +33,7 @@ export const RACES: readonly ScenarioDef[] = [
   r06,
   r07,
   r08,
+  r09,
   r11,
   r12,
   r13,

@@ -165,7 +165,7 @@ export class Xl {
     const pages = 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
     const built = await this.rt.buildGuest({
       domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
-      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest } },
     });
     await this.createDevices(built, cfg, opts, 'xl create');
     return built.domid;
@@ -309,7 +309,7 @@ export class Xl {
     const pages = imageP2mSize(img);
     const built = await this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
-      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest, resumed: true } },
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest, resumed: true } },
     });
     let hash: string;
     try {

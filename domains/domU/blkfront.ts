@@ -258,26 +258,33 @@ export class BlkfrontDriver implements XenbusDriver {
     if (this.quirks.closeBeforeConnectOops && !fe.disk) {
       throw new BlkfrontError(`BUG: ${dev.nodename}: backend closing before connect, no disk to tear down`);
     }
-    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
     fe.disk = undefined;
     await dev.switchState(XenbusState.XenbusStateClosed);
   }
 
-  private teardown(dev: XenbusDevice, status: number): void {
+  /**
+   * blkif_free: disconnected first (an interrupt still running finds no ring and returns), what
+   * is in flight fails, the event channel is unbound - which waits for an upcall dispatching it
+   * on another vCPU - and only then is the ring page let go.
+   */
+  private async teardown(dev: XenbusDevice, status: number): Promise<void> {
     const fe = this.info(dev);
     const k = dev.kernel;
+    const { port, ringRef, ringGfn } = fe;
+    // The saved domain's ring: no grant or port of this domain names it, its page is just memory.
+    const presuspendRing = fe.ring !== undefined && fe.ring === fe.presuspend?.ring;
+    fe.port = fe.ringRef = fe.ringGfn = undefined;
+    fe.ring = undefined;
+    fe.presuspend = undefined;
     for (const [id, p] of fe.pending) {
       fe.pending.delete(id);
       this.release(dev, p);
       p.resolve({ status });
     }
-    if (fe.port !== undefined) k.close(fe.port);
-    if (fe.ringRef !== undefined && k.endForeignAccess(fe.ringRef) && fe.ringGfn !== undefined) k.freePage(fe.ringGfn);
-    // The saved domain's ring: no grant or port of this domain names it, its page is just memory.
-    else if (fe.ringRef === undefined && fe.ringGfn !== undefined && fe.ring === fe.presuspend?.ring) k.freePage(fe.ringGfn);
-    fe.port = fe.ringRef = fe.ringGfn = undefined;
-    fe.ring = undefined;
-    fe.presuspend = undefined;
+    if (port !== undefined) await k.unbindFromIrqhandler(port);
+    if (ringRef !== undefined && k.endForeignAccess(ringRef) && ringGfn !== undefined) k.freePage(ringGfn);
+    else if (ringRef === undefined && ringGfn !== undefined && presuspendRing) k.freePage(ringGfn);
   }
 
   private release(dev: XenbusDevice, p: Pending): void {
@@ -447,7 +454,7 @@ export class BlkfrontDriver implements XenbusDriver {
     };
     await dev.switchState(XenbusState.XenbusStateClosing);
     await until(async () => dev.state === XenbusState.XenbusStateClosed && (await backendIs(XenbusState.XenbusStateClosed)), 'the backend did not close');
-    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
     fe.disk = disk;
     await dev.otherendWatch?.unregister();
     dev.otherendWatch = undefined;
@@ -468,7 +475,7 @@ export class BlkfrontDriver implements XenbusDriver {
     const fe = this.info(dev);
     if (!fe?.disk) throw new BlkfrontError(`${dev.nodename}: no disk to resume`);
     const disk = fe.disk;
-    this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
     fe.disk = disk;
     await this.talkToBlkback(dev);
     if (!fe.ring || dev.removed) return;
@@ -477,6 +484,6 @@ export class BlkfrontDriver implements XenbusDriver {
   }
 
   async remove(dev: XenbusDevice): Promise<void> {
-    if (this.info(dev)) this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
+    if (this.info(dev)) await this.teardown(dev, BlkifRsp.BLKIF_RSP_ERROR);
   }
 }

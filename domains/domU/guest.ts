@@ -17,6 +17,7 @@ import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
 import { XsState } from '../kernel/xenbus-xs.ts';
 import { XenbusDevFile } from '../kernel/xenbus-dev-frontend.ts';
+import type { EventsQuirks } from '../kernel/events-base.ts';
 import { Freezer, userPoint } from '../kernel/freezer.ts';
 import { BlkfrontDriver, type BlkfrontQuirks } from './blkfront.ts';
 import { NetfrontDriver, type NetfrontOptions } from './netfront.ts';
@@ -37,7 +38,11 @@ export interface GuestArgs {
   readonly jitter?: { readonly p: number; readonly maxNs: number };
   /** The seed's (non-Xen) ACPI flow: see acpi.ts. Off by default. */
   readonly acpiSeedFlow?: boolean;
-  readonly quirks?: { readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks };
+  readonly quirks?: {
+    readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks; readonly events?: EventsQuirks;
+  };
+  /** The domain's vCPUs (xl.cfg's vcpus): with two or more an upcall and xenwatch overlap. */
+  readonly vcpus?: number;
   /**
    * How long an orderly shutdown waits for each Connected frontend's backend to close (ns);
    * Linux waits up to 5 s.
@@ -124,6 +129,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     }
   }
   const statePage = k.reservePage(KERNEL_STATE_GFN);
+  k.configureEvents(args.vcpus ?? 1, args.quirks?.events);
   const workload: number[] = saved ? [...saved.workload] : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).

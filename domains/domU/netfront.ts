@@ -123,7 +123,7 @@ export class NetfrontDriver implements XenbusDriver {
         if (dev.state === XenbusState.XenbusStateClosed) break;
         // Restarting (see reconnect): the backend's old Closed is what we wait to see end.
         if (dev.state === XenbusState.XenbusStateInitialising && state === XenbusState.XenbusStateClosed) break;
-        this.teardown(dev, fe);
+        await this.teardown(dev, fe);
         await dev.switchState(XenbusState.XenbusStateClosed);
         break;
       case XenbusState.XenbusStateConnected:
@@ -206,9 +206,15 @@ export class NetfrontDriver implements XenbusDriver {
     fe.rxBufs.set(id, buf);
   }
 
-  /** Stops I/O: fails what is in flight, ends every grant, closes the event channel. */
-  private teardown(dev: XenbusDevice, fe: Netfront): void {
+  /**
+   * Stops I/O: fails what is in flight, ends every grant, unbinds the event channel (waiting for
+   * an upcall dispatching it on another vCPU) and then lets the rings go.
+   */
+  private async teardown(dev: XenbusDevice, fe: Netfront): Promise<void> {
     const k = dev.kernel;
+    const { port, rings } = fe;
+    fe.port = fe.tx = fe.rx = undefined;
+    fe.rings = [];
     const packets = new Set(fe.txInflight.values());
     fe.txInflight.clear();
     for (const p of packets) {
@@ -217,13 +223,11 @@ export class NetfrontDriver implements XenbusDriver {
     }
     for (const buf of fe.rxBufs.values()) endAndFree(k, buf);
     fe.rxBufs.clear();
-    if (fe.port !== undefined) k.close(fe.port);
-    // The backend may still map the rings until it sees us Closed.
-    for (const pg of fe.rings) endAndFree(k, pg);
-    fe.rings = [];
-    fe.port = fe.tx = fe.rx = undefined;
     fe.rxParts = [];
     fe.rxBad = fe.rxExtra = false;
+    if (port !== undefined) await k.unbindFromIrqhandler(port);
+    // The backend may still map the rings until it sees us Closed.
+    for (const pg of rings) endAndFree(k, pg);
   }
 
   /** The event channel: tx completions and received frames. */
@@ -412,12 +416,12 @@ export class NetfrontDriver implements XenbusDriver {
       await new Promise<void>((r) => void k.setTimer(1e6, r));
     }
     if (dev.removed) throw new NetfrontError(`${dev.nodename}: removed`);
-    this.teardown(dev, fe);
+    await this.teardown(dev, fe);
     await dev.switchState(XenbusState.XenbusStateInitialising);
   }
 
   async remove(dev: XenbusDevice): Promise<void> {
     const fe = this.info(dev);
-    if (fe) this.teardown(dev, fe);
+    if (fe) await this.teardown(dev, fe);
   }
 }

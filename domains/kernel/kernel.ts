@@ -13,6 +13,7 @@ import { SchedOp, type ShutdownReason } from '../../hypervisor/public/sched.ts';
 import { VMEXIT_IO_INSTRUCTION } from '../../hypervisor/public/hvm/ioreq.ts';
 import { DOMID_SELF, type DomId, Hypercall, type StartInfo, VcpuInfo, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { TaskScheduler } from './sched.ts';
+import { EventsBase, type EventsQuirks } from './events-base.ts';
 import {
   KERNEL_COUNTERS, type KernelBoot, KernelCounter, type RunMode, VcpuControl, vcpuGateClosed, vcpuParkAck,
 } from '../../hypervisor/public/vcpu.ts';
@@ -70,7 +71,8 @@ export class Kernel {
   private readonly pages = new Map<number, Uint8Array>();
   /** Pages of other domains this kernel mapped, by grant handle. */
   private readonly foreign = new Map<number, Uint8Array>();
-  private readonly handlers = new Map<number, (port: number) => void>();
+  /** Ports' irq_info and the upcall's dispatch (Linux's events_base.c). */
+  private readonly events = new EventsBase(this);
   private readonly si: Uint8Array;
   private readonly siWords: Int32Array;
   /** This domain's shared_info through the 2-level ABI (the guest's half). */
@@ -300,9 +302,29 @@ export class Kernel {
     this.evtchnOp(EvtchnOp.EVTCHNOP_send, { port });
   }
 
+  /**
+   * Frees the port's handler and closes it at once. Only where no upcall can be dispatching the
+   * port meanwhile (a one-vCPU kernel); a frontend's teardown unbinds with unbindFromIrqhandler.
+   */
   close(port: number): void {
-    this.handlers.delete(port);
+    this.events.free(port);
     this.evtchnOp(EvtchnOp.EVTCHNOP_close, { port });
+  }
+
+  /**
+   * unbind_from_irqhandler: frees the port's handler - waiting, unless the R09 quirk drops the
+   * lock, for an upcall dispatching it on another vCPU to finish - and closes the port.
+   */
+  unbindFromIrqhandler(port: number): Promise<void> {
+    return this.events.unbind(port, () => void this.evtchnOp(EvtchnOp.EVTCHNOP_close, { port }));
+  }
+
+  /**
+   * The domain's vCPU count and the kernel's event-dispatch knobs (the guest sets them at boot).
+   * With two vCPUs or more, in lockstep, the upcall runs as a task of its own (events-base.ts).
+   */
+  configureEvents(vcpus: number, quirks?: EventsQuirks): void {
+    this.events.configure(vcpus, quirks);
   }
 
   unmask(port: number): void {
@@ -311,7 +333,7 @@ export class Kernel {
 
   /** Handler run for each event on `port` (in the upcall, one at a time). */
   on(port: number, handler: (port: number) => void): void {
-    this.handlers.set(port, handler);
+    this.events.bind(port, handler);
   }
 
   /**
@@ -416,10 +438,8 @@ export class Kernel {
 
   /** The upcall handler (events_2l's shape): every pending unmasked port, to its handler. */
   handleEvents(): void {
-    this.counters[KernelCounter.upcalls] += this.evtchn.handleEvents(0, this.dispatch);
+    this.counters[KernelCounter.upcalls] += this.events.handle((dispatch) => this.evtchn.handleEvents(0, dispatch));
   }
-
-  private readonly dispatch = (port: number): void => this.handlers.get(port)?.(port);
 
   // ---------------------------------------------------------------- grant tables
 

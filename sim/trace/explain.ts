@@ -228,7 +228,7 @@ const OTHER: Readonly<Record<string, Explainer>> = {
   run: (e) => `xensim runs scenario ${String(e.scenario)} with seed ${String(e.seed)}, variant ${String(e.variant)} (xensim run)`,
   end: (e) => `the run ends: ${String(e.result)} after ${String(e.events)} events (xensim run)`,
   fault: (e) => `injected fault: ${String(e.fault)}${e.fault === 'xenstored-crash' ? ' - xenstored dies and restarts from its saved state' : ''} (xensim fault)`,
-  oops: (e, c) => `${dom(e.domid, c)}'s kernel reports an error in ${String(e.where)}: ${q(String(e.error), 100)} (the xenwatch thread's WARN)`,
+  oops: (e, c) => `${dom(e.domid, c)}'s kernel reports an error in ${String(e.where)}: ${q(String(e.error), 100)} (${String(e.where).startsWith('evtchn upcall') ? 'a fault in the event upcall, in interrupt context' : 'the xenwatch thread\'s WARN'})`,
   net: (e, c) => (e.role === 'frontend'
     ? `${dom(e.domid, c)} netfront ${e.dir === 'tx' ? 'sends' : 'receives'} ${String(e.bytes)} bytes on ${String(e.device)} (xennet_start_xmit / xennet_poll)`
     : `${dom(e.domid, c)} netback ${String(e.event)} on ${String(e.vif)}${e.reason ? `: ${String(e.reason)}` : ''} (xenvif)`),
