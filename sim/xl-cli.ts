@@ -223,10 +223,10 @@ export function registerXl(program: Command): void {
     .option('-s <sshcommand>', `the command that reaches HOST (default: ssh; runs \`exec SSHCOMMAND HOST ${MIGRATE_RECEIVE_COMMAND}\`)`)
     .action(async (domain: string, host: string, o: { s?: string }, cmd: Command) => run(cmd, async (call, io) => {
       const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd() }) as {
-        domid: number; rounds: number[]; liveRounds: number; bytes: number; downtimeNs: number; log: string[];
+        domid: number; rounds: number[]; liveRounds: number; bytes: number; downtimeNs: number; hash: string; log: string[];
       };
       for (const l of r.log) io.err(`${l}\n`);
-      io.err(`Migrated domain ${r.domid}: ${r.bytes} bytes, ${r.liveRounds} live round(s) of ${r.rounds.slice(0, r.liveRounds).join('/')} pages, ${r.rounds.at(-1)} after suspend, downtime ${(r.downtimeNs / 1e6).toFixed(3)} ms\n`);
+      io.err(`Migrated domain ${r.domid}: ${r.bytes} bytes, ${r.liveRounds} live round(s) of ${r.rounds.slice(0, r.liveRounds).join('/')} pages, ${r.rounds.at(-1)} after suspend, downtime ${(r.downtimeNs / 1e6).toFixed(3)} ms, memory sha256 ${r.hash}\n`);
     }));
 
   xl.command('migrate-receive')
