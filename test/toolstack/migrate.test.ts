@@ -6,17 +6,26 @@ import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import { MigratePipe, type PipeWriter } from '../../sim/migrate-pipe.ts';
 import { MigrateError, migrateReceive, migrateSend } from '../../sim/xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, SPP_MAX_ITERATIONS, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
+import { XlMigrateMessage, xlMigrateMessageBytes } from '../../domains/dom0/toolstack/migration/xl-migrate-channel.ts';
 import { bootHost, type TestHost } from '../helpers/host.ts';
 
 const CFG: DomainConfig = { name: 'mover', disks: [{ vdev: 'xvda', target: 'mover-root', sizeMiB: 4 }], vifs: [{}] };
 const DEVICES = ['vbd/51712', 'vif/0'];
 
-/** Two pipe ends: what one writes, the other reads. `cut` makes the writer drop bytes past it. */
-function pipes(cutAfter = Infinity): { sender: MigratePipe; receiver: MigratePipe } {
+/**
+ * Two pipe ends: what one writes, the other reads. The sender's bytes past `cutAfter` are lost and
+ * its side closed (a connection reset); with `loseGo` its "permission to go" never arrives.
+ */
+function pipes(cutAfter = Infinity, loseGo = false): { sender: MigratePipe; receiver: MigratePipe } {
+  const go = Buffer.from(xlMigrateMessageBytes(XlMigrateMessage.migrate_permission_to_go));
   let sent = 0;
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
   const to = (peer: () => MigratePipe | undefined, cut: boolean): PipeWriter => ({
     write: (b) => {
+      if (cut && loseGo && Buffer.from(b).equals(go)) {
+        peer()!.end(new Error('connection reset'));
+        return true;
+      }
       if (cut) {
         const room = Math.max(0, cutAfter - sent);
         sent += b.length;
@@ -111,6 +120,43 @@ describe('xl migrate (two hosts in one process)', function () {
     assert.ok(h && !h.isShutDown && h.logDirty === undefined, 'the source runs, log-dirty off');
     const seen = await a.xl.guest<{ resumes: number; devices: { stateName: string }[] }>(src, { cmd: 'devices' });
     assert.equal(seen.resumes, 0, 'cancelled: no resume path');
+    assert.ok(seen.devices.every((d) => d.stateName === 'XenbusStateConnected'));
+  });
+
+  it('a destination that cannot take the guest (its name is taken there) refuses before "ready": the source resumes', async () => {
+    const src = await a.xl.create(CFG);
+    await connected(a, src);
+    const there = await b.xl.create({ name: 'mover' });
+    const { sender, receiver } = pipes();
+    const [s, r] = await Promise.allSettled([migrateSend(a.xl, src, sender), migrateReceive(b.xl, receiver)]);
+    assert.equal(r.status, 'rejected');
+    assert.match(String((r as PromiseRejectedResult).reason), /Domain creation failed.*already exists/);
+    assert.equal(s.status, 'rejected');
+    const e = (s as PromiseRejectedResult).reason as MigrateError;
+    assert.match(e.message, /ready message.*resumed at the sender/);
+    assert.deepEqual(e.log, ['Migration failed, resuming at sender.']);
+    assert.equal(a.rt.host.domains.get(src)?.isShutDown, false, 'the source runs again');
+    assert.deepEqual([...b.xl.domains.keys()], [there], 'nothing else at the destination');
+  });
+
+  it('a go that never arrives: the receiver reports failure, destroys its copy and lets the sender resume its own', async () => {
+    const src = await a.xl.create(CFG);
+    await connected(a, src);
+    await a.xl.guest(src, { cmd: 'mem-fill', pages: 8 });
+    const { sender, receiver } = pipes(Infinity, true);
+    const [s, r] = await Promise.allSettled([migrateSend(a.xl, src, sender), migrateReceive(b.xl, receiver)]);
+    assert.equal(r.status, 'rejected');
+    assert.deepEqual(((r as PromiseRejectedResult).reason as MigrateError).log.slice(-2),
+      ['migration target: Failure, destroying our copy.', 'migration target: Cleanup OK, granting sender permission to resume.']);
+    assert.equal(b.xl.domains.size, 0);
+    assert.ok(!(await b.xl.dump('/local/domain')).some((n) => /^\/local\/domain\/[1-9]/.test(n.path)), "the copy's tree is gone");
+    assert.equal(s.status, 'rejected');
+    const e = (s as PromiseRejectedResult).reason as MigrateError;
+    assert.equal(e.message, 'Migration failed due to problems at target.');
+    assert.ok(e.log.includes('migration sender: Target reports startup failure (status code 3).'), e.log.join('\n'));
+    assert.equal(a.rt.host.domains.get(src)?.isShutDown, false, 'the source runs again');
+    const seen = await a.xl.guest<{ resumes: number; devices: { stateName: string }[] }>(src, { cmd: 'devices' });
+    assert.equal(seen.resumes, 0);
     assert.ok(seen.devices.every((d) => d.stateName === 'XenbusStateConnected'));
   });
 
