@@ -234,7 +234,8 @@ export class XlControl {
         const cmd = { ...(a.command as Record<string, unknown>) };
         if (typeof cmd.data === 'string') cmd.data = new Uint8Array(Buffer.from(cmd.data, 'base64'));
         const r = await xl.guest(domid, cmd as Parameters<Xl['guest']>[1]);
-        return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]));
+        return Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'cmd' && k !== 'id')
+          .map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]));
       }
       case 'xenstore-ls': {
         const path = (a.path as string | undefined) ?? '/';
