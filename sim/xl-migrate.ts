@@ -123,13 +123,16 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   } catch (e) {
     shadowOp(xl, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_OFF);
     await pipe.close();
+    log.push(`migration sender: libxl_domain_suspend failed (${why(e)})`);
     const h = xl.rt.host.domains.get(domid);
     if (h?.isShutDown && h.shutdownCode === ShutdownReason.SHUTDOWN_suspend) {
+      // failed_resume: libxl_domain_resume(suspend_cancel).
       log.push('Migration failed, resuming at sender.');
       await xl.resume(domid);
       throw fail(`${why(e)}; domain ${domid} resumed at the sender`);
     }
-    log.push('Migration failed, failed to suspend at sender.');
+    // Never suspended (the guest did not, or the stream failed first): it runs on as it was.
+    log.push(suspendedAt === undefined && /suspend/.test(why(e)) ? 'Migration failed, failed to suspend at sender.' : 'Migration failed; the domain was not suspended.');
     throw fail(`${why(e)}; domain ${domid} was not suspended and runs on`);
   }
   shadowOp(xl, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_OFF);
@@ -206,12 +209,13 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<Migrate
     await pipe.close();
     throw fail(`migration target: Domain creation failed: ${e instanceof SaveRestoreError ? e.message : why(e)}`);
   }
+  log.push('migration target: Transfer complete, requesting permission to start domain.');
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_ready));
   let rc = 0;
   let problem = '';
   try {
     await readMessage(pipe, XlMigrateMessage.migrate_permission_to_go, 'GO message');
-    log.push('migration target: Transfer complete, requesting permission to start domain.');
+    log.push('migration target: Got permission, starting domain.');
     await xl.unpause(domid);
     log.push('migration target: Domain started successfully.');
   } catch (e) {

@@ -160,6 +160,19 @@ describe('xl migrate (two hosts in one process)', function () {
     assert.ok(seen.devices.every((d) => d.stateName === 'XenbusStateConnected'));
   });
 
+  it('an HVM guest migrates too (HVM_CONTEXT and its params in the stream)', async () => {
+    const src = await a.xl.create({ ...CFG, type: 'hvm' });
+    await connected(a, src);
+    await a.xl.guest(src, { cmd: 'mem-fill', pages: 16 });
+    const before = await a.xl.guest<{ hash: string }>(src, { cmd: 'mem-hash' });
+    const { sender, receiver } = pipes();
+    const [sent, got] = await Promise.all([migrateSend(a.xl, src, sender), migrateReceive(b.xl, receiver)]);
+    assert.equal(got.hash, sent.hash);
+    assert.equal(b.rt.host.domains.get(got.domid)?.hvm, true);
+    await connected(b, got.domid);
+    assert.equal((await b.xl.guest<{ hash: string }>(got.domid, { cmd: 'mem-hash' })).hash, before.hash);
+  });
+
   it('a policy abort before suspend leaves the guest running untouched', async () => {
     const src = await a.xl.create(CFG);
     await connected(a, src);
