@@ -386,6 +386,8 @@ export class GrantTables implements DomainHooks {
       this.putMaptrackHandle(lgt, handle);
     }
     if (done) this.dropPins(rgt, map.ref, act, done | (flags & GNTMAP_readonly));
+    // gnttab_mark_dirty(): a page another domain had writable may have changed under log-dirty.
+    if (done && !(flags & GNTMAP_readonly)) rd.logDirty?.markDirtyFrame(act.frame);
     return GntSt.GNTST_okay;
   }
 

@@ -8,7 +8,7 @@ import { Hypercalls } from '../../hypervisor/hypercall.ts';
 import { dirtyPfns } from '../../hypervisor/paging.ts';
 import { Domctl, DomctlShadowOp, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from '../../hypervisor/public/domctl.ts';
 import { DOMID_SELF, Errno, Hypercall, domid as domidOf } from '../../hypervisor/public/xen.ts';
-import { GNTCOPY_dest_gref, GntSt, gnttabGrantForeignAccessRef, grantRef } from '../../hypervisor/public/grant_table.ts';
+import { GNTCOPY_dest_gref, GNTMAP_host_map, GntSt, gnttabGrantForeignAccessRef, grantRef } from '../../hypervisor/public/grant_table.ts';
 
 const PAGES = 64;
 
@@ -74,6 +74,21 @@ describe('log-dirty mode (XEN_DOMCTL_shadow_op)', () => {
     const a = clean(hc, domid);
     assert.deepEqual(dirtyPfns(a.dirty_bitmap), [12]);
     assert.deepEqual(a.stats, { fault_count: 0, dirty_count: 1 }, 'marked by Xen, not faulted');
+  });
+
+  it('unmapping a writable grant map marks the granted page dirty (gnttab_mark_dirty)', () => {
+    const { h, hc, gt, domid } = setup();
+    const d = h.domains.get(domid)!;
+    const ref = grantRef(9);
+    gnttabGrantForeignAccessRef(gt.tableFrames(d).map((f) => f.bytes), ref, domidOf(0), 20, false);
+    const dom0 = h.domains.get(0)!;
+    const m = gt.mapGrantRef(dom0, { host_addr: 0x1000, flags: GNTMAP_host_map, ref, dom: d.domid });
+    assert.equal(m.status, GntSt.GNTST_okay);
+    shadow(hc, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY);
+    assert.equal(gt.unmapGrantRef(dom0, { host_addr: 0x1000, dev_bus_addr: 0, handle: m.handle! }).status, GntSt.GNTST_okay);
+    const a = clean(hc, domid);
+    assert.deepEqual(dirtyPfns(a.dirty_bitmap), [20]);
+    assert.deepEqual(a.stats, { fault_count: 0, dirty_count: 1 }, 'marked by Xen at unmap, no guest write');
   });
 
   it('OFF stops logging; CLEAN with log-dirty off answers an empty bitmap, as Xen with no bitmap does', () => {
