@@ -1,6 +1,7 @@
 // struct domain: identity, privilege, run state, memory. Event channels and grant tables hang
 // off it (event-channel.ts, grant-table.ts).
 import type { Frame, Gfn } from './memory.ts';
+import type { LogDirty } from './paging.ts';
 import { type DomId, DOMID_FIRST_RESERVED } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
 
@@ -33,6 +34,8 @@ export class Domain {
   hvm = false;
   /** xen_domain_handle_t: the toolstack's uuid for the domain, set at createdomain (zeros if none). */
   handle = '00000000-0000-0000-0000-000000000000';
+  /** paging_mode_log_dirty(d): set while XEN_DOMCTL_shadow_op has log-dirty mode on. */
+  logDirty: LogDirty | undefined = undefined;
 
   constructor(
     readonly domid: DomId,

@@ -386,6 +386,8 @@ export class GrantTables implements DomainHooks {
       this.putMaptrackHandle(lgt, handle);
     }
     if (done) this.dropPins(rgt, map.ref, act, done | (flags & GNTMAP_readonly));
+    // gnttab_mark_dirty(): a page another domain had writable may have changed under log-dirty.
+    if (done && !(flags & GNTMAP_readonly)) rd.logDirty?.markDirtyFrame(act.frame);
     return GntSt.GNTST_okay;
   }
 
@@ -475,7 +477,11 @@ export class GrantTables implements DomainHooks {
     const soff = op.source.offset & 0xffff;
     const doff = op.dest.offset & 0xffff;
     if (soff + len > XEN_PAGE_SIZE || doff + len > XEN_PAGE_SIZE) rc = GntSt.GNTST_bad_copy_arg;
-    else dest.frame.bytes.set(src.frame.bytes.subarray(soff, soff + len), doff);
+    else {
+      dest.frame.bytes.set(src.frame.bytes.subarray(soff, soff + len), doff);
+      // __gnttab_copy()'s paging_mark_dirty(): Xen wrote the page, no guest write fault says so.
+      dd.logDirty?.markDirtyFrame(dest.frame);
+    }
     src.release();
     dest.release();
     return rc;

@@ -11,7 +11,8 @@ import { GnttabOp } from './public/grant_table.ts';
 import { SchedOp, ShutdownReason } from './public/sched.ts';
 import { Errno, Hypercall } from './public/xen.ts';
 import { HvmAcpi } from './hvm/acpi.ts';
-import { Domctl, DomctlTrigger } from './public/domctl.ts';
+import { Domctl, DomctlShadowOp, DomctlTrigger, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from './public/domctl.ts';
+import { LogDirty } from './paging.ts';
 import { HvmOp } from './public/hvm/hvm_op.ts';
 import { ACPI_SCI_PIRQ, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION } from './public/hvm/ioreq.ts';
 import { HvmParam } from './public/hvm/params.ts';
@@ -189,6 +190,40 @@ export class Hypercalls {
     }
   }
 
+  /**
+   * XEN_DOMCTL_shadow_op, log-dirty part (paging_domctl()). Never on oneself (-EINVAL); a dying
+   * domain's op is ignored (0). CLEAN and PEEK answer { pages, dirty_bitmap, stats } - with log-dirty
+   * off Xen has no bitmap and answers all zeros. Shadow allocation and the other shadow modes are
+   * not modelled (-ENOSYS).
+   */
+  private static shadowOp(caller: Domain, d: Domain, a: Record<string, unknown>): unknown {
+    if (d === caller) return -Errno.EINVAL;
+    if (d.dying) return 0;
+    const op = Number(a.op);
+    const mode = Number(a.mode ?? 0);
+    switch (op) {
+      case DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE:
+      case DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY:
+        if (op === DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE && !(mode & XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY)) return -Errno.ENOSYS;
+        // paging_log_dirty_enable(): already on is -EINVAL.
+        if (d.logDirty) return -Errno.EINVAL;
+        d.logDirty = new LogDirty(d);
+        return 0;
+      case DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_OFF:
+        d.logDirty = undefined;
+        return 0;
+      case DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN:
+      case DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_PEEK: {
+        const pages = Math.max(0, Math.floor(Number(a.pages ?? 0)));
+        if (!d.logDirty) return { pages, dirty_bitmap: new Uint8Array(Math.ceil(pages / 8)), stats: { fault_count: 0, dirty_count: 0 } };
+        const { bitmap, stats } = d.logDirty.read(op === DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, pages);
+        return { pages, dirty_bitmap: bitmap, stats };
+      }
+      default:
+        return -Errno.ENOSYS;
+    }
+  }
+
   /** struct xen_domctl_getdomaininfo: what getdomaininfo and the getdomaininfolist sysctl report. */
   private static domainInfo(d: Domain): Record<string, unknown> {
     return {
@@ -254,6 +289,8 @@ export class Hypercalls {
         return { ret: this.evtchn.setVirqHandler(target, Number(a.virq)) };
       case Domctl.XEN_DOMCTL_getdomaininfo:
         return { ret: Hypercalls.domainInfo(target) };
+      case Domctl.XEN_DOMCTL_shadow_op:
+        return { ret: Hypercalls.shadowOp(d, target, a) };
       default:
         return { ret: -Errno.ENOSYS };
     }

@@ -4,6 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { type Command, Option } from 'commander';
 import { ConfigError, loadGuestFile, parseDiskSpec, parseVifSpec } from './config.ts';
 import { type BlockRow, DEFAULT_CONTROL, type ListRow, type NicRow, XlError, xlRequest } from './xl-control.ts';
+import { MIGRATE_RECEIVE_COMMAND, connectMigrateReceive } from './xl-migrate-transport.ts';
 import type { NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 import { sanitiseValue } from '../domains/dom0/tools/xenstore-cli.ts';
 
@@ -214,6 +215,43 @@ export function registerXl(program: Command): void {
       const r = await call('restore', { file: abs, paused: Boolean(o.p) }) as { domid: number; name: string };
       io.err(`Restored domain ${r.name} as ${r.domid}\n`);
     }));
+
+  xl.command('migrate')
+    .description("live-migrate a domain to HOST: another `xensim up`'s control socket, or (with ssh) a machine running one; -s COMMAND as xl's sshcommand, -s '' runs HOST as the whole receiver command")
+    .argument('<domain>')
+    .argument('<host>')
+    .option('-s <sshcommand>', `the command that reaches HOST (default: ssh; runs \`exec SSHCOMMAND HOST ${MIGRATE_RECEIVE_COMMAND}\`)`)
+    .action(async (domain: string, host: string, o: { s?: string }, cmd: Command) => run(cmd, async (call, io) => {
+      const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd() }) as {
+        domid: number; rounds: number[]; liveRounds: number; bytes: number; downtimeNs: number; hash: string; log: string[];
+      };
+      for (const l of r.log) io.err(`${l}\n`);
+      io.err(`Migrated domain ${r.domid}: ${r.bytes} bytes, ${r.liveRounds} live round(s) of ${r.rounds.slice(0, r.liveRounds).join('/')} pages, ${r.rounds.at(-1)} after suspend, downtime ${(r.downtimeNs / 1e6).toFixed(3)} ms, memory sha256 ${r.hash}\n`);
+    }));
+
+  xl.command('migrate-receive')
+    .description('the receiving end of `xl migrate`: the stream on stdin, the replies on stdout, to this host (run by the sender\'s ssh command)')
+    .action(async (_o: unknown, cmd: Command) => {
+      const g = cmd.optsWithGlobals<{ host?: string }>();
+      const host = g.host ?? process.env.XENSIM_CONTROL ?? DEFAULT_CONTROL;
+      let conn;
+      try {
+        conn = await connectMigrateReceive(host);
+      } catch (e) {
+        if (!(e instanceof XlError)) throw e;
+        process.stderr.write(`xl: ${e.message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const { socket, rest } = conn;
+      if (rest.length) process.stdout.write(rest);
+      socket.on('data', (c: Buffer) => void process.stdout.write(c));
+      process.stdin.on('data', (c: Buffer) => void socket.write(c));
+      process.stdin.once('end', () => socket.end());
+      socket.resume();
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      process.stdin.destroy();
+    });
 
   xl.command('xenstore-ls')
     .description("xensim's own: dom0's xenstore tree as `xenstore-ls -f` prints it (works in lockstep, which has no xenstored socket)")

@@ -15,6 +15,9 @@ import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { type RestoreResult, SaveRestoreError, type Xl } from './xl.ts';
 import { socketPathBusy } from './socket-path.ts';
+import { MigratePipe, streamWriter } from './migrate-pipe.ts';
+import { MigrateError, type MigrateReceiveResult, migrateReceive, migrateSend } from './xl-migrate.ts';
+import { openMigrateChannel } from './xl-migrate-transport.ts';
 
 /** An error for the caller (bad domain, bad arguments): its message is the whole story. */
 export class XlError extends Error {
@@ -69,6 +72,13 @@ const Args = {
   // The file is the host's (xl runs there): `xensim xl` sends it absolute, from its own cwd.
   save: On.extend({ file: SaveFile, checkpoint: z.boolean().optional() }),
   restore: z.object({ file: SaveFile, paused: z.boolean().optional() }),
+  // xl migrate [-s SSHCOMMAND] DOM HOST: the host runs the sender (cwd: where relative paths in
+  // HOST or the command are meant). migrate-receive is not here: it turns its connection into the
+  // stream (XlControlServer).
+  migrate: On.extend({ host: z.string().min(1, { error: 'host: expected a host, a command or a control socket' }), sshCommand: z.string().optional(), cwd: z.string().optional() }),
+  // xensim's own: a command for the guest's user space (domains/domU/guest.ts's GuestCommand);
+  // bytes travel as base64.
+  guest: On.extend({ command: z.looseObject({ cmd: z.string() }) }),
 } as const;
 
 export type XlVerb = keyof typeof Args;
@@ -207,6 +217,26 @@ export class XlControl {
       }
       case 'restore':
         return this.restore(a.file as string, Boolean(a.paused));
+      case 'migrate': {
+        const domid = this.guest(a.domain, 'migrate');
+        const log: string[] = [];
+        const pipe = await openMigrateChannel(a.host as string, { sshCommand: a.sshCommand as string | undefined, cwd: a.cwd as string | undefined, log: (l) => log.push(l) });
+        try {
+          const r = await migrateSend(xl, domid, pipe);
+          return { ...r, log: [...log, ...r.log] };
+        } catch (e) {
+          if (e instanceof MigrateError) throw new XlError([...log, ...e.log, e.message].join('\n'));
+          throw e;
+        }
+      }
+      case 'guest': {
+        const domid = this.guest(a.domain, 'run a command in');
+        const cmd = { ...(a.command as Record<string, unknown>) };
+        if (typeof cmd.data === 'string') cmd.data = new Uint8Array(Buffer.from(cmd.data, 'base64'));
+        const r = await xl.guest(domid, cmd as Parameters<Xl['guest']>[1]);
+        return Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'cmd' && k !== 'id')
+          .map(([k, v]) => [k, v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v]));
+      }
       case 'xenstore-ls': {
         const path = (a.path as string | undefined) ?? '/';
         if (!path.startsWith('/')) throw new XlError(`xenstore-ls: ${path}: not an absolute path`);
@@ -250,6 +280,17 @@ export class XlControl {
         if (e instanceof SaveRestoreError) throw new XlError(e.message);
         throw e;
       }
+    });
+    this.creating = run.catch(() => undefined);
+    return run;
+  }
+
+  /** xl migrate-receive on an open pipe, under the create lock (the incoming name must be free). */
+  async migrateReceive(pipe: MigratePipe): Promise<MigrateReceiveResult> {
+    const run = this.creating.then(async () => {
+      const r = await migrateReceive(this.xl, pipe);
+      this.born.set(r.domid, Date.now());
+      return r;
     });
     this.creating = run.catch(() => undefined);
     return run;
@@ -321,6 +362,17 @@ export class XlControl {
 }
 
 const errorText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+/** A `migrate-receive` request line (its id), else undefined. */
+function migrateReceiveRequest(line: string): { id?: number | string } | undefined {
+  if (!line.includes('migrate-receive')) return undefined;
+  try {
+    const req = JSON.parse(line) as XlRequest;
+    return req && typeof req === 'object' && req.verb === 'migrate-receive' ? { id: req.id } : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The longest request line the control socket takes (a client sending more is cut off). */
 export const XL_CONTROL_LINE_MAX = 1 << 20;
@@ -405,7 +457,13 @@ export class XlControlServer {
     // once they are answered).
     let inFlight = 0;
     let cutOff = false;
+    // After a migrate-receive request the connection carries the migration streams.
+    let stream: MigratePipe | undefined;
     socket.on('data', (chunk: Buffer) => {
+      if (stream) {
+        stream.push(chunk);
+        return;
+      }
       if (cutOff) return;
       const got = lines.push(chunk);
       if (got === 'overflow') {
@@ -414,9 +472,35 @@ export class XlControlServer {
         if (inFlight === 0) socket.end();
         return;
       }
-      for (const raw of got) {
+      for (const [i, raw] of got.entries()) {
         const line = raw.trim();
         if (!line) continue;
+        const mr = migrateReceiveRequest(line);
+        if (mr) {
+          // The client waits for this reply before it sends the stream: nothing may be pending.
+          if (inFlight > 0 || i < got.length - 1) {
+            this.reply(socket, { id: mr.id, ok: false, error: 'migrate-receive: must be the only request on its connection' });
+            socket.end();
+            cutOff = true;
+            return;
+          }
+          this.reply(socket, { id: mr.id, ok: true, result: { receiving: true } });
+          const pipe = new MigratePipe(streamWriter(socket), 'migration stream');
+          stream = pipe;
+          socket.once('end', () => pipe.end());
+          socket.once('close', () => pipe.end());
+          void this.control.migrateReceive(pipe).then(
+            (r) => {
+              for (const l of r.log) this.log(l);
+              this.log(`migrate-receive: domain ${r.domid} running (${r.pages} pages, ${r.pagesResent} resent, memory sha256 ${r.hash})`);
+            },
+            (e: unknown) => {
+              for (const l of e instanceof MigrateError ? e.log : []) this.log(l);
+              this.log(`migrate-receive: ${errorText(e)}`);
+            },
+          ).finally(() => socket.end());
+          return;
+        }
         inFlight++;
         void this.answer(socket, line).finally(() => {
           if (--inFlight === 0 && cutOff) socket.end();

@@ -7,7 +7,7 @@ import type { Domain } from '../hypervisor/domain.ts';
 import { DhdrType, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
 import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import type { SaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
-import type { GuestPage } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import type { CheckpointState, GuestPage, SaveStreamWriterOptions } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -55,47 +55,39 @@ export interface SavedDomain {
   readonly pages: number;
 }
 
-/**
- * The image of a domain suspended for save: one round with every pfn of its p2m (holes as XTAB),
- * then TSC, shared_info and vCPU 0's context (the simulator runs one vCPU per domain). The pages are
- * copies: the stream holds what memory was at suspend, whatever runs later.
- */
-export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
-  if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
+/** What the stream says before any page: the guest type and, for PV, its p2m's shape. */
+export function saveStreamOptions(d: Domain, config: string): SaveStreamWriterOptions {
+  if (d.hvm) return { guestType: DhdrType.DHDR_TYPE_X86_HVM, config };
   const p2mSize = d.p2m.length;
-  const pages: GuestPage[] = [];
-  const copies: [number, Uint8Array][] = [];
-  for (let pfn = 0; pfn < p2mSize; pfn++) {
-    const f = d.p2m[pfn];
-    if (!f) {
-      pages.push({ pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB });
-      continue;
-    }
-    const bytes = f.bytes.slice();
-    copies.push([pfn, bytes]);
-    pages.push({ pfn, bytes });
-  }
+  // xensim guests keep no p2m list in their memory (the host's p2m is the only one), so the
+  // X86_PV_P2M_FRAMES record names the frames just past the last pfn, where such a list would go;
+  // xensim's restore does not read them.
+  const frames = Math.floor((p2mSize - 1) / P2M_PER_FRAME) + 1;
+  return {
+    guestType: DhdrType.DHDR_TYPE_X86_PV,
+    config,
+    pvInfo: { guestWidth: 8, ptLevels: 4 },
+    p2mFrames: { startPfn: 0, endPfn: p2mSize - 1, p2mPfns: Array.from({ length: frames }, (_, i) => BigInt(p2mSize + i)) },
+  };
+}
+
+/**
+ * The suspended domain's state after its last pages (end_of_checkpoint()): TSC, then shared_info
+ * and vCPU 0's context (PV; the simulator runs one vCPU per domain) or HVM_CONTEXT and the
+ * non-zero params write_hvm_params() sends (HVM).
+ */
+export function suspendedState(d: Domain, opts: { nowNs: number; store: number; console: number }): CheckpointState {
+  if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
   const tsc = { mode: TSC_MODE_DEFAULT, khz: TSC_KHZ, nsec: BigInt(Math.max(0, Math.floor(opts.nowNs))), incarnation: 0 };
   if (d.hvm) {
-    // x86_hvm_end_of_checkpoint(): TSC, HVM_CONTEXT, then the params write_hvm_params() sends
-    // that are non-zero - here the store and console pfns, the only ones xensim's HVM guests have.
-    const image: SaveImage = {
-      guestType: DhdrType.DHDR_TYPE_X86_HVM,
-      config: opts.config,
-      checkpoints: [{
-        rounds: [pages],
-        state: {
-          type: DhdrType.DHDR_TYPE_X86_HVM, tsc, hvmContext: hvmContextBlob(),
-          hvmParams: [
-            { index: BigInt(HvmParam.HVM_PARAM_STORE_PFN), value: BigInt(opts.store) },
-            { index: BigInt(HvmParam.HVM_PARAM_CONSOLE_PFN), value: BigInt(opts.console) },
-          ],
-        },
-        // No device model runs for xensim's HVM guests (the ACPI registers are the hypervisor's
-        // model): no emulator records, as for a PVH guest.
-      }],
+    // Here the store and console pfns, the only params xensim's HVM guests have.
+    return {
+      type: DhdrType.DHDR_TYPE_X86_HVM, tsc, hvmContext: hvmContextBlob(),
+      hvmParams: [
+        { index: BigInt(HvmParam.HVM_PARAM_STORE_PFN), value: BigInt(opts.store) },
+        { index: BigInt(HvmParam.HVM_PARAM_CONSOLE_PFN), value: BigInt(opts.console) },
+      ],
     };
-    return { image, hash: memoryHash(copies), pages: copies.length };
   }
   const basic = new Uint8Array(VCPU_GUEST_CONTEXT_SIZE[8]);
   // The simulator has no register file: the context says only that vCPU 0 is up, in kernel mode,
@@ -104,25 +96,26 @@ export function saveDomain(d: Domain, opts: { config: string; nowNs: number; sto
   // No callbacks registered, no vMCE: vcpu 0 and the size, the rest zero.
   const extended = new Uint8Array(EXT_VCPUCONTEXT_SIZE);
   new DataView(extended.buffer).setUint32(4, EXT_VCPUCONTEXT_SIZE, true);
-  // xensim guests keep no p2m list in their memory (the host's p2m is the only one), so the
-  // X86_PV_P2M_FRAMES record names the frames just past the last pfn, where such a list would go;
-  // xensim's restore does not read them.
-  const frames = Math.floor((p2mSize - 1) / P2M_PER_FRAME) + 1;
-  const image: SaveImage = {
-    guestType: DhdrType.DHDR_TYPE_X86_PV,
-    config: opts.config,
-    pvInfo: { guestWidth: 8, ptLevels: 4 },
-    p2mFrames: { startPfn: 0, endPfn: p2mSize - 1, p2mPfns: Array.from({ length: frames }, (_, i) => BigInt(p2mSize + i)) },
-    checkpoints: [{
-      rounds: [pages],
-      state: {
-        type: DhdrType.DHDR_TYPE_X86_PV,
-        tsc,
-        sharedInfo: d.sharedInfo!.bytes.slice(),
-        vcpus: [{ vcpuId: 0, basic, extended }],
-      },
-    }],
-  };
+  return { type: DhdrType.DHDR_TYPE_X86_PV, tsc, sharedInfo: d.sharedInfo!.bytes.slice(), vcpus: [{ vcpuId: 0, basic, extended }] };
+}
+
+/** A pfn's page as the saver sends it: a copy of its contents, or XTAB for a hole. */
+export function savedPage(d: Domain, pfn: number): GuestPage {
+  const f = d.p2m[pfn];
+  return f ? { pfn, bytes: f.bytes.slice() } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
+}
+
+/**
+ * The image of a domain suspended for save: one round with every pfn of its p2m (holes as XTAB),
+ * then its suspended state. The pages are copies: the stream holds what memory was at suspend,
+ * whatever runs later. (No device model runs for xensim's HVM guests - the ACPI registers are the
+ * hypervisor's model: no emulator records, as for a PVH guest.)
+ */
+export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
+  if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
+  const pages = Array.from({ length: d.p2m.length }, (_, pfn) => savedPage(d, pfn));
+  const copies = pages.filter((p) => p.bytes).map((p) => [p.pfn, p.bytes!] as [number, Uint8Array]);
+  const image: SaveImage = { ...saveStreamOptions(d, opts.config), checkpoints: [{ rounds: [pages], state: suspendedState(d, opts) }] };
   return { image, hash: memoryHash(copies), pages: copies.length };
 }
 

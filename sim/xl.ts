@@ -224,7 +224,7 @@ export class Xl {
    * libxl's guest suspend for a save: control/shutdown "suspend", acked by the guest, then wait
    * (libxl's suspend timeout) until Xen reports it shut down for suspend.
    */
-  private async suspendForSave(domid: number): Promise<void> {
+  async suspendForSave(domid: number): Promise<void> {
     const r = await this.rt.toolstack<{ acked: boolean; shutDown?: string }>('shutdown', { domid, command: 'suspend' });
     if (r.shutDown !== undefined) throw new SaveRestoreError(`domain ${domid} is already shut down (${r.shutDown})`);
     if (!r.acked) throw new SaveRestoreError(`domain ${domid} did not acknowledge the suspend request (no PV control interface?)`);
@@ -243,6 +243,25 @@ export class Xl {
   }
 
   /**
+   * The config xl keeps in a save file or migration stream: what the domain really has (its uuid,
+   * its vifs' MACs), so the restored domain looks the same whatever domid it gets.
+   */
+  savedConfig(domid: number): string {
+    const x = this.domains.get(domid)!;
+    const { domid: _fixed, ...cfg } = x.cfg;
+    const config: DomainConfig = {
+      ...cfg, uuid: configUuid(x.cfg, domid),
+      ...(cfg.vifs ? { vifs: cfg.vifs.map((v, i) => ({ ...v, mac: v.mac ?? defaultMac(domid, i) })) } : {}),
+    };
+    return JSON.stringify(config);
+  }
+
+  /** The host's clock as the TSC record gives it. */
+  nowNs(): number {
+    return this.rt.mode === 'lockstep' ? this.rt.virtualNow : performance.now() * 1e6;
+  }
+
+  /**
    * xl save [-c] DOM FILE: suspend the guest, write xl's header, libxl's stream and libxc's (every
    * page, vCPU context, shared_info, TSC) to FILE, then destroy the domain - or with -c
    * (checkpoint) resume it, the guest seeing its suspend cancelled. A save that fails after the
@@ -251,18 +270,12 @@ export class Xl {
   async save(domid: number, file: string, opts: { checkpoint?: boolean } = {}): Promise<SaveResult> {
     const x = this.domains.get(domid);
     if (!x) throw new SaveRestoreError(`domain ${domid} is not a guest of this xl`);
-    // The config xl keeps in the file: what the domain really has (its uuid, its vifs' MACs), so
-    // the restored domain looks the same whatever domid it gets.
-    const { domid: _fixed, ...cfg } = x.cfg;
-    const config: DomainConfig = {
-      ...cfg, uuid: configUuid(x.cfg, domid),
-      ...(cfg.vifs ? { vifs: cfg.vifs.map((v, i) => ({ ...v, mac: v.mac ?? defaultMac(domid, i) })) } : {}),
-    };
+    const config = this.savedConfig(domid);
     await this.suspendForSave(domid);
     let result: SaveResult;
     try {
       const d = this.rt.host.domains.get(domid)!;
-      const saved = saveDomain(d, { config: JSON.stringify(config), store: x.store, console: x.console, nowNs: this.rt.mode === 'lockstep' ? this.rt.virtualNow : performance.now() * 1e6 });
+      const saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs() });
       const fd = openSync(file, 'w');
       let stats;
       try {
@@ -294,18 +307,23 @@ export class Xl {
     } catch (e) {
       throw new SaveRestoreError(`xl restore: ${file}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    if (img.end !== 'complete') throw new SaveRestoreError(`xl restore: ${file}: the stream ends early (${img.end ?? 'no END'})`);
-    if (img.config === undefined) throw new SaveRestoreError(`xl restore: ${file}: no domain config in the file`);
+    return this.restoreImage(img, file, opts, 'xl restore');
+  }
+
+  /** A whole stream's image into a new domain (xl restore, xl migrate-receive). */
+  async restoreImage(img: RestoredImage, from: string, opts: CreateOptions, verb: string): Promise<RestoreResult> {
+    if (img.end !== 'complete') throw new SaveRestoreError(`${verb}: ${from}: the stream ends early (${img.end ?? 'no END'})`);
+    if (img.config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
     let raw: unknown;
     try {
       raw = JSON.parse(img.config);
     } catch {
-      throw new SaveRestoreError(`xl restore: ${file}: the saved config is not JSON`);
+      throw new SaveRestoreError(`${verb}: ${from}: the saved config is not JSON`);
     }
     const parsed = GuestSchema.safeParse(raw);
-    if (!parsed.success) throw new SaveRestoreError(`xl restore: ${file}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    if (!parsed.success) throw new SaveRestoreError(`${verb}: ${from}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const cfg = parsed.data as DomainConfig;
-    if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`xl restore: domain with name "${cfg.name}" already exists`);
+    if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`${verb}: domain with name "${cfg.name}" already exists`);
     const pages = imageP2mSize(img);
     const built = await this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
@@ -316,9 +334,9 @@ export class Xl {
       hash = restoreMemory(built.domain, img);
     } catch (e) {
       await this.rt.destroy(built.domid);
-      throw new SaveRestoreError(`xl restore: ${file}: ${e instanceof Error ? e.message : String(e)}`);
+      throw new SaveRestoreError(`${verb}: ${from}: ${e instanceof Error ? e.message : String(e)}`);
     }
-    await this.createDevices(built, cfg, opts, 'xl restore');
+    await this.createDevices(built, cfg, opts, verb);
     return { domid: built.domid, pages: img.pages.size, hash };
   }
 

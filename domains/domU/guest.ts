@@ -108,6 +108,12 @@ export type GuestCommand =
   | { cmd: 'mem-fill'; id: number; pages: number }
   /** sha256 of the workload's pages as this kernel reads them; replies {hash, pages}. */
   | { cmd: 'mem-hash'; id: number }
+  /**
+   * A user process dirtying memory (a live migration's load): every `everyNs` it rewrites the next
+   * `pages` workload pages (round robin) from the kernel's PRNG, `times` times, frozen with user
+   * space. Replies {} at once; the process runs on.
+   */
+  | { cmd: 'mem-dirty'; id: number; pages: number; everyNs: number; times: number }
   /** Scenario tools: a user process's xenstore requests, watches, transactions over /dev/xen/xenbus (xs-user.ts). */
   | XsUserCommand;
 
@@ -401,6 +407,27 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         } catch (e) {
           reply({ gfns, ...failed(e) });
         }
+        return;
+      }
+      case 'mem-dirty': {
+        if (!workload.length || !(m.pages > 0) || !(m.everyNs > 0) || !(m.times > 0)) {
+          reply({ error: 'mem-dirty: needs a workload (mem-fill) and positive pages, everyNs, times' });
+          return;
+        }
+        let next = 0;
+        const dirty = async (): Promise<void> => {
+          for (let t = 0; t < m.times; t++) {
+            await new Promise<void>((r) => void k.setTimer(m.everyNs, r));
+            await freezer.tryToFreeze();
+            for (let i = 0; i < m.pages; i++) {
+              const pg = k.page(workload[next++ % workload.length]);
+              const v = new DataView(pg.buffer, pg.byteOffset, pg.byteLength);
+              for (let j = 0; j < pg.length; j += 4) v.setUint32(j, k.rng.u32(), true);
+            }
+          }
+        };
+        void dirty();
+        reply({});
         return;
       }
       case 'mem-hash': {

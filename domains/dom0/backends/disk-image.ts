@@ -1,5 +1,10 @@
 // Disk images in dom0's memory (what `params` names), sparse: 4 KiB chunks appear when written,
-// so a hundred guests with two disks each cost only what they wrote.
+// so a hundred guests with two disks each cost only what they wrote. A target that is an absolute
+// path is a file instead (a loop device over it, as a file: target): hosts that name the same file
+// share the disk, which is what `xl migrate` needs - the disk is not in the stream, the destination
+// must reach the same storage.
+import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import { BLKIF_SECTOR_SIZE } from '../../../hypervisor/public/io/blkif.ts';
 
 const CHUNK = 4096;
@@ -39,13 +44,46 @@ export class DiskImage {
   }
 }
 
+/** An image in a file: reads and writes go to it at once (a shared disk sees every write). */
+export class FileDiskImage extends DiskImage {
+  private readonly fd: number;
+
+  constructor(path: string, sizeMiB: number) {
+    const fd = openSync(path, 'a+');
+    closeSync(fd);
+    const rw = openSync(path, 'r+');
+    const bytes = fstatSync(rw).size;
+    // A new (empty) file gets the configured size; an existing one keeps its own.
+    if (bytes === 0) ftruncateSync(rw, sizeMiB * 1024 * 1024);
+    super(path, Math.floor((bytes || sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE));
+    this.fd = rw;
+  }
+
+  override read(sector: number, count: number, out: Uint8Array, at = 0): void {
+    const len = count * BLKIF_SECTOR_SIZE;
+    const got = readSync(this.fd, out, at, len, sector * BLKIF_SECTOR_SIZE);
+    out.fill(0, at + got, at + len);
+  }
+
+  override write(sector: number, count: number, data: Uint8Array, at = 0): void {
+    writeSync(this.fd, data, at, count * BLKIF_SECTOR_SIZE, sector * BLKIF_SECTOR_SIZE);
+  }
+
+  override get bytesUsed(): number {
+    return fstatSync(this.fd).blocks * 512;
+  }
+}
+
 /** dom0's image store: `params` -> image, created on first use with the configured size. */
 export class DiskImages {
   private readonly images = new Map<string, DiskImage>();
 
   open(name: string, sizeMiB = 16): DiskImage {
     let img = this.images.get(name);
-    if (!img) this.images.set(name, (img = new DiskImage(name, (sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE)));
+    if (!img) {
+      img = isAbsolute(name) ? new FileDiskImage(name, sizeMiB) : new DiskImage(name, (sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE);
+      this.images.set(name, img);
+    }
     return img;
   }
 

@@ -1,0 +1,119 @@
+// The two byte streams between `xl migrate` and `xl migrate-receive` (xl's send_fd and recv_fd):
+// whatever carries them - a child's stdin/stdout (the ssh command), or a socket to another host's
+// control socket - feeds received chunks in with push()/end() and takes written bytes through the
+// writer it was made with. Reads take exact amounts, as xl's read_exact() does.
+import { ByteQueue } from '../domains/dom0/toolstack/migration/byte-queue.ts';
+
+export class MigratePipeClosed extends Error {}
+
+export interface PipeWriter {
+  /** Queues bytes; false when the transport wants the writer to wait for drain(). */
+  write(bytes: Uint8Array): boolean;
+  /** Resolves once the transport took what was queued (or at once if it is gone). */
+  drain(): Promise<void>;
+  /** No more bytes from this side. */
+  end(): void;
+}
+
+export class MigratePipe {
+  private readonly q = new ByteQueue();
+  private ended = false;
+  private error: Error | undefined;
+  private waiter: (() => void) | undefined;
+  private full = false;
+
+  constructor(private readonly out: PipeWriter, readonly name = 'migration stream') {}
+
+  /** Bytes from the other side. */
+  push(chunk: Uint8Array): void {
+    this.q.push(chunk);
+    this.wake();
+  }
+
+  /** The other side closed (or the transport failed: `error`). */
+  end(error?: Error): void {
+    this.ended = true;
+    this.error ??= error;
+    this.wake();
+  }
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  private async more(): Promise<void> {
+    await new Promise<void>((r) => (this.waiter = r));
+  }
+
+  /** Exactly n bytes; rejects if the other side closes first. */
+  async readExact(n: number, what: string): Promise<Uint8Array> {
+    while (this.q.length < n) {
+      if (this.ended) {
+        throw new MigratePipeClosed(`${this.name}: ${this.error ? this.error.message : 'unexpected end of file'} reading ${what} (${this.q.length} of ${n} bytes)`);
+      }
+      await this.more();
+    }
+    return this.q.take(n).slice();
+  }
+
+  /** Whatever has arrived (waiting for something), or null once the other side closed. */
+  async readSome(): Promise<Uint8Array | null> {
+    while (this.q.length === 0) {
+      if (this.ended) return null;
+      await this.more();
+    }
+    return this.q.takeAll().slice();
+  }
+
+  /** Puts bytes back in front (what followed a stream's END belongs to the next read). */
+  unread(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    const rest = this.q.takeAll();
+    this.q.push(bytes);
+    if (rest.length) this.q.push(rest.slice());
+  }
+
+  write(bytes: Uint8Array): void {
+    if (!this.out.write(bytes)) this.full = true;
+  }
+
+  /** Waits for the transport to take what was written (flow control between batches). */
+  async drain(): Promise<void> {
+    if (!this.full) return;
+    this.full = false;
+    await this.out.drain();
+  }
+
+  /** Sends everything, then closes this side. */
+  async close(): Promise<void> {
+    await this.drain();
+    this.out.end();
+  }
+}
+
+/** A writer over a Node stream (a socket, a child's stdin). */
+export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): PipeWriter {
+  return {
+    write: (bytes) => (s.destroyed || s.writableEnded ? true : s.write(bytes)),
+    drain: () => (s.destroyed || s.writableEnded ? Promise.resolve() : new Promise<void>((r) => {
+      const done = (): void => {
+        s.off('drain', done);
+        s.off('close', done);
+        s.off('error', done);
+        r();
+      };
+      s.once('drain', done);
+      s.once('close', done);
+      s.once('error', done);
+    })),
+    end: () => {
+      if (!s.destroyed && !s.writableEnded) s.end();
+    },
+  };
+}

@@ -1,0 +1,116 @@
+// What carries xl migrate's two byte streams. As xl does it, the sender runs a command whose
+// stdin/stdout reach the receiver: by default `ssh HOST xensim xl migrate-receive`, with -s
+// another ssh command, and with -s '' HOST is the whole command. xensim's shortcut: a HOST that is
+// a Unix socket here (another `xensim up`'s control socket) is reached directly. Either way the
+// receiving host sees a control-socket connection whose first request is `migrate-receive`; after
+// its reply line the connection carries the raw streams.
+import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
+import net from 'node:net';
+import { resolve as resolvePath } from 'node:path';
+import { MigratePipe, streamWriter } from './migrate-pipe.ts';
+import { XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control.ts';
+
+/** The remote command xl's default rune runs (xl runs `xl migrate-receive`). */
+export const MIGRATE_RECEIVE_COMMAND = 'xensim xl migrate-receive';
+
+/** xl's rune: `exec SSH HOST xensim xl migrate-receive`, or HOST itself when -s is empty. */
+export function migrateRune(host: string, sshCommand = 'ssh'): string {
+  return sshCommand === '' ? host : `exec ${sshCommand} ${host} ${MIGRATE_RECEIVE_COMMAND}`;
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Opens a control-socket connection and asks for `migrate-receive`: resolves with the socket and
+ * the bytes that came after the reply line (the receiver's banner may already be there).
+ */
+export function connectMigrateReceive(path: string): Promise<{ socket: net.Socket; rest: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(path);
+    let buf = Buffer.alloc(0);
+    const fail = (e: Error): void => {
+      socket.destroy();
+      reject(e);
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = Buffer.concat([buf, chunk]);
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0) {
+        if (buf.length > XL_CONTROL_LINE_MAX) fail(new XlError(`${path}: reply too long`));
+        return;
+      }
+      socket.off('data', onData);
+      socket.off('error', onError);
+      socket.off('close', onClose);
+      let res: XlResponse;
+      try {
+        res = JSON.parse(buf.subarray(0, nl).toString('utf8')) as XlResponse;
+      } catch {
+        fail(new XlError(`${path}: not an xensim control socket (bad reply)`));
+        return;
+      }
+      if (!res.ok) {
+        fail(new XlError(res.error));
+        return;
+      }
+      socket.pause();
+      resolve({ socket, rest: buf.subarray(nl + 1) });
+    };
+    const onError = (e: Error): void => fail(new XlError(`cannot reach a host at ${path}: ${e.message}`));
+    const onClose = (): void => fail(new XlError(`${path}: the host closed the connection`));
+    socket.on('data', onData);
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    socket.once('connect', () => socket.write(`${JSON.stringify({ id: 1, verb: 'migrate-receive', args: {} })}\n`));
+  });
+}
+
+/** A MigratePipe over a connected socket (its remaining bytes first). */
+export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string): MigratePipe {
+  const pipe = new MigratePipe(streamWriter(socket), name);
+  if (rest.length) pipe.push(rest);
+  socket.on('data', (c: Buffer) => pipe.push(c));
+  socket.once('end', () => pipe.end());
+  socket.once('close', () => pipe.end());
+  socket.on('error', (e) => pipe.end(e));
+  socket.resume();
+  return pipe;
+}
+
+/**
+ * The sender's channel to the receiver: HOST's control socket directly (no -s and HOST a socket
+ * here), else xl's rune in `sh -c` (its stderr lines go to `log`, as xl passes them through).
+ */
+export async function openMigrateChannel(host: string, opts: { sshCommand?: string; cwd?: string; log: (line: string) => void }): Promise<MigratePipe> {
+  const cwd = opts.cwd ?? process.cwd();
+  const path = resolvePath(cwd, host);
+  if (opts.sshCommand === undefined && isSocket(path)) {
+    const { socket, rest } = await connectMigrateReceive(path);
+    return socketPipe(socket, rest, `migration stream to ${path}`);
+  }
+  const rune = migrateRune(host, opts.sshCommand);
+  const child = spawn('sh', ['-c', rune], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  const pipe = new MigratePipe(streamWriter(child.stdin), `migration receiver (${rune})`);
+  child.stdin.on('error', () => undefined);
+  child.stdout.on('data', (c: Buffer) => pipe.push(c));
+  let err = '';
+  child.stderr.on('data', (c: Buffer) => {
+    err += c.toString('utf8');
+    const parts = err.split('\n');
+    err = parts.pop()!;
+    for (const l of parts) if (l.trim()) opts.log(l);
+  });
+  child.once('error', (e) => pipe.end(e));
+  child.once('close', (code) => {
+    if (err.trim()) opts.log(err);
+    pipe.end(code ? new Error(`${rune}: exited with status ${code}`) : undefined);
+  });
+  return pipe;
+}
