@@ -34,7 +34,6 @@ export default defineScenario({
   },
   expect: { fixed: 'pass', buggy: 'fail' },
   faults: { spuriousEagain: [0.02, 0.2], jitter: { p: [0, 0.3], maxNs: 1e6 } },
-  timeoutMs: 60_000,
   async run(s) {
     s.devicesAgree('busy');
     const id = await s.step('xl create busy guest', () => s.create('busy', guestConfig('busy')));

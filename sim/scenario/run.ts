@@ -17,6 +17,12 @@ import type { FaultHost } from './fault-registry.ts';
 import { ShadowStore } from './shadow-store.ts';
 import { type ScenarioDef, ScenarioFailure, ScenarioSkip, type VariantDef } from './scenario.ts';
 
+/** Hang guards of one run (none of them a bound on how long a healthy run may take). */
+const MAX_STEPS = 5_000_000;
+const HANG_CHECK_MS = 1_000;
+const IDLE_HANG_MS = 15_000;
+const WALL_HANG_MS = 600_000;
+
 export interface RunOptions {
   readonly seed: number;
   readonly variant?: string;
@@ -375,7 +381,21 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
       if (xl.errors.length) throw xl.errors[0];
     })();
     const guard = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no result after ${def.timeoutMs ?? 20_000} ms of wall time (hung)`)), def.timeoutMs ?? 20_000);
+      const t0 = performance.now();
+      let elu = performance.eventLoopUtilization();
+      let idleSince: number | undefined;
+      timer = setInterval(() => {
+        // A hang, never a slow run: how loaded the machine is decides nothing. A livelock takes
+        // scheduler steps without end; a deadlock leaves this thread's event loop with nothing
+        // to do (a starved run is still busy); the wall-clock bound is the last resort only.
+        const now = performance.now();
+        const d = performance.eventLoopUtilization(elu);
+        elu = performance.eventLoopUtilization();
+        idleSince = d.utilization < 0.01 ? idleSince ?? now - HANG_CHECK_MS : undefined;
+        if (rt.scheduleRecord.steps > MAX_STEPS) reject(new Error(`no result after ${MAX_STEPS} scheduler steps (livelock)`));
+        else if (idleSince !== undefined && now - idleSince >= IDLE_HANG_MS) reject(new Error(`no result, and nothing left to run for ${IDLE_HANG_MS / 1000} s (deadlock)`));
+        else if (now - t0 >= (def.timeoutMs ?? WALL_HANG_MS)) reject(new Error(`no result after ${(def.timeoutMs ?? WALL_HANG_MS) / 1000} s of wall time (hung)`));
+      }, HANG_CHECK_MS);
     });
     await Promise.race([body, guard]);
   } catch (e) {
@@ -385,7 +405,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     else result = XtfResult.ERROR;
     message = e instanceof Error ? e.message : String(e);
   } finally {
-    clearTimeout(timer);
+    clearInterval(timer);
   }
   // A domain's program died or a kernel oopsed: the run crashed, whatever the steps said.
   const oops = trace.find((e) => e.kind === 'oops');

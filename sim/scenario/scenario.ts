@@ -42,7 +42,10 @@ export interface ScenarioDef {
   readonly faults?: FaultSpace;
   /** What a swarm expects of the variant: 'pass' on every seed, or 'fail' on some seed. */
   readonly expect?: Readonly<Record<string, 'pass' | 'fail'>>;
-  /** Wall-clock guard for one run (ms); virtual-time deadlines live in the scenario's waits. */
+  /**
+   * Last-resort wall-clock hang guard for one run (ms, default 10 minutes; livelocks and deadlocks
+   * are caught sooner by other means); virtual-time deadlines live in the scenario's waits.
+   */
   readonly timeoutMs?: number;
   run(s: ScenarioRun): Promise<void>;
 }
