@@ -62,6 +62,8 @@ export interface MigrateReceiveResult {
 
 const msgLen = (m: XlMigrateMessage): number => xlMigrateMessageBytes(m).length;
 
+const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
 async function readMessage(pipe: MigratePipe, m: XlMigrateMessage, what: string): Promise<void> {
   checkXlMigrateMessage(m, await pipe.readExact(msgLen(m), what), pipe.name);
 }
@@ -75,7 +77,6 @@ function shadowOp(xl: Xl, domid: number, op: DomctlShadowOp, pages = 0): unknown
 export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts: { policy?: PrecopyPolicy } = {}): Promise<MigrateSendResult> {
   const log: string[] = [];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
-  const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
   if (!xl.domains.has(domid)) throw fail(`domain ${domid} is not a guest of this xl`);
   const config = xl.savedConfig(domid);
   try {
@@ -184,7 +185,6 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
 export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<MigrateReceiveResult> {
   const log: string[] = ['migration target: Ready to receive domain.'];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
-  const why = (e: unknown): string => (e instanceof Error ? e.message : String(e));
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_banner));
   const reader = new SaveStreamReader();
   const restorer = new ImageRestorer(false);

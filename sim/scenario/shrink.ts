@@ -52,10 +52,11 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   const maxTries = opts.maxTries ?? 400;
   const log = opts.log ?? (() => undefined);
   let tries = 0;
-  const run = (faults: FaultSelection, schedule: string): Promise<RunResult> => {
+  const run = (faults: FaultSelection, schedule: string, recordChoices = false): Promise<RunResult> => {
     tries++;
-    return runScenario(def, { seed: start.seed, variant: start.variant, faults, schedule });
+    return runScenario(def, { seed: start.seed, variant: start.variant, faults, schedule, ...(recordChoices ? { recordChoices } : {}) });
   };
+  const runNoFaults = (schedule: string): Promise<RunResult> => run({ spec: 'none' }, schedule);
   const original = await run(start.faults, start.schedule);
   if (original.result === 'SUCCESS') throw new Error(`${def.name} seed ${start.seed} variant ${start.variant} passes: nothing to shrink`);
   const signature = failureSignature(original);
@@ -65,8 +66,9 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   // The same run with its own schedule spelled out: replay:... reproduces it step for step.
   let schedule = scheduleOf(original);
 
-  // The default schedule without faults first: a bug that needs nothing at all.
-  const plain = await run({ spec: 'none' }, 'replay:-');
+  // The default schedule without faults first: a bug that needs nothing at all. Its choice points
+  // are where the one-step and priority searches below start from.
+  const plain = await run({ spec: 'none' }, 'replay:-', true);
   if (fails(plain)) return { original, signature, shortest: plain, faults: { spec: 'none' }, schedule: 'replay:-', size: 0, tries, story: [] };
 
   // Faults: none at all, else drop the kinds one at a time.
@@ -115,9 +117,9 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   }
   // Still more than one: look for a single preemption of the default schedule without faults,
   // trying first the tasks the failing runs let jump the queue.
+  const raise = new Set([...preemptTasks(original.trace, 'to'), ...preemptTasks(best.trace, 'to')]);
   if (best.switches + activeFaults(best) > 1 && tries < maxTries) {
-    const hints = new Set([...preemptingTasks(original.trace), ...preemptingTasks(best.trace)]);
-    const one = await onePreemption(def, start, fails, hints, maxTries - tries, () => tries++);
+    const one = await onePreemption(plain, runNoFaults, fails, raise, maxTries - tries);
     if (one) {
       const [r, sched] = one;
       return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace) };
@@ -127,9 +129,8 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   // others, or held where it is while they go on (a window that needs many steps, one forced step
   // each, is one change of priority). Its own budget: ddmin may have spent the other.
   if (best.switches + activeFaults(best) > 3) {
-    const raise = new Set([...preemptingTasks(original.trace), ...preemptingTasks(best.trace)]);
-    const lower = new Set([...preemptedTasks(original.trace), ...preemptedTasks(best.trace)]);
-    const found = await onePriority(def, start, fails, { raise, lower }, opts.priorityTries ?? 400, () => tries++);
+    const lower = new Set([...preemptTasks(original.trace, 'from'), ...preemptTasks(best.trace, 'from')]);
+    const found = await onePriority(plain, runNoFaults, fails, { raise, lower }, opts.priorityTries ?? 400);
     if (found && found[0].switches < best.switches + activeFaults(best)) {
       const [r, sched] = found;
       return { original, signature, shortest: r, faults: { spec: 'none' }, schedule: sched, size: r.switches, tries, story: story(r.trace, sched) };
@@ -140,37 +141,28 @@ export async function shrink(def: ScenarioDef, start: ShrinkStart, opts: { maxTr
   };
 }
 
-/** "dom1 xenbus reader" for each task a run's preemptions gave the CPU to. */
-function preemptingTasks(trace: readonly TraceEvent[]): Set<string> {
-  const out = new Set<string>();
-  for (const e of trace as readonly Record<string, unknown>[]) if (e.kind === 'preempt') out.add(`dom${String(e.domid)} ${String(e.task)}`);
-  return out;
-}
-
-/** "dom0 hotplug" for each task a run's preemptions took the CPU from. */
-function preemptedTasks(trace: readonly TraceEvent[]): Set<string> {
+/**
+ * "dom1 xenbus reader" for each task a run's preemptions gave the CPU to ('to'), or took it from
+ * ('from': what the default would have run).
+ */
+function preemptTasks(trace: readonly TraceEvent[], side: 'to' | 'from'): Set<string> {
   const out = new Set<string>();
   for (const e of trace as readonly Record<string, unknown>[]) {
     if (e.kind !== 'preempt') continue;
-    const over = e.over as { domid: number; task: string };
-    out.add(`dom${over.domid} ${over.task}`);
+    const t = side === 'to' ? { domid: e.domid, task: e.task } : e.over as { domid: number; task: string };
+    out.add(`dom${String(t.domid)} ${String(t.task)}`);
   }
   return out;
 }
 
 /**
- * The default schedule without faults, then each single preemption of it (hinted tasks first),
- * until one fails the same way; undefined if none does within `budget` runs.
+ * Each single preemption of the default schedule without faults (`base`, run with its choice
+ * points; hinted tasks first), until one fails the same way; undefined if none does within
+ * `budget` runs.
  */
 async function onePreemption(
-  def: ScenarioDef, start: ShrinkStart, fails: (r: RunResult) => boolean, hints: ReadonlySet<string>, budget: number, count: () => void,
+  base: RunResult, run: (schedule: string) => Promise<RunResult>, fails: (r: RunResult) => boolean, hints: ReadonlySet<string>, budget: number,
 ): Promise<[RunResult, string] | undefined> {
-  const run = (schedule: string): Promise<RunResult> => {
-    count();
-    return runScenario(def, { seed: start.seed, variant: start.variant, faults: { spec: 'none' }, schedule, recordChoices: true });
-  };
-  const base = await run('replay:-');
-  if (fails(base)) return [base, 'replay:-'];
   const tries: { step: number; alt: number; hinted: boolean }[] = [];
   for (const c of base.choicePoints ?? []) {
     c.items.forEach((label, alt) => {
@@ -187,21 +179,16 @@ async function onePreemption(
 }
 
 /**
- * The default schedule with one task raised (raise:STEP.DOMID:TASK: from STEP on it runs whenever
+ * The default schedule (`base`) with one task raised (raise:STEP.DOMID:TASK: from STEP on it runs whenever
  * it is ready) or lowered (lower:...: from STEP on it runs only when nothing else can): the tasks
  * the failing runs let jump the queue raised where they waited, the tasks they preempted lowered
  * where they ran, each task's steps tried coarse to fine (every 64th, then the 32nds in between,
  * ...) so a wide window is hit early. The first that fails the same way, else undefined.
  */
 async function onePriority(
-  def: ScenarioDef, start: ShrinkStart, fails: (r: RunResult) => boolean,
-  hints: { raise: ReadonlySet<string>; lower: ReadonlySet<string> }, budget: number, count: () => void,
+  base: RunResult, run: (schedule: string) => Promise<RunResult>, fails: (r: RunResult) => boolean,
+  hints: { raise: ReadonlySet<string>; lower: ReadonlySet<string> }, budget: number,
 ): Promise<[RunResult, string] | undefined> {
-  const run = (schedule: string, record = false): Promise<RunResult> => {
-    count();
-    return runScenario(def, { seed: start.seed, variant: start.variant, faults: { spec: 'none' }, schedule, ...(record ? { recordChoices: true } : {}) });
-  };
-  const base = await run('replay:-', true);
   // Where a change of a task's priority changes anything: a raised task where it waited, a
   // lowered one where it ran.
   const where = new Map<string, { kind: 'raise' | 'lower'; domid: number; task: number; steps: number[] }>();
@@ -229,7 +216,7 @@ async function onePriority(
   });
   const order: string[] = [];
   for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) order.push(l[i]);
-  for (const schedule of order.slice(0, Math.max(0, budget - 1))) {
+  for (const schedule of order.slice(0, budget)) {
     const r = await run(schedule);
     if (fails(r)) return [r, schedule];
   }

@@ -153,10 +153,13 @@ export class ReplayStrategy implements ScheduleStrategy {
   readonly spec: string;
   private step = 0;
   private last: SchedItem | undefined;
-  /** Whether every forced choice was possible where it was asked. */
-  diverged = false;
-  /** The first forced choice that was not: its step, the choice asked and how many could run. */
+  /** The first forced choice that was not possible: its step, the choice asked and how many could run. */
   divergedAt: { step: number; asked: number; ready: number } | undefined;
+
+  /** Whether some forced choice was not possible where it was asked. */
+  get diverged(): boolean {
+    return this.divergedAt !== undefined;
+  }
 
   constructor(readonly forced: readonly number[] | ReadonlyMap<number, number>, spec?: string) {
     this.spec = spec ?? `replay:${encodeChoices(forced)}`;
@@ -168,15 +171,26 @@ export class ReplayStrategy implements ScheduleStrategy {
     let i: number;
     if (f !== undefined && f < items.length) i = f;
     else {
-      if (f !== undefined) {
-        this.diverged = true;
-        this.divergedAt ??= { step: s, asked: f, ready: items.length };
-      }
+      if (f !== undefined) this.divergedAt ??= { step: s, asked: f, ready: items.length };
       i = defaultChoice(items, this.last);
     }
     this.last = items[i];
     return i;
   }
+}
+
+/** A task named from a step on: `STEP.DOMID:TASK` in at:, raise: and lower: schedules. */
+export interface TaskAnchor {
+  readonly step: number;
+  readonly domid: number;
+  readonly task: number;
+}
+
+const sameTask = (x: SchedItem, f: { domid: number; task: number }): boolean => x.domid === f.domid && x.task === f.task;
+
+/** `kind:STEP.DOMID:TASK,...` (or `kind:-`), anchors sorted by step. */
+function anchorSpec(kind: string, anchors: readonly TaskAnchor[]): string {
+  return `${kind}:${anchors.map((f) => `${f.step}.${f.domid}:${f.task}`).join(',') || '-'}`;
 }
 
 /**
@@ -188,11 +202,11 @@ export class AnchoredStrategy implements ScheduleStrategy {
   readonly spec: string;
   private step = 0;
   private last: SchedItem | undefined;
-  private readonly pending: { step: number; domid: number; task: number }[];
+  private readonly pending: TaskAnchor[];
 
-  constructor(forced: readonly { step: number; domid: number; task: number }[], readonly slack = 64) {
+  constructor(forced: readonly TaskAnchor[], readonly slack = 64) {
     this.pending = [...forced].sort((a, b) => a.step - b.step);
-    this.spec = `at:${this.pending.map((f) => `${f.step}.${f.domid}:${f.task}`).join(',') || '-'}`;
+    this.spec = anchorSpec('at', this.pending);
   }
 
   pick(items: readonly SchedItem[]): number {
@@ -203,7 +217,7 @@ export class AnchoredStrategy implements ScheduleStrategy {
     while (this.pending.length && this.pending[0].step + this.slack < s) this.pending.shift();
     const f = this.pending[0];
     if (f && f.step <= s) {
-      const j = items.findIndex((x) => x.domid === f.domid && x.task === f.task);
+      const j = items.findIndex((x) => sameTask(x, f));
       if (j >= 0 && j !== dflt) {
         i = j;
         this.pending.shift();
@@ -226,23 +240,25 @@ export class PriorityStrategy implements ScheduleStrategy {
   readonly spec: string;
   private step = 0;
   private last: SchedItem | undefined;
-  private readonly raises: readonly { step: number; domid: number; task: number }[];
+  private readonly anchors: readonly TaskAnchor[];
+  /** How many anchors have reached their step (they are sorted by step). */
+  private active = 0;
 
-  constructor(readonly kind: 'raise' | 'lower', raises: readonly { step: number; domid: number; task: number }[]) {
-    this.raises = [...raises].sort((a, b) => a.step - b.step);
-    this.spec = `${kind}:${this.raises.map((f) => `${f.step}.${f.domid}:${f.task}`).join(',') || '-'}`;
+  constructor(readonly kind: 'raise' | 'lower', anchors: readonly TaskAnchor[]) {
+    this.anchors = [...anchors].sort((a, b) => a.step - b.step);
+    this.spec = anchorSpec(kind, this.anchors);
   }
 
   pick(items: readonly SchedItem[]): number {
     const s = this.step++;
-    const active = this.raises.filter((f) => f.step <= s);
-    const is = (x: SchedItem, f: { domid: number; task: number }): boolean => x.domid === f.domid && x.task === f.task;
+    while (this.active < this.anchors.length && this.anchors[this.active].step <= s) this.active++;
+    const active = this.anchors.slice(0, this.active);
     let i = -1;
     if (this.kind === 'raise') {
-      for (let r = active.length - 1; r >= 0 && i < 0; r--) i = items.findIndex((x) => is(x, active[r]));
+      for (let r = active.length - 1; r >= 0 && i < 0; r--) i = items.findIndex((x) => sameTask(x, active[r]));
       if (i < 0) i = defaultChoice(items, this.last);
     } else {
-      const rest = items.filter((x) => !active.some((f) => is(x, f)));
+      const rest = items.filter((x) => !active.some((f) => sameTask(x, f)));
       i = rest.length ? items.indexOf(rest[defaultChoice(rest, this.last)]) : defaultChoice(items, this.last);
     }
     this.last = items[i];
