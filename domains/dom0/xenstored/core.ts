@@ -590,6 +590,7 @@ export class Xenstored {
       this.checkNodeSize(conn, i === 0 ? value : '', perms, kids, ctx.tx);
     }
     for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
+    ctx.tx?.lowWrite(parentName);
   }
 
   // ------------------------------------------------------------------ watch events
@@ -678,6 +679,7 @@ export class Xenstored {
   private doRead(ctx: RequestContext): void {
     const name = this.name(ctx.conn, this.patharg(ctx.msg));
     ctx.reply = this.valueBytes(this.getNode(ctx, name, XsPerm.XS_PERM_READ).value);
+    ctx.tx?.lowRead(name);
   }
 
   /**
@@ -711,6 +713,7 @@ export class Xenstored {
       return;
     }
     const kids = this.sortedIfOcaml(ctx.db.children(name));
+    ctx.tx?.lowRead(name);
     ctx.reply = enc(kids.map((k) => `${k}\0`).join(''));
     if (node !== undefined) this.store.listings.set(node, ctx.reply);
   }
@@ -748,6 +751,7 @@ export class Xenstored {
     // oxenstored: @name is the real node /@name (name() maps it), with its own ACL.
     const name = this.name(ctx.conn, raw);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
+    ctx.tx?.lowRead(name);
     // oxenstored prints an owner it invalidated (RELEASE of dom0 hits the root) with %u of -1;
     // C prints the unsigned id with %i into 12 bytes (r4294967295 reads r-1, r3000000000 reads
     // r-129496729).
@@ -778,10 +782,12 @@ export class Xenstored {
       const settled = this.settle(node);
       if (settled !== node.perms) ctx.db.setPerms(name, settled);
       ctx.db.setValue(name, value);
+      ctx.tx?.lowWrite(name);
     } else {
       this.missingForCreate(ctx, name);
       this.createNode(ctx, name, value);
     }
+    if (ctx.tx) ctx.tx.wops++;
     this.fire(ctx, name, false, this.nodePerms(ctx.db, name, ctx.db.read(name)));
   }
 
@@ -805,8 +811,19 @@ export class Xenstored {
     // oxenstored's path_mkdir returns the root untouched for `/`: OK for anyone, no event.
     // In a transaction it still counts as a write at / (so the commit may need a replay).
     if (this.b.mkdirRootNoop && name === '/') {
-      ctx.tx?.touchWrite('/');
+      if (ctx.tx) {
+        ctx.tx.touchWrite('/');
+        ctx.tx.lowWrite('/');
+        ctx.tx.wops++;
+      }
       return;
+    }
+    if (this.b.mkdirExistingUntracked) {
+      const seen = ctx.db.peek(name);
+      if (seen !== undefined) {
+        if (!(this.perm(ctx.conn, seen) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
+        return;
+      }
     }
     const node = ctx.db.read(name);
     if (node !== undefined) {
@@ -815,6 +832,7 @@ export class Xenstored {
     }
     this.missingForCreate(ctx, name);
     this.createNode(ctx, name, '');
+    if (ctx.tx) ctx.tx.wops++;
     this.fire(ctx, name, false, this.nodePerms(ctx.db, name, ctx.db.read(name)));
   }
 
@@ -834,11 +852,19 @@ export class Xenstored {
       // it), every watch below fires with its own path, in trie order.
       const removed: Removed[] = [];
       for (const k of [...ctx.db.children('/')]) removed.push(...ctx.db.remove(join('/', k)));
+      if (ctx.tx) {
+        ctx.tx.lowWrite('/');
+        ctx.tx.wops++;
+      }
       // (Inside a transaction nothing fires: the commit replays the RM.)
       if (!ctx.tx) this.fireBelowOcaml('/', removed);
       return;
     }
     this.removeSubtree(ctx, name);
+    if (ctx.tx) {
+      ctx.tx.lowWrite(parentOf(name));
+      ctx.tx.wops++;
+    }
   }
 
   private removeSubtree(ctx: RequestContext, name: string): void {
@@ -933,6 +959,10 @@ export class Xenstored {
     this.checkNodeSize(conn, node.value, perms, ctx.db.children(name), ctx.tx);
     const old: AclAt = { perms: node.perms, gen: node.gen };
     ctx.db.setPerms(name, perms);
+    if (ctx.tx) {
+      ctx.tx.lowWrite(name);
+      ctx.tx.wops++;
+    }
     this.fire(ctx, name, false, [old, ...this.nodePerms(ctx.db, name, ctx.db.read(name))]);
   }
 
@@ -1057,22 +1087,33 @@ export class Xenstored {
   }
 
   /**
-   * oxenstored: commit if nothing changed since the start, or if the lowest path the transaction
-   * touched is untouched (merge); otherwise replay its operations on the current store and commit
-   * only if every reply is the same. Read-only transactions always commit.
+   * oxenstored: commit if nothing changed since the start, or if the nodes at its read and write
+   * lowpaths are untouched (merge); otherwise replay its operations on the current store and
+   * commit only if every reply is the same. Read-only transactions always commit.
    */
   private commitOcaml(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('EQUOTA');
-    if (!tx.hasWrites()) return;
-    let ok = this.store.generation === tx.startGen || tx.canCoalesce();
-    if (!ok) {
-      // The replay runs in a transaction of its own, which takes an id.
-      this.allocTxId(ctx.conn);
-      ok = this.replayMatches(ctx.conn, tx);
+    // Read-only (no write operation done): committed as it is, nothing replayed.
+    if (tx.wops === 0) return;
+    if (this.store.generation === tx.startGen) {
+      this.applyOcaml(ctx, tx);
+      return;
     }
-    if (!ok) fail('EAGAIN');
-    // Apply by replaying the operations outside any transaction, silently; then fire the events
-    // the transaction's own writes raised, with the ACLs it saw.
+    // Merged: the subtree at the write lowpath is grafted as the transaction left it, so an
+    // operation that changed nothing there (RM of a missing node) is not run again on today's tree.
+    if (tx.canCoalesce()) {
+      tx.apply();
+      this.fireOcaml(tx);
+      return;
+    }
+    // The replay runs in a transaction of its own, which takes an id.
+    this.allocTxId(ctx.conn);
+    if (!this.replayMatches(ctx.conn, tx)) fail('EAGAIN');
+    this.applyOcaml(ctx, tx);
+  }
+
+  /** Applies a transaction by running its operations again outside it, silently; then its events. */
+  private applyOcaml(ctx: RequestContext, tx: Transaction): void {
     this.silent = true;
     try {
       for (const op of tx.ops) {
@@ -1084,6 +1125,11 @@ export class Xenstored {
     } finally {
       this.silent = false;
     }
+    this.fireOcaml(tx);
+  }
+
+  /** The events the transaction's own writes raised, with the ACLs it saw (process_watch at commit). */
+  private fireOcaml(tx: Transaction): void {
     for (const ev of tx.events) {
       this.fireNow(ev.path, ev.exact, ev.perms);
       if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed);

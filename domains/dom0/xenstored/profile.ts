@@ -24,6 +24,12 @@ export interface Behaviours {
   readonly directoryPart: boolean;
   /** MKDIR / is OK for anyone and changes nothing (oxenstored's path_mkdir). */
   readonly mkdirRootNoop: boolean;
+  /**
+   * MKDIR of a node that exists leaves no trace in a transaction (oxenstored's path_mkdir checks
+   * write access and raises Already_exist before the transaction's lowpath is set): the commit
+   * can still be merged. C reads the node, so its generation is checked at commit.
+   */
+  readonly mkdirExistingUntracked: boolean;
   /** RM / empties the store (C: EINVAL). */
   readonly rmRootWipes: boolean;
 
@@ -129,6 +135,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     sortedChildren: false,
     directoryPart: true,
     mkdirRootNoop: false,
+    mkdirExistingUntracked: false,
     rmRootWipes: false,
     ownEventsBeforeReply: true,
     recordEveryRequestInTx: false,
@@ -177,6 +184,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     sortedChildren: true,
     directoryPart: false,
     mkdirRootNoop: true,
+    mkdirExistingUntracked: true,
     rmRootWipes: true,
     ownEventsBeforeReply: false,
     recordEveryRequestInTx: true,

@@ -31,6 +31,8 @@ export interface Removed {
 /** What the request handlers see: the same operations on the committed tree or in a transaction. */
 export interface Db {
   read(path: string): NodeData | undefined;
+  /** The node as this view has it, without recording a look (a transaction's access list stays). */
+  peek(path: string): NodeData | undefined;
   children(path: string): readonly string[];
   /** Creates a node whose parent exists in this view. */
   create(path: string, value: string, perms: Perms): void;
@@ -46,6 +48,10 @@ export class CommittedDb implements Db {
   constructor(readonly store: Store) {}
 
   read(path: string): NodeData | undefined {
+    return this.store.get(path);
+  }
+
+  peek(path: string): NodeData | undefined {
     return this.store.get(path);
   }
 
@@ -197,6 +203,11 @@ export class Transaction implements Db, SnapshotListener {
     return this.access(path).data;
   }
 
+  peek(path: string): NodeData | undefined {
+    const a = this.accessed.get(path);
+    return a !== undefined ? a.data : this.base(path).data;
+  }
+
   children(path: string): readonly string[] {
     const a = this.access(path);
     return a.data ? this.kidsOf(path, a) : [];
@@ -301,25 +312,47 @@ export class Transaction implements Db, SnapshotListener {
     return true;
   }
 
-  hasWrites(): boolean {
-    for (const a of this.accessed.values()) if (a.modified) return true;
-    return false;
+  /**
+   * oxenstored's lowpaths: the common prefix of the paths its successful reads (read_lowpath)
+   * and changes (write_lowpath: the node, or the parent it gained or lost a child in) reached.
+   * Failed lookups, no-op MKDIRs and RMs of missing nodes set neither.
+   */
+  readLow: string | undefined;
+  writeLow: string | undefined;
+  /** oxenstored's write operations (its `paths`): WRITE, MKDIR, RM and SET_PERMS that changed something. */
+  wops = 0;
+
+  lowRead(path: string): void {
+    this.readLow = this.readLow === undefined ? path : commonPrefix(this.readLow, path);
+  }
+
+  lowWrite(path: string): void {
+    this.writeLow = this.writeLow === undefined ? path : commonPrefix(this.writeLow, path);
   }
 
   /**
-   * oxenstored's merge test: the lowest common path of everything the transaction touched is
-   * untouched by others since the start (so its changes can be grafted on as they are).
+   * oxenstored's merge test (test_coalesce), for the read and the write lowpath each: the node
+   * there is the very node the transaction started from (nothing below it changed since) and
+   * every node above it kept its permissions; or it is missing then and now under a parent that
+   * exists now.
    */
   canCoalesce(): boolean {
-    // A lookup of a missing node fails in oxenstored before it sets read_lowpath: it does not count.
-    const paths = [...this.accessed].filter(([, a]) => a.modified || a.seenGen !== NO_GENERATION).map(([p]) => p);
-    if (paths.length === 0) return true;
-    let low = paths[0];
-    for (const p of paths) {
-      while (!(p === low || p.startsWith(low === '/' ? '/' : `${low}/`))) low = parentOf(low);
+    return this.coalesces(this.readLow) && this.coalesces(this.writeLow);
+  }
+
+  private coalesces(low: string | undefined): boolean {
+    if (low === undefined) return true;
+    const then = this.base(low).data;
+    const now = this.store.get(low);
+    if (then === undefined && now === undefined) return low !== '/' && this.store.get(parentOf(low)) !== undefined;
+    if (then === undefined || now === undefined) return false;
+    if (this.store.subGen(now) >= this.startGen || this.store.rebuiltAt >= this.startGen) return false;
+    for (let p = low; ; p = parentOf(p)) {
+      const a = this.base(p).data;
+      const b = this.store.get(p);
+      if (a === undefined || b === undefined || !samePerms(a.perms, b.perms)) return false;
+      if (p === '/') return true;
     }
-    const n = this.store.get(low);
-    return n !== undefined && this.store.subGen(n) < this.startGen && this.store.rebuiltAt < this.startGen;
   }
 
   /**
@@ -366,6 +399,20 @@ export class Transaction implements Db, SnapshotListener {
     }
     return events;
   }
+}
+
+/** Store.Path.get_common_prefix: the longest common run of path components. */
+function commonPrefix(a: string, b: string): string {
+  if (a === b) return a;
+  const x = a.split('/');
+  const y = b.split('/');
+  let i = 1;
+  while (i < x.length && i < y.length && x[i] === y[i]) i++;
+  return i === 1 ? '/' : x.slice(0, i).join('/');
+}
+
+function samePerms(a: Perms, b: Perms): boolean {
+  return a === b || (a.length === b.length && a.every((e, i) => e.id === b[i].id && e.perms === b[i].perms));
 }
 
 function sameOrder(m: Map<string, unknown>, list: readonly string[]): boolean {

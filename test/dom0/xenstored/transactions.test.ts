@@ -337,7 +337,25 @@ describe('xenstored transactions', () => {
       /** Values written by incr ops, in order. */
       readonly incrWrites: (string | undefined)[];
       startModel: Model | undefined;
+      /** Subtree versions below /k when the transaction started (oxenstored's merge test). */
+      startVersions?: Map<string, number>;
+      startClock?: number;
     }
+
+    /** Store.Path.get_common_prefix on keys below /k ('' is /k itself). */
+    const commonKey = (a: string | undefined, b: string): string => {
+      if (a === undefined || a === b) return b;
+      const x = a.split('/');
+      const y = b.split('/');
+      let i = 0;
+      while (i < x.length && i < y.length && x[i] === y[i]) i++;
+      return x.slice(0, i).join('/');
+    };
+    const ancestorsAndSelf = (k: string): string[] => {
+      const out = [k];
+      while (k !== '') out.push((k = parentKey(k)));
+      return out;
+    };
 
     function run(profile: 'c' | 'ocaml', programsPerConn: { tx: boolean; ops: TxOp[] }[][], schedule: number[]): void {
       const h = new Harness({ profile });
@@ -345,6 +363,46 @@ describe('xenstored transactions', () => {
       const conns = programsPerConn.map((_, i) => h.socket(`c${i}`));
       const committed: Model = new Map();
       const commits: { attempt: Attempt; at: Model; changed: boolean }[] = [];
+      // A node's subtree version: bumped when it or anything below it changes (oxenstored
+      // replaces every node on the path to a change, so that node is no longer the same).
+      const versions = new Map<string, number>();
+      let clock = 0;
+      const bump = (k: string): void => {
+        clock++;
+        for (const a of ancestorsAndSelf(k)) versions.set(a, clock);
+      };
+      const applyCommitted = (o: TxOp, written: string | undefined): void => {
+        const before = new Map(committed);
+        step(committed, o, written);
+        for (const k of new Set([...before.keys(), ...committed.keys()])) if (before.get(k) !== committed.get(k) || (o.op !== 'read' && o.op !== 'rm' && k === o.key)) bump(k);
+      };
+      /**
+       * oxenstored's lowpaths for an attempt, from its own view: successful reads of existing
+       * nodes (read), changes at the node or at the parent that gained or lost a child (write).
+       */
+      const lowpaths = (a: Attempt): { read?: string; write?: string; view: Model } => {
+        const view = new Map(a.startModel!);
+        let read: string | undefined;
+        let write: string | undefined;
+        a.ops.forEach((o, k) => {
+          if ((o.op === 'read' || o.op === 'incr') && view.has(o.key)) read = commonKey(read, o.key);
+          if (o.op === 'write' || o.op === 'incr') {
+            if (view.has(o.key)) write = commonKey(write, o.key);
+            else write = commonKey(write, parentKey(o.key) !== '' && !view.has(parentKey(o.key)) ? parentKey(parentKey(o.key)) : parentKey(o.key));
+          }
+          if (o.op === 'rm' && view.has(o.key)) write = commonKey(write, parentKey(o.key));
+          step(view, o, a.incrWrites[k]);
+        });
+        return { read, write, view };
+      };
+      /** test_coalesce: the node is the one the transaction started from, or missing then and now under an existing parent. */
+      const coalesces = (a: Attempt, low: string | undefined): boolean => {
+        if (low === undefined) return true;
+        const then = low === '' || a.startModel!.has(low);
+        const now = low === '' || committed.has(low);
+        if (!then && !now) return parentKey(low) === '' || committed.has(parentKey(low));
+        return then && now && versions.get(low) === a.startVersions!.get(low);
+      };
       const state = programsPerConn.map(() => ({ prog: 0, pc: -1, tx: 0, attempt: undefined as Attempt | undefined }));
 
       const exec = (c: Client, o: TxOp, tx: number): { reply: string; wrote?: string } => {
@@ -383,12 +441,26 @@ describe('xenstored transactions', () => {
         const at = new Map(committed);
         const { effective } = replay(view, a);
         const changed = a.ops.some((o, k) => o.op !== 'read' && effective[k]);
+        if (changed && profile === 'ocaml' && a.startModel !== undefined && clock !== a.startClock) {
+          const low = lowpaths(a);
+          if (coalesces(a, low.read) && coalesces(a, low.write)) {
+            // Merged: the subtree at the write lowpath is grafted as the transaction left it (an
+            // RM that found nothing in its snapshot is not run again on today's tree: repro o26).
+            const w = low.write!;
+            const under = (k: string): boolean => w === '' || k === w || k.startsWith(`${w}/`);
+            for (const k of [...committed.keys()]) if (under(k) && !low.view.has(k)) committed.delete(k);
+            for (const [k, v] of low.view) if (under(k)) committed.set(k, v);
+            bump(w);
+            commits.push({ attempt: a, at, changed });
+            return;
+          }
+        }
         if (changed) {
           a.ops.forEach((o, k) => {
             // oxenstored records only the requests that succeeded in the transaction: one that
             // failed there is not replayed at commit (repro ocaml-o22).
             if (profile === 'ocaml' && (o.op === 'rm' || o.op === 'write') && a.replies[k] !== 'OK') return;
-            step(committed, o, a.incrWrites[k]);
+            applyCommitted(o, a.incrWrites[k]);
           });
         }
         commits.push({ attempt: a, at, changed });
@@ -413,7 +485,7 @@ describe('xenstored transactions', () => {
         }
         if (s.pc === -1) {
           s.tx = c.txStart();
-          s.attempt = { ops: prog.ops, replies: [], incrWrites: [], startModel: new Map(committed) };
+          s.attempt = { ops: prog.ops, replies: [], incrWrites: [], startModel: new Map(committed), startVersions: new Map(versions), startClock: clock };
           s.pc = 0;
           return true;
         }
