@@ -217,7 +217,7 @@ export function registerXl(program: Command): void {
     }));
 
   xl.command('migrate')
-    .description("live-migrate a domain to HOST: another `xensim up`'s control socket, or (with ssh) a machine running one; -s COMMAND as xl's sshcommand, -s '' runs HOST as the whole receiver command")
+    .description("live-migrate a domain to HOST: another `xensim up`'s control socket, tcp://ADDR:PORT (a host's --migrate-listen), or (with ssh) a machine running one; -s COMMAND as xl's sshcommand, -s '' runs HOST as the whole receiver command (e.g. 'nc ADDR PORT')")
     .argument('<domain>')
     .argument('<host>')
     .option('-s <sshcommand>', `the command that reaches HOST (default: ssh; runs \`exec SSHCOMMAND HOST ${MIGRATE_RECEIVE_COMMAND}\`)`)
