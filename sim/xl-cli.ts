@@ -221,8 +221,10 @@ export function registerXl(program: Command): void {
     .argument('<domain>')
     .argument('<host>')
     .option('-s <sshcommand>', `the command that reaches HOST (default: ssh; runs \`exec SSHCOMMAND HOST ${MIGRATE_RECEIVE_COMMAND}\`)`)
-    .action(async (domain: string, host: string, o: { s?: string }, cmd: Command) => run(cmd, async (call, io) => {
-      const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd() }) as {
+    .addOption(new Option('--xenstore <how>', "the guest's xenstore state: xen copies nothing (the guest writes it again, as in Xen); seed is the project seed's description, not Xen: xenstored copies the guest's nodes, watches (tokens kept) and open transactions, in a stream only xensim reads")
+      .choices(['xen', 'seed']).default('xen'))
+    .action(async (domain: string, host: string, o: { s?: string; xenstore: 'xen' | 'seed' }, cmd: Command) => run(cmd, async (call, io) => {
+      const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd(), xenstore: o.xenstore }) as {
         domid: number; rounds: number[]; liveRounds: number; bytes: number; downtimeNs: number; hash: string; log: string[];
       };
       for (const l of r.log) io.err(`${l}\n`);
