@@ -278,4 +278,19 @@ describe('xl migrate over TCP on 127.0.0.1 (a --migrate-listen host)', function 
     assert.deepEqual(devs.map((d) => [d.state, d.beState]), [[4, 4], [4, 4]]);
     assert.equal((await guest<{ resumes: number }>(a, 'mover', { cmd: 'devices' })).resumes, 2, 'resumed twice: there and back');
   });
+
+  it('with --xenstore seed (the seed\'s migration, not Xen) the node the guest wrote is at the destination too', async () => {
+    const w = await guest<{ error?: string }>(a, 'mover', { cmd: 'xs', type: 11, payload: 'data/seed-node\0before the move' });
+    assert.equal(w.error, undefined);
+    const r = await xl(a, 'migrate', '--xenstore', 'seed', 'mover', b.tcp!);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /xenstore state of domain \d+ in the stream \(the seed's migration, not Xen's\)/);
+    assert.match(b.err(), /migration target: xenstore state carried over \(the seed's migration, not Xen's\): [1-9]\d* nodes/);
+    const dst = (await xlRequest(b.control, 'domid', { domain: 'mover' }) as { domid: number }).domid;
+    const node = (await xlRequest(b.control, 'xenstore-ls', { path: `/local/domain/${dst}/data/seed-node` }) as NodeDump[])[0];
+    assert.deepEqual([node?.value, node?.perms], ['before the move', [`n${dst}`]]);
+    const bad = await xl(b, 'migrate', '--xenstore', 'all', 'mover', a.tcp!);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /Allowed choices are xen, seed/);
+  });
 });

@@ -5,14 +5,37 @@
 // its watches (tokens kept) and its open transactions, and the destination's imports them before
 // the guest runs - seen here with the domain left paused after the go (xl migrate -p).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import type { SeedXenstoreState } from '../../domains/dom0/xenstored/seed-migration.ts';
 import { XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
 import { MigratePipe, type PipeWriter } from '../../sim/migrate-pipe.ts';
 import { type MigrateXenstore, migrateReceive, migrateSend } from '../../sim/xl-migrate.ts';
 import { LibxlRecType } from '../../domains/dom0/toolstack/migration/libxl-stream.ts';
+import { XlMigrateMessage, xlMigrateMessageBytes } from '../../domains/dom0/toolstack/migration/xl-migrate-channel.ts';
 import { SaveStreamReader } from '../../domains/dom0/toolstack/migration/stream-reader.ts';
 import { bootHost, type TestHost } from '../helpers/host.ts';
+
+const VERIFY_STREAM_V2 = '/usr/lib/xen-4.17/bin/verify-stream-v2';
+const XEN_PYTHONPATH = '/usr/lib/xen-4.17/lib/python';
+/** xl's "permission to go", which the sender writes after the stream. */
+const GO_BYTES = xlMigrateMessageBytes(XlMigrateMessage.migrate_permission_to_go).length;
+
+/** Debian's verify-stream-v2 on an xl stream: its exit status and what it printed. */
+function verifyStreamV2(stream: Uint8Array): { status: number | null; out: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'xensim-seed-stream-'));
+  try {
+    const file = path.join(dir, 'stream.xl');
+    writeFileSync(file, stream);
+    const v = spawnSync(VERIFY_STREAM_V2, ['-v', '-f', 'xl', '-i', file], { env: { ...process.env, PYTHONPATH: XEN_PYTHONPATH }, encoding: 'utf8', timeout: 60_000 });
+    return { status: v.status, out: v.stdout + v.stderr };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 const CFG: DomainConfig = { name: 'mover', disks: [{ vdev: 'xvda', target: 'mover-root', sizeMiB: 4 }], vifs: [{}] };
 
@@ -95,6 +118,9 @@ describe('xl migrate --xenstore seed (the project seed\'s xenstore copy, not Xen
     const { src, dst, tx, stream } = await moveWith('seed');
     assert.notEqual(dst, src);
     assert.ok(libxlRecords(stream).includes(LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE), 'the stream carries xensim\'s record');
+    const v = verifyStreamV2(stream.subarray(0, stream.length - GO_BYTES));
+    assert.notEqual(v.status, 0, 'xensim-specific: Xen\'s checker refuses the record');
+    assert.match(v.out, /Unrecognised record type 78730001/);
     const here = await xenstoreState(b, dst);
     assert.deepEqual(here.nodes.find(([p]) => p === 'data/seed-node'), ['data/seed-node', 'written before the move', [`n${dst}`]],
       'the node, its ACL moved to the new domid');
@@ -124,6 +150,8 @@ describe('xl migrate --xenstore seed (the project seed\'s xenstore copy, not Xen
   it('without it (Xen), nothing of xenstore travels: the node is not there, nor the watch or transaction, until the guest writes them', async () => {
     const { dst, stream } = await moveWith('xen');
     assert.ok(!libxlRecords(stream).includes(LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE));
+    const v = verifyStreamV2(stream.subarray(0, stream.length - GO_BYTES));
+    assert.equal(v.status, 0, `a plain libxl v2 stream:\n${v.out}`);
     const here = await xenstoreState(b, dst);
     assert.equal(here.nodes.find(([p]) => p === 'data/seed-node'), undefined);
     assert.deepEqual(here.watches, []);
