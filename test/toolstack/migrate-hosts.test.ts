@@ -15,6 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { xlRequest } from '../../sim/xl-control.ts';
 import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
+import { writeSaveImage } from '../../domains/dom0/toolstack/migration/save-image.ts';
+import { page, pvImage, pvState } from '../helpers/save-image.ts';
 
 const XENSIM = fileURLToPath(new URL('../../sim/bin/xensim.mjs', import.meta.url));
 const VERIFY_STREAM_V2 = '/usr/lib/xen-4.17/bin/verify-stream-v2';
@@ -233,6 +235,26 @@ describe('xl migrate over TCP on 127.0.0.1 (a --migrate-listen host)', function 
     assert.equal(b.proc.exitCode, null, 'the host is still running');
     assert.deepEqual((await xlRequest(b.control, 'list', {}) as { name: string }[]).map((d) => d.name), ['Domain-0', 'resident']);
     assert.match(b.err(), /migrate-receive: 127\.0\.0\.1:\d+: migration target: Domain creation failed/);
+
+    // A well-formed stream whose one page sits at pfn 100000: no host builds a domain that big
+    // for a guest whose config gives it 64 pages.
+    const chunks: Uint8Array[] = [];
+    const n = 100_001;
+    writeSaveImage({
+      ...pvImage(1), config: JSON.stringify({ name: 'huge' }),
+      p2mFrames: { startPfn: 0, endPfn: n - 1, p2mPfns: Array.from({ length: Math.floor((n - 1) / 512) + 1 }, (_, i) => BigInt(n + i)) },
+      checkpoints: [{ rounds: [[page(0), page(n - 1)]], state: pvState(1) }],
+    }, (c) => chunks.push(c));
+    const huge = await new Promise<string>((resolve, reject) => {
+      const s = net.createConnection({ host: '127.0.0.1', port });
+      let got = '';
+      s.on('data', (c: Buffer) => void (got += c.toString('latin1')));
+      s.once('error', reject);
+      s.once('close', () => resolve(got));
+      s.end(Buffer.concat(chunks));
+    });
+    assert.match(huge, /xensim migrate-receive: migration target: Domain creation failed: .*pfn 100000 outside the domain's maximum \(64 pages/);
+    assert.deepEqual((await xlRequest(b.control, 'list', {}) as { name: string }[]).map((d) => d.name), ['Domain-0', 'resident']);
   });
 
   it('moves a guest to tcp://127.0.0.1:PORT: memory equal, devices Connected, the source gone', async () => {
