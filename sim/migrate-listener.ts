@@ -50,7 +50,8 @@ export class MigrateListener {
   private active: net.Socket | undefined;
 
   constructor(private readonly want: ListenAddress, private readonly control: XlControl, private readonly log: (line: string) => void, private readonly idleMs = MIGRATE_IDLE_MS) {
-    this.server = net.createServer((s) => this.serve(s));
+    // Half-open: a peer that has sent all it will still hears how its migration ended.
+    this.server = net.createServer({ allowHalfOpen: true }, (s) => this.serve(s));
     this.server.maxConnections = 8;
   }
 

@@ -236,7 +236,27 @@ describe('xl migrate over TCP on 127.0.0.1 (a --migrate-listen host)', function 
     assert.deepEqual((await xlRequest(b.control, 'list', {}) as { name: string }[]).map((d) => d.name), ['Domain-0', 'resident']);
     assert.match(b.err(), /migrate-receive: 127\.0\.0\.1:\d+: migration target: Domain creation failed/);
 
-    // A well-formed stream whose one page sits at pfn 100000: no host builds a domain that big
+    // One migration at a time: while a peer holds the listener, another is told it is busy.
+    const first = net.createConnection({ host: '127.0.0.1', port });
+    let firstGot = '';
+    const firstClosed = new Promise<void>((r) => first.once('close', () => r()));
+    await new Promise<void>((resolve) => first.on('data', (c: Buffer) => {
+      firstGot += c.toString('latin1');
+      if (firstGot.includes('\n')) resolve();
+    }));
+    const busy = await new Promise<string>((resolve, reject) => {
+      const s = net.createConnection({ host: '127.0.0.1', port });
+      let got = '';
+      s.on('data', (c: Buffer) => void (got += c.toString('latin1')));
+      s.once('error', reject);
+      s.once('close', () => resolve(got));
+    });
+    assert.equal(busy, 'xensim migrate-receive: busy: another migration is being received here\n');
+    first.end();
+    await firstClosed;
+    assert.match(firstGot, /xensim migrate-receive: migration target: Domain creation failed: xl stream: Stream truncated: 0 bytes of xl header/);
+
+        // A well-formed stream whose one page sits at pfn 100000: no host builds a domain that big
     // for a guest whose config gives it 64 pages.
     const chunks: Uint8Array[] = [];
     const n = 100_001;
