@@ -3,6 +3,7 @@
 //
 //   xensim up CONFIG   the guests a YAML host config describes (sim/config.ts), created with xl,
 //                      and a control socket for `xensim xl` (sim/xl-control.ts)
+//                      (and, with --migrate-listen, a TCP port taking `xl migrate` streams)
 //   xensim up          --guests N idle guests (no devices, no toolstack verbs), as before
 import { createWriteStream, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -14,6 +15,7 @@ import { DEFAULT_CONTROL, XlControl, XlControlServer, XlError } from './xl-contr
 import { formatList } from './xl-cli.ts';
 import { backendPath, frontendPath } from '../domains/dom0/toolstack/libxl.ts';
 import { socketPathBusy } from './socket-path.ts';
+import { MigrateListener, parseListenAddress, tcpUrl } from './migrate-listener.ts';
 
 /** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -28,7 +30,7 @@ const int = (v: string): number => {
 
 interface UpOptions {
   socket?: string; control?: string; guests?: number; seed?: number; lockstep?: boolean; pool?: number;
-  profile?: 'c' | 'ocaml'; trace?: string;
+  profile?: 'c' | 'ocaml'; trace?: string; migrateListen?: string; migrateAllowRemote?: boolean;
 }
 
 /** A mistake on the command line or in the config: printed as one message, exit status 1. */
@@ -47,6 +49,8 @@ export function registerUp(program: Command): void {
     .option('--pool <n>', 'pack guests onto N shared threads (free-running)', int)
     .option('--profile <profile>', 'xenstored behaviour: c or ocaml')
     .option('--trace <file>', 'write every hypercall, event-channel and grant operation as JSON lines')
+    .option('--migrate-listen <addr:port>', 'with CONFIG: receive `xl migrate` streams on this TCP address (port 0 picks one, printed as MIGRATE_LISTEN=tcp://ADDR:PORT); loopback only: the stream is unauthenticated and creates domains')
+    .option('--migrate-allow-remote', '--migrate-listen may bind a non-loopback address (anyone reaching it can create domains here)')
     .addHelpText('after', `
 With CONFIG the host runs free (real time, guests on their own threads) when --socket is given
 or the config says mode: free, and in inline lockstep (one thread, replayable from the seed, no
@@ -105,6 +109,7 @@ function onSignals(stop: () => Promise<void>): void {
 /** The old form: dom0 and N idle guests. */
 async function upGuests(o: UpOptions): Promise<void> {
   if (o.control) throw new UsageError('--control serves a host booted from a CONFIG');
+  if (o.migrateListen !== undefined) throw new UsageError('--migrate-listen serves a host booted from a CONFIG');
   if (o.lockstep && o.pool !== undefined) throw new UsageError('--pool runs guests free; it does not combine with --lockstep');
   const guests = o.guests ?? 2;
   const socket = o.socket ?? DEFAULT_SOCKET;
@@ -142,6 +147,12 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
   if (o.guests !== undefined) throw new UsageError('--guests does not combine with a CONFIG (its guests: list says which guests)');
   const cfg = loadHostConfig(file);
   const { mode, seed, socket, control } = upMode(cfg, o);
+  let listenAt;
+  try {
+    listenAt = o.migrateListen === undefined ? undefined : parseListenAddress(o.migrateListen, o.migrateAllowRemote);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
   await claimSockets([socket, control]);
   const trace = traceSink(o.trace);
   const rt = new HostRuntime(mode === 'free'
@@ -151,9 +162,11 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
   mkdirSync(dirname(control), { recursive: true });
   const log = (s: string): void => void process.stderr.write(`xensim up: ${s}\n`);
   let server: XlControlServer | undefined;
+  let listener: MigrateListener | undefined;
   // Only a socket this host bound is removed when it stops.
   let ownSocket = false;
   const stop = async (): Promise<void> => {
+    await listener?.close();
     await server?.close();
     await rt.shutdown();
     if (ownSocket) unlinkQuiet(socket);
@@ -175,6 +188,16 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
     const devices = await deviceStates(xl, ctl, mode === 'free' ? 10e9 : 0);
     server = new XlControlServer(control, ctl, log);
     await server.listen();
+    let listening: string | undefined;
+    if (listenAt) {
+      listener = new MigrateListener(listenAt, ctl, log);
+      try {
+        listening = tcpUrl(await listener.listen());
+      } catch (e) {
+        listener = undefined;
+        throw new UsageError(`--migrate-listen ${o.migrateListen}: ${(e as Error).message}`);
+      }
+    }
     const out: string[] = [];
     out.push(`xensim: host up from ${file}: ${mode === 'free' ? 'free-running' : 'lockstep (inline)'}, seed ${seed}, dom0 and ${cfg.guests.length} guest(s)`);
     out.push(formatList(ctl.list()).trimEnd());
@@ -183,6 +206,7 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
     if (socket) out.push(`XENSTORED_PATH=${socket}`);
     else out.push("(lockstep: no xenstored socket; `xensim xl xenstore-ls` shows the tree)");
     out.push(`XENSIM_CONTROL=${control}`);
+    if (listening) out.push(`MIGRATE_LISTEN=${listening}`);
     out.push('xensim: ready; Ctrl-C to stop');
     process.stdout.write(`${out.join('\n')}\n`);
   } catch (e) {

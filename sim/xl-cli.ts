@@ -217,12 +217,14 @@ export function registerXl(program: Command): void {
     }));
 
   xl.command('migrate')
-    .description("live-migrate a domain to HOST: another `xensim up`'s control socket, or (with ssh) a machine running one; -s COMMAND as xl's sshcommand, -s '' runs HOST as the whole receiver command")
+    .description("live-migrate a domain to HOST: another `xensim up`'s control socket, tcp://ADDR:PORT (a host's --migrate-listen), or (with ssh) a machine running one; -s COMMAND as xl's sshcommand, -s '' runs HOST as the whole receiver command (e.g. 'nc ADDR PORT')")
     .argument('<domain>')
     .argument('<host>')
     .option('-s <sshcommand>', `the command that reaches HOST (default: ssh; runs \`exec SSHCOMMAND HOST ${MIGRATE_RECEIVE_COMMAND}\`)`)
-    .action(async (domain: string, host: string, o: { s?: string }, cmd: Command) => run(cmd, async (call, io) => {
-      const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd() }) as {
+    .addOption(new Option('--xenstore <how>', "the guest's xenstore state: xen copies nothing (the guest writes it again, as in Xen); seed is the project seed's description, not Xen: xenstored copies the guest's nodes, watches (tokens kept) and open transactions, in a stream only xensim reads")
+      .choices(['xen', 'seed']).default('xen'))
+    .action(async (domain: string, host: string, o: { s?: string; xenstore: 'xen' | 'seed' }, cmd: Command) => run(cmd, async (call, io) => {
+      const r = await call('migrate', { domain, host, sshCommand: o.s, cwd: process.cwd(), xenstore: o.xenstore }) as {
         domid: number; rounds: number[]; liveRounds: number; bytes: number; downtimeNs: number; hash: string; log: string[];
       };
       for (const l of r.log) io.err(`${l}\n`);

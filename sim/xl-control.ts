@@ -75,7 +75,11 @@ const Args = {
   // xl migrate [-s SSHCOMMAND] DOM HOST: the host runs the sender (cwd: where relative paths in
   // HOST or the command are meant). migrate-receive is not here: it turns its connection into the
   // stream (XlControlServer).
-  migrate: On.extend({ host: z.string().min(1, { error: 'host: expected a host, a command or a control socket' }), sshCommand: z.string().optional(), cwd: z.string().optional() }),
+  // xenstore: 'seed' is the project seed's migration of the guest's xenstore state (not Xen's).
+  migrate: On.extend({
+    host: z.string().min(1, { error: 'host: expected a host, a command or a control socket' }), sshCommand: z.string().optional(), cwd: z.string().optional(),
+    xenstore: z.enum(['xen', 'seed'], { error: 'xenstore: expected xen (the default: nothing copied) or seed' }).optional(),
+  }),
   // xensim's own: a command for the guest's user space (domains/domU/guest.ts's GuestCommand);
   // bytes travel as base64.
   guest: On.extend({ command: z.looseObject({ cmd: z.string() }) }),
@@ -222,7 +226,7 @@ export class XlControl {
         const log: string[] = [];
         const pipe = await openMigrateChannel(a.host as string, { sshCommand: a.sshCommand as string | undefined, cwd: a.cwd as string | undefined, log: (l) => log.push(l) });
         try {
-          const r = await migrateSend(xl, domid, pipe);
+          const r = await migrateSend(xl, domid, pipe, { xenstore: a.xenstore as 'xen' | 'seed' | undefined });
           return { ...r, log: [...log, ...r.log] };
         } catch (e) {
           if (e instanceof MigrateError) throw new XlError([...log, ...e.log, e.message].join('\n'));

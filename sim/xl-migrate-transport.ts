@@ -1,9 +1,10 @@
 // What carries xl migrate's two byte streams. As xl does it, the sender runs a command whose
 // stdin/stdout reach the receiver: by default `ssh HOST xensim xl migrate-receive`, with -s
-// another ssh command, and with -s '' HOST is the whole command. xensim's shortcut: a HOST that is
-// a Unix socket here (another `xensim up`'s control socket) is reached directly. Either way the
-// receiving host sees a control-socket connection whose first request is `migrate-receive`; after
-// its reply line the connection carries the raw streams.
+// another ssh command, and with -s '' HOST is the whole command. xensim's shortcuts: a HOST that is
+// a Unix socket here (another `xensim up`'s control socket) is reached directly - the receiving
+// host sees a control-socket connection whose first request is `migrate-receive`, after whose
+// reply line the connection carries the raw streams - and `tcp://ADDR:PORT` (no ssh host can be
+// spelt so) connects to a host's `--migrate-listen` port, where the raw streams start at once.
 import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import net from 'node:net';
@@ -72,6 +73,26 @@ export function connectMigrateReceive(path: string): Promise<{ socket: net.Socke
   });
 }
 
+/** `tcp://ADDR:PORT` or `tcp://[IPV6]:PORT`, else undefined. */
+export function parseTcpHost(host: string): { host: string; port: number } | undefined {
+  const m = /^tcp:\/\/(?:\[([0-9a-fA-F:.]+)\]|([^:/[\]]+)):(\d+)\/?$/.exec(host);
+  if (!m || Number(m[3]) > 65535) return undefined;
+  return { host: m[1] ?? m[2], port: Number(m[3]) };
+}
+
+/** Connects to a `--migrate-listen` port: the receiver's banner is the first thing on it. */
+export function connectTcp(url: string, to: { host: string; port: number }): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.createConnection(to);
+    socket.once('error', (e) => reject(new XlError(`cannot reach a migration listener at ${url}: ${e.message}`)));
+    socket.once('connect', () => {
+      socket.removeAllListeners('error');
+      socket.pause();
+      resolve(socket);
+    });
+  });
+}
+
 /** A MigratePipe over a connected socket (its remaining bytes first). */
 export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string): MigratePipe {
   const pipe = new MigratePipe(streamWriter(socket), name);
@@ -90,6 +111,9 @@ export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string): 
  */
 export async function openMigrateChannel(host: string, opts: { sshCommand?: string; cwd?: string; log: (line: string) => void }): Promise<MigratePipe> {
   const cwd = opts.cwd ?? process.cwd();
+  const tcp = opts.sshCommand === undefined ? parseTcpHost(host) : undefined;
+  if (tcp) return socketPipe(await connectTcp(host, tcp), new Uint8Array(0), `migration stream to ${host}`);
+  if (opts.sshCommand === undefined && host.startsWith('tcp://')) throw new XlError(`${host}: expected tcp://ADDR:PORT`);
   const path = resolvePath(cwd, host);
   if (opts.sshCommand === undefined && isSocket(path)) {
     const { socket, rest } = await connectMigrateReceive(path);

@@ -5,7 +5,10 @@
 // reads the report: success destroys the source, a failure before the go resumes it
 // (suspend_cancel). The receiver builds the domain paused from the stream (a new domid), says
 // ready, and unpauses it on the go; if that fails it destroys its copy and gives the sender
-// permission to resume.
+// permission to resume. With `xenstore: 'seed'` (the project seed's description, not Xen) the
+// source's xenstored also exports the guest's subtree, watches and open transactions into the
+// stream (xensim's XENSIM_SEED_XENSTORE libxl record), and the destination's imports them for the
+// new domid before the guest runs; such a stream is xensim's own (libxl refuses the record).
 import { MigratePipeClosed, type MigratePipe } from './migrate-pipe.ts';
 import { SaveRestoreError, type Xl } from './xl.ts';
 import { domainFrames, memoryHash, savedPage, saveStreamOptions, suspendedState } from './xl-saverestore.ts';
@@ -14,6 +17,7 @@ import { ImageRestorer } from '../domains/dom0/toolstack/migration/restore-image
 import { SaveStreamWriter } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { type LiveDomain, type PrecopyPolicy, sendDomainMemoryLive, simplePrecopyPolicy } from '../domains/dom0/toolstack/migration/precopy.ts';
 import { XlMigrateMessage, checkXlMigrateMessage, xlMigrateMessageBytes, xlMigrateReportBytes } from '../domains/dom0/toolstack/migration/xl-migrate-channel.ts';
+import type { SeedImportSummary } from '../domains/dom0/xenstored/seed-migration.ts';
 import { dirtyPfns } from '../hypervisor/paging.ts';
 import { Domctl, DomctlShadowOp } from '../hypervisor/public/domctl.ts';
 import { Hypercall } from '../hypervisor/public/xen.ts';
@@ -73,8 +77,17 @@ function shadowOp(xl: Xl, domid: number, op: DomctlShadowOp, pages = 0): unknown
   return xl.rt.hypercalls.call(0, Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_shadow_op, domain: domid, op, pages }).ret;
 }
 
+/** What happens to the guest's xenstore state: nothing travels (Xen), or the seed's copy. */
+export type MigrateXenstore = 'xen' | 'seed';
+
+export interface MigrateSendOptions {
+  readonly policy?: PrecopyPolicy;
+  /** Default 'xen': nothing of xenstore in the stream. */
+  readonly xenstore?: MigrateXenstore;
+}
+
 /** xl migrate's sending side (migrate_domain()), over an open pipe to the receiver. */
-export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts: { policy?: PrecopyPolicy } = {}): Promise<MigrateSendResult> {
+export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts: MigrateSendOptions = {}): Promise<MigrateSendResult> {
   const log: string[] = [];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
   if (!xl.domains.has(domid)) throw fail(`domain ${domid} is not a guest of this xl`);
@@ -119,7 +132,9 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
     report = await sendDomainMemoryLive(w, live, opts.policy ?? simplePrecopyPolicy);
     hash = memoryHash(domainFrames(d));
     w.endOfCheckpoint(suspendedState(d, { nowNs: xl.nowNs(), store: x.store, console: x.console }));
-    w.finish();
+    const seedXenstore = opts.xenstore === 'seed' ? await xl.rt.toolstack<Uint8Array>('xenstore-seed-export', { domid }) : undefined;
+    if (seedXenstore) log.push(`migration sender: xenstore state of domain ${domid} in the stream (the seed's migration, not Xen's): ${seedXenstore.length} bytes`);
+    w.finish(undefined, seedXenstore);
     await pipe.drain();
   } catch (e) {
     shadowOp(xl, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_OFF);
@@ -181,8 +196,11 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   };
 }
 
-/** xl migrate-receive (migrate_receive()), over an open pipe from the sender. */
-export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<MigrateReceiveResult> {
+/**
+ * xl migrate-receive (migrate_receive()), over an open pipe from the sender; `paused` (xl migrate
+ * -p) leaves the domain paused after the go.
+ */
+export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { paused?: boolean } = {}): Promise<MigrateReceiveResult> {
   const log: string[] = ['migration target: Ready to receive domain.'];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_banner));
@@ -209,15 +227,30 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<Migrate
     await pipe.close();
     throw fail(`migration target: Domain creation failed: ${e instanceof SaveRestoreError ? e.message : why(e)}`);
   }
+  if (restorer.image.seedXenstore) {
+    // The seed's copy (not Xen): into the new domain's tree and connection before it runs.
+    try {
+      const n = await xl.rt.toolstack<SeedImportSummary>('xenstore-seed-import', { domid, state: restorer.image.seedXenstore });
+      log.push(`migration target: xenstore state carried over (the seed's migration, not Xen's): ${n.nodes} nodes (${n.kept} already here), ${n.watches} watches, ${n.transactions} transactions`);
+    } catch (e) {
+      await xl.destroy(domid);
+      await pipe.close();
+      throw fail(`migration target: Domain creation failed: xenstore state: ${why(e)}`);
+    }
+  }
   log.push('migration target: Transfer complete, requesting permission to start domain.');
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_ready));
   let rc = 0;
   let problem = '';
   try {
     await readMessage(pipe, XlMigrateMessage.migrate_permission_to_go, 'GO message');
-    log.push('migration target: Got permission, starting domain.');
-    await xl.unpause(domid);
-    log.push('migration target: Domain started successfully.');
+    if (opts.paused) {
+      log.push('migration target: Got permission, domain left paused (-p).');
+    } else {
+      log.push('migration target: Got permission, starting domain.');
+      await xl.unpause(domid);
+      log.push('migration target: Domain started successfully.');
+    }
   } catch (e) {
     rc = ERROR_FAIL;
     problem = why(e);

@@ -79,6 +79,11 @@ export interface RestoreResult {
   readonly hash: string;
 }
 
+/** The pages xl create gives a guest of this config (and so what its image may hold). */
+export function guestPages(cfg: DomainConfig): number {
+  return 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
+}
+
 export class Xl {
   readonly domains = new Map<number, XlDomain>();
   private readonly guestArgs = new Map<number, CreateOptions>();
@@ -162,7 +167,7 @@ export class Xl {
    * domcreate_complete), so a failed create leaves nothing behind.
    */
   async create(cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
-    const pages = 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
+    const pages = guestPages(cfg);
     const built = await this.rt.buildGuest({
       domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest } },
@@ -325,6 +330,9 @@ export class Xl {
     const cfg = parsed.data as DomainConfig;
     if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`${verb}: domain with name "${cfg.name}" already exists`);
     const pages = imageP2mSize(img);
+    // libxc refuses a pfn outside the domain's maximum, which the config sets (the stream may be
+    // a hostile peer's: a page at pfn 2^40 must not make this host try to build that).
+    if (pages > guestPages(cfg)) throw new SaveRestoreError(`${verb}: ${from}: pfn ${pages - 1} outside the domain's maximum (${guestPages(cfg)} pages for its config)`);
     const built = await this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest, resumed: true } },

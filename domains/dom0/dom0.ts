@@ -12,6 +12,7 @@ import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
 import { XsRingConnection } from './xenstored/domain-ring.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
 import { connectLocal } from './xenstored/local-connection.ts';
+import { exportSeedState, importSeedState } from './xenstored/seed-migration.ts';
 import { XenbusBus, type XenbusQuirks } from '../kernel/xenbus-probe.ts';
 import { Xenwatch } from '../kernel/xenbus-watch.ts';
 import { Blkback, type BlkbackQuirks } from './backends/blkback.ts';
@@ -168,6 +169,18 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       daemon.crash();
       k.trace({ kind: 'fault', fault: 'xenstored-crash' });
       control.postMessage({ cmd: 'xenstored-crashd', domid: 0 });
+      return;
+    }
+    if (m.cmd === 'toolstack' && (m.op === 'xenstore-seed-export' || m.op === 'xenstore-seed-import')) {
+      // The seed's migration of a guest's xenstore state (not Xen: xenstored/seed-migration.ts),
+      // which only xenstored itself can take out and put back.
+      const a = m.args as { domid: number; state?: Uint8Array };
+      try {
+        const result = m.op === 'xenstore-seed-export' ? exportSeedState(xs, a.domid) : importSeedState(xs, a.domid, a.state ?? new Uint8Array(0));
+        control.postMessage({ cmd: 'toolstackd', id: m.id, result });
+      } catch (e) {
+        control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) });
+      }
       return;
     }
     if (m.cmd === 'toolstack' && (m.op.startsWith('VM_') || m.op.startsWith('xenopsd'))) {

@@ -145,7 +145,10 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });
   xs.gate = xsState;
   const freezer = new Freezer();
-  const watch = new Xenwatch(xs, 'fe');
+  // Linux's tokens are its watch structs' addresses. This kernel builds its watches anew after a
+  // restore: another prefix per resume, so none of them takes the token of one the old kernel
+  // left in xenstored (which the seed's migration copies) - that one's events find no watch here.
+  const watch = new Xenwatch(xs, resumes === 0 ? 'fe' : `f${resumes % 10}`);
   watch.sched = k.point;
   watch.recordAfterReply = args.quirks?.xenbus?.watchRecordAfterReply ?? false;
   k.jitter = args.jitter;

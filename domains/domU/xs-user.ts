@@ -127,12 +127,13 @@ export class XsUser {
 
   /**
    * xs_resume: every watch registered again, with its token, on the new domain's connection. A
-   * watch fires once on registration, as any XS_WATCH does.
+   * watch fires once on registration, as any XS_WATCH does. xs_resume ignores what XS_WATCH
+   * answers: EEXIST where the watch came along (the seed's migration) leaves it as it was.
    */
   async resumeWatches(watches: readonly SavedWatch[]): Promise<void> {
     for (const w of watches) {
       this.handlers.set(w.token, { path: w.path, reread: w.reread, delayNs: w.delayNs, via: w.via });
-      await this.via(w.via).watch(w.path, w.token);
+      await this.via(w.via).watch(w.path, w.token).catch(() => undefined);
     }
   }
 

@@ -1064,6 +1064,7 @@ export class Xenstored {
     conn.transactions.delete(tx.id);
     tx.close();
     if (arg === 'F') return;
+    if (tx.carriedOver) fail('EAGAIN');
     if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
     ctx.eventsFirst = true;
     if (this.b.commitRule === 'generations') this.commitC(ctx, tx);

@@ -123,6 +123,11 @@ export class Transaction implements Db, SnapshotListener {
   readonly accessed = new Map<string, Accessed>();
   /** Set when a failure inside the transaction means it can no longer commit (ENOMEM at end). */
   failed = false;
+  /**
+   * Carried over by the seed's migration (seed-migration.ts, not Xen): what it read and wrote at
+   * the source is gone, so its commit fails with EAGAIN and the client retries.
+   */
+  carriedOver = false;
   /** Changes in node ownership made inside, for the node quota at commit. */
   readonly ownerDelta = new Map<number, number>();
   /** oxenstored: the store's generation at start, recorded operations, snapshot pre-images. */

@@ -26,6 +26,12 @@ export enum LibxlRecType {
   REC_TYPE_EMULATOR_CONTEXT = 0x00000003,
   REC_TYPE_CHECKPOINT_END = 0x00000004,
   REC_TYPE_CHECKPOINT_STATE = 0x00000005,
+  /**
+   * xensim's own, not libxl's (which refuses it: "Unrecognised record"): the guest's xenstore
+   * state as the project seed describes migration - see xenstored/seed-migration.ts. Written only
+   * with `xl migrate --xenstore seed`; a stream carrying it is xensim-specific.
+   */
+  REC_TYPE_XENSIM_SEED_XENSTORE = 0x78730001,
 }
 
 export const libxlRecName = (type: number): string => LibxlRecType[type]?.slice('REC_TYPE_'.length) ?? `0x${type.toString(16).padStart(8, '0')}`;
@@ -69,7 +75,13 @@ export interface CheckpointStateRecord {
   readonly id: CheckpointStateId;
 }
 
-export type LibxlRecord = EmptyLibxlRecord | EmulatorXenstoreDataRecord | EmulatorContextRecord | CheckpointStateRecord;
+export interface SeedXenstoreRecord {
+  readonly type: LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE;
+  /** The source xenstored's export (xenstored/seed-migration.ts's encoding), opaque here. */
+  readonly state: Uint8Array;
+}
+
+export type LibxlRecord = EmptyLibxlRecord | EmulatorXenstoreDataRecord | EmulatorContextRecord | CheckpointStateRecord | SeedXenstoreRecord;
 
 export function encodeLibxlHeader(h: LibxlHeader = { version: RESTORE_STREAM_VERSION, options: 0 }): Uint8Array {
   const b = new Uint8Array(LIBXL_HDR_SIZE);
@@ -122,6 +134,8 @@ export function encodeLibxlRecord(rec: LibxlRecord): Uint8Array[] {
       view(b).setUint32(0, rec.id, true);
       return frameRecord(rec.type, [b]);
     }
+    case LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE:
+      return frameRecord(rec.type, [rec.state]);
   }
 }
 
@@ -172,6 +186,9 @@ export function decodeLibxlRecord(type: number, body: Uint8Array): LibxlRecord {
       if (CheckpointStateId[id] === undefined) throw new RecordError(`Unknown checkpoint state 0x${id.toString(16)}`);
       return { type, id };
     }
+    case LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE:
+      if (body.length === 0) throw new RecordError('XENSIM_SEED_XENSTORE record with no state');
+      return { type, state: body.slice() };
     default:
       throw new RecordError(`Unrecognised record 0x${(type >>> 0).toString(16).padStart(8, '0')}`);
   }

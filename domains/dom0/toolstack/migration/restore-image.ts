@@ -37,6 +37,8 @@ export interface RestoredImage {
   hvmParams?: readonly HvmParamEntry[];
   emulatorXenstore?: readonly (readonly [string, string])[];
   emulatorContext?: Uint8Array;
+  /** xensim's XENSIM_SEED_XENSTORE record (`xl migrate --xenstore seed`), opaque. */
+  seedXenstore?: Uint8Array;
   readonly stats: {
     pageDataRecords: number;
     pagesReceived: number;
@@ -128,6 +130,7 @@ export class ImageRestorer {
   private applyLibxl(rec: LibxlRecord): void {
     if (rec.type === LibxlRecType.REC_TYPE_EMULATOR_XENSTORE_DATA) this.image.emulatorXenstore = rec.entries;
     else if (rec.type === LibxlRecType.REC_TYPE_EMULATOR_CONTEXT) this.image.emulatorContext = rec.context;
+    else if (rec.type === LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE) this.image.seedXenstore = rec.state;
   }
 
   private vcpu(id: number): RestoredPvVcpu {

@@ -66,6 +66,7 @@ export class SaveStreamReader {
   private libxcEnded = false;
   private inCheckpoint = false;
   private checkpointsEnded = 0;
+  private seedXenstoreSeen = false;
   // libxc layer
   private version: 2 | 3 = 3;
   private guestType: DhdrType | undefined;
@@ -232,6 +233,12 @@ export class SaveStreamReader {
         this.inCheckpoint = false;
         this.checkpointsEnded++;
         this.step = { kind: 'record-header', need: RHDR_SIZE, layer: 'libxc' };
+        break;
+      case LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE:
+        // The suspended guest's xenstore state: after its memory and vCPUs, once.
+        if (!this.libxcEnded) refuse('XENSIM_SEED_XENSTORE record before the libxc stream ended');
+        if (this.seedXenstoreSeen) refuse('Second XENSIM_SEED_XENSTORE record in stream');
+        this.seedXenstoreSeen = true;
         break;
       case LibxlRecType.REC_TYPE_CHECKPOINT_STATE:
         refuse('Unexpected CHECKPOINT_STATE record in stream (it belongs on COLO\'s back channel)');

@@ -205,13 +205,18 @@ export class SaveStreamWriter {
     this.phase = 'memory';
   }
 
-  /** Ends the stream: libxc END, then (libxl) the emulator records and END. */
-  finish(emulator?: EmulatorState): void {
+  /**
+   * Ends the stream: libxc END, then (libxl) the emulator records, xensim's XENSIM_SEED_XENSTORE
+   * when given (`xl migrate --xenstore seed`), and END.
+   */
+  finish(emulator?: EmulatorState, seedXenstore?: Uint8Array): void {
+    assert(seedXenstore === undefined || this.format !== 'libxc', 'XENSIM_SEED_XENSTORE is a libxl record');
     assert(this.phase === 'state-sent' || (this.phase === 'memory' && this.stats.checkpoints > 0), `finish() in phase ${this.phase}`);
     this.libxc({ type: LibxcRecType.REC_TYPE_END });
     this.phase = 'libxc-ended';
     if (this.format !== 'libxc') {
       this.emulatorRecords(emulator);
+      if (seedXenstore) this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE, state: seedXenstore }));
       this.emit(encodeLibxlRecord({ type: LibxlRecType.REC_TYPE_END }));
     }
     this.phase = 'finished';
