@@ -964,6 +964,7 @@ export class Xenstored {
       ctx.tx.wops++;
     }
     this.fire(ctx, name, false, [old, ...this.nodePerms(ctx.db, name, ctx.db.read(name))]);
+    if (ctx.tx && this.b.commitRule === 'merge-replay') ctx.tx.events[ctx.tx.events.length - 1].setPerms = true;
   }
 
   // ------------------------------------------------------------------ handlers: watches
@@ -1132,9 +1133,24 @@ export class Xenstored {
   /** The events the transaction's own writes raised, with the ACLs it saw (process_watch at commit). */
   private fireOcaml(tx: Transaction): void {
     for (const ev of tx.events) {
-      this.fireNow(ev.path, ev.exact, ev.perms);
+      // process_watch looks a WRITE's or MKDIR's readers up in the transaction's final tree (node
+      // and parent), a SET_PERMS's in its start and final trees, an RM's in its start tree.
+      const perms = ev.removed !== undefined ? ev.perms : ev.setPerms ? [...ev.perms, ...this.finalAcls(tx, ev.path)] : this.finalAcls(tx, ev.path);
+      this.fireNow(ev.path, ev.exact, perms);
       if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed);
     }
+  }
+
+  /** A node's and its parent's ACLs as the transaction left them (lookup_watch_perm). */
+  private finalAcls(tx: Transaction, path: string): AclAt[] {
+    const out: AclAt[] = [];
+    const node = tx.peek(path);
+    if (node) out.push(node);
+    if (path !== '/') {
+      const parent = tx.peek(parentOf(path));
+      if (parent) out.push(parent);
+    }
+    return out;
   }
 
   private subRequest(conn: Connection, op: RecordedOp, tx: Transaction | undefined): RequestContext {

@@ -135,7 +135,7 @@ export class Transaction implements Db, SnapshotListener {
   readonly ops: RecordedOp[] = [];
   private readonly pre = new Map<string, PreImage>();
   /** oxenstored: the events this transaction's writes raised, to fire at commit. */
-  readonly events: { path: string; exact: boolean; perms: AclAt[]; removed?: Removed[] }[] = [];
+  readonly events: { path: string; exact: boolean; perms: AclAt[]; removed?: Removed[]; setPerms?: boolean }[] = [];
 
   constructor(
     readonly id: number,
