@@ -2,11 +2,9 @@
 // (--host PATH, else $XENSIM_CONTROL, else /tmp/xensim/xl.sock), with xl's output.
 import { resolve as resolvePath } from 'node:path';
 import { type Command, Option } from 'commander';
-import { ConfigError, loadGuestFile, parseDiskSpec, parseVifSpec } from './config.ts';
-import { type BlockRow, DEFAULT_CONTROL, type ListRow, type NicRow, XlError, xlRequest } from './xl-control.ts';
+import { type BlockRow, DEFAULT_CONTROL, type ListRow, type NicRow, XlError, xlRequest } from './xl-control-client.ts';
 import { MIGRATE_RECEIVE_COMMAND, connectMigrateReceive } from './xl-migrate-transport.ts';
 import type { NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
-import { sanitiseValue } from '../domains/dom0/tools/xenstore-cli.ts';
 
 const pad = (s: string | number, n: number): string => String(s).padEnd(n);
 const rpad = (s: string | number, n: number): string => String(s).padStart(n);
@@ -54,7 +52,7 @@ async function run(cmd: Command, body: (call: (verb: string, args?: Record<strin
   try {
     await body((verb, args = {}) => xlRequest(host, verb, args), processIo);
   } catch (e) {
-    if (!(e instanceof XlError || e instanceof ConfigError)) throw e;
+    if (!(e instanceof XlError || (e instanceof Error && e.name === 'ConfigError'))) throw e;
     processIo.err(`xl: ${e.message}\n`);
     process.exitCode = 1;
   }
@@ -83,7 +81,7 @@ export function registerXl(program: Command): void {
     .option('-p', 'leave the domain paused after it is created')
     .action(async (file: string, o: { p?: boolean }, cmd: Command) => run(cmd, async (call, io) => {
       io.err(`Parsing config from ${file}\n`);
-      const { config, ignored } = loadGuestFile(file);
+      const { config, ignored } = (await import('./config.ts')).loadGuestFile(file);
       if (ignored.length) io.err(`xl: ignoring ${ignored.join(', ')} (not simulated)\n`);
       await call('create', { config, paused: Boolean(o.p) });
     }));
@@ -118,7 +116,7 @@ export function registerXl(program: Command): void {
     .argument('<domain>')
     .argument('<disk-spec...>')
     .action(async (domain: string, spec: string[], _o: unknown, cmd: Command) => run(cmd, async (call) => {
-      await call('block-attach', { domain, disk: parseDiskSpec(spec.join(','), 'disk spec') });
+      await call('block-attach', { domain, disk: (await import('./config.ts')).parseDiskSpec(spec.join(','), 'disk spec') });
     }));
 
   xl.command('block-detach')
@@ -143,7 +141,7 @@ export function registerXl(program: Command): void {
     .argument('<domain>')
     .argument('[vif-spec...]')
     .action(async (domain: string, spec: string[], _o: unknown, cmd: Command) => run(cmd, async (call) => {
-      await call('network-attach', { domain, vif: parseVifSpec(spec.join(','), 'vif spec') });
+      await call('network-attach', { domain, vif: (await import('./config.ts')).parseVifSpec(spec.join(','), 'vif spec') });
     }));
 
   xl.command('network-detach')
@@ -259,6 +257,7 @@ export function registerXl(program: Command): void {
     .description("xensim's own: dom0's xenstore tree as `xenstore-ls -f` prints it (works in lockstep, which has no xenstored socket)")
     .argument('[path]', 'where to start', '/')
     .action(async (path: string, _o: unknown, cmd: Command) => run(cmd, async (call, io) => {
+      const { sanitiseValue } = await import('../domains/dom0/tools/xenstore-cli.ts');
       const nodes = await call('xenstore-ls', { path }) as NodeDump[];
       for (const n of nodes) {
         if (n.path === path && path !== '/') continue;

@@ -10,7 +10,7 @@ import { statSync } from 'node:fs';
 import net from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { MigratePipe, streamWriter } from './migrate-pipe.ts';
-import { XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control.ts';
+import { XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control-client.ts';
 
 /** The remote command xl's default rune runs (xl runs `xl migrate-receive`). */
 export const MIGRATE_RECEIVE_COMMAND = 'xensim xl migrate-receive';
