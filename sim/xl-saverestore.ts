@@ -4,10 +4,9 @@
 // the devices) is in xl.ts; the stream's encoding is domains/dom0/toolstack/migration.
 import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
-import { DhdrType, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
+import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
 import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
-import type { SaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
-import type { CheckpointState, GuestPage, SaveStreamWriterOptions } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterIo, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -49,9 +48,11 @@ export function domainFrames(d: Domain): [number, Uint8Array][] {
 }
 
 export interface SavedDomain {
-  readonly image: SaveImage;
-  /** memoryHash() of the pages in the image, taken while the domain was suspended. */
-  readonly hash: string;
+  /** The writer's counts (bytes, records, pages). */
+  readonly stats: SaveStreamWriter['stats'];
+  /** memoryHash() of the pages sent, taken while the domain was suspended (unless not asked for). */
+  readonly hash: string | undefined;
+  /** Populated pages sent. */
   readonly pages: number;
 }
 
@@ -99,24 +100,43 @@ export function suspendedState(d: Domain, opts: { nowNs: number; store: number; 
   return { type: DhdrType.DHDR_TYPE_X86_PV, tsc, sharedInfo: d.sharedInfo!.bytes.slice(), vcpus: [{ vcpuId: 0, basic, extended }] };
 }
 
-/** A pfn's page as the saver sends it: a copy of its contents, or XTAB for a hole. */
+/**
+ * A pfn's page as the saver sends it: a live view of its frame (the stream writer copies it into
+ * its record at once), or XTAB for a hole.
+ */
 export function savedPage(d: Domain, pfn: number): GuestPage {
   const f = d.p2m[pfn];
-  return f ? { pfn, bytes: f.bytes.slice() } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
+  return f ? { pfn, bytes: f.bytes } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
 }
 
 /**
- * The image of a domain suspended for save: one round with every pfn of its p2m (holes as XTAB),
- * then its suspended state. The pages are copies: the stream holds what memory was at suspend,
- * whatever runs later. (No device model runs for xensim's HVM guests - the ACPI registers are the
- * hypervisor's model: no emulator records, as for a PVH guest.)
+ * xl save's stream of a suspended domain, written to `sink` as it is made: one round with every
+ * pfn of its p2m (holes as XTAB) in batches straight from its frames, then its suspended state.
+ * Nothing runs in the domain meanwhile, so the stream is memory as at suspend; with `hash` (the
+ * default) the result has its memoryHash(). (No device model runs for xensim's HVM guests - the
+ * ACPI registers are the hypervisor's model: no emulator records, as for a PVH guest.)
  */
-export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
+export function saveDomain(
+  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink, io: SaveStreamWriterIo = {},
+): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  const pages = Array.from({ length: d.p2m.length }, (_, pfn) => savedPage(d, pfn));
-  const copies = pages.filter((p) => p.bytes).map((p) => [p.pfn, p.bytes!] as [number, Uint8Array]);
-  const image: SaveImage = { ...saveStreamOptions(d, opts.config), checkpoints: [{ rounds: [pages], state: suspendedState(d, opts) }] };
-  return { image, hash: memoryHash(copies), pages: copies.length };
+  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config), io);
+  w.start();
+  let pages = 0;
+  const batch: GuestPage[] = [];
+  for (let pfn = 0; pfn < d.p2m.length; pfn++) {
+    const p = savedPage(d, pfn);
+    if (p.bytes) pages++;
+    batch.push(p);
+    if (batch.length === MAX_BATCH_SIZE || pfn === d.p2m.length - 1) {
+      w.sendPages(batch);
+      batch.length = 0;
+    }
+  }
+  const hash = opts.hash === false ? undefined : memoryHash(domainFrames(d));
+  w.endOfCheckpoint(suspendedState(d, opts));
+  w.finish();
+  return { stats: w.stats, hash, pages };
 }
 
 /** HVM_SAVE_MAGIC and HVM_SAVE_VERSION (public/arch-x86/hvm/save.h). */
@@ -158,7 +178,7 @@ export function imageP2mSize(img: RestoredImage): number {
  * the builder populated, zeroed). A pfn the domain lacks, or a populated pfn the image does not
  * fill, is refused: the new domain must have exactly the saved one's memory.
  */
-export function restoreMemory(d: Domain, img: RestoredImage): string {
+export function restoreMemory(d: Domain, img: RestoredImage, opts: { hash?: boolean } = {}): string | undefined {
   if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_PV) {
     if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
     if (d.hvm) throw new Error('a PV image for an HVM domain');
@@ -177,5 +197,5 @@ export function restoreMemory(d: Domain, img: RestoredImage): string {
   d.p2m.forEach((f, pfn) => {
     if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
   });
-  return memoryHash(domainFrames(d));
+  return opts.hash === false ? undefined : memoryHash(domainFrames(d));
 }

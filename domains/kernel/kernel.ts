@@ -109,7 +109,7 @@ export class Kernel {
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
     this.evtchn = new Evtchn2l(boot.sharedInfo);
-    for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
+    for (const p of boot.pages) for (let i = 0; i < p.count; i++) this.pages.set(p.gfn + i, new Uint8Array(p.sab, p.offset + i * XEN_PAGE_SIZE, XEN_PAGE_SIZE));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
     this.tracing = boot.tracing ?? false;
@@ -449,7 +449,7 @@ export class Kernel {
       cmd: GnttabOp.GNTTABOP_setup_table, ops: [{ dom: DOMID_SELF, nr_frames: nrFrames }],
     }) as { rc: number; results: { status: number }[] };
     if (r.rc !== 0 || r.results[0].status !== GntSt.GNTST_okay) throw new HypercallFailed('setup_table', r);
-    this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab));
+    this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab, f.offset ?? 0, XEN_PAGE_SIZE));
   }
 
   private freeRefs: number[] = [];
@@ -510,7 +510,7 @@ export class Kernel {
     }) as { results: { status: GntSt; handle: number }[] };
     const res = r.results[0];
     if (res.status !== GntSt.GNTST_okay) return { status: res.status, handle: res.handle };
-    const bytes = new Uint8Array(this.lastFrames[0].sab);
+    const bytes = new Uint8Array(this.lastFrames[0].sab, this.lastFrames[0].offset ?? 0, XEN_PAGE_SIZE);
     this.foreign.set(res.handle, bytes);
     this.mapAddr.set(res.handle, hostAddr);
     return { status: res.status, handle: res.handle, page: readonly ? new ReadonlyPage(bytes) : bytes };
