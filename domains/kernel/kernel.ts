@@ -204,19 +204,26 @@ export class Kernel {
   }
 
   private freeGfns: number[] | undefined;
+  /** The gfns in freeGfns still free: reservePage takes one out in O(1), allocPage skips it. */
+  private freeSet: Set<number> | undefined;
 
   private freeList(): number[] {
     if (!this.freeGfns) {
       const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
       this.freeGfns = [...this.pages.keys()].filter((g) => !special.has(g)).sort((a, b) => b - a);
+      this.freeSet = new Set(this.freeGfns);
     }
     return this.freeGfns;
   }
 
   /** A page of this domain's own memory that nothing uses yet (rings, I/O buffers). */
   allocPage(): { gfn: number; bytes: Uint8Array } {
-    const gfn = this.freeList().pop();
+    const free = this.freeList();
+    let gfn: number | undefined;
+    do gfn = free.pop();
+    while (gfn !== undefined && !this.freeSet!.has(gfn));
     if (gfn === undefined) throw new HypercallFailed('allocPage', 'out of memory');
+    this.freeSet!.delete(gfn);
     const bytes = this.page(gfn);
     bytes.fill(0);
     return { gfn, bytes };
@@ -228,15 +235,15 @@ export class Kernel {
    */
   reservePage(gfn: number): Uint8Array {
     const bytes = this.page(gfn);
-    const free = this.freeList();
-    const i = free.indexOf(gfn);
-    if (i < 0) throw new RangeError(`gfn ${gfn} is not free to reserve`);
-    free.splice(i, 1);
+    this.freeList();
+    if (!this.freeSet!.delete(gfn)) throw new RangeError(`gfn ${gfn} is not free to reserve`);
     return bytes;
   }
 
   freePage(gfn: number): void {
-    this.freeGfns?.push(gfn);
+    if (!this.freeGfns || this.freeSet!.has(gfn)) return;
+    this.freeGfns.push(gfn);
+    this.freeSet!.add(gfn);
   }
 
   // ---------------------------------------------------------------- hypercalls
