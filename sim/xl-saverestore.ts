@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
-import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
+import type { RestorePageSink, RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterIo, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
@@ -179,6 +179,20 @@ export function imageP2mSize(img: RestoredImage): number {
  * fill, is refused: the new domain must have exactly the saved one's memory.
  */
 export function restoreMemory(d: Domain, img: RestoredImage, opts: { hash?: boolean } = {}): string | undefined {
+  checkImageFits(d, img);
+  for (const [pfn, bytes] of img.pages) {
+    const f = d.p2m[pfn];
+    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);
+    f.bytes.set(bytes);
+  }
+  d.p2m.forEach((f, pfn) => {
+    if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
+  });
+  return opts.hash === false ? undefined : memoryHash(domainFrames(d));
+}
+
+/** The image's domain type and (PV) width against the domain it is restored into. */
+function checkImageFits(d: Domain, img: RestoredImage): void {
   if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_PV) {
     if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
     if (d.hvm) throw new Error('a PV image for an HVM domain');
@@ -189,13 +203,48 @@ export function restoreMemory(d: Domain, img: RestoredImage, opts: { hash?: bool
   } else {
     throw new Error('the image has no domain header');
   }
-  for (const [pfn, bytes] of img.pages) {
-    const f = d.p2m[pfn];
-    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);
-    f.bytes.set(bytes);
+}
+
+/**
+ * xc_domain_restore's memory part as the stream arrives (process_page_data()): each page goes
+ * into the new domain's frame at once, so the receiver holds no copy of the guest's memory. A pfn
+ * the domain lacks is refused at once; finish() refuses a populated pfn that got no page.
+ */
+export class FrameFiller implements RestorePageSink {
+  private readonly filled: Uint8Array;
+
+  constructor(private readonly d: Domain) {
+    this.filled = new Uint8Array(d.p2m.length);
   }
-  d.p2m.forEach((f, pfn) => {
-    if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
-  });
-  return opts.hash === false ? undefined : memoryHash(domainFrames(d));
+
+  put(pfn: number, bytes: Uint8Array): void {
+    const f = this.d.p2m[pfn];
+    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${this.d.domid}`);
+    f.bytes.set(bytes);
+    this.filled[pfn] = 1;
+  }
+
+  get(pfn: number): Uint8Array | undefined {
+    return this.filled[pfn] ? this.d.p2m[pfn]?.bytes : undefined;
+  }
+
+  drop(pfn: number): void {
+    if (pfn < this.filled.length) this.filled[pfn] = 0;
+  }
+
+  /** The stream is complete: the image must fit the domain and have filled every frame. */
+  finish(img: RestoredImage, opts: { hash?: boolean } = {}): string | undefined {
+    checkImageFits(this.d, img);
+    this.d.p2m.forEach((f, pfn) => {
+      if (f && !this.filled[pfn]) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${this.d.domid} has no page in the image`);
+    });
+    return opts.hash === false ? undefined : memoryHash(domainFrames(this.d));
+  }
+
+  /** Pages filled (the pages of the image). */
+  get pages(): number {
+    let n = 0;
+    for (const b of this.filled) n += b;
+    return n;
+  }
 }

@@ -332,9 +332,24 @@ export class Xl {
     return this.restoreImage(img, file, opts, 'xl restore');
   }
 
-  /** A whole stream's image into a new domain (xl restore, xl migrate-receive). */
+  /** A whole stream's image into a new domain (xl restore). */
   async restoreImage(img: RestoredImage, from: string, opts: RestoreOptions, verb: string): Promise<RestoreResult> {
     if (img.end !== 'complete') throw new SaveRestoreError(`${verb}: ${from}: the stream ends early (${img.end ?? 'no END'})`);
+    const cfg = this.restoreConfig(img, from, verb);
+    const built = await this.buildRestored(cfg, imageP2mSize(img), opts);
+    let hash: string | undefined;
+    try {
+      hash = restoreMemory(built.domain, img, { hash: opts.hash });
+    } catch (e) {
+      await this.rt.destroy(built.domid);
+      throw new SaveRestoreError(`${verb}: ${from}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    await this.createDevices(built, cfg, opts, verb);
+    return { domid: built.domid, pages: img.pages.size, hash };
+  }
+
+  /** Restore's first step: the saved config from the stream's xl header, checked; its name must be free here. */
+  restoreConfig(img: RestoredImage, from: string, verb: string): DomainConfig {
     if (img.config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
     let raw: unknown;
     try {
@@ -346,20 +361,20 @@ export class Xl {
     if (!parsed.success) throw new SaveRestoreError(`${verb}: ${from}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const cfg = parsed.data as DomainConfig;
     if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`${verb}: domain with name "${cfg.name}" already exists`);
-    const pages = imageP2mSize(img);
-    const built = await this.rt.buildGuest({
+    return cfg;
+  }
+
+  /** Restore's domain: `pages` pfns, paused, its kernel to be entered as resumed. */
+  buildRestored(cfg: DomainConfig, pages: number, opts: RestoreOptions): ReturnType<HostRuntime['buildGuest']> {
+    return this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest, resumed: true } },
     });
-    let hash: string | undefined;
-    try {
-      hash = restoreMemory(built.domain, img, { hash: opts.hash });
-    } catch (e) {
-      await this.rt.destroy(built.domid);
-      throw new SaveRestoreError(`${verb}: ${from}: ${e instanceof Error ? e.message : String(e)}`);
-    }
+  }
+
+  /** Restore's last step once the memory is in: libxl's layout and devices, as create does. */
+  async finishRestored(built: BuiltDomain, cfg: DomainConfig, opts: RestoreOptions, verb: string): Promise<void> {
     await this.createDevices(built, cfg, opts, verb);
-    return { domid: built.domid, pages: img.pages.size, hash };
   }
 
   async unpause(domid: number): Promise<void> {
