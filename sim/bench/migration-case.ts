@@ -91,15 +91,23 @@ function dirtyingPolicy(xl: Xl, domid: number): PrecopyPolicy {
   };
 }
 
-/** Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they are. */
+/** What the bench's pipe holds unread before the writer must wait: a socket's buffers, roughly. */
+const PIPE_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they
+ * are; a writer more than PIPE_WINDOW ahead of its reader waits (drain) as on a socket.
+ */
 function pipes(): { sender: MigratePipe; receiver: MigratePipe } {
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
   const to = (peer: () => MigratePipe): PipeWriter => ({
     write: (b) => {
       if (!peer().closed) peer().push(b);
-      return true;
+      return peer().queued < PIPE_WINDOW;
     },
-    drain: () => new Promise((r) => setImmediate(r)),
+    drain: async () => {
+      while (!peer().closed && peer().queued >= PIPE_WINDOW) await new Promise((r) => setImmediate(r));
+    },
     end: () => peer().end(),
   });
   link.sender = new MigratePipe(to(() => link.receiver!), 'sender');
@@ -135,12 +143,13 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     const srcFrames = [...srcDomain.p2m];
     const special = new Set([a.xl.domains.get(domid)!.store, a.xl.domains.get(domid)!.console]);
     const { sender, receiver } = pipes();
-    const v0 = a.rt.virtualNow;
+
+
     const t0 = performance.now();
     const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
     const [sent, got] = await Promise.all([migrateSend(a.xl, domid, sender, { hash: false, policy }), migrateReceive(b.xl, receiver, { hash: false })]);
     const wallMs = performance.now() - t0;
-    if (process.env.XENSIM_BENCH_DEBUG) process.stderr.write(`virtual ${(a.rt.virtualNow - v0) / 1e6} ms\n`);
+
     const peakRss = memOf(process.pid).hwm;
     // The destination's kernel has run since (its store and console rings): those two aside,
     // every page must be as the source's was at its final suspend.
