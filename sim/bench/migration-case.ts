@@ -98,10 +98,11 @@ const PIPE_WINDOW = 8 * 1024 * 1024;
  * Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they
  * are; a writer more than PIPE_WINDOW ahead of its reader waits (drain) as on a socket.
  */
-function pipes(): { sender: MigratePipe; receiver: MigratePipe } {
+function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
-  const to = (peer: () => MigratePipe): PipeWriter => ({
+  const to = (peer: () => MigratePipe, copyTo?: number): PipeWriter => ({
     write: (b) => {
+      if (copyTo !== undefined) writeSync(copyTo, b);
       if (!peer().closed) peer().push(b);
       return peer().queued < PIPE_WINDOW;
     },
@@ -110,7 +111,7 @@ function pipes(): { sender: MigratePipe; receiver: MigratePipe } {
     },
     end: () => peer().end(),
   });
-  link.sender = new MigratePipe(to(() => link.receiver!), 'sender');
+  link.sender = new MigratePipe(to(() => link.receiver!, tee), 'sender');
   link.receiver = new MigratePipe(to(() => link.sender!), 'receiver');
   return link as { sender: MigratePipe; receiver: MigratePipe };
 }
@@ -142,7 +143,9 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     // are never reused, and nothing writes a destroyed domain's frames).
     const srcFrames = [...srcDomain.p2m];
     const special = new Set([a.xl.domains.get(domid)!.store, a.xl.domains.get(domid)!.console]);
-    const { sender, receiver } = pipes();
+    // XENSIM_BENCH_KEEP: the sender's bytes kept in c.dir - the stream (its first `bytes`), then xl's go message.
+    const tee = process.env.XENSIM_BENCH_KEEP ? openSync(join(c.dir, `migrate-${c.mib}-${c.workload}.xl`), 'w') : undefined;
+    const { sender, receiver } = pipes(tee);
 
 
     const t0 = performance.now();
