@@ -2,7 +2,7 @@
 // own pages and shared_info page, and nothing else; more pages reach it only through hypercalls.
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
-import type { Domain } from './domain.ts';
+import { bootPages, type Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
 import {
@@ -51,7 +51,7 @@ export class DomainThread implements VcpuRunner {
     const page = HypercallServer.page();
     // The caller is the domain this thread runs, whatever the guest wrote into the trap page.
     this.server = new HypercallServer(page, port1, (_claimed, op, args) => hypercalls.call(d.domid, op, args));
-    const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
+    const pages = bootPages(d);
     // Lockstep: RUN is the scheduler's run token. Free-running: RUN is the pause gate, closed
     // while the domain is paused (created paused, XEN_DOMCTL_pausedomain, shut down).
     this.vcpuControl = new SharedArrayBuffer(VcpuControl.BYTES);

@@ -2,7 +2,8 @@
 // off it (event-channel.ts, grant-table.ts).
 import type { Frame, Gfn } from './memory.ts';
 import type { LogDirty } from './paging.ts';
-import { type DomId, DOMID_FIRST_RESERVED } from './public/xen.ts';
+import type { BootPages } from './public/vcpu.ts';
+import { type DomId, DOMID_FIRST_RESERVED, XEN_PAGE_SIZE } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
 
 /** d->is_dying. */
@@ -94,4 +95,20 @@ export class DomidAllocator {
   release(id: number): void {
     this.used.delete(id);
   }
+}
+
+/** The domain's pages for its kernel's boot record: consecutive gfns in one buffer make one run. */
+export function bootPages(d: Domain): BootPages[] {
+  const out: BootPages[] = [];
+  let last: { gfn: number; count: number; sab: SharedArrayBuffer; offset: number } | undefined;
+  d.p2m.forEach((f, gfn) => {
+    if (!f) return;
+    if (last && last.sab === f.sab && last.gfn + last.count === gfn && last.offset + last.count * XEN_PAGE_SIZE === f.offset) {
+      last.count++;
+      return;
+    }
+    last = { gfn, count: 1, sab: f.sab, offset: f.offset };
+    out.push(last);
+  });
+  return out;
 }

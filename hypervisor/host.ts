@@ -1,7 +1,7 @@
 // One Xen host: the hypervisor instance that owns every domain, frame and channel.
 // Runs on the main thread; domains reach it only through hypercalls.
 import { Domain, DomDying, DomidAllocator } from './domain.ts';
-import { type Frame, type Gfn, MachineMemory } from './memory.ts';
+import { EXTENT_PAGES, type Frame, type Gfn, MachineMemory } from './memory.ts';
 import { type DomId, Errno, DOMID_SELF, SharedInfo } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
 
@@ -95,16 +95,40 @@ export class Host {
     return d;
   }
 
-  /** XENMEM_populate_physmap: gives a domain frames at consecutive gfns from `first`. */
+  /**
+   * XENMEM_populate_physmap: gives a domain frames at consecutive gfns from `first`. A request of
+   * at least an extent's worth is served in extents (2 MiB-aligned gfn runs in one buffer, as
+   * the builder asks for superpages); a smaller one frame by frame (the cheap default guests).
+   */
   populate(d: Domain, first: number, count: number): Frame[] {
     const out: Frame[] = [];
-    for (let g = first; g < first + count; g++) {
-      if (d.p2m[g] !== undefined) continue;
-      if (this.ownedFrames(d) >= d.maxPages) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-      const f = this.memory.allocate(d.domid);
-      if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+    let owned = this.ownedFrames(d);
+    const take = (f: Frame, g: number): void => {
       d.p2m[g as Gfn] = f;
       out.push(f);
+      owned++;
+    };
+    const end = first + count;
+    for (let g = first; g < end;) {
+      if (d.p2m[g] !== undefined) {
+        g++;
+        continue;
+      }
+      // The run of holes from g, cut at the next extent boundary.
+      let run = 0;
+      const stop = count >= EXTENT_PAGES ? Math.min(end, (Math.floor(g / EXTENT_PAGES) + 1) * EXTENT_PAGES) : g + 1;
+      while (g + run < stop && d.p2m[g + run] === undefined) run++;
+      if (owned + run > d.maxPages) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+      if (run > 1) {
+        const fs = this.memory.allocateExtent(d.domid, run);
+        if (!fs) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+        fs.forEach((f, i) => take(f, g + i));
+      } else {
+        const f = this.memory.allocate(d.domid);
+        if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
+        take(f, g);
+      }
+      g += run;
     }
     return out;
   }

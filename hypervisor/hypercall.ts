@@ -31,7 +31,7 @@ export interface HypercallTrace {
   readonly ret: unknown;
 }
 
-const handed = (f: Frame): HandedFrame => ({ mfn: f.mfn, sab: f.sab });
+const handed = (f: Frame): HandedFrame => ({ mfn: f.mfn, sab: f.sab, offset: f.offset });
 
 type Entry = (caller: Domain, args: Record<string, unknown>) => HypercallOutcome;
 

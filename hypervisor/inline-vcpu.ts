@@ -4,7 +4,7 @@
 // The domain still reaches the hypervisor only through hypercalls (arguments and results cross
 // as JSON) and its own pages; what it cannot have here is a separate JS realm.
 import { EventEmitter } from 'node:events';
-import type { Domain } from './domain.ts';
+import { bootPages, type Domain } from './domain.ts';
 import { InlineHypercallClient } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
 import { type ControlPort, type DomainProgram, VcpuControl, vcpuReadyTasks } from './public/vcpu.ts';
@@ -81,7 +81,7 @@ export class InlineVcpu implements VcpuRunner {
     this.ctl64 = new BigInt64Array(this.vcpuControl);
     this.ctl = new Int32Array(this.vcpuControl);
     Atomics.store(this.ctl64, VcpuControl.DEADLINE, -1n);
-    const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
+    const pages = bootPages(d);
     const domid = d.domid;
     this.kernel = image.inline(
       { domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, mode: 'lockstep', vcpuControl: this.vcpuControl, tracing },

@@ -4,13 +4,16 @@
 // Xen write-protects the guest's page tables and sets a bit in the dirty bitmap on the first
 // write fault to each page (and marks the pages it writes itself: grant copies, unmapped writable
 // grant maps). xensim's guests write their frames directly in SharedArrayBuffers, with no trap to
-// take, so the model keeps a shadow copy of every page, taken at enable and refreshed whenever the
-// bitmap is read: a page whose contents differ from its shadow was written (a "fault"); pages the
+// take, so the model keeps a 64-bit fingerprint of every page, taken at enable and refreshed
+// whenever the bitmap is read: a page whose fingerprint changed was written (a "fault"); pages the
 // hypervisor writes itself are marked explicitly (markDirtyFrame), as paging_mark_dirty() does.
-// A write that leaves a page's bytes unchanged is not seen; the saver does not need it (the page
-// it already sent is still right). Reading copies the page first and compares the copy, so a guest
-// writing meanwhile is seen now or at the next read, never lost.
-import { Buffer } from 'node:buffer';
+// A fingerprint rather than a copy of the page: a copy would double a big guest's memory for the
+// whole migration. A write that leaves a page's bytes unchanged is not seen, nor (with odds of
+// 2^-64 for an accident) one that leaves its fingerprint unchanged - a guest crafting that only
+// corrupts its own migrated memory; the saver does not need the rest (the page it already sent
+// is still right). A guest writing while its page is fingerprinted is seen now or at the next
+// read, never lost: the fingerprint stored is of bytes the page held at some point, so if the page
+// ends up otherwise, the next read differs.
 import type { Domain } from './domain.ts';
 import type { Frame } from './memory.ts';
 import { XEN_PAGE_SIZE } from './public/xen.ts';
@@ -23,22 +26,55 @@ export interface ShadowOpStats {
   readonly dirty_count: number;
 }
 
+const WORDS_PER_PAGE = XEN_PAGE_SIZE / 4;
+/** One Int32Array per frame buffer: fingerprinting a page makes no object. */
+const wordViews = new WeakMap<SharedArrayBuffer, Int32Array>();
+
+function words(f: Frame): Int32Array {
+  let w = wordViews.get(f.sab);
+  if (!w) wordViews.set(f.sab, (w = new Int32Array(f.sab)));
+  return w;
+}
+
+/**
+ * Two 32-bit multiply-rotate lanes over the page's words (even and odd words), then mixed with
+ * each other: into out[2 * i] and out[2 * i + 1].
+ */
+export function pageFingerprint(f: Frame, out: Int32Array, i: number): void {
+  const w = words(f);
+  const base = f.offset >> 2;
+  let a = 0x243f6a88 | 0;
+  let b = 0x85a308d3 | 0;
+  for (let j = base, end = base + WORDS_PER_PAGE; j < end; j += 2) {
+    a = Math.imul(a ^ w[j], 0x9e3779b1);
+    a = (a << 13) | (a >>> 19);
+    b = Math.imul(b ^ w[j + 1], 0x85ebca77);
+    b = (b << 17) | (b >>> 15);
+  }
+  out[2 * i] = Math.imul(a ^ (b >>> 16), 0xc2b2ae35);
+  out[2 * i + 1] = Math.imul(b ^ (a >>> 13), 0x27d4eb2f);
+}
+
 export class LogDirty {
-  /** What each pfn held when the bitmap was last read; undefined for a pfn with no page. */
-  private readonly shadow: (Uint8Array | undefined)[] = [];
+  /** Each pfn's fingerprint when the bitmap was last read (two words per pfn). */
+  private prints: Int32Array;
+  /** Which frame each pfn had then; undefined for a pfn with no page. */
+  private readonly frameAt: (Frame | undefined)[] = [];
   /** d->arch.paging.log_dirty's bitmap, one bit per pfn. */
   private bitmap: Uint8Array;
   private faultCount = 0;
   private dirtyCount = 0;
   /** get_gpfn_from_mfn() for this domain's frames. */
   private readonly pfnOf = new Map<Frame, number>();
-  private readonly scratch = new Uint8Array(XEN_PAGE_SIZE);
+  private readonly scratch = new Int32Array(2);
 
   constructor(private readonly d: Domain) {
     this.bitmap = new Uint8Array(Math.ceil(d.p2m.length / 8));
+    this.prints = new Int32Array(2 * d.p2m.length);
     d.p2m.forEach((f, pfn) => {
       if (!f) return;
-      this.shadow[pfn] = f.bytes.slice();
+      pageFingerprint(f, this.prints, pfn);
+      this.frameAt[pfn] = f;
       this.pfnOf.set(f, pfn);
     });
   }
@@ -65,23 +101,30 @@ export class LogDirty {
   /** The guest's own writes since the last look, as the faults Xen would have taken. */
   private scan(): void {
     const { p2m } = this.d;
+    if (this.prints.length < 2 * p2m.length) {
+      const grown = new Int32Array(2 * p2m.length);
+      grown.set(this.prints);
+      this.prints = grown;
+    }
+    const now = this.scratch;
     for (let pfn = 0; pfn < p2m.length; pfn++) {
       const f = p2m[pfn];
       if (!f) {
-        this.shadow[pfn] = undefined;
+        this.frameAt[pfn] = undefined;
         continue;
       }
-      const old = this.shadow[pfn];
-      if (!old) {
+      if (this.frameAt[pfn] !== f) {
         // Populated since enable: whatever it holds the saver has not sent.
+        this.frameAt[pfn] = f;
         this.pfnOf.set(f, pfn);
-        this.shadow[pfn] = f.bytes.slice();
+        pageFingerprint(f, this.prints, pfn);
         if (this.setBit(pfn)) this.faultCount++;
         continue;
       }
-      this.scratch.set(f.bytes);
-      if (Buffer.compare(this.scratch, old) !== 0) {
-        old.set(this.scratch);
+      pageFingerprint(f, now, 0);
+      if (now[0] !== this.prints[2 * pfn] || now[1] !== this.prints[2 * pfn + 1]) {
+        this.prints[2 * pfn] = now[0];
+        this.prints[2 * pfn + 1] = now[1];
         if (this.setBit(pfn)) this.faultCount++;
       }
     }

@@ -4,7 +4,7 @@
 // hosting that domain.
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
-import type { Domain } from './domain.ts';
+import { bootPages, type Domain } from './domain.ts';
 import { HypercallServer } from './hypercall-channel.ts';
 import type { Hypercalls } from './hypercall.ts';
 import { Errno, type StartInfo } from './public/xen.ts';
@@ -77,7 +77,7 @@ export class VcpuPool {
     this.assign(d.domid);
     const t = this.placement.get(d.domid)!;
     const { port1, port2 } = new MessageChannel();
-    const pages = d.p2m.flatMap((f, gfn) => (f ? [{ gfn, sab: f.sab }] : []));
+    const pages = bootPages(d);
     const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
     const vcpu = new PooledVcpu(this, d.domid, port1, counters, opts.paused ?? false);
     const boot: WorkerBoot = {

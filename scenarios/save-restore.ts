@@ -83,7 +83,7 @@ export default defineScenario({
         id = restored.domid;
         s.roles.set('guest', id);
         s.expect(id !== src, 'the restored domain has a new domid');
-        s.expect(restored.hash === saved.hash, `memory hash after restore ${restored.hash.slice(0, 12)} != at suspend ${saved.hash.slice(0, 12)}`);
+        s.expect(restored.hash === saved.hash, `memory hash after restore ${restored.hash?.slice(0, 12)} != at suspend ${saved.hash?.slice(0, 12)}`);
       }
 
       await s.step('every device Connected on both ends', () => everyDeviceConnected(s, id));

@@ -24,7 +24,7 @@ export class MigratePipe {
 
   constructor(private readonly out: PipeWriter, readonly name = 'migration stream') {}
 
-  /** Bytes from the other side. */
+  /** Bytes from the other side, viewed rather than copied: the transport must not reuse the buffer. */
   push(chunk: Uint8Array): void {
     this.q.push(chunk);
     this.wake();
@@ -62,13 +62,21 @@ export class MigratePipe {
     return this.q.take(n).slice();
   }
 
-  /** Whatever has arrived (waiting for something), or null once the other side closed. */
+  /** Bytes received and not yet read (a transport's flow control may look). */
+  get queued(): number {
+    return this.q.length;
+  }
+
+  /**
+   * What has arrived (waiting for something), a chunk at a time as the transport delivered it -
+   * not copied, nor joined with the chunks after it - or null once the other side closed.
+   */
   async readSome(): Promise<Uint8Array | null> {
     while (this.q.length === 0) {
       if (this.ended) return null;
       await this.more();
     }
-    return this.q.takeAll().slice();
+    return this.q.takeChunk();
   }
 
   /** Puts bytes back in front (what followed a stream's END belongs to the next read). */

@@ -4,10 +4,9 @@
 // the devices) is in xl.ts; the stream's encoding is domains/dom0/toolstack/migration.
 import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
-import { DhdrType, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
-import type { RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
-import type { SaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
-import type { CheckpointState, GuestPage, SaveStreamWriterOptions } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
+import type { RestorePageSink, RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
+import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterIo, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -49,9 +48,11 @@ export function domainFrames(d: Domain): [number, Uint8Array][] {
 }
 
 export interface SavedDomain {
-  readonly image: SaveImage;
-  /** memoryHash() of the pages in the image, taken while the domain was suspended. */
-  readonly hash: string;
+  /** The writer's counts (bytes, records, pages). */
+  readonly stats: SaveStreamWriter['stats'];
+  /** memoryHash() of the pages sent, taken while the domain was suspended (unless not asked for). */
+  readonly hash: string | undefined;
+  /** Populated pages sent. */
   readonly pages: number;
 }
 
@@ -99,24 +100,43 @@ export function suspendedState(d: Domain, opts: { nowNs: number; store: number; 
   return { type: DhdrType.DHDR_TYPE_X86_PV, tsc, sharedInfo: d.sharedInfo!.bytes.slice(), vcpus: [{ vcpuId: 0, basic, extended }] };
 }
 
-/** A pfn's page as the saver sends it: a copy of its contents, or XTAB for a hole. */
+/**
+ * A pfn's page as the saver sends it: a live view of its frame (the stream writer copies it into
+ * its record at once), or XTAB for a hole.
+ */
 export function savedPage(d: Domain, pfn: number): GuestPage {
   const f = d.p2m[pfn];
-  return f ? { pfn, bytes: f.bytes.slice() } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
+  return f ? { pfn, bytes: f.bytes } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
 }
 
 /**
- * The image of a domain suspended for save: one round with every pfn of its p2m (holes as XTAB),
- * then its suspended state. The pages are copies: the stream holds what memory was at suspend,
- * whatever runs later. (No device model runs for xensim's HVM guests - the ACPI registers are the
- * hypervisor's model: no emulator records, as for a PVH guest.)
+ * xl save's stream of a suspended domain, written to `sink` as it is made: one round with every
+ * pfn of its p2m (holes as XTAB) in batches straight from its frames, then its suspended state.
+ * Nothing runs in the domain meanwhile, so the stream is memory as at suspend; with `hash` (the
+ * default) the result has its memoryHash(). (No device model runs for xensim's HVM guests - the
+ * ACPI registers are the hypervisor's model: no emulator records, as for a PVH guest.)
  */
-export function saveDomain(d: Domain, opts: { config: string; nowNs: number; store: number; console: number }): SavedDomain {
+export function saveDomain(
+  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink, io: SaveStreamWriterIo = {},
+): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  const pages = Array.from({ length: d.p2m.length }, (_, pfn) => savedPage(d, pfn));
-  const copies = pages.filter((p) => p.bytes).map((p) => [p.pfn, p.bytes!] as [number, Uint8Array]);
-  const image: SaveImage = { ...saveStreamOptions(d, opts.config), checkpoints: [{ rounds: [pages], state: suspendedState(d, opts) }] };
-  return { image, hash: memoryHash(copies), pages: copies.length };
+  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config), io);
+  w.start();
+  let pages = 0;
+  const batch: GuestPage[] = [];
+  for (let pfn = 0; pfn < d.p2m.length; pfn++) {
+    const p = savedPage(d, pfn);
+    if (p.bytes) pages++;
+    batch.push(p);
+    if (batch.length === MAX_BATCH_SIZE || pfn === d.p2m.length - 1) {
+      w.sendPages(batch);
+      batch.length = 0;
+    }
+  }
+  const hash = opts.hash === false ? undefined : memoryHash(domainFrames(d));
+  w.endOfCheckpoint(suspendedState(d, opts));
+  w.finish();
+  return { stats: w.stats, hash, pages };
 }
 
 /** HVM_SAVE_MAGIC and HVM_SAVE_VERSION (public/arch-x86/hvm/save.h). */
@@ -158,7 +178,21 @@ export function imageP2mSize(img: RestoredImage): number {
  * the builder populated, zeroed). A pfn the domain lacks, or a populated pfn the image does not
  * fill, is refused: the new domain must have exactly the saved one's memory.
  */
-export function restoreMemory(d: Domain, img: RestoredImage): string {
+export function restoreMemory(d: Domain, img: RestoredImage, opts: { hash?: boolean } = {}): string | undefined {
+  checkImageFits(d, img);
+  for (const [pfn, bytes] of img.pages) {
+    const f = d.p2m[pfn];
+    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);
+    f.bytes.set(bytes);
+  }
+  d.p2m.forEach((f, pfn) => {
+    if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
+  });
+  return opts.hash === false ? undefined : memoryHash(domainFrames(d));
+}
+
+/** The image's domain type and (PV) width against the domain it is restored into. */
+function checkImageFits(d: Domain, img: RestoredImage): void {
   if (img.domainHeader?.type === DhdrType.DHDR_TYPE_X86_PV) {
     if (img.pvInfo?.guestWidth !== 8) throw new Error('only 64-bit PV images are restorable by xensim');
     if (d.hvm) throw new Error('a PV image for an HVM domain');
@@ -169,13 +203,48 @@ export function restoreMemory(d: Domain, img: RestoredImage): string {
   } else {
     throw new Error('the image has no domain header');
   }
-  for (const [pfn, bytes] of img.pages) {
-    const f = d.p2m[pfn];
-    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${d.domid}`);
-    f.bytes.set(bytes);
+}
+
+/**
+ * xc_domain_restore's memory part as the stream arrives (process_page_data()): each page goes
+ * into the new domain's frame at once, so the receiver holds no copy of the guest's memory. A pfn
+ * the domain lacks is refused at once; finish() refuses a populated pfn that got no page.
+ */
+export class FrameFiller implements RestorePageSink {
+  private readonly filled: Uint8Array;
+
+  constructor(private readonly d: Domain) {
+    this.filled = new Uint8Array(d.p2m.length);
   }
-  d.p2m.forEach((f, pfn) => {
-    if (f && !img.pages.has(pfn)) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${d.domid} has no page in the image`);
-  });
-  return memoryHash(domainFrames(d));
+
+  put(pfn: number, bytes: Uint8Array): void {
+    const f = this.d.p2m[pfn];
+    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${this.d.domid}`);
+    f.bytes.set(bytes);
+    this.filled[pfn] = 1;
+  }
+
+  get(pfn: number): Uint8Array | undefined {
+    return this.filled[pfn] ? this.d.p2m[pfn]?.bytes : undefined;
+  }
+
+  drop(pfn: number): void {
+    if (pfn < this.filled.length) this.filled[pfn] = 0;
+  }
+
+  /** The stream is complete: the image must fit the domain and have filled every frame. */
+  finish(img: RestoredImage, opts: { hash?: boolean } = {}): string | undefined {
+    checkImageFits(this.d, img);
+    this.d.p2m.forEach((f, pfn) => {
+      if (f && !this.filled[pfn]) throw new Error(`pfn 0x${pfn.toString(16)} of domain ${this.d.domid} has no page in the image`);
+    });
+    return opts.hash === false ? undefined : memoryHash(domainFrames(this.d));
+  }
+
+  /** Pages filled (the pages of the image). */
+  get pages(): number {
+    let n = 0;
+    for (const b of this.filled) n += b;
+    return n;
+  }
 }

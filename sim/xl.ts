@@ -10,7 +10,6 @@ import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { type BuiltDomain, type HostRuntime, ToolstackCallError } from './host-runtime.ts';
 import { configUuid, defaultMac } from '../domains/dom0/toolstack/config.ts';
-import { writeSaveImage } from '../domains/dom0/toolstack/migration/save-image.ts';
 import { readSaveImage, type RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { GuestSchema } from './config.ts';
@@ -49,6 +48,19 @@ export interface CreateOptions {
   readonly dom0less?: boolean;
 }
 
+/** Pages in a MiB of guest memory. */
+const PAGES_PER_MIB = (1 << 20) / 4096;
+
+/**
+ * The pseudo-physical memory xl create gives a guest: `memory` MiB when the config says so (as
+ * xl does). Without it xl would give 128 MiB; xensim gives only what the kernel uses - 64 pages
+ * plus 16 per device for rings and buffers (about 100 pages, 0.4 MiB) - because swarms create
+ * thousands of guests and a frame costs a buffer of its own.
+ */
+export function guestPages(cfg: DomainConfig): number {
+  return cfg.memory !== undefined ? cfg.memory * PAGES_PER_MIB : 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
+}
+
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
 export class CreateError extends ToolstackCallError {}
 
@@ -67,22 +79,28 @@ export interface SaveResult {
   readonly bytes: number;
   /** Pages of memory in the stream. */
   readonly pages: number;
-  /** memoryHash() of the domain's memory at suspend. */
-  readonly hash: string;
+  /** memoryHash() of the domain's memory at suspend (unless saved with hash: false). */
+  readonly hash: string | undefined;
   readonly checkpoint: boolean;
+}
+
+export interface RestoreOptions extends CreateOptions {
+  /** memoryHash() the restored memory (the default; a simulator check, not xl's work). */
+  readonly hash?: boolean;
+}
+
+/** write(2) until every byte of `chunk` is in the file. */
+function writeAll(fd: number, chunk: Uint8Array): void {
+  for (let at = 0; at < chunk.length;) at += writeSync(fd, chunk, at);
 }
 
 export interface RestoreResult {
   readonly domid: number;
   readonly pages: number;
-  /** memoryHash() of the new domain's memory once restored, before it ran. */
-  readonly hash: string;
+  /** memoryHash() of the new domain's memory once restored, before it ran (unless hash: false). */
+  readonly hash: string | undefined;
 }
 
-/** The pages xl create gives a guest of this config (and so what its image may hold). */
-export function guestPages(cfg: DomainConfig): number {
-  return 64 + 16 * ((cfg.disks?.length ?? 0) + (cfg.vifs?.length ?? 0));
-}
 
 export class Xl {
   readonly domains = new Map<number, XlDomain>();
@@ -272,7 +290,7 @@ export class Xl {
    * (checkpoint) resume it, the guest seeing its suspend cancelled. A save that fails after the
    * suspend resumes the guest (cancelled) and loses nothing.
    */
-  async save(domid: number, file: string, opts: { checkpoint?: boolean } = {}): Promise<SaveResult> {
+  async save(domid: number, file: string, opts: { checkpoint?: boolean; hash?: boolean } = {}): Promise<SaveResult> {
     const x = this.domains.get(domid);
     if (!x) throw new SaveRestoreError(`domain ${domid} is not a guest of this xl`);
     const config = this.savedConfig(domid);
@@ -280,15 +298,15 @@ export class Xl {
     let result: SaveResult;
     try {
       const d = this.rt.host.domains.get(domid)!;
-      const saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs() });
       const fd = openSync(file, 'w');
-      let stats;
+      let saved;
       try {
-        stats = writeSaveImage(saved.image, (chunk) => void writeSync(fd, chunk));
+        // Written as it is made: writeSync is done with each chunk when it returns.
+        saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs(), hash: opts.hash }, (chunk) => writeAll(fd, chunk), { reuseBatchBuffer: true });
       } finally {
         closeSync(fd);
       }
-      result = { domid, file, bytes: stats.bytes, pages: saved.pages, hash: saved.hash, checkpoint: Boolean(opts.checkpoint) };
+      result = { domid, file, bytes: saved.stats.bytes, pages: saved.pages, hash: saved.hash, checkpoint: Boolean(opts.checkpoint) };
     } catch (e) {
       // libxl_domain_resume(suspend_cancel): the guest goes on where it was.
       await this.resume(domid);
@@ -305,7 +323,7 @@ export class Xl {
    * The guest's kernel comes back from its saved pages: its program is entered with `resumed`
    * (SCHEDOP_shutdown returned 0 - a new domain) and reconnects every frontend.
    */
-  async restore(file: string, opts: CreateOptions = {}): Promise<RestoreResult> {
+  async restore(file: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
     let img: RestoredImage;
     try {
       img = readSaveImage(readFileSync(file));
@@ -315,9 +333,24 @@ export class Xl {
     return this.restoreImage(img, file, opts, 'xl restore');
   }
 
-  /** A whole stream's image into a new domain (xl restore, xl migrate-receive). */
-  async restoreImage(img: RestoredImage, from: string, opts: CreateOptions, verb: string): Promise<RestoreResult> {
+  /** A whole stream's image into a new domain (xl restore). */
+  async restoreImage(img: RestoredImage, from: string, opts: RestoreOptions, verb: string): Promise<RestoreResult> {
     if (img.end !== 'complete') throw new SaveRestoreError(`${verb}: ${from}: the stream ends early (${img.end ?? 'no END'})`);
+    const cfg = this.restoreConfig(img, from, verb);
+    const built = await this.buildRestored(cfg, imageP2mSize(img), opts);
+    let hash: string | undefined;
+    try {
+      hash = restoreMemory(built.domain, img, { hash: opts.hash });
+    } catch (e) {
+      await this.rt.destroy(built.domid);
+      throw new SaveRestoreError(`${verb}: ${from}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    await this.createDevices(built, cfg, opts, verb);
+    return { domid: built.domid, pages: img.pages.size, hash };
+  }
+
+  /** Restore's first step: the saved config from the stream's xl header, checked; its name must be free here. */
+  restoreConfig(img: RestoredImage, from: string, verb: string): DomainConfig {
     if (img.config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
     let raw: unknown;
     try {
@@ -329,23 +362,23 @@ export class Xl {
     if (!parsed.success) throw new SaveRestoreError(`${verb}: ${from}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
     const cfg = parsed.data as DomainConfig;
     if ([...this.domains.values()].some((d) => d.cfg.name === cfg.name)) throw new SaveRestoreError(`${verb}: domain with name "${cfg.name}" already exists`);
-    const pages = imageP2mSize(img);
+    return cfg;
+  }
+
+  /** Restore's domain: `pages` pfns, paused, its kernel to be entered as resumed. */
+  buildRestored(cfg: DomainConfig, pages: number, opts: RestoreOptions): ReturnType<HostRuntime['buildGuest']> {
     // libxc refuses a pfn outside the domain's maximum, which the config sets (the stream may be
     // a hostile peer's: a page at pfn 2^40 must not make this host try to build that).
-    if (pages > guestPages(cfg)) throw new SaveRestoreError(`${verb}: ${from}: pfn ${pages - 1} outside the domain's maximum (${guestPages(cfg)} pages for its config)`);
-    const built = await this.rt.buildGuest({
+    if (pages > guestPages(cfg)) throw new SaveRestoreError(`restore: pfn ${pages - 1} outside the domain's maximum (${guestPages(cfg)} pages for its config)`);
+    return this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
       program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest, resumed: true } },
     });
-    let hash: string;
-    try {
-      hash = restoreMemory(built.domain, img);
-    } catch (e) {
-      await this.rt.destroy(built.domid);
-      throw new SaveRestoreError(`${verb}: ${from}: ${e instanceof Error ? e.message : String(e)}`);
-    }
+  }
+
+  /** Restore's last step once the memory is in: libxl's layout and devices, as create does. */
+  async finishRestored(built: BuiltDomain, cfg: DomainConfig, opts: RestoreOptions, verb: string): Promise<void> {
     await this.createDevices(built, cfg, opts, verb);
-    return { domid: built.domid, pages: img.pages.size, hash };
   }
 
   async unpause(domid: number): Promise<void> {

@@ -117,6 +117,21 @@ export type GuestCommand =
   /** Scenario tools: a user process's xenstore requests, watches, transactions over /dev/xen/xenbus (xs-user.ts). */
   | XsUserCommand;
 
+/**
+ * Overwrites a page with data from one draw of the kernel's PRNG, spread by xorshift32 over its
+ * words (a draw per word made filling a big guest take minutes).
+ */
+function scribble(page: Uint8Array, seed: number): void {
+  const w = new Int32Array(page.buffer, page.byteOffset, page.byteLength >> 2);
+  let x = seed | 1;
+  for (let i = 0; i < w.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    w[i] = x;
+  }
+}
+
 export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort): Promise<void> {
   // The kernel image's own page first: a resumed kernel reads what it left there before anything
   // else may allocate (and clear) the pages it names.
@@ -401,8 +416,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
         try {
           for (let i = 0; i < m.pages; i++) {
             const pg = k.allocPage();
-            const v = new DataView(pg.bytes.buffer, pg.bytes.byteOffset, pg.bytes.byteLength);
-            for (let j = 0; j < pg.bytes.length; j += 4) v.setUint32(j, k.rng.u32(), true);
+            scribble(pg.bytes, k.rng.u32());
             gfns.push(pg.gfn);
             workload.push(pg.gfn);
           }
@@ -423,9 +437,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
             await new Promise<void>((r) => void k.setTimer(m.everyNs, r));
             await freezer.tryToFreeze();
             for (let i = 0; i < m.pages; i++) {
-              const pg = k.page(workload[next++ % workload.length]);
-              const v = new DataView(pg.buffer, pg.byteOffset, pg.byteLength);
-              for (let j = 0; j < pg.length; j += 4) v.setUint32(j, k.rng.u32(), true);
+              scribble(k.page(workload[next++ % workload.length]), k.rng.u32());
             }
           }
         };

@@ -11,7 +11,7 @@
 export const KERNEL_STATE_GFN = 0;
 /** "XKST" */
 export const KERNEL_STATE_MAGIC = 0x584b5354;
-export const KERNEL_STATE_VERSION = 1;
+export const KERNEL_STATE_VERSION = 2;
 const HEADER = 12;
 const PAGE = 4096;
 
@@ -64,9 +64,24 @@ export interface KernelState {
 
 export class KernelStateError extends Error {}
 
+/**
+ * The workload's pages as [first, count] runs of ascending consecutive gfns, in list order: a big
+ * guest's workload (every page it has, filled in order) fits the page as a few runs.
+ */
+function toRuns(gfns: readonly number[]): [number, number][] {
+  const runs: [number, number][] = [];
+  for (const g of gfns) {
+    const last = runs[runs.length - 1];
+    if (last && last[0] + last[1] === g) last[1]++;
+    else runs.push([g, 1]);
+  }
+  return runs;
+}
+
 /** Writes the state into the page; throws (the suspend is refused) if it does not fit. */
 export function writeKernelState(page: Uint8Array, st: KernelState): void {
-  const body = new TextEncoder().encode(JSON.stringify(st));
+  const { workload, ...rest } = st;
+  const body = new TextEncoder().encode(JSON.stringify({ ...rest, workload: toRuns(workload) }));
   if (HEADER + body.length > PAGE) throw new KernelStateError(`kernel state of ${body.length} bytes does not fit its page`);
   const v = new DataView(page.buffer, page.byteOffset, page.byteLength);
   page.fill(0);
@@ -98,7 +113,13 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
     || !isInt(o.resumes)) {
     throw new KernelStateError('kernel state: missing fields');
   }
-  if (!o.workload.every(gfn) || new Set(o.workload).size !== o.workload.length) throw new KernelStateError('kernel state: bad workload pages');
+  // Runs of at most nrPages pages in all, expanded only once bounded.
+  const runs = o.workload as unknown[];
+  const isRun = (r: unknown): r is [number, number] => Array.isArray(r) && r.length === 2 && isInt(r[0], nrPages - 1) && isInt(r[1], nrPages) && r[1] > 0;
+  if (!runs.every(isRun) || runs.reduce((n: number, r) => n + (r as [number, number])[1], 0) > nrPages) throw new KernelStateError('kernel state: bad workload pages');
+  const workload = (runs as [number, number][]).flatMap(([first, count]) => Array.from({ length: count }, (_, i) => first + i));
+  if (!workload.every(gfn) || new Set(workload).size !== workload.length) throw new KernelStateError('kernel state: bad workload pages');
+  o.workload = workload;
   for (const w of o.watches as Record<string, unknown>[]) {
     if (typeof w !== 'object' || w === null || !isStr(w.path) || !isStr(w.token) || typeof w.reread !== 'boolean' || !isInt(w.delayNs)
       || (w.via !== 'dev' && w.via !== 'ring')) {
@@ -133,6 +154,6 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
       }
     }
   }
-  if (o.workload.some((g) => ringGfns.has(g as number))) throw new KernelStateError('kernel state: a ring page is also a workload page');
+  if (workload.some((g) => ringGfns.has(g))) throw new KernelStateError('kernel state: a ring page is also a workload page');
   return o as unknown as KernelState;
 }

@@ -109,7 +109,7 @@ export class Kernel {
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
     this.evtchn = new Evtchn2l(boot.sharedInfo);
-    for (const p of boot.pages) this.pages.set(p.gfn, new Uint8Array(p.sab));
+    for (const p of boot.pages) for (let i = 0; i < p.count; i++) this.pages.set(p.gfn + i, new Uint8Array(p.sab, p.offset + i * XEN_PAGE_SIZE, XEN_PAGE_SIZE));
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
     this.tracing = boot.tracing ?? false;
@@ -204,19 +204,26 @@ export class Kernel {
   }
 
   private freeGfns: number[] | undefined;
+  /** The gfns in freeGfns still free: reservePage takes one out in O(1), allocPage skips it. */
+  private freeSet: Set<number> | undefined;
 
   private freeList(): number[] {
     if (!this.freeGfns) {
       const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
       this.freeGfns = [...this.pages.keys()].filter((g) => !special.has(g)).sort((a, b) => b - a);
+      this.freeSet = new Set(this.freeGfns);
     }
     return this.freeGfns;
   }
 
   /** A page of this domain's own memory that nothing uses yet (rings, I/O buffers). */
   allocPage(): { gfn: number; bytes: Uint8Array } {
-    const gfn = this.freeList().pop();
+    const free = this.freeList();
+    let gfn: number | undefined;
+    do gfn = free.pop();
+    while (gfn !== undefined && !this.freeSet!.has(gfn));
     if (gfn === undefined) throw new HypercallFailed('allocPage', 'out of memory');
+    this.freeSet!.delete(gfn);
     const bytes = this.page(gfn);
     bytes.fill(0);
     return { gfn, bytes };
@@ -228,15 +235,15 @@ export class Kernel {
    */
   reservePage(gfn: number): Uint8Array {
     const bytes = this.page(gfn);
-    const free = this.freeList();
-    const i = free.indexOf(gfn);
-    if (i < 0) throw new RangeError(`gfn ${gfn} is not free to reserve`);
-    free.splice(i, 1);
+    this.freeList();
+    if (!this.freeSet!.delete(gfn)) throw new RangeError(`gfn ${gfn} is not free to reserve`);
     return bytes;
   }
 
   freePage(gfn: number): void {
-    this.freeGfns?.push(gfn);
+    if (!this.freeGfns || this.freeSet!.has(gfn)) return;
+    this.freeGfns.push(gfn);
+    this.freeSet!.add(gfn);
   }
 
   // ---------------------------------------------------------------- hypercalls
@@ -449,7 +456,7 @@ export class Kernel {
       cmd: GnttabOp.GNTTABOP_setup_table, ops: [{ dom: DOMID_SELF, nr_frames: nrFrames }],
     }) as { rc: number; results: { status: number }[] };
     if (r.rc !== 0 || r.results[0].status !== GntSt.GNTST_okay) throw new HypercallFailed('setup_table', r);
-    this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab));
+    this.gntTable = this.lastFrames.map((f) => new Uint8Array(f.sab, f.offset ?? 0, XEN_PAGE_SIZE));
   }
 
   private freeRefs: number[] = [];
@@ -510,7 +517,7 @@ export class Kernel {
     }) as { results: { status: GntSt; handle: number }[] };
     const res = r.results[0];
     if (res.status !== GntSt.GNTST_okay) return { status: res.status, handle: res.handle };
-    const bytes = new Uint8Array(this.lastFrames[0].sab);
+    const bytes = new Uint8Array(this.lastFrames[0].sab, this.lastFrames[0].offset ?? 0, XEN_PAGE_SIZE);
     this.foreign.set(res.handle, bytes);
     this.mapAddr.set(res.handle, hostAddr);
     return { status: res.status, handle: res.handle, page: readonly ? new ReadonlyPage(bytes) : bytes };

@@ -23,6 +23,8 @@ const decoder = new TextDecoder();
 export interface HandedFrame {
   readonly mfn: number;
   readonly sab: SharedArrayBuffer;
+  /** Where the page is in sab (a frame of a big guest's extent shares its buffer); 0 if absent. */
+  readonly offset?: number;
   /** Set when this is a domain's shared_info page, handed for event-channel sends. */
   readonly sharedInfoOf?: number;
   /** With sharedInfoOf, when that domain's vCPU runs on a pool thread: the thread's doorbell. */

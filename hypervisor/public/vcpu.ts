@@ -123,6 +123,17 @@ export interface DomainProgram {
   readonly args?: unknown;
 }
 
+/**
+ * A run of a domain's pages in one buffer: gfn + i is the 4 KiB at offset + i * 4096 of sab. Runs
+ * keep the boot record small for a big guest (one per extent rather than one per page).
+ */
+export interface BootPages {
+  readonly gfn: number;
+  readonly count: number;
+  readonly sab: SharedArrayBuffer;
+  readonly offset: number;
+}
+
 /** The boot record: everything a vCPU needs to boot one domain's kernel. */
 export interface KernelBoot {
   readonly mode?: RunMode;
@@ -133,7 +144,8 @@ export interface KernelBoot {
   readonly hypercallPage?: SharedArrayBuffer;
   readonly port?: MessagePort;
   readonly sharedInfo: SharedArrayBuffer;
-  readonly pages: readonly { readonly gfn: number; readonly sab: SharedArrayBuffer }[];
+  /** The domain's memory as runs: `count` pages from `gfn`, at `offset` of `sab`, 4 KiB apart. */
+  readonly pages: readonly BootPages[];
   readonly startInfo: StartInfo;
   /** The hypervisor's route table for this domain's ports: EVTCHNOP_send runs without a trap. */
   readonly evtchnRoutes?: SharedArrayBuffer;

@@ -54,9 +54,13 @@ export function defineScenario(def: ScenarioDef): ScenarioDef {
   return def;
 }
 
-/** A guest config with sensible defaults for scenarios. */
+/**
+ * A guest config with sensible defaults for scenarios. No `memory`: the guest gets the few pages
+ * its kernel uses (guestPages() in xl.ts), not xl's 128 MiB default - a scenario that needs real
+ * memory says how much.
+ */
 export function guestConfig(name: string, extra: Partial<DomainConfig> = {}): DomainConfig {
-  return { name, memory: 128, vcpus: 1, type: 'pv', ...extra };
+  return { name, vcpus: 1, type: 'pv', ...extra };
 }
 
 /**

@@ -36,6 +36,14 @@ describe('guest kernel state page', () => {
     assert.throws(() => readKernelState(page, 64), /workload/);
   });
 
+  it("keeps a big guest's workload (every page, in order) as runs that fit the page", () => {
+    const page = new Uint8Array(4096);
+    const workload = [...Array.from({ length: 60_000 }, (_, i) => 100 + i), 7, 8, ...Array.from({ length: 200_000 }, (_, i) => 62_000 + i)];
+    writeKernelState(page, { ...STATE, workload });
+    assert.deepEqual(readKernelState(page, 262_144).workload, workload);
+    assert.throws(() => readKernelState(page, 200_000), /workload/, 'pages past the domain');
+  });
+
   it('refuses frontends that are not vbds, named twice, or whose ring page is outside memory or a workload page', () => {
     const page = new Uint8Array(4096);
     const [f] = STATE.frontends;

@@ -4,10 +4,11 @@ import assert from 'node:assert/strict';
 import { EventChannels } from '../../hypervisor/event-channel.ts';
 import { GrantTables } from '../../hypervisor/grant-table.ts';
 import { Host } from '../../hypervisor/host.ts';
+import { EXTENT_PAGES } from '../../hypervisor/memory.ts';
 import { Hypercalls } from '../../hypervisor/hypercall.ts';
 import { dirtyPfns } from '../../hypervisor/paging.ts';
 import { Domctl, DomctlShadowOp, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from '../../hypervisor/public/domctl.ts';
-import { DOMID_SELF, Errno, Hypercall, domid as domidOf } from '../../hypervisor/public/xen.ts';
+import { DOMID_SELF, Errno, Hypercall, XEN_PAGE_SIZE, domid as domidOf } from '../../hypervisor/public/xen.ts';
 import { GNTCOPY_dest_gref, GNTMAP_host_map, GntSt, gnttabGrantForeignAccessRef, grantRef } from '../../hypervisor/public/grant_table.ts';
 
 const PAGES = 64;
@@ -48,6 +49,24 @@ describe('log-dirty mode (XEN_DOMCTL_shadow_op)', () => {
     assert.deepEqual(second.stats, { fault_count: 0, dirty_count: 0 }, 'and the stats');
     d.p2m[5]!.bytes[100] = 0xbb;
     assert.deepEqual(dirtyPfns(clean(hc, domid).dirty_bitmap), [5], 'a page dirties again after a CLEAN');
+  });
+
+  it("a big guest's frames share 2 MiB extents: a write dirties its own page only, not its neighbours in the buffer", () => {
+    const h = new Host();
+    h.createDomain({ domid: 0, privileged: true });
+    const hc = new Hypercalls(h, new EventChannels(h), new GrantTables(h));
+    const pages = 3 * EXTENT_PAGES;
+    const d = h.createDomain({ maxPages: pages });
+    h.populate(d, 0, pages);
+    assert.equal(d.p2m[0]!.sab, d.p2m[EXTENT_PAGES - 1]!.sab, 'one buffer per extent');
+    assert.notEqual(d.p2m[0]!.sab, d.p2m[EXTENT_PAGES]!.sab);
+    assert.equal(d.p2m[EXTENT_PAGES + 1]!.offset, XEN_PAGE_SIZE);
+    assert.equal(shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY), 0);
+    // Through the extent's buffer, as a kernel holding it would write.
+    new Uint8Array(d.p2m[EXTENT_PAGES + 1]!.sab)[XEN_PAGE_SIZE + 17] = 1;
+    d.p2m[pages - 1]!.bytes[0] = 2;
+    const r = shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, { pages }) as Answer;
+    assert.deepEqual(dirtyPfns(r.dirty_bitmap, pages), [EXTENT_PAGES + 1, pages - 1]);
   });
 
   it('PEEK returns the bitmap without clearing it', () => {

@@ -212,4 +212,22 @@ describe('xl save / xl restore', function () {
     await assert.rejects(h.xl.restore(cut), (e: unknown) => e instanceof SaveRestoreError && /magic/.test(e.message));
     assert.equal(h.rt.host.domains.size, domains, 'no domain left behind');
   });
+
+  it('memory = 256 gives the guest 256 MiB; filled, it saves and restores with equal memory, its kernel finding its pages', async () => {
+    const src = await h.xl.create({ name: 'big', memory: 256 });
+    assert.equal(h.rt.host.domains.get(src)!.p2m.filter(Boolean).length, 256 * 256, '65,536 pages');
+    // Its kernel takes commands once booted.
+    await h.rt.idle(100e6);
+    const fill = await h.xl.guest<{ gfns: number[] }>(src, { cmd: 'mem-fill', pages: 256 * 256 - 64 });
+    assert.equal(fill.gfns.length, 256 * 256 - 64);
+    const before = await h.xl.guest<{ hash: string; pages: number }>(src, { cmd: 'mem-hash' });
+    const file = path.join(dir, 'big.xl');
+    const saved = await h.xl.save(src, file);
+    assert.equal(saved.pages, 256 * 256);
+    const restored = await h.xl.restore(file);
+    assert.equal(restored.hash, saved.hash, 'every frame as at suspend');
+    await h.rt.idle(100e6);
+    const after = await h.xl.guest<{ hash: string; pages: number }>(restored.domid, { cmd: 'mem-hash' });
+    assert.deepEqual([after.hash, after.pages], [before.hash, before.pages], 'the resumed kernel hashes the same workload pages');
+  });
 });

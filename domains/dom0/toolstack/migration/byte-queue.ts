@@ -53,6 +53,13 @@ export class ByteQueue {
     return out;
   }
 
+  /** The unread rest of the first queued chunk, as a view (nothing copied); empty if none. */
+  takeChunk(): Uint8Array {
+    if (this.queued === 0) return new Uint8Array(0);
+    const first = this.chunks[this.first];
+    return this.take(first.length - this.head);
+  }
+
   /** Everything still queued (bytes that follow the stream, e.g. xl's next channel message). */
   takeAll(): Uint8Array {
     return this.take(this.queued);

@@ -40,8 +40,8 @@ export interface LiveDomain {
   /** Number of pfns in its p2m (xc_domain_nr_gpfns). */
   readonly p2mSize: number;
   /**
-   * The page now, as a copy the guest cannot change any more (the stream may hold it until the
-   * transport has written it). Type XTAB for a pfn with no page behind it.
+   * The page now: a view of the frame will do (the writer copies it into its record at once).
+   * Type XTAB for a pfn with no page behind it.
    */
   readPage(pfn: number): GuestPage;
   /** XEN_DOMCTL_SHADOW_OP_CLEAN: pfns dirtied since log-dirty was enabled or last cleaned, ascending. */

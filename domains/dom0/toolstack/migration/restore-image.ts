@@ -52,6 +52,18 @@ export interface RestoredImage {
   end?: StreamEnd;
 }
 
+/**
+ * Where a streaming restorer puts pages instead of RestoredImage.pages: the new domain's frames,
+ * written as each PAGE_DATA record arrives.
+ */
+export interface RestorePageSink {
+  put(pfn: number, bytes: Uint8Array): void;
+  /** The page as restored so far (VERIFY compares with it), or undefined if none yet. */
+  get(pfn: number): Uint8Array | undefined;
+  /** The pfn left the guest (XTAB): it has no page any more. */
+  drop(pfn: number): void;
+}
+
 /** Applies a reader's events to a RestoredImage. */
 export class ImageRestorer {
   readonly image: RestoredImage = {
@@ -70,7 +82,12 @@ export class ImageRestorer {
    * @param libxcOnly the stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at
    *   libxl's CHECKPOINT_END
    */
-  constructor(private readonly checkpointed: boolean, private readonly libxcOnly = false) {}
+  /**
+   * @param pageSink a plain stream's pages go there as they come (RestoredImage.pages stays empty)
+   */
+  constructor(private readonly checkpointed: boolean, private readonly libxcOnly = false, private readonly pageSink?: RestorePageSink) {
+    if (pageSink && checkpointed) throw new Error('a checkpointed stream is applied a checkpoint at a time, not page by page');
+  }
 
   apply(ev: SaveStreamEvent): void {
     if (ev.layer === 'xl') {
@@ -154,13 +171,18 @@ export class ImageRestorer {
           this.seen.add(pfn);
           img.pageTypes.set(pfn, type);
           if (!pageTypeHasStreamData(type)) {
-            if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) img.pages.delete(pfn);
+            if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) {
+              img.pages.delete(pfn);
+              this.pageSink?.drop(pfn);
+            }
             continue;
           }
           const page = rec.pages[data++];
           if (this.verifying) {
-            const have = img.pages.get(pfn);
+            const have = this.pageSink ? this.pageSink.get(pfn) : img.pages.get(pfn);
             if (!have || !have.every((b, i) => b === page[i])) img.stats.verifyMismatches.push(pfn);
+          } else if (this.pageSink) {
+            this.pageSink.put(pfn, page);
           } else {
             img.pages.set(pfn, page);
           }

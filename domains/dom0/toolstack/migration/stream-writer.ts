@@ -6,11 +6,13 @@
 // stream puts CHECKPOINT and libxl's checkpoint records (ending in CHECKPOINT_END) after each
 // checkpoint instead. The phases are asserted: a stream out of order is a caller bug.
 import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
+import { RHDR_SIZE } from './sr-record.ts';
 import { encodeXlSaveHeader } from './xl-save-header.ts';
 import { LibxlEmulator, LibxlRecType, encodeLibxlHeader, encodeLibxlRecord } from './libxl-stream.ts';
 import {
-  DhdrType, IHDR_OPT_LITTLE_ENDIAN, IHDR_VERSION, LibxcRecType, MAX_BATCH_SIZE, XC_PAGE_SHIFT, XenDomctlPfinfo,
-  encodeDomainHeader, encodeImageHeader, encodeLibxcRecord, p2mFrameCount, pageTypeHasStreamData, pvVcpuBlobProblem,
+  DhdrType, IHDR_OPT_LITTLE_ENDIAN, IHDR_VERSION, LibxcRecType, MAX_BATCH_SIZE, PAGE_DATA_PFN_MASK, PAGE_SIZE, XC_PAGE_SHIFT, XenDomctlPfinfo,
+  encodeDomainHeader, encodeImageHeader, encodeLibxcRecord, isKnownPageType, p2mFrameCount, pageTypeHasStreamData, pvVcpuBlobProblem,
   type HvmParamEntry, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry,
 } from './libxc-stream.ts';
 import type { StreamFormat, XcStreamType } from './stream-reader.ts';
@@ -80,7 +82,18 @@ export interface SaveStreamWriterOptions {
   readonly msrPolicy?: readonly XenMsrEntry[];
 }
 
+/** Takes each chunk of the stream in order; it may keep a chunk (the writer never changes one it passed), unless SaveStreamWriterIo says otherwise. */
 export type StreamSink = (chunk: Uint8Array) => void;
+
+export interface SaveStreamWriterIo {
+  /**
+   * The sink is done with each chunk when it returns (a synchronous write to a file), so one
+   * buffer serves every PAGE_DATA record instead of a new one per batch.
+   */
+  readonly reuseBatchBuffer?: boolean;
+}
+
+const PAGE_DATA_PFN_MAX = Number(PAGE_DATA_PFN_MASK);
 
 type Phase = 'new' | 'memory' | 'state-sent' | 'libxc-ended' | 'finished';
 
@@ -92,7 +105,7 @@ export class SaveStreamWriter {
   /** PAGE_DATA records and pages written (pages count resends). */
   readonly stats = { pageDataRecords: 0, pagesSent: 0, bytes: 0, checkpoints: 0 };
 
-  constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions) {
+  constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions, private readonly io: SaveStreamWriterIo = {}) {
     this.format = opts.format ?? 'xl';
     this.streamType = opts.streamType ?? 'plain';
     this.hvm = opts.guestType === DhdrType.DHDR_TYPE_X86_HVM;
@@ -137,21 +150,65 @@ export class SaveStreamWriter {
     this.phase = 'memory';
   }
 
-  /** Sends pages in PAGE_DATA batches of at most MAX_BATCH_SIZE pfns (write_batch()). */
+  /**
+   * Sends pages in PAGE_DATA batches of at most MAX_BATCH_SIZE pfns (write_batch()). Each record
+   * goes to the sink as one buffer with the pages copied in, so the caller may pass live views of
+   * the guest's frames: what is sent is what they held during this call.
+   */
   sendPages(pages: readonly GuestPage[]): void {
     assert.equal(this.phase, 'memory');
     for (let i = 0; i < pages.length; i += MAX_BATCH_SIZE) {
-      const batch = pages.slice(i, i + MAX_BATCH_SIZE);
-      const pfns = batch.map((p) => ({ pfn: p.pfn, type: p.type ?? XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB }));
-      const data = batch.flatMap((p, j) => {
-        const has = pageTypeHasStreamData(pfns[j].type);
-        assert.equal(p.bytes !== undefined, has, `pfn 0x${p.pfn.toString(16)}: page data ${has ? 'missing' : 'given'} for type ${pfns[j].type}`);
-        return has ? [p.bytes!] : [];
-      });
-      this.libxc({ type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, pages: data });
+      const end = Math.min(pages.length, i + MAX_BATCH_SIZE);
+      let withData = 0;
+      for (let j = i; j < end; j++) {
+        const p = pages[j];
+        const type = p.type ?? XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB;
+        if (!Number.isSafeInteger(p.pfn) || p.pfn < 0 || p.pfn > PAGE_DATA_PFN_MAX) throw new RangeError(`pfn ${p.pfn} out of range`);
+        if (!isKnownPageType(type)) throw new RangeError(`unknown page type ${type}`);
+        const has = pageTypeHasStreamData(type);
+        assert.equal(p.bytes !== undefined, has, `pfn 0x${p.pfn.toString(16)}: page data ${has ? 'missing' : 'given'} for type ${type}`);
+        if (has) {
+          if (p.bytes!.length !== PAGE_SIZE) throw new RangeError(`page of ${p.bytes!.length} bytes`);
+          withData++;
+        }
+      }
+      const n = end - i;
+      // struct xc_sr_rhdr, then xc_sr_rec_page_data_header (count, reserved), the pfn words and
+      // the pages: a multiple of 8 bytes, so no padding.
+      const length = 8 + 8 * n + PAGE_SIZE * withData;
+      const rec = this.batchBuffer(RHDR_SIZE + length);
+      const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
+      v.setUint32(0, LibxcRecType.REC_TYPE_PAGE_DATA, true);
+      v.setUint32(4, length, true);
+      v.setUint32(8, n, true);
+      v.setUint32(12, 0, true);
+      let at = RHDR_SIZE + 8 + 8 * n;
+      for (let j = i; j < end; j++) {
+        const p = pages[j];
+        const type = p.type ?? XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB;
+        // pfn in bits 0-51, the type in bits 60-63 (the pfn is below 2^52: a safe integer).
+        const w = RHDR_SIZE + 8 + 8 * (j - i);
+        v.setUint32(w, p.pfn % 0x1_0000_0000, true);
+        v.setUint32(w + 4, (Math.floor(p.pfn / 0x1_0000_0000) | (type << 28)) >>> 0, true);
+        if (p.bytes) {
+          rec.set(p.bytes, at);
+          at += PAGE_SIZE;
+        }
+      }
+      this.stats.bytes += rec.length;
+      this.sink(rec);
       this.stats.pageDataRecords++;
-      this.stats.pagesSent += batch.length;
+      this.stats.pagesSent += n;
     }
+  }
+
+  private scratch: Uint8Array | undefined;
+
+  /** A buffer for one PAGE_DATA record: the writer's own one when the sink copies, else a new one. */
+  private batchBuffer(bytes: number): Uint8Array {
+    if (!this.io.reuseBatchBuffer) return Buffer.allocUnsafe(bytes);
+    if (!this.scratch || this.scratch.length < bytes) this.scratch = Buffer.allocUnsafe(Math.max(bytes, RHDR_SIZE + 8 + (8 + PAGE_SIZE) * MAX_BATCH_SIZE));
+    return this.scratch.subarray(0, bytes);
   }
 
   /** The suspended domain's state, after its last pages (end_of_checkpoint()). */

@@ -1,0 +1,227 @@
+// One case of the migration bench, in a process of its own so that its peak RSS (VmHWM) is its
+// own: `node --import ./scripts/tsx-preload.mjs sim/bench/migration-case.ts JSON` prints one JSON
+// line. Cases: `xl save` of a guest to a file, `xl migrate` between two lockstep hosts in this
+// process (the guest exists twice here: once per host), and the reference - plain copies and
+// writes of as many bytes, this machine's ceiling for what save and migrate do with them.
+import { Buffer } from 'node:buffer';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { HostRuntime } from '../host-runtime.ts';
+import { MigratePipe, type PipeWriter } from '../migrate-pipe.ts';
+import { Xl } from '../xl.ts';
+import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
+import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
+import type { Frame } from '../../hypervisor/memory.ts';
+import { memOf } from './common.ts';
+
+export interface MigrationCase {
+  readonly op: 'save' | 'migrate' | 'reference';
+  readonly mib: number;
+  readonly workload: 'idle' | 'dirtying';
+  /** Where save files (and the reference's writes) go. */
+  readonly dir: string;
+}
+
+export interface MigrationCaseResult {
+  readonly op: MigrationCase['op'];
+  readonly mib: number;
+  readonly workload: MigrationCase['workload'];
+  /** Stream bytes (save, migrate) or bytes copied (reference). */
+  readonly bytes: number;
+  readonly wallMs: number;
+  /** Pages per round: precopy rounds, then the one after suspend (migrate); one round (save). */
+  readonly rounds: readonly number[];
+  readonly liveRounds: number;
+  /** Virtual time from the guest's suspend to the go (migrate). */
+  readonly downtimeNs?: number;
+  /** Process RSS before the guest existed, and its peak over the whole case. */
+  readonly baseRss: number;
+  readonly peakRss: number;
+  /** Populated pages whose contents differ between source and destination (migrate). */
+  readonly mismatched?: number;
+  readonly compared?: number;
+  /** Reference only: the ceilings, GB/s. */
+  readonly reference?: { readonly memcpyWarm: number; readonly memcpyFresh: number; readonly write: number };
+  readonly fillMs?: number;
+}
+
+const PAGES_PER_MIB = 256;
+
+/** A lockstep host as the toolstack specs boot it (inline vCPUs, seeded). */
+async function host(seed: number): Promise<{ rt: HostRuntime; xl: Xl }> {
+  const rt = new HostRuntime({ seed, mode: 'lockstep', inline: true, trace: false });
+  await rt.bootDom0();
+  return { rt, xl: new Xl(rt) };
+}
+
+/** The guest: `mib` MiB, every page but the kernel's filled with data (a guest in use, not zero pages). */
+async function guest(xl: Xl, c: MigrationCase): Promise<{ domid: number; fillMs: number }> {
+  const domid = await xl.create({ name: 'bench', memory: c.mib });
+  // The kernel takes commands once booted (its command handler goes in after xenbus is up).
+  await xl.rt.idle(100e6);
+  const t0 = performance.now();
+  const fill = await xl.guest<{ gfns: number[]; error?: string }>(domid, { cmd: 'mem-fill', pages: c.mib * PAGES_PER_MIB - 64 });
+  if (fill.error) throw new Error(`mem-fill: ${fill.error}`);
+  return { domid, fillMs: performance.now() - t0 };
+}
+
+/** The dirtying guest's rate: pages rewritten per second of its (virtual) time. */
+export const DIRTY_PAGES_PER_S = 80_000;
+const DIRTY_PAGES_PER_TICK = 64;
+
+/**
+ * libxc's default policy, and a guest dirtying its memory while each round is on the wire. A
+ * lockstep host runs a guest's pending timers to the end whenever it lets time pass, so a
+ * workload started once would be over in round 1; instead, as each round starts, the guest is
+ * told to rewrite as many pages as DIRTY_PAGES_PER_S gives for the time the round takes on the
+ * wire (NS_PER_PAGE a page) - a guest writing at a steady rate, the pages it rewrites (from the
+ * start of its memory) dirty again.
+ */
+function dirtyingPolicy(xl: Xl, domid: number): PrecopyPolicy {
+  return (st) => {
+    const decision = simplePrecopyPolicy(st);
+    if (decision === PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY && st.dirtyCount > 0) {
+      const pages = Math.round((DIRTY_PAGES_PER_S * st.dirtyCount * NS_PER_PAGE) / 1e9);
+      const times = Math.ceil(pages / DIRTY_PAGES_PER_TICK);
+      if (times > 0) void xl.guest(domid, { cmd: 'mem-dirty', pages: DIRTY_PAGES_PER_TICK, everyNs: Math.max(1, Math.floor((st.dirtyCount * NS_PER_PAGE) / times)), times });
+    }
+    return decision;
+  };
+}
+
+/** What the bench's pipe holds unread before the writer must wait: a socket's buffers, roughly. */
+const PIPE_WINDOW = 8 * 1024 * 1024;
+
+/**
+ * Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they
+ * are; a writer more than PIPE_WINDOW ahead of its reader waits (drain) as on a socket.
+ */
+function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
+  const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
+  const to = (peer: () => MigratePipe, copyTo?: number): PipeWriter => ({
+    write: (b) => {
+      if (copyTo !== undefined) writeSync(copyTo, b);
+      if (!peer().closed) peer().push(b);
+      return peer().queued < PIPE_WINDOW;
+    },
+    drain: async () => {
+      while (!peer().closed && peer().queued >= PIPE_WINDOW) await new Promise((r) => setImmediate(r));
+    },
+    end: () => peer().end(),
+  });
+  link.sender = new MigratePipe(to(() => link.receiver!, tee), 'sender');
+  link.receiver = new MigratePipe(to(() => link.sender!), 'receiver');
+  return link as { sender: MigratePipe; receiver: MigratePipe };
+}
+
+async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
+  const baseRss = memOf(process.pid).rss;
+  const { rt, xl } = await host(1);
+  try {
+    const { domid, fillMs } = await guest(xl, c);
+    const file = join(c.dir, `save-${c.mib}-${c.workload}.xl`);
+    const t0 = performance.now();
+    const r = await xl.save(domid, file, { hash: false });
+    const wallMs = performance.now() - t0;
+    if (!process.env.XENSIM_BENCH_KEEP) rmSync(file, { force: true });
+    return { op: c.op, mib: c.mib, workload: c.workload, bytes: r.bytes, wallMs, rounds: [r.pages], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm, fillMs };
+  } finally {
+    await rt.shutdown();
+  }
+}
+
+async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
+  const baseRss = memOf(process.pid).rss;
+  const a = await host(3);
+  const b = await host(4);
+  try {
+    const { domid, fillMs } = await guest(a.xl, c);
+    const srcDomain = a.rt.host.domains.get(domid)!;
+    // The source's frames, kept to compare with the destination's once it is gone (its extents
+    // are never reused, and nothing writes a destroyed domain's frames).
+    const srcFrames = [...srcDomain.p2m];
+    const special = new Set([a.xl.domains.get(domid)!.store, a.xl.domains.get(domid)!.console]);
+    // XENSIM_BENCH_KEEP: the sender's bytes kept in c.dir - the stream (its first `bytes`), then xl's go message.
+    const tee = process.env.XENSIM_BENCH_KEEP ? openSync(join(c.dir, `migrate-${c.mib}-${c.workload}.xl`), 'w') : undefined;
+    const { sender, receiver } = pipes(tee);
+
+
+    const t0 = performance.now();
+    const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
+    const [sent, got] = await Promise.all([migrateSend(a.xl, domid, sender, { hash: false, policy }), migrateReceive(b.xl, receiver, { hash: false })]);
+    const wallMs = performance.now() - t0;
+
+    const peakRss = memOf(process.pid).hwm;
+    // The destination's kernel has run since (its store and console rings): those two aside,
+    // every page must be as the source's was at its final suspend.
+    const dst = b.rt.host.domains.get(got.domid)!;
+    let mismatched = 0;
+    let compared = 0;
+    srcFrames.forEach((f: Frame | undefined, pfn) => {
+      if (!f || special.has(pfn)) return;
+      compared++;
+      const g = dst.p2m[pfn];
+      if (!g || Buffer.compare(f.bytes, g.bytes) !== 0) mismatched++;
+    });
+    return {
+      op: c.op, mib: c.mib, workload: c.workload, bytes: sent.bytes, wallMs, rounds: sent.rounds, liveRounds: sent.liveRounds,
+      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs,
+    };
+  } finally {
+    await a.rt.shutdown();
+    await b.rt.shutdown();
+  }
+}
+
+/**
+ * The ceilings for the same number of bytes, in 2 MiB extents as a big guest's memory is: memcpy
+ * into memory already touched (a sender's copy into its record buffer), memcpy into new memory
+ * (a receiver's fresh frames: the kernel's page faults), write(2) to a file in c.dir in 4 MiB
+ * pieces (xl save's file).
+ */
+function runReference(c: MigrationCase): MigrationCaseResult {
+  const baseRss = memOf(process.pid).rss;
+  const bytes = c.mib * 1024 * 1024;
+  const extent = 2 * 1024 * 1024;
+  const src: Uint8Array[] = [];
+  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(new SharedArrayBuffer(extent))));
+  const gbps = (ms: number): number => bytes / 1e9 / (ms / 1000);
+  const copyInto = (dst: Uint8Array[]): number => {
+    const t0 = performance.now();
+    src.forEach((s, i) => dst[i].set(s));
+    return performance.now() - t0;
+  };
+  const fresh = (): Uint8Array[] => src.map(() => new Uint8Array(new SharedArrayBuffer(extent)));
+  const freshMs = copyInto(fresh());
+  const warm = fresh();
+  copyInto(warm);
+  const warmMs = copyInto(warm);
+  const file = join(c.dir, `reference-${c.mib}.bin`);
+  const fd = openSync(file, 'w');
+  const piece = Buffer.allocUnsafe(2 * extent);
+  const t0 = performance.now();
+  for (let i = 0; i < src.length; i += 2) {
+    piece.set(src[i], 0);
+    if (src[i + 1]) piece.set(src[i + 1], extent);
+    const n = src[i + 1] ? 2 * extent : extent;
+    for (let at = 0; at < n;) at += writeSync(fd, piece, at, n - at);
+  }
+  closeSync(fd);
+  const writeMs = performance.now() - t0;
+  rmSync(file, { force: true });
+  return {
+    op: c.op, mib: c.mib, workload: c.workload, bytes, wallMs: writeMs, rounds: [], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm,
+    reference: { memcpyWarm: gbps(warmMs), memcpyFresh: gbps(freshMs), write: gbps(writeMs) },
+  };
+}
+
+async function main(): Promise<void> {
+  const c = JSON.parse(process.argv[2] ?? '') as MigrationCase;
+  const r = c.op === 'save' ? await runSave(c) : c.op === 'migrate' ? await runMigrate(c) : runReference(c);
+  process.stdout.write(`${JSON.stringify(r)}\n`);
+}
+
+// Run as a program (the bench section imports only its types and constants).
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
