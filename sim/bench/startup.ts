@@ -1,6 +1,7 @@
 // Bench section `startup`: how long one `xensim` call takes, from spawn to exit, as a user pays
 // it for every xl verb. Compares the compiled CLI in dist/ with the sources under tsx, and shows
-// what `npx` adds on top (npm resolves the project's own bin by loading its whole package tree).
+// what `npx` adds on top (npm's own start and a shell; the bin is linked into node_modules/.bin by
+// the prepare script, so npx does not install the project into its cache first).
 // - `version`: `xensim --version`, the floor (node, the bin, the CLI's modules);
 // - `xl-list`: `xensim xl list` against a host booted by `xensim up` (target: under 1 s).
 // The section builds dist/ first, so dist/ is as new as the sources and the bin runs it.
