@@ -860,6 +860,9 @@ export class Xenstored {
       if (!ctx.tx) this.fireBelowOcaml('/', removed);
       return;
     }
+    // rm_node() reads the parent first: inside a transaction the node may have been copied in
+    // while someone else has since removed its parent (C: EINVAL).
+    if (ctx.db.read(parentOf(name)) === undefined) fail('EINVAL');
     this.removeSubtree(ctx, name);
     if (ctx.tx) {
       ctx.tx.lowWrite(parentOf(name));
