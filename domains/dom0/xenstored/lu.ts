@@ -415,7 +415,10 @@ function restoreNode(xs: Xenstored, connId: number, path: string, value: string,
   const parent = store.get(parentPath);
   if (parent === undefined) throw new XsStateError(`${what}: node ${path} comes before its parent`);
   if (store.get(path) !== undefined) throw new XsStateError(`${what}: node ${path} given twice`);
+  // add_child() + write_node_raw(parent): the parent keeps its generation.
+  const parentGen = parent.gen;
   store.create(parentPath, parent, basename(path), value, acl);
+  parent.gen = parentGen;
 }
 
 /** Decodes pending output into the messages it holds (after `respLen` raw bytes). */

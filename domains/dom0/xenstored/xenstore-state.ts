@@ -514,7 +514,8 @@ function readBody(r: In, type: number, version: number, what: string): XsStateRe
         r.off = pad8(r.off);
         uniqueId = r.u64('unique-id');
       }
-      return { type, connId, spec, inData, outRespLen: respLen, outData, uniqueId };
+      const conn = { type, connId, spec, inData, outRespLen: respLen, outData } as const;
+      return uniqueId === undefined ? conn : { ...conn, uniqueId };
     }
     case XsStateType.WATCH:
     case XsStateType.WATCH_EXT: {
