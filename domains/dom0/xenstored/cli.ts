@@ -112,6 +112,9 @@ clients of the daemon that wrote it are gone.`)
         }),
         restoreFrom: typeof o.restore === 'string' ? readFileSync(o.restore) : undefined,
       });
+      // What C syslogs ("live-update: read state"), with the stream's size.
+      server.daemon.onLiveUpdate = (d) => void process.stderr.write(
+        `xenstored: live-update: new instance read ${d.bytes} bytes of state, ${d.restored.connections.size} connections\n`);
       await server.listen();
       // Once the tree is big, let V8 keep less slack above the live heap (a million nodes: about
       // 270 MB RSS instead of 370 MB); small trees keep the default, which collects less often.

@@ -153,7 +153,7 @@ describe('xenstored live update (C 4.17)', () => {
     function timed(): { h: Harness; now: { t: number }; tick: () => void } {
       const now = { t: 1000 };
       const pending: (() => void)[] = [];
-      const h = new Harness({ clock: () => now.t, timer: (fn) => void pending.push(fn) } as never);
+      const h = new Harness({ clock: () => now.t, timer: (fn: () => void) => void pending.push(fn) } as never);
       return { h, now, tick: () => pending.splice(0).forEach((f) => f()) };
     }
 
