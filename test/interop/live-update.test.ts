@@ -4,9 +4,11 @@
 // switch (the daemon logs each new instance), and afterwards no write is lost or repeated, no
 // watch event lost or doubled, no request failed.
 // XENSIM_LU_COUNT sets how many updates (default 20; the issue's acceptance asks for 100).
+// XENSIM_INTEROP_DAEMON=oracle runs it against the real C xenstored 4.17 (../shared/oracle),
+// which passes it too (it execs itself with -U each time).
 import assert from 'node:assert/strict';
 import { XsHandle } from '../../domains/libs/store/xs.ts';
-import { requireTools, run, startXensim, stopAll, type Daemon, XEN_BIN } from '../helpers/daemons.ts';
+import { requireTools, run, startTarget, stopAll, targetIsOracle, type Daemon, XEN_BIN } from '../helpers/daemons.ts';
 
 const XENSTORE_CONTROL = `${XEN_BIN}/xenstore-control`;
 const COUNT = Number(process.env.XENSIM_LU_COUNT ?? 20);
@@ -18,7 +20,7 @@ describe('live update through Debian\'s xenstore-control (C 4.17 protocol)', fun
 
   it(`${COUNT} live updates under a looping socket client: 0 errors, no lost or repeated write, no lost watch event`, async () => {
     requireTools('xenstored');
-    d = await startXensim();
+    d = await startTarget('c');
     const writer = await XsHandle.open(d.socket);
     const watcher = await XsHandle.open(d.socket);
     const events = new Map<string, number>();
@@ -49,7 +51,7 @@ describe('live update through Debian\'s xenstore-control (C 4.17 protocol)', fun
       }
     })();
     for (let u = 0; u < COUNT; u++) {
-      const r = await run(XENSTORE_CONTROL, ['live-update', '-f', '/usr/sbin/xenstored'], { env: d.env });
+      const r = await run(XENSTORE_CONTROL, ['live-update', '-f', `${XEN_BIN}/xenstored`], { env: d.env });
       assert.equal(r.code, 0, `update ${u + 1}: ${r.stdout}${r.stderr}`);
     }
     stop = true;
@@ -61,8 +63,10 @@ describe('live update through Debian\'s xenstore-control (C 4.17 protocol)', fun
     await watcher.close();
 
     assert.deepEqual(errors, []);
-    const switches = d.log().match(/live-update: new instance read/g)?.length ?? 0;
-    assert.equal(switches, COUNT, `the daemon switched instances ${switches} times:\n${d.log()}`);
+    if (!targetIsOracle()) {
+      const switches = d.log().match(/live-update: new instance read/g)?.length ?? 0;
+      assert.equal(switches, COUNT, `the daemon switched instances ${switches} times:\n${d.log()}`);
+    }
     assert.ok(written > 0 && commits > 0, `the client made progress (${written} writes, ${commits} commits)`);
     assert.equal(count, commits, 'each committed increment once');
     assert.equal(keys.length, written, 'each write once');

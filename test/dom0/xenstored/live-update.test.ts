@@ -3,15 +3,23 @@
 // the state stream and carries on - same tree (ACLs, values, child order), watches, domains,
 // connections with their unprocessed input - with nothing a client can notice.
 //
-// Real C xenstored 4.17 (../shared/oracle), CONTROL live-update without a session, answers as
-// recorded below (xenstore-control and raw CONTROL requests, 2026-12-06):
-//   live-update                 -> EINVAL
-//   live-update -a              -> "No live-update session active."
-//   live-update -c x            -> "Not in live-update session."
-//   live-update -s              -> "Not in live-update session."
-//   live-update -s -x           -> EINVAL
-//   live-update -b 100          -> EINVAL   (daemon build: -b/-d are the stub domain's)
-//   live-update -f /nonexistent -> "File not accessible."   (xensim: any path, no binary runs)
+// Checked on the real C xenstored 4.17 (../shared/oracle, raw XS_CONTROL requests on two dom0
+// sockets A and B, 2026-12-06); xensim answers the same except where marked:
+//   live-update                      -> EINVAL
+//   live-update -a                   -> "No live-update session active."
+//   live-update -c x / -s            -> "Not in live-update session."
+//   live-update -s -x / -s -t        -> EINVAL
+//   live-update -b 100 / -d 1 x      -> EINVAL   (daemon build: -b/-d are the stub domain's)
+//   live-update -a x                 -> EINVAL
+//   live-update -f /nonexistent      -> "File not accessible."  (xensim: OK - no binary runs)
+//   live-update -f /etc/passwd       -> "File not executable."  (xensim: OK)
+//   A: -f /bin/true -> OK; A: -f again -> "live-update session already active."
+//   B: -c / -s -> "Not in live-update session."; A: -c '-E 5' -> OK; B: -a -> OK (anyone aborts)
+//   B has a transaction open; A: -f, -s -t 0 -> "Domains with long running transactions:\nDomain 0: 0 s"
+//   A: -f; C (no transaction): TRANSACTION_START -> no reply, READ meanwhile -> answered;
+//   A: -a -> OK, and C's TRANSACTION_START is answered at once.
+//   A full update with Debian's xenstore-control (-f the daemon's own binary): exit 0, the tree
+//   kept, the same process now runs `xenstored -N -U` (and the interop spec passes against it).
 import assert from 'node:assert/strict';
 import { dumpState, readState } from '../../../domains/dom0/xenstored/lu.ts';
 import type { Xenstored } from '../../../domains/dom0/xenstored/core.ts';
