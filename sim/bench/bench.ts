@@ -16,9 +16,10 @@ import { xenstoredSection } from './xenstored.ts';
 import { devicesSection, swarmSection } from './scenarios.ts';
 import { racesSection } from './races.ts';
 import { startupSection } from './startup.ts';
+import { resilienceSection } from './resilience.ts';
 
 const SECTIONS: readonly BenchSection[] = [
-  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection,
+  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection, resilienceSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]

@@ -22,8 +22,9 @@ import { canonicalize, isValidNodename, parentOf, basename } from './path.ts';
 import { internPerms, permLetter, type Perms, XsPerm } from './permissions.ts';
 import type { Quotas } from './quota.ts';
 import type { Xenstored, XenstoredOptions } from './core.ts';
+import { type XsNode } from './store.ts';
 import {
-  decodeState, encodeState, XsStateError, type XsStatePerm, type XsStateQuota, type XsStateRecord, XsStateType,
+  XsStateError, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord, XsStateType, XsStateWriter,
 } from './xenstore-state.ts';
 
 /** lu_status: the session from `-f` (the "binary") to the switch or an abort. */
@@ -180,24 +181,41 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return Buffer.concat(parts);
 }
 
-export function statePerms(perms: Perms): XsStatePerm[] {
-  return perms.map((p) => ({
-    access: permLetter(p.perms) as XsStatePerm['access'],
-    ignore: (p.perms & XsPerm.XS_PERM_IGNORE) !== 0,
-    domid: p.id,
-  }));
+/** The stream's form of an ACL; one list per (interned) ACL, so the writer encodes each once. */
+const statePermsOf = new WeakMap<Perms, readonly XsStatePerm[]>();
+export function statePerms(perms: Perms): readonly XsStatePerm[] {
+  let sp = statePermsOf.get(perms);
+  if (sp === undefined) {
+    sp = Object.freeze(perms.map((p) => Object.freeze({
+      access: permLetter(p.perms) as XsStatePerm['access'],
+      ignore: (p.perms & XsPerm.XS_PERM_IGNORE) !== 0,
+      domid: p.id,
+    })));
+    statePermsOf.set(perms, sp);
+  }
+  return sp;
 }
 
+/** Our ACL for a stream's list (lists of one stream are shared, so each is converted once). */
+const permsOfState = new WeakMap<readonly XsStatePerm[], Perms>();
 function fromStatePerms(perms: readonly XsStatePerm[]): Perms {
-  const bits = { n: XsPerm.XS_PERM_NONE, r: XsPerm.XS_PERM_READ, w: XsPerm.XS_PERM_WRITE, b: XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE };
-  return internPerms(perms.map((p) => ({ perms: bits[p.access] | (p.ignore ? XsPerm.XS_PERM_IGNORE : 0), id: asDomId(p.domid) })));
+  let p = permsOfState.get(perms);
+  if (p === undefined) {
+    const bits = { n: XsPerm.XS_PERM_NONE, r: XsPerm.XS_PERM_READ, w: XsPerm.XS_PERM_WRITE, b: XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE };
+    p = internPerms(perms.map((e) => ({ perms: bits[e.access] | (e.ignore ? XsPerm.XS_PERM_IGNORE : 0), id: asDomId(e.domid) })));
+    permsOfState.set(perms, p);
+  }
+  return p;
 }
 
-/** The records of a daemon's whole state, in C's order (GLOBAL_QUOTA and DOMAIN as later C writes them). */
-export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): XsStateRecord[] {
-  const records: XsStateRecord[] = [];
-  records.push({ type: XsStateType.GLOBAL, socketFd: opts.socketFd ?? -1, evtchnFd: opts.evtchnFd ?? -1 });
-  records.push({
+/**
+ * Writes a daemon's whole state, in C's order (GLOBAL_QUOTA and DOMAIN as later C writes
+ * them): global data, per connection its record and its watches, the special nodes, every node
+ * from / in pre-order, the domains.
+ */
+export function writeState(w: XsStateWriter, xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): void {
+  w.record({ type: XsStateType.GLOBAL, socketFd: opts.socketFd ?? -1, evtchnFd: opts.evtchnFd ?? -1 });
+  w.record({
     type: XsStateType.GLB_QUOTA, global: [],
     domain: QUOTA_RECORD_NAMES.map(([name, k]) => ({ name, value: xs.quotas[k] })),
   });
@@ -210,7 +228,7 @@ export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptio
       out.push(encodeMessage({ type: opts.start.req.type, req_id: opts.start.req.req_id, tx_id: opts.start.req.tx_id, payload: Buffer.from('OK\0', 'latin1') }));
     }
     const d = c.kind === 'domain' ? xs.domains.get(c.domid) : undefined;
-    records.push({
+    w.record({
       type: XsStateType.CONN, connId: c.id,
       spec: c.kind === 'domain'
         ? { kind: 'ring', domid: c.domid, tdomid: c.target ?? DOMID_INVALID, evtchn: d?.port ?? 0 }
@@ -218,34 +236,60 @@ export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptio
         : { kind: 'socket', fd: c.id },
       inData: input, outRespLen: 0, outData: concat(out.filter((b) => b.length !== 0)),
     });
-    for (const w of c.watches) {
+    for (const wt of c.watches) {
       // get_watch_path(): a relative watch is given back relative.
-      let path = w.node;
-      if (w.relativeTo !== undefined) {
-        path = path.slice(w.relativeTo.length);
+      let path = wt.node;
+      if (wt.relativeTo !== undefined) {
+        path = path.slice(wt.relativeTo.length);
         if (path.startsWith('/')) path = path.slice(1);
       }
-      records.push({ type: XsStateType.WATCH, connId: c.id, path, token: w.token });
+      w.record({ type: XsStateType.WATCH, connId: c.id, path, token: wt.token });
     }
   }
   // dump_state_special_nodes(): the ACLs of @releaseDomain and @introduceDomain.
   for (const name of ['@releaseDomain', '@introduceDomain']) {
     const perms = xs.special.get(name);
-    if (perms !== undefined) records.push({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms: statePerms(perms), path: name, value: '' });
+    if (perms !== undefined) w.node(name, '', statePerms(perms));
   }
-  // dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries flagged).
+  // dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
+  // flagged). A stack of child iterators: no array per directory, no tuple per node.
   const settle = xs.b.staleAclByGeneration;
-  for (const [path, n] of xs.store.walk('/')) {
-    const perms = settle ? xs.settlePerms(n.perms, n.gen) : n.perms;
-    records.push({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms: statePerms(perms), path, value: n.value });
+  const emit = (path: string, n: XsNode): void => w.node(path, n.value, statePerms(settle ? xs.settlePerms(n.perms, n.gen) : n.perms));
+  const root = xs.store.root;
+  emit('/', root);
+  const paths: string[] = [''];
+  const iters: Iterator<[string, XsNode]>[] = root.children ? [root.children.entries()] : [];
+  while (iters.length !== 0) {
+    const next = iters[iters.length - 1].next();
+    if (next.done === true) {
+      iters.pop();
+      paths.pop();
+      continue;
+    }
+    const [name, n] = next.value;
+    const path = `${paths[paths.length - 1]}/${name}`;
+    emit(path, n);
+    if (n.children !== null && n.children.size !== 0) {
+      iters.push(n.children.entries());
+      paths.push(path);
+    }
   }
-  for (const d of xs.domains.values()) records.push({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
+  for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
+}
+
+/** The records of a daemon's whole state (writeState's, as objects: for inspection). */
+export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): XsStateRecord[] {
+  const records: XsStateRecord[] = [];
+  const collect = { record: (r: XsStateRecord) => records.push(r), node: (path: string, value: string, perms: readonly XsStatePerm[]) => records.push({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms, path, value }) };
+  writeState(collect as unknown as XsStateWriter, xs, io, opts);
   return records;
 }
 
 /** lu_dump_state(): the stream a new instance reads. */
 export function dumpState(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): Uint8Array {
-  return encodeState({ version: opts.version ?? 1, records: stateRecords(xs, io, opts) });
+  const w = new XsStateWriter(opts.version ?? 1);
+  writeState(w, xs, io, opts);
+  return w.finish();
 }
 
 // ------------------------------------------------------------------ read (read_state_*)
@@ -289,7 +333,7 @@ function splitInput(data: Uint8Array, what: string): { whole: XsMessage[]; parti
  * arrive flagged ignored. Throws XsStateError for a stream that cannot be restored.
  */
 export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredState {
-  const state = decodeState(bytes);
+  const reader = new XsStateReader(bytes);
   const xs = newInstance(opts);
   const connections = new Map<number, RestoredConnection>();
   let socketFd: number | undefined;
@@ -298,9 +342,12 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredSt
   const adjust = xs.store.adjustPerms;
   xs.store.adjustPerms = undefined;
   try {
-    for (const [i, r] of state.records.entries()) {
-      const what = `record ${i + 1}`;
+    let i = 0;
+    const ancestors: Ancestors = { paths: [], nodes: [] };
+    for (const r of reader.records()) {
+      i++;
       if ('unknown' in r) continue;
+      const what = `record ${i}`;
       switch (r.type) {
         case XsStateType.GLOBAL:
           socketFd = r.socketFd;
@@ -340,7 +387,7 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredSt
           // C 4.17 ignores transaction records (and never writes them).
           break;
         case XsStateType.NODE:
-          restoreNode(xs, r.connId, r.path, r.value, r.perms, what);
+          restoreNode(xs, r.connId, r.path, r.value, r.perms, what, ancestors);
           break;
         case XsStateType.DOMAIN:
           if (!xs.domains.has(r.domid)) {
@@ -392,7 +439,13 @@ function applyQuotas(xs: Xenstored, quotas: readonly XsStateQuota[]): void {
   }
 }
 
-function restoreNode(xs: Xenstored, connId: number, path: string, value: string, perms: readonly XsStatePerm[], what: string): void {
+/** The nodes restored last, root first: a pre-order stream finds each parent here. */
+interface Ancestors {
+  readonly paths: string[];
+  readonly nodes: XsNode[];
+}
+
+function restoreNode(xs: Xenstored, connId: number, path: string, value: string, perms: readonly XsStatePerm[], what: string, anc: Ancestors): void {
   if (connId !== 0) throw new XsStateError(`${what}: node ${path} belongs to a transaction (conn-id ${connId}); this daemon restores committed nodes only`);
   if (perms.length === 0) throw new XsStateError(`${what}: node ${path} has no owner (perm-count 0)`);
   const acl = fromStatePerms(perms);
@@ -412,13 +465,25 @@ function restoreNode(xs: Xenstored, connId: number, path: string, value: string,
   }
   if (!isValidNodename(path, false, 0)) throw new XsStateError(`${what}: ${JSON.stringify(path)} is not a node path`);
   const parentPath = parentOf(path);
-  const parent = store.get(parentPath);
-  if (parent === undefined) throw new XsStateError(`${what}: node ${path} comes before its parent`);
-  if (store.get(path) !== undefined) throw new XsStateError(`${what}: node ${path} given twice`);
+  while (anc.paths.length !== 0 && anc.paths[anc.paths.length - 1] !== parentPath) {
+    anc.paths.pop();
+    anc.nodes.pop();
+  }
+  let parent: XsNode | undefined = anc.nodes.at(-1);
+  if (parent === undefined) {
+    parent = store.get(parentPath);
+    if (parent === undefined) throw new XsStateError(`${what}: node ${path} comes before its parent`);
+    anc.paths.push(parentPath);
+    anc.nodes.push(parent);
+  }
+  const name = basename(path);
+  if (parent.children?.has(name)) throw new XsStateError(`${what}: node ${path} given twice`);
   // add_child() + write_node_raw(parent): the parent keeps its generation.
   const parentGen = parent.gen;
-  store.create(parentPath, parent, basename(path), value, acl);
+  const node = store.create(parentPath, parent, name, value, acl);
   parent.gen = parentGen;
+  anc.paths.push(path);
+  anc.nodes.push(node);
 }
 
 /** Decodes pending output into the messages it holds (after `respLen` raw bytes). */

@@ -144,7 +144,7 @@ class Out {
   private buf = Buffer.allocUnsafe(1 << 16);
   len = 0;
 
-  constructor(private readonly be: boolean) {}
+  constructor(readonly be: boolean) {}
 
   private room(n: number): void {
     if (this.len + n <= this.buf.length) return;
@@ -236,34 +236,93 @@ function quotaRecord(o: Out, quotas: readonly XsStateQuota[]): void {
   }
 }
 
+/**
+ * Writes a stream record by record (a daemon's million nodes need no record objects): the
+ * header at once, then record() or node() per record, then finish() adds END.
+ */
+export class XsStateWriter {
+  private readonly o: Out;
+  /** Encoded permission lists, by list (callers share one list between nodes with one ACL). */
+  private readonly permBytes = new WeakMap<readonly XsStatePerm[], Uint8Array>();
+
+  constructor(readonly version: number, bigEndian = false) {
+    if (version < XS_STATE_VERSION_MIN || version > XS_STATE_VERSION_MAX) throw new XsStateError(`no state stream version ${version}`);
+    const o = this.o = new Out(bigEndian);
+    o.text(XS_STATE_IDENT, false);
+    // The header is big-endian whatever the flags say.
+    o.u8(version >>> 24);
+    o.u8((version >>> 16) & 0xff);
+    o.u8((version >>> 8) & 0xff);
+    o.u8(version & 0xff);
+    o.u32(bigEndian ? 1 : 0);
+  }
+
+  record(r: XsStateRecord): void {
+    if ('unknown' in r && r.type <= XsStateType.WATCH_EXT) throw new XsStateError(`record type ${r.type} is a known one: give it as such`);
+    if (r.type === XsStateType.END) throw new XsStateError('END is written by the writer, not given as a record');
+    if (r.type === XsStateType.NODE && !('unknown' in r)) return this.node(r.path, r.value, r.perms, r.connId, r.txId, r.access);
+    const start = this.open(r.type);
+    writeBody(this.o, r, this.version);
+    this.close(start);
+  }
+
+  /** A NODE_DATA record (committed unless connId is given). */
+  node(path: string, value: string, perms: readonly XsStatePerm[], connId = 0, txId = 0, access = 0): void {
+    if (path.includes('\0')) throw new XsStateError('a node path holds a NUL');
+    const o = this.o;
+    const start = this.open(XsStateType.NODE);
+    o.u32(u32ok(connId, 'conn-id'));
+    o.u32(u32ok(txId, 'tx-id'));
+    o.u16(u16ok(path.length + 1, 'path-len'));
+    o.u16(u16ok(value.length, 'value-len'));
+    o.u16(u16ok(access, 'access'));
+    o.u16(u16ok(perms.length, 'perm-count'));
+    o.bytes(this.perms(perms));
+    o.text(path, true);
+    o.text(value, false);
+    this.close(start);
+  }
+
+  /** The stream so far plus END. */
+  finish(): Uint8Array {
+    this.o.u32(XsStateType.END);
+    this.o.u32(0);
+    return this.o.result();
+  }
+
+  private open(type: number): number {
+    this.o.u32(type);
+    this.o.u32(0);
+    return this.o.len;
+  }
+
+  private close(start: number): void {
+    this.o.align(start);
+    // The length covers the padding too, as C's ROUNDUP(head.length, 3) does.
+    this.o.patchU32(start - 4, this.o.len - start);
+  }
+
+  private perms(perms: readonly XsStatePerm[]): Uint8Array {
+    let b = this.permBytes.get(perms);
+    if (b !== undefined) return b;
+    const o = new Out(this.o.be);
+    for (const p of perms) {
+      if (!PERM_LETTERS.has(p.access)) throw new XsStateError(`permission letter "${p.access}"`);
+      o.u8(p.access.charCodeAt(0));
+      o.u8(p.ignore ? XS_STATE_NODE_PERM_IGNORE : 0);
+      o.u16(u16ok(p.domid, 'perm domid'));
+    }
+    b = Uint8Array.from(o.result());
+    this.permBytes.set(perms, b);
+    return b;
+  }
+}
+
 /** Serialises a state: header, the records in the order given, END. */
 export function encodeState(state: XsState): Uint8Array {
-  const be = state.bigEndian ?? false;
-  const o = new Out(be);
-  if (state.version < XS_STATE_VERSION_MIN || state.version > XS_STATE_VERSION_MAX) throw new XsStateError(`no state stream version ${state.version}`);
-  o.text(XS_STATE_IDENT, false);
-  // The header is big-endian whatever the flags say.
-  o.u8(state.version >>> 24);
-  o.u8((state.version >>> 16) & 0xff);
-  o.u8((state.version >>> 8) & 0xff);
-  o.u8(state.version & 0xff);
-  o.u32(be ? 1 : 0);
-  for (const r of state.records) {
-    if ('unknown' in r && r.type <= XsStateType.WATCH_EXT) throw new XsStateError(`record type ${r.type} is a known one: give it as such`);
-    if (r.type === XsStateType.END) throw new XsStateError('END is written by the encoder, not given as a record');
-    o.u32(r.type);
-    const lenAt = o.len;
-    o.u32(0);
-    const start = o.len;
-    writeBody(o, r, state.version);
-    o.patchU32(lenAt, o.len - start);
-    o.align(start);
-    // The length covers the padding too, as C's ROUNDUP(head.length, 3) does.
-    o.patchU32(lenAt, o.len - start);
-  }
-  o.u32(XsStateType.END);
-  o.u32(0);
-  return o.result();
+  const w = new XsStateWriter(state.version, state.bigEndian ?? false);
+  for (const r of state.records) w.record(r);
+  return w.finish();
 }
 
 function writeBody(o: Out, r: XsStateRecord, version: number): void {
@@ -318,22 +377,7 @@ function writeBody(o: Out, r: XsStateRecord, version: number): void {
       o.u32(u32ok(r.txId, 'tx-id'));
       return;
     case XsStateType.NODE:
-      if (r.path.includes('\0')) throw new XsStateError('a node path holds a NUL');
-      o.u32(u32ok(r.connId, 'conn-id'));
-      o.u32(u32ok(r.txId, 'tx-id'));
-      o.u16(u16ok(r.path.length + 1, 'path-len'));
-      o.u16(u16ok(r.value.length, 'value-len'));
-      o.u16(u16ok(r.access, 'access'));
-      o.u16(u16ok(r.perms.length, 'perm-count'));
-      for (const p of r.perms) {
-        if (!PERM_LETTERS.has(p.access)) throw new XsStateError(`permission letter "${p.access}"`);
-        o.u8(p.access.charCodeAt(0));
-        o.u8(p.ignore ? XS_STATE_NODE_PERM_IGNORE : 0);
-        o.u16(u16ok(p.domid, 'perm domid'));
-      }
-      o.text(r.path, true);
-      o.text(r.value, false);
-      return;
+      throw new Error('XsStateWriter.node() writes NODE_DATA');
     case XsStateType.GLB_QUOTA:
       o.u16(u16ok(r.domain.length, 'n-dom-quota'));
       o.u16(u16ok(r.global.length, 'n-glob-quota'));
@@ -358,10 +402,26 @@ export interface XsStateLimits {
 
 /** One record body being read: every access checked against its end. */
 class In {
-  off: number;
+  off = 0;
+  end = 0;
+  private index = 0;
+  private type = 0;
+  private at = 0;
 
-  constructor(private readonly b: Buffer, private readonly be: boolean, start: number, readonly end: number, private readonly what: string) {
-    this.off = start;
+  constructor(readonly b: Buffer, private readonly be: boolean) {}
+
+  /** Starts on the body of record `index` (1-based) of `type` whose header is at byte `at`. */
+  start(index: number, type: number, at: number, len: number): void {
+    this.index = index;
+    this.type = type;
+    this.at = at;
+    this.off = at + 8;
+    this.end = at + 8 + len;
+  }
+
+  /** Names the record in errors (built only for one). */
+  get what(): string {
+    return `record ${this.index} (type ${this.type}) at byte ${this.at}`;
   }
 
   private need(n: number, field: string): void {
@@ -447,34 +507,85 @@ export function stateVersion(bytes: Uint8Array): number {
   return b.readUInt32BE(8);
 }
 
+/**
+ * Reads a stream record by record: the header is checked at once, records() yields each record
+ * as it is read (a restore needs no array of a million records) and throws XsStateError on the
+ * first flaw, or when the stream ends without END.
+ */
+export class XsStateReader {
+  readonly version: number;
+  readonly bigEndian: boolean;
+  private readonly b: Buffer;
+  /** Permission lists by their bytes: nodes with one ACL share one (frozen) list. */
+  private readonly perms = new Map<string, readonly XsStatePerm[]>();
+
+  constructor(bytes: Uint8Array, private readonly limits: XsStateLimits = {}) {
+    this.b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.version = stateVersion(bytes);
+    if (this.version < XS_STATE_VERSION_MIN || this.version > XS_STATE_VERSION_MAX) throw new XsStateError(`unsupported state stream version ${this.version}`);
+    const flags = this.b.readUInt32BE(12) === 1 ? 1 : this.b.readUInt32LE(12);
+    if ((flags & ~1) !== 0) throw new XsStateError(`reserved flag bits set (flags 0x${flags.toString(16)})`);
+    this.bigEndian = (flags & 1) === 1;
+  }
+
+  *records(): Generator<XsStateRecord> {
+    const b = this.b;
+    const be = this.bigEndian;
+    const maxRecords = this.limits.maxRecords ?? 1 << 24;
+    const r = new In(b, be);
+    let n = 0;
+    let off = 16;
+    for (;;) {
+      if (off + 8 > b.length) throw new XsStateError(`stream ends at byte ${off} without an END record`);
+      const type = be ? b.readUInt32BE(off) : b.readUInt32LE(off);
+      const len = be ? b.readUInt32BE(off + 4) : b.readUInt32LE(off + 4);
+      if (len > b.length - off - 8) throw new XsStateError(`record ${n + 1} (type ${type}) at byte ${off}: length ${len} runs past the stream's end`);
+      if (type === XsStateType.END) {
+        if (len !== 0) throw new XsStateError(`END record with length ${len}`);
+        return;
+      }
+      if (n >= maxRecords) throw new XsStateError(`more than ${maxRecords} records`);
+      r.start(++n, type, off, len);
+      // Records are 8-byte multiples; a shorter length still has its padding (up to the next 8).
+      const next = off + 8 + pad8(len);
+      if (next > b.length) throw new XsStateError(`${r.what}: padding runs past the stream's end`);
+      yield type === XsStateType.NODE ? this.node(r) : readBody(r, type, this.version);
+      off = next;
+    }
+  }
+
+  private node(r: In): XsStateNode {
+    const connId = r.u32('conn-id');
+    const txId = r.u32('tx-id');
+    const pathLen = r.u16('path-len');
+    const valueLen = r.u16('value-len');
+    const access = r.u16('access');
+    const n = r.u16('perm-count');
+    const key = r.text(4 * n, 'perm');
+    let perms = this.perms.get(key);
+    if (perms === undefined) {
+      const list: XsStatePerm[] = [];
+      for (let i = 0; i < n; i++) {
+        const letter = key[4 * i];
+        const flags = key.charCodeAt(4 * i + 1);
+        const domid = this.bigEndian ? key.charCodeAt(4 * i + 2) << 8 | key.charCodeAt(4 * i + 3) : key.charCodeAt(4 * i + 2) | key.charCodeAt(4 * i + 3) << 8;
+        if (!PERM_LETTERS.has(letter)) throw new XsStateError(`${r.what}: permission ${i + 1} has letter 0x${letter.charCodeAt(0).toString(16)}`);
+        list.push(Object.freeze({ access: letter as XsStatePerm['access'], ignore: (flags & XS_STATE_NODE_PERM_IGNORE) !== 0, domid }));
+      }
+      perms = Object.freeze(list);
+      if (this.perms.size < 4096) this.perms.set(key, perms);
+    }
+    const path = r.cstring(pathLen, 'path');
+    const value = r.text(valueLen, 'value');
+    return { type: XsStateType.NODE, connId, txId, access, perms, path, value };
+  }
+}
+
 /** Parses a whole stream; throws XsStateError on the first flaw. */
 export function decodeState(bytes: Uint8Array, limits: XsStateLimits = {}): XsState {
-  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  const version = stateVersion(bytes);
-  if (version < XS_STATE_VERSION_MIN || version > XS_STATE_VERSION_MAX) throw new XsStateError(`unsupported state stream version ${version}`);
-  const flags = b.readUInt32BE(12) === 1 ? 1 : b.readUInt32LE(12);
-  if ((flags & ~1) !== 0) throw new XsStateError(`reserved flag bits set (flags 0x${flags.toString(16)})`);
-  const be = (flags & 1) === 1;
-  const maxRecords = limits.maxRecords ?? 1 << 24;
-  const records: XsStateRecord[] = [];
-  let off = 16;
-  for (;;) {
-    if (off + 8 > b.length) throw new XsStateError(`stream ends at byte ${off} without an END record`);
-    const type = be ? b.readUInt32BE(off) : b.readUInt32LE(off);
-    const len = be ? b.readUInt32BE(off + 4) : b.readUInt32LE(off + 4);
-    const start = off + 8;
-    if (len > b.length - start) throw new XsStateError(`record ${records.length + 1} (type ${type}) at byte ${off}: length ${len} runs past the stream's end`);
-    if (type === XsStateType.END) {
-      if (len !== 0) throw new XsStateError(`END record with length ${len}`);
-      return { version, bigEndian: be, records };
-    }
-    if (records.length >= maxRecords) throw new XsStateError(`more than ${maxRecords} records`);
-    const what = `record ${records.length + 1} (type ${type}) at byte ${off}`;
-    records.push(readBody(new In(b, be, start, start + len, what), type, version, what));
-    // Records are 8-byte multiples; a shorter length still has its padding (up to the next 8).
-    off = start + pad8(len);
-    if (off > b.length) throw new XsStateError(`${what}: padding runs past the stream's end`);
-  }
+  const reader = new XsStateReader(bytes, limits);
+  const records = [...reader.records()];
+  return { version: reader.version, bigEndian: reader.bigEndian, records };
 }
 
 function readQuotas(r: In, n: number): XsStateQuota[] {
@@ -484,7 +595,8 @@ function readQuotas(r: In, n: number): XsStateQuota[] {
   return names.map((name, i) => ({ name, value: values[i] }));
 }
 
-function readBody(r: In, type: number, version: number, what: string): XsStateRecord {
+function readBody(r: In, type: number, version: number): XsStateRecord {
+  const what = r.what;
   switch (type) {
     case XsStateType.GLOBAL:
       return { type, socketFd: r.i32('rw-socket-fd'), evtchnFd: r.i32('evtchn-fd') };
@@ -534,25 +646,6 @@ function readBody(r: In, type: number, version: number, what: string): XsStateRe
     }
     case XsStateType.TA:
       return { type, connId: r.u32('conn-id'), txId: r.u32('tx-id') };
-    case XsStateType.NODE: {
-      const connId = r.u32('conn-id');
-      const txId = r.u32('tx-id');
-      const pathLen = r.u16('path-len');
-      const valueLen = r.u16('value-len');
-      const access = r.u16('access');
-      const n = r.u16('perm-count');
-      const perms: XsStatePerm[] = [];
-      for (let i = 0; i < n; i++) {
-        const letter = String.fromCharCode(r.u8('perm'));
-        const flags = r.u8('perm flags');
-        const domid = r.u16('perm domid');
-        if (!PERM_LETTERS.has(letter)) throw new XsStateError(`${what}: permission ${i + 1} has letter 0x${letter.charCodeAt(0).toString(16)}`);
-        perms.push({ access: letter as XsStatePerm['access'], ignore: (flags & XS_STATE_NODE_PERM_IGNORE) !== 0, domid });
-      }
-      const path = r.cstring(pathLen, 'path');
-      const value = r.text(valueLen, 'value');
-      return { type, connId, txId, access, perms, path, value };
-    }
     case XsStateType.GLB_QUOTA: {
       const nDom = r.u16('n-dom-quota');
       const nGlob = r.u16('n-glob-quota');
