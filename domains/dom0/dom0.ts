@@ -60,6 +60,10 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     // (XSA-417). Without this every domid "existed" and the scenario xsa-417 failed.
     domainExists: (domid) => domid < DOMID_FIRST_RESERVED
       && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+    // A live update (CONTROL live-update from dom0's tools) waits for transactions in the
+    // kernel's time; its state stream stays in memory (dom0 has no rundir here).
+    clock: () => Math.floor(k.now() / 1e9),
+    timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
   // The instance changes with a live update: always daemon.xs.
   if (args.trace) {
