@@ -1,4 +1,4 @@
-// Debian's own `xenstore-control live-update -f FILE` (xen-utils-4.17) drives live updates of
+// Debian's own `xenstore-control live-update FILE` (xen-utils-4.17) drives live updates of
 // xensim's xenstored while dom0 socket clients keep working: a writer loops over writes, reads
 // and read-modify-write transactions, a watcher counts its events. Afterwards no write is lost or
 // repeated, no watch event lost or doubled, no request failed.
@@ -57,7 +57,7 @@ async function updatesUnderLoad(socket: string, updates: number): Promise<{ writ
   })();
   try {
     for (let u = 0; u < updates; u++) {
-      const r = await run(XENSTORE_CONTROL, ['live-update', '-f', `${XEN_BIN}/xenstored`], { env });
+      const r = await run(XENSTORE_CONTROL, ['live-update', `${XEN_BIN}/xenstored`], { env });
       assert.equal(r.code, 0, `update ${u + 1}: ${r.stdout}${r.stderr}`);
     }
   } finally {
@@ -94,6 +94,28 @@ describe('live update through Debian\'s xenstore-control (C 4.17 protocol)', fun
         const switches = d.log().match(/live-update: new instance read/g)?.length ?? 0;
         assert.equal(switches, COUNT, `the daemon switched instances ${switches} times:\n${d.log()}`);
       }
+    });
+  });
+
+  describe('xensim xenstored: -c gives the new instance its command line', () => {
+    let d: Daemon | undefined;
+    afterEach(async () => stopAll(d));
+
+    it('quota options on -c apply after the update; a quota set by CONTROL and not on -c is kept', async function () {
+      if (targetIsOracle()) return; // the real daemon would exec itself with these options: nothing to compare
+      d = await startTarget('c', { args: ['-Q', 'nodes=300'] });
+      const ctl = (...args: string[]) => run(XENSTORE_CONTROL, args, { env: d!.env });
+      assert.equal((await ctl('quota', 'set', 'watches', '99')).code, 0);
+      const r = await ctl('live-update', '-c', '-Q nodes=55 -W 7', `${XEN_BIN}/xenstored`);
+      assert.equal(r.code, 0, r.stderr);
+      const q = (await ctl('quota')).stdout;
+      assert.match(q, /^nodes +: +55 /m);
+      assert.match(q, /^watches +: +7 /m);
+      const r2 = await ctl('live-update', `${XEN_BIN}/xenstored`);
+      assert.equal(r2.code, 0, r2.stderr);
+      const q2 = (await ctl('quota')).stdout;
+      assert.match(q2, /^nodes +: +300 /m, 'without -c: the original command line');
+      assert.match(q2, /^watches +: +7 /m, 'not on that command line: as recorded');
     });
   });
 

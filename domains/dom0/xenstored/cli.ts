@@ -78,7 +78,7 @@ export function registerXenstored(program: Command): void {
     .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
     .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1')
     .addHelpText('after', `
-Live update (Debian's \`xenstore-control live-update -f FILE [-c CMDLINE] [-t SECS] [-F]\`,
+Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
 XENSTORED_PATH naming --socket): as C xenstored 4.17 - the state stream goes to
 <rundir>/state_dump (rundir: $XENSTORED_ROOTDIR, else the socket's directory) and a new
 daemon instance in this process reads it and takes over every connection; -f accepts any
