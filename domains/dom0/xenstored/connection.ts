@@ -41,6 +41,13 @@ export interface XsTransport {
    * resume().
    */
   throttled?(): boolean;
+  /**
+   * Live update: hands over the output not yet sent (and forgets it): whole messages, the first
+   * possibly sent in part already (`respLen` bytes of it left).
+   */
+  takeOutput?(): { data: Uint8Array; respLen: number };
+  /** Live update: raw bytes to send before anything else (the rest of a reply sent in part). */
+  sendBytes?(bytes: Uint8Array): void;
 }
 
 export interface XsWireConnectionOptions {
@@ -81,6 +88,8 @@ export class XsWireConnection {
       ended: () => this.end('released'),
       pendingInput: () => this.pendingInput(),
       restoreInput: (b) => this.restoreInput(b),
+      takeOutput: transport.takeOutput ? () => transport.takeOutput!() : undefined,
+      sendBytes: transport.sendBytes ? (b) => transport.sendBytes!(b) : undefined,
     };
     daemon.attach(conn, this.sink);
   }

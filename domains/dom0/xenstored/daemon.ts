@@ -21,6 +21,8 @@ export interface Sink {
   restoreInput?(bytes: Uint8Array): void;
   /** Live update: raw bytes to send first (the rest of a reply sent in part). */
   sendBytes?(bytes: Uint8Array): void;
+  /** Live update: the output not yet sent, handed over (see XsTransport.takeOutput). */
+  takeOutput?(): { data: Uint8Array; respLen: number };
 }
 
 export interface DaemonOptions extends XenstoredOptions {
@@ -212,7 +214,7 @@ export class XenstoredDaemon {
     const empty = new Uint8Array(0);
     const bytes = dumpState(old, {
       input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty,
-      output: () => empty,
+      output: (c) => this.sinks.get(c)?.takeOutput?.() ?? { data: empty, respLen: 0 },
     }, { start });
     let restored: RestoredState;
     try {
@@ -235,7 +237,10 @@ export class XenstoredDaemon {
       if (sink === undefined) continue;
       sink.restoreInput?.(rc.partialInput);
       const { raw, messages } = outputMessages(rc.output, rc.respLen);
-      if (raw.length !== 0) sink.sendBytes?.(raw);
+      if (raw.length !== 0) {
+        if (sink.sendBytes === undefined) throw new Error(`xenstored: connection ${conn} cannot take the rest of a reply sent in part`);
+        sink.sendBytes(raw);
+      }
       for (const m of messages) {
         this.opts.trace?.io(conn, 'OUT', m);
         if (this.onTrace) this.traceMsg(conn, 'OUT', m);
@@ -255,7 +260,7 @@ export class XenstoredDaemon {
   /** The whole state as a stream (`xensim xenstored --dump`): what a live update writes, without a -s. */
   dump(): Uint8Array {
     const empty = new Uint8Array(0);
-    return dumpState(this.xs, { input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty, output: () => empty });
+    return dumpState(this.xs, { input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty, output: () => ({ data: empty, respLen: 0 }) });
   }
 
   private queue(conn: number, msg: XsMessage): void {

@@ -146,7 +146,8 @@ function luRejectReason(xs: Xenstored, st: LuStart, now: number): string {
 /** What the transports hold for a connection: bytes read but not handled, bytes not yet sent. */
 export interface ConnectionBytes {
   input(conn: number): Uint8Array;
-  output(conn: number): Uint8Array;
+  /** Whole messages, the first `respLen` bytes being the rest of one sent in part. */
+  output(conn: number): { data: Uint8Array; respLen: number };
 }
 
 export interface DumpOptions {
@@ -222,7 +223,8 @@ export function writeState(w: XsStateWriter, xs: Xenstored, io: ConnectionBytes,
   for (const c of xs.connections.values()) {
     const held = xs.delayed.get(c.id) ?? [];
     const input = concat([...held.map(encodeMessage), io.input(c.id)]);
-    const out = [io.output(c.id)];
+    const pending = io.output(c.id);
+    const out = [pending.data];
     if (opts.start?.conn === c.id) {
       // lu_write_response(): the -s request's header, length 3, "OK\0".
       out.push(encodeMessage({ type: opts.start.req.type, req_id: opts.start.req.req_id, tx_id: opts.start.req.tx_id, payload: Buffer.from('OK\0', 'latin1') }));
@@ -234,7 +236,7 @@ export function writeState(w: XsStateWriter, xs: Xenstored, io: ConnectionBytes,
         ? { kind: 'ring', domid: c.domid, tdomid: c.target ?? DOMID_INVALID, evtchn: d?.port ?? 0 }
         // xensim's transports know their sockets by connection number: it stands for the descriptor.
         : { kind: 'socket', fd: c.id },
-      inData: input, outRespLen: 0, outData: concat(out.filter((b) => b.length !== 0)),
+      inData: input, outRespLen: pending.respLen, outData: concat(out.filter((b) => b.length !== 0)),
     });
     for (const wt of c.watches) {
       // get_watch_path(): a relative watch is given back relative.

@@ -44,7 +44,7 @@ function tree(xs: Xenstored, withGen = false): string[] {
   return out;
 }
 
-const noBytes = { input: () => new Uint8Array(0), output: () => new Uint8Array(0) };
+const noBytes = { input: () => new Uint8Array(0), output: () => ({ data: new Uint8Array(0), respLen: 0 }) };
 
 describe('xenstored live update (C 4.17)', () => {
   describe('CONTROL live-update answers', () => {
