@@ -289,7 +289,8 @@ export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptio
 
 /** lu_dump_state(): the stream a new instance reads. */
 export function dumpState(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): Uint8Array {
-  const w = new XsStateWriter(opts.version ?? 1);
+  // About 56 bytes per node record (header, one ACL entry, a path and a short value).
+  const w = new XsStateWriter(opts.version ?? 1, false, 4096 + 64 * xs.store.size);
   writeState(w, xs, io, opts);
   return w.finish();
 }
@@ -346,58 +347,64 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredSt
   try {
     let i = 0;
     const ancestors: Ancestors = { paths: [], nodes: [] };
-    for (const r of reader.records()) {
-      i++;
-      if ('unknown' in r) continue;
-      const what = `record ${i}`;
-      switch (r.type) {
-        case XsStateType.GLOBAL:
-          socketFd = r.socketFd;
-          evtchnFd = r.evtchnFd;
-          break;
-        case XsStateType.GLB_QUOTA:
-          applyQuotas(xs, [...r.domain, ...r.global]);
-          break;
-        case XsStateType.CONN: {
-          if (xs.connections.has(r.connId)) throw new XsStateError(`${what}: connection ${r.connId} given twice`);
-          if (r.spec.kind === 'ring') {
-            const d = xs.domains.get(r.spec.domid);
-            // Dom0's own kernel reaches xensim's xenstored in-process, never over a ring.
-            if (r.spec.domid === 0) throw new XsStateError(`${what}: a ring connection for domain 0`);
-            if (d?.conn !== undefined && xs.connections.has(d.conn)) throw new XsStateError(`${what}: a second ring connection for domain ${r.spec.domid}`);
-            const target = r.spec.tdomid === DOMID_INVALID ? undefined : r.spec.tdomid;
-            xs.restoreConnection(r.connId, { kind: 'ring', domid: r.spec.domid, port: r.spec.evtchn, target });
-          } else {
-            xs.restoreConnection(r.connId, { kind: 'socket' });
+    reader.read({
+      node: (path, value, perms, connId) => {
+        i++;
+        restoreNode(xs, connId, path, value, perms, i, ancestors);
+      },
+      record: (r) => {
+        i++;
+        if ('unknown' in r) return;
+        const what = `record ${i}`;
+        switch (r.type) {
+          case XsStateType.GLOBAL:
+            socketFd = r.socketFd;
+            evtchnFd = r.evtchnFd;
+            break;
+          case XsStateType.GLB_QUOTA:
+            applyQuotas(xs, [...r.domain, ...r.global]);
+            break;
+          case XsStateType.CONN: {
+            if (xs.connections.has(r.connId)) throw new XsStateError(`${what}: connection ${r.connId} given twice`);
+            if (r.spec.kind === 'ring') {
+              const d = xs.domains.get(r.spec.domid);
+              // Dom0's own kernel reaches xensim's xenstored in-process, never over a ring.
+              if (r.spec.domid === 0) throw new XsStateError(`${what}: a ring connection for domain 0`);
+              if (d?.conn !== undefined && xs.connections.has(d.conn)) throw new XsStateError(`${what}: a second ring connection for domain ${r.spec.domid}`);
+              const target = r.spec.tdomid === DOMID_INVALID ? undefined : r.spec.tdomid;
+              xs.restoreConnection(r.connId, { kind: 'ring', domid: r.spec.domid, port: r.spec.evtchn, target });
+            } else {
+              xs.restoreConnection(r.connId, { kind: 'socket' });
+            }
+            const { whole, partial } = splitInput(r.inData, what);
+            if (whole.length !== 0) xs.delayed.set(r.connId, whole);
+            connections.set(r.connId, { partialInput: partial, output: r.outData, respLen: r.outRespLen });
+            break;
           }
-          const { whole, partial } = splitInput(r.inData, what);
-          if (whole.length !== 0) xs.delayed.set(r.connId, whole);
-          connections.set(r.connId, { partialInput: partial, output: r.outData, respLen: r.outRespLen });
-          break;
-        }
-        case XsStateType.WATCH:
-        case XsStateType.WATCH_EXT: {
-          const c = xs.connections.get(r.connId);
-          if (c === undefined) throw new XsStateError(`${what}: watch for unknown connection ${r.connId}`);
-          if (r.type === XsStateType.WATCH_EXT && r.depth !== 0xffff) throw new XsStateError(`${what}: watch depth ${r.depth}: this daemon (4.17) has no watch depth`);
-          // check_watch_path(): a path not starting with / or @ is relative to the connection's home.
-          const relative = !r.path.startsWith('/') && !r.path.startsWith('@');
-          c.watches.push({ node: canonicalize(c.home, r.path), token: r.token, relativeTo: relative ? c.home : undefined });
-          break;
-        }
-        case XsStateType.TA:
-          // C 4.17 ignores transaction records (and never writes them).
-          break;
-        case XsStateType.NODE:
-          restoreNode(xs, r.connId, r.path, r.value, r.perms, what, ancestors);
-          break;
-        case XsStateType.DOMAIN:
-          if (!xs.domains.has(r.domid)) {
-            xs.domains.set(r.domid, { domid: asDomId(r.domid), generation: 0, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false });
+          case XsStateType.WATCH:
+          case XsStateType.WATCH_EXT: {
+            const c = xs.connections.get(r.connId);
+            if (c === undefined) throw new XsStateError(`${what}: watch for unknown connection ${r.connId}`);
+            if (r.type === XsStateType.WATCH_EXT && r.depth !== 0xffff) throw new XsStateError(`${what}: watch depth ${r.depth}: this daemon (4.17) has no watch depth`);
+            // check_watch_path(): a path not starting with / or @ is relative to the connection's home.
+            const relative = !r.path.startsWith('/') && !r.path.startsWith('@');
+            c.watches.push({ node: canonicalize(c.home, r.path), token: r.token, relativeTo: relative ? c.home : undefined });
+            break;
           }
-          break;
-      }
-    }
+          case XsStateType.TA:
+            // C 4.17 ignores transaction records (and never writes them).
+            break;
+          case XsStateType.NODE:
+            restoreNode(xs, r.connId, r.path, r.value, r.perms, i, ancestors);
+            break;
+          case XsStateType.DOMAIN:
+            if (!xs.domains.has(r.domid)) {
+              xs.domains.set(r.domid, { domid: asDomId(r.domid), generation: 0, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false });
+            }
+            break;
+        }
+      },
+    });
   } finally {
     xs.store.adjustPerms = adjust;
   }
@@ -447,25 +454,25 @@ interface Ancestors {
   readonly nodes: XsNode[];
 }
 
-function restoreNode(xs: Xenstored, connId: number, path: string, value: string, perms: readonly XsStatePerm[], what: string, anc: Ancestors): void {
-  if (connId !== 0) throw new XsStateError(`${what}: node ${path} belongs to a transaction (conn-id ${connId}); this daemon restores committed nodes only`);
-  if (perms.length === 0) throw new XsStateError(`${what}: node ${path} has no owner (perm-count 0)`);
+function restoreNode(xs: Xenstored, connId: number, path: string, value: string, perms: readonly XsStatePerm[], index: number, anc: Ancestors): void {
+  if (connId !== 0) throw new XsStateError(`record ${index}: node ${path} belongs to a transaction (conn-id ${connId}); this daemon restores committed nodes only`);
+  if (perms.length === 0) throw new XsStateError(`record ${index}: node ${path} has no owner (perm-count 0)`);
   const acl = fromStatePerms(perms);
   if (path.startsWith('@')) {
-    if (path !== '@releaseDomain' && path !== '@introduceDomain') throw new XsStateError(`${what}: unknown special node ${path}`);
+    if (path !== '@releaseDomain' && path !== '@introduceDomain') throw new XsStateError(`record ${index}: unknown special node ${path}`);
     xs.special.set(path, acl);
     return;
   }
   const store = xs.store;
   if (path === '/') {
     const root = store.root;
-    if (root.children !== null) throw new XsStateError(`${what}: / comes after nodes below it`);
+    if (root.children !== null) throw new XsStateError(`record ${index}: / comes after nodes below it`);
     // One generation, as for every node.
     store.setPerms('/', root, acl);
     root.value = value;
     return;
   }
-  if (!isValidNodename(path, false, 0)) throw new XsStateError(`${what}: ${JSON.stringify(path)} is not a node path`);
+  if (!isValidNodename(path, false, 0)) throw new XsStateError(`record ${index}: ${JSON.stringify(path)} is not a node path`);
   const parentPath = parentOf(path);
   while (anc.paths.length !== 0 && anc.paths[anc.paths.length - 1] !== parentPath) {
     anc.paths.pop();
@@ -474,12 +481,12 @@ function restoreNode(xs: Xenstored, connId: number, path: string, value: string,
   let parent: XsNode | undefined = anc.nodes.at(-1);
   if (parent === undefined) {
     parent = store.get(parentPath);
-    if (parent === undefined) throw new XsStateError(`${what}: node ${path} comes before its parent`);
+    if (parent === undefined) throw new XsStateError(`record ${index}: node ${path} comes before its parent`);
     anc.paths.push(parentPath);
     anc.nodes.push(parent);
   }
   const name = basename(path);
-  if (parent.children?.has(name)) throw new XsStateError(`${what}: node ${path} given twice`);
+  if (parent.children?.has(name)) throw new XsStateError(`record ${index}: node ${path} given twice`);
   // add_child() + write_node_raw(parent): the parent keeps its generation.
   const parentGen = parent.gen;
   const node = store.create(parentPath, parent, name, value, acl);

@@ -141,10 +141,12 @@ const pad8 = (n: number): number => (n + 7) & ~7;
 
 /** A growing little/big-endian byte buffer. */
 class Out {
-  private buf = Buffer.allocUnsafe(1 << 16);
+  private buf: Buffer;
   len = 0;
 
-  constructor(readonly be: boolean) {}
+  constructor(readonly be: boolean, sizeHint = 1 << 16) {
+    this.buf = Buffer.allocUnsafe(Math.max(64, sizeHint));
+  }
 
   private room(n: number): void {
     if (this.len + n <= this.buf.length) return;
@@ -162,16 +164,34 @@ class Out {
 
   u16(v: number): void {
     this.room(2);
-    if (this.be) this.buf.writeUInt16BE(v, this.len);
-    else this.buf.writeUInt16LE(v, this.len);
-    this.len += 2;
+    const b = this.buf;
+    const i = this.len;
+    if (this.be) {
+      b[i] = v >>> 8;
+      b[i + 1] = v;
+    } else {
+      b[i] = v;
+      b[i + 1] = v >>> 8;
+    }
+    this.len = i + 2;
   }
 
   u32(v: number): void {
     this.room(4);
-    if (this.be) this.buf.writeUInt32BE(v >>> 0, this.len);
-    else this.buf.writeUInt32LE(v >>> 0, this.len);
-    this.len += 4;
+    const b = this.buf;
+    const i = this.len;
+    if (this.be) {
+      b[i] = v >>> 24;
+      b[i + 1] = v >>> 16;
+      b[i + 2] = v >>> 8;
+      b[i + 3] = v;
+    } else {
+      b[i] = v;
+      b[i + 1] = v >>> 8;
+      b[i + 2] = v >>> 16;
+      b[i + 3] = v >>> 24;
+    }
+    this.len = i + 4;
   }
 
   i32(v: number): void {
@@ -245,9 +265,10 @@ export class XsStateWriter {
   /** Encoded permission lists, by list (callers share one list between nodes with one ACL). */
   private readonly permBytes = new WeakMap<readonly XsStatePerm[], Uint8Array>();
 
-  constructor(readonly version: number, bigEndian = false) {
+  /** `sizeHint`: the stream's expected size in bytes (it grows as needed). */
+  constructor(readonly version: number, bigEndian = false, sizeHint?: number) {
     if (version < XS_STATE_VERSION_MIN || version > XS_STATE_VERSION_MAX) throw new XsStateError(`no state stream version ${version}`);
-    const o = this.o = new Out(bigEndian);
+    const o = this.o = new Out(bigEndian, sizeHint);
     o.text(XS_STATE_IDENT, false);
     // The header is big-endian whatever the flags say.
     o.u8(version >>> 24);
@@ -507,10 +528,16 @@ export function stateVersion(bytes: Uint8Array): number {
   return b.readUInt32BE(8);
 }
 
+/** What read() calls per record; NODE_DATA goes to node() when there is one, without a record object. */
+export interface XsStateVisitor {
+  record(r: XsStateRecord): void;
+  node?(path: string, value: string, perms: readonly XsStatePerm[], connId: number, txId: number, access: number): void;
+}
+
 /**
- * Reads a stream record by record: the header is checked at once, records() yields each record
- * as it is read (a restore needs no array of a million records) and throws XsStateError on the
- * first flaw, or when the stream ends without END.
+ * Reads a stream record by record: the header is checked at once, read() hands each record to
+ * the visitor as it is read (a restore needs no array of a million records) and throws
+ * XsStateError on the first flaw, or when the stream ends without END.
  */
 export class XsStateReader {
   readonly version: number;
@@ -528,7 +555,14 @@ export class XsStateReader {
     this.bigEndian = (flags & 1) === 1;
   }
 
-  *records(): Generator<XsStateRecord> {
+  /** Every record, in stream order. */
+  records(): XsStateRecord[] {
+    const out: XsStateRecord[] = [];
+    this.read({ record: (r) => out.push(r) });
+    return out;
+  }
+
+  read(visit: XsStateVisitor): void {
     const b = this.b;
     const be = this.bigEndian;
     const maxRecords = this.limits.maxRecords ?? 1 << 24;
@@ -549,12 +583,13 @@ export class XsStateReader {
       // Records are 8-byte multiples; a shorter length still has its padding (up to the next 8).
       const next = off + 8 + pad8(len);
       if (next > b.length) throw new XsStateError(`${r.what}: padding runs past the stream's end`);
-      yield type === XsStateType.NODE ? this.node(r) : readBody(r, type, this.version);
+      if (type !== XsStateType.NODE) visit.record(readBody(r, type, this.version));
+      else this.node(r, visit);
       off = next;
     }
   }
 
-  private node(r: In): XsStateNode {
+  private node(r: In, visit: XsStateVisitor): void {
     const connId = r.u32('conn-id');
     const txId = r.u32('tx-id');
     const pathLen = r.u16('path-len');
@@ -577,14 +612,15 @@ export class XsStateReader {
     }
     const path = r.cstring(pathLen, 'path');
     const value = r.text(valueLen, 'value');
-    return { type: XsStateType.NODE, connId, txId, access, perms, path, value };
+    if (visit.node) visit.node(path, value, perms, connId, txId, access);
+    else visit.record({ type: XsStateType.NODE, connId, txId, access, perms, path, value });
   }
 }
 
 /** Parses a whole stream; throws XsStateError on the first flaw. */
 export function decodeState(bytes: Uint8Array, limits: XsStateLimits = {}): XsState {
   const reader = new XsStateReader(bytes, limits);
-  const records = [...reader.records()];
+  const records = reader.records();
   return { version: reader.version, bigEndian: reader.bigEndian, records };
 }
 
