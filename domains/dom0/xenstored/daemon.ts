@@ -212,9 +212,15 @@ export class XenstoredDaemon {
     this.touched.length = 0;
     this.generation++;
     const empty = new Uint8Array(0);
+    // Output handed over by the transports, given back if the new instance does not start.
+    const taken = new Map<number, { data: Uint8Array; respLen: number }>();
     const bytes = dumpState(old, {
       input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty,
-      output: (c) => this.sinks.get(c)?.takeOutput?.() ?? { data: empty, respLen: 0 },
+      output: (c) => {
+        const t = this.sinks.get(c)?.takeOutput?.() ?? { data: empty, respLen: 0 };
+        if (t.data.length !== 0) taken.set(c, t);
+        return t;
+      },
     }, { start });
     let restored: RestoredState;
     try {
@@ -227,6 +233,7 @@ export class XenstoredDaemon {
       const opts = this.opts.liveUpdateOptions?.(old.lu!.cmdline) ?? this.opts;
       restored = readState(stream, opts);
     } catch (e) {
+      for (const [conn, t] of taken) this.resend(conn, t.data, t.respLen);
       return `Error activating new binary: ${(e as Error).message}`;
     }
     const xs = restored.xs;
@@ -236,16 +243,7 @@ export class XenstoredDaemon {
       const sink = this.sinks.get(conn);
       if (sink === undefined) continue;
       sink.restoreInput?.(rc.partialInput);
-      const { raw, messages } = outputMessages(rc.output, rc.respLen);
-      if (raw.length !== 0) {
-        if (sink.sendBytes === undefined) throw new Error(`xenstored: connection ${conn} cannot take the rest of a reply sent in part`);
-        sink.sendBytes(raw);
-      }
-      for (const m of messages) {
-        this.opts.trace?.io(conn, 'OUT', m);
-        if (this.onTrace) this.traceMsg(conn, 'OUT', m);
-        this.queue(conn, m);
-      }
+      this.resend(conn, rc.output, rc.respLen);
     }
     // Sinks of connections the stream did not carry have nothing to talk to any more.
     for (const [conn, sink] of [...this.sinks]) {
@@ -255,6 +253,22 @@ export class XenstoredDaemon {
     }
     this.onLiveUpdate?.({ bytes: bytes.length, restored });
     return undefined;
+  }
+
+  /** Output carried over a live update, sent before anything new: raw bytes, then whole messages. */
+  private resend(conn: number, output: Uint8Array, respLen: number): void {
+    const sink = this.sinks.get(conn);
+    if (sink === undefined || output.length === 0) return;
+    const { raw, messages } = outputMessages(output, respLen);
+    if (raw.length !== 0) {
+      if (sink.sendBytes === undefined) throw new Error(`xenstored: connection ${conn} cannot take the rest of a reply sent in part`);
+      sink.sendBytes(raw);
+    }
+    for (const m of messages) {
+      this.opts.trace?.io(conn, 'OUT', m);
+      if (this.onTrace) this.traceMsg(conn, 'OUT', m);
+      this.queue(conn, m);
+    }
   }
 
   /** The whole state as a stream (`xensim xenstored --dump`): what a live update writes, without a -s. */

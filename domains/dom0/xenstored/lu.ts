@@ -24,7 +24,7 @@ import type { Quotas } from './quota.ts';
 import type { Xenstored, XenstoredOptions } from './core.ts';
 import { type XsNode } from './store.ts';
 import {
-  XsStateError, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord, XsStateType, XsStateWriter,
+  XsStateError, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord, type XsStateSink, XsStateType, XsStateWriter,
 } from './xenstore-state.ts';
 
 /** lu_status: the session from `-f` (the "binary") to the switch or an abort. */
@@ -214,7 +214,7 @@ function fromStatePerms(perms: readonly XsStatePerm[]): Perms {
  * them): global data, per connection its record and its watches, the special nodes, every node
  * from / in pre-order, the domains.
  */
-export function writeState(w: XsStateWriter, xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): void {
+export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): void {
   w.record({ type: XsStateType.GLOBAL, socketFd: opts.socketFd ?? -1, evtchnFd: opts.evtchnFd ?? -1 });
   w.record({
     type: XsStateType.GLB_QUOTA, global: [],
@@ -282,8 +282,10 @@ export function writeState(w: XsStateWriter, xs: Xenstored, io: ConnectionBytes,
 /** The records of a daemon's whole state (writeState's, as objects: for inspection). */
 export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): XsStateRecord[] {
   const records: XsStateRecord[] = [];
-  const collect = { record: (r: XsStateRecord) => records.push(r), node: (path: string, value: string, perms: readonly XsStatePerm[]) => records.push({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms, path, value }) };
-  writeState(collect as unknown as XsStateWriter, xs, io, opts);
+  writeState({
+    record: (r) => records.push(r),
+    node: (path, value, perms, connId = 0, txId = 0, access = 0) => records.push({ type: XsStateType.NODE, connId, txId, access, perms, path, value }),
+  }, xs, io, opts);
   return records;
 }
 

@@ -256,11 +256,18 @@ function quotaRecord(o: Out, quotas: readonly XsStateQuota[]): void {
   }
 }
 
+/** Where records go one by one (a writer, or anything collecting them). */
+export interface XsStateSink {
+  record(r: XsStateRecord): void;
+  /** A committed NODE_DATA record (or a transaction's, with connId, txId and access). */
+  node(path: string, value: string, perms: readonly XsStatePerm[], connId?: number, txId?: number, access?: number): void;
+}
+
 /**
  * Writes a stream record by record (a daemon's million nodes need no record objects): the
  * header at once, then record() or node() per record, then finish() adds END.
  */
-export class XsStateWriter {
+export class XsStateWriter implements XsStateSink {
   private readonly o: Out;
   /** Encoded permission lists, by list (callers share one list between nodes with one ACL). */
   private readonly permBytes = new WeakMap<readonly XsStatePerm[], Uint8Array>();

@@ -131,6 +131,21 @@ describe('xenstored live update (C 4.17)', () => {
       assert.equal(c.commit(tx), 'OK');
     });
 
+    it('a new instance that cannot start: -s answers why, the old instance carries on and runs what it held', () => {
+      const h = new Harness({ liveUpdateOptions: () => {
+        throw new Error('cannot parse the command line');
+      } } as never);
+      const c = h.socket();
+      assert.equal(lu(h.dom0, '-f', '/x'), 'OK');
+      assert.equal(c.request(T.XS_TRANSACTION_START, nulJoin('')).error, 'NOREPLY');
+      const old = h.xs;
+      assert.equal(lu(h.dom0, '-s'), 'Error activating new binary: cannot parse the command line');
+      assert.equal(h.xs, old);
+      assert.equal(h.xs.lu, undefined);
+      assert.equal(c.inbox.filter((m) => m.type === T.XS_TRANSACTION_START).length, 1);
+      assert.equal(lu(h.dom0, '-f', '/x'), 'OK', 'a new session may start');
+    });
+
     it('an abort lets held requests run at once', () => {
       const h = new Harness();
       const c = h.socket();
