@@ -135,6 +135,15 @@ export interface XsState {
 export class XsStateError extends Error {}
 
 const PERM_LETTERS = new Set(['n', 'r', 'w', 'b']);
+
+/**
+ * Buffer's own latin1 methods, without toString()/write()'s argument handling: a million nodes
+ * read and write two strings each. Bounds are checked by the callers.
+ */
+interface Latin1Buffer extends Buffer {
+  latin1Write(s: string, offset: number): number;
+  latin1Slice(start: number, end: number): string;
+}
 const pad8 = (n: number): number => (n + 7) & ~7;
 
 // ------------------------------------------------------------------ writer
@@ -217,7 +226,7 @@ class Out {
   /** latin1 text, then a NUL if asked. */
   text(s: string, nul: boolean): void {
     this.room(s.length + 1);
-    this.len += this.buf.write(s, this.len, 'latin1');
+    this.len += (this.buf as Latin1Buffer).latin1Write(s, this.len);
     if (nul) this.buf[this.len++] = 0;
   }
 
@@ -502,14 +511,14 @@ class In {
     this.need(n, field);
     const nul = this.b.indexOf(0, this.off);
     if (nul !== this.off + n - 1) throw new XsStateError(`${this.what}: ${field} is not a string of ${n - 1} bytes and its NUL`);
-    const s = this.b.toString('latin1', this.off, nul);
+    const s = (this.b as Latin1Buffer).latin1Slice(this.off, nul);
     this.off += n;
     return s;
   }
 
   text(n: number, field: string): string {
     this.need(n, field);
-    const s = this.b.toString('latin1', this.off, this.off + n);
+    const s = (this.b as Latin1Buffer).latin1Slice(this.off, this.off + n);
     this.off += n;
     return s;
   }
