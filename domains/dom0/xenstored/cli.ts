@@ -81,7 +81,7 @@ export function registerXenstored(program: Command): void {
 Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
 XENSTORED_PATH naming --socket): as C xenstored 4.17 - the state stream goes to
 <rundir>/state_dump (rundir: $XENSTORED_ROOTDIR, else the socket's directory) and a new
-daemon instance in this process reads it and takes over every connection; -f accepts any
+daemon instance in this process reads it and takes over every connection; FILE may be any
 path (no binary is executed); -c may give the quota options above again.
 --dump/--restore use the same stream: --restore keeps the tree, quotas and domains; socket
 clients of the daemon that wrote it are gone.`)
