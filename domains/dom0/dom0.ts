@@ -61,8 +61,12 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     // (XSA-417). Without this every domid "existed" and the scenario xsa-417 failed.
     domainExists: (domid) => domid < DOMID_FIRST_RESERVED
       && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+    // A live update (CONTROL live-update from dom0's tools) waits for transactions in the
+    // kernel's time; its state stream stays in memory (dom0 has no rundir here).
+    clock: () => Math.floor(k.now() / 1e9),
+    timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
-  const xs = daemon.xs;
+  // The instance changes with a live update: always daemon.xs.
   if (args.trace) {
     daemon.onTrace = (ev) => k.trace(ev);
     daemon.onRemovedOwned = (ev) => k.trace(ev);
@@ -70,7 +74,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
   // The toolstack's own privileged connection (libxl's xs handle).
-  const tool = xs.connectSocket();
+  const tool = daemon.xs.connectSocket();
   let reqId = 1;
   const replies: Uint8Array[] = [];
   daemon.attach(tool, { send: (m) => replies.push(encodeMessage(m)), flush: () => undefined, ended: () => undefined });
@@ -86,9 +90,9 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
   let seenEpoch = -1;
   const syncRings = (): void => {
-    if (xs.domainEpoch === seenEpoch) return;
-    seenEpoch = xs.domainEpoch;
-    for (const [domid, d] of xs.domains) {
+    if (daemon.xs.domainEpoch === seenEpoch) return;
+    seenEpoch = daemon.xs.domainEpoch;
+    for (const [domid, d] of daemon.xs.domains) {
       if (domid === 0 || !d.introduced || d.conn === undefined) continue;
       const have = rings.get(domid);
       if (have?.conn === d.conn) continue;
@@ -102,7 +106,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port });
     }
     for (const [domid, r] of rings) {
-      if (xs.connections.has(r.conn)) continue;
+      if (daemon.xs.connections.has(r.conn)) continue;
       rings.delete(domid);
       k.close(r.port);
       k.unmapGrant(r.handle);
@@ -113,12 +117,12 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   // VIRQ_DOM_EXC: some domain shut down or died; ask the hypervisor which.
   const virq = k.bindVirq(Virq.VIRQ_DOM_EXC);
   k.on(virq, () => {
-    for (const [domid, d] of xs.domains) {
+    for (const [domid, d] of daemon.xs.domains) {
       if (domid === 0 || !d.introduced) continue;
       const info = k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid });
       const state = typeof info === 'number' ? 'dead' : (info as { state: string }).state;
-      if (state === 'dead' || state === 'dying') daemon.route(xs.domainStateChanged(domid, 'dead'));
-      else if (state === 'shutdown') daemon.route(xs.domainStateChanged(domid, 'shutdown'));
+      if (state === 'dead' || state === 'dying') daemon.route(daemon.xs.domainStateChanged(domid, 'dead'));
+      else if (state === 'shutdown') daemon.route(daemon.xs.domainStateChanged(domid, 'shutdown'));
     }
     daemon.flush();
   });
@@ -157,7 +161,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     let watchConn: number | undefined;
     const watchXs = local('xenopsd watch', { onConnection: (c) => (watchConn = c) });
     const xo = new Xenopsd(k, local('xenopsd'), watchXs, args.quirks?.xenopsd, () => {
-      const c = watchConn === undefined ? undefined : xs.connections.get(watchConn);
+      const c = watchConn === undefined ? undefined : daemon.xs.connections.get(watchConn);
       return c && { conn: c.id, watches: c.watches.map((w) => ({ path: w.node, token: w.token })) };
     });
     await xo.start();

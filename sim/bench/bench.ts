@@ -17,9 +17,11 @@ import { devicesSection, swarmSection } from './scenarios.ts';
 import { racesSection } from './races.ts';
 import { startupSection } from './startup.ts';
 import { migrationSection } from './migration.ts';
+import { resilienceSection } from './resilience.ts';
 
 const SECTIONS: readonly BenchSection[] = [
   xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
+  resilienceSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]

@@ -1,6 +1,8 @@
 // `xensim xenstored`: the daemon on a Unix socket, with C xenstored 4.17's quota options.
+import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import v8 from 'node:v8';
-import type { Command } from 'commander';
+import { Command } from 'commander';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, parseQuotaAssignment, type Quotas } from './quota.ts';
 import type { Profile } from './core.ts';
 import { TraceFile } from './trace.ts';
@@ -13,14 +15,9 @@ const int = (v: string): number => {
 };
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-export function registerXenstored(program: Command): void {
-  program
-    .command('xenstored')
-    .description('run a standalone XenStore daemon on a Unix socket')
-    .requiredOption('--socket <path>', 'Unix socket for dom0 tools (what XENSTORED_PATH names)')
-    .option('--profile <profile>', 'behaviour: c (C xenstored 4.17) or ocaml (oxenstored 4.17)', 'c')
-    .option('--guest-dir <dir>', 'once domain N is introduced, socket DIR/N is its connection')
-    .option('-T, --trace <file>', 'write every request and reply to FILE')
+/** The daemon options a live update's `-c <cmdline>` may give again (C's command line). */
+function quotaOptions(cmd: Command): Command {
+  return cmd
     .option('-E, --entry-nb <n>', 'nodes a domain may own', int)
     .option('-S, --entry-size <n>', 'largest node size in bytes', int)
     .option('-W, --watch-nb <n>', 'watches a domain may have', int)
@@ -30,34 +27,70 @@ export function registerXenstored(program: Command): void {
     .option('-Q, --quota <name=value>', 'set a quota (nodes, watches, transactions, outstanding, transaction-nodes, memory, node-size, permissions, path-max)', collect, [])
     .option('-q, --quota-soft <name=value>', 'set a soft quota (memory)', collect, [])
     .option('-w, --timeout <name=value>', 'watch-event=<seconds>', collect, [])
-    .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them")
+    .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them");
+}
+
+/** The quotas given explicitly (the rest are the profile's defaults, or a restored stream's). */
+function quotasFrom(o: Record<string, unknown>, profile: Profile): Partial<Quotas> {
+  const quotas: Partial<Quotas> = {};
+  const base = profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS;
+  if (o.entryNb !== undefined) quotas.nodes = o.entryNb as number;
+  if (o.entrySize !== undefined) quotas.nodeSize = o.entrySize as number;
+  if (o.watchNb !== undefined) quotas.watches = o.watchNb as number;
+  if (o.transaction !== undefined) quotas.transactions = o.transaction as number;
+  if (o.permNb !== undefined) quotas.permissions = o.permNb as number;
+  // C caps -M at XENSTORE_REL_PATH_MAX.
+  if (o.pathMax !== undefined) quotas.pathMax = Math.min(o.pathMax as number, base.pathMax);
+  for (const q of o.quota as string[]) {
+    const [k, v] = parseQuotaAssignment(q);
+    quotas[k] = v;
+  }
+  for (const q of o.quotaSoft as string[]) {
+    const [k, v] = parseQuotaAssignment(q);
+    if (k !== 'memory') throw new Error(`no soft quota "${q}"`);
+    quotas.memorySoft = v;
+  }
+  for (const t of o.timeout as string[]) {
+    const m = /^watch-event=(\d+)$/.exec(t);
+    if (!m) throw new Error(`unknown timeout "${t}"`);
+    quotas.watchEventTimeout = Number(m[1]);
+  }
+  return quotas;
+}
+
+/** The options of `-c <cmdline>` (blank-separated, as C's strtok splits it); -U is implied. */
+function cmdlineQuotas(cmdline: string, profile: Profile): Partial<Quotas> {
+  const cmd = quotaOptions(new Command().exitOverride().allowUnknownOption().allowExcessArguments().configureOutput({ writeErr: () => undefined }));
+  cmd.option('-U, --live-update', 'ignored');
+  cmd.parse(cmdline.split(/[ \t]+/).filter((t) => t !== ''), { from: 'user' });
+  return quotasFrom(cmd.opts(), profile);
+}
+
+export function registerXenstored(program: Command): void {
+  quotaOptions(program
+    .command('xenstored')
+    .description('run a standalone XenStore daemon on a Unix socket')
+    .requiredOption('--socket <path>', 'Unix socket for dom0 tools (what XENSTORED_PATH names)')
+    .option('--profile <profile>', 'behaviour: c (C xenstored 4.17) or ocaml (oxenstored 4.17)', 'c')
+    .option('--guest-dir <dir>', 'once domain N is introduced, socket DIR/N is its connection')
+    .option('-T, --trace <file>', 'write every request and reply to FILE'))
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
+    .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
+    .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1')
+    .addHelpText('after', `
+Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
+XENSTORED_PATH naming --socket): as C xenstored 4.17 - the state stream goes to
+<rundir>/state_dump (rundir: $XENSTORED_ROOTDIR, else the socket's directory) and a new
+daemon instance in this process reads it and takes over every connection; FILE may be any
+path (no binary is executed); -c may give the quota options above again.
+--dump/--restore use the same stream: --restore keeps the tree, quotas and domains; socket
+clients of the daemon that wrote it are gone.`)
     .action(async (o: Record<string, unknown>) => {
       const profile = o.profile as Profile;
       if (profile !== 'c' && profile !== 'ocaml') throw new Error(`unknown profile "${profile}" (c or ocaml)`);
-      const quotas: Partial<Quotas> = {};
-      const base = profile === 'c' ? C_DEFAULT_QUOTAS : OCAML_DEFAULT_QUOTAS;
-      if (o.entryNb !== undefined) quotas.nodes = o.entryNb as number;
-      if (o.entrySize !== undefined) quotas.nodeSize = o.entrySize as number;
-      if (o.watchNb !== undefined) quotas.watches = o.watchNb as number;
-      if (o.transaction !== undefined) quotas.transactions = o.transaction as number;
-      if (o.permNb !== undefined) quotas.permissions = o.permNb as number;
-      // C caps -M at XENSTORE_REL_PATH_MAX.
-      if (o.pathMax !== undefined) quotas.pathMax = Math.min(o.pathMax as number, base.pathMax);
-      for (const q of o.quota as string[]) {
-        const [k, v] = parseQuotaAssignment(q);
-        quotas[k] = v;
-      }
-      for (const q of o.quotaSoft as string[]) {
-        const [k, v] = parseQuotaAssignment(q);
-        if (k !== 'memory') throw new Error(`no soft quota "${q}"`);
-        quotas.memorySoft = v;
-      }
-      for (const t of o.timeout as string[]) {
-        const m = /^watch-event=(\d+)$/.exec(t);
-        if (!m) throw new Error(`unknown timeout "${t}"`);
-        quotas.watchEventTimeout = Number(m[1]);
-      }
+      const quotas = quotasFrom(o, profile);
+      const rundir = process.env.XENSTORED_ROOTDIR ?? dirname(o.socket as string);
+      const stateDumpPath = join(rundir, 'state_dump');
       const trace = typeof o.trace === 'string' ? new TraceFile(o.trace) : undefined;
       const server = new XenstoredServer({
         socketPath: o.socket as string,
@@ -66,7 +99,22 @@ export function registerXenstored(program: Command): void {
         quotas,
         trace,
         keepOrphans: o.keepOrphans === true,
+        clock: () => Math.floor(Date.now() / 1000),
+        timer: (fn, ms) => void setTimeout(fn, ms).unref(),
+        stateDump: {
+          write: (b) => writeFileSync(stateDumpPath, b, { mode: 0o600 }),
+          read: () => readFileSync(stateDumpPath),
+          remove: () => unlinkSync(stateDumpPath),
+        },
+        liveUpdateOptions: (cmdline) => ({
+          profile, keepOrphans: o.keepOrphans === true, clock: () => Math.floor(Date.now() / 1000),
+          quotas: cmdline === undefined ? quotas : cmdlineQuotas(cmdline, profile),
+        }),
+        restoreFrom: typeof o.restore === 'string' ? readFileSync(o.restore) : undefined,
       });
+      // What C syslogs ("live-update: read state"), with the stream's size.
+      server.daemon.onLiveUpdate = (d) => void process.stderr.write(
+        `xenstored: live-update: new instance read ${d.bytes} bytes of state, ${d.restored.connections.size} connections\n`);
       await server.listen();
       // Once the tree is big, let V8 keep less slack above the live heap (a million nodes: about
       // 270 MB RSS instead of 370 MB); small trees keep the default, which collects less often.
@@ -76,7 +124,13 @@ export function registerXenstored(program: Command): void {
         clearInterval(bigTree);
       }, 500);
       bigTree.unref();
+      const dumpTo = typeof o.dump === 'string' ? o.dump : undefined;
+      const dump = (): void => {
+        if (dumpTo !== undefined) writeFileSync(dumpTo, server.daemon.dump());
+      };
+      if (dumpTo !== undefined) process.on('SIGUSR1', dump);
       const stop = (): void => {
+        dump();
         void server.close().then(() => trace?.close()).then(() => process.exit(0));
       };
       process.on('SIGTERM', stop);

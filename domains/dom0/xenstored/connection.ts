@@ -41,6 +41,13 @@ export interface XsTransport {
    * resume().
    */
   throttled?(): boolean;
+  /**
+   * Live update: hands over the output not yet sent (and forgets it): whole messages, the first
+   * possibly sent in part already (`respLen` bytes of it left).
+   */
+  takeOutput?(): { data: Uint8Array; respLen: number };
+  /** Live update: raw bytes to send before anything else (the rest of a reply sent in part). */
+  sendBytes?(bytes: Uint8Array): void;
 }
 
 export interface XsWireConnectionOptions {
@@ -79,6 +86,10 @@ export class XsWireConnection {
       send: (m) => transport.send(m),
       flush: () => transport.flush(),
       ended: () => this.end('released'),
+      pendingInput: () => this.pendingInput(),
+      restoreInput: (b) => this.restoreInput(b),
+      takeOutput: transport.takeOutput ? () => transport.takeOutput!() : undefined,
+      sendBytes: transport.sendBytes ? (b) => transport.sendBytes!(b) : undefined,
     };
     daemon.attach(conn, this.sink);
   }
@@ -148,6 +159,37 @@ export class XsWireConnection {
   /** Whether stream bytes wait for resume(). */
   get paused(): boolean {
     return this.unread !== undefined;
+  }
+
+  /**
+   * Live update: what was read and not handled - the message read in part, then bytes left
+   * unread while throttled - in arrival order.
+   */
+  private pendingInput(): Uint8Array {
+    const part = this.decoder.held();
+    const u = this.unread;
+    if (u === undefined) return part;
+    const all = new Uint8Array(part.length + u.length);
+    all.set(part);
+    all.set(u, part.length);
+    return all;
+  }
+
+  /**
+   * Live update: the new instance's view of this connection's unread bytes (what pendingInput()
+   * gave, less the whole messages it handles itself): the decoder starts over with them.
+   */
+  private restoreInput(bytes: Uint8Array): void {
+    this.decoder.reset();
+    this.unread = undefined;
+    const dec = this.decoder;
+    let off = 0;
+    while (off < bytes.length && !this.ended) {
+      off += dec.push(bytes, off);
+      // Whole messages were split off by the reader; a violation is reported as on input.
+      if (dec.step === XsDecodeStep.MESSAGE) this.daemon.request(this.conn, dec.message());
+      else if (dec.step === XsDecodeStep.VIOLATION) return this.violation();
+    }
   }
 
   /** A whole message read by the transport through the decoder's fill API (the ring). */

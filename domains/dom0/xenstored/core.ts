@@ -14,6 +14,7 @@ import {
 import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
 import { nodeRecordSize, type Quotas } from './quota.ts';
 import { control } from './control.ts';
+import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
 import { Store, type XsNode } from './store.ts';
 import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxCorruptError, TxQuotaError } from './transaction.ts';
 
@@ -31,6 +32,16 @@ export interface XenstoredOptions {
   readonly ocamlToolPath?: string;
   /** The scenario engine's knobs: faults, and buggy variants of fixed bugs. */
   readonly faults?: XenstoredFaults;
+  /**
+   * Seconds, for live update's transaction timeout (`-s -t`) and its report of long-running
+   * transactions; the host's clock in `xensim xenstored`. Without one time stands still.
+   */
+  readonly clock?: () => number;
+  /**
+   * Start with only the root node, as setup_structure(true) does for a daemon started to read
+   * a live-update state stream (the stream brings /tool and everything else).
+   */
+  readonly restoring?: boolean;
 }
 
 export interface XenstoredFaults {
@@ -74,6 +85,8 @@ export interface Connection {
   readonly transactions: Map<number, Transaction>;
   nextTxId: number;
   closed: boolean;
+  /** When its oldest open transaction started (clock seconds; C's ta_start_time). */
+  txStartedAt: number;
 }
 
 /** One message for one connection, in the order the daemon produces them. */
@@ -86,6 +99,11 @@ export interface Outcome {
   readonly deliveries: Delivery[];
   /** Connections the daemon drops (protocol violation, RELEASE, domain death). */
   readonly closed: number[];
+}
+
+/** An invariant of the daemon's own state (never of what a client sent). */
+function assert(ok: boolean, what: string): asserts ok {
+  if (!ok) throw new Error(`xenstored invariant: ${what}`);
 }
 
 /** Outcome.closed of a request that closed nothing (shared: nobody changes an outcome). */
@@ -234,6 +252,13 @@ export class Xenstored {
     if (this.b.staleAclByGeneration) this.store.adjustPerms = (perms, gen) => this.settlePerms(perms, gen);
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
+    this.clock = opts.clock ?? (() => 0);
+    this.table = this.buildTable();
+    // Dom0 is known, introduced and connected from the start.
+    this.domains.set(0, {
+      domid: asDomId(0), generation: 0, introduced: true, conn: 0, mfn: 0, port: 0, shutdownReported: false,
+    });
+    if (opts.restoring) return;
     // setup_structure(): the tree a fresh daemon starts with.
     const tool = this.store.create('/', this.store.root, 'tool', '', n0);
     this.store.create('/tool', tool, 'xenstored', this.b.toolPathValue ? (opts.ocamlToolPath ?? '/usr/lib/xen-4.17/bin/oxenstored') : '', n0);
@@ -242,11 +267,6 @@ export class Xenstored {
       this.store.create('/', this.store.root, '@introduceDomain', '', n0);
       this.store.create('/', this.store.root, '@releaseDomain', '', n0);
     }
-    // Dom0 is known, introduced and connected from the start.
-    this.domains.set(0, {
-      domid: asDomId(0), generation: 0, introduced: true, conn: 0, mfn: 0, port: 0, shutdownReported: false,
-    });
-    this.table = this.buildTable();
   }
 
   // ------------------------------------------------------------------ connections
@@ -256,11 +276,13 @@ export class Xenstored {
     return this.addConnection(asDomId(0), true, 'socket');
   }
 
-  private addConnection(domid: DomId, privileged: boolean, kind: 'socket' | 'domain'): number {
-    const id = this.nextConnId++;
+  private addConnection(domid: DomId, privileged: boolean, kind: 'socket' | 'domain', given?: number): number {
+    const id = given ?? this.nextConnId++;
+    if (given !== undefined) this.nextConnId = Math.max(this.nextConnId, given + 1);
+    assert(!this.connections.has(id), `connection ${id} exists already`);
     this.connections.set(id, {
       id, domid, privileged, kind, home: domainPath(domid), target: undefined,
-      watches: [], transactions: new Map(), nextTxId: 1, closed: false,
+      watches: [], transactions: new Map(), nextTxId: 1, closed: false, txStartedAt: 0,
     });
     return id;
   }
@@ -275,6 +297,7 @@ export class Xenstored {
   disconnect(connId: number): void {
     const c = this.connections.get(connId);
     if (!c) return;
+    this.dropLiveUpdateOf(connId);
     this.dropConnectionState(c);
     c.closed = true;
     this.connections.delete(connId);
@@ -293,6 +316,91 @@ export class Xenstored {
     c.watches.length = 0;
     for (const t of c.transactions.values()) t.close();
     c.transactions.clear();
+    this.delayed.delete(c.id);
+  }
+
+  // ------------------------------------------------------------------ live update (lu.ts)
+
+  /** Seconds (C's time(NULL)). */
+  readonly clock: () => number;
+  /** The live-update session (lu_status), from `-f` until the switch or an abort. */
+  lu: LiveUpdate | undefined;
+  /** The `-s` request waiting for the transactions to end (do_lu_start's delayed request). */
+  luStart: LuStart | undefined;
+  /**
+   * Requests held while a live update is pending (delay_request): a TRANSACTION_START from a
+   * connection with none open, and, once an unprivileged connection has one held, everything
+   * after it (C stalls that connection: it reads nothing more). Arrival order per connection.
+   */
+  readonly delayed = new Map<number, XsMessage[]>();
+
+  /** The session goes with its connection (lu_status is that connection's talloc child). */
+  private dropLiveUpdateOf(connId: number): void {
+    if (this.lu?.conn === connId) this.lu = undefined;
+    if (this.luStart?.conn === connId) this.luStart = undefined;
+  }
+
+  /** Whether the request is held back until the live update happens or is aborted. */
+  private delayRequest(conn: Connection, msg: XsMessage): boolean {
+    if (this.lu === undefined) return false;
+    const held = this.delayed.get(conn.id);
+    // A stalled connection is not read: what it sends waits behind what is held.
+    if (held !== undefined && !conn.privileged) {
+      held.push(msg);
+      return true;
+    }
+    if (msg.type !== T.XS_TRANSACTION_START || conn.transactions.size !== 0) return false;
+    if (held !== undefined) held.push(msg);
+    else this.delayed.set(conn.id, [msg]);
+    return true;
+  }
+
+  /**
+   * Handles the requests held for a live update that is no longer pending (aborted, failed, or
+   * this is the new instance that read them from the stream), in arrival order per connection.
+   */
+  runDelayed(): Outcome {
+    const deliveries: Delivery[] = [];
+    const closed: number[] = [];
+    while (this.lu === undefined && this.delayed.size !== 0) {
+      const [connId, msgs] = this.delayed.entries().next().value as [number, XsMessage[]];
+      this.delayed.delete(connId);
+      for (const m of msgs) {
+        const o = this.handle(connId, m);
+        for (const d of o.deliveries) deliveries.push(d);
+        for (const c of o.closed) closed.push(c);
+      }
+    }
+    return { deliveries, closed };
+  }
+
+  /** A connection's record for the state stream as a new instance re-creates it (lu.ts). */
+  restoreConnection(id: number, spec: { kind: 'socket' } | { kind: 'ring'; domid: number; port: number; target: number | undefined }): void {
+    assert(id > 0, 'connection ids are non-zero');
+    if (spec.kind === 'socket') {
+      this.addConnection(asDomId(0), true, 'socket', id);
+      return;
+    }
+    let d = this.domains.get(spec.domid);
+    if (d === undefined) {
+      d = { domid: asDomId(spec.domid), generation: 0, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false };
+      this.domains.set(spec.domid, d);
+    }
+    // introduce_domain(restore): the ring is the transport's; no @introduceDomain.
+    d.introduced = true;
+    d.port = spec.port;
+    d.conn = this.addConnection(asDomId(spec.domid), false, 'domain', id);
+    this.domainEpoch++;
+    if (spec.target !== undefined) {
+      const c = this.connections.get(id)!;
+      c.target = asDomId(spec.target);
+      const t = this.domains.get(spec.target);
+      if (t?.conn !== undefined) {
+        const refs = this.talloc.get(t.conn) ?? [];
+        refs.unshift(id);
+        this.talloc.set(t.conn, refs);
+      }
+    }
   }
 
   // ------------------------------------------------------------------ requests
@@ -306,8 +414,15 @@ export class Xenstored {
     if (this.closing.length !== 0) this.closing = [];
     if (this.unsent.size !== 0) this.unsent.clear();
     if (!conn) return { deliveries: [], closed: [] };
+    if (this.delayRequest(conn, msg)) return { deliveries: [], closed: NONE_CLOSED };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
+    if (this.heldBack) {
+      // The request waits (live-update -s): its reply comes later, or from the new instance.
+      this.heldBack = false;
+      this.current = undefined;
+      return { deliveries: [], closed: NONE_CLOSED };
+    }
     const deliveries: Delivery[] = [];
     const ownFirst = this.b.ownEventsBeforeReply || reply.eventsFirst;
     if (ownFirst) for (const m of this.selfEvents) deliveries.push({ conn: connId, msg: m });
@@ -544,7 +659,8 @@ export class Xenstored {
     return this.b.staleAclByGeneration ? this.settlePerms(node.perms, node.gen) : node.perms;
   }
 
-  private settlePerms(perms: Perms, gen: number): Perms {
+  /** The ACL as C keeps it once read: entries no longer honoured flagged ignored (domain_adjust_node_perms). */
+  settlePerms(perms: Perms, gen: number): Perms {
     if (perms.length < 2) return perms;
     let changed = false;
     const out = perms.map((e, i) => {
@@ -1028,6 +1144,7 @@ export class Xenstored {
     if (ctx.tx) fail('EBUSY');
     if (!conn.privileged && conn.transactions.size > this.quotas.transactions) fail(this.b.transactionQuotaError);
     const id = this.allocTxId(conn);
+    if (conn.transactions.size === 0) conn.txStartedAt = this.clock();
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
     // C: a transaction takes a generation of its own (domains known from now on are younger).
     if (this.b.txStartTakesGeneration) this.store.generation++;
@@ -1499,11 +1616,25 @@ export class Xenstored {
 
   // ------------------------------------------------------------------ CONTROL
 
+  /** Set by a handler whose request waits for a later answer (live-update -s). */
+  private heldBack = false;
+
   private doControl(ctx: RequestContext): void {
     // oxenstored's DEBUG answers OK to anything.
     if (this.b.controlIsDebug) return;
-    const r = control(strings(ctx.msg.payload), this);
+    const args = strings(ctx.msg.payload);
+    if (args[0] === 'live-update') {
+      // max_pars 5: the command and four parameters; any more are not looked at.
+      const r = controlLiveUpdate(this, ctx.conn.id, ctx.msg, args.slice(1, 5));
+      if ('error' in r) fail(r.error);
+      else if ('delayed' in r) this.heldBack = true;
+      else ctx.reply = enc(`${r.text}\0`);
+      return;
+    }
+    const r = control(args, this);
     if ('error' in r) fail(r.error);
     else if (r.text !== undefined) ctx.reply = enc(`${r.text}\0`);
   }
 }
+
+registerXenstored(Xenstored);

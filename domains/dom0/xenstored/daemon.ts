@@ -4,6 +4,7 @@
 // connection once per batch.
 import { type XsMessage, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
+import { dumpState, luReply, luStep, outputMessages, readState, restoreOffline, type RestoredState } from './lu.ts';
 import type { TraceFile } from './trace.ts';
 
 /** What the connection layer offers the daemon for one connection. */
@@ -14,10 +15,35 @@ export interface Sink {
   flush(): void;
   /** The core ended this connection (RELEASE, domain death, protocol violation). */
   ended(): void;
+  /** Live update: bytes read from the peer and not yet handled (a message read in part). */
+  pendingInput?(): Uint8Array;
+  /** Live update: the new instance's connection continues that partial message. */
+  restoreInput?(bytes: Uint8Array): void;
+  /** Live update: raw bytes to send first (the rest of a reply sent in part). */
+  sendBytes?(bytes: Uint8Array): void;
+  /** Live update: the output not yet sent, handed over (see XsTransport.takeOutput). */
+  takeOutput?(): { data: Uint8Array; respLen: number };
 }
 
 export interface DaemonOptions extends XenstoredOptions {
   readonly trace?: TraceFile;
+  /**
+   * Where a live update's state stream goes and the new instance reads it from (C: the file
+   * <rundir>/state_dump, removed once read). Default: kept in memory.
+   */
+  readonly stateDump?: { write(bytes: Uint8Array): void; read(): Uint8Array; remove(): void };
+  /** Options of the new instance after a live update with `-c <cmdline>` (default: these). */
+  readonly liveUpdateOptions?: (cmdline: string | undefined) => XenstoredOptions;
+  /** Calls `fn` after `ms` milliseconds (a held live update looks again each second, as C polls). */
+  readonly timer?: (fn: () => void, ms: number) => void;
+  /** Start from a state stream written earlier (`xensim xenstored --restore`). */
+  readonly restoreFrom?: Uint8Array;
+}
+
+/** One live update done: the stream's size, and its connections. */
+export interface LiveUpdateDone {
+  readonly bytes: number;
+  readonly restored: RestoredState;
 }
 
 /** A request in, or a reply or watch event out, as a structured trace event. */
@@ -35,7 +61,8 @@ export interface XenstoreTraceEvent {
 }
 
 export class XenstoredDaemon {
-  readonly xs: Xenstored;
+  /** The daemon instance; a live update replaces it with one read from the state stream. */
+  xs: Xenstored;
   private readonly sinks = new Map<number, Sink>();
   /**
    * Sinks with output since the last flush, each once, in the order first touched. An array, not
@@ -52,7 +79,7 @@ export class XenstoredDaemon {
   onTrace: ((ev: XenstoreTraceEvent) => void) | undefined;
 
   constructor(readonly opts: DaemonOptions = {}) {
-    this.xs = new Xenstored(opts);
+    this.xs = opts.restoreFrom !== undefined ? restoreOffline(opts.restoreFrom, opts) : new Xenstored(opts);
   }
 
   attach(conn: number, sink: Sink): void {
@@ -129,6 +156,7 @@ export class XenstoredDaemon {
   onRemovedOwned: ((ev: { kind: 'xenstored'; op: 'owned_nodes_removed'; owner: number; paths: string[] }) => void) | undefined;
 
   flush(): void {
+    if (this.xs.luStart !== undefined || this.xs.delayed.size !== 0) this.liveUpdateStep();
     if (this.xs.removedOwned.length !== 0) {
       for (const r of this.xs.removedOwned.splice(0)) this.onRemovedOwned?.({ kind: 'xenstored', op: 'owned_nodes_removed', owner: r.domid, paths: r.paths });
     }
@@ -137,6 +165,116 @@ export class XenstoredDaemon {
     for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
     this.touched.length = 0;
     this.generation++;
+  }
+
+  /** Told after each live update (the transports' and the tests' hook). */
+  onLiveUpdate: ((done: LiveUpdateDone) => void) | undefined;
+  private luTimer = false;
+
+  /**
+   * The held live update (do_lu_start) and the requests held for it (process_delayed_message):
+   * looked at after every batch, and each second while it waits for transactions to end.
+   */
+  private liveUpdateStep(): void {
+    const step = luStep(this.xs);
+    if (step.kind === 'wait') {
+      if (!this.luTimer && this.opts.timer) {
+        this.luTimer = true;
+        this.opts.timer(() => {
+          this.luTimer = false;
+          this.flush();
+        }, 1000);
+      }
+    } else if (step.kind === 'reply') {
+      this.route({ deliveries: [{ conn: step.conn, msg: step.msg }], closed: [] });
+    } else if (step.kind === 'go') {
+      const failure = this.liveUpdate();
+      if (failure !== undefined) {
+        this.xs.luStart = undefined;
+        this.xs.lu = undefined;
+        const r = luReply(step.start, failure);
+        this.route({ deliveries: [{ conn: r.conn, msg: r.msg }], closed: [] });
+      }
+    }
+    // Held requests run once no update is pending (aborted, refused, or done: the new instance's).
+    if (this.xs.lu === undefined && this.xs.delayed.size !== 0) this.route(this.xs.runDelayed());
+  }
+
+  /**
+   * The switch: what is queued goes out, the state is dumped (the -s's OK inside), a new
+   * instance reads it and takes over every connection. Returns the failure text if it could
+   * not (the old instance carries on, as C does when the new binary cannot be started).
+   */
+  private liveUpdate(): string | undefined {
+    const old = this.xs;
+    const start = old.luStart!;
+    for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
+    this.touched.length = 0;
+    this.generation++;
+    const empty = new Uint8Array(0);
+    // Output handed over by the transports, given back if the new instance does not start.
+    const taken = new Map<number, { data: Uint8Array; respLen: number }>();
+    const bytes = dumpState(old, {
+      input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty,
+      output: (c) => {
+        const t = this.sinks.get(c)?.takeOutput?.() ?? { data: empty, respLen: 0 };
+        if (t.data.length !== 0) taken.set(c, t);
+        return t;
+      },
+    }, { start });
+    let restored: RestoredState;
+    try {
+      let stream: Uint8Array = bytes;
+      if (this.opts.stateDump) {
+        this.opts.stateDump.write(bytes);
+        stream = this.opts.stateDump.read();
+        this.opts.stateDump.remove();
+      }
+      const opts = this.opts.liveUpdateOptions?.(old.lu!.cmdline) ?? this.opts;
+      restored = readState(stream, opts);
+    } catch (e) {
+      for (const [conn, t] of taken) this.resend(conn, t.data, t.respLen);
+      return `Error activating new binary: ${(e as Error).message}`;
+    }
+    const xs = restored.xs;
+    xs.setUpDomain = old.setUpDomain;
+    this.xs = xs;
+    for (const [conn, rc] of restored.connections) {
+      const sink = this.sinks.get(conn);
+      if (sink === undefined) continue;
+      sink.restoreInput?.(rc.partialInput);
+      this.resend(conn, rc.output, rc.respLen);
+    }
+    // Sinks of connections the stream did not carry have nothing to talk to any more.
+    for (const [conn, sink] of [...this.sinks]) {
+      if (restored.connections.has(conn) || xs.connections.has(conn)) continue;
+      this.detach(conn);
+      sink.ended();
+    }
+    this.onLiveUpdate?.({ bytes: bytes.length, restored });
+    return undefined;
+  }
+
+  /** Output carried over a live update, sent before anything new: raw bytes, then whole messages. */
+  private resend(conn: number, output: Uint8Array, respLen: number): void {
+    const sink = this.sinks.get(conn);
+    if (sink === undefined || output.length === 0) return;
+    const { raw, messages } = outputMessages(output, respLen);
+    if (raw.length !== 0) {
+      if (sink.sendBytes === undefined) throw new Error(`xenstored: connection ${conn} cannot take the rest of a reply sent in part`);
+      sink.sendBytes(raw);
+    }
+    for (const m of messages) {
+      this.opts.trace?.io(conn, 'OUT', m);
+      if (this.onTrace) this.traceMsg(conn, 'OUT', m);
+      this.queue(conn, m);
+    }
+  }
+
+  /** The whole state as a stream (`xensim xenstored --dump`): what a live update writes, without a -s. */
+  dump(): Uint8Array {
+    const empty = new Uint8Array(0);
+    return dumpState(this.xs, { input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty, output: () => ({ data: empty, respLen: 0 }) });
   }
 
   private queue(conn: number, msg: XsMessage): void {

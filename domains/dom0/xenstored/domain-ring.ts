@@ -100,6 +100,12 @@ export class XsRingConnection {
     this.wire = new XsWireConnection(daemon, connId, {
       send: (m) => this.queue(m),
       flush: () => this.flush(),
+      takeOutput: () => this.takeOutput(),
+      sendBytes: (b) => {
+        // C restores it as a reply (XS_INVALID in its trace): outstanding until written.
+        this.out.push({ bytes: b, used: 0, reply: true });
+        this.nOutstanding++;
+      },
       ended: (why) => {
         if (why === 'violation') this.ignore(XenstoreError.XENSTORE_ERROR_PROTO);
         else this.end();
@@ -181,6 +187,15 @@ export class XsRingConnection {
   }
 
   // ------------------------------------------------------------------ sink
+
+  /** Live update: what waits for room in rsp[], handed to the state stream (C's out_list). */
+  private takeOutput(): { data: Uint8Array; respLen: number } {
+    const parts = this.out.map((m) => m.bytes.subarray(m.used));
+    const respLen = this.out.length !== 0 && this.out[0].used !== 0 ? parts[0].length : 0;
+    this.out = [];
+    this.nOutstanding = 0;
+    return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts), respLen };
+  }
 
   private queue(msg: XsMessage): void {
     if (!this.live()) return;

@@ -47,7 +47,10 @@ interface Peer {
 
 export class XenstoredServer {
   readonly daemon: XenstoredDaemon;
-  readonly xs: Xenstored;
+  /** The daemon's instance now (a live update replaces it). */
+  get xs(): Xenstored {
+    return this.daemon.xs;
+  }
   private readonly main: Server;
   private readonly peers = new Map<number, Peer>();
   /** Guest-directory listeners by domid, with the connection id each one serves. */
@@ -68,7 +71,6 @@ export class XenstoredServer {
 
   constructor(private readonly opts: ServerOptions, daemon?: XenstoredDaemon) {
     this.daemon = daemon ?? new XenstoredDaemon(opts);
-    this.xs = this.daemon.xs;
     this.report = opts.report ?? ((line) => void process.stderr.write(`xenstored: ${line}\n`));
     // DIR/<domid> is bound while the INTRODUCE is handled: the file exists once dom0 sees OK, and
     // a socket that cannot be bound fails that INTRODUCE, not the daemon.

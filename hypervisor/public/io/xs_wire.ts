@@ -288,6 +288,17 @@ export class XsWireDecoder {
     return this.hdrUsed + this.bodyUsed;
   }
 
+  /**
+   * The bytes of the message being read, as they came (header, then payload so far): what a
+   * live update carries to the new daemon as unprocessed input.
+   */
+  held(): Uint8Array {
+    const out = new Uint8Array(this.hdrUsed + this.bodyUsed);
+    out.set(this.hdr.subarray(0, this.hdrUsed));
+    if (this.body !== undefined) out.set(this.body.subarray(0, this.bodyUsed), this.hdrUsed);
+    return out;
+  }
+
   /** Where the next bytes go: the rest of the header, or of the payload. */
   get fillBuffer(): Uint8Array {
     return this.body ?? this.hdr;

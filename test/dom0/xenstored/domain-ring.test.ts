@@ -646,4 +646,40 @@ describe('xenstored ring transport (domain-ring.ts) with the guest xenbus (xenbu
       );
     });
   });
+
+  describe('live update (CONTROL live-update): the ring connection carries over', () => {
+    it("output waiting for room in rsp[] - the first message already partly in the ring - goes into the stream and reaches the guest after the switch, in order", async () => {
+      host = new Host();
+      const g = await host.guest(14, { raw: true });
+      await host.dom0.mkdir('/local/domain/14/data');
+      await host.dom0.setPerms('/local/domain/14/data', ['n14']);
+      rawPut(g.page, req(T.XS_WATCH, 1, 'data\0tok\0'));
+      g.server.kick();
+      // 60 events of ~40 bytes: far more than rsp[] holds while the guest takes nothing.
+      for (let i = 0; i < 60; i++) await host.dom0.write(`/local/domain/14/data/node-${String(i).padStart(3, '0')}`, 'x');
+      assert.ok(g.server.queuedBytes > 0, 'output waits for room');
+      const old = host.xs;
+      let carried: { respLen: number; output: Uint8Array } | undefined;
+      host.daemon.onLiveUpdate = (d) => {
+        carried = d.restored.connections.get(g.conn);
+      };
+      await host.dom0.control('live-update', '-f', '/x');
+      assert.equal(await host.dom0.control('live-update', '-s'), 'OK');
+      assert.notEqual(host.xs, old, 'a new instance took over');
+      assert.ok(carried !== undefined && carried.respLen > 0 && carried.output.length > carried.respLen, 'the stream held a partly sent event and whole ones');
+      let got = Buffer.alloc(0);
+      for (let i = 0; i < 100 && (g.server.queuedBytes > 0 || idx(g.page, I.rsp_cons) !== idx(g.page, I.rsp_prod)); i++) {
+        got = Buffer.concat([got, rawTake(g.page)]);
+        g.server.kick();
+      }
+      got = Buffer.concat([got, rawTake(g.page)]);
+      const want: [number, number, string][] = [[T.XS_WATCH, 1, 'OK\0'], [T.XS_WATCH_EVENT, 0, 'data\0tok\0']];
+      for (let i = 0; i < 60; i++) want.push([T.XS_WATCH_EVENT, 0, `data/node-${String(i).padStart(3, '0')}\0tok\0`]);
+      assert.deepEqual(messages(got), want);
+      // The ring still works both ways.
+      rawPut(g.page, req(T.XS_READ, 2, 'data/node-000\0'));
+      g.server.kick();
+      assert.deepEqual(messages(rawTake(g.page)), [[T.XS_READ, 2, 'x']]);
+    });
+  });
 });

@@ -224,7 +224,10 @@ export interface IntroduceOptions {
 
 export class Harness {
   readonly daemon: HarnessDaemon;
-  readonly xs: Xenstored;
+  /** The daemon's instance now (a live update replaces it). */
+  get xs(): Xenstored {
+    return this.daemon.xs;
+  }
   readonly clients = new Map<number, Client>();
   /** The first dom0 socket connection. */
   readonly dom0: Client;
@@ -232,7 +235,6 @@ export class Harness {
 
   constructor(opts: XenstoredOptions = {}) {
     this.daemon = new HarnessDaemon(opts);
-    this.xs = this.daemon.xs;
     this.dom0 = this.socket('dom0');
   }
 
