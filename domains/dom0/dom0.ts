@@ -180,7 +180,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       // which only xenstored itself can take out and put back.
       const a = m.args as { domid: number; state?: Uint8Array };
       try {
-        const result = m.op === 'xenstore-seed-export' ? exportSeedState(xs, a.domid) : importSeedState(xs, a.domid, a.state ?? new Uint8Array(0));
+        const result = m.op === 'xenstore-seed-export' ? exportSeedState(daemon.xs, a.domid) : importSeedState(daemon.xs, a.domid, a.state ?? new Uint8Array(0));
         control.postMessage({ cmd: 'toolstackd', id: m.id, result });
       } catch (e) {
         control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) });
