@@ -50,8 +50,9 @@ export class Host {
   /** Listeners for VIRQ_DOM_EXC-worthy changes (the event channel layer raises the VIRQ). */
   private readonly domExc: ((d: Domain) => void)[] = [];
 
-  constructor(opts: { totalFrames?: number } = {}) {
+  constructor(opts: { totalFrames?: number; heapExtents?: number } = {}) {
     this.memory = new MachineMemory(opts.totalFrames);
+    if (opts.heapExtents) this.memory.populate(opts.heapExtents);
   }
 
   addHooks(h: DomainHooks): void {

@@ -50,8 +50,12 @@ export interface MigrationCaseResult {
 const PAGES_PER_MIB = 256;
 
 /** A lockstep host as the toolstack specs boot it (inline vCPUs, seeded). */
-async function host(seed: number): Promise<{ rt: HostRuntime; xl: Xl }> {
-  const rt = new HostRuntime({ seed, mode: 'lockstep', inline: true, trace: false });
+/**
+ * A lockstep host whose hypervisor heap holds `heapMiB` of populated RAM (Xen owns its RAM from
+ * boot: a guest's pages cost no page fault when it is built or restored).
+ */
+async function host(seed: number, heapMiB: number): Promise<{ rt: HostRuntime; xl: Xl }> {
+  const rt = new HostRuntime({ seed, mode: 'lockstep', inline: true, trace: false, heapMiB });
   await rt.bootDom0();
   return { rt, xl: new Xl(rt) };
 }
@@ -118,7 +122,7 @@ function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
 
 async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
   const baseRss = memOf(process.pid).rss;
-  const { rt, xl } = await host(1);
+  const { rt, xl } = await host(1, c.mib);
   try {
     const { domid, fillMs } = await guest(xl, c);
     const file = join(c.dir, `save-${c.mib}-${c.workload}.xl`);
@@ -134,13 +138,13 @@ async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
 
 async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
   const baseRss = memOf(process.pid).rss;
-  const a = await host(3);
-  const b = await host(4);
+  const a = await host(3, c.mib);
+  const b = await host(4, c.mib);
   try {
     const { domid, fillMs } = await guest(a.xl, c);
     const srcDomain = a.rt.host.domains.get(domid)!;
     // The source's frames, kept to compare with the destination's once it is gone (its extents
-    // are never reused, and nothing writes a destroyed domain's frames).
+    // go back to the source host's heap, zeroed only when handed out again, which nothing does).
     const srcFrames = [...srcDomain.p2m];
     const special = new Set([a.xl.domains.get(domid)!.store, a.xl.domains.get(domid)!.console]);
     // XENSIM_BENCH_KEEP: the sender's bytes kept in c.dir - the stream (its first `bytes`), then xl's go message.
