@@ -1200,7 +1200,13 @@ export class Xenstored {
       if (domid === 0 || !this.domains.has(domid)) continue;
       if (tx.ownedBy(domid) >= this.quotas.nodes) fail('ENOSPC');
     }
-    for (const ev of tx.apply()) this.fireCommitted(ev.path, ev.exact, ev.perms);
+    for (const ev of tx.apply()) {
+      // C keeps a node's ACL for the commit's event only if the node existed when the transaction
+      // first looked at it; for one it created and removed again, watch_permitted() finds neither
+      // that nor the node, and nobody - dom0 included - hears of it.
+      if (ev.firstSeenMissing && this.store.get(ev.path) === undefined) continue;
+      this.fireCommitted(ev.path, ev.exact, ev.perms);
+    }
   }
 
   private fireCommitted(path: string, exact: boolean, recorded: AclAt[]): void {

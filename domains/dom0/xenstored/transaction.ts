@@ -364,7 +364,7 @@ export class Transaction implements Db, SnapshotListener {
    * Applies the private copies to the committed tree (finalize_transaction); returns the events
    * to fire, in first-access order. The caller has checked the commit may proceed.
    */
-  apply(): { path: string; exact: boolean; perms: AclAt[] }[] {
+  apply(): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
     const store = this.store;
     const entries = [...this.accessed].filter(([, a]) => a.modified);
     // Deletions first (a re-created node keeps its entry as a write), then writes by depth.
@@ -398,9 +398,9 @@ export class Transaction implements Db, SnapshotListener {
         store.listings.delete(n);
       }
     }
-    const events: { path: string; exact: boolean; perms: AclAt[] }[] = [];
+    const events: { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] = [];
     for (const [path, a] of this.accessed) {
-      if (a.fire) events.push({ path, exact: a.exact, perms: a.firePerms });
+      if (a.fire) events.push({ path, exact: a.exact, perms: a.firePerms, firstSeenMissing: a.seenGen === NO_GENERATION });
     }
     return events;
   }
