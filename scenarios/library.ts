@@ -6,6 +6,7 @@ import bootThreeGuests from './boot-three-guests.ts';
 import domidReuse from './domid-reuse.ts';
 import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
+import migrateIdleGuest from './migrate-idle-guest.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
 import ringOwnership from './ring-ownership.ts';
@@ -33,6 +34,11 @@ export const XSAS: readonly ScenarioDef[] = [
   xsa115, xsa322, xsa323, xsa324, xsa325, xsa326, xsa352, xsa414, xsa419, xsa440, xsa481,
 ];
 
+/** Live migration between two hosts of one run (tag `migration`). */
+export const MIGRATIONS: readonly ScenarioDef[] = [
+  migrateIdleGuest,
+];
+
 export const LIBRARY: readonly ScenarioDef[] = [
   vbdHandshake,
   bootThreeGuests,
@@ -49,5 +55,6 @@ export const LIBRARY: readonly ScenarioDef[] = [
   domidReuse,
   vbdReplacedWhileGuestPaused,
   ringOwnership,
+  ...MIGRATIONS,
   ...XSAS,
 ];

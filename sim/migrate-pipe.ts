@@ -117,3 +117,56 @@ export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; w
     },
   };
 }
+
+/** What can go wrong on an in-process link (a scenario's faults on the network between hosts). */
+export interface LinkFaults {
+  /** The sender's bytes past this many are lost and the link reset (a connection that dies). */
+  readonly cutAfter?: number;
+  /** The sender's "permission to go" (these exact bytes) is lost and the link reset. */
+  readonly loseWrite?: Uint8Array;
+  /** Told when a fault above fires (for the trace). */
+  readonly onFault?: (what: 'cut' | 'lost', bytes: number) => void;
+}
+
+/**
+ * Two pipe ends in one process, what an ssh command's stdin/stdout carry between `xl migrate` and
+ * `xl migrate-receive`: what one writes, the other reads. Faults apply to the sender's side.
+ * drain() takes one turn of the event loop, so a sender that waits for it lets the receiver run.
+ */
+export function linkedPipes(faults: LinkFaults = {}): { sender: MigratePipe; receiver: MigratePipe } {
+  const cutAfter = faults.cutAfter ?? Infinity;
+  const lose = faults.loseWrite ? Buffer.from(faults.loseWrite) : undefined;
+  let sent = 0;
+  let reset = false;
+  const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
+  const to = (peer: () => MigratePipe, faulty: boolean): PipeWriter => ({
+    write: (b) => {
+      if (reset || peer().closed) return true;
+      if (faulty && lose?.equals(b)) {
+        reset = true;
+        faults.onFault?.('lost', sent);
+        peer().end(new Error('connection reset'));
+        link.sender!.end(new Error('connection reset'));
+        return true;
+      }
+      if (faulty && sent + b.length > cutAfter) {
+        const room = Math.max(0, cutAfter - sent);
+        if (room > 0) peer().push(b.slice(0, room));
+        sent += room;
+        reset = true;
+        faults.onFault?.('cut', sent);
+        peer().end(new Error('connection reset'));
+        link.sender!.end(new Error('connection reset'));
+        return true;
+      }
+      if (faulty) sent += b.length;
+      peer().push(b.slice());
+      return true;
+    },
+    drain: () => new Promise((r) => setImmediate(r)),
+    end: () => peer().end(),
+  });
+  link.sender = new MigratePipe(to(() => link.receiver!, true), 'migration sender');
+  link.receiver = new MigratePipe(to(() => link.sender!, false), 'migration receiver');
+  return link as { sender: MigratePipe; receiver: MigratePipe };
+}

@@ -8,6 +8,7 @@
 // permission to resume.
 import { MigratePipeClosed, type MigratePipe } from './migrate-pipe.ts';
 import { SaveRestoreError, type Xl } from './xl.ts';
+import type { GuestArgs } from '../domains/domU/guest.ts';
 import { domainFrames, memoryHash, savedPage, saveStreamOptions, suspendedState } from './xl-saverestore.ts';
 import { SaveStreamReader } from '../domains/dom0/toolstack/migration/stream-reader.ts';
 import { ImageRestorer } from '../domains/dom0/toolstack/migration/restore-image.ts';
@@ -181,8 +182,11 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   };
 }
 
-/** xl migrate-receive (migrate_receive()), over an open pipe from the sender. */
-export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<MigrateReceiveResult> {
+/**
+ * xl migrate-receive (migrate_receive()), over an open pipe from the sender. `guest`: the options
+ * of the kernel the destination's domain resumes (xensim's choice of guest kernel, not xl's).
+ */
+export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { guest?: GuestArgs } = {}): Promise<MigrateReceiveResult> {
   const log: string[] = ['migration target: Ready to receive domain.'];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_banner));
@@ -203,7 +207,7 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe): Promise<Migrate
   let domid: number;
   let r;
   try {
-    r = await xl.restoreImage(restorer.image, pipe.name, { paused: true }, 'xl migrate-receive');
+    r = await xl.restoreImage(restorer.image, pipe.name, { paused: true, guest: opts.guest }, 'xl migrate-receive');
     domid = r.domid;
   } catch (e) {
     await pipe.close();

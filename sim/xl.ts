@@ -52,6 +52,14 @@ export interface CreateOptions {
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
 export class CreateError extends ToolstackCallError {}
 
+export interface RestoreOptions extends CreateOptions {
+  /**
+   * `xl restore CONFIG FILE`: this config instead of the one saved in the stream (a new name, say;
+   * without a uuid of its own the domain gets a new one). Memory comes from the stream whatever it says.
+   */
+  readonly config?: DomainConfig;
+}
+
 /** An xl save or restore that failed (the source resumed, or nothing built): the whole story. */
 export class SaveRestoreError extends Error {
   override readonly name = 'SaveRestoreError';
@@ -300,7 +308,7 @@ export class Xl {
    * The guest's kernel comes back from its saved pages: its program is entered with `resumed`
    * (SCHEDOP_shutdown returned 0 - a new domain) and reconnects every frontend.
    */
-  async restore(file: string, opts: CreateOptions = {}): Promise<RestoreResult> {
+  async restore(file: string, opts: RestoreOptions = {}): Promise<RestoreResult> {
     let img: RestoredImage;
     try {
       img = readSaveImage(readFileSync(file));
@@ -311,14 +319,16 @@ export class Xl {
   }
 
   /** A whole stream's image into a new domain (xl restore, xl migrate-receive). */
-  async restoreImage(img: RestoredImage, from: string, opts: CreateOptions, verb: string): Promise<RestoreResult> {
+  async restoreImage(img: RestoredImage, from: string, opts: RestoreOptions, verb: string): Promise<RestoreResult> {
     if (img.end !== 'complete') throw new SaveRestoreError(`${verb}: ${from}: the stream ends early (${img.end ?? 'no END'})`);
-    if (img.config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(img.config);
-    } catch {
-      throw new SaveRestoreError(`${verb}: ${from}: the saved config is not JSON`);
+    if (img.config === undefined && !opts.config) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
+    let raw: unknown = opts.config;
+    if (raw === undefined) {
+      try {
+        raw = JSON.parse(img.config!);
+      } catch {
+        throw new SaveRestoreError(`${verb}: ${from}: the saved config is not JSON`);
+      }
     }
     const parsed = GuestSchema.safeParse(raw);
     if (!parsed.success) throw new SaveRestoreError(`${verb}: ${from}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
