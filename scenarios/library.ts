@@ -6,7 +6,10 @@ import bootThreeGuests from './boot-three-guests.ts';
 import domidReuse from './domid-reuse.ts';
 import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
+import migrateDestinationDies from './migrate-destination-dies.ts';
+import migrateDirtyStorm from './migrate-dirty-storm.ts';
 import migrateIdleGuest from './migrate-idle-guest.ts';
+import migrateThereAndBack from './migrate-there-and-back.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
 import ringOwnership from './ring-ownership.ts';
@@ -37,6 +40,9 @@ export const XSAS: readonly ScenarioDef[] = [
 /** Live migration between two hosts of one run (tag `migration`). */
 export const MIGRATIONS: readonly ScenarioDef[] = [
   migrateIdleGuest,
+  migrateDestinationDies,
+  migrateDirtyStorm,
+  migrateThereAndBack,
 ];
 
 export const LIBRARY: readonly ScenarioDef[] = [

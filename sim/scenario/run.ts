@@ -133,6 +133,8 @@ export class ScenarioHost {
 export interface MigrateOptions {
   /** The link resets after the sender wrote this many bytes (draw it from s.rng). */
   readonly cutAfter?: number;
+  /** The link resets this many bytes after the source domain has suspended (a destination dying late). */
+  readonly cutAfterSuspend?: number;
   /** The sender's "permission to go" is lost on the link (which resets). */
   readonly loseGo?: boolean;
   /** libxc's precopy policy (default simplePrecopyPolicy). */
@@ -211,6 +213,8 @@ export class ScenarioRun {
     const domid = this.domid(role);
     const { sender, receiver } = linkedPipes({
       cutAfter: opts.cutAfter,
+      cutLater: opts.cutAfterSuspend === undefined ? undefined
+        : { when: () => src.rt.host.domains.get(domid)?.isShutDown === true, bytes: opts.cutAfterSuspend },
       loseWrite: opts.loseGo ? xlMigrateMessageBytes(XlMigrateMessage.migrate_permission_to_go) : undefined,
       onFault: (what, bytes) => this.fault(what === 'cut' ? 'migration-link-reset' : 'migration-go-lost', { from: src.name, to: dst.name, bytes }),
     });
