@@ -10,6 +10,8 @@ import migrateDestinationDies from './migrate-destination-dies.ts';
 import migrateDirtyStorm from './migrate-dirty-storm.ts';
 import migrateIdleGuest from './migrate-idle-guest.ts';
 import migrateThereAndBack from './migrate-there-and-back.ts';
+import migrateWithOpenUserTxn from './migrate-with-open-user-txn.ts';
+import migrateWithWatches from './migrate-with-watches.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
 import ringOwnership from './ring-ownership.ts';
@@ -43,6 +45,8 @@ export const MIGRATIONS: readonly ScenarioDef[] = [
   migrateDestinationDies,
   migrateDirtyStorm,
   migrateThereAndBack,
+  migrateWithWatches,
+  migrateWithOpenUserTxn,
 ];
 
 export const LIBRARY: readonly ScenarioDef[] = [

@@ -353,6 +353,20 @@ export class ScenarioRun {
   }
 
   /**
+   * Calls `fn` once, at the first trace event (of any host) satisfying `pred`, as it is emitted -
+   * to start something at that very moment while a step goes on. Returns the hook's remover.
+   */
+  when(pred: (e: TraceEvent) => boolean, fn: (e: TraceEvent) => void): () => void {
+    const hook = (e: TraceEvent): void => {
+      if (!pred(e)) return;
+      this.traceHooks.delete(hook);
+      fn(e);
+    };
+    this.traceHooks.add(hook);
+    return () => void this.traceHooks.delete(hook);
+  }
+
+  /**
    * Starts `action`, then resolves with the first trace event satisfying `pred` as soon as it is
    * emitted - mid-run, not at quiescence - so the scenario can act at that very moment (xl destroy
    * as a frontend reaches Initialised); undefined if the host goes quiet without one. (waitFor
