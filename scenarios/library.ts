@@ -7,6 +7,7 @@ import domidReuse from './domid-reuse.ts';
 import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
 import migrateDestinationDies from './migrate-destination-dies.ts';
+import migrateDuringBlockIo from './migrate-during-block-io.ts';
 import migrateDirtyStorm from './migrate-dirty-storm.ts';
 import migrateIdleGuest from './migrate-idle-guest.ts';
 import migrateThereAndBack from './migrate-there-and-back.ts';
@@ -47,6 +48,7 @@ export const MIGRATIONS: readonly ScenarioDef[] = [
   migrateThereAndBack,
   migrateWithWatches,
   migrateWithOpenUserTxn,
+  migrateDuringBlockIo,
 ];
 
 export const LIBRARY: readonly ScenarioDef[] = [
