@@ -18,6 +18,7 @@ import reboot from './reboot.ts';
 import ringOwnership from './ring-ownership.ts';
 import slowWatcher from './slow-watcher.ts';
 import saveRestore from './save-restore.ts';
+import saveRestoreRenamed from './save-restore-renamed.ts';
 import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import vbdHandshake from './vbd-handshake.ts';
@@ -49,6 +50,7 @@ export const MIGRATIONS: readonly ScenarioDef[] = [
   migrateWithWatches,
   migrateWithOpenUserTxn,
   migrateDuringBlockIo,
+  saveRestoreRenamed,
 ];
 
 export const LIBRARY: readonly ScenarioDef[] = [
