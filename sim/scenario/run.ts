@@ -2,6 +2,9 @@
 // scheduler, every domain's PRNG and the fault knobs), the scenario's steps with invariants after
 // each, and a result in Xen Test Framework terms. The trace's hash is what replays are compared by.
 import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Dom0Args } from '../../domains/dom0/dom0.ts';
 import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
@@ -511,7 +514,10 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   const faultHost: FaultHost = { evtchn: rt.evtchn, seed: opts.seed };
   const fromFaults = applyFaults(faults, faultHost);
   rt.stall = faultHost.stall;
-  const dom0: Dom0Args = merge<Dom0Args>(fromFaults.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0) ?? {};
+  // The run's shared storage: absolute disk targets live here, on every host of the run alike
+  // (a path of its own per run, not in the trace, so a seed replays to the same hash).
+  const storageRoot = mkdtempSync(path.join(tmpdir(), 'xensim-storage-'));
+  const dom0: Dom0Args = { ...merge<Dom0Args>(fromFaults.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0), storageRoot };
   let run: ScenarioRun | undefined;
   const peers: HostRuntime[] = [];
   // A second host: the same faults and dom0 options, a seed of its own from the run's and its
@@ -533,7 +539,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
     const peerFaults: FaultHost = { evtchn: peer.evtchn, seed };
     const applied = applyFaults(faults, peerFaults);
     peer.stall = peerFaults.stall;
-    await peer.bootDom0(merge<Dom0Args>(applied.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0) ?? {});
+    await peer.bootDom0({ ...merge<Dom0Args>(applied.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0), storageRoot });
     log(`  host ${name} booted (seed ${seed})`);
     return new ScenarioHost(name, peer, new Xl(peer));
   };
@@ -589,6 +595,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   }
   await rt.shutdown().catch(() => undefined);
   for (const p of peers) await p.shutdown().catch(() => undefined);
+  rmSync(storageRoot, { recursive: true, force: true });
   const hash = createHash('sha256');
   for (const e of trace) hash.update(JSON.stringify(e)).update('\n');
   const rec = rt.scheduleRecord;
