@@ -138,7 +138,7 @@ export interface MigrateOptions {
   readonly cutAfter?: number;
   /** The link resets this many bytes after the source domain has suspended (a destination dying late). */
   readonly cutAfterSuspend?: number;
-  /** The sender's "permission to go" is lost on the link (which resets). */
+  /** The sender's "permission to go" is lost: the receiver's side of the link resets (its replies still get through). */
   readonly loseGo?: boolean;
   /** libxc's precopy policy (default simplePrecopyPolicy). */
   readonly policy?: PrecopyPolicy;
