@@ -6,11 +6,19 @@ import bootThreeGuests from './boot-three-guests.ts';
 import domidReuse from './domid-reuse.ts';
 import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
+import migrateDestinationDies from './migrate-destination-dies.ts';
+import migrateDuringBlockIo from './migrate-during-block-io.ts';
+import migrateDirtyStorm from './migrate-dirty-storm.ts';
+import migrateIdleGuest from './migrate-idle-guest.ts';
+import migrateThereAndBack from './migrate-there-and-back.ts';
+import migrateWithOpenUserTxn from './migrate-with-open-user-txn.ts';
+import migrateWithWatches from './migrate-with-watches.ts';
 import quotaBites from './quota-bites.ts';
 import reboot from './reboot.ts';
 import ringOwnership from './ring-ownership.ts';
 import slowWatcher from './slow-watcher.ts';
 import saveRestore from './save-restore.ts';
+import saveRestoreRenamed from './save-restore-renamed.ts';
 import suspendResume from './suspend-resume.ts';
 import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import vbdHandshake from './vbd-handshake.ts';
@@ -33,6 +41,18 @@ export const XSAS: readonly ScenarioDef[] = [
   xsa115, xsa322, xsa323, xsa324, xsa325, xsa326, xsa352, xsa414, xsa419, xsa440, xsa481,
 ];
 
+/** Live migration between two hosts of one run (tag `migration`). */
+export const MIGRATIONS: readonly ScenarioDef[] = [
+  migrateIdleGuest,
+  migrateDestinationDies,
+  migrateDirtyStorm,
+  migrateThereAndBack,
+  migrateWithWatches,
+  migrateWithOpenUserTxn,
+  migrateDuringBlockIo,
+  saveRestoreRenamed,
+];
+
 export const LIBRARY: readonly ScenarioDef[] = [
   vbdHandshake,
   bootThreeGuests,
@@ -49,5 +69,6 @@ export const LIBRARY: readonly ScenarioDef[] = [
   domidReuse,
   vbdReplacedWhileGuestPaused,
   ringOwnership,
+  ...MIGRATIONS,
   ...XSAS,
 ];

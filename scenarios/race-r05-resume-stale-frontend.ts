@@ -14,15 +14,47 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import type { ScenarioRun } from '../sim/scenario/run.ts';
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
-const DEVID = 51712;
+export const DEVID = 51712;
 const SECTOR = 8;
 const SECTORS = 8;
 
 interface Devices {
   devices: { name: string; stateName: string; ring?: { ringRef?: number; port?: number; presuspendRing: boolean } }[];
   errors: string[];
+}
+
+/**
+ * The ring blkfront uses in domain `id` (on the run's own host) is the one it published in
+ * ring-ref/event-channel and the one blkback mapped last, and none is the pre-suspend ring.
+ */
+export async function expectServedRing(s: ScenarioRun, id: number): Promise<void> {
+  const fe = `/local/domain/${id}/device/vbd/${DEVID}`;
+  // blkback's connect_ring reads ring-ref once per connect: its last read (dom0's READ and the
+  // reply, paired by connection and req_id) names the ring it serves; its map must follow.
+  const own = s.trace.filter((e) => e.host === undefined);
+  const asked = new Set<string>();
+  let served: { ref: string; at: number } | undefined;
+  own.forEach((e, i) => {
+    if (e.kind !== 'xenstore' || e.domid !== 0 || e.type !== 'READ') return;
+    const key = `${e.conn}:${e.req_id}`;
+    if (e.dir === 'IN' && e.payload === `${fe}/ring-ref\\0`) asked.add(key);
+    else if (e.dir === 'OUT' && asked.delete(key)) served = { ref: String(e.payload), at: i };
+  });
+  const mapped = served !== undefined && own.slice(served.at).some((e) =>
+    e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0 && String(e.ref) === served!.ref);
+  const seen = await s.guest<Devices>('guest', { cmd: 'devices' });
+  s.expect(seen.errors.length === 0, `guest oops: ${seen.errors.join('; ')}`);
+  const ring = seen.devices.find((d) => d.name === `vbd/${DEVID}`)?.ring;
+  s.expect(ring?.ringRef !== undefined && ring.port !== undefined && !ring.presuspendRing, `blkfront holds no live ring: ${JSON.stringify(ring)}`);
+  const ref = await s.read(`${fe}/ring-ref`);
+  const port = await s.read(`${fe}/event-channel`);
+  s.expect(ref === String(ring!.ringRef) && port === String(ring!.port),
+    `published ring-ref ${ref}, event-channel ${port}; blkfront uses ring-ref ${ring!.ringRef}, port ${ring!.port}`);
+  s.expect(served?.ref === String(ring!.ringRef) && mapped,
+    `blkback serves ring-ref ${served?.ref ?? 'none'}${mapped ? '' : ' (not mapped)'}, blkfront uses ${ring!.ringRef}`);
 }
 
 export default defineScenario({
@@ -73,30 +105,7 @@ export default defineScenario({
       const vifOk = (await s.waitFor(vif[0], '4', 2e9)) && (await s.waitFor(vif[1], '4', 2e9));
       s.expect(vifOk, `vif 0: frontend ${await s.read(vif[0])}, backend ${await s.read(vif[1])}`);
     });
-    await s.step('the ring the frontend uses is the one it published and blkback mapped', async () => {
-      // blkback's connect_ring reads ring-ref once per connect: its last read (dom0's READ and the
-      // reply, paired by connection and req_id) names the ring it serves; its map must follow.
-      const asked = new Set<string>();
-      let served: { ref: string; at: number } | undefined;
-      s.trace.forEach((e, i) => {
-        if (e.kind !== 'xenstore' || e.domid !== 0 || e.type !== 'READ') return;
-        const key = `${e.conn}:${e.req_id}`;
-        if (e.dir === 'IN' && e.payload === `${fe}/ring-ref\\0`) asked.add(key);
-        else if (e.dir === 'OUT' && asked.delete(key)) served = { ref: String(e.payload), at: i };
-      });
-      const mapped = served !== undefined && s.trace.slice(served.at).some((e) =>
-        e.kind === 'gnttab' && e.op === 'map_grant_ref' && e.domid === 0 && e.dom === id && e.status === 0 && String(e.ref) === served!.ref);
-      const seen = await s.guest<Devices>('guest', { cmd: 'devices' });
-      s.expect(seen.errors.length === 0, `guest oops: ${seen.errors.join('; ')}`);
-      const ring = seen.devices.find((d) => d.name === `vbd/${DEVID}`)?.ring;
-      s.expect(ring?.ringRef !== undefined && ring.port !== undefined && !ring.presuspendRing, `blkfront holds no live ring: ${JSON.stringify(ring)}`);
-      const ref = await s.read(`${fe}/ring-ref`);
-      const port = await s.read(`${fe}/event-channel`);
-      s.expect(ref === String(ring!.ringRef) && port === String(ring!.port),
-        `published ring-ref ${ref}, event-channel ${port}; blkfront uses ring-ref ${ring!.ringRef}, port ${ring!.port}`);
-      s.expect(served?.ref === String(ring!.ringRef) && mapped,
-        `blkback serves ring-ref ${served?.ref ?? 'none'}${mapped ? '' : ' (not mapped)'}, blkfront uses ${ring!.ringRef}`);
-    });
+    await s.step('the ring the frontend uses is the one it published and blkback mapped', () => expectServedRing(s, id));
     await s.step('what the guest wrote before the save reads back through the new ring', async () => {
       const r = await s.guest<{ status?: number; data?: Uint8Array; error?: string }>('guest', { cmd: 'blk', device: `vbd/${DEVID}`, op: 'read', sector: SECTOR, sectors: SECTORS });
       s.expect(r.status === 0 && r.data !== undefined && Buffer.from(r.data).equals(Buffer.from(data)), `read back: ${r.error ?? r.status}`);

@@ -10,6 +10,7 @@ import r02 from './race-r02-coalesced-state-skip.ts';
 import r03 from './race-r03-netback-hotplug-gate.ts';
 import r04 from './race-r04-cached-state-in-aborted-txn.ts';
 import r05 from './race-r05-resume-stale-frontend.ts';
+import r05m from './race-r05-migrate-stale-frontend.ts';
 import r06 from './race-r06-close-before-connect.ts';
 import r07 from './race-r07-double-disconnect.ts';
 import r08 from './race-r08-grant-revoke-toctou.ts';
@@ -30,6 +31,7 @@ export const RACES: readonly ScenarioDef[] = [
   r03,
   r04,
   r05,
+  r05m,
   r06,
   r07,
   r08,

@@ -125,3 +125,66 @@ export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; w
     },
   };
 }
+
+/** What can go wrong on an in-process link (a scenario's faults on the network between hosts). */
+export interface LinkFaults {
+  /** The sender's bytes past this many are lost and the link reset (a connection that dies). */
+  readonly cutAfter?: number;
+  /** Once `when()` holds at a write, the sender's bytes past `bytes` more are lost and the link reset. */
+  readonly cutLater?: { readonly when: () => boolean; readonly bytes: number };
+  /** The sender's "permission to go" (these exact bytes) is lost: the receiver's side of the link resets. */
+  readonly loseWrite?: Uint8Array;
+  /** Told when a fault above fires (for the trace). */
+  readonly onFault?: (what: 'cut' | 'lost', bytes: number) => void;
+}
+
+/**
+ * Two pipe ends in one process, what an ssh command's stdin/stdout carry between `xl migrate` and
+ * `xl migrate-receive`: what one writes, the other reads. Faults apply to the sender's side.
+ * drain() takes one turn of the event loop, so a sender that waits for it lets the receiver run.
+ */
+export function linkedPipes(faults: LinkFaults = {}): { sender: MigratePipe; receiver: MigratePipe } {
+  let cutAfter = faults.cutAfter ?? Infinity;
+  let later = faults.cutLater;
+  const lose = faults.loseWrite ? Buffer.from(faults.loseWrite) : undefined;
+  let sent = 0;
+  /** Which directions are gone: a cut takes both, a lost go the receiver's side only. */
+  let senderCut = false;
+  let receiverCut = false;
+  const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
+  const to = (peer: () => MigratePipe, faulty: boolean): PipeWriter => ({
+    write: (b) => {
+      if ((faulty ? senderCut : receiverCut) || peer().closed) return true;
+      if (faulty && later?.when()) {
+        cutAfter = Math.min(cutAfter, sent + later.bytes);
+        later = undefined;
+      }
+      if (faulty && lose?.equals(b)) {
+        // Lost on the way in: the receiver's read fails, what it writes back still arrives.
+        senderCut = true;
+        faults.onFault?.('lost', sent);
+        peer().end(new Error('connection reset'));
+        return true;
+      }
+      if (faulty && sent + b.length > cutAfter) {
+        const room = Math.max(0, cutAfter - sent);
+        if (room > 0) peer().push(b.slice(0, room));
+        sent += room;
+        senderCut = true;
+        receiverCut = true;
+        faults.onFault?.('cut', sent);
+        peer().end(new Error('connection reset'));
+        link.sender!.end(new Error('connection reset'));
+        return true;
+      }
+      if (faulty) sent += b.length;
+      peer().push(b.slice());
+      return true;
+    },
+    drain: () => new Promise((r) => setImmediate(r)),
+    end: () => peer().end(),
+  });
+  link.sender = new MigratePipe(to(() => link.receiver!, true), 'migration sender');
+  link.receiver = new MigratePipe(to(() => link.sender!, false), 'migration receiver');
+  return link as { sender: MigratePipe; receiver: MigratePipe };
+}

@@ -204,13 +204,22 @@ export function registerXl(program: Command): void {
     }));
 
   xl.command('restore')
-    .description('restore a domain from a file `xl save` wrote (a new domid)')
-    .argument('<file>')
+    .description('restore a domain from a file `xl save` wrote (a new domid); with a guest file first, its config instead of the saved one (a new name, say)')
+    .argument('<files...>', '[CONFIG] FILE')
     .option('-p', 'leave the domain paused after it is restored')
-    .action(async (file: string, o: { p?: boolean }, cmd: Command) => run(cmd, async (call, io) => {
+    .action(async (files: string[], o: { p?: boolean }, cmd: Command) => run(cmd, async (call, io) => {
+      if (files.length > 2) throw new Error('usage: xl restore [-p] [CONFIG] FILE');
+      const file = files[files.length - 1];
+      let config: unknown;
+      if (files.length === 2) {
+        io.err(`Parsing config from ${files[0]}\n`);
+        const loaded = (await import('./config.ts')).loadGuestFile(files[0]);
+        if (loaded.ignored.length) io.err(`xl: ignoring ${loaded.ignored.join(', ')} (not simulated)\n`);
+        config = loaded.config;
+      }
       const abs = resolvePath(file);
       io.err(`Loading new save file ${abs} (new xl fmt)\n`);
-      const r = await call('restore', { file: abs, paused: Boolean(o.p) }) as { domid: number; name: string };
+      const r = await call('restore', { file: abs, paused: Boolean(o.p), ...(config ? { config } : {}) }) as { domid: number; name: string };
       io.err(`Restored domain ${r.name} as ${r.domid}\n`);
     }));
 

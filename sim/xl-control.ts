@@ -50,7 +50,8 @@ const Args = {
   'xenstore-ls': z.object({ path: z.string().optional() }),
   // The file is the host's (xl runs there): `xensim xl` sends it absolute, from its own cwd.
   save: On.extend({ file: SaveFile, checkpoint: z.boolean().optional() }),
-  restore: z.object({ file: SaveFile, paused: z.boolean().optional() }),
+  // xl restore [CONFIG] FILE: the config, when given, in place of the one saved in the file.
+  restore: z.object({ file: SaveFile, paused: z.boolean().optional(), config: GuestSchema.optional() }),
   // xl migrate [-s SSHCOMMAND] DOM HOST: the host runs the sender (cwd: where relative paths in
   // HOST or the command are meant). migrate-receive is not here: it turns its connection into the
   // stream (XlControlServer).
@@ -195,7 +196,7 @@ export class XlControl {
         }
       }
       case 'restore':
-        return this.restore(a.file as string, Boolean(a.paused));
+        return this.restore(a.file as string, Boolean(a.paused), a.config as DomainConfig | undefined);
       case 'migrate': {
         const domid = this.guest(a.domain, 'migrate');
         const log: string[] = [];
@@ -249,10 +250,10 @@ export class XlControl {
   }
 
   /** xl restore: under the create lock (the saved name must be free), then as a create. */
-  async restore(file: string, paused = false): Promise<RestoreResult & { name: string }> {
+  async restore(file: string, paused = false, config?: DomainConfig): Promise<RestoreResult & { name: string }> {
     const run = this.creating.then(async () => {
       try {
-        const r = await this.xl.restore(file, { paused });
+        const r = await this.xl.restore(file, { paused, config });
         this.born.set(r.domid, Date.now());
         return { ...r, name: this.xl.domains.get(r.domid)?.cfg.name ?? '' };
       } catch (e) {

@@ -11,6 +11,7 @@
 // new domid before the guest runs; such a stream is xensim's own (libxl refuses the record).
 import { MigratePipeClosed, type MigratePipe } from './migrate-pipe.ts';
 import { SaveRestoreError, type Xl } from './xl.ts';
+import type { GuestArgs } from '../domains/domU/guest.ts';
 import { FrameFiller, domainFrames, memoryHash, savedPage, saveStreamOptions, suspendedState } from './xl-saverestore.ts';
 import { SaveStreamReader, type SaveStreamEvent } from '../domains/dom0/toolstack/migration/stream-reader.ts';
 import { ImageRestorer, type RestorePageSink } from '../domains/dom0/toolstack/migration/restore-image.ts';
@@ -208,14 +209,15 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
  * is built as soon as the stream has said its size (X86_PV_P2M_FRAMES, before any page), and its
  * pages go into its frames as they arrive, as xc_domain_restore() does: the receiver holds no
  * second copy of the guest. (An HVM stream names no size before its pages: its image is read
- * whole first.) `paused` (xl migrate -p) leaves the domain paused after the go.
+ * whole first.) `paused` (xl migrate -p) leaves the domain paused after the go; `guest`: the
+ * options of the kernel the domain resumes (xensim's choice of guest kernel, not xl's).
  */
-export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: boolean; paused?: boolean } = {}): Promise<MigrateReceiveResult> {
+export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: boolean; paused?: boolean; guest?: GuestArgs } = {}): Promise<MigrateReceiveResult> {
   const log: string[] = ['migration target: Ready to receive domain.'];
   const fail = (m: string): MigrateError => new MigrateError(m, log);
   pipe.write(xlMigrateMessageBytes(XlMigrateMessage.migrate_receiver_banner));
   const verb = 'xl migrate-receive';
-  const restoreOpts = { paused: true, hash: opts.hash };
+  const restoreOpts = { paused: true, hash: opts.hash, guest: opts.guest };
   const reader = new SaveStreamReader();
   let restorer: ImageRestorer | undefined;
   const early: SaveStreamEvent[] = [];

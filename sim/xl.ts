@@ -64,6 +64,16 @@ export function guestPages(cfg: DomainConfig): number {
 /** An xl create that failed (and was cleaned up): the message says which step and why. */
 export class CreateError extends ToolstackCallError {}
 
+export interface RestoreOptions extends CreateOptions {
+  /**
+   * `xl restore CONFIG FILE`: this config instead of the one saved in the stream (a new name, say;
+   * without a uuid of its own the domain gets a new one). Memory comes from the stream whatever it says.
+   */
+  readonly config?: DomainConfig;
+  /** memoryHash() the restored memory (the default; a simulator check, not xl's work). */
+  readonly hash?: boolean;
+}
+
 /** An xl save or restore that failed (the source resumed, or nothing built): the whole story. */
 export class SaveRestoreError extends Error {
   override readonly name = 'SaveRestoreError';
@@ -84,10 +94,6 @@ export interface SaveResult {
   readonly checkpoint: boolean;
 }
 
-export interface RestoreOptions extends CreateOptions {
-  /** memoryHash() the restored memory (the default; a simulator check, not xl's work). */
-  readonly hash?: boolean;
-}
 
 /** write(2) until every byte of `chunk` is in the file. */
 function writeAll(fd: number, chunk: Uint8Array): void {
@@ -336,7 +342,7 @@ export class Xl {
   /** A whole stream's image into a new domain (xl restore). */
   async restoreImage(img: RestoredImage, from: string, opts: RestoreOptions, verb: string): Promise<RestoreResult> {
     if (img.end !== 'complete') throw new SaveRestoreError(`${verb}: ${from}: the stream ends early (${img.end ?? 'no END'})`);
-    const cfg = this.restoreConfig(img, from, verb);
+    const cfg = this.restoreConfig(img, from, verb, opts.config);
     const built = await this.buildRestored(cfg, imageP2mSize(img), opts);
     let hash: string | undefined;
     try {
@@ -349,14 +355,19 @@ export class Xl {
     return { domid: built.domid, pages: img.pages.size, hash };
   }
 
-  /** Restore's first step: the saved config from the stream's xl header, checked; its name must be free here. */
-  restoreConfig(img: RestoredImage, from: string, verb: string): DomainConfig {
-    if (img.config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
-    let raw: unknown;
-    try {
-      raw = JSON.parse(img.config);
-    } catch {
-      throw new SaveRestoreError(`${verb}: ${from}: the saved config is not JSON`);
+  /**
+   * Restore's first step: the saved config from the stream's xl header (or `config`, as
+   * `xl restore CONFIG FILE` gives one in its place), checked; its name must be free here.
+   */
+  restoreConfig(img: RestoredImage, from: string, verb: string, config?: unknown): DomainConfig {
+    if (img.config === undefined && config === undefined) throw new SaveRestoreError(`${verb}: ${from}: no domain config in the stream`);
+    let raw: unknown = config;
+    if (raw === undefined) {
+      try {
+        raw = JSON.parse(img.config!);
+      } catch {
+        throw new SaveRestoreError(`${verb}: ${from}: the saved config is not JSON`);
+      }
     }
     const parsed = GuestSchema.safeParse(raw);
     if (!parsed.success) throw new SaveRestoreError(`${verb}: ${from}: bad saved config: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);

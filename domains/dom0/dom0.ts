@@ -35,6 +35,11 @@ export interface Dom0Args {
   readonly jitter?: { readonly p: number; readonly maxNs: number };
   /** Faults and buggy variants of xenstored (the scenario engine's knobs). */
   readonly xenstored?: XenstoredFaults;
+  /**
+   * Where absolute disk targets (`target=/...`) live on this host: a directory standing for shared
+   * storage mounted at / (hosts given the same one share images). Default: this machine's paths.
+   */
+  readonly storageRoot?: string;
   /** Run the backend drivers and the toolstack (xl create and friends); default on. */
   readonly devices?: boolean;
   /** Also run a xenopsd-like toolstack (its verbs: VM_create, VM_build, VM_destroy, xenopsd-state). */
@@ -136,7 +141,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     return h;
   };
   const toolstack = args.devices === false ? undefined : await (async () => {
-    const images = new DiskImages();
+    const images = new DiskImages(args.storageRoot);
     const network = new Network();
     k.jitter = args.jitter;
     const bexs = local('xenbus');

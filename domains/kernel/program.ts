@@ -5,9 +5,18 @@ import type { Kernel } from './kernel.ts';
 
 export type ProgramEntry = (kernel: Kernel, args: unknown, control: ControlPort) => unknown;
 
+/**
+ * Modules this thread loaded. An import() of a loaded module still goes through the module loader
+ * (off this thread under a loader hook) and resolves after real time: inline lockstep hosts sharing
+ * this thread would interleave differently from run to run. A cached one resolves in microtasks.
+ */
+const modules = new Map<string, Promise<Record<string, unknown>>>();
+
 /** The program's entry point (main unless it names another). */
 export async function loadProgram(program: DomainProgram): Promise<ProgramEntry> {
-  const mod = (await import(program.module)) as Record<string, unknown>;
+  let loading = modules.get(program.module);
+  if (!loading) modules.set(program.module, (loading = import(program.module) as Promise<Record<string, unknown>>));
+  const mod = await loading;
   const name = program.entry ?? 'main';
   const entry = mod[name];
   if (typeof entry !== 'function') throw new Error(`${program.module} has no ${name}()`);

@@ -3,7 +3,7 @@
 // `xensim xl` through its control socket: the live tree has every guest's devices Connected on
 // both ends, and xl's verbs change it as xl's do.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Proc, REPO_ROOT, TOOLS, requireTools, run, type RunResult } from '../helpers/daemons.ts';
@@ -180,7 +180,7 @@ describe('xensim up CONFIG + Debian xenstore-ls + xensim xl', function () {
     assert.deepEqual((await xl('list')).stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/ +/)[0]), ['Domain-0', 'web']);
   });
 
-  it('xl save writes the file and removes the guest; xl restore brings it back under a new domid, every device Connected', async () => {
+  it('xl save writes the file and removes the guest; xl restore brings it back under a new domid, every device Connected; xl restore CONFIG FILE under the name in CONFIG', async () => {
     const file = path.join(dir, 'web.xl');
     const s = await xl('save', 'web', file);
     assert.equal(s.code, 0, s.stderr);
@@ -200,6 +200,18 @@ describe('xensim up CONFIG + Debian xenstore-ls + xensim xl', function () {
     const again = await xl('restore', file);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /domain with name "web" already exists/);
+    // xl restore CONFIG FILE: the guest file's config in place of the saved one - a new name.
+    assert.equal((await xl('destroy', 'web')).code, 0);
+    const cfg = path.join(dir, 'web2.yaml');
+    writeFileSync(cfg, 'name: web2\nmemory: 256\ndisks:\n  - { vdev: xvda, target: web-root, sizeMiB: 64 }\nvifs:\n  - { bridge: xenbr0 }\n');
+    const renamed = await xl('restore', cfg, file);
+    assert.equal(renamed.code, 0, renamed.stderr);
+    const m2 = /Restored domain web2 as (\d+)/.exec(renamed.stderr);
+    assert.ok(m2, renamed.stderr);
+    const names = (await xl('list')).stdout.trimEnd().split('\n').slice(1).map((l) => l.split(/ +/)[0]);
+    assert.ok(names.includes('web2') && !names.includes('web'), names.join(', '));
+    await waitFor(async () => (await tree()).get(`/local/domain/${m2[1]}/device/vbd/${XVDA}/state`) === '4', 'the renamed guest to reconnect its disk', undefined, 200);
+    assert.equal((await tree()).get(`/local/domain/${m2[1]}/name`), 'web2');
   });
 
   it('stops on SIGTERM and removes both sockets', async () => {

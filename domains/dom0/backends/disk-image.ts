@@ -3,8 +3,8 @@
 // path is a file instead (a loop device over it, as a file: target): hosts that name the same file
 // share the disk, which is what `xl migrate` needs - the disk is not in the stream, the destination
 // must reach the same storage.
-import { closeSync, fstatSync, ftruncateSync, openSync, readSync, writeSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readSync, writeSync } from 'node:fs';
+import { dirname, isAbsolute, join } from 'node:path';
 import { BLKIF_SECTOR_SIZE } from '../../../hypervisor/public/io/blkif.ts';
 
 const CHUNK = 4096;
@@ -78,13 +78,26 @@ export class FileDiskImage extends DiskImage {
 export class DiskImages {
   private readonly images = new Map<string, DiskImage>();
 
+  /**
+   * `root`: where this host sees absolute image paths - a shared storage mounted there (two hosts
+   * given the same root find the same file under the same path, as xl migrate needs).
+   */
+  constructor(private readonly root?: string) {}
+
   open(name: string, sizeMiB = 16): DiskImage {
     let img = this.images.get(name);
     if (!img) {
-      img = isAbsolute(name) ? new FileDiskImage(name, sizeMiB) : new DiskImage(name, (sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE);
+      img = isAbsolute(name) ? new FileDiskImage(this.file(name), sizeMiB) : new DiskImage(name, (sizeMiB * 1024 * 1024) / BLKIF_SECTOR_SIZE);
       this.images.set(name, img);
     }
     return img;
+  }
+
+  private file(name: string): string {
+    if (!this.root) return name;
+    const f = join(this.root, name);
+    mkdirSync(dirname(f), { recursive: true });
+    return f;
   }
 
   get(name: string): DiskImage | undefined {
