@@ -64,6 +64,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     // A live update (CONTROL live-update from dom0's tools) waits for transactions in the
     // kernel's time; its state stream stays in memory (dom0 has no rundir here).
     clock: () => Math.floor(k.now() / 1e9),
+    clockMs: () => Math.floor(k.now() / 1e6),
     timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
   // The instance changes with a live update: always daemon.xs.
