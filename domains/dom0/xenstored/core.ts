@@ -887,20 +887,36 @@ export class Xenstored {
       this.checkNodeSize(conn, i === 0 ? value : '', perms, kids, ctx.tx);
     }
     // C writes bottom up: the new node, its new ancestors, then the existing parent.
+    if (this.charges(ctx, perms[0].id, parent.perms[0].id)) this.chargeCreate(ctx, missing, value, perms, parentName, parent);
+    for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
+    if (!ctx.tx) this.wrlDebit(conn, missing.length + 1);
+    ctx.tx?.lowWrite(parentName);
+  }
+
+  /**
+   * Whether a write must be charged here: inside an unprivileged connection's transaction (its
+   * copies count for it), or to an owner the quota applies to. (Computing a record's size walks
+   * its children, which the privileged toolstack's writes need not pay for.)
+   */
+  private charges(ctx: RequestContext, ...owners: number[]): boolean {
+    if (!this.b.memoryQuota) return false;
+    if (ctx.tx) return !ctx.conn.privileged;
+    return owners.some((o) => this.memoryChecked(o));
+  }
+
+  private chargeCreate(ctx: RequestContext, missing: readonly string[], value: string, perms: Perms, parentName: string, parent: NodeData): void {
+    const top = missing[missing.length - 1];
     const steps: { path: string; old?: { owner: number; bytes: number }; owner: number; bytes: number }[] = [];
     for (let i = 0; i < missing.length; i++) {
       const kids = i > 0 ? [basename(missing[i - 1])] : [];
       steps.push({ path: missing[i], owner: perms[0].id, bytes: nodeRecordSize(i === 0 ? value : '', perms, kids) + missing[i].length });
     }
-    const parentOld = this.recordOf(db, parentName, parent);
+    const parentOld = this.recordOf(ctx.db, parentName, parent);
     steps.push({
       path: parentName, old: { owner: parent.perms[0].id, bytes: parentOld },
       owner: parent.perms[0].id, bytes: parentOld + basename(top).length + 1,
     });
     this.chargeRecords(ctx, steps);
-    for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
-    if (!ctx.tx) this.wrlDebit(conn, missing.length + 1);
-    ctx.tx?.lowWrite(parentName);
   }
 
   // ------------------------------------------------------------------ watch events
@@ -1090,10 +1106,12 @@ export class Xenstored {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
       this.checkNodeSize(ctx.conn, value, node.perms, ctx.db.children(name), ctx.tx);
       const settled = this.settle(node);
-      const old = this.recordOf(ctx.db, name, node);
-      this.chargeRecords(ctx, [{
-        path: name, old: { owner: node.perms[0].id, bytes: old }, owner: settled[0].id, bytes: this.recordOf(ctx.db, name, node, value, settled),
-      }]);
+      if (this.charges(ctx, node.perms[0].id, settled[0].id)) {
+        this.chargeRecords(ctx, [{
+          path: name, old: { owner: node.perms[0].id, bytes: this.recordOf(ctx.db, name, node) },
+          owner: settled[0].id, bytes: this.recordOf(ctx.db, name, node, value, settled),
+        }]);
+      }
       if (!ctx.tx) this.wrlDebit(ctx.conn, 1);
       if (settled !== node.perms) ctx.db.setPerms(name, settled);
       ctx.db.setValue(name, value);
@@ -1278,10 +1296,12 @@ export class Xenstored {
       if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
     this.checkNodeSize(conn, node.value, perms, ctx.db.children(name), ctx.tx);
-    const oldBytes = this.recordOf(ctx.db, name, node);
-    this.chargeRecords(ctx, [{
-      path: name, old: { owner: node.perms[0].id, bytes: oldBytes }, owner: perms[0].id, bytes: this.recordOf(ctx.db, name, node, node.value, perms),
-    }]);
+    if (this.charges(ctx, node.perms[0].id, perms[0].id)) {
+      this.chargeRecords(ctx, [{
+        path: name, old: { owner: node.perms[0].id, bytes: this.recordOf(ctx.db, name, node) },
+        owner: perms[0].id, bytes: this.recordOf(ctx.db, name, node, node.value, perms),
+      }]);
+    }
     if (!ctx.tx) this.wrlDebit(conn, 1);
     const old: AclAt = { perms: node.perms, gen: node.gen };
     ctx.db.setPerms(name, perms);

@@ -192,6 +192,7 @@ export class XsRingConnection {
     } finally {
       this.busy = false;
     }
+    if (this.live()) this.armIfStuck();
   }
 
   // ------------------------------------------------------------------ sink
@@ -216,7 +217,6 @@ export class XsRingConnection {
     const timeout = xs.quotas.watchEventTimeout;
     if (!reply && timeout > 0 && xs.b.watchEventTimeout && !(xs.connections.get(this.connId)?.privileged ?? true)) {
       expiresAt = xs.clockMs() + timeout * 1000;
-      this.armExpiry(timeout * 1000);
     }
     this.out.push({ bytes: encodeMessage(msg), used: 0, reply, charged: true, expiresAt });
     if (reply) this.nOutstanding++;
@@ -229,6 +229,17 @@ export class XsRingConnection {
   }
 
   private expiryArmed = false;
+
+  /**
+   * After a write to the ring: if an event is still waiting for room, look again when it is due
+   * (no timer while everything goes out at once, the usual case).
+   */
+  private armIfStuck(): void {
+    if (this.expiryArmed) return;
+    let next = 0;
+    for (const m of this.out) if (m.expiresAt !== 0 && m.used === 0 && (next === 0 || m.expiresAt < next)) next = m.expiresAt;
+    if (next !== 0) this.armExpiry(Math.max(0, next - this.daemon.xs.clockMs()));
+  }
 
   /** Looks for timed-out events when the first queued one is due (C's poll timeout). */
   private armExpiry(ms: number): void {
@@ -276,6 +287,7 @@ export class XsRingConnection {
       return;
     }
     this.writeOut();
+    this.armIfStuck();
   }
 
   private end(): void {
