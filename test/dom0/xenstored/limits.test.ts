@@ -193,6 +193,13 @@ describe('xenstored limits of C 4.17 (memory quota, XSA-326, watch-event timeout
       assert.equal(`${rig.d0(T.XS_CONTROL, 'quota-soft')}`, soft);
     });
 
+    it("a fresh daemon charges dom0 its three nodes' records and paths (oracle: quota 0 -> memory 132)", () => {
+      const rig = new Rig();
+      const at = ORACLE.indexOf('## fresh daemon (defaults)');
+      const want = ORACLE.slice(ORACLE.indexOf('\n', at) + 1).replace(/\n$/, '');
+      assert.equal(`${rig.d0(T.XS_CONTROL, 'quota', '0')}`, `${want}\n`);
+    });
+
     it('a node write that would reach -Q memory= is EIO, and nothing is written (oracle: n31 at 7952 + 255)', () => {
       const rig = new Rig({ quotas: { memory: 8192, memorySoft: 4096 } });
       const g = rig.guest(3);
