@@ -425,12 +425,6 @@ export class Xenstored {
     return wait;
   }
 
-  /** One request read from a connection (the seed's limiter counts them). */
-  requestRead(connId: number): void {
-    const c = this.connections.get(connId);
-    if (this.seedRate && c !== undefined && !c.privileged && c.kind === 'domain') this.seedRate.take(c.domid);
-  }
-
   /** wrl_domain_destroy() and the rest of a domain's limit state. */
   private forgetDomainLimits(domid: number): void {
     this.wrl?.domainDestroy(domid);
@@ -595,6 +589,7 @@ export class Xenstored {
     if (this.closing.length !== 0) this.closing = [];
     if (this.unsent.size !== 0) this.unsent.clear();
     if (!conn) return { deliveries: [], closed: [] };
+    if (this.seedRate && !conn.privileged && conn.kind === 'domain') this.seedRate.take(conn.domid);
     if (this.delayRequest(conn, msg)) return { deliveries: [], closed: NONE_CLOSED };
     this.current = conn;
     const reply = this.dispatch(conn, msg);

@@ -369,7 +369,6 @@ export class XsRingConnection {
         violation = true;
         break;
       }
-      this.daemon.xs.requestRead(this.connId);
       this.wire.deliver(dec.message());
       // The daemon may have reset, ended or ignored this connection meanwhile.
       if (this.resets !== resets || this.isEnded) return true;
