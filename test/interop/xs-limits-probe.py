@@ -133,6 +133,21 @@ def pub_dir(a, domid):
     return pub
 
 
+def part_replies(a, ringdir):
+    print("## a reply over 16 bytes is charged with a check (send_reply)")
+    g = guest(a, ringdir, 3)
+    print("write n00 ->", quiet(g, "WRITE", b"/local/domain/3/n00\0" + b"x" * 200)[0], memline(a, 3))
+    for q in (302 + 216, 302 + 217):
+        setq(a, q)
+        ty, body = quiet(g, "READ", b"/local/domain/3/n00\0")
+        print("quota %d: guest reads n00 (200 bytes) -> %s %s" % (q, ty, body[:8]))
+    setq(a, 303)
+    ty, body = quiet(g, "READ", b"/local/domain/3\0")
+    print("quota 303: guest reads its home (0 bytes) -> %s %r" % (ty, body))
+    ty, body = quiet(g, "DIRECTORY", b"/local/domain/3\0")
+    print("quota 303: guest lists its home (4 bytes) -> %s %r" % (ty, body))
+
+
 def part_events(a, ringdir):
     print("## XSA-326: queued events charged to the guest (-Q memory=8192)")
     g = guest(a, ringdir, 4)
@@ -183,7 +198,7 @@ def part_wrl(a, ringdir):
 def main():
     oracle_dir, part, sock = sys.argv[1], sys.argv[2], sys.argv[3]
     a = Conn(sock, "A")
-    {"memory": part_memory, "boundary": part_boundary, "events": part_events, "timeout": part_timeout,
+    {"memory": part_memory, "boundary": part_boundary, "replies": part_replies, "events": part_events, "timeout": part_timeout,
      "wrl": part_wrl}[part](a, sock + ".rings")
 
 

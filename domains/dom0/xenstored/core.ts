@@ -13,7 +13,7 @@ import {
 } from './permissions.ts';
 import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
 import {
-  MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
+  DEFAULT_BUFFER_SIZE, MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
 } from './quota.ts';
 import { control } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
@@ -593,6 +593,12 @@ export class Xenstored {
     if (this.delayRequest(conn, msg)) return { deliveries: [], closed: NONE_CLOSED };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
+    // send_reply(): a reply longer than its default buffer is charged with the quota checked; at
+    // the quota the answer is ENOMEM instead (short replies, errors included, always go).
+    if (reply.msg.type !== T.XS_ERROR && reply.msg.payload.length > DEFAULT_BUFFER_SIZE && conn.kind === 'domain'
+      && this.overMemory(conn.domid, reply.msg.payload.length + XS_BUFFERED_HDR)) {
+      reply.msg = { ...reply.msg, type: T.XS_ERROR, payload: enc('ENOMEM\0') };
+    }
     if (this.heldBack) {
       // The request waits (live-update -s): its reply comes later, or from the new instance.
       this.heldBack = false;

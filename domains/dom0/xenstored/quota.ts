@@ -88,6 +88,8 @@ export function nodeRecordSize(value: string, perms: Perms, children: readonly s
 
 // ---------------------------------------------------------------------- memory quota
 
+/** A reply up to this long goes in the buffer's own array, charged without a quota check. */
+export const DEFAULT_BUFFER_SIZE = 16;
 /** sizeof(bdata->hdr): what C charges for a queued reply or event besides its payload. */
 export const XS_BUFFERED_HDR = 16;
 /** domain_chk_quota() reports a change of quota state at most this often (seconds). */

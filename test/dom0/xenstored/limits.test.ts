@@ -269,6 +269,22 @@ describe('xenstored limits of C 4.17 (memory quota, XSA-326, watch-event timeout
       assert.equal(rig.memory(3), 47 + 24 + 8 + 1 + 19 + 4 + 20);
     });
 
+    it('a reply longer than 16 bytes is charged with the check: ENOMEM at the quota (oracle: 518 ENOMEM, 519 the value)', () => {
+      const rig = new Rig();
+      const g = rig.guest(3);
+      assert.equal(`${g.write('/local/domain/3/n00', x200)} ${rig.memory(3)}`, 'OK 302');
+      rig.setMemoryQuota(518);
+      assert.match(oracle('quota 518: guest reads n00'), /ERROR b'ENOMEM\\x00'/);
+      assert.equal(g.request(T.XS_READ, nulJoin('/local/domain/3/n00')), 'ENOMEM');
+      rig.setMemoryQuota(519);
+      assert.match(oracle('quota 519: guest reads n00'), /READ b'xxxxxxxx'/);
+      assert.equal(g.request(T.XS_READ, nulJoin('/local/domain/3/n00')), x200);
+      // Up to 16 bytes a reply is never refused, even over the quota.
+      rig.setMemoryQuota(303);
+      assert.match(oracle('quota 303: guest lists its home'), /DIRECTORY b'n00\\x00'/);
+      assert.equal(g.request(T.XS_DIRECTORY, nulJoin('/local/domain/3')), 'n00');
+    });
+
     it("a transaction's node copies are charged to the guest: EIO inside, ENOMEM at commit (oracle: 353, 609, 865, EIO)", () => {
       const rig = new Rig();
       const g = rig.guest(3);
