@@ -8,12 +8,14 @@
 // answered: Debian's xenstored 4.17.7 on ../shared/oracle with fake guests on the shim's rings,
 // transcript in limits-oracle.txt (test/interop/xs-limits-probe.py PART, options in its title).
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { XenstoredOptions } from '../../../domains/dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
 import { XsRingConnection } from '../../../domains/dom0/xenstored/domain-ring.ts';
+import { Store } from '../../../domains/dom0/xenstored/store.ts';
 import {
   XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as I, XsdSockmsgType as T, type XsMessage,
   decodeHeader, encodeMessage, nulJoin,
@@ -320,6 +322,47 @@ describe('xenstored limits of C 4.17 (memory quota, XSA-326, watch-event timeout
       rig.advance(10_000);
       assert.equal(g.write('/local/domain/3/s', 'y'), 'OK');
       assert.deepEqual(rig.syslog.slice(1), ['info: Domain 3 below soft memory quota again']);
+    });
+
+    it('the per-owner node charge kept as the tree changes equals a recount of the tree (any mix of writes, mkdirs, rms, ACL changes, commits)', () => {
+      const op = fc.oneof(
+        fc.record({ k: fc.constant('write'), who: fc.constantFrom(0, 3), p: fc.constantFrom('a', 'a/b', 'a/b/c', 'd', 'd/e'), v: fc.string({ maxLength: 40 }) }),
+        fc.record({ k: fc.constant('mkdir'), who: fc.constantFrom(0, 3), p: fc.constantFrom('a', 'f/g/h', 'd') }),
+        fc.record({ k: fc.constant('rm'), who: fc.constantFrom(0, 3), p: fc.constantFrom('a', 'a/b', 'd', 'f') }),
+        fc.record({ k: fc.constant('chown'), p: fc.constantFrom('a', 'a/b', 'd'), acl: fc.constantFrom(['n0'], ['n3'], ['n3', 'r0', 'b4'], ['n0', 'r3']) }),
+        fc.record({ k: fc.constant('tx'), p: fc.constantFrom('a/t', 'd/t', 'x/y'), v: fc.string({ maxLength: 10 }) }),
+      );
+      fc.assert(fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+        const rig = new Rig();
+        const g = rig.guest(3);
+        const home = '/local/domain/3';
+        for (const o of ops) {
+          const full = `${home}/${o.p}`;
+          if (o.k === 'write') {
+            if (o.who === 0) rig.write(full, o.v);
+            else g.write(full, o.v);
+          } else if (o.k === 'mkdir') {
+            if (o.who === 0) rig.d0(T.XS_MKDIR, full);
+            else g.request(T.XS_MKDIR, nulJoin(full));
+          } else if (o.k === 'rm') {
+            if (o.who === 0) rig.d0(T.XS_RM, full);
+            else g.request(T.XS_RM, nulJoin(full));
+          } else if (o.k === 'chown') {
+            rig.d0(T.XS_SET_PERMS, full, ...o.acl);
+          } else {
+            const tx = Number(g.request(T.XS_TRANSACTION_START, nulJoin('')));
+            g.write(full, o.v, tx);
+            g.request(T.XS_TRANSACTION_END, nulJoin('T'), tx);
+          }
+        }
+        const store = rig.daemon.xs.store;
+        const recount = new Map<number, number>();
+        for (const [p, n] of store.walk('/')) {
+          const owner = n.perms[0].id;
+          recount.set(owner, (recount.get(owner) ?? 0) + Store.recordMemory(p, n.value, n.perms, Store.childBytes(n)));
+        }
+        assert.deepEqual(new Map([...store.memory].sort()), new Map([...recount].sort()));
+      }), { numRuns: 150 });
     });
 
     it('profile ocaml has no memory quota (oxenstored 4.17: quota-maxsize and maxentity only)', () => {
