@@ -71,6 +71,14 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   if (args.trace) {
     daemon.onTrace = (ev) => k.trace(ev);
     daemon.onRemovedOwned = (ev) => k.trace(ev);
+    // What C xenstored sends to syslog (memory quota crossings), in the simulator's trace.
+    const syslog = (level: string, text: string): void => k.trace({ kind: 'xenstored', op: 'syslog', level, text });
+    daemon.xs.syslog = syslog;
+    const lu = daemon.onLiveUpdate;
+    daemon.onLiveUpdate = (d) => {
+      daemon.xs.syslog = syslog;
+      lu?.(d);
+    };
   }
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
