@@ -391,12 +391,15 @@ export class Xenstored {
     const c = this.connections.get(connId);
     if (c === undefined) return true;
     const mem = msg.payload.length + XS_BUFFERED_HDR;
-    if (msg.type === T.XS_WATCH_EVENT && c.kind === 'domain' && this.overMemory(c.domid, mem)) return false;
-    if (c.kind === 'domain' && this.b.memoryQuota) {
-      // Replies are charged unchecked ("path might be used for returning error"), but charged.
-      if (this.memoryChecked(c.domid)) this.memoryQuota.check(c.domid, this.domainMemory(c.domid) + mem);
-      c.queuedMemory += mem;
+    if (c.kind !== 'domain' || !this.b.memoryQuota) return true;
+    if (msg.type === T.XS_WATCH_EVENT) {
+      if (this.overMemory(c.domid, mem)) return false;
+    } else if (this.memoryChecked(c.domid)) {
+      // A reply is charged whatever the quota says (handle() refused the long ones already);
+      // the check still logs a crossing.
+      this.memoryQuota.check(c.domid, this.domainMemory(c.domid) + mem);
     }
+    c.queuedMemory += mem;
     return true;
   }
 
