@@ -69,12 +69,21 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     // A live update (CONTROL live-update from dom0's tools) waits for transactions in the
     // kernel's time; its state stream stays in memory (dom0 has no rundir here).
     clock: () => Math.floor(k.now() / 1e9),
+    clockMs: () => Math.floor(k.now() / 1e6),
     timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
   // The instance changes with a live update: always daemon.xs.
   if (args.trace) {
     daemon.onTrace = (ev) => k.trace(ev);
     daemon.onRemovedOwned = (ev) => k.trace(ev);
+    // What C xenstored sends to syslog (memory quota crossings), in the simulator's trace.
+    const syslog = (level: string, text: string): void => k.trace({ kind: 'xenstored', op: 'syslog', level, text });
+    daemon.xs.syslog = syslog;
+    const lu = daemon.onLiveUpdate;
+    daemon.onLiveUpdate = (d) => {
+      daemon.xs.syslog = syslog;
+      lu?.(d);
+    };
   }
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 

@@ -27,7 +27,8 @@ function quotaOptions(cmd: Command): Command {
     .option('-Q, --quota <name=value>', 'set a quota (nodes, watches, transactions, outstanding, transaction-nodes, memory, node-size, permissions, path-max)', collect, [])
     .option('-q, --quota-soft <name=value>', 'set a soft quota (memory)', collect, [])
     .option('-w, --timeout <name=value>', 'watch-event=<seconds>', collect, [])
-    .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them");
+    .option('-K, --keep-orphans', "re-own a dead domain's nodes to dom0 instead of deleting them")
+    .option('--seed-rate-limit <n>', "the seed's limit (not in Xen): read at most N requests a second from each unprivileged domain (default: off)", int);
 }
 
 /** The quotas given explicitly (the rest are the profile's defaults, or a restored stream's). */
@@ -100,6 +101,9 @@ clients of the daemon that wrote it are gone.`)
         trace,
         keepOrphans: o.keepOrphans === true,
         clock: () => Math.floor(Date.now() / 1000),
+        // C's CLOCK_MONOTONIC, for the write-rate limiter and the watch-event timeout.
+        clockMs: () => Math.floor(performance.now()),
+        seedRateLimit: o.seedRateLimit as number | undefined,
         timer: (fn, ms) => void setTimeout(fn, ms).unref(),
         stateDump: {
           write: (b) => writeFileSync(stateDumpPath, b, { mode: 0o600 }),
@@ -108,13 +112,19 @@ clients of the daemon that wrote it are gone.`)
         },
         liveUpdateOptions: (cmdline) => ({
           profile, keepOrphans: o.keepOrphans === true, clock: () => Math.floor(Date.now() / 1000),
+          clockMs: () => Math.floor(performance.now()), seedRateLimit: o.seedRateLimit as number | undefined,
           quotas: cmdline === undefined ? quotas : cmdlineQuotas(cmdline, profile),
         }),
         restoreFrom: typeof o.restore === 'string' ? readFileSync(o.restore) : undefined,
       });
       // What C syslogs ("live-update: read state"), with the stream's size.
-      server.daemon.onLiveUpdate = (d) => void process.stderr.write(
-        `xenstored: live-update: new instance read ${d.bytes} bytes of state, ${d.restored.connections.size} connections\n`);
+      // What C sends to syslog (memory quota crossings), on stderr.
+      const syslog = (level: string, text: string): void => void process.stderr.write(`xenstored: ${level}: ${text}\n`);
+      server.daemon.xs.syslog = syslog;
+      server.daemon.onLiveUpdate = (d) => {
+        server.daemon.xs.syslog = syslog;
+        process.stderr.write(`xenstored: live-update: new instance read ${d.bytes} bytes of state, ${d.restored.connections.size} connections\n`);
+      };
       await server.listen();
       // Once the tree is big, let V8 keep less slack above the live heap (a million nodes: about
       // 270 MB RSS instead of 370 MB); small trees keep the default, which collects less often.

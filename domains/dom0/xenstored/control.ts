@@ -2,7 +2,7 @@
 // help and the quota tables. (oxenstored's DEBUG answers OK to anything: the core says so.)
 import type { XsError } from '../../../hypervisor/public/io/xs_wire.ts';
 import { atoi, type XsDomain } from './domain.ts';
-import { nodeRecordSize, type Quotas } from './quota.ts';
+import type { Quotas } from './quota.ts';
 import type { Store } from './store.ts';
 
 const CONTROL_HELP = 'check\t\nlog\ton|off\nlive-update\t[-c <cmdline>] [-F] [-t <timeout>] <file>\n'
@@ -15,6 +15,8 @@ export interface ControlState {
   readonly store: Store;
   readonly domains: ReadonlyMap<number, XsDomain>;
   readonly connections: ReadonlyMap<number, { readonly watches: readonly unknown[]; readonly transactions: ReadonlyMap<number, unknown> }>;
+  /** C's domain->memory (nodes, watches, transaction copies, queued output). */
+  domainMemory(domid: number): number;
 }
 
 /** The reply text (none: a plain OK), or the error. */
@@ -72,22 +74,10 @@ function quota(args: readonly string[], soft: boolean, s: ControlState): Control
   const d = s.domains.get(atoi(args[0]));
   if (d === undefined) return { error: 'ENOENT' };
   const c = d.conn !== undefined ? s.connections.get(d.conn) : undefined;
-  const u = usage(d.domid, s.store);
+  const u = { nodes: s.store.ownedBy(d.domid), memory: s.domainMemory(d.domid) };
   const line = (n: string, v: number): string => `${n.padEnd(16)}: ${String(v).padStart(8)}\n`;
   return {
     text: `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
       + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory),
   };
-}
-
-/** Nodes a domain owns and the memory C xenstored accounts for them (record size + path). */
-function usage(domid: number, store: Store): { nodes: number; memory: number } {
-  let nodes = 0;
-  let memory = 0;
-  for (const [p, n] of store.walk('/')) {
-    if (n.perms[0].id !== domid) continue;
-    nodes++;
-    memory += nodeRecordSize(n.value, n.perms, store.childNames(n)) + p.length;
-  }
-  return { nodes, memory };
 }

@@ -12,7 +12,9 @@ import {
   type EntryValidator, formatPerms, internPerms, parsePerms, permForConn, type PermEntry, type Perms, XsPerm,
 } from './permissions.ts';
 import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
-import { nodeRecordSize, type Quotas } from './quota.ts';
+import {
+  DEFAULT_BUFFER_SIZE, MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
+} from './quota.ts';
 import { control } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
 import { Store, type XsNode } from './store.ts';
@@ -37,6 +39,16 @@ export interface XenstoredOptions {
    * transactions; the host's clock in `xensim xenstored`. Without one time stands still.
    */
   readonly clock?: () => number;
+  /**
+   * Milliseconds on the daemon's monotonic clock (C: CLOCK_MONOTONIC), for the write-rate
+   * limiter, the watch-event timeout and the seed's rate limit. Default: `clock` in milliseconds.
+   */
+  readonly clockMs?: () => number;
+  /**
+   * The seed's "20 operations per second per unprivileged domain", as an option: requests read
+   * per second per unprivileged domain (0 or absent: off, as in Xen).
+   */
+  readonly seedRateLimit?: number;
   /**
    * Start with only the root node, as setup_structure(true) does for a daemon started to read
    * a live-update state stream (the stream brings /tool and everything else).
@@ -87,6 +99,11 @@ export interface Connection {
   closed: boolean;
   /** When its oldest open transaction started (clock seconds; C's ta_start_time). */
   txStartedAt: number;
+  /**
+   * Bytes of replies and watch events queued and not completely sent, each with its 16-byte
+   * header, as C charges them to the domain's memory (XSA-326). The transport reports them.
+   */
+  queuedMemory: number;
 }
 
 /** One message for one connection, in the order the daemon produces them. */
@@ -253,11 +270,17 @@ export class Xenstored {
     this.special.set('@introduceDomain', n0);
     this.special.set('@releaseDomain', n0);
     this.clock = opts.clock ?? (() => 0);
+    const clockMs = opts.clockMs ?? (() => this.clock() * 1000);
+    this.clockMs = clockMs;
+    this.memoryQuota = new MemoryQuota(this.quotas, this.clock, (level, text) => this.syslog(level, text));
+    this.wrl = this.b.writeRateLimit ? new WriteRateLimit(clockMs) : undefined;
+    this.seedRate = opts.seedRateLimit ? new SeedRateLimit(opts.seedRateLimit, clockMs) : undefined;
     this.table = this.buildTable();
     // Dom0 is known, introduced and connected from the start.
     this.domains.set(0, {
       domid: asDomId(0), generation: 0, introduced: true, conn: 0, mfn: 0, port: 0, shutdownReported: false,
     });
+    this.wrl?.domainNew(0);
     if (opts.restoring) return;
     // setup_structure(): the tree a fresh daemon starts with.
     const tool = this.store.create('/', this.store.root, 'tool', '', n0);
@@ -282,7 +305,7 @@ export class Xenstored {
     assert(!this.connections.has(id), `connection ${id} exists already`);
     this.connections.set(id, {
       id, domid, privileged, kind, home: domainPath(domid), target: undefined,
-      watches: [], transactions: new Map(), nextTxId: 1, closed: false, txStartedAt: 0,
+      watches: [], transactions: new Map(), nextTxId: 1, closed: false, txStartedAt: 0, queuedMemory: 0,
     });
     return id;
   }
@@ -310,6 +333,160 @@ export class Xenstored {
   resetConnection(connId: number): void {
     const c = this.connections.get(connId);
     if (c) this.dropConnectionState(c);
+  }
+
+  // ------------------------------------------------------------------ memory quota, rate limits
+
+  /** Where domain_chk_quota() and the rate limiter log (C: syslog). */
+  syslog: (level: SyslogLevel, text: string) => void = () => undefined;
+  /** Milliseconds (C's CLOCK_MONOTONIC). */
+  readonly clockMs: () => number;
+  readonly memoryQuota: MemoryQuota;
+  /** C 4.17's write-rate limiter (profile c; oxenstored has none). */
+  readonly wrl: WriteRateLimit | undefined;
+  /** The seed's per-domain request rate (option; off by default). */
+  readonly seedRate: SeedRateLimit | undefined;
+
+  /** The connection of a domain, if introduced and connected. */
+  private connOfDomain(domid: number): Connection | undefined {
+    const d = this.domains.get(domid);
+    return d?.conn !== undefined && d.conn !== 0 ? this.connections.get(d.conn) : undefined;
+  }
+
+  /**
+   * C's domain->memory: the node records the domain owns (with their paths), its connection's
+   * watches (path and token), its open transactions' node copies and its queued output.
+   */
+  domainMemory(domid: number): number {
+    let m = this.store.memoryOf(domid);
+    const c = this.connOfDomain(domid);
+    if (c !== undefined) {
+      for (const w of c.watches) m += w.node.length + w.token.length;
+      for (const t of c.transactions.values()) m += t.memory;
+      m += c.queuedMemory;
+    }
+    return m;
+  }
+
+  /** Whether the memory quota applies to a domain: unprivileged, known (domid_is_unprivileged). */
+  private memoryChecked(domid: number): boolean {
+    if (!this.b.memoryQuota || domid === 0) return false;
+    if (!this.domains.has(domid)) return false;
+    return !(this.connOfDomain(domid)?.privileged ?? false);
+  }
+
+  /** domain_memory_add_chk(): true if adding `mem` bytes would reach the hard quota. */
+  private overMemory(domid: number, mem: number, base = this.domainMemory(domid)): boolean {
+    if (!this.memoryChecked(domid)) return false;
+    return this.memoryQuota.check(domid, base + mem);
+  }
+
+  /**
+   * The transport queues a message for a connection (send_reply / send_event). A reply is always
+   * charged; a watch event that would put an unprivileged domain at its hard memory quota is
+   * dropped (XSA-326: a guest that does not read its events cannot make the daemon hoard them).
+   * Returns whether the message is queued.
+   */
+  outputQueued(connId: number, msg: XsMessage): boolean {
+    const c = this.connections.get(connId);
+    if (c === undefined) return true;
+    const mem = msg.payload.length + XS_BUFFERED_HDR;
+    if (c.kind !== 'domain' || !this.b.memoryQuota) return true;
+    if (msg.type === T.XS_WATCH_EVENT) {
+      if (this.overMemory(c.domid, mem)) return false;
+    } else if (this.memoryChecked(c.domid)) {
+      // A reply is charged whatever the quota says (handle() refused the long ones already);
+      // the check still logs a crossing.
+      this.memoryQuota.check(c.domid, this.domainMemory(c.domid) + mem);
+    }
+    c.queuedMemory += mem;
+    return true;
+  }
+
+  /** A queued message is completely sent, dropped (watch-event timeout) or discarded with the queue. */
+  outputDone(connId: number, msg: { readonly payload: Uint8Array } | number): void {
+    const c = this.connections.get(connId);
+    if (c === undefined || c.kind !== 'domain' || !this.b.memoryQuota) return;
+    const mem = typeof msg === 'number' ? msg + XS_BUFFERED_HDR : msg.payload.length + XS_BUFFERED_HDR;
+    c.queuedMemory -= mem;
+    assert(c.queuedMemory >= 0, `queued memory of connection ${connId} below zero`);
+  }
+
+  /**
+   * domain_can_read() beyond the outstanding-request quota: 0 if the daemon may read a request
+   * from this connection now; Infinity while the domain is at its hard memory quota (until its
+   * memory drops or the quota rises); else the milliseconds until the write-rate limiter or the
+   * seed's limit lets it read again.
+   */
+  readBlockedFor(connId: number): number {
+    const c = this.connections.get(connId);
+    if (c === undefined || c.privileged || c.kind !== 'domain') return 0;
+    let wait = this.wrl?.blockedFor(c.domid) ?? 0;
+    if (this.seedRate) wait = Math.max(wait, this.seedRate.blockedFor(c.domid));
+    if (wait === 0 && this.memoryChecked(c.domid) && this.quotas.memory > 0
+      && this.domainMemory(c.domid) >= this.quotas.memory) return Infinity;
+    return wait;
+  }
+
+  /** wrl_domain_destroy() and the rest of a domain's limit state. */
+  private forgetDomainLimits(domid: number): void {
+    this.wrl?.domainDestroy(domid);
+    this.seedRate?.forget(domid);
+    this.memoryQuota.forget(domid);
+  }
+
+  private openTransactions(): number {
+    let n = 0;
+    for (const c of this.connections.values()) n += c.transactions.size;
+    return n;
+  }
+
+  /** wrl_apply_debit_direct() for `n` nodes written outside a transaction. */
+  private wrlDebit(conn: Connection, n: number): void {
+    if (this.wrl === undefined || conn.privileged || conn.kind !== 'domain') return;
+    this.wrl.ntransactions = this.openTransactions();
+    for (let i = 0; i < n; i++) this.wrl.debitDirect(conn.domid);
+  }
+
+  /**
+   * do_tdb_write()'s charge for writing node records in C's order (bottom up, the existing
+   * parent last): each step moves the old record's bytes off its owner unchecked, then adds the
+   * new record to its owner, which must stay below the hard quota (else EIO, and nothing is
+   * written). Inside a transaction the records are the transaction's copies, charged to the
+   * connection's domain with the transaction's key prefix.
+   */
+  private chargeRecords(ctx: RequestContext, steps: readonly { path: string; old?: { owner: number; bytes: number }; owner: number; bytes: number }[]): void {
+    if (!this.b.memoryQuota) return;
+    const running = new Map<number, number>();
+    const total = (d: number): number => running.get(d) ?? this.domainMemory(d);
+    const tx = ctx.tx;
+    for (const st of steps) {
+      if (tx !== undefined) {
+        const d = ctx.conn.domid;
+        const key = st.path.length + tx.keyPrefix.length;
+        const before = tx.charged.get(st.path);
+        const add = st.bytes - st.path.length + key;
+        const base = total(d) - (before ?? 0);
+        if (this.overMemory(d, add, base)) {
+          tx.failed = true;
+          fail('EIO');
+        }
+        running.set(d, base + add);
+        continue;
+      }
+      if (st.old) running.set(st.old.owner, total(st.old.owner) - st.old.bytes);
+      const base = total(st.owner);
+      if (this.overMemory(st.owner, st.bytes, base)) fail('EIO');
+      running.set(st.owner, base + st.bytes);
+    }
+    if (tx !== undefined) for (const st of steps) tx.charge(st.path, st.bytes + tx.keyPrefix.length);
+  }
+
+  /** A node's charge as it is in `db` (record and path). */
+  private recordOf(db: Db, path: string, node: NodeData, value = node.value, perms = node.perms, extraChild = ''): number {
+    let kids = extraChild === '' ? 0 : extraChild.length + 1;
+    for (const k of db.children(path)) kids += k.length + 1;
+    return nodeRecordSize(value, perms, []) + kids + path.length;
   }
 
   private dropConnectionState(c: Connection): void {
@@ -385,6 +562,7 @@ export class Xenstored {
     if (d === undefined) {
       d = { domid: asDomId(spec.domid), generation: 0, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false };
       this.domains.set(spec.domid, d);
+      this.wrl?.domainNew(spec.domid);
     }
     // introduce_domain(restore): the ring is the transport's; no @introduceDomain.
     d.introduced = true;
@@ -414,9 +592,16 @@ export class Xenstored {
     if (this.closing.length !== 0) this.closing = [];
     if (this.unsent.size !== 0) this.unsent.clear();
     if (!conn) return { deliveries: [], closed: [] };
+    if (this.seedRate && !conn.privileged && conn.kind === 'domain') this.seedRate.take(conn.domid);
     if (this.delayRequest(conn, msg)) return { deliveries: [], closed: NONE_CLOSED };
     this.current = conn;
     const reply = this.dispatch(conn, msg);
+    // send_reply(): a reply longer than its default buffer is charged with the quota checked; at
+    // the quota the answer is ENOMEM instead (short replies, errors included, always go).
+    if (reply.msg.type !== T.XS_ERROR && reply.msg.payload.length > DEFAULT_BUFFER_SIZE && conn.kind === 'domain'
+      && this.overMemory(conn.domid, reply.msg.payload.length + XS_BUFFERED_HDR)) {
+      reply.msg = { ...reply.msg, type: T.XS_ERROR, payload: enc('ENOMEM\0') };
+    }
     if (this.heldBack) {
       // The request waits (live-update -s): its reply comes later, or from the new instance.
       this.heldBack = false;
@@ -705,8 +890,37 @@ export class Xenstored {
       const kids = i > 0 ? [basename(missing[i - 1])] : [];
       this.checkNodeSize(conn, i === 0 ? value : '', perms, kids, ctx.tx);
     }
+    // C writes bottom up: the new node, its new ancestors, then the existing parent.
+    if (this.charges(ctx, perms[0].id, parent.perms[0].id)) this.chargeCreate(ctx, missing, value, perms, parentName, parent);
     for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
+    if (!ctx.tx) this.wrlDebit(conn, missing.length + 1);
     ctx.tx?.lowWrite(parentName);
+  }
+
+  /**
+   * Whether a write must be charged here: inside an unprivileged connection's transaction (its
+   * copies count for it), or to an owner the quota applies to. (Computing a record's size walks
+   * its children, which the privileged toolstack's writes need not pay for.)
+   */
+  private charges(ctx: RequestContext, ...owners: number[]): boolean {
+    if (!this.b.memoryQuota) return false;
+    if (ctx.tx) return !ctx.conn.privileged;
+    return owners.some((o) => this.memoryChecked(o));
+  }
+
+  private chargeCreate(ctx: RequestContext, missing: readonly string[], value: string, perms: Perms, parentName: string, parent: NodeData): void {
+    const top = missing[missing.length - 1];
+    const steps: { path: string; old?: { owner: number; bytes: number }; owner: number; bytes: number }[] = [];
+    for (let i = 0; i < missing.length; i++) {
+      const kids = i > 0 ? [basename(missing[i - 1])] : [];
+      steps.push({ path: missing[i], owner: perms[0].id, bytes: nodeRecordSize(i === 0 ? value : '', perms, kids) + missing[i].length });
+    }
+    const parentOld = this.recordOf(ctx.db, parentName, parent);
+    steps.push({
+      path: parentName, old: { owner: parent.perms[0].id, bytes: parentOld },
+      owner: parent.perms[0].id, bytes: parentOld + basename(top).length + 1,
+    });
+    this.chargeRecords(ctx, steps);
   }
 
   // ------------------------------------------------------------------ watch events
@@ -896,6 +1110,13 @@ export class Xenstored {
       node = this.getNode(ctx, name, XsPerm.XS_PERM_WRITE);
       this.checkNodeSize(ctx.conn, value, node.perms, ctx.db.children(name), ctx.tx);
       const settled = this.settle(node);
+      if (this.charges(ctx, node.perms[0].id, settled[0].id)) {
+        this.chargeRecords(ctx, [{
+          path: name, old: { owner: node.perms[0].id, bytes: this.recordOf(ctx.db, name, node) },
+          owner: settled[0].id, bytes: this.recordOf(ctx.db, name, node, value, settled),
+        }]);
+      }
+      if (!ctx.tx) this.wrlDebit(ctx.conn, 1);
       if (settled !== node.perms) ctx.db.setPerms(name, settled);
       ctx.db.setValue(name, value);
       ctx.tx?.lowWrite(name);
@@ -979,7 +1200,10 @@ export class Xenstored {
     // rm_node() reads the parent first: inside a transaction the node may have been copied in
     // while someone else has since removed its parent (C: EINVAL).
     if (ctx.db.read(parentOf(name)) === undefined) fail('EINVAL');
+    const before = this.store.size;
     this.removeSubtree(ctx, name);
+    // Each node deleted and the parent rewritten is a write access (unchecked for memory).
+    if (!ctx.tx) this.wrlDebit(ctx.conn, before - this.store.size + 1);
     if (ctx.tx) {
       ctx.tx.lowWrite(parentOf(name));
       ctx.tx.wops++;
@@ -1076,6 +1300,13 @@ export class Xenstored {
       if (ctx.db.ownedBy(perms[0].id) >= q) fail('ENOSPC');
     }
     this.checkNodeSize(conn, node.value, perms, ctx.db.children(name), ctx.tx);
+    if (this.charges(ctx, node.perms[0].id, perms[0].id)) {
+      this.chargeRecords(ctx, [{
+        path: name, old: { owner: node.perms[0].id, bytes: this.recordOf(ctx.db, name, node) },
+        owner: perms[0].id, bytes: this.recordOf(ctx.db, name, node, node.value, perms),
+      }]);
+    }
+    if (!ctx.tx) this.wrlDebit(conn, 1);
     const old: AclAt = { perms: node.perms, gen: node.gen };
     ctx.db.setPerms(name, perms);
     if (ctx.tx) {
@@ -1114,6 +1345,8 @@ export class Xenstored {
     if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
     // 4.17 and oxenstored both refuse only once the count already exceeds the limit.
     if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.b.watchQuotaError);
+    // add_watch(): the path and token are charged to the domain's memory.
+    if (conn.kind === 'domain' && this.overMemory(conn.domid, node.length + token.length)) fail('ENOMEM');
     const w: Watch = { node, token, relativeTo };
     conn.watches.push(w);
     // "We fire once up front": the initial event, whatever the node's existence or ACL.
@@ -1194,6 +1427,11 @@ export class Xenstored {
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('ENOMEM');
+    if (this.wrl && !ctx.conn.privileged && ctx.conn.kind === 'domain') {
+      // wrl_apply_debit_trans_commit(): this transaction still counts among the open ones.
+      this.wrl.ntransactions = this.openTransactions() + 1;
+      this.wrl.debitCommit(ctx.conn.domid);
+    }
     if (this.faults.conflictOnAnyChange ? this.store.changedAt >= tx.startGen : !tx.unchanged()) fail('EAGAIN');
     // transaction_fix_domains(): every unprivileged owner whose count changed must end below quota.
     for (const domid of tx.ownerDelta.keys()) {
@@ -1318,6 +1556,7 @@ export class Xenstored {
         mfn: 0, port: 0, shutdownReported: false,
       };
       this.domains.set(domid, d);
+      this.wrl?.domainNew(domid);
     }
     return d;
   }
@@ -1446,6 +1685,7 @@ export class Xenstored {
   private dropDomain(d: XsDomain): void {
     this.closeDomainConnection(d);
     this.domains.delete(d.domid);
+    this.forgetDomainLimits(d.domid);
     this.domainEpoch++;
   }
 
@@ -1508,6 +1748,7 @@ export class Xenstored {
       }
     }
     this.domains.delete(d.domid);
+    this.forgetDomainLimits(d.domid);
     this.fireNow('@releaseDomain', false, []);
   }
 

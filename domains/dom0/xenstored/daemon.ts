@@ -161,10 +161,29 @@ export class XenstoredDaemon {
       for (const r of this.xs.removedOwned.splice(0)) this.onRemovedOwned?.({ kind: 'xenstored', op: 'owned_nodes_removed', owner: r.domid, paths: r.paths });
     }
     this.afterBatch?.();
+    // Connections that stopped reading (memory quota) look again, as C's main loop does.
+    if (this.stalled.size !== 0) {
+      const again = [...this.stalled];
+      this.stalled.clear();
+      for (const f of again) f();
+    }
     // A sink's flush may touch others (and they are flushed too), as iterating a Set would.
     for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
     this.touched.length = 0;
     this.generation++;
+  }
+
+  /** Transports that stopped reading a connection and want to look again after the next batch. */
+  readonly stalled = new Set<() => void>();
+
+  /**
+   * Calls `fn` after `ms` milliseconds of the daemon's clock (C's poll timeout for the write-rate
+   * limiter and the watch-event timeout); false if this daemon has no timer.
+   */
+  after(ms: number, fn: () => void): boolean {
+    if (!this.opts.timer) return false;
+    this.opts.timer(fn, ms);
+    return true;
   }
 
   /** Told after each live update (the transports' and the tests' hook). */

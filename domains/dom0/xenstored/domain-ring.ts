@@ -34,10 +34,14 @@
 //         and the bytes after those 4096 are taken as the next header.
 //         No read throttling: oxenstored's maxoutstanding bounds its unprocessed input queue,
 //         which a synchronous core never fills.
-// Not modelled: C's memory quota and write-rate limiting (which also stop reading), and XSA-326's
-// charging of queued watch events to the domain whose request caused them.
+// Profile c also stops reading while the domain is at its hard memory quota or in debt with the
+// write-rate limiter (the core's readBlockedFor), charges every queued reply and event to the
+// domain's memory and drops a watch event that would reach the hard quota (XSA-326), and drops a
+// watch event still unsent after the watch-event timeout (-w watch-event=, 20 s) - measured on
+// ../shared/oracle, see test/dom0/xenstored/limits.test.ts. Not modelled: C's charging of queued
+// events to the domain whose request caused them as outstanding requests.
 import {
-  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION,
+  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
   XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsDecodeStep,
   type XsMessage, XsdSockmsgType, type XsRingHalf, encodeMessage, xsRingCopyInRange, xsRingCopyOutRange,
   xsRingIndexesValid,
@@ -68,6 +72,10 @@ interface OutMsg {
   used: number;
   /** A reply (counts as outstanding until completely written), not a watch event. */
   readonly reply: boolean;
+  /** Charged to the domain's memory (not so: raw bytes restored by a live update). */
+  readonly charged: boolean;
+  /** A guest's watch event is dropped if still unsent at this time (ms, daemon clock; 0: never). */
+  readonly expiresAt: number;
 }
 
 const W = (off: number): number => off >> 2;
@@ -103,7 +111,7 @@ export class XsRingConnection {
       takeOutput: () => this.takeOutput(),
       sendBytes: (b) => {
         // C restores it as a reply (XS_INVALID in its trace): outstanding until written.
-        this.out.push({ bytes: b, used: 0, reply: true });
+        this.out.push({ bytes: b, used: 0, reply: true, charged: false, expiresAt: 0 });
         this.nOutstanding++;
       },
       ended: (why) => {
@@ -184,6 +192,7 @@ export class XsRingConnection {
     } finally {
       this.busy = false;
     }
+    if (this.live()) this.armIfStuck();
   }
 
   // ------------------------------------------------------------------ sink
@@ -192,6 +201,7 @@ export class XsRingConnection {
   private takeOutput(): { data: Uint8Array; respLen: number } {
     const parts = this.out.map((m) => m.bytes.subarray(m.used));
     const respLen = this.out.length !== 0 && this.out[0].used !== 0 ? parts[0].length : 0;
+    this.uncharge(this.out);
     this.out = [];
     this.nOutstanding = 0;
     return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts), respLen };
@@ -200,8 +210,66 @@ export class XsRingConnection {
   private queue(msg: XsMessage): void {
     if (!this.live()) return;
     const reply = msg.type !== XsdSockmsgType.XS_WATCH_EVENT;
-    this.out.push({ bytes: encodeMessage(msg), used: 0, reply });
+    const xs = this.daemon.xs;
+    // XSA-326: an event that would put the domain at its hard memory quota is dropped.
+    if (!xs.outputQueued(this.connId, msg)) return;
+    let expiresAt = 0;
+    const timeout = xs.quotas.watchEventTimeout;
+    if (!reply && timeout > 0 && xs.b.watchEventTimeout && !(xs.connections.get(this.connId)?.privileged ?? true)) {
+      expiresAt = xs.clockMs() + timeout * 1000;
+    }
+    this.out.push({ bytes: encodeMessage(msg), used: 0, reply, charged: true, expiresAt });
     if (reply) this.nOutstanding++;
+  }
+
+  /** Memory charged for messages leaving the queue goes back to the domain. */
+  private uncharge(msgs: readonly OutMsg[]): void {
+    const xs = this.daemon.xs;
+    for (const m of msgs) if (m.charged) xs.outputDone(this.connId, m.bytes.length - XSD_SOCKMSG_SIZE);
+  }
+
+  private expiryArmed = false;
+
+  /**
+   * After a write to the ring: if an event is still waiting for room, look again when it is due
+   * (no timer while everything goes out at once, the usual case).
+   */
+  private armIfStuck(): void {
+    if (this.expiryArmed) return;
+    let next = 0;
+    for (const m of this.out) if (m.expiresAt !== 0 && m.used === 0 && (next === 0 || m.expiresAt < next)) next = m.expiresAt;
+    if (next !== 0) this.armExpiry(Math.max(0, next - this.daemon.xs.clockMs()));
+  }
+
+  /** Looks for timed-out events when the first queued one is due (C's poll timeout). */
+  private armExpiry(ms: number): void {
+    if (this.expiryArmed) return;
+    this.expiryArmed = this.daemon.after(ms, () => {
+      this.expiryArmed = false;
+      if (!this.live()) return;
+      this.expireEvents();
+      this.flush();
+    });
+  }
+
+  /**
+   * check_event_timeout(): watch events not yet started into the ring whose time is up are
+   * freed (their memory returned); if some remain, look again when the next one is due.
+   */
+  private expireEvents(): void {
+    const now = this.daemon.xs.clockMs();
+    let next = 0;
+    const keep: OutMsg[] = [];
+    for (const m of this.out) {
+      if (m.expiresAt !== 0 && m.used === 0 && m.expiresAt <= now) {
+        this.uncharge([m]);
+        continue;
+      }
+      if (m.expiresAt !== 0 && m.used === 0 && (next === 0 || m.expiresAt < next)) next = m.expiresAt;
+      keep.push(m);
+    }
+    this.out = keep;
+    if (next !== 0) this.armExpiry(next - now);
   }
 
   /**
@@ -219,6 +287,7 @@ export class XsRingConnection {
       return;
     }
     this.writeOut();
+    this.armIfStuck();
   }
 
   private end(): void {
@@ -262,6 +331,7 @@ export class XsRingConnection {
       room -= n;
       if (m.used === m.bytes.length) {
         this.out.shift();
+        this.uncharge([m]);
         if (m.reply) this.nOutstanding--;
       }
     }
@@ -314,13 +384,32 @@ export class XsRingConnection {
     return used > 0;
   }
 
-  /** Profile c: too many replies not yet written (domain_is_unprivileged() connections only). */
+  /**
+   * domain_can_read() of an unprivileged domain: too many replies not yet written (profile c),
+   * the hard memory quota reached, the write-rate limiter's debt or the seed's limit (the core's
+   * readBlockedFor). A stalled ring looks again after the daemon's next batch or when its wait is
+   * over.
+   */
   private throttled(): boolean {
-    if (this.profile !== 'c') return false;
-    const quota = this.daemon.xs.quotas.outstanding;
-    if (quota <= 0 || this.nOutstanding < quota) return false;
-    return !(this.daemon.xs.connections.get(this.connId)?.privileged ?? false);
+    const xs = this.daemon.xs;
+    if (this.profile === 'c') {
+      const quota = xs.quotas.outstanding;
+      if (quota > 0 && this.nOutstanding >= quota && !(xs.connections.get(this.connId)?.privileged ?? false)) return true;
+    }
+    const wait = xs.readBlockedFor(this.connId);
+    if (wait === 0) return false;
+    if (wait === Infinity) this.daemon.stalled.add(this.rekick);
+    else if (!this.wakeArmed) {
+      this.wakeArmed = this.daemon.after(wait, () => {
+        this.wakeArmed = false;
+        this.kick();
+      });
+    }
+    return true;
   }
+
+  private wakeArmed = false;
+  private readonly rekick = (): void => this.kick();
 
   // ------------------------------------------------------------------ errors and resets
 
@@ -354,6 +443,7 @@ export class XsRingConnection {
 
   private dropBuffers(): void {
     this.wire.decoder.reset();
+    this.uncharge(this.out);
     this.out = [];
     this.nOutstanding = 0;
   }

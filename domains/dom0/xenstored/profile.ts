@@ -83,6 +83,15 @@ export interface Behaviours {
   // ---- watches
   /** An event identical to one still unsent to that connection is dropped (XSA-326, C). */
   readonly dropDuplicateEvents: boolean;
+  /**
+   * C 4.17's memory quota (-Q/-q memory=): nodes, watches, transaction copies and queued output
+   * charged per domain; oxenstored has no memory quota.
+   */
+  readonly memoryQuota: boolean;
+  /** C 4.17's write-rate limiter (compile-time constants); oxenstored has none. */
+  readonly writeRateLimit: boolean;
+  /** C 4.17's watch-event timeout (-w watch-event=); oxenstored has none. */
+  readonly watchEventTimeout: boolean;
   /** Watches fire from a trie: root down, newest first per path (oxenstored). */
   readonly watchTrieOrder: boolean;
   /** RM fires every watch below the removed node, with its own path (oxenstored). */
@@ -159,6 +168,9 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     transactionQuotaError: 'ENOSPC',
     txNodeQuotaOnAccess: true,
     dropDuplicateEvents: true,
+    memoryQuota: true,
+    writeRateLimit: true,
+    watchEventTimeout: true,
     watchTrieOrder: false,
     rmFiresWatchesBelow: false,
     watchArgsTerminated: false,
@@ -208,6 +220,9 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     transactionQuotaError: 'EQUOTA',
     txNodeQuotaOnAccess: false,
     dropDuplicateEvents: false,
+    memoryQuota: false,
+    writeRateLimit: false,
+    watchEventTimeout: false,
     watchTrieOrder: true,
     rmFiresWatchesBelow: true,
     watchArgsTerminated: true,

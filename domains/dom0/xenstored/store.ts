@@ -4,6 +4,10 @@
 import type { Perms } from './permissions.ts';
 import { join } from './path.ts';
 
+/** sizeof(struct xs_tdb_record_hdr) and of one ACL entry in it (C 4.17's node record). */
+export const XS_TDB_RECORD_HDR = 24;
+export const XS_PERM_SIZE = 8;
+
 export class XsNode {
   /** Raw value bytes, one char per byte. */
   value: string;
@@ -45,6 +49,11 @@ export class Store {
   adjustPerms: ((perms: Perms, gen: number) => Perms) | undefined;
   /** Nodes owned per domid, for the nodes quota. */
   readonly owned = new Map<number, number>();
+  /**
+   * Bytes of node records per owner, as C 4.17 charges them to the memory quota (do_tdb_write):
+   * the record (24-byte header, 8 per ACL entry, value, child names) plus the path.
+   */
+  readonly memory = new Map<number, number>();
   private nodeCount = 1;
   /** Generation at which every node was rebuilt (oxenstored's reset_permissions): no merge across it. */
   rebuiltAt = -1;
@@ -55,6 +64,7 @@ export class Store {
     this.subGens = opts.trackSubtrees ? new WeakMap() : undefined;
     this.root = new XsNode('', rootPerms, 0);
     this.count(rootPerms[0].id, 1);
+    this.charge(rootPerms[0].id, XS_TDB_RECORD_HDR + XS_PERM_SIZE * rootPerms.length + 1);
   }
 
   get size(): number {
@@ -69,6 +79,46 @@ export class Store {
 
   ownedBy(domid: number): number {
     return this.owned.get(domid) ?? 0;
+  }
+
+  private charge(owner: number, delta: number): void {
+    if (delta === 0) return;
+    const n = (this.memory.get(owner) ?? 0) + delta;
+    if (n === 0) this.memory.delete(owner);
+    else this.memory.set(owner, n);
+  }
+
+  /** Node memory charged to a domain (C's domain->memory without watches and queued output). */
+  memoryOf(domid: number): number {
+    return this.memory.get(domid) ?? 0;
+  }
+
+  /** A node's charge: record size plus its path (the tdb key). */
+  static recordMemory(path: string, value: string, perms: Perms, childBytes: number): number {
+    return XS_TDB_RECORD_HDR + XS_PERM_SIZE * perms.length + value.length + childBytes + path.length;
+  }
+
+  /** Bytes of a node's child-name list (each name NUL-terminated). */
+  static childBytes(node: XsNode): number {
+    let n = 0;
+    if (node.children) for (const k of node.children.keys()) n += k.length + 1;
+    return n;
+  }
+
+  /** An ACL rewrite of `node` by adjustPerms: the owner and the entry count may change. */
+  private reperm(node: XsNode, perms: Perms): void {
+    if (perms === node.perms) return;
+    if (perms[0].id !== node.perms[0].id || perms.length !== node.perms.length) {
+      const kids = Store.childBytes(node);
+      // The path does not change: only move the record part.
+      this.charge(node.perms[0].id, -(XS_PERM_SIZE * node.perms.length + XS_TDB_RECORD_HDR + node.value.length + kids));
+      this.charge(perms[0].id, XS_PERM_SIZE * perms.length + XS_TDB_RECORD_HDR + node.value.length + kids);
+      if (perms[0].id !== node.perms[0].id) {
+        this.count(node.perms[0].id, -1);
+        this.count(perms[0].id, 1);
+      }
+    }
+    node.perms = perms;
   }
 
   /**
@@ -154,7 +204,7 @@ export class Store {
       this.preserve(parentPath, parent);
       this.preserve(path, undefined);
     }
-    if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
+    if (this.adjustPerms) this.reperm(parent, this.adjustPerms(parent.perms, parent.gen));
     const gen = this.generation++;
     this.changedAt = gen;
     const node = new XsNode(value, perms, gen);
@@ -165,11 +215,14 @@ export class Store {
     this.touchPath(parentPath, gen);
     this.nodeCount++;
     this.count(perms[0].id, 1);
+    this.charge(parent.perms[0].id, name.length + 1);
+    this.charge(perms[0].id, Store.recordMemory(path, value, perms, 0));
     return node;
   }
 
   setValue(path: string, node: XsNode, value: string): void {
     if (this.snapshots.size) this.preserve(path, node);
+    this.charge(node.perms[0].id, value.length - node.value.length);
     node.value = value;
     node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
@@ -181,6 +234,9 @@ export class Store {
       this.count(node.perms[0].id, -1);
       this.count(perms[0].id, 1);
     }
+    const old = Store.recordMemory(path, node.value, node.perms, Store.childBytes(node));
+    this.charge(node.perms[0].id, -old);
+    this.charge(perms[0].id, old + XS_PERM_SIZE * (perms.length - node.perms.length));
     node.perms = perms;
     node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
@@ -216,12 +272,14 @@ export class Store {
       if (this.snapshots.size) this.preserve(top.path, top.node);
       this.nodeCount--;
       this.count(top.node.perms[0].id, -1);
+      this.charge(top.node.perms[0].id, -Store.recordMemory(top.path, top.node.value, top.node.perms, Store.childBytes(top.node)));
       visit?.(top.path, top.node, top.parent);
     }
     parent.children!.delete(name);
     if (parent.children!.size === 0) parent.children = null;
+    this.charge(parent.perms[0].id, -(name.length + 1));
     this.listings.delete(parent);
-    if (this.adjustPerms) parent.perms = this.adjustPerms(parent.perms, parent.gen);
+    if (this.adjustPerms) this.reperm(parent, this.adjustPerms(parent.perms, parent.gen));
     parent.gen = this.changedAt = this.generation++;
     this.touchPath(parentPath, parent.gen);
   }

@@ -137,6 +137,29 @@ export class Transaction implements Db, SnapshotListener {
   /** oxenstored: the events this transaction's writes raised, to fire at commit. */
   readonly events: { path: string; exact: boolean; perms: AclAt[]; removed?: Removed[]; setPerms?: boolean }[] = [];
 
+  /**
+   * C 4.17 keeps a transaction's node copies in the data base under `<generation>/<path>` and
+   * charges them to the connection's domain: bytes charged per path (record plus that key).
+   */
+  readonly charged = new Map<string, number>();
+  private chargedTotal = 0;
+
+  /** The key prefix of this transaction's node copies (C: trans->generation and a slash). */
+  get keyPrefix(): string {
+    return `${this.startGen - 1}/`;
+  }
+
+  /** Memory charged for this transaction's node copies. */
+  get memory(): number {
+    return this.chargedTotal;
+  }
+
+  /** A node copy written (its new size replaces what was charged for that path). */
+  charge(path: string, bytes: number): void {
+    this.chargedTotal += bytes - (this.charged.get(path) ?? 0);
+    this.charged.set(path, bytes);
+  }
+
   constructor(
     readonly id: number,
     readonly store: Store,

@@ -116,6 +116,7 @@ export class XenstoredServer {
     const quota = this.xs.quotas.outstanding;
     // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
     const throttles = guest && this.xs.profile === 'c' && quota > 0;
+    let wakeArmed = false;
     const wire = new XsWireConnection(this.daemon, conn, {
       send: (m) => {
         const b = encodeMessage(m);
@@ -151,9 +152,23 @@ export class XenstoredServer {
           this.unmapped.set(domid, { socket, bytes: Buffer.alloc(0) });
         }
       },
-      throttled: throttles
+      throttled: guest
         ? () => {
-          const full = outReplies + queuedReplies >= quota && !(this.xs.connections.get(conn)?.privileged ?? false);
+          let full = throttles && outReplies + queuedReplies >= quota && !(this.xs.connections.get(conn)?.privileged ?? false);
+          // The memory quota, the write-rate limiter and the seed's limit (core.readBlockedFor).
+          const wait = full ? 0 : this.xs.readBlockedFor(conn);
+          if (wait !== 0) {
+            full = true;
+            const again = (): void => {
+              wakeArmed = false;
+              if (wire.paused && !wire.throttledNow()) {
+                wire.resume();
+                if (!wire.paused) socket.resume();
+              }
+            };
+            if (wait === Infinity) this.daemon.stalled.add(again);
+            else if (!wakeArmed) wakeArmed = this.daemon.after(wait, again);
+          }
           // Stop reading the socket too: what the client writes meanwhile waits in its kernel buffer.
           if (full) socket.pause();
           return full;
