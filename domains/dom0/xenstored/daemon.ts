@@ -133,14 +133,17 @@ export class XenstoredDaemon {
    * (xenstore-migration.md). The daemon changes state only inside a batch and dies between two,
    * so that state is the dead instance's own, taken here once rather than written after every
    * batch of every run. What lived only in the dead process is gone: partial input, replies not
-   * yet written, open transactions (C 4.17 restores no transaction). The transports re-attach
-   * the rings (the caller); in-process clients' sinks carry on with what they sent meanwhile.
+   * yet written, what open transactions read and wrote. Their ids are kept (TRANSACTION_DATA
+   * records without their pending nodes): a commit fails with EAGAIN and the client starts the
+   * transaction over, where an unknown id would be an error no client retries. The transports
+   * re-attach the rings (the caller); in-process clients' sinks carry on with what they sent
+   * meanwhile.
    */
   restart(): RestoredState {
     if (!this.crashed) throw new Error('xenstored restart: the daemon is running');
     const empty = new Uint8Array(0);
-    const bytes = dumpState(this.xs, { input: () => empty, output: () => ({ data: empty, respLen: 0 }) });
-    const restored = readState(bytes, this.opts);
+    const bytes = dumpState(this.xs, { input: () => empty, output: () => ({ data: empty, respLen: 0 }) }, { transactions: true });
+    const restored = readState(bytes, this.opts, { transactions: true });
     restored.xs.setUpDomain = this.xs.setUpDomain;
     this.xs = restored.xs;
     this.crashed = false;

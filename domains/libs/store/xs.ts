@@ -520,8 +520,9 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
 
   /**
    * Runs `body` in a transaction until a commit succeeds, starting over on EAGAIN (the body must
-   * be safe to repeat); an error from the body aborts the transaction and is thrown. Resolves
-   * with the body's last result and how many commits were retried.
+   * be safe to repeat) - also an EAGAIN from inside the body, the answer for a transaction a ring
+   * reset aborted (see reconnected()); any other error from the body aborts the transaction and
+   * is thrown. Resolves with the body's last result and how many times it started over.
    */
   async transaction<T>(body: (tx: XsTransaction) => Promise<T>): Promise<{ result: T; retries: number }> {
     for (let retries = 0; ; retries++) {
@@ -531,6 +532,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
         result = await body(tx);
       } catch (e) {
         await this.transactionEnd(tx, false).catch(() => undefined);
+        if (e instanceof XsError && e.code === 'EAGAIN') continue;
         throw e;
       }
       if (await this.transactionEnd(tx, true)) return { result, retries };

@@ -160,6 +160,21 @@ describe('xenstored restart and the xenstore ring\'s reconnection', () => {
     });
   }
 
+  for (const profile of ['c', 'ocaml'] as const) {
+    it(`${profile}: a transaction open across a restart keeps its id but cannot commit: EAGAIN, and the retry commits`, async () => {
+      const { daemon, xs, restart } = boot(profile);
+      const tx = await xs.transactionStart();
+      await xs.write('data/t', 'lost', tx);
+      daemon.crash();
+      restart();
+      await assert.rejects(xs.read('data/t', tx), (e: XsError) => e.code === 'ENOENT', 'what it wrote died with the daemon');
+      assert.equal(await xs.transactionEnd(tx, true), false, 'EAGAIN: start over');
+      await assert.rejects(xs.read('data/t'), (e: XsError) => e.code === 'ENOENT');
+      await xs.transaction(async (t) => xs.write('data/t', 'kept', t));
+      assert.equal((await xs.read('data/t')).toString(), 'kept');
+    });
+  }
+
   it('a restart keeps dom0\'s in-process connections: their watches, and the requests they sent while the daemon was down', async () => {
     const { daemon, dom0, restart } = boot('c');
     const tool = connectLocal(daemon, 'xl');
