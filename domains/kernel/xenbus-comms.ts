@@ -151,7 +151,9 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
    */
   requestReconnect(): boolean {
     if (this.reconnecting) return true;
-    if (!this.serverCanReconnect) return false;
+    if (!this.serverCanReconnect || this.destroyed) return false;
+    // Replies already in rsp[] are taken first: their requests are answered, not sent again.
+    if (this.connected() && !this.drain()) return false;
     this.reconnecting = true;
     const p = this.pending;
     this.pending = undefined;

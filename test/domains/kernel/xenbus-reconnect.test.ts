@@ -69,7 +69,7 @@ function boot(profile: Profile) {
     daemon.restart();
     attach().reattach();
   };
-  return { daemon, dom0, page, ring, xs, restart, reconnections: () => reconnections };
+  return { daemon, dom0, page, ring, xs, restart, toGuest, reconnections: () => reconnections };
 }
 
 /** Whether the promise has settled (after the event loop has had its turn). */
@@ -129,6 +129,25 @@ describe('xenstored restart and the xenstore ring\'s reconnection', () => {
     const { retries } = await xs.transaction(async (t) => xs.write('data/t1', 'again', t));
     assert.equal(retries, 0);
     assert.equal((await xs.read('data/t1')).toString(), 'again');
+  });
+
+  it('ocaml: a reply already in rsp[] when the guest asks for the reset is taken first, and its request is not sent twice', async () => {
+    const { daemon, ring, xs, toGuest } = boot('ocaml');
+    const writes: number[] = [];
+    daemon.onTrace = (e) => {
+      if (e.dir === 'IN' && e.type === 'WRITE') writes.push(e.req_id);
+    };
+    const handler = toGuest.handler;
+    toGuest.handler = undefined; // the guest does not look at the ring for now
+    const answered = xs.write('data/once', '1');
+    await ticks();
+    assert.deepEqual(writes.length, 1, 'xenstored has answered');
+    toGuest.handler = handler;
+    assert.equal(ring.requestReconnect(), true);
+    await answered;
+    await ticks();
+    assert.equal(writes.length, 1, 'not sent again after the reset');
+    assert.equal((await xs.read('data/once')).toString(), '1');
   });
 
   it('c (4.17): no RECONNECTION offered, so the guest cannot reset the ring and the lost request is never answered', async () => {
