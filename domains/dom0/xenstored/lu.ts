@@ -349,6 +349,7 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
   const reader = new XsStateReader(bytes);
   const xs = newInstance(opts);
   const connections = new Map<number, RestoredConnection>();
+  const carried: { conn: number; txId: number }[] = [];
   let socketFd: number | undefined;
   let evtchnFd: number | undefined;
   // Restored nodes keep the ACLs the stream gives; the stale-entry rule applies from now on.
@@ -408,12 +409,10 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
             if (!read.transactions) break;
             const c = xs.connections.get(r.connId);
             if (c === undefined) throw new XsStateError(`${what}: transaction for unknown connection ${r.connId}`);
-            if (r.txId === 0 || c.transactions.has(r.txId)) throw new XsStateError(`${what}: bad transaction id ${r.txId}`);
-            const quota = c.privileged ? 0 : xs.quotas.transactionNodes;
-            const tx = new Transaction(r.txId, xs.store, xs.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', xs.b.txNodeQuotaOnAccess ? quota : 0);
-            tx.carriedOver = true;
-            c.transactions.set(r.txId, tx);
-            c.nextTxId = Math.max(c.nextTxId, r.txId + 1);
+            if (r.txId === 0 || carried.some((t) => t.conn === c.id && t.txId === r.txId)) throw new XsStateError(`${what}: bad transaction id ${r.txId}`);
+            // Made once the tree is read: a transaction starts from the tree as it is (the
+            // records of the nodes follow those of the connections).
+            carried.push({ conn: c.id, txId: r.txId });
             break;
           }
           case XsStateType.NODE:
@@ -429,6 +428,14 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
     });
   } finally {
     xs.store.adjustPerms = adjust;
+  }
+  for (const { conn, txId } of carried) {
+    const c = xs.connections.get(conn)!;
+    const quota = c.privileged ? 0 : xs.quotas.transactionNodes;
+    const tx = new Transaction(txId, xs.store, xs.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', xs.b.txNodeQuotaOnAccess ? quota : 0);
+    tx.carriedOver = true;
+    c.transactions.set(txId, tx);
+    c.nextTxId = Math.max(c.nextTxId, txId + 1);
   }
   // Quotas given on the new instance's command line win over the recorded ones (4.17 takes
   // its quotas from the command line alone; later C restores the record's).

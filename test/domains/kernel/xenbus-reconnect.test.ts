@@ -182,11 +182,14 @@ describe('xenstored restart and the xenstore ring\'s reconnection', () => {
   for (const profile of ['c', 'ocaml'] as const) {
     it(`${profile}: a transaction open across a restart keeps its id but cannot commit: EAGAIN, and the retry commits`, async () => {
       const { daemon, xs, restart } = boot(profile);
+      await xs.write('data/base', 'b');
       const tx = await xs.transactionStart();
       await xs.write('data/t', 'lost', tx);
       daemon.crash();
       restart();
       await assert.rejects(xs.read('data/t', tx), (e: XsError) => e.code === 'ENOENT', 'what it wrote died with the daemon');
+      assert.equal((await xs.read('data/base', tx)).toString(), 'b', 'it reads the restored tree');
+      await xs.write('data/t2', 'x', tx);
       assert.equal(await xs.transactionEnd(tx, true), false, 'EAGAIN: start over');
       await assert.rejects(xs.read('data/t'), (e: XsError) => e.code === 'ENOENT');
       await xs.transaction(async (t) => xs.write('data/t', 'kept', t));
