@@ -13,8 +13,8 @@ describe('scenario xenstored-restart', function () {
   this.timeout(60_000);
 
   for (const variant of ['fixed', 'no-reconnect', 'c']) {
-    it(`${variant}: SUCCESS on seeds 1-3, with and without the scenario's faults`, async () => {
-      for (const seed of [1, 2, 3]) {
+    it(`${variant}: SUCCESS on seeds 1-2, with and without the scenario's faults`, async () => {
+      for (const seed of [1, 2]) {
         for (const faults of [undefined, { spec: 'none' }]) {
           const r = await runScenario(scenario, { seed, variant, faults });
           assert.equal(r.result, XtfResult.SUCCESS, `seed ${seed} faults ${faults?.spec ?? 'default'}, step "${r.step ?? ''}": ${r.message ?? ''}`);
