@@ -24,6 +24,7 @@ import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import vbdHandshake from './vbd-handshake.ts';
 import vbdReplacedWhileGuestPaused from './vbd-replaced-while-guest-paused.ts';
 import xenstoredCrash from './xenstored-crash.ts';
+import xenstoredRestart from './xenstored-restart.ts';
 import xsa115 from './xsa-115-watch-permissions.ts';
 import xsa322 from './xsa-322-417-stale-acl.ts';
 import xsa323 from './xsa-323-path-length.ts';
@@ -64,6 +65,7 @@ export const LIBRARY: readonly ScenarioDef[] = [
   guestCrashesAtRandomPoint,
   toolstackTransactionsRace,
   xenstoredCrash,
+  xenstoredRestart,
   quotaBites,
   slowWatcher,
   domidReuse,

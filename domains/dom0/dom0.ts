@@ -51,6 +51,16 @@ export interface Dom0Args {
   };
 }
 
+/**
+ * The fault that kills dom0's xenstored: at once, or while it handles the next request from a
+ * domain; with `restartAfterNs`, a new daemon starts from its last state that long after.
+ */
+export interface XenstoredCrashCommand {
+  readonly cmd: 'xenstored-crash';
+  readonly whileHandlingRequestFrom?: number;
+  readonly restartAfterNs?: number;
+}
+
 /** Messages the simulator sends dom0's toolstack. */
 export type Dom0Command =
   | { cmd: 'introduce'; domid: number; mfn: number; port: number }
@@ -103,6 +113,8 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   // INTRODUCE maps the guest's ring (grant ref 1) and binds its store event channel.
   const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
   let seenEpoch = -1;
+  /** A restarted daemon maps the rings its state names: no introduction. */
+  let reattaching = false;
   const syncRings = (): void => {
     if (daemon.xs.domainEpoch === seenEpoch) return;
     seenEpoch = daemon.xs.domainEpoch;
@@ -115,7 +127,8 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       const port = k.bindInterdomain(domid, d.port);
       const onRing = args.trace ? (ev: object) => k.trace({ ...ev, kind: 'ring', peer: domid }) : undefined;
       const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(port), { onRing });
-      ring.introduce();
+      if (reattaching) ring.reattach();
+      else ring.introduce();
       k.on(port, () => ring.kick());
       rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port });
     }
@@ -182,10 +195,34 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     return xo;
   })();
 
-  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | { cmd: 'xenstored-crash' }) => {
+  // xenstored dies (a fault), and, when asked, is started again after a while (as systemd's
+  // Restart= with RestartSec would): the new process maps every ring its last state names.
+  let restartAfterNs: number | undefined;
+  const restart = (): void => {
+    for (const r of rings.values()) {
+      k.close(r.port);
+      k.unmapGrant(r.handle);
+    }
+    rings.clear();
+    const restored = daemon.restart();
+    k.trace({ kind: 'xenstored', op: 'restarted', connections: restored.xs.connections.size, nodes: restored.xs.store.size });
+    seenEpoch = -1;
+    reattaching = true;
+    try {
+      syncRings();
+    } finally {
+      reattaching = false;
+    }
+    daemon.flush();
+  };
+  daemon.onCrash = () => {
+    k.trace({ kind: 'fault', fault: 'xenstored-crash' });
+    if (restartAfterNs !== undefined) k.setTimer(restartAfterNs, restart);
+  };
+  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | XenstoredCrashCommand) => {
     if (m.cmd === 'xenstored-crash') {
-      daemon.crash();
-      k.trace({ kind: 'fault', fault: 'xenstored-crash' });
+      restartAfterNs = m.restartAfterNs;
+      daemon.crash({ whileHandlingRequestFrom: m.whileHandlingRequestFrom });
       control.postMessage({ cmd: 'xenstored-crashd', domid: 0 });
       return;
     }

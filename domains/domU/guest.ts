@@ -154,7 +154,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   const workload: number[] = saved ? [...saved.workload] : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).
-  const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected });
+  const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected, reconnectAfterNs: args.quirks?.xenbus?.ringReconnectAfterNs });
   // xenbus_xs.c's suspend gate over every request of this kernel (R17's quirk: whether user
   // transactions hold suspend up).
   const xsState = new XsState({ userTransactionsBlockSuspend: args.quirks?.xenbus?.userTransactionsBlockSuspend });

@@ -15,7 +15,7 @@
 import { Duplex } from 'node:stream';
 import type { XsDirectTransport } from '../libs/store/xs.ts';
 import {
-  XENSTORE_RING_SIZE, XenstoreConnection, XenstoreDomainInterface, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
+  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XenstoreConnection, XenstoreDomainInterface, XS_RING_REQ, XS_RING_RSP, type XsRingHalf, xsRingCopyInRange, xsRingCopyOut, xsRingIndexesValid,
 } from '../../hypervisor/public/io/xs_wire.ts';
 
 export interface XenbusRingOptions {
@@ -61,6 +61,14 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
   private again = false;
   private writing = false;
   private readonly ignoreConnection: boolean;
+  /** A ring reset asked for (`connection` = XENSTORE_RECONNECT), not yet done by the server. */
+  private reconnecting = false;
+  /** The server reset the ring as asked: the client sends again what it lost (XsHandle.reconnected). */
+  onReconnected: (() => void) | undefined;
+  /** A request is handed to the ring (the reconnection watchdog's cue). */
+  onRequest: (() => void) | undefined;
+  /** Bytes read from rsp[] so far: a sign of life from the server. */
+  received = 0;
 
   constructor(
     private readonly page: Uint8Array,
@@ -86,6 +94,12 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
    * into whatever room req[] has now.
    */
   onEvent(): void {
+    if (this.reconnecting) {
+      // xenstore-ring.txt: wait for the server to say CONNECTED (indexes reset) and notify.
+      if (this.load(XenstoreDomainInterface.connection) !== XenstoreConnection.XENSTORE_CONNECTED) return;
+      this.reconnecting = false;
+      this.onReconnected?.();
+    }
     // Not introduced yet (a dom0less guest up before xenstored): the ring is not ours to touch.
     if (!this.connected()) return;
     if (this.busy) {
@@ -112,6 +126,7 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
 
   sendDirect(data: Uint8Array): void {
     if (this.destroyed) return;
+    this.onRequest?.();
     this.queued.push(data);
     if (this.flushQueued) return;
     this.flushQueued = true;
@@ -120,6 +135,33 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
       this.flushQueued = false;
       this.pumpWrite();
     });
+  }
+
+  /** The server advertises the ring reconnection feature (server_features bit 0). */
+  get serverCanReconnect(): boolean {
+    return (this.load(XenstoreDomainInterface.server_features) & XENSTORE_SERVER_FEATURE_RECONNECTION) !== 0;
+  }
+
+  /**
+   * Asks the server for a ring reset (xenstore-ring.txt, "Ring reconnection"): `connection` =
+   * XENSTORE_RECONNECT and a notify; nothing more is read or written until the server has set
+   * the indexes to 0 and `connection` back to XENSTORE_CONNECTED. What was not yet in req[] is
+   * dropped here: the client sends its unanswered requests again once the reset is done.
+   * False if the server does not offer the feature (the ring cannot be recovered).
+   */
+  requestReconnect(): boolean {
+    if (this.reconnecting) return true;
+    if (!this.serverCanReconnect || this.destroyed) return false;
+    // Replies already in rsp[] are taken first: their requests are answered, not sent again.
+    if (this.connected() && !this.drain()) return false;
+    this.reconnecting = true;
+    const p = this.pending;
+    this.pending = undefined;
+    this.queued.length = 0;
+    this.store(XenstoreDomainInterface.connection, XenstoreConnection.XENSTORE_RECONNECT);
+    this.notify();
+    p?.cb?.();
+    return true;
   }
 
   override _read(): void {
@@ -141,6 +183,7 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
    * builder of a dom0less guest until XS_INTRODUCE's reset sets XENSTORE_CONNECTED and notifies.
    */
   private connected(): boolean {
+    if (this.reconnecting) return false;
     if (this.ignoreConnection) return true;
     return this.load(XenstoreDomainInterface.connection) !== XenstoreConnection.XENSTORE_RECONNECT;
   }
@@ -178,6 +221,7 @@ export class XenbusRing extends Duplex implements XsDirectTransport {
       const out = Buffer.allocUnsafe(avail);
       xsRingCopyOut(this.page, h, cons, out);
       this.store(h.cons, cons + avail);
+      this.received += avail;
       this.notify();
       if (this.onDirectData) this.onDirectData(out);
       else this.push(out);

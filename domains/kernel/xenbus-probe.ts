@@ -52,6 +52,12 @@ export interface XenbusQuirks {
    */
   readonly ringBeforeConnected?: boolean;
   /**
+   * The guest implements the ring's reconnection protocol (docs/misc/xenstore-ring.txt): after
+   * this long (virtual ns) with a request unanswered and the server silent, it asks for a ring
+   * reset and sends again what was lost (see xenbus.ts). Unset: as Linux, it waits for ever.
+   */
+  readonly ringReconnectAfterNs?: number;
+  /**
    * R05 (b), before xen 9f640de2b0: xenbus_dev_resume arms the otherend watch before the driver's
    * resume hook, so the watch's initial firing may run the driver's otherend handler while it
    * still holds its pre-suspend ring - and the hook then tears down what that handler set up.

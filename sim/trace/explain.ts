@@ -227,7 +227,8 @@ const OTHER: Readonly<Record<string, Explainer>> = {
   step: (e) => `the scenario starts its step ${q(String(e.name), 120)} (xensim scenario step)`,
   run: (e) => `xensim runs scenario ${String(e.scenario)} with seed ${String(e.seed)}, variant ${String(e.variant)} (xensim run)`,
   end: (e) => `the run ends: ${String(e.result)} after ${String(e.events)} events (xensim run)`,
-  fault: (e) => `injected fault: ${String(e.fault)}${e.fault === 'xenstored-crash' ? ' - xenstored dies and restarts from its saved state' : ''} (xensim fault)`,
+  fault: (e) => `injected fault: ${String(e.fault)}${e.fault === 'xenstored-crash' ? ' - xenstored dies: nothing reads the rings or answers any more' : ''} (xensim fault)`,
+  xenbus_comms: (e, c) => `${dom(e.domid, c)}'s xenbus: ${String(e.op)} with ${String(e.inFlight ?? e.resent)} request(s) unanswered (the ring reconnection of docs/misc/xenstore-ring.txt)`,
   oops: (e, c) => `${dom(e.domid, c)}'s kernel reports an error in ${String(e.where)}: ${q(String(e.error), 100)} (${String(e.where).startsWith('evtchn upcall') ? 'a fault in the event upcall, in interrupt context' : 'the xenwatch thread\'s WARN'})`,
   net: (e, c) => (e.role === 'frontend'
     ? `${dom(e.domid, c)} netfront ${e.dir === 'tx' ? 'sends' : 'receives'} ${String(e.bytes)} bytes on ${String(e.device)} (xennet_start_xmit / xennet_poll)`
@@ -239,7 +240,9 @@ const OTHER: Readonly<Record<string, Explainer>> = {
       ? `the scheduler preempts ${dom(over?.domid, c)}'s ${String(over?.task)}, which could go on, to run ${dom(e.domid, c)}'s ${String(e.task)} (step ${String(e.step)}) (schedule / context_switch)`
       : `the scheduler runs ${dom(e.domid, c)}'s ${String(e.task)} before ${dom(over?.domid, c)}'s ${String(over?.task)}, the first ready (step ${String(e.step)}) (schedule)`;
   },
-  xenstored: (e) => `xenstored removes the nodes dom${String(e.owner)} owned as it is released: ${(e.paths as unknown[] ?? []).length} paths (domain_cleanup)`,
+  xenstored: (e) => e.op === 'restarted'
+    ? `a new xenstored starts from the dead one's last state (${String(e.nodes)} nodes, ${String(e.connections)} connections) and maps the guests' rings again (oxenstored --restart)`
+    : `xenstored removes the nodes dom${String(e.owner)} owned as it is released: ${(e.paths as unknown[] ?? []).length} paths (domain_cleanup)`,
 };
 
 /** The sentence for one event, or undefined if no table knows it. */

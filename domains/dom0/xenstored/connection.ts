@@ -90,6 +90,7 @@ export class XsWireConnection {
       restoreInput: (b) => this.restoreInput(b),
       takeOutput: transport.takeOutput ? () => transport.takeOutput!() : undefined,
       sendBytes: transport.sendBytes ? (b) => transport.sendBytes!(b) : undefined,
+      resume: () => this.resume(),
     };
     daemon.attach(conn, this.sink);
   }
@@ -104,7 +105,12 @@ export class XsWireConnection {
    * the output of the chunk goes out in one flush.
    */
   received(chunk: Uint8Array): void {
-    if (this.ended || this.daemon.crashed) return;
+    if (this.ended) return;
+    if (this.daemon.crashed) {
+      // Nobody reads: the bytes wait, as in a socket's buffer, for a restarted daemon.
+      this.keepUnread(chunk);
+      return;
+    }
     if (this.held !== undefined && chunk.length > 0) {
       const m = this.held;
       this.held = undefined;
@@ -116,10 +122,7 @@ export class XsWireConnection {
     }
     if (this.unread !== undefined) {
       // Still throttled: keep the bytes in arrival order (the transport stops reading meanwhile).
-      const u = this.unread;
-      this.unread = new Uint8Array(u.length + chunk.length);
-      this.unread.set(u);
-      this.unread.set(chunk, u.length);
+      this.keepUnread(chunk);
       return;
     }
     const dec = this.decoder;
@@ -143,10 +146,21 @@ export class XsWireConnection {
     this.daemon.flush();
   }
 
-  /** The transport took replies off the queue: read what waited while throttled. */
+  private keepUnread(chunk: Uint8Array): void {
+    const u = this.unread;
+    if (u === undefined) {
+      this.unread = chunk.slice();
+      return;
+    }
+    this.unread = new Uint8Array(u.length + chunk.length);
+    this.unread.set(u);
+    this.unread.set(chunk, u.length);
+  }
+
+  /** The transport took replies off the queue, or the daemon restarted: read what waited. */
   resume(): void {
     const u = this.unread;
-    if (u === undefined || this.transport.throttled?.()) return;
+    if (u === undefined || this.daemon.crashed || this.transport.throttled?.()) return;
     this.unread = undefined;
     this.received(u);
   }

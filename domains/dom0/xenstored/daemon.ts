@@ -23,6 +23,8 @@ export interface Sink {
   sendBytes?(bytes: Uint8Array): void;
   /** Live update: the output not yet sent, handed over (see XsTransport.takeOutput). */
   takeOutput?(): { data: Uint8Array; respLen: number };
+  /** Restart: read what the peer sent while the daemon was down. */
+  resume?(): void;
 }
 
 export interface DaemonOptions extends XenstoredOptions {
@@ -98,18 +100,73 @@ export class XenstoredDaemon {
 
   /** Set by crash(): the daemon is gone; nothing is read or answered any more. */
   crashed = false;
+  /** crash() armed to strike while handling the next request from this domain's connection. */
+  private crashOnRequestFrom: number | undefined;
+  /** Told when the daemon dies (at once, or at the request an armed crash waited for). */
+  onCrash: (() => void) | undefined;
 
   /**
    * The daemon process dies (a fault): requests stay unanswered, rings unread - clients hang, as
-   * under real Xen without xenstored.
+   * under real Xen without xenstored. With `whileHandling`, it dies on reading the next request
+   * from that domain (a request that crashes xenstored): the request is consumed and never
+   * answered, the state is what the batches before it left.
    */
-  crash(): void {
+  crash(opts: { readonly whileHandlingRequestFrom?: number } = {}): void {
+    if (opts.whileHandlingRequestFrom !== undefined) {
+      this.crashOnRequestFrom = opts.whileHandlingRequestFrom;
+      return;
+    }
+    this.die();
+  }
+
+  private die(): void {
     this.crashed = true;
+    this.crashOnRequestFrom = undefined;
+    this.onCrash?.();
+  }
+
+  /**
+   * A new daemon process started after a crash from the dead one's last state: what a daemon
+   * that persists its state after every batch (oxenstored's `persistent` database, read back with
+   * `--restart`) would find - the tree with its ACLs, the quotas, the domains with their rings and
+   * event channels, every connection and its watches, in the stream format of a live update
+   * (xenstore-migration.md). The daemon changes state only inside a batch and dies between two,
+   * so that state is the dead instance's own, taken here once rather than written after every
+   * batch of every run. What lived only in the dead process is gone: partial input, replies not
+   * yet written, what open transactions read and wrote. Their ids are kept (TRANSACTION_DATA
+   * records without their pending nodes): a commit fails with EAGAIN and the client starts the
+   * transaction over, where an unknown id would be an error no client retries. The transports
+   * re-attach the rings (the caller); in-process clients' sinks carry on with what they sent
+   * meanwhile.
+   */
+  restart(): RestoredState {
+    if (!this.crashed) throw new Error('xenstored restart: the daemon is running');
+    const empty = new Uint8Array(0);
+    const bytes = dumpState(this.xs, { input: () => empty, output: () => ({ data: empty, respLen: 0 }) }, { transactions: true });
+    const restored = readState(bytes, this.opts, { transactions: true });
+    restored.xs.setUpDomain = this.xs.setUpDomain;
+    restored.xs.syslog = this.xs.syslog;
+    this.xs = restored.xs;
+    this.crashed = false;
+    this.touched.length = 0;
+    this.generation++;
+    for (const [conn, sink] of [...this.sinks]) {
+      if (this.xs.connections.has(conn)) continue;
+      this.detach(conn);
+      sink.ended();
+    }
+    for (const sink of [...this.sinks.values()]) sink.resume?.();
+    this.flush();
+    return restored;
   }
 
   /** One whole request from a connection; its output waits for flush() (one per batch). */
   request(conn: number, msg: XsMessage): void {
     if (this.crashed) return;
+    if (this.crashOnRequestFrom !== undefined && this.xs.connections.get(conn)?.domid === this.crashOnRequestFrom) {
+      this.die();
+      return;
+    }
     this.opts.trace?.io(conn, 'IN', msg);
     if (this.onTrace) this.traceMsg(conn, 'IN', msg);
     this.route(this.xs.handle(conn, msg));

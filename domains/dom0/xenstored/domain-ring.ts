@@ -169,8 +169,21 @@ export class XsRingConnection {
     this.notify();
   }
 
+  /**
+   * A restarted daemon maps the ring of a domain its state names (introduce_domain with restore,
+   * oxenstored's --restart): nothing is reset - the guest's requests still in req[] are read, as
+   * the indexes say - and profile ocaml advertises RECONNECTION again, as on every introduction.
+   * A guest that asked for a reset meanwhile (`connection` = 1) gets it at the first kick.
+   */
+  reattach(): void {
+    if (this.profile === 'ocaml') Atomics.store(this.words, W(I.server_features), XENSTORE_SERVER_FEATURE_RECONNECTION);
+    this.kick();
+  }
+
   /** The guest notified the store event channel: read requests and write output as the ring allows. */
   kick(): void {
+    // A dead daemon reads nothing: requests stay in req[], a reset asked for waits.
+    if (this.daemon.crashed) return;
     if (this.busy) {
       this.again = true;
       return;

@@ -23,6 +23,7 @@ import { internPerms, permLetter, type Perms, XsPerm } from './permissions.ts';
 import type { Quotas } from './quota.ts';
 import type { Xenstored, XenstoredOptions } from './core.ts';
 import { type XsNode } from './store.ts';
+import { Transaction } from './transaction.ts';
 import {
   XsStateError, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord, type XsStateSink, XsStateType, XsStateWriter,
 } from './xenstore-state.ts';
@@ -158,6 +159,12 @@ export interface DumpOptions {
   readonly evtchnFd?: number;
   /** The live update's own `-s`: its OK goes at the end of that connection's output. */
   readonly start?: LuStart;
+  /**
+   * A TRANSACTION_DATA record per open transaction (a restart's state; C 4.17's live update
+   * writes none). Its reads and writes are not written (no pending NODE_DATA): restored, it
+   * cannot commit.
+   */
+  readonly transactions?: boolean;
 }
 
 /** GLOBAL_QUOTA_DATA names (the record's names, as GET/SET_QUOTA know them) and xensim's fields. */
@@ -247,6 +254,7 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
       }
       w.record({ type: XsStateType.WATCH, connId: c.id, path, token: wt.token });
     }
+    if (opts.transactions) for (const id of c.transactions.keys()) w.record({ type: XsStateType.TA, connId: c.id, txId: id });
   }
   // dump_state_special_nodes(): the ACLs of @releaseDomain and @introduceDomain.
   for (const name of ['@releaseDomain', '@introduceDomain']) {
@@ -337,10 +345,11 @@ function splitInput(data: Uint8Array, what: string): { whole: XsMessage[]; parti
  * domain it knows counts as older than every node, and ACL entries that were no longer honoured
  * arrive flagged ignored. Throws XsStateError for a stream that cannot be restored.
  */
-export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredState {
+export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { readonly transactions?: boolean } = {}): RestoredState {
   const reader = new XsStateReader(bytes);
   const xs = newInstance(opts);
   const connections = new Map<number, RestoredConnection>();
+  const carried: { conn: number; txId: number }[] = [];
   let socketFd: number | undefined;
   let evtchnFd: number | undefined;
   // Restored nodes keep the ACLs the stream gives; the stale-entry rule applies from now on.
@@ -393,9 +402,19 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredSt
             c.watches.push({ node: canonicalize(c.home, r.path), token: r.token, relativeTo: relative ? c.home : undefined });
             break;
           }
-          case XsStateType.TA:
-            // C 4.17 ignores transaction records (and never writes them).
+          case XsStateType.TA: {
+            // C 4.17 ignores transaction records (and never writes them). A restart keeps the
+            // transaction's id, not its accesses: its commit fails with EAGAIN, as a conflict's
+            // would, and its user starts it over.
+            if (!read.transactions) break;
+            const c = xs.connections.get(r.connId);
+            if (c === undefined) throw new XsStateError(`${what}: transaction for unknown connection ${r.connId}`);
+            if (r.txId === 0 || carried.some((t) => t.conn === c.id && t.txId === r.txId)) throw new XsStateError(`${what}: bad transaction id ${r.txId}`);
+            // Made once the tree is read: a transaction starts from the tree as it is (the
+            // records of the nodes follow those of the connections).
+            carried.push({ conn: c.id, txId: r.txId });
             break;
+          }
           case XsStateType.NODE:
             restoreNode(xs, r.connId, r.path, r.value, r.perms, i, ancestors);
             break;
@@ -409,6 +428,14 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions): RestoredSt
     });
   } finally {
     xs.store.adjustPerms = adjust;
+  }
+  for (const { conn, txId } of carried) {
+    const c = xs.connections.get(conn)!;
+    const quota = c.privileged ? 0 : xs.quotas.transactionNodes;
+    const tx = new Transaction(txId, xs.store, xs.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', xs.b.txNodeQuotaOnAccess ? quota : 0);
+    tx.carriedOver = true;
+    c.transactions.set(txId, tx);
+    c.nextTxId = Math.max(c.nextTxId, txId + 1);
   }
   // Quotas given on the new instance's command line win over the recorded ones (4.17 takes
   // its quotas from the command line alone; later C restores the record's).

@@ -59,6 +59,9 @@ interface Pending {
   resolve(m: XsMessage): void;
   reject(e: Error): void;
   type: number;
+  /** The request as sent (header and payload): sent again after a ring reconnection. */
+  readonly buf: Buffer;
+  readonly tx: number;
 }
 
 interface PendingEntry extends Pending {
@@ -78,6 +81,8 @@ interface PendingEntry extends Pending {
 class PendingTable {
   private slots: (PendingEntry | undefined)[] = new Array<PendingEntry | undefined>(64).fill(undefined);
   private seq = 0;
+  /** Requests in flight. */
+  size = 0;
 
   has(id: number): boolean {
     return this.slots[id & (this.slots.length - 1)]?.id === id;
@@ -89,18 +94,26 @@ class PendingTable {
     const p = this.slots[i];
     if (p === undefined || p.id !== id) return undefined;
     this.slots[i] = undefined;
+    this.size--;
     return p;
   }
 
-  add(id: number, resolve: Pending['resolve'], reject: Pending['reject'], type: number): void {
-    const e: PendingEntry = { resolve, reject, type, id, seq: this.seq++ };
+  add(id: number, resolve: Pending['resolve'], reject: Pending['reject'], type: number, buf: Buffer, tx: number): void {
+    const e: PendingEntry = { resolve, reject, type, buf, tx, id, seq: this.seq++ };
     while (!this.place(this.slots, e)) this.grow();
+    this.size++;
+  }
+
+  /** Every request still in flight, in submission order (the table keeps them). */
+  list(): PendingEntry[] {
+    return this.slots.filter((p): p is PendingEntry => p !== undefined).sort((a, b) => a.seq - b.seq);
   }
 
   /** Every request still in flight, in submission order; the table is left empty. */
   drain(): Pending[] {
-    const all = this.slots.filter((p): p is PendingEntry => p !== undefined).sort((a, b) => a.seq - b.seq);
+    const all = this.list();
     this.slots.fill(undefined);
+    this.size = 0;
     return all;
   }
 
@@ -364,6 +377,11 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     }
     const len = payloadLength(payload);
     if (len > XENSTORE_PAYLOAD_MAX) return Promise.reject(new XsError('E2BIG', type));
+    if (this.resumable && tx !== XBT_NULL && this.lostTx.has(tx)) {
+      // A ring reset aborted this transaction: it can only be retried whole.
+      if (type === XsdSockmsgType.XS_TRANSACTION_END) this.lostTx.delete(tx);
+      return Promise.reject(new XsError('EAGAIN', type));
+    }
     const buf = Buffer.allocUnsafe(XSD_SOCKMSG_SIZE + len);
     const reqId = this.allocReqId();
     encodeHeader({ type: type >>> 0, req_id: reqId, tx_id: tx >>> 0, len }, buf);
@@ -373,9 +391,9 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
       if (sched) {
         // The reply wakes the caller; it goes on when the scheduler picks it.
         this.pending.add(reqId, (m) => void sched(this.path).then(() => resolve(m)),
-          (e) => void sched(this.path).then(() => reject(e)), type);
+          (e) => void sched(this.path).then(() => reject(e)), type, buf, tx);
       } else {
-        this.pending.add(reqId, resolve, reject, type);
+        this.pending.add(reqId, resolve, reject, type, buf, tx);
       }
       this.send(buf);
     });
@@ -502,8 +520,9 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
 
   /**
    * Runs `body` in a transaction until a commit succeeds, starting over on EAGAIN (the body must
-   * be safe to repeat); an error from the body aborts the transaction and is thrown. Resolves
-   * with the body's last result and how many commits were retried.
+   * be safe to repeat) - also an EAGAIN from inside the body, the answer for a transaction a ring
+   * reset aborted (see reconnected()); any other error from the body aborts the transaction and
+   * is thrown. Resolves with the body's last result and how many times it started over.
    */
   async transaction<T>(body: (tx: XsTransaction) => Promise<T>): Promise<{ result: T; retries: number }> {
     for (let retries = 0; ; retries++) {
@@ -513,6 +532,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
         result = await body(tx);
       } catch (e) {
         await this.transactionEnd(tx, false).catch(() => undefined);
+        if (e instanceof XsError && e.code === 'EAGAIN') continue;
         throw e;
       }
       if (await this.transactionEnd(tx, true)) return { result, retries };
@@ -548,6 +568,71 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
   /** XS_CONTROL (xs_control_command): e.g. control('log', 'on'); returns the reply text. */
   async control(...args: string[]): Promise<string> {
     return replyString(await this.request(XsdSockmsgType.XS_CONTROL, args));
+  }
+
+  // --- ring reconnection (docs/misc/xenstore-ring.txt) -------------------------------------
+
+  /** Whether this client follows its watches and transactions for reconnected(). */
+  private resumable = false;
+  /** Watches the server accepted, by their XS_WATCH payload (path NUL token NUL). */
+  private readonly watchesHeld = new Set<string>();
+  /** Transactions open on the server, and those a reset aborted that the caller has not ended. */
+  private readonly openTx = new Set<number>();
+  private readonly lostTx = new Set<number>();
+
+  /**
+   * The transport can lose the server's state for this connection and get it back empty (a
+   * guest's ring reset through the reconnection protocol): from now on follow what reconnected()
+   * must restore, as Linux's xenbus_xs.c keeps its list of watches for xs_resume.
+   */
+  enableReconnection(): void {
+    this.resumable = true;
+  }
+
+  /** Requests sent whose replies have not come back. */
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  private track(p: Pending, type: number, payload: Buffer): void {
+    if (type === XsdSockmsgType.XS_ERROR) return;
+    if (p.type === XsdSockmsgType.XS_WATCH) this.watchesHeld.add(p.buf.toString('latin1', XSD_SOCKMSG_SIZE));
+    else if (p.type === XsdSockmsgType.XS_UNWATCH) this.watchesHeld.delete(p.buf.toString('latin1', XSD_SOCKMSG_SIZE));
+    else if (p.type === XsdSockmsgType.XS_TRANSACTION_START) this.openTx.add(Number.parseInt(replyString({ type, req_id: 0, tx_id: 0, payload }), 10) >>> 0);
+    else if (p.type === XsdSockmsgType.XS_TRANSACTION_END) this.openTx.delete(p.tx);
+  }
+
+  /**
+   * The server reset the connection (xenstore-ring.txt: in-flight requests dropped, watches
+   * removed, transactions aborted) and serves it again. Requests outside a transaction whose
+   * replies never came are sent again as they were (a reply that did arrive is not asked twice);
+   * those inside one fail with EAGAIN, as does every later use of a transaction the reset
+   * aborted, so callers retry the whole transaction; every watch is registered again (its
+   * initial event fires, as any XS_WATCH's does).
+   */
+  reconnected(): void {
+    if (!this.resumable) throw new Error('xenbus: reconnected() without enableReconnection()');
+    // A reply read in part belongs to the ring as it was.
+    this.rx.reset();
+    const answered = new Set<number>();
+    for (const m of this.inbox) if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) answered.add(m.req_id);
+    for (const tx of this.openTx) this.lostTx.add(tx);
+    this.openTx.clear();
+    for (const p of this.pending.list()) {
+      if (answered.has(p.id)) continue;
+      if (p.tx !== XBT_NULL) {
+        this.pending.take(p.id);
+        if (p.type === XsdSockmsgType.XS_TRANSACTION_END) this.lostTx.delete(p.tx);
+        p.reject(new XsError('EAGAIN', p.type));
+        continue;
+      }
+      this.send(p.buf);
+    }
+    for (const w of this.watchesHeld) {
+      const nul = w.indexOf('\0');
+      const token = w.slice(nul + 1, w.indexOf('\0', nul + 1));
+      this.submitNow(XsdSockmsgType.XS_WATCH, [w.slice(0, nul), token], XBT_NULL).catch(() => undefined);
+    }
   }
 
   // --- plumbing --------------------------------------------------------------------------
@@ -632,6 +717,7 @@ export class XsHandle extends EventEmitter<XsHandleEvents> {
     }
     const p = this.pending.take(reqId);
     if (p === undefined) return; // a reply nobody waits for: ignore, as libxenstore would
+    if (this.resumable) this.track(p, type, payload);
     if (type === XsdSockmsgType.XS_ERROR) {
       const nul = payload.indexOf(0);
       p.reject(new XsError(payload.toString('latin1', 0, nul < 0 ? payload.length : nul), p.type));

@@ -46,7 +46,7 @@ describe('explain: every trace event in one sentence', function () {
     assert.match(explain(w, { connName: () => 'dom1 xenbus' })!, /^dom1 xenbus writes /);
   });
 
-  for (const name of ['acpi-power-and-sleep', 'suspend-resume', 'xenstored-crash', 'guest-crashes-at-random-point', 'boot-three-guests']) {
+  for (const name of ['acpi-power-and-sleep', 'suspend-resume', 'xenstored-crash', 'xenstored-restart', 'guest-crashes-at-random-point', 'boot-three-guests']) {
     it(`explains every event of ${name} too (HVM traps, suspend, faults, crashes)`, async () => {
       const r = await runScenario(findScenario(name)!, { seed: 1 });
       for (const e of r.trace as readonly TraceRecord[]) {
