@@ -769,11 +769,11 @@ export class Xenstored {
   };
 
   private perm(conn: Connection, node: AclAt): number {
-    return permForConn(conn, node.perms, node.gen, this.b.staleAclByGeneration ? this.staleAcl : undefined);
+    return permForConn(conn, node.perms, node.gen, this.b.staleAclByGeneration ? this.staleAcl : undefined, this.b.aclPerIdentity);
   }
 
   private permsOnly(conn: Connection, perms: Perms): number {
-    return permForConn(conn, perms, 0, this.b.staleAclByGeneration ? this.knownDomain : undefined);
+    return permForConn(conn, perms, 0, this.b.staleAclByGeneration ? this.knownDomain : undefined, this.b.aclPerIdentity);
   }
 
   /** onearg(): exactly one NUL-terminated string filling the payload, else `err`. */

@@ -109,12 +109,17 @@ export interface EntryValidator {
  * perm_for_conn: the rights a connection has on a node with this ACL. Entries the validator
  * rejects are skipped (stale-ACL rule, XSA-322/417).
  */
-export function permForConn(who: PermSubject, perms: Perms, gen: number, validator: EntryValidator | undefined): number {
+export function permForConn(who: PermSubject, perms: Perms, gen: number, validator: EntryValidator | undefined, perIdentity = false): number {
   const all = XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE | XsPerm.XS_PERM_OWNER;
   if (who.privileged) return all;
   const owner = perms[0];
   if (owner === undefined) return XsPerm.XS_PERM_NONE;
   if (owner.id === who.domid || (who.target !== undefined && owner.id === who.target)) return all;
+  if (perIdentity && who.target !== undefined) {
+    // oxenstored (Perms.lacks): each identity the connection has - its domain, then its target -
+    // gets its own first ACL entry or the node's default, and any of them may grant the request.
+    return entryFor(who.domid, perms, gen, validator) | entryFor(who.target, perms, gen, validator);
+  }
   for (let i = 1; i < perms.length; i++) {
     const e = perms[i];
     if (e.perms & XsPerm.XS_PERM_IGNORE) continue;
@@ -123,4 +128,15 @@ export function permForConn(who: PermSubject, perms: Perms, gen: number, validat
     return e.perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);
   }
   return owner.perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);
+}
+
+/** One domain's rights from an ACL: its first honoured entry, else the node's default. */
+function entryFor(id: number, perms: Perms, gen: number, validator: EntryValidator | undefined): number {
+  for (let i = 1; i < perms.length; i++) {
+    const e = perms[i];
+    if (e.perms & XsPerm.XS_PERM_IGNORE || e.id !== id) continue;
+    if (validator !== undefined && !validator.entryValid(e, gen)) continue;
+    return e.perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);
+  }
+  return perms[0].perms & (XsPerm.XS_PERM_READ | XsPerm.XS_PERM_WRITE);
 }

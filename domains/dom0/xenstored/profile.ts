@@ -30,6 +30,12 @@ export interface Behaviours {
    * can still be merged. C reads the node, so its generation is checked at commit.
    */
   readonly mkdirExistingUntracked: boolean;
+  /**
+   * A connection with a SET_TARGET checks each of its identities (domain, then target) on its own:
+   * its first ACL entry or the node's default, any one granting the request (oxenstored's
+   * Perms.lacks). C takes the first entry naming either.
+   */
+  readonly aclPerIdentity: boolean;
   /** RM / empties the store (C: EINVAL). */
   readonly rmRootWipes: boolean;
 
@@ -145,6 +151,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     directoryPart: true,
     mkdirRootNoop: false,
     mkdirExistingUntracked: false,
+    aclPerIdentity: false,
     rmRootWipes: false,
     ownEventsBeforeReply: true,
     recordEveryRequestInTx: false,
@@ -197,6 +204,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     directoryPart: false,
     mkdirRootNoop: true,
     mkdirExistingUntracked: true,
+    aclPerIdentity: true,
     rmRootWipes: true,
     ownEventsBeforeReply: false,
     recordEveryRequestInTx: true,
