@@ -1247,7 +1247,8 @@ export class Xenstored {
         // found means no event.
         const parent = parentOf(w.node);
         const acls: AclAt[] = [];
-        for (const get of [(q: string) => permsAt.get(q), (q: string) => this.store.get(q)]) {
+        // Before the removal a node it did not take (the root an RM of / keeps) is as it is now.
+        for (const get of [(q: string) => permsAt.get(q) ?? this.store.get(q), (q: string) => this.store.get(q)]) {
           const pa = get(parent);
           if (pa === undefined) continue;
           acls.push(pa);
