@@ -1236,8 +1236,11 @@ export class Xenstored {
     this.fireBelowOcaml(name, removed);
   }
 
-  private fireBelowOcaml(name: string, removed: Removed[]): void {
+  private fireBelowOcaml(name: string, removed: Removed[], trees?: { before: (q: string) => AclAt | undefined; after: (q: string) => AclAt | undefined }): void {
     const permsAt = new Map(removed.map((r) => [r.path, r.node]));
+    // Before the removal a node it did not take (the root an RM of / keeps) is as it is now.
+    const before = trees?.before ?? ((q: string) => permsAt.get(q) ?? this.store.get(q));
+    const after = trees?.after ?? ((q: string) => this.store.get(q));
     for (const c of this.connections.values()) {
       const below = c.watches.filter((w) => !isSpecial(w.node) && w.node !== name && isChild(w.node, name));
       const at = new Map(c.watches.map((w, i) => [w, i]));
@@ -1247,8 +1250,7 @@ export class Xenstored {
         // found means no event.
         const parent = parentOf(w.node);
         const acls: AclAt[] = [];
-        // Before the removal a node it did not take (the root an RM of / keeps) is as it is now.
-        for (const get of [(q: string) => permsAt.get(q) ?? this.store.get(q), (q: string) => this.store.get(q)]) {
+        for (const get of [before, after]) {
           const pa = get(parent);
           if (pa === undefined) continue;
           acls.push(pa);
@@ -1417,13 +1419,17 @@ export class Xenstored {
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
     if (!tx) return fail('ENOENT');
     conn.transactions.delete(tx.id);
-    tx.close();
-    if (arg === 'F') return;
-    if (tx.carriedOver) fail('EAGAIN');
-    if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
-    ctx.eventsFirst = true;
-    if (this.b.commitRule === 'generations') this.commitC(ctx, tx);
-    else this.commitOcaml(ctx, tx);
+    // The start snapshot is kept through the commit: oxenstored's events read the start tree.
+    try {
+      if (arg === 'F') return;
+      if (tx.carriedOver) fail('EAGAIN');
+      if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
+      ctx.eventsFirst = true;
+      if (this.b.commitRule === 'generations') this.commitC(ctx, tx);
+      else this.commitOcaml(ctx, tx);
+    } finally {
+      tx.close();
+    }
   }
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
@@ -1499,24 +1505,17 @@ export class Xenstored {
   private fireOcaml(tx: Transaction): void {
     for (const ev of tx.events) {
       // process_watch looks a WRITE's or MKDIR's readers up in the transaction's final tree (node
-      // and parent), a SET_PERMS's in its start and final trees, an RM's in its start tree.
-      const perms = ev.removed !== undefined ? ev.perms : ev.setPerms ? [...ev.perms, ...this.finalAcls(tx, ev.path)] : this.finalAcls(tx, ev.path);
-      this.fireNow(ev.path, ev.exact, perms);
-      if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed);
+      // and parent), a SET_PERMS's and an RM's in its start and final trees.
+      const start = (q: string): NodeData | undefined => tx.startNode(q);
+      const final = (q: string): NodeData | undefined => tx.peek(q);
+      const perms = ev.removed !== undefined || ev.setPerms ? [...treeAcls(start, ev.path), ...treeAcls(final, ev.path)] : treeAcls(final, ev.path);
+      // No ACL found at all (the node and its parent gone by the end): can_fire_watch fails for
+      // everyone, dom0 included.
+      if (perms.length !== 0) this.fireNow(ev.path, ev.exact, perms);
+      if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed, { before: start, after: final });
     }
   }
 
-  /** A node's and its parent's ACLs as the transaction left them (lookup_watch_perm). */
-  private finalAcls(tx: Transaction, path: string): AclAt[] {
-    const out: AclAt[] = [];
-    const node = tx.peek(path);
-    if (node) out.push(node);
-    if (path !== '/') {
-      const parent = tx.peek(parentOf(path));
-      if (parent) out.push(parent);
-    }
-    return out;
-  }
 
   private subRequest(conn: Connection, op: RecordedOp, tx: Transaction | undefined): RequestContext {
     return { conn, msg: { type: op.type, req_id: 0, tx_id: 0, payload: op.payload }, tx, db: tx ?? this.db };
@@ -1886,3 +1885,15 @@ export class Xenstored {
 }
 
 registerXenstored(Xenstored);
+
+/** lookup_watch_perm: the ACLs of a node and its parent in one tree (those that exist there). */
+function treeAcls(get: (q: string) => AclAt | undefined, path: string): AclAt[] {
+  const out: AclAt[] = [];
+  const node = get(path);
+  if (node) out.push(node);
+  if (path !== '/') {
+    const parent = get(parentOf(path));
+    if (parent) out.push(parent);
+  }
+  return out;
+}

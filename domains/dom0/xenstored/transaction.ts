@@ -236,6 +236,11 @@ export class Transaction implements Db, SnapshotListener {
     return a !== undefined ? a.data : this.base(path).data;
   }
 
+  /** The node as the tree was when the transaction started (oxenstored's oldroot; open transactions only). */
+  startNode(path: string): NodeData | undefined {
+    return this.base(path).data;
+  }
+
   children(path: string): readonly string[] {
     const a = this.access(path);
     return a.data ? this.kidsOf(path, a) : [];
