@@ -9,7 +9,7 @@
 // use is the one published and mapped, and data written at the source reads back.
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 import { expectMigrated } from './migration-checks.ts';
-import { DEVID, expectServedRing } from './race-r05-resume-stale-frontend.ts';
+import { DEVID, R05_VARIANTS, expectServedRing } from './race-r05-resume-stale-frontend.ts';
 
 const SECTOR = 8;
 const SECTORS = 8;
@@ -19,13 +19,7 @@ export default defineScenario({
   title: 'xl migrate: blkfront resumes at the destination against a new backend while the otherend watch fires',
   tags: ['race', 'vbd', 'xenbus', 'migration'],
   race: { id: 'R05', name: 'resume-stale-frontend (on migration)', source: 'xen 9f640de2b0 (with f9eb14bf6a, b4c7ff25ae)' },
-  variants: {
-    fixed: { description: "xenbus_dev_resume arms the otherend watch after the driver's resume hook" },
-    buggy: {
-      description: "xenbus_dev_resume arms the otherend watch before the driver's resume hook (before xen 9f640de2b0)",
-      guest: { quirks: { xenbus: { watchOtherendBeforeResume: true } } },
-    },
-  },
+  variants: R05_VARIANTS,
   expect: { fixed: 'pass', buggy: 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
   async run(s) {

@@ -57,18 +57,21 @@ export async function expectServedRing(s: ScenarioRun, id: number): Promise<void
     `blkback serves ring-ref ${served?.ref ?? 'none'}${mapped ? '' : ' (not mapped)'}, blkfront uses ${ring!.ringRef}`);
 }
 
+/** R05's two orders of xenbus_dev_resume, the same whether the guest comes back from a file or a migration. */
+export const R05_VARIANTS = {
+  fixed: { description: "xenbus_dev_resume arms the otherend watch after the driver's resume hook" },
+  buggy: {
+    description: "xenbus_dev_resume arms the otherend watch before the driver's resume hook (before xen 9f640de2b0)",
+    guest: { quirks: { xenbus: { watchOtherendBeforeResume: true } } },
+  },
+};
+
 export default defineScenario({
   name: 'race-r05-resume-stale-frontend',
   title: 'xl save then xl restore: blkfront resumes against a new backend while the otherend watch fires',
   tags: ['race', 'vbd', 'xenbus', 'migration'],
   race: { id: 'R05', name: 'resume-stale-frontend', source: 'xen 9f640de2b0 (with f9eb14bf6a, b4c7ff25ae)' },
-  variants: {
-    fixed: { description: "xenbus_dev_resume arms the otherend watch after the driver's resume hook" },
-    buggy: {
-      description: "xenbus_dev_resume arms the otherend watch before the driver's resume hook (before xen 9f640de2b0)",
-      guest: { quirks: { xenbus: { watchOtherendBeforeResume: true } } },
-    },
-  },
+  variants: R05_VARIANTS,
   expect: { fixed: 'pass', buggy: 'fail' },
   faults: { jitter: { p: [0, 0.3], maxNs: 1e6 } },
   async run(s) {

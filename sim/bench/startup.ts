@@ -19,7 +19,7 @@ interface Way {
 }
 
 const WAYS: readonly Way[] = [
-  { label: 'dist/ (`xensim` on PATH: `npm link`, or an install)', file: process.execPath, prefix: [BIN] },
+  { label: 'dist/ (`xensim` on PATH: node_modules/.bin)', file: process.execPath, prefix: [BIN] },
   { label: 'sources under tsx (`node --import ./scripts/tsx-preload.mjs`)', file: process.execPath, prefix: ['--import', './scripts/tsx-preload.mjs', BIN] },
   { label: '`npx xensim` (dist/, plus npm resolving the bin)', file: 'npx', prefix: ['xensim'] },
 ];

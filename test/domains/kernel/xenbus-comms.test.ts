@@ -1,6 +1,7 @@
 // The guest's end of the xenstore ring (domains/kernel/xenbus-comms.ts): a Duplex over the page,
 // tested against a scripted server that pokes the page directly, and end to end under XsHandle
 // against the real daemon and its ring transport (domains/dom0/xenstored/domain-ring.ts).
+import { deferredPort } from '../../helpers/deferred-port.ts';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { XsHandle, XsError } from '../../../domains/libs/store/xs.ts';
@@ -267,21 +268,7 @@ describe('guest xenbus ring (xenbus-comms.ts)', () => {
   });
 
   describe('XsHandle.fromStream(new XenbusRing(...)) against the real daemon', () => {
-    /** An event channel: the handler runs later (setImmediate), once per batch of notifies. */
-    const port = (): { notify: () => void; handler?: () => void } => {
-      let pending = false;
-      const p: { notify: () => void; handler?: () => void } = {
-        notify: () => {
-          if (pending) return;
-          pending = true;
-          setImmediate(() => {
-            pending = false;
-            p.handler?.();
-          });
-        },
-      };
-      return p;
-    };
+    const port = deferredPort;
 
     async function boot(profile: Profile, domid: number) {
       const daemon = new XenstoredDaemon({ profile });

@@ -2,6 +2,7 @@
 // guest's ring again (XsRingConnection.reattach); the guest's xenbus recovers through the ring's
 // reconnection protocol (docs/misc/xenstore-ring.txt: XenbusRing.requestReconnect, then
 // XsHandle.reconnected) where the server offers it. End to end on one page, in one thread.
+import { deferredPort } from '../../helpers/deferred-port.ts';
 import assert from 'node:assert/strict';
 import { XsHandle, XsError } from '../../../domains/libs/store/xs.ts';
 import type { Profile } from '../../../domains/dom0/xenstored/core.ts';
@@ -20,21 +21,7 @@ const ticks = async (n = 20): Promise<void> => {
 };
 const word = (page: Uint8Array, off: number): number => Atomics.load(new Int32Array(page.buffer), off >> 2) >>> 0;
 
-/** An event channel: the handler runs later (setImmediate), once per batch of notifies. */
-function port(): { notify: () => void; handler?: () => void } {
-  let pending = false;
-  const p: { notify: () => void; handler?: () => void } = {
-    notify: () => {
-      if (pending) return;
-      pending = true;
-      setImmediate(() => {
-        pending = false;
-        p.handler?.();
-      });
-    },
-  };
-  return p;
-}
+const port = deferredPort;
 
 /** A daemon, a guest introduced with its ring, the guest's xenbus following reconnections. */
 function boot(profile: Profile) {
