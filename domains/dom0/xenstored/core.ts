@@ -18,6 +18,7 @@ import {
 import { control } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
 import { Store, type XsNode } from './store.ts';
+import { TransactionHistory } from './history.ts';
 import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxCorruptError, TxQuotaError } from './transaction.ts';
 
 export type { Profile } from './profile.ts';
@@ -163,6 +164,15 @@ interface RequestContext {
 const RECORDED = new Set<number>([T.XS_READ, T.XS_DIRECTORY, T.XS_GET_PERMS, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS, T.XS_GET_DOMAIN_PATH]);
 const WRITES = new Set<number>([T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_SET_PERMS]);
 
+/**
+ * How oxenstored's replay (function_of_type_simple_op) takes a recorded request: data operations
+ * run again; WATCH_EVENT and ERROR answer ENOSYS again (as they did); anything else raises.
+ */
+function replayKind(type: number): 'run' | 'enosys' | 'throws' {
+  if (RECORDED.has(type)) return 'run';
+  return type === T.XS_WATCH_EVENT || type === T.XS_ERROR ? 'enosys' : 'throws';
+}
+
 /** Pre-order of oxenstored's watch trie: component by component, children in sorted order. */
 function triePathOrder(a: string, b: string): number {
   const x = a === '/' ? [] : a.split('/');
@@ -275,6 +285,7 @@ export class Xenstored {
     this.memoryQuota = new MemoryQuota(this.quotas, this.clock, (level, text) => this.syslog(level, text));
     this.wrl = this.b.writeRateLimit ? new WriteRateLimit(clockMs) : undefined;
     this.seedRate = opts.seedRateLimit ? new SeedRateLimit(opts.seedRateLimit, clockMs) : undefined;
+    this.history = this.b.commitRule === 'merge-replay' ? new TransactionHistory(this.store, this.clock) : undefined;
     this.table = this.buildTable();
     // Dom0 is known, introduced and connected from the start.
     this.domains.set(0, {
@@ -346,6 +357,8 @@ export class Xenstored {
   readonly wrl: WriteRateLimit | undefined;
   /** The seed's per-domain request rate (option; off by default). */
   readonly seedRate: SeedRateLimit | undefined;
+  /** oxenstored's transaction history, for the judge of a failed replay (profile ocaml). */
+  readonly history: TransactionHistory | undefined;
 
   /** The connection of a domain, if introduced and connected. */
   private connOfDomain(domid: number): Connection | undefined {
@@ -630,6 +643,22 @@ export class Xenstored {
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    // oxenstored: a change outside a transaction goes into the history (record_commit), whatever
+    // its answer; only a guest's is kept, and only while a transaction could be judged against it.
+    if (this.history && msg.tx_id === 0 && WRITES.has(msg.type)) {
+      if (conn.kind !== 'domain' || conn.domid === 0 || !this.history.wanted()) {
+        this.history.count();
+        return this.dispatchRequest(conn, msg);
+      }
+      const before = this.history.snapshot();
+      const out = this.dispatchRequest(conn, msg);
+      this.history.push(conn, before);
+      return out;
+    }
+    return this.dispatchRequest(conn, msg);
+  }
+
+  private dispatchRequest(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
     if (this.b.recordEveryRequestInTx && msg.tx_id !== 0 && msg.type !== T.XS_WATCH && msg.type !== T.XS_UNWATCH) {
       return this.dispatchInTxOcaml(conn, msg);
     }
@@ -1384,7 +1413,9 @@ export class Xenstored {
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
     // C: a transaction takes a generation of its own (domains known from now on are younger).
     if (this.b.txStartTakesGeneration) this.store.generation++;
-    conn.transactions.set(id, new Transaction(id, this.store, this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', this.b.txNodeQuotaOnAccess ? quota : 0));
+    const tx = new Transaction(id, this.store, this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', this.b.txNodeQuotaOnAccess ? quota : 0);
+    conn.transactions.set(id, tx);
+    this.history?.started(tx);
     ctx.reply = enc(`${id}\0`);
   }
 
@@ -1420,16 +1451,32 @@ export class Xenstored {
     if (!tx) return fail('ENOENT');
     conn.transactions.delete(tx.id);
     // The start snapshot is kept through the commit: oxenstored's events read the start tree.
+    let kept = false;
     try {
-      if (arg === 'F') return;
-      if (tx.carriedOver) fail('EAGAIN');
-      if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) fail('EAGAIN');
+      if (arg === 'F') return this.history?.trim(tx);
+      if (tx.carriedOver) this.failTrimmed(tx, 'EAGAIN');
+      if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) this.failTrimmed(tx, 'EAGAIN');
       ctx.eventsFirst = true;
-      if (this.b.commitRule === 'generations') this.commitC(ctx, tx);
-      else this.commitOcaml(ctx, tx);
+      if (this.b.commitRule === 'generations') return this.commitC(ctx, tx);
+      const changed = this.commitOcaml(ctx, tx);
+      // History.end_transaction trims, then a guest's commit that changed the store is recorded
+      // with the tree it started from: the transaction itself keeps that tree.
+      if (this.history) {
+        this.history.trim(tx);
+        if (changed) {
+          kept = true;
+          this.history.push(conn, tx);
+        }
+      }
     } finally {
-      tx.close();
+      if (!kept) tx.close();
     }
+  }
+
+  /** A commit that fails after History.end_transaction ran: the history is trimmed first. */
+  private failTrimmed(tx: Transaction, code: 'EAGAIN'): never {
+    this.history?.trim(tx);
+    return fail(code);
   }
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
@@ -1464,25 +1511,48 @@ export class Xenstored {
    * lowpaths are untouched (merge); otherwise replay its operations on the current store and
    * commit only if every reply is the same. Read-only transactions always commit.
    */
-  private commitOcaml(ctx: RequestContext, tx: Transaction): void {
+  /** Returns whether the commit wrote (a read-only transaction commits without writing). */
+  private commitOcaml(ctx: RequestContext, tx: Transaction): boolean {
     if (tx.failed) fail('EQUOTA');
     // Read-only (no write operation done): committed as it is, nothing replayed.
-    if (tx.wops === 0) return;
+    if (tx.wops === 0) return false;
     if (this.store.generation === tx.startGen) {
       this.applyOcaml(ctx, tx);
-      return;
+      return true;
     }
     // Merged: the subtree at the write lowpath is grafted as the transaction left it, so an
     // operation that changed nothing there (RM of a missing node) is not run again on today's tree.
     if (tx.canCoalesce()) {
       tx.apply();
       this.fireOcaml(tx);
-      return;
+      return true;
     }
     // The replay runs in a transaction of its own, which takes an id.
     this.allocTxId(ctx.conn);
-    if (!this.replayMatches(ctx.conn, tx)) fail('EAGAIN');
+    const scratch = new Transaction(0, this.store, 'c', 0);
+    const replay = this.replayOn(ctx.conn, tx.ops, scratch);
+    if (replay === 'mismatch') this.judge(ctx.conn, tx);
+    if (replay !== 'match') this.failTrimmed(tx, 'EAGAIN');
     this.applyOcaml(ctx, tx);
+    return true;
+  }
+
+  /**
+   * A replay that failed on a different answer looks for the guest to blame: the transaction's
+   * requests are run again on the tree before each recent guest change. A request oxenstored
+   * cannot replay throws there, uncaught, and the commit answers EINVAL (with no trim).
+   */
+  private judge(conn: Connection, tx: Transaction): void {
+    if (!this.history) return;
+    // Only a transaction holding such a request can throw; any other's judge shows nothing.
+    const k = tx.ops.findIndex((op) => replayKind(op.type) === 'throws');
+    if (k < 0) return;
+    const head = tx.ops.slice(0, k + 1);
+    for (const before of this.history.beforeTrees(tx, conn.id)) {
+      const trial = before.forkStart();
+      // Runs the requests up to the one that throws, or stops at the first different answer.
+      if (this.replayOn(conn, head, trial) === 'throws') fail('EINVAL');
+    }
   }
 
   /** Applies a transaction by running its operations again outside it, silently; then its events. */
@@ -1521,21 +1591,23 @@ export class Xenstored {
     return { conn, msg: { type: op.type, req_id: 0, tx_id: 0, payload: op.payload }, tx, db: tx ?? this.db };
   }
 
-  /** Dry-run of a transaction's operations on the current store: would each reply match? */
-  private replayMatches(conn: Connection, tx: Transaction): boolean {
-    const scratch = new Transaction(0, this.store, 'c', 0);
+  /**
+   * Dry-run of recorded operations in `scratch` (closed after): 'match' if every reply is the same,
+   * 'mismatch' at the first that differs, 'throws' at an operation oxenstored cannot replay.
+   */
+  private replayOn(conn: Connection, ops: readonly RecordedOp[], scratch: Transaction): 'match' | 'mismatch' | 'throws' {
     const saveOut = this.out;
     const saveSelf = this.selfEvents;
     try {
-      return tx.ops.every((op) => {
-        // Only data operations can be replayed; oxenstored's replay throws on any other type
-        // (WATCH_EVENT and ERROR just answer ENOSYS again).
-        if (op.type === T.XS_WATCH_EVENT || op.type === T.XS_ERROR) return true;
-        if (!RECORDED.has(op.type)) return false;
+      for (const op of ops) {
+        const kind = replayKind(op.type);
+        if (kind === 'throws') return 'throws';
+        if (kind === 'enosys') continue;
         const sub = this.subRequest(conn, op, scratch);
         const code = this.run(this.table[op.type]![0], sub);
-        return (code ?? dec(sub.reply ?? OK)) === op.reply;
-      });
+        if ((code ?? dec(sub.reply ?? OK)) !== op.reply) return 'mismatch';
+      }
+      return 'match';
     } finally {
       scratch.close();
       this.out = saveOut;

@@ -175,6 +175,16 @@ export class Transaction implements Db, SnapshotListener {
     this.store.snapshots.delete(this);
   }
 
+  /**
+   * A new scratch transaction over this one's start tree (none of its own changes): oxenstored's
+   * Store.copy of a kept tree. Synchronous use only, then close() it.
+   */
+  forkStart(): Transaction {
+    const t = new Transaction(0, this.store, 'ocaml', 0);
+    for (const [path, image] of this.pre) t.pre.set(path, image);
+    return t;
+  }
+
   // --- SnapshotListener ---
   /**
    * oxenstored reads the tree as it was at the start. C copies a node's record (children

@@ -5,7 +5,8 @@
 // transactions and blind writes commit. The conflict table was run on Debian's 4.17.7 daemons.
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { type Client, Harness } from './harness.ts';
+import { MAX_RECORDS } from '../../../domains/dom0/xenstored/history.ts';
+import { type Client, Harness, T } from './harness.ts';
 
 type Step = readonly [op: 'WRITE' | 'READ' | 'RM' | 'DIRECTORY' | 'SET_PERMS' | 'MKDIR' | 'GET_PERMS', path: string, arg?: string];
 
@@ -120,6 +121,88 @@ describe('xenstored transactions', () => {
       assert.equal(b.write('/p/x', 'changed'), 'OK');
       assert.equal(h.dom0.commit(t), 'EAGAIN');
       assert.equal(b.read('/p/x'), 'changed');
+    });
+  });
+
+  describe('ocaml: the judge of a failed replay (transaction_replay, History)', () => {
+    // A transaction whose replay fails is run again on the tree before each guest change made
+    // since it started; a request oxenstored cannot replay (TRANSACTION_START sent with the tx_id,
+    // recorded with its EBUSY) raises out of that judge and the commit answers EINVAL.
+    function setUp(clock?: () => number): { h: Harness; guest: Client; t: number } {
+      const h = new Harness({ profile: 'ocaml', clock });
+      const guest = h.introduce(6, { data: true });
+      assert.equal(h.dom0.write('/local/domain/5/data/p/q', 'w'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.rm('/local/domain/5/data/p', t), 'OK');
+      assert.equal(h.dom0.request(T.XS_TRANSACTION_START, '\0', t).error, 'EBUSY');
+      return { h, guest, t };
+    }
+
+    it('a guest change on whose tree the requests pass: EINVAL', () => {
+      const { h, guest, t } = setUp();
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EINVAL');
+      assert.equal(h.dom0.read('/local/domain/5'), 'ENOENT');
+    });
+
+    it('a failed guest write is a record too (record_commit whatever the answer)', () => {
+      const { h, guest, t } = setUp();
+      assert.equal(guest.write('/local/domain/5/x', 'v'), 'EACCES');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EINVAL');
+    });
+
+    it('dom0 leaves no record (free to conflict): EAGAIN', () => {
+      const { h, t } = setUp();
+      assert.equal(h.dom0.write('/local/domain/6/data/x', 'v'), 'OK');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
+    it('a change made before the transaction started is not judged: EAGAIN', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const guest = h.introduce(6, { data: true });
+      assert.equal(h.dom0.write('/local/domain/5/data/p/q', 'w'), 'OK');
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.rm('/local/domain/5/data/p', t), 'OK');
+      assert.equal(h.dom0.request(T.XS_TRANSACTION_START, '\0', t).error, 'EBUSY');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
+    it('records go at a TRANSACTION_END once no transaction started in the last 0.05 s remains', () => {
+      let now = 100;
+      const { h, guest, t } = setUp(() => now);
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      now += 1;
+      // Another transaction's end trims: the first is no longer short-running, so the record goes.
+      const u = h.dom0.txStart();
+      now += 1;
+      assert.equal(h.dom0.abort(u), 'OK');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+      assert.equal(h.xs.history?.size, 0);
+    });
+
+    it('within 0.05 s the record stays through other transactions ending: EINVAL', () => {
+      let now = 100;
+      const { h, guest, t } = setUp(() => now);
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      now += 0.01;
+      const u = h.dom0.txStart();
+      assert.equal(h.dom0.abort(u), 'OK');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EINVAL');
+    });
+
+    it('the history is bounded (MAX_RECORDS) however long a transaction stays open', () => {
+      const { h, guest } = setUp();
+      for (let i = 0; i < 1000; i++) assert.equal(guest.write('/local/domain/6/data/x', String(i)), 'OK');
+      assert.equal(h.xs.history?.size, MAX_RECORDS);
+      // Each record is a snapshot of the store; no more than the bound (plus the open transaction).
+      assert.ok(h.xs.store.snapshots.size <= MAX_RECORDS + 1);
     });
   });
 
