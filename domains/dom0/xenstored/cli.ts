@@ -4,7 +4,8 @@ import { dirname, join } from 'node:path';
 import v8 from 'node:v8';
 import { Command } from 'commander';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, parseQuotaAssignment, type Quotas } from './quota.ts';
-import type { Profile } from './core.ts';
+import { type Profile, Xenstored } from './core.ts';
+import { parseTrace, replayTrace } from './trace-replay.ts';
 import { TraceFile } from './trace.ts';
 import { XenstoredServer } from './unix-socket.ts';
 
@@ -71,13 +72,14 @@ export function registerXenstored(program: Command): void {
   quotaOptions(program
     .command('xenstored')
     .description('run a standalone XenStore daemon on a Unix socket')
-    .requiredOption('--socket <path>', 'Unix socket for dom0 tools (what XENSTORED_PATH names)')
+    .option('--socket <path>', 'Unix socket for dom0 tools (what XENSTORED_PATH names); required but with --replay')
     .option('--profile <profile>', 'behaviour: c (C xenstored 4.17) or ocaml (oxenstored 4.17)', 'c')
     .option('--guest-dir <dir>', 'once domain N is introduced, socket DIR/N is its connection')
     .option('-T, --trace <file>', 'write every request and reply to FILE'))
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
     .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
     .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1')
+    .option('--replay <trace>', "re-run the requests of a -T trace (a real C xenstored's or xensim's) on a fresh daemon of --profile and report every reply that differs; exit 1 if any does")
     .addHelpText('after', `
 Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
 XENSTORED_PATH naming --socket): as C xenstored 4.17 - the state stream goes to
@@ -90,6 +92,15 @@ clients of the daemon that wrote it are gone.`)
       const profile = o.profile as Profile;
       if (profile !== 'c' && profile !== 'ocaml') throw new Error(`unknown profile "${profile}" (c or ocaml)`);
       const quotas = quotasFrom(o, profile);
+      if (typeof o.replay === 'string') {
+        process.exitCode = replayCommand(o.replay, profile, quotas);
+        return;
+      }
+      if (typeof o.socket !== 'string') {
+        process.stderr.write("xensim xenstored: required option '--socket <path>' not specified\n");
+        process.exitCode = 2;
+        return;
+      }
       const rundir = process.env.XENSTORED_ROOTDIR ?? dirname(o.socket as string);
       const stateDumpPath = join(rundir, 'state_dump');
       const trace = typeof o.trace === 'string' ? new TraceFile(o.trace) : undefined;
@@ -146,4 +157,29 @@ clients of the daemon that wrote it are gone.`)
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
     });
+}
+
+/** `--replay TRACE`: prints what was compared and each difference; 0 if none, 1 otherwise. */
+function replayCommand(path: string, profile: Profile, quotas: Partial<Quotas>): number {
+  let text: string;
+  try {
+    text = readFileSync(path, 'latin1');
+  } catch (e) {
+    process.stderr.write(`xensim xenstored: cannot read trace ${path}: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const entries = parseTrace(text);
+  const r = replayTrace(entries, () => new Xenstored({ profile, quotas }));
+  const out = process.stdout;
+  out.write(`replayed ${path} on xensim (profile ${profile}): ${r.sessions} session(s), ${r.requests} requests, `
+    + `${r.compared} replies and events compared; ${r.choices} requests whose transaction the trace does not say, `
+    + `settled in ${r.runs} run(s)\n`);
+  const shown = r.differences.slice(0, 50);
+  for (const d of shown) {
+    out.write(`  line ${d.line}, connection ${d.conn}: after ${d.request || '(end of trace)'}\n`
+      + `    trace:  ${d.expected ?? '(nothing)'}\n    xensim: ${d.got ?? '(nothing)'}\n`);
+  }
+  if (r.differences.length > shown.length) out.write(`  ... and ${r.differences.length - shown.length} more\n`);
+  out.write(`${r.differences.length} differing\n`);
+  return r.differences.length === 0 ? 0 : 1;
 }
