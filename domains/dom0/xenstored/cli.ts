@@ -7,6 +7,7 @@ import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, parseQuotaAssignment, type Quot
 import { type Profile, Xenstored } from './core.ts';
 import { parseTrace, replayTrace } from './trace-replay.ts';
 import { TraceFile } from './trace.ts';
+import { DB_DEBUG_FILE, dbDebug } from './db-debug.ts';
 import { XenstoredServer } from './unix-socket.ts';
 
 const int = (v: string): number => {
@@ -78,7 +79,7 @@ export function registerXenstored(program: Command): void {
     .option('-T, --trace <file>', 'write every request and reply to FILE'))
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
     .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
-    .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1')
+    .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1 (the seed\'s "state dumped upon SIGUSR1", to a path you choose); profile ocaml also writes oxenstored\'s debug dump <rundir>/db.debug on SIGUSR1')
     .option('--replay <trace>', "re-run the requests of a -T trace (a real C xenstored's or xensim's) on a fresh daemon of --profile and report every reply that differs; exit 1 if any does")
     .addHelpText('after', `
 Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
@@ -150,6 +151,14 @@ clients of the daemon that wrote it are gone.`)
         if (dumpTo !== undefined) writeFileSync(dumpTo, server.daemon.dump());
       };
       if (dumpTo !== undefined) process.on('SIGUSR1', dump);
+      // oxenstored writes its debug dump of the tree on SIGUSR1 (and ignores any failure to).
+      if (profile === 'ocaml') {
+        process.on('SIGUSR1', () => {
+          try {
+            writeFileSync(join(rundir, DB_DEBUG_FILE), Buffer.from(dbDebug(server.xs.store), 'latin1'), { mode: 0o600 });
+          } catch { /* as oxenstored: nothing */ }
+        });
+      }
       const stop = (): void => {
         dump();
         void server.close().then(() => trace?.close()).then(() => process.exit(0));
