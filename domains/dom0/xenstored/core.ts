@@ -285,7 +285,8 @@ export class Xenstored {
     this.memoryQuota = new MemoryQuota(this.quotas, this.clock, (level, text) => this.syslog(level, text));
     this.wrl = this.b.writeRateLimit ? new WriteRateLimit(clockMs) : undefined;
     this.seedRate = opts.seedRateLimit ? new SeedRateLimit(opts.seedRateLimit, clockMs) : undefined;
-    this.history = this.b.commitRule === 'merge-replay' ? new TransactionHistory(this.store, this.clock) : undefined;
+    // The history's 50 ms window needs the monotonic clock: `clock` may be whole seconds (time()).
+    this.history = this.b.commitRule === 'merge-replay' ? new TransactionHistory(this.store, () => clockMs() / 1000) : undefined;
     this.table = this.buildTable();
     // Dom0 is known, introduced and connected from the start.
     this.domains.set(0, {

@@ -186,6 +186,23 @@ describe('xenstored transactions', () => {
       assert.equal(h.xs.history?.size, 0);
     });
 
+    it("the window is timed on the monotonic clock, not the whole seconds of the daemon's time()", () => {
+      let ms = 100_000;
+      const h = new Harness({ profile: 'ocaml', clock: () => 100, clockMs: () => ms });
+      const guest = h.introduce(6, { data: true });
+      assert.equal(h.dom0.write('/local/domain/5/data/p/q', 'w'), 'OK');
+      const t = h.dom0.txStart();
+      assert.equal(h.dom0.rm('/local/domain/5/data/p', t), 'OK');
+      assert.equal(h.dom0.request(T.XS_TRANSACTION_START, '\0', t).error, 'EBUSY');
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      ms += 60;
+      const u = h.dom0.txStart();
+      ms += 60;
+      assert.equal(h.dom0.abort(u), 'OK');
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
     it('within 0.05 s the record stays through other transactions ending: EINVAL', () => {
       let now = 100;
       const { h, guest, t } = setUp(() => now);
