@@ -469,8 +469,10 @@ interface Fold {
   /** Trace index it is drawn at: its first operation's, a transaction's XS_TRANSACTION_END's. */
   pos: number;
   readonly role: string;
-  /** 'read', 'write', 'tx', another request type, 'events' (watch events only) or 'stmt'. */
+  /** 'op' (reads and writes), 'tx', another request type, 'events' (watch events only) or 'stmt'. */
   readonly kind: string;
+  /** Another party committed since this arrow opened: a write of its own may no longer join it. */
+  sawCommit?: boolean;
   readonly ops: Op[];
   tx?: { start?: Op; end?: Op; id: string; others: number };
   readonly events: { to: string; item: FoldItem }[];
@@ -479,6 +481,16 @@ interface Fold {
 }
 
 const related = (a: string, b: string): boolean => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+/**
+ * Whether a write (or removal) of path `w` can change what a look of type `t` at `path` sees:
+ * a node's value changes with a write of it or a removal above it, a listing with any change
+ * below it, a watch or a domain's path with nothing.
+ */
+function changes(w: string, t: string, path: string): boolean {
+  if (t === 'READ' || t === 'GET_PERMS') return path === w || path.startsWith(`${w}/`);
+  if (t === 'DIRECTORY' || t === 'DIRECTORY_PART') return related(path, w);
+  return false;
+}
 
 /**
  * The statements of a folded diagram: each xenstore reply said in its request's arrow
@@ -505,14 +517,29 @@ function foldedStatements(f: FoldInput): void {
   const replyOf = new Map<XsRecord, XsRecord>();
   for (const [rep, req] of f.requestOf) replyOf.set(req, rep);
   const newFold = (pos: number, role: string, kind: string): Fold => ({ pos, role, kind, ops: [], events: [], notes: [] });
-  const pathsOf = (fold: Fold): string[] => fold.ops.map((o) => f.absOf.get(o.req)).filter((p): p is string => p !== undefined);
-  /** A commit: closes other parties' arrows (drawn commits) or the read arrows it may change. */
+  /** The paths a fold's operations of one sort (looks or writes) name. */
+  const opPaths = (fold: Fold, sort: ReadonlySet<string>): { type: string; path: string }[] => fold.ops
+    .filter((o) => sort.has(xsType(o.req)))
+    .map((o) => ({ type: xsType(o.req), path: f.absOf.get(o.req) }))
+    .filter((x): x is { type: string; path: string } => x.path !== undefined);
+  const lookTouched = (fold: Fold, paths: readonly string[]): boolean =>
+    opPaths(fold, LOOKS).some((l) => paths.some((w) => changes(w, l.type, l.path)));
+  /**
+   * A commit: it closes other parties' arrows that hold writes (commits stay in order) and the
+   * looks it may change; a look-only arrow it does not touch stays open for more looks.
+   */
   const barrier = (writer: string | undefined, paths: readonly string[]): void => {
     for (const [role, fold] of open) {
       if (role === writer) continue;
-      const touched = pathsOf(fold).some((p) => paths.some((q) => related(p, q)));
-      if (touched || (writer !== undefined && fold.kind !== 'read')) open.delete(role);
+      if (lookTouched(fold, paths) || (writer !== undefined && opPaths(fold, WRITES).length > 0)) open.delete(role);
+      else if (writer !== undefined) fold.sawCommit = true;
     }
+  };
+  /** Whether `op` can join `fold` without reordering anything that matters inside it. */
+  const joins = (fold: Fold, t: string, abs: string | undefined): boolean => {
+    if (fold.kind !== 'op') return false;
+    if (WRITES.has(t)) return !fold.sawCommit && (abs === undefined || !lookTouched(fold, [abs]));
+    return abs === undefined || !opPaths(fold, WRITES).some((w) => changes(w.path, t, abs));
   };
   let lastIn: XsRecord | undefined;
   /** Whether request `req` fired watch event `ev`, which xenstored sent while handling it. */
@@ -568,10 +595,10 @@ function foldedStatements(f: FoldInput): void {
         fold.tx!.end = op;
         txFolds.delete(txKey);
         if (!txWrites.has(txKey) && fold.ops.length > 0) {
-          // A transaction that only reads commits nothing: its reads join the party's reads.
+          // A transaction that only reads commits nothing: its reads join the party's arrow.
           let reads = open.get(role);
-          if (!reads || reads.kind !== 'read') {
-            reads = newFold(fold.pos, role, 'read');
+          if (!reads || !fold.ops.every((o) => joins(reads!, xsType(o.req), f.absOf.get(o.req)))) {
+            reads = newFold(fold.pos, role, 'op');
             folds.push(reads);
             open.set(role, reads);
           }
@@ -589,9 +616,9 @@ function foldedStatements(f: FoldInput): void {
         return;
       }
       if (WRITES.has(t) && abs !== undefined) barrier(role, [abs]);
-      const kind = LOOKS.has(t) ? 'read' : WRITES.has(t) ? 'write' : t;
+      const kind = LOOKS.has(t) || WRITES.has(t) ? 'op' : t;
       let fold = open.get(role);
-      if (!fold || fold.kind !== kind) {
+      if (!fold || (kind === 'op' ? !joins(fold, t, abs) : fold.kind !== kind)) {
         fold = newFold(i, role, kind);
         folds.push(fold);
         open.set(role, fold);
