@@ -843,31 +843,39 @@ export function toMermaidDiagrams(
   const seq = sequence(events, opts);
   const whole = render(seq, seq.stmts);
   if (whole.length <= limits.maxTextSize && arrowCount(seq.stmts) <= limits.maxEdges) return [whole];
-  // Room for the title the parts get ("part 999 of 999").
+  // Room for the note each part opens with ("part 999 of 999").
   const w = writer(seq);
   const header = render(seq, [], 'part 999 of 999').length;
   const cost = (x: Stmt): number => w.line(x).length + 1;
   const isArrow = (x: Stmt): boolean => !('all' in x) && x.to !== undefined;
   const parts: Stmt[][] = [];
-  let cur: Stmt[] = [];
-  const fits = (list: readonly Stmt[], s: Stmt): boolean =>
-    header + list.reduce((n, x) => n + cost(x), 0) + cost(s) <= limits.maxTextSize
-    && arrowCount(list) + (isArrow(s) ? 1 : 0) <= limits.maxEdges;
+  let cur: { s: Stmt; cost: number }[] = [];
+  let size = header;
+  let arrows = 0;
+  const fits = (c: number, s: Stmt): boolean => size + c <= limits.maxTextSize && arrows + (isArrow(s) ? 1 : 0) <= limits.maxEdges;
+  const restart = (carry: { s: Stmt; cost: number }[]): void => {
+    cur = carry;
+    size = header + carry.reduce((n, x) => n + x.cost, 0);
+    arrows = carry.filter((x) => isArrow(x.s)).length;
+  };
   for (const s of seq.stmts) {
-    if (!fits([], s)) throw new Error(`a diagram statement of ${cost(s)} characters cannot fit in maxTextSize ${limits.maxTextSize}`);
-    if (!fits(cur, s)) {
+    const c = cost(s);
+    if (header + c > limits.maxTextSize) throw new Error(`a diagram statement of ${c} characters cannot fit in maxTextSize ${limits.maxTextSize}`);
+    if (!fits(c, s)) {
       // Cut at the last scenario step of this part if it is in its second half.
-      const step = cur.findLastIndex((x) => 'all' in x);
+      const step = cur.findLastIndex((x) => 'all' in x.s);
       const carry = step > cur.length / 2 ? cur.slice(step) : [];
-      parts.push(cur.slice(0, cur.length - carry.length));
-      cur = carry;
-      if (!fits(cur, s)) {
-        parts.push(cur);
-        cur = [];
+      parts.push(cur.slice(0, cur.length - carry.length).map((x) => x.s));
+      restart(carry);
+      if (!fits(c, s)) {
+        parts.push(cur.map((x) => x.s));
+        restart([]);
       }
     }
-    cur.push(s);
+    cur.push({ s, cost: c });
+    size += c;
+    if (isArrow(s)) arrows++;
   }
-  if (cur.length > 0) parts.push(cur);
+  if (cur.length > 0) parts.push(cur.map((x) => x.s));
   return parts.map((p, i) => render(seq, p, `part ${i + 1} of ${parts.length}`));
 }

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { type TraceRecord, oneLine } from '../../../sim/trace/events.ts';
-import { type MermaidOptions, escapeMermaidText, toMermaidSequence } from '../../../sim/trace/mermaid.ts';
+import { type MermaidOptions, escapeMermaidText, toMermaidDiagrams, toMermaidSequence } from '../../../sim/trace/mermaid.ts';
 import { BACK, handshake, xs } from './fixture.ts';
 import { parse } from './mermaid-parse.ts';
 
@@ -260,5 +260,33 @@ describe('mermaid sequence diagram, folded (the default): a handshake on one sli
       const shown = oneLine(value).length > 48 ? `${oneLine(value).slice(0, 45)}...` : oneLine(value);
       assert.equal(d.statements[0].replaceAll('<br>', ''), `dom3 ->> xenstored: XS_WRITE data/k=${shown}`);
     }), { numRuns: 150, seed: 11 });
+  });
+});
+
+describe('mermaid diagrams within limits (toMermaidDiagrams)', () => {
+  it('a diagram within the limits is one part, the same text as toMermaidSequence', () => {
+    assert.deepEqual(toMermaidDiagrams(handshake()), [toMermaidSequence(handshake())]);
+  });
+
+  it('past them, parts each within the limits, every statement kept in order, each opening with "part N of M"', async () => {
+    const events = handshake();
+    const limits = { maxTextSize: 1200, maxEdges: 4 };
+    const parts = toMermaidDiagrams(events, { fold: false, limits });
+    assert.ok(parts.length >= 3, `${parts.length} parts`);
+    const whole = await parse(toMermaidSequence(events, { fold: false }));
+    const seen: string[] = [];
+    for (const [i, text] of parts.entries()) {
+      assert.ok(text.length <= limits.maxTextSize, `part ${i + 1}: ${text.length} characters`);
+      const d = await parse(text);
+      assert.deepEqual(d.actors, whole.actors, 'every part declares the same participants in the same order');
+      assert.equal(d.statements[0], `note over ${whole.actors[0]},${whole.actors[whole.actors.length - 1]}: part ${i + 1} of ${parts.length}`);
+      assert.ok(d.statements.filter((s) => !s.startsWith('note over ')).length <= limits.maxEdges);
+      seen.push(...d.statements.slice(1));
+    }
+    assert.deepEqual(seen, whole.statements);
+  });
+
+  it('a statement that cannot fit in any part is an error, not a diagram Mermaid would refuse', () => {
+    assert.throws(() => toMermaidDiagrams(handshake(), { limits: { maxTextSize: 300, maxEdges: 500 } }), /cannot fit in maxTextSize 300/);
   });
 });
