@@ -573,7 +573,9 @@ function foldedStatements(f: FoldInput): void {
       const op: Op = { req: e };
       opOfReq.set(e, op);
       if (t === 'TRANSACTION_START') {
-        const key = f.txOfStart.get(e) ?? `${e.conn}:?`;
+        // Its id is in the reply; without one (--hide replies) the transaction's first operation opens it.
+        const key = f.txOfStart.get(e);
+        if (key === undefined) return;
         const fold = newFold(i, role, 'tx');
         fold.tx = { start: op, id: key.split(':')[1] ?? '?', others: 0 };
         txFolds.set(key, fold);
@@ -750,14 +752,16 @@ function opItem(op: Op): FoldItem {
     if (s === '') return '""';
     return s.length > MAX_VALUE ? `${s.slice(0, MAX_VALUE - 3)}...` : s;
   };
-  const result = err ?? (got === undefined ? 'no reply' : undefined);
+  // No reply (--hide replies, or the trace ends first): the arrow says nothing of a result.
+  const result = err;
+  const answer = (text: (got: string[]) => string): string => (result ? ` -> ${result}` : got ? ` -> ${text(got)}` : '');
   const name = xsName(req);
   const path = PATHED.has(t) && fields[0] !== undefined ? homeRelative(absolutePath(oneLine(fields[0]), req.domid), req.domid) : '';
   let tail: string;
   switch (t) {
-    case 'READ': tail = ` -> ${result ?? value(got!.join('\\0'))}`; break;
-    case 'DIRECTORY': case 'DIRECTORY_PART': tail = ` -> ${result ?? `[${value(got!.filter((x) => x !== '').join(', '))}]`}`; break;
-    case 'GET_PERMS': tail = ` -> ${result ?? got!.join(' ')}`; break;
+    case 'READ': tail = answer((g) => value(g.join('\\0'))); break;
+    case 'DIRECTORY': case 'DIRECTORY_PART': tail = answer((g) => `[${value(g.filter((x) => x !== '').join(', '))}]`); break;
+    case 'GET_PERMS': tail = answer((g) => g.join(' ')); break;
     case 'WRITE': tail = `=${value(fields.slice(1).join('\\0'))}${result ? ` -> ${result}` : ''}`; break;
     case 'SET_PERMS': case 'WATCH': case 'UNWATCH':
       tail = `${fields.length > 1 ? ` ${value(fields.slice(1).join(' '))}` : ''}${result ? ` -> ${result}` : ''}`; break;
@@ -765,7 +769,7 @@ function opItem(op: Op): FoldItem {
     default: {
       const args = fields.filter((x) => x !== '').join(' ');
       const ok = got && got.length === 1 && got[0] === 'OK';
-      tail = `${args ? ` ${value(args)}` : ''}${result ? ` -> ${result}` : ok ? '' : ` -> ${value(got!.join(' '))}`}`;
+      tail = `${args ? ` ${value(args)}` : ''}${ok ? '' : answer((g) => value(g.join(' ')))}`;
     }
   }
   return { name, path, tail };
@@ -780,8 +784,8 @@ function txLines(fold: Fold, after: readonly string[]): string[] {
   if (tx.end) {
     const how = payloadFields(tx.end.req.payload)[0] ?? '';
     const rep = tx.end.reply;
-    const result = !rep ? 'no reply' : xsType(rep) === 'ERROR' ? payloadFields(rep.payload)[0] ?? 'ERROR' : 'OK';
-    parts.push(`XS_TRANSACTION_END ${oneLine(how)} -> ${result}`);
+    const result = !rep ? '' : xsType(rep) === 'ERROR' ? ` -> ${payloadFields(rep.payload)[0] ?? 'ERROR'}` : ' -> OK';
+    parts.push(`XS_TRANSACTION_END ${oneLine(how)}${result}`);
   } else parts.push('(no XS_TRANSACTION_END in the trace)');
   parts.push(...after);
   return wrapLabel(parts.join('; '), LINE_WIDTH, MAX_LINES);
