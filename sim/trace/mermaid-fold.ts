@@ -84,6 +84,6 @@ export function wrapLabel(text: string, width: number, maxLines: number): string
   const cutLines = lines.map((l) => (l.length > width * 2 ? `${l.slice(0, width * 2 - 3)}...` : l));
   if (cutLines.length <= maxLines) return cutLines;
   const kept = cutLines.slice(0, maxLines);
-  kept[maxLines - 1] = `${kept[maxLines - 1]} ... (cut: ${cutLines.length - maxLines + 1} more lines)`;
+  kept[maxLines - 1] = `${kept[maxLines - 1]} ... (cut: ${cutLines.length - maxLines} more lines)`;
   return kept;
 }

@@ -1,8 +1,14 @@
 // A simulator trace as a Mermaid sequence diagram: who said what to whom during a device
 // handshake. Participants are roles - "blkfront (dom1)", "xenstored", "blkback (dom0)",
 // "toolstack" - rather than connections, because one guest connection serves every driver.
-// Requests are arrows to xenstored, replies and watch events dashed arrows back, xenbus state
-// changes notes over their driver, event-channel notifications async arrows between the ends.
+// Requests are arrows to xenstored, watch events dashed arrows back, xenbus state changes notes
+// over their driver, event-channel notifications async arrows between the ends.
+//
+// By default the traffic is folded so a handshake fits on a slide: a reply is said in its
+// request's arrow, a party's run of reads and writes is one arrow, a transaction one arrow at its
+// commit, a commit's watch events one arrow per watcher (see foldedStatements for what may not be
+// reordered). `fold: false` draws one arrow per message, replies dashed back. toMermaidDiagrams
+// cuts a diagram past Mermaid's default size limits into parts.
 //
 // Pure: events in, diagram text out. Only kinds the diagram can place are drawn by default;
 // a predicate filter can pick any event, unknown kinds becoming notes.

@@ -7,6 +7,7 @@ import { type TraceRecord, oneLine } from '../../../sim/trace/events.ts';
 import { type MermaidOptions, escapeMermaidText, toMermaidDiagrams, toMermaidSequence } from '../../../sim/trace/mermaid.ts';
 import { BACK, handshake, xs } from './fixture.ts';
 import { parse } from './mermaid-parse.ts';
+import { foldItems, homeRelative, wrapLabel } from '../../../sim/trace/mermaid-fold.ts';
 
 /** The diagram with one arrow per xenstore message. */
 const detail = (events: Iterable<TraceRecord>, opts: MermaidOptions = {}): string => toMermaidSequence(events, { ...opts, fold: false });
@@ -288,5 +289,42 @@ describe('mermaid diagrams within limits (toMermaidDiagrams)', () => {
 
   it('a statement that cannot fit in any part is an error, not a diagram Mermaid would refuse', () => {
     assert.throws(() => toMermaidDiagrams(handshake(), { limits: { maxTextSize: 300, maxEdges: 500 } }), /cannot fit in maxTextSize 300/);
+  });
+});
+
+describe('the words of a folded arrow (mermaid-fold)', () => {
+  it('foldItems: one item as a full path; several per XS_ name and directory in braces, the directory itself as ".", repeats counted', () => {
+    assert.deepEqual(foldItems([{ name: 'XS_READ', path: 'backend/vbd/1/51712/state', tail: ' -> 1' }]), ['XS_READ backend/vbd/1/51712/state -> 1']);
+    assert.deepEqual(foldItems([
+      { name: 'XS_WRITE', path: 'device/vbd/51712', tail: '=""' },
+      { name: 'XS_WRITE', path: 'device/vbd/51712/ring-ref', tail: '=8' },
+      { name: 'XS_READ', path: 'device/vbd/51712/state', tail: ' -> 1' },
+      { name: 'XS_WRITE', path: 'device/vbd/51712/event-channel', tail: '=5' },
+      { name: 'XS_READ', path: 'device/vbd/51712/state', tail: ' -> 1' },
+      { name: 'XS_GET_DOMAIN_PATH', path: '', tail: ' 1 -> /local/domain/1' },
+    ]), [
+      'XS_WRITE device/vbd/51712/{.="", ring-ref=8, event-channel=5}',
+      'XS_READ device/vbd/51712/state -> 1 x2',
+      'XS_GET_DOMAIN_PATH 1 -> /local/domain/1',
+    ]);
+  });
+
+  it('foldItems: the same permissions or token on every node are said once; values and results stay with their node', () => {
+    const perms = ['state', 'backend-id'].map((k) => ({ name: 'XS_SET_PERMS', path: `/local/domain/1/device/vbd/51712/${k}`, tail: ' n1 r0' }));
+    assert.deepEqual(foldItems(perms), ['XS_SET_PERMS /local/domain/1/device/vbd/51712/{state, backend-id} n1 r0']);
+    const writes = ['state', 'online'].map((k) => ({ name: 'XS_WRITE', path: `backend/vbd/1/51712/${k}`, tail: '=1' }));
+    assert.deepEqual(foldItems(writes), ['XS_WRITE backend/vbd/1/51712/{state=1, online=1}']);
+  });
+
+  it('homeRelative: a path in the party\'s own tree as its relative path, any other as it is', () => {
+    assert.equal(homeRelative('/local/domain/0/backend/vbd/1/51712/state', 0), 'backend/vbd/1/51712/state');
+    assert.equal(homeRelative('/local/domain/1/device/vbd/51712/state', 0), '/local/domain/1/device/vbd/51712/state');
+    assert.equal(homeRelative('/local/domain/10/x', 1), '/local/domain/10/x');
+    assert.equal(homeRelative('@releaseDomain', 0), '@releaseDomain');
+  });
+
+  it('wrapLabel: lines up to the width, broken after ", " or "; "; past the last line allowed, cut and said so', () => {
+    assert.deepEqual(wrapLabel('aaaa, bbbb; cccc', 10, 5), ['aaaa,', 'bbbb; cccc']);
+    assert.deepEqual(wrapLabel('a1, a2, a3, a4, a5', 6, 2), ['a1,', 'a2, ... (cut: 2 more lines)']);
   });
 });
