@@ -9,7 +9,7 @@ import { SCENARIOS } from '../../scenarios/index.ts';
 import type { TraceEvent } from '../host-runtime.ts';
 import { toJUnitXml, type JUnitCase } from '../report/junit.ts';
 import { exitCode, RUNNER_ERROR_EXIT, worstOf, XtfResult } from '../report/xtf.ts';
-import { toMermaidSequence } from '../trace/mermaid.ts';
+import { MERMAID_LIMITS, toMermaidDiagrams } from '../trace/mermaid.ts';
 import { detectRaces, formatFindings, RACE_KINDS, type RaceFinding } from '../trace/race-detector.ts';
 import { perfettoJson, toPerfetto } from '../trace/perfetto.ts';
 import { formatTimestamp, toTextLog } from '../trace/text-log.ts';
@@ -108,6 +108,8 @@ export interface TraceOutputs {
   readonly perfetto?: string;
   readonly mermaid?: string;
   readonly device?: string;
+  /** One arrow per xenstore message instead of the folded diagram. */
+  readonly mermaidDetail?: boolean;
   readonly log?: string;
   /** What the log, Mermaid and Perfetto show (the --trace file keeps everything). */
   readonly only?: string[];
@@ -126,6 +128,9 @@ function traceFilterOrDie(o: TraceOutputs): TraceFilter {
   return f;
 }
 
+/** Part N of a diagram split at Mermaid's limits: vbd.mmd -> vbd.2.mmd. */
+const mermaidPartFile = (file: string, n: number): string => file.replace(/(\.[^./]*)?$/, (ext) => `.${n}${ext}`);
+
 /** A Mermaid diagram with at least one message, or undefined (nothing matched). */
 const hasMessages = (diagram: string): boolean => /^\s+\S+\s*(?:-->>|->>|--\)|-\)|--x|-x)/m.test(diagram);
 
@@ -143,10 +148,17 @@ export function writeOutputs(r: RunResult, o: TraceOutputs, file?: string): void
   const shown = filterTrace(r.trace, traceFilterOrDie(o));
   if (o.perfetto) writeFileSync(o.perfetto, perfettoJson(toPerfetto(shown)));
   if (o.mermaid) {
-    const diagram = toMermaidSequence(shown, { filter: o.device });
+    const parts = toMermaidDiagrams(shown, { filter: o.device, fold: !o.mermaidDetail });
     // An empty diagram looks like a rendering bug: say what matched nothing instead.
-    if (!hasMessages(diagram)) die(`--mermaid: no message to draw${o.device ? ` for --device ${o.device}` : ''}${shown.length < r.trace.length ? ' with this filter' : ''}`);
-    writeFileSync(o.mermaid, `${diagram}\n`);
+    if (!parts.some(hasMessages)) die(`--mermaid: no message to draw${o.device ? ` for --device ${o.device}` : ''}${shown.length < r.trace.length ? ' with this filter' : ''}`);
+    const files = parts.map((_, i) => (i === 0 ? o.mermaid! : mermaidPartFile(o.mermaid!, i + 1)));
+    parts.forEach((text, i) => writeFileSync(files[i], text));
+    if (parts.length > 1) {
+      // Mermaid would draw "Maximum text size in diagram exceeded" for one file this big.
+      process.stderr.write(`--mermaid: over Mermaid's default limits (maxTextSize ${MERMAID_LIMITS.maxTextSize} characters, `
+        + `${MERMAID_LIMITS.maxEdges} arrows), so written as ${parts.length} diagrams: ${files.join(', ')} `
+        + '(--device or --only draw less)\n');
+    }
   }
   if (o.log) {
     const text = o.explain ? explainedLog(r.trace, shown) : toTextLog(shown);
@@ -251,6 +263,7 @@ export function registerScenarios(program: Command): void {
     .option('--perfetto <file>', 'Chrome/Perfetto trace JSON (open in ui.perfetto.dev)')
     .option('--mermaid <file>', 'a Mermaid sequence diagram (of --device, or everything)')
     .option('--device <name>', 'the device the diagram shows, e.g. vbd/51712')
+    .option('--mermaid-detail', 'the diagram with one arrow per xenstore message (default: replies, runs of reads or writes, transactions and a commit\'s watch events folded into single arrows)')
     .option('--log <file>', 'one line per event (- for stdout)')
     .addOption(onlyOption())
     .addOption(hideOption())

@@ -1,8 +1,14 @@
 // A simulator trace as a Mermaid sequence diagram: who said what to whom during a device
 // handshake. Participants are roles - "blkfront (dom1)", "xenstored", "blkback (dom0)",
 // "toolstack" - rather than connections, because one guest connection serves every driver.
-// Requests are arrows to xenstored, replies and watch events dashed arrows back, xenbus state
-// changes notes over their driver, event-channel notifications async arrows between the ends.
+// Requests are arrows to xenstored, watch events dashed arrows back, xenbus state changes notes
+// over their driver, event-channel notifications async arrows between the ends.
+//
+// By default the traffic is folded so a handshake fits on a slide: a reply is said in its
+// request's arrow, a party's run of reads and writes is one arrow, a transaction one arrow at its
+// commit, a commit's watch events one arrow per watcher (see foldedStatements for what may not be
+// reordered). `fold: false` draws one arrow per message, replies dashed back. toMermaidDiagrams
+// cuts a diagram past Mermaid's default size limits into parts.
 //
 // Pure: events in, diagram text out. Only kinds the diagram can place are drawn by default;
 // a predicate filter can pick any event, unknown kinds becoming notes.
@@ -11,6 +17,7 @@ import {
   type DevicePath, type TraceRecord, type XsRecord, absolutePath, domOf, driverName, isNum, isStr, isXenstore,
   oneLine, otherFields, compactValue, parseDevicePath, payloadFields, summary, xenbusOf, xsName, xsPath, xsType,
 } from './events.ts';
+import { type FoldItem, foldItems, homeRelative, wrapLabel } from './mermaid-fold.ts';
 
 export interface MermaidOptions {
   /**
@@ -18,16 +25,26 @@ export interface MermaidOptions {
    * directory ('/local/domain/1/device/vbd/51712': that frontend's device and its backend) or
    * any other absolute path prefix; a function chooses events itself. Replies follow their
    * requests, and a transaction's start and end follow the operations inside it. Without a
-   * filter, everything but raw hypercalls and channels or grants no device uses is drawn.
+   * filter, everything but raw hypercalls, the scheduler's task and preempt events, xenstore
+   * ring index moves and channels or grants no device uses is drawn.
    */
   readonly filter?: string | ((e: TraceRecord) => boolean);
   /** Participants declared first, in this order (as labelled, e.g. 'blkfront (dom1)'). */
   readonly participants?: readonly string[];
   /** Names the role an event's actor plays, overriding the inference (undefined: infer). */
   readonly roleOf?: (e: TraceRecord) => string | undefined;
-  /** Message texts longer than this are cut (default 120 characters). */
+  /** Message texts longer than this are cut (default 120 characters; not folded arrows, whose lines wrap). */
   readonly maxLabel?: number;
+  /**
+   * Fold the traffic into arrows a slide can hold (default true): a reply in its request's arrow,
+   * a party's consecutive reads or writes in one, a transaction in one, a commit's watch events in
+   * one per watcher. false: one arrow per xenstore message.
+   */
+  readonly fold?: boolean;
 }
+
+/** The scheduler's bookkeeping and xenstore ring index moves: a note each would drown the messages. */
+const SCHEDULER_KINDS = new Set(['task', 'preempt', 'ring']);
 
 const XENSTORED = 'xenstored';
 const TOOLSTACK = 'toolstack';
@@ -113,7 +130,7 @@ function stringMatcher(filter: string): Matcher {
 
 interface Resource { readonly dev: DeviceId; readonly side: 'frontend' | 'backend' }
 
-export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOptions = {}): string {
+function sequence(events: Iterable<TraceRecord>, opts: MermaidOptions): Sequence {
   const all = [...events];
   const maxLabel = opts.maxLabel ?? 120;
 
@@ -189,7 +206,7 @@ export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOp
   };
   const primary = (e: TraceRecord): boolean => {
     if (predicate) return predicate(e);
-    if (e.kind === 'hypercall') return false;
+    if (e.kind === 'hypercall' || SCHEDULER_KINDS.has(e.kind)) return false;
     if (e.kind === 'evtchn' || e.kind === 'gnttab') {
       if (e.kind === 'evtchn' && !isEvtchnOp(e)) return false;
       const r = resourceOf(e);
@@ -301,7 +318,7 @@ export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOp
   const resourceRole = (r: Resource, domid: number): string =>
     (r.side === 'frontend' ? frontLabel(r.dev.type, domid) : backLabel(r.dev.type, domid));
 
-  // ---- statements, in trace order.
+  // ---- statements.
   const order: string[] = [];
   const seen = new Set<string>();
   const use = (label: string): string => {
@@ -313,53 +330,13 @@ export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOp
   };
   for (const p of opts.participants ?? []) use(p);
   const cut = (s: string): string => (s.length > maxLabel ? `${s.slice(0, maxLabel - 3)}...` : s);
-  type Stmt = { readonly from: string; readonly to?: string; readonly arrow?: string; readonly text: string } | { readonly all: true; readonly text: string };
   const stmts: Stmt[] = [];
-  const note = (over: string, text: string): void => void stmts.push({ from: use(over), text });
-  const arrow = (from: string, arrowText: string, to: string, text: string): void =>
-    void stmts.push({ from: use(from), arrow: arrowText, to: use(to), text });
+  const note = (over: string, text: string): void => void stmts.push({ from: use(over), lines: [text] });
+  const arrow = (from: string, arrowText: string, to: string, text: string | string[]): void =>
+    void stmts.push({ from: use(from), arrow: arrowText, to: use(to), lines: typeof text === 'string' ? [text] : text });
 
-  for (const e of all) {
-    // Roles of requests are learnt in order even for requests not drawn (for later pathless ones).
-    if (isXenstore(e) && e.dir === 'IN') requestRole(e);
-    if (!drawn.has(e)) continue;
-    const override = opts.roleOf?.(e);
-    if (isXenstore(e)) {
-      const type = xsType(e);
-      const fields = payloadFields(e.payload).filter((f, i, a) => !(f === '' && a.length === 1));
-      const tx = e.tx_id !== 0 ? ` [tx ${e.tx_id}]` : '';
-      if (e.dir === 'IN') {
-        let text: string;
-        if (type === 'WRITE') text = `${xsName(e)} ${fields[0] ?? ''}=${fields.slice(1).join('\\0')}`;
-        else if (type === 'TRANSACTION_END') text = `${xsName(e)} ${fields[0] === 'T' ? 'commit' : fields[0] === 'F' ? 'abort' : fields.join(' ')}`;
-        else text = `${xsName(e)}${fields.length ? ` ${fields.join(' ')}` : ''}`;
-        arrow(requestRole(e), '->>', XENSTORED, cut(text + tx));
-      } else if (type === 'WATCH_EVENT') {
-        // The path that fired names the driver that cares better than a broad watch's owner does.
-        const to = override ?? roleForPath(absOf.get(e), e.domid, e.conn)
-          ?? watchRole.get(`${e.conn}:${fields[1] ?? ''}`) ?? lastRoleOfConn.get(e.conn) ?? plainRole(domOf(e));
-        arrow(XENSTORED, '-->>', to, cut(`${xsName(e)} ${fields[0] ?? ''}`));
-      } else {
-        const req = requestOf.get(e);
-        const to = override ?? (req ? requestRole(req) : lastRoleOfConn.get(e.conn) ?? plainRole(domOf(e)));
-        let text: string;
-        if (type === 'ERROR') text = `${xsName(e)} ${fields.join(' ')}`;
-        else if (type === 'TRANSACTION_START') text = `tx=${fields[0] ?? '?'}`;
-        else text = fields.length === 0 || (fields.length === 1 && fields[0] === '') ? '""' : fields.join(' ');
-        arrow(XENSTORED, '-->>', to, cut(text));
-      }
-      continue;
-    }
-    const xb = xenbusOf(e);
-    if (xb) {
-      const d = deviceOf(e);
-      const dom = domOf(e);
-      const side = xb.role === 'frontend' || xb.role === 'backend' ? xb.role : undefined;
-      const who = override ?? (d && side && dom !== undefined
-        ? (side === 'frontend' ? frontLabel(d.type, dom) : backLabel(d.type, dom)) : plainRole(dom));
-      note(who, cut(xb.stateName));
-      continue;
-    }
+  /** What a drawn event that is neither a xenstore message nor a xenbus state change draws. */
+  const otherStmt = (e: TraceRecord, override: string | undefined): Stmt => {
     const res = resourceOf(e);
     if (res && isNum(e.domid)) {
       const who = override ?? resourceRole(res, e.domid);
@@ -368,26 +345,77 @@ export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOp
         const peer = isNum(remote.domid) ? ports.get(`${remote.domid}:${String(remote.port)}`) : undefined;
         const rc = isNum(e.result) && e.result !== 0 ? ` rc=${e.result}` : '';
         if (e.op === 'EVTCHNOP_send' && peer && isNum(remote.domid)) {
-          arrow(who, '-)', resourceRole(peer, remote.domid), cut(`notify (port ${String(e.port)})${rc}`));
-        } else {
-          const to = isNum(remote.domid) ? ` to dom${remote.domid} port ${String(remote.port)}` : '';
-          note(who, cut(`${String(e.op)} port ${String(e.port)}${to}${rc}`));
+          return { from: who, arrow: '-)', to: resourceRole(peer, remote.domid), lines: [cut(`notify (port ${String(e.port)})${rc}`)] };
         }
-      } else {
-        const st = isNum(e.status) && e.status !== 0 ? ` status=${e.status}` : '';
-        const what = e.op === 'map_grant_ref' ? `map grant ref ${String(e.ref)} of dom${String(e.dom)}` : `${String(e.op)} handle ${String(e.handle)}`;
-        note(who, cut(what + st));
+        const to = isNum(remote.domid) ? ` to dom${remote.domid} port ${String(remote.port)}` : '';
+        return { from: who, lines: [cut(`${String(e.op)} port ${String(e.port)}${to}${rc}`)] };
       }
-      continue;
+      const st = isNum(e.status) && e.status !== 0 ? ` status=${e.status}` : '';
+      const what = e.op === 'map_grant_ref' ? `map grant ref ${String(e.ref)} of dom${String(e.dom)}` : `${String(e.op)} handle ${String(e.handle)}`;
+      return { from: who, lines: [cut(what + st)] };
     }
     if (e.kind === 'step' || e.kind === 'fault') {
       const rest = otherFields(e, ['name']).map(([k, v]) => `${k}=${compactValue(v)}`).join(' ');
       const name = isStr(e.name) ? e.name : '';
-      stmts.push({ all: true, text: cut(`${e.kind}${name ? ` ${name}` : ''}${rest ? ` ${rest}` : ''}`) });
-      continue;
+      return { all: true, lines: [cut(`${e.kind}${name ? ` ${name}` : ''}${rest ? ` ${rest}` : ''}`)] };
     }
-    const who = override ?? (e.kind === 'toolstack' ? TOOLSTACK : plainRole(domOf(e)));
-    note(who, cut(summary(e)));
+    return { from: override ?? (e.kind === 'toolstack' ? TOOLSTACK : plainRole(domOf(e))), lines: [cut(summary(e))] };
+  };
+  /** Whom a watch event goes to: the path that fired names the driver that cares better than a broad watch's owner does. */
+  const watchTarget = (e: XsRecord, override: string | undefined): string => override ?? roleForPath(absOf.get(e), e.domid, e.conn)
+    ?? watchRole.get(`${e.conn}:${payloadFields(e.payload)[1] ?? ''}`) ?? lastRoleOfConn.get(e.conn) ?? plainRole(domOf(e));
+  /** Who a xenbus state change is a note over. */
+  const xenbusWho = (e: TraceRecord, role: string, override: string | undefined): string => {
+    const d = deviceOf(e);
+    const dom = domOf(e);
+    const side = role === 'frontend' || role === 'backend' ? role : undefined;
+    return override ?? (d && side && dom !== undefined
+      ? (side === 'frontend' ? frontLabel(d.type, dom) : backLabel(d.type, dom)) : plainRole(dom));
+  };
+
+  if (opts.fold === false) {
+    // One arrow per xenstore message.
+    for (const e of all) {
+      // Roles of requests are learnt in order even for requests not drawn (for later pathless ones).
+      if (isXenstore(e) && e.dir === 'IN') requestRole(e);
+      if (!drawn.has(e)) continue;
+      const override = opts.roleOf?.(e);
+      if (isXenstore(e)) {
+        const type = xsType(e);
+        const fields = payloadFields(e.payload).filter((f, i, a) => !(f === '' && a.length === 1));
+        const tx = e.tx_id !== 0 ? ` [tx ${e.tx_id}]` : '';
+        if (e.dir === 'IN') {
+          let text: string;
+          if (type === 'WRITE') text = `${xsName(e)} ${fields[0] ?? ''}=${fields.slice(1).join('\\0')}`;
+          else if (type === 'TRANSACTION_END') text = `${xsName(e)} ${fields[0] === 'T' ? 'commit' : fields[0] === 'F' ? 'abort' : fields.join(' ')}`;
+          else text = `${xsName(e)}${fields.length ? ` ${fields.join(' ')}` : ''}`;
+          arrow(requestRole(e), '->>', XENSTORED, cut(text + tx));
+        } else if (type === 'WATCH_EVENT') {
+          arrow(XENSTORED, '-->>', watchTarget(e, override), cut(`${xsName(e)} ${fields[0] ?? ''}`));
+        } else {
+          const req = requestOf.get(e);
+          const to = override ?? (req ? requestRole(req) : lastRoleOfConn.get(e.conn) ?? plainRole(domOf(e)));
+          let text: string;
+          if (type === 'ERROR') text = `${xsName(e)} ${fields.join(' ')}`;
+          else if (type === 'TRANSACTION_START') text = `tx=${fields[0] ?? '?'}`;
+          else text = fields.length === 0 || (fields.length === 1 && fields[0] === '') ? '""' : fields.join(' ');
+          arrow(XENSTORED, '-->>', to, cut(text));
+        }
+        continue;
+      }
+      const xb = xenbusOf(e);
+      if (xb) {
+        note(xenbusWho(e, xb.role, override), cut(xb.stateName));
+        continue;
+      }
+      const s = otherStmt(e, override);
+      stmts.push('all' in s ? s : { ...s, from: use(s.from), ...(s.to !== undefined ? { to: use(s.to) } : {}) });
+    }
+  } else {
+    foldedStatements({
+      all, drawn, absOf, requestOf, txOfStart, requestRole, watchTarget, xenbusWho, otherStmt,
+      roleOf: opts.roleOf, arrow, note, push: (s) => void stmts.push(s), use,
+    });
   }
 
   // ---- participants: frontends, xenstored in the middle, backends, then the rest.
@@ -403,18 +431,461 @@ export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOp
     return 5;
   };
   const sorted = order.map((label, i) => ({ label, i })).sort((a, b) => rank(a.label) - rank(b.label) || a.i - b.i).map((x) => x.label);
-  const taken = new Set<string>();
-  const ids = new Map(sorted.map((label) => [label, makeId(label, taken)]));
+  return { participants: sorted, stmts };
+}
 
-  const lines = ['sequenceDiagram'];
-  for (const label of sorted) lines.push(`  participant ${ids.get(label)} as ${escapeLabel(label)}`);
-  const first = ids.get(sorted[0]);
-  const last = ids.get(sorted[sorted.length - 1]);
-  for (const s of stmts) {
-    const text = escapeMermaidText(s.text);
-    if ('all' in s) lines.push(`  Note over ${first === last ? first : `${first},${last}`}: ${text}`);
-    else if (s.to === undefined) lines.push(`  Note over ${ids.get(s.from)}: ${text}`);
-    else lines.push(`  ${ids.get(s.from)}${s.arrow}${ids.get(s.to)}: ${text}`);
+type Stmt = { readonly from: string; readonly to?: string; readonly arrow?: string; readonly lines: readonly string[] }
+  | { readonly all: true; readonly lines: readonly string[] };
+
+/** A diagram before it is written: participants in order, then statements in order. */
+interface Sequence {
+  readonly participants: readonly string[];
+  readonly stmts: readonly Stmt[];
+}
+
+// ------------------------------------------------------------------------------ folding
+
+/** Requests that change nothing in the store: a party's run of them folds into one arrow. */
+const LOOKS = new Set(['READ', 'DIRECTORY', 'DIRECTORY_PART', 'GET_PERMS', 'WATCH', 'UNWATCH', 'GET_DOMAIN_PATH']);
+/** A folded arrow's lines: at most this wide, at most this many. */
+const LINE_WIDTH = 100;
+const MAX_LINES = 10;
+/** A value shown in a folded arrow is cut past this. */
+const MAX_VALUE = 48;
+
+interface FoldInput {
+  readonly all: readonly TraceRecord[];
+  readonly drawn: ReadonlySet<TraceRecord>;
+  readonly absOf: ReadonlyMap<XsRecord, string>;
+  readonly requestOf: ReadonlyMap<XsRecord, XsRecord>;
+  readonly txOfStart: ReadonlyMap<XsRecord, string>;
+  readonly requestRole: (e: XsRecord) => string;
+  readonly watchTarget: (e: XsRecord, override: string | undefined) => string;
+  readonly xenbusWho: (e: TraceRecord, role: string, override: string | undefined) => string;
+  readonly otherStmt: (e: TraceRecord, override: string | undefined) => Stmt;
+  readonly roleOf?: (e: TraceRecord) => string | undefined;
+  readonly arrow: (from: string, arrowText: string, to: string, text: string | string[]) => void;
+  readonly note: (over: string, text: string) => void;
+  readonly push: (s: Stmt) => void;
+  readonly use: (label: string) => string;
+}
+
+interface Op { readonly req: XsRecord; reply?: XsRecord }
+interface Fold {
+  /** Trace index it is drawn at: its first operation's, a transaction's XS_TRANSACTION_END's. */
+  pos: number;
+  readonly role: string;
+  /** 'op' (reads and writes), 'tx', another request type, 'events' (watch events only) or 'stmt'. */
+  readonly kind: string;
+  /** Another party committed since this arrow opened: a write of its own may no longer join it. */
+  sawCommit?: boolean;
+  readonly ops: Op[];
+  tx?: { start?: Op; end?: Op; id: string; others: number };
+  readonly events: { to: string; item: FoldItem }[];
+  readonly notes: { who: string; text: string }[];
+  stmt?: Stmt;
+}
+
+const related = (a: string, b: string): boolean => a === b || a.startsWith(`${b}/`) || b.startsWith(`${a}/`);
+/**
+ * Whether a write (or removal) of path `w` can change what a look of type `t` at `path` sees:
+ * a node's value changes with a write of it or a removal above it, a listing with any change
+ * below it, a watch or a domain's path with nothing.
+ */
+function changes(w: string, t: string, path: string): boolean {
+  if (t === 'READ' || t === 'GET_PERMS') return path === w || path.startsWith(`${w}/`);
+  if (t === 'DIRECTORY' || t === 'DIRECTORY_PART') return related(path, w);
+  return false;
+}
+
+/**
+ * The statements of a folded diagram: each xenstore reply said in its request's arrow
+ * (`XS_READ state -> 1`), a party's consecutive reads or writes in one arrow, a transaction in
+ * one arrow at its commit, the watch events a commit fires as one arrow per watcher and token,
+ * a XenbusState change as a note right after the arrow that committed it.
+ *
+ * Folding must not reorder what teaches the handshake: a commit drawn by one party closes every
+ * other party's open arrow, so commits stay in xenstored's order; a read arrow stays open across
+ * others' commits only when they touch none of its paths; a watch event to a party closes its
+ * open arrow (what it does next is a reaction).
+ */
+function foldedStatements(f: FoldInput): void {
+  const folds: Fold[] = [];
+  const open = new Map<string, Fold>();
+  const foldOfReq = new Map<XsRecord, Fold>();
+  const opOfReq = new Map<XsRecord, Op>();
+  const txFolds = new Map<string, Fold>();
+  const txPaths = new Map<string, string[]>();
+  /** Transactions that wrote something (any operation but a look). */
+  const txWrites = new Set<string>();
+  const commitFold = new Map<string, Fold>();
+  const eventsOf = new Map<XsRecord | undefined, Fold>();
+  const replyOf = new Map<XsRecord, XsRecord>();
+  for (const [rep, req] of f.requestOf) replyOf.set(req, rep);
+  const newFold = (pos: number, role: string, kind: string): Fold => ({ pos, role, kind, ops: [], events: [], notes: [] });
+  /** The paths a fold's operations of one sort (looks or writes) name. */
+  const opPaths = (fold: Fold, sort: ReadonlySet<string>): { type: string; path: string }[] => fold.ops
+    .filter((o) => sort.has(xsType(o.req)))
+    .map((o) => ({ type: xsType(o.req), path: f.absOf.get(o.req) }))
+    .filter((x): x is { type: string; path: string } => x.path !== undefined);
+  const lookTouched = (fold: Fold, paths: readonly string[]): boolean =>
+    opPaths(fold, LOOKS).some((l) => paths.some((w) => changes(w, l.type, l.path)));
+  /**
+   * A commit: it closes other parties' arrows that hold writes (commits stay in order) and the
+   * looks it may change; a look-only arrow it does not touch stays open for more looks.
+   */
+  const barrier = (writer: string | undefined, paths: readonly string[]): void => {
+    for (const [role, fold] of open) {
+      if (role === writer) continue;
+      if (lookTouched(fold, paths) || (writer !== undefined && opPaths(fold, WRITES).length > 0)) open.delete(role);
+      else if (writer !== undefined) fold.sawCommit = true;
+    }
+  };
+  /** Whether `op` can join `fold` without reordering anything that matters inside it. */
+  const joins = (fold: Fold, t: string, abs: string | undefined): boolean => {
+    if (fold.kind !== 'op') return false;
+    if (WRITES.has(t)) return !fold.sawCommit && (abs === undefined || !lookTouched(fold, [abs]));
+    return abs === undefined || !opPaths(fold, WRITES).some((w) => changes(w.path, t, abs));
+  };
+  let lastIn: XsRecord | undefined;
+  /** Whether request `req` fired watch event `ev`, which xenstored sent while handling it. */
+  const fired = (req: XsRecord, ev: XsRecord): boolean => {
+    const t = xsType(req);
+    const path = f.absOf.get(ev) ?? '';
+    if (path.startsWith('@')) return true;
+    if (t === 'WATCH') return req.conn === ev.conn && req.domid === ev.domid;
+    if (t === 'TRANSACTION_END') return (txPaths.get(`${req.conn}:${req.tx_id}`) ?? []).some((p) => related(p, path));
+    const abs = f.absOf.get(req);
+    return WRITES.has(t) && abs !== undefined && related(abs, path);
+  };
+
+  f.all.forEach((e, i) => {
+    const override = f.roleOf?.(e);
+    if (isXenstore(e) && e.dir === 'IN') {
+      lastIn = e;
+      const role = f.requestRole(e);
+      const t = xsType(e);
+      const abs = f.absOf.get(e);
+      const txKey = `${e.conn}:${e.tx_id}`;
+      if (e.tx_id !== 0 && abs !== undefined) txPaths.set(txKey, [...txPaths.get(txKey) ?? [], abs]);
+      if (e.tx_id !== 0 && !LOOKS.has(t) && t !== 'TRANSACTION_END') txWrites.add(txKey);
+      const rep = replyOf.get(e);
+      if (!f.drawn.has(e) && !(rep && f.drawn.has(rep))) {
+        if (t === 'TRANSACTION_END') barrier(undefined, txPaths.get(txKey) ?? []);
+        else if (WRITES.has(t) && e.tx_id === 0 && abs !== undefined) barrier(undefined, [abs]);
+        else if (e.tx_id !== 0) { const tx = txFolds.get(txKey); if (tx?.tx) tx.tx.others++; }
+        return;
+      }
+      const op: Op = { req: e };
+      opOfReq.set(e, op);
+      if (t === 'TRANSACTION_START') {
+        // Its id is in the reply; without one (--hide replies) the transaction's first operation opens it.
+        const key = f.txOfStart.get(e);
+        if (key === undefined) return;
+        const fold = newFold(i, role, 'tx');
+        fold.tx = { start: op, id: key.split(':')[1] ?? '?', others: 0 };
+        txFolds.set(key, fold);
+        foldOfReq.set(e, fold);
+        return;
+      }
+      if (e.tx_id !== 0) {
+        let fold = txFolds.get(txKey);
+        if (!fold) {
+          fold = newFold(i, role, 'tx');
+          fold.tx = { id: String(e.tx_id), others: 0 };
+          txFolds.set(txKey, fold);
+        }
+        foldOfReq.set(e, fold);
+        if (t !== 'TRANSACTION_END') {
+          fold.ops.push(op);
+          return;
+        }
+        fold.tx!.end = op;
+        txFolds.delete(txKey);
+        if (!txWrites.has(txKey) && fold.ops.length > 0) {
+          // A transaction that only reads commits nothing: its reads join the party's arrow.
+          let reads = open.get(role);
+          if (!reads || !fold.ops.every((o) => joins(reads!, xsType(o.req), f.absOf.get(o.req)))) {
+            reads = newFold(fold.pos, role, 'op');
+            folds.push(reads);
+            open.set(role, reads);
+          }
+          for (const o of fold.ops) {
+            reads.ops.push(o);
+            foldOfReq.set(o.req, reads);
+          }
+          foldOfReq.set(e, reads);
+          return;
+        }
+        fold.pos = i;
+        folds.push(fold);
+        barrier(role, txPaths.get(txKey) ?? []);
+        open.delete(role);
+        return;
+      }
+      if (WRITES.has(t) && abs !== undefined) barrier(role, [abs]);
+      const kind = LOOKS.has(t) || WRITES.has(t) ? 'op' : t;
+      let fold = open.get(role);
+      if (!fold || (kind === 'op' ? !joins(fold, t, abs) : fold.kind !== kind)) {
+        fold = newFold(i, role, kind);
+        folds.push(fold);
+        open.set(role, fold);
+      }
+      fold.ops.push(op);
+      foldOfReq.set(e, fold);
+      return;
+    }
+    if (isXenstore(e) && xsType(e) !== 'WATCH_EVENT') {
+      const req = f.requestOf.get(e);
+      const op = req && opOfReq.get(req);
+      if (!req || !op) return;
+      op.reply = e;
+      const fold = foldOfReq.get(req);
+      if (!fold || xsType(e) === 'ERROR') return;
+      // Remember which arrow committed each write, for the state change announced after it.
+      const committed = (w: XsRecord): void => {
+        const [path, value = ''] = payloadFields(w.payload);
+        if (path !== undefined) commitFold.set(`${w.domid} ${absolutePath(path, w.domid)} ${value}`, fold);
+      };
+      if (xsType(req) === 'WRITE' && req.tx_id === 0) committed(req);
+      if (xsType(req) === 'TRANSACTION_END') for (const o of fold.ops) if (xsType(o.req) === 'WRITE') committed(o.req);
+      return;
+    }
+    if (!f.drawn.has(e)) return;
+    if (isXenstore(e)) {
+      // A watch event: with the arrow of the request that fired it.
+      const to = f.watchTarget(e, override);
+      const src = lastIn && fired(lastIn, e) ? foldOfReq.get(lastIn) : undefined;
+      let fold = src;
+      if (!fold) {
+        fold = eventsOf.get(lastIn);
+        if (!fold) {
+          fold = newFold(i, XENSTORED, 'events');
+          folds.push(fold);
+          eventsOf.set(lastIn, fold);
+        }
+      }
+      const path = payloadFields(e.payload)[0] ?? '';
+      fold.events.push({ to, item: { name: 'XS_WATCH_EVENT', path: homeRelative(absolutePath(path, domOf(e)), domOf(e)), tail: '' } });
+      if (open.get(to) !== fold) open.delete(to);
+      return;
+    }
+    const xb = xenbusOf(e);
+    if (xb) {
+      const who = f.xenbusWho(e, xb.role, override);
+      const text = `${xb.stateName} (${xb.state})`;
+      const key = `${String(e.domid)} ${absolutePath(xb.path ?? '', domOf(e))} ${xb.state}`;
+      const fold = commitFold.get(key);
+      if (fold) {
+        commitFold.delete(key);
+        fold.notes.push({ who, text });
+      } else {
+        const alone = newFold(i, who, 'stmt');
+        alone.stmt = { from: who, lines: [text] };
+        folds.push(alone);
+      }
+      return;
+    }
+    const s = f.otherStmt(e, override);
+    if ('all' in s) open.clear();
+    else open.delete(s.from);
+    const alone = newFold(i, 'all' in s ? SCENARIO : s.from, 'stmt');
+    alone.stmt = s;
+    folds.push(alone);
+  });
+  // Transactions the trace ends inside.
+  for (const fold of txFolds.values()) {
+    fold.pos = fold.ops.length > 0 ? f.all.indexOf(fold.ops[fold.ops.length - 1].req) : fold.pos;
+    folds.push(fold);
   }
-  return `${lines.join('\n')}\n`;
+
+  const stmts: Stmt[] = [];
+  const emit = (s: Stmt): void => void stmts.push(s);
+  for (const fold of folds.sort((a, b) => a.pos - b.pos)) {
+    // Watch events a party's own writes fire back to it are said in the writer's arrow.
+    const own = fold.stmt || fold.ops.length === 0 ? [] : fold.events.filter((ev) => ev.to === fold.role);
+    const ownText = own.length > 0 ? [`XS_WATCH_EVENT to itself: ${foldItems(own.map((ev) => ev.item)).map((x) => x.replace(/^XS_WATCH_EVENT /, '')).join(', ')}`] : [];
+    if (fold.stmt) emit(fold.stmt);
+    else if (fold.kind === 'tx') emit({ from: fold.role, arrow: '->>', to: XENSTORED, lines: txLines(fold, ownText) });
+    else if (fold.ops.length > 0) {
+      emit({ from: fold.role, arrow: '->>', to: XENSTORED, lines: wrapLabel([...foldItems(fold.ops.map(opItem)), ...ownText].join('; '), LINE_WIDTH, MAX_LINES) });
+    }
+    for (const n of fold.notes) emit({ from: n.who, lines: [n.text] });
+    const byWatcher = new Map<string, { to: string; items: FoldItem[] }>();
+    for (const ev of fold.events) {
+      if (own.includes(ev)) continue;
+      const g = byWatcher.get(ev.to) ?? { to: ev.to, items: [] };
+      g.items.push(ev.item);
+      byWatcher.set(ev.to, g);
+    }
+    for (const g of byWatcher.values()) {
+      emit({ from: XENSTORED, arrow: '-->>', to: g.to, lines: wrapLabel(foldItems(g.items).join('; '), LINE_WIDTH, 2) });
+    }
+  }
+  // The same statement again and again (a notification per request...) is said once, counted.
+  let prev: Stmt | undefined;
+  let count = 1;
+  const flush = (): void => {
+    if (!prev) return;
+    const lines = count > 1 ? [...prev.lines.slice(0, -1), `${prev.lines[prev.lines.length - 1]} x${count}`] : prev.lines;
+    if ('all' in prev) f.push({ all: true, lines });
+    else if (prev.to === undefined) f.note(prev.from, lines.join(' '));
+    else f.arrow(prev.from, prev.arrow ?? '->>', prev.to, [...lines]);
+  };
+  const same = (a: Stmt, b: Stmt): boolean => JSON.stringify(a) === JSON.stringify(b);
+  for (const s of stmts) {
+    if (prev && same(prev, s)) {
+      count++;
+      continue;
+    }
+    flush();
+    prev = s;
+    count = 1;
+  }
+  flush();
+}
+
+/** A folded operation: its name, its path from the requester's home, what it wrote or got back. */
+function opItem(op: Op): FoldItem {
+  const req = op.req;
+  const t = xsType(req);
+  const fields = payloadFields(req.payload);
+  const rep = op.reply;
+  const err = rep && xsType(rep) === 'ERROR' ? payloadFields(rep.payload)[0] ?? 'ERROR' : undefined;
+  const got = rep ? payloadFields(rep.payload) : undefined;
+  const value = (v: string): string => {
+    const s = oneLine(v);
+    if (s === '') return '""';
+    return s.length > MAX_VALUE ? `${s.slice(0, MAX_VALUE - 3)}...` : s;
+  };
+  // No reply (--hide replies, or the trace ends first): the arrow says nothing of a result.
+  const result = err;
+  const answer = (text: (got: string[]) => string): string => (result ? ` -> ${result}` : got ? ` -> ${text(got)}` : '');
+  const name = xsName(req);
+  const path = PATHED.has(t) && fields[0] !== undefined ? homeRelative(absolutePath(oneLine(fields[0]), req.domid), req.domid) : '';
+  let tail: string;
+  switch (t) {
+    case 'READ': tail = answer((g) => value(g.join('\\0'))); break;
+    case 'DIRECTORY': case 'DIRECTORY_PART': tail = answer((g) => `[${value(g.filter((x) => x !== '').join(', '))}]`); break;
+    case 'GET_PERMS': tail = answer((g) => g.join(' ')); break;
+    case 'WRITE': tail = `=${value(fields.slice(1).join('\\0'))}${result ? ` -> ${result}` : ''}`; break;
+    case 'SET_PERMS': case 'WATCH': case 'UNWATCH':
+      tail = `${fields.length > 1 ? ` ${value(fields.slice(1).join(' '))}` : ''}${result ? ` -> ${result}` : ''}`; break;
+    case 'MKDIR': case 'RM': tail = result ? ` -> ${result}` : ''; break;
+    default: {
+      const args = fields.filter((x) => x !== '').join(' ');
+      const ok = got && got.length === 1 && got[0] === 'OK';
+      tail = `${args ? ` ${value(args)}` : ''}${ok ? '' : answer((g) => value(g.join(' ')))}`;
+    }
+  }
+  return { name, path, tail };
+}
+const PATHED = new Set(['READ', 'WRITE', 'MKDIR', 'RM', 'DIRECTORY', 'DIRECTORY_PART', 'GET_PERMS', 'SET_PERMS', 'WATCH', 'UNWATCH']);
+
+/** A transaction's arrow: its start, the operations drawn in it, its end and what the end got. */
+function txLines(fold: Fold, after: readonly string[]): string[] {
+  const tx = fold.tx!;
+  const parts = [`XS_TRANSACTION_START -> ${tx.id}`, ...foldItems(fold.ops.map(opItem))];
+  if (tx.others > 0) parts.push(`(${tx.others} more on other paths)`);
+  if (tx.end) {
+    const how = payloadFields(tx.end.req.payload)[0] ?? '';
+    const rep = tx.end.reply;
+    const result = !rep ? '' : xsType(rep) === 'ERROR' ? ` -> ${payloadFields(rep.payload)[0] ?? 'ERROR'}` : ' -> OK';
+    parts.push(`XS_TRANSACTION_END ${oneLine(how)}${result}`);
+  } else parts.push('(no XS_TRANSACTION_END in the trace)');
+  parts.push(...after);
+  return wrapLabel(parts.join('; '), LINE_WIDTH, MAX_LINES);
+}
+
+// ------------------------------------------------------------------------------ writing
+
+/** Mermaid's defaults (mermaid's config: maxTextSize, maxEdges) that a diagram must stay within. */
+export const MERMAID_LIMITS = { maxTextSize: 50_000, maxEdges: 500 } as const;
+
+function arrowCount(stmts: readonly Stmt[]): number {
+  return stmts.filter((s) => !('all' in s) && s.to !== undefined).length;
+}
+
+/** Mermaid's text for each statement, given the participants' ids. */
+function writer(seq: Sequence): { head: (title?: string) => string[]; line: (s: Stmt) => string } {
+  const taken = new Set<string>();
+  const ids = new Map(seq.participants.map((label) => [label, makeId(label, taken)]));
+  const first = ids.get(seq.participants[0]);
+  const last = ids.get(seq.participants[seq.participants.length - 1]);
+  return {
+    head: (title) => [
+      'sequenceDiagram',
+      ...seq.participants.map((label) => `  participant ${ids.get(label)} as ${escapeLabel(label)}`),
+      // A note rather than Mermaid's title, whose sanitising needs a browser's DOM even to parse.
+      ...(title !== undefined ? [`  Note over ${first === last ? first : `${first},${last}`}: ${escapeMermaidText(title)}`] : []),
+    ],
+    line: (s) => {
+      // A label's lines: each escaped, joined with the line break Mermaid draws.
+      const text = s.lines.map(escapeMermaidText).join('<br>');
+      if ('all' in s) return `  Note over ${first === last ? first : `${first},${last}`}: ${text}`;
+      if (s.to === undefined) return `  Note over ${ids.get(s.from)}: ${text}`;
+      return `  ${ids.get(s.from)}${s.arrow}${ids.get(s.to)}: ${text}`;
+    },
+  };
+}
+
+function render(seq: Sequence, stmts: readonly Stmt[], title?: string): string {
+  const w = writer(seq);
+  return `${[...w.head(title), ...stmts.map(w.line)].join('\n')}\n`;
+}
+
+export function toMermaidSequence(events: Iterable<TraceRecord>, opts: MermaidOptions = {}): string {
+  const seq = sequence(events, opts);
+  return render(seq, seq.stmts);
+}
+
+/**
+ * The diagram as one or more texts, each within Mermaid's default limits: past `maxTextSize`
+ * characters Mermaid draws "Maximum text size in diagram exceeded" instead, and past `maxEdges`
+ * arrows a diagram is no longer readable. Parts are cut between statements, at a scenario step
+ * when one is near, each opening with a note "part N of M" and declaring every participant in
+ * the same order.
+ */
+export function toMermaidDiagrams(
+  events: Iterable<TraceRecord>, opts: MermaidOptions & { readonly limits?: { readonly maxTextSize: number; readonly maxEdges: number } } = {},
+): string[] {
+  const limits = opts.limits ?? MERMAID_LIMITS;
+  const seq = sequence(events, opts);
+  const whole = render(seq, seq.stmts);
+  if (whole.length <= limits.maxTextSize && arrowCount(seq.stmts) <= limits.maxEdges) return [whole];
+  // Room for the note each part opens with ("part 999 of 999").
+  const w = writer(seq);
+  const header = render(seq, [], 'part 999 of 999').length;
+  const cost = (x: Stmt): number => w.line(x).length + 1;
+  const isArrow = (x: Stmt): boolean => !('all' in x) && x.to !== undefined;
+  const parts: Stmt[][] = [];
+  let cur: { s: Stmt; cost: number }[] = [];
+  let size = header;
+  let arrows = 0;
+  const fits = (c: number, s: Stmt): boolean => size + c <= limits.maxTextSize && arrows + (isArrow(s) ? 1 : 0) <= limits.maxEdges;
+  const restart = (carry: { s: Stmt; cost: number }[]): void => {
+    cur = carry;
+    size = header + carry.reduce((n, x) => n + x.cost, 0);
+    arrows = carry.filter((x) => isArrow(x.s)).length;
+  };
+  for (const s of seq.stmts) {
+    const c = cost(s);
+    if (header + c > limits.maxTextSize) throw new Error(`a diagram statement of ${c} characters cannot fit in maxTextSize ${limits.maxTextSize}`);
+    if (!fits(c, s)) {
+      // Cut at the last scenario step of this part if it is in its second half.
+      const step = cur.findLastIndex((x) => 'all' in x.s);
+      const carry = step > cur.length / 2 ? cur.slice(step) : [];
+      parts.push(cur.slice(0, cur.length - carry.length).map((x) => x.s));
+      restart(carry);
+      if (!fits(c, s)) {
+        parts.push(cur.map((x) => x.s));
+        restart([]);
+      }
+    }
+    cur.push({ s, cost: c });
+    size += c;
+    if (isArrow(s)) arrows++;
+  }
+  if (cur.length > 0) parts.push(cur.map((x) => x.s));
+  return parts.map((p, i) => render(seq, p, `part ${i + 1} of ${parts.length}`));
 }
