@@ -655,6 +655,11 @@ def gen_script(seed, steps, profile, avoid=()):
                 d = rng.choice(guests)
             else:
                 d = rng.choice([9, 0, 7, 8, 8])
+            if profile == "ocaml" and is_guest and d == GUEST_DOMID.get(conn):
+                # oxenstored 4.17 dies when a guest allowed to release its own domain does so
+                # (campaign seeds 70105, 80035: every connection closed, nothing in its log);
+                # xensim does not copy the crash, so the fuzzer leaves that request out there
+                d = 7
             add(conn, op, b"%d\0" % d)
             if not is_guest:
                 if d in alive:
