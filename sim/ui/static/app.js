@@ -1,13 +1,25 @@
 // xensim ui: the page. Plain browser JavaScript, served by xensim itself (no CDN, no build):
 // it asks the server's JSON API for the state after N events and the events around N, and draws.
+// Drawing happens once per animation frame whatever the number of answers (a live host streams
+// faster than a screen refreshes), and the xenstore tree draws only the rows in view (a host of
+// a hundred guests has thousands of nodes).
 'use strict';
 
+const SHUTDOWN = ['poweroff', 'reboot', 'suspend', 'crash', 'watchdog', 'soft_reset'];
 const XENBUS = ['Unknown', 'Initialising', 'InitWait', 'Initialised', 'Connected', 'Closing', 'Closed', 'Reconfiguring', 'Reconfigured'];
 const KIND_COLOURS = { xenstore: '#1f6feb', xenbus: '#d12f2f', hypercall: '#6e40c9', evtchn: '#2da44e', gnttab: '#bf8700', ring: '#57606a', step: '#000', fault: '#cf222e' };
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
-const ui = { n: 0, count: 0, lanes: [], state: null, window: [], loading: 0 };
+const ui = {
+  n: 0, count: 0, lanes: [], state: null, window: [], loading: 0, live: false,
+  /** The ring page shown: a guest's domid, or 'auto' (the guest of the last ring or xenstore event). */
+  ringPick: 'auto', ring: null,
+  /** What the tree draws: the rows, and the first changed one to bring into view once. */
+  treeRows: [], treeScrollTo: -1,
+  frame: 0,
+};
+const TREE_ROW = 16;
 
 async function api(path) {
   const r = await fetch(path);
@@ -25,8 +37,40 @@ async function start() {
   $('count').textContent = meta.count;
   $('n').max = meta.count;
   $('slider').max = meta.count;
+  ui.live = meta.live === true;
+  $('live').style.display = ui.live ? '' : 'none';
   const fromHash = Number(location.hash.slice(1));
   await go(Number.isInteger(fromHash) && fromHash > 0 ? fromHash : 0);
+  if (ui.live) void follow();
+}
+
+/** A live host: learn how many events there are now and, when following, show the latest. */
+async function follow() {
+  for (;;) {
+    try {
+      const meta = await api('/api/meta');
+      ui.count = meta.count;
+      ui.lanes = meta.lanes.map((l) => l.id);
+      $('count').textContent = meta.count;
+      $('n').max = meta.count;
+      $('slider').max = meta.count;
+      if ($('follow').checked && meta.count !== ui.n) await go(meta.count);
+    } catch (e) {
+      $('bp-result').textContent = `live: ${e.message}`;
+    }
+    // At most one update per frame and a few per second: the host is never waited for.
+    await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 100)));
+  }
+}
+
+/** The guest whose ring page to show after this state. */
+function ringDomid(state) {
+  if (ui.ringPick !== 'auto') return Number(ui.ringPick);
+  const e = state.last && state.last.event;
+  if (e && e.kind === 'ring' && typeof e.peer === 'number') return e.peer;
+  if (e && e.kind === 'xenstore' && e.domid > 0) return e.domid;
+  if (ui.ring && state.rings.some((r) => r.domid === ui.ring.domid)) return ui.ring.domid;
+  return state.rings.length ? state.rings[0].domid : undefined;
 }
 
 /** Show the state after n events. */
@@ -36,12 +80,30 @@ async function go(n) {
   const from = Math.max(0, n - 150);
   const [state, events] = await Promise.all([api(`/api/state?n=${n}`), api(`/api/events?from=${from}&to=${from + 300}`)]);
   if (seq !== ui.loading) return; // a later request won
+  const d = ringDomid(state);
+  const ring = d === undefined ? null : await api(`/api/ring?n=${n}&domid=${d}`);
+  if (seq !== ui.loading) return;
   ui.n = n;
   ui.state = state;
   ui.window = events;
+  ui.ring = ring && !ring.none ? ring : null;
   history.replaceState(null, '', `#${n}`);
-  render();
+  scheduleRender();
+  await rendered();
 }
+
+/** Draw at the next frame, once, with the newest state. */
+function scheduleRender() {
+  if (ui.frame) return;
+  ui.frame = requestAnimationFrame(() => {
+    ui.frame = 0;
+    render();
+    for (const f of ui.waiting.splice(0)) f();
+  });
+}
+ui.waiting = [];
+/** Resolves once what was asked is drawn (so a step's promise means the page shows it). */
+const rendered = () => (ui.frame ? new Promise((r) => ui.waiting.push(r)) : Promise.resolve());
 
 async function find(params, dir = 'next') {
   const q = new URLSearchParams({ n: String(ui.n), dir, ...params });
@@ -67,25 +129,30 @@ function render() {
   renderWatches(s);
   renderPorts(s);
   renderGrants(s);
+  renderRing(s);
   renderLog();
   renderTimeline();
 }
 
-function table(head, rows) {
+function table(head, rows, attrs = []) {
   if (!rows.length) return '<i>none</i>';
-  return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.map((r) => `<tr>${r.join('')}</tr>`).join('')}</table>`;
+  return `<table><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>${rows.map((r, i) => `<tr ${attrs[i] || ''}>${r.join('')}</tr>`).join('')}</table>`;
 }
 const td = (v, cls = '') => `<td class="${cls}">${v}</td>`;
 
 function renderDomains(s) {
-  $('domains').innerHTML = table(['domid', 'name', 'state'], s.domains.map((d) => [
-    td(d.domid), td(esc(d.name)), td(`${d.state}${d.shutdownReason !== undefined ? ` (reason ${d.shutdownReason})` : ''}`, `state-${d.state}`),
-  ]));
+  $('domains').innerHTML = table(['domid', 'name', 'state', 'vCPUs', 'paused'], s.domains.map((d) => [
+    td(d.domid), td(esc(d.name)),
+    td(`${d.state}${d.shutdownReason !== undefined ? ` (SHUTDOWN_${SHUTDOWN[d.shutdownReason] ?? d.shutdownReason})` : ''}`, `state-${d.state}`),
+    td(d.vcpus !== undefined ? d.vcpus : '?', d.vcpus !== undefined ? '' : 'unknown'),
+    td(d.paused ? 'paused' : d.state === 'running' ? 'running' : '-', d.paused ? 'state-paused' : ''),
+  ]), s.domains.map((d) => `data-domid="${d.domid}"`));
 }
 
 function fsm(end) {
   const cur = end ? end.state : undefined;
-  return `<div class="fsm">${[1, 2, 3, 4, 5, 6].map((i) => `<span class="${i === cur ? `on${i >= 5 ? ' closing' : ''}` : ''}" title="XenbusState${XENBUS[i]} (${i})">${XENBUS[i]}</span>`).join('')}</div>`;
+  // The states in the order a handshake walks them; the arrows are the transitions it makes.
+  return `<div class="fsm">${[1, 2, 3, 4, 5, 6].map((i) => `<span class="${i === cur ? `on${i >= 5 ? ' closing' : ''}` : ''}" title="XenbusState${XENBUS[i]} (${i})">${XENBUS[i]}</span>`).join('<i>&#x2192;</i>')}</div>`;
 }
 
 function renderDevices(s) {
@@ -94,21 +161,46 @@ function renderDevices(s) {
     return;
   }
   $('devices').innerHTML = s.devices.map((d) => {
-    const side = (name, end) => `<div><span class="end-label">${end ? `dom${end.domid} ${esc(end.driver)}` : `${name}: not in xenstore`}</span>${end ? `<code>${end.stateName ?? 'no state'}</code>` : ''}</div>${end ? fsm(end) : ''}`;
+    const side = (role, end) => `<div class="end" data-role="${role}"><div><span class="end-label">${end ? `dom${end.domid} ${esc(end.driver)} (${role})` : `${role}: not in xenstore`}</span>${end ? `<code>${end.stateName ?? 'no state node'}</code>` : ''}</div>${end ? fsm(end) : ''}</div>`;
     return `<div data-device="${esc(d.id)}"><b>${esc(d.id)}</b>${side('frontend', d.frontend)}${side('backend', d.backend)}</div>`;
   }).join('');
 }
 
+/** The tree's rows (removed nodes last, struck out); the first changed one is brought into view. */
 function renderTree(s) {
   const changed = new Set(s.changed);
-  const rows = s.nodes.map((node) => {
-    const depth = node.path === '/' ? 0 : node.path.split('/').length - 1;
-    const name = node.path === '/' ? '/' : node.path.slice(node.path.lastIndexOf('/') + 1);
-    const cls = changed.has(node.path) ? 'node changed' : 'node';
-    return `<div class="${cls}" data-path="${esc(node.path)}" title="${esc(node.path)}">${'&nbsp;&nbsp;'.repeat(depth)}${esc(name)}${node.value !== '' ? ` = <span class="v">"${esc(node.value)}"</span>` : ''} <span class="p">[${node.perms.map(esc).join(' ')}]</span></div>`;
-  });
-  const gone = s.removed.map((p) => `<div class="node removed">${esc(p)}</div>`);
-  $('tree').innerHTML = rows.join('') + gone.join('');
+  ui.treeRows = s.nodes.map((node) => ({ node, changed: changed.has(node.path) }))
+    .concat(s.removed.map((p) => ({ removed: p })));
+  ui.treeScrollTo = ui.treeRows.findIndex((r) => r.changed || r.removed);
+  $('tree-count').textContent = `${s.nodes.length} nodes`;
+  drawTreeWindow();
+}
+
+function treeRowHtml(r) {
+  if (r.removed) return `<div class="node removed" data-path="${esc(r.removed)}">${esc(r.removed)} (removed)</div>`;
+  const node = r.node;
+  const depth = node.path === '/' ? 0 : node.path.split('/').length - 1;
+  const name = node.path === '/' ? '/' : node.path.slice(node.path.lastIndexOf('/') + 1);
+  const owner = `owner ${node.owner === 0 ? 'dom0' : `dom${node.owner}`}`;
+  return `<div class="${r.changed ? 'node changed' : 'node'}" data-path="${esc(node.path)}" title="${esc(node.path)} (${owner})">${'&nbsp;&nbsp;'.repeat(depth)}${esc(name)}${node.value !== '' ? ` = <span class="v">"${esc(node.value)}"</span>` : ''} <span class="p">[${node.perms.map(esc).join(' ')}]</span></div>`;
+}
+
+/** Only the rows in view (and a screenful either side) are in the document. */
+function drawTreeWindow() {
+  const box = $('p-tree');
+  const list = $('tree');
+  if (ui.treeScrollTo >= 0) {
+    const y = ui.treeScrollTo * TREE_ROW;
+    const top = list.offsetTop;
+    if (y + top < box.scrollTop || y + top + TREE_ROW > box.scrollTop + box.clientHeight) box.scrollTop = Math.max(0, y + top - box.clientHeight / 3);
+    ui.treeScrollTo = -1;
+  }
+  const view = box.clientHeight || 800;
+  const first = Math.max(0, Math.floor((box.scrollTop - list.offsetTop) / TREE_ROW) - Math.ceil(view / TREE_ROW));
+  const last = Math.min(ui.treeRows.length, first + 3 * Math.ceil(view / TREE_ROW));
+  list.style.height = `${ui.treeRows.length * TREE_ROW}px`;
+  $('tree-window').style.transform = `translateY(${first * TREE_ROW}px)`;
+  $('tree-window').innerHTML = ui.treeRows.slice(first, last).map(treeRowHtml).join('');
 }
 
 function renderWatches(s) {
@@ -116,15 +208,19 @@ function renderWatches(s) {
   $('transactions').innerHTML = table(['holder', 'tx', 'pending changes'], s.transactions.map((t) => [td(esc(t.holder)), td(t.tx), td(`<code>${t.writes.map(esc).join('<br>')}</code>`)]));
 }
 
+const VIRQ = ['VIRQ_TIMER', 'VIRQ_DEBUG', 'VIRQ_CONSOLE', 'VIRQ_DOM_EXC', 'VIRQ_TBUF', 'VIRQ_DEBUGGER', 'VIRQ_XENOPROF', 'VIRQ_CON_RING', 'VIRQ_PCPU_STATE', 'VIRQ_MEM_EVENT', 'VIRQ_ARGO', 'VIRQ_ENOMEM', 'VIRQ_XENPMU'];
+
+/** Pending: Xen set the bit at this event (guests clear theirs untraced, so older is history). */
 function renderPorts(s) {
-  $('ports').innerHTML = table(['dom', 'port', 'bound to', 'last set pending'], s.ports.map((p) => {
+  $('ports').innerHTML = table(['dom', 'port', 'bound to', 'pending (last set by Xen)', 'masked'], s.ports.map((p) => {
     let to = p.state;
-    if (p.state === 'interdomain') to = `dom${p.remoteDomid} port ${p.remotePort}`;
+    if (p.state === 'interdomain') to = `interdomain: dom${p.remoteDomid} port ${p.remotePort}`;
     else if (p.state === 'unbound') to = `unbound, for dom${p.remoteDomid}`;
-    else if (p.state === 'virq') to = `VIRQ ${p.virq} on vCPU ${p.vcpu}`;
-    const pend = p.pendingAt !== undefined ? `#${p.pendingAt + 1} (${esc(p.delivery ?? '')})${p.masked ? ' masked' : ''}` : '';
-    return [td(p.domid), td(p.port), td(esc(to)), td(pend, p.pendingAt === ui.n - 1 ? 'pending' : '')];
-  }));
+    else if (p.state === 'virq') to = `${VIRQ[p.virq] ?? `VIRQ ${p.virq}`} on vCPU ${p.vcpu}`;
+    const now = p.pendingAt === ui.n - 1;
+    const pend = p.pendingAt !== undefined ? `${now ? 'PENDING now' : 'set'} at #${p.pendingAt + 1} (${esc(p.delivery ?? '')})` : '';
+    return [td(p.domid), td(p.port), td(esc(to)), td(pend, now ? 'pending' : ''), td(p.masked ? 'masked' : '', p.masked ? 'pending' : '')];
+  }), s.ports.map((p) => `data-port="${p.domid}/${p.port}"`));
 }
 
 function renderGrants(s) {
@@ -132,9 +228,46 @@ function renderGrants(s) {
     td(`dom${g.domid}`), td(g.ref), td(g.advertised ? `<code>${esc(g.advertised)}</code>` : ''),
     td(g.mappedBy.length ? g.mappedBy.map((m) => `dom${m.domid} (handle ${m.handle})`).join(', ') : 'not mapped'),
   ]));
-  $('rings').innerHTML = table(['guest', 'req cons / prod', 'rsp cons / prod', 'last'], s.rings.map((r) => [
-    td(`dom${r.domid}`), td(`${r.req.cons} / ${r.req.prod}`), td(`${r.rsp.cons} / ${r.rsp.prod}`), td(`${r.lastBytes} bytes ${r.lastHalf}`),
+}
+
+const hex2 = (n) => n.toString(16).padStart(2, '0');
+const MASK = 1023;
+
+/** One half of the page as 64 lines of 16 bytes: unread bytes (cons..prod) and headers marked. */
+function halfHtml(h, name) {
+  const unread = (i) => ((i - (h.cons & MASK)) & MASK) < ((h.prod - h.cons) >>> 0);
+  const hdr = new Set();
+  for (const m of h.messages) for (let k = 0; k < 16; k++) hdr.add((m.at + k) & MASK);
+  const lines = [];
+  for (let row = 0; row < 64; row++) {
+    const cells = [];
+    for (let c = 0; c < 16; c++) {
+      const i = row * 16 + c;
+      const cls = [unread(i) ? 'u' : '', hdr.has(i) ? 'h' : '', i === (h.cons & MASK) ? 'c' : '', i === (h.prod & MASK) ? 'q' : ''].filter(Boolean).join(' ');
+      const b = h.hex.slice(i * 2, i * 2 + 2);
+      cells.push(cls ? `<span class="${cls}">${b}</span>` : b);
+    }
+    lines.push(`<span class="off">${hex2(row >> 4)}${hex2((row * 16) & 0xff)}</span> ${cells.join(' ')}`);
+  }
+  const msgs = table(['offset', 'type', 'req_id', 'tx_id', 'len', 'payload'], h.messages.slice().reverse().map((m) => [
+    td(`${m.at & MASK}`), td(`${esc(m.type)} (${m.typeCode})`), td(m.req_id), td(m.tx_id), td(m.len), td(`<code>${esc(m.payload)}</code>`),
   ]));
+  return `<div class="half" data-half="${name}"><b>${name}[1024]</b> ${name}_cons=<code data-idx="${name}_cons">${h.cons}</code> ${name}_prod=<code data-idx="${name}_prod">${h.prod}</code>`
+    + ` <small>(${((h.prod - h.cons) >>> 0)} bytes unread)</small>${h.unsynced ? ` <span class="pending">not in step with the trace: ${esc(h.unsynced)}</span>` : ''}`
+    + `<pre class="hex">${lines.join('\n')}</pre><details open><summary>headers on the page (struct xsd_sockmsg, newest first)</summary>${msgs}</details></div>`;
+}
+
+function renderRing(s) {
+  const pick = $('ring-pick');
+  const want = ['auto', ...s.rings.map((r) => String(r.domid))];
+  if ([...pick.options].map((o) => o.value).join() !== want.join()) {
+    pick.innerHTML = want.map((v) => `<option value="${v}">${v === 'auto' ? 'the guest of the last event' : `dom${v}`}</option>`).join('');
+    pick.value = want.includes(ui.ringPick) ? ui.ringPick : 'auto';
+  }
+  const r = ui.ring;
+  $('ring').innerHTML = r
+    ? `<div>dom${r.domid}'s page (xenstore_domain_interface), as xenstored last saw the indexes; <span class="u">unread</span> <span class="h">header</span></div>${halfHtml(r.req, 'req')}${halfHtml(r.rsp, 'rsp')}`
+    : '<i>no guest ring yet</i>';
 }
 
 function renderLog() {
@@ -268,6 +401,12 @@ $('next-hypercall').onclick = guard(() => stepTo({ what: 'hypercall' }));
 $('n').onchange = guard(() => go(Number($('n').value)));
 $('slider').oninput = guard(() => go(Number($('slider').value)));
 $('bp-what').onchange = showBreakpointFields;
+$('ring-pick').onchange = guard(() => {
+  ui.ringPick = $('ring-pick').value;
+  return go(ui.n);
+});
+$('p-tree').onscroll = () => drawTreeWindow();
+$('follow').onchange = guard(() => ($('follow').checked ? go(ui.count) : Promise.resolve()));
 $('breakpoint').onsubmit = (ev) => { ev.preventDefault(); guard(() => stepTo(breakpointParams()))(); };
 $('bp-back').onclick = guard(() => stepTo(breakpointParams(), 'prev'));
 $('log').onclick = (ev) => {
