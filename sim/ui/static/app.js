@@ -9,6 +9,13 @@ const SHUTDOWN = ['poweroff', 'reboot', 'suspend', 'crash', 'watchdog', 'soft_re
 const XENBUS = ['Unknown', 'Initialising', 'InitWait', 'Initialised', 'Connected', 'Closing', 'Closed', 'Reconfiguring', 'Reconfigured'];
 const KIND_COLOURS = { xenstore: '#1f6feb', xenbus: '#d12f2f', hypercall: '#6e40c9', evtchn: '#2da44e', gnttab: '#bf8700', ring: '#57606a', step: '#000', fault: '#cf222e' };
 const $ = (id) => document.getElementById(id);
+/** The HTML last given to each element: an unchanged panel is not parsed and laid out again. */
+const drawn = new Map();
+function setHtml(el, html) {
+  if (drawn.get(el) === html) return;
+  drawn.set(el, html);
+  el.innerHTML = html;
+}
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
 
 const ui = {
@@ -80,13 +87,14 @@ async function go(n) {
   const from = Math.max(0, n - 150);
   const [state, events] = await Promise.all([api(`/api/state?n=${n}`), api(`/api/events?from=${from}&to=${from + 300}`)]);
   if (seq !== ui.loading) return; // a later request won
-  const d = ringDomid(state);
+  const d = shown('p-ring') ? ringDomid(state) : undefined;
   const ring = d === undefined ? null : await api(`/api/ring?n=${n}&domid=${d}`);
   if (seq !== ui.loading) return;
   ui.n = n;
   ui.state = state;
   ui.window = events;
-  ui.ring = ring && !ring.none ? ring : null;
+  // A ring page not fetched (its panel out of view) keeps the last one until it is.
+  if (shown('p-ring')) ui.ring = ring && !ring.none ? ring : null;
   history.replaceState(null, '', `#${n}`);
   scheduleRender();
   await rendered();
@@ -111,8 +119,19 @@ async function find(params, dir = 'next') {
   return r.n;
 }
 
+/** Where an element sits in its scrolling panel: read before a render writes (one layout a frame, not one per list). */
+function geometry(id, panel) {
+  if (ui.geo && ui.geo.has(id)) return ui.geo.get(id);
+  const el = $(id);
+  const box = $(panel);
+  return { scrollTop: box.scrollTop || 0, clientHeight: box.clientHeight || 800, offsetTop: el.offsetTop || 0, clientWidth: el.clientWidth || 1000 };
+}
+const GEOMETRY = [['domains', 'p-domains'], ['ports', 'p-evtchn'], ['grants', 'p-grants'], ['watches', 'p-watches'], ['transactions', 'p-watches'], ['tree', 'p-tree'], ['timeline', 'timeline-box']];
+
 function render() {
   const s = ui.state;
+  ui.geo = null; // a render that threw left its geometry behind
+  ui.geo = new Map(GEOMETRY.map(([id, panel]) => [id, geometry(id, panel)]));
   $('n').value = ui.n;
   $('slider').value = ui.n;
   document.body.dataset.n = String(ui.n);
@@ -123,15 +142,65 @@ function render() {
     $('sentence').textContent = 'The state before any event. Step to start.';
     $('raw').textContent = '';
   }
-  renderDomains(s);
-  renderDevices(s);
-  renderTree(s);
-  renderWatches(s);
-  renderPorts(s);
-  renderGrants(s);
-  renderRing(s);
-  renderLog();
-  renderTimeline();
+  for (const [panel, draw] of PANELS) if (shown(panel)) draw(s);
+  ui.geo = null;
+}
+
+const PANELS = [
+  ['p-domains', renderDomains], ['p-devices', renderDevices], ['p-tree', renderTree], ['p-watches', renderWatches],
+  ['p-evtchn', renderPorts], ['p-grants', renderGrants], ['p-ring', renderRing], ['p-log', renderLog], ['p-timeline', renderTimeline],
+];
+
+/**
+ * Following a live host, a panel out of view is not drawn (it is when scrolled to): a hundred
+ * guests' events come faster than anyone reads, and the screen is what must stay smooth. When
+ * stepping, every panel is drawn at every step.
+ */
+const inView = new Set(PANELS.map(([p]) => p));
+const shown = (panel) => !(ui.live && $('follow').checked) || inView.has(panel);
+if (typeof IntersectionObserver === 'function') {
+  const io = new IntersectionObserver((entries) => {
+    let more = false;
+    for (const e of entries) {
+      if (e.isIntersecting && !inView.has(e.target.id)) more = true;
+      if (e.isIntersecting) inView.add(e.target.id);
+      else inView.delete(e.target.id);
+    }
+    if (more && ui.state) scheduleRender();
+  });
+  for (const [p] of PANELS) io.observe($(p));
+}
+
+const ROW = 16;
+/** Lists that grow with the guests: their rows, to redraw the part in view when the panel scrolls. */
+const vtables = new Map();
+const VPANEL = { domains: 'p-domains', ports: 'p-evtchn', grants: 'p-grants', watches: 'p-watches', transactions: 'p-watches' };
+const cell = (v, cls = '') => ({ v: String(v), cls });
+
+/**
+ * A table of fixed-height rows of which only those in view (and a screenful either side) are in
+ * the document: a host of a hundred guests has hundreds of ports, grants and watches.
+ */
+function vtable(id, head, rows) {
+  vtables.set(id, { head, rows });
+  drawVtable(id);
+}
+
+function drawVtable(id) {
+  const { head, rows } = vtables.get(id);
+  const el = $(id);
+  if (!rows.length) {
+    setHtml(el, '<i>none</i>');
+    return;
+  }
+  const g = geometry(id, VPANEL[id]);
+  const view = g.clientHeight;
+  const scrolled = g.scrollTop - g.offsetTop;
+  const first = Math.max(0, Math.floor(scrolled / ROW) - Math.ceil(view / ROW));
+  const last = Math.min(rows.length, first + 3 * Math.ceil(view / ROW));
+  const line = (r) => `<div class="vr" ${r.attrs || ''}>${r.cells.map((c) => `<span class="${c.cls}" title="${c.v.replace(/<[^>]*>/g, '').replace(/"/g, '&quot;')}">${c.v}</span>`).join('')}</div>`;
+  setHtml(el, `<div class="vt" style="--cols: ${head.length}"><div class="vr vh">${head.map((h) => `<span>${esc(h)}</span>`).join('')}</div>`
+    + `<div class="vbody" style="height: ${rows.length * ROW}px"><div class="vwin" style="transform: translateY(${first * ROW}px)">${rows.slice(first, last).map(line).join('')}</div></div></div>`);
 }
 
 function table(head, rows, attrs = []) {
@@ -141,12 +210,15 @@ function table(head, rows, attrs = []) {
 const td = (v, cls = '') => `<td class="${cls}">${v}</td>`;
 
 function renderDomains(s) {
-  $('domains').innerHTML = table(['domid', 'name', 'state', 'vCPUs', 'paused'], s.domains.map((d) => [
-    td(d.domid), td(esc(d.name)),
-    td(`${d.state}${d.shutdownReason !== undefined ? ` (SHUTDOWN_${SHUTDOWN[d.shutdownReason] ?? d.shutdownReason})` : ''}`, `state-${d.state}`),
-    td(d.vcpus !== undefined ? d.vcpus : '?', d.vcpus !== undefined ? '' : 'unknown'),
-    td(d.paused ? 'paused' : d.state === 'running' ? 'running' : '-', d.paused ? 'state-paused' : ''),
-  ]), s.domains.map((d) => `data-domid="${d.domid}"`));
+  vtable('domains', ['domid', 'name', 'state', 'vCPUs', 'paused'], s.domains.map((d) => ({
+    attrs: `data-domid="${d.domid}"`,
+    cells: [
+      cell(d.domid), cell(esc(d.name)),
+      cell(`${d.state}${d.shutdownReason !== undefined ? ` (SHUTDOWN_${SHUTDOWN[d.shutdownReason] ?? d.shutdownReason})` : ''}`, `state-${d.state}`),
+      cell(d.vcpus !== undefined ? d.vcpus : '?', d.vcpus !== undefined ? '' : 'unknown'),
+      cell(d.paused ? 'paused' : d.state === 'running' ? 'running' : '-', d.paused ? 'state-paused' : ''),
+    ],
+  })));
 }
 
 function fsm(end) {
@@ -157,13 +229,13 @@ function fsm(end) {
 
 function renderDevices(s) {
   if (!s.devices.length) {
-    $('devices').innerHTML = '<i>no split devices in xenstore</i>';
+    setHtml($('devices'), '<i>no split devices in xenstore</i>');
     return;
   }
-  $('devices').innerHTML = s.devices.map((d) => {
+  setHtml($('devices'), s.devices.map((d) => {
     const side = (role, end) => `<div class="end" data-role="${role}"><div><span class="end-label">${end ? `dom${end.domid} ${esc(end.driver)} (${role})` : `${role}: not in xenstore`}</span>${end ? `<code>${end.stateName ?? 'no state node'}</code>` : ''}</div>${end ? fsm(end) : ''}</div>`;
     return `<div data-device="${esc(d.id)}"><b>${esc(d.id)}</b>${side('frontend', d.frontend)}${side('backend', d.backend)}</div>`;
-  }).join('');
+  }).join(''));
 }
 
 /** The tree's rows (removed nodes last, struck out); the first changed one is brought into view. */
@@ -189,45 +261,53 @@ function treeRowHtml(r) {
 function drawTreeWindow() {
   const box = $('p-tree');
   const list = $('tree');
+  const g = geometry('tree', 'p-tree');
+  let scrollTop = g.scrollTop;
   if (ui.treeScrollTo >= 0) {
     const y = ui.treeScrollTo * TREE_ROW;
-    const top = list.offsetTop;
-    if (y + top < box.scrollTop || y + top + TREE_ROW > box.scrollTop + box.clientHeight) box.scrollTop = Math.max(0, y + top - box.clientHeight / 3);
+    const top = g.offsetTop;
+    if (y + top < scrollTop || y + top + TREE_ROW > scrollTop + g.clientHeight) box.scrollTop = scrollTop = Math.max(0, y + top - g.clientHeight / 3);
     ui.treeScrollTo = -1;
   }
-  const view = box.clientHeight || 800;
-  const first = Math.max(0, Math.floor((box.scrollTop - list.offsetTop) / TREE_ROW) - Math.ceil(view / TREE_ROW));
+  const view = g.clientHeight;
+  const first = Math.max(0, Math.floor((scrollTop - g.offsetTop) / TREE_ROW) - Math.ceil(view / TREE_ROW));
   const last = Math.min(ui.treeRows.length, first + 3 * Math.ceil(view / TREE_ROW));
   list.style.height = `${ui.treeRows.length * TREE_ROW}px`;
   $('tree-window').style.transform = `translateY(${first * TREE_ROW}px)`;
-  $('tree-window').innerHTML = ui.treeRows.slice(first, last).map(treeRowHtml).join('');
+  setHtml($('tree-window'), ui.treeRows.slice(first, last).map(treeRowHtml).join(''));
 }
 
 function renderWatches(s) {
-  $('watches').innerHTML = table(['holder', 'path', 'token'], s.watches.map((w) => [td(esc(w.holder)), td(`<code>${esc(w.path)}</code>`), td(`<code>${esc(w.token)}</code>`)]));
-  $('transactions').innerHTML = table(['holder', 'tx', 'pending changes'], s.transactions.map((t) => [td(esc(t.holder)), td(t.tx), td(`<code>${t.writes.map(esc).join('<br>')}</code>`)]));
+  vtable('watches', ['holder', 'path', 'token'], s.watches.map((w) => ({ cells: [cell(esc(w.holder)), cell(`<code>${esc(w.path)}</code>`), cell(`<code>${esc(w.token)}</code>`)] })));
+  vtable('transactions', ['holder', 'tx', 'pending changes'], s.transactions.map((t) => ({ cells: [cell(esc(t.holder)), cell(t.tx), cell(`<code>${t.writes.map(esc).join(', ')}</code>`)] })));
 }
 
 const VIRQ = ['VIRQ_TIMER', 'VIRQ_DEBUG', 'VIRQ_CONSOLE', 'VIRQ_DOM_EXC', 'VIRQ_TBUF', 'VIRQ_DEBUGGER', 'VIRQ_XENOPROF', 'VIRQ_CON_RING', 'VIRQ_PCPU_STATE', 'VIRQ_MEM_EVENT', 'VIRQ_ARGO', 'VIRQ_ENOMEM', 'VIRQ_XENPMU'];
 
 /** Pending: Xen set the bit at this event (guests clear theirs untraced, so older is history). */
 function renderPorts(s) {
-  $('ports').innerHTML = table(['dom', 'port', 'bound to', 'pending (last set by Xen)', 'masked'], s.ports.map((p) => {
+  vtable('ports', ['dom', 'port', 'bound to', 'pending (last set by Xen)', 'masked'], s.ports.map((p) => {
     let to = p.state;
     if (p.state === 'interdomain') to = `interdomain: dom${p.remoteDomid} port ${p.remotePort}`;
     else if (p.state === 'unbound') to = `unbound, for dom${p.remoteDomid}`;
     else if (p.state === 'virq') to = `${VIRQ[p.virq] ?? `VIRQ ${p.virq}`} on vCPU ${p.vcpu}`;
     const now = p.pendingAt === ui.n - 1;
     const pend = p.pendingAt !== undefined ? `${now ? 'PENDING now' : 'set'} at #${p.pendingAt + 1} (${esc(p.delivery ?? '')})` : '';
-    return [td(p.domid), td(p.port), td(esc(to)), td(pend, now ? 'pending' : ''), td(p.masked ? 'masked' : '', p.masked ? 'pending' : '')];
-  }), s.ports.map((p) => `data-port="${p.domid}/${p.port}"`));
+    return {
+      attrs: `data-port="${p.domid}/${p.port}"`,
+      cells: [cell(p.domid), cell(p.port), cell(esc(to)), cell(pend, now ? 'pending' : ''), cell(p.masked ? 'masked' : '', p.masked ? 'pending' : '')],
+    };
+  }));
 }
 
 function renderGrants(s) {
-  $('grants').innerHTML = table(['granter', 'ref', 'advertised at', 'mapped by'], s.grants.map((g) => [
-    td(`dom${g.domid}`), td(g.ref), td(g.advertised ? `<code>${esc(g.advertised)}</code>` : ''),
-    td(g.mappedBy.length ? g.mappedBy.map((m) => `dom${m.domid} (handle ${m.handle})`).join(', ') : 'not mapped'),
-  ]));
+  vtable('grants', ['granter', 'ref', 'advertised at', 'mapped by'], s.grants.map((g) => ({
+    attrs: `data-grant="${g.domid}/${g.ref}"`,
+    cells: [
+      cell(`dom${g.domid}`), cell(g.ref), cell(g.advertised ? `<code>${esc(g.advertised)}</code>` : ''),
+      cell(g.mappedBy.length ? g.mappedBy.map((m) => `dom${m.domid} (handle ${m.handle})`).join(', ') : 'not mapped'),
+    ],
+  })));
 }
 
 const hex2 = (n) => n.toString(16).padStart(2, '0');
@@ -240,14 +320,21 @@ function halfHtml(h, name) {
   for (const m of h.messages) for (let k = 0; k < 16; k++) hdr.add((m.at + k) & MASK);
   const lines = [];
   for (let row = 0; row < 64; row++) {
-    const cells = [];
+    // Bytes of one kind run together in one span: a few elements a line, not sixteen.
+    let line = `<span class="off">${hex2(row >> 4)}${hex2((row * 16) & 0xff)}</span>`;
+    let run = '';
+    let runCls = '';
     for (let c = 0; c < 16; c++) {
       const i = row * 16 + c;
       const cls = [unread(i) ? 'u' : '', hdr.has(i) ? 'h' : '', i === (h.cons & MASK) ? 'c' : '', i === (h.prod & MASK) ? 'q' : ''].filter(Boolean).join(' ');
-      const b = h.hex.slice(i * 2, i * 2 + 2);
-      cells.push(cls ? `<span class="${cls}">${b}</span>` : b);
+      if (cls !== runCls || cls.includes('c') || cls.includes('q')) {
+        line += runCls ? `<span class="${runCls}">${run}</span>` : run;
+        run = '';
+        runCls = cls;
+      }
+      run += ` ${h.hex.slice(i * 2, i * 2 + 2)}`;
     }
-    lines.push(`<span class="off">${hex2(row >> 4)}${hex2((row * 16) & 0xff)}</span> ${cells.join(' ')}`);
+    lines.push(line + (runCls ? `<span class="${runCls}">${run}</span>` : run));
   }
   const msgs = table(['offset', 'type', 'req_id', 'tx_id', 'len', 'payload'], h.messages.slice().reverse().map((m) => [
     td(`${m.at & MASK}`), td(`${esc(m.type)} (${m.typeCode})`), td(m.req_id), td(m.tx_id), td(m.len), td(`<code>${esc(m.payload)}</code>`),
@@ -265,44 +352,64 @@ function renderRing(s) {
     pick.value = want.includes(ui.ringPick) ? ui.ringPick : 'auto';
   }
   const r = ui.ring;
-  $('ring').innerHTML = r
+  setHtml($('ring'), r
     ? `<div>dom${r.domid}'s page (xenstore_domain_interface), as xenstored last saw the indexes; <span class="u">unread</span> <span class="h">header</span></div>${halfHtml(r.req, 'req')}${halfHtml(r.rsp, 'rsp')}`
-    : '<i>no guest ring yet</i>';
+    : '<i>no guest ring yet</i>');
 }
 
 function renderLog() {
   const lo = ui.n - 20;
   const hi = ui.n + 20;
-  $('log').innerHTML = ui.window.filter((r) => r.i >= lo && r.i < hi).map((r) =>
-    `<div data-n="${r.i + 1}" class="${r.i === ui.n - 1 ? 'cur' : ''}"><span class="k">#${r.i + 1} ${esc(r.kind)}</span><span class="l">${esc(r.lane)}</span> ${esc(r.text)}</div>`).join('');
+  setHtml($('log'), ui.window.filter((r) => r.i >= lo && r.i < hi).map((r) =>
+    `<div data-n="${r.i + 1}" class="${r.i === ui.n - 1 ? 'cur' : ''}"><span class="k">#${r.i + 1} ${esc(r.kind)}</span><span class="l">${esc(r.lane)}</span> ${esc(r.text)}</div>`).join(''));
 }
 
+/** The lanes in view of the timeline's box are drawn; the box scrolls over all of them. */
 function renderTimeline() {
   const c = $('timeline');
   const laneH = 18;
   const left = 190;
-  c.height = Math.max(60, ui.lanes.length * laneH + 10);
-  c.width = c.clientWidth || 1000;
+  const total = ui.lanes.length * laneH + 10;
+  const viewH = Math.max(60, Math.min(total, 330));
+  $('timeline-spacer').style.height = `${Math.max(0, total - viewH)}px`;
+  const geo = geometry('timeline', 'timeline-box');
+  const width = geo.clientWidth;
+  if (c.width !== width) c.width = width;
+  if (c.height !== viewH) c.height = viewH;
+  const top0 = Math.min(geo.scrollTop, Math.max(0, total - viewH));
   const g = c.getContext('2d');
   g.clearRect(0, 0, c.width, c.height);
   g.font = '11px system-ui, sans-serif';
-  ui.lanes.forEach((l, i) => {
+  const laneIndex = new Map(ui.lanes.map((l, i) => [l, i]));
+  const firstLane = Math.floor(top0 / laneH);
+  const lastLane = Math.min(ui.lanes.length, Math.ceil((top0 + viewH) / laneH));
+  for (let i = firstLane; i < lastLane; i++) {
     g.fillStyle = i % 2 ? '#f4f4f4' : '#fff';
-    g.fillRect(0, i * laneH, c.width, laneH);
+    g.fillRect(0, i * laneH - top0, c.width, laneH);
     g.fillStyle = '#333';
-    g.fillText(l, 4, i * laneH + 13);
-  });
+    g.fillText(ui.lanes[i], 4, i * laneH - top0 + 13);
+  }
   const first = ui.window.length ? ui.window[0].i : 0;
   const span = 300;
   const x = (i) => left + ((i - first) / span) * (c.width - left - 4);
-  const y = (lane) => ui.lanes.indexOf(lane) * laneH;
+  const y = (lane) => (laneIndex.has(lane) ? laneIndex.get(lane) : -10) * laneH - top0;
   drawTransactions(g, x, y, laneH);
+  // One colour at a time: a canvas state change per kind, not per mark.
+  const byColour = new Map();
   for (const r of ui.window) {
     const top = y(r.lane);
-    g.fillStyle = KIND_COLOURS[r.kind] || '#888';
-    const big = r.kind === 'xenbus' || r.kind === 'step';
-    g.fillRect(x(r.i), top + (big ? 1 : 4), big ? 4 : 2, big ? laneH - 2 : laneH - 8);
-    if (r.kind === 'xenbus') g.fillText(XENBUS[r.event.state] || '', x(r.i) + 5, top + 13);
+    if (top < -laneH || top > viewH) continue;
+    const colour = KIND_COLOURS[r.kind] || '#888';
+    if (!byColour.has(colour)) byColour.set(colour, []);
+    byColour.get(colour).push([r, top]);
+  }
+  for (const [colour, marks] of byColour) {
+    g.fillStyle = colour;
+    for (const [r, top] of marks) {
+      const big = r.kind === 'xenbus' || r.kind === 'step';
+      g.fillRect(x(r.i), top + (big ? 1 : 4), big ? 4 : 2, big ? laneH - 2 : laneH - 8);
+      if (r.kind === 'xenbus') g.fillText(XENBUS[r.event.state] || '', x(r.i) + 5, top + 13);
+    }
   }
   drawWatchArrows(g, x, y, laneH);
   g.strokeStyle = '#d00';
@@ -406,6 +513,10 @@ $('ring-pick').onchange = guard(() => {
   return go(ui.n);
 });
 $('p-tree').onscroll = () => drawTreeWindow();
+for (const [panel, ids] of [['p-domains', ['domains']], ['p-evtchn', ['ports']], ['p-grants', ['grants']], ['p-watches', ['watches', 'transactions']]]) {
+  $(panel).onscroll = () => { for (const id of ids) if (vtables.has(id)) drawVtable(id); };
+}
+$('timeline-box').onscroll = () => { if (ui.state) renderTimeline(); };
 $('follow').onchange = guard(() => ($('follow').checked ? go(ui.count) : Promise.resolve()));
 $('breakpoint').onsubmit = (ev) => { ev.preventDefault(); guard(() => stepTo(breakpointParams()))(); };
 $('bp-back').onclick = guard(() => stepTo(breakpointParams(), 'prev'));

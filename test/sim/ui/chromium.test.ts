@@ -112,7 +112,7 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
   it('opens at the state before any event, with the run\'s title, and dom0 alone', async () => {
     assert.match(await text('#title'), /boot-and-shutdown seed 1/);
     assert.match(await text('#sentence'), /before any event/);
-    assert.deepEqual(await page.locator('#domains tr[data-domid]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-domid'))), ['0']);
+    assert.deepEqual(await page.locator('#domains .vr[data-domid]').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-domid'))), ['0']);
     await shot('00-start');
   });
 
@@ -203,7 +203,7 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
 
   it('shows each view of the host at that point, checked against the run, with a screenshot of each', async () => {
     // Domains: name, domid, state, vCPUs, paused or running.
-    const doms = await page.locator('#domains tr[data-domid]').evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
+    const doms = await page.locator('#domains .vr[data-domid]').evaluateAll((rows) => rows.map((r) => [...r.children].map((c) => c.textContent)));
     assert.deepEqual(doms.map((d) => d.slice(0, 3)), [['0', 'Domain-0', 'running'], ['1', 'guest', 'running']]);
     assert.equal(doms[1][3], '1', 'dom1 has one vCPU (getdomaininfo max_vcpu_id 0)');
     assert.equal(doms[1][4], 'running');
@@ -214,13 +214,13 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
     const ports = await text('#ports');
     assert.match(ports, /pending/);
     assert.match(ports, /masked/);
-    const pairs = await page.locator('#ports tr[data-port]').evaluateAll((rows) => rows.map((r) => `${r.getAttribute('data-port')} ${r.children[2].textContent}`));
+    const pairs = await page.locator('#ports .vr[data-port]').evaluateAll((rows) => rows.map((r) => `${r.getAttribute('data-port')} ${r.children[2].textContent}`));
     assert.ok(pairs.some((p) => /^1\/\d+ interdomain: dom0 port \d+$/.test(p)), pairs.join('; '));
     assert.ok(pairs.some((p) => /^0\/\d+ VIRQ_DOM_EXC on vCPU 0$/.test(p)), pairs.join('; '));
     await shot('12-event-channels', '#p-evtchn');
 
     // Grant tables: dom1's ring-ref, advertised in xenstore and mapped by dom0.
-    const grants = await page.locator('#grants tr').evaluateAll((rows) => rows.map((r) => r.textContent));
+    const grants = await page.locator('#grants .vr[data-grant]').evaluateAll((rows) => rows.map((r) => r.textContent));
     assert.ok(grants.some((g) => /^dom1\d+\/local\/domain\/1\/device\/vbd\/51712\/ring-refdom0 \(handle \d+\)$/.test(g!)), grants.join('; '));
     await shot('13-grant-tables', '#p-grants');
 
@@ -267,10 +267,10 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
         colours.add(rgb);
         if (rgb !== '255,255,255' && rgb !== '244,244,244') inked++;
       }
-      return { inked, colours: colours.size, height: c.height };
+      return { inked, colours: colours.size, height: document.getElementById('timeline-box')!.scrollHeight };
     });
     const lanes = (await (await fetch(new URL('/api/meta', ui.url))).json() as { lanes: unknown[] }).lanes.length;
-    assert.ok(paint.height >= lanes * 18, 'a lane per domain and component');
+    assert.ok(paint.height >= lanes * 18, `a lane per domain and component (${lanes})`);
     assert.ok(paint.inked > 2000 && paint.colours > 8, JSON.stringify(paint));
     await shot('17-timeline', '#p-timeline');
 
