@@ -39,6 +39,8 @@ function sameDevice(a: string, b: string): boolean {
   return pa[0] === pb[0] && pa[pa.length - 1] === pb[pb.length - 1] && (pa.length === 2 || pb.length === 2);
 }
 
+const NOTHING: readonly string[] = Object.freeze([]);
+
 export class TraceModel {
   private readonly events_list: TraceRecord[] = [];
   private readonly rows_list: EventRow[] = [];
@@ -81,8 +83,12 @@ export class TraceModel {
     const i = this.events_list.length;
     this.events_list.push(e);
     this.scan.apply(e);
-    this.changed.push(this.scan.lastChanges());
-    this.domainStates.push(this.scan.domainStates());
+    const changed = this.scan.lastChanges();
+    this.changed.push(changed.length ? changed : NOTHING);
+    // One string per change of the domains, not per event: a live host's events are many.
+    const states = this.scan.domainStates();
+    const prev = this.domainStates[this.domainStates.length - 1];
+    this.domainStates.push(prev === states ? prev : states);
     const lane = laneOf(e, ctx);
     if (!this.laneMap.has(lane)) this.laneMap.set(lane, { id: lane, domid: lane === 'xenstored' || lane === 'Xen' || !isNum(e.domid) || e.domid < 0 ? undefined : e.domid });
     const text = explain(e, ctx);

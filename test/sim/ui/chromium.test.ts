@@ -281,3 +281,40 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
     await shot('20-whole-page');
   });
 });
+
+describe('xensim ui in headless Chromium: a live host', function () {
+  let browser: Browser;
+  let ui: UiServer;
+
+  before(async () => {
+    browser = await launchChromium();
+  });
+  after(async () => {
+    await browser?.close();
+    await ui?.close();
+  });
+
+  it('follows the host as its events come, and stops following when asked', async () => {
+    const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 1, faults: { spec: 'none' } })).trace as readonly TraceRecord[];
+    const model = new TraceModel([], 'a live host', true);
+    ui = await startUiServer(model, 0);
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(ui.url);
+    await page.waitForFunction(() => document.body.dataset.n === '0');
+    assert.ok(await page.locator('#follow').isVisible(), 'the follow switch is shown for a live host');
+    // The guest appears once the events that name it have come.
+    for (const e of events.slice(0, 1000)) model.append(e);
+    await page.waitForFunction(() => document.body.dataset.n === '1000');
+    assert.match((await page.locator('#domains').textContent())!, /guest/);
+    await page.uncheck('#follow');
+    const held = Number(await page.evaluate(() => document.body.dataset.n));
+    for (const e of events.slice(1000)) model.append(e);
+    await page.waitForFunction((count) => document.getElementById('count')!.textContent === String(count), events.length);
+    assert.equal(Number(await page.evaluate(() => document.body.dataset.n)), held, 'not following: the page stays where it was');
+    await page.check('#follow');
+    await page.waitForFunction((count) => document.body.dataset.n === String(count), events.length);
+    assert.deepEqual(errors, []);
+  });
+});

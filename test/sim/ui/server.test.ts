@@ -146,6 +146,28 @@ describe('xensim ui from the command line', function () {
 
 describe('TraceModel', function () {
 
+  it('grows with a live host\'s events, answering as the recorded trace does', async () => {
+    const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 4 })).trace as readonly TraceRecord[];
+    const recorded = new TraceModel(events, 'recorded');
+    assert.throws(() => recorded.append(events[0]), /given whole/);
+    const live = new TraceModel([], 'live', true);
+    const ui = await startUiServer(live, 0);
+    try {
+      const meta = async (): Promise<{ count: number; live: boolean }> => (await fetch(new URL('/api/meta', ui.url))).json() as Promise<{ count: number; live: boolean }>;
+      assert.deepEqual(await meta().then((m) => [m.count, m.live]), [0, true]);
+      for (const e of events.slice(0, 1500)) live.append(e);
+      assert.equal((await meta()).count, 1500);
+      const { last: _a, ...now } = live.stateAt(1500);
+      const { last: _b, ...then } = recorded.stateAt(1500);
+      assert.deepEqual(now, then);
+      for (const e of events.slice(1500)) live.append(e);
+      assert.equal(live.find(0, { what: 'state', state: 4, device: 'vbd/51712', role: 'frontend' }),
+        recorded.find(0, { what: 'state', state: 4, device: 'vbd/51712', role: 'frontend' }));
+    } finally {
+      await ui.close();
+    }
+  });
+
   it('answers the same state at N whether reached forwards, backwards or afresh', async () => {
     const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 3 })).trace as readonly TraceRecord[];
     const m = new TraceModel(events, 't');
