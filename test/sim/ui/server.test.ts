@@ -11,6 +11,7 @@ import { findScenario } from '../../../scenarios/index.ts';
 import { runScenario } from '../../../sim/scenario/run.ts';
 import type { TraceRecord } from '../../../sim/trace/events.ts';
 import { TraceModel } from '../../../sim/ui/model.ts';
+import { waitFor } from '../../helpers/wait.ts';
 import { startUiServer, type UiServer } from '../../../sim/ui/server.ts';
 
 interface Dev { id: string; frontend?: { state?: number }; backend?: { state?: number } }
@@ -140,6 +141,36 @@ describe('xensim ui from the command line', function () {
     } finally {
       child.kill();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('xensim ui --host: a live host from a config', function () {
+
+  it('boots the config\'s guests free-running and serves their events as they come, devices connecting', async () => {
+    const bin = fileURLToPath(new URL('../../../sim/bin/xensim.mjs', import.meta.url));
+    const config = fileURLToPath(new URL('../../../scenarios/hosts/three-guests.yaml', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'ui', '--host', config, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => void (out += b.toString()));
+      await waitFor(() => /xensim ui: http/.test(out), 'the URL printed', () => out);
+      const url = /xensim ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)![1];
+      const meta = await (await fetch(new URL('/api/meta', url))).json() as { live: boolean; title: string };
+      assert.equal(meta.live, true);
+      assert.match(meta.title, /three-guests\.yaml \(live\)/);
+      // Both ends of every disk and NIC of the three guests reach Connected, seen through the page's API.
+      let devices: Dev[] = [];
+      await waitFor(async () => {
+        const { count } = await (await fetch(new URL('/api/meta', url))).json() as { count: number };
+        devices = ((await (await fetch(new URL(`/api/state?n=${count}`, url))).json()) as State).devices.filter((d) => !d.id.startsWith('console/'));
+        return devices.length === 9 && devices.every((d) => d.frontend?.state === 4 && d.backend?.state === 4);
+      }, 'every vbd and vif Connected at both ends', () => JSON.stringify(devices.map((d) => [d.id, d.frontend?.state, d.backend?.state])));
+      assert.match(out, /created web \(dom1\)\n.*created db \(dom2\)\n.*created cache \(dom3\)/s);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
     }
   });
 });
