@@ -35,6 +35,8 @@ interface PageCanvas extends PageElement {
 declare const document: { readonly body: PageElement; getElementById(id: string): PageElement | null; querySelector(sel: string): PageElement | null };
 declare const CSS: { escape(s: string): string };
 declare function requestAnimationFrame(f: () => void): number;
+declare const scrollX: number;
+declare const scrollY: number;
 
 const OUT = fileURLToPath(new URL('../../../test-output/ui/', import.meta.url));
 const XENBUS = ['Unknown', 'Initialising', 'InitWait', 'Initialised', 'Connected', 'Closing', 'Closed'];
@@ -85,8 +87,19 @@ describe('xensim ui in headless Chromium: a boot-and-shutdown lesson', function 
       };
     }, path);
   }
-  const shot = (name: string, sel?: string): Promise<Buffer> =>
-    (sel ? page.locator(sel).screenshot({ path: `${OUT}${name}.png` }) : page.screenshot({ path: `${OUT}${name}.png`, fullPage: true }));
+  /** The whole page, or one view cut out of it (a view's own screenshot would sit under the sticky header). */
+  async function shot(name: string, sel?: string): Promise<void> {
+    const path = `${OUT}${name}.png`;
+    if (!sel) {
+      await page.screenshot({ path, fullPage: true });
+      return;
+    }
+    const box = await page.locator(sel).evaluate((el: unknown) => {
+      const r = (el as { getBoundingClientRect(): { x: number; y: number; width: number; height: number } }).getBoundingClientRect();
+      return { x: r.x + scrollX, y: r.y + scrollY, width: r.width, height: r.height };
+    });
+    await page.screenshot({ path, fullPage: true, clip: box });
+  }
 
   before(async function () {
     mkdirSync(OUT, { recursive: true });
