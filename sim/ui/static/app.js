@@ -146,9 +146,11 @@ function render() {
   ui.geo = null;
 }
 
+// The timeline first: canvas text needs the document's styles, which are clean before the other
+// panels' HTML changes them (after, each frame would pay a style recalculation there).
 const PANELS = [
-  ['p-domains', renderDomains], ['p-devices', renderDevices], ['p-tree', renderTree], ['p-watches', renderWatches],
-  ['p-evtchn', renderPorts], ['p-grants', renderGrants], ['p-ring', renderRing], ['p-log', renderLog], ['p-timeline', renderTimeline],
+  ['p-timeline', renderTimeline], ['p-domains', renderDomains], ['p-devices', renderDevices], ['p-tree', renderTree],
+  ['p-watches', renderWatches], ['p-evtchn', renderPorts], ['p-grants', renderGrants], ['p-ring', renderRing], ['p-log', renderLog],
 ];
 
 /**
@@ -196,8 +198,9 @@ function drawVtable(id) {
   const g = geometry(id, VPANEL[id]);
   const view = g.clientHeight;
   const scrolled = g.scrollTop - g.offsetTop;
-  const first = Math.max(0, Math.floor(scrolled / ROW) - Math.ceil(view / ROW));
-  const last = Math.min(rows.length, first + 3 * Math.ceil(view / ROW));
+  // What is in view and half a view either side (scrolling redraws; a frame needs no more).
+  const first = Math.max(0, Math.floor(scrolled / ROW) - Math.ceil(view / ROW / 2));
+  const last = Math.min(rows.length, first + 2 * Math.ceil(view / ROW) + 1);
   const line = (r) => `<div class="vr" ${r.attrs || ''}>${r.cells.map((c) => `<span class="${c.cls}" title="${c.v.replace(/<[^>]*>/g, '').replace(/"/g, '&quot;')}">${c.v}</span>`).join('')}</div>`;
   setHtml(el, `<div class="vt" style="--cols: ${head.length}"><div class="vr vh">${head.map((h) => `<span>${esc(h)}</span>`).join('')}</div>`
     + `<div class="vbody" style="height: ${rows.length * ROW}px"><div class="vwin" style="transform: translateY(${first * ROW}px)">${rows.slice(first, last).map(line).join('')}</div></div></div>`);
@@ -270,8 +273,8 @@ function drawTreeWindow() {
     ui.treeScrollTo = -1;
   }
   const view = g.clientHeight;
-  const first = Math.max(0, Math.floor((scrollTop - g.offsetTop) / TREE_ROW) - Math.ceil(view / TREE_ROW));
-  const last = Math.min(ui.treeRows.length, first + 3 * Math.ceil(view / TREE_ROW));
+  const first = Math.max(0, Math.floor((scrollTop - g.offsetTop) / TREE_ROW) - Math.ceil(view / TREE_ROW / 2));
+  const last = Math.min(ui.treeRows.length, first + 2 * Math.ceil(view / TREE_ROW) + 1);
   list.style.height = `${ui.treeRows.length * TREE_ROW}px`;
   $('tree-window').style.transform = `translateY(${first * TREE_ROW}px)`;
   setHtml($('tree-window'), ui.treeRows.slice(first, last).map(treeRowHtml).join(''));
