@@ -233,6 +233,8 @@ export class Hypercalls {
       shutdown_reason: d.shutdownCode ?? null,
       dying: d.dying,
       max_pages: d.maxPages,
+      // The highest vCPU id: every vCPU 0..max_vcpus-1 exists from createdomain on.
+      max_vcpu_id: d.maxVcpus - 1,
       handle: d.handle,
     };
   }

@@ -18,10 +18,11 @@ import { racesSection } from './races.ts';
 import { startupSection } from './startup.ts';
 import { migrationSection } from './migration.ts';
 import { resilienceSection } from './resilience.ts';
+import { uiSection } from './ui.ts';
 
 const SECTIONS: readonly BenchSection[] = [
   xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
-  resilienceSection,
+  resilienceSection, uiSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]

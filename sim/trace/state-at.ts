@@ -14,6 +14,7 @@ import {
   parseDevicePath, payloadFields, xenbusStateName, xsType,
 } from './events.ts';
 import { type ExplainContext } from './explain.ts';
+import { type RingPageView, XenstoreRingPages } from './xenstore-ring-page.ts';
 
 export type DomainRunState = 'running' | 'paused' | 'shutdown' | 'dying' | 'dead';
 
@@ -23,6 +24,8 @@ export interface DomainView {
   readonly state: DomainRunState;
   readonly paused: boolean;
   readonly shutdownReason?: number;
+  /** d->max_vcpus, once Xen has said it (getdomaininfo's max_vcpu_id + 1). */
+  readonly vcpus?: number;
 }
 
 export interface DeviceEnd {
@@ -131,7 +134,7 @@ type StoreOp =
 
 interface MutableNode { value: string; perms: string[] }
 interface MutablePort { state: PortView['state']; remoteDomid?: number; remotePort?: number; virq?: number; vcpu?: number; pendingAt?: number; delivery?: string; masked?: boolean }
-interface MutableDomain { state: DomainRunState; shutdownReason?: number; name?: string }
+interface MutableDomain { state: DomainRunState; shutdownReason?: number; name?: string; vcpus?: number }
 
 /** DOMID_SELF in event-channel arguments. */
 const DOMID_SELF = 0x7ff0;
@@ -150,6 +153,7 @@ export class TraceReducer {
   private readonly mappings = new Map<string, { granter: number; ref: number; domid: number; handle: number }>();
   private readonly advertised = new Map<string, string>();
   private readonly rings = new Map<number, RingView>();
+  private readonly ringPages = new XenstoreRingPages();
   private readonly conns = new Map<string, string>();
   private changed: string[] = [];
   private removed: string[] = [];
@@ -185,6 +189,7 @@ export class TraceReducer {
       const prev = this.rings.get(e.peer) ?? { domid: e.peer, req: { cons: 0, prod: 0 }, rsp: { cons: 0, prod: 0 }, lastBytes: 0, lastHalf: 'req' as const };
       const half = e.half === 'rsp' ? 'rsp' : 'req';
       this.rings.set(e.peer, { ...prev, [half]: { cons: Number(e.cons), prod: Number(e.prod) }, lastBytes: Number(e.bytes), lastHalf: half });
+      this.ringPages.ring(e.peer, half, Number(e.cons), Number(e.prod), Number(e.bytes));
     }
   }
 
@@ -196,6 +201,7 @@ export class TraceReducer {
     for (const [k, w] of this.watches) if (w.domid === domid) this.watches.delete(k);
     for (const k of this.txOps.keys()) if (k.startsWith(`${domid}/`)) this.txOps.delete(k);
     this.rings.delete(domid);
+    this.ringPages.drop(domid);
   }
 
   private domain(domid: number): MutableDomain {
@@ -212,6 +218,7 @@ export class TraceReducer {
     const t = xsType(e);
     const f = payloadFields(e.payload);
     const abs = (p: string | undefined): string => absolutePath(p ?? '', e.domid);
+    this.ringPages.message(e);
     if (e.dir === 'IN') {
       this.nameConnection(e, t, f);
       let op: StoreOp | undefined;
@@ -338,13 +345,14 @@ export class TraceReducer {
   // ------------------------------------------------------------------ hypervisor
 
   private hypercall(e: TraceRecord): void {
-    const r = e.ret as { domain?: unknown; state?: unknown; shutdown_reason?: unknown } | undefined;
+    const r = e.ret as { domain?: unknown; state?: unknown; shutdown_reason?: unknown; max_vcpu_id?: unknown } | undefined;
     if (e.op === '__HYPERVISOR_domctl' && r && typeof r === 'object' && isNum(r.domain) && isStr(r.state)) {
       const d = this.domain(r.domain);
       const s = r.state;
       if (s === 'paused' || s === 'running' || s === 'shutdown' || s === 'dying' || s === 'dead') d.state = s;
       if (s === 'dying' || s === 'dead') this.gone(r.domain);
       if (isNum(r.shutdown_reason)) d.shutdownReason = r.shutdown_reason;
+      if (isNum(r.max_vcpu_id)) d.vcpus = r.max_vcpu_id + 1;
     }
     if (e.op === '__HYPERVISOR_sched_op' && e.cmd === 2 && isNum(e.domid) && e.ret === 0) this.domain(e.domid).state = 'shutdown';
   }
@@ -427,6 +435,11 @@ export class TraceReducer {
     return [...this.changed, ...this.removed];
   }
 
+  /** A guest's xenstore ring page as the trace rebuilds it (bytes, headers, indexes). */
+  ringPage(domid: number): RingPageView | undefined {
+    return this.ringPages.view(domid);
+  }
+
   /** `domid:state` of every domain, for spotting a domain's state change cheaply. */
   domainStates(): string {
     return [...this.domains].map(([d, v]) => `${d}:${v.state}`).join(' ');
@@ -436,6 +449,7 @@ export class TraceReducer {
     const domains = [...this.domains].sort(([a], [b]) => a - b).map(([domid, d]): DomainView => ({
       domid, name: d.name ?? domainName(domid), state: d.state, paused: d.state === 'paused',
       ...(d.shutdownReason !== undefined ? { shutdownReason: d.shutdownReason } : {}),
+      ...(d.vcpus !== undefined ? { vcpus: d.vcpus } : {}),
     }));
     const nodes = [...this.nodes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, n]): NodeView => ({
       path, value: n.value, perms: [...n.perms], owner: Number(n.perms[0]?.slice(1) ?? 0),

@@ -1,7 +1,11 @@
 // `xensim ui [SCENARIO | TRACEFILE]`: run a scenario in lockstep (or read a `--trace` file) and
-// serve it as a page to step through, in Xen's names. Prints the URL; runs until interrupted.
+// serve it as a page to step through, in Xen's names. `xensim ui --host CONFIG`: boot the host a
+// config describes, free-running as `xensim up` does, and show it live as its events come.
+// Prints the URL; runs until interrupted.
 import { existsSync, readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
+import { ConfigError, loadHostConfig } from '../config.ts';
+import { HostRuntime } from '../host-runtime.ts';
 import { RUNNER_ERROR_EXIT } from '../report/xtf.ts';
 import { faultSelectionOrDie, faultsOption } from '../scenario/cli.ts';
 import { resolveScenarioArg } from '../scenario/load.ts';
@@ -10,6 +14,8 @@ import type { TraceRecord } from '../trace/events.ts';
 import { readTraceFile } from '../trace/trace-file.ts';
 import { TraceModel } from './model.ts';
 import { startUiServer } from './server.ts';
+import { Xl } from '../xl.ts';
+import { XlControl } from '../xl-control.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -33,7 +39,12 @@ export function registerUi(program: Command): void {
     .addOption(faultsOption())
     .option('--no-faults', 'a clean teaching run: no injected faults (same as --faults none)')
     .option('--port <n>', 'TCP port on 127.0.0.1 (0: any free one)', int, 0)
-    .action(async (arg: string, o: { seed: number; variant: string; faults: string | false; port: number }) => {
+    .option('--host <config>', 'instead: boot the host a YAML config describes (as xensim up, free-running) and show it live')
+    .action(async (arg: string, o: { seed: number; variant: string; faults: string | false; port: number; host?: string }) => {
+      if (o.host !== undefined) {
+        await live(o.host, o.port, o.seed);
+        return;
+      }
       let events: TraceRecord[];
       let title: string;
       try {
@@ -54,4 +65,34 @@ export function registerUi(program: Command): void {
       const ui = await startUiServer(new TraceModel(events, title), o.port);
       process.stdout.write(`${title}: ${events.length} events\nxensim ui: ${ui.url}\n`);
     });
+}
+
+/** A free-running host from a config, its trace streamed into the page as it happens. */
+async function live(file: string, port: number, seed: number): Promise<void> {
+  let cfg;
+  try {
+    cfg = loadHostConfig(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`xensim ui: ${e.message}\n`);
+    process.exit(RUNNER_ERROR_EXIT);
+  }
+  const model = new TraceModel([], `${file} (live)`, true);
+  const rt = new HostRuntime({ seed: cfg.seed ?? seed, mode: 'free', trace: (e) => model.append(e as unknown as TraceRecord) });
+  const ui = await startUiServer(model, port);
+  process.stdout.write(`xensim ui: ${ui.url}\n`);
+  let stopping = false;
+  const stop = (): void => {
+    if (stopping) return;
+    stopping = true;
+    void rt.shutdown().finally(() => ui.close().finally(() => process.exit(0)));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  await rt.bootDom0({ profile: cfg.profile ?? 'c' });
+  const ctl = new XlControl(new Xl(rt));
+  for (const g of cfg.guests) {
+    const { domid, name } = await ctl.create(g);
+    process.stdout.write(`xensim ui: created ${name} (dom${domid})\n`);
+  }
 }

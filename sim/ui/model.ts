@@ -1,11 +1,13 @@
-// What `xensim ui` serves about one recorded trace: the events with their sentences and lanes,
-// the state after any N (the reducer continued forwards, replayed from the start to go back: a
-// few ms per thousand events), and where the next event of interest is - the stepping and
-// breakpoint logic, kept out of the HTTP layer so it can be specified directly.
+// What `xensim ui` serves about one trace: the events with their sentences and lanes, the state
+// after any N (the reducer continued forwards, replayed from the start to go back: a few ms per
+// thousand events), and where the next event of interest is - the stepping and breakpoint logic,
+// kept out of the HTTP layer so it can be specified directly. A recorded trace is given whole; a
+// live host's events are appended as they come (lanes then take the names known so far).
 
 import { type TraceRecord, isNum, isStr, summary } from '../trace/events.ts';
 import { explain } from '../trace/explain.ts';
 import { type HostState, laneOf, type Lane, TraceReducer } from '../trace/state-at.ts';
+import type { RingPageView } from '../trace/xenstore-ring-page.ts';
 
 export interface EventRow {
   readonly i: number;
@@ -37,36 +39,63 @@ function sameDevice(a: string, b: string): boolean {
   return pa[0] === pb[0] && pa[pa.length - 1] === pb[pb.length - 1] && (pa.length === 2 || pb.length === 2);
 }
 
-export class TraceModel {
-  readonly rows: readonly EventRow[];
-  readonly lanes: readonly Lane[];
-  /** Per event: the nodes it changed and the domain states after it, for breakpoints. */
-  private readonly changed: readonly (readonly string[])[];
-  private readonly domainStates: readonly string[];
+const NOTHING: readonly string[] = Object.freeze([]);
 
-  constructor(readonly events: readonly TraceRecord[], readonly title: string) {
-    const whole = new TraceReducer();
-    for (const e of events) whole.apply(e);
-    const ctx = whole.context();
-    const r = new TraceReducer();
-    const changed: string[][] = [];
-    const domainStates: string[] = [];
-    const lanes = new Map<string, Lane>();
-    this.rows = events.map((e, i) => {
-      r.apply(e);
-      changed.push(r.lastChanges());
-      domainStates.push(r.domainStates());
-      const lane = laneOf(e, ctx);
-      if (!lanes.has(lane)) lanes.set(lane, { id: lane, domid: lane === 'xenstored' || lane === 'Xen' || !isNum(e.domid) || e.domid < 0 ? undefined : e.domid });
-      const text = explain(e, ctx);
-      return {
-        i, t: isNum(e.t) ? e.t : undefined, kind: e.kind, domid: isNum(e.domid) ? e.domid : undefined, lane,
-        summary: summary(e), text: text ?? `${e.kind}: ${summary(e)}`, event: e,
-      };
+export class TraceModel {
+  private readonly events_list: TraceRecord[] = [];
+  private readonly rows_list: EventRow[] = [];
+  private readonly laneMap = new Map<string, Lane>();
+  /** Per event: the nodes it changed and the domain states after it, for breakpoints. */
+  private readonly changed: (readonly string[])[] = [];
+  private readonly domainStates: string[] = [];
+  /** Every event so far (connection names for lanes and sentences), and the scan for breakpoints. */
+  private readonly whole = new TraceReducer();
+  private readonly scan = new TraceReducer();
+
+  /** `live`: a host still running, whose events `append` adds. */
+  constructor(events: readonly TraceRecord[], readonly title: string, readonly live = false) {
+    // A recorded trace: connections are named by what they do, maybe only later - name with the whole run.
+    for (const e of events) this.whole.apply(e);
+    const ctx = this.whole.context();
+    for (const e of events) this.add(e, ctx);
+  }
+
+  get events(): readonly TraceRecord[] {
+    return this.events_list;
+  }
+
+  get rows(): readonly EventRow[] {
+    return this.rows_list;
+  }
+
+  get lanes(): readonly Lane[] {
+    return [...this.laneMap.values()];
+  }
+
+  /** A live host's next event. */
+  append(e: TraceRecord): void {
+    if (!this.live) throw new Error('TraceModel.append: a recorded trace is given whole');
+    this.whole.apply(e);
+    this.add(e, this.whole.context());
+  }
+
+  private add(e: TraceRecord, ctx: ReturnType<TraceReducer['context']>): void {
+    const i = this.events_list.length;
+    this.events_list.push(e);
+    this.scan.apply(e);
+    const changed = this.scan.lastChanges();
+    this.changed.push(changed.length ? changed : NOTHING);
+    // One string per change of the domains, not per event: a live host's events are many.
+    const states = this.scan.domainStates();
+    const prev = this.domainStates[this.domainStates.length - 1];
+    this.domainStates.push(prev === states ? prev : states);
+    const lane = laneOf(e, ctx);
+    if (!this.laneMap.has(lane)) this.laneMap.set(lane, { id: lane, domid: lane === 'xenstored' || lane === 'Xen' || !isNum(e.domid) || e.domid < 0 ? undefined : e.domid });
+    const text = explain(e, ctx);
+    this.rows_list.push({
+      i, t: isNum(e.t) ? e.t : undefined, kind: e.kind, domid: isNum(e.domid) ? e.domid : undefined, lane,
+      summary: summary(e), text: text ?? `${e.kind}: ${summary(e)}`, event: e,
     });
-    this.changed = changed;
-    this.domainStates = domainStates;
-    this.lanes = [...lanes.values()];
   }
 
   get count(): number {
@@ -76,15 +105,26 @@ export class TraceModel {
   /** The reducer of the last answer and how many events it has applied: stepping on continues it. */
   private cursor: { r: TraceReducer; n: number } = { r: new TraceReducer(), n: 0 };
 
-  /** The state after the first n events, with the event that got it there. */
-  stateAt(n: number): HostState & { readonly last: EventRow | undefined } {
+  /** The reducer after the first n events (clamped to the trace). */
+  private at(n: number): { r: TraceReducer; end: number } {
     const end = Math.max(0, Math.min(Math.trunc(n), this.events.length));
     // Forwards from the last answer; backwards is a replay from the start (the reducer is pure).
     if (end < this.cursor.n) this.cursor = { r: new TraceReducer(), n: 0 };
     const { r } = this.cursor;
     for (let i = this.cursor.n; i < end; i++) r.apply(this.events[i]);
     this.cursor.n = end;
+    return { r, end };
+  }
+
+  /** The state after the first n events, with the event that got it there. */
+  stateAt(n: number): HostState & { readonly last: EventRow | undefined } {
+    const { r, end } = this.at(n);
     return { ...r.snapshot(), last: end > 0 ? this.rows[end - 1] : undefined };
+  }
+
+  /** A guest's xenstore ring page after the first n events. */
+  ringPageAt(n: number, domid: number): RingPageView | undefined {
+    return this.at(n).r.ringPage(domid);
   }
 
   events_(from: number, to: number): EventRow[] {

@@ -2,8 +2,9 @@
 // (no CDN, works offline), and a JSON API over a TraceModel. Thin: parse the query, ask the
 // model, answer JSON.
 //
-//   GET /api/meta                      title, event count, lanes
+//   GET /api/meta                      title, event count, lanes, whether the host is live
 //   GET /api/state?n=N                 the host after N events (and the event that got it there)
+//   GET /api/ring?n=N&domid=D          guest D's xenstore ring page after N events (bytes, headers)
 //   GET /api/events?from=A&to=B        events A..B-1 with sentence and lane (at most 2000)
 //   GET /api/find?n=N&what=W[&dir=prev] where stepping from N to the next W stops:
 //        W = event | xenstore | xenbus | hypercall
@@ -57,8 +58,12 @@ function stopOf(q: URLSearchParams): Stop {
 
 function api(model: TraceModel, path: string, q: URLSearchParams): unknown {
   switch (path) {
-    case '/api/meta': return { title: model.title, count: model.count, lanes: model.lanes };
+    case '/api/meta': return { title: model.title, count: model.count, lanes: model.lanes, live: model.live };
     case '/api/state': return model.stateAt(intParam(q, 'n'));
+    case '/api/ring': {
+      const domid = intParam(q, 'domid');
+      return model.ringPageAt(intParam(q, 'n'), domid) ?? { domid, none: true };
+    }
     case '/api/events': {
       const from = intParam(q, 'from', 0);
       return model.events_(from, intParam(q, 'to', from + 100));

@@ -20,6 +20,11 @@ class El {
   height = 0;
   width = 0;
   readonly clientWidth = 1000;
+  readonly clientHeight = 800;
+  readonly offsetTop = 0;
+  scrollTop = 0;
+  options: { value: string }[] = [];
+  checked = false;
   readonly tagName = 'DIV';
   readonly style: Record<string, string> = {};
   readonly dataset: Record<string, string> = {};
@@ -27,6 +32,7 @@ class El {
   onchange: (() => void) | null = null;
   oninput: (() => void) | null = null;
   onsubmit: ((ev: { preventDefault(): void }) => void) | null = null;
+  onscroll: (() => void) | null = null;
   /** The canvas calls made, with the styles in force: enough to tell spans and arrows apart. */
   readonly drawn: string[] = [];
   getContext(): unknown {
@@ -64,8 +70,9 @@ describe('xensim ui page script', function () {
     const script = readFileSync(fileURLToPath(new URL('../../../sim/ui/static/app.js', import.meta.url)), 'utf8');
     const document = { getElementById: $, addEventListener: () => undefined, body: $('body'), title: '' };
     runInNewContext(script, {
-      document, fetch: (p: string) => fetch(new URL(p, ui.url)), URLSearchParams, console,
-      history: { replaceState: () => undefined }, location: { hash: '' },
+      document, fetch: (p: string) => fetch(new URL(p, ui.url)), URLSearchParams, console, setTimeout,
+      history: { replaceState: () => undefined }, location: { hash: '' }, window: {},
+      requestAnimationFrame: (f: () => void) => setTimeout(f, 0),
     });
     await settle(() => String($('count').textContent) === String(events.length) && $('body').dataset.n === '0');
   });
@@ -115,7 +122,7 @@ describe('xensim ui page script', function () {
     $('bp-what').value = 'path';
     $('bp-path').value = '/local/domain/1/device/vbd/51712/ring-ref';
     $('bp-back').onclick!();
-    await settle(() => /stopped at event|no earlier/.test($('bp-result').textContent) && $('tree').innerHTML.includes('changed'));
-    assert.match($('tree').innerHTML, /class="node changed" data-path="\/local\/domain\/1\/device\/vbd\/51712\/ring-ref"/);
+    await settle(() => /stopped at event|no earlier/.test($('bp-result').textContent) && $('tree-window').innerHTML.includes('changed'));
+    assert.match($('tree-window').innerHTML, /class="node changed" data-path="\/local\/domain\/1\/device\/vbd\/51712\/ring-ref"/);
   });
 });

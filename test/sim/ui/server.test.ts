@@ -11,6 +11,7 @@ import { findScenario } from '../../../scenarios/index.ts';
 import { runScenario } from '../../../sim/scenario/run.ts';
 import type { TraceRecord } from '../../../sim/trace/events.ts';
 import { TraceModel } from '../../../sim/ui/model.ts';
+import { waitFor } from '../../helpers/wait.ts';
 import { startUiServer, type UiServer } from '../../../sim/ui/server.ts';
 
 interface Dev { id: string; frontend?: { state?: number }; backend?: { state?: number } }
@@ -144,7 +145,59 @@ describe('xensim ui from the command line', function () {
   });
 });
 
+describe('xensim ui --host: a live host from a config', function () {
+
+  it('boots the config\'s guests free-running and serves their events as they come, devices connecting', async () => {
+    const bin = fileURLToPath(new URL('../../../sim/bin/xensim.mjs', import.meta.url));
+    const config = fileURLToPath(new URL('../../../scenarios/hosts/three-guests.yaml', import.meta.url));
+    const child = spawn(process.execPath, [bin, 'ui', '--host', config, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    try {
+      let out = '';
+      child.stdout.on('data', (b: Buffer) => void (out += b.toString()));
+      await waitFor(() => /xensim ui: http/.test(out), 'the URL printed', () => out);
+      const url = /xensim ui: (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out)![1];
+      const meta = await (await fetch(new URL('/api/meta', url))).json() as { live: boolean; title: string };
+      assert.equal(meta.live, true);
+      assert.match(meta.title, /three-guests\.yaml \(live\)/);
+      // Both ends of every disk and NIC of the three guests reach Connected, seen through the page's API.
+      let devices: Dev[] = [];
+      await waitFor(async () => {
+        const { count } = await (await fetch(new URL('/api/meta', url))).json() as { count: number };
+        devices = ((await (await fetch(new URL(`/api/state?n=${count}`, url))).json()) as State).devices.filter((d) => !d.id.startsWith('console/'));
+        return devices.length === 9 && devices.every((d) => d.frontend?.state === 4 && d.backend?.state === 4);
+      }, 'every vbd and vif Connected at both ends', () => JSON.stringify(devices.map((d) => [d.id, d.frontend?.state, d.backend?.state])));
+      assert.match(out, /created web \(dom1\)\n.*created db \(dom2\)\n.*created cache \(dom3\)/s);
+    } finally {
+      child.kill('SIGTERM');
+      await exited;
+    }
+  });
+});
+
 describe('TraceModel', function () {
+
+  it('grows with a live host\'s events, answering as the recorded trace does', async () => {
+    const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 4 })).trace as readonly TraceRecord[];
+    const recorded = new TraceModel(events, 'recorded');
+    assert.throws(() => recorded.append(events[0]), /given whole/);
+    const live = new TraceModel([], 'live', true);
+    const ui = await startUiServer(live, 0);
+    try {
+      const meta = async (): Promise<{ count: number; live: boolean }> => (await fetch(new URL('/api/meta', ui.url))).json() as Promise<{ count: number; live: boolean }>;
+      assert.deepEqual(await meta().then((m) => [m.count, m.live]), [0, true]);
+      for (const e of events.slice(0, 1500)) live.append(e);
+      assert.equal((await meta()).count, 1500);
+      const { last: _a, ...now } = live.stateAt(1500);
+      const { last: _b, ...then } = recorded.stateAt(1500);
+      assert.deepEqual(now, then);
+      for (const e of events.slice(1500)) live.append(e);
+      assert.equal(live.find(0, { what: 'state', state: 4, device: 'vbd/51712', role: 'frontend' }),
+        recorded.find(0, { what: 'state', state: 4, device: 'vbd/51712', role: 'frontend' }));
+    } finally {
+      await ui.close();
+    }
+  });
 
   it('answers the same state at N whether reached forwards, backwards or afresh', async () => {
     const events = (await runScenario(findScenario('boot-and-shutdown')!, { seed: 3 })).trace as readonly TraceRecord[];
