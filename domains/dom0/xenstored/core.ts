@@ -1576,10 +1576,11 @@ export class Xenstored {
   private fireOcaml(tx: Transaction): void {
     for (const ev of tx.events) {
       // process_watch looks a WRITE's or MKDIR's readers up in the transaction's final tree (node
-      // and parent), a SET_PERMS's and an RM's in its start and final trees.
+      // and parent), an RM's in its start tree only, a SET_PERMS's in both.
       const start = (q: string): NodeData | undefined => tx.startNode(q);
       const final = (q: string): NodeData | undefined => tx.peek(q);
-      const perms = ev.removed !== undefined || ev.setPerms ? [...treeAcls(start, ev.path), ...treeAcls(final, ev.path)] : treeAcls(final, ev.path);
+      const perms = ev.setPerms ? [...treeAcls(start, ev.path), ...treeAcls(final, ev.path)]
+        : ev.removed !== undefined ? treeAcls(start, ev.path) : treeAcls(final, ev.path);
       // No ACL found at all (the node and its parent gone by the end): can_fire_watch fails for
       // everyone, dom0 included.
       if (perms.length !== 0) this.fireNow(ev.path, ev.exact, perms);
