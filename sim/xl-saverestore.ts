@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
 import type { RestorePageSink, RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
-import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterIo, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -117,10 +117,10 @@ export function savedPage(d: Domain, pfn: number): GuestPage {
  * ACPI registers are the hypervisor's model: no emulator records, as for a PVH guest.)
  */
 export function saveDomain(
-  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink, io: SaveStreamWriterIo = {},
+  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink,
 ): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config), io);
+  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config));
   w.start();
   let pages = 0;
   const batch: GuestPage[] = [];

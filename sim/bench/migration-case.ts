@@ -5,7 +5,8 @@
 // writes of as many bytes, this machine's ceiling for what save and migrate do with them.
 import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HostRuntime } from '../host-runtime.ts';
@@ -99,15 +100,17 @@ function dirtyingPolicy(xl: Xl, domid: number): PrecopyPolicy {
 const PIPE_WINDOW = 8 * 1024 * 1024;
 
 /**
- * Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they
- * are; a writer more than PIPE_WINDOW ahead of its reader waits (drain) as on a socket.
+ * Two pipe ends joined in memory: the writer's chunks are passed as they are, lent ones lent on
+ * (the reader's pipe gives them back once read past); a writer more than PIPE_WINDOW ahead of its
+ * reader waits (drain) as on a socket.
  */
 function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
   const to = (peer: () => MigratePipe, copyTo?: number): PipeWriter => ({
-    write: (b) => {
+    write: (b, release) => {
       if (copyTo !== undefined) writeSync(copyTo, b);
-      if (!peer().closed) peer().push(b);
+      if (!peer().closed) peer().push(b, release);
+      else release?.();
       return peer().queued < PIPE_WINDOW;
     },
     drain: async () => {
@@ -120,15 +123,35 @@ function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
   return link as { sender: MigratePipe; receiver: MigratePipe };
 }
 
+/**
+ * XENSIM_BENCH_CPUPROF=DIR: a CPU profile of the timed part alone (not the hosts' boot or the
+ * guest's fill) into DIR/NAME.cpuprofile; returns the function that stops and writes it.
+ */
+async function profileStart(): Promise<((name: string) => Promise<void>) | undefined> {
+  const dir = process.env.XENSIM_BENCH_CPUPROF;
+  if (!dir) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (name) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
   const baseRss = memOf(process.pid).rss;
   const { rt, xl } = await host(1, c.mib);
   try {
     const { domid, fillMs } = await guest(xl, c);
     const file = join(c.dir, `save-${c.mib}-${c.workload}.xl`);
+    const prof = await profileStart();
     const t0 = performance.now();
     const r = await xl.save(domid, file, { hash: false });
     const wallMs = performance.now() - t0;
+    await prof?.(`save-${c.mib}-${c.workload}`);
     if (!process.env.XENSIM_BENCH_KEEP) rmSync(file, { force: true });
     return { op: c.op, mib: c.mib, workload: c.workload, bytes: r.bytes, wallMs, rounds: [r.pages], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm, fillMs };
   } finally {
@@ -151,11 +174,12 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     const tee = process.env.XENSIM_BENCH_KEEP ? openSync(join(c.dir, `migrate-${c.mib}-${c.workload}.xl`), 'w') : undefined;
     const { sender, receiver } = pipes(tee);
 
-
+    const prof = await profileStart();
     const t0 = performance.now();
     const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
     const [sent, got] = await Promise.all([migrateSend(a.xl, domid, sender, { hash: false, policy }), migrateReceive(b.xl, receiver, { hash: false })]);
     const wallMs = performance.now() - t0;
+    await prof?.(`migrate-${c.mib}-${c.workload}`);
 
     const peakRss = memOf(process.pid).hwm;
     // The destination's kernel has run since (its store and console rings): those two aside,

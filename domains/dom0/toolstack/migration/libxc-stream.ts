@@ -4,7 +4,7 @@
 // Xen's restore (xg_sr_restore*.c) refuses and also what Debian's verify-stream-v2 refuses
 // (non-zero reserved fields and padding, which Xen only ignores), so a stream this reader accepts
 // is one both accept. Record order is checked by the stream reader, not here.
-import { REC_LENGTH_MAX, frameRecord, view } from './sr-record.ts';
+import { REC_LENGTH_MAX, copyOf, frameRecord, view } from './sr-record.ts';
 
 // ---- Image header (always big-endian) ----
 
@@ -108,7 +108,10 @@ export interface PageDataRecord {
   readonly type: LibxcRecType.REC_TYPE_PAGE_DATA;
   /** pfn[i] and its XEN_DOMCTL_PFINFO_* type, in stream order. */
   readonly pfns: readonly { readonly pfn: number; readonly type: XenDomctlPfinfo }[];
-  /** One 4 KiB page for each pfn whose type has stream data, in pfn order. */
+  /**
+   * One 4 KiB page for each pfn whose type has stream data, in pfn order. Decoded, they are views
+   * of the stream's bytes (see decodeLibxcRecord).
+   */
   readonly pages: readonly Uint8Array[];
 }
 
@@ -444,6 +447,9 @@ function expectEmpty(name: string, body: Uint8Array): void {
 /**
  * Decodes one record body (without padding) of a stream of the given image version. Unknown
  * mandatory types are refused ("Mandatory record not handled"); unknown optional ones are kept.
+ * The record owns its bytes (copies: the stream's buffers may be reused once it is decoded),
+ * except PAGE_DATA's pages, views of `body` - the one record big enough for a copy to matter,
+ * whose pages the restorer puts straight into frames.
  */
 export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3): LibxcRecord {
   if (body.length > REC_LENGTH_MAX) throw new RecordError(`length ${body.length} exceeds max (${REC_LENGTH_MAX})`);
@@ -480,18 +486,18 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
     case LibxcRecType.REC_TYPE_X86_PV_VCPU_MSRS: {
       if (body.length < 8) throw new RecordError(`${libxcRecName(type)} record truncated: length ${body.length}, header size 8`);
       if (v.getUint32(4, true) !== 0) throw new RecordError(`Reserved bits set in ${libxcRecName(type)} record`);
-      return { type, vcpuId: v.getUint32(0, true), context: body.subarray(8) };
+      return { type, vcpuId: v.getUint32(0, true), context: copyOf(body, 8) };
     }
     case LibxcRecType.REC_TYPE_SHARED_INFO:
       if (body.length !== PAGE_SIZE) throw new RecordError(`SHARED_INFO record wrong size: length ${body.length}, expected ${PAGE_SIZE}`);
-      return { type, sharedInfo: body };
+      return { type, sharedInfo: copyOf(body) };
     case LibxcRecType.REC_TYPE_X86_TSC_INFO:
       if (body.length !== 24) throw new RecordError(`X86_TSC_INFO record wrong size: length ${body.length}, expected 24`);
       if (v.getUint32(20, true) !== 0) throw new RecordError('Reserved bits set in X86_TSC_INFO');
       return { type, mode: v.getUint32(0, true), khz: v.getUint32(4, true), nsec: v.getBigUint64(8, true), incarnation: v.getUint32(16, true) };
     case LibxcRecType.REC_TYPE_HVM_CONTEXT:
       if (body.length === 0) throw new RecordError('Zero length HVM context');
-      return { type, context: body };
+      return { type, context: copyOf(body) };
     case LibxcRecType.REC_TYPE_HVM_PARAMS: {
       if (body.length < 8) throw new RecordError(`HVM_PARAMS record truncated: length ${body.length}, header size 8`);
       const count = v.getUint32(0, true);
@@ -500,7 +506,7 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
       return { type, params: Array.from({ length: count }, (_, i) => ({ index: v.getBigUint64(8 + 16 * i, true), value: v.getBigUint64(16 + 16 * i, true) })) };
     }
     case LibxcRecType.REC_TYPE_TOOLSTACK:
-      return { type, data: body };
+      return { type, data: copyOf(body) };
     case LibxcRecType.REC_TYPE_CHECKPOINT_DIRTY_PFN_LIST:
       if (body.length % 8 !== 0) throw new RecordError(`CHECKPOINT_DIRTY_PFN_LIST length ${body.length} is not a multiple of 8`);
       return { type, pfns: u64s(body, 0, body.length / 8) };
@@ -523,7 +529,7 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
       return { type, msrs: Array.from({ length: n }, (_, i) => ({ idx: v.getUint32(i * size, true), flags: v.getUint32(i * size + 4, true), val: v.getBigUint64(i * size + 8, true) })) };
     }
     default:
-      if (type & REC_TYPE_OPTIONAL) return { type: 'optional', recType: type >>> 0, body };
+      if (type & REC_TYPE_OPTIONAL) return { type: 'optional', recType: type >>> 0, body: copyOf(body) };
       throw new RecordError(`Mandatory record 0x${type.toString(16)} (${libxcRecName(type)}) not handled`);
   }
 }

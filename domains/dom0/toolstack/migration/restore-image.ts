@@ -7,7 +7,7 @@ import { LibxcRecType, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader
 import { LibxlRecType, type LibxlRecord } from './libxl-stream.ts';
 import { SaveStreamReader, type SaveStreamEvent, type SaveStreamReaderOptions, type StreamEnd } from './stream-reader.ts';
 import { xlConfigText, type XlSaveHeader } from './xl-save-header.ts';
-import { StreamError } from './sr-record.ts';
+import { StreamError, copyOf } from './sr-record.ts';
 
 export interface RestoredPvVcpu {
   basic?: Uint8Array;
@@ -64,6 +64,20 @@ export interface RestorePageSink {
   drop(pfn: number): void;
 }
 
+export interface ImageRestorerOptions {
+  /** A Remus/COLO stream. */
+  readonly checkpointed?: boolean;
+  /** The stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at libxl's CHECKPOINT_END. */
+  readonly libxcOnly?: boolean;
+  /** A plain stream's pages go there as they come (RestoredImage.pages stays empty). */
+  readonly pageSink?: RestorePageSink;
+  /**
+   * The events' pages are views of lent stream bytes (SaveStreamReader.push(chunk, true)), valid
+   * only while their event is applied: a page kept longer is copied.
+   */
+  readonly lent?: boolean;
+}
+
 /** Applies a reader's events to a RestoredImage. */
 export class ImageRestorer {
   readonly image: RestoredImage = {
@@ -76,17 +90,17 @@ export class ImageRestorer {
   private libxcBuffer: LibxcRecord[] = [];
   private libxlBuffer: LibxlRecord[] = [];
   private readonly seen = new Set<number>();
+  private readonly checkpointed: boolean;
+  private readonly libxcOnly: boolean;
+  private readonly pageSink: RestorePageSink | undefined;
+  private readonly lent: boolean;
 
-  /**
-   * @param checkpointed a Remus/COLO stream
-   * @param libxcOnly the stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at
-   *   libxl's CHECKPOINT_END
-   */
-  /**
-   * @param pageSink a plain stream's pages go there as they come (RestoredImage.pages stays empty)
-   */
-  constructor(private readonly checkpointed: boolean, private readonly libxcOnly = false, private readonly pageSink?: RestorePageSink) {
-    if (pageSink && checkpointed) throw new Error('a checkpointed stream is applied a checkpoint at a time, not page by page');
+  constructor(opts: ImageRestorerOptions = {}) {
+    this.checkpointed = opts.checkpointed ?? false;
+    this.libxcOnly = opts.libxcOnly ?? false;
+    this.pageSink = opts.pageSink;
+    this.lent = opts.lent ?? false;
+    if (this.pageSink && this.checkpointed) throw new Error('a checkpointed stream is applied a checkpoint at a time, not page by page');
   }
 
   apply(ev: SaveStreamEvent): void {
@@ -123,8 +137,12 @@ export class ImageRestorer {
       this.buffering = false;
       return;
     }
-    if (this.checkpointed && this.buffering) this.libxcBuffer.push(rec);
-    else this.applyLibxc(rec);
+    if (this.checkpointed && this.buffering) {
+      // Held until the checkpoint is whole: lent pages are copied (the other records own their bytes).
+      this.libxcBuffer.push(this.lent && rec.type === LibxcRecType.REC_TYPE_PAGE_DATA ? { ...rec, pages: rec.pages.map((p) => copyOf(p)) } : rec);
+    } else {
+      this.applyLibxc(rec);
+    }
   }
 
   private libxl(rec: LibxlRecord): void {
@@ -184,7 +202,7 @@ export class ImageRestorer {
           } else if (this.pageSink) {
             this.pageSink.put(pfn, page);
           } else {
-            img.pages.set(pfn, page);
+            img.pages.set(pfn, this.lent ? copyOf(page) : page);
           }
         }
         return;
@@ -244,7 +262,7 @@ export class ImageRestorer {
  */
 export function readSaveImage(bytes: Uint8Array, opts: SaveStreamReaderOptions = {}): RestoredImage {
   const reader = new SaveStreamReader(opts);
-  const restorer = new ImageRestorer((opts.streamType ?? 'plain') !== 'plain', opts.format === 'libxc');
+  const restorer = new ImageRestorer({ checkpointed: (opts.streamType ?? 'plain') !== 'plain', libxcOnly: opts.format === 'libxc' });
   for (const ev of reader.push(bytes)) restorer.apply(ev);
   const how = reader.end();
   if (how === 'complete') {
