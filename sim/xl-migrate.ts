@@ -223,7 +223,7 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
   const early: SaveStreamEvent[] = [];
   let target: { built: BuiltDomain & { domain: Domain }; cfg: DomainConfig; filler: FrameFiller } | undefined;
   const sink: RestorePageSink = {
-    put: (pfn, bytes) => target!.filler.put(pfn, bytes),
+    put: (pfn, src, offset) => target!.filler.put(pfn, src, offset),
     get: (pfn) => target!.filler.get(pfn),
     drop: (pfn) => target!.filler.drop(pfn),
   };

@@ -97,7 +97,6 @@ export enum XenDomctlPfinfo {
 }
 export const PAGE_DATA_PFN_MASK = (1n << 52n) - 1n;
 const PAGE_DATA_TYPE_SHIFT = 60n;
-const PAGE_DATA_RESERVED_MASK = ((1n << 60n) - 1n) & ~PAGE_DATA_PFN_MASK;
 
 /** is_known_page_type(). */
 export const isKnownPageType = (t: number): boolean => Number.isInteger(t) && t >= 0 && t <= 0xf && !(t >= 0x5 && t <= 0x8);
@@ -110,9 +109,14 @@ export interface PageDataRecord {
   readonly pfns: readonly { readonly pfn: number; readonly type: XenDomctlPfinfo }[];
   /**
    * One 4 KiB page for each pfn whose type has stream data, in pfn order. Decoded, they are views
-   * of the stream's bytes (see decodeLibxcRecord).
+   * of the stream's bytes (see decodeLibxcRecord), made when first asked for.
    */
   readonly pages: readonly Uint8Array[];
+  /**
+   * Decoded records: the same pages back to back (page i at i * PAGE_SIZE), a view of the stream's
+   * bytes - the restorer copies each page from here without a view of it.
+   */
+  readonly data?: Uint8Array;
 }
 
 export interface X86PvInfoRecord {
@@ -546,17 +550,28 @@ function decodePageData(body: Uint8Array): PageDataRecord {
   const pfns: { pfn: number; type: XenDomctlPfinfo }[] = [];
   let withData = 0;
   for (let i = 0; i < count; i++) {
-    const word = v.getBigUint64(8 + 8 * i, true);
-    const pfn = Number(word & PAGE_DATA_PFN_MASK);
-    const type = Number(word >> PAGE_DATA_TYPE_SHIFT);
-    if (word & PAGE_DATA_RESERVED_MASK) throw new RecordError(`Reserved bits set in pfn[${i}]: 0x${word.toString(16).padStart(16, '0')}`);
+    // The word as two halves (no BigInt a page): pfn in bits 0-51, reserved 52-59, type 60-63.
+    const lo = v.getUint32(8 + 8 * i, true);
+    const hi = v.getUint32(12 + 8 * i, true);
+    const pfn = lo + (hi & 0xfffff) * 0x1_0000_0000;
+    const type = hi >>> 28;
+    if (hi & 0x0ff00000) {
+      const word = v.getBigUint64(8 + 8 * i, true);
+      throw new RecordError(`Reserved bits set in pfn[${i}]: 0x${word.toString(16).padStart(16, '0')}`);
+    }
     if (!isKnownPageType(type)) throw new RecordError(`Unknown type 0x${(type << 28 >>> 0).toString(16)} for pfn 0x${pfn.toString(16)} (index ${i})`);
     if (pageTypeHasStreamData(type)) withData++;
     pfns.push({ pfn, type });
   }
   const expected = 8 + 8 * count + PAGE_SIZE * withData;
   if (body.length !== expected) throw new RecordError(`PAGE_DATA record wrong size: length ${body.length}, expected 8 + ${8 * count} + ${PAGE_SIZE * withData}`);
-  const base = 8 + 8 * count;
-  const pages = Array.from({ length: withData }, (_, i) => body.subarray(base + i * PAGE_SIZE, base + (i + 1) * PAGE_SIZE));
-  return { type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, pages };
+  const data = body.subarray(8 + 8 * count);
+  let pages: Uint8Array[] | undefined;
+  return {
+    type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, data,
+    get pages() {
+      pages ??= Array.from({ length: withData }, (_, i) => data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+      return pages;
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // state, the emulator's records. Checkpointed streams are applied a checkpoint at a time, as Xen
 // buffers them: libxc applies a checkpoint's records only once libxl has read its part up to
 // CHECKPOINT_END, so a checkpoint cut short anywhere by a failover is dropped whole.
-import { LibxcRecType, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
+import { LibxcRecType, PAGE_SIZE, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
 import { LibxlRecType, type LibxlRecord } from './libxl-stream.ts';
 import { SaveStreamReader, type SaveStreamEvent, type SaveStreamReaderOptions, type StreamEnd } from './stream-reader.ts';
 import { xlConfigText, type XlSaveHeader } from './xl-save-header.ts';
@@ -57,7 +57,10 @@ export interface RestoredImage {
  * written as each PAGE_DATA record arrives.
  */
 export interface RestorePageSink {
-  put(pfn: number, bytes: Uint8Array): void;
+  /** The page is src[offset, offset + PAGE_SIZE), valid during the call only. */
+  put(pfn: number, src: Uint8Array, offset: number): void;
+  /** Pages pfn..pfn+count-1, back to back in src from offset (a run of a record): as many put()s. */
+  putRun?(pfn: number, count: number, src: Uint8Array, offset: number): void;
   /** The page as restored so far (VERIFY compares with it), or undefined if none yet. */
   get(pfn: number): Uint8Array | undefined;
   /** The pfn left the guest (XTAB): it has no page any more. */
@@ -78,6 +81,12 @@ export interface ImageRestorerOptions {
   readonly lent?: boolean;
 }
 
+/**
+ * pfns below this (a 64 GiB guest) are counted in a byte array; a hostile stream's far pfns
+ * (up to 2^52) in a set, so that none sizes an allocation.
+ */
+const SEEN_DENSE = 1 << 24;
+
 /** Applies a reader's events to a RestoredImage. */
 export class ImageRestorer {
   readonly image: RestoredImage = {
@@ -89,7 +98,9 @@ export class ImageRestorer {
   private buffering = false;
   private libxcBuffer: LibxcRecord[] = [];
   private libxlBuffer: LibxlRecord[] = [];
-  private readonly seen = new Set<number>();
+  /** One byte per pfn received so far below SEEN_DENSE (resends are counted); the rest in a set. */
+  private seen = new Uint8Array(0);
+  private seenSparse: Set<number> | undefined;
   private readonly checkpointed: boolean;
   private readonly libxcOnly: boolean;
   private readonly pageSink: RestorePageSink | undefined;
@@ -139,7 +150,7 @@ export class ImageRestorer {
     }
     if (this.checkpointed && this.buffering) {
       // Held until the checkpoint is whole: lent pages are copied (the other records own their bytes).
-      this.libxcBuffer.push(this.lent && rec.type === LibxcRecType.REC_TYPE_PAGE_DATA ? { ...rec, pages: rec.pages.map((p) => copyOf(p)) } : rec);
+      this.libxcBuffer.push(this.lent && rec.type === LibxcRecType.REC_TYPE_PAGE_DATA ? { type: rec.type, pfns: rec.pfns, pages: rec.pages.map((p) => copyOf(p)) } : rec);
     } else {
       this.applyLibxc(rec);
     }
@@ -168,6 +179,24 @@ export class ImageRestorer {
     else if (rec.type === LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE) this.image.seedXenstore = rec.state;
   }
 
+  /** Notes a pfn as received; whether it had been before. */
+  private received(pfn: number): boolean {
+    if (pfn >= SEEN_DENSE) {
+      this.seenSparse ??= new Set();
+      const had = this.seenSparse.has(pfn);
+      this.seenSparse.add(pfn);
+      return had;
+    }
+    if (pfn >= this.seen.length) {
+      const grown = new Uint8Array(Math.min(SEEN_DENSE, Math.max(pfn + 1, this.seen.length * 2, 1024)));
+      grown.set(this.seen);
+      this.seen = grown;
+    }
+    const had = this.seen[pfn] === 1;
+    this.seen[pfn] = 1;
+    return had;
+  }
+
   private vcpu(id: number): RestoredPvVcpu {
     let v = this.image.vcpus.get(id);
     if (!v) this.image.vcpus.set(id, (v = {}));
@@ -183,11 +212,29 @@ export class ImageRestorer {
       case LibxcRecType.REC_TYPE_PAGE_DATA: {
         img.stats.pageDataRecords++;
         let data = 0;
+        // A run of consecutive pfns with data goes to the sink at once (round 1 of a big guest is
+        // all runs); it is flushed before anything else is done with a page.
+        let run: { pfn: number; count: number; at: number } | undefined;
+        const flush = (): void => {
+          if (run) this.pageSink!.putRun!(run.pfn, run.count, rec.data!, run.at);
+          run = undefined;
+        };
+        const runs = Boolean(rec.data && this.pageSink?.putRun && !this.verifying);
         for (const { pfn, type } of rec.pfns) {
           img.stats.pagesReceived++;
-          if (this.seen.has(pfn)) img.stats.pagesResent++;
-          this.seen.add(pfn);
+          if (this.received(pfn)) img.stats.pagesResent++;
           img.pageTypes.set(pfn, type);
+          if (runs && pageTypeHasStreamData(type)) {
+            if (run && run.pfn + run.count === pfn) {
+              run.count++;
+            } else {
+              flush();
+              run = { pfn, count: 1, at: data * PAGE_SIZE };
+            }
+            data++;
+            continue;
+          }
+          if (runs) flush();
           if (!pageTypeHasStreamData(type)) {
             if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) {
               img.pages.delete(pfn);
@@ -195,16 +242,21 @@ export class ImageRestorer {
             }
             continue;
           }
-          const page = rec.pages[data++];
+          // The page is src[at, at + PAGE_SIZE): from the decoded record's data (no view made), or its own.
+          const src = rec.data ?? rec.pages[data];
+          const at = rec.data ? data * PAGE_SIZE : 0;
+          data++;
           if (this.verifying) {
             const have = this.pageSink ? this.pageSink.get(pfn) : img.pages.get(pfn);
+            const page = src.subarray(at, at + PAGE_SIZE);
             if (!have || !have.every((b, i) => b === page[i])) img.stats.verifyMismatches.push(pfn);
           } else if (this.pageSink) {
-            this.pageSink.put(pfn, page);
+            this.pageSink.put(pfn, src, at);
           } else {
-            img.pages.set(pfn, this.lent ? copyOf(page) : page);
+            img.pages.set(pfn, this.lent ? copyOf(src, at, at + PAGE_SIZE) : src.subarray(at, at + PAGE_SIZE));
           }
         }
+        if (runs) flush();
         return;
       }
       case LibxcRecType.REC_TYPE_VERIFY:
