@@ -273,11 +273,16 @@ export class Kernel {
    * occupies at a fixed place (what a resumed kernel finds there is what it left before suspend).
    */
   reservePage(gfn: number): Uint8Array {
-    const bytes = this.page(gfn);
+    this.reserve(gfn);
+    return this.page(gfn);
+  }
+
+  /** reservePage() without making a view of the page (a resumed kernel reserves every page its workload had). */
+  reserve(gfn: number): void {
+    if (!this.runOf(gfn)) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
     this.freeList();
     if (this.freeSet![gfn] !== 1) throw new RangeError(`gfn ${gfn} is not free to reserve`);
     this.freeSet![gfn] = 0;
-    return bytes;
   }
 
   freePage(gfn: number): void {
