@@ -25,7 +25,7 @@ export interface RestoredImage {
   /** Final contents of every pfn that carries data. */
   readonly pages: Map<number, Uint8Array>;
   /** Last XEN_DOMCTL_PFINFO_* type of every pfn named in the stream. */
-  readonly pageTypes: Map<number, XenDomctlPfinfo>;
+  readonly pageTypes: PfnTypes;
   pvInfo?: { guestWidth: 4 | 8; ptLevels: 3 | 4 };
   p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
   cpuidPolicy?: readonly XenCpuidLeaf[];
@@ -82,15 +82,67 @@ export interface ImageRestorerOptions {
 }
 
 /**
- * pfns below this (a 64 GiB guest) are counted in a byte array; a hostile stream's far pfns
- * (up to 2^52) in a set, so that none sizes an allocation.
+ * pfns below this (a 64 GiB guest) are kept in a byte array; a hostile stream's far pfns (up to
+ * 2^52) in a map, so that none sizes an allocation.
  */
 const SEEN_DENSE = 1 << 24;
+
+/**
+ * pfn -> its last XEN_DOMCTL_PFINFO_* type, read like a Map: a byte per pfn below SEEN_DENSE
+ * (0xff: not named), a map for far pfns - a Map of a big guest's 262,144 pfns costs its restore
+ * more than the pages' copies.
+ */
+export class PfnTypes {
+  private dense = new Uint8Array(0);
+  private readonly sparse = new Map<number, XenDomctlPfinfo>();
+  private count = 0;
+
+  get size(): number {
+    return this.count + this.sparse.size;
+  }
+
+  set(pfn: number, type: XenDomctlPfinfo): this {
+    if (pfn >= SEEN_DENSE) {
+      this.sparse.set(pfn, type);
+      return this;
+    }
+    if (pfn >= this.dense.length) {
+      const grown = new Uint8Array(Math.min(SEEN_DENSE, Math.max(pfn + 1, this.dense.length * 2, 1024))).fill(NOT_NAMED);
+      grown.set(this.dense);
+      this.dense = grown;
+    }
+    if (this.dense[pfn] === NOT_NAMED) this.count++;
+    this.dense[pfn] = type;
+    return this;
+  }
+
+  get(pfn: number): XenDomctlPfinfo | undefined {
+    if (pfn >= SEEN_DENSE) return this.sparse.get(pfn);
+    const t = pfn < this.dense.length ? this.dense[pfn] : NOT_NAMED;
+    return t === NOT_NAMED ? undefined : t;
+  }
+
+  has(pfn: number): boolean {
+    return this.get(pfn) !== undefined;
+  }
+
+  /** Ascending pfns. */
+  *keys(): IterableIterator<number> {
+    for (const [pfn] of this) yield pfn;
+  }
+
+  /** [pfn, type], ascending pfns. */
+  *[Symbol.iterator](): IterableIterator<[number, XenDomctlPfinfo]> {
+    for (let pfn = 0; pfn < this.dense.length; pfn++) if (this.dense[pfn] !== NOT_NAMED) yield [pfn, this.dense[pfn]];
+    yield* [...this.sparse].sort((a, b) => a[0] - b[0]);
+  }
+}
+const NOT_NAMED = 0xff;
 
 /** Applies a reader's events to a RestoredImage. */
 export class ImageRestorer {
   readonly image: RestoredImage = {
-    pages: new Map(), pageTypes: new Map(), vcpus: new Map(),
+    pages: new Map(), pageTypes: new PfnTypes(), vcpus: new Map(),
     stats: { pageDataRecords: 0, pagesReceived: 0, pagesResent: 0, checkpoints: 0, optionalRecordsSkipped: 0, verifyMismatches: [] },
   };
   private verifying = false;
@@ -98,9 +150,6 @@ export class ImageRestorer {
   private buffering = false;
   private libxcBuffer: LibxcRecord[] = [];
   private libxlBuffer: LibxlRecord[] = [];
-  /** One byte per pfn received so far below SEEN_DENSE (resends are counted); the rest in a set. */
-  private seen = new Uint8Array(0);
-  private seenSparse: Set<number> | undefined;
   private readonly checkpointed: boolean;
   private readonly libxcOnly: boolean;
   private readonly pageSink: RestorePageSink | undefined;
@@ -179,24 +228,6 @@ export class ImageRestorer {
     else if (rec.type === LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE) this.image.seedXenstore = rec.state;
   }
 
-  /** Notes a pfn as received; whether it had been before. */
-  private received(pfn: number): boolean {
-    if (pfn >= SEEN_DENSE) {
-      this.seenSparse ??= new Set();
-      const had = this.seenSparse.has(pfn);
-      this.seenSparse.add(pfn);
-      return had;
-    }
-    if (pfn >= this.seen.length) {
-      const grown = new Uint8Array(Math.min(SEEN_DENSE, Math.max(pfn + 1, this.seen.length * 2, 1024)));
-      grown.set(this.seen);
-      this.seen = grown;
-    }
-    const had = this.seen[pfn] === 1;
-    this.seen[pfn] = 1;
-    return had;
-  }
-
   private vcpu(id: number): RestoredPvVcpu {
     let v = this.image.vcpus.get(id);
     if (!v) this.image.vcpus.set(id, (v = {}));
@@ -222,7 +253,7 @@ export class ImageRestorer {
         const runs = Boolean(rec.data && this.pageSink?.putRun && !this.verifying);
         for (const { pfn, type } of rec.pfns) {
           img.stats.pagesReceived++;
-          if (this.received(pfn)) img.stats.pagesResent++;
+          if (img.pageTypes.has(pfn)) img.stats.pagesResent++;
           img.pageTypes.set(pfn, type);
           if (runs && pageTypeHasStreamData(type)) {
             if (run && run.pfn + run.count === pfn) {
