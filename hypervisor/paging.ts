@@ -64,8 +64,11 @@ export class LogDirty {
   private bitmap: Uint8Array;
   private faultCount = 0;
   private dirtyCount = 0;
-  /** get_gpfn_from_mfn() for this domain's frames. */
-  private readonly pfnOf = new Map<Frame, number>();
+  /**
+   * get_gpfn_from_mfn() for this domain's frames: made when the hypervisor first marks a frame
+   * (a map of every frame costs a big guest's enable more than its fingerprints do).
+   */
+  private pfnOf: Map<Frame, number> | undefined;
   private readonly scratch = new Int32Array(2);
 
   constructor(private readonly d: Domain) {
@@ -75,7 +78,6 @@ export class LogDirty {
       if (!f) return;
       pageFingerprint(f, this.prints, pfn);
       this.frameAt[pfn] = f;
-      this.pfnOf.set(f, pfn);
     });
   }
 
@@ -93,6 +95,13 @@ export class LogDirty {
 
   /** paging_mark_dirty(): the hypervisor wrote this frame of the domain. */
   markDirtyFrame(f: Frame): void {
+    if (!this.pfnOf) {
+      const m = new Map<Frame, number>();
+      this.frameAt.forEach((g, pfn) => {
+        if (g) m.set(g, pfn);
+      });
+      this.pfnOf = m;
+    }
     const pfn = this.pfnOf.get(f) ?? this.d.p2m.indexOf(f);
     if (pfn < 0) return;
     this.setBit(pfn);
@@ -116,7 +125,7 @@ export class LogDirty {
       if (this.frameAt[pfn] !== f) {
         // Populated since enable: whatever it holds the saver has not sent.
         this.frameAt[pfn] = f;
-        this.pfnOf.set(f, pfn);
+        this.pfnOf?.set(f, pfn);
         pageFingerprint(f, this.prints, pfn);
         if (this.setBit(pfn)) this.faultCount++;
         continue;

@@ -81,7 +81,7 @@ export class MigrateListener {
     this.active = socket;
     // The receiver's own close is held back so the reason can follow what it wrote.
     const out = streamWriter(socket);
-    const held: PipeWriter = { write: (b) => out.write(b), drain: () => out.drain(), end: () => undefined };
+    const held: PipeWriter = { write: (b, release) => out.write(b, release), drain: () => out.drain(), end: () => undefined };
     const pipe = new MigratePipe(held, `migration stream from ${peer}`);
     socket.on('data', (c: Buffer) => pipe.push(c));
     socket.once('end', () => pipe.end());

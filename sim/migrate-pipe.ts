@@ -2,13 +2,25 @@
 // whatever carries them - a child's stdin/stdout (the ssh command), or a socket to another host's
 // control socket - feeds received chunks in with push()/end() and takes written bytes through the
 // writer it was made with. Reads take exact amounts, as xl's read_exact() does.
+//
+// Lending, both ways: a writer may lend its bytes (write with a release callback, as the stream
+// writer does with its PAGE_DATA buffers) - the transport gives them back once neither it nor the
+// other side will read them again, and until then the writer leaves them alone; without release
+// the bytes are the transport's to keep. A transport may lend what it delivers the same way
+// (push with a release): the pipe gives a chunk back once its reader has read past it and reads
+// again, so what readSome() returns is the reader's only until its next call on the pipe.
 import { ByteQueue } from '../domains/dom0/toolstack/migration/byte-queue.ts';
+import { copyOf } from '../domains/dom0/toolstack/migration/sr-record.ts';
 
 export class MigratePipeClosed extends Error {}
 
 export interface PipeWriter {
-  /** Queues bytes; false when the transport wants the writer to wait for drain(). */
-  write(bytes: Uint8Array): boolean;
+  /**
+   * Queues bytes; false when the transport wants the writer to wait for drain(). With `release`
+   * the bytes are lent: the transport calls it once (however the bytes end: read, written out,
+   * dropped) when nobody will read them again.
+   */
+  write(bytes: Uint8Array, release?: () => void): boolean;
   /** Resolves once the transport took what was queued (or at once if it is gone). */
   drain(): Promise<void>;
   /** No more bytes from this side. */
@@ -21,12 +33,21 @@ export class MigratePipe {
   private error: Error | undefined;
   private waiter: (() => void) | undefined;
   private full = false;
+  /** This side closed: nothing more is read, what arrives goes back at once. */
+  private dropped = false;
 
   constructor(private readonly out: PipeWriter, readonly name = 'migration stream') {}
 
-  /** Bytes from the other side, viewed rather than copied: the transport must not reuse the buffer. */
-  push(chunk: Uint8Array): void {
-    this.q.push(chunk);
+  /**
+   * Bytes from the other side, viewed rather than copied: without `release` the transport must not
+   * reuse the buffer; with it, it may once the pipe has called it.
+   */
+  push(chunk: Uint8Array, release?: () => void): void {
+    if (this.dropped) {
+      release?.();
+      return;
+    }
+    this.q.push(chunk, release);
     this.wake();
   }
 
@@ -51,15 +72,16 @@ export class MigratePipe {
     await new Promise<void>((r) => (this.waiter = r));
   }
 
-  /** Exactly n bytes; rejects if the other side closes first. */
+  /** Exactly n bytes (a copy of the reader's own); rejects if the other side closes first. */
   async readExact(n: number, what: string): Promise<Uint8Array> {
+    this.q.settle();
     while (this.q.length < n) {
       if (this.ended) {
         throw new MigratePipeClosed(`${this.name}: ${this.error ? this.error.message : 'unexpected end of file'} reading ${what} (${this.q.length} of ${n} bytes)`);
       }
       await this.more();
     }
-    return this.q.take(n).slice();
+    return copyOf(this.q.take(n));
   }
 
   /** Bytes received and not yet read (a transport's flow control may look). */
@@ -69,9 +91,11 @@ export class MigratePipe {
 
   /**
    * What has arrived (waiting for something), a chunk at a time as the transport delivered it -
-   * not copied, nor joined with the chunks after it - or null once the other side closed.
+   * not copied, nor joined with the chunks after it - or null once the other side closed. The
+   * bytes may be lent: they are the caller's only until its next read, unread() or close().
    */
   async readSome(): Promise<Uint8Array | null> {
+    this.q.settle();
     while (this.q.length === 0) {
       if (this.ended) return null;
       await this.more();
@@ -82,13 +106,15 @@ export class MigratePipe {
   /** Puts bytes back in front (what followed a stream's END belongs to the next read). */
   unread(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    const rest = this.q.takeAll();
-    this.q.push(bytes);
-    if (rest.length) this.q.push(rest.slice());
+    const rest = copyOf(this.q.takeAll());
+    this.q.settle();
+    this.q.push(copyOf(bytes));
+    if (rest.length) this.q.push(rest);
   }
 
-  write(bytes: Uint8Array): void {
-    if (!this.out.write(bytes)) this.full = true;
+  /** Sends bytes; with `release` they are lent (see PipeWriter.write). */
+  write(bytes: Uint8Array, release?: () => void): void {
+    if (!this.out.write(bytes, release)) this.full = true;
   }
 
   /** Waits for the transport to take what was written (flow control between batches). */
@@ -98,8 +124,10 @@ export class MigratePipe {
     await this.out.drain();
   }
 
-  /** Sends everything, then closes this side. */
+  /** Sends everything, then closes this side; nothing more is read (lent chunks go back). */
   async close(): Promise<void> {
+    this.dropped = true;
+    this.q.discard();
     await this.drain();
     this.out.end();
   }
@@ -108,7 +136,15 @@ export class MigratePipe {
 /** A writer over a Node stream (a socket, a child's stdin). */
 export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): PipeWriter {
   return {
-    write: (bytes) => (s.destroyed || s.writableEnded ? true : s.write(bytes)),
+    write: (bytes, release) => {
+      if (s.destroyed || s.writableEnded) {
+        release?.();
+        return true;
+      }
+      // The stream holds the bytes until they are flushed; its callback comes then, or with the
+      // error that ends it.
+      return release ? s.write(bytes, () => release()) : s.write(bytes);
+    },
     drain: () => (s.destroyed || s.writableEnded ? Promise.resolve() : new Promise<void>((r) => {
       const done = (): void => {
         s.off('drain', done);
@@ -153,8 +189,11 @@ export function linkedPipes(faults: LinkFaults = {}): { sender: MigratePipe; rec
   let receiverCut = false;
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
   const to = (peer: () => MigratePipe, faulty: boolean): PipeWriter => ({
-    write: (b) => {
-      if ((faulty ? senderCut : receiverCut) || peer().closed) return true;
+    write: (b, release) => {
+      if ((faulty ? senderCut : receiverCut) || peer().closed) {
+        release?.();
+        return true;
+      }
       if (faulty && later?.when()) {
         cutAfter = Math.min(cutAfter, sent + later.bytes);
         later = undefined;
@@ -164,11 +203,13 @@ export function linkedPipes(faults: LinkFaults = {}): { sender: MigratePipe; rec
         senderCut = true;
         faults.onFault?.('lost', sent);
         peer().end(new Error('connection reset'));
+        release?.();
         return true;
       }
       if (faulty && sent + b.length > cutAfter) {
         const room = Math.max(0, cutAfter - sent);
-        if (room > 0) peer().push(b.slice(0, room));
+        if (room > 0) peer().push(copyOf(b, 0, room));
+        release?.();
         sent += room;
         senderCut = true;
         receiverCut = true;
@@ -178,7 +219,10 @@ export function linkedPipes(faults: LinkFaults = {}): { sender: MigratePipe; rec
         return true;
       }
       if (faulty) sent += b.length;
-      peer().push(b.slice());
+      // Lent bytes pass through lent (the receiver gives them back); others are copied, as a
+      // kernel's pipe would.
+      if (release) peer().push(b, release);
+      else peer().push(copyOf(b));
       return true;
     },
     drain: () => new Promise((r) => setImmediate(r)),

@@ -107,7 +107,7 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   }
   const d = xl.rt.host.domains.get(domid)!;
   const x = xl.domains.get(domid)!;
-  const w = new SaveStreamWriter((c) => pipe.write(c), saveStreamOptions(d, config));
+  const w = new SaveStreamWriter((c, release) => pipe.write(c, release), saveStreamOptions(d, config));
   let suspendedAt: number | undefined;
   let sentAtLastBatch = 0;
   const live: LiveDomain = {
@@ -223,7 +223,7 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
   const early: SaveStreamEvent[] = [];
   let target: { built: BuiltDomain & { domain: Domain }; cfg: DomainConfig; filler: FrameFiller } | undefined;
   const sink: RestorePageSink = {
-    put: (pfn, bytes) => target!.filler.put(pfn, bytes),
+    put: (pfn, src, offset) => target!.filler.put(pfn, src, offset),
     get: (pfn) => target!.filler.get(pfn),
     drop: (pfn) => target!.filler.drop(pfn),
   };
@@ -238,13 +238,15 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
         reader.end();
         continue;
       }
-      for (const ev of reader.push(chunk)) {
+      // The chunk may be lent (the pipe takes it back at its next read): the reader copies what
+      // it still needs of it, the restorer the pages it keeps; PV pages go straight into frames.
+      for (const ev of reader.push(chunk, true)) {
         if (!restorer) {
           // The domain header says which way: the events before it wait for the restorer.
           early.push(ev);
           if (!('imageHeader' in ev)) continue;
           streaming = ev.domainHeader.type === DhdrType.DHDR_TYPE_X86_PV;
-          restorer = new ImageRestorer(false, false, streaming ? sink : undefined);
+          restorer = new ImageRestorer({ pageSink: streaming ? sink : undefined, lent: true });
           for (const e of early.splice(0)) restorer.apply(e);
           continue;
         }

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
 import type { RestorePageSink, RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
-import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterIo, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -117,10 +117,10 @@ export function savedPage(d: Domain, pfn: number): GuestPage {
  * ACPI registers are the hypervisor's model: no emulator records, as for a PVH guest.)
  */
 export function saveDomain(
-  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink, io: SaveStreamWriterIo = {},
+  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink,
 ): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config), io);
+  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config));
   w.start();
   let pages = 0;
   const batch: GuestPage[] = [];
@@ -205,6 +205,14 @@ function checkImageFits(d: Domain, img: RestoredImage): void {
   }
 }
 
+/** One Uint8Array over each extent's whole buffer, made once. */
+const wholeViews = new WeakMap<SharedArrayBuffer, Uint8Array>();
+function bufferBytes(sab: SharedArrayBuffer): Uint8Array {
+  let v = wholeViews.get(sab);
+  if (!v) wholeViews.set(sab, (v = new Uint8Array(sab)));
+  return v;
+}
+
 /**
  * xc_domain_restore's memory part as the stream arrives (process_page_data()): each page goes
  * into the new domain's frame at once, so the receiver holds no copy of the guest's memory. A pfn
@@ -217,11 +225,31 @@ export class FrameFiller implements RestorePageSink {
     this.filled = new Uint8Array(d.p2m.length);
   }
 
-  put(pfn: number, bytes: Uint8Array): void {
-    const f = this.d.p2m[pfn];
-    if (!f) throw new Error(`pfn 0x${pfn.toString(16)} of the image is not populated in domain ${this.d.domid}`);
-    f.bytes.set(bytes);
-    this.filled[pfn] = 1;
+  put(pfn: number, src: Uint8Array, offset: number): void {
+    this.putRun(pfn, 1, src, offset);
+  }
+
+  /**
+   * Pages pfn..pfn+count-1, back to back in src from offset: frames consecutive in one buffer (a
+   * big guest's extents) take their part in one copy - a view per 4 KiB page costs more than its
+   * copy.
+   */
+  putRun(pfn: number, count: number, src: Uint8Array, offset: number): void {
+    for (let i = 0; i < count;) {
+      const f = this.d.p2m[pfn + i];
+      if (!f) throw new Error(`pfn 0x${(pfn + i).toString(16)} of the image is not populated in domain ${this.d.domid}`);
+      let n = 1;
+      while (i + n < count) {
+        const g = this.d.p2m[pfn + i + n];
+        if (!g || g.sab !== f.sab || g.offset !== f.offset + n * PAGE_SIZE) break;
+        n++;
+      }
+      const from = offset + i * PAGE_SIZE;
+      if (n === 1) f.bytes.set(src.subarray(from, from + PAGE_SIZE));
+      else bufferBytes(f.sab).set(src.subarray(from, from + n * PAGE_SIZE), f.offset);
+      this.filled.fill(1, pfn + i, pfn + i + n);
+      i += n;
+    }
   }
 
   get(pfn: number): Uint8Array | undefined {

@@ -307,8 +307,12 @@ export class Xl {
       const fd = openSync(file, 'w');
       let saved;
       try {
-        // Written as it is made: writeSync is done with each chunk when it returns.
-        saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs(), hash: opts.hash }, (chunk) => writeAll(fd, chunk), { reuseBatchBuffer: true });
+        // Written as it is made: writeSync is done with each chunk when it returns, so a lent
+        // PAGE_DATA buffer goes back at once and one serves every batch.
+        saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs(), hash: opts.hash }, (chunk, release) => {
+          writeAll(fd, chunk);
+          release?.();
+        });
       } finally {
         closeSync(fd);
       }

@@ -140,7 +140,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     try {
       saved = readKernelState(k.page(KERNEL_STATE_GFN), k.startInfo.nr_pages);
       const rings = saved.frontends.flatMap((f) => (f.ring ? [f.ring.gfn] : []));
-      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns), ...rings]) k.reservePage(gfn);
+      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns), ...rings]) k.reserve(gfn);
     } catch (e) {
       // Memory that is not what this kernel left: nothing to resume from (Linux would oops).
       k.trace({ kind: 'oops', where: 'resume', error: e instanceof Error ? e.message : String(e) });

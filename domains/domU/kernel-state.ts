@@ -118,7 +118,8 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
   const isRun = (r: unknown): r is [number, number] => Array.isArray(r) && r.length === 2 && isInt(r[0], nrPages - 1) && isInt(r[1], nrPages) && r[1] > 0;
   if (!runs.every(isRun) || runs.reduce((n: number, r) => n + (r as [number, number])[1], 0) > nrPages) throw new KernelStateError('kernel state: bad workload pages');
   const workload = (runs as [number, number][]).flatMap(([first, count]) => Array.from({ length: count }, (_, i) => first + i));
-  if (!workload.every(gfn) || new Set(workload).size !== workload.length) throw new KernelStateError('kernel state: bad workload pages');
+  const named = new Uint8Array(nrPages);
+  if (!workload.every((g) => gfn(g) && named[g]++ === 0)) throw new KernelStateError('kernel state: bad workload pages');
   o.workload = workload;
   for (const w of o.watches as Record<string, unknown>[]) {
     if (typeof w !== 'object' || w === null || !isStr(w.path) || !isStr(w.token) || typeof w.reread !== 'boolean' || !isInt(w.delayNs)

@@ -68,6 +68,12 @@ export class Kernel {
   readonly startInfo: StartInfo;
   readonly rng: Prng;
   private readonly hc: HypercallPort;
+  /**
+   * This domain's memory as its boot record gives it (runs of consecutive gfns in one buffer,
+   * ascending), and the views of its pages made so far: a view is made when a page is first used
+   * (a 1 GiB guest has 262,144 pages, and a view of a shared buffer costs microseconds to make).
+   */
+  private readonly runs: readonly { readonly gfn: number; readonly count: number; readonly sab: SharedArrayBuffer; readonly offset: number }[];
   private readonly pages = new Map<number, Uint8Array>();
   /** Pages of other domains this kernel mapped, by grant handle. */
   private readonly foreign = new Map<number, Uint8Array>();
@@ -109,7 +115,10 @@ export class Kernel {
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
     this.evtchn = new Evtchn2l(boot.sharedInfo);
-    for (const p of boot.pages) for (let i = 0; i < p.count; i++) this.pages.set(p.gfn + i, new Uint8Array(p.sab, p.offset + i * XEN_PAGE_SIZE, XEN_PAGE_SIZE));
+    this.runs = [...boot.pages].sort((a, b) => a.gfn - b.gfn);
+    for (let i = 1; i < this.runs.length; i++) {
+      if (this.runs[i].gfn < this.runs[i - 1].gfn + this.runs[i - 1].count) throw new Error(`domain ${this.domid}: boot page runs overlap at gfn ${this.runs[i].gfn}`);
+    }
     this.mode = boot.mode ?? 'free';
     this.routes = boot.evtchnRoutes ? new Int32Array(boot.evtchnRoutes) : undefined;
     this.tracing = boot.tracing ?? false;
@@ -198,20 +207,50 @@ export class Kernel {
 
   /** One of this domain's own pages. */
   page(gfn: number): Uint8Array {
-    const p = this.pages.get(gfn);
-    if (!p) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
+    let p = this.pages.get(gfn);
+    if (!p) {
+      const r = this.runOf(gfn);
+      if (!r) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
+      p = new Uint8Array(r.sab, r.offset + (gfn - r.gfn) * XEN_PAGE_SIZE, XEN_PAGE_SIZE);
+      this.pages.set(gfn, p);
+    }
     return p;
   }
 
+  /** The run holding gfn (binary search), or undefined. */
+  private runOf(gfn: number): (typeof this.runs)[number] | undefined {
+    let lo = 0;
+    let hi = this.runs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = this.runs[mid];
+      if (gfn < r.gfn) hi = mid - 1;
+      else if (gfn >= r.gfn + r.count) lo = mid + 1;
+      else return r;
+    }
+    return undefined;
+  }
+
   private freeGfns: number[] | undefined;
-  /** The gfns in freeGfns still free: reservePage takes one out in O(1), allocPage skips it. */
-  private freeSet: Set<number> | undefined;
+  /** Which gfns in freeGfns are still free (1), by gfn: reservePage takes one out in O(1), allocPage skips it. */
+  private freeSet: Uint8Array | undefined;
 
   private freeList(): number[] {
     if (!this.freeGfns) {
       const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
-      this.freeGfns = [...this.pages.keys()].filter((g) => !special.has(g)).sort((a, b) => b - a);
-      this.freeSet = new Set(this.freeGfns);
+      const last = this.runs.at(-1);
+      const free: number[] = [];
+      this.freeSet = new Uint8Array(last ? last.gfn + last.count : 0);
+      // Descending, so that pop() hands out the lowest gfn first.
+      for (let i = this.runs.length - 1; i >= 0; i--) {
+        const r = this.runs[i];
+        for (let g = r.gfn + r.count - 1; g >= r.gfn; g--) {
+          if (special.has(g)) continue;
+          free.push(g);
+          this.freeSet[g] = 1;
+        }
+      }
+      this.freeGfns = free;
     }
     return this.freeGfns;
   }
@@ -221,9 +260,9 @@ export class Kernel {
     const free = this.freeList();
     let gfn: number | undefined;
     do gfn = free.pop();
-    while (gfn !== undefined && !this.freeSet!.has(gfn));
+    while (gfn !== undefined && this.freeSet![gfn] !== 1);
     if (gfn === undefined) throw new HypercallFailed('allocPage', 'out of memory');
-    this.freeSet!.delete(gfn);
+    this.freeSet![gfn] = 0;
     const bytes = this.page(gfn);
     bytes.fill(0);
     return { gfn, bytes };
@@ -234,16 +273,22 @@ export class Kernel {
    * occupies at a fixed place (what a resumed kernel finds there is what it left before suspend).
    */
   reservePage(gfn: number): Uint8Array {
-    const bytes = this.page(gfn);
+    this.reserve(gfn);
+    return this.page(gfn);
+  }
+
+  /** reservePage() without making a view of the page (a resumed kernel reserves every page its workload had). */
+  reserve(gfn: number): void {
+    if (!this.runOf(gfn)) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
     this.freeList();
-    if (!this.freeSet!.delete(gfn)) throw new RangeError(`gfn ${gfn} is not free to reserve`);
-    return bytes;
+    if (this.freeSet![gfn] !== 1) throw new RangeError(`gfn ${gfn} is not free to reserve`);
+    this.freeSet![gfn] = 0;
   }
 
   freePage(gfn: number): void {
-    if (!this.freeGfns || this.freeSet!.has(gfn)) return;
+    if (!this.freeGfns || this.freeSet![gfn] === 1 || !this.runOf(gfn)) return;
     this.freeGfns.push(gfn);
-    this.freeSet!.add(gfn);
+    this.freeSet![gfn] = 1;
   }
 
   // ---------------------------------------------------------------- hypercalls

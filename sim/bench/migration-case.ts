@@ -5,7 +5,8 @@
 // writes of as many bytes, this machine's ceiling for what save and migrate do with them.
 import { Buffer } from 'node:buffer';
 import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HostRuntime } from '../host-runtime.ts';
@@ -13,7 +14,10 @@ import { MigratePipe, type PipeWriter } from '../migrate-pipe.ts';
 import { Xl } from '../xl.ts';
 import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
-import type { Frame } from '../../hypervisor/memory.ts';
+import { EXTENT_PAGES, Frame, type Mfn } from '../../hypervisor/memory.ts';
+import { pageFingerprint } from '../../hypervisor/paging.ts';
+import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { memOf } from './common.ts';
 
 export interface MigrationCase {
@@ -42,9 +46,34 @@ export interface MigrationCaseResult {
   /** Populated pages whose contents differ between source and destination (migrate). */
   readonly mismatched?: number;
   readonly compared?: number;
-  /** Reference only: the ceilings, GB/s. */
-  readonly reference?: { readonly memcpyWarm: number; readonly memcpyFresh: number; readonly write: number };
+  /**
+   * Reference only, GB/s: the ceilings (copies, writes), and two costs of the hypervisor model
+   * over as many bytes: one log-dirty fingerprint pass (an idle migration makes three: at enable,
+   * after round 1, after suspend) and making a 4 KiB view per frame (a domain's build).
+   */
+  readonly reference?: { readonly memcpyWarm: number; readonly memcpyFresh: number; readonly write: number; readonly fingerprint: number; readonly frameViews: number };
   readonly fillMs?: number;
+  /**
+   * Migrate only: wall time inside two of the hypervisor model's costs - log-dirty's shadow ops
+   * at the source (enable and each CLEAN fingerprint every page) and the destination's frame
+   * allocation (a Frame, a view of a shared buffer, per page).
+   */
+  readonly logDirtyMs?: number;
+  readonly frameAllocMs?: number;
+}
+
+/** Adds the wall time of each call of obj[name] to spent.ms (a bench probe, not product code). */
+function timeCalls<T extends object, K extends keyof T>(obj: T, name: K, spent: { ms: number }, only: (...args: never[]) => boolean = () => true): void {
+  const orig = obj[name] as (...args: unknown[]) => unknown;
+  (obj as Record<K, unknown>)[name] = (...args: unknown[]): unknown => {
+    if (!only(...(args as never[]))) return orig.apply(obj, args);
+    const t = performance.now();
+    try {
+      return orig.apply(obj, args);
+    } finally {
+      spent.ms += performance.now() - t;
+    }
+  };
 }
 
 const PAGES_PER_MIB = 256;
@@ -99,15 +128,17 @@ function dirtyingPolicy(xl: Xl, domid: number): PrecopyPolicy {
 const PIPE_WINDOW = 8 * 1024 * 1024;
 
 /**
- * Two pipe ends joined in memory: the writer's chunks are its own fresh buffers, passed as they
- * are; a writer more than PIPE_WINDOW ahead of its reader waits (drain) as on a socket.
+ * Two pipe ends joined in memory: the writer's chunks are passed as they are, lent ones lent on
+ * (the reader's pipe gives them back once read past); a writer more than PIPE_WINDOW ahead of its
+ * reader waits (drain) as on a socket.
  */
 function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
   const link: { sender?: MigratePipe; receiver?: MigratePipe } = {};
   const to = (peer: () => MigratePipe, copyTo?: number): PipeWriter => ({
-    write: (b) => {
+    write: (b, release) => {
       if (copyTo !== undefined) writeSync(copyTo, b);
-      if (!peer().closed) peer().push(b);
+      if (!peer().closed) peer().push(b, release);
+      else release?.();
       return peer().queued < PIPE_WINDOW;
     },
     drain: async () => {
@@ -120,15 +151,35 @@ function pipes(tee?: number): { sender: MigratePipe; receiver: MigratePipe } {
   return link as { sender: MigratePipe; receiver: MigratePipe };
 }
 
+/**
+ * XENSIM_BENCH_CPUPROF=DIR: a CPU profile of the timed part alone (not the hosts' boot or the
+ * guest's fill) into DIR/NAME.cpuprofile; returns the function that stops and writes it.
+ */
+async function profileStart(): Promise<((name: string) => Promise<void>) | undefined> {
+  const dir = process.env.XENSIM_BENCH_CPUPROF;
+  if (!dir) return undefined;
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (name) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(join(dir, `${name}.cpuprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
+}
+
 async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
   const baseRss = memOf(process.pid).rss;
   const { rt, xl } = await host(1, c.mib);
   try {
     const { domid, fillMs } = await guest(xl, c);
     const file = join(c.dir, `save-${c.mib}-${c.workload}.xl`);
+    const prof = await profileStart();
     const t0 = performance.now();
     const r = await xl.save(domid, file, { hash: false });
     const wallMs = performance.now() - t0;
+    await prof?.(`save-${c.mib}-${c.workload}`);
     if (!process.env.XENSIM_BENCH_KEEP) rmSync(file, { force: true });
     return { op: c.op, mib: c.mib, workload: c.workload, bytes: r.bytes, wallMs, rounds: [r.pages], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm, fillMs };
   } finally {
@@ -151,11 +202,16 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     const tee = process.env.XENSIM_BENCH_KEEP ? openSync(join(c.dir, `migrate-${c.mib}-${c.workload}.xl`), 'w') : undefined;
     const { sender, receiver } = pipes(tee);
 
-
+    const logDirty = { ms: 0 };
+    const frameAlloc = { ms: 0 };
+    timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
+    timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
+    const prof = await profileStart();
     const t0 = performance.now();
     const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
     const [sent, got] = await Promise.all([migrateSend(a.xl, domid, sender, { hash: false, policy }), migrateReceive(b.xl, receiver, { hash: false })]);
     const wallMs = performance.now() - t0;
+    await prof?.(`migrate-${c.mib}-${c.workload}`);
 
     const peakRss = memOf(process.pid).hwm;
     // The destination's kernel has run since (its store and console rings): those two aside,
@@ -171,7 +227,7 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     });
     return {
       op: c.op, mib: c.mib, workload: c.workload, bytes: sent.bytes, wallMs, rounds: sent.rounds, liveRounds: sent.liveRounds,
-      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs,
+      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs, logDirtyMs: logDirty.ms, frameAllocMs: frameAlloc.ms,
     };
   } finally {
     await a.rt.shutdown();
@@ -215,9 +271,16 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   closeSync(fd);
   const writeMs = performance.now() - t0;
   rmSync(file, { force: true });
+  const t1 = performance.now();
+  const frames = src.flatMap((s, e) => Array.from({ length: EXTENT_PAGES }, (_, i) => new Frame((e * EXTENT_PAGES + i) as Mfn, s.buffer as SharedArrayBuffer, undefined, i * XEN_PAGE_SIZE)));
+  const viewsMs = performance.now() - t1;
+  const prints = new Int32Array(2 * frames.length);
+  const t2 = performance.now();
+  frames.forEach((f, i) => pageFingerprint(f, prints, i));
+  const fingerprintMs = performance.now() - t2;
   return {
     op: c.op, mib: c.mib, workload: c.workload, bytes, wallMs: writeMs, rounds: [], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm,
-    reference: { memcpyWarm: gbps(warmMs), memcpyFresh: gbps(freshMs), write: gbps(writeMs) },
+    reference: { memcpyWarm: gbps(warmMs), memcpyFresh: gbps(freshMs), write: gbps(writeMs), fingerprint: gbps(fingerprintMs), frameViews: gbps(viewsMs) },
   };
 }
 

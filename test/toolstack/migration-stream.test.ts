@@ -211,6 +211,17 @@ describe('migration stream: round trip through the restorer', () => {
     assert.equal(img.stats.pagesResent, 4);
   });
 
+  it('a pfn far above the guest (2^51, the stream allows 52 bits) is kept without sizing anything by it', () => {
+    const base = pvImage(4);
+    const far = 2 ** 51;
+    const img = readAll(bytesOf({ ...base, checkpoints: [{ ...base.checkpoints[0], rounds: [pages(0, 4), [page(far), page(2, 1)], [page(far, 1)]] }] }));
+    assert.deepEqual(img.pages.get(far), pageBytes(far, 1));
+    assert.deepEqual([...img.pageTypes.keys()], [0, 1, 2, 3, far], 'ascending');
+    assert.equal(img.pageTypes.get(far), XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB);
+    assert.equal(img.pageTypes.get(far + 1), undefined);
+    assert.equal(img.stats.pagesResent, 2);
+  });
+
   it('VERIFY: the resent pages are compared, not applied, and differences are listed', () => {
     const base = pvImage(20);
     const img = readAll(bytesOf({ ...base, verify: [...pages(0, 19), page(19, 9)] }));

@@ -1,10 +1,23 @@
 // The bytes of a migration stream as they arrive (a file read at once, or a socket's chunks), taken
 // in exact amounts as Xen's read_exact() takes them. Nothing is allocated from a length the stream
 // claims: a take() is only served from bytes already received.
+//
+// A chunk may be lent (pushed with a release callback): its owner will reuse its buffer once the
+// queue gives it back. take() hands out views of chunks, so a lent chunk is given back only when
+// it has been read to its end AND the consumer has said it is done with every view it took
+// (settle()) - or, for the unread rest of a chunk the consumer cannot wait for, after keepUnread()
+// has copied that rest into memory of the queue's own.
 import assert from 'node:assert/strict';
+import { copyOf } from './sr-record.ts';
+
+interface Chunk {
+  readonly bytes: Uint8Array;
+  /** A lent chunk's way back to its owner (called once); undefined for a chunk that is the queue's. */
+  readonly release?: () => void;
+}
 
 export class ByteQueue {
-  private chunks: Uint8Array[] = [];
+  private chunks: Chunk[] = [];
   /** Index of the first chunk with unread bytes (chunks before it are spent). */
   private first = 0;
   /** Offset of the first unread byte in chunks[first]. */
@@ -13,6 +26,10 @@ export class ByteQueue {
   private queued = 0;
   /** Bytes taken since the start of the stream (error messages give offsets). */
   private taken = 0;
+  /** Lent chunks read to their end (or copied), given back at the next settle(). */
+  private spent: (() => void)[] = [];
+  /** Chunks before this index are none of them lent any more (keepUnread() has been there). */
+  private ownedTo = 0;
 
   get length(): number {
     return this.queued;
@@ -22,10 +39,17 @@ export class ByteQueue {
     return this.taken;
   }
 
-  /** Queues a chunk. It is viewed, not copied: the caller must not reuse its buffer. */
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
+  /**
+   * Queues a chunk. It is viewed, not copied. Without `release` it is the queue's from now on (the
+   * caller must not reuse its buffer); with it, it is lent: the queue calls `release` exactly once,
+   * after which the owner may overwrite it.
+   */
+  push(chunk: Uint8Array, release?: () => void): void {
+    if (chunk.length === 0) {
+      release?.();
+      return;
+    }
+    this.chunks.push({ bytes: chunk, release });
     this.queued += chunk.length;
   }
 
@@ -36,8 +60,8 @@ export class ByteQueue {
     this.taken += n;
     if (n === 0) return new Uint8Array(0);
     const first = this.chunks[this.first];
-    if (first.length - this.head >= n) {
-      const view = first.subarray(this.head, this.head + n);
+    if (first.bytes.length - this.head >= n) {
+      const view = first.bytes.subarray(this.head, this.head + n);
       this.advance(first, n);
       return view;
     }
@@ -45,8 +69,8 @@ export class ByteQueue {
     let filled = 0;
     while (filled < n) {
       const chunk = this.chunks[this.first];
-      const part = Math.min(chunk.length - this.head, n - filled);
-      out.set(chunk.subarray(this.head, this.head + part), filled);
+      const part = Math.min(chunk.bytes.length - this.head, n - filled);
+      out.set(chunk.bytes.subarray(this.head, this.head + part), filled);
       filled += part;
       this.advance(chunk, part);
     }
@@ -57,7 +81,7 @@ export class ByteQueue {
   takeChunk(): Uint8Array {
     if (this.queued === 0) return new Uint8Array(0);
     const first = this.chunks[this.first];
-    return this.take(first.length - this.head);
+    return this.take(first.bytes.length - this.head);
   }
 
   /** Everything still queued (bytes that follow the stream, e.g. xl's next channel message). */
@@ -65,14 +89,53 @@ export class ByteQueue {
     return this.take(this.queued);
   }
 
-  private advance(chunk: Uint8Array, n: number): void {
+  /** The consumer holds no view of what it took so far: every lent chunk read to its end goes back. */
+  settle(): void {
+    const spent = this.spent;
+    this.spent = [];
+    for (const release of spent) release();
+  }
+
+  /**
+   * The lent chunks' unread bytes become the queue's own (copied), so that their owners may have
+   * them back at the next settle() although they were not read to their end.
+   */
+  keepUnread(): void {
+    for (let i = Math.max(this.first, this.ownedTo); i < this.chunks.length; i++) {
+      const c = this.chunks[i];
+      if (!c.release) continue;
+      this.chunks[i] = { bytes: copyOf(c.bytes, i === this.first ? this.head : 0) };
+      if (i === this.first) this.head = 0;
+      this.spent.push(c.release);
+    }
+    this.ownedTo = this.chunks.length;
+  }
+
+  /** Drops everything unread (the stream is abandoned); lent chunks go back at once. */
+  discard(): void {
+    for (let i = this.first; i < this.chunks.length; i++) {
+      const release = this.chunks[i].release;
+      if (release) this.spent.push(release);
+    }
+    this.taken += this.queued;
+    this.queued = 0;
+    this.chunks = [];
+    this.first = 0;
+    this.head = 0;
+    this.ownedTo = 0;
+    this.settle();
+  }
+
+  private advance(chunk: Chunk, n: number): void {
     this.head += n;
-    if (this.head === chunk.length) {
+    if (this.head === chunk.bytes.length) {
+      if (chunk.release) this.spent.push(chunk.release);
       this.first++;
       this.head = 0;
       // Drop spent chunks in bulk, so a long queue costs O(1) per chunk rather than a shift each.
       if (this.first >= 64 && this.first * 2 >= this.chunks.length) {
         this.chunks = this.chunks.slice(this.first);
+        this.ownedTo = Math.max(0, this.ownedTo - this.first);
         this.first = 0;
       }
     }

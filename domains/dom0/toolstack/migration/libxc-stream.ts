@@ -4,7 +4,7 @@
 // Xen's restore (xg_sr_restore*.c) refuses and also what Debian's verify-stream-v2 refuses
 // (non-zero reserved fields and padding, which Xen only ignores), so a stream this reader accepts
 // is one both accept. Record order is checked by the stream reader, not here.
-import { REC_LENGTH_MAX, frameRecord, view } from './sr-record.ts';
+import { REC_LENGTH_MAX, copyOf, frameRecord, view } from './sr-record.ts';
 
 // ---- Image header (always big-endian) ----
 
@@ -97,7 +97,6 @@ export enum XenDomctlPfinfo {
 }
 export const PAGE_DATA_PFN_MASK = (1n << 52n) - 1n;
 const PAGE_DATA_TYPE_SHIFT = 60n;
-const PAGE_DATA_RESERVED_MASK = ((1n << 60n) - 1n) & ~PAGE_DATA_PFN_MASK;
 
 /** is_known_page_type(). */
 export const isKnownPageType = (t: number): boolean => Number.isInteger(t) && t >= 0 && t <= 0xf && !(t >= 0x5 && t <= 0x8);
@@ -108,8 +107,16 @@ export interface PageDataRecord {
   readonly type: LibxcRecType.REC_TYPE_PAGE_DATA;
   /** pfn[i] and its XEN_DOMCTL_PFINFO_* type, in stream order. */
   readonly pfns: readonly { readonly pfn: number; readonly type: XenDomctlPfinfo }[];
-  /** One 4 KiB page for each pfn whose type has stream data, in pfn order. */
+  /**
+   * One 4 KiB page for each pfn whose type has stream data, in pfn order. Decoded, they are views
+   * of the stream's bytes (see decodeLibxcRecord), made when first asked for.
+   */
   readonly pages: readonly Uint8Array[];
+  /**
+   * Decoded records: the same pages back to back (page i at i * PAGE_SIZE), a view of the stream's
+   * bytes - the restorer copies each page from here without a view of it.
+   */
+  readonly data?: Uint8Array;
 }
 
 export interface X86PvInfoRecord {
@@ -444,6 +451,9 @@ function expectEmpty(name: string, body: Uint8Array): void {
 /**
  * Decodes one record body (without padding) of a stream of the given image version. Unknown
  * mandatory types are refused ("Mandatory record not handled"); unknown optional ones are kept.
+ * The record owns its bytes (copies: the stream's buffers may be reused once it is decoded),
+ * except PAGE_DATA's pages, views of `body` - the one record big enough for a copy to matter,
+ * whose pages the restorer puts straight into frames.
  */
 export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3): LibxcRecord {
   if (body.length > REC_LENGTH_MAX) throw new RecordError(`length ${body.length} exceeds max (${REC_LENGTH_MAX})`);
@@ -480,18 +490,18 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
     case LibxcRecType.REC_TYPE_X86_PV_VCPU_MSRS: {
       if (body.length < 8) throw new RecordError(`${libxcRecName(type)} record truncated: length ${body.length}, header size 8`);
       if (v.getUint32(4, true) !== 0) throw new RecordError(`Reserved bits set in ${libxcRecName(type)} record`);
-      return { type, vcpuId: v.getUint32(0, true), context: body.subarray(8) };
+      return { type, vcpuId: v.getUint32(0, true), context: copyOf(body, 8) };
     }
     case LibxcRecType.REC_TYPE_SHARED_INFO:
       if (body.length !== PAGE_SIZE) throw new RecordError(`SHARED_INFO record wrong size: length ${body.length}, expected ${PAGE_SIZE}`);
-      return { type, sharedInfo: body };
+      return { type, sharedInfo: copyOf(body) };
     case LibxcRecType.REC_TYPE_X86_TSC_INFO:
       if (body.length !== 24) throw new RecordError(`X86_TSC_INFO record wrong size: length ${body.length}, expected 24`);
       if (v.getUint32(20, true) !== 0) throw new RecordError('Reserved bits set in X86_TSC_INFO');
       return { type, mode: v.getUint32(0, true), khz: v.getUint32(4, true), nsec: v.getBigUint64(8, true), incarnation: v.getUint32(16, true) };
     case LibxcRecType.REC_TYPE_HVM_CONTEXT:
       if (body.length === 0) throw new RecordError('Zero length HVM context');
-      return { type, context: body };
+      return { type, context: copyOf(body) };
     case LibxcRecType.REC_TYPE_HVM_PARAMS: {
       if (body.length < 8) throw new RecordError(`HVM_PARAMS record truncated: length ${body.length}, header size 8`);
       const count = v.getUint32(0, true);
@@ -500,7 +510,7 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
       return { type, params: Array.from({ length: count }, (_, i) => ({ index: v.getBigUint64(8 + 16 * i, true), value: v.getBigUint64(16 + 16 * i, true) })) };
     }
     case LibxcRecType.REC_TYPE_TOOLSTACK:
-      return { type, data: body };
+      return { type, data: copyOf(body) };
     case LibxcRecType.REC_TYPE_CHECKPOINT_DIRTY_PFN_LIST:
       if (body.length % 8 !== 0) throw new RecordError(`CHECKPOINT_DIRTY_PFN_LIST length ${body.length} is not a multiple of 8`);
       return { type, pfns: u64s(body, 0, body.length / 8) };
@@ -523,7 +533,7 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
       return { type, msrs: Array.from({ length: n }, (_, i) => ({ idx: v.getUint32(i * size, true), flags: v.getUint32(i * size + 4, true), val: v.getBigUint64(i * size + 8, true) })) };
     }
     default:
-      if (type & REC_TYPE_OPTIONAL) return { type: 'optional', recType: type >>> 0, body };
+      if (type & REC_TYPE_OPTIONAL) return { type: 'optional', recType: type >>> 0, body: copyOf(body) };
       throw new RecordError(`Mandatory record 0x${type.toString(16)} (${libxcRecName(type)}) not handled`);
   }
 }
@@ -540,17 +550,28 @@ function decodePageData(body: Uint8Array): PageDataRecord {
   const pfns: { pfn: number; type: XenDomctlPfinfo }[] = [];
   let withData = 0;
   for (let i = 0; i < count; i++) {
-    const word = v.getBigUint64(8 + 8 * i, true);
-    const pfn = Number(word & PAGE_DATA_PFN_MASK);
-    const type = Number(word >> PAGE_DATA_TYPE_SHIFT);
-    if (word & PAGE_DATA_RESERVED_MASK) throw new RecordError(`Reserved bits set in pfn[${i}]: 0x${word.toString(16).padStart(16, '0')}`);
+    // The word as two halves (no BigInt a page): pfn in bits 0-51, reserved 52-59, type 60-63.
+    const lo = v.getUint32(8 + 8 * i, true);
+    const hi = v.getUint32(12 + 8 * i, true);
+    const pfn = lo + (hi & 0xfffff) * 0x1_0000_0000;
+    const type = hi >>> 28;
+    if (hi & 0x0ff00000) {
+      const word = v.getBigUint64(8 + 8 * i, true);
+      throw new RecordError(`Reserved bits set in pfn[${i}]: 0x${word.toString(16).padStart(16, '0')}`);
+    }
     if (!isKnownPageType(type)) throw new RecordError(`Unknown type 0x${(type << 28 >>> 0).toString(16)} for pfn 0x${pfn.toString(16)} (index ${i})`);
     if (pageTypeHasStreamData(type)) withData++;
     pfns.push({ pfn, type });
   }
   const expected = 8 + 8 * count + PAGE_SIZE * withData;
   if (body.length !== expected) throw new RecordError(`PAGE_DATA record wrong size: length ${body.length}, expected 8 + ${8 * count} + ${PAGE_SIZE * withData}`);
-  const base = 8 + 8 * count;
-  const pages = Array.from({ length: withData }, (_, i) => body.subarray(base + i * PAGE_SIZE, base + (i + 1) * PAGE_SIZE));
-  return { type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, pages };
+  const data = body.subarray(8 + 8 * count);
+  let pages: Uint8Array[] | undefined;
+  return {
+    type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, data,
+    get pages() {
+      pages ??= Array.from({ length: withData }, (_, i) => data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
+      return pages;
+    },
+  };
 }

@@ -3,7 +3,7 @@
 // empty marker after which the libxc stream follows inline; the emulator records carry QEMU's
 // xenstore keys and device state for HVM guests. Decoders refuse what libxl_stream_read.c refuses
 // and what verify-stream-v2 refuses.
-import { frameRecord, view } from './sr-record.ts';
+import { copyOf, frameRecord, view } from './sr-record.ts';
 import { RecordError } from './libxc-stream.ts';
 
 /** "LibxlFmt" in ASCII. */
@@ -179,7 +179,7 @@ export function decodeLibxlRecord(type: number, body: Uint8Array): LibxlRecord {
       return { type, ...h, entries };
     }
     case LibxlRecType.REC_TYPE_EMULATOR_CONTEXT:
-      return { type, ...decodeEmulatorHeader('Emulator context', body), context: body.subarray(8) };
+      return { type, ...decodeEmulatorHeader('Emulator context', body), context: copyOf(body, 8) };
     case LibxlRecType.REC_TYPE_CHECKPOINT_STATE: {
       if (body.length !== 4) throw new RecordError(`CHECKPOINT_STATE record wrong size: length ${body.length}, expected 4`);
       const id = view(body).getUint32(0, true);
@@ -188,7 +188,7 @@ export function decodeLibxlRecord(type: number, body: Uint8Array): LibxlRecord {
     }
     case LibxlRecType.REC_TYPE_XENSIM_SEED_XENSTORE:
       if (body.length === 0) throw new RecordError('XENSIM_SEED_XENSTORE record with no state');
-      return { type, state: body.slice() };
+      return { type, state: copyOf(body) };
     default:
       throw new RecordError(`Unrecognised record 0x${(type >>> 0).toString(16).padStart(8, '0')}`);
   }

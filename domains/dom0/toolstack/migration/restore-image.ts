@@ -3,11 +3,11 @@
 // state, the emulator's records. Checkpointed streams are applied a checkpoint at a time, as Xen
 // buffers them: libxc applies a checkpoint's records only once libxl has read its part up to
 // CHECKPOINT_END, so a checkpoint cut short anywhere by a failover is dropped whole.
-import { LibxcRecType, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
+import { LibxcRecType, PAGE_SIZE, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
 import { LibxlRecType, type LibxlRecord } from './libxl-stream.ts';
 import { SaveStreamReader, type SaveStreamEvent, type SaveStreamReaderOptions, type StreamEnd } from './stream-reader.ts';
 import { xlConfigText, type XlSaveHeader } from './xl-save-header.ts';
-import { StreamError } from './sr-record.ts';
+import { StreamError, copyOf } from './sr-record.ts';
 
 export interface RestoredPvVcpu {
   basic?: Uint8Array;
@@ -25,7 +25,7 @@ export interface RestoredImage {
   /** Final contents of every pfn that carries data. */
   readonly pages: Map<number, Uint8Array>;
   /** Last XEN_DOMCTL_PFINFO_* type of every pfn named in the stream. */
-  readonly pageTypes: Map<number, XenDomctlPfinfo>;
+  readonly pageTypes: PfnTypes;
   pvInfo?: { guestWidth: 4 | 8; ptLevels: 3 | 4 };
   p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
   cpuidPolicy?: readonly XenCpuidLeaf[];
@@ -57,17 +57,92 @@ export interface RestoredImage {
  * written as each PAGE_DATA record arrives.
  */
 export interface RestorePageSink {
-  put(pfn: number, bytes: Uint8Array): void;
+  /** The page is src[offset, offset + PAGE_SIZE), valid during the call only. */
+  put(pfn: number, src: Uint8Array, offset: number): void;
+  /** Pages pfn..pfn+count-1, back to back in src from offset (a run of a record): as many put()s. */
+  putRun?(pfn: number, count: number, src: Uint8Array, offset: number): void;
   /** The page as restored so far (VERIFY compares with it), or undefined if none yet. */
   get(pfn: number): Uint8Array | undefined;
   /** The pfn left the guest (XTAB): it has no page any more. */
   drop(pfn: number): void;
 }
 
+export interface ImageRestorerOptions {
+  /** A Remus/COLO stream. */
+  readonly checkpointed?: boolean;
+  /** The stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at libxl's CHECKPOINT_END. */
+  readonly libxcOnly?: boolean;
+  /** A plain stream's pages go there as they come (RestoredImage.pages stays empty). */
+  readonly pageSink?: RestorePageSink;
+  /**
+   * The events' pages are views of lent stream bytes (SaveStreamReader.push(chunk, true)), valid
+   * only while their event is applied: a page kept longer is copied.
+   */
+  readonly lent?: boolean;
+}
+
+/**
+ * pfns below this (a 64 GiB guest) are kept in a byte array; a hostile stream's far pfns (up to
+ * 2^52) in a map, so that none sizes an allocation.
+ */
+const SEEN_DENSE = 1 << 24;
+
+/**
+ * pfn -> its last XEN_DOMCTL_PFINFO_* type, read like a Map: a byte per pfn below SEEN_DENSE
+ * (0xff: not named), a map for far pfns - a Map of a big guest's 262,144 pfns costs its restore
+ * more than the pages' copies.
+ */
+export class PfnTypes {
+  private dense = new Uint8Array(0);
+  private readonly sparse = new Map<number, XenDomctlPfinfo>();
+  private count = 0;
+
+  get size(): number {
+    return this.count + this.sparse.size;
+  }
+
+  set(pfn: number, type: XenDomctlPfinfo): this {
+    if (pfn >= SEEN_DENSE) {
+      this.sparse.set(pfn, type);
+      return this;
+    }
+    if (pfn >= this.dense.length) {
+      const grown = new Uint8Array(Math.min(SEEN_DENSE, Math.max(pfn + 1, this.dense.length * 2, 1024))).fill(NOT_NAMED);
+      grown.set(this.dense);
+      this.dense = grown;
+    }
+    if (this.dense[pfn] === NOT_NAMED) this.count++;
+    this.dense[pfn] = type;
+    return this;
+  }
+
+  get(pfn: number): XenDomctlPfinfo | undefined {
+    if (pfn >= SEEN_DENSE) return this.sparse.get(pfn);
+    const t = pfn < this.dense.length ? this.dense[pfn] : NOT_NAMED;
+    return t === NOT_NAMED ? undefined : t;
+  }
+
+  has(pfn: number): boolean {
+    return this.get(pfn) !== undefined;
+  }
+
+  /** Ascending pfns. */
+  *keys(): IterableIterator<number> {
+    for (const [pfn] of this) yield pfn;
+  }
+
+  /** [pfn, type], ascending pfns. */
+  *[Symbol.iterator](): IterableIterator<[number, XenDomctlPfinfo]> {
+    for (let pfn = 0; pfn < this.dense.length; pfn++) if (this.dense[pfn] !== NOT_NAMED) yield [pfn, this.dense[pfn]];
+    yield* [...this.sparse].sort((a, b) => a[0] - b[0]);
+  }
+}
+const NOT_NAMED = 0xff;
+
 /** Applies a reader's events to a RestoredImage. */
 export class ImageRestorer {
   readonly image: RestoredImage = {
-    pages: new Map(), pageTypes: new Map(), vcpus: new Map(),
+    pages: new Map(), pageTypes: new PfnTypes(), vcpus: new Map(),
     stats: { pageDataRecords: 0, pagesReceived: 0, pagesResent: 0, checkpoints: 0, optionalRecordsSkipped: 0, verifyMismatches: [] },
   };
   private verifying = false;
@@ -75,18 +150,17 @@ export class ImageRestorer {
   private buffering = false;
   private libxcBuffer: LibxcRecord[] = [];
   private libxlBuffer: LibxlRecord[] = [];
-  private readonly seen = new Set<number>();
+  private readonly checkpointed: boolean;
+  private readonly libxcOnly: boolean;
+  private readonly pageSink: RestorePageSink | undefined;
+  private readonly lent: boolean;
 
-  /**
-   * @param checkpointed a Remus/COLO stream
-   * @param libxcOnly the stream is libxc's alone: a checkpoint is whole at CHECKPOINT, not at
-   *   libxl's CHECKPOINT_END
-   */
-  /**
-   * @param pageSink a plain stream's pages go there as they come (RestoredImage.pages stays empty)
-   */
-  constructor(private readonly checkpointed: boolean, private readonly libxcOnly = false, private readonly pageSink?: RestorePageSink) {
-    if (pageSink && checkpointed) throw new Error('a checkpointed stream is applied a checkpoint at a time, not page by page');
+  constructor(opts: ImageRestorerOptions = {}) {
+    this.checkpointed = opts.checkpointed ?? false;
+    this.libxcOnly = opts.libxcOnly ?? false;
+    this.pageSink = opts.pageSink;
+    this.lent = opts.lent ?? false;
+    if (this.pageSink && this.checkpointed) throw new Error('a checkpointed stream is applied a checkpoint at a time, not page by page');
   }
 
   apply(ev: SaveStreamEvent): void {
@@ -123,8 +197,12 @@ export class ImageRestorer {
       this.buffering = false;
       return;
     }
-    if (this.checkpointed && this.buffering) this.libxcBuffer.push(rec);
-    else this.applyLibxc(rec);
+    if (this.checkpointed && this.buffering) {
+      // Held until the checkpoint is whole: lent pages are copied (the other records own their bytes).
+      this.libxcBuffer.push(this.lent && rec.type === LibxcRecType.REC_TYPE_PAGE_DATA ? { type: rec.type, pfns: rec.pfns, pages: rec.pages.map((p) => copyOf(p)) } : rec);
+    } else {
+      this.applyLibxc(rec);
+    }
   }
 
   private libxl(rec: LibxlRecord): void {
@@ -165,11 +243,29 @@ export class ImageRestorer {
       case LibxcRecType.REC_TYPE_PAGE_DATA: {
         img.stats.pageDataRecords++;
         let data = 0;
+        // A run of consecutive pfns with data goes to the sink at once (round 1 of a big guest is
+        // all runs); it is flushed before anything else is done with a page.
+        let run: { pfn: number; count: number; at: number } | undefined;
+        const flush = (): void => {
+          if (run) this.pageSink!.putRun!(run.pfn, run.count, rec.data!, run.at);
+          run = undefined;
+        };
+        const runs = Boolean(rec.data && this.pageSink?.putRun && !this.verifying);
         for (const { pfn, type } of rec.pfns) {
           img.stats.pagesReceived++;
-          if (this.seen.has(pfn)) img.stats.pagesResent++;
-          this.seen.add(pfn);
+          if (img.pageTypes.has(pfn)) img.stats.pagesResent++;
           img.pageTypes.set(pfn, type);
+          if (runs && pageTypeHasStreamData(type)) {
+            if (run && run.pfn + run.count === pfn) {
+              run.count++;
+            } else {
+              flush();
+              run = { pfn, count: 1, at: data * PAGE_SIZE };
+            }
+            data++;
+            continue;
+          }
+          if (runs) flush();
           if (!pageTypeHasStreamData(type)) {
             if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) {
               img.pages.delete(pfn);
@@ -177,16 +273,21 @@ export class ImageRestorer {
             }
             continue;
           }
-          const page = rec.pages[data++];
+          // The page is src[at, at + PAGE_SIZE): from the decoded record's data (no view made), or its own.
+          const src = rec.data ?? rec.pages[data];
+          const at = rec.data ? data * PAGE_SIZE : 0;
+          data++;
           if (this.verifying) {
             const have = this.pageSink ? this.pageSink.get(pfn) : img.pages.get(pfn);
+            const page = src.subarray(at, at + PAGE_SIZE);
             if (!have || !have.every((b, i) => b === page[i])) img.stats.verifyMismatches.push(pfn);
           } else if (this.pageSink) {
-            this.pageSink.put(pfn, page);
+            this.pageSink.put(pfn, src, at);
           } else {
-            img.pages.set(pfn, page);
+            img.pages.set(pfn, this.lent ? copyOf(src, at, at + PAGE_SIZE) : src.subarray(at, at + PAGE_SIZE));
           }
         }
+        if (runs) flush();
         return;
       }
       case LibxcRecType.REC_TYPE_VERIFY:
@@ -244,7 +345,7 @@ export class ImageRestorer {
  */
 export function readSaveImage(bytes: Uint8Array, opts: SaveStreamReaderOptions = {}): RestoredImage {
   const reader = new SaveStreamReader(opts);
-  const restorer = new ImageRestorer((opts.streamType ?? 'plain') !== 'plain', opts.format === 'libxc');
+  const restorer = new ImageRestorer({ checkpointed: (opts.streamType ?? 'plain') !== 'plain', libxcOnly: opts.format === 'libxc' });
   for (const ev of reader.push(bytes)) restorer.apply(ev);
   const how = reader.end();
   if (how === 'complete') {

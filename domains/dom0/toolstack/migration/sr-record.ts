@@ -56,6 +56,16 @@ export function firstNonZero(b: Uint8Array): number {
   return b.findIndex((x) => x !== 0);
 }
 
+/**
+ * A copy of b[start, end) in memory of its own. Not b.slice(): on a Node Buffer (a socket's
+ * chunk) slice() is a view.
+ */
+export function copyOf(b: Uint8Array, start = 0, end = b.length): Uint8Array {
+  const out = new Uint8Array(Math.max(0, end - start));
+  out.set(b.subarray(start, end));
+  return out;
+}
+
 export const view = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
 /** Concatenates chunks (tests and small headers; streams are written chunk by chunk). */

@@ -4,7 +4,7 @@
 // record's own checks it enforces the order restore depends on. Every length is checked against its
 // bound before the reader waits for that many bytes, and nothing is allocated beyond bytes received.
 import { ByteQueue } from './byte-queue.ts';
-import { RHDR_SIZE, REC_LENGTH_MAX, StreamError, decodeRecordHeader, firstNonZero, roundUp, type StreamLayer } from './sr-record.ts';
+import { RHDR_SIZE, REC_LENGTH_MAX, StreamError, copyOf, decodeRecordHeader, firstNonZero, roundUp, type StreamLayer } from './sr-record.ts';
 import {
   DHDR_SIZE, DhdrType, IHDR_SIZE, LibxcRecType, RecordError, decodeDomainHeader, decodeImageHeader, decodeLibxcRecord, libxcRecName,
   p2mFrameCount, pvVcpuBlobProblem,
@@ -45,6 +45,9 @@ type Step =
   | { kind: 'record-header'; need: number; layer: 'libxl' | 'libxc' }
   | { kind: 'record-body'; need: number; layer: 'libxl' | 'libxc'; type: number; length: number; at: number }
   | { kind: 'done'; need: 0 };
+
+/** A lent chunk's release as the reader sees it: giving it back is the caller's business. */
+const NOT_OURS = (): void => {};
 
 const PV_RECORDS = new Set<number>([
   LibxcRecType.REC_TYPE_X86_PV_INFO, LibxcRecType.REC_TYPE_X86_PV_P2M_FRAMES, LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC,
@@ -93,16 +96,29 @@ export class SaveStreamReader {
     return this.step.kind === 'done';
   }
 
-  /** Feeds bytes; returns the headers and records they complete, in stream order. */
-  push(chunk: Uint8Array): SaveStreamEvent[] {
+  /**
+   * Feeds bytes; returns the headers and records they complete, in stream order. Every record
+   * decoded owns its bytes except PAGE_DATA's pages, which are views of the stream's bytes.
+   * Without `lent` the reader keeps views of `chunk` (the caller must not change it); with it the
+   * chunk is only lent for this call: the reader copies the part it has not read yet, and the
+   * pages of the events returned are valid until the caller changes the chunk (whoever keeps a
+   * page longer copies it).
+   */
+  push(chunk: Uint8Array, lent = false): SaveStreamEvent[] {
     if (this.failed) throw this.failed;
-    this.q.push(chunk);
+    this.q.push(chunk, lent ? NOT_OURS : undefined);
     const out: SaveStreamEvent[] = [];
     try {
       while (this.step.kind !== 'done' && this.q.length >= this.step.need) this.advance(out);
     } catch (e) {
       if (e instanceof StreamError) this.failed = e;
       throw e;
+    } finally {
+      // A record cut by the chunk's end waits for the next chunk in bytes of the reader's own.
+      if (lent) {
+        this.q.keepUnread();
+        this.q.settle();
+      }
     }
     return out;
   }
@@ -123,10 +139,10 @@ export class SaveStreamReader {
     throw this.failed;
   }
 
-  /** Bytes after the final END (on xl's migration channel, the sender's next message). */
+  /** Bytes after the final END (on xl's migration channel, the sender's next message): a copy. */
   trailing(): Uint8Array {
     if (this.step.kind !== 'done') throw new Error('trailing() before the stream is done');
-    return this.q.takeAll();
+    return copyOf(this.q.takeAll());
   }
 
   private recName(layer: 'libxl' | 'libxc', type: number): string {

@@ -82,15 +82,51 @@ export interface SaveStreamWriterOptions {
   readonly msrPolicy?: readonly XenMsrEntry[];
 }
 
-/** Takes each chunk of the stream in order; it may keep a chunk (the writer never changes one it passed), unless SaveStreamWriterIo says otherwise. */
-export type StreamSink = (chunk: Uint8Array) => void;
+/**
+ * Takes each chunk of the stream in order. A chunk passed without `release` is the sink's to keep
+ * (the writer never changes it). A chunk passed with `release` (a PAGE_DATA record) is lent: the
+ * writer will fill its buffer with a later record once `release` has been called, so the sink -
+ * and whoever it hands the bytes on to - calls it exactly once, when nobody will read them again
+ * (a file write: on return; a transport: once the other side has read past them). A sink that
+ * never calls it may keep the chunk: the writer takes a new buffer instead.
+ */
+export type StreamSink = (chunk: Uint8Array, release?: () => void) => void;
 
-export interface SaveStreamWriterIo {
-  /**
-   * The sink is done with each chunk when it returns (a synchronous write to a file), so one
-   * buffer serves every PAGE_DATA record instead of a new one per batch.
-   */
-  readonly reuseBatchBuffer?: boolean;
+/** Free buffers the writer keeps for later records (the rest of those given back are dropped). */
+const BATCH_POOL_MAX = 8;
+/** The largest PAGE_DATA record: header, MAX_BATCH_SIZE pfn words and pages. */
+const BATCH_RECORD_MAX = RHDR_SIZE + 8 + (8 + PAGE_SIZE) * MAX_BATCH_SIZE;
+
+/**
+ * The PAGE_DATA buffers a writer lends its sink. Writing a batch into a buffer of the process's
+ * own that was touched before costs a copy; a new one costs the host OS's page faults as well
+ * (several times the copy here) and leaves garbage the size of the stream.
+ */
+class BatchBuffers {
+  private readonly free: Uint8Array[] = [];
+  /** Buffers lent and not given back: a sink that keeps chunks holds them, no harm done. */
+  lent = 0;
+  /** Buffers made (the pool's high-water mark while sinks give them back). */
+  made = 0;
+
+  /** A buffer for a record of `bytes` and the release that gives it back (asserted once only). */
+  take(bytes: number): { chunk: Uint8Array; release: () => void } {
+    assert(bytes <= BATCH_RECORD_MAX, `PAGE_DATA record of ${bytes} bytes`);
+    let buf = this.free.pop();
+    if (!buf) {
+      buf = Buffer.allocUnsafe(BATCH_RECORD_MAX);
+      this.made++;
+    }
+    this.lent++;
+    let back = false;
+    const release = (): void => {
+      assert(!back, 'a PAGE_DATA buffer given back twice');
+      back = true;
+      this.lent--;
+      if (this.free.length < BATCH_POOL_MAX) this.free.push(buf);
+    };
+    return { chunk: buf.subarray(0, bytes), release };
+  }
 }
 
 const PAGE_DATA_PFN_MAX = Number(PAGE_DATA_PFN_MASK);
@@ -104,8 +140,9 @@ export class SaveStreamWriter {
   private readonly hvm: boolean;
   /** PAGE_DATA records and pages written (pages count resends). */
   readonly stats = { pageDataRecords: 0, pagesSent: 0, bytes: 0, checkpoints: 0 };
+  private readonly batches = new BatchBuffers();
 
-  constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions, private readonly io: SaveStreamWriterIo = {}) {
+  constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions) {
     this.format = opts.format ?? 'xl';
     this.streamType = opts.streamType ?? 'plain';
     this.hvm = opts.guestType === DhdrType.DHDR_TYPE_X86_HVM;
@@ -150,10 +187,15 @@ export class SaveStreamWriter {
     this.phase = 'memory';
   }
 
+  /** PAGE_DATA buffers made so far and lent now (a sink that gives them back keeps both small). */
+  get batchBuffers(): { readonly made: number; readonly lent: number } {
+    return { made: this.batches.made, lent: this.batches.lent };
+  }
+
   /**
    * Sends pages in PAGE_DATA batches of at most MAX_BATCH_SIZE pfns (write_batch()). Each record
-   * goes to the sink as one buffer with the pages copied in, so the caller may pass live views of
-   * the guest's frames: what is sent is what they held during this call.
+   * goes to the sink as one lent buffer with the pages copied in, so the caller may pass live
+   * views of the guest's frames: what is sent is what they held during this call.
    */
   sendPages(pages: readonly GuestPage[]): void {
     assert.equal(this.phase, 'memory');
@@ -176,7 +218,7 @@ export class SaveStreamWriter {
       // struct xc_sr_rhdr, then xc_sr_rec_page_data_header (count, reserved), the pfn words and
       // the pages: a multiple of 8 bytes, so no padding.
       const length = 8 + 8 * n + PAGE_SIZE * withData;
-      const rec = this.batchBuffer(RHDR_SIZE + length);
+      const { chunk: rec, release } = this.batches.take(RHDR_SIZE + length);
       const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
       v.setUint32(0, LibxcRecType.REC_TYPE_PAGE_DATA, true);
       v.setUint32(4, length, true);
@@ -196,19 +238,10 @@ export class SaveStreamWriter {
         }
       }
       this.stats.bytes += rec.length;
-      this.sink(rec);
+      this.sink(rec, release);
       this.stats.pageDataRecords++;
       this.stats.pagesSent += n;
     }
-  }
-
-  private scratch: Uint8Array | undefined;
-
-  /** A buffer for one PAGE_DATA record: the writer's own one when the sink copies, else a new one. */
-  private batchBuffer(bytes: number): Uint8Array {
-    if (!this.io.reuseBatchBuffer) return Buffer.allocUnsafe(bytes);
-    if (!this.scratch || this.scratch.length < bytes) this.scratch = Buffer.allocUnsafe(Math.max(bytes, RHDR_SIZE + 8 + (8 + PAGE_SIZE) * MAX_BATCH_SIZE));
-    return this.scratch.subarray(0, bytes);
   }
 
   /** The suspended domain's state, after its last pages (end_of_checkpoint()). */

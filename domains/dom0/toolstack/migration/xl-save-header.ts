@@ -2,7 +2,7 @@
 // (tools/xl/xl.h struct save_file_header, xl_saverestore.c, xl_vmcontrol.c): 32 bytes of magic,
 // four u32s in the saving host's byte order, then the optional data - a u32 config length and the
 // domain's configuration (libxl JSON, NUL-terminated).
-import { view } from './sr-record.ts';
+import { copyOf, view } from './sr-record.ts';
 import { RecordError } from './libxc-stream.ts';
 
 /** savefileheader_magic: 32 bytes including the embedded NUL. */
@@ -64,7 +64,7 @@ export function decodeXlOptionalData(fixed: { mandatoryFlags: number; optionalFl
   if (opt.length < 4) throw new RecordError('Savefile truncated.');
   const configLen = view(opt).getUint32(0, true);
   if (opt.length - 4 < configLen) throw new RecordError('Savefile truncated.');
-  return { ...fixed, config: configLen ? opt.subarray(4, 4 + configLen) : undefined };
+  return { ...fixed, config: configLen ? copyOf(opt, 4, 4 + configLen) : undefined };
 }
 
 /** The saved config as text (without xl's trailing NUL). */
