@@ -5,6 +5,7 @@ import { EXTENT_PAGES } from '../hypervisor/memory.ts';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
+import { EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES } from '../hypervisor/public/event_fifo.ts';
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
@@ -179,7 +180,9 @@ export class HostRuntime {
         if (!peer?.sharedInfo) return undefined;
         // A packed peer sleeps on its pool thread's doorbell, not on its upcall word: hand that too.
         const doorbell = this.pool?.doorbell(peer.domid);
-        return [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid, ...(doorbell ? { doorbell } : {}) }];
+        // A FIFO peer: its queues' lock and tails, control block and event array, to link with.
+        const fifo = this.evtchn.fifoShare(peer);
+        return [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid, ...(doorbell ? { doorbell } : {}), ...(fifo ? { fifo } : {}) }];
       };
     }
     if (opts.pool !== undefined) {
@@ -424,8 +427,10 @@ export class HostRuntime {
 
   /** Boots dom0 running xenstored; resolves once it serves. */
   async bootDom0(args: Dom0Args = {}): Promise<void> {
-    const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 });
-    this.host.populate(d, 0, 16);
+    // Its kernel's own 16 pages, and room for the FIFO ABI's control block and a full event array.
+    const fifoPages = 1 + EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES;
+    const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 + fifoPages });
+    this.host.populate(d, 0, 16 + fifoPages);
     this.host.unpause(d);
     const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
     await new Promise<void>((resolve, reject) => {

@@ -24,6 +24,11 @@ import { Xenopsd, type XenopsdQuirks } from './toolstack/xenopsd.ts';
 
 export interface Dom0Args {
   readonly profile?: Profile;
+  /**
+   * Dom0's event-channel ABI: 'fifo' (default), as a Linux dom0 on Xen >= 4.4 runs, so the host
+   * holds more than 4096 ports' worth of guests; '2l' keeps the 2-level ABI (4095 ports).
+   */
+  readonly evtchn?: 'fifo' | '2l';
   /** Serve dom0 tools on this Unix socket too (free-running only). */
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
@@ -69,6 +74,9 @@ export type Dom0Command =
   | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
+  // Linux's xen_init_IRQ picks FIFO before it binds anything (events pending before the switch
+  // would wait for their array page).
+  if ((args.evtchn ?? 'fifo') === 'fifo') k.initFifo();
   const daemon = new XenstoredDaemon({
     profile: args.profile ?? 'c', faults: args.xenstored,
     // find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo): an ACL entry for a
