@@ -103,6 +103,14 @@ export interface TraceEvent {
 }
 
 /** A toolstack verb failed in dom0 (libxl's error): the system under test said no. */
+/** A guest the host could not create: which step failed, with the errno it failed with. */
+export class CreateGuestError extends Error {
+  constructor(readonly domid: number, readonly step: string, readonly errno: string) {
+    super(`domain ${domid}: ${step} failed: ${errno}${errno === 'ENOSPC' ? ' (no event channel left in dom0 for its xenstore ring)' : ''}`);
+    this.name = 'CreateGuestError';
+  }
+}
+
 export class ToolstackCallError extends Error {
   constructor(readonly op: string, message: string) {
     super(message);
@@ -518,8 +526,15 @@ export class HostRuntime {
     }
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
     if (opts.introduce !== false) {
-      await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: store.port });
+      const r = (await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: store.port })) as { error?: string };
       await this.quiesce();
+      if (r.error !== undefined) {
+        // xenstored could not take the domain (new_domain(): e.g. dom0 has no port left to bind
+        // its store channel, ENOSPC): the create fails, the half-built domain goes, the host stays.
+        this.host.destroy(d);
+        this.poke();
+        throw new CreateGuestError(d.domid, 'XS_INTRODUCE', r.error);
+      }
     }
     const startStore = { store_mfn: storeGfn, store_evtchn: store.port, console_mfn: console?.gfn, console_evtchn: console?.port };
     if (!opts.paused) this.host.unpause(d);

@@ -231,8 +231,9 @@ export class EvtchnFifo {
   /**
    * evtchn_fifo_set_pending() for `port` towards vCPU `vcpu`: PENDING; and, unless MASKED or
    * already LINKED, link it at the tail of its priority's queue (or make it the head of an empty
-   * queue and set READY). `undefined` when this holder lacks the port's page: the hypervisor's
-   * thread saves the pending state (setSavedPending), a fast-path sender traps instead.
+   * queue and set READY). `undefined` when this holder lacks the port's page (the hypervisor's
+   * thread then saves the pending state, setSavedPending) or, a fast-path sender, the page of the
+   * queue's tail: then nothing changed and the sender traps.
    */
   setPending(vcpu: number, port: number): DeliveryFifo | undefined {
     const a = this.word(port);
@@ -246,6 +247,10 @@ export class EvtchnFifo {
       prio = st & PORT_PRIO;
       const lastP = (st >>> PORT_LASTP_SHIFT) & 0xf;
       const lastV = (st >>> PORT_LASTV_SHIFT) & 0xff;
+      const tailIx = PRIV_TAIL + vcpu * EVTCHN_FIFO_MAX_QUEUES + prio;
+      const tail = Atomics.load(xen, tailIx);
+      // A sender whose copy of the array lacks the tail's page changes nothing and traps.
+      if (tail !== 0 && !this.word(tail)) return undefined;
       Atomics.or(a, w, P);
       if (!this.control[vcpu]) return 'no-control-block';
       if ((Atomics.load(a, w) & M) !== 0) return 'masked';
@@ -257,9 +262,9 @@ export class EvtchnFifo {
         const keep = st & (PORT_PRIO | PORT_SAVED);
         Atomics.store(xen, PRIV_PORT + port, keep | (prio << PORT_LASTP_SHIFT) | (vcpu << PORT_LASTV_SHIFT));
       }
-      const tailIx = PRIV_TAIL + vcpu * EVTCHN_FIFO_MAX_QUEUES + prio;
-      const tail = Atomics.load(xen, tailIx);
-      const linked = tail !== 0 && this.setLink(tail, port);
+      // (The old queue's tail may have been this queue's: read it again.)
+      const tailNow = Atomics.load(xen, tailIx);
+      const linked = tailNow !== 0 && this.setLink(tailNow, port);
       if (!linked) Atomics.store(this.control[vcpu]!, HEAD + prio, port);
       Atomics.store(xen, tailIx, port);
       if (linked) return 'linked-to-tail';
