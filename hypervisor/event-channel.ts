@@ -803,6 +803,15 @@ export class EventChannels implements DomainHooks {
     });
   }
 
+  /** How many of a domain's ports are bound (not ECS_FREE, port 0 aside), and its FIFO array pages. */
+  usage(d: Domain): { readonly ports: number; readonly arrayPages: number } {
+    const t = this.tables.get(d);
+    if (!t) return { ports: 0, arrayPages: 0 };
+    let ports = 0;
+    for (let port = 1; port < t.chn.length; port++) if (t.chn[port].state !== ECS.ECS_FREE) ports++;
+    return { ports, arrayPages: t.fifo?.array.length ?? 0 };
+  }
+
   /** Whether the domain switched to the FIFO ABI. */
   isFifo(d: Domain): boolean {
     return this.tables.get(d)?.fifo !== undefined;

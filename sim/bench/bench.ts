@@ -18,9 +18,10 @@ import { racesSection } from './races.ts';
 import { startupSection } from './startup.ts';
 import { migrationSection } from './migration.ts';
 import { resilienceSection } from './resilience.ts';
+import { bighostSection } from './bighost.ts';
 
 const SECTIONS: readonly BenchSection[] = [
-  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
+  xenstoredSection, ringSection, lockstepSection, packingSection, bighostSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
   resilienceSection,
 ];
 
@@ -41,6 +42,10 @@ xenstored section:
   --nodes N             nodes held in the memory test (default 1000000, quick 100000)
   --mem-seconds S       time cap for loading an oracle server (default 45, quick 10); the rest is
                         extrapolated, since C xenstored 4.17 slows down as its store grows
+
+bighost section:
+  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000); the 40,000-guest run needs
+                        about 0.45 MB per guest until domain ids run out at 32,752
 
 Needs the Debian packages xen-utils-4.17 xenstore-utils libxen-dev gcc, and ../shared/oracle.
 `;
@@ -91,6 +96,7 @@ async function main(argv: string[]): Promise<number> {
       clients: { type: 'string' },
       nodes: { type: 'string' },
       'mem-seconds': { type: 'string' },
+      'bighost-rss-mb': { type: 'string' },
     },
     strict: true,
   });
