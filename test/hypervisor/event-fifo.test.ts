@@ -8,6 +8,8 @@
 // Event words, READY and head[] are read from the guest's page bytes (little endian, as the
 // guest's C sees them), never from the model's state; the guest's consumer is FifoConsumer.
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { Host } from '../../hypervisor/host.ts';
 import type { Domain } from '../../hypervisor/domain.ts';
 import { EventChannels, type EvtchnResult, type EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
@@ -442,6 +444,49 @@ describe('event channels (FIFO ABI)', () => {
       assert.equal(setPendingFast(sender, a.local), undefined);
       assert.deepEqual(handle(w), [c.local]);
     });
+  });
+
+  it('two sender threads and the hypervisor link concurrently while the guest consumes: no event lost', async function () {
+    const w = world();
+    switchToFifo(w, 1);
+    const ports: number[] = [];
+    for (let i = 0; i < 300; i++) ports.push(ok(w.ec.bindIpi(w.fifo, { vcpu: 0 })).port);
+    const share = w.ec.fifoShare(w.fifo)!;
+    const sent = new Int32Array(new SharedArrayBuffer(1024 * 4));
+    const handled = new Int32Array(1024);
+    const preload = fileURLToPath(new URL('../../scripts/tsx-preload.mjs', import.meta.url));
+    const execArgv = process.execArgv.some((a) => a.includes('tsx-preload')) ? process.execArgv : [...process.execArgv, '--import', preload];
+    const workers = [1, 2].map((seed) => new Worker(new URL('../helpers/fifo-sender.ts', import.meta.url), {
+      execArgv,
+      workerData: { sharedInfo: w.fifo.sharedInfo!.sab, share, ports, sends: 20_000, seed, sent: sent.buffer },
+    }));
+    const finished = workers.map((wk) => new Promise<void>((resolve, reject) => {
+      wk.on('error', reject);
+      wk.on('message', () => resolve());
+    }));
+    let running = true;
+    void Promise.all(finished).finally(() => (running = false));
+    let seed = 99;
+    const rand = (n: number): number => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    // The guest's upcall and the hypervisor's own sends (IPIs) interleave with the threads' links.
+    while (running) {
+      for (let i = 0; i < 20; i++) {
+        const p = ports[rand(ports.length)];
+        Atomics.add(sent, p, 1);
+        assert.equal(w.ec.send(w.fifo, { port: evtchnPort(p) }), 0);
+      }
+      w.guest!.consumer.handleEvents((p) => handled[p]++);
+      await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(finished);
+    await Promise.all(workers.map((wk) => wk.terminate()));
+    w.guest!.consumer.handleEvents((p) => handled[p]++);
+    assert.equal(w.ec.lostWakeup(w.fifo), undefined);
+    for (const p of ports) {
+      assert.equal(bits(word(w, p)), '-', `port ${p} left on a queue or pending`);
+      // Sends to a port already pending coalesce, so a port is handled at most as often as sent.
+      if (sent[p] > 0) assert.ok(handled[p] >= 1 && handled[p] <= sent[p], `port ${p}: sent ${sent[p]}, handled ${handled[p]}`);
+    }
   });
 
   it('the trace names the FIFO hypercalls with their IN fields', () => {
