@@ -19,10 +19,11 @@ import { startupSection } from './startup.ts';
 import { migrationSection } from './migration.ts';
 import { resilienceSection } from './resilience.ts';
 import { bighostSection } from './bighost.ts';
+import { soakSection } from './soak.ts';
 
 const SECTIONS: readonly BenchSection[] = [
   xenstoredSection, ringSection, lockstepSection, packingSection, bighostSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
-  resilienceSection,
+  resilienceSection, soakSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]
@@ -46,6 +47,9 @@ xenstored section:
 bighost section:
   --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000); the 40,000-guest run needs
                         about 0.45 MB per guest until domain ids run out at 32,752
+
+soak section:
+  --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
 
 Needs the Debian packages xen-utils-4.17 xenstore-utils libxen-dev gcc, and ../shared/oracle.
 `;
@@ -97,6 +101,7 @@ async function main(argv: string[]): Promise<number> {
       nodes: { type: 'string' },
       'mem-seconds': { type: 'string' },
       'bighost-rss-mb': { type: 'string' },
+      'soak-seconds': { type: 'string' },
     },
     strict: true,
   });
