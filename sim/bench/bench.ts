@@ -50,6 +50,8 @@ bighost section:
 
 soak section:
   --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
+  --soak-kinds LIST     hostile guests among replies, events, txns (default all)
+  --soak-profiles LIST  c, ocaml (default both)
 
 Needs the Debian packages xen-utils-4.17 xenstore-utils libxen-dev gcc, and ../shared/oracle.
 `;
@@ -102,6 +104,8 @@ async function main(argv: string[]): Promise<number> {
       'mem-seconds': { type: 'string' },
       'bighost-rss-mb': { type: 'string' },
       'soak-seconds': { type: 'string' },
+      'soak-kinds': { type: 'string' },
+      'soak-profiles': { type: 'string' },
     },
     strict: true,
   });

@@ -136,7 +136,7 @@ interface Result {
 
 const note = (s: string): void => void process.stderr.write(`soak: ${s}\n`);
 
-async function soak(profile: Profile, perKind: number, phaseMs: number, settleMs: number): Promise<Result> {
+async function soak(profile: Profile, kinds: readonly Kind[], perKind: number, phaseMs: number, settleMs: number): Promise<Result> {
   const d = await startDaemon(profile);
   note(`${profile}: daemon ${d.pid} up`);
   try {
@@ -157,7 +157,7 @@ async function soak(profile: Profile, perKind: number, phaseMs: number, settleMs
     const domids: number[] = [];
     try {
       let domid = 1;
-      for (const kind of KINDS) {
+      for (const kind of KINDS.filter((k) => kinds.includes(k))) {
         for (let i = 0; i < perKind; i++, domid++) {
           await dom0.introduce(domid, 4711 + domid, 9 + domid);
           domids.push(domid);
@@ -200,10 +200,17 @@ export const soakSection: BenchSection = {
     if (!parts.has('hostile')) return;
     const phaseMs = Number(opts.values['soak-seconds'] ?? (opts.quick ? 20 : 120)) * 1000;
     const perKind = opts.quick ? 2 : 5;
+    const list = <T extends string>(v: unknown, all: readonly T[], what: string): T[] => {
+      const xs = typeof v === 'string' ? v.split(',').map((x) => x.trim()) : [...all];
+      for (const x of xs) if (!(all as readonly string[]).includes(x)) throw new Error(`--soak-${what}: unknown '${x}' (${all.join(', ')})`);
+      return xs as T[];
+    };
+    const kinds = list<Kind>(opts.values['soak-kinds'], KINDS, 'kinds');
+    const profiles = list<Profile>(opts.values['soak-profiles'], ['c', 'ocaml'], 'profiles');
     const rows: string[][] = [];
     const series: string[] = [];
-    for (const profile of ['c', 'ocaml'] as const) {
-      const r = await soak(profile, perKind, phaseMs, 10_000);
+    for (const profile of profiles) {
+      const r = await soak(profile, kinds, perKind, phaseMs, 10_000);
       const ratio = r.p99Hostile / r.p99Idle;
       const back = (r.rssAfter - r.rssIdleEnd) / r.rssIdleEnd;
       rows.push([
