@@ -1,12 +1,24 @@
-// Event channels, 2-level ABI: xen/common/event_channel.c and xen/common/event_2l.c.
+// Event channels: xen/common/event_channel.c with the 2-level ABI (event_2l.c) every domain
+// starts with, and the FIFO ABI (event_fifo.c) a domain switches to with EVTCHNOP_init_control.
 //
 // Each domain has a table of ports (struct evtchn); the pending and mask bits live in the
-// domain's own shared_info page, which its worker thread reads and clears concurrently, so every
-// bit operation on that page is an Atomics operation in the order event_2l.c uses
-// (spec/hypervisor-and-xenbus.md §1.3). A domain only ever acts on its own table, except where
+// domain's own memory (2-level: its shared_info page; FIFO: the event-array pages it gave), which
+// its worker thread reads and clears concurrently, so every bit operation there is an Atomics
+// operation in the order Xen's C uses (spec/hypervisor-and-xenbus.md §1.3). A domain only ever acts on its own table, except where
 // Xen lets a privileged domain name another (alloc_unbound, status, reset).
 import { type Domain, DomDying } from './domain.ts';
 import { type Delivery2l, Evtchn2l } from './public/event_2l.ts';
+import {
+  type DeliveryFifo,
+  EVTCHN_FIFO_LINK_BITS,
+  EVTCHN_FIFO_NR_CHANNELS,
+  EVTCHN_FIFO_PRIORITY_DEFAULT,
+  EVTCHN_FIFO_PRIORITY_MIN,
+  EvtchnFifo,
+  EvtchnFifoControlBlock,
+  fifoLostWakeup,
+} from './public/event_fifo.ts';
+import type { Frame } from './memory.ts';
 import type { DomainHooks, Host } from './host.ts';
 import {
   EvtchnOp,
@@ -23,7 +35,10 @@ import {
   type evtchn_bind_virq,
   type evtchn_bind_pirq,
   type evtchn_close,
+  type evtchn_expand_array,
+  type evtchn_init_control,
   type evtchn_reset,
+  type evtchn_set_priority,
   type evtchn_send,
   type evtchn_status,
   type evtchn_unmask,
@@ -37,6 +52,7 @@ import {
   NR_VIRQS,
   SharedInfo,
   Virq,
+  XEN_PAGE_SIZE,
 } from './public/xen.ts';
 
 /** A hypercall failure: a negated Errno (-Errno.EINVAL). Successes are 0 or an OUT record. */
@@ -82,11 +98,12 @@ export function getVirqType(virq: number): VirqType {
   }
 }
 
-/** What the 2-level rules did with a notification (set_pending, or an unmask). */
+/** What the domain's ABI did with a notification (set_pending, or an unmask). */
 export type Delivery =
   /** The port was not bound to anything that can be pending (evtchn_usable() false). */
   | 'unusable'
-  | Delivery2l;
+  | Delivery2l
+  | DeliveryFifo;
 
 /**
  * One step in the trace. Hypercalls are named EVTCHNOP_*, with `domid` the caller; what Xen does
@@ -143,6 +160,10 @@ class DomainEvtchn {
   readonly mappedPirqs = new Set<number>();
   readonly pirqToEvtchn = new Map<number, number>();
   readonly bits: Evtchn2l;
+  /** d->evtchn_fifo: set by the first EVTCHNOP_init_control, for good. */
+  fifo: EvtchnFifo | undefined;
+  /** The frames behind the FIFO state (what a fast-path sender is handed). */
+  readonly fifoFrames: { control: (Frame | undefined)[]; array: Frame[] } = { control: [], array: [] };
   /** Every port below this one is in use (a search hint; Xen scans from 0, with the same result). */
   private freeHint = 0;
 
@@ -171,18 +192,69 @@ class DomainEvtchn {
     for (let p = first; p < first + EVTCHNS_PER_BUCKET; p++) this.chn.push(new Evtchn(evtchnPort(p)));
   }
 
-  /** get_free_port(): the lowest free port, growing the table a bucket at a time. */
+  /** max_evtchns(): the ABI's port count (4096 for 2-level, 1 << 17 for FIFO). */
+  get maxEvtchns(): number {
+    return this.fifo ? EVTCHN_FIFO_NR_CHANNELS : EVTCHN_2L_NR_CHANNELS;
+  }
+
+  /**
+   * get_free_port(): the lowest free port, growing the table a bucket at a time; a FIFO port still
+   * LINKED on a queue is busy (evtchn_is_busy) until the guest unlinks it. -ENOSPC past the
+   * ABI's last port.
+   */
   getFreePort(): Evtchn | NegErrno {
     if (this.d.dying !== DomDying.DOMDYING_alive) return -Errno.EINVAL;
-    for (let port = this.freeHint; port < EVTCHN_2L_NR_CHANNELS; port++) {
+    const max = this.maxEvtchns;
+    let hint = true;
+    for (let port = this.freeHint; port < max; port++) {
       if (port >= this.chn.length) this.growBucket();
-      if (this.chn[port].state === ECS.ECS_FREE) {
-        this.freeHint = port;
-        return this.chn[port];
+      if (this.chn[port].state !== ECS.ECS_FREE) continue;
+      if (this.fifo?.isLinked(port)) {
+        hint = false;
+        continue;
       }
+      if (hint) this.freeHint = port;
+      if (this.fifo) this.fifo.setPriority(port, EVTCHN_FIFO_PRIORITY_DEFAULT);
+      return this.chn[port];
     }
-    this.freeHint = EVTCHN_2L_NR_CHANNELS;
+    if (hint) this.freeHint = max;
     return -Errno.ENOSPC;
+  }
+
+  // ---- the port ops of the domain's ABI (d->evtchn_port_ops)
+
+  /** evtchn_port_set_pending(). */
+  setPending(vcpu: number, chn: Evtchn): Delivery {
+    if (!this.fifo) return this.bits.setPending(vcpu, chn.port);
+    const r = this.fifo.setPending(vcpu, chn.port);
+    if (r !== undefined) return r;
+    // No array page holds the port yet: remember it for expand_array.
+    this.fifo.setSavedPending(chn.port, true);
+    return 'no-array-page';
+  }
+
+  /** evtchn_port_unmask(). */
+  unmask(chn: Evtchn): Delivery {
+    if (!this.fifo) return this.bits.unmask(chn.notifyVcpu, chn.port);
+    return this.fifo.unmask(chn.notifyVcpu, chn.port) ?? 'no-array-page';
+  }
+
+  /** evtchn_port_clear_pending(). */
+  clearPending(port: number): void {
+    if (!this.fifo) {
+      this.bits.clearPending(port);
+      return;
+    }
+    this.fifo.clearPending(port);
+    this.fifo.setSavedPending(port, false);
+  }
+
+  isPending(port: number): boolean {
+    return this.fifo ? this.fifo.isPending(port) : this.bits.isPending(port);
+  }
+
+  isMasked(port: number): boolean {
+    return this.fifo ? this.fifo.isMasked(port) : this.bits.isMasked(port);
   }
 
   /** A port went back to ECS_FREE. */
@@ -218,6 +290,15 @@ const EVTCHN_OPS: {
   [EvtchnOp.EVTCHNOP_bind_vcpu]: { fields: { port: U32, vcpu: U32 }, run: (ec, c, a) => ec.bindVcpu(c, a) },
   [EvtchnOp.EVTCHNOP_unmask]: { fields: { port: U32 }, run: (ec, c, a) => ec.unmask(c, a) },
   [EvtchnOp.EVTCHNOP_reset]: { fields: { dom: U16 }, run: (ec, c, a) => ec.reset(c, a) },
+  [EvtchnOp.EVTCHNOP_init_control]: {
+    fields: { control_gfn: Number.MAX_SAFE_INTEGER, offset: U32, vcpu: U32 },
+    run: (ec, c, a) => ec.initControl(c, a),
+  },
+  [EvtchnOp.EVTCHNOP_expand_array]: {
+    fields: { array_gfn: Number.MAX_SAFE_INTEGER },
+    run: (ec, c, a) => ec.expandArray(c, a),
+  },
+  [EvtchnOp.EVTCHNOP_set_priority]: { fields: { port: U32, priority: U32 }, run: (ec, c, a) => ec.setPriority(c, a) },
 };
 
 export type UpcallListener = (domid: DomId, vcpu: number) => void;
@@ -282,8 +363,8 @@ export class EventChannels implements DomainHooks {
   // ---- hypercalls: HYPERVISOR_event_channel_op ----------------------------------------------
 
   /**
-   * do_event_channel_op(cmd, arg) for the hypercall layer: -ENOSYS for commands not modelled
-   * (bind_pirq, the FIFO ABI), -EFAULT when `arg` lacks an IN field or holds one that does not
+   * do_event_channel_op(cmd, arg) for the hypercall layer: -ENOSYS for commands not modelled,
+   * -EFAULT when `arg` lacks an IN field or holds one that does not
    * fit its C type (what a bad guest pointer gets in Xen).
    */
   dispatch<C extends EvtchnOpModelled>(caller: Domain, cmd: C, arg: EvtchnOpArgs[C]): EvtchnResult<EvtchnOpResults[C]>;
@@ -644,6 +725,128 @@ export class EventChannels implements DomainHooks {
     });
   }
 
+  // ---- the FIFO ABI ---------------------------------------------------------------------------
+
+  /**
+   * EVTCHNOP_init_control (evtchn_fifo_init_control): vCPU `vcpu`'s control block is at `offset`
+   * of the caller's page `control_gfn`. The first one switches the domain to FIFO for good: ports
+   * pending under 2-level keep that as saved pending state, raised again when their array page
+   * arrives. -ENOENT no such vCPU, -EINVAL offset crossing the page or not 8-aligned, a page the
+   * caller does not have, or a vCPU whose control block is already set. OUT link_bits.
+   */
+  initControl(caller: Domain, arg: EvtchnOpArgs[EvtchnOp.EVTCHNOP_init_control]): EvtchnResult<evtchn_init_control> {
+    const { control_gfn, offset, vcpu } = arg;
+    return this.hypercall(caller, 'EVTCHNOP_init_control', { control_gfn, offset, vcpu }, () => {
+      const t = this.tables.get(caller);
+      if (!t) return -Errno.ESRCH;
+      if (!t.hasVcpu(vcpu)) return -Errno.ENOENT;
+      if (offset > XEN_PAGE_SIZE - EvtchnFifoControlBlock.SIZE || offset % 8 !== 0) return -Errno.EINVAL;
+      const frame = caller.p2m[control_gfn];
+      if (!frame) return -Errno.EINVAL;
+      if (t.fifo?.control[vcpu]) return -Errno.EINVAL;
+      if (!t.fifo) {
+        const fifo = new EvtchnFifo(caller.sharedInfo!.sab, EvtchnFifo.xenPrivate());
+        // setup_ports(): what was pending under 2-level is kept for when its array page comes.
+        for (let port = 1; port < t.chn.length; port++) {
+          if (t.chn[port].state !== ECS.ECS_FREE && t.bits.isPending(port)) fifo.setSavedPending(port, true);
+          fifo.setPriority(port, EVTCHN_FIFO_PRIORITY_DEFAULT);
+        }
+        t.fifo = fifo;
+      }
+      t.fifo.mapControlBlock(vcpu, frame.sab, frame.offset + offset);
+      t.fifoFrames.control[vcpu] = frame;
+      return { control_gfn, offset, vcpu, link_bits: EVTCHN_FIFO_LINK_BITS };
+    });
+  }
+
+  /**
+   * EVTCHNOP_expand_array (add_page_to_event_array): the caller's page becomes the next 1024
+   * ports' event words; ports that went pending while they had no page are raised now.
+   * -EOPNOTSUPP before init_control, -ENOSPC past 128 pages, -EINVAL a page the caller lacks.
+   */
+  expandArray(caller: Domain, arg: evtchn_expand_array): EvtchnResult<0> {
+    const { array_gfn } = arg;
+    return this.hypercall(caller, 'EVTCHNOP_expand_array', { array_gfn }, () => {
+      const t = this.tables.get(caller);
+      if (!t) return -Errno.ESRCH;
+      const fifo = t.fifo;
+      if (!fifo) return -Errno.EOPNOTSUPP;
+      if (fifo.numEvtchns >= EVTCHN_FIFO_NR_CHANNELS) return -Errno.ENOSPC;
+      const frame = caller.p2m[array_gfn];
+      if (!frame) return -Errno.EINVAL;
+      const first = fifo.addArrayPage(frame.sab, frame.offset);
+      t.fifoFrames.array.push(frame);
+      for (let port = first; port < fifo.numEvtchns && port < t.chn.length; port++) {
+        if (!fifo.savedPending(port)) continue;
+        fifo.setSavedPending(port, false);
+        const chn = t.chn[port];
+        this.setPending(t, chn.notifyVcpu, chn);
+      }
+      return 0;
+    });
+  }
+
+  /**
+   * EVTCHNOP_set_priority: future events of the caller's port go to that priority's queue (one
+   * already linked stays where it is). -EINVAL invalid port or priority > 15, -ENOSYS 2-level.
+   */
+  setPriority(caller: Domain, arg: evtchn_set_priority): EvtchnResult<0> {
+    const { port, priority } = arg;
+    return this.hypercall(caller, 'EVTCHNOP_set_priority', { port, priority }, () => {
+      const t = this.tables.get(caller);
+      const chn = t?.lookup(port);
+      if (!t || !chn) return -Errno.EINVAL;
+      if (!t.fifo) return -Errno.ENOSYS;
+      if (priority > EVTCHN_FIFO_PRIORITY_MIN) return -Errno.EINVAL;
+      t.fifo.setPriority(port, priority);
+      return 0;
+    });
+  }
+
+  /** How many of a domain's ports are bound (not ECS_FREE, port 0 aside), and its FIFO array pages. */
+  usage(d: Domain): { readonly ports: number; readonly arrayPages: number } {
+    const t = this.tables.get(d);
+    if (!t) return { ports: 0, arrayPages: 0 };
+    let ports = 0;
+    for (let port = 1; port < t.chn.length; port++) if (t.chn[port].state !== ECS.ECS_FREE) ports++;
+    return { ports, arrayPages: t.fifo?.array.length ?? 0 };
+  }
+
+  /** Whether the domain switched to the FIFO ABI. */
+  isFifo(d: Domain): boolean {
+    return this.tables.get(d)?.fifo !== undefined;
+  }
+
+  /**
+   * What a sender on the fast path needs to link events into a FIFO domain's queues itself: Xen's
+   * private state (lock, tails, priorities) and the frames of the control blocks and event array.
+   */
+  fifoShare(d: Domain): { priv: SharedArrayBuffer; control: ({ sab: SharedArrayBuffer; offset: number } | undefined)[]; array: { sab: SharedArrayBuffer; offset: number }[] } | undefined {
+    const t = this.tables.get(d);
+    if (!t?.fifo?.priv) return undefined;
+    const cbOff = (v: number): number => t.fifo!.control[v]!.byteOffset;
+    return {
+      priv: t.fifo.priv.buffer as SharedArrayBuffer,
+      control: t.fifoFrames.control.map((f, v) => (f ? { sab: f.sab, offset: cbOff(v) } : undefined)),
+      array: t.fifoFrames.array.map((f) => ({ sab: f.sab, offset: f.offset })),
+    };
+  }
+
+  /**
+   * The ABI's no-lost-wakeup invariant for vCPU 0 of `d` at a quiet point: a description of the
+   * first port breaking it, or undefined.
+   */
+  lostWakeup(d: Domain): string | undefined {
+    const t = this.tables.get(d);
+    if (!t) return undefined;
+    if (t.fifo) {
+      const lost = fifoLostWakeup(t.fifo, 0);
+      return lost && `port ${lost.port} ${lost.why} (FIFO)`;
+    }
+    const lost = t.bits.lostWakeup(0);
+    return lost && `port(s) pending in word ${lost.word} (bits 0x${lost.bits.toString(16)}) but no upcall pending`;
+  }
+
   // ---- VIRQs ------------------------------------------------------------------------------
 
   /** get_global_virq_handler(): the explicitly set handler, else the hardware domain (dom0). */
@@ -704,9 +907,10 @@ export class EventChannels implements DomainHooks {
     for (let port = 1; port < t.chn.length; port++) {
       const chn = t.chn[port];
       if (chn.state === ECS.ECS_FREE) continue;
-      const p = Number(t.bits.isPending(port));
-      const m = Number(t.bits.isMasked(port));
-      const s = Number(t.bits.selectorSet(chn.notifyVcpu, port));
+      const p = Number(t.isPending(port));
+      const m = Number(t.isMasked(port));
+      // 2-level: the selector bit; FIFO: LINKED (on a queue).
+      const s = Number(t.fifo ? t.fifo.isLinked(port) : t.bits.selectorSet(chn.notifyVcpu, port));
       let line = `    ${String(port).padStart(4)} [${p}/${m}/${s}]: s=${chn.state} n=${chn.notifyVcpu} x=0`;
       if (chn.state === ECS.ECS_UNBOUND) line += ` d=${chn.remoteDomid}`;
       else if (chn.state === ECS.ECS_INTERDOMAIN) line += ` d=${chn.remoteDom!.domid} p=${chn.remotePort}`;
@@ -770,7 +974,7 @@ export class EventChannels implements DomainHooks {
 
   /** evtchn_free(): clear pending (so a rebind starts clean), back to FREE on vCPU 0. */
   private freeChannel(t: DomainEvtchn, chn: Evtchn): void {
-    t.bits.clearPending(chn.port);
+    t.clearPending(chn.port);
     chn.state = ECS.ECS_FREE;
     t.freed(chn.port);
     chn.notifyVcpu = 0;
@@ -782,7 +986,7 @@ export class EventChannels implements DomainHooks {
 
   /** evtchn_port_set_pending() -> evtchn_2l_set_pending(), in its strict order. */
   private setPending(t: DomainEvtchn, vcpu: number, chn: Evtchn): void {
-    const delivery: Delivery = chn.usable ? this.kickOn(t, vcpu, t.bits.setPending(vcpu, chn.port)) : 'unusable';
+    const delivery: Delivery = chn.usable ? this.kickOn(t, vcpu, t.setPending(vcpu, chn)) : 'unusable';
     this.trace(() => ({
       kind: 'evtchn',
       op: 'evtchn_set_pending',
@@ -794,14 +998,14 @@ export class EventChannels implements DomainHooks {
     }));
   }
 
-  /** evtchn_2l_unmask(): mask cleared; if it was set and the port is pending, deliver. */
+  /** evtchn_port_unmask(): mask cleared; if it was set and the port is pending, deliver. */
   private unmaskPort(t: DomainEvtchn, chn: Evtchn): Delivery {
     if (!chn.usable) return 'unusable';
-    return this.kickOn(t, chn.notifyVcpu, t.bits.unmask(chn.notifyVcpu, chn.port));
+    return this.kickOn(t, chn.notifyVcpu, t.unmask(chn));
   }
 
   /** vcpu_mark_events_pending()'s kick: when upcall_pending went 0 -> 1, wake the vCPU. */
-  private kickOn(t: DomainEvtchn, vcpu: number, d: Delivery2l): Delivery2l {
+  private kickOn(t: DomainEvtchn, vcpu: number, d: Delivery): Delivery {
     if (d !== 'upcall') return d;
     t.bits.kick(vcpu);
     for (const f of [...this.upcallListeners]) f(t.d.domid, vcpu);

@@ -8,6 +8,7 @@ import type { EventChannels } from './event-channel.ts';
 import type { Host } from './host.ts';
 import { EvtchnOp, EvtchnStat } from './public/event_channel.ts';
 import { DOMID_SELF, EVTCHN_2L_NR_CHANNELS } from './public/xen.ts';
+import { EVTCHN_FIFO_NR_CHANNELS } from './public/event_fifo.ts';
 import { encodeRoute, routePeer } from './public/evtchn_fast_path.ts';
 
 /** Main-thread side: keeps every domain's route table in step with its port table. */
@@ -25,11 +26,16 @@ export class EvtchnRoutes {
     });
   }
 
-  /** The route table of a domain (created on first use). */
+  /**
+   * The route table of a domain (created on first use): a port per 2-level port, and for a
+   * privileged domain (dom0, whose kernel switches to FIFO as Linux's does) a port per FIFO port.
+   * Ports past a table's end take the hypercall.
+   */
   table(domid: number): SharedArrayBuffer {
     let t = this.tables.get(domid);
     if (!t) {
-      t = new Int32Array(new SharedArrayBuffer(EVTCHN_2L_NR_CHANNELS * 4));
+      const ports = this.host.domains.get(domid)?.privileged ? EVTCHN_FIFO_NR_CHANNELS : EVTCHN_2L_NR_CHANNELS;
+      t = new Int32Array(new SharedArrayBuffer(ports * 4));
       this.tables.set(domid, t);
     }
     return t.buffer as SharedArrayBuffer;
@@ -56,7 +62,7 @@ export class EvtchnRoutes {
   /** Sets (or clears) the routes of a port and of its peer from the port table. */
   refresh(domid: number, port: number): void {
     const t = this.tables.get(domid);
-    const old = t ? routePeer(Atomics.load(t, port)) : undefined;
+    const old = t && port < t.length ? routePeer(Atomics.load(t, port)) : undefined;
     const route = this.routeOf(domid, port);
     this.set(domid, port, route);
     const peer = routePeer(route) ?? old;
@@ -74,7 +80,7 @@ export class EvtchnRoutes {
 
   private set(domid: number, port: number, route: number): void {
     const t = this.tables.get(domid);
-    if (!t) return;
+    if (!t || port >= t.length) return;
     const old = routePeer(Atomics.load(t, port));
     if (old) this.pointingAt.get(old.domid)?.delete(`${domid}:${port}`);
     Atomics.store(t, port, route);

@@ -5,6 +5,7 @@ import { EXTENT_PAGES } from '../hypervisor/memory.ts';
 import { VcpuPool } from '../hypervisor/vcpu-pool.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { EvtchnRoutes } from '../hypervisor/evtchn-fast-path.ts';
+import { EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES } from '../hypervisor/public/event_fifo.ts';
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
@@ -102,6 +103,14 @@ export interface TraceEvent {
 }
 
 /** A toolstack verb failed in dom0 (libxl's error): the system under test said no. */
+/** A guest the host could not create: which step failed, with the errno it failed with. */
+export class CreateGuestError extends Error {
+  constructor(readonly domid: number, readonly step: string, readonly errno: string) {
+    super(`domain ${domid}: ${step} failed: ${errno}${errno === 'ENOSPC' ? ' (no event channel left in dom0 for its xenstore ring)' : ''}`);
+    this.name = 'CreateGuestError';
+  }
+}
+
 export class ToolstackCallError extends Error {
   constructor(readonly op: string, message: string) {
     super(message);
@@ -179,7 +188,9 @@ export class HostRuntime {
         if (!peer?.sharedInfo) return undefined;
         // A packed peer sleeps on its pool thread's doorbell, not on its upcall word: hand that too.
         const doorbell = this.pool?.doorbell(peer.domid);
-        return [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid, ...(doorbell ? { doorbell } : {}) }];
+        // A FIFO peer: its queues' lock and tails, control block and event array, to link with.
+        const fifo = this.evtchn.fifoShare(peer);
+        return [{ mfn: peer.sharedInfo.mfn, sab: peer.sharedInfo.sab, sharedInfoOf: peer.domid, ...(doorbell ? { doorbell } : {}), ...(fifo ? { fifo } : {}) }];
       };
     }
     if (opts.pool !== undefined) {
@@ -424,8 +435,10 @@ export class HostRuntime {
 
   /** Boots dom0 running xenstored; resolves once it serves. */
   async bootDom0(args: Dom0Args = {}): Promise<void> {
-    const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 });
-    this.host.populate(d, 0, 16);
+    // Its kernel's own 16 pages, and room for the FIFO ABI's control block and a full event array.
+    const fifoPages = 1 + EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES;
+    const d = this.host.createDomain({ domid: 0, privileged: true, maxPages: 64 + fifoPages });
+    this.host.populate(d, 0, 16 + fifoPages);
     this.host.unpause(d);
     const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
     await new Promise<void>((resolve, reject) => {
@@ -513,8 +526,15 @@ export class HostRuntime {
     }
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.
     if (opts.introduce !== false) {
-      await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: store.port });
+      const r = (await this.dom0Command({ cmd: 'introduce', domid: d.domid, mfn: storeGfn, port: store.port })) as { error?: string };
       await this.quiesce();
+      if (r.error !== undefined) {
+        // xenstored could not take the domain (new_domain(): e.g. dom0 has no port left to bind
+        // its store channel, ENOSPC): the create fails, the half-built domain goes, the host stays.
+        this.host.destroy(d);
+        this.poke();
+        throw new CreateGuestError(d.domid, 'XS_INTRODUCE', r.error);
+      }
     }
     const startStore = { store_mfn: storeGfn, store_evtchn: store.port, console_mfn: console?.gfn, console_evtchn: console?.port };
     if (!opts.paused) this.host.unpause(d);

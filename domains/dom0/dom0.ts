@@ -1,11 +1,11 @@
 // Dom0's program: xenstored serving every introduced domain over its ring (and dom0 tools over
 // a Unix socket, when asked), plus the toolstack's side of domain introduction and death.
 import type { MessagePort } from 'node:worker_threads';
-import { encodeMessage, nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
-import { Virq } from '../../hypervisor/public/xen.ts';
+import { decodeHeader, encodeMessage, nulJoin, XS_ERRNO, type XsError, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
+import { Errno, Virq } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { Hypercall } from '../../hypervisor/public/xen.ts';
-import type { Kernel } from '../kernel/kernel.ts';
+import { HypercallFailed, type Kernel } from '../kernel/kernel.ts';
 import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
 import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
@@ -24,6 +24,11 @@ import { Xenopsd, type XenopsdQuirks } from './toolstack/xenopsd.ts';
 
 export interface Dom0Args {
   readonly profile?: Profile;
+  /**
+   * Dom0's event-channel ABI: 'fifo' (default), as a Linux dom0 on Xen >= 4.4 runs, so the host
+   * holds more than 4096 ports' worth of guests; '2l' keeps the 2-level ABI (4095 ports).
+   */
+  readonly evtchn?: 'fifo' | '2l';
   /** Serve dom0 tools on this Unix socket too (free-running only). */
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
@@ -69,6 +74,9 @@ export type Dom0Command =
   | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
+  // Linux's xen_init_IRQ picks FIFO before it binds anything (events pending before the switch
+  // would wait for their array page).
+  if ((args.evtchn ?? 'fifo') === 'fifo') k.initFifo();
   const daemon = new XenstoredDaemon({
     profile: args.profile ?? 'c', faults: args.xenstored,
     // find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo): an ACL entry for a
@@ -110,8 +118,23 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const toolWrite = (path: string, value: string): void =>
     toolSend(XsdSockmsgType.XS_WRITE, Buffer.concat([nulJoin(path), Buffer.from(value, 'latin1')]));
 
-  // INTRODUCE maps the guest's ring (grant ref 1) and binds its store event channel.
+  // INTRODUCE binds the guest's store event channel (new_domain(): a failure, e.g. -ENOSPC when
+  // dom0's ports run out, fails that INTRODUCE with its errno and leaves the daemon serving),
+  // then the ring (grant ref 1) is mapped once the request is done.
   const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
+  const boundAtIntroduce = new Map<number, number>();
+  daemon.xs.setUpDomain = (domid, port) => {
+    if (domid === 0) return undefined;
+    try {
+      boundAtIntroduce.set(domid, k.bindInterdomain(domid, port));
+      return undefined;
+    } catch (e) {
+      if (!(e instanceof HypercallFailed) || typeof e.ret !== 'number') throw e;
+      const name = Errno[-e.ret];
+      // xsd_errors[] has no ESRCH: C's send_error() answers what it cannot translate as EINVAL.
+      return name !== undefined && Object.hasOwn(XS_ERRNO, name) ? (name as XsError) : 'EINVAL';
+    }
+  };
   let seenEpoch = -1;
   /** A restarted daemon maps the rings its state names: no introduction. */
   let reattaching = false;
@@ -124,13 +147,25 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       if (have?.conn === d.conn) continue;
       const mapped = k.mapGrant(domid, 1, false);
       if (!mapped.page) continue;
-      const port = k.bindInterdomain(domid, d.port);
+      // Bound at INTRODUCE; a restarted daemon's domains are bound here, from its state.
+      let port = boundAtIntroduce.get(domid);
+      boundAtIntroduce.delete(domid);
+      if (port === undefined) {
+        try {
+          port = k.bindInterdomain(domid, d.port);
+        } catch (e) {
+          k.unmapGrant(mapped.handle);
+          k.trace({ kind: 'oops', where: 'xenstored', error: `domain ${domid}: ${e instanceof Error ? e.message : String(e)}` });
+          continue;
+        }
+      }
+      const evtchn = port;
       const onRing = args.trace ? (ev: object) => k.trace({ ...ev, kind: 'ring', peer: domid }) : undefined;
-      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(port), { onRing });
+      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(evtchn), { onRing });
       if (reattaching) ring.reattach();
       else ring.introduce();
-      k.on(port, () => ring.kick());
-      rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port });
+      k.on(evtchn, () => ring.kick());
+      rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port: evtchn });
     }
     for (const [domid, r] of rings) {
       if (daemon.xs.connections.has(r.conn)) continue;
@@ -268,6 +303,15 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       toolWrite(`${home}/data`, '');
       toolRequest(XsdSockmsgType.XS_SET_PERMS, `${home}/data`, `n${m.domid}`);
       toolRequest(XsdSockmsgType.XS_INTRODUCE, String(m.domid), String(m.mfn), String(m.port));
+      const last = replies.at(-1);
+      if (last && decodeHeader(last).type === XsdSockmsgType.XS_ERROR) {
+        // The domain is not introduced (dom0's ports may have run out): as libxl's failed create,
+        // take away what was built for it, and say why.
+        const error = Buffer.from(last.subarray(16)).toString('latin1').replace(/\0$/, '');
+        toolRequest(XsdSockmsgType.XS_RM, home);
+        control.postMessage({ cmd: 'introduced', domid: m.domid, error, reply: replies.splice(0).map((b) => Buffer.from(b).toString('latin1')) });
+        return;
+      }
     } else if (m.cmd === 'write') {
       toolWrite(m.path, m.value);
       toolRequest(XsdSockmsgType.XS_SET_PERMS, m.path, ...m.perms);

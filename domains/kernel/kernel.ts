@@ -1,9 +1,10 @@
-// What every guest kernel has: hypercall stubs, event-channel upcalls (2-level ABI, Linux's
-// handler shape), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
+// What every guest kernel has: hypercall stubs, event-channel upcalls (the 2-level ABI, or FIFO
+// once the kernel asks for it; Linux's handler shapes), grant tables, its own pages, a clock and a seeded PRNG. Domain code takes time
 // and randomness only from here, so a run can be replayed.
 import { performance } from 'node:perf_hooks';
 import { type HandedFrame, HypercallClient, type HypercallPort } from '../../hypervisor/public/hypercall_page.ts';
 import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
+import { EvtchnFifo, EVTCHN_FIFO_LINK_BITS, FifoConsumer } from '../../hypervisor/public/event_fifo.ts';
 import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { EvtchnOp } from '../../hypervisor/public/event_channel.ts';
 import {
@@ -83,6 +84,9 @@ export class Kernel {
   private readonly siWords: Int32Array;
   /** This domain's shared_info through the 2-level ABI (the guest's half). */
   private readonly evtchn: Evtchn2l;
+  /** The FIFO ABI once initFifo() switched to it: the event array and vCPU 0's consumer. */
+  private fifo: { readonly state: EvtchnFifo; readonly consumer: FifoConsumer } | undefined;
+  private readonly sharedInfoSab: SharedArrayBuffer;
   private gntTable: Uint8Array[] = [];
   /** performance.now() at boot: the free-running clock without a BigInt per reading. */
   private readonly bootMs = performance.now();
@@ -115,6 +119,7 @@ export class Kernel {
     this.si = new Uint8Array(boot.sharedInfo);
     this.siWords = new Int32Array(boot.sharedInfo);
     this.evtchn = new Evtchn2l(boot.sharedInfo);
+    this.sharedInfoSab = boot.sharedInfo;
     this.runs = [...boot.pages].sort((a, b) => a.gfn - b.gfn);
     for (let i = 1; i < this.runs.length; i++) {
       if (this.runs[i].gfn < this.runs[i - 1].gfn + this.runs[i - 1].count) throw new Error(`domain ${this.domid}: boot page runs overlap at gfn ${this.runs[i].gfn}`);
@@ -312,7 +317,7 @@ export class Kernel {
   private adopt(frames: HandedFrame[]): void {
     this.lastFrames = frames.filter((f) => {
       if (f.sharedInfoOf === undefined) return true;
-      this.peers.set(f.sharedInfoOf, new PeerSharedInfo(f.sab, f.doorbell));
+      this.peers.set(f.sharedInfoOf, new PeerSharedInfo(f.sab, f.doorbell, f.fifo));
       return false;
     });
   }
@@ -325,19 +330,53 @@ export class Kernel {
 
   // ---------------------------------------------------------------- event channels
 
+  /**
+   * Switches this kernel to the FIFO ABI (Linux's xen_evtchn_fifo_init; call before binding any
+   * port): vCPU 0's control block on a page of its own. Every port bound from now on gets its
+   * event-array page first (expand_array, a page of 1024 masked words at a time) and is unmasked.
+   */
+  initFifo(): void {
+    if (this.fifo) return;
+    const page = this.allocPage();
+    const r = this.evtchnOp(EvtchnOp.EVTCHNOP_init_control, { control_gfn: page.gfn, offset: 0, vcpu: 0 }) as { link_bits: number };
+    if (r.link_bits !== EVTCHN_FIFO_LINK_BITS) throw new HypercallFailed('EVTCHNOP_init_control', r);
+    const state = new EvtchnFifo(this.sharedInfoSab);
+    state.mapControlBlock(0, page.bytes.buffer as SharedArrayBuffer, page.bytes.byteOffset);
+    this.fifo = { state, consumer: new FifoConsumer(state, 0) };
+  }
+
+  /** Whether this kernel runs the FIFO ABI. */
+  get evtchnAbi(): '2l' | 'fifo' {
+    return this.fifo ? 'fifo' : '2l';
+  }
+
+  /** A newly bound port: FIFO needs its event word (evtchn_fifo_setup) and an unmask. */
+  private bound(port: number): number {
+    if (!this.fifo) return port;
+    const { state } = this.fifo;
+    while (port >= state.numEvtchns) {
+      const page = this.allocPage();
+      EvtchnFifo.initArrayPage(new Int32Array(page.bytes.buffer, page.bytes.byteOffset, page.bytes.length / 4));
+      this.evtchnOp(EvtchnOp.EVTCHNOP_expand_array, { array_gfn: page.gfn });
+      state.addArrayPage(page.bytes.buffer as SharedArrayBuffer, page.bytes.byteOffset);
+    }
+    this.unmask(port);
+    return port;
+  }
+
   allocUnbound(remoteDom: number): number {
     const r = this.evtchnOp(EvtchnOp.EVTCHNOP_alloc_unbound, { dom: DOMID_SELF, remote_dom: remoteDom }) as { port: number };
-    return r.port;
+    return this.bound(r.port);
   }
 
   bindInterdomain(remoteDom: number, remotePort: number): number {
     const r = this.evtchnOp(EvtchnOp.EVTCHNOP_bind_interdomain, { remote_dom: remoteDom, remote_port: remotePort }) as { local_port: number };
-    return r.local_port;
+    return this.bound(r.local_port);
   }
 
   bindVirq(virq: number): number {
     const r = this.evtchnOp(EvtchnOp.EVTCHNOP_bind_virq, { virq, vcpu: 0 }) as { port: number };
-    return r.port;
+    return this.bound(r.port);
   }
 
   /** EVTCHNOP_send: notify the other end (in this thread when the hypervisor routes the port). */
@@ -346,8 +385,9 @@ export class Kernel {
     if (this.routes && port > 0 && port < this.routes.length) {
       const route = Atomics.load(this.routes, port);
       const si = routeValid(route) ? this.peers.get(routeDomid(route)) : undefined;
-      if (si) {
-        if (setPendingFast(si, routePort(route)) === 'upcall') this.counters[KernelCounter.kicks]++;
+      const d = si && setPendingFast(si, routePort(route));
+      if (d) {
+        if (d === 'upcall') this.counters[KernelCounter.kicks]++;
         return;
       }
     }
@@ -381,7 +421,9 @@ export class Kernel {
     this.events.configure(vcpus, quirks);
   }
 
+  /** Unmasks a port: FIFO clears MASKED in place unless the port is pending (Linux's unmask). */
   unmask(port: number): void {
+    if (this.fifo && !this.fifo.state.guestUnmaskNeedsHypercall(port)) return;
     this.evtchnOp(EvtchnOp.EVTCHNOP_unmask, { port });
   }
 
@@ -490,9 +532,10 @@ export class Kernel {
     return true;
   }
 
-  /** The upcall handler (events_2l's shape): every pending unmasked port, to its handler. */
+  /** The upcall handler (events_2l's or events_fifo's shape): every pending unmasked port, to its handler. */
   handleEvents(): void {
-    this.counters[KernelCounter.upcalls] += this.events.handle((dispatch) => this.evtchn.handleEvents(0, dispatch));
+    const fifo = this.fifo;
+    this.counters[KernelCounter.upcalls] += this.events.handle((dispatch) => (fifo ? fifo.consumer.handleEvents(dispatch) : this.evtchn.handleEvents(0, dispatch)));
   }
 
   // ---------------------------------------------------------------- grant tables

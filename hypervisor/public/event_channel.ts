@@ -21,7 +21,7 @@ export enum EvtchnOp {
   EVTCHNOP_bind_vcpu = 8,
   EVTCHNOP_unmask = 9,
   EVTCHNOP_reset = 10,
-  /** FIFO ABI (11-13): not modelled; the 2-level ABI is the only one (-ENOSYS). */
+  /** The FIFO ABI (event_fifo.ts): a domain's first init_control switches it from 2-level. */
   EVTCHNOP_init_control = 11,
   EVTCHNOP_expand_array = 12,
   EVTCHNOP_set_priority = 13,
@@ -135,6 +135,30 @@ export interface evtchn_reset {
   readonly dom: DomId;
 }
 
+/**
+ * EVTCHNOP_init_control: vCPU `vcpu`'s FIFO control block is at byte `offset` (8-aligned, not
+ * crossing the page) of the caller's page `control_gfn`. IN control_gfn (uint64), offset, vcpu;
+ * OUT link_bits (EVTCHN_FIFO_LINK_BITS). Ports pending at the switch go pending again as their
+ * event-array page arrives.
+ */
+export interface evtchn_init_control {
+  readonly control_gfn: number;
+  readonly offset: number;
+  readonly vcpu: number;
+  readonly link_bits: number;
+}
+
+/** EVTCHNOP_expand_array: the caller's page `array_gfn` becomes the next event-array page. */
+export interface evtchn_expand_array {
+  readonly array_gfn: number;
+}
+
+/** EVTCHNOP_set_priority: IN port, priority (0 highest .. 15). FIFO only: -ENOSYS on 2-level. */
+export interface evtchn_set_priority {
+  readonly port: number;
+  readonly priority: number;
+}
+
 /** What each command reads (its IN fields). */
 export interface EvtchnOpArgs {
   [EvtchnOp.EVTCHNOP_bind_interdomain]: Omit<evtchn_bind_interdomain, 'local_port'>;
@@ -148,6 +172,9 @@ export interface EvtchnOpArgs {
   [EvtchnOp.EVTCHNOP_bind_vcpu]: evtchn_bind_vcpu;
   [EvtchnOp.EVTCHNOP_unmask]: evtchn_unmask;
   [EvtchnOp.EVTCHNOP_reset]: evtchn_reset;
+  [EvtchnOp.EVTCHNOP_init_control]: Omit<evtchn_init_control, 'link_bits'>;
+  [EvtchnOp.EVTCHNOP_expand_array]: evtchn_expand_array;
+  [EvtchnOp.EVTCHNOP_set_priority]: evtchn_set_priority;
 }
 
 /** What each command hands back on success: the whole struct with its OUT fields, or 0. */
@@ -163,7 +190,10 @@ export interface EvtchnOpResults {
   [EvtchnOp.EVTCHNOP_bind_vcpu]: 0;
   [EvtchnOp.EVTCHNOP_unmask]: 0;
   [EvtchnOp.EVTCHNOP_reset]: 0;
+  [EvtchnOp.EVTCHNOP_init_control]: evtchn_init_control;
+  [EvtchnOp.EVTCHNOP_expand_array]: 0;
+  [EvtchnOp.EVTCHNOP_set_priority]: 0;
 }
 
-/** The commands the 2-level model implements. */
+/** The commands the model implements. */
 export type EvtchnOpModelled = keyof EvtchnOpArgs & EvtchnOp;

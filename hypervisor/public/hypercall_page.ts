@@ -4,6 +4,7 @@
 // travel on a MessagePort that the caller drains before returning. The hypervisor's end is
 // hypervisor/hypercall-channel.ts.
 import { type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import type { FifoShare } from './event_fifo.ts';
 
 /** The page's state word: idle, a call is waiting, the answer is there. */
 export const CallState = { IDLE: 0, CALL: 1, DONE: 2 } as const;
@@ -29,6 +30,8 @@ export interface HandedFrame {
   readonly sharedInfoOf?: number;
   /** With sharedInfoOf, when that domain's vCPU runs on a pool thread: the thread's doorbell. */
   readonly doorbell?: SharedArrayBuffer;
+  /** With sharedInfoOf, when that domain runs the FIFO ABI: what a sender links events with. */
+  readonly fifo?: FifoShare;
 }
 
 export interface HypercallResult {

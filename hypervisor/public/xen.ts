@@ -52,6 +52,7 @@ export enum Errno {
   ENOSPC = 28,
   ENOSYS = 38,
   EOVERFLOW = 75,
+  EOPNOTSUPP = 95,
 }
 
 /**

@@ -19,10 +19,12 @@ import { startupSection } from './startup.ts';
 import { migrationSection } from './migration.ts';
 import { resilienceSection } from './resilience.ts';
 import { uiSection } from './ui.ts';
+import { bighostSection } from './bighost.ts';
+import { soakSection } from './soak.ts';
 
 const SECTIONS: readonly BenchSection[] = [
-  xenstoredSection, ringSection, lockstepSection, packingSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
-  resilienceSection, uiSection,
+  xenstoredSection, ringSection, lockstepSection, packingSection, bighostSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
+  resilienceSection, soakSection, uiSection,
 ];
 
 const HELP = `usage: npm run bench -- [options]
@@ -42,6 +44,15 @@ xenstored section:
   --nodes N             nodes held in the memory test (default 1000000, quick 100000)
   --mem-seconds S       time cap for loading an oracle server (default 45, quick 10); the rest is
                         extrapolated, since C xenstored 4.17 slows down as its store grows
+
+bighost section:
+  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000); the 40,000-guest run needs
+                        about 0.45 MB per guest until domain ids run out at 32,752
+
+soak section:
+  --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
+  --soak-kinds LIST     hostile guests among replies, events, txns (default all)
+  --soak-profiles LIST  c, ocaml (default both)
 
 Needs the Debian packages xen-utils-4.17 xenstore-utils libxen-dev gcc, and ../shared/oracle.
 `;
@@ -92,6 +103,10 @@ async function main(argv: string[]): Promise<number> {
       clients: { type: 'string' },
       nodes: { type: 'string' },
       'mem-seconds': { type: 'string' },
+      'bighost-rss-mb': { type: 'string' },
+      'soak-seconds': { type: 'string' },
+      'soak-kinds': { type: 'string' },
+      'soak-profiles': { type: 'string' },
     },
     strict: true,
   });

@@ -10,7 +10,6 @@ import type { DomainConfig } from '../../domains/dom0/toolstack/config.ts';
 import type { NodeDump } from '../../domains/dom0/toolstack/toolstack.ts';
 import type { GuestArgs, GuestCommand } from '../../domains/domU/guest.ts';
 import { Prng } from '../../domains/kernel/kernel.ts';
-import { Evtchn2l } from '../../hypervisor/public/event_2l.ts';
 import { parseSchedule, ReplayStrategy, type SchedItem } from '../scheduler/strategy.ts';
 import { HostRuntime, ToolstackCallError, type TraceEvent } from '../host-runtime.ts';
 import { XtfResult } from '../report/xtf.ts';
@@ -297,9 +296,9 @@ export class ScenarioRun {
     for (const h of this.hosts.values()) {
       for (const d of h.rt.host.domains.values()) {
         if (!d.sharedInfo || d.pauseCount > 0 || d.isShutDown || d.runState === 'dying' || d.runState === 'dead') continue;
-        const lost = new Evtchn2l(d.sharedInfo.sab).lostWakeup(0);
+        const lost = h.rt.evtchn.lostWakeup(d);
         const on = h.name === MAIN_HOST ? '' : ` on host ${h.name}`;
-        if (lost) return `domain ${d.domid}${on} has port(s) pending in word ${lost.word} (bits 0x${lost.bits.toString(16)}) but no upcall pending`;
+        if (lost) return `domain ${d.domid}${on} has ${lost}`;
       }
     }
     return undefined;

@@ -862,7 +862,9 @@ describe('event channels (2-level ABI)', () => {
         expect: { vcpu: 1, port: 1 },
       },
       { spec: '-EFAULT: EVTCHNOP_bind_pirq without flags', run: (w) => w.ec.dispatch(w.dom0, 2, { pirq: 1 }), expect: -Errno.EFAULT },
-      { spec: '-ENOSYS: EVTCHNOP_init_control (FIFO ABI)', run: (w) => w.ec.dispatch(w.dom0, 11, {}), expect: -Errno.ENOSYS },
+      { spec: '-EFAULT: EVTCHNOP_init_control without its IN fields', run: (w) => w.ec.dispatch(w.dom0, 11, {}), expect: -Errno.EFAULT },
+      { spec: '-EOPNOTSUPP: EVTCHNOP_expand_array before init_control', run: (w) => w.ec.dispatch(w.dom0, 12, { array_gfn: 0 }), expect: -Errno.EOPNOTSUPP },
+      { spec: '-ENOSYS: EVTCHNOP_set_priority on the 2-level ABI', run: (w) => w.ec.dispatch(w.guest1, 13, { port: 0, priority: 0 }), expect: -Errno.ENOSYS },
       { spec: '-ENOSYS: an unknown command', run: (w) => w.ec.dispatch(w.dom0, 99, {}), expect: -Errno.ENOSYS },
       { spec: '-EFAULT: no argument', run: (w) => w.ec.dispatch(w.dom0, 4, null), expect: -Errno.EFAULT },
       { spec: '-EFAULT: a missing IN field', run: (w) => w.ec.dispatch(w.dom0, 4, {}), expect: -Errno.EFAULT },
@@ -1396,7 +1398,7 @@ describe('event channels (2-level ABI)', () => {
       w.ec.dispatch(w.guest1, 12, {});
       assert.deepEqual(
         w.trace.map((e) => [e.op, e.domid, rc(e.result)]),
-        [['EVTCHNOP_close', 1, '-EINVAL'], ['EVTCHNOP_expand_array', 1, '-ENOSYS']],
+        [['EVTCHNOP_close', 1, '-EINVAL'], ['EVTCHNOP_expand_array', 1, '-EFAULT']],
       );
     });
 

@@ -236,9 +236,9 @@ export class Xenstored {
   domainEpoch = 0;
   /**
    * The transport's part of introducing a domain (new_domain() in C: map its interface, bind its
-   * event channel); an error fails the INTRODUCE with it and leaves the domain unintroduced.
+   * event channel `port`); an error fails the INTRODUCE with it and leaves the domain unintroduced.
    */
-  setUpDomain: ((domid: number) => XsError | undefined) | undefined;
+  setUpDomain: ((domid: number, port: number) => XsError | undefined) | undefined;
   private readonly domainExists: (domid: number) => boolean;
   private readonly keepOrphans: boolean;
   private readonly table: ReadonlyArray<readonly [Handler, Flag] | undefined>;
@@ -1651,7 +1651,7 @@ export class Xenstored {
     if (d === undefined) return fail('EINVAL');
     if (domid === 0 && this.b.domainOpsOcaml && d.introduced) return;
     if (!d.introduced) {
-      const setUp = this.setUpDomain?.(domid);
+      const setUp = this.setUpDomain?.(domid, port >>> 0);
       if (setUp !== undefined) fail(setUp);
       d.introduced = true;
       d.mfn = mfn;

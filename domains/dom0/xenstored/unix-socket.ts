@@ -117,11 +117,18 @@ export class XenstoredServer {
     // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
     const throttles = guest && this.xs.profile === 'c' && quota > 0;
     let wakeArmed = false;
+    // A guest's output is charged to its domain until the kernel takes it, as C charges what
+    // waits in a ring's out list (XSA-326): an event that would reach the hard memory quota is
+    // dropped, so a guest that never reads its socket cannot make the daemon hoard events in
+    // Node's write buffer. Charged on the instance that queued it (a live update swaps it).
+    let charged: number[] = [];
     const wire = new XsWireConnection(this.daemon, conn, {
       send: (m) => {
+        if (guest && !this.xs.outputQueued(conn, m)) return;
         const b = encodeMessage(m);
         out.push(b);
         outBytes += b.length;
+        if (guest) charged.push(m.payload.length);
         if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
       },
       flush: () => {
@@ -129,7 +136,11 @@ export class XenstoredServer {
         const replies = queuedReplies;
         outReplies += replies;
         queuedReplies = 0;
+        const xs = this.xs;
+        const done = charged;
+        charged = [];
         socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
+          for (const len of done) xs.outputDone(conn, len);
           outReplies -= replies;
           if (wire.paused && !wire.throttledNow()) {
             wire.resume();

@@ -1,7 +1,9 @@
 // The outstanding-request quota on a guest's socket (--guest-dir) as on its ring: profile c stops
 // reading from an unprivileged connection while `outstanding` (20) of its replies are not yet
 // taken by the peer, so a guest that writes requests and never reads cannot make the daemon queue
-// replies without bound. Checked by the bytes the daemon holds for the peer, not by RSS.
+// replies without bound; and events queued for it are charged to its domain until the kernel
+// takes them, so past the hard memory quota they are dropped (XSA-326). Checked by the bytes the
+// daemon holds for the peer, not by RSS.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -77,6 +79,52 @@ describe('c: a guest socket client that writes requests and never reads', functi
     } finally {
       server.daemon.afterBatch = before;
       server.daemon.onTrace = undefined;
+    }
+  });
+});
+
+describe('c: a guest socket client that watches and never reads its events (XSA-326 on sockets)', function () {
+  const N = 2000;
+  const TOKEN = `t${'k'.repeat(3900)}`;
+  let dir: string;
+  let server: XenstoredServer;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-events-'));
+    server = new XenstoredServer({ socketPath: path.join(dir, 'socket'), guestDir: path.join(dir, 'g'), profile: 'c' });
+    await server.listen();
+    await introduceGuest(path.join(dir, 'socket'), 6);
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`holds what waits for it within its hard memory quota: events past it are dropped, not hoarded in the write buffer`, async () => {
+    const conn = server.xs.domainConnection(6)!;
+    const hard = server.xs.quotas.memory;
+    assert.equal(hard, 2.5 * 1024 * 1024);
+    let most = 0;
+    const before = server.daemon.afterBatch;
+    server.daemon.afterBatch = () => {
+      before?.();
+      most = Math.max(most, server.outputState(conn).queuedBytes);
+    };
+    const s = net.createConnection(path.join(dir, 'g', '6'));
+    try {
+      await new Promise<void>((r, j) => s.once('connect', () => r()).once('error', j));
+      // No 'data' listener: the guest reads nothing, not even its WATCH reply.
+      s.write(msg(T.XS_WATCH, 1, `/local/domain/6/data\0${TOKEN}\0`));
+      const writes = Array.from({ length: N }, (_, i) => msg(T.XS_WRITE, i + 1, `/local/domain/6/data/k${i % 10}\0${i}`));
+      const w = await play(path.join(dir, 'socket'), Buffer.concat(writes), (c) => c.replies.length >= N);
+      assert.equal(w.replies.length, N);
+      assert.ok(w.replies.every((r) => r[0] === 'WRITE'));
+      most = Math.max(most, server.outputState(conn).queuedBytes);
+      // Each event is ~3.9 KB: N of them would be ~8 MB.
+      assert.ok(most <= hard + XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX, `the daemon held ${most} bytes for the guest (hard quota ${hard})`);
+    } finally {
+      s.destroy();
+      server.daemon.afterBatch = before;
     }
   });
 });
