@@ -5,11 +5,25 @@
 // step that had a choice is tried with each other item, once, so each schedule within the bound
 // runs exactly once (forced steps strictly increase along a branch). Faults are off: what fails
 // here fails on a schedule alone.
+//
+// Partial-order reduction (on by default): sleep sets (Godefroid, 1996) over that depth-first
+// search. Each step has a footprint (sim/scheduler/footprint.ts); two steps whose footprints do
+// not conflict commute. An item already explored at a node, asleep as long as every step after it
+// commutes with it, is not tried again there: the schedule that takes it later is equivalent to
+// one that took it earlier. The preemption bound makes that unsound as such (Coons, Musuvathi &
+// McKinley, OOPSLA 2013: the bound adds dependences) - the earlier schedule may need more
+// preemptions than the bound allows - so an asleep item is pruned only when the equivalent
+// schedule explored earlier costs no more preemptions, for every continuation: its cost is
+// recomputed from the steps' ready lists (the asleep step changes only its own domain's items and
+// those of the domains it writes, which no step in between touches) plus one when the two orders
+// leave different defaults for the next step. Then every schedule within the bound has an
+// equivalent one that ran (induction on the search order), and equivalent schedules end alike.
 import type { ScenarioDef } from './scenario.ts';
 import type { FaultSelection } from './faults.ts';
 import { type RunResult, runScenario } from './run.ts';
 import { failureSignature } from './swarm-report.ts';
-import { encodeChoices } from '../scheduler/strategy.ts';
+import { defaultChoice, encodeChoices, type SchedItem } from '../scheduler/strategy.ts';
+import { conflicts, type Footprint } from '../scheduler/footprint.ts';
 
 export interface ExploreOptions {
   readonly variant: string;
@@ -20,6 +34,8 @@ export interface ExploreOptions {
   /** Stop at the first failing schedule. */
   readonly stopAtFirstFailure?: boolean;
   readonly faults?: FaultSelection;
+  /** Partial-order reduction with sleep sets (default on). */
+  readonly por?: boolean;
   readonly onRun?: (r: RunResult, schedule: string, done: number, queued: number) => void;
 }
 
@@ -36,7 +52,102 @@ export interface ExploreResult {
   readonly defaultSteps: number;
   readonly defaultChoicePoints: number;
   readonly wallMs: number;
+  /** Partial-order reduction was on. */
+  readonly por: boolean;
+  /** Alternatives not run because an equivalent schedule within the bound already ran (each a whole subtree). */
+  readonly prunedAlternatives: number;
+  /** Runs whose default continuation turned out equivalent to one already explored: no alternatives spawned after that step. */
+  readonly redundantTails: number;
+  /** Steps of all runs whose footprint was unknown (conflicting with everything), and all steps. */
+  readonly unknownSteps: number;
+  readonly footprintSteps: number;
 }
+
+type StepLog = NonNullable<RunResult['stepLog']>;
+
+/** An item explored at a node, and what the reduction needs to know of that step. */
+interface SleepEntry {
+  readonly item: SchedItem;
+  readonly fp: Footprint;
+  /** The node's depth (the step at which it ran). */
+  readonly depth: number;
+  /** The ready items, per domain, after it ran - of the domains whose ready items it changed. */
+  readonly after: ReadonlyMap<number, readonly SchedItem[]>;
+}
+
+/** A node of the search with alternatives: its sleep set and the items explored there so far. */
+interface NodeInfo {
+  readonly sleep: readonly SleepEntry[];
+  readonly done: SleepEntry[];
+}
+
+const same = (a: SchedItem, b: SchedItem): boolean => a.domid === b.domid && a.task === b.task;
+const chosenAt = (log: StepLog, s: number): SchedItem | undefined => (s < 0 ? undefined : log[s].ids[log[s].chosen]);
+
+function byDomain(ids: readonly SchedItem[]): Map<number, SchedItem[]> {
+  const m = new Map<number, SchedItem[]>();
+  for (const i of ids) {
+    let l = m.get(i.domid);
+    if (!l) m.set(i.domid, (l = []));
+    l.push(i);
+  }
+  return m;
+}
+
+function entryOf(log: StepLog, s: number): SleepEntry {
+  const before = byDomain(log[s].ids);
+  const next = byDomain(log[s + 1]?.ids ?? []);
+  const after = new Map<number, SchedItem[]>();
+  for (const d of new Set([...before.keys(), ...next.keys()])) {
+    const a = before.get(d) ?? [];
+    const b = next.get(d) ?? [];
+    if (a.length !== b.length || a.some((x, i) => !same(x, b[i]))) after.set(d, b);
+  }
+  return { item: chosenAt(log, s)!, fp: log[s].fp, depth: s, after };
+}
+
+/** The ready items as they would be had `u`'s step run first: its domains' lists replaced. */
+function withAfter(ids: readonly SchedItem[], u: SleepEntry): SchedItem[] {
+  const m = byDomain(ids);
+  for (const [d, l] of u.after) m.set(d, [...l]);
+  return [...m.keys()].sort((a, b) => a - b).flatMap((d) => m.get(d)!);
+}
+
+/** 1 if running `item` among `items` after `last` is not the default choice (a preemption). */
+function cost(items: readonly SchedItem[], item: SchedItem, last: SchedItem | undefined): number {
+  const i = items.findIndex((x) => same(x, item));
+  if (i < 0) return Infinity;
+  return items.length > 1 && i !== defaultChoice(items, last) ? 1 : 0;
+}
+
+/**
+ * Whether running asleep `u` at step `k` of `log` (after the steps from u.depth on, all of which
+ * commute with it) costs at least as many preemptions, whatever follows, as the equivalent
+ * schedule that ran u first at u.depth and then the same steps - explored before.
+ */
+function coveredWithinBound(u: SleepEntry, log: StepLog, k: number): boolean {
+  const j = u.depth;
+  let later = 0;
+  for (let s = j; s < k; s++) later += cost(log[s].ids, chosenAt(log, s)!, chosenAt(log, s - 1));
+  later += cost(log[k].ids, u.item, chosenAt(log, k - 1));
+  let first = cost(log[j].ids, u.item, chosenAt(log, j - 1));
+  let last = u.item;
+  for (let s = j; s < k; s++) {
+    const y = chosenAt(log, s)!;
+    if (u.after.has(y.domid)) return false; // cannot be: y would conflict with u
+    first += cost(withAfter(log[s].ids, u), y, last);
+    last = y;
+  }
+  // Both orders reach one state; only the default of the next step may differ.
+  const end = withAfter(log[k].ids, u);
+  const next = end.length <= 1 || defaultChoice(end, u.item) === defaultChoice(end, last) ? 0 : 1;
+  return first + next <= later;
+}
+
+/** The entry of `sleep` for `item`, if it is asleep and may be pruned at step k. */
+const prunable = (sleep: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number): boolean =>
+  sleep.some((u) => same(u.item, item) && coveredWithinBound(u, log, k));
+
 
 export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<ExploreResult> {
   const t0 = performance.now();
@@ -44,18 +155,23 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   const maxRuns = opts.maxRuns ?? Infinity;
   const faults = opts.faults ?? { spec: 'none' };
   if (!Number.isInteger(opts.bound) || opts.bound < 0) throw new RangeError(`preemption bound must be a whole number >= 0, not ${opts.bound}`);
+  const por = opts.por ?? true;
   // Depth-first, so the queue stays as long as one branch's alternatives.
-  const stack: { forced: Map<number, number>; after: number }[] = [{ forced: new Map(), after: -1 }];
+  const stack: { forced: Map<number, number>; after: number; node?: NodeInfo }[] = [{ forced: new Map(), after: -1 }];
   const signatures = new Map<string, { count: number; schedule: string; preemptions: number }>();
   const byPreemptions: number[] = [];
   let runs = 0;
   let failing = 0;
   let defaultSteps = 0;
   let defaultChoicePoints = 0;
+  let prunedAlternatives = 0;
+  let redundantTails = 0;
+  let unknownSteps = 0;
+  let footprintSteps = 0;
   while (stack.length > 0 && runs < maxRuns) {
-    const { forced, after } = stack.pop()!;
+    const { forced, after, node } = stack.pop()!;
     const schedule = `replay:${encodeChoices(forced)}`;
-    const r = await runScenario(def, { seed, variant: opts.variant, faults, schedule, recordChoices: true });
+    const r = await runScenario(def, { seed, variant: opts.variant, faults, schedule, recordChoices: true, recordFootprints: por });
     runs++;
     byPreemptions[forced.size] = (byPreemptions[forced.size] ?? 0) + 1;
     if (runs === 1) {
@@ -71,19 +187,52 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
     }
     opts.onRun?.(r, schedule, runs, stack.length);
     if (r.result !== 'SUCCESS' && opts.stopAtFirstFailure) break;
+    const log = r.stepLog;
+    if (log) {
+      footprintSteps += log.length;
+      unknownSteps += log.filter((st) => st.fp.global).length;
+    }
+    // The sleep set below this run's forced step: what was explored at that node and still commutes.
+    let sleep: SleepEntry[] = [];
+    if (log && node && log.length > after) {
+      const mine = entryOf(log, after);
+      sleep = [...node.sleep, ...node.done].filter((u) => !conflicts(u.fp, mine.fp));
+      node.done.push(mine);
+    }
     if (forced.size >= opts.bound) continue;
     // Later choice points first pushed, so the earliest alternative runs next.
     const points = (r.choicePoints ?? []).filter((c) => c.step > after);
-    for (let i = points.length - 1; i >= 0; i--) {
-      const c = points[i];
-      for (let alt = c.items.length - 1; alt >= 0; alt--) {
-        if (alt === c.chosen) continue;
-        stack.push({ forced: new Map([...forced, [c.step, alt]]), after: c.step });
+    const spawn: { forced: Map<number, number>; after: number; node?: NodeInfo }[] = [];
+    // The next step whose footprint the sleep set has not seen yet.
+    let cursor = after + 1;
+    for (const c of points) {
+      if (log) {
+        // Steps between choice points (one item ready): what conflicts with them wakes up.
+        for (; cursor < c.step; cursor++) sleep = sleep.filter((u) => !conflicts(u.fp, log[cursor].fp));
       }
+      const defaultAsleep = log !== undefined && prunable(sleep, c.ids[c.chosen], log, c.step);
+      const here: NodeInfo | undefined = log ? { sleep, done: defaultAsleep ? [] : [entryOf(log, c.step)] } : undefined;
+      for (let alt = 0; alt < c.items.length; alt++) {
+        if (alt === c.chosen) continue;
+        if (log && prunable(sleep, c.ids[alt], log, c.step)) {
+          prunedAlternatives++;
+          continue;
+        }
+        spawn.push({ forced: new Map([...forced, [c.step, alt]]), after: c.step, node: here });
+      }
+      if (defaultAsleep) {
+        // Everything after this step is equivalent to schedules explored (or to be) elsewhere.
+        redundantTails++;
+        break;
+      }
+      if (log) sleep = sleep.filter((u) => !conflicts(u.fp, log[c.step].fp));
+      cursor = c.step + 1;
     }
+    for (let i = spawn.length - 1; i >= 0; i--) stack.push(spawn[i]);
   }
   return {
     runs, failing, complete: stack.length === 0 && !(opts.stopAtFirstFailure && failing > 0), signatures, byPreemptions,
     defaultSteps, defaultChoicePoints, wallMs: Math.round(performance.now() - t0),
+    por, prunedAlternatives, redundantTails, unknownSteps, footprintSteps,
   };
 }
