@@ -36,6 +36,13 @@ export interface ExploreOptions {
   readonly faults?: FaultSelection;
   /** Partial-order reduction with sleep sets (default on). */
   readonly por?: boolean;
+  /** Leave the default only at steps from..to (inclusive): explore around a known window. */
+  readonly window?: { readonly from: number; readonly to: number };
+  /**
+   * Count the schedules with exactly `bound` preemptions instead of running them (they branch no
+   * further): what an exploration would cost, at the price of the one below it.
+   */
+  readonly countLeaves?: boolean;
   readonly onRun?: (r: RunResult, schedule: string, done: number, queued: number) => void;
 }
 
@@ -54,13 +61,18 @@ export interface ExploreResult {
   readonly wallMs: number;
   /** Partial-order reduction was on. */
   readonly por: boolean;
-  /** Alternatives not run because an equivalent schedule within the bound already ran (each a whole subtree). */
+  /**
+   * Alternatives not run because an equivalent schedule within the bound runs (each the root of a
+   * subtree: with `bound` - 1 preemptions before it, exactly one schedule).
+   */
   readonly prunedAlternatives: number;
   /** Runs whose default continuation turned out equivalent to one already explored: no alternatives spawned after that step. */
   readonly redundantTails: number;
   /** Steps of all runs whose footprint was unknown (conflicting with everything), and all steps. */
   readonly unknownSteps: number;
   readonly footprintSteps: number;
+  /** With countLeaves: the schedules with `bound` preemptions, counted and not run (`runs` excludes them). */
+  readonly leaves: number;
 }
 
 type StepLog = NonNullable<RunResult['stepLog']>;
@@ -113,40 +125,48 @@ function withAfter(ids: readonly SchedItem[], u: SleepEntry): SchedItem[] {
   return [...m.keys()].sort((a, b) => a - b).flatMap((d) => m.get(d)!);
 }
 
-/** 1 if running `item` among `items` after `last` is not the default choice (a preemption). */
-function cost(items: readonly SchedItem[], item: SchedItem, last: SchedItem | undefined): number {
+/** Steps where the search may leave the default (all of them unless a window is given). */
+type Window = (step: number) => boolean;
+
+/**
+ * 1 if running `item` among `items` after `last` at `step` is not the default choice (a
+ * preemption); Infinity where the search may not preempt (outside its window) or `item` is not ready.
+ */
+function cost(items: readonly SchedItem[], item: SchedItem, last: SchedItem | undefined, step: number, window: Window): number {
   const i = items.findIndex((x) => same(x, item));
   if (i < 0) return Infinity;
-  return items.length > 1 && i !== defaultChoice(items, last) ? 1 : 0;
+  if (items.length <= 1 || i === defaultChoice(items, last)) return 0;
+  return window(step) ? 1 : Infinity;
 }
 
 /**
  * Whether running asleep `u` at step `k` of `log` (after the steps from u.depth on, all of which
  * commute with it) costs at least as many preemptions, whatever follows, as the equivalent
- * schedule that ran u first at u.depth and then the same steps - explored before.
+ * schedule that ran u first at u.depth and then the same steps (one step later each) - explored
+ * before, and within the bound and window whenever this one is.
  */
-function coveredWithinBound(u: SleepEntry, log: StepLog, k: number): boolean {
+function coveredWithinBound(u: SleepEntry, log: StepLog, k: number, window: Window): boolean {
   const j = u.depth;
   let later = 0;
-  for (let s = j; s < k; s++) later += cost(log[s].ids, chosenAt(log, s)!, chosenAt(log, s - 1));
-  later += cost(log[k].ids, u.item, chosenAt(log, k - 1));
-  let first = cost(log[j].ids, u.item, chosenAt(log, j - 1));
+  for (let s = j; s < k; s++) later += cost(log[s].ids, chosenAt(log, s)!, chosenAt(log, s - 1), s, window);
+  later += cost(log[k].ids, u.item, chosenAt(log, k - 1), k, window);
+  let first = cost(log[j].ids, u.item, chosenAt(log, j - 1), j, window);
   let last = u.item;
   for (let s = j; s < k; s++) {
     const y = chosenAt(log, s)!;
     if (u.after.has(y.domid)) return false; // cannot be: y would conflict with u
-    first += cost(withAfter(log[s].ids, u), y, last);
+    first += cost(withAfter(log[s].ids, u), y, last, s + 1, window);
     last = y;
   }
   // Both orders reach one state; only the default of the next step may differ.
   const end = withAfter(log[k].ids, u);
-  const next = end.length <= 1 || defaultChoice(end, u.item) === defaultChoice(end, last) ? 0 : 1;
+  const next = end.length <= 1 || defaultChoice(end, u.item) === defaultChoice(end, last) ? 0 : window(k + 1) ? 1 : Infinity;
   return first + next <= later;
 }
 
 /** The entry of `sleep` for `item`, if it is asleep and may be pruned at step k. */
-const prunable = (sleep: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number): boolean =>
-  sleep.some((u) => same(u.item, item) && coveredWithinBound(u, log, k));
+const prunable = (sleep: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number, window: Window): boolean =>
+  sleep.some((u) => same(u.item, item) && coveredWithinBound(u, log, k, window));
 
 
 export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<ExploreResult> {
@@ -156,6 +176,9 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   const faults = opts.faults ?? { spec: 'none' };
   if (!Number.isInteger(opts.bound) || opts.bound < 0) throw new RangeError(`preemption bound must be a whole number >= 0, not ${opts.bound}`);
   const por = opts.por ?? true;
+  const w = opts.window;
+  const inWindow: Window = w ? (step) => step >= w.from && step <= w.to : () => true;
+  let leaves = 0;
   // Depth-first, so the queue stays as long as one branch's alternatives.
   const stack: { forced: Map<number, number>; after: number; node?: NodeInfo }[] = [{ forced: new Map(), after: -1 }];
   const signatures = new Map<string, { count: number; schedule: string; preemptions: number }>();
@@ -170,6 +193,10 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   let footprintSteps = 0;
   while (stack.length > 0 && runs < maxRuns) {
     const { forced, after, node } = stack.pop()!;
+    if (opts.countLeaves && forced.size >= opts.bound && forced.size > 0) {
+      leaves++;
+      continue;
+    }
     const schedule = `replay:${encodeChoices(forced)}`;
     const r = await runScenario(def, { seed, variant: opts.variant, faults, schedule, recordChoices: true, recordFootprints: por });
     runs++;
@@ -200,8 +227,8 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
       node.done.push(mine);
     }
     if (forced.size >= opts.bound) continue;
-    // Later choice points first pushed, so the earliest alternative runs next.
-    const points = (r.choicePoints ?? []).filter((c) => c.step > after);
+    // Alternatives pushed last first, so the earliest (step, then item) runs next.
+    const points = (r.choicePoints ?? []).filter((c) => c.step > after && (!w || c.step <= w.to));
     const spawn: { forced: Map<number, number>; after: number; node?: NodeInfo }[] = [];
     // The next step whose footprint the sleep set has not seen yet.
     let cursor = after + 1;
@@ -210,19 +237,21 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
         // Steps between choice points (one item ready): what conflicts with them wakes up.
         for (; cursor < c.step; cursor++) sleep = sleep.filter((u) => !conflicts(u.fp, log[cursor].fp));
       }
-      const defaultAsleep = log !== undefined && prunable(sleep, c.ids[c.chosen], log, c.step);
+      const defaultAsleep = log !== undefined && prunable(sleep, c.ids[c.chosen], log, c.step, inWindow);
       const here: NodeInfo | undefined = log ? { sleep, done: defaultAsleep ? [] : [entryOf(log, c.step)] } : undefined;
-      for (let alt = 0; alt < c.items.length; alt++) {
+      for (let alt = 0; alt < c.items.length && inWindow(c.step); alt++) {
         if (alt === c.chosen) continue;
-        if (log && prunable(sleep, c.ids[alt], log, c.step)) {
+        if (log && prunable(sleep, c.ids[alt], log, c.step, inWindow)) {
           prunedAlternatives++;
           continue;
         }
         spawn.push({ forced: new Map([...forced, [c.step, alt]]), after: c.step, node: here });
       }
       if (defaultAsleep) {
-        // Everything after this step is equivalent to schedules explored (or to be) elsewhere.
+        // Everything after this step is equivalent to schedules explored (or to be) elsewhere:
+        // the alternatives after it are pruned too.
         redundantTails++;
+        for (const later of points) if (later.step > c.step && inWindow(later.step)) prunedAlternatives += later.items.length - 1;
         break;
       }
       if (log) sleep = sleep.filter((u) => !conflicts(u.fp, log[c.step].fp));
@@ -233,6 +262,13 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   return {
     runs, failing, complete: stack.length === 0 && !(opts.stopAtFirstFailure && failing > 0), signatures, byPreemptions,
     defaultSteps, defaultChoicePoints, wallMs: Math.round(performance.now() - t0),
-    por, prunedAlternatives, redundantTails, unknownSteps, footprintSteps,
+    por, prunedAlternatives, redundantTails, unknownSteps, footprintSteps, leaves,
   };
+}
+
+/** The reduction's counts as the explore report and the bench print them. */
+export function exploreReductionText(r: ExploreResult): string {
+  const unknown = r.footprintSteps ? ` ${((100 * r.unknownSteps) / r.footprintSteps).toFixed(1)} % of steps had an unknown footprint.` : '';
+  return `${r.prunedAlternatives} alternative(s) pruned (an equivalent schedule within the bound ran), `
+    + `${r.redundantTails} run(s) found equivalent to another after some step (nothing branched after it).${unknown}`;
 }
