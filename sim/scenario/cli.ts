@@ -315,7 +315,7 @@ export function registerScenarios(program: Command): void {
       });
       if (tty) process.stderr.write('\n');
       const rate = res.runs / (res.wallMs / 1000);
-      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) run with <= ${o.bound} step(s) off the default schedule${win ? ` (at steps ${win[1]}..${win[2]})` : ''} `
+      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} step(s) off the default schedule${win ? ` (at steps ${win[1]}..${win[2]})` : ''} `
         + `(${res.byPreemptions.map((n, k) => `${n ?? 0} with ${k}`).join(', ')})${res.leaves ? `, ${res.leaves} with ${o.bound} counted, not run` : ''}; default schedule ${res.defaultSteps} steps, ${res.defaultChoicePoints} with a choice\n`);
       process.stdout.write(res.por
         ? `partial-order reduction: ${exploreReductionText(res)}\n`

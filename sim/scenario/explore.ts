@@ -66,6 +66,8 @@ export interface ExploreResult {
    * subtree: with `bound` - 1 preemptions before it, exactly one schedule).
    */
   readonly prunedAlternatives: number;
+  /** Of those, last-level alternatives judged from a later step of the same task (not run at all). */
+  readonly prunedAhead: number;
   /** Runs whose default continuation turned out equivalent to one already explored: no alternatives spawned after that step. */
   readonly redundantTails: number;
   /** Steps of all runs whose footprint was unknown (conflicting with everything), and all steps. */
@@ -168,6 +170,31 @@ function coveredWithinBound(u: SleepEntry, log: StepLog, k: number, window: Wind
 const prunable = (sleep: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number, window: Window): boolean =>
   sleep.some((u) => same(u.item, item) && coveredWithinBound(u, log, k, window));
 
+/**
+ * A last-level alternative (it will branch no further) judged without running it: `item` ready
+ * at step k of `log` and run later, at step m, after steps that all commute with it - so at k it
+ * would make the same step, with the same footprint and the same effect on the ready items. If
+ * the default right after it is asleep there and prunable, the whole run is equivalent to one
+ * explored within the bound: everything it does is that default and what follows.
+ */
+function redundantLeaf(sleep: readonly SleepEntry[], done: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number, window: Window): boolean {
+  let m = k;
+  while (m < log.length && !same(chosenAt(log, m)!, item)) m++;
+  if (m >= log.length) return false;
+  const fp = log[m].fp;
+  for (let s = k; s < m; s++) if (conflicts(log[s].fp, fp)) return false;
+  const moved = { ...entryOf(log, m), depth: k };
+  const childSleep = [...sleep, ...done].filter((u) => !conflicts(u.fp, fp));
+  if (childSleep.length === 0) return false;
+  const ready = withAfter(log[k].ids, moved);
+  if (ready.length === 0) return false;
+  const next = ready[defaultChoice(ready, item)];
+  // The run as it would go: the same steps up to k, then the alternative, then what is ready after it.
+  const i = log[k].ids.findIndex((x) => same(x, item));
+  const synth: StepLog = [...log.slice(0, k), { ids: log[k].ids, chosen: i, fp }, { ids: ready, chosen: ready.indexOf(next), fp }];
+  return prunable(childSleep, next, synth, k + 1, window);
+}
+
 
 export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<ExploreResult> {
   const t0 = performance.now();
@@ -189,6 +216,7 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   let defaultChoicePoints = 0;
   let prunedAlternatives = 0;
   let redundantTails = 0;
+  let prunedAhead = 0;
   let unknownSteps = 0;
   let footprintSteps = 0;
   while (stack.length > 0 && runs < maxRuns) {
@@ -245,6 +273,11 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
           prunedAlternatives++;
           continue;
         }
+        if (log && here && forced.size + 1 === opts.bound && redundantLeaf(sleep, here.done, c.ids[alt], log, c.step, inWindow)) {
+          prunedAlternatives++;
+          prunedAhead++;
+          continue;
+        }
         spawn.push({ forced: new Map([...forced, [c.step, alt]]), after: c.step, node: here });
       }
       if (defaultAsleep) {
@@ -262,7 +295,7 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
   return {
     runs, failing, complete: stack.length === 0 && !(opts.stopAtFirstFailure && failing > 0), signatures, byPreemptions,
     defaultSteps, defaultChoicePoints, wallMs: Math.round(performance.now() - t0),
-    por, prunedAlternatives, redundantTails, unknownSteps, footprintSteps, leaves,
+    por, prunedAlternatives, prunedAhead, redundantTails, unknownSteps, footprintSteps, leaves,
   };
 }
 
