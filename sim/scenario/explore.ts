@@ -18,6 +18,11 @@
 // those of the domains it writes, which no step in between touches) plus one when the two orders
 // leave different defaults for the next step. Then every schedule within the bound has an
 // equivalent one that ran (induction on the search order), and equivalent schedules end alike.
+// Below the default schedule every sleep set is empty (nothing was explored before its steps), so
+// plain sleep sets prune only from the second preemption on; a last-level alternative (one that
+// branches no further) is also judged before it runs, from its task's next step later in the same
+// run when every step in between commutes with it: the step it would make is that one, and if the
+// default right after it is asleep and covered, the whole run is equivalent to one explored.
 import type { ScenarioDef } from './scenario.ts';
 import type { FaultSelection } from './faults.ts';
 import { type RunResult, runScenario } from './run.ts';
