@@ -28,7 +28,7 @@ import type { FaultSelection } from './faults.ts';
 import { type RunResult, runScenario } from './run.ts';
 import { failureSignature } from './swarm-report.ts';
 import { defaultChoice, encodeChoices, type SchedItem } from '../scheduler/strategy.ts';
-import { conflicts, type Footprint } from '../scheduler/footprint.ts';
+import { conflicts, domObject, type Footprint } from '../scheduler/footprint.ts';
 
 export interface ExploreOptions {
   readonly variant: string;
@@ -176,30 +176,60 @@ const prunable = (sleep: readonly SleepEntry[], item: SchedItem, log: StepLog, k
   sleep.some((u) => same(u.item, item) && coveredWithinBound(u, log, k, window));
 
 /**
- * A last-level alternative (it will branch no further) judged without running it: `item` ready
- * at step k of `log` and run later, at step m, after steps that all commute with it - so at k it
- * would make the same step, with the same footprint and the same effect on the ready items. If
- * the default right after it is asleep there and prunable, the whole run is equivalent to one
- * explored within the bound: everything it does is that default and what follows.
+ * A last-level alternative (it will branch no further) judged without running it. Forced at step
+ * k of `log`, `item` runs, then the defaults. As long as those defaults are the next steps of the
+ * same domain that `log` ran later, each commuting with every other domain's step in between,
+ * each would be that very step, with the same footprint and the same effect on the ready items.
+ * When the default after them is an asleep item that is covered within the bound, the whole run
+ * is equivalent to one explored: it need not run.
  */
 function redundantLeaf(sleep: readonly SleepEntry[], done: readonly SleepEntry[], item: SchedItem, log: StepLog, k: number, window: Window): boolean {
+  const da = item.domid;
+  let asleep = [...sleep, ...done];
+  // The run as it would go: the same steps up to k, then the moved steps.
+  const synth: StepLog = log.slice(0, k);
+  const base = byDomain(log[k].ids);
+  /** Ready lists the moved steps changed, as `log` has them right after the last of them. */
+  const changed = new Map<number, SchedItem[]>();
+  let ready: SchedItem[] = [...log[k].ids];
+  let want = item;
   let m = k;
-  while (m < log.length && !same(chosenAt(log, m)!, item)) m++;
-  if (m >= log.length) return false;
-  const fp = log[m].fp;
-  for (let s = k; s < m; s++) if (conflicts(log[s].fp, fp)) return false;
-  const moved = { ...entryOf(log, m), depth: k };
-  const childSleep = [...sleep, ...done].filter((u) => !conflicts(u.fp, fp));
-  if (childSleep.length === 0) return false;
-  const ready = withAfter(log[k].ids, moved);
-  if (ready.length === 0) return false;
-  const next = ready[defaultChoice(ready, item)];
-  // The run as it would go: the same steps up to k, then the alternative, then what is ready after it.
-  const i = log[k].ids.findIndex((x) => same(x, item));
-  const synth: StepLog = [...log.slice(0, k), { ids: log[k].ids, chosen: i, fp }, { ids: ready, chosen: ready.indexOf(next), fp }];
-  return prunable(childSleep, next, synth, k + 1, window);
+  for (;;) {
+    while (m < log.length && chosenAt(log, m)!.domid !== da) m++;
+    if (m >= log.length || !same(chosenAt(log, m)!, want)) return false;
+    const fp = log[m].fp;
+    for (let s = k; s < m; s++) if (chosenAt(log, s)!.domid !== da && conflicts(log[s].fp, fp)) return false;
+    const idx = ready.findIndex((x) => same(x, want));
+    if (idx < 0) return false;
+    synth.push({ ids: ready, chosen: idx, fp });
+    asleep = asleep.filter((u) => !conflicts(u.fp, fp));
+    if (asleep.length === 0) return false;
+    const before = byDomain(log[m].ids);
+    const after = byDomain(log[m + 1]?.ids ?? []);
+    for (const d of new Set([...before.keys(), ...after.keys()])) {
+      const a = before.get(d) ?? [];
+      const b = after.get(d) ?? [];
+      if (a.length !== b.length || a.some((x, i) => !same(x, b[i]))) changed.set(d, b);
+    }
+    // Another domain's list read off `log` must owe nothing to the steps not moved.
+    for (const d of changed.keys()) {
+      if (d === da) continue;
+      for (let s = k; s < m; s++) if (chosenAt(log, s)!.domid !== da && log[s].fp.writes.has(domObject(d))) return false;
+    }
+    const lists = new Map(base);
+    for (const [d, l] of changed) lists.set(d, l);
+    ready = [...lists.keys()].sort((x, y) => x - y).flatMap((d) => lists.get(d)!);
+    if (ready.length === 0) return false;
+    const next = ready[defaultChoice(ready, want)];
+    if (asleep.some((u) => same(u.item, next))) {
+      synth.push({ ids: ready, chosen: ready.indexOf(next), fp });
+      return prunable(asleep, next, synth, synth.length - 1, window);
+    }
+    if (next.domid !== da) return false;
+    want = next;
+    m++;
+  }
 }
-
 
 export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<ExploreResult> {
   const t0 = performance.now();
