@@ -337,6 +337,6 @@ export async function explore(def: ScenarioDef, opts: ExploreOptions): Promise<E
 /** The reduction's counts as the explore report and the bench print them. */
 export function exploreReductionText(r: ExploreResult): string {
   const unknown = r.footprintSteps ? ` ${((100 * r.unknownSteps) / r.footprintSteps).toFixed(1)} % of steps had an unknown footprint.` : '';
-  return `${r.prunedAlternatives} alternative(s) pruned (an equivalent schedule within the bound ran), `
+  return `${r.prunedAlternatives} alternative(s) pruned (an equivalent schedule within the bound ran; ${r.prunedAhead} of them judged from a later step of their task), `
     + `${r.redundantTails} run(s) found equivalent to another after some step (nothing branched after it).${unknown}`;
 }
