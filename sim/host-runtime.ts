@@ -171,7 +171,8 @@ export class HostRuntime {
     this.schedule = opts.schedule ?? new RandomStrategy(this.seed);
     if (opts.recordChoices) this.choicePoints = [];
     if (opts.recordFootprints) {
-      if (!opts.trace || this.mode !== 'lockstep') throw new Error('footprints need a traced lockstep run (they are read off the hypervisor\'s events)');
+      // Read off the hypervisor's events and the inline vCPUs' mail: a traced, inline lockstep run.
+      if (!opts.trace || this.mode !== 'lockstep' || !opts.inline) throw new Error('footprints need a traced lockstep run with inline vCPUs');
       this.stepLog = [];
       this.stepWatch = new StepWatcher({
         sharedFrames: () => this.sharedFrames(),
