@@ -19,6 +19,8 @@ export class LocalPort extends EventEmitter implements ControlPort {
   private peer: LocalPort | undefined;
   private readonly inbox: unknown[] = [];
   private closed = false;
+  /** Messages posted from this end (the simulator counts the mail it sends a domain). */
+  sent = 0;
 
   private constructor(private readonly deferred: boolean) {
     super();
@@ -34,6 +36,7 @@ export class LocalPort extends EventEmitter implements ControlPort {
   }
 
   postMessage(m: unknown): void {
+    this.sent++;
     if (this.closed || !this.peer || this.peer.closed) return;
     this.peer.receive(structuredClone(m));
   }

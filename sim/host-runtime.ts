@@ -9,7 +9,7 @@ import { EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES } from '../hypervisor/public/event_fi
 import { EvtchnOp } from '../hypervisor/public/event_channel.ts';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DomainThread } from '../hypervisor/domain-thread.ts';
-import { InlineVcpu } from '../hypervisor/inline-vcpu.ts';
+import { InlineVcpu, LocalPort } from '../hypervisor/inline-vcpu.ts';
 import type { VcpuRunner } from '../hypervisor/vcpu-runner.ts';
 import { EventChannels } from '../hypervisor/event-channel.ts';
 import { GrantTables } from '../hypervisor/grant-table.ts';
@@ -22,6 +22,7 @@ import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import { kernelImage } from '../domains/kernel/image.ts';
 import { defaultChoice, RandomStrategy, type SchedItem, ScheduleRecord, type ScheduleStrategy } from './scheduler/strategy.ts';
 import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
+import { type Footprint, type SharedFrames, StepWatcher } from './scheduler/footprint.ts';
 
 /** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
@@ -70,6 +71,11 @@ export interface HostOptions {
   readonly schedule?: ScheduleStrategy;
   /** Lockstep: keep `choicePoints` (every step that had a choice). */
   readonly recordChoices?: boolean;
+  /**
+   * Lockstep, traced: keep `stepLog` - every step's ready items, choice and footprint (what it
+   * touched that another domain can see), for partial-order reduction.
+   */
+  readonly recordFootprints?: boolean;
   /**
    * Pack guests onto this many shared threads (free-running only) instead of one thread each,
    * so a thousand guests fit on this machine. A pool thread sleeps on one doorbell and serves
@@ -142,6 +148,11 @@ export class HostRuntime {
    * could run (as "dom1 xenbus reader") and what ran.
    */
   readonly choicePoints: { step: number; items: string[]; ids: readonly SchedItem[]; chosen: number; dflt: number }[] | undefined;
+  /** Lockstep, when asked: every step, what could run, what ran and its footprint. */
+  readonly stepLog: { ids: readonly SchedItem[]; chosen: number; fp: Footprint }[] | undefined;
+  private readonly stepWatch: StepWatcher | undefined;
+  /** Set by whoever drives the host: whether it acts on trace events as they come (footprints then say unknown). */
+  observing: () => boolean = () => false;
   private readonly deadlines = new Map<number, number>();
   private readonly owed = new Set<number>();
   private scheduling: Promise<void> | undefined;
@@ -168,6 +179,17 @@ export class HostRuntime {
     this.mode = opts.mode ?? 'free';
     this.schedule = opts.schedule ?? new RandomStrategy(this.seed);
     if (opts.recordChoices) this.choicePoints = [];
+    if (opts.recordFootprints) {
+      // Read off the hypervisor's events and the inline vCPUs' mail: a traced, inline lockstep run.
+      if (!opts.trace || this.mode !== 'lockstep' || !opts.inline) throw new Error('footprints need a traced lockstep run with inline vCPUs');
+      this.stepLog = [];
+      this.stepWatch = new StepWatcher({
+        sharedFrames: () => this.sharedFrames(),
+        sharedInfos: () => new Map([...this.host.domains].filter(([, d]) => d.sharedInfo).map(([id, d]) => [id, d.sharedInfo!.bytes])),
+        hostState: () => this.hostState(),
+        observing: () => this.observing(),
+      });
+    }
     this.evtchn = new EventChannels(this.host);
     this.gnttab = new GrantTables(this.host);
     this.hypercalls = new Hypercalls(this.host, this.evtchn, this.gnttab);
@@ -302,6 +324,28 @@ export class HostRuntime {
     return d !== undefined && d.pauseCount === 0 && !d.isShutDown && this.vcpus.has(domid);
   }
 
+  /** Frames some domain maps from another (grant maps), with the domains on either side. */
+  private sharedFrames(): SharedFrames {
+    const out: SharedFrames = new Map();
+    for (const d of this.host.domains.values()) {
+      for (const a of this.gnttab.activeEntries(d)) {
+        const f = d.p2m[a.gfn];
+        if (!f || a.pin === 0) continue;
+        let s = out.get(f.mfn);
+        if (!s) out.set(f.mfn, (s = { bytes: f.bytes, parties: new Set([d.domid]) }));
+        s.parties.add(a.domid);
+      }
+    }
+    return out;
+  }
+
+  /** What only the host or the scenario changes (a step that changes it has an unknown footprint). */
+  private hostState(): string {
+    const doms = [...this.host.domains.values()].map((d) => `${d.domid}:${d.pauseCount}:${d.isShutDown}:${d.dying}`).join(',');
+    const mail = [...this.vcpus.values()].reduce((n, t) => n + (t.control instanceof LocalPort ? t.control.sent : 0), 0);
+    return `${doms}|${[...this.vcpus.keys()].join(',')}|${this.hostTimers.length}:${this.hostTimerSeq}|${this.owed.size}|${mail}|${this.heldMail.size}`;
+  }
+
   /** Runs vCPUs one at a time until every one is blocked with nothing due. */
   private async scheduleLoop(): Promise<void> {
     for (;;) {
@@ -352,7 +396,12 @@ export class HostRuntime {
           } as unknown as TraceEvent);
         }
       }
+      this.stepWatch?.begin(domid);
       this.deadlines.set(domid, await t.run(this.now, task));
+      if (this.stepWatch) {
+        for (const e of this.runEvents ?? []) this.stepWatch.event(e);
+        this.stepLog!.push({ ids: ready.map((i) => ({ domid: i.domid, task: i.task })), chosen: pick, fp: this.stepWatch.end() });
+      }
       this.flushRunTrace(domid);
     }
   }
@@ -465,7 +514,7 @@ export class HostRuntime {
       if (m.cmd === 'trace' && m.ev) {
         if (m.ev.kind === 'task') this.taskNames.set(`${domid}:${String(m.ev.id)}`, String(m.ev.task));
         this.onPosted(domid, m.ev);
-      }
+      } else this.stepWatch?.message(domid, m.cmd);
     });
     if (t.lockstep) this.neverRan.add(domid);
     if (!paused) {

@@ -25,7 +25,7 @@ import { type RunResult, runScenario, withMeasuredSteps } from './run.ts';
 import { replayCommand, swarm } from './swarm.ts';
 import { parseSchedule } from '../scheduler/strategy.ts';
 import { activeFaults, shrink } from './shrink.ts';
-import { explore } from './explore.ts';
+import { explore, exploreReductionText } from './explore.ts';
 import {
   failureSignature, parseShard, parseSwarmLines, shardSeeds, type SwarmAnswer, type SwarmLine, summarise, variantKey, type VariantSummary,
 } from './swarm-report.ts';
@@ -302,28 +302,37 @@ export function registerScenarios(program: Command): void {
     });
 
   program.command('explore')
-    .description('exhaustive: run every schedule of a scenario with at most --bound preemptions (no faults); report how many fail')
+    .description('exhaustive: run every schedule of a scenario with at most --bound preemptions (no faults), equivalent interleavings once; report how many fail')
     .argument('<scenario>')
     .option('--variant <name>', 'fixed (default) or a declared variant', 'fixed')
     .option('--bound <n>', 'preemption bound (steps where the scheduler does not take its default choice)', int, 1)
     .option('--seed <n>', 'seed of the domains\' PRNGs (the schedule is the search\'s)', int, 1)
     .option('--max-runs <n>', 'stop after this many schedules (the result says it is incomplete)', int)
     .option('--stop', 'stop at the first failing schedule')
-    .action(async (name: string, o: { variant: string; bound: number; seed: number; maxRuns?: number; stop?: boolean }) => {
+    .option('--no-por', 'no partial-order reduction: run equivalent interleavings too')
+    .option('--window <from:to>', 'leave the default schedule only at steps FROM..TO')
+    .option('--count-leaves', 'count the schedules with exactly --bound preemptions instead of running them')
+    .action(async (name: string, o: { variant: string; bound: number; seed: number; maxRuns?: number; stop?: boolean; por: boolean; window?: string; countLeaves?: boolean }) => {
       const found = await oneScenarioOrDie(name);
       const [{ def, file }] = found;
       if (o.variant !== 'fixed' && !def.variants?.[o.variant]) die(`${def.name} has no variant ${o.variant}`);
+      const win = o.window === undefined ? undefined : /^(\d+):(\d+)$/.exec(o.window);
+      if (o.window !== undefined && !win) die(`--window: '${o.window}' is not FROM:TO`);
       const tty = process.stderr.isTTY;
       const res = await explore(def, {
-        variant: o.variant, bound: o.bound, seed: o.seed, maxRuns: o.maxRuns, stopAtFirstFailure: o.stop,
+        variant: o.variant, bound: o.bound, seed: o.seed, maxRuns: o.maxRuns, stopAtFirstFailure: o.stop, por: o.por, countLeaves: o.countLeaves,
+        ...(win ? { window: { from: Number(win[1]), to: Number(win[2]) } } : {}),
         onRun: (_r, _s, done, queued) => {
           if (tty && done % 10 === 0) process.stderr.write(`\r  ${done} schedules run, ${queued} queued`);
         },
       });
       if (tty) process.stderr.write('\n');
       const rate = res.runs / (res.wallMs / 1000);
-      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} step(s) off the default schedule `
-        + `(${res.byPreemptions.map((n, k) => `${n ?? 0} with ${k}`).join(', ')}); default schedule ${res.defaultSteps} steps, ${res.defaultChoicePoints} with a choice\n`);
+      process.stdout.write(`${def.name} [${o.variant}]: ${res.complete ? 'every' : 'INCOMPLETE:'} ${res.runs} schedule(s) with <= ${o.bound} step(s) off the default schedule${win ? ` (at steps ${win[1]}..${win[2]})` : ''} `
+        + `(${res.byPreemptions.map((n, k) => `${n ?? 0} with ${k}`).join(', ')})${res.leaves ? `, ${res.leaves} with ${o.bound} counted, not run` : ''}; default schedule ${res.defaultSteps} steps, ${res.defaultChoicePoints} with a choice\n`);
+      process.stdout.write(res.por
+        ? `partial-order reduction: ${exploreReductionText(res)}\n`
+        : 'partial-order reduction off\n');
       process.stdout.write(`${res.failing} failing (${((100 * res.failing) / Math.max(1, res.runs)).toFixed(1)} %); ${(res.wallMs / 1000).toFixed(1)} s, ${rate.toFixed(1)} runs/s\n`);
       for (const [sig, s] of res.signatures) {
         process.stdout.write(`  ${s.count} x ${sig}\n    replay: ${replayCommand({ scenario: def.name, file, variant: o.variant, seed: o.seed, faultSelection: { spec: 'none' }, schedule: s.schedule })}\n`);

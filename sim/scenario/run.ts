@@ -42,6 +42,8 @@ export interface RunOptions {
   readonly schedule?: string;
   /** Keep every step that had a choice (RunResult.choicePoints), for searching schedules. */
   readonly recordChoices?: boolean;
+  /** Keep every step's ready items, choice and footprint (RunResult.stepLog), for partial-order reduction. */
+  readonly recordFootprints?: boolean;
 }
 
 export interface RunResult {
@@ -68,6 +70,8 @@ export interface RunResult {
    */
   readonly diverged?: { readonly step: number; readonly asked: number; readonly ready: number };
   readonly choicePoints?: readonly { readonly step: number; readonly items: readonly string[]; readonly ids: readonly SchedItem[]; readonly chosen: number; readonly dflt: number }[];
+  /** Every step of the run's own host: what could run, what ran, what it touched (when asked). */
+  readonly stepLog?: HostRuntime['stepLog'];
   readonly events: number;
   /** sha256 of the trace as JSON lines. */
   readonly hash: string;
@@ -321,6 +325,11 @@ export class ScenarioRun {
 
   private readonly traceHooks = new Set<(e: TraceEvent) => void>();
 
+  /** Whether something acts on trace events as they are emitted (runUntil, when, atRandomPoint). */
+  get observing(): boolean {
+    return this.traceHooks.size > 0;
+  }
+
   /** The runner hands every trace event here as it is emitted (a peer's carry `host`). */
   observe(e: TraceEvent): void {
     // The shadow follows the run's own xenstored only.
@@ -505,7 +514,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   }
   log(`${def.name} seed ${opts.seed} variant ${variant}; faults: ${describeFaults(faults)}${schedule === 'random' ? '' : `; schedule ${schedule}`}`);
   const rt = new HostRuntime({
-    seed: opts.seed, mode: 'lockstep', inline: true, schedule: strategy, recordChoices: opts.recordChoices,
+    seed: opts.seed, mode: 'lockstep', inline: true, schedule: strategy, recordChoices: opts.recordChoices, recordFootprints: opts.recordFootprints,
     trace: (e) => {
       trace.push(e);
       opts.onTrace?.(e);
@@ -521,6 +530,9 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   const dom0: Dom0Args = { ...merge<Dom0Args>(fromFaults.dom0.reduce<Dom0Args | undefined>((a, b) => merge(a, b), undefined), variantDef.dom0), storageRoot };
   let run: ScenarioRun | undefined;
   const peers: HostRuntime[] = [];
+  // A scenario acting on trace events as they come, or a second host beside this one, makes
+  // every step's footprint unknown (sim/scheduler/footprint.ts).
+  rt.observing = () => (run?.observing ?? false) || peers.length > 0;
   // A second host: the same faults and dom0 options, a seed of its own from the run's and its
   // name, a random schedule from that seed (a replayed or PCT schedule steers the run's own host
   // only), its events in the run's trace labelled with its name.
@@ -603,6 +615,7 @@ export async function runScenario(def: ScenarioDef, opts: RunOptions): Promise<R
   return {
     ...base, steps: rec.steps, switches: rec.switches,
     ...(strategy instanceof ReplayStrategy && strategy.divergedAt ? { diverged: strategy.divergedAt } : {}), preemptions: rec.preemptions.map((step, k) => ({ step, choice: rec.choices[step], domid: rec.preemptedTo[k].domid, task: rec.preemptedTo[k].task })), choicePoints: rt.choicePoints,
+    ...(rt.stepLog ? { stepLog: rt.stepLog } : {}),
     result, message, step: result === XtfResult.SUCCESS ? undefined : run?.currentStep,
     events: trace.length, hash: hash.digest('hex'), virtualNs: rt.virtualNow, wallMs: Math.round(performance.now() - t0), trace,
   };
