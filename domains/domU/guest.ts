@@ -169,17 +169,25 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   k.jitter = args.jitter;
   watch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
   if (args.jitter) watch.beforeDispatch = () => k.preempt();
-  const bus = new XenbusBus(k, xs, { role: 'frontend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, watch);
-  const blkfront = new BlkfrontDriver(args.quirks?.blkfront);
-  bus.register(blkfront);
-  const netfront = new NetfrontDriver(args.netfront);
-  bus.register(netfront);
-
   const printk = (text: string): void => {
     if (k.startInfo.console_mfn === undefined || k.startInfo.console_evtchn === undefined) return;
     const n = consoleWrite(k.page(k.startInfo.console_mfn), Buffer.from(text, 'latin1'));
     if (typeof n === 'number' && n > 0) k.notify(k.startInfo.console_evtchn);
   };
+  const bus = new XenbusBus(k, xs, {
+    role: 'frontend', quirks: args.quirks?.xenbus,
+    trace: (ev) => {
+      k.trace(ev);
+      // The console tells the devices' story as a kernel log would (connect, close).
+      const line = ev.kind === 'xenbus' ? frontendConsoleLine(ev.device, ev.state) : undefined;
+      if (line !== undefined) printk(line);
+    },
+  }, watch);
+  const blkfront = new BlkfrontDriver(args.quirks?.blkfront);
+  bus.register(blkfront);
+  const netfront = new NetfrontDriver(args.netfront);
+  bus.register(netfront);
+
   if (!saved) printk(`Linux version 6.1.0-xensim (domid ${k.domid})\n`);
   // The scenario's user process: its own /dev/xen/xenbus file, a task of its own, frozen at suspend.
   const xsUser = new XsUser(k, xs, () => {
@@ -538,4 +546,32 @@ async function frontendsConnected(bus: XenbusBus, watch: Xenwatch): Promise<void
       void w.then((hs) => hs.forEach((h) => void h.unregister()));
     })));
   });
+}
+
+/** Linux's name for a xen vbd: xvda for 51712 (202:0), xvdb for 51728 (202:16), extended ids too. */
+export function xvdName(vdev: number): string {
+  const ext = (vdev & (1 << 28)) !== 0;
+  if (!ext && vdev >> 8 !== 202) return `vbd-${vdev}`;
+  let disk = ext ? (vdev & ~(1 << 28)) >> 8 : (vdev & 0xff) >> 4;
+  let name = '';
+  do {
+    name = String.fromCharCode(97 + (disk % 26)) + name;
+    disk = Math.floor(disk / 26) - 1;
+  } while (disk >= 0);
+  return `xvd${name}`;
+}
+
+/**
+ * The console line a frontend's own state change is worth: its disk or interface connected to
+ * the backend, closing, closed. Other states print nothing, as in Linux.
+ */
+export function frontendConsoleLine(device: string, state: number): string | undefined {
+  const [type, id] = device.split('/');
+  const what = type === 'vbd' ? `blkfront: ${xvdName(Number(id))}` : type === 'vif' ? `xen_netfront: eth${id}` : `xenbus: ${device}`;
+  switch (state) {
+    case 4: return `${what}: connected to the backend (XenbusStateConnected)\n`;
+    case 5: return `${what}: closing (XenbusStateClosing)\n`;
+    case 6: return `${what}: closed (XenbusStateClosed)\n`;
+    default: return undefined;
+  }
 }

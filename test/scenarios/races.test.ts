@@ -31,20 +31,26 @@ describe('planted races: the buggy variant fails, the fixed one passes', functio
 
   for (const def of RACES) {
     const buggy = Object.keys(def.variants ?? {}).filter((v) => def.expect?.[v] === 'fail');
-    it(`${def.race?.id} ${def.name}: with no fault, every buggy variant (${buggy.join(', ')}) fails on some of seeds 1..${SEARCH} and passes on others (a race); the failure replays`, async () => {
+    it(`${def.race?.id} ${def.name}: with no fault, every buggy variant (${buggy.join(', ')}) fails on some of seeds 1..${SEARCH} and passes on others (a race), under random or else pct:3 schedules; the failure replays`, async () => {
       for (const variant of buggy) {
         let found: Awaited<ReturnType<typeof runScenario>> | undefined;
         let passed: number | undefined;
-        for (let seed = 1; seed <= SEARCH && !(found && passed); seed++) {
-          const r = await runScenario(def, { seed, variant, faults: NONE });
-          assert.ok(r.result === XtfResult.SUCCESS || r.result === XtfResult.FAILURE || r.result === XtfResult.CRASH,
-            `seed ${seed}: ${r.result} is a scenario error, not a finding: ${r.message}`);
-          if (r.result !== XtfResult.SUCCESS) found ??= r;
-          else passed ??= seed;
+        // A rare failure (R03's buggy variant fails ~1.5 % of random schedules) or a rare pass
+        // (delete-on-disconnect ~99 %) may need PCT's depth-bounded search to show within the
+        // seeds CI can afford: the issue's rule is that random or pct finds it.
+        for (const schedule of ['random', 'pct:3']) {
+          for (let seed = 1; seed <= SEARCH && !(found && passed); seed++) {
+            const r = await runScenario(def, { seed, variant, faults: NONE, schedule });
+            assert.ok(r.result === XtfResult.SUCCESS || r.result === XtfResult.FAILURE || r.result === XtfResult.CRASH,
+              `seed ${seed} (${schedule}): ${r.result} is a scenario error, not a finding: ${r.message}`);
+            if (r.result !== XtfResult.SUCCESS) found ??= r;
+            else passed ??= seed;
+          }
+          if (found && passed !== undefined) break;
         }
-        assert.ok(found, `${variant}: no failing seed in 1..${SEARCH} with --faults none`);
+        assert.ok(found, `${variant}: no failing seed in 1..${SEARCH} with --faults none, random or pct:3`);
         assert.ok(passed !== undefined, `${variant}: fails on every seed 1..${SEARCH} with --faults none - a planted bug, not a race`);
-        const again = await runScenario(def, { seed: found.seed, variant, faults: NONE });
+        const again = await runScenario(def, { seed: found.seed, variant, faults: NONE, schedule: found.schedule });
         assert.equal(again.hash, found.hash, 'the failing seed replays byte for byte');
         assert.equal(again.result, found.result);
       }

@@ -154,6 +154,10 @@ describe('toolstack: shutdown, reboot, suspend/resume', function () {
           assert.equal(rt.host.domains.get(id)?.runState, 'running');
           assert.equal(xl.list().find((r) => r.id === id)?.state, '-b----');
           const con = await xl.console(id);
+          // The console tells the devices' story as a kernel log does: each frontend connected.
+          for (const line of ['blkfront: xvda: connected to the backend', 'blkfront: xvdb: connected to the backend', 'xen_netfront: eth0: connected to the backend']) {
+            assert.ok(con.includes(line), `${line}\n${con}`);
+          }
           const freeze = con.indexOf('Freezing user space processes');
           assert.ok(freeze >= 0, con);
           assert.ok(con.indexOf('Restarting tasks ... done.', freeze) > freeze, con);
