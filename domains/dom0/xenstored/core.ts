@@ -992,6 +992,7 @@ export class Xenstored {
   }
 
   private fireNow(name: string, exact: boolean, perms: AclAt[]): void {
+    if (name === '/' && this.b.rootEventFiresForNobody) return;
     const special = isSpecial(name);
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;

@@ -31,6 +31,12 @@ export interface Behaviours {
    */
   readonly mkdirExistingUntracked: boolean;
   /**
+   * oxenstored looks a watch event's readers up at the event's path, parent and node
+   * (lookup_watch_perm), and "/" has no parent there: an event at "/" itself (a WRITE, MKDIR or
+   * SET_PERMS of the root) fires for nobody, dom0 included. The WATCH's own first event still goes.
+   */
+  readonly rootEventFiresForNobody: boolean;
+  /**
    * A connection with a SET_TARGET checks each of its identities (domain, then target) on its own:
    * its first ACL entry or the node's default, any one granting the request (oxenstored's
    * Perms.lacks). C takes the first entry naming either.
@@ -151,6 +157,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     directoryPart: true,
     mkdirRootNoop: false,
     mkdirExistingUntracked: false,
+    rootEventFiresForNobody: false,
     aclPerIdentity: false,
     rmRootWipes: false,
     ownEventsBeforeReply: true,
@@ -204,6 +211,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     directoryPart: false,
     mkdirRootNoop: true,
     mkdirExistingUntracked: true,
+    rootEventFiresForNobody: true,
     aclPerIdentity: true,
     rmRootWipes: true,
     ownEventsBeforeReply: false,
