@@ -141,7 +141,8 @@ function runSession(entries: readonly TraceEntry[], daemon: Xenstored, choices: 
   let requests = 0;
   let compared = 0;
   let pendingDomain: number | undefined;
-  let lastRequest = new Map<string, TraceIo>();
+  // The request each connection sent last: an event it receives is reported after it.
+  const lastRequest = new Map<string, TraceIo>();
   const queue = <V>(m: Map<string, V[]>, k: string): V[] => {
     let q = m.get(k);
     if (q === undefined) m.set(k, (q = []));
@@ -243,7 +244,6 @@ function runSession(entries: readonly TraceEntry[], daemon: Xenstored, choices: 
   for (const [conn, got] of produced) {
     for (const g of got) differences.push({ line: g.request.line, conn, request: `${xsTypeName(g.request.type)} (${g.request.body})`, expected: undefined, got: g.text });
   }
-  lastRequest = new Map();
   // (Left over at the end - a trace cut short - is reported, but no choice can mend it.)
   return { options, requests, compared, differences, failedAt: Infinity };
 }
