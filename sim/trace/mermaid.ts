@@ -18,6 +18,7 @@ import {
   oneLine, otherFields, compactValue, parseDevicePath, payloadFields, summary, xenbusOf, xsName, xsPath, xsType,
 } from './events.ts';
 import { type FoldItem, foldItems, homeRelative, wrapLabel } from './mermaid-fold.ts';
+import { Virq } from '../../hypervisor/public/xen.ts';
 
 export interface MermaidOptions {
   /**
@@ -49,6 +50,8 @@ const SCHEDULER_KINDS = new Set(['task', 'preempt', 'ring']);
 const XENSTORED = 'xenstored';
 const TOOLSTACK = 'toolstack';
 const SCENARIO = 'scenario';
+/** The hypervisor's lifeline: event-channel and grant-table hypercalls go to it, VIRQs come from it. */
+const XEN = 'Xen';
 
 /** A device both ends agree on: its frontend domain, type and id. */
 interface DeviceId {
@@ -62,6 +65,8 @@ const devKey = (d: DeviceId): string => `${d.frontendDomid}:${d.type}/${d.devid}
 const TOOLSTACK_REQUESTS = new Set(['INTRODUCE', 'RELEASE', 'SET_TARGET', 'IS_DOMAIN_INTRODUCED', 'RESUME']);
 const WRITES = new Set(['WRITE', 'MKDIR', 'RM', 'SET_PERMS']);
 /** Event-channel operations a guest asks for; the rest are Xen's own steps (set_pending...). */
+/** A VIRQ by its Xen name (xen.h's VIRQ_* numbers). */
+const virqLabel = (v: unknown): string => (isNum(v) && Virq[v] !== undefined ? Virq[v] : `VIRQ ${String(v)}`);
 const isEvtchnOp = (e: TraceRecord): boolean => e.kind === 'evtchn' && isStr(e.op) && e.op.startsWith('EVTCHNOP_');
 
 // ------------------------------------------------------------------------------ escaping
@@ -208,6 +213,8 @@ function sequence(events: Iterable<TraceRecord>, opts: MermaidOptions): Sequence
     if (predicate) return predicate(e);
     if (e.kind === 'hypercall' || SCHEDULER_KINDS.has(e.kind)) return false;
     if (e.kind === 'evtchn' || e.kind === 'gnttab') {
+      // Xen's own VIRQs (VIRQ_DOM_EXC to dom0...) are drawn when no device is asked for.
+      if (e.kind === 'evtchn' && e.op === 'send_global_virq') return !matcher;
       if (e.kind === 'evtchn' && !isEvtchnOp(e)) return false;
       const r = resourceOf(e);
       return r !== undefined && (!matcher || matcher.device(r.dev));
@@ -348,11 +355,14 @@ function sequence(events: Iterable<TraceRecord>, opts: MermaidOptions): Sequence
           return { from: who, arrow: '-)', to: resourceRole(peer, remote.domid), lines: [cut(`notify (port ${String(e.port)})${rc}`)] };
         }
         const to = isNum(remote.domid) ? ` to dom${remote.domid} port ${String(remote.port)}` : '';
-        return { from: who, lines: [cut(`${String(e.op)} port ${String(e.port)}${to}${rc}`)] };
+        return { from: who, arrow: '->>', to: XEN, lines: [cut(`${String(e.op)} port ${String(e.port)}${to}${rc}`)] };
       }
       const st = isNum(e.status) && e.status !== 0 ? ` status=${e.status}` : '';
       const what = e.op === 'map_grant_ref' ? `map grant ref ${String(e.ref)} of dom${String(e.dom)}` : `${String(e.op)} handle ${String(e.handle)}`;
-      return { from: who, lines: [cut(what + st)] };
+      return { from: who, arrow: '->>', to: XEN, lines: [cut(what + st)] };
+    }
+    if (e.kind === 'evtchn' && e.op === 'send_global_virq') {
+      return { from: XEN, arrow: '-)', to: override ?? plainRole(domOf(e)), lines: [cut(`${virqLabel(e.virq)}${isNum(e.port) ? ` (port ${e.port})` : ''}`)] };
     }
     if (e.kind === 'step' || e.kind === 'fault') {
       const rest = otherFields(e, ['name']).map(([k, v]) => `${k}=${compactValue(v)}`).join(' ');
@@ -428,6 +438,7 @@ function sequence(events: Iterable<TraceRecord>, opts: MermaidOptions): Sequence
     if (label === XENSTORED) return 2;
     if (/back \(dom\d+\)$|backend \(dom\d+\)$/.test(label)) return 3;
     if (label === TOOLSTACK) return 4;
+    if (label === XEN) return 6;
     return 5;
   };
   const sorted = order.map((label, i) => ({ label, i })).sort((a, b) => rank(a.label) - rank(b.label) || a.i - b.i).map((x) => x.label);

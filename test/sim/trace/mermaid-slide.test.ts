@@ -115,7 +115,10 @@ describe('the Mermaid output as teaching material (boot-and-shutdown, no faults)
     const d = await parse(text);
     const arrows = d.statements.filter(isArrow).length;
     assert.ok(arrows <= MERMAID_LIMITS.maxEdges, `${arrows} arrows`);
-    for (const who of ['blkfront (dom1)', 'netfront (dom1)', 'blkback (dom0)', 'netback (dom0)', 'toolstack']) assert.ok(d.actors.includes(who), who);
+    for (const who of ['blkfront (dom1)', 'netfront (dom1)', 'blkback (dom0)', 'netback (dom0)', 'toolstack', 'Xen']) assert.ok(d.actors.includes(who), who);
+    // A Xen lifeline: the hypercalls go to it, VIRQs come from it (the guest's death reaching dom0).
+    assert.ok(d.statements.some((s) => s.startsWith('blkfront (dom1) ->> Xen: EVTCHNOP_alloc_unbound')), 'hypercall arrow to Xen');
+    assert.ok(d.statements.some((s) => s.startsWith('Xen -) dom0: VIRQ_DOM_EXC')), 'VIRQ arrow from Xen');
   });
 
   it('past the limits (--mermaid-detail, one arrow per message) the CLI writes parts, says so, and every part is within them', async () => {

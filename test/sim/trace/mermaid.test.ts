@@ -23,9 +23,9 @@ describe('mermaid sequence diagram, one arrow per message (--mermaid-detail)', (
     assert.deepEqual(await parse(detail([{ kind: 'step', name: 'boot' }])), { actors: ['scenario'], statements: ['note over scenario: step boot'] });
   });
 
-  it('participants are roles: the frontend driver, xenstored in the middle, the backend driver, the toolstack', async () => {
+  it('participants are roles: the frontend driver, xenstored in the middle, the backend driver, the toolstack, Xen last', async () => {
     const d = await parse(detail(handshake(), { filter: 'vbd/51712' }));
-    assert.deepEqual(d.actors, ['blkfront (dom1)', 'xenstored', 'blkback (dom0)', 'toolstack']);
+    assert.deepEqual(d.actors, ['blkfront (dom1)', 'xenstored', 'blkback (dom0)', 'toolstack', 'Xen']);
   });
 
   it('requests are arrows to xenstored; replies come back dashed to whoever asked', async () => {
@@ -65,11 +65,11 @@ describe('mermaid sequence diagram, one arrow per message (--mermaid-detail)', (
     ]);
   });
 
-  it('the device event channel: allocated by the frontend, bound by the backend, a notification as an async arrow', async () => {
+  it('the device event channel: allocated by the frontend, bound by the backend (hypercalls to the Xen lifeline), a notification as an async arrow', async () => {
     const d = await parse(detail(handshake(), { filter: 'vbd/51712' }));
-    assert.ok(d.statements.includes('note over blkfront (dom1): EVTCHNOP_alloc_unbound port 5'));
-    assert.ok(d.statements.includes('note over blkback (dom0): EVTCHNOP_bind_interdomain port 7 to dom1 port 5'));
-    assert.ok(d.statements.includes('note over blkback (dom0): map grant ref 8 of dom1'));
+    assert.ok(d.statements.includes('blkfront (dom1) ->> Xen: EVTCHNOP_alloc_unbound port 5'), d.statements.join('\n'));
+    assert.ok(d.statements.includes('blkback (dom0) ->> Xen: EVTCHNOP_bind_interdomain port 7 to dom1 port 5'));
+    assert.ok(d.statements.includes('blkback (dom0) ->> Xen: map grant ref 8 of dom1'));
     assert.equal(d.statements[d.statements.length - 1], 'blkfront (dom1) -) blkback (dom0): notify (port 5)');
   });
 
@@ -80,7 +80,7 @@ describe('mermaid sequence diagram, one arrow per message (--mermaid-detail)', (
     }
     // The step that frames the scenario stays, across all participants.
     const d = await parse(text);
-    assert.equal(d.statements[0], 'note over blkfront (dom1),toolstack: step attach vbd/51712 to dom1');
+    assert.equal(d.statements[0], 'note over blkfront (dom1),Xen: step attach vbd/51712 to dom1');
   });
 
   it('a device directory filter is the same device; a path prefix keeps what is under it', async () => {
@@ -111,7 +111,7 @@ describe('mermaid sequence diagram, one arrow per message (--mermaid-detail)', (
       participants: ['toolstack', 'blkback (dom0)'],
       roleOf: (e) => (e.kind === 'xenstore' && e.conn === 1 ? 'xl' : undefined),
     }));
-    assert.deepEqual(d.actors, ['toolstack', 'blkback (dom0)', 'blkfront (dom1)', 'xenstored', 'xl']);
+    assert.deepEqual(d.actors, ['toolstack', 'blkback (dom0)', 'blkfront (dom1)', 'xenstored', 'xl', 'Xen']);
     assert.ok(d.statements.includes('xl ->> xenstored: XS_TRANSACTION_START'));
   });
 
