@@ -12,7 +12,6 @@ import { Host } from '../../hypervisor/host.ts';
 import type { Domain } from '../../hypervisor/domain.ts';
 import {
   EventChannels,
-  type EvtchnResult,
   type EvtchnTraceEvent,
 } from '../../hypervisor/event-channel.ts';
 import {
@@ -26,6 +25,7 @@ import { type DomId, DOMID_SELF, domid, Errno, Virq } from '../../hypervisor/pub
 import { EvtchnRoutes } from '../../hypervisor/evtchn-fast-path.ts';
 import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { ok, rc } from '../helpers/evtchn-result.ts';
 
 const P = evtchnPort;
 const SELF = DOMID_SELF;
@@ -126,18 +126,6 @@ class GuestView {
 
 const view = (d: Domain): GuestView => new GuestView(d);
 
-// ---- result helpers ----------------------------------------------------------------------------
-
-/** -EINVAL style names, so that failures read like Xen's. */
-function rc(r: unknown): string {
-  if (typeof r !== 'number') return 'record';
-  return r < 0 ? `-${Errno[-r] ?? -r}` : String(r);
-}
-
-function ok<T>(r: EvtchnResult<T>): T {
-  if (typeof r === 'number' && r < 0) assert.fail(`expected success, got ${rc(r)}`);
-  return r as T;
-}
 
 function status(w: World, caller: Domain, dom: DomId, port: number): evtchn_status {
   return ok(w.ec.status(caller, { dom, port: P(port) }));

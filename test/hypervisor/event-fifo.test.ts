@@ -12,14 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Host } from '../../hypervisor/host.ts';
 import type { Domain } from '../../hypervisor/domain.ts';
-import { EventChannels, type EvtchnResult, type EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
+import { EventChannels, type EvtchnTraceEvent } from '../../hypervisor/event-channel.ts';
 import { EvtchnOp, evtchnPort } from '../../hypervisor/public/event_channel.ts';
 import {
   EVTCHN_FIFO_BUSY, EVTCHN_FIFO_LINKED, EVTCHN_FIFO_LINK_BITS, EVTCHN_FIFO_LINK_MASK, EVTCHN_FIFO_MASKED, EVTCHN_FIFO_NR_CHANNELS,
   EVTCHN_FIFO_PENDING, EVTCHN_FIFO_PRIORITY_DEFAULT, EvtchnFifo, EvtchnFifoControlBlock, FifoConsumer,
 } from '../../hypervisor/public/event_fifo.ts';
 import { PeerSharedInfo, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
-import { DOMID_SELF, Errno } from '../../hypervisor/public/xen.ts';
+import { DOMID_SELF } from '../../hypervisor/public/xen.ts';
+import { ok, rc } from '../helpers/evtchn-result.ts';
 
 const SELF = DOMID_SELF;
 const P = 1 << EVTCHN_FIFO_PENDING;
@@ -53,15 +54,6 @@ function world(): World {
   return { host, ec, dom0, fifo, peer, upcalls, trace };
 }
 
-function rc(r: unknown): string {
-  if (typeof r !== 'number') return 'record';
-  return r < 0 ? `-${Errno[-r] ?? -r}` : String(r);
-}
-
-function ok<T>(r: EvtchnResult<T>): T {
-  if (typeof r === 'number' && r < 0) assert.fail(`expected success, got ${rc(r)}`);
-  return r as T;
-}
 
 /** The guest's page `gfn` as 32-bit little-endian words. */
 function page(d: Domain, gfn: number): DataView {

@@ -123,11 +123,4 @@ export class TransactionHistory {
     }
     return out;
   }
-
-  /** Forget everything (a restart or live update starts with no history, as oxenstored's does). */
-  clear(): void {
-    for (const r of this.records) r.before.close();
-    this.records = [];
-    this.shortRunning = [];
-  }
 }
