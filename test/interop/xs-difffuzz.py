@@ -37,6 +37,10 @@ Usage:
 Script lines: `CONN OP TX BIND PAYLOAD`, e.g. `A WRITE 0 - b'/a\\x00v'`, `B READ h2 - b'/a\\x00'`,
 `A TRANSACTION_START 0 h2 b'\\x00'` (binds symbolic handle h2 to the id in the reply),
 TX = 0 | hN (a handle, bogus id if unbound) | #N (a literal id). `#` starts a comment line.
+`A SLEEP 0 - b'0.2'` is no request: both runs stay idle that many seconds (oxenstored trims its
+transaction history by wall-clock time). Directive lines in a script file: `#! history-seconds S`
+runs both daemons (profile ocaml) with conflict-max-history-seconds = S (as --history-seconds),
+`#! strict` applies no known difference.
 --minimise shrinks a differing script (greedy chunk removal, fresh daemons per try) to a short one
 that still shows the same first difference, and prints it.
 """
@@ -368,6 +372,10 @@ class Run:
 
     def do_step(self, st):
         conn, op, txspec, bind, payload = st
+        if op == "SLEEP":
+            self.out("-- idle %s s" % payload.decode())
+            time.sleep(float(payload))
+            return
         ty = OP[op] if op in OP else int(op)
         c = self.client(conn)
         if c is None:
@@ -702,6 +710,34 @@ def script_to_text(script):
     return "\n".join(out) + "\n"
 
 
+def script_directives(text):
+    """`#! NAME [VALUE]` lines of a script file, as a dict."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#!"):
+            parts = line[2:].split()
+            if parts:
+                out[parts[0]] = parts[1] if len(parts) > 1 else True
+    return out
+
+
+def oxenstored_conf(path, sock, history_seconds):
+    """start.sh's oxenstored.conf for SOCK with another conflict-max-history-seconds."""
+    with open(os.path.join(ORACLE_DIR, "start.sh")) as f:
+        sh = f.read()
+    m = re.search(r'cat >"\$SOCK\.conf" <<EOF\n(.*?)\nEOF\n', sh, re.S)
+    if not m:
+        raise RuntimeError("start.sh: no oxenstored.conf here-document found")
+    conf = m.group(1).replace("$SOCK", sock)
+    conf, n = re.subn(r"(?m)^conflict-max-history-seconds = .*$",
+                      "conflict-max-history-seconds = %s" % history_seconds, conf)
+    if n != 1:
+        raise RuntimeError("start.sh's oxenstored.conf has no conflict-max-history-seconds line")
+    with open(path, "w") as f:
+        f.write(conf + "\n")
+
+
 def script_from_text(text):
     script = []
     for line in text.splitlines():
@@ -719,8 +755,9 @@ def script_from_text(text):
 class Daemons:
     """Fresh reference (oracle start.sh) and xensim daemons in a temp dir."""
 
-    def __init__(self, profile):
+    def __init__(self, profile, history_seconds=None):
         self.profile = profile
+        self.history_seconds = history_seconds
         self.dir = tempfile.mkdtemp(prefix="xs-difffuzz-")
         self.ref_sock = os.path.join(self.dir, "ref")
         self.ref_rings = self.ref_sock + ".rings"
@@ -731,15 +768,24 @@ class Daemons:
         self.sim_log = open(os.path.join(self.dir, "sim.log"), "wb")
 
     def start(self):
+        conf = []
+        if self.history_seconds is not None:
+            if self.profile != "ocaml":
+                raise SystemExit("history-seconds is oxenstored's setting (profile ocaml)")
+            path = os.path.join(self.dir, "oxenstored.conf")
+            oxenstored_conf(path, self.ref_sock, self.history_seconds)
+            conf = ["--config-file", path]   # after start.sh's own: the last one counts
         # xensim (node + tsx) is the slower one to come up: launch it first, then the reference
         self.sim = subprocess.Popen(
             ["node", "--import", "./scripts/tsx-preload.mjs", "sim/bin/xensim.mjs", "xenstored",
-             "--socket", self.sim_sock, "--profile", self.profile, "--guest-dir", self.sim_guests],
+             "--socket", self.sim_sock, "--profile", self.profile, "--guest-dir", self.sim_guests]
+            + conf,
             cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=self.sim_log, stderr=subprocess.STDOUT)
         args = [os.path.join(ORACLE_DIR, "start.sh")]
         if self.profile == "ocaml":
             args.append("--ocaml")
-        r = subprocess.run(args + [self.ref_sock], capture_output=True, text=True, timeout=60)
+        r = subprocess.run(args + [self.ref_sock] + conf, capture_output=True, text=True,
+                           timeout=60)
         if r.returncode != 0:
             raise RuntimeError("start.sh failed: %s%s" % (r.stdout, r.stderr))
         self.ref_pid = int(r.stdout.split()[-1])
@@ -897,7 +943,7 @@ def report(a, b, i, script, context=30, f=sys.stdout):
 def run_script(script, args, daemons_box=None):
     """Runs on fresh daemons (--start) or on the given servers. Returns (a, b, daemons)."""
     if args.start:
-        d = Daemons(args.profile)
+        d = Daemons(args.profile, args.history_seconds)
         try:
             d.start()
             a, b = run_both(script, (d.ref_sock, d.ref_rings), (d.sim_sock, d.sim_guests),
@@ -981,6 +1027,9 @@ def main():
     ap.add_argument("--known", help="file of known difference signatures (one per line, as "
                     "printed after 'signature:'); those lines are skipped when they replace each "
                     "other one for one")
+    ap.add_argument("--history-seconds", type=float, metavar="S",
+                    help="profile ocaml: run both daemons with conflict-max-history-seconds = S "
+                    "(start.sh's config otherwise: 0.05)")
     ap.add_argument("--avoid", default="", help="comma-separated: steer the generator clear of "
                     "known differences: " + "; ".join("%s = %s" % kv for kv in AVOID.items()))
     args = ap.parse_args()
@@ -1000,6 +1049,12 @@ def main():
         ap.error("--runs and --minimise need --start (fresh daemons per run)")
 
     known = load_known(args.known)
+    if args.script:
+        directives = script_directives(open(args.script).read())
+        if "history-seconds" in directives and args.history_seconds is None:
+            args.history_seconds = float(directives["history-seconds"])
+        if directives.get("strict"):
+            known = load_known(None)
     status = 0
     seeds = [None] if args.script else range(args.seed, args.seed + args.runs)
     for seed in seeds:

@@ -5,6 +5,7 @@ import v8 from 'node:v8';
 import { Command } from 'commander';
 import { C_DEFAULT_QUOTAS, OCAML_DEFAULT_QUOTAS, parseQuotaAssignment, type Quotas } from './quota.ts';
 import { type Profile, Xenstored } from './core.ts';
+import { parseOxenstoredConf } from './oxenstored-conf.ts';
 import { parseTrace, replayTrace } from './trace-replay.ts';
 import { TraceFile } from './trace.ts';
 import { DB_DEBUG_FILE, dbDebug } from './db-debug.ts';
@@ -80,6 +81,7 @@ export function registerXenstored(program: Command): void {
     .option('-N, --no-fork', 'accepted for compatibility: xensim never forks')
     .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
     .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1 (the seed\'s "state dumped upon SIGUSR1", to a path you choose); profile ocaml also writes oxenstored\'s debug dump <rundir>/db.debug on SIGUSR1')
+    .option('--config-file <file>', "profile ocaml: oxenstored's configuration (oxenstored.conf: its quota-* keys and conflict-max-history-seconds; other keys are read and said not modelled)")
     .option('--replay <trace>', "re-run the requests of a -T trace (a real C xenstored's or xensim's) on a fresh daemon of --profile and report every reply that differs; exit 1 if any does")
     .addHelpText('after', `
 Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
@@ -92,7 +94,16 @@ clients of the daemon that wrote it are gone.`)
     .action(async (o: Record<string, unknown>) => {
       const profile = o.profile as Profile;
       if (profile !== 'c' && profile !== 'ocaml') throw new Error(`unknown profile "${profile}" (c or ocaml)`);
-      const quotas = quotasFrom(o, profile);
+      let quotas = quotasFrom(o, profile);
+      let conflictMaxHistorySeconds: number | undefined;
+      if (typeof o.configFile === 'string') {
+        if (profile !== 'ocaml') throw new Error('--config-file is oxenstored\'s option: it needs --profile ocaml');
+        const conf = parseOxenstoredConf(readFileSync(o.configFile, 'utf8'));
+        // The command line's quota options win over the file's.
+        quotas = { ...conf.quotas, ...quotas };
+        conflictMaxHistorySeconds = conf.conflictMaxHistorySeconds;
+        if (conf.ignored.length !== 0) process.stderr.write(`xensim xenstored: ${o.configFile}: not modelled, ignored: ${conf.ignored.join(', ')}\n`);
+      }
       if (typeof o.replay === 'string') {
         process.exitCode = replayCommand(o.replay, profile, quotas);
         return;
@@ -116,6 +127,7 @@ clients of the daemon that wrote it are gone.`)
         // C's CLOCK_MONOTONIC, for the write-rate limiter and the watch-event timeout.
         clockMs: () => Math.floor(performance.now()),
         seedRateLimit: o.seedRateLimit as number | undefined,
+        conflictMaxHistorySeconds,
         timer: (fn, ms) => void setTimeout(fn, ms).unref(),
         stateDump: {
           write: (b) => writeFileSync(stateDumpPath, b, { mode: 0o600 }),
@@ -124,7 +136,7 @@ clients of the daemon that wrote it are gone.`)
         },
         liveUpdateOptions: (cmdline) => ({
           profile, keepOrphans: o.keepOrphans === true, clock: () => Math.floor(Date.now() / 1000),
-          clockMs: () => Math.floor(performance.now()), seedRateLimit: o.seedRateLimit as number | undefined,
+          clockMs: () => Math.floor(performance.now()), seedRateLimit: o.seedRateLimit as number | undefined, conflictMaxHistorySeconds,
           quotas: cmdline === undefined ? quotas : cmdlineQuotas(cmdline, profile),
         }),
         restoreFrom: typeof o.restore === 'string' ? readFileSync(o.restore) : undefined,

@@ -50,6 +50,8 @@ export interface XenstoredOptions {
    * per second per unprivileged domain (0 or absent: off, as in Xen).
    */
   readonly seedRateLimit?: number;
+  /** Profile ocaml: conflict-max-history-seconds (oxenstored.conf), the transaction history's window. */
+  readonly conflictMaxHistorySeconds?: number;
   /**
    * Start with only the root node, as setup_structure(true) does for a daemon started to read
    * a live-update state stream (the stream brings /tool and everything else).
@@ -286,7 +288,7 @@ export class Xenstored {
     this.wrl = this.b.writeRateLimit ? new WriteRateLimit(clockMs) : undefined;
     this.seedRate = opts.seedRateLimit ? new SeedRateLimit(opts.seedRateLimit, clockMs) : undefined;
     // The history's 50 ms window needs the monotonic clock: `clock` may be whole seconds (time()).
-    this.history = this.b.commitRule === 'merge-replay' ? new TransactionHistory(this.store, () => clockMs() / 1000) : undefined;
+    this.history = this.b.commitRule === 'merge-replay' ? new TransactionHistory(this.store, () => clockMs() / 1000, opts.conflictMaxHistorySeconds) : undefined;
     this.table = this.buildTable();
     // Dom0 is known, introduced and connected from the start.
     this.domains.set(0, {
@@ -644,6 +646,7 @@ export class Xenstored {
   }
 
   private dispatch(conn: Connection, msg: XsMessage): { msg: XsMessage; eventsFirst: boolean; afterReply?: XsMessage } {
+    this.history?.tick();
     // oxenstored: a change outside a transaction goes into the history (record_commit), whatever
     // its answer; only a guest's is kept, and only while a transaction could be judged against it.
     if (this.history && msg.tx_id === 0 && WRITES.has(msg.type)) {

@@ -8,7 +8,8 @@
 // A record's tree is a snapshot kept by pre-images (Transaction as a SnapshotListener), so each
 // costs what changed after it. oxenstored bounds the history by time only (records older than
 // the oldest transaction started in the last conflict-max-history-seconds go at every
-// TRANSACTION_END); here it is also capped at MAX_RECORDS, the oldest record going first.
+// TRANSACTION_END, and at the main loop's frequent_ops once that many seconds have passed since
+// the last); here it is also capped at MAX_RECORDS, the oldest record going first.
 
 import type { Connection } from './core.ts';
 import type { Store } from './store.ts';
@@ -40,6 +41,8 @@ export class TransactionHistory {
   /** Transactions started in the last maxAge seconds (short_running_txns), oldest first. */
   private shortRunning: ShortRunning[] = [];
   private seq = 0;
+  /** frequent_ops' next_frequent_ops: when the main loop trims again (0: at its first turn). */
+  private nextTrim = 0;
   /** Transaction.counter when each open transaction started (start_count). */
   private readonly startSeq = new WeakMap<Transaction, number>();
 
@@ -107,6 +110,18 @@ export class TransactionHistory {
       else r.before.close();
     }
     this.records = keep;
+  }
+
+  /**
+   * frequent_ops, at the top of each turn of oxenstored's main loop (here: before each request):
+   * once conflict-max-history-seconds have passed since the last, History.trim () with no
+   * transaction ended - a transaction older than that protects nothing any more.
+   */
+  tick(): void {
+    const now = this.clock();
+    if (now <= this.nextTrim) return;
+    this.trim();
+    this.nextTrim = now + this.maxAge;
   }
 
   /**

@@ -186,6 +186,36 @@ describe('xenstored transactions', () => {
       assert.equal(h.xs.history?.size, 0);
     });
 
+    it('records go 0.05 s after the last transaction started, at the next request, with no TRANSACTION_END (frequent_ops)', () => {
+      let now = 100;
+      const { h, guest, t } = setUp({ clock: () => now });
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      assert.equal(h.xs.history?.size, 1);
+      now += 0.06;
+      // The main loop's turn for this request trims first: t is no longer short-running.
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.xs.history?.size, 0);
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
+    it('frequent_ops trims at most once per 0.05 s: a transaction started just after a trim keeps its records', () => {
+      let now = 100;
+      const { h, guest, t } = setUp({ clock: () => now });
+      now += 0.04;
+      assert.equal(guest.write('/local/domain/6/data/x', 'v'), 'OK');
+      now += 0.02;
+      // 0.06 s after the last trim: this turn trims; t started 0.06 s ago, so its records go.
+      const u = h.dom0.txStart();
+      assert.equal(h.xs.history?.size, 0, 't is past the window: its records go');
+      assert.equal(guest.write('/local/domain/6/data/y', 'v'), 'OK');
+      now += 0.03;
+      // 0.03 s since the trim: no turn trims yet, u's record stays.
+      assert.equal(h.dom0.rm('/local/domain/5'), 'OK');
+      assert.equal(h.xs.history?.size, 1);
+      assert.equal(h.dom0.abort(u), 'OK');
+      assert.equal(h.dom0.commit(t), 'EAGAIN');
+    });
+
     it("the window is timed on the monotonic clock, not the whole seconds of the daemon's time()", () => {
       let ms = 100_000;
       const { h, guest, t } = setUp({ clock: () => 100, clockMs: () => ms });
