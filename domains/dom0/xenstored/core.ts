@@ -322,6 +322,21 @@ export class Xenstored {
     return id;
   }
 
+  /**
+   * dom0_init() of a xenstored that runs in a domain of its own (a xenstore domain): dom0 is a
+   * ring client like any guest - privileged by its domid - its ring the page its kernel granted
+   * (GNTTAB_RESERVED_XENSTORE) and `port` the event channel it allocated (--event). No
+   * @introduceDomain: dom0 is the master domain, known from the start.
+   */
+  introduceDom0(port: number): number {
+    const d = this.domains.get(0);
+    assert(d !== undefined && d.conn === 0, 'dom0 is introduced once, before it has a ring');
+    d.port = port;
+    d.conn = this.addConnection(asDomId(0), true, 'domain');
+    this.domainEpoch++;
+    return d.conn;
+  }
+
   /** The connection serving an introduced domain, if any. */
   domainConnection(domid: number): number | undefined {
     const d = this.domains.get(domid);

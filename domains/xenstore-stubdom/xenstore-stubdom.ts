@@ -1,0 +1,63 @@
+// The xenstore domain's program (Xen's xenstore-stubdom: xenstored on Mini-OS, started by
+// init-xenstore-domain): xenstored, alone in a domain of its own, serving every domain over its
+// ring - dom0 included. It learns dom0's event channel from its command line (--event, the port
+// dom0's kernel allocated for it) and maps dom0's ring from dom0's GNTTAB_RESERVED_XENSTORE grant
+// (dom0_init()); guests are introduced by dom0's toolstack as always, and Xen sends it
+// VIRQ_DOM_EXC (init-xenstore-domain made it the handler). Dom0 may crash: the store stays.
+import type { MessagePort } from 'node:worker_threads';
+import { Domctl } from '../../hypervisor/public/domctl.ts';
+import { DOMID_FIRST_RESERVED, Hypercall } from '../../hypervisor/public/xen.ts';
+import type { Kernel } from '../kernel/kernel.ts';
+import type { Profile, XenstoredFaults } from '../dom0/xenstored/core.ts';
+import { XenstoredDaemon } from '../dom0/xenstored/daemon.ts';
+import { DomainRings } from '../dom0/xenstored/domain-rings.ts';
+import { connectLocal } from '../dom0/xenstored/local-connection.ts';
+import type { XsHandle } from '../libs/store/xs.ts';
+import { xenstoreLs } from '../libs/store/ls.ts';
+
+export interface XenstoreStubdomArgs {
+  /** --event: dom0's store event channel, which dom0's kernel allocated for this domain. */
+  readonly event: number;
+  readonly profile?: Profile;
+  /** Send every xenstore message to the simulator's trace. */
+  readonly trace?: boolean;
+  /** Faults and buggy variants of xenstored (the scenario engine's knobs). */
+  readonly xenstored?: XenstoredFaults;
+}
+
+export async function main(k: Kernel, args: XenstoreStubdomArgs, control: MessagePort): Promise<void> {
+  if (!Number.isInteger(args.event) || args.event <= 0) throw new Error(`xenstored: --event ${String(args.event)} is no port`);
+  const daemon = new XenstoredDaemon({
+    profile: args.profile ?? 'c', faults: args.xenstored,
+    // xc_domain_getinfo, which XSM allows the xenstore domain.
+    domainExists: (domid) => domid < DOMID_FIRST_RESERVED
+      && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+    clock: () => Math.floor(k.now() / 1e9),
+    clockMs: () => Math.floor(k.now() / 1e6),
+    timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
+  });
+  if (args.trace) {
+    daemon.onTrace = (ev) => k.trace(ev);
+    daemon.onRemovedOwned = (ev) => k.trace(ev);
+  }
+  const rings = new DomainRings(k, daemon, args.trace ?? false);
+  rings.start();
+  rings.bindDomExc();
+  // dom0_init(): dom0's ring is mapped and bound like any introduced domain's; the reset at
+  // introduction notifies dom0, whose kernel takes that first event as xenstored_ready.
+  daemon.xs.introduceDom0(args.event);
+  rings.sync();
+  daemon.flush();
+
+  // The simulator's own look at the tree (never part of the story): an untraced connection here.
+  let inspector: XsHandle | undefined;
+  control.on('message', (m: { cmd: string; id?: number; path?: string }) => {
+    if (m.cmd !== 'dump') return;
+    inspector ??= connectLocal(daemon, 'inspect', { untraced: true });
+    xenstoreLs(inspector, m.path ?? '/').then(
+      (result) => control.postMessage({ cmd: 'dumpd', id: m.id, result }),
+      (e: unknown) => control.postMessage({ cmd: 'dumpd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
+    );
+  });
+  control.postMessage({ cmd: 'ready' });
+}
