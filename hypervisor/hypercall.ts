@@ -230,8 +230,8 @@ export class Hypercalls {
       domain: d.domid,
       state: d.runState,
       shutdown: d.isShutDown,
-      // XEN_DOMINF_xs_domain
-      xenstore: d.xenstore,
+      // XEN_DOMINF_xs_domain: a flag bit, reported only where set.
+      ...(d.xenstore ? { xenstore: true } : {}),
       shutdown_reason: d.shutdownCode ?? null,
       dying: d.dying,
       max_pages: d.maxPages,

@@ -110,6 +110,9 @@ export interface TraceEvent {
   readonly [k: string]: unknown;
 }
 
+/** init-xenstore-domain's default --name for the xenstore domain. */
+export const XENSTORE_DOMAIN_NAME = 'Xenstore';
+
 /** A toolstack verb failed in dom0 (libxl's error): the system under test said no. */
 /** A guest the host could not create: which step failed, with the errno it failed with. */
 export class CreateGuestError extends Error {
@@ -535,7 +538,7 @@ export class HostRuntime {
       };
       this.dom0.on('message', on);
     });
-    this.send(0, { cmd: 'xenbus-backend-setup', domid: xsd.domid });
+    this.send(0, { cmd: 'xenbus-backend-setup', domid: xsd.domid, name: XENSTORE_DOMAIN_NAME });
     const { port } = await setup;
     const rc = this.evtchn.setVirqHandler(xsd, Virq.VIRQ_DOM_EXC);
     if (rc !== 0) throw new Error(`XEN_DOMCTL_set_virq_handler(${xsd.domid}, VIRQ_DOM_EXC): ${rc}`);

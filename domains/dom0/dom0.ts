@@ -293,10 +293,12 @@ function callService(m: { id: number; op: string; args: unknown }, services: Dom
   );
 }
 
-/** The domid init-xenstore-domain asks dom0's kernel to set the store ring up for. */
+/** init-xenstore-domain's IOCTL_XENBUS_BACKEND_SETUP: the domid dom0's kernel sets the store ring up for. */
 export interface XenbusBackendSetupCommand {
   readonly cmd: 'xenbus-backend-setup';
   readonly domid: number;
+  /** init-xenstore-domain's --name, which it writes to the domain's name node. */
+  readonly name: string;
 }
 
 /**
@@ -350,7 +352,7 @@ async function xenstoreDomainDom0(k: Kernel, args: Dom0Args, control: MessagePor
   const init = process('init-xenstore-domain');
   await init.write('/tool/xenstored/domid', String(setup.domid));
   await init.write(`/local/domain/${setup.domid}/domid`, String(setup.domid));
-  await init.write(`/local/domain/${setup.domid}/name`, XENSTORE_DOMAIN_NAME);
+  await init.write(`/local/domain/${setup.domid}/name`, setup.name);
   await init.close();
 
   const services = await startServices(k, args, control, {
@@ -381,9 +383,6 @@ async function xenstoreDomainDom0(k: Kernel, args: Dom0Args, control: MessagePor
   });
   control.postMessage({ cmd: 'ready' });
 }
-
-/** init-xenstore-domain's default --name. */
-export const XENSTORE_DOMAIN_NAME = 'Xenstore';
 
 /**
  * The simulator's dom0 commands through a xenstore connection of dom0's (as libxl makes them):
