@@ -14,6 +14,7 @@ import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
 import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
 import { DomainRings } from './xenstored/domain-rings.ts';
+import { serveXenbusDevice } from './xenbus-device-socket.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
 import { connectLocal } from './xenstored/local-connection.ts';
 import { exportSeedState, importSeedState } from './xenstored/seed-migration.ts';
@@ -39,7 +40,10 @@ export interface Dom0Args {
    * The host builds that domain (HostRuntime.bootDom0).
    */
   readonly xenstoreDomain?: boolean;
-  /** Serve dom0 tools on this Unix socket too (free-running only). */
+  /**
+   * Serve dom0 tools on this Unix socket too (free-running only): xenstored's socket, or with a
+   * xenstore domain dom0's /dev/xen/xenbus (there is no xenstored in dom0 to connect to).
+   */
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
   readonly trace?: boolean;
@@ -311,7 +315,6 @@ export interface XenbusBackendSetupCommand {
  * init-xenstore-domain ends by writing /tool/xenstored/domid and the domain's name.
  */
 async function xenstoreDomainDom0(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
-  if (args.socketPath) throw new Error('dom0 with a xenstore domain serves no xenstored socket');
   const storePage = k.allocPage();
   const setup = await new Promise<XenbusBackendSetupCommand>((resolve) => {
     const on = (m: { cmd: string }): void => {
@@ -354,6 +357,9 @@ async function xenstoreDomainDom0(k: Kernel, args: Dom0Args, control: MessagePor
   await init.write(`/local/domain/${setup.domid}/domid`, String(setup.domid));
   await init.write(`/local/domain/${setup.domid}/name`, setup.name);
   await init.close();
+
+  // Outside tools (free-running only) reach the store as dom0's processes do: /dev/xen/xenbus.
+  if (args.socketPath) await serveXenbusDevice(args.socketPath, () => new XenbusDevFile({ xs, watch, state }));
 
   const services = await startServices(k, args, control, {
     kernel: () => ({ xs, watch }),
