@@ -1,9 +1,8 @@
 // Dom0's program: xenstored serving every introduced domain over its ring (and dom0 tools over
-// a Unix socket, when asked), plus the toolstack's side of domain introduction and death.
+// a Unix socket, when asked), plus the toolstack's side of domain introduction and death - or,
+// with a xenstore domain, dom0 as that xenstored's ring client (xenstoreDomainDom0).
 import type { MessagePort } from 'node:worker_threads';
 import { decodeHeader, encodeMessage, nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
-import { Domctl } from '../../hypervisor/public/domctl.ts';
-import { Hypercall } from '../../hypervisor/public/xen.ts';
 import { GNTTAB_RESERVED_XENSTORE } from '../../hypervisor/public/grant_table.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import { XenbusRing } from '../kernel/xenbus-comms.ts';
@@ -12,8 +11,7 @@ import { XsState } from '../kernel/xenbus-xs.ts';
 import { XsError, XsHandle } from '../libs/store/xs.ts';
 import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
-import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
-import { DomainRings } from './xenstored/domain-rings.ts';
+import { DomainRings, domainExists, traceDaemon } from './xenstored/domain-rings.ts';
 import { serveXenbusDevice } from './xenbus-device-socket.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
 import { connectLocal } from './xenstored/local-connection.ts';
@@ -207,26 +205,6 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, reply: replies.splice(0).map((b) => Buffer.from(b).toString('latin1')) });
   });
   control.postMessage({ cmd: 'ready' });
-}
-
-/** Whether a domain exists, as find_or_alloc_existing_domain() asks the hypervisor. */
-function domainExists(k: Kernel, domid: number): boolean {
-  return domid < DOMID_FIRST_RESERVED
-    && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number';
-}
-
-/** Every xenstore message, and what C xenstored sends to syslog, in the simulator's trace. */
-function traceDaemon(k: Kernel, daemon: XenstoredDaemon): void {
-  daemon.onTrace = (ev) => k.trace(ev);
-  daemon.onRemovedOwned = (ev) => k.trace(ev);
-  // What C xenstored sends to syslog (memory quota crossings), in the simulator's trace.
-  const syslog = (level: string, text: string): void => k.trace({ kind: 'xenstored', op: 'syslog', level, text });
-  daemon.xs.syslog = syslog;
-  const lu = daemon.onLiveUpdate;
-  daemon.onLiveUpdate = (d) => {
-    daemon.xs.syslog = syslog;
-    lu?.(d);
-  };
 }
 
 /**

@@ -5,12 +5,10 @@
 // (dom0_init()); guests are introduced by dom0's toolstack as always, and Xen sends it
 // VIRQ_DOM_EXC (init-xenstore-domain made it the handler). Dom0 may crash: the store stays.
 import type { MessagePort } from 'node:worker_threads';
-import { Domctl } from '../../hypervisor/public/domctl.ts';
-import { DOMID_FIRST_RESERVED, Hypercall } from '../../hypervisor/public/xen.ts';
 import type { Kernel } from '../kernel/kernel.ts';
 import type { Profile, XenstoredFaults } from '../dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../dom0/xenstored/daemon.ts';
-import { DomainRings } from '../dom0/xenstored/domain-rings.ts';
+import { DomainRings, domainExists, traceDaemon } from '../dom0/xenstored/domain-rings.ts';
 import { connectLocal } from '../dom0/xenstored/local-connection.ts';
 import type { XsHandle } from '../libs/store/xs.ts';
 import { xenstoreLs } from '../libs/store/ls.ts';
@@ -30,16 +28,12 @@ export async function main(k: Kernel, args: XenstoreStubdomArgs, control: Messag
   const daemon = new XenstoredDaemon({
     profile: args.profile ?? 'c', faults: args.xenstored,
     // xc_domain_getinfo, which XSM allows the xenstore domain.
-    domainExists: (domid) => domid < DOMID_FIRST_RESERVED
-      && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+    domainExists: (domid) => domainExists(k, domid),
     clock: () => Math.floor(k.now() / 1e9),
     clockMs: () => Math.floor(k.now() / 1e6),
     timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
-  if (args.trace) {
-    daemon.onTrace = (ev) => k.trace(ev);
-    daemon.onRemovedOwned = (ev) => k.trace(ev);
-  }
+  if (args.trace) traceDaemon(k, daemon);
   const rings = new DomainRings(k, daemon, args.trace ?? false);
   rings.start();
   rings.bindDomExc();

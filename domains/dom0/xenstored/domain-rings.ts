@@ -3,7 +3,7 @@
 // GNTTAB_RESERVED_XENSTORE) is mapped and served; a connection that goes unmaps and closes them;
 // VIRQ_DOM_EXC asks the hypervisor which domains shut down or died. The same whether xenstored
 // runs in dom0 or in a xenstore domain of its own, where dom0 is one more ring (introduceDom0).
-import { Errno, Hypercall, Virq } from '../../../hypervisor/public/xen.ts';
+import { DOMID_FIRST_RESERVED, Errno, Hypercall, Virq } from '../../../hypervisor/public/xen.ts';
 import { Domctl } from '../../../hypervisor/public/domctl.ts';
 import { GNTTAB_RESERVED_XENSTORE } from '../../../hypervisor/public/grant_table.ts';
 import { XS_ERRNO, type XsError } from '../../../hypervisor/public/io/xs_wire.ts';
@@ -126,4 +126,24 @@ export class DomainRings {
     }
     daemon.flush();
   }
+}
+
+/** Whether a domain exists, as find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo). */
+export function domainExists(k: Kernel, domid: number): boolean {
+  return domid < DOMID_FIRST_RESERVED
+    && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number';
+}
+
+/** Every xenstore message, and what C xenstored sends to syslog, in the simulator's trace. */
+export function traceDaemon(k: Kernel, daemon: XenstoredDaemon): void {
+  daemon.onTrace = (ev) => k.trace(ev);
+  daemon.onRemovedOwned = (ev) => k.trace(ev);
+  const syslog = (level: string, text: string): void => k.trace({ kind: 'xenstored', op: 'syslog', level, text });
+  daemon.xs.syslog = syslog;
+  // The instance changes with a live update: its successor logs the same way.
+  const lu = daemon.onLiveUpdate;
+  daemon.onLiveUpdate = (d) => {
+    daemon.xs.syslog = syslog;
+    lu?.(d);
+  };
 }
