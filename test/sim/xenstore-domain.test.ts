@@ -4,11 +4,15 @@
 // granted to and introduced at that domain; a crash of dom0 leaves the store answering.
 // Inline lockstep throughout, under several seeds.
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { XsHandle } from '../../domains/libs/store/xs.ts';
+import { HostRuntime, type TraceEvent } from '../../sim/host-runtime.ts';
 import { SCENARIOS } from '../../scenarios/index.ts';
 import { XtfResult } from '../../sim/report/xtf.ts';
 import { runScenario } from '../../sim/scenario/run.ts';
 import { Virq } from '../../hypervisor/public/xen.ts';
-import type { TraceEvent } from '../../sim/host-runtime.ts';
 import { bootHost, SEEDS, type TestHost } from '../helpers/host.ts';
 
 /** Successful maps of `dom`'s GNTTAB_RESERVED_XENSTORE (ref 1) grant, with who mapped it. */
@@ -65,6 +69,32 @@ describe('xenstore domain', function () {
       });
     });
   }
+
+  it('free-running, the host\'s socket is dom0\'s /dev/xen/xenbus: a dom0 tool reads, writes and watches through dom0\'s ring', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'xensim-xsd-'));
+    const rt = new HostRuntime({ seed: 7 });
+    try {
+      await rt.bootDom0({ socketPath: path.join(dir, 'xs.sock'), xenstoreDomain: true });
+      const xs = await XsHandle.open(path.join(dir, 'xs.sock'));
+      try {
+        assert.equal((await xs.read('/tool/xenstored/domid')).toString(), '1');
+        const fired = new Promise<string>((resolve) => {
+          xs.on('watch', (p: string, token: string) => {
+            if (token === 'tok' && p === '/local/domain/0/probe') resolve(p);
+          });
+        });
+        await xs.watch('/local/domain/0/probe', 'tok');
+        await xs.write('/local/domain/0/probe', 'hello');
+        assert.equal((await xs.read('/local/domain/0/probe')).toString(), 'hello');
+        assert.equal(await fired, '/local/domain/0/probe');
+      } finally {
+        await xs.close();
+      }
+    } finally {
+      await rt.shutdown();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   describe('scenario dom0-crash-with-xenstore-domain', () => {
     const def = SCENARIOS.find((s) => s.name === 'dom0-crash-with-xenstore-domain')!;
