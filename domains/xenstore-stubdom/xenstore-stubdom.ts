@@ -6,6 +6,7 @@
 // VIRQ_DOM_EXC (init-xenstore-domain made it the handler). Dom0 may crash: the store stays.
 import type { MessagePort } from 'node:worker_threads';
 import type { Kernel } from '../kernel/kernel.ts';
+import type { XenstoredCrashCommand } from '../dom0/dom0.ts';
 import type { Profile, XenstoredFaults } from '../dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../dom0/xenstored/daemon.ts';
 import { DomainRings, domainExists, traceDaemon } from '../dom0/xenstored/domain-rings.ts';
@@ -26,7 +27,7 @@ export interface XenstoreStubdomArgs {
 export async function main(k: Kernel, args: XenstoreStubdomArgs, control: MessagePort): Promise<void> {
   if (!Number.isInteger(args.event) || args.event <= 0) throw new Error(`xenstored: --event ${String(args.event)} is no port`);
   const daemon = new XenstoredDaemon({
-    profile: args.profile ?? 'c', faults: args.xenstored,
+    profile: args.profile ?? 'c', faults: args.xenstored, dom0Ring: true,
     // xc_domain_getinfo, which XSM allows the xenstore domain.
     domainExists: (domid) => domainExists(k, domid),
     clock: () => Math.floor(k.now() / 1e9),
@@ -37,15 +38,29 @@ export async function main(k: Kernel, args: XenstoreStubdomArgs, control: Messag
   const rings = new DomainRings(k, daemon, args.trace ?? false);
   rings.start();
   rings.bindDomExc();
-  // dom0_init(): dom0's ring is mapped and bound like any introduced domain's; the reset at
-  // introduction notifies dom0, whose kernel takes that first event as xenstored_ready.
+  // dom0_init(): dom0's ring is mapped and bound like any introduced domain's, then dom0 is
+  // notified - its kernel takes that first event as xenstored_ready.
   daemon.xs.introduceDom0(args.event);
   rings.sync();
+  rings.notify(0);
   daemon.flush();
 
+  // xenstored dies (a fault) and, when asked, starts again from its last state after a while:
+  // every ring its state names, dom0's included, is mapped again.
+  let restartAfterNs: number | undefined;
+  daemon.onCrash = () => {
+    k.trace({ kind: 'fault', fault: 'xenstored-crash' });
+    if (restartAfterNs !== undefined) k.setTimer(restartAfterNs, () => rings.restart());
+  };
   // The simulator's own look at the tree (never part of the story): an untraced connection here.
   let inspector: XsHandle | undefined;
-  control.on('message', (m: { cmd: string; id?: number; path?: string }) => {
+  control.on('message', (m: { cmd: 'dump'; id?: number; path?: string } | XenstoredCrashCommand) => {
+    if (m.cmd === 'xenstored-crash') {
+      restartAfterNs = m.restartAfterNs;
+      daemon.crash({ whileHandlingRequestFrom: m.whileHandlingRequestFrom });
+      control.postMessage({ cmd: 'xenstored-crashd', domid: k.domid });
+      return;
+    }
     if (m.cmd !== 'dump') return;
     inspector ??= connectLocal(daemon, 'inspect', { untraced: true });
     xenstoreLs(inspector, m.path ?? '/').then(

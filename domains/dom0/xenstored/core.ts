@@ -31,6 +31,11 @@ export interface XenstoredOptions {
   readonly domainExists?: (domid: number) => boolean;
   /** -K: re-own a dead domain's nodes to dom0 instead of deleting them. */
   readonly keepOrphans?: boolean;
+  /**
+   * The daemon runs in a xenstore domain, where dom0 is a ring client (introduceDom0): its state
+   * stream may then name dom0's ring connection.
+   */
+  readonly dom0Ring?: boolean;
   /** Value of /tool/xenstored in profile ocaml (the daemon's path there). */
   readonly ocamlToolPath?: string;
   /** The scenario engine's knobs: faults, and buggy variants of fixed bugs. */
@@ -596,7 +601,8 @@ export class Xenstored {
     // introduce_domain(restore): the ring is the transport's; no @introduceDomain.
     d.introduced = true;
     d.port = spec.port;
-    d.conn = this.addConnection(asDomId(spec.domid), false, 'domain', id);
+    // Privileged by its domid, as at introduction: dom0's ring (a xenstore domain's daemon) is.
+    d.conn = this.addConnection(asDomId(spec.domid), spec.domid === 0, 'domain', id);
     this.domainEpoch++;
     if (spec.target !== undefined) {
       const c = this.connections.get(id)!;

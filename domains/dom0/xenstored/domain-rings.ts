@@ -9,6 +9,7 @@ import { GNTTAB_RESERVED_XENSTORE } from '../../../hypervisor/public/grant_table
 import { XS_ERRNO, type XsError } from '../../../hypervisor/public/io/xs_wire.ts';
 import { HypercallFailed, type Kernel } from '../../kernel/kernel.ts';
 import type { XenstoredDaemon } from './daemon.ts';
+import assert from 'node:assert/strict';
 import { XsRingConnection } from './domain-ring.ts';
 
 interface MappedRing {
@@ -86,6 +87,13 @@ export class DomainRings {
       k.close(r.port);
       k.unmapGrant(r.handle);
     }
+  }
+
+  /** An event to a served domain (dom0_init's notify of dom0, whatever the profile's introduction did). */
+  notify(domid: number): void {
+    const r = this.rings.get(domid);
+    assert(r !== undefined, `domain ${domid} has no ring here`);
+    this.k.notify(r.port);
   }
 
   /**
