@@ -639,7 +639,8 @@ export class HostRuntime {
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
     const dom0 = this.host.domains.get(0)!;
-    // libxl__build_pre: the store (and console) ports are allocated in the new domain, for dom0.
+    // libxl__build_pre: the store and console ports are allocated in the new domain, for the
+    // store's domain and the console's (dom0).
     const unbound = (remote: number): number => {
       const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: remote as DomId });
       if (typeof alloc === 'number') throw new Error(`event channel for the new domain: ${alloc}`);
