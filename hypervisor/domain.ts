@@ -35,6 +35,8 @@ export class Domain {
   hvm = false;
   /** xen_domain_handle_t: the toolstack's uuid for the domain, set at createdomain (zeros if none). */
   handle = '00000000-0000-0000-0000-000000000000';
+  /** is_xenstore_domain(d): created with XEN_DOMCTL_CDF_xs_domain. */
+  xenstore = false;
   /** paging_mode_log_dirty(d): set while XEN_DOMCTL_shadow_op has log-dirty mode on. */
   logDirty: LogDirty | undefined = undefined;
 

@@ -17,6 +17,8 @@ export interface CreateDomainOptions {
   readonly hvm?: boolean;
   /** The domain handle (the toolstack's VM uuid). */
   readonly handle?: string;
+  /** XEN_DOMCTL_CDF_xs_domain: the xenstore domain. */
+  readonly xenstore?: boolean;
 }
 
 /** A subsystem that keeps per-domain state (event channels, grant tables). */
@@ -84,6 +86,7 @@ export class Host {
     const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
     d.maxVcpus = vcpus;
     d.hvm = opts.hvm ?? false;
+    d.xenstore = opts.xenstore ?? false;
     if (opts.handle !== undefined) d.handle = opts.handle;
     const si = this.memory.allocate(id);
     if (!si) {

@@ -11,7 +11,7 @@ import { GnttabOp } from './public/grant_table.ts';
 import { SchedOp, ShutdownReason } from './public/sched.ts';
 import { Errno, Hypercall } from './public/xen.ts';
 import { HvmAcpi } from './hvm/acpi.ts';
-import { Domctl, DomctlShadowOp, DomctlTrigger, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from './public/domctl.ts';
+import { Domctl, DomctlCdf, DomctlShadowOp, DomctlTrigger, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from './public/domctl.ts';
 import { LogDirty } from './paging.ts';
 import { HvmOp } from './public/hvm/hvm_op.ts';
 import { ACPI_SCI_PIRQ, PWRBTN_STS, SLPBTN_STS, VMEXIT_IO_INSTRUCTION } from './public/hvm/ioreq.ts';
@@ -230,6 +230,8 @@ export class Hypercalls {
       domain: d.domid,
       state: d.runState,
       shutdown: d.isShutDown,
+      // XEN_DOMINF_xs_domain: a flag bit, reported only where set.
+      ...(d.xenstore ? { xenstore: true } : {}),
       shutdown_reason: d.shutdownCode ?? null,
       dying: d.dying,
       max_pages: d.maxPages,
@@ -252,17 +254,21 @@ export class Hypercalls {
     return { ret: ids.map((id) => Hypercalls.domainInfo(this.host.domains.get(id)!)) };
   }
 
-  /** Domain control: the privileged domain only (-EPERM for others), as XSM's default policy. */
+  /**
+   * Domain control: the privileged domain only (-EPERM for others), as XSM's default policy -
+   * except getdomaininfo, which is XSM_XS_PRIV: the xenstore domain may ask it too (its
+   * xenstored checks which domains exist and which died).
+   */
   private domctl(d: Domain, a: Record<string, unknown>): HypercallOutcome {
-    this.host.requirePrivileged(d, 'domctl');
     const cmd = Number(a.cmd);
+    if (!(cmd === Domctl.XEN_DOMCTL_getdomaininfo && d.xenstore)) this.host.requirePrivileged(d, 'domctl');
     if (cmd === Domctl.XEN_DOMCTL_createdomain) {
       const nd = this.host.createDomain({
         domid: typeof a.domid === 'number' && a.domid !== 0 ? a.domid : undefined,
         maxPages: typeof a.max_pages === 'number' ? a.max_pages : undefined,
         vcpus: typeof a.max_vcpus === 'number' ? a.max_vcpus : undefined,
-        // XEN_DOMCTL_CDF_hvm
-        hvm: (Number(a.flags) & 1) === 1,
+        hvm: (Number(a.flags) & DomctlCdf.XEN_DOMCTL_CDF_hvm) !== 0,
+        xenstore: (Number(a.flags) & DomctlCdf.XEN_DOMCTL_CDF_xs_domain) !== 0,
         handle: typeof a.handle === 'string' ? a.handle : undefined,
       });
       return { ret: { domid: nd.domid } };

@@ -3,6 +3,7 @@
 import type { ScenarioDef } from '../sim/scenario/scenario.ts';
 import acpiPowerAndSleep from './acpi-power-and-sleep.ts';
 import bootThreeGuests from './boot-three-guests.ts';
+import dom0CrashWithXenstoreDomain from './dom0-crash-with-xenstore-domain.ts';
 import domidReuse from './domid-reuse.ts';
 import guestCrashesAtRandomPoint from './guest-crashes-at-random-point.ts';
 import guestDiesDuringHandshake from './guest-dies-during-handshake.ts';
@@ -66,6 +67,7 @@ export const LIBRARY: readonly ScenarioDef[] = [
   toolstackTransactionsRace,
   xenstoredCrash,
   xenstoredRestart,
+  dom0CrashWithXenstoreDomain,
   quotaBites,
   slowWatcher,
   domidReuse,

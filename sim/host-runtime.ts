@@ -16,9 +16,10 @@ import { GrantTables } from '../hypervisor/grant-table.ts';
 import { Hypercalls } from '../hypervisor/hypercall.ts';
 import { Host } from '../hypervisor/host.ts';
 import { GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
-import { type DomId, type StartInfo, VcpuInfo } from '../hypervisor/public/xen.ts';
+import { type DomId, type StartInfo, VcpuInfo, Virq } from '../hypervisor/public/xen.ts';
 import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/vcpu.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
+import type { XenstoreStubdomArgs } from '../domains/xenstore-stubdom/xenstore-stubdom.ts';
 import { kernelImage } from '../domains/kernel/image.ts';
 import { defaultChoice, RandomStrategy, type SchedItem, ScheduleRecord, type ScheduleStrategy } from './scheduler/strategy.ts';
 import { XenbusCommitOrder } from './trace/xenbus-commit-order.ts';
@@ -27,6 +28,7 @@ import { type Footprint, type SharedFrames, StepWatcher } from './scheduler/foot
 /** '.ts' when running the sources under tsx, '.js' when running dist/: domains load the same kind. */
 const EXT = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
 const DOM0_PROGRAM = new URL(`../domains/dom0/dom0${EXT}`, import.meta.url).href;
+const XENSTORE_STUBDOM_PROGRAM = new URL(`../domains/xenstore-stubdom/xenstore-stubdom${EXT}`, import.meta.url).href;
 
 export interface GuestOptions {
   /** The guest kernel's program: module URL and arguments. */
@@ -107,6 +109,9 @@ export interface TraceEvent {
   readonly domid?: number;
   readonly [k: string]: unknown;
 }
+
+/** init-xenstore-domain's default --name for the xenstore domain. */
+export const XENSTORE_DOMAIN_NAME = 'Xenstore';
 
 /** A toolstack verb failed in dom0 (libxl's error): the system under test said no. */
 /** A guest the host could not create: which step failed, with the errno it failed with. */
@@ -482,7 +487,18 @@ export class HostRuntime {
     return this.vcpus.get(domid);
   }
 
-  /** Boots dom0 running xenstored; resolves once it serves. */
+  /**
+   * The xenstore domain, when xenstored runs in one (Dom0Args.xenstoreDomain): its domid, which
+   * libxl reads from /tool/xenstored/domid as the store's backend domain for every new guest.
+   */
+  xenstoreDomid: number | undefined;
+
+  /** The domain whose xenstored serves guests' rings: 0, or the xenstore domain. */
+  get storeDomid(): number {
+    return this.xenstoreDomid ?? 0;
+  }
+
+  /** Boots dom0 running xenstored (or, asked, dom0 and a xenstore domain); resolves once it serves. */
   async bootDom0(args: Dom0Args = {}): Promise<void> {
     // Its kernel's own 16 pages, and room for the FIFO ABI's control block and a full event array.
     const fifoPages = 1 + EVTCHN_FIFO_MAX_EVENT_ARRAY_PAGES;
@@ -490,11 +506,75 @@ export class HostRuntime {
     this.host.populate(d, 0, 16 + fifoPages);
     this.host.unpause(d);
     const t = this.start(d, { store_mfn: 0, store_evtchn: 0 }, { module: DOM0_PROGRAM, args: { ...args, trace: this.tracing } });
+    const ready = new Promise<void>((resolve, reject) => {
+      t.control.once('error', reject);
+      t.control.on('message', (m: { cmd: string }) => {
+        if (m.cmd === 'ready') resolve();
+      });
+    });
+    if (args.xenstoreDomain) {
+      // xencommons (XENSTORETYPE=domain) runs init-xenstore-domain once dom0's kernel is up.
+      await this.message<{ cmd: string }>(0, (m) => m.cmd === 'init-xenstore-domain');
+      await this.initXenstoreDomain(args);
+    }
+    await ready;
+  }
+
+  /**
+   * init-xenstore-domain, as dom0's xencommons runs it (its domctls are dom0's; the building is
+   * the host's, as for every domain here): a domain with XEN_DOMCTL_CDF_xs_domain, dom0's kernel
+   * asked for the store port and grant (IOCTL_XENBUS_BACKEND_SETUP), xenstored started with
+   * `--event <port>`, VIRQ_DOM_EXC handed to it (XEN_DOMCTL_set_virq_handler), then unpaused.
+   * Dom0's tools write /tool/xenstored/domid once xenstored answers them.
+   */
+  private async initXenstoreDomain(args: Dom0Args): Promise<void> {
+    const xsd = this.host.createDomain({ xenstore: true, maxPages: 64 });
+    this.host.populate(xsd, 0, 16);
+    const setup = new Promise<{ port: number }>((resolve) => {
+      const on = (m: { cmd: string; domid?: number; port?: number }): void => {
+        if (m.cmd !== 'xenbus-backend-setupd' || m.domid !== xsd.domid) return;
+        this.dom0.off('message', on);
+        resolve({ port: Number(m.port) });
+      };
+      this.dom0.on('message', on);
+    });
+    this.send(0, { cmd: 'xenbus-backend-setup', domid: xsd.domid, name: XENSTORE_DOMAIN_NAME });
+    const { port } = await setup;
+    const rc = this.evtchn.setVirqHandler(xsd, Virq.VIRQ_DOM_EXC);
+    if (rc !== 0) throw new Error(`XEN_DOMCTL_set_virq_handler(${xsd.domid}, VIRQ_DOM_EXC): ${rc}`);
+    this.xenstoreDomid = xsd.domid;
+    const program: DomainProgram = {
+      module: XENSTORE_STUBDOM_PROGRAM,
+      args: { event: port, profile: args.profile, xenstored: args.xenstored, trace: this.tracing } satisfies XenstoreStubdomArgs,
+    };
+    this.host.unpause(xsd);
+    const t = this.start(xsd, { store_mfn: 0, store_evtchn: 0 }, program);
     await new Promise<void>((resolve, reject) => {
       t.control.once('error', reject);
       t.control.on('message', (m: { cmd: string }) => {
         if (m.cmd === 'ready') resolve();
       });
+    });
+  }
+
+  /**
+   * The whole tree as the xenstore domain's xenstored holds it, through an untraced connection of
+   * its own (the simulator looking, not part of the story; dom0 may be gone).
+   */
+  xenstoreDomainDump(path = '/'): Promise<{ path: string; value: string; perms: string[] }[]> {
+    const domid = this.xenstoreDomid;
+    if (domid === undefined) return Promise.reject(new Error('this host has no xenstore domain'));
+    const id = this.nextCall++;
+    const w = this.control(domid);
+    return new Promise((resolve, reject) => {
+      const on = (r: { cmd: string; id: number; result?: { path: string; value: string; perms: string[] }[]; error?: string }): void => {
+        if (r.cmd !== 'dumpd' || r.id !== id) return;
+        w.off('message', on);
+        if (r.error !== undefined) reject(new Error(r.error));
+        else resolve(r.result ?? []);
+      };
+      w.on('message', on);
+      this.send(domid, { cmd: 'dump', id, path });
     });
   }
 
@@ -559,18 +639,20 @@ export class HostRuntime {
     const nr = Math.min(opts.pages ?? 8, d.maxPages);
     this.host.populate(d, 0, nr);
     const dom0 = this.host.domains.get(0)!;
-    // libxl__build_pre: the store (and console) ports are allocated in the new domain, for dom0.
-    const unbound = (): number => {
-      const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: 0 as DomId });
+    // libxl__build_pre: the store and console ports are allocated in the new domain, for the
+    // store's domain and the console's (dom0).
+    const unbound = (remote: number): number => {
+      const alloc = this.evtchn.allocUnbound(dom0, { dom: d.domid, remote_dom: remote as DomId });
       if (typeof alloc === 'number') throw new Error(`event channel for the new domain: ${alloc}`);
       return alloc.port;
     };
     const storeGfn = nr - 1;
-    const store = { gfn: storeGfn, port: unbound() };
-    this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_XENSTORE), 0 as DomId, storeGfn);
+    // libxl__build_pre: store_domid from /tool/xenstored/domid (dom0 unless a xenstore domain).
+    const store = { gfn: storeGfn, port: unbound(this.storeDomid) };
+    this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_XENSTORE), this.storeDomid as DomId, storeGfn);
     let console: { gfn: number; port: number } | undefined;
     if (opts.console) {
-      console = { gfn: nr - 2, port: unbound() };
+      console = { gfn: nr - 2, port: unbound(0) };
       this.gnttab.seedEntry(d, grantRef(GNTTAB_RESERVED_CONSOLE), 0 as DomId, console.gfn);
     }
     // As libxl: INTRODUCE (which resets the ring) while the domain is still paused, then unpause.

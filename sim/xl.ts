@@ -8,7 +8,7 @@ import type { DomainEvent, NodeDump } from '../domains/dom0/toolstack/toolstack.
 import type { GuestArgs, GuestCommand } from '../domains/domU/guest.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
 import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
-import { type BuiltDomain, type HostRuntime, ToolstackCallError } from './host-runtime.ts';
+import { type BuiltDomain, type HostRuntime, ToolstackCallError, XENSTORE_DOMAIN_NAME } from './host-runtime.ts';
 import { configUuid, defaultMac } from '../domains/dom0/toolstack/config.ts';
 import { readSaveImage, type RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
@@ -476,6 +476,12 @@ export class Xl {
 
   list(): { name: string; id: number; mem: number; vcpus: number; state: string }[] {
     const rows = [{ name: 'Domain-0', id: 0, mem: 1024, vcpus: 1, state: 'r-----' }];
+    // The xenstore domain: not xl's (init-xenstore-domain built it), listed as xl lists any domain.
+    const xsd = this.rt.xenstoreDomid === undefined ? undefined : this.rt.host.domains.get(this.rt.xenstoreDomid);
+    if (xsd) {
+      const st = xsd.isShutDown ? '---s--' : xsd.pauseCount > 0 ? '--p---' : '-b----';
+      rows.push({ name: XENSTORE_DOMAIN_NAME, id: xsd.domid, mem: Math.ceil(xsd.p2m.length / PAGES_PER_MIB), vcpus: xsd.maxVcpus, state: st });
+    }
     for (const d of [...this.domains.values()].sort((a, b) => a.domid - b.domid)) {
       const h = this.rt.host.domains.get(d.domid);
       const st = !h ? '------' : h.isShutDown ? '---s--' : h.pauseCount > 0 ? '--p---' : '-b----';

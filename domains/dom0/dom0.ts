@@ -1,15 +1,18 @@
 // Dom0's program: xenstored serving every introduced domain over its ring (and dom0 tools over
-// a Unix socket, when asked), plus the toolstack's side of domain introduction and death.
+// a Unix socket, when asked), plus the toolstack's side of domain introduction and death - or,
+// with a xenstore domain, dom0 as that xenstored's ring client (xenstoreDomainDom0).
 import type { MessagePort } from 'node:worker_threads';
-import { decodeHeader, encodeMessage, nulJoin, XS_ERRNO, type XsError, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
-import { Errno, Virq } from '../../hypervisor/public/xen.ts';
-import { Domctl } from '../../hypervisor/public/domctl.ts';
-import { Hypercall } from '../../hypervisor/public/xen.ts';
-import { HypercallFailed, type Kernel } from '../kernel/kernel.ts';
+import { decodeHeader, encodeMessage, nulJoin, XsdSockmsgType } from '../../hypervisor/public/io/xs_wire.ts';
+import { GNTTAB_RESERVED_XENSTORE } from '../../hypervisor/public/grant_table.ts';
+import type { Kernel } from '../kernel/kernel.ts';
+import { XenbusRing } from '../kernel/xenbus-comms.ts';
+import { XenbusDevFile } from '../kernel/xenbus-dev-frontend.ts';
+import { XsState } from '../kernel/xenbus-xs.ts';
+import { XsError, XsHandle } from '../libs/store/xs.ts';
 import type { Profile, XenstoredFaults } from './xenstored/core.ts';
 import { XenstoredDaemon } from './xenstored/daemon.ts';
-import { DOMID_FIRST_RESERVED } from './xenstored/domain.ts';
-import { XsRingConnection } from './xenstored/domain-ring.ts';
+import { DomainRings, domainExists, traceDaemon } from './xenstored/domain-rings.ts';
+import { serveXenbusDevice } from './xenbus-device-socket.ts';
 import { XenstoredServer } from './xenstored/unix-socket.ts';
 import { connectLocal } from './xenstored/local-connection.ts';
 import { exportSeedState, importSeedState } from './xenstored/seed-migration.ts';
@@ -29,7 +32,16 @@ export interface Dom0Args {
    * holds more than 4096 ports' worth of guests; '2l' keeps the 2-level ABI (4095 ports).
    */
   readonly evtchn?: 'fifo' | '2l';
-  /** Serve dom0 tools on this Unix socket too (free-running only). */
+  /**
+   * xenstored runs in a xenstore domain of its own (xencommons' XENSTORETYPE=domain, set up by
+   * init-xenstore-domain), not in dom0: dom0's kernel and tools reach it over dom0's store ring.
+   * The host builds that domain (HostRuntime.bootDom0).
+   */
+  readonly xenstoreDomain?: boolean;
+  /**
+   * Serve dom0 tools on this Unix socket too (free-running only): xenstored's socket, or with a
+   * xenstore domain dom0's /dev/xen/xenbus (there is no xenstored in dom0 to connect to).
+   */
   readonly socketPath?: string;
   /** Send every xenstore message to the simulator's trace. */
   readonly trace?: boolean;
@@ -77,13 +89,16 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   // Linux's xen_init_IRQ picks FIFO before it binds anything (events pending before the switch
   // would wait for their array page).
   if ((args.evtchn ?? 'fifo') === 'fifo') k.initFifo();
+  if (args.xenstoreDomain) {
+    await xenstoreDomainDom0(k, args, control);
+    return;
+  }
   const daemon = new XenstoredDaemon({
     profile: args.profile ?? 'c', faults: args.xenstored,
     // find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo): an ACL entry for a
     // domid without a domain is flagged ignored at SET_PERMS, so a later domain cannot inherit it
     // (XSA-417). Without this every domid "existed" and the scenario xsa-417 failed.
-    domainExists: (domid) => domid < DOMID_FIRST_RESERVED
-      && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number',
+    domainExists: (domid) => domainExists(k, domid),
     // A live update (CONTROL live-update from dom0's tools) waits for transactions in the
     // kernel's time; its state stream stays in memory (dom0 has no rundir here).
     clock: () => Math.floor(k.now() / 1e9),
@@ -91,18 +106,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
   });
   // The instance changes with a live update: always daemon.xs.
-  if (args.trace) {
-    daemon.onTrace = (ev) => k.trace(ev);
-    daemon.onRemovedOwned = (ev) => k.trace(ev);
-    // What C xenstored sends to syslog (memory quota crossings), in the simulator's trace.
-    const syslog = (level: string, text: string): void => k.trace({ kind: 'xenstored', op: 'syslog', level, text });
-    daemon.xs.syslog = syslog;
-    const lu = daemon.onLiveUpdate;
-    daemon.onLiveUpdate = (d) => {
-      daemon.xs.syslog = syslog;
-      lu?.(d);
-    };
-  }
+  if (args.trace) traceDaemon(k, daemon);
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
 
   // The toolstack's own privileged connection (libxl's xs handle).
@@ -118,76 +122,9 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const toolWrite = (path: string, value: string): void =>
     toolSend(XsdSockmsgType.XS_WRITE, Buffer.concat([nulJoin(path), Buffer.from(value, 'latin1')]));
 
-  // INTRODUCE binds the guest's store event channel (new_domain(): a failure, e.g. -ENOSPC when
-  // dom0's ports run out, fails that INTRODUCE with its errno and leaves the daemon serving),
-  // then the ring (grant ref 1) is mapped once the request is done.
-  const rings = new Map<number, { ring: XsRingConnection; conn: number; handle: number; port: number }>();
-  const boundAtIntroduce = new Map<number, number>();
-  daemon.xs.setUpDomain = (domid, port) => {
-    if (domid === 0) return undefined;
-    try {
-      boundAtIntroduce.set(domid, k.bindInterdomain(domid, port));
-      return undefined;
-    } catch (e) {
-      if (!(e instanceof HypercallFailed) || typeof e.ret !== 'number') throw e;
-      const name = Errno[-e.ret];
-      // xsd_errors[] has no ESRCH: C's send_error() answers what it cannot translate as EINVAL.
-      return name !== undefined && Object.hasOwn(XS_ERRNO, name) ? (name as XsError) : 'EINVAL';
-    }
-  };
-  let seenEpoch = -1;
-  /** A restarted daemon maps the rings its state names: no introduction. */
-  let reattaching = false;
-  const syncRings = (): void => {
-    if (daemon.xs.domainEpoch === seenEpoch) return;
-    seenEpoch = daemon.xs.domainEpoch;
-    for (const [domid, d] of daemon.xs.domains) {
-      if (domid === 0 || !d.introduced || d.conn === undefined) continue;
-      const have = rings.get(domid);
-      if (have?.conn === d.conn) continue;
-      const mapped = k.mapGrant(domid, 1, false);
-      if (!mapped.page) continue;
-      // Bound at INTRODUCE; a restarted daemon's domains are bound here, from its state.
-      let port = boundAtIntroduce.get(domid);
-      boundAtIntroduce.delete(domid);
-      if (port === undefined) {
-        try {
-          port = k.bindInterdomain(domid, d.port);
-        } catch (e) {
-          k.unmapGrant(mapped.handle);
-          k.trace({ kind: 'oops', where: 'xenstored', error: `domain ${domid}: ${e instanceof Error ? e.message : String(e)}` });
-          continue;
-        }
-      }
-      const evtchn = port;
-      const onRing = args.trace ? (ev: object) => k.trace({ ...ev, kind: 'ring', peer: domid }) : undefined;
-      const ring = new XsRingConnection(daemon, d.conn, mapped.page, () => k.notify(evtchn), { onRing });
-      if (reattaching) ring.reattach();
-      else ring.introduce();
-      k.on(evtchn, () => ring.kick());
-      rings.set(domid, { ring, conn: d.conn, handle: mapped.handle, port: evtchn });
-    }
-    for (const [domid, r] of rings) {
-      if (daemon.xs.connections.has(r.conn)) continue;
-      rings.delete(domid);
-      k.close(r.port);
-      k.unmapGrant(r.handle);
-    }
-  };
-  daemon.afterBatch = syncRings;
-
-  // VIRQ_DOM_EXC: some domain shut down or died; ask the hypervisor which.
-  const virq = k.bindVirq(Virq.VIRQ_DOM_EXC);
-  k.on(virq, () => {
-    for (const [domid, d] of daemon.xs.domains) {
-      if (domid === 0 || !d.introduced) continue;
-      const info = k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid });
-      const state = typeof info === 'number' ? 'dead' : (info as { state: string }).state;
-      if (state === 'dead' || state === 'dying') daemon.route(daemon.xs.domainStateChanged(domid, 'dead'));
-      else if (state === 'shutdown') daemon.route(daemon.xs.domainStateChanged(domid, 'shutdown'));
-    }
-    daemon.flush();
-  });
+  const rings = new DomainRings(k, daemon, args.trace ?? false);
+  rings.start();
+  rings.bindDomExc();
 
   // The backend domain's kernel xenbus and the toolstack: each its own xenstore connection, and
   // each a task of its own in lockstep: the kernel's xenbus (its reader and xenwatch threads), the
@@ -197,59 +134,24 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     h.sched = k.point;
     return h;
   };
-  const toolstack = args.devices === false ? undefined : await (async () => {
-    const images = new DiskImages(args.storageRoot);
-    const network = new Network();
-    k.jitter = args.jitter;
-    const bexs = local('xenbus');
-    const bewatch = new Xenwatch(bexs, 'be');
-    bewatch.sched = k.point;
-    if (args.jitter) bewatch.beforeDispatch = () => k.preempt();
-    bewatch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
-    const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, bewatch);
-    bus.register(new Blkback(images, args.quirks?.blkback));
-    bus.register(new Netback(network, args.quirks?.netback));
-    await bus.start();
-    const xlxs = local('xl');
-    // The toolstack is a user process: it can be descheduled before any request.
-    if (args.jitter) xlxs.beforeRequest = () => k.preempt();
-    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network, connectLocal(daemon, 'inspect', { untraced: true }), local('hotplug'));
-    await ts.start();
-    return ts;
-  })();
-
-  // xenopsd: its worker's connection and its watch thread's, each a task of its own.
-  const xenopsd = args.xenopsd !== true ? undefined : await (async () => {
-    let watchConn: number | undefined;
-    const watchXs = local('xenopsd watch', { onConnection: (c) => (watchConn = c) });
-    const xo = new Xenopsd(k, local('xenopsd'), watchXs, args.quirks?.xenopsd, () => {
+  let watchConn: number | undefined;
+  const { toolstack, xenopsd } = await startServices(k, args, control, {
+    kernel: () => {
+      const xs = local('xenbus');
+      return { xs, watch: new Xenwatch(xs, 'be') };
+    },
+    process: (name) => local(name, name === 'xenopsd watch' ? { onConnection: (c) => (watchConn = c) } : undefined),
+    inspector: () => connectLocal(daemon, 'inspect', { untraced: true }),
+    xenopsdWatches: () => {
       const c = watchConn === undefined ? undefined : daemon.xs.connections.get(watchConn);
       return c && { conn: c.id, watches: c.watches.map((w) => ({ path: w.node, token: w.token })) };
-    });
-    await xo.start();
-    return xo;
-  })();
+    },
+  });
 
   // xenstored dies (a fault), and, when asked, is started again after a while (as systemd's
   // Restart= with RestartSec would): the new process maps every ring its last state names.
   let restartAfterNs: number | undefined;
-  const restart = (): void => {
-    for (const r of rings.values()) {
-      k.close(r.port);
-      k.unmapGrant(r.handle);
-    }
-    rings.clear();
-    const restored = daemon.restart();
-    k.trace({ kind: 'xenstored', op: 'restarted', connections: restored.xs.connections.size, nodes: restored.xs.store.size });
-    seenEpoch = -1;
-    reattaching = true;
-    try {
-      syncRings();
-    } finally {
-      reattaching = false;
-    }
-    daemon.flush();
-  };
+  const restart = (): void => rings.restart();
   daemon.onCrash = () => {
     k.trace({ kind: 'fault', fault: 'xenstored-crash' });
     if (restartAfterNs !== undefined) k.setTimer(restartAfterNs, restart);
@@ -273,26 +175,8 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
       }
       return;
     }
-    if (m.cmd === 'toolstack' && (m.op.startsWith('VM_') || m.op.startsWith('xenopsd'))) {
-      if (!xenopsd) {
-        control.postMessage({ cmd: 'toolstackd', id: m.id, error: 'dom0 runs without xenopsd' });
-        return;
-      }
-      xenopsd.call(m.op, m.args).then(
-        (result) => control.postMessage({ cmd: 'toolstackd', id: m.id, result }),
-        (e: unknown) => control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
-      );
-      return;
-    }
     if (m.cmd === 'toolstack') {
-      if (!toolstack) {
-        control.postMessage({ cmd: 'toolstackd', id: m.id, error: 'dom0 runs without a toolstack' });
-        return;
-      }
-      toolstack.call(m.op, m.args).then(
-        (result) => control.postMessage({ cmd: 'toolstackd', id: m.id, result }),
-        (e: unknown) => control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
-      );
+      callService(m, { toolstack, xenopsd }, control);
       return;
     }
     if (m.cmd === 'introduce') {
@@ -321,4 +205,196 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, reply: replies.splice(0).map((b) => Buffer.from(b).toString('latin1')) });
   });
   control.postMessage({ cmd: 'ready' });
+}
+
+/**
+ * How dom0's kernel and processes reach xenstore: connections of their own to a xenstored in
+ * dom0, or (a xenstore domain) the kernel's one ring and /dev/xen/xenbus files over it.
+ */
+interface Dom0Store {
+  /** The kernel's xenbus connection and its watch thread (xenwatch). */
+  kernel(): { xs: XsHandle; watch: Xenwatch };
+  /** A user process's connection. */
+  process(name: string): XsHandle;
+  /** The simulator's own look at the tree (the toolstack's dump with quiet). */
+  inspector(): XsHandle;
+  /** The watches xenopsd's watch connection holds, as xenstored knows them (when it can tell). */
+  xenopsdWatches(): { conn: number; watches: { path: string; token: string }[] } | undefined;
+}
+
+interface Dom0Services {
+  readonly toolstack: Toolstack | undefined;
+  readonly xenopsd: Xenopsd | undefined;
+}
+
+/**
+ * Dom0's backend drivers and toolstack, then xenopsd when asked: the kernel's backend bus on its
+ * xenbus connection, each process a task of its own in lockstep.
+ */
+async function startServices(k: Kernel, args: Dom0Args, control: MessagePort, store: Dom0Store): Promise<Dom0Services> {
+  const toolstack = args.devices === false ? undefined : await (async () => {
+    const images = new DiskImages(args.storageRoot);
+    const network = new Network();
+    k.jitter = args.jitter;
+    const { xs: bexs, watch: bewatch } = store.kernel();
+    bewatch.sched = k.point;
+    if (args.jitter) bewatch.beforeDispatch = () => k.preempt();
+    bewatch.onError = (e) => k.trace({ kind: 'oops', where: 'xenwatch', error: e instanceof Error ? e.message : String(e) });
+    const bus = new XenbusBus(k, bexs, { role: 'backend', quirks: args.quirks?.xenbus, trace: (ev) => k.trace(ev) }, bewatch);
+    bus.register(new Blkback(images, args.quirks?.blkback));
+    bus.register(new Netback(network, args.quirks?.netback));
+    await bus.start();
+    const xlxs = store.process('xl');
+    // The toolstack is a user process: it can be descheduled before any request.
+    if (args.jitter) xlxs.beforeRequest = () => k.preempt();
+    const ts = new Toolstack(k, xlxs, images, bus, control, args.quirks?.toolstack, network, store.inspector(), store.process('hotplug'));
+    await ts.start();
+    return ts;
+  })();
+  // xenopsd: its worker's connection and its watch thread's, each a task of its own.
+  const xenopsd = args.xenopsd !== true ? undefined : await (async () => {
+    const watchXs = store.process('xenopsd watch');
+    const xo = new Xenopsd(k, store.process('xenopsd'), watchXs, args.quirks?.xenopsd, () => store.xenopsdWatches());
+    await xo.start();
+    return xo;
+  })();
+  return { toolstack, xenopsd };
+}
+
+/** A toolstack or xenopsd verb from the simulator's xl; the answer goes back by message. */
+function callService(m: { id: number; op: string; args: unknown }, services: Dom0Services, control: MessagePort): void {
+  const xenopsdVerb = m.op.startsWith('VM_') || m.op.startsWith('xenopsd');
+  const service = xenopsdVerb ? services.xenopsd : services.toolstack;
+  if (!service) {
+    control.postMessage({ cmd: 'toolstackd', id: m.id, error: xenopsdVerb ? 'dom0 runs without xenopsd' : 'dom0 runs without a toolstack' });
+    return;
+  }
+  service.call(m.op, m.args).then(
+    (result) => control.postMessage({ cmd: 'toolstackd', id: m.id, result }),
+    (e: unknown) => control.postMessage({ cmd: 'toolstackd', id: m.id, error: e instanceof Error ? e.message : String(e) }),
+  );
+}
+
+/** init-xenstore-domain's IOCTL_XENBUS_BACKEND_SETUP: the domid dom0's kernel sets the store ring up for. */
+export interface XenbusBackendSetupCommand {
+  readonly cmd: 'xenbus-backend-setup';
+  readonly domid: number;
+  /** init-xenstore-domain's --name, which it writes to the domain's name node. */
+  readonly name: string;
+}
+
+/**
+ * Dom0 when xenstored runs in a xenstore domain (xencommons' XENSTORETYPE=domain). Its kernel
+ * (XS_LOCAL) has a store page of its own; init-xenstore-domain's IOCTL_XENBUS_BACKEND_SETUP on
+ * /dev/xen/xenbus_backend allocates an unbound port for the xenstore domain and grants it that
+ * page as GNTTAB_RESERVED_XENSTORE; the port goes to the new domain's xenstored (--event). The
+ * kernel's xenbus waits for xenstored's first event on it (xenstored_ready), then the backends
+ * probe and the tools - /dev/xen/xenbus files over the kernel's one connection - start.
+ * init-xenstore-domain ends by writing /tool/xenstored/domid and the domain's name.
+ */
+async function xenstoreDomainDom0(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
+  const storePage = k.allocPage();
+  const setup = await new Promise<XenbusBackendSetupCommand>((resolve) => {
+    const on = (m: { cmd: string }): void => {
+      if (m.cmd !== 'xenbus-backend-setup') return;
+      control.off('message', on);
+      resolve(m as XenbusBackendSetupCommand);
+    };
+    control.on('message', on);
+    // xencommons: XENSTORETYPE=domain, so init-xenstore-domain rather than xenstored.
+    control.postMessage({ cmd: 'init-xenstore-domain' });
+  });
+  // xenbus_backend_ioctl -> xenbus_alloc(): the port and the grant, for the xenstore domain.
+  const port = k.allocUnbound(setup.domid);
+  k.grantAccess(GNTTAB_RESERVED_XENSTORE, setup.domid, storePage.gfn, false);
+  const ring = new XenbusRing(storePage.bytes, () => k.notify(port));
+  let ready!: () => void;
+  const xenstoredReady = new Promise<void>((resolve) => (ready = resolve));
+  // wake_waiting(): the first event from xenstored says it serves this ring.
+  k.on(port, () => {
+    ready();
+    ring.onEvent();
+  });
+  control.postMessage({ cmd: 'xenbus-backend-setupd', domid: setup.domid, port });
+  await xenstoredReady;
+  k.trace({ kind: 'xenbus_comms', op: 'xenstored ready', xenstoreDomain: setup.domid, port });
+
+  const xs = XsHandle.fromStream(ring, 'xenbus');
+  xs.sched = k.point;
+  const state = new XsState();
+  xs.gate = state;
+  const watch = new Xenwatch(xs, 'be');
+  const process = (name: string): XsHandle => {
+    const h = XsHandle.fromStream(new XenbusDevFile({ xs, watch, state }), name);
+    h.sched = k.point;
+    return h;
+  };
+  // init-xenstore-domain's last writes, through xs_open() (no socket: /dev/xen/xenbus).
+  const init = process('init-xenstore-domain');
+  await init.write('/tool/xenstored/domid', String(setup.domid));
+  await init.write(`/local/domain/${setup.domid}/domid`, String(setup.domid));
+  await init.write(`/local/domain/${setup.domid}/name`, setup.name);
+  await init.close();
+
+  // Outside tools (free-running only) reach the store as dom0's processes do: /dev/xen/xenbus.
+  if (args.socketPath) await serveXenbusDevice(args.socketPath, () => new XenbusDevFile({ xs, watch, state }));
+
+  const services = await startServices(k, args, control, {
+    kernel: () => ({ xs, watch }),
+    process,
+    // One ring carries all of dom0: the look at the tree cannot be kept apart from the rest.
+    inspector: () => process('inspect'),
+    xenopsdWatches: () => undefined,
+  });
+  const xl = process('xl commands');
+  control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | XenstoredCrashCommand) => {
+    if (m.cmd === 'toolstack') {
+      if (m.op === 'xenstore-seed-export' || m.op === 'xenstore-seed-import') {
+        control.postMessage({ cmd: 'toolstackd', id: m.id, error: `${m.op}: xenstored runs in the xenstore domain, not in dom0` });
+        return;
+      }
+      callService(m, services, control);
+      return;
+    }
+    if (m.cmd === 'xenstored-crash') {
+      control.postMessage({ cmd: 'xenstored-crashd', domid: 0, error: 'xenstored runs in the xenstore domain, not in dom0' });
+      return;
+    }
+    void dom0Command(xl, m).then(
+      (error) => control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, ...(error === undefined ? {} : { error }) }),
+      (e: unknown) => control.postMessage({ cmd: `${m.cmd}d`, domid: m.domid, error: e instanceof Error ? e.message : String(e) }),
+    );
+  });
+  control.postMessage({ cmd: 'ready' });
+}
+
+/**
+ * The simulator's dom0 commands through a xenstore connection of dom0's (as libxl makes them):
+ * undefined when done, else the error xenstored answered INTRODUCE with.
+ */
+async function dom0Command(xs: XsHandle, m: Dom0Command): Promise<string | undefined> {
+  if (m.cmd === 'introduce') {
+    // libxl__domain_make: the guest's home (dom0-owned, guest-readable) and its writable data/.
+    const home = `/local/domain/${m.domid}`;
+    await xs.write(home, '');
+    await xs.setPerms(home, ['n0', `r${m.domid}`]);
+    await xs.write(`${home}/data`, '');
+    await xs.setPerms(`${home}/data`, [`n${m.domid}`]);
+    try {
+      await xs.introduce(m.domid, m.mfn, m.port);
+    } catch (e) {
+      if (!(e instanceof XsError)) throw e;
+      // As libxl's failed create: take away what was built for it, and say why.
+      await xs.rm(home);
+      return e.code;
+    }
+    return undefined;
+  }
+  if (m.cmd === 'write') {
+    await xs.write(m.path, m.value);
+    await xs.setPerms(m.path, m.perms);
+    return undefined;
+  }
+  await xs.release(m.domid);
+  return undefined;
 }

@@ -13,6 +13,13 @@ export enum Domctl {
   XEN_DOMCTL_set_virq_handler = 66,
 }
 
+/** xen_domctl_createdomain.flags (domctl.h): the ones xensim honours. */
+export enum DomctlCdf {
+  XEN_DOMCTL_CDF_hvm = 1 << 0,
+  /** The domain that runs xenstored (init-xenstore-domain): XSM lets it ask about every domain. */
+  XEN_DOMCTL_CDF_xs_domain = 1 << 4,
+}
+
 /** XEN_DOMCTL_sendtrigger's triggers (domctl.h). */
 export enum DomctlTrigger {
   XEN_DOMCTL_SENDTRIGGER_NMI = 0,

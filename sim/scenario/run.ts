@@ -352,9 +352,14 @@ export class ScenarioRun {
     this.shadow = new ShadowStore(initial);
   }
 
-  /** The whole tree through dom0's untraced inspection connection (not part of the story). */
+  /**
+   * The whole tree through an untraced inspection connection (not part of the story): dom0's, or
+   * the xenstore domain's own when there is one (dom0's tools reach that one only over dom0's
+   * ring, where nothing is untraced - and dom0 may have crashed).
+   */
   private async quietDump(): Promise<NodeDump[]> {
     await this.rt.quiesce();
+    if (this.rt.xenstoreDomid !== undefined) return this.rt.xenstoreDomainDump('/');
     return this.rt.toolstack<NodeDump[]>('dump', { path: '/', quiet: true });
   }
 

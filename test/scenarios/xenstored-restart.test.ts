@@ -1,8 +1,10 @@
 // Scenario xenstored-restart: xenstored dies on a guest's request and restarts from its last
 // state. With ring reconnection (fixed) the guest comes back with its devices Connected and every
 // committed write present; without it (no-reconnect), or against C xenstored 4.17 which does not
-// offer it (c), the guest's request hangs for ever. The committed-writes invariant is live again
-// after the restart: a restart that lost a write fails the run.
+// offer it (c), the guest's request hangs for ever; in a xenstore domain (xenstore-domain) the
+// restarted daemon maps dom0's ring again too and the guest comes back as in fixed. The
+// committed-writes invariant is live again after the restart: a restart that lost a write fails
+// the run.
 import assert from 'node:assert/strict';
 import type { XenstoredDaemon } from '../../domains/dom0/xenstored/daemon.ts';
 import scenario from '../../scenarios/xenstored-restart.ts';
@@ -12,7 +14,7 @@ import { runScenario } from '../../sim/scenario/run.ts';
 describe('scenario xenstored-restart', function () {
   this.timeout(60_000);
 
-  for (const variant of ['fixed', 'no-reconnect', 'c']) {
+  for (const variant of ['fixed', 'no-reconnect', 'c', 'xenstore-domain']) {
     it(`${variant}: SUCCESS on seeds 1-2, with and without the scenario's faults`, async () => {
       for (const seed of [1, 2]) {
         for (const faults of [undefined, { spec: 'none' }]) {

@@ -1,6 +1,7 @@
 // Dom0's toolstack process (xl with libxl inside): the verbs the simulator's `xl` asks for, and
 // the domain-death monitor that turns @releaseDomain into SHUTDOWN/DEATH events.
 import type { XsHandle } from '../../libs/store/xs.ts';
+import { type NodeDump, xenstoreLs } from '../../libs/store/ls.ts';
 import { Domctl, DomctlTrigger } from '../../../hypervisor/public/domctl.ts';
 import { Errno, Hypercall } from '../../../hypervisor/public/xen.ts';
 import { HvmOp } from '../../../hypervisor/public/hvm/hvm_op.ts';
@@ -54,11 +55,7 @@ interface ControlLike {
   postMessage(m: unknown): void;
 }
 
-export interface NodeDump {
-  readonly path: string;
-  readonly value: string;
-  readonly perms: string[];
-}
+export type { NodeDump };
 
 export class Toolstack {
   readonly libxl: Libxl;
@@ -352,22 +349,7 @@ export class Toolstack {
   }
 
   /** Every node under `path` with its value and permissions (xenstore-ls -fp's content). */
-  async dump(path: string, xs: XsHandle = this.xs): Promise<NodeDump[]> {
-    const out: NodeDump[] = [];
-    const walk = async (p: string): Promise<void> => {
-      let value: string;
-      let perms: string[];
-      try {
-        value = (await xs.read(p)).toString('latin1');
-        perms = await xs.getPerms(p);
-      } catch {
-        return;
-      }
-      out.push({ path: p, value, perms });
-      const kids = await xs.directory(p).catch(() => [] as string[]);
-      for (const c of kids) await walk(p === '/' ? `/${c}` : `${p}/${c}`);
-    };
-    await walk(path);
-    return out;
+  dump(path: string, xs: XsHandle = this.xs): Promise<NodeDump[]> {
+    return xenstoreLs(xs, path);
   }
 }

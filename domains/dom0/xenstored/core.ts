@@ -31,6 +31,11 @@ export interface XenstoredOptions {
   readonly domainExists?: (domid: number) => boolean;
   /** -K: re-own a dead domain's nodes to dom0 instead of deleting them. */
   readonly keepOrphans?: boolean;
+  /**
+   * The daemon runs in a xenstore domain, where dom0 is a ring client (introduceDom0): its state
+   * stream may then name dom0's ring connection.
+   */
+  readonly dom0Ring?: boolean;
   /** Value of /tool/xenstored in profile ocaml (the daemon's path there). */
   readonly ocamlToolPath?: string;
   /** The scenario engine's knobs: faults, and buggy variants of fixed bugs. */
@@ -324,6 +329,21 @@ export class Xenstored {
     return id;
   }
 
+  /**
+   * dom0_init() of a xenstored that runs in a domain of its own (a xenstore domain): dom0 is a
+   * ring client like any guest - privileged by its domid - its ring the page its kernel granted
+   * (GNTTAB_RESERVED_XENSTORE) and `port` the event channel it allocated (--event). No
+   * @introduceDomain: dom0 is the master domain, known from the start.
+   */
+  introduceDom0(port: number): number {
+    const d = this.domains.get(0);
+    assert(d !== undefined && d.conn === 0, 'dom0 is introduced once, before it has a ring');
+    d.port = port;
+    d.conn = this.addConnection(asDomId(0), true, 'domain');
+    this.domainEpoch++;
+    return d.conn;
+  }
+
   /** The connection serving an introduced domain, if any. */
   domainConnection(domid: number): number | undefined {
     const d = this.domains.get(domid);
@@ -583,7 +603,8 @@ export class Xenstored {
     // introduce_domain(restore): the ring is the transport's; no @introduceDomain.
     d.introduced = true;
     d.port = spec.port;
-    d.conn = this.addConnection(asDomId(spec.domid), false, 'domain', id);
+    // Privileged by its domid, as at introduction: dom0's ring (a xenstore domain's daemon) is.
+    d.conn = this.addConnection(asDomId(spec.domid), spec.domid === 0, 'domain', id);
     this.domainEpoch++;
     if (spec.target !== undefined) {
       const c = this.connections.get(id)!;

@@ -379,8 +379,9 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
             if (xs.connections.has(r.connId)) throw new XsStateError(`${what}: connection ${r.connId} given twice`);
             if (r.spec.kind === 'ring') {
               const d = xs.domains.get(r.spec.domid);
-              // Dom0's own kernel reaches xensim's xenstored in-process, never over a ring.
-              if (r.spec.domid === 0) throw new XsStateError(`${what}: a ring connection for domain 0`);
+              // Dom0's own kernel reaches xenstored in dom0 in-process, never over a ring; a
+              // xenstore domain's daemon serves dom0 over its ring.
+              if (r.spec.domid === 0 && !opts.dom0Ring) throw new XsStateError(`${what}: a ring connection for domain 0`);
               if (d?.conn !== undefined && xs.connections.has(d.conn)) throw new XsStateError(`${what}: a second ring connection for domain ${r.spec.domid}`);
               const target = r.spec.tdomid === DOMID_INVALID ? undefined : r.spec.tdomid;
               xs.restoreConnection(r.connId, { kind: 'ring', domid: r.spec.domid, port: r.spec.evtchn, target });
