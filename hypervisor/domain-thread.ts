@@ -65,7 +65,7 @@ export class DomainThread implements VcpuRunner {
       else vcpuOpenGate(this.ctl);
     }
     const boot: WorkerBoot = {
-      domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program,
+      domid: d.domid, hypercallPage: page, port: port2, sharedInfo: d.sharedInfo!.sab, pages, startInfo, vcpus: d.maxVcpus, program,
       mode, vcpuControl: this.vcpuControl, evtchnRoutes: fast.evtchnRoutes, spin: fast.spin, tracing: fast.tracing,
       counters: this.counters,
     };

@@ -87,7 +87,7 @@ export class InlineVcpu implements VcpuRunner {
     const pages = bootPages(d);
     const domid = d.domid;
     this.kernel = image.inline(
-      { domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, mode: 'lockstep', vcpuControl: this.vcpuControl, tracing },
+      { domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, vcpus: d.maxVcpus, program, mode: 'lockstep', vcpuControl: this.vcpuControl, tracing },
       new InlineHypercallClient((_claimed, op, args) => hypercalls.call(domid, op, args)),
       this.port,
       (e) => this.crash(e),

@@ -81,7 +81,7 @@ export class VcpuPool {
     const counters = new SharedArrayBuffer(KERNEL_COUNTERS * 8);
     const vcpu = new PooledVcpu(this, d.domid, port1, counters, opts.paused ?? false);
     const boot: WorkerBoot = {
-      domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, program, evtchnRoutes: opts.evtchnRoutes, counters,
+      domid: d.domid, sharedInfo: d.sharedInfo!.sab, pages, startInfo, vcpus: d.maxVcpus, program, evtchnRoutes: opts.evtchnRoutes, counters,
       mode: 'free', vcpuControl: vcpu.vcpuControl,
     };
     const cmd: PoolCommand = { cmd: 'boot', boot, control: port2 };

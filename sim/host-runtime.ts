@@ -16,7 +16,7 @@ import { GrantTables } from '../hypervisor/grant-table.ts';
 import { Hypercalls } from '../hypervisor/hypercall.ts';
 import { Host } from '../hypervisor/host.ts';
 import { GNTTAB_RESERVED_CONSOLE, GNTTAB_RESERVED_XENSTORE, grantRef } from '../hypervisor/public/grant_table.ts';
-import { type DomId, type StartInfo, VcpuInfo, Virq } from '../hypervisor/public/xen.ts';
+import { type DomId, SharedInfo, type StartInfo, VcpuInfo, Virq } from '../hypervisor/public/xen.ts';
 import type { ControlPort, DomainProgram, RunMode } from '../hypervisor/public/vcpu.ts';
 import type { Dom0Args, Dom0Command } from '../domains/dom0/dom0.ts';
 import type { XenstoreStubdomArgs } from '../domains/xenstore-stubdom/xenstore-stubdom.ts';
@@ -35,6 +35,8 @@ export interface GuestOptions {
   readonly program: DomainProgram;
   readonly pages?: number;
   readonly domid?: number;
+  /** vCPUs (xl.cfg's vcpus; default 1): the domain's max_vcpus, which its kernel boots with. */
+  readonly vcpus?: number;
   /** Leave the new domain paused (as `xl create -p`); unpause() lets it run. */
   readonly paused?: boolean;
   /** An HVM guest (emulated platform with ACPI); PV otherwise. */
@@ -632,7 +634,11 @@ export class HostRuntime {
   /** The domain builder: memory, special pages, ports and grant refs, start_info, the vCPU. */
   async buildGuest(opts: GuestOptions): Promise<BuiltDomain & { domain: Domain }> {
     await this.quiesce();
-    const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32, hvm: opts.hvm });
+    const vcpus = opts.vcpus ?? 1;
+    // Every vCPU's vcpu_info is in shared_info here (no VCPUOP_register_vcpu_info), so Xen's
+    // legacy limit is this host's; createdomain's bare -EINVAL would not say why.
+    if (vcpus > SharedInfo.XEN_LEGACY_MAX_VCPUS) throw new Error(`vcpus = ${vcpus}: this host gives a domain at most ${SharedInfo.XEN_LEGACY_MAX_VCPUS} vCPUs (XEN_LEGACY_MAX_VCPUS)`);
+    const d = this.host.createDomain({ domid: opts.domid, maxPages: opts.pages ?? 32, hvm: opts.hvm, vcpus });
     // A packed vCPU sleeps on its pool thread's doorbell: choose the thread now, before anyone
     // (dom0 at INTRODUCE) sends it an event, so fast-path senders are handed that doorbell.
     this.pool?.assign(d.domid);

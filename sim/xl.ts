@@ -194,7 +194,8 @@ export class Xl {
     const pages = guestPages(cfg);
     const built = await this.rt.buildGuest({
       domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
-      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest } },
+      vcpus: cfg.vcpus,
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
     });
     await this.createDevices(built, cfg, opts, 'xl create');
     return built.domid;
@@ -387,7 +388,8 @@ export class Xl {
     if (pages > guestPages(cfg)) throw new SaveRestoreError(`restore: pfn ${pages - 1} outside the domain's maximum (${guestPages(cfg)} pages for its config)`);
     return this.rt.buildGuest({
       pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
-      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', vcpus: cfg.vcpus ?? 1, ...opts.guest, resumed: true } },
+      vcpus: cfg.vcpus,
+      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest, resumed: true } },
     });
   }
 
@@ -475,7 +477,8 @@ export class Xl {
   }
 
   list(): { name: string; id: number; mem: number; vcpus: number; state: string }[] {
-    const rows = [{ name: 'Domain-0', id: 0, mem: 1024, vcpus: 1, state: 'r-----' }];
+    // vCPUs as getdomaininfo reports them (max_vcpu_id + 1), not as the config asked.
+    const rows = [{ name: 'Domain-0', id: 0, mem: 1024, vcpus: this.rt.host.domains.get(0)?.maxVcpus ?? 1, state: 'r-----' }];
     // The xenstore domain: not xl's (init-xenstore-domain built it), listed as xl lists any domain.
     const xsd = this.rt.xenstoreDomid === undefined ? undefined : this.rt.host.domains.get(this.rt.xenstoreDomid);
     if (xsd) {
@@ -485,7 +488,7 @@ export class Xl {
     for (const d of [...this.domains.values()].sort((a, b) => a.domid - b.domid)) {
       const h = this.rt.host.domains.get(d.domid);
       const st = !h ? '------' : h.isShutDown ? '---s--' : h.pauseCount > 0 ? '--p---' : '-b----';
-      rows.push({ name: d.cfg.name, id: d.domid, mem: d.cfg.memory ?? 128, vcpus: d.cfg.vcpus ?? 1, state: st });
+      rows.push({ name: d.cfg.name, id: d.domid, mem: d.cfg.memory ?? 128, vcpus: h?.maxVcpus ?? 0, state: st });
     }
     return rows;
   }

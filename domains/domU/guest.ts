@@ -41,8 +41,6 @@ export interface GuestArgs {
   readonly quirks?: {
     readonly xenbus?: XenbusQuirks; readonly blkfront?: BlkfrontQuirks; readonly manage?: ManageQuirks; readonly events?: EventsQuirks;
   };
-  /** The domain's vCPUs (xl.cfg's vcpus): with two or more an upcall and xenwatch overlap. */
-  readonly vcpus?: number;
   /**
    * How long an orderly shutdown waits for each Connected frontend's backend to close (ns);
    * Linux waits up to 5 s.
@@ -150,7 +148,7 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     }
   }
   const statePage = k.reservePage(KERNEL_STATE_GFN);
-  k.configureEvents(args.vcpus ?? 1, args.quirks?.events);
+  k.configureEvents(args.quirks?.events);
   const workload: number[] = saved ? [...saved.workload] : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).

@@ -67,6 +67,8 @@ export class Prng {
 export class Kernel {
   readonly domid: DomId;
   readonly startInfo: StartInfo;
+  /** The domain's vCPUs (d->max_vcpus, from the boot record). */
+  readonly vcpus: number;
   readonly rng: Prng;
   private readonly hc: HypercallPort;
   /**
@@ -114,6 +116,8 @@ export class Kernel {
   constructor(boot: KernelBoot, hc?: HypercallPort) {
     this.domid = boot.domid as DomId;
     this.startInfo = boot.startInfo;
+    if (!Number.isInteger(boot.vcpus) || boot.vcpus < 1) throw new Error(`domain ${boot.domid}: boot record gives ${boot.vcpus} vCPUs`);
+    this.vcpus = boot.vcpus;
     this.rng = new Prng(boot.startInfo.seed);
     this.hc = hc ?? new HypercallClient(boot.hypercallPage!, boot.port!);
     this.si = new Uint8Array(boot.sharedInfo);
@@ -414,11 +418,11 @@ export class Kernel {
   }
 
   /**
-   * The domain's vCPU count and the kernel's event-dispatch knobs (the guest sets them at boot).
-   * With two vCPUs or more, in lockstep, the upcall runs as a task of its own (events-base.ts).
+   * The kernel's event-dispatch knobs (the guest sets them at boot). With two vCPUs or more, in
+   * lockstep, the upcall runs as a task of its own (events-base.ts).
    */
-  configureEvents(vcpus: number, quirks?: EventsQuirks): void {
-    this.events.configure(vcpus, quirks);
+  configureEvents(quirks?: EventsQuirks): void {
+    this.events.configure(this.vcpus, quirks);
   }
 
   /** Unmasks a port: FIFO clears MASKED in place unless the port is pending (Linux's unmask). */

@@ -147,6 +147,11 @@ export interface KernelBoot {
   /** The domain's memory as runs: `count` pages from `gfn`, at `offset` of `sab`, 4 KiB apart. */
   readonly pages: readonly BootPages[];
   readonly startInfo: StartInfo;
+  /**
+   * d->max_vcpus: the vCPUs the domain has. Linux finds them probing VCPUOP_is_up at boot
+   * (xen_fill_possible_map); the boot record carries the answer instead of the probes.
+   */
+  readonly vcpus: number;
   /** The hypervisor's route table for this domain's ports: EVTCHNOP_send runs without a trap. */
   readonly evtchnRoutes?: SharedArrayBuffer;
   /**

@@ -58,28 +58,46 @@ function p99(xs: number[]): number {
   return s[Math.min(s.length - 1, Math.floor(s.length * 0.99))];
 }
 
-/** dom0 churn and the timed probe, until `until()` says stop; returns the probe's latencies. */
-async function load(socket: string, until: () => boolean): Promise<number[]> {
+interface Load {
+  /** The probe's latencies (ms). */
+  readonly lat: number[];
+  /** dom0's churn writes answered. */
+  readonly writes: number;
+  /** The churn's last write was still unanswered at the end (oxenstored stopped reading it). */
+  readonly held: boolean;
+}
+
+/** dom0 churn and the timed probe, until `until()` says stop. */
+async function load(socket: string, until: () => boolean): Promise<Load> {
   const churn = await XsHandle.open(socket);
   const probe = await XsHandle.open(socket);
   const lat: number[] = [];
   const value = 'v'.repeat(100);
+  let writes = 0;
+  let held = false;
   try {
+    let churnDone = false;
     const churning = (async () => {
-      for (let i = 0; !until(); i++) await churn.write(`/churn/k${i % 100}`, `${value}${i}`);
-    })();
+      for (let i = 0; !until(); i++) {
+        await churn.write(`/churn/k${i % 100}`, `${value}${i}`);
+        writes++;
+      }
+    })().finally(() => void (churnDone = true));
     for (let i = 0; !until(); i++) {
       const t0 = performance.now();
       await probe.write('/probe/x', String(i));
       await probe.read('/probe/x');
       lat.push(performance.now() - t0);
     }
-    await churning;
+    // oxenstored stops reading a writer whose events wait for a guest that never reads them, and
+    // does not read it again: its last write may never be answered.
+    await Promise.race([churning, sleep(2000)]);
+    held = !churnDone;
   } finally {
     await churn.close();
     await probe.close();
   }
-  return lat;
+  return { lat, writes, held };
 }
 
 /** One hostile guest on DIR/<domid>: what it does until told to go, and how it goes. */
@@ -132,6 +150,9 @@ interface Result {
   readonly rssAfter: number;
   readonly p99Idle: number;
   readonly p99Hostile: number;
+  readonly churnIdle: number;
+  readonly churnHostile: number;
+  readonly churnHeld: boolean;
 }
 
 const note = (s: string): void => void process.stderr.write(`soak: ${s}\n`);
@@ -151,7 +172,7 @@ async function soak(profile: Profile, kinds: readonly Kind[], perKind: number, p
     let end = performance.now() + phaseMs;
     const idle = await load(d.socket, () => performance.now() > end);
     const rssIdleEnd = rssMb(d.pid);
-    note(`${profile}: idle phase done (${idle.length} probes)`);
+    note(`${profile}: idle phase done (${idle.lat.length} probes, ${idle.writes} churn writes)`);
     const dom0 = await XsHandle.open(d.socket);
     const leave: (() => Promise<void>)[] = [];
     const domids: number[] = [];
@@ -173,16 +194,17 @@ async function soak(profile: Profile, kinds: readonly Kind[], perKind: number, p
           series.push(rssMb(d.pid));
         }
       })();
-      const hostileLat = await load(d.socket, () => performance.now() > end);
+      const during = await load(d.socket, () => performance.now() > end);
       await sampler;
-      note(`${profile}: hostile phase done (${hostileLat.length} probes)`);
+      note(`${profile}: hostile phase done (${during.lat.length} probes, ${during.writes} churn writes${during.held ? ', the churn held' : ''})`);
       for (const go of leave) await go();
       for (const id of domids) await dom0.release(id);
       await dom0.rm('/churn');
       await sleep(settleMs);
       return {
         profile, guests: domids.length, rssStart, rssIdleEnd, rssSeries: series, rssAfter: rssMb(d.pid),
-        p99Idle: p99(idle), p99Hostile: p99(hostileLat),
+        p99Idle: p99(idle.lat), p99Hostile: p99(during.lat),
+        churnIdle: idle.writes, churnHostile: during.writes, churnHeld: during.held,
       };
     } finally {
       await dom0.close();
@@ -217,12 +239,13 @@ export const soakSection: BenchSection = {
         profile, String(r.guests), r.rssStart.toFixed(0), r.rssIdleEnd.toFixed(0), Math.max(...r.rssSeries).toFixed(0), r.rssAfter.toFixed(0),
         `${(back * 100).toFixed(0)} % ${Math.abs(back) <= 0.1 ? 'met' : 'MISS'}`,
         r.p99Idle.toFixed(2), r.p99Hostile.toFixed(2), `${ratio.toFixed(2)}x ${ratio <= 2 ? 'met' : 'MISS'}`,
+        String(r.churnIdle), `${r.churnHostile}${r.churnHeld ? ' (then held)' : ''}`,
       ]);
       series.push(`${profile}: RSS (MB) every ${(phaseMs / 10000).toFixed(0)} s of the hostile phase: ${r.rssSeries.map((x) => x.toFixed(0)).join(' ')}`);
     }
     out(table([
       'profile', 'hostile guests', 'RSS start (MB)', 'RSS after idle churn', 'RSS max, hostile', 'RSS 10 s after they go', 'after vs idle (<= 10 %)',
-      'probe p99 idle (ms)', 'probe p99 hostile (ms)', 'p99 ratio (<= 2x)',
+      'probe p99 idle (ms)', 'probe p99 hostile (ms)', 'p99 ratio (<= 2x)', 'dom0 churn writes, idle', 'hostile',
     ], rows));
     out('');
     for (const s of series) out(s);

@@ -72,6 +72,11 @@ export interface Behaviours {
   readonly errnoFromParents: boolean;
   /** A node a guest creates is owned by the guest (C); oxenstored copies the parent's owner. */
   readonly creatorOwnsNewNode: boolean;
+  /**
+   * SET_PERMS of a special node that is refused answers the errno the daemon's last request left,
+   * not the refusal's reason (C 4.17's do_set_perms returns errno after set_perms_special failed).
+   */
+  readonly staleErrno: boolean;
   /** Giving a node away (SET_PERMS to another owner) by a guest. */
   readonly giveAwayError: XsErrorName;
   /** SET_PERMS marks entries of unknown domains ignored, ENOENT for an unknown owner (C). */
@@ -172,6 +177,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     staleAclByGeneration: true,
     errnoFromParents: true,
     creatorOwnsNewNode: true,
+    staleErrno: true,
     giveAwayError: 'EPERM',
     ignoreUnknownAclDomains: true,
     nodeSizeRule: 'record',
@@ -226,6 +232,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     staleAclByGeneration: false,
     errnoFromParents: false,
     creatorOwnsNewNode: false,
+    staleErrno: false,
     giveAwayError: 'EACCES',
     ignoreUnknownAclDomains: false,
     nodeSizeRule: 'value-first',

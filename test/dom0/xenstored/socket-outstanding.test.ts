@@ -10,6 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { XenstoredServer } from '../../../domains/dom0/xenstored/unix-socket.ts';
+import { XsHandle } from '../../../domains/libs/store/xs.ts';
 import { XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, XsdSockmsgType as T, encodeMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 import { ReplyCollector, introduceGuest, play } from './malformed-wire.ts';
 
@@ -125,6 +126,62 @@ describe('c: a guest socket client that watches and never reads its events (XSA-
     } finally {
       s.destroy();
       server.daemon.afterBatch = before;
+    }
+  });
+});
+
+describe('ocaml: a guest socket client that watches and never reads its events (quota-maxwatchevents)', function () {
+  const TOKEN = `t${'k'.repeat(3900)}`;
+  let dir: string;
+  let server: XenstoredServer;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-oevents-'));
+    server = new XenstoredServer({ socketPath: path.join(dir, 'socket'), guestDir: path.join(dir, 'g'), profile: 'ocaml' });
+    await server.listen();
+    await introduceGuest(path.join(dir, 'socket'), 6);
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('holds 1,024 events in its queue and 1,024 in its watch\'s pipe, then stops reading the writer - also once the guest is gone (as on the oracle)', async () => {
+    const guestConn = server.xs.domainConnection(6)!;
+    const known = new Set(server.xs.connections.keys());
+    const dom0 = await XsHandle.open(path.join(dir, 'socket'));
+    const other = await XsHandle.open(path.join(dir, 'socket'));
+    const dom0Conn = [...server.xs.connections.keys()].find((c) => !known.has(c))!;
+    const s = net.createConnection(path.join(dir, 'g', '6'));
+    try {
+      await new Promise<void>((r, j) => s.once('connect', () => r()).once('error', j));
+      // No 'data' listener: the guest reads nothing, not even its WATCH reply.
+      s.write(msg(T.XS_WATCH, 1, `/local/domain/6/data\0${TOKEN}\0`));
+      await dom0.write('/local/domain/6/data/k', 'first');
+      const eventBytes = XSD_SOCKMSG_SIZE + `/local/domain/6/data/k0\0${TOKEN}\0`.length;
+      let most = 0;
+      let answered = 0;
+      // One write at a time, until one is not read (its bytes wait, unanswered).
+      for (let i = 0; i < 6000; i++) {
+        let done = false;
+        void dom0.write(`/local/domain/6/data/k${i % 10}`, String(i)).then(() => void (done = true));
+        while (!done && !server.outputState(dom0Conn).throttled) await turn();
+        most = Math.max(most, server.outputState(guestConn).queuedBytes);
+        if (!done) break;
+        answered++;
+      }
+      assert.ok(server.outputState(dom0Conn).throttled, `dom0's connection still read after ${answered} writes`);
+      // 2,048 held by the daemon; the rest (a few dozen) the kernel took into the socket's buffer.
+      assert.ok(answered >= 2048 && answered < 2048 + 200, `${answered} writes answered`);
+      assert.ok(most <= 1024 * eventBytes, `the daemon held ${most} bytes of events for the guest (1,024 events: ${1024 * eventBytes})`);
+      assert.match((await other.read('/local/domain/6/data/k1')).toString(), /^\d+$/, 'another dom0 connection is served');
+      s.destroy();
+      await other.release(6);
+      assert.ok(server.outputState(dom0Conn).throttled, 'the writer stays held once the guest is gone');
+    } finally {
+      s.destroy();
+      await dom0.close();
+      await other.close();
     }
   });
 });

@@ -29,7 +29,7 @@ function guest(domid: number): Guest {
   const ctl = new Int32Array(vcpuControl);
   vcpuOpenGate(ctl);
   const kernel = new Kernel({
-    domid, sharedInfo, pages: [], vcpuControl, mode: 'free',
+    domid, sharedInfo, pages: [], vcpus: 1, vcpuControl, mode: 'free',
     startInfo: { domid, nr_pages: 0, store_mfn: 0, store_evtchn: 0, seed: 1 },
   }, noHypervisor);
   const waiters: { n: number; resolve: () => void }[] = [];

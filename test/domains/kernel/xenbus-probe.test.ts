@@ -17,7 +17,7 @@ const beDir = (backend: number): string => `/local/domain/${backend}/backend/vbd
 function guestKernel(): Kernel {
   const noHypervisor = { call: (): never => { throw new Error('no hypervisor in this spec'); } };
   return new Kernel({
-    domid: GUEST, sharedInfo: new SharedArrayBuffer(4096), pages: [],
+    domid: GUEST, sharedInfo: new SharedArrayBuffer(4096), pages: [], vcpus: 1,
     startInfo: { domid: GUEST, nr_pages: 0, store_mfn: 0, store_evtchn: 0, seed: 1 },
   }, noHypervisor);
 }

@@ -1,0 +1,148 @@
+// oxenstored 4.17's bounds on queued watch events (XSA-326, tools/ocaml/xenstored/connection.ml
+// and libs/xb/xb.ml), for the transports that carry its connections:
+//  - a connection's output queue (Xb's pkt_out) holds at most quota-maxwatchevents (1024) events
+//    not yet taken by the peer, beside quota-maxoutstanding replies;
+//  - each watch keeps the events that did not fit in a pipe of its own, again at most
+//    maxwatchevents;
+//  - what does not fit there stays with the connection whose request fired it (its pending
+//    source events, unbounded), and that connection is not read until they are all passed on.
+// So a guest that never reads its events holds at most two queues' worth, and the writer whose
+// requests fire them stops being served once they are full - on the oracle, dom0's 2,050th write
+// under a watched path got no reply, and none came after the guest was released either (the
+// events stay queued for a watch that is gone, whose queue never drains). Both are modelled.
+// A watch is told apart by its token (the event's second string): two watches of one connection
+// with one token and different paths share a pipe here.
+import type { XsMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+
+/** oxenstored's quota-maxwatchevents default (oxenstored.conf, define.ml). */
+export const OXENSTORED_MAXWATCHEVENTS = 1024;
+
+/** One connection's side: what its transport does with an event it may send now. */
+export interface XbPeer {
+  /** Hands an event to the transport (counted in flight until taken()). */
+  write(msg: XsMessage): void;
+  /** Pushes written events out (outside a request's batch). */
+  flush(): void;
+  /** Its pending source events were all passed on: it may be read again. */
+  unblocked(): void;
+}
+
+interface Pending { readonly target: XbConnection; readonly watch: string; readonly msg: XsMessage }
+
+export class XbConnection {
+  /** Events handed to the transport and not yet taken by the peer (Xb's Watchevent class). */
+  inFlight = 0;
+  /** Per watch (token): events waiting for room in the output queue. */
+  readonly pipes = new Map<string, XsMessage[]>();
+  /** Events this connection's requests fired that no watch pipe had room for. */
+  readonly sourcePending: Pending[] = [];
+  /** The connection is gone: nothing it is sent is ever taken. */
+  dead = false;
+
+  constructor(readonly peer: XbPeer) {}
+
+  /** Whether it may not be read (can_input): it still holds events it fired. */
+  get blocked(): boolean {
+    return this.sourcePending.length > 0;
+  }
+}
+
+/** The token of a watch event ("path\0token\0"). */
+function tokenOf(msg: XsMessage): string {
+  const p = msg.payload;
+  const a = p.indexOf(0);
+  const b = a < 0 ? -1 : p.indexOf(0, a + 1);
+  return a < 0 ? '' : Buffer.from(p.buffer, p.byteOffset + a + 1, (b < 0 ? p.length : b) - a - 1).toString('latin1');
+}
+
+export class XbWatchEvents {
+  private readonly conns = new Set<XbConnection>();
+
+  constructor(readonly maxWatchEvents: number = OXENSTORED_MAXWATCHEVENTS) {
+    if (!(maxWatchEvents > 0)) throw new Error(`maxwatchevents must be positive, got ${maxWatchEvents}`);
+  }
+
+  open(peer: XbPeer): XbConnection {
+    const c = new XbConnection(peer);
+    this.conns.add(c);
+    return c;
+  }
+
+  /**
+   * The connection went away: its watches and pipes go, and so do the events it fired and still
+   * held. Events others hold for it stay (their watch is gone, not their queue): they never drain.
+   */
+  close(c: XbConnection): void {
+    c.dead = true;
+    c.sourcePending.length = 0;
+    this.conns.delete(c);
+  }
+
+  /**
+   * A watch event for `target`, fired by a request of `source` (undefined: fired by no connection
+   * of this transport, which cannot be held back; it then goes to the pipe whatever its length).
+   */
+  event(target: XbConnection, msg: XsMessage, source: XbConnection | undefined): void {
+    const watch = tokenOf(msg);
+    if (source === undefined || source.dead) {
+      if (!this.pipePush(target, watch, msg)) this.pipe(target, watch).push(msg);
+      return;
+    }
+    // Everything goes through the source's queue, so events keep their order behind ones held.
+    source.sourcePending.push({ target, watch, msg });
+    this.sourceFlush(source);
+  }
+
+  /** `target`'s peer took `n` events: the pipes move on, then the sources waiting for them. */
+  taken(target: XbConnection, n: number): void {
+    // A socket destroyed under its writes reports them done: a gone peer took nothing.
+    if (target.dead) return;
+    target.inFlight -= n;
+    if (target.inFlight < 0) throw new Error(`xb: more events taken than were sent (${target.inFlight})`);
+    // In the order of oxenstored's watch set (by token, as String.compare orders bytes).
+    for (const w of [...target.pipes.keys()].sort()) this.pipeFlush(target, w);
+    target.peer.flush();
+    for (const s of this.conns) {
+      if (!s.blocked) continue;
+      this.sourceFlush(s);
+      if (!s.blocked) s.peer.unblocked();
+    }
+  }
+
+  private pipe(c: XbConnection, watch: string): XsMessage[] {
+    let p = c.pipes.get(watch);
+    if (p === undefined) c.pipes.set(watch, (p = []));
+    return p;
+  }
+
+  /** Xb.queue for each event of the pipe while the output queue has room. */
+  private pipeFlush(c: XbConnection, watch: string): void {
+    const p = c.pipes.get(watch);
+    if (p === undefined) return;
+    let i = 0;
+    while (i < p.length && c.inFlight < this.maxWatchEvents) {
+      c.inFlight++;
+      if (!c.dead) c.peer.write(p[i]);
+      i++;
+    }
+    if (i === p.length) c.pipes.delete(watch);
+    else if (i > 0) p.splice(0, i);
+  }
+
+  /** BoundedPipe.push on the watch's pipe: false if it is full. */
+  private pipePush(c: XbConnection, watch: string, msg: XsMessage): boolean {
+    this.pipeFlush(c, watch);
+    const p = this.pipe(c, watch);
+    if (p.length >= this.maxWatchEvents) return false;
+    p.push(msg);
+    this.pipeFlush(c, watch);
+    return true;
+  }
+
+  private sourceFlush(s: XbConnection): void {
+    const q = s.sourcePending;
+    let i = 0;
+    while (i < q.length && this.pipePush(q[i].target, q[i].watch, q[i].msg)) i++;
+    if (i > 0) q.splice(0, i);
+  }
+}
