@@ -498,25 +498,21 @@ for (let c = 0; c < 256; c++) {
 }
 
 /**
- * The stream's strings. Short ones are cut from one string of the whole stream (JS copies a
- * piece shorter than 13 chars at once; a native decode per string costs several times that);
- * longer ones are decoded on their own, so that none holds on to the whole stream. Names repeat
- * all over a tree (state, backend, device ids), and so do short values: each gets one string,
- * not one per node, from a direct-mapped table (a miss costs one cut, as without it).
+ * The stream's strings. Short ones are made in JS (a native decode per string costs several
+ * times that), longer ones decoded. Names repeat all over a tree (state, backend, device ids),
+ * and so do short values: each gets one string, not one per node, from a direct-mapped table (a
+ * miss costs one decode, as without it).
  */
 class StreamStrings {
-  private readonly all: string;
   private readonly slots: string[] = new Array<string>(4096).fill('');
 
-  constructor(private readonly b: Buffer) {
-    this.all = (b as Latin1Buffer).latin1Slice(0, b.length);
-  }
+  constructor(private readonly b: Buffer) {}
 
   /** `len` bytes at `at`, shared with earlier equal ones when `len` <= `shareUpTo`. */
   get(at: number, len: number, shareUpTo: number): string {
     if (len === 0) return '';
-    if (len > shareUpTo) return len < 13 ? this.all.substring(at, at + len) : (this.b as Latin1Buffer).latin1Slice(at, at + len);
     const b = this.b;
+    if (len > shareUpTo) return latin1(b, at, len);
     let h = len;
     for (let i = 0; i < len; i++) h = Math.imul(h ^ b[at + i], 0x01000193);
     const slot = (h ^ (h >>> 12)) & 4095;
@@ -526,7 +522,31 @@ class StreamStrings {
       while (i < len && s.charCodeAt(i) === b[at + i]) i++;
       if (i === len) return s;
     }
-    return (this.slots[slot] = len < 13 ? this.all.substring(at, at + len) : (b as Latin1Buffer).latin1Slice(at, at + len));
+    return (this.slots[slot] = latin1(b, at, len));
+  }
+}
+
+const chr = String.fromCharCode;
+
+/**
+ * `n` bytes at `a` as a string: up to 12 made at once from their codes (no native call, no
+ * intermediate string), longer ones decoded.
+ */
+function latin1(b: Buffer, a: number, n: number): string {
+  switch (n) {
+    case 1: return chr(b[a]);
+    case 2: return chr(b[a], b[a + 1]);
+    case 3: return chr(b[a], b[a + 1], b[a + 2]);
+    case 4: return chr(b[a], b[a + 1], b[a + 2], b[a + 3]);
+    case 5: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4]);
+    case 6: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5]);
+    case 7: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6]);
+    case 8: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7]);
+    case 9: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8]);
+    case 10: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9]);
+    case 11: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9], b[a + 10]);
+    case 12: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9], b[a + 10], b[a + 11]);
+    default: return (b as Latin1Buffer).latin1Slice(a, a + n);
   }
 }
 

@@ -247,6 +247,30 @@ class Out {
   }
 }
 
+function put16(b: Buffer, at: number, v: number, be: boolean): void {
+  if (be) {
+    b[at] = v >>> 8;
+    b[at + 1] = v;
+  } else {
+    b[at] = v;
+    b[at + 1] = v >>> 8;
+  }
+}
+
+function put32(b: Buffer, at: number, v: number, be: boolean): void {
+  if (be) {
+    b[at] = v >>> 24;
+    b[at + 1] = v >>> 16;
+    b[at + 2] = v >>> 8;
+    b[at + 3] = v;
+  } else {
+    b[at] = v;
+    b[at + 1] = v >>> 8;
+    b[at + 2] = v >>> 16;
+    b[at + 3] = v >>> 24;
+  }
+}
+
 const u16ok = (v: number, what: string): number => {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new XsStateError(`${what} ${v} does not fit 16 bits`);
   return v;
@@ -320,6 +344,9 @@ export class XsStateWriter implements XsStateSink {
   /** A NODE_DATA record (committed unless connId is given). The ref is the record body's offset. */
   node(path: string, value: string, perms: readonly XsStatePerm[], connId = 0, txId = 0, access = 0): XsStatePathRef {
     if (path.includes('\0')) throw new XsStateError('a node path holds a NUL');
+    u32ok(connId, 'conn-id');
+    u32ok(txId, 'tx-id');
+    u16ok(access, 'access');
     const body = this.nodeHead(path.length + 1, value.length, perms, connId, txId, access);
     const o = this.o;
     o.len += (o.buf as Latin1Buffer).latin1Write(path, o.len);
@@ -367,31 +394,29 @@ export class XsStateWriter implements XsStateSink {
    * the body's offset, the path goes next.
    */
   private nodeHead(pathLen: number, valueLen: number, perms: readonly XsStatePerm[], connId: number, txId: number, access: number): number {
-    u32ok(connId, 'conn-id');
-    u32ok(txId, 'tx-id');
-    u16ok(pathLen, 'path-len');
-    u16ok(valueLen, 'value-len');
-    u16ok(access, 'access');
-    u16ok(perms.length, 'perm-count');
+    if (pathLen > 0xffff) throw new XsStateError(`path-len ${pathLen} does not fit 16 bits`);
+    if (valueLen > 0xffff) throw new XsStateError(`value-len ${valueLen} does not fit 16 bits`);
+    if (perms.length > 0xffff) throw new XsStateError(`perm-count ${perms.length} does not fit 16 bits`);
     const pb = perms === this.lastPerms ? this.lastPermBytes : this.perms(perms);
     const len = 16 + pb.length + pathLen + valueLen;
     const o = this.o;
+    // The record, its padding and the next record's header.
     o.room(8 + len + 8);
-    o.u32(XsStateType.NODE);
-    // The length covers the padding too, as C's ROUNDUP(head.length, 3) does.
-    o.u32(pad8(len));
-    const body = o.len;
-    o.u32(connId);
-    o.u32(txId);
-    o.u16(pathLen);
-    o.u16(valueLen);
-    o.u16(access);
-    o.u16(perms.length);
     const b = o.buf;
     const at = o.len;
-    for (let i = 0; i < pb.length; i++) b[at + i] = pb[i];
-    o.len = at + pb.length;
-    return body;
+    const be = o.be;
+    put32(b, at, XsStateType.NODE, be);
+    // The length covers the padding too, as C's ROUNDUP(head.length, 3) does.
+    put32(b, at + 4, pad8(len), be);
+    put32(b, at + 8, connId, be);
+    put32(b, at + 12, txId, be);
+    put16(b, at + 16, pathLen, be);
+    put16(b, at + 18, valueLen, be);
+    put16(b, at + 20, access, be);
+    put16(b, at + 22, perms.length, be);
+    for (let i = 0; i < pb.length; i++) b[at + 24 + i] = pb[i];
+    o.len = at + 24 + pb.length;
+    return at + 8;
   }
 
   /** The value and the padding after the path. */
