@@ -705,7 +705,7 @@ export class XsStateReader {
   /** Permission lists by their bytes: nodes with one ACL share one (frozen) list. */
   private readonly perms = new Map<string, readonly XsStatePerm[]>();
   /** The last record's list and where its bytes are: a neighbour with the same bytes shares it. */
-  private lastPerms: readonly XsStatePerm[] = [];
+  private lastPerms: readonly XsStatePerm[] = Object.freeze([]);
   private lastPermsAt = 0;
   private readonly view = {
     bytes: Buffer.alloc(0) as Buffer, index: 0, at: 0, connId: 0, txId: 0, access: 0,
