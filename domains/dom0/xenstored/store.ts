@@ -223,9 +223,10 @@ export class Store {
   /**
    * A restored node (read_state_node): appended under `parent`, which keeps its generation
    * (C's write_node_raw of the parent). For a new store being filled (no snapshot, no ACL rule,
-   * no listing yet); `pathLength` is the node's path's. Undefined if `parent` has such a child
-   * already. The accounting of a run of nodes with one owner is added up and charged at the
-   * owner's change or at restored().
+   * no listing yet); `pathLength` is the node's path's. Undefined if `parent` had such a child
+   * already: it is replaced, and the store is not to be used (the restore fails). The accounting
+   * of a run of nodes with one owner is added up and charged at the owner's change or at
+   * restored().
    */
   restoreChild(parent: XsNode, name: string, value: string, perms: Perms, pathLength: number): XsNode | undefined {
     const gen = this.generation++;
