@@ -5,10 +5,13 @@
 //   (daemon.ts) with the state stream going through a state_dump file as under
 //   `xensim xenstored`; the daemon handles nothing else meanwhile, so that time is the pause
 //   every client sees. Split into the dump (the stream written) and the rest (read back,
-//   restored). Building the tree is not timed.
+//   restored). Building the tree is not timed, nor the check (after the pause) that the new
+//   instance holds the same tree.
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Xenstored } from '../../domains/dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../../domains/dom0/xenstored/daemon.ts';
+import { permsEqual } from '../../domains/dom0/xenstored/permissions.ts';
 import { XsdSockmsgType as T, nulJoin } from '../../hypervisor/public/io/xs_wire.ts';
 import { type BenchSection, fmtMB, makeTempDir, median, table } from './common.ts';
 
@@ -64,7 +67,33 @@ export function measure(nodes: number, conns: number, dir: string): Pause {
   const cpu = process.cpuUsage(cpu0);
   if (daemon.xs === before) throw new Error('the live update did not happen');
   if (daemon.xs.store.size !== before.store.size) throw new Error(`restored ${daemon.xs.store.size} nodes of ${before.store.size}`);
+  sameTree(before, daemon.xs);
   return { totalMs, cpuMs: (cpu.user + cpu.system) / 1000, dumpMs, bytes };
+}
+
+/**
+ * Outside the timing: the new instance holds the old one's tree - values, ACLs as the stream
+ * carries them (entries no longer honoured flagged), child order - with one generation per node
+ * in pre-order, as C's read_state_node gives them.
+ */
+function sameTree(old: Xenstored, now: Xenstored): void {
+  const a = old.store.walk('/');
+  const b = now.store.walk('/');
+  let gen = -1;
+  for (let i = 0; ; i++) {
+    const x = a.next();
+    const y = b.next();
+    if (x.done === true || y.done === true) {
+      if (x.done !== y.done) throw new Error(`restored tree: ${x.done === true ? 'more' : 'fewer'} nodes than the old one`);
+      return;
+    }
+    const [path, n] = x.value;
+    const [path2, m] = y.value;
+    const perms = old.b.staleAclByGeneration ? old.settlePerms(n.perms, n.gen) : n.perms;
+    if (path2 !== path || m.value !== n.value || !permsEqual(m.perms, perms)) throw new Error(`restored tree: node ${i} is ${path2}, not ${path} as it was (or its value or ACL differ)`);
+    if (i !== 0 && m.gen !== gen + 1) throw new Error(`restored tree: ${path} has generation ${m.gen} after ${gen}`);
+    gen = m.gen;
+  }
 }
 
 export const resilienceSection: BenchSection = {

@@ -17,15 +17,17 @@
 import {
   XENSTORE_PAYLOAD_MAX, XSD_SOCKMSG_SIZE, type XsError, type XsMessage, encodeMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import assert from 'node:assert/strict';
 import { atoi, asDomId, DOMID_INVALID } from './domain.ts';
-import { canonicalize, isValidNodename, parentOf, basename } from './path.ts';
+import { canonicalize, isValidNodename, join, parentOf } from './path.ts';
 import { internPerms, permLetter, type Perms, XsPerm } from './permissions.ts';
 import type { Quotas } from './quota.ts';
 import type { Xenstored, XenstoredOptions } from './core.ts';
 import { type XsNode } from './store.ts';
 import { Transaction } from './transaction.ts';
 import {
-  XsStateError, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord, type XsStateSink, XsStateType, XsStateWriter,
+  XsStateError, type XsStateNodeView, type XsStatePathRef, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord,
+  type XsStateSink, XsStateType, XsStateWriter,
 } from './xenstore-state.ts';
 
 /** lu_status: the session from `-f` (the "binary") to the switch or an abort. */
@@ -262,27 +264,33 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
     if (perms !== undefined) w.node(name, '', statePerms(perms));
   }
   // dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
-  // flagged). A stack of child iterators: no array per directory, no tuple per node.
+  // flagged). Each path is its parent's plus a name (nodeUnder), so none is built here; a stack
+  // of directories, each with its names and nodes: nothing allocated per node.
   const settle = xs.b.staleAclByGeneration;
-  const emit = (path: string, n: XsNode): void => w.node(path, n.value, statePerms(settle ? xs.settlePerms(n.perms, n.gen) : n.perms));
+  let lastPerms: Perms | undefined;
+  let lastState: readonly XsStatePerm[] = [];
+  const acl = (n: XsNode): readonly XsStatePerm[] => {
+    const p = settle ? xs.settlePerms(n.perms, n.gen) : n.perms;
+    if (p !== lastPerms) {
+      lastPerms = p;
+      lastState = statePerms(p);
+    }
+    return lastState;
+  };
   const root = xs.store.root;
-  emit('/', root);
-  const paths: string[] = [''];
-  const iters: Iterator<[string, XsNode]>[] = root.children ? [root.children.entries()] : [];
-  while (iters.length !== 0) {
-    const next = iters[iters.length - 1].next();
-    if (next.done === true) {
-      iters.pop();
-      paths.pop();
+  const rootRef = w.node('/', root.value, acl(root));
+  const dirs: { ref: XsStatePathRef; names: string[]; nodes: XsNode[]; next: number }[] = [];
+  if (root.children !== null) dirs.push({ ref: rootRef, names: [...root.children.keys()], nodes: [...root.children.values()], next: 0 });
+  while (dirs.length !== 0) {
+    const d = dirs[dirs.length - 1];
+    if (d.next === d.nodes.length) {
+      dirs.pop();
       continue;
     }
-    const [name, n] = next.value;
-    const path = `${paths[paths.length - 1]}/${name}`;
-    emit(path, n);
-    if (n.children !== null && n.children.size !== 0) {
-      iters.push(n.children.entries());
-      paths.push(path);
-    }
+    const i = d.next++;
+    const n = d.nodes[i];
+    const ref = w.nodeUnder(d.ref, d.names[i], n.value, acl(n));
+    if (n.children !== null && n.children.size !== 0) dirs.push({ ref, names: [...n.children.keys()], nodes: [...n.children.values()], next: 0 });
   }
   for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
 }
@@ -290,9 +298,15 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
 /** The records of a daemon's whole state (writeState's, as objects: for inspection). */
 export function stateRecords(xs: Xenstored, io: ConnectionBytes, opts: DumpOptions = {}): XsStateRecord[] {
   const records: XsStateRecord[] = [];
+  const paths: string[] = [];
+  const node = (path: string, value: string, perms: readonly XsStatePerm[], connId = 0, txId = 0, access = 0): XsStatePathRef => {
+    records.push({ type: XsStateType.NODE, connId, txId, access, perms, path, value });
+    return paths.push(path) - 1;
+  };
   writeState({
-    record: (r) => records.push(r),
-    node: (path, value, perms, connId = 0, txId = 0, access = 0) => records.push({ type: XsStateType.NODE, connId, txId, access, perms, path, value }),
+    record: (r) => void records.push(r),
+    node,
+    nodeUnder: (parent, name, value, perms) => node(join(paths[parent], name), value, perms),
   }, xs, io, opts);
   return records;
 }
@@ -357,11 +371,11 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
   xs.store.adjustPerms = undefined;
   try {
     let i = 0;
-    const ancestors: Ancestors = { paths: [], nodes: [] };
+    const tree = new TreeRestorer(xs);
     reader.read({
-      node: (path, value, perms, connId) => {
+      nodeAt: (n) => {
         i++;
-        restoreNode(xs, connId, path, value, perms, i, ancestors);
+        tree.node(n);
       },
       record: (r) => {
         i++;
@@ -417,8 +431,7 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
             break;
           }
           case XsStateType.NODE:
-            restoreNode(xs, r.connId, r.path, r.value, r.perms, i, ancestors);
-            break;
+            throw new Error('NODE_DATA goes to nodeAt()');
           case XsStateType.DOMAIN:
             if (!xs.domains.has(r.domid)) {
               xs.domains.set(r.domid, { domid: asDomId(r.domid), generation: 0, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false });
@@ -427,6 +440,7 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
         }
       },
     });
+    tree.done();
   } finally {
     xs.store.adjustPerms = adjust;
   }
@@ -478,51 +492,183 @@ function applyQuotas(xs: Xenstored, quotas: readonly XsStateQuota[]): void {
   }
 }
 
-/** The nodes restored last, root first: a pre-order stream finds each parent here. */
-interface Ancestors {
-  readonly paths: string[];
-  readonly nodes: XsNode[];
+/** [A-Za-z0-9-_@]: the bytes a node name may have (path.ts's node-name characters but '/'). */
+const NAME_BYTE = new Uint8Array(256);
+for (let c = 0; c < 256; c++) {
+  NAME_BYTE[c] = Number((c >= 0x61 && c <= 0x7a) || (c >= 0x41 && c <= 0x5a) || (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x5f || c === 0x40);
 }
 
-function restoreNode(xs: Xenstored, connId: number, path: string, value: string, perms: readonly XsStatePerm[], index: number, anc: Ancestors): void {
-  if (connId !== 0) throw new XsStateError(`record ${index}: node ${path} belongs to a transaction (conn-id ${connId}); this daemon restores committed nodes only`);
-  if (perms.length === 0) throw new XsStateError(`record ${index}: node ${path} has no owner (perm-count 0)`);
-  const acl = fromStatePerms(perms);
-  if (path.startsWith('@')) {
-    if (path !== '@releaseDomain' && path !== '@introduceDomain') throw new XsStateError(`record ${index}: unknown special node ${path}`);
-    xs.special.set(path, acl);
-    return;
+/**
+ * The stream's strings. Short ones are made in JS (a native decode per string costs several
+ * times that), longer ones decoded. Names repeat all over a tree (state, backend, device ids),
+ * and so do short values: each gets one string, not one per node, from a direct-mapped table (a
+ * miss costs one decode, as without it).
+ */
+class StreamStrings {
+  private readonly slots: string[] = new Array<string>(4096).fill('');
+
+  constructor(private readonly b: Buffer) {}
+
+  /** `len` bytes at `at`, shared with earlier equal ones when `len` <= `shareUpTo`. */
+  get(at: number, len: number, shareUpTo: number): string {
+    if (len === 0) return '';
+    const b = this.b;
+    if (len > shareUpTo) return latin1(b, at, len);
+    let h = len;
+    for (let i = 0; i < len; i++) h = Math.imul(h ^ b[at + i], 0x01000193);
+    const slot = (h ^ (h >>> 12)) & 4095;
+    const s = this.slots[slot];
+    if (s.length === len) {
+      let i = 0;
+      while (i < len && s.charCodeAt(i) === b[at + i]) i++;
+      if (i === len) return s;
+    }
+    return (this.slots[slot] = latin1(b, at, len));
   }
-  const store = xs.store;
-  if (path === '/') {
-    const root = store.root;
-    if (root.children !== null) throw new XsStateError(`record ${index}: / comes after nodes below it`);
-    // One generation, as for every node.
-    store.setPerms('/', root, acl);
-    root.value = value;
-    return;
+}
+
+const chr = String.fromCharCode;
+
+/**
+ * `n` bytes at `a` as a string: up to 12 made at once from their codes (no native call, no
+ * intermediate string), longer ones decoded.
+ */
+function latin1(b: Buffer, a: number, n: number): string {
+  switch (n) {
+    case 1: return chr(b[a]);
+    case 2: return chr(b[a], b[a + 1]);
+    case 3: return chr(b[a], b[a + 1], b[a + 2]);
+    case 4: return chr(b[a], b[a + 1], b[a + 2], b[a + 3]);
+    case 5: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4]);
+    case 6: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5]);
+    case 7: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6]);
+    case 8: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7]);
+    case 9: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8]);
+    case 10: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9]);
+    case 11: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9], b[a + 10]);
+    case 12: return chr(b[a], b[a + 1], b[a + 2], b[a + 3], b[a + 4], b[a + 5], b[a + 6], b[a + 7], b[a + 8], b[a + 9], b[a + 10], b[a + 11]);
+    default: return (b as Latin1Buffer).latin1Slice(a, a + n);
   }
-  if (!isValidNodename(path, false, 0)) throw new XsStateError(`record ${index}: ${JSON.stringify(path)} is not a node path`);
-  const parentPath = parentOf(path);
-  while (anc.paths.length !== 0 && anc.paths[anc.paths.length - 1] !== parentPath) {
-    anc.paths.pop();
-    anc.nodes.pop();
+}
+
+/** Names are shared up to this length, values (mostly unique) only when shorter. */
+const SHARED_NAME = 24;
+const SHARED_VALUE = 8;
+
+interface Latin1Buffer extends Buffer {
+  latin1Slice(start: number, end: number): string;
+}
+
+/**
+ * read_state_node() for a whole stream: builds the tree from NODE_DATA records as bytes. A
+ * pre-order stream (any xenstored's) finds each parent on a stack of the nodes restored last,
+ * compared by their path bytes in the stream; another order looks the parent up. Every name is
+ * checked (the parent's path was, or is a node's); no path string is made.
+ */
+class TreeRestorer {
+  /** The stack: each node's path in the stream (offset, length) and the node, root first. */
+  private readonly at: number[] = [];
+  private readonly len: number[] = [];
+  private readonly nodes: XsNode[] = [];
+  private depth = 0;
+  private strings: StreamStrings | undefined;
+  private lastPerms: readonly XsStatePerm[] | undefined;
+  private lastAcl: Perms = [];
+
+  constructor(private readonly xs: Xenstored) {
+    assert(xs.store.snapshots.size === 0 && xs.store.adjustPerms === undefined, 'a restore fills a new store');
   }
-  let parent: XsNode | undefined = anc.nodes.at(-1);
-  if (parent === undefined) {
-    parent = store.get(parentPath);
-    if (parent === undefined) throw new XsStateError(`record ${index}: node ${path} comes before its parent`);
-    anc.paths.push(parentPath);
-    anc.nodes.push(parent);
+
+  node(v: XsStateNodeView): void {
+    const b = v.bytes;
+    const strings = this.strings ??= new StreamStrings(b);
+    const p = v.pathAt;
+    const len = v.pathLen;
+    if (v.connId !== 0) throw new XsStateError(`record ${v.index}: node ${this.path(v)} belongs to a transaction (conn-id ${v.connId}); this daemon restores committed nodes only`);
+    if (v.perms.length === 0) throw new XsStateError(`record ${v.index}: node ${this.path(v)} has no owner (perm-count 0)`);
+    if (v.perms !== this.lastPerms) {
+      this.lastPerms = v.perms;
+      this.lastAcl = fromStatePerms(v.perms);
+    }
+    const acl = this.lastAcl;
+    const store = this.xs.store;
+    if (len === 0 || b[p] !== 0x2f) return this.other(v, acl);
+    if (len === 1) {
+      const root = store.root;
+      if (root.children !== null) throw new XsStateError(`record ${v.index}: / comes after nodes below it`);
+      // One generation, as for every node.
+      store.setPerms('/', root, acl);
+      root.value = strings.get(v.valueAt, v.valueLen, SHARED_VALUE);
+      this.depth = 0;
+      this.push(p, 1, root);
+      return;
+    }
+    // The name: after the last slash, non-empty, of node-name characters only.
+    let i = p + len - 1;
+    while (b[i] !== 0x2f) {
+      if (NAME_BYTE[b[i]] === 0) throw new XsStateError(`record ${v.index}: ${JSON.stringify(this.path(v))} is not a node path`);
+      i--;
+    }
+    const nameAt = i + 1;
+    if (nameAt === p + len) throw new XsStateError(`record ${v.index}: ${JSON.stringify(this.path(v))} is not a node path`);
+    // The parent's path: up to that slash, or "/" (the first byte) for a child of the root.
+    const parentLen = i === p ? 1 : i - p;
+    let d = this.depth;
+    while (d !== 0 && !(this.len[d - 1] === parentLen && same(b, this.at[d - 1], p, parentLen))) d--;
+    this.depth = d;
+    let parent: XsNode;
+    if (d !== 0) {
+      parent = this.nodes[d - 1];
+    } else {
+      // Not a pre-order stream: the parent must be in the tree already.
+      const path = this.path(v);
+      if (!isValidNodename(path, false, 0)) throw new XsStateError(`record ${v.index}: ${JSON.stringify(path)} is not a node path`);
+      const found = store.get(parentOf(path));
+      if (found === undefined) throw new XsStateError(`record ${v.index}: node ${path} comes before its parent`);
+      parent = found;
+      this.push(p, parentLen, parent);
+    }
+    const name = strings.get(nameAt, p + len - nameAt, SHARED_NAME);
+    const value = strings.get(v.valueAt, v.valueLen, SHARED_VALUE);
+    // add_child() + write_node_raw(parent): the parent keeps its generation.
+    const node = store.restoreChild(parent, name, value, acl, len);
+    if (node === undefined) throw new XsStateError(`record ${v.index}: node ${this.path(v)} given twice`);
+    this.push(p, len, node);
   }
-  const name = basename(path);
-  if (parent.children?.has(name)) throw new XsStateError(`record ${index}: node ${path} given twice`);
-  // add_child() + write_node_raw(parent): the parent keeps its generation.
-  const parentGen = parent.gen;
-  const node = store.create(parentPath, parent, name, value, acl);
-  parent.gen = parentGen;
-  anc.paths.push(path);
-  anc.nodes.push(node);
+
+  /** After the last record. */
+  done(): void {
+    this.xs.store.restored();
+  }
+
+  private push(at: number, len: number, node: XsNode): void {
+    const d = this.depth++;
+    this.at[d] = at;
+    this.len[d] = len;
+    this.nodes[d] = node;
+  }
+
+  private path(v: XsStateNodeView): string {
+    return (v.bytes as Latin1Buffer).latin1Slice(v.pathAt, v.pathAt + v.pathLen);
+  }
+
+  /** A path not starting with '/': @releaseDomain and @introduceDomain carry their ACLs. */
+  private other(v: XsStateNodeView, acl: Perms): void {
+    const path = this.path(v);
+    if (path.startsWith('@')) {
+      if (path !== '@releaseDomain' && path !== '@introduceDomain') throw new XsStateError(`record ${v.index}: unknown special node ${path}`);
+      this.xs.special.set(path, acl);
+      return;
+    }
+    throw new XsStateError(`record ${v.index}: ${JSON.stringify(path)} is not a node path`);
+  }
+}
+
+/** Whether the `n` bytes at `a` and at `b` are the same. */
+function same(buf: Buffer, a: number, b: number, n: number): boolean {
+  // From the end: paths of one stream share their beginnings.
+  for (let i = n - 1; i >= 0; i--) if (buf[a + i] !== buf[b + i]) return false;
+  return true;
 }
 
 /** Decodes pending output into the messages it holds (after `respLen` raw bytes). */

@@ -220,6 +220,86 @@ export class Store {
     return node;
   }
 
+  /**
+   * A restored node (read_state_node): appended under `parent`, which keeps its generation
+   * (C's write_node_raw of the parent). For a new store being filled (no snapshot, no ACL rule,
+   * no listing yet); `pathLength` is the node's path's. Undefined if `parent` had such a child
+   * already: it is replaced, and the store is not to be used (the restore fails). The accounting
+   * of a run of nodes with one owner is added up and charged at the owner's change or at
+   * restored().
+   */
+  restoreChild(parent: XsNode, name: string, value: string, perms: Perms, pathLength: number): XsNode | undefined {
+    const gen = this.generation++;
+    const node = new XsNode(value, perms, gen);
+    let kids = parent.children;
+    if (kids === null) kids = parent.children = new Map();
+    const size = kids.size;
+    kids.set(name, node);
+    if (kids.size === size) return undefined;
+    this.changedAt = gen;
+    this.nodeCount++;
+    const owner = perms[0].id;
+    if (owner !== this.batchOwner) {
+      this.chargeBatch();
+      this.batchOwner = owner;
+    }
+    this.batchNodes++;
+    this.batchBytes += XS_TDB_RECORD_HDR + XS_PERM_SIZE * perms.length + value.length + pathLength;
+    // The parent's record grows by the name and its NUL.
+    const parentOwner = parent.perms[0].id;
+    if (parentOwner === owner) this.batchBytes += name.length + 1;
+    else this.charge(parentOwner, name.length + 1);
+    this.restoredAny = true;
+    return node;
+  }
+
+  private batchOwner = -1;
+  private batchNodes = 0;
+  private batchBytes = 0;
+  private restoredAny = false;
+
+  private chargeBatch(): void {
+    if (this.batchOwner !== -1) {
+      this.count(this.batchOwner, this.batchNodes);
+      this.charge(this.batchOwner, this.batchBytes);
+    }
+    this.batchOwner = -1;
+    this.batchNodes = 0;
+    this.batchBytes = 0;
+  }
+
+  /** The end of restoreChild() calls: what they added up is charged, subtree generations set. */
+  restored(): void {
+    this.chargeBatch();
+    this.recent.clear();
+    if (this.restoredAny && this.subGens !== undefined) this.setSubGens();
+    this.restoredAny = false;
+  }
+
+  /**
+   * Every directory's subGen as the creations in generation order would have left it (touchPath):
+   * the newest generation below it. Iterative post-order.
+   */
+  private setSubGens(): void {
+    const sub = this.subGens!;
+    const stack: { node: XsNode; kids: XsNode[]; next: number; max: number }[] = [];
+    const open = (n: XsNode): void => void stack.push({ node: n, kids: n.children ? [...n.children.values()] : [], next: 0, max: -1 });
+    open(this.root);
+    while (stack.length !== 0) {
+      const top = stack[stack.length - 1];
+      if (top.next < top.kids.length) {
+        const k = top.kids[top.next++];
+        if (k.children !== null && k.children.size !== 0) open(k);
+        else top.max = Math.max(top.max, k.gen);
+        continue;
+      }
+      stack.pop();
+      if (top.max >= 0) sub.set(top.node, top.max);
+      const up = stack[stack.length - 1];
+      if (up !== undefined) up.max = Math.max(up.max, top.max, top.node.gen);
+    }
+  }
+
   setValue(path: string, node: XsNode, value: string): void {
     if (this.snapshots.size) this.preserve(path, node);
     this.charge(node.perms[0].id, value.length - node.value.length);

@@ -150,14 +150,14 @@ const pad8 = (n: number): number => (n + 7) & ~7;
 
 /** A growing little/big-endian byte buffer. */
 class Out {
-  private buf: Buffer;
+  buf: Buffer;
   len = 0;
 
   constructor(readonly be: boolean, sizeHint = 1 << 16) {
     this.buf = Buffer.allocUnsafe(Math.max(64, sizeHint));
   }
 
-  private room(n: number): void {
+  room(n: number): void {
     if (this.len + n <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < this.len + n) size *= 2;
@@ -247,6 +247,30 @@ class Out {
   }
 }
 
+function put16(b: Buffer, at: number, v: number, be: boolean): void {
+  if (be) {
+    b[at] = v >>> 8;
+    b[at + 1] = v;
+  } else {
+    b[at] = v;
+    b[at + 1] = v >>> 8;
+  }
+}
+
+function put32(b: Buffer, at: number, v: number, be: boolean): void {
+  if (be) {
+    b[at] = v >>> 24;
+    b[at + 1] = v >>> 16;
+    b[at + 2] = v >>> 8;
+    b[at + 3] = v;
+  } else {
+    b[at] = v;
+    b[at + 1] = v >>> 8;
+    b[at + 2] = v >>> 16;
+    b[at + 3] = v >>> 24;
+  }
+}
+
 const u16ok = (v: number, what: string): number => {
   if (!Number.isInteger(v) || v < 0 || v > 0xffff) throw new XsStateError(`${what} ${v} does not fit 16 bits`);
   return v;
@@ -265,12 +289,23 @@ function quotaRecord(o: Out, quotas: readonly XsStateQuota[]): void {
   }
 }
 
+/**
+ * Where a NODE_DATA record's path is, as the sink that took it knows it: nodeUnder() builds a
+ * child's path from it (a tree walk then writes no path strings).
+ */
+export type XsStatePathRef = number;
+
 /** Where records go one by one (a writer, or anything collecting them). */
 export interface XsStateSink {
   record(r: XsStateRecord): void;
   /** A committed NODE_DATA record (or a transaction's, with connId, txId and access). */
-  node(path: string, value: string, perms: readonly XsStatePerm[], connId?: number, txId?: number, access?: number): void;
+  node(path: string, value: string, perms: readonly XsStatePerm[], connId?: number, txId?: number, access?: number): XsStatePathRef;
+  /** A committed NODE_DATA record whose path is that of `parent` (a node given before) plus `/name`. */
+  nodeUnder(parent: XsStatePathRef, name: string, value: string, perms: readonly XsStatePerm[]): XsStatePathRef;
 }
+
+/** Strings shorter than this are copied by a loop: a native call costs more than a few bytes. */
+const SHORT = 32;
 
 /**
  * Writes a stream record by record (a daemon's million nodes need no record objects): the
@@ -280,6 +315,9 @@ export class XsStateWriter implements XsStateSink {
   private readonly o: Out;
   /** Encoded permission lists, by list (callers share one list between nodes with one ACL). */
   private readonly permBytes = new WeakMap<readonly XsStatePerm[], Uint8Array>();
+  /** The list encoded last: neighbouring nodes mostly share their ACL. */
+  private lastPerms: readonly XsStatePerm[] | undefined;
+  private lastPermBytes: Uint8Array = new Uint8Array(0);
 
   /** `sizeHint`: the stream's expected size in bytes (it grows as needed). */
   constructor(readonly version: number, bigEndian = false, sizeHint?: number) {
@@ -297,27 +335,105 @@ export class XsStateWriter implements XsStateSink {
   record(r: XsStateRecord): void {
     if ('unknown' in r && r.type <= XsStateType.WATCH_EXT) throw new XsStateError(`record type ${r.type} is a known one: give it as such`);
     if (r.type === XsStateType.END) throw new XsStateError('END is written by the writer, not given as a record');
-    if (r.type === XsStateType.NODE && !('unknown' in r)) return this.node(r.path, r.value, r.perms, r.connId, r.txId, r.access);
+    if (r.type === XsStateType.NODE && !('unknown' in r)) return void this.node(r.path, r.value, r.perms, r.connId, r.txId, r.access);
     const start = this.open(r.type);
     writeBody(this.o, r, this.version);
     this.close(start);
   }
 
-  /** A NODE_DATA record (committed unless connId is given). */
-  node(path: string, value: string, perms: readonly XsStatePerm[], connId = 0, txId = 0, access = 0): void {
+  /** A NODE_DATA record (committed unless connId is given). The ref is the record body's offset. */
+  node(path: string, value: string, perms: readonly XsStatePerm[], connId = 0, txId = 0, access = 0): XsStatePathRef {
     if (path.includes('\0')) throw new XsStateError('a node path holds a NUL');
+    u32ok(connId, 'conn-id');
+    u32ok(txId, 'tx-id');
+    u16ok(access, 'access');
+    const body = this.nodeHead(path.length + 1, value.length, perms, connId, txId, access);
     const o = this.o;
-    const start = this.open(XsStateType.NODE);
-    o.u32(u32ok(connId, 'conn-id'));
-    o.u32(u32ok(txId, 'tx-id'));
-    o.u16(u16ok(path.length + 1, 'path-len'));
-    o.u16(u16ok(value.length, 'value-len'));
-    o.u16(u16ok(access, 'access'));
-    o.u16(u16ok(perms.length, 'perm-count'));
-    o.bytes(this.perms(perms));
-    o.text(path, true);
-    o.text(value, false);
-    this.close(start);
+    o.len += (o.buf as Latin1Buffer).latin1Write(path, o.len);
+    o.buf[o.len++] = 0;
+    this.nodeTail(body, value);
+    return body;
+  }
+
+  /**
+   * A committed NODE_DATA record under one written before: its path is copied from the
+   * parent's record, `/name` added (no path string is built).
+   */
+  nodeUnder(parent: XsStatePathRef, name: string, value: string, perms: readonly XsStatePerm[]): XsStatePathRef {
+    const o = this.o;
+    const be = o.be;
+    let b = o.buf;
+    // The parent's path (without its NUL) starts after its 16-byte header and ACL.
+    const parentLen = (be ? b[parent + 8] << 8 | b[parent + 9] : b[parent + 8] | b[parent + 9] << 8) - 1;
+    const parentPerms = be ? b[parent + 14] << 8 | b[parent + 15] : b[parent + 14] | b[parent + 15] << 8;
+    const from = parent + 16 + 4 * parentPerms;
+    // Under the root ("/") the separator is the root's own slash.
+    const prefix = parentLen === 1 ? 0 : parentLen;
+    const n = name.length;
+    const body = this.nodeHead(prefix + 1 + n + 1, value.length, perms, 0, 0, 0);
+    b = o.buf;
+    let at = o.len;
+    if (prefix < SHORT) for (let i = 0; i < prefix; i++) b[at + i] = b[from + i];
+    else b.copyWithin(at, from, from + prefix);
+    at += prefix;
+    b[at++] = 0x2f;
+    for (let i = 0; i < n; i++) {
+      const c = name.charCodeAt(i);
+      if (c === 0) throw new XsStateError('a node name holds a NUL');
+      b[at + i] = c;
+    }
+    at += n;
+    b[at++] = 0;
+    o.len = at;
+    this.nodeTail(body, value);
+    return body;
+  }
+
+  /**
+   * A NODE_DATA record's header, fields and ACL, with room made for the whole record; returns
+   * the body's offset, the path goes next.
+   */
+  private nodeHead(pathLen: number, valueLen: number, perms: readonly XsStatePerm[], connId: number, txId: number, access: number): number {
+    if (pathLen > 0xffff) throw new XsStateError(`path-len ${pathLen} does not fit 16 bits`);
+    if (valueLen > 0xffff) throw new XsStateError(`value-len ${valueLen} does not fit 16 bits`);
+    if (perms.length > 0xffff) throw new XsStateError(`perm-count ${perms.length} does not fit 16 bits`);
+    const pb = perms === this.lastPerms ? this.lastPermBytes : this.perms(perms);
+    const len = 16 + pb.length + pathLen + valueLen;
+    const o = this.o;
+    // The record, its padding and the next record's header.
+    o.room(8 + len + 8);
+    const b = o.buf;
+    const at = o.len;
+    const be = o.be;
+    put32(b, at, XsStateType.NODE, be);
+    // The length covers the padding too, as C's ROUNDUP(head.length, 3) does.
+    put32(b, at + 4, pad8(len), be);
+    put32(b, at + 8, connId, be);
+    put32(b, at + 12, txId, be);
+    put16(b, at + 16, pathLen, be);
+    put16(b, at + 18, valueLen, be);
+    put16(b, at + 20, access, be);
+    put16(b, at + 22, perms.length, be);
+    for (let i = 0; i < pb.length; i++) b[at + 24 + i] = pb[i];
+    o.len = at + 24 + pb.length;
+    return at + 8;
+  }
+
+  /** The value and the padding after the path. */
+  private nodeTail(body: number, value: string): void {
+    const o = this.o;
+    const b = o.buf;
+    let at = o.len;
+    const n = value.length;
+    if (n < SHORT) {
+      for (let i = 0; i < n; i++) b[at + i] = value.charCodeAt(i);
+      at += n;
+    } else {
+      at += (b as Latin1Buffer).latin1Write(value, at);
+    }
+    const end = body + pad8(at - body);
+    while (at < end) b[at++] = 0;
+    o.len = at;
   }
 
   /** The stream so far plus END. */
@@ -341,16 +457,19 @@ export class XsStateWriter implements XsStateSink {
 
   private perms(perms: readonly XsStatePerm[]): Uint8Array {
     let b = this.permBytes.get(perms);
-    if (b !== undefined) return b;
-    const o = new Out(this.o.be);
-    for (const p of perms) {
-      if (!PERM_LETTERS.has(p.access)) throw new XsStateError(`permission letter "${p.access}"`);
-      o.u8(p.access.charCodeAt(0));
-      o.u8(p.ignore ? XS_STATE_NODE_PERM_IGNORE : 0);
-      o.u16(u16ok(p.domid, 'perm domid'));
+    if (b === undefined) {
+      const o = new Out(this.o.be);
+      for (const p of perms) {
+        if (!PERM_LETTERS.has(p.access)) throw new XsStateError(`permission letter "${p.access}"`);
+        o.u8(p.access.charCodeAt(0));
+        o.u8(p.ignore ? XS_STATE_NODE_PERM_IGNORE : 0);
+        o.u16(u16ok(p.domid, 'perm domid'));
+      }
+      b = Uint8Array.from(o.result());
+      this.permBytes.set(perms, b);
     }
-    b = Uint8Array.from(o.result());
-    this.permBytes.set(perms, b);
+    this.lastPerms = perms;
+    this.lastPermBytes = b;
     return b;
   }
 }
@@ -441,9 +560,9 @@ export interface XsStateLimits {
 class In {
   off = 0;
   end = 0;
-  private index = 0;
+  index = 0;
   private type = 0;
-  private at = 0;
+  at = 0;
 
   constructor(readonly b: Buffer, private readonly be: boolean) {}
 
@@ -544,10 +663,34 @@ export function stateVersion(bytes: Uint8Array): number {
   return b.readUInt32BE(8);
 }
 
-/** What read() calls per record; NODE_DATA goes to node() when there is one, without a record object. */
+/**
+ * A NODE_DATA record as read, before any string is made of it: offsets into the stream, every
+ * length checked against its record. One object, reused from one record to the next.
+ */
+export interface XsStateNodeView {
+  /** The stream. */
+  readonly bytes: Buffer;
+  /** The record's number (1-based) and its header's offset, for errors. */
+  readonly index: number;
+  readonly at: number;
+  readonly connId: number;
+  readonly txId: number;
+  readonly access: number;
+  /** Checked letters; one list per ACL met in the stream (it may be shared between records). */
+  readonly perms: readonly XsStatePerm[];
+  /** The path's bytes (no NUL among them; the NUL after them is checked and not counted). */
+  readonly pathAt: number;
+  readonly pathLen: number;
+  readonly valueAt: number;
+  readonly valueLen: number;
+}
+
+/** What read() calls per record; NODE_DATA goes to nodeAt() or node() when there is one, without a record object. */
 export interface XsStateVisitor {
   record(r: XsStateRecord): void;
   node?(path: string, value: string, perms: readonly XsStatePerm[], connId: number, txId: number, access: number): void;
+  /** Takes NODE_DATA as bytes (node() is then not called). */
+  nodeAt?(n: XsStateNodeView): void;
 }
 
 /**
@@ -561,9 +704,17 @@ export class XsStateReader {
   private readonly b: Buffer;
   /** Permission lists by their bytes: nodes with one ACL share one (frozen) list. */
   private readonly perms = new Map<string, readonly XsStatePerm[]>();
+  /** The last record's list and where its bytes are: a neighbour with the same bytes shares it. */
+  private lastPerms: readonly XsStatePerm[] = Object.freeze([]);
+  private lastPermsAt = 0;
+  private readonly view = {
+    bytes: Buffer.alloc(0) as Buffer, index: 0, at: 0, connId: 0, txId: 0, access: 0,
+    perms: [] as readonly XsStatePerm[], pathAt: 0, pathLen: 0, valueAt: 0, valueLen: 0,
+  };
 
   constructor(bytes: Uint8Array, private readonly limits: XsStateLimits = {}) {
     this.b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.view.bytes = this.b;
     this.version = stateVersion(bytes);
     if (this.version < XS_STATE_VERSION_MIN || this.version > XS_STATE_VERSION_MAX) throw new XsStateError(`unsupported state stream version ${this.version}`);
     const flags = this.b.readUInt32BE(12) === 1 ? 1 : this.b.readUInt32LE(12);
@@ -605,14 +756,74 @@ export class XsStateReader {
     }
   }
 
+  /** NODE_DATA: the fixed fields read at once (one bounds check), then the ACL, path and value. */
   private node(r: In, visit: XsStateVisitor): void {
-    const connId = r.u32('conn-id');
-    const txId = r.u32('tx-id');
-    const pathLen = r.u16('path-len');
-    const valueLen = r.u16('value-len');
-    const access = r.u16('access');
-    const n = r.u16('perm-count');
-    const key = r.text(4 * n, 'perm');
+    const b = this.b;
+    const be = this.bigEndian;
+    const o = r.off;
+    const end = r.end;
+    if (end - o < 16) {
+      // Too short: the field reads name the one cut off.
+      r.u32('conn-id');
+      r.u32('tx-id');
+      r.u16('path-len');
+      r.u16('value-len');
+      r.u16('access');
+      r.u16('perm-count');
+    }
+    const connId = be ? b.readUInt32BE(o) : b.readUInt32LE(o);
+    const txId = be ? b.readUInt32BE(o + 4) : b.readUInt32LE(o + 4);
+    const pathLen = be ? b[o + 8] << 8 | b[o + 9] : b[o + 8] | b[o + 9] << 8;
+    const valueLen = be ? b[o + 10] << 8 | b[o + 11] : b[o + 10] | b[o + 11] << 8;
+    const access = be ? b[o + 12] << 8 | b[o + 13] : b[o + 12] | b[o + 13] << 8;
+    const n = be ? b[o + 14] << 8 | b[o + 15] : b[o + 14] | b[o + 15] << 8;
+    const permsAt = o + 16;
+    if (permsAt + 4 * n > end) throw new XsStateError(`${r.what}: perm runs past the record's end`);
+    const perms = this.permsAt(permsAt, n, r);
+    const pathAt = permsAt + 4 * n;
+    if (pathLen === 0) throw new XsStateError(`${r.what}: path has length 0 (it counts its NUL)`);
+    if (pathAt + pathLen > end) throw new XsStateError(`${r.what}: path runs past the record's end`);
+    const nul = pathAt + pathLen - 1;
+    let i = pathAt;
+    while (i < nul && b[i] !== 0) i++;
+    if (i !== nul || b[nul] !== 0) throw new XsStateError(`${r.what}: path is not a string of ${pathLen - 1} bytes and its NUL`);
+    const valueAt = pathAt + pathLen;
+    if (valueAt + valueLen > end) throw new XsStateError(`${r.what}: value runs past the record's end`);
+    if (visit.nodeAt) {
+      const v = this.view;
+      v.index = r.index;
+      v.at = r.at;
+      v.connId = connId;
+      v.txId = txId;
+      v.access = access;
+      v.perms = perms;
+      v.pathAt = pathAt;
+      v.pathLen = pathLen - 1;
+      v.valueAt = valueAt;
+      v.valueLen = valueLen;
+      visit.nodeAt(v);
+      return;
+    }
+    const path = (b as Latin1Buffer).latin1Slice(pathAt, nul);
+    const value = (b as Latin1Buffer).latin1Slice(valueAt, valueAt + valueLen);
+    if (visit.node) visit.node(path, value, perms, connId, txId, access);
+    else visit.record({ type: XsStateType.NODE, connId, txId, access, perms, path, value });
+  }
+
+  /** The (checked, shared) list of the `n` entries at `at`. */
+  private permsAt(at: number, n: number, r: In): readonly XsStatePerm[] {
+    const b = this.b;
+    const last = this.lastPerms;
+    if (last.length === n) {
+      const from = this.lastPermsAt;
+      let i = 0;
+      while (i < 4 * n && b[from + i] === b[at + i]) i++;
+      if (i === 4 * n) {
+        this.lastPermsAt = at;
+        return last;
+      }
+    }
+    const key = (b as Latin1Buffer).latin1Slice(at, at + 4 * n);
     let perms = this.perms.get(key);
     if (perms === undefined) {
       const list: XsStatePerm[] = [];
@@ -626,10 +837,9 @@ export class XsStateReader {
       perms = Object.freeze(list);
       if (this.perms.size < 4096) this.perms.set(key, perms);
     }
-    const path = r.cstring(pathLen, 'path');
-    const value = r.text(valueLen, 'value');
-    if (visit.node) visit.node(path, value, perms, connId, txId, access);
-    else visit.record({ type: XsStateType.NODE, connId, txId, access, perms, path, value });
+    this.lastPerms = perms;
+    this.lastPermsAt = at;
+    return perms;
   }
 }
 

@@ -23,7 +23,8 @@
 import assert from 'node:assert/strict';
 import { dumpState, readState } from '../../../domains/dom0/xenstored/lu.ts';
 import type { Xenstored } from '../../../domains/dom0/xenstored/core.ts';
-import { decodeState, XsStateType } from '../../../domains/dom0/xenstored/xenstore-state.ts';
+import type { XsNode } from '../../../domains/dom0/xenstored/store.ts';
+import { decodeState, encodeState, XsStateError, type XsStateRecord, XsStateType } from '../../../domains/dom0/xenstored/xenstore-state.ts';
 import { formatPerms } from '../../../domains/dom0/xenstored/permissions.ts';
 import { nulJoin } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Client, Harness, T } from './harness.ts';
@@ -229,24 +230,120 @@ describe('xenstored live update (C 4.17)', () => {
   });
 
   describe('dump and restore', () => {
-    it('a 100k-node tree comes back identical: values, ACLs (ignored entries too), child order; generations in stream order as C gives them', function () {
+    it('a 100k-node tree comes back identical: values, ACLs (ignored entries too), child order, quota accounting; one generation per node in stream order, as C gives them', function () {
       this.timeout(120_000);
       const h = new Harness();
-      h.introduce(5);
+      const g = h.introduce(5, { data: true });
       const xs = h.xs;
       for (let i = 0; i < 1000; i++) {
         h.dom0.mkdir(`/big/d${i}`);
         for (let j = 0; j < 99; j++) h.dom0.write(`/big/d${i}/n${j}`, `${i}.${j}\0`);
         if (i % 100 === 0) h.dom0.setPerms(`/big/d${i}`, `n5 r0 w9`);
       }
+      // The guest's own nodes, a long value, a value of every byte.
+      for (let j = 0; j < 50; j++) assert.equal(g.write(`data/k${j}`, 'x'.repeat(j * 40)), 'OK');
+      h.dom0.write('/big/bytes', Buffer.from(Uint8Array.from({ length: 256 }, (_, i) => i)).toString('latin1'));
       assert.ok(xs.store.size > 100_000, `${xs.store.size} nodes`);
       const bytes = dumpState(xs, noBytes);
       const { xs: back } = readState(bytes, {});
       assert.deepEqual(tree(back), tree(xs));
       // C's read_state_node: ++generation per node in stream order (pre-order), none kept.
       const gens = [...back.store.walk('/')].map(([, n]) => n.gen);
-      for (let i = 1; i < gens.length; i++) assert.ok(gens[i] > gens[i - 1], `generation order at node ${i}`);
+      const wrong = gens.findIndex((gen, i) => gen !== gens[0] + i);
+      assert.equal(wrong, -1, `node ${wrong} in pre-order has generation ${gens[wrong]}, not ${gens[0] + wrong}`);
+      assert.equal(back.store.generation, gens[0] + gens.length);
+      // The nodes and memory charged to each owner, as the writes charged them.
+      const sorted = (m: ReadonlyMap<number, number>): [number, number][] => [...m].sort((a, b) => a[0] - b[0]);
+      assert.deepEqual(sorted(back.store.owned), sorted(xs.store.owned));
+      assert.deepEqual(sorted(back.store.memory), sorted(xs.store.memory));
       assert.deepEqual([...back.domains.keys()].sort(), [...xs.domains.keys()].sort());
+      // Nothing is lost or added on the way: written again, the stream is the same bytes.
+      assert.ok(Buffer.from(dumpState(back, noBytes)).equals(Buffer.from(bytes)), 'the restored instance writes the same stream');
+    });
+
+    it('oxenstored profile: each directory\'s subtree generation (what its transactions merge by) is the newest below it', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      for (let i = 0; i < 2000; i++) h.dom0.write(`/t/d${i % 13}/e${i % 7}/n${i}`, `${i}`);
+      h.dom0.rm('/t/d3');
+      const { xs } = readState(dumpState(h.xs, noBytes), { profile: 'ocaml' });
+      const newest = (n: XsNode): number => {
+        let max = -1;
+        for (const k of n.children?.values() ?? []) max = Math.max(max, k.gen, newest(k));
+        return max;
+      };
+      let dirs = 0;
+      for (const [p, n] of xs.store.walk('/')) {
+        if (n.children === null) continue;
+        dirs++;
+        assert.equal(xs.store.subGen(n), newest(n), p);
+      }
+      assert.ok(dirs > 90, `${dirs} directories`);
+    });
+
+    describe('a stream the restore cannot take is refused with an XsStateError naming the record, and no instance', () => {
+      const acl = [{ access: 'n', ignore: false, domid: 0 }] as const;
+      const node = (path: string, value = ''): XsStateRecord => ({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms: acl, path, value });
+      const stream = (...paths: string[]): Uint8Array => encodeState({ version: 1, records: paths.map((p) => node(p)) });
+      const cases: [string, string[], RegExp][] = [
+        ['a node before its parent', ['/', '/a/b'], /record 2: node \/a\/b comes before its parent/],
+        ['a node given twice', ['/', '/a', '/a/b', '/a'], /record 4: node \/a given twice/],
+        ['a name with a character node names cannot have', ['/', '/a b'], /record 2: "\/a b" is not a node path/],
+        ['a trailing slash', ['/', '/a', '/a/'], /record 3: "\/a\/" is not a node path/],
+        ['a double slash', ['/', '/a', '/a//b'], /record 3: "\/a\/\/b" is not a node path/],
+        ['a relative path', ['/', 'a'], /record 2: "a" is not a node path/],
+        ['an empty path', ['/', ''], /record 2: "" is not a node path/],
+        ['an unknown special node', ['/', '@other'], /record 2: unknown special node @other/],
+        ['the root after nodes below it', ['/', '/a', '/'], /record 3: \/ comes after nodes below it/],
+      ];
+      for (const [name, paths, msg] of cases) {
+        it(name, () => assert.throws(() => readState(stream(...paths), {}), (e: unknown) => e instanceof XsStateError && msg.test(e.message)));
+      }
+      it('a transaction\'s node, a node without an owner', () => {
+        const tx = encodeState({ version: 1, records: [node('/'), { ...node('/a'), connId: 2, txId: 1 } as XsStateRecord] });
+        assert.throws(() => readState(tx, {}), /record 2: node \/a belongs to a transaction \(conn-id 2\)/);
+        const none = encodeState({ version: 1, records: [node('/'), { ...node('/a'), perms: [] } as XsStateRecord] });
+        assert.throws(() => readState(none, {}), /record 2: node \/a has no owner/);
+      });
+
+      it('any byte of a daemon\'s stream changed, or the stream cut anywhere: an instance or an XsStateError, nothing else', () => {
+        const h = new Harness();
+        const g = h.introduce(4);
+        h.dom0.watch('/w', 'tok');
+        for (let i = 0; i < 20; i++) h.dom0.write(`/a/d${i % 3}/n${i}`, `v${i}`);
+        g.write('data/x', 'y');
+        h.dom0.setPerms('/a/d1', 'n4 r0');
+        const good = dumpState(h.xs, noBytes);
+        let seed = 4242;
+        const rnd = (): number => {
+          seed ^= seed << 13; seed ^= seed >>> 17; seed ^= seed << 5;
+          return (seed >>> 0) / 0x100000000;
+        };
+        let restored = 0;
+        for (let i = 0; i < 3000; i++) {
+          const m = Uint8Array.from(good);
+          const n = 1 + Math.floor(rnd() * 3);
+          for (let j = 0; j < n; j++) m[Math.floor(rnd() * m.length)] = Math.floor(rnd() * 256);
+          const cut = rnd() < 0.2 ? m.subarray(0, Math.floor(rnd() * m.length)) : m;
+          try {
+            readState(cut, {});
+            restored++;
+          } catch (e) {
+            if (!(e instanceof XsStateError)) throw new Error(`mutation ${i}: ${String(e)}`);
+          }
+        }
+        // Both outcomes occur: values and padding may change freely, structure may not.
+        assert.ok(restored > 0 && restored < 3000, `${restored} of 3000 restored`);
+      });
+    });
+
+    it('a stream in another order than pre-order restores too: each node under a parent given before it', () => {
+      const acl = [{ access: 'n', ignore: false, domid: 0 }] as const;
+      const node = (path: string, value: string): XsStateRecord => ({ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, perms: acl, path, value });
+      const bytes = encodeState({ version: 1, records: [node('/', ''), node('/a', '1'), node('/c', '2'), node('/c/x', '3'), node('/a/b', '4'), node('/a/b/z', '5')] });
+      const { xs } = readState(bytes, {});
+      assert.deepEqual(tree(xs, true).filter((l) => !l.startsWith('/ ')), [
+        '/a n0 g2 "1"', '/a/b n0 g5 "4"', '/a/b/z n0 g6 "5"', '/c n0 g3 "2"', '/c/x n0 g4 "3"',
+      ]);
     });
 
     it('the stream holds what C 4.17 writes, in its order, plus the quota and domain records', () => {

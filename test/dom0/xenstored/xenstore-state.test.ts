@@ -3,7 +3,7 @@
 // clear XsStateError, never a crash.
 import assert from 'node:assert/strict';
 import {
-  decodeState, encodeState, XsStateError, type XsStateRecord, XsStateType,
+  decodeState, encodeState, XsStateError, type XsStateRecord, XsStateType, XsStateWriter,
 } from '../../../domains/dom0/xenstored/xenstore-state.ts';
 
 const b = (...xs: number[]): Uint8Array => Uint8Array.from(xs);
@@ -143,6 +143,26 @@ describe('xenstore state stream (xenstore-migration.md)', () => {
     assert.throws(() => encodeState({ version: 1, records: [{ type: XsStateType.WATCH_EXT, connId: 1, path: '/', token: 't', depth: 1 }] }), /needs stream version 2/);
     assert.throws(() => encodeState({ version: 1, records: [{ type: XsStateType.NODE, connId: 0, txId: 0, access: 0, path: '/x', value: 'v'.repeat(70000), perms: [] }] }), /value-len 70000 does not fit 16 bits/);
     assert.throws(() => encodeState({ version: 1, records: [{ type: XsStateType.CONN, connId: 0, spec: { kind: 'socket', fd: 1 }, inData: b(), outRespLen: 0, outData: b() }] }), /non-zero/);
+  });
+
+  it('a node written under its parent (nodeUnder) is the same bytes as one written with its whole path, in either byte order', () => {
+    const acl = [{ access: 'n', ignore: false, domid: 0 }, { access: 'r', ignore: true, domid: 300 }] as const;
+    const other = [{ access: 'b', ignore: false, domid: 5 }] as const;
+    for (const bigEndian of [false, true]) {
+      const a = new XsStateWriter(1, bigEndian, 64);
+      const root = a.node('/', '', acl);
+      const local = a.nodeUnder(root, 'local', 'v', other);
+      const long = a.nodeUnder(local, 'x'.repeat(40), 'y'.repeat(100), acl);
+      a.nodeUnder(long, 'leaf', '\0\xff', other);
+      const b = new XsStateWriter(1, bigEndian, 64);
+      b.node('/', '', acl);
+      b.node('/local', 'v', other);
+      b.node(`/local/${'x'.repeat(40)}`, 'y'.repeat(100), acl);
+      b.node(`/local/${'x'.repeat(40)}/leaf`, '\0\xff', other);
+      assert.equal(latin1(a.finish()), latin1(b.finish()));
+    }
+    const w = new XsStateWriter(1);
+    assert.throws(() => w.nodeUnder(w.node('/', '', acl), 'a\0b', '', acl), /node name holds a NUL/);
   });
 
   it('values are bytes: every byte value survives', () => {
