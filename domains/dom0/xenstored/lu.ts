@@ -165,6 +165,8 @@ export interface DumpOptions {
    * cannot commit.
    */
   readonly transactions?: boolean;
+  /** false: no NODE_DATA records for the tree (special nodes still): the seed's replication sends the tree apart. */
+  readonly nodes?: boolean;
 }
 
 /** GLOBAL_QUOTA_DATA names (the record's names, as GET/SET_QUOTA know them) and xensim's fields. */
@@ -261,8 +263,15 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
     const perms = xs.special.get(name);
     if (perms !== undefined) w.node(name, '', statePerms(perms));
   }
-  // dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
-  // flagged). A stack of child iterators: no array per directory, no tuple per node.
+  if (opts.nodes !== false) writeNodes(w, xs);
+  for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
+}
+
+/**
+ * dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
+ * flagged). A stack of child iterators: no array per directory, no tuple per node.
+ */
+function writeNodes(w: XsStateSink, xs: Xenstored): void {
   const settle = xs.b.staleAclByGeneration;
   const emit = (path: string, n: XsNode): void => w.node(path, n.value, statePerms(settle ? xs.settlePerms(n.perms, n.gen) : n.perms));
   const root = xs.store.root;
@@ -284,7 +293,6 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
       paths.push(path);
     }
   }
-  for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
 }
 
 /** The records of a daemon's whole state (writeState's, as objects: for inspection). */

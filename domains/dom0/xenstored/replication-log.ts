@@ -1,0 +1,155 @@
+// The seed's replication log (not in Xen: real xenstored has no standbys): a byte ring in a
+// SharedArrayBuffer with one writer (the primary xenstored) and N readers (its standbys, on other
+// threads or, in lockstep, other tasks). Records are whole batches; the writer publishes a batch
+// by moving `tail` after its last byte, so a reader never sees half of one. A reader frees its part
+// of the ring by moving its own `head`; the writer never overwrites bytes a reader has not read.
+//
+// Positions are byte counts since the log began, kept modulo 2^32 in Int32 slots (unsigned
+// differences stay right while the ring is smaller than 2^31 bytes).
+
+/** Header slots (Int32): the published tail, the primary's liveness, the reader count, then one head per reader. */
+const TAIL = 0;
+const DEAD = 1;
+const READERS = 2;
+const HEADS = 3;
+
+function check(ok: boolean, what: string): asserts ok {
+  if (!ok) throw new Error(`replication log: ${what}`);
+}
+
+/** The shared part: header and ring, in one SharedArrayBuffer another thread can be given. */
+export interface ReplicationLogShared {
+  readonly sab: SharedArrayBuffer;
+  readonly capacity: number;
+}
+
+export function createReplicationLog(readers: number, capacity = 1 << 22): ReplicationLogShared {
+  check(readers >= 1 && readers <= 16, `${readers} readers (1 to 16)`);
+  check(capacity >= 4096 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0, `capacity ${capacity} is not a power of two in [4 KiB, 1 GiB]`);
+  const header = (HEADS + readers) * 4;
+  const sab = new SharedArrayBuffer(header + capacity);
+  new Int32Array(sab, 0, HEADS + readers)[READERS] = readers;
+  return { sab, capacity };
+}
+
+class Ring {
+  readonly h: Int32Array;
+  readonly data: Uint8Array;
+  readonly readers: number;
+  readonly capacity: number;
+
+  constructor(shared: ReplicationLogShared) {
+    const readers = new Int32Array(shared.sab, 0, HEADS)[READERS];
+    this.h = new Int32Array(shared.sab, 0, HEADS + readers);
+    this.readers = readers;
+    this.capacity = shared.capacity;
+    this.data = new Uint8Array(shared.sab, (HEADS + readers) * 4, shared.capacity);
+  }
+
+  tail(): number {
+    return Atomics.load(this.h, TAIL) >>> 0;
+  }
+
+  head(i: number): number {
+    return Atomics.load(this.h, HEADS + i) >>> 0;
+  }
+
+  /** The primary died: readers stop waiting for more. */
+  dead(): boolean {
+    return Atomics.load(this.h, DEAD) !== 0;
+  }
+}
+
+/** The primary's end. */
+export class ReplicationLogWriter extends Ring {
+  /**
+   * Called when the ring has too little room for a batch: must make some readers advance (run
+   * in-process standbys, or wait for standby threads). Returns false if it cannot.
+   */
+  makeRoom: (needed: number) => boolean = () => false;
+  /** Told after every publish (wakes standby tasks or threads). */
+  onPublish: (() => void) | undefined;
+
+  /** Bytes the slowest reader has not yet read. */
+  used(): number {
+    const tail = this.tail();
+    let most = 0;
+    for (let i = 0; i < this.readers; i++) {
+      const lag = (tail - this.head(i)) >>> 0;
+      check(lag <= this.capacity, `reader ${i} is ${lag} bytes behind a ${this.capacity}-byte ring (head past tail?)`);
+      most = Math.max(most, lag);
+    }
+    return most;
+  }
+
+  /**
+   * Appends `bytes` and publishes them (a batch, or a part of one too big for the ring). Once
+   * this returns, every standby can read them: the daemon acknowledges a batch's requests only
+   * after this (its replies leave in the flush that follows).
+   */
+  publish(bytes: Uint8Array): void {
+    check(!this.dead(), 'publish after the primary died');
+    let off = 0;
+    while (off < bytes.length) {
+      let free = this.capacity - this.used();
+      if (free === 0) {
+        check(this.makeRoom(Math.min(this.capacity, bytes.length - off)), `ring full (${this.capacity} bytes) and no standby reads`);
+        free = this.capacity - this.used();
+        check(free > 0, 'makeRoom freed nothing');
+      }
+      const n = Math.min(free, bytes.length - off);
+      const tail = this.tail();
+      const at = tail & (this.capacity - 1);
+      const first = Math.min(n, this.capacity - at);
+      this.data.set(bytes.subarray(off, off + first), at);
+      if (first < n) this.data.set(bytes.subarray(off + first, off + n), 0);
+      // The bytes are in place before the tail says so (Atomics.store is sequentially consistent).
+      Atomics.store(this.h, TAIL, (tail + n) | 0);
+      Atomics.notify(this.h, TAIL);
+      off += n;
+    }
+    this.onPublish?.();
+  }
+
+  /** The primary is gone (what a standby's watchdog would see): readers stop waiting. */
+  markDead(): void {
+    Atomics.store(this.h, DEAD, 1);
+    Atomics.notify(this.h, TAIL);
+  }
+}
+
+/** A standby's end: reader `index` of the log. */
+export class ReplicationLogReader extends Ring {
+  constructor(shared: ReplicationLogShared, readonly index: number) {
+    super(shared);
+    check(index >= 0 && index < this.readers, `reader ${index} of ${this.readers}`);
+  }
+
+  /** Published bytes not yet read. */
+  available(): number {
+    const n = (this.tail() - this.head(this.index)) >>> 0;
+    check(n <= this.capacity, `reader ${this.index}: ${n} bytes available in a ${this.capacity}-byte ring`);
+    return n;
+  }
+
+  /** Copies out everything published and not read yet, and frees it for the writer. */
+  take(): Uint8Array {
+    const n = this.available();
+    if (n === 0) return new Uint8Array(0);
+    const head = this.head(this.index);
+    const at = head & (this.capacity - 1);
+    const out = new Uint8Array(n);
+    const first = Math.min(n, this.capacity - at);
+    out.set(this.data.subarray(at, at + first));
+    if (first < n) out.set(this.data.subarray(0, n - first), first);
+    Atomics.store(this.h, HEADS + this.index, (head + n) | 0);
+    return out;
+  }
+
+  /** Blocks this thread until something is published or the primary dies (worker threads only). */
+  wait(timeoutMs: number): void {
+    const tail = Atomics.load(this.h, TAIL);
+    if ((tail >>> 0) !== this.head(this.index) || this.dead()) return;
+    Atomics.wait(this.h, TAIL, tail, timeoutMs);
+  }
+}
