@@ -140,7 +140,11 @@ export class XenstoredDaemon {
     this.replication = r;
     r.recorder.follow(this.xs);
     r.recorder.commit();
+    this.onReplicationRestarted?.();
   }
+
+  /** Told when a new log and standbys replace the old (after a failover or restart): the host runs them. */
+  onReplicationRestarted: (() => void) | undefined;
 
   /** Publishes the batch so far: from here on its replies may leave (be acknowledged). */
   private replicate(): void {
