@@ -1,7 +1,7 @@
 // The seed's replicated xenstored (issue 12; not in Xen, whose xenstored has no standbys): with
 // `seedReplicas: 2` the primary publishes every batch on a shared-memory log to two standbys
 // before the batch's replies leave. Here the primary is killed at a random point, drawn from the
-// seed, while the guest increments a counter in transactions and writes 20 nodes beside it;
+// seed, while the guest increments a counter in transactions and writes 10 nodes beside it;
 // 10 ms later (the standbys' watchdog) standby 0 reads the rest of the log and takes over: dom0
 // maps the rings again and the guest carries on. Nothing acknowledged is lost (the shadow-store
 // invariant, checked from the failover on: every write answered OK is in the tree, nothing else
@@ -13,8 +13,8 @@ import { XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
 const XVDA = 'vbd/51712';
-const INCREMENTS = 20;
-const WRITES = 20;
+const INCREMENTS = 10;
+const WRITES = 10;
 
 export default defineScenario({
   name: 'xenstored-failover',
@@ -46,7 +46,7 @@ export default defineScenario({
       const r = await s.guest<{ error?: string }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_WRITE, payload: 'data/before\0committed', timeoutNs: 1e9 });
       s.expect(r.error === undefined && !('timedOut' in r), `write data/before: ${JSON.stringify(r)}`);
     });
-    await s.step('the primary dies at a random point of the guest\'s 20 transactional increments and 20 writes; a standby takes over', async () => {
+    await s.step('the primary dies at a random point of the guest\'s 10 transactional increments and 10 writes; a standby takes over', async () => {
       await s.rt.toolstackWrite(`/local/domain/${id}/data/counter`, '0', [`n${id}`]);
       let r: { retries?: number; error?: string } = {};
       const writeErrors: string[] = [];
@@ -62,7 +62,7 @@ export default defineScenario({
             }
           })(),
         ]);
-      }, () => s.rt.send(0, { cmd: 'xenstored-crash' }), 1600, 'xenstored-crash');
+      }, () => s.rt.send(0, { cmd: 'xenstored-crash' }), 900, 'xenstored-crash');
       s.expect(r.error === undefined, `xs-increment: ${r.error}`);
       s.expect(writeErrors.length === 0, writeErrors.join('; '));
       const failedOver = s.trace.filter((e) => e.kind === 'xenstored' && e.op === 'failed-over').length;
