@@ -65,7 +65,7 @@ export interface Replication {
   readonly recorder: ReplicationRecorder;
   /** In-process standbys ('inline'); empty when standby threads read the log. */
   readonly standbys: readonly Standby[];
-  /** Told after each publish (a lockstep host wakes its standby tasks); default: inline standbys read at once. */
+  /** Told after each publish (a lockstep host wakes its standby tasks); default: inline standbys read once the ring is a quarter full. */
   onPublish: (() => void) | undefined;
 }
 
@@ -126,7 +126,12 @@ export class XenstoredDaemon {
       for (const s of standbys) s.pump();
     };
     const r: Replication = { shared, writer, recorder: new ReplicationRecorder(writer), standbys, onPublish: undefined };
-    writer.onPublish = () => (r.onPublish ?? readAll)();
+    // Inline standbys read once a quarter of the ring waits (reading each batch as it comes
+    // costs the primary's thread their whole work every time); the host may run them sooner.
+    writer.onPublish = () => {
+      if (r.onPublish !== undefined) r.onPublish();
+      else if (writer.used() >= writer.capacity / 4) readAll();
+    };
     // A full ring: inline standbys read now; standby threads are waited for (a stalled thread
     // stalls the primary: acknowledging without the record would be a lie).
     writer.makeRoom = inline ? () => (readAll(), true) : () => {

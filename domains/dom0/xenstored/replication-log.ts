@@ -90,24 +90,30 @@ export class ReplicationLogWriter extends Ring {
   publish(bytes: Uint8Array): void {
     check(!this.dead(), 'publish after the primary died');
     let off = 0;
+    let used = this.used();
     while (off < bytes.length) {
-      let free = this.capacity - this.used();
+      let free = this.capacity - used;
       if (free === 0) {
         check(this.makeRoom(Math.min(this.capacity, bytes.length - off)), `ring full (${this.capacity} bytes) and no standby reads`);
-        free = this.capacity - this.used();
+        used = this.used();
+        free = this.capacity - used;
         check(free > 0, 'makeRoom freed nothing');
       }
       const n = Math.min(free, bytes.length - off);
       const tail = this.tail();
       const at = tail & (this.capacity - 1);
       const first = Math.min(n, this.capacity - at);
-      this.data.set(bytes.subarray(off, off + first), at);
+      this.data.set(first === bytes.length ? bytes : bytes.subarray(off, off + first), at);
       if (first < n) this.data.set(bytes.subarray(off + first, off + n), 0);
       // The bytes are in place before the tail says so (Atomics.store is sequentially consistent).
       Atomics.store(this.h, TAIL, (tail + n) | 0);
-      Atomics.notify(this.h, TAIL);
       off += n;
+      used += n;
     }
+    // Standby threads look every few milliseconds on their own; waking one (a futex call) per
+    // batch would cost the primary more than the rest of publishing. They are woken early
+    // once a quarter of the ring waits for them.
+    if (used >= this.capacity / 4) Atomics.notify(this.h, TAIL);
     this.onPublish?.();
   }
 

@@ -36,6 +36,7 @@ function compare(h: Harness, i: number, what: string): void {
   h.daemon.flush();
   const r = h.daemon.replication!;
   const standby = r.standbys[i];
+  standby.pump();
   assert.equal(standby.applied, r.recorder.seq, `${what}: standby ${i} applied every published batch`);
   const primary = readState(dumpState(h.xs, noBytes, { transactions: true }), h.daemon.opts, { transactions: true }).xs;
   const replica = readState(standby.stream(h.daemon.opts), h.daemon.opts, { transactions: true }).xs;
