@@ -30,7 +30,7 @@ const int = (v: string): number => {
 
 interface UpOptions {
   socket?: string; control?: string; guests?: number; seed?: number; lockstep?: boolean; pool?: number;
-  profile?: 'c' | 'ocaml'; trace?: string; migrateListen?: string; migrateAllowRemote?: boolean;
+  profile?: 'c' | 'ocaml'; trace?: string; migrateListen?: string; migrateAllowRemote?: boolean; seedReplicas?: number;
 }
 
 /** A mistake on the command line or in the config: printed as one message, exit status 1. */
@@ -48,6 +48,7 @@ export function registerUp(program: Command): void {
     .option('--lockstep', 'run one vCPU at a time in seeded order (replayable; no xenstored socket)')
     .option('--pool <n>', 'pack guests onto N shared threads (free-running)', int)
     .option('--profile <profile>', 'xenstored behaviour: c or ocaml')
+    .option('--seed-replicas <n>', "the seed's replication (not in Xen): N standbys follow dom0's xenstored and one takes over if it dies (default 0)", int)
     .option('--trace <file>', 'write every hypercall, event-channel and grant operation as JSON lines')
     .option('--migrate-listen <addr:port>', 'with CONFIG: receive `xl migrate` streams on this TCP address (port 0 picks one, printed as MIGRATE_LISTEN=tcp://ADDR:PORT); loopback only: the stream is unauthenticated and creates domains')
     .option('--migrate-allow-remote', '--migrate-listen may bind a non-loopback address (anyone reaching it can create domains here)')
@@ -118,7 +119,7 @@ async function upGuests(o: UpOptions): Promise<void> {
   if (!o.lockstep) await claimSockets([socket]);
   mkdirSync(dirname(socket), { recursive: true });
   // In lockstep the socket would let outside timing in; dom0 tools then see a frozen host.
-  await rt.bootDom0({ socketPath: o.lockstep ? undefined : socket, profile: o.profile ?? 'c' });
+  await rt.bootDom0({ socketPath: o.lockstep ? undefined : socket, profile: o.profile ?? 'c', seedReplicas: o.seedReplicas });
   for (let id = 1; id <= guests; id++) await rt.createGuest({ domid: id, program: { module: IDLE } });
   await rt.quiesce();
   const where = o.lockstep ? '(lockstep: no socket)' : `XENSTORED_PATH=${socket}`;
@@ -173,7 +174,7 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
     await trace.end();
   };
   try {
-    await rt.bootDom0({ socketPath: socket, profile: o.profile ?? cfg.profile ?? 'c' });
+    await rt.bootDom0({ socketPath: socket, profile: o.profile ?? cfg.profile ?? 'c', seedReplicas: o.seedReplicas });
     ownSocket = socket !== undefined;
     const xl = new Xl(rt);
     const ctl = new XlControl(xl);
