@@ -130,7 +130,10 @@ export class XenstoredDaemon {
     // costs the primary's thread their whole work every time); the host may run them sooner.
     writer.onPublish = () => {
       if (r.onPublish !== undefined) r.onPublish();
-      else if (writer.used() >= writer.capacity / 4) readAll();
+      else if (writer.room <= (3 * writer.capacity) / 4) {
+        readAll();
+        writer.refreshRoom();
+      }
     };
     // A full ring: inline standbys read now; standby threads are waited for (a stalled thread
     // stalls the primary: acknowledging without the record would be a lie).

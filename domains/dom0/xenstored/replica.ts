@@ -46,6 +46,18 @@ const PLAIN = new Set<number>([
 /** Buffer's own latin1 writer: Buffer.write() checks its arguments on every call, which shows in the primary's cost. */
 type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
 
+/** Little-endian stores by hand: Buffer's writeUInt*LE check their arguments on every call. */
+function u16(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+}
+function u32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
+}
+
 function check(ok: boolean, what: string): asserts ok {
   if (!ok) throw new Error(`xenstored replication: ${what}`);
 }
@@ -62,7 +74,8 @@ export class ReplicationRecorder implements StoreObserver {
   /** Batches published. */
   seq = 0;
   private metaDirty = true;
-  private readonly sig: number[] = [];
+  private readonly sig: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+  private readonly now: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
   private xs: Xenstored | undefined;
   private readonly permBytes = new WeakMap<Perms, Buffer>();
 
@@ -102,9 +115,11 @@ export class ReplicationRecorder implements StoreObserver {
     }
     const at = this.open(Rec.PUT, 8 + 2 + 4 + perms.length + path.length + node.value.length);
     const b = this.buf;
-    b.writeDoubleLE(node.gen, at);
-    b.writeUInt16LE(path.length, at + 8);
-    b.writeUInt32LE(node.value.length, at + 10);
+    // The generation as two 32-bit halves (it stays below 2^53).
+    u32(b, at, node.gen >>> 0);
+    u32(b, at + 4, Math.floor(node.gen / 2 ** 32));
+    u16(b, at + 8, path.length);
+    u32(b, at + 10, node.value.length);
     perms.copy(b, at + 14);
     let o = at + 14 + perms.length;
     o += b.latin1Write(path, o);
@@ -113,7 +128,7 @@ export class ReplicationRecorder implements StoreObserver {
 
   removed(path: string): void {
     const at = this.open(Rec.DEL, 2 + path.length);
-    this.buf.writeUInt16LE(path.length, at);
+    u16(this.buf, at, path.length);
     this.buf.latin1Write(path, at + 2);
   }
 
@@ -142,8 +157,8 @@ export class ReplicationRecorder implements StoreObserver {
     if (this.metaChanged(xs)) this.meta(xs);
     if (this.len === 0) return;
     const at = this.open(Rec.BATCH, 4);
-    this.buf.writeUInt32LE(++this.seq >>> 0, at);
-    this.log.publish(this.buf.subarray(0, this.len));
+    u32(this.buf, at, ++this.seq);
+    this.log.publish(this.buf, this.len);
     this.len = 0;
   }
 
@@ -166,7 +181,15 @@ export class ReplicationRecorder implements StoreObserver {
     }
     let gens = 0;
     for (const d of xs.domains.values()) gens += d.generation + d.port + (d.introduced ? 1 : 0);
-    const now = [xs.connections.size, conns, watches, txs, priv, xs.domains.size, xs.domainEpoch, gens];
+    const now = this.now;
+    now[0] = xs.connections.size;
+    now[1] = conns;
+    now[2] = watches;
+    now[3] = txs;
+    now[4] = priv;
+    now[5] = xs.domains.size;
+    now[6] = xs.domainEpoch;
+    now[7] = gens;
     let changed = this.metaDirty;
     for (let i = 0; i < now.length; i++) {
       if (this.sig[i] !== now[i]) changed = true;
@@ -201,8 +224,8 @@ export class ReplicationRecorder implements StoreObserver {
       this.buf.copy(grown, 0, 0, this.len);
       this.buf = grown;
     }
-    this.buf.writeUInt32LE(1 + body, this.len);
-    this.buf.writeUInt8(kind, this.len + 4);
+    u32(this.buf, this.len, 1 + body);
+    this.buf[this.len + 4] = kind;
     const at = this.len + 5;
     this.len = need;
     return at;
@@ -269,7 +292,7 @@ export class Standby {
     const body = at + 1;
     switch (kind) {
       case Rec.PUT: {
-        const gen = b.readDoubleLE(body);
+        const gen = b.readUInt32LE(body) + b.readUInt32LE(body + 4) * 2 ** 32;
         const plen = b.readUInt16LE(body + 8);
         const vlen = b.readUInt32LE(body + 10);
         const n = b.readUInt16LE(body + 14);

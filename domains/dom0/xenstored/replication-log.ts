@@ -69,6 +69,21 @@ export class ReplicationLogWriter extends Ring {
   makeRoom: (needed: number) => boolean = () => false;
   /** Told after every publish (wakes standby tasks or threads). */
   onPublish: (() => void) | undefined;
+  /** The tail as this writer, its only writer, last stored it. */
+  private end = 0;
+  /**
+   * Bytes that may be written without looking at the readers' heads again: the free space when
+   * last looked (readers only ever free more), so most publishes read no head at all.
+   */
+  room: number;
+  /** Bytes published since standby threads were last woken. */
+  private unwoken = 0;
+
+  constructor(shared: ReplicationLogShared) {
+    super(shared);
+    this.room = this.capacity - this.used();
+    this.end = this.tail();
+  }
 
   /** Bytes the slowest reader has not yet read. */
   used(): number {
@@ -82,38 +97,46 @@ export class ReplicationLogWriter extends Ring {
     return most;
   }
 
+  /** Looks at the readers' heads again: how much may be written now. */
+  refreshRoom(): number {
+    this.room = this.capacity - this.used();
+    return this.room;
+  }
+
   /**
-   * Appends `bytes` and publishes them (a batch, or a part of one too big for the ring). Once
+   * Appends `bytes` (its first `length`) and publishes them (a batch, or a part of one too big for the ring). Once
    * this returns, every standby can read them: the daemon acknowledges a batch's requests only
    * after this (its replies leave in the flush that follows).
    */
-  publish(bytes: Uint8Array): void {
+  publish(bytes: Uint8Array, length = bytes.length): void {
     check(!this.dead(), 'publish after the primary died');
+    check(length <= bytes.length, `publish of ${length} bytes from ${bytes.length}`);
     let off = 0;
-    let used = this.used();
-    while (off < bytes.length) {
-      let free = this.capacity - used;
-      if (free === 0) {
-        check(this.makeRoom(Math.min(this.capacity, bytes.length - off)), `ring full (${this.capacity} bytes) and no standby reads`);
-        used = this.used();
-        free = this.capacity - used;
-        check(free > 0, 'makeRoom freed nothing');
+    while (off < length) {
+      if (this.room === 0 && this.refreshRoom() === 0) {
+        check(this.makeRoom(Math.min(this.capacity, length - off)), `ring full (${this.capacity} bytes) and no standby reads`);
+        check(this.refreshRoom() > 0, 'makeRoom freed nothing');
       }
-      const n = Math.min(free, bytes.length - off);
-      const tail = this.tail();
-      const at = tail & (this.capacity - 1);
+      const n = Math.min(this.room, length - off);
+      const at = this.end & (this.capacity - 1);
       const first = Math.min(n, this.capacity - at);
-      this.data.set(first === bytes.length ? bytes : bytes.subarray(off, off + first), at);
-      if (first < n) this.data.set(bytes.subarray(off + first, off + n), 0);
+      // Plain views (Buffer.copy and Buffer.subarray allocate more and cost more per batch).
+      this.data.set(new Uint8Array(bytes.buffer, bytes.byteOffset + off, first), at);
+      if (first < n) this.data.set(new Uint8Array(bytes.buffer, bytes.byteOffset + off + first, n - first), 0);
+      this.end = (this.end + n) >>> 0;
       // The bytes are in place before the tail says so (Atomics.store is sequentially consistent).
-      Atomics.store(this.h, TAIL, (tail + n) | 0);
+      Atomics.store(this.h, TAIL, this.end | 0);
+      this.room -= n;
+      this.unwoken += n;
       off += n;
-      used += n;
     }
-    // Standby threads look every few milliseconds on their own; waking one (a futex call) per
-    // batch would cost the primary more than the rest of publishing. They are woken early
-    // once a quarter of the ring waits for them.
-    if (used >= this.capacity / 4) Atomics.notify(this.h, TAIL);
+    // Standby threads look every few milliseconds on their own; waking them (a futex call) per
+    // batch would cost the primary more than the rest of publishing. They are woken early each
+    // time another quarter of the ring has been written.
+    if (this.unwoken >= this.capacity / 4) {
+      this.unwoken = 0;
+      Atomics.notify(this.h, TAIL);
+    }
     this.onPublish?.();
   }
 
