@@ -58,8 +58,13 @@ function u32(b: Uint8Array, at: number, v: number): void {
   b[at + 3] = v >>> 24;
 }
 
+/** A broken invariant (messages built only then: checks sit on hot paths). */
+function fail(what: string): never {
+  throw new Error(`xenstored replication: ${what}`);
+}
+
 function check(ok: boolean, what: string): asserts ok {
-  if (!ok) throw new Error(`xenstored replication: ${what}`);
+  if (!ok) fail(what);
 }
 
 const NO_IO = {
@@ -278,7 +283,7 @@ export class Standby {
     let off = 0;
     while (b.length - off >= 4) {
       const len = b.readUInt32LE(off);
-      check(len >= 1 && len <= 1 << 30, `record length ${len} at log offset ${off}`);
+      if (!(len >= 1 && len <= 1 << 30)) fail(`record length ${len} at log offset ${off}`);
       if (b.length - off - 4 < len) break;
       this.record(b, off + 4, len);
       off += 4 + len;
@@ -348,14 +353,14 @@ export class Standby {
       case Rec.BATCH: {
         const seq = b.readUInt32LE(body);
         // Batches come whole and in order: a gap or a repeat is a log bug, never a state to promote.
-        check(seq === ((this.applied + 1) >>> 0), `batch ${seq} after batch ${this.applied}`);
+        if (seq !== ((this.applied + 1) >>> 0)) fail(`batch ${seq} after batch ${this.applied}`);
         for (const c of this.batch) this.apply(c);
         this.batch = [];
         this.applied = seq;
         return;
       }
       default:
-        check(false, `unknown record kind ${kind as number}`);
+        fail(`unknown record kind ${kind as number}`);
     }
   }
 
@@ -373,13 +378,13 @@ export class Standby {
         if (c.path === '/') return;
         const slash = c.path.lastIndexOf('/');
         const parent = this.nodes.get(slash === 0 ? '/' : c.path.slice(0, slash));
-        check(parent !== undefined, `node ${c.path} before its parent`);
+        if (parent === undefined) fail(`node ${c.path} before its parent`);
         (parent.kids ??= new Set()).add(c.path.slice(slash + 1));
         return;
       }
       case Rec.DEL: {
         const gone = this.nodes.get(c.path);
-        check(gone !== undefined && (gone.kids === null || gone.kids.size === 0), `removal of unknown node or one with children: ${c.path}`);
+        if (gone === undefined || (gone.kids !== null && gone.kids.size !== 0)) fail(`removal of unknown node or one with children: ${c.path}`);
         this.nodes.delete(c.path);
         const slash = c.path.lastIndexOf('/');
         this.nodes.get(slash === 0 ? '/' : c.path.slice(0, slash))?.kids?.delete(c.path.slice(slash + 1));
@@ -387,7 +392,7 @@ export class Standby {
       }
       case Rec.ORDER: {
         const n = this.nodes.get(c.path);
-        check(n !== undefined, `order of unknown node ${c.path}`);
+        if (n === undefined) fail(`order of unknown node ${c.path}`);
         n.kids = new Set(c.names);
         return;
       }
@@ -432,7 +437,7 @@ export class Standby {
     while (stack.length !== 0) {
       const path = stack.pop()!;
       const n = this.nodes.get(path);
-      check(n !== undefined, `child ${path} without its node`);
+      if (n === undefined) fail(`child ${path} without its node`);
       const perms = internPerms(n.perms);
       w.node(path, n.value, statePerms(settle ? probe.settlePerms(perms, n.gen) : perms));
       if (n.kids === null) continue;

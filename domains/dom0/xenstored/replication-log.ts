@@ -13,8 +13,13 @@ const DEAD = 1;
 const READERS = 2;
 const HEADS = 3;
 
+/** A broken invariant (messages built only then: checks sit on hot paths). */
+function fail(what: string): never {
+  throw new Error(`replication log: ${what}`);
+}
+
 function check(ok: boolean, what: string): asserts ok {
-  if (!ok) throw new Error(`replication log: ${what}`);
+  if (!ok) fail(what);
 }
 
 /** The shared part: header and ring, in one SharedArrayBuffer another thread can be given. */
@@ -24,8 +29,8 @@ export interface ReplicationLogShared {
 }
 
 export function createReplicationLog(readers: number, capacity = 1 << 22): ReplicationLogShared {
-  check(readers >= 1 && readers <= 16, `${readers} readers (1 to 16)`);
-  check(capacity >= 4096 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0, `capacity ${capacity} is not a power of two in [4 KiB, 1 GiB]`);
+  if (!(readers >= 1 && readers <= 16)) fail(`${readers} readers (1 to 16)`);
+  if (!(capacity >= 4096 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0)) fail(`capacity ${capacity} is not a power of two in [4 KiB, 1 GiB]`);
   const header = (HEADS + readers) * 4;
   const sab = new SharedArrayBuffer(header + capacity);
   new Int32Array(sab, 0, HEADS + readers)[READERS] = readers;
@@ -91,7 +96,7 @@ export class ReplicationLogWriter extends Ring {
     let most = 0;
     for (let i = 0; i < this.readers; i++) {
       const lag = (tail - this.head(i)) >>> 0;
-      check(lag <= this.capacity, `reader ${i} is ${lag} bytes behind a ${this.capacity}-byte ring (head past tail?)`);
+      if (lag > this.capacity) fail(`reader ${i} is ${lag} bytes behind a ${this.capacity}-byte ring (head past tail?)`);
       most = Math.max(most, lag);
     }
     return most;
@@ -110,11 +115,11 @@ export class ReplicationLogWriter extends Ring {
    */
   publish(bytes: Uint8Array, length = bytes.length): void {
     check(!this.dead(), 'publish after the primary died');
-    check(length <= bytes.length, `publish of ${length} bytes from ${bytes.length}`);
+    if (length > bytes.length) fail(`publish of ${length} bytes from ${bytes.length}`);
     let off = 0;
     while (off < length) {
       if (this.room === 0 && this.refreshRoom() === 0) {
-        check(this.makeRoom(Math.min(this.capacity, length - off)), `ring full (${this.capacity} bytes) and no standby reads`);
+        if (!this.makeRoom(Math.min(this.capacity, length - off))) fail(`ring full (${this.capacity} bytes) and no standby reads`);
         check(this.refreshRoom() > 0, 'makeRoom freed nothing');
       }
       const n = Math.min(this.room, length - off);
@@ -151,13 +156,13 @@ export class ReplicationLogWriter extends Ring {
 export class ReplicationLogReader extends Ring {
   constructor(shared: ReplicationLogShared, readonly index: number) {
     super(shared);
-    check(index >= 0 && index < this.readers, `reader ${index} of ${this.readers}`);
+    if (!(index >= 0 && index < this.readers)) fail(`reader ${index} of ${this.readers}`);
   }
 
   /** Published bytes not yet read. */
   available(): number {
     const n = (this.tail() - this.head(this.index)) >>> 0;
-    check(n <= this.capacity, `reader ${this.index}: ${n} bytes available in a ${this.capacity}-byte ring`);
+    if (n > this.capacity) fail(`reader ${this.index}: ${n} bytes available in a ${this.capacity}-byte ring`);
     return n;
   }
 
