@@ -48,7 +48,7 @@ export interface DaemonOptions extends XenstoredOptions {
    * (failover()). Default 0: none, as real xenstored.
    */
   readonly seedReplicas?: number;
-  /** The replication log's ring, in bytes (a power of two; default 4 MiB). */
+  /** The replication log's ring, in bytes (a power of two; default 16 MiB). */
   readonly seedReplicationLogBytes?: number;
   /**
    * Where the standbys run: 'inline' (default), objects of this thread that read the log after
@@ -147,8 +147,9 @@ export class XenstoredDaemon {
     };
     this.replication = r;
     r.recorder.follow(this.xs);
-    r.recorder.commit();
+    // The host starts its standbys before the whole state goes out (it may not fit the ring).
     this.onReplicationRestarted?.();
+    r.recorder.commit();
   }
 
   /** Told when a new log and standbys replace the old (after a failover or restart): the host runs them. */

@@ -28,7 +28,8 @@ export interface ReplicationLogShared {
   readonly capacity: number;
 }
 
-export function createReplicationLog(readers: number, capacity = 1 << 22): ReplicationLogShared {
+/** 16 MiB by default: a 100k-node tree's whole state fits, as it goes out at every new primary. */
+export function createReplicationLog(readers: number, capacity = 1 << 24): ReplicationLogShared {
   if (!(readers >= 1 && readers <= 16)) fail(`${readers} readers (1 to 16)`);
   if (!(capacity >= 4096 && capacity <= 1 << 30 && (capacity & (capacity - 1)) === 0)) fail(`capacity ${capacity} is not a power of two in [4 KiB, 1 GiB]`);
   const header = (HEADS + readers) * 4;
