@@ -150,6 +150,24 @@ describe('xenstored replication (the seed\'s --seed-replicas)', () => {
     assert.equal(h.dom0.read('/tool/unacked'), 'ENOENT');
   });
 
+  it('standbys on threads of their own: the primary dies, standby 0 sends a stream with every acknowledged write', async function () {
+    this.timeout(30_000);
+    const { startStandbyThreads } = await import('../../../domains/dom0/xenstored/standby-thread.ts');
+    const h = new Harness({ seedReplicas: 2, seedStandbys: 'threads' });
+    const threads = startStandbyThreads(h.daemon.replication!, {});
+    try {
+      await threads.ready;
+      for (let i = 0; i < 200; i++) assert.equal(h.dom0.write(`/tool/k${i}`, `v${i}`), 'OK');
+      h.daemon.crash();
+      const promoted = await threads.promoted;
+      assert.equal(promoted.applied, h.daemon.replication!.recorder.seq, 'standby 0 applied every published batch');
+      h.daemon.failover(promoted.stream);
+      for (let i = 0; i < 200; i++) assert.equal(h.dom0.read(`/tool/k${i}`), `v${i}`);
+    } finally {
+      await threads.stop();
+    }
+  });
+
   describe('the log', () => {
     it('publishes whole batches; a reader never reads past the tail', () => {
       const shared = createReplicationLog(2, 4096);
