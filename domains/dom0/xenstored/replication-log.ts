@@ -84,6 +84,8 @@ export class ReplicationLogWriter extends Ring {
   room: number;
   /** Bytes published since standby threads were last woken. */
   private unwoken = 0;
+  /** Set by markDead(): this writer's own copy (reading the shared word costs every publish). */
+  private died = false;
 
   constructor(shared: ReplicationLogShared) {
     super(shared);
@@ -110,12 +112,12 @@ export class ReplicationLogWriter extends Ring {
   }
 
   /**
-   * Appends `bytes` (its first `length`) and publishes them (a batch, or a part of one too big for the ring). Once
-   * this returns, every standby can read them: the daemon acknowledges a batch's requests only
-   * after this (its replies leave in the flush that follows).
+   * Appends the first `length` bytes of `bytes` and publishes them (a batch, or a part of one
+   * too big for the ring). Once this returns, every standby can read them: the daemon
+   * acknowledges a batch's requests only after this (its replies leave in the flush that follows).
    */
   publish(bytes: Uint8Array, length = bytes.length): void {
-    check(!this.dead(), 'publish after the primary died');
+    if (this.died) fail('publish after the primary died');
     if (length > bytes.length) fail(`publish of ${length} bytes from ${bytes.length}`);
     let off = 0;
     while (off < length) {
@@ -148,6 +150,7 @@ export class ReplicationLogWriter extends Ring {
 
   /** The primary is gone (what a standby's watchdog would see): readers stop waiting. */
   markDead(): void {
+    this.died = true;
     Atomics.store(this.h, DEAD, 1);
     Atomics.notify(this.h, TAIL);
   }
