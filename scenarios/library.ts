@@ -25,6 +25,7 @@ import toolstackTransactionsRace from './toolstack-transactions-race.ts';
 import vbdHandshake from './vbd-handshake.ts';
 import vbdReplacedWhileGuestPaused from './vbd-replaced-while-guest-paused.ts';
 import xenstoredCrash from './xenstored-crash.ts';
+import xenstoredFailover from './xenstored-failover.ts';
 import xenstoredRestart from './xenstored-restart.ts';
 import xsa115 from './xsa-115-watch-permissions.ts';
 import xsa322 from './xsa-322-417-stale-acl.ts';
@@ -68,6 +69,7 @@ export const LIBRARY: readonly ScenarioDef[] = [
   xenstoredCrash,
   xenstoredRestart,
   dom0CrashWithXenstoreDomain,
+  xenstoredFailover,
   quotaBites,
   slowWatcher,
   domidReuse,

@@ -31,7 +31,7 @@ const int = (v: string): number => {
 interface UpOptions {
   socket?: string; control?: string; guests?: number; seed?: number; lockstep?: boolean; pool?: number;
   profile?: 'c' | 'ocaml'; trace?: string; migrateListen?: string; migrateAllowRemote?: boolean;
-  xenstoreDomain?: boolean;
+  xenstoreDomain?: boolean; seedReplicas?: number;
 }
 
 /** A mistake on the command line or in the config: printed as one message, exit status 1. */
@@ -50,6 +50,7 @@ export function registerUp(program: Command): void {
     .option('--pool <n>', 'pack guests onto N shared threads (free-running)', int)
     .option('--profile <profile>', 'xenstored behaviour: c or ocaml')
     .option('--xenstore-domain', "run xenstored in a xenstore domain of its own (init-xenstore-domain), not in dom0: dom0's tools reach it over dom0's ring, and the socket is dom0's /dev/xen/xenbus")
+    .option('--seed-replicas <n>', "the seed's replication (not in Xen): N standbys follow dom0's xenstored and one takes over if it dies (default 0)", int)
     .option('--trace <file>', 'write every hypercall, event-channel and grant operation as JSON lines')
     .option('--migrate-listen <addr:port>', 'with CONFIG: receive `xl migrate` streams on this TCP address (port 0 picks one, printed as MIGRATE_LISTEN=tcp://ADDR:PORT); loopback only: the stream is unauthenticated and creates domains')
     .option('--migrate-allow-remote', '--migrate-listen may bind a non-loopback address (anyone reaching it can create domains here)')
@@ -120,7 +121,7 @@ async function upGuests(o: UpOptions): Promise<void> {
   if (!o.lockstep) await claimSockets([socket]);
   mkdirSync(dirname(socket), { recursive: true });
   // In lockstep the socket would let outside timing in; dom0 tools then see a frozen host.
-  await rt.bootDom0({ socketPath: o.lockstep ? undefined : socket, profile: o.profile ?? 'c', xenstoreDomain: o.xenstoreDomain });
+  await rt.bootDom0({ socketPath: o.lockstep ? undefined : socket, profile: o.profile ?? 'c', xenstoreDomain: o.xenstoreDomain, seedReplicas: o.seedReplicas });
   const first = (rt.xenstoreDomid ?? 0) + 1;
   for (let id = first; id < first + guests; id++) await rt.createGuest({ domid: id, program: { module: IDLE } });
   await rt.quiesce();
@@ -177,7 +178,7 @@ async function upConfig(file: string, o: UpOptions): Promise<void> {
     await trace.end();
   };
   try {
-    await rt.bootDom0({ socketPath: socket, profile: o.profile ?? cfg.profile ?? 'c', xenstoreDomain: o.xenstoreDomain });
+    await rt.bootDom0({ socketPath: socket, profile: o.profile ?? cfg.profile ?? 'c', xenstoreDomain: o.xenstoreDomain, seedReplicas: o.seedReplicas });
     ownSocket = socket !== undefined;
     const xl = new Xl(rt);
     const ctl = new XlControl(xl);

@@ -53,6 +53,11 @@ export interface Dom0Args {
   /** Faults and buggy variants of xenstored (the scenario engine's knobs). */
   readonly xenstored?: XenstoredFaults;
   /**
+   * The seed's replication (not Xen; `--seed-replicas N`): N standbys follow xenstored over a
+   * shared-memory log and one takes over when it dies. Default 0.
+   */
+  readonly seedReplicas?: number;
+  /**
    * Where absolute disk targets (`target=/...`) live on this host: a directory standing for shared
    * storage mounted at / (hosts given the same one share images). Default: this machine's paths.
    */
@@ -85,6 +90,9 @@ export type Dom0Command =
   /** A toolstack write (with an ACL), e.g. to set up shared nodes for a scenario. */
   | { cmd: 'write'; domid: number; path: string; value: string; perms: string[] };
 
+/** How long the standbys' watchdog takes to see the primary gone (a missed 10 ms heartbeat). */
+const FAILOVER_AFTER_NS = 10e6;
+
 export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Promise<void> {
   // Linux's xen_init_IRQ picks FIFO before it binds anything (events pending before the switch
   // would wait for their array page).
@@ -104,7 +112,38 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
     clock: () => Math.floor(k.now() / 1e9),
     clockMs: () => Math.floor(k.now() / 1e6),
     timer: (fn, ms) => void k.setTimer(ms * 1e6, fn),
+    seedReplicas: args.seedReplicas,
   });
+  // In lockstep each standby is a task of its own: it reads the log when the scheduler lets it,
+  // so schedules interleave the standbys with the primary (and replay exactly).
+  const point = k.point;
+  if (daemon.replication !== undefined && point !== undefined) {
+    const wake: (() => void)[] = [];
+    const hostStandbys = (): void => {
+      daemon.replication!.onPublish = () => {
+        for (const w of wake.splice(0)) w();
+      };
+    };
+    hostStandbys();
+    daemon.onReplicationRestarted = hostStandbys;
+    for (let i = 0; i < args.seedReplicas!; i++) {
+      void (async () => {
+        for (;;) {
+          await new Promise<void>((r) => wake.push(r));
+          await point(`xenstored standby ${i}`);
+          // The primary may have died meanwhile: the one taking over reads the rest itself.
+          if (daemon.crashed) continue;
+          try {
+            daemon.replication!.standbys[i].pump();
+          } catch (e) {
+            // A standby that cannot follow the log (a replication bug) says so and stops.
+            k.trace({ kind: 'oops', where: `xenstored standby ${i}`, error: e instanceof Error ? e.message : String(e) });
+            return;
+          }
+        }
+      })();
+    }
+  }
   // The instance changes with a live update: always daemon.xs.
   if (args.trace) traceDaemon(k, daemon);
   if (args.socketPath) await new XenstoredServer({ socketPath: args.socketPath, profile: args.profile }, daemon).listen();
@@ -151,10 +190,12 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   // xenstored dies (a fault), and, when asked, is started again after a while (as systemd's
   // Restart= with RestartSec would): the new process maps every ring its last state names.
   let restartAfterNs: number | undefined;
-  const restart = (): void => rings.restart();
+  const restart = (how: 'restart' | 'failover'): void => rings.restart(how);
   daemon.onCrash = () => {
     k.trace({ kind: 'fault', fault: 'xenstored-crash' });
-    if (restartAfterNs !== undefined) k.setTimer(restartAfterNs, restart);
+    // With standbys, one takes over once their watchdog has seen the primary gone.
+    if (daemon.replication !== undefined) k.setTimer(FAILOVER_AFTER_NS, () => restart('failover'));
+    else if (restartAfterNs !== undefined) k.setTimer(restartAfterNs, () => restart('restart'));
   };
   control.on('message', (m: Dom0Command | { cmd: 'toolstack'; id: number; op: string; args: unknown } | XenstoredCrashCommand) => {
     if (m.cmd === 'xenstored-crash') {

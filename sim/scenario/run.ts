@@ -336,8 +336,8 @@ export class ScenarioRun {
     if (e.host === undefined) {
       this.shadow?.see(e);
       if (e.kind === 'fault' && e.fault === 'xenstored-crash') this.shadowOff = true;
-      // A restarted daemon answers again: its tree must hold every write committed before the crash.
-      if (e.kind === 'xenstored' && e.op === 'restarted') this.shadowOff = false;
+      // A restarted daemon (or a standby taken over) answers again: its tree must hold every write committed before the crash.
+      if (e.kind === 'xenstored' && (e.op === 'restarted' || e.op === 'failed-over')) this.shadowOff = false;
     }
     for (const h of this.traceHooks) h(e);
   }

@@ -10,6 +10,8 @@ import { parseTrace, replayTrace } from './trace-replay.ts';
 import { TraceFile } from './trace.ts';
 import { DB_DEBUG_FILE, dbDebug } from './db-debug.ts';
 import { XenstoredServer } from './unix-socket.ts';
+import type { XenstoredDaemon } from './daemon.ts';
+import { startStandbyThreads } from './standby-thread.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -82,6 +84,7 @@ export function registerXenstored(program: Command): void {
     .option('--restore <file>', 'start from a state stream (xenstore-migration.md format) instead of an empty tree')
     .option('--dump <file>', 'write the state stream to FILE when stopped (SIGTERM, SIGINT) and on SIGUSR1 (the seed\'s "state dumped upon SIGUSR1", to a path you choose); profile ocaml also writes oxenstored\'s debug dump <rundir>/db.debug on SIGUSR1')
     .option('--config-file <file>', "profile ocaml: oxenstored's configuration (oxenstored.conf: its quota-* keys and conflict-max-history-seconds; other keys are read and said not modelled)")
+    .option('--seed-replicas <n>', "the seed's replication (not in Xen): N standby threads follow every committed change over a shared-memory log; SIGUSR2 kills the primary (a fault to try it) and standby 0 takes over with every connection (default 0: none)", int)
     .option('--replay <trace>', "re-run the requests of a -T trace (a real C xenstored's or xensim's) on a fresh daemon of --profile and report every reply that differs; exit 1 if any does")
     .addHelpText('after', `
 Live update (Debian's \`xenstore-control live-update [-c CMDLINE] [-t SECS] [-F] FILE\`,
@@ -140,6 +143,8 @@ clients of the daemon that wrote it are gone.`)
           quotas: cmdline === undefined ? quotas : cmdlineQuotas(cmdline, profile),
         }),
         restoreFrom: typeof o.restore === 'string' ? readFileSync(o.restore) : undefined,
+        seedReplicas: o.seedReplicas as number | undefined,
+        seedStandbys: 'threads',
       });
       // What C syslogs ("live-update: read state"), with the stream's size.
       // What C sends to syslog (memory quota crossings), on stderr.
@@ -150,6 +155,7 @@ clients of the daemon that wrote it are gone.`)
         process.stderr.write(`xenstored: live-update: new instance read ${d.bytes} bytes of state, ${d.restored.connections.size} connections\n`);
       };
       await server.listen();
+      if (server.daemon.replication !== undefined) standbysFor(server.daemon, profile, syslog);
       // Once the tree is big, let V8 keep less slack above the live heap (a million nodes: about
       // 270 MB RSS instead of 370 MB); small trees keep the default, which collects less often.
       const bigTree = setInterval(() => {
@@ -203,4 +209,27 @@ function replayCommand(path: string, profile: Profile, quotas: Partial<Quotas>):
   if (r.differences.length > shown.length) out.write(`  ... and ${r.differences.length - shown.length} more\n`);
   out.write(`${r.differences.length} differing\n`);
   return r.differences.length === 0 ? 0 : 1;
+}
+
+/**
+ * `--seed-replicas N`: the standby threads, started again for each new primary; SIGUSR2 kills the
+ * primary and the one that takes over is read from standby 0's stream.
+ */
+function standbysFor(daemon: XenstoredDaemon, profile: Profile, syslog: (level: string, text: string) => void): void {
+  let threads = startStandbyThreads(daemon.replication!, { profile });
+  daemon.onReplicationRestarted = () => {
+    threads = startStandbyThreads(daemon.replication!, { profile });
+  };
+  process.on('SIGUSR2', () => {
+    if (daemon.crashed) return;
+    const old = threads;
+    const t0 = performance.now();
+    daemon.crash();
+    void old.promoted.then((p) => {
+      const restored = daemon.failover(p.stream);
+      daemon.xs.syslog = syslog;
+      process.stderr.write(`xenstored: failover: standby 0 took over in ${(performance.now() - t0).toFixed(1)} ms (${p.applied} batches, ${p.stream.length} bytes of state, ${restored.xs.connections.size} connections)\n`);
+      return old.stop();
+    });
+  });
 }

@@ -5,6 +5,8 @@
 import { type XsMessage, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
 import { dumpState, luReply, luStep, outputMessages, readState, restoreOffline, type RestoredState } from './lu.ts';
+import { ReplicationRecorder, Standby } from './replica.ts';
+import { createReplicationLog, ReplicationLogReader, type ReplicationLogShared, ReplicationLogWriter } from './replication-log.ts';
 import type { TraceFile } from './trace.ts';
 
 /** What the connection layer offers the daemon for one connection. */
@@ -40,6 +42,31 @@ export interface DaemonOptions extends XenstoredOptions {
   readonly timer?: (fn: () => void, ms: number) => void;
   /** Start from a state stream written earlier (`xensim xenstored --restore`). */
   readonly restoreFrom?: Uint8Array;
+  /**
+   * The seed's replication (not in Xen: `--seed-replicas N`): N standbys follow every committed
+   * change over a shared-memory log (replica.ts) and one takes over when this daemon dies
+   * (failover()). Default 0: none, as real xenstored.
+   */
+  readonly seedReplicas?: number;
+  /** The replication log's ring, in bytes (a power of two; default 16 MiB). */
+  readonly seedReplicationLogBytes?: number;
+  /**
+   * Where the standbys run: 'inline' (default), objects of this thread that read the log after
+   * each publish unless the host runs them as tasks of their own (Replication.onPublish);
+   * 'threads', the host hands Replication.shared to standby threads (standby-thread.ts).
+   */
+  readonly seedStandbys?: 'inline' | 'threads';
+}
+
+/** The daemon's replication log and, when inline, its standbys. */
+export interface Replication {
+  readonly shared: ReplicationLogShared;
+  readonly writer: ReplicationLogWriter;
+  readonly recorder: ReplicationRecorder;
+  /** In-process standbys ('inline'); empty when standby threads read the log. */
+  readonly standbys: readonly Standby[];
+  /** Told after each publish (a lockstep host wakes its standby tasks); default: inline standbys read once the ring is a quarter full. */
+  onPublish: (() => void) | undefined;
 }
 
 /** One live update done: the stream's size, and its connections. */
@@ -82,10 +109,60 @@ export class XenstoredDaemon {
 
   constructor(readonly opts: DaemonOptions = {}) {
     this.xs = opts.restoreFrom !== undefined ? restoreOffline(opts.restoreFrom, opts) : new Xenstored(opts);
+    if ((opts.seedReplicas ?? 0) > 0) this.startReplication();
+  }
+
+  /** The seed's replication, when asked for (`seedReplicas`). */
+  replication: Replication | undefined;
+
+  /** A new log and standbys following this.xs, its whole state published as the first batch. */
+  private startReplication(): void {
+    const n = this.opts.seedReplicas!;
+    const shared = createReplicationLog(n, this.opts.seedReplicationLogBytes);
+    const writer = new ReplicationLogWriter(shared);
+    const inline = (this.opts.seedStandbys ?? 'inline') === 'inline';
+    const standbys = inline ? Array.from({ length: n }, (_, i) => new Standby(new ReplicationLogReader(shared, i))) : [];
+    const readAll = (): void => {
+      for (const s of standbys) s.pump();
+    };
+    const r: Replication = { shared, writer, recorder: new ReplicationRecorder(writer), standbys, onPublish: undefined };
+    // Inline standbys read once a quarter of the ring waits (reading each batch as it comes
+    // costs the primary's thread their whole work every time); the host may run them sooner.
+    writer.onPublish = () => {
+      if (r.onPublish !== undefined) r.onPublish();
+      else if (writer.room <= (3 * writer.capacity) / 4) {
+        readAll();
+        writer.refreshRoom();
+      }
+    };
+    // A full ring: inline standbys read now; standby threads are waited for (a stalled thread
+    // stalls the primary: acknowledging without the record would be a lie).
+    writer.makeRoom = inline ? () => (readAll(), true) : () => {
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      for (let ms = 0; ms < 10_000; ms++) {
+        if (writer.used() < writer.capacity) return true;
+        Atomics.wait(nap, 0, 0, 1);
+      }
+      return false;
+    };
+    this.replication = r;
+    r.recorder.follow(this.xs);
+    // The host starts its standbys before the whole state goes out (it may not fit the ring).
+    this.onReplicationRestarted?.();
+    r.recorder.commit();
+  }
+
+  /** Told when a new log and standbys replace the old (after a failover or restart): the host runs them. */
+  onReplicationRestarted: (() => void) | undefined;
+
+  /** Publishes the batch so far: from here on its replies may leave (be acknowledged). */
+  private replicate(): void {
+    if (this.replication !== undefined && !this.crashed) this.replication.recorder.commit();
   }
 
   attach(conn: number, sink: Sink): void {
     this.sinks.set(conn, sink);
+    this.replication?.recorder.touched();
   }
 
   /** Stops output to a connection (only if `only` is given: while that sink is the attached one). */
@@ -96,6 +173,7 @@ export class XenstoredDaemon {
     if (i >= 0) this.touched.splice(i, 1);
     this.touchedIn.delete(sink);
     this.sinks.delete(conn);
+    this.replication?.recorder.touched();
   }
 
   /** Set by crash(): the daemon is gone; nothing is read or answered any more. */
@@ -120,6 +198,9 @@ export class XenstoredDaemon {
   }
 
   private die(): void {
+    // What was staged since the last publish was never acknowledged: it dies with the process.
+    this.replication?.recorder.drop();
+    this.replication?.writer.markDead();
     this.crashed = true;
     this.crashOnRequestFrom = undefined;
     this.onCrash?.();
@@ -143,6 +224,36 @@ export class XenstoredDaemon {
     if (!this.crashed) throw new Error('xenstored restart: the daemon is running');
     const empty = new Uint8Array(0);
     const bytes = dumpState(this.xs, { input: () => empty, output: () => ({ data: empty, respLen: 0 }) }, { transactions: true });
+    return this.takeOver(bytes);
+  }
+
+  /**
+   * The seed's failover: the daemon died and a standby takes over. Standby 0 reads the rest of
+   * the log (batches the primary published: every acknowledged one) and the new daemon is read
+   * from the stream it writes, as restart() reads the dead one's (the same connections, watches
+   * and transaction ids; what only the dead process held is gone). `stream`: a standby thread's,
+   * written there (seedStandbys 'threads'). The new daemon starts a fresh set of standbys.
+   */
+  failover(stream?: Uint8Array): RestoredState {
+    if (!this.crashed) throw new Error('xenstored failover: the daemon is running');
+    const r = this.replication;
+    if (r === undefined) throw new Error('xenstored failover: no standbys (seedReplicas 0)');
+    let bytes = stream;
+    if (bytes === undefined) {
+      const standby = r.standbys[0];
+      if (standby === undefined) throw new Error('xenstored failover: the standbys are threads: give their stream');
+      standby.catchUp();
+      // Log indexes: the standby holds every batch published, and nothing else.
+      if (standby.applied !== r.recorder.seq || standby.reader.available() !== 0) {
+        throw new Error(`xenstored failover: standby applied batch ${standby.applied} of ${r.recorder.seq}`);
+      }
+      bytes = standby.stream(this.opts);
+    }
+    return this.takeOver(bytes);
+  }
+
+  /** A new daemon instance from a dead one's state stream takes over every connection it names. */
+  private takeOver(bytes: Uint8Array): RestoredState {
     const restored = readState(bytes, this.opts, { transactions: true });
     restored.xs.setUpDomain = this.xs.setUpDomain;
     restored.xs.syslog = this.xs.syslog;
@@ -150,6 +261,7 @@ export class XenstoredDaemon {
     this.crashed = false;
     this.touched.length = 0;
     this.generation++;
+    if (this.replication !== undefined) this.startReplication();
     for (const [conn, sink] of [...this.sinks]) {
       if (this.xs.connections.has(conn)) continue;
       this.detach(conn);
@@ -169,8 +281,21 @@ export class XenstoredDaemon {
     }
     this.opts.trace?.io(conn, 'IN', msg);
     if (this.onTrace) this.traceMsg(conn, 'IN', msg);
-    this.route(this.xs.handle(conn, msg));
+    const rec = this.replication?.recorder;
+    if (rec === undefined) {
+      this.route(this.xs.handle(conn, msg));
+      return;
+    }
+    rec.request(msg.type);
+    this.inRequest = true;
+    try {
+      this.route(this.xs.handle(conn, msg));
+    } finally {
+      this.inRequest = false;
+    }
   }
+
+  private inRequest = false;
 
   /** One request, its output flushed at once. */
   input(conn: number, msg: XsMessage): void {
@@ -182,6 +307,7 @@ export class XenstoredDaemon {
   /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
   route(outcome: Outcome): void {
     if (this.crashed) return;
+    if (!this.inRequest) this.replication?.recorder.touched();
     for (const d of outcome.deliveries) {
       this.opts.trace?.io(d.conn, 'OUT', d.msg);
       if (this.onTrace) this.traceMsg(d.conn, 'OUT', d.msg);
@@ -190,6 +316,7 @@ export class XenstoredDaemon {
     for (const c of outcome.closed) {
       const sink = this.sinks.get(c);
       if (sink) {
+        this.replicate();
         sink.flush();
         this.detach(c);
         sink.ended();
@@ -224,6 +351,8 @@ export class XenstoredDaemon {
       this.stalled.clear();
       for (const f of again) f();
     }
+    // The batch is in the log before any of its replies leaves (acknowledged = sent).
+    this.replicate();
     // A sink's flush may touch others (and they are flushed too), as iterating a Set would.
     for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
     this.touched.length = 0;
@@ -284,6 +413,7 @@ export class XenstoredDaemon {
   private liveUpdate(): string | undefined {
     const old = this.xs;
     const start = old.luStart!;
+    this.replicate();
     for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
     this.touched.length = 0;
     this.generation++;
@@ -315,6 +445,8 @@ export class XenstoredDaemon {
     const xs = restored.xs;
     xs.setUpDomain = old.setUpDomain;
     this.xs = xs;
+    // The new instance numbers its generations afresh: the standbys get its whole state.
+    this.replication?.recorder.follow(xs);
     for (const [conn, rc] of restored.connections) {
       const sink = this.sinks.get(conn);
       if (sink === undefined) continue;

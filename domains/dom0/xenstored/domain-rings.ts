@@ -115,16 +115,25 @@ export class DomainRings {
     });
   }
 
-  /** A new daemon after a crash: every ring let go, then mapped again as its state names them. */
-  restart(): void {
+  /**
+   * A new daemon after a crash: every ring let go, then mapped again as its state names them -
+   * the state the dead daemon left ('restart'), or a standby's (the seed's replication, 'failover').
+   */
+  restart(how: 'restart' | 'failover' = 'restart'): void {
     const { k, daemon } = this;
     for (const r of this.rings.values()) {
       k.close(r.port);
       k.unmapGrant(r.handle);
     }
     this.rings.clear();
-    const restored = daemon.restart();
-    k.trace({ kind: 'xenstored', op: 'restarted', connections: restored.xs.connections.size, nodes: restored.xs.store.size });
+    if (how === 'failover') {
+      const batches = daemon.replication!.recorder.seq;
+      const restored = daemon.failover();
+      k.trace({ kind: 'xenstored', op: 'failed-over', batches, connections: restored.xs.connections.size, nodes: restored.xs.store.size });
+    } else {
+      const restored = daemon.restart();
+      k.trace({ kind: 'xenstored', op: 'restarted', connections: restored.xs.connections.size, nodes: restored.xs.store.size });
+    }
     this.seenEpoch = -1;
     this.reattaching = true;
     try {

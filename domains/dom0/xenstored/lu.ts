@@ -167,6 +167,8 @@ export interface DumpOptions {
    * cannot commit.
    */
   readonly transactions?: boolean;
+  /** false: no NODE_DATA records for the tree (special nodes still): the seed's replication sends the tree apart. */
+  readonly nodes?: boolean;
 }
 
 /** GLOBAL_QUOTA_DATA names (the record's names, as GET/SET_QUOTA know them) and xensim's fields. */
@@ -263,9 +265,16 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
     const perms = xs.special.get(name);
     if (perms !== undefined) w.node(name, '', statePerms(perms));
   }
-  // dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
-  // flagged). Each path is its parent's plus a name (nodeUnder), so none is built here; a stack
-  // of directories, each with its names and nodes: nothing allocated per node.
+  if (opts.nodes !== false) writeNodes(w, xs);
+  for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
+}
+
+/**
+ * dump_state_nodes(): pre-order from /, each ACL as read_node() leaves it (stale entries
+ * flagged). Each path is its parent's plus a name (nodeUnder), so none is built here; a stack
+ * of directories, each with its names and nodes: nothing allocated per node.
+ */
+function writeNodes(w: XsStateSink, xs: Xenstored): void {
   const settle = xs.b.staleAclByGeneration;
   let lastPerms: Perms | undefined;
   let lastState: readonly XsStatePerm[] = [];
@@ -292,7 +301,6 @@ export function writeState(w: XsStateSink, xs: Xenstored, io: ConnectionBytes, o
     const ref = w.nodeUnder(d.ref, d.names[i], n.value, acl(n));
     if (n.children !== null && n.children.size !== 0) dirs.push({ ref, names: [...n.children.keys()], nodes: [...n.children.values()], next: 0 });
   }
-  for (const d of xs.domains.values()) w.record({ type: XsStateType.DOMAIN, domid: d.domid, features: 0, quotas: [] });
 }
 
 /** The records of a daemon's whole state (writeState's, as objects: for inspection). */

@@ -36,8 +36,20 @@ export interface SnapshotListener {
   has(path: string): boolean;
 }
 
+/** Told of every change to the committed tree (the seed's replication, replica.ts). */
+export interface StoreObserver {
+  /** `node` at `path` was created or changed (value, ACL, generation, child list). */
+  put(path: string, node: XsNode): void;
+  /** The node at `path` is gone (called for each node of a removed subtree, children first). */
+  removed(path: string): void;
+  /** `node`'s children are now in another order. */
+  reordered(path: string, node: XsNode): void;
+}
+
 export class Store {
   readonly root: XsNode;
+  /** Replication: every change is told here (off by default). */
+  observer: StoreObserver | undefined;
   /** Global modification counter (C xenstored's `generation`). */
   generation = 1;
   /** The generation of the newest change to this tree (0: none yet). */
@@ -217,6 +229,10 @@ export class Store {
     this.count(perms[0].id, 1);
     this.charge(parent.perms[0].id, name.length + 1);
     this.charge(perms[0].id, Store.recordMemory(path, value, perms, 0));
+    if (this.observer) {
+      this.observer.put(parentPath, parent);
+      this.observer.put(path, node);
+    }
     return node;
   }
 
@@ -306,6 +322,7 @@ export class Store {
     node.value = value;
     node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
+    this.observer?.put(path, node);
   }
 
   setPerms(path: string, node: XsNode, perms: Perms): void {
@@ -320,6 +337,7 @@ export class Store {
     node.perms = perms;
     node.gen = this.changedAt = this.generation++;
     this.touchPath(path, node.gen);
+    this.observer?.put(path, node);
   }
 
   /**
@@ -354,6 +372,7 @@ export class Store {
       this.count(top.node.perms[0].id, -1);
       this.charge(top.node.perms[0].id, -Store.recordMemory(top.path, top.node.value, top.node.perms, Store.childBytes(top.node)));
       visit?.(top.path, top.node, top.parent);
+      this.observer?.removed(top.path);
     }
     parent.children!.delete(name);
     if (parent.children!.size === 0) parent.children = null;
@@ -362,6 +381,20 @@ export class Store {
     if (this.adjustPerms) this.reperm(parent, this.adjustPerms(parent.perms, parent.gen));
     parent.gen = this.changedAt = this.generation++;
     this.touchPath(parentPath, parent.gen);
+    this.observer?.put(parentPath, parent);
+  }
+
+  /** Puts `node`'s children in the order of `names` (names of no child are skipped; children left out are dropped). */
+  reorder(path: string, node: XsNode, names: readonly string[]): void {
+    if (node.children === null) return;
+    const m = new Map<string, XsNode>();
+    for (const k of names) {
+      const c = node.children.get(k);
+      if (c) m.set(k, c);
+    }
+    node.children = m;
+    this.listings.delete(node);
+    this.observer?.reordered(path, node);
   }
 
   /** Pre-order walk of the whole tree (iterative). */

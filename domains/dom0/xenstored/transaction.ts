@@ -426,15 +426,7 @@ export class Transaction implements Db, SnapshotListener {
     for (const [path, a] of writes) {
       if (a.kids === undefined) continue;
       const n = store.get(path);
-      if (n?.children && !sameOrder(n.children, a.kids)) {
-        const m = new Map<string, XsNode>();
-        for (const k of a.kids) {
-          const c = n.children.get(k);
-          if (c) m.set(k, c);
-        }
-        n.children = m;
-        store.listings.delete(n);
-      }
+      if (n?.children && !sameOrder(n.children, a.kids)) store.reorder(path, n, a.kids);
     }
     const events: { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] = [];
     for (const [path, a] of this.accessed) {

@@ -11,9 +11,9 @@
 // Results are plain strings so that tables read naturally: a successful READ gives the value,
 // WRITE/MKDIR/RM/SET_PERMS/WATCH give 'OK', GET_PERMS gives the ACL as `n0 r1`, DIRECTORY gives
 // the child names; any failure gives the error name ('EACCES', 'ENOENT', 'EQUOTA', ...).
-import type { Outcome, Xenstored, XenstoredOptions } from '../../../domains/dom0/xenstored/core.ts';
+import type { Outcome, Xenstored } from '../../../domains/dom0/xenstored/core.ts';
 import { XsWireConnection } from '../../../domains/dom0/xenstored/connection.ts';
-import { XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
+import { type DaemonOptions, XenstoredDaemon } from '../../../domains/dom0/xenstored/daemon.ts';
 import { XsdSockmsgType as T, nulJoin, type XsMessage } from '../../../hypervisor/public/io/xs_wire.ts';
 
 export { T };
@@ -233,7 +233,7 @@ export class Harness {
   readonly dom0: Client;
   private sockets = 0;
 
-  constructor(opts: XenstoredOptions = {}) {
+  constructor(opts: DaemonOptions = {}) {
     this.daemon = new HarnessDaemon(opts);
     this.dom0 = this.socket('dom0');
   }

@@ -1,0 +1,451 @@
+// The seed's xenstored replication (not in Xen, whose xenstored has no standbys; off unless
+// `--seed-replicas N`): the primary streams every committed change over a replication log
+// (replication-log.ts) to N standbys, each of which keeps the tree, the domains and every
+// connection with its watches and open transaction ids. When the primary dies a standby writes
+// what it holds as a state stream (xenstore-migration.md, as a live update or a restart would)
+// and the new daemon is read from it (daemon.ts: failover()).
+//
+// What the log carries, per batch of the daemon:
+// - PUT / DEL: a node as it now is (value, ACL, generation) or gone; a parent's change (its child
+//   list, its generation) is a PUT of the parent. Told by the Store (StoreObserver) as it happens.
+// - META: the rest of the state - quotas, connections, watches, transaction ids, the special
+//   nodes' ACLs, domains - as migration records (the nodes left out) plus each domain's
+//   generation, which the stale-ACL rule compares node generations with. Sent only when it may
+//   have changed (a request other than a plain node operation, or its fingerprint moved).
+// - ORDER: a node's children in a new order (a committed C transaction leaves them as it saw them).
+// - RESET: what follows is the whole state again (first sync, after a live update or failover).
+// - BATCH n: the batch is complete; a standby applies a batch whole or not at all.
+//
+// Acknowledged means: the reply left the daemon (a sink's flush). The daemon publishes a batch
+// before it flushes that batch's replies, so every acknowledged write is in the log. What the
+// primary did after its last publish was never acknowledged; its standbys never see it.
+import { XsdSockmsgType as T } from '../../../hypervisor/public/io/xs_wire.ts';
+import { Xenstored, type XenstoredOptions } from './core.ts';
+import { asDomId } from './domain.ts';
+import { statePerms, writeState } from './lu.ts';
+import { internPerms, type PermEntry, type Perms } from './permissions.ts';
+import type { ReplicationLogReader, ReplicationLogWriter } from './replication-log.ts';
+import type { StoreObserver, XsNode } from './store.ts';
+import { XsStateReader, type XsStateRecord, XsStateType, XsStateWriter } from './xenstore-state.ts';
+
+const enum Rec {
+  PUT = 1,
+  DEL = 2,
+  RESET = 3,
+  META = 4,
+  BATCH = 5,
+  ORDER = 6,
+}
+
+/** Requests that change nothing but nodes: a batch of only these cannot change the META part. */
+const PLAIN = new Set<number>([
+  T.XS_READ, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_DIRECTORY, T.XS_DIRECTORY_PART, T.XS_GET_PERMS,
+  T.XS_GET_DOMAIN_PATH, T.XS_IS_DOMAIN_INTRODUCED,
+]);
+
+/** Buffer's own latin1 writer: Buffer.write() checks its arguments on every call, which shows in the primary's cost. */
+type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
+
+/** Little-endian stores by hand: Buffer's writeUInt*LE check their arguments on every call. */
+function u16(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+}
+function u32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
+}
+
+/** A broken invariant (messages built only then: checks sit on hot paths). */
+function fail(what: string): never {
+  throw new Error(`xenstored replication: ${what}`);
+}
+
+function check(ok: boolean, what: string): asserts ok {
+  if (!ok) fail(what);
+}
+
+const NO_IO = {
+  input: (): Uint8Array => new Uint8Array(0),
+  output: (): { data: Uint8Array; respLen: number } => ({ data: new Uint8Array(0), respLen: 0 }),
+};
+
+/** The primary's side: stages each batch's records and publishes them before the batch is acknowledged. */
+export class ReplicationRecorder implements StoreObserver {
+  private buf = Buffer.allocUnsafe(1 << 16) as Latin1Buffer;
+  private len = 0;
+  /** Batches published. */
+  seq = 0;
+  private metaDirty = true;
+  private readonly sig: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+  private readonly now: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+  private xs: Xenstored | undefined;
+  private readonly permBytes = new WeakMap<Perms, Buffer>();
+
+  constructor(readonly log: ReplicationLogWriter) {}
+
+  /** Follows `xs` from now on; its whole state goes first (a new instance has new generations). */
+  follow(xs: Xenstored): void {
+    if (this.xs !== undefined) this.xs.store.observer = undefined;
+    this.xs = xs;
+    this.len = 0;
+    this.open(Rec.RESET, 0);
+    for (const [path, node] of xs.store.walk()) this.put(path, node);
+    this.metaDirty = true;
+    xs.store.observer = this;
+  }
+
+  /** A request is about to be handled. */
+  request(type: number): void {
+    if (!PLAIN.has(type)) this.metaDirty = true;
+  }
+
+  /** Something outside a request changed the daemon (a domain died, a connection came or went). */
+  touched(): void {
+    this.metaDirty = true;
+  }
+
+  put(path: string, node: XsNode): void {
+    let perms = this.permBytes.get(node.perms);
+    if (perms === undefined) {
+      perms = Buffer.allocUnsafe(2 + 5 * node.perms.length);
+      perms.writeUInt16LE(node.perms.length, 0);
+      node.perms.forEach((e, i) => {
+        perms!.writeUInt8(e.perms, 2 + 5 * i);
+        perms!.writeUInt32LE(e.id, 3 + 5 * i);
+      });
+      this.permBytes.set(node.perms, perms);
+    }
+    const at = this.open(Rec.PUT, 8 + 2 + 4 + perms.length + path.length + node.value.length);
+    const b = this.buf;
+    // The generation as two 32-bit halves (it stays below 2^53).
+    u32(b, at, node.gen >>> 0);
+    u32(b, at + 4, Math.floor(node.gen / 2 ** 32));
+    u16(b, at + 8, path.length);
+    u32(b, at + 10, node.value.length);
+    perms.copy(b, at + 14);
+    let o = at + 14 + perms.length;
+    o += b.latin1Write(path, o);
+    b.latin1Write(node.value, o);
+  }
+
+  removed(path: string): void {
+    const at = this.open(Rec.DEL, 2 + path.length);
+    u16(this.buf, at, path.length);
+    this.buf.latin1Write(path, at + 2);
+  }
+
+  reordered(path: string, node: XsNode): void {
+    const names = node.children === null ? [] : [...node.children.keys()];
+    let bytes = 2 + path.length + 4;
+    for (const k of names) bytes += 2 + k.length;
+    const at = this.open(Rec.ORDER, bytes);
+    const b = this.buf;
+    b.writeUInt16LE(path.length, at);
+    let o = at + 2 + b.write(path, at + 2, 'latin1');
+    b.writeUInt32LE(names.length, o);
+    o += 4;
+    for (const k of names) {
+      b.writeUInt16LE(k.length, o);
+      o += 2 + b.write(k, o + 2, 'latin1');
+    }
+  }
+
+  /**
+   * Publishes what the batch changed (nothing if it changed nothing). Called before the batch's
+   * replies leave: from here on they may be acknowledged.
+   */
+  commit(): void {
+    const xs = this.xs!;
+    if (this.metaChanged(xs)) this.meta(xs);
+    if (this.len === 0) return;
+    const at = this.open(Rec.BATCH, 4);
+    u32(this.buf, at, ++this.seq);
+    this.log.publish(this.buf, this.len);
+    this.len = 0;
+  }
+
+  /** Everything staged since the last commit is dropped (the primary died: none of it was acknowledged). */
+  drop(): void {
+    this.len = 0;
+  }
+
+  /** A cheap fingerprint of the META part, for changes made outside any request. */
+  private metaChanged(xs: Xenstored): boolean {
+    let conns = 0;
+    let watches = 0;
+    let txs = 0;
+    let priv = 0;
+    for (const c of xs.connections.values()) {
+      conns += c.id;
+      watches += c.watches.length;
+      txs += c.transactions.size + c.nextTxId;
+      priv += (c.privileged ? 1 : 0) + (c.target ?? -1);
+    }
+    let gens = 0;
+    for (const d of xs.domains.values()) gens += d.generation + d.port + (d.introduced ? 1 : 0);
+    const now = this.now;
+    now[0] = xs.connections.size;
+    now[1] = conns;
+    now[2] = watches;
+    now[3] = txs;
+    now[4] = priv;
+    now[5] = xs.domains.size;
+    now[6] = xs.domainEpoch;
+    now[7] = gens;
+    let changed = this.metaDirty;
+    for (let i = 0; i < now.length; i++) {
+      if (this.sig[i] !== now[i]) changed = true;
+      this.sig[i] = now[i];
+    }
+    this.metaDirty = false;
+    return changed;
+  }
+
+  private meta(xs: Xenstored): void {
+    const w = new XsStateWriter(1, false, 4096);
+    writeState(w, xs, NO_IO, { transactions: true, nodes: false });
+    const stream = w.finish();
+    const at = this.open(Rec.META, 4 + 12 * xs.domains.size + 4 + stream.length);
+    const b = this.buf;
+    b.writeUInt32LE(xs.domains.size, at);
+    let o = at + 4;
+    for (const d of xs.domains.values()) {
+      b.writeUInt32LE(d.domid, o);
+      b.writeDoubleLE(d.generation, o + 4);
+      o += 12;
+    }
+    b.writeUInt32LE(stream.length, o);
+    b.set(stream, o + 4);
+  }
+
+  /** Starts a record: u32 length of kind and body, u8 kind; returns where the body goes. */
+  private open(kind: Rec, body: number): number {
+    const need = this.len + 5 + body;
+    if (need > this.buf.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length)) as Latin1Buffer;
+      this.buf.copy(grown, 0, 0, this.len);
+      this.buf = grown;
+    }
+    u32(this.buf, this.len, 1 + body);
+    this.buf[this.len + 4] = kind;
+    const at = this.len + 5;
+    this.len = need;
+    return at;
+  }
+}
+
+interface MirrorNode {
+  value: string;
+  /** ACL entries as sent (interned when promoted). */
+  perms: readonly PermEntry[];
+  gen: number;
+  /** Child names in DIRECTORY order. */
+  kids: Set<string> | null;
+}
+
+type Change =
+  | { readonly kind: Rec.PUT; readonly path: string; readonly node: MirrorNode }
+  | { readonly kind: Rec.DEL; readonly path: string }
+  | { readonly kind: Rec.ORDER; readonly path: string; readonly names: readonly string[] }
+  | { readonly kind: Rec.RESET }
+  | { readonly kind: Rec.META; readonly gens: readonly (readonly [number, number])[]; readonly records: XsStateRecord[] };
+
+/** A standby: a reader of the log, keeping what the primary committed (nodes by path, each with its child names). */
+export class Standby {
+  readonly nodes = new Map<string, MirrorNode>();
+  private meta: XsStateRecord[] = [];
+  private gens: readonly (readonly [number, number])[] = [];
+  /** Batches applied (the last BATCH's number). */
+  applied = 0;
+  /** Bytes read from the log and not yet parsed (a record cut where a batch was split). */
+  private carry = new Uint8Array(0);
+  /** Records of the batch being read. */
+  private batch: Change[] = [];
+  private readonly permCache = new Map<string, readonly PermEntry[]>();
+
+  constructor(readonly reader: ReplicationLogReader) {}
+
+  /** Applies every whole batch published so far; returns how many. */
+  pump(): number {
+    const got = this.reader.take();
+    if (got.length === 0) return 0;
+    let bytes = got;
+    if (this.carry.length !== 0) {
+      bytes = new Uint8Array(this.carry.length + got.length);
+      bytes.set(this.carry);
+      bytes.set(got, this.carry.length);
+    }
+    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    const before = this.applied;
+    let off = 0;
+    while (b.length - off >= 4) {
+      const len = b.readUInt32LE(off);
+      if (!(len >= 1 && len <= 1 << 30)) fail(`record length ${len} at log offset ${off}`);
+      if (b.length - off - 4 < len) break;
+      this.record(b, off + 4, len);
+      off += 4 + len;
+    }
+    this.carry = bytes.slice(off);
+    return this.applied - before;
+  }
+
+  private record(b: Buffer, at: number, len: number): void {
+    const kind = b.readUInt8(at) as Rec;
+    const body = at + 1;
+    switch (kind) {
+      case Rec.PUT: {
+        const gen = b.readUInt32LE(body) + b.readUInt32LE(body + 4) * 2 ** 32;
+        const plen = b.readUInt16LE(body + 8);
+        const vlen = b.readUInt32LE(body + 10);
+        const n = b.readUInt16LE(body + 14);
+        const pstart = body + 16 + 5 * n;
+        check(pstart + plen + vlen === at + len, 'PUT record length');
+        const pkey = b.toString('latin1', body + 14, pstart);
+        let perms = this.permCache.get(pkey);
+        if (perms === undefined) {
+          const list: PermEntry[] = [];
+          for (let i = 0; i < n; i++) list.push({ perms: b.readUInt8(body + 16 + 5 * i), id: asDomId(b.readUInt32LE(body + 17 + 5 * i)) });
+          perms = list;
+          this.permCache.set(pkey, perms);
+        }
+        this.batch.push({ kind, path: b.toString('latin1', pstart, pstart + plen), node: { value: b.toString('latin1', pstart + plen, pstart + plen + vlen), perms, gen, kids: null } });
+        return;
+      }
+      case Rec.DEL: {
+        const plen = b.readUInt16LE(body);
+        check(body + 2 + plen === at + len, 'DEL record length');
+        this.batch.push({ kind, path: b.toString('latin1', body + 2, body + 2 + plen) });
+        return;
+      }
+      case Rec.RESET:
+        this.batch.push({ kind });
+        return;
+      case Rec.ORDER: {
+        const plen = b.readUInt16LE(body);
+        const path = b.toString('latin1', body + 2, body + 2 + plen);
+        let o = body + 2 + plen;
+        const n = b.readUInt32LE(o);
+        o += 4;
+        const names: string[] = [];
+        for (let i = 0; i < n; i++) {
+          const k = b.readUInt16LE(o);
+          names.push(b.toString('latin1', o + 2, o + 2 + k));
+          o += 2 + k;
+        }
+        check(o === at + len, 'ORDER record length');
+        this.batch.push({ kind, path, names });
+        return;
+      }
+      case Rec.META: {
+        const n = b.readUInt32LE(body);
+        const gens: (readonly [number, number])[] = [];
+        let o = body + 4;
+        for (let i = 0; i < n; i++, o += 12) gens.push([b.readUInt32LE(o), b.readDoubleLE(o + 4)]);
+        const slen = b.readUInt32LE(o);
+        check(o + 4 + slen === at + len, 'META record length');
+        const records = new XsStateReader(new Uint8Array(b.subarray(o + 4, o + 4 + slen))).records();
+        this.batch.push({ kind, gens, records });
+        return;
+      }
+      case Rec.BATCH: {
+        const seq = b.readUInt32LE(body);
+        // Batches come whole and in order: a gap or a repeat is a log bug, never a state to promote.
+        if (seq !== ((this.applied + 1) >>> 0)) fail(`batch ${seq} after batch ${this.applied}`);
+        for (const c of this.batch) this.apply(c);
+        this.batch = [];
+        this.applied = seq;
+        return;
+      }
+      default:
+        fail(`unknown record kind ${kind as number}`);
+    }
+  }
+
+  private apply(c: Change): void {
+    switch (c.kind) {
+      case Rec.PUT: {
+        const have = this.nodes.get(c.path);
+        if (have !== undefined) {
+          have.value = c.node.value;
+          have.perms = c.node.perms;
+          have.gen = c.node.gen;
+          return;
+        }
+        this.nodes.set(c.path, c.node);
+        if (c.path === '/') return;
+        const slash = c.path.lastIndexOf('/');
+        const parent = this.nodes.get(slash === 0 ? '/' : c.path.slice(0, slash));
+        if (parent === undefined) fail(`node ${c.path} before its parent`);
+        (parent.kids ??= new Set()).add(c.path.slice(slash + 1));
+        return;
+      }
+      case Rec.DEL: {
+        const gone = this.nodes.get(c.path);
+        if (gone === undefined || (gone.kids !== null && gone.kids.size !== 0)) fail(`removal of unknown node or one with children: ${c.path}`);
+        this.nodes.delete(c.path);
+        const slash = c.path.lastIndexOf('/');
+        this.nodes.get(slash === 0 ? '/' : c.path.slice(0, slash))?.kids?.delete(c.path.slice(slash + 1));
+        return;
+      }
+      case Rec.ORDER: {
+        const n = this.nodes.get(c.path);
+        if (n === undefined) fail(`order of unknown node ${c.path}`);
+        n.kids = new Set(c.names);
+        return;
+      }
+      case Rec.RESET:
+        this.nodes.clear();
+        this.meta = [];
+        this.gens = [];
+        return;
+      case Rec.META:
+        this.meta = c.records;
+        this.gens = c.gens;
+        return;
+    }
+  }
+
+  /** Reads the rest of the log (the primary is dead: nothing more comes). */
+  catchUp(): void {
+    while (this.pump() !== 0 || this.reader.available() !== 0) { /* each pump frees ring space */ }
+  }
+
+  /**
+   * The standby's state as a state stream for the daemon that takes over: GLOBAL, quotas,
+   * connections with their watches and transaction ids, special nodes, the tree in creation
+   * order (each ACL as the primary's read_node() would leave it), domains.
+   */
+  stream(opts: XenstoredOptions): Uint8Array {
+    check(this.meta.length !== 0 && this.nodes.has('/'), 'nothing replicated yet');
+    // The stale-ACL rule needs the domains' generations: a scratch instance knowing them applies it.
+    const probe = new Xenstored({ ...opts, restoring: true });
+    for (const [domid, generation] of this.gens) {
+      probe.domains.set(domid, { domid: asDomId(domid), generation, introduced: false, conn: undefined, mfn: 0, port: 0, shutdownReported: false });
+    }
+    const settle = probe.b.staleAclByGeneration;
+    const w = new XsStateWriter(1, false, 4096 + 64 * this.nodes.size);
+    const domains: XsStateRecord[] = [];
+    for (const r of this.meta) {
+      if (r.type === XsStateType.DOMAIN) domains.push(r);
+      else w.record(r);
+    }
+    // Pre-order from / (children in DIRECTORY order), as dump_state_nodes() writes them.
+    const stack: string[] = ['/'];
+    while (stack.length !== 0) {
+      const path = stack.pop()!;
+      const n = this.nodes.get(path);
+      if (n === undefined) fail(`child ${path} without its node`);
+      const perms = internPerms(n.perms);
+      w.node(path, n.value, statePerms(settle ? probe.settlePerms(perms, n.gen) : perms));
+      if (n.kids === null) continue;
+      const kids = [...n.kids];
+      const base = path === '/' ? '' : path;
+      for (let i = kids.length - 1; i >= 0; i--) stack.push(`${base}/${kids[i]}`);
+    }
+    for (const r of domains) w.record(r);
+    return w.finish();
+  }
+}
