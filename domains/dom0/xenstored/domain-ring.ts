@@ -32,8 +32,10 @@
 //         Garbage indexes: the domain is marked bad and no longer served, `error` not written.
 //         A header with len > 4096 is not an error: the length is clamped to 4096 (Partial.of_string)
 //         and the bytes after those 4096 are taken as the next header.
-//         No read throttling: oxenstored's maxoutstanding bounds its unprocessed input queue,
-//         which a synchronous core never fills.
+//         Reading stops (Xb.can_input, XSA-326) while quota-maxoutstanding (1024) replies wait
+//         in the output queue, and while events this ring's requests fired wait for room with
+//         their watchers; the events queued for the ring are bounded by the daemon
+//         (xb-watch-events.ts: quota-maxwatchevents), told here when each starts into rsp[].
 // Profile c also stops reading while the domain is at its hard memory quota or in debt with the
 // write-rate limiter (the core's readBlockedFor), charges every queued reply and event to the
 // domain's memory and drops a watch event that would reach the hard quota (XSA-326), and drops a
@@ -432,9 +434,15 @@ export class XsRingConnection {
       const quota = xs.quotas.outstanding;
       if (quota > 0 && this.nOutstanding >= quota && !(xs.connections.get(this.connId)?.privileged ?? false)) return true;
     }
-    // Profile ocaml (Xb.can_input): events this ring's requests fired wait for room; the daemon
-    // kicks it when they are passed on (unblocked).
-    if (this.daemon.inputHeld(this.connId)) return true;
+    if (this.profile === 'ocaml') {
+      // Xb.can_input: quota-maxoutstanding replies still in the output queue (the one partly in
+      // rsp[] has left it), or events this ring's requests fired waiting for room - the daemon
+      // kicks it when they are passed on (unblocked).
+      const quota = xs.quotas.outstanding;
+      const started = this.out.length !== 0 && this.out[0].reply && this.out[0].used !== 0 ? 1 : 0;
+      if (quota > 0 && this.nOutstanding - started >= quota) return true;
+      if (this.daemon.inputHeld(this.connId)) return true;
+    }
     const wait = xs.readBlockedFor(this.connId);
     if (wait === 0) return false;
     if (wait === Infinity) this.daemon.stalled.add(this.rekick);
