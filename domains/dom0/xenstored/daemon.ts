@@ -213,6 +213,7 @@ export class XenstoredDaemon {
     restored.xs.syslog = this.xs.syslog;
     this.xs = restored.xs;
     this.crashed = false;
+    this.xb?.forgetHeld();
     this.touched.length = 0;
     this.generation++;
     for (const [conn, sink] of [...this.sinks]) {

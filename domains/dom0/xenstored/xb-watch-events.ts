@@ -82,6 +82,17 @@ export class XbWatchEvents {
   }
 
   /**
+   * The daemon process died and a new one took over: what it held in pipes and for sources was
+   * its memory and is gone. What the transports hold (in flight) stays with them.
+   */
+  forgetHeld(): void {
+    for (const c of this.conns) {
+      c.pipes.clear();
+      c.sourcePending.length = 0;
+    }
+  }
+
+  /**
    * A watch event for `target`, fired by a request of `source` (undefined: fired by no connection
    * of this transport, which cannot be held back; it then goes to the pipe whatever its length).
    */

@@ -150,3 +150,21 @@ describe('c: a guest ring that watches and never consumes its events', function 
     }
   });
 });
+
+describe('ocaml: the held events are the daemon process\'s memory', function () {
+  it('a restarted daemon (after a crash) holds none in pipes or for sources: dom0 is read again', async () => {
+    const h = await host('ocaml');
+    try {
+      await writeUntilHeld(h, 6000);
+      h.daemon.crash();
+      h.daemon.restart();
+      h.ring.reattach();
+      assert.ok(!h.daemon.inputHeld(h.dom0Conn));
+      assert.equal(h.daemon.heldEvents(h.guestConn)?.piped, 0);
+      await h.dom0.write('/after', 'x');
+      assert.equal((await h.other.read('/after')).toString(), 'x');
+    } finally {
+      await h.other.close();
+    }
+  });
+});
