@@ -152,7 +152,7 @@ export async function main(k: Kernel, args: Dom0Args, control: MessagePort): Pro
   const tool = daemon.xs.connectSocket();
   let reqId = 1;
   const replies: Uint8Array[] = [];
-  daemon.attach(tool, { send: (m) => replies.push(encodeMessage(m)), flush: () => undefined, ended: () => undefined });
+  daemon.attach(tool, { send: (m) => void replies.push(encodeMessage(m)), flush: () => undefined, ended: () => undefined });
   const toolSend = (type: XsdSockmsgType, payload: Uint8Array): void => {
     daemon.input(tool, { type, req_id: reqId++, tx_id: 0, payload });
   };

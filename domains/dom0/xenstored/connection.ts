@@ -25,8 +25,8 @@ export type XsConnectionEnd =
 
 /** What a transport offers the connection layer. */
 export interface XsTransport {
-  /** Queue a message (reply or watch event) for the peer. */
-  send(msg: XsMessage): void;
+  /** Queue a message (reply or watch event) for the peer; false if it dropped it instead. */
+  send(msg: XsMessage): boolean | void;
   /** Push queued output out (one write; one ring update and notify). */
   flush(): void;
   /**
@@ -48,6 +48,16 @@ export interface XsTransport {
   takeOutput?(): { data: Uint8Array; respLen: number };
   /** Live update: raw bytes to send before anything else (the rest of a reply sent in part). */
   sendBytes?(bytes: Uint8Array): void;
+  /**
+   * The transport reports each watch event the peer takes off its queue (eventsTaken()), so that
+   * profile ocaml bounds what is queued for the peer as Xb does (xb-watch-events.ts).
+   */
+  readonly countsTaken?: boolean;
+  /**
+   * Profile ocaml: the daemon may read this connection again (the events its requests fired were
+   * passed on). Default: read the stream bytes that waited (resume()).
+   */
+  unblocked?(): void;
 }
 
 export interface XsWireConnectionOptions {
@@ -91,6 +101,8 @@ export class XsWireConnection {
       takeOutput: transport.takeOutput ? () => transport.takeOutput!() : undefined,
       sendBytes: transport.sendBytes ? (b) => transport.sendBytes!(b) : undefined,
       resume: () => this.resume(),
+      countsTaken: transport.countsTaken,
+      unblocked: () => (transport.unblocked ? transport.unblocked() : this.resume()),
     };
     daemon.attach(conn, this.sink);
   }
@@ -116,7 +128,7 @@ export class XsWireConnection {
       this.held = undefined;
       this.daemon.request(this.conn, m);
     }
-    if (this.unread === undefined && this.transport.throttled?.()) {
+    if (this.unread === undefined && this.throttledNow()) {
       this.unread = chunk.slice();
       return;
     }
@@ -133,7 +145,7 @@ export class XsWireConnection {
         const m = dec.message();
         if (this.holdEmpty && m.payload.length === 0 && off === chunk.length) this.held = m;
         else this.daemon.request(this.conn, m);
-        if (off < chunk.length && this.transport.throttled?.()) {
+        if (off < chunk.length && this.throttledNow()) {
           this.daemon.flush();
           this.unread = chunk.slice(off);
           return;
@@ -160,14 +172,22 @@ export class XsWireConnection {
   /** The transport took replies off the queue, or the daemon restarted: read what waited. */
   resume(): void {
     const u = this.unread;
-    if (u === undefined || this.daemon.crashed || this.transport.throttled?.()) return;
+    if (u === undefined || this.daemon.crashed || this.throttledNow()) return;
     this.unread = undefined;
     this.received(u);
   }
 
-  /** Whether the transport would throttle now. */
+  /**
+   * Whether the connection is not to be read now: the transport throttles it, or (profile ocaml)
+   * the daemon holds it while events it fired wait for room.
+   */
   throttledNow(): boolean {
-    return this.transport.throttled?.() ?? false;
+    return (this.transport.throttled?.() ?? false) || this.daemon.inputHeld(this.conn);
+  }
+
+  /** The peer took `n` watch events off the transport's queue. */
+  eventsTaken(n: number): void {
+    this.daemon.eventsTaken(this.conn, n, this.sink);
   }
 
   /** Whether stream bytes wait for resume(). */

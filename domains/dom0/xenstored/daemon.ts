@@ -2,17 +2,18 @@
 // transport (a Unix socket, a guest's ring page, an in-process stream). Whole decoded messages
 // come in; the daemon hands back, per connection, the messages to send, flushing each touched
 // connection once per batch.
-import { type XsMessage, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
+import { type XsMessage, XsdSockmsgType, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
 import { dumpState, luReply, luStep, outputMessages, readState, restoreOffline, type RestoredState } from './lu.ts';
 import { ReplicationRecorder, Standby } from './replica.ts';
 import { createReplicationLog, ReplicationLogReader, type ReplicationLogShared, ReplicationLogWriter } from './replication-log.ts';
 import type { TraceFile } from './trace.ts';
+import { type XbConnection, XbWatchEvents } from './xb-watch-events.ts';
 
 /** What the connection layer offers the daemon for one connection. */
 export interface Sink {
-  /** Queue a message (reply or watch event) for the peer. */
-  send(msg: XsMessage): void;
+  /** Queue a message (reply or watch event) for the peer; false if the transport dropped it. */
+  send(msg: XsMessage): boolean | void;
   /** Push queued bytes out (one write / one ring update + notify). */
   flush(): void;
   /** The core ended this connection (RELEASE, domain death, protocol violation). */
@@ -27,6 +28,14 @@ export interface Sink {
   takeOutput?(): { data: Uint8Array; respLen: number };
   /** Restart: read what the peer sent while the daemon was down. */
   resume?(): void;
+  /**
+   * The transport tells the daemon when the peer took each watch event (eventsTaken()), so
+   * profile ocaml bounds the events queued for it (xb-watch-events.ts). Without it, events go
+   * straight to the transport.
+   */
+  readonly countsTaken?: boolean;
+  /** Profile ocaml: the connection's held events were passed on; it may be read again. */
+  unblocked?(): void;
 }
 
 export interface DaemonOptions extends XenstoredOptions {
@@ -102,6 +111,15 @@ export class XenstoredDaemon {
   /** The flush generation in which each sink was last added to `touched` (entries change in place). */
   private readonly touchedIn = new Map<Sink, number>();
   private generation = 0;
+  /**
+   * Profile ocaml: Xb's bounds on queued watch events, over the connections of every transport
+   * (xb-watch-events.ts); per connection, its side and whether its transport counts what the
+   * peer takes (one that does not is still held as the source of events it fires).
+   */
+  private readonly xb: XbWatchEvents | undefined;
+  private readonly xbConns = new Map<number, { readonly sink: Sink; readonly xbc: XbConnection }>();
+  /** The connection whose request is being handled: what its request fires is held with it. */
+  private source: number | undefined;
   /** Called after every batch, so transports can follow domain introductions and releases. */
   afterBatch: (() => void) | undefined;
   /** Structured trace of every message in and out (the simulator's trace stream). */
@@ -109,6 +127,7 @@ export class XenstoredDaemon {
 
   constructor(readonly opts: DaemonOptions = {}) {
     this.xs = opts.restoreFrom !== undefined ? restoreOffline(opts.restoreFrom, opts) : new Xenstored(opts);
+    if (this.xs.profile === 'ocaml') this.xb = new XbWatchEvents();
     if ((opts.seedReplicas ?? 0) > 0) this.startReplication();
   }
 
@@ -163,6 +182,47 @@ export class XenstoredDaemon {
   attach(conn: number, sink: Sink): void {
     this.sinks.set(conn, sink);
     this.replication?.recorder.touched();
+    if (this.xb === undefined) return;
+    const old = this.xbConns.get(conn);
+    if (old !== undefined) this.xb.close(old.xbc);
+    const xbc = this.xb.open({
+      write: (m) => this.send(sink, m),
+      flush: () => sink.flush(),
+      unblocked: () => sink.unblocked?.(),
+    });
+    this.xbConns.set(conn, { sink, xbc });
+  }
+
+  /**
+   * Profile ocaml (Xb.can_input): whether the daemon must not read this connection now - events
+   * its requests fired still wait for room with their watchers.
+   */
+  inputHeld(conn: number): boolean {
+    return this.xbConns.get(conn)?.xbc.blocked ?? false;
+  }
+
+  /**
+   * Profile ocaml: watch events the daemon keeps for `conn` - handed to its transport and not
+   * yet taken by the peer, and waiting in its watches' pipes (undefined in profile c).
+   */
+  heldEvents(conn: number): { queued: number; piped: number } | undefined {
+    const e = this.xbConns.get(conn);
+    if (e === undefined) return undefined;
+    let piped = 0;
+    for (const p of e.xbc.pipes.values()) piped += p.length;
+    return { queued: e.xbc.inFlight, piped };
+  }
+
+  /**
+   * The transport of `conn` reports that its peer took `n` watch events off its queue (they left
+   * the output queue, as Xb pops them): held events move on, and what they go to is flushed.
+   */
+  eventsTaken(conn: number, n: number, sink: Sink): void {
+    const e = this.xbConns.get(conn);
+    // A sink replaced or detached meanwhile (a gone peer took nothing).
+    if (e === undefined || e.sink !== sink || !sink.countsTaken || n === 0) return;
+    this.xb!.taken(e.xbc, n);
+    this.flushTouched();
   }
 
   /** Stops output to a connection (only if `only` is given: while that sink is the attached one). */
@@ -174,6 +234,11 @@ export class XenstoredDaemon {
     this.touchedIn.delete(sink);
     this.sinks.delete(conn);
     this.replication?.recorder.touched();
+    const e = this.xbConns.get(conn);
+    if (e !== undefined && e.sink === sink) {
+      this.xb!.close(e.xbc);
+      this.xbConns.delete(conn);
+    }
   }
 
   /** Set by crash(): the daemon is gone; nothing is read or answered any more. */
@@ -259,6 +324,7 @@ export class XenstoredDaemon {
     restored.xs.syslog = this.xs.syslog;
     this.xs = restored.xs;
     this.crashed = false;
+    this.xb?.forgetHeld();
     this.touched.length = 0;
     this.generation++;
     if (this.replication !== undefined) this.startReplication();
@@ -282,15 +348,18 @@ export class XenstoredDaemon {
     this.opts.trace?.io(conn, 'IN', msg);
     if (this.onTrace) this.traceMsg(conn, 'IN', msg);
     const rec = this.replication?.recorder;
-    if (rec === undefined) {
-      this.route(this.xs.handle(conn, msg));
-      return;
+    if (rec !== undefined) {
+      rec.request(msg.type);
+      this.inRequest = true;
     }
-    rec.request(msg.type);
-    this.inRequest = true;
+    const prev = this.source;
     try {
-      this.route(this.xs.handle(conn, msg));
+      const outcome = this.xs.handle(conn, msg);
+      // Profile ocaml: the events this request fires are held against this connection.
+      this.source = conn;
+      this.route(outcome);
     } finally {
+      this.source = prev;
       this.inRequest = false;
     }
   }
@@ -302,7 +371,6 @@ export class XenstoredDaemon {
     this.request(conn, msg);
     this.flush();
   }
-
 
   /** Delivers an outcome produced outside a request (domain death seen by the hypervisor). */
   route(outcome: Outcome): void {
@@ -353,6 +421,10 @@ export class XenstoredDaemon {
     }
     // The batch is in the log before any of its replies leaves (acknowledged = sent).
     this.replicate();
+    this.flushTouched();
+  }
+
+  private flushTouched(): void {
     // A sink's flush may touch others (and they are flushed too), as iterating a Set would.
     for (let i = 0; i < this.touched.length; i++) this.touched[i].flush();
     this.touched.length = 0;
@@ -488,10 +560,21 @@ export class XenstoredDaemon {
   private queue(conn: number, msg: XsMessage): void {
     const sink = this.sinks.get(conn);
     if (!sink) return;
-    sink.send(msg);
+    const e = this.xbConns.get(conn);
+    if (e !== undefined && sink.countsTaken && msg.type === XsdSockmsgType.XS_WATCH_EVENT) {
+      const source = this.source !== undefined ? this.xbConns.get(this.source)?.xbc : undefined;
+      this.xb!.event(e.xbc, msg, source);
+      return;
+    }
+    this.send(sink, msg);
+  }
+
+  private send(sink: Sink, msg: XsMessage): boolean | void {
+    const queued = sink.send(msg);
     if (this.touchedIn.get(sink) !== this.generation) {
       this.touchedIn.set(sink, this.generation);
       this.touched.push(sink);
     }
+    return queued;
   }
 }

@@ -32,8 +32,10 @@
 //         Garbage indexes: the domain is marked bad and no longer served, `error` not written.
 //         A header with len > 4096 is not an error: the length is clamped to 4096 (Partial.of_string)
 //         and the bytes after those 4096 are taken as the next header.
-//         No read throttling: oxenstored's maxoutstanding bounds its unprocessed input queue,
-//         which a synchronous core never fills.
+//         Reading stops (Xb.can_input, XSA-326) while quota-maxoutstanding (1024) replies wait
+//         in the output queue, and while events this ring's requests fired wait for room with
+//         their watchers; the events queued for the ring are bounded by the daemon
+//         (xb-watch-events.ts: quota-maxwatchevents), told here when each starts into rsp[].
 // Profile c also stops reading while the domain is at its hard memory quota or in debt with the
 // write-rate limiter (the core's readBlockedFor), charges every queued reply and event to the
 // domain's memory and drops a watch event that would reach the hard quota (XSA-326), and drops a
@@ -108,6 +110,11 @@ export class XsRingConnection {
     this.wire = new XsWireConnection(daemon, connId, {
       send: (m) => this.queue(m),
       flush: () => this.flush(),
+      // Profile ocaml: the daemon bounds the events queued here (xb-watch-events.ts), told when
+      // each one starts into rsp[] (Xb pops it off its queue then), and holds this ring unread
+      // while events its requests fired wait for room elsewhere.
+      countsTaken: true,
+      unblocked: () => this.kick(),
       takeOutput: () => this.takeOutput(),
       sendBytes: (b) => {
         // C restores it as a reply (XS_INVALID in its trace): outstanding until written.
@@ -215,17 +222,19 @@ export class XsRingConnection {
     const parts = this.out.map((m) => m.bytes.subarray(m.used));
     const respLen = this.out.length !== 0 && this.out[0].used !== 0 ? parts[0].length : 0;
     this.uncharge(this.out);
+    // Reported with the next ring update: the stream's copies come back through the daemon.
+    this.eventsLeft += this.unstartedEvents();
     this.out = [];
     this.nOutstanding = 0;
     return { data: parts.length === 1 ? parts[0] : Buffer.concat(parts), respLen };
   }
 
-  private queue(msg: XsMessage): void {
-    if (!this.live()) return;
+  private queue(msg: XsMessage): boolean {
+    if (!this.live()) return false;
     const reply = msg.type !== XsdSockmsgType.XS_WATCH_EVENT;
     const xs = this.daemon.xs;
     // XSA-326: an event that would put the domain at its hard memory quota is dropped.
-    if (!xs.outputQueued(this.connId, msg)) return;
+    if (!xs.outputQueued(this.connId, msg)) return false;
     let expiresAt = 0;
     const timeout = xs.quotas.watchEventTimeout;
     if (!reply && timeout > 0 && xs.b.watchEventTimeout && !(xs.connections.get(this.connId)?.privileged ?? true)) {
@@ -233,6 +242,7 @@ export class XsRingConnection {
     }
     this.out.push({ bytes: encodeMessage(msg), used: 0, reply, charged: true, expiresAt });
     if (reply) this.nOutstanding++;
+    return true;
   }
 
   /** Memory charged for messages leaving the queue goes back to the domain. */
@@ -276,6 +286,7 @@ export class XsRingConnection {
     for (const m of this.out) {
       if (m.expiresAt !== 0 && m.used === 0 && m.expiresAt <= now) {
         this.uncharge([m]);
+        this.eventsLeft++;
         continue;
       }
       if (m.expiresAt !== 0 && m.used === 0 && (next === 0 || m.expiresAt < next)) next = m.expiresAt;
@@ -283,6 +294,18 @@ export class XsRingConnection {
     }
     this.out = keep;
     if (next !== 0) this.armExpiry(next - now);
+    this.reportTaken();
+  }
+
+  /** Watch events that left the queue (started into rsp[], expired, dropped) and are not yet reported. */
+  private eventsLeft = 0;
+
+  /** Tells the daemon which events left the queue (after the ring update: it may queue more). */
+  private reportTaken(): void {
+    const n = this.eventsLeft;
+    if (n === 0) return;
+    this.eventsLeft = 0;
+    this.wire.eventsTaken(n);
   }
 
   /**
@@ -337,6 +360,7 @@ export class XsRingConnection {
     let at = prod;
     while (room > 0 && this.out.length > 0) {
       const m = this.out[0];
+      if (m.used === 0 && !m.reply) this.eventsLeft++;
       const n = Math.min(room, m.bytes.length - m.used);
       xsRingCopyInRange(this.page, h, at, m.bytes, m.used, n);
       m.used += n;
@@ -351,6 +375,7 @@ export class XsRingConnection {
     this.store(h.prod, at);
     this.opts.onRing?.({ kind: 'ring', ring: 'xenstore', half: 'rsp', cons, prod: at, bytes: (at - prod) >>> 0 });
     this.notify();
+    this.reportTaken();
     return true;
   }
 
@@ -409,6 +434,15 @@ export class XsRingConnection {
       const quota = xs.quotas.outstanding;
       if (quota > 0 && this.nOutstanding >= quota && !(xs.connections.get(this.connId)?.privileged ?? false)) return true;
     }
+    if (this.profile === 'ocaml') {
+      // Xb.can_input: quota-maxoutstanding replies still in the output queue (the one partly in
+      // rsp[] has left it), or events this ring's requests fired waiting for room - the daemon
+      // kicks it when they are passed on (unblocked).
+      const quota = xs.quotas.outstanding;
+      const started = this.out.length !== 0 && this.out[0].reply && this.out[0].used !== 0 ? 1 : 0;
+      if (quota > 0 && this.nOutstanding - started >= quota) return true;
+      if (this.daemon.inputHeld(this.connId)) return true;
+    }
     const wait = xs.readBlockedFor(this.connId);
     if (wait === 0) return false;
     if (wait === Infinity) this.daemon.stalled.add(this.rekick);
@@ -457,7 +491,16 @@ export class XsRingConnection {
   private dropBuffers(): void {
     this.wire.decoder.reset();
     this.uncharge(this.out);
+    this.eventsLeft += this.unstartedEvents();
     this.out = [];
     this.nOutstanding = 0;
+    this.reportTaken();
+  }
+
+  /** Watch events queued and not yet started into rsp[] (the started one was counted then). */
+  private unstartedEvents(): number {
+    let n = 0;
+    for (const m of this.out) if (!m.reply && m.used === 0) n++;
+    return n;
   }
 }

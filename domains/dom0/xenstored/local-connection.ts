@@ -38,7 +38,7 @@ export function openLocalStream(daemon: XenstoredDaemon, opts: LocalConnectionOp
     },
   });
   const wire: XsWireConnection = new XsWireConnection(daemon, conn, {
-    send: (m) => out.push(encodeMessage(m)),
+    send: (m) => void out.push(encodeMessage(m)),
     flush: () => {
       for (const b of out) stream.push(b);
       out = [];

@@ -9,7 +9,6 @@ import { type DaemonOptions, XenstoredDaemon } from './daemon.ts';
 import type { Xenstored } from './core.ts';
 import { XsWireConnection } from './connection.ts';
 import { TraceFile } from './trace.ts';
-import { type XbConnection, XbWatchEvents } from './xb-watch-events.ts';
 
 export interface ServerOptions extends DaemonOptions {
   readonly socketPath: string;
@@ -61,10 +60,6 @@ export class XenstoredServer {
   private readonly queued = new Map<number, () => { queuedBytes: number; throttled: boolean }>();
   /** The silent client of each domain whose connection went away, with what it wrote since. */
   private readonly unmapped = new Map<number, { socket: Socket; bytes: Buffer }>();
-  /** Profile ocaml: Xb's bounds on queued watch events, over every connection of this server. */
-  private xbEvents: XbWatchEvents | undefined;
-  /** Profile ocaml: the connection whose input is being handled (the source of what it fires). */
-  private source: XbConnection | undefined;
 
   /**
    * Bytes of output held for connection `conn`'s peer and not yet taken by the kernel, and
@@ -122,21 +117,13 @@ export class XenstoredServer {
     // Profile c throttles unprivileged guests' connections, as it does their rings (domain-ring.ts).
     const throttles = guest && this.xs.profile === 'c' && quota > 0;
     // Profile ocaml bounds every connection's output as Xb does: quota-maxoutstanding replies not
-    // yet taken stop its input; watch events go through XbWatchEvents (xb-watch-events.ts).
-    let xbc: XbConnection | undefined;
+    // yet taken stop its input; the daemon bounds its watch events (xb-watch-events.ts), told
+    // here when the kernel took them.
+    const ocaml = this.xs.profile === 'ocaml';
     let queuedEvents = 0;
-    const asSource = (f: () => void): void => {
-      const prev = this.source;
-      this.source = xbc;
-      try {
-        f();
-      } finally {
-        this.source = prev;
-      }
-    };
     const resume = (): void => {
       if (wire.paused && !wire.throttledNow()) {
-        asSource(() => wire.resume());
+        wire.resume();
         if (!wire.paused) socket.resume();
       }
     };
@@ -146,14 +133,15 @@ export class XenstoredServer {
     // dropped, so a guest that never reads its socket cannot make the daemon hoard events in
     // Node's write buffer. Charged on the instance that queued it (a live update swaps it).
     let charged: number[] = [];
-    const write = (m: XsMessage): void => {
-      if (guest && !this.xs.outputQueued(conn, m)) return;
+    const write = (m: XsMessage): boolean => {
+      if (guest && !this.xs.outputQueued(conn, m)) return false;
       const b = encodeMessage(m);
       out.push(b);
       outBytes += b.length;
       if (guest) charged.push(m.payload.length);
       if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
-      else if (xbc !== undefined) queuedEvents++;
+      else queuedEvents++;
+      return true;
     };
     const flush = (): void => {
       if (out.length === 0) return;
@@ -165,28 +153,21 @@ export class XenstoredServer {
       const xs = this.xs;
       const done = charged;
       charged = [];
-      const took = xbc;
       socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
         for (const len of done) xs.outputDone(conn, len);
         outReplies -= replies;
-        if (took !== undefined && events > 0) this.xbEvents!.taken(took, events);
+        wire.eventsTaken(events);
         resume();
       });
       out = [];
       outBytes = 0;
     };
-    if (this.xs.profile === 'ocaml') {
-      this.xbEvents ??= new XbWatchEvents();
-      xbc = this.xbEvents.open({ write, flush, unblocked: resume });
-    }
     const wire = new XsWireConnection(this.daemon, conn, {
-      send: (m) => {
-        if (xbc !== undefined && m.type === XsdSockmsgType.XS_WATCH_EVENT) this.xbEvents!.event(xbc, m, this.source);
-        else write(m);
-      },
+      send: write,
       flush,
+      countsTaken: true,
+      unblocked: resume,
       ended: (why) => {
-        if (xbc !== undefined) this.xbEvents!.close(xbc);
         if (this.peers.get(conn) === peer) this.peers.delete(conn);
         // A protocol violation drops the socket once the replies before it are written (C
         // xenstored frees the connection). A released or dead domain's client is not hung up
@@ -199,10 +180,10 @@ export class XenstoredServer {
           this.unmapped.set(domid, { socket, bytes: Buffer.alloc(0) });
         }
       },
-      throttled: xbc !== undefined
+      throttled: ocaml
         ? () => {
           // Xb.can_input: room for one more reply, and no event of its own still held back.
-          const full = (quota > 0 && outReplies + queuedReplies >= quota) || xbc!.blocked;
+          const full = (quota > 0 && outReplies + queuedReplies >= quota) || this.daemon.inputHeld(conn);
           if (full) socket.pause();
           return full;
         }
@@ -239,7 +220,7 @@ export class XenstoredServer {
           data = Buffer.concat([held, data]);
           held = undefined;
         }
-        return void asSource(() => wire.received(data));
+        return void wire.received(data);
       }
       // What a guest writes into an unmapped ring stays there, up to the ring's size.
       const u = domid !== undefined ? this.unmapped.get(domid) : undefined;
@@ -247,7 +228,6 @@ export class XenstoredServer {
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
-      if (xbc !== undefined) this.xbEvents!.close(xbc);
       if (domid !== undefined && this.unmapped.get(domid)?.socket === socket) this.unmapped.delete(domid);
       wire.detach();
       if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);

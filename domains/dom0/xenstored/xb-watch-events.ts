@@ -19,8 +19,11 @@ export const OXENSTORED_MAXWATCHEVENTS = 1024;
 
 /** One connection's side: what its transport does with an event it may send now. */
 export interface XbPeer {
-  /** Hands an event to the transport (counted in flight until taken()). */
-  write(msg: XsMessage): void;
+  /**
+   * Hands an event to the transport (counted in flight until taken()); false if the transport
+   * dropped it (a connection no longer served), which then is not in flight.
+   */
+  write(msg: XsMessage): boolean | void;
   /** Pushes written events out (outside a request's batch). */
   flush(): void;
   /** Its pending source events were all passed on: it may be read again. */
@@ -79,6 +82,17 @@ export class XbWatchEvents {
   }
 
   /**
+   * The daemon process died and a new one took over: what it held in pipes and for sources was
+   * its memory and is gone. What the transports hold (in flight) stays with them.
+   */
+  forgetHeld(): void {
+    for (const c of this.conns) {
+      c.pipes.clear();
+      c.sourcePending.length = 0;
+    }
+  }
+
+  /**
    * A watch event for `target`, fired by a request of `source` (undefined: fired by no connection
    * of this transport, which cannot be held back; it then goes to the pipe whatever its length).
    */
@@ -122,7 +136,7 @@ export class XbWatchEvents {
     let i = 0;
     while (i < p.length && c.inFlight < this.maxWatchEvents) {
       c.inFlight++;
-      if (!c.dead) c.peer.write(p[i]);
+      if (!c.dead && c.peer.write(p[i]) === false) c.inFlight--;
       i++;
     }
     if (i === p.length) c.pipes.delete(watch);

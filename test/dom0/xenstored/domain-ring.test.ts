@@ -378,6 +378,33 @@ describe('xenstored ring transport (domain-ring.ts) with the guest xenbus (xenbu
       g.server.kick();
       assert.deepEqual(indexes(g.page), { req_cons: 630, req_prod: 630, rsp_cons: 0, rsp_prod: 1024 });
     });
+
+    it('ocaml: a guest that never reads replies: reading stops with 1,024 in the output queue (quota-maxoutstanding, Xb.can_input)', async () => {
+      host = new Host('ocaml');
+      await host.dom0.write('/k', 'v');
+      await host.dom0.setPerms('/k', ['n0', 'r15']);
+      const g = await host.guest(15, { raw: true });
+      // READ /k: 19 bytes in, 17 out. The guest keeps req[] full and never moves rsp_cons.
+      const one = req(T.XS_READ, 1, '/k\0');
+      let sent = 0;
+      for (let i = 0; i < 200; i++) {
+        const room = XENSTORE_RING_SIZE - ((idx(g.page, I.req_prod) - idx(g.page, I.req_cons)) >>> 0);
+        const n = Math.floor(room / one.length);
+        if (n === 0) break;
+        rawPut(g.page, Buffer.concat(Array.from({ length: n }, () => one)));
+        sent += n;
+        g.server.kick();
+      }
+      // rsp[] holds 60 replies and 4 bytes of the 61st (out of the queue once started); 1,024 wait.
+      assert.equal(idx(g.page, I.req_cons), (60 + 1 + 1024) * one.length);
+      assert.ok(sent > 60 + 1 + 1024);
+      assert.equal(g.server.outstanding, 1 + 1024);
+      assert.equal(idx(g.page, I.rsp_prod), XENSTORE_RING_SIZE);
+      // The guest takes rsp[]: the daemon reads on.
+      setIdx(g.page, I.rsp_cons, XENSTORE_RING_SIZE);
+      g.server.kick();
+      assert.ok(idx(g.page, I.req_cons) > (60 + 1 + 1024) * one.length);
+    });
   });
 
   describe('hostile guests', () => {

@@ -338,7 +338,7 @@ function expected(channel: Channel, profile: Profile, k: MalformedCase): Transcr
 function toolConnection(daemon: XenstoredDaemon): (type: number, payload: Uint8Array) => XsMessage {
   const conn = daemon.xs.connectSocket();
   const got: XsMessage[] = [];
-  daemon.attach(conn, { send: (m) => got.push(m), flush: () => undefined, ended: () => undefined });
+  daemon.attach(conn, { send: (m) => void got.push(m), flush: () => undefined, ended: () => undefined });
   let rid = 1;
   return (type, payload) => {
     const req_id = rid++;
