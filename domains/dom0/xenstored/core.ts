@@ -1280,8 +1280,9 @@ export class Xenstored {
       return;
     }
     // Watches on the removed node or above it fire with its path; a watch on a removed
-    // descendant fires once, with its own path.
-    for (const r of removed) this.fire(ctx, r.path, r.path !== name, [r.node, r.parent]);
+    // descendant fires once, with its own path. In a transaction C keeps only the node's own ACL
+    // for the commit (its accessed_node's perms): the parent is not asked for a node that is gone.
+    for (const r of removed) this.fire(ctx, r.path, r.path !== name, ctx.tx ? [r.node] : [r.node, r.parent]);
   }
 
   /**
@@ -1539,7 +1540,10 @@ export class Xenstored {
   }
 
   private fireCommitted(path: string, exact: boolean, recorded: AclAt[]): void {
-    const perms = [...this.nodePerms(this.db, path, this.store.get(path)), ...recorded];
+    // watch_permitted(): the ACL the transaction recorded first; then the node as committed and
+    // its parent - but a node the commit removed cannot be read, and C looks no further (no parent).
+    const node = this.store.get(path);
+    const perms = node === undefined ? recorded : [...this.nodePerms(this.db, path, node), ...recorded];
     this.fireNow(path, exact, perms);
   }
 
