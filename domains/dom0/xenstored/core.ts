@@ -812,8 +812,8 @@ export class Xenstored {
 
   /**
    * Stale-ACL rule: an entry counts only for a domain known since before the node last changed.
-   * A node created or rewritten inside a transaction has no generation yet - C's NO_GENERATION is
-   * all ones, so every known domain passes (libxl's device dirs rely on it).
+   * A node created inside an oxenstored-style transaction has no generation (NO_GENERATION: every
+   * known domain passes); C stamps every change in a transaction with the next count.
    */
   readonly staleAcl: EntryValidator = {
     entryValid: (e: PermEntry, gen: number): boolean => {
@@ -1451,10 +1451,16 @@ export class Xenstored {
     const quota = conn.privileged ? 0 : this.quotas.transactionNodes;
     // C: a transaction takes a generation of its own (domains known from now on are younger).
     if (this.b.txStartTakesGeneration) this.store.generation++;
-    const tx = new Transaction(id, this.store, this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', this.b.txNodeQuotaOnAccess ? quota : 0);
+    const tx = this.newTransaction(id, quota);
     conn.transactions.set(id, tx);
     this.history?.started(tx);
     ctx.reply = enc(`${id}\0`);
+  }
+
+  /** A client's transaction as this profile runs it (`quota`: its transaction-nodes bound, 0 = none). */
+  newTransaction(id: number, quota: number): Transaction {
+    const style = this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c';
+    return new Transaction(id, this.store, style, this.b.txNodeQuotaOnAccess ? quota : 0, this.b.txStartTakesGeneration);
   }
 
   private allocTxId(conn: Connection): number {

@@ -24,7 +24,6 @@ import { internPerms, permLetter, type Perms, XsPerm } from './permissions.ts';
 import type { Quotas } from './quota.ts';
 import type { Xenstored, XenstoredOptions } from './core.ts';
 import { type XsNode } from './store.ts';
-import { Transaction } from './transaction.ts';
 import {
   XsStateError, type XsStateNodeView, type XsStatePathRef, type XsStatePerm, type XsStateQuota, XsStateReader, type XsStateRecord,
   type XsStateSink, XsStateType, XsStateWriter,
@@ -455,7 +454,7 @@ export function readState(bytes: Uint8Array, opts: XenstoredOptions, read: { rea
   for (const { conn, txId } of carried) {
     const c = xs.connections.get(conn)!;
     const quota = c.privileged ? 0 : xs.quotas.transactionNodes;
-    const tx = new Transaction(txId, xs.store, xs.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', xs.b.txNodeQuotaOnAccess ? quota : 0);
+    const tx = xs.newTransaction(txId, quota);
     tx.carriedOver = true;
     c.transactions.set(txId, tx);
     c.nextTxId = Math.max(c.nextTxId, txId + 1);

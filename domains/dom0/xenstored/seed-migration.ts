@@ -21,7 +21,6 @@ import type { Xenstored } from './core.ts';
 import { DOMID_FIRST_RESERVED, asDomId } from './domain.ts';
 import { basename, domainPath, isSpecial, isValidNodename, parentOf } from './path.ts';
 import { type PermEntry, formatPerms, internPerms, parsePerms } from './permissions.ts';
-import { Transaction } from './transaction.ts';
 
 /** One node below the home: its path relative to the home, its value (latin1) and its ACL ("b5"...). */
 export type SeedNode = readonly [path: string, value: string, perms: readonly string[]];
@@ -180,7 +179,7 @@ export function importSeedState(xs: Xenstored, domid: number, bytes: Uint8Array)
   conn.watches.push(...watches);
   const quota = conn.privileged ? 0 : q.transactionNodes;
   for (const id of txIds) {
-    const tx = new Transaction(id, xs.store, xs.b.commitRule === 'merge-replay' ? 'ocaml' : 'c', xs.b.txNodeQuotaOnAccess ? quota : 0);
+    const tx = xs.newTransaction(id, quota);
     tx.carriedOver = true;
     conn.transactions.set(id, tx);
   }

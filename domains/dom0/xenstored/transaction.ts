@@ -100,6 +100,8 @@ interface Accessed {
   readonly seenGen: number;
   /** The node as this transaction sees it; undefined = absent. */
   data: { value: string; perms: Perms; gen: number } | undefined;
+  /** `data` was created inside this transaction (it is written at commit whatever its value). */
+  created: boolean;
   /** Child names, copied on first need. */
   kids: string[] | undefined;
   modified: boolean;
@@ -166,6 +168,12 @@ export class Transaction implements Db, SnapshotListener {
     readonly style: TxStyle,
     /** transaction-nodes quota for this connection (0 = unlimited). */
     private readonly nodeQuota: number,
+    /**
+     * C: every change inside the transaction takes a global generation count (access_node()
+     * for a write or delete), so domains that become known later are younger than the copy,
+     * and the node copy carries that count for the stale-ACL rule.
+     */
+    private readonly stampWrites = false,
   ) {
     this.startGen = store.generation;
     store.snapshots.add(this);
@@ -222,6 +230,7 @@ export class Transaction implements Db, SnapshotListener {
     a = {
       seenGen: b.data ? b.data.gen : NO_GENERATION,
       data: b.data ? { value: b.data.value, perms: b.data.perms, gen: b.data.gen } : undefined,
+      created: false,
       kids: undefined,
       modified: false,
       fire: false,
@@ -266,7 +275,10 @@ export class Transaction implements Db, SnapshotListener {
     const p = this.access(parentPath);
     this.kidsOf(parentPath, p).push(basename(path));
     p.modified = true;
-    a.data = { value, perms, gen: NO_GENERATION };
+    const gen = this.stamp();
+    if (gen !== NO_GENERATION) p.data = { ...p.data!, gen };
+    a.data = { value, perms, gen };
+    a.created = true;
     a.kids = [];
     a.modified = true;
     this.own(perms[0].id, 1);
@@ -274,7 +286,7 @@ export class Transaction implements Db, SnapshotListener {
 
   setValue(path: string, value: string): void {
     const a = this.access(path);
-    a.data = { ...a.data!, value };
+    a.data = { ...a.data!, value, gen: this.stamp(a.data!.gen) };
     a.modified = true;
   }
 
@@ -282,8 +294,13 @@ export class Transaction implements Db, SnapshotListener {
     const a = this.access(path);
     this.own(a.data!.perms[0].id, -1);
     this.own(perms[0].id, 1);
-    a.data = { ...a.data!, perms };
+    a.data = { ...a.data!, perms, gen: this.stamp(a.data!.gen) };
     a.modified = true;
+  }
+
+  /** A change's generation: the next global count (C), else `keep` (NO_GENERATION for a new node). */
+  private stamp(keep = NO_GENERATION): number {
+    return this.stampWrites ? this.store.generation++ : keep;
   }
 
   remove(path: string): Removed[] {
@@ -320,6 +337,8 @@ export class Transaction implements Db, SnapshotListener {
     if (i < 0) throw new TxCorruptError();
     kids.splice(i, 1);
     p.modified = true;
+    const gen = this.stamp();
+    if (gen !== NO_GENERATION) p.data = { ...p.data!, gen };
     return out;
   }
 
@@ -419,7 +438,7 @@ export class Transaction implements Db, SnapshotListener {
         store.create(parentPath, store.get(parentPath)!, basename(path), d.value, d.perms);
         continue;
       }
-      if (n.value !== d.value || d.gen === NO_GENERATION) store.setValue(path, n, d.value);
+      if (n.value !== d.value || a.created) store.setValue(path, n, d.value);
       if (n.perms !== d.perms) store.setPerms(path, n, d.perms);
     }
     // Child order as the transaction left it (a child re-created inside goes last, as in C).

@@ -236,7 +236,8 @@ describe('xenstored permissions (C 4.17)', () => {
         assert.equal(d0.setPerms('/be/vbd/2/51712', 'n0 r2', tx), 'OK');
         assert.equal(d0.write('/be/vbd/2/51712/state', '1', tx), 'OK');
         assert.equal(d0.commit(tx), 'OK');
-        // Created without a generation (C's NO_GENERATION is all ones): the entry is not stale.
+        // Written after domain 2 became known (a generation count taken inside the transaction in
+        // C, none at all in oxenstored): the entry is not stale.
         assert.equal(d0.getPerms('/be/vbd/2/51712/state'), 'n0 r2', profile);
         assert.equal(g2.read('/be/vbd/2/51712/state'), '1', profile);
         assert.equal(d0.write('/be/vbd/2/51712/state', '2'), 'OK');
@@ -278,6 +279,28 @@ describe('xenstored permissions (C 4.17)', () => {
       assert.equal(d0.setPerms('/t/s', 'n0 r2'), 'OK');
       g2.events();
       assert.equal(g2.read('/t/s'), 'secret3');
+    });
+
+    it('C: a node changed last just before a domain becomes known keeps that domain\'s entries; a write in an open transaction in between makes them stale (repro c-d21)', () => {
+      for (const txWrite of [false, true]) {
+        const h = new Harness({ profile: 'c' });
+        const d0 = h.dom0;
+        assert.equal(d0.write('/local/domain/5', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/5', 'n0 r5'), 'OK');
+        assert.equal(d0.write('/local/domain/5/data', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/5/data', 'n5'), 'OK');
+        h.introduce(5, { home: false });
+        const tx = d0.txStart();
+        // Deleting data/ (owned by 5) rewrites /local/domain/5: its generation is the current count.
+        assert.equal(h.release(5), 'OK');
+        // Uncommitted, but it takes a generation count all the same (access_node()).
+        if (txWrite) assert.equal(d0.write('/local/domain/5/data', 'x', tx), 'OK');
+        const g5 = h.introduce(5, { home: false });
+        assert.equal(d0.write('/local/domain/5/data/p', 'w'), 'OK');
+        const want = txWrite ? 'EACCES' : '';
+        assert.equal(g5.read('/local/domain/5'), want, `txWrite=${txWrite}`);
+        assert.equal(g5.read('/local/domain/5/data/p'), txWrite ? 'EACCES' : 'w', `txWrite=${txWrite}`);
+      }
     });
 
     it('XSA-419: nodes the released domain owned are deleted, with the events an RM fires', () => {
