@@ -4,9 +4,8 @@
 // xenstore - the devices' shared rings and event channels - so the devices stay in their last
 // state and block I/O still completes. The scenario passes when it observes exactly that hang.
 import { XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
-import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
-
-const XVDA = 'vbd/51712';
+import { defineScenario } from '../sim/scenario/scenario.ts';
+import { blockIoCompletes, createGuestWithDevices } from './xenstored-crash-checks.ts';
 
 export default defineScenario({
   name: 'xenstored-crash',
@@ -15,14 +14,7 @@ export default defineScenario({
   faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
   async run(s) {
     // No devicesAgree invariant: once xenstored is gone, reading the device states would hang too.
-    const id = await s.step('xl create guest (xvda, vif 0)', () =>
-      s.create('guest', guestConfig('orphan', { disks: [{ vdev: 'xvda', target: 'orphan-root', sizeMiB: 8 }], vifs: [{}] })));
-    await s.step('every device connects', async () => {
-      for (const d of [XVDA, 'vif/0']) {
-        s.expect(await s.waitFor(`/local/domain/${id}/device/${d}/state`, '4'), `${d} frontend Connected`);
-        s.expect(await s.waitFor(`/local/domain/0/backend/${d.replace('/', `/${id}/`)}/state`, '4'), `${d} backend Connected`);
-      }
-    });
+    await createGuestWithDevices(s, 'orphan');
     await s.step('the guest reads its name from xenstore', async () => {
       const r = await s.guest<{ payload?: string }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_READ, payload: 'name\0', timeoutNs: 1e9 });
       s.expect(r.payload === 'orphan', `read name: ${JSON.stringify(r)}`);
@@ -36,15 +28,6 @@ export default defineScenario({
       const r = await s.guest<{ timedOut?: boolean }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_READ, payload: 'name\0', timeoutNs: 5e9 });
       s.expect(r.timedOut === true, `expected the read to hang, got ${JSON.stringify(r)}`);
     });
-    await s.step('the devices keep their last state and block I/O still completes', async () => {
-      const seen = await s.guest<{ devices: { name: string; stateName: string }[] }>('guest', { cmd: 'devices' });
-      s.expect(seen.devices.length === 2 && seen.devices.every((d) => d.stateName === 'XenbusStateConnected'),
-        `the guest's drivers see ${seen.devices.map((d) => `${d.name}=${d.stateName}`).join(', ')}`);
-      const data = new Uint8Array(4096).fill(0x5a);
-      const w = await s.guest<{ status?: number; error?: string }>('guest', { cmd: 'blk', device: XVDA, op: 'write', sector: 8, sectors: 8, data });
-      s.expect(w.status === 0, `write through the ring: ${w.error ?? w.status}`);
-      const r = await s.guest<{ status?: number; data?: Uint8Array }>('guest', { cmd: 'blk', device: XVDA, op: 'read', sector: 8, sectors: 8 });
-      s.expect(r.status === 0 && r.data?.every((b) => b === 0x5a), 'the data read back is the data written');
-    });
+    await s.step('the devices keep their last state and block I/O still completes', () => blockIoCompletes(s, 0x5a, 8));
   },
 });

@@ -10,9 +10,9 @@
 // ring reconnection (as xenstored-restart's fixed one), and C xenstored, whose guests have no
 // reconnection to fall back on - a crash between two batches loses nothing on the ring.
 import { XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
-import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
+import { defineScenario } from '../sim/scenario/scenario.ts';
+import { blockIoCompletes, createGuestWithDevices, devicesConnected, guestWritesBefore } from './xenstored-crash-checks.ts';
 
-const XVDA = 'vbd/51712';
 const INCREMENTS = 10;
 const WRITES = 10;
 
@@ -33,19 +33,8 @@ export default defineScenario({
   },
   faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
   async run(s) {
-    const id = await s.step('xl create guest (xvda, vif 0)', () =>
-      s.create('guest', guestConfig('hydra', { disks: [{ vdev: 'xvda', target: 'hydra-root', sizeMiB: 8 }], vifs: [{}] })));
-    const devicesConnected = async (): Promise<void> => {
-      for (const d of [XVDA, 'vif/0']) {
-        s.expect(await s.waitFor(`/local/domain/${id}/device/${d}/state`, '4'), `${d} frontend Connected`);
-        s.expect(await s.waitFor(`/local/domain/0/backend/${d.replace('/', `/${id}/`)}/state`, '4'), `${d} backend Connected`);
-      }
-    };
-    await s.step('every device connects', devicesConnected);
-    await s.step('the guest writes data/before', async () => {
-      const r = await s.guest<{ error?: string }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_WRITE, payload: 'data/before\0committed', timeoutNs: 1e9 });
-      s.expect(r.error === undefined && !('timedOut' in r), `write data/before: ${JSON.stringify(r)}`);
-    });
+    const id = await createGuestWithDevices(s, 'hydra');
+    await guestWritesBefore(s);
     await s.step('the primary dies at a random point of the guest\'s 10 transactional increments and 10 writes; a standby takes over', async () => {
       await s.rt.toolstackWrite(`/local/domain/${id}/data/counter`, '0', [`n${id}`]);
       let r: { retries?: number; error?: string } = {};
@@ -74,17 +63,8 @@ export default defineScenario({
         s.expect(v === `v${i}`, `data/w${i} reads ${v}`);
       }
     });
-    await s.step('the devices are still Connected at both ends', devicesConnected);
-    await s.step('the guest\'s drivers see their devices Connected and block I/O completes', async () => {
-      const seen = await s.guest<{ devices: { name: string; stateName: string }[] }>('guest', { cmd: 'devices' });
-      s.expect(seen.devices.length === 2 && seen.devices.every((d) => d.stateName === 'XenbusStateConnected'),
-        `the guest's drivers see ${seen.devices.map((d) => `${d.name}=${d.stateName}`).join(', ')}`);
-      const data = new Uint8Array(4096).fill(0x3c);
-      const w = await s.guest<{ status?: number; error?: string }>('guest', { cmd: 'blk', device: XVDA, op: 'write', sector: 24, sectors: 8, data });
-      s.expect(w.status === 0, `write through the ring: ${w.error ?? w.status}`);
-      const rd = await s.guest<{ status?: number; data?: Uint8Array }>('guest', { cmd: 'blk', device: XVDA, op: 'read', sector: 24, sectors: 8 });
-      s.expect(rd.status === 0 && rd.data?.every((b) => b === 0x3c), 'the data read back is the data written');
-    });
+    await s.step('the devices are still Connected at both ends', () => devicesConnected(s, id));
+    await s.step('the guest\'s drivers see their devices Connected and block I/O completes', () => blockIoCompletes(s, 0x3c, 24));
     await s.step('the guest reads back what it wrote before the crash, and writes through the new primary', async () => {
       const r = await s.guest<{ payload?: string }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_READ, payload: 'data/before\0', timeoutNs: 1e9 });
       s.expect(r.payload === 'committed', `read data/before: ${JSON.stringify(r)}`);

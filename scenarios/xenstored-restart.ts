@@ -10,9 +10,9 @@
 // one facing C xenstored 4.17, which does not offer it - waits for that reply for ever: the
 // seed's main problem, which a restart alone does not cure.
 import { XsdSockmsgType } from '../hypervisor/public/io/xs_wire.ts';
-import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
+import { defineScenario } from '../sim/scenario/scenario.ts';
+import { blockIoCompletes, createGuestWithDevices, devicesConnected, guestWritesBefore } from './xenstored-crash-checks.ts';
 
-const XVDA = 'vbd/51712';
 /** How long the guest's xenbus waits, server silent, before it asks for a ring reset. */
 const RECONNECT_AFTER_NS = 1e9;
 const INCREMENTS = 20;
@@ -52,19 +52,8 @@ export default defineScenario({
   faults: { jitter: { p: [0, 0.3], maxNs: 2e6 } },
   async run(s) {
     const recovers = s.knob<boolean>('recovers') ?? false;
-    const id = await s.step('xl create guest (xvda, vif 0)', () =>
-      s.create('guest', guestConfig('phoenix', { disks: [{ vdev: 'xvda', target: 'phoenix-root', sizeMiB: 8 }], vifs: [{}] })));
-    const devicesConnected = async (): Promise<void> => {
-      for (const d of [XVDA, 'vif/0']) {
-        s.expect(await s.waitFor(`/local/domain/${id}/device/${d}/state`, '4'), `${d} frontend Connected`);
-        s.expect(await s.waitFor(`/local/domain/0/backend/${d.replace('/', `/${id}/`)}/state`, '4'), `${d} backend Connected`);
-      }
-    };
-    await s.step('every device connects', devicesConnected);
-    await s.step('the guest writes data/before', async () => {
-      const r = await s.guest<{ error?: string }>('guest', { cmd: 'xs', type: XsdSockmsgType.XS_WRITE, payload: 'data/before\0committed', timeoutNs: 1e9 });
-      s.expect(r.error === undefined && !('timedOut' in r), `write data/before: ${JSON.stringify(r)}`);
-    });
+    const id = await createGuestWithDevices(s, 'phoenix');
+    await guestWritesBefore(s);
     await s.step('xenstored is set to crash on the guest\'s next request, and to restart 2 s after', async () => {
       s.fault('xenstored-crash', { whileHandlingRequestFrom: id, restartAfterNs: RESTART_AFTER_NS });
       // Sent to where xenstored runs: dom0, or the xenstore domain.
@@ -83,17 +72,8 @@ export default defineScenario({
       const reconnected = s.trace.some((e) => e.kind === 'xenbus_comms' && e.op === 'ring reconnected');
       s.expect(asked === recovers && reconnected === recovers, `ring reconnection asked ${asked}, done ${reconnected}`);
     });
-    await s.step('the devices are still Connected at both ends', devicesConnected);
-    await s.step('the guest\'s drivers see their devices Connected and block I/O completes', async () => {
-      const seen = await s.guest<{ devices: { name: string; stateName: string }[] }>('guest', { cmd: 'devices' });
-      s.expect(seen.devices.length === 2 && seen.devices.every((d) => d.stateName === 'XenbusStateConnected'),
-        `the guest's drivers see ${seen.devices.map((d) => `${d.name}=${d.stateName}`).join(', ')}`);
-      const data = new Uint8Array(4096).fill(0xa5);
-      const w = await s.guest<{ status?: number; error?: string }>('guest', { cmd: 'blk', device: XVDA, op: 'write', sector: 16, sectors: 8, data });
-      s.expect(w.status === 0, `write through the ring: ${w.error ?? w.status}`);
-      const r = await s.guest<{ status?: number; data?: Uint8Array }>('guest', { cmd: 'blk', device: XVDA, op: 'read', sector: 16, sectors: 8 });
-      s.expect(r.status === 0 && r.data?.every((b) => b === 0xa5), 'the data read back is the data written');
-    });
+    await s.step('the devices are still Connected at both ends', () => devicesConnected(s, id));
+    await s.step('the guest\'s drivers see their devices Connected and block I/O completes', () => blockIoCompletes(s, 0xa5, 16));
     if (!recovers) return;
     await s.step('the guest reads back what it wrote before and during the crash', async () => {
       for (const [path, want] of [['data/before', 'committed'], ['data/during', 'sent while xenstored died']]) {
