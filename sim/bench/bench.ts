@@ -46,8 +46,9 @@ xenstored section:
                         extrapolated, since C xenstored 4.17 slows down as its store grows
 
 bighost section:
-  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000); the 40,000-guest run needs
-                        about 0.45 MB per guest until domain ids run out at 32,752
+  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000)
+  --bighost-xl-guests N the run-time 40,000-guest case: guests xl-created before bare domains take
+                        every other domid (default 500, quick 50)
 
 soak section:
   --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
@@ -104,6 +105,7 @@ async function main(argv: string[]): Promise<number> {
       nodes: { type: 'string' },
       'mem-seconds': { type: 'string' },
       'bighost-rss-mb': { type: 'string' },
+      'bighost-xl-guests': { type: 'string' },
       'soak-seconds': { type: 'string' },
       'soak-kinds': { type: 'string' },
       'soak-profiles': { type: 'string' },
