@@ -3,7 +3,7 @@
 // lockstep at seeded points). Here dom0 and the guests run on their own threads in real time, so
 // where the destroy lands is the machine's timing: each trial waits a random part of an
 // undisturbed create's time, then destroys the domain as another `xl destroy NAME` would (once
-// its name is in xenstore); attempts until N destroys were issued while their create was under way. Counted after each trial: nodes of the domain left in xenstore
+// xl lists it); attempts until N destroys were issued while their create was under way. Counted after each trial: nodes of the domain left in xenstore
 // (orphans), the domain left in the hypervisor or mapped in dom0, and every failed create with
 // what it said, explained when it is a step that found its domain going.
 import { configUuid } from '../../domains/dom0/toolstack/config.ts';
@@ -86,7 +86,8 @@ async function trials(n: number, seed: number, progress: (s: string) => void): P
       ).finally(() => (settled = true));
       await sleep(delayMs);
       const mine = (): number | undefined => [...xl.domains.values()].find((x) => x.cfg.name === cfg.name)?.domid;
-      // `xl destroy NAME` finds the domain by its name in xenstore: not before the create wrote it.
+      // As `xl destroy NAME` would: once xl lists the domain (its domain-make under way), not while
+      // the builder is still making it nameless.
       while (!settled && mine() === undefined) await new Promise((r) => setImmediate(r));
       const victim = mine();
       const during = !settled;
@@ -152,6 +153,12 @@ export const lifecycleSection: BenchSection = {
     const survived = rows.filter((r) => r.during && r.failure === undefined).length;
     out(`Destroys issued during a create whose create still succeeded (its last step ran before the destroy reached the domain, which the destroy then removed): ${survived}.`);
     out(`Attempts whose create had finished before the destroy was issued were destroyed afterwards and checked alike (${rows.filter((r) => !r.during).length}); counted in every column but "destroy during create".`);
+    const steps = new Map<string, number>();
+    for (const r of failed) {
+      const step = /^xl create: domain \d+: (.+?): domain \d+ /.exec(r.failure!)?.[1] ?? 'other';
+      steps.set(step, (steps.get(step) ?? 0) + 1);
+    }
+    out(`Failed creates by the step that failed: ${[...steps].map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}.`);
     out('Every failed create, with what it said (explained = a step found its domain being destroyed or gone):');
     for (const r of failed) out(`- trial ${r.t} (destroy after ${r.delayMs.toFixed(1)} ms): ${LOST_TO_DESTROY.test(r.failure!) ? 'explained' : 'UNEXPLAINED'}: ${r.failure}`);
     for (const r of destroyFailed) out(`- trial ${r.t}: xl destroy failed: ${r.destroyFailure}`);
