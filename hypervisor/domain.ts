@@ -62,6 +62,9 @@ export class Domain {
   }
 }
 
+/** Domids a host can give domains other than dom0: 1 to DOMID_FIRST_RESERVED - 1 (32,751). */
+export const GUEST_DOMIDS = DOMID_FIRST_RESERVED - 1;
+
 /**
  * Domid allocation as Xen does it for "any id": the lowest free id after the last one handed out,
  * wrapping to 1 (0 is never auto-assigned), below DOMID_FIRST_RESERVED. An id is free again only

@@ -1,6 +1,6 @@
 // One Xen host: the hypervisor instance that owns every domain, frame and channel.
 // Runs on the main thread; domains reach it only through hypercalls.
-import { Domain, DomDying, DomidAllocator } from './domain.ts';
+import { Domain, DomDying, DomidAllocator, GUEST_DOMIDS } from './domain.ts';
 import { EXTENT_PAGES, type Frame, type Gfn, MachineMemory } from './memory.ts';
 import { type DomId, Errno, DOMID_SELF, SharedInfo } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
@@ -39,8 +39,9 @@ export interface DomainHooks {
 }
 
 export class HypervisorError extends Error {
-  constructor(readonly errno: Errno, what: string) {
-    super(`${what}: -${Errno[errno]}`);
+  /** `why` is the simulator's word on the cause (Xen returns only the errno). */
+  constructor(readonly errno: Errno, readonly what: string, why?: string) {
+    super(`${what}: -${Errno[errno]}${why === undefined ? '' : ` (${why})`}`);
   }
 }
 
@@ -82,7 +83,10 @@ export class Host {
       throw new HypervisorError(Errno.EINVAL, 'createdomain');
     }
     const id = opts.domid !== undefined ? this.domids.claim(opts.domid) : this.domids.allocate();
-    if (id === undefined) throw new HypervisorError(opts.domid !== undefined ? Errno.EEXIST : Errno.ENOSPC, 'createdomain');
+    // Xen's domctl: -EEXIST for an id asked for and taken; -ENOMEM when its search for a free
+    // id comes back round to where it started.
+    if (id === undefined && opts.domid !== undefined) throw new HypervisorError(Errno.EEXIST, 'createdomain', `domid ${opts.domid} is taken or reserved`);
+    if (id === undefined) throw new HypervisorError(Errno.ENOMEM, 'createdomain', `no free domid: all ${GUEST_DOMIDS} below DOMID_FIRST_RESERVED are in use`);
     const d = new Domain(id, opts.privileged ?? false, opts.maxPages ?? 256);
     d.maxVcpus = vcpus;
     d.hvm = opts.hvm ?? false;

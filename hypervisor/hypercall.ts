@@ -9,7 +9,7 @@ import { type Host, HypervisorError } from './host.ts';
 import type { Frame } from './memory.ts';
 import { GnttabOp } from './public/grant_table.ts';
 import { SchedOp, ShutdownReason } from './public/sched.ts';
-import { Errno, Hypercall } from './public/xen.ts';
+import { DOMID_FIRST_RESERVED, Errno, Hypercall } from './public/xen.ts';
 import { HvmAcpi } from './hvm/acpi.ts';
 import { Domctl, DomctlCdf, DomctlShadowOp, DomctlTrigger, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from './public/domctl.ts';
 import { LogDirty } from './paging.ts';
@@ -263,8 +263,10 @@ export class Hypercalls {
     const cmd = Number(a.cmd);
     if (!(cmd === Domctl.XEN_DOMCTL_getdomaininfo && d.xenstore)) this.host.requirePrivileged(d, 'domctl');
     if (cmd === Domctl.XEN_DOMCTL_createdomain) {
+      // Any other id (0, DOMID_INVALID as libxl passes it) asks Xen to choose one.
+      const asked = typeof a.domid === 'number' && a.domid > 0 && a.domid < DOMID_FIRST_RESERVED ? a.domid : undefined;
       const nd = this.host.createDomain({
-        domid: typeof a.domid === 'number' && a.domid !== 0 ? a.domid : undefined,
+        domid: asked,
         maxPages: typeof a.max_pages === 'number' ? a.max_pages : undefined,
         vcpus: typeof a.max_vcpus === 'number' ? a.max_vcpus : undefined,
         hvm: (Number(a.flags) & DomctlCdf.XEN_DOMCTL_CDF_hvm) !== 0,

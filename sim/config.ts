@@ -6,6 +6,8 @@ import { LineCounter, parseDocument } from 'yaml';
 import * as z from 'zod';
 import type { DiskConfig, DomainConfig, VifConfig } from '../domains/dom0/toolstack/config.ts';
 import { vdevFromName } from '../hypervisor/public/io/blkif.ts';
+import { GUEST_DOMIDS } from '../hypervisor/domain.ts';
+import { DOMID_FIRST_RESERVED } from '../hypervisor/public/xen.ts';
 
 /** A configuration error: one line per problem, ready to print (no stack trace wanted). */
 export class ConfigError extends Error {
@@ -49,7 +51,7 @@ export const GuestSchema = z.strictObject({
   vcpus: intIn('a vCPU count, 1 to 128', 1, 128).optional(),
   type: z.enum(['pv', 'hvm'], { error: expect('pv or hvm') }).optional(),
   // DOMID_FIRST_RESERVED is 0x7ff0; 0 is dom0's.
-  domid: intIn('a domid, 1 to 32751', 1, 0x7fef).optional(),
+  domid: intIn(`a domid, 1 to ${GUEST_DOMIDS}`, 1, GUEST_DOMIDS).optional(),
   disks: z.array(DiskSchema, { error: expect('a list of disks') }).optional(),
   vifs: z.array(VifSchema, { error: expect('a list of NICs') }).optional(),
   on_poweroff: Action.optional(),
@@ -71,12 +73,26 @@ export const GuestSchema = z.strictObject({
   }
 });
 
+/**
+ * Why a host cannot have `guests` guests besides `others` other domains (a xenstore domain), if
+ * it cannot: each needs a domid, and Xen has 32,751 to give. Checked before anything boots, so a
+ * config past it fails at once rather than 32,751 creates in.
+ */
+export function tooManyGuests(guests: number, others = 0): string | undefined {
+  const left = GUEST_DOMIDS - others;
+  if (guests <= left) return undefined;
+  const besides = others ? ` besides ${others} other domain${others === 1 ? '' : 's'}` : '';
+  return `${guests} guests${besides}, but a Xen host has ${left} domids for them (1 to ${GUEST_DOMIDS}: 0 is dom0's, DOMID_FIRST_RESERVED is 0x${DOMID_FIRST_RESERVED.toString(16)})`;
+}
+
 export const HostConfigSchema = z.strictObject({
   seed: intIn('a seed, 0 to 4294967295', 0, 0xffffffff).optional(),
   mode: z.enum(['free', 'lockstep'], { error: expect('free or lockstep') }).optional(),
   profile: z.enum(['c', 'ocaml'], { error: expect('c or ocaml') }).optional(),
   guests: z.array(GuestSchema, { error: expect('a list of guests') }).default([]),
 }).superRefine((h, ctx) => {
+  const many = tooManyGuests(h.guests.length);
+  if (many) ctx.addIssue({ code: 'custom', path: ['guests'], message: many });
   const names = new Map<string, number>();
   const domids = new Map<number, number>();
   for (const [i, g] of h.guests.entries()) {

@@ -9,7 +9,7 @@ import { createWriteStream, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Command } from 'commander';
 import { HostRuntime, type TraceEvent } from './host-runtime.ts';
-import { ConfigError, type HostConfig, loadHostConfig } from './config.ts';
+import { ConfigError, type HostConfig, loadHostConfig, tooManyGuests } from './config.ts';
 import { Xl } from './xl.ts';
 import { DEFAULT_CONTROL, XlControl, XlControlServer, XlError } from './xl-control.ts';
 import { formatList } from './xl-cli.ts';
@@ -151,6 +151,9 @@ const STATE_NAMES = ['Unknown', 'Initialising', 'InitWait', 'Initialised', 'Conn
 async function upConfig(file: string, o: UpOptions): Promise<void> {
   if (o.guests !== undefined) throw new UsageError('--guests does not combine with a CONFIG (its guests: list says which guests)');
   const cfg = loadHostConfig(file);
+  // The config's own check counts guests only; a xenstore domain takes one domid more.
+  const many = o.xenstoreDomain ? tooManyGuests(cfg.guests.length, 1) : undefined;
+  if (many) throw new UsageError(`${file}: guests: ${many} (with --xenstore-domain)`);
   const { mode, seed, socket, control } = upMode(cfg, o);
   let listenAt;
   try {

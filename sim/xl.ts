@@ -11,6 +11,7 @@ import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { type BuiltDomain, type HostRuntime, ToolstackCallError, XENSTORE_DOMAIN_NAME } from './host-runtime.ts';
 import { configUuid, defaultMac } from '../domains/dom0/toolstack/config.ts';
 import { readSaveImage, type RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
+import { HypervisorError } from '../hypervisor/host.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
 import { GuestSchema } from './config.ts';
 import { imageP2mSize, restoreMemory, saveDomain } from './xl-saverestore.ts';
@@ -192,11 +193,21 @@ export class Xl {
    */
   async create(cfg: DomainConfig, opts: CreateOptions = {}): Promise<number> {
     const pages = guestPages(cfg);
-    const built = await this.rt.buildGuest({
-      domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
-      vcpus: cfg.vcpus,
-      program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
-    });
+    let built: BuiltDomain;
+    try {
+      built = await this.rt.buildGuest({
+        domid: cfg.domid, pages, console: true, introduce: false, paused: true, hvm: cfg.type === 'hvm',
+        vcpus: cfg.vcpus,
+        program: { module: opts.program ?? GUEST, args: { type: cfg.type ?? 'pv', ...opts.guest } },
+      });
+    } catch (e) {
+      // libxl__domain_make's "domain creation fail" with Xen's errno (-ENOMEM once every domid
+      // is in use, -EEXIST for a domid taken): no domain was made, so nothing to clean up.
+      if (e instanceof HypervisorError && e.what === 'createdomain') {
+        throw new CreateError('createdomain', `xl create: ${cfg.name}: domain creation fail: ${e.message}`);
+      }
+      throw e;
+    }
     await this.createDevices(built, cfg, opts, 'xl create');
     return built.domid;
   }

@@ -21,9 +21,10 @@ import { resilienceSection } from './resilience.ts';
 import { uiSection } from './ui.ts';
 import { bighostSection } from './bighost.ts';
 import { soakSection } from './soak.ts';
+import { lifecycleSection } from './lifecycle.ts';
 
 const SECTIONS: readonly BenchSection[] = [
-  xenstoredSection, ringSection, lockstepSection, packingSection, bighostSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
+  xenstoredSection, ringSection, lockstepSection, packingSection, bighostSection, lifecycleSection, devicesSection, swarmSection, racesSection, startupSection, migrationSection,
   resilienceSection, soakSection, uiSection,
 ];
 
@@ -46,8 +47,13 @@ xenstored section:
                         extrapolated, since C xenstored 4.17 slows down as its store grows
 
 bighost section:
-  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000); the 40,000-guest run needs
-                        about 0.45 MB per guest until domain ids run out at 32,752
+  --bighost-rss-mb MB   stop a run whose RSS passes MB (default 12000)
+  --bighost-xl-guests N the run-time 40,000-guest case: guests xl-created before bare domains take
+                        every other domid (default 500, quick 50)
+
+lifecycle section:
+  --lifecycle-trials N  xl destroy during xl create, free-running (default 100, quick 20)
+  --lifecycle-seed N    seed of the destroys' delays (default 14; the host's timing is not seeded)
 
 soak section:
   --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
@@ -104,6 +110,9 @@ async function main(argv: string[]): Promise<number> {
       nodes: { type: 'string' },
       'mem-seconds': { type: 'string' },
       'bighost-rss-mb': { type: 'string' },
+      'bighost-xl-guests': { type: 'string' },
+      'lifecycle-trials': { type: 'string' },
+      'lifecycle-seed': { type: 'string' },
       'soak-seconds': { type: 'string' },
       'soak-kinds': { type: 'string' },
       'soak-profiles': { type: 'string' },

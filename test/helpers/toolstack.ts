@@ -1,5 +1,6 @@
-// Shared checks for the toolstack specs: a guest's devices Connected on both ends, the nodes that
-// belong to one domain, and "the tree is back to the baseline".
+// Shared checks for the toolstack specs (and the bench's free-running destroy-during-create): a
+// guest's devices Connected on both ends, the nodes that belong to one domain, how a create lost
+// to a destroy says so, and "the tree is back to the baseline".
 import assert from 'node:assert/strict';
 import { vdevFromName } from '../../hypervisor/public/io/blkif.ts';
 import { XenbusState } from '../../hypervisor/public/io/xenbus.ts';
@@ -37,6 +38,13 @@ export async function assertConnected(xl: Xl, domid: number, devices = DEVICES):
     assert.equal(value(t, `/local/domain/0/backend/${kind}/${domid}/${devid}/state`), '4', `${kind} ${devid} backend`);
   }
 }
+
+/**
+ * How a create that lost to an `xl destroy` of its domain fails: the step that found the domain
+ * going (dom0's toolstack, or xl's own last step), and that it went. Any other failure of a create
+ * raced by a destroy is unexplained.
+ */
+export const LOST_TO_DESTROY = /^xl create: domain \d+: [a-z-]+( \S+)?: domain \d+ (is being destroyed|no longer exists)$/;
 
 /** Every node that belongs to domain `domid` (with /vm/<uuid>): its home, backends, libxl's copy. */
 export function domainNodes(t: Map<string, string>, domid: number, uuid: string): string[] {

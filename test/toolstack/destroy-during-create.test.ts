@@ -3,10 +3,11 @@
 // finds its domain destroyed fails saying so, and the failed create cleans up after itself. So
 // wherever the destroy lands, no node of the domain is left and the tree is the one dom0 booted
 // with. 100 trials in lockstep; the trial points (trace events into the create) come from SEED.
+// The bench's `lifecycle` section runs the same trials on a free-running host.
 import assert from 'node:assert/strict';
 import { configUuid } from '../../domains/dom0/toolstack/config.ts';
 import { bootHost, tree } from '../helpers/host.ts';
-import { assertBaseline, assertGone, domainNodes, twoDisksOneNic } from '../helpers/toolstack.ts';
+import { assertBaseline, assertGone, domainNodes, LOST_TO_DESTROY, twoDisksOneNic } from '../helpers/toolstack.ts';
 
 const TRIALS = 100;
 const SEED = 14;
@@ -19,9 +20,6 @@ function lcg(seed: number): () => number {
     return s;
   };
 }
-
-/** A create that lost the race says which step failed and that its domain went away. */
-const EXPLAINED = /^xl create: domain \d+: [a-z-]+( \S+)?: domain \d+ (is being destroyed|no longer exists)$/;
 
 describe('toolstack: xl destroy during xl create', function () {
   // A hang guard only, above mocha's: 100 creates, each destroyed at a drawn point.
@@ -85,7 +83,7 @@ describe('toolstack: xl destroy during xl create', function () {
         await xl.settled();
         const id = domid ?? victim;
         assert.ok(id !== undefined, `trial ${t}: the create failed before it had a domain: ${failure}`);
-        if (failure !== undefined && !EXPLAINED.test(failure)) unexplained.push(`trial ${t} (event ${at}): ${failure}`);
+        if (failure !== undefined && !LOST_TO_DESTROY.test(failure)) unexplained.push(`trial ${t} (event ${at}): ${failure}`);
         const now = await tree(xl);
         const orphans = domainNodes(now, id, configUuid(cfg, id));
         if (orphans.length) orphaned.push(`trial ${t} (event ${at}, ${failure ?? 'created'}): ${orphans.length} nodes, e.g. ${orphans[0]}`);
