@@ -16,12 +16,13 @@
 // - `failover`: from the primary's death to the new daemon serving: standby 0 (a thread) sees
 //   the log marked dead, reads the rest, writes its state stream; the daemon reads it and takes
 //   over every connection. With 1k and 100k nodes and 8 watching connections.
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Xenstored } from '../../domains/dom0/xenstored/core.ts';
 import { XenstoredDaemon } from '../../domains/dom0/xenstored/daemon.ts';
 
 import { permsEqual } from '../../domains/dom0/xenstored/permissions.ts';
+import { stateDumpFile } from '../../domains/dom0/xenstored/state-dump-file.ts';
 import { type Promoted, startStandbyThreads } from '../../domains/dom0/xenstored/standby-thread.ts';
 import { XsdSockmsgType as T, nulJoin } from '../../hypervisor/public/io/xs_wire.ts';
 import { type BenchSection, fmtMB, makeTempDir, median, table } from './common.ts';
@@ -39,14 +40,16 @@ export function measure(nodes: number, conns: number, dir: string): Pause {
   const file = join(dir, 'state_dump');
   let dumpMs = 0;
   let t0 = 0;
+  // The file as `xensim xenstored` writes and reads it.
+  const dumpFile = stateDumpFile(file);
   const daemon = new XenstoredDaemon({
     stateDump: {
       write: (b) => {
-        writeFileSync(file, b);
+        dumpFile.write(b);
         dumpMs = performance.now() - t0;
       },
-      read: () => readFileSync(file),
-      remove: () => unlinkSync(file),
+      read: (into) => dumpFile.read(into),
+      remove: () => dumpFile.remove(),
     },
   });
   const sinks = (): { send: () => void; flush: () => void; ended: () => void } => ({ send: () => undefined, flush: () => undefined, ended: () => undefined });

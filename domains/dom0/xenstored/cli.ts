@@ -1,5 +1,5 @@
 // `xensim xenstored`: the daemon on a Unix socket, with C xenstored 4.17's quota options.
-import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import v8 from 'node:v8';
 import { Command } from 'commander';
@@ -12,6 +12,7 @@ import { DB_DEBUG_FILE, dbDebug } from './db-debug.ts';
 import { XenstoredServer } from './unix-socket.ts';
 import type { XenstoredDaemon } from './daemon.ts';
 import { startStandbyThreads } from './standby-thread.ts';
+import { stateDumpFile } from './state-dump-file.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -132,11 +133,7 @@ clients of the daemon that wrote it are gone.`)
         seedRateLimit: o.seedRateLimit as number | undefined,
         conflictMaxHistorySeconds,
         timer: (fn, ms) => void setTimeout(fn, ms).unref(),
-        stateDump: {
-          write: (b) => writeFileSync(stateDumpPath, b, { mode: 0o600 }),
-          read: () => readFileSync(stateDumpPath),
-          remove: () => unlinkSync(stateDumpPath),
-        },
+        stateDump: stateDumpFile(stateDumpPath),
         liveUpdateOptions: (cmdline) => ({
           profile, keepOrphans: o.keepOrphans === true, clock: () => Math.floor(Date.now() / 1000),
           clockMs: () => Math.floor(performance.now()), seedRateLimit: o.seedRateLimit as number | undefined, conflictMaxHistorySeconds,

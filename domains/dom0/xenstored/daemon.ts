@@ -44,7 +44,12 @@ export interface DaemonOptions extends XenstoredOptions {
    * Where a live update's state stream goes and the new instance reads it from (C: the file
    * <rundir>/state_dump, removed once read). Default: kept in memory.
    */
-  readonly stateDump?: { write(bytes: Uint8Array): void; read(): Uint8Array; remove(): void };
+  readonly stateDump?: {
+    write(bytes: Uint8Array): void;
+    /** May read into `into` (the written stream's buffer, no longer needed) when the file fits it. */
+    read(into?: Uint8Array): Uint8Array;
+    remove(): void;
+  };
   /** Options of the new instance after a live update with `-c <cmdline>` (default: these). */
   readonly liveUpdateOptions?: (cmdline: string | undefined) => XenstoredOptions;
   /** Calls `fn` after `ms` milliseconds (a held live update looks again each second, as C polls). */
@@ -505,7 +510,7 @@ export class XenstoredDaemon {
       let stream: Uint8Array = bytes;
       if (this.opts.stateDump) {
         this.opts.stateDump.write(bytes);
-        stream = this.opts.stateDump.read();
+        stream = this.opts.stateDump.read(bytes);
         this.opts.stateDump.remove();
       }
       const opts = this.opts.liveUpdateOptions?.(old.lu!.cmdline) ?? this.opts;
