@@ -361,6 +361,9 @@ export class Transaction implements Db, SnapshotListener {
     if (!a.fire) {
       a.fire = true;
       a.exact = exact;
+    } else if (!exact) {
+      // A node removed as a child (exact) and then written again fires for watches above it too.
+      a.exact = false;
     }
     a.firePerms.push(...perms);
   }

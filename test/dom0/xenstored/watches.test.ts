@@ -150,6 +150,27 @@ describe('xenstored watches', () => {
     });
   });
 
+  describe('a transaction\'s events at commit', () => {
+    it('c: one event per node; a later non-exact event clears the exactness of a removed child\'s (repro c-d22)', () => {
+      const h = new Harness({ profile: 'c' });
+      const d0 = h.dom0;
+      assert.equal(d0.write('/tool/xenstored', ''), 'OK');
+      const w = h.socket('watcher');
+      assert.equal(w.watch('/tool', 'tok'), 'OK');
+      w.events();
+      const tx = d0.txStart();
+      assert.equal(d0.rm('/tool', tx), 'OK');
+      assert.equal(d0.mkdir('/tool/xenstored', tx), 'OK');
+      assert.equal(d0.commit(tx), 'OK');
+      assert.deepEqual(w.eventStrings(), ['/tool tok', '/tool/xenstored tok']);
+      // Removed only: the child's event stays exact, for watches on itself alone.
+      const tx2 = d0.txStart();
+      assert.equal(d0.rm('/tool', tx2), 'OK');
+      assert.equal(d0.commit(tx2), 'OK');
+      assert.deepEqual(w.eventStrings(), ['/tool tok']);
+    });
+  });
+
   describe('order', () => {
     it('c: one connection\'s watches fire in registration order', () => {
       const h = new Harness({ profile: 'c' });
