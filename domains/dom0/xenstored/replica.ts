@@ -53,6 +53,9 @@ type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
  */
 const LONG = 64;
 
+/** Commits between two checks of the META part's fingerprint (it walks every connection and domain). */
+const CHECK_EVERY = 64;
+
 /**
  * Little-endian stores by hand (Buffer's writeUInt*LE check their arguments on every call), at
  * positions modulo m + 1 (the ring's mask; -1 where nothing wraps).
@@ -107,6 +110,11 @@ export class ReplicationRecorder implements StoreObserver {
   /** Batches published. */
   seq = 0;
   private metaDirty = true;
+  /** Xenstored's metaChanges and domainEpoch as last seen. */
+  private seenChanges = -1;
+  private seenEpoch = -1;
+  /** Commits until the fingerprint is checked next. */
+  private untilCheck = CHECK_EVERY;
   private readonly sig: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
   private readonly now: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
   private xs: Xenstored | undefined;
@@ -224,8 +232,31 @@ export class ReplicationRecorder implements StoreObserver {
     this.big = this.ringBuf;
   }
 
-  /** A cheap fingerprint of the META part, for changes made outside any request. */
+  /**
+   * Whether the META part may have changed since the last commit: a request other than a plain
+   * node operation, something outside a request the daemon saw (touched()), or one Xenstored
+   * counts (metaChanges, domainEpoch). A fingerprint of that part, taken whenever it goes out,
+   * is checked every CHECK_EVERY commits: if it moved while nothing said so, a change went
+   * untold and a standby would promote a stale copy.
+   */
   private metaChanged(xs: Xenstored): boolean {
+    const changed = this.metaDirty || xs.metaChanges !== this.seenChanges || xs.domainEpoch !== this.seenEpoch;
+    this.metaDirty = false;
+    this.seenChanges = xs.metaChanges;
+    this.seenEpoch = xs.domainEpoch;
+    if (changed) this.fingerprintMoved(xs);
+    else if (--this.untilCheck <= 0) {
+      this.untilCheck = CHECK_EVERY;
+      if (this.fingerprintMoved(xs)) fail('connections, watches, transactions or domains changed and nothing said so');
+    }
+    return changed;
+  }
+
+  /**
+   * Takes a cheap fingerprint of the META part (not of quotas or special nodes: only requests
+   * change those); whether it differs from the last one.
+   */
+  private fingerprintMoved(xs: Xenstored): boolean {
     let conns = 0;
     let watches = 0;
     let txs = 0;
@@ -247,13 +278,12 @@ export class ReplicationRecorder implements StoreObserver {
     now[5] = xs.domains.size;
     now[6] = xs.domainEpoch;
     now[7] = gens;
-    let changed = this.metaDirty;
+    let moved = false;
     for (let i = 0; i < now.length; i++) {
-      if (this.sig[i] !== now[i]) changed = true;
+      if (this.sig[i] !== now[i]) moved = true;
       this.sig[i] = now[i];
     }
-    this.metaDirty = false;
-    return changed;
+    return moved;
   }
 
   private meta(xs: Xenstored): void {

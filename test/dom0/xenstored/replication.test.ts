@@ -132,6 +132,30 @@ describe('xenstored replication (the seed\'s --seed-replicas)', () => {
     compare(h, 0, 'after the big commit');
   });
 
+  it('a transport dropping or resetting a connection (outside any request): the standbys follow', () => {
+    const h = new Harness({ seedReplicas: 1 });
+    const a = h.socket('a');
+    const b = h.socket('b');
+    assert.equal(a.watch('/tool', 'ta'), 'OK');
+    assert.equal(b.watch('/tool', 'tb'), 'OK');
+    compare(h, 0, 'two watching sockets');
+    // b's client went away; a's transport reset it (as a guest ring's reconnection does).
+    h.xs.disconnect(b.id);
+    h.xs.resetConnection(a.id);
+    compare(h, 0, 'one socket gone, the other reset');
+  });
+
+  it('a change to the connections that nothing tells the replication of is caught within 64 batches', () => {
+    const h = new Harness({ seedReplicas: 1 });
+    const a = h.socket('a');
+    a.read('/tool');
+    // Behind every hook's back: as if a new code path forgot to say so.
+    h.xs.connections.get(a.id)!.nextTxId += 5;
+    assert.throws(() => {
+      for (let i = 0; i < 64; i++) a.read('/tool');
+    }, /changed and nothing said so/);
+  });
+
   it('after a live update the standbys follow the new instance (its state sent whole)', () => {
     const h = new Harness({ seedReplicas: 1 });
     h.dom0.write('/tool/kept', 'yes');
