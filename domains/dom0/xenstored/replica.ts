@@ -46,6 +46,8 @@ for (const t of [
 
 /** Buffer's own latin1 writer: Buffer.write() checks its arguments on every call, which shows in the primary's cost. */
 type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
+/** And its reader, for the standbys' (toString() normalises its arguments on every call). */
+type Latin1Reader = Buffer & { latin1Slice(start: number, end: number): string };
 
 /**
  * Strings this long or longer go through Buffer's latin1 writer (one call into C++); shorter ones
@@ -63,6 +65,14 @@ const CHECK_EVERY = 64;
 function u16(b: Uint8Array, m: number, at: number, v: number): void {
   b[at & m] = v;
   b[(at + 1) & m] = v >>> 8;
+}
+
+function r16(b: Uint8Array, at: number): number {
+  return b[at] | (b[at + 1] << 8);
+}
+
+function r32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
 }
 
 function u32(b: Uint8Array, m: number, at: number, v: number): void {
@@ -386,6 +396,9 @@ export class Standby {
   /** Records of the batch being read. */
   private batch: Change[] = [];
   private readonly permCache = new Map<string, readonly PermEntry[]>();
+  /** The last ACL read, as encoded and as entries. */
+  private lastPermBytes: Uint8Array = new Uint8Array(0);
+  private lastPerms: readonly PermEntry[] = [];
 
   constructor(readonly reader: ReplicationLogReader) {}
 
@@ -399,7 +412,7 @@ export class Standby {
       bytes.set(this.carry);
       bytes.set(got, this.carry.length);
     }
-    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length) as Latin1Reader;
     const before = this.applied;
     let off = 0;
     while (b.length - off >= 4) {
@@ -413,32 +426,26 @@ export class Standby {
     return this.applied - before;
   }
 
-  private record(b: Buffer, at: number, len: number): void {
+  private record(b: Latin1Reader, at: number, len: number): void {
     const kind = b.readUInt8(at) as Rec;
     const body = at + 1;
     switch (kind) {
       case Rec.PUT: {
-        const gen = b.readUInt32LE(body) + b.readUInt32LE(body + 4) * 2 ** 32;
-        const plen = b.readUInt16LE(body + 8);
-        const vlen = b.readUInt32LE(body + 10);
-        const n = b.readUInt16LE(body + 14);
-        const pstart = body + 16 + 5 * n;
+        check(len >= 17, 'PUT record length');
+        // Reads by hand and latin1Slice: Buffer's readers and toString() check their arguments on every call.
+        const gen = r32(b, body) + r32(b, body + 4) * 2 ** 32;
+        const plen = r16(b, body + 8);
+        const vlen = r32(b, body + 10);
+        const pstart = body + 16 + 5 * r16(b, body + 14);
         check(pstart + plen + vlen === at + len, 'PUT record length');
-        const pkey = b.toString('latin1', body + 14, pstart);
-        let perms = this.permCache.get(pkey);
-        if (perms === undefined) {
-          const list: PermEntry[] = [];
-          for (let i = 0; i < n; i++) list.push({ perms: b.readUInt8(body + 16 + 5 * i), id: asDomId(b.readUInt32LE(body + 17 + 5 * i)) });
-          perms = list;
-          this.permCache.set(pkey, perms);
-        }
-        this.batch.push({ kind, path: b.toString('latin1', pstart, pstart + plen), node: { value: b.toString('latin1', pstart + plen, pstart + plen + vlen), perms, gen, kids: null } });
+        const perms = this.perms(b, body + 14, pstart);
+        this.batch.push({ kind, path: b.latin1Slice(pstart, pstart + plen), node: { value: b.latin1Slice(pstart + plen, pstart + plen + vlen), perms, gen, kids: null } });
         return;
       }
       case Rec.DEL: {
         const plen = b.readUInt16LE(body);
         check(body + 2 + plen === at + len, 'DEL record length');
-        this.batch.push({ kind, path: b.toString('latin1', body + 2, body + 2 + plen) });
+        this.batch.push({ kind, path: b.latin1Slice(body + 2, body + 2 + plen) });
         return;
       }
       case Rec.RESET:
@@ -483,6 +490,27 @@ export class Standby {
       default:
         fail(`unknown record kind ${kind as number}`);
     }
+  }
+
+  /** The ACL encoded in b[from, to) (u16 count, then u8 perms and u32 domid each): most nodes have the one before's. */
+  private perms(b: Latin1Reader, from: number, to: number): readonly PermEntry[] {
+    const last = this.lastPermBytes;
+    if (last.length === to - from) {
+      let same = true;
+      for (let i = 0; i < last.length && same; i++) same = last[i] === b[from + i];
+      if (same) return this.lastPerms;
+    }
+    const pkey = b.latin1Slice(from, to);
+    let perms = this.permCache.get(pkey);
+    if (perms === undefined) {
+      const list: PermEntry[] = [];
+      for (let o = from + 2; o < to; o += 5) list.push({ perms: b[o], id: asDomId(r32(b, o + 1)) });
+      perms = list;
+      this.permCache.set(pkey, perms);
+    }
+    this.lastPermBytes = b.slice(from, to);
+    this.lastPerms = perms;
+    return perms;
   }
 
   private apply(c: Change): void {
