@@ -247,6 +247,14 @@ export class Xenstored {
    */
   domainEpoch = 0;
   /**
+   * Bumped by what changes connections, their watches or transactions, or domains from outside a
+   * request's handling (a transport dropping or resetting a connection, the hypervisor's domain
+   * news, held requests run) and by some of what requests do: the seed's replication
+   * (replica.ts) sends that part of the state again only when this or a request says it may have
+   * changed.
+   */
+  metaChanges = 0;
+  /**
    * The transport's part of introducing a domain (new_domain() in C: map its interface, bind its
    * event channel `port`); an error fails the INTRODUCE with it and leaves the domain unintroduced.
    */
@@ -325,6 +333,7 @@ export class Xenstored {
 
   private addConnection(domid: DomId, privileged: boolean, kind: 'socket' | 'domain', given?: number): number {
     const id = given ?? this.nextConnId++;
+    this.metaChanges++;
     if (given !== undefined) this.nextConnId = Math.max(this.nextConnId, given + 1);
     assert(!this.connections.has(id), `connection ${id} exists already`);
     this.connections.set(id, {
@@ -359,6 +368,7 @@ export class Xenstored {
   disconnect(connId: number): void {
     const c = this.connections.get(connId);
     if (!c) return;
+    this.metaChanges++;
     this.dropLiveUpdateOf(connId);
     this.dropConnectionState(c);
     c.closed = true;
@@ -531,6 +541,7 @@ export class Xenstored {
   }
 
   private dropConnectionState(c: Connection): void {
+    this.metaChanges++;
     c.watches.length = 0;
     for (const t of c.transactions.values()) t.close();
     c.transactions.clear();
@@ -578,6 +589,7 @@ export class Xenstored {
    * this is the new instance that read them from the stream), in arrival order per connection.
    */
   runDelayed(): Outcome {
+    this.metaChanges++;
     const deliveries: Delivery[] = [];
     const closed: number[] = [];
     while (this.lu === undefined && this.delayed.size !== 0) {
@@ -1844,6 +1856,7 @@ export class Xenstored {
   /** Domain gone (RELEASE or death): its connection, watches, transactions and owned nodes go. */
   destroyDomain(d: XsDomain): void {
     this.domainEpoch++;
+    this.metaChanges++;
     if (this.b.domainOpsOcaml) {
       this.dropDomain(d);
       this.resetPermissionsOcaml(d.domid);
@@ -1963,6 +1976,7 @@ export class Xenstored {
    * @releaseDomain once (until RESUME); death destroys the domain's connection and nodes.
    */
   domainStateChanged(domid: number, state: 'shutdown' | 'dead'): Outcome {
+    this.metaChanges++;
     this.out = [];
     this.selfEvents = [];
     this.closing = [];

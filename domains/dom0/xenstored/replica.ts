@@ -38,24 +38,48 @@ const enum Rec {
 }
 
 /** Requests that change nothing but nodes: a batch of only these cannot change the META part. */
-const PLAIN = new Set<number>([
+const PLAIN = new Uint8Array(64);
+for (const t of [
   T.XS_READ, T.XS_WRITE, T.XS_MKDIR, T.XS_RM, T.XS_DIRECTORY, T.XS_DIRECTORY_PART, T.XS_GET_PERMS,
   T.XS_GET_DOMAIN_PATH, T.XS_IS_DOMAIN_INTRODUCED,
-]);
+]) PLAIN[t] = 1;
 
 /** Buffer's own latin1 writer: Buffer.write() checks its arguments on every call, which shows in the primary's cost. */
 type Latin1Buffer = Buffer & { latin1Write(s: string, offset: number): number };
+/** And its reader, for the standbys' (toString() normalises its arguments on every call). */
+type Latin1Reader = Buffer & { latin1Slice(start: number, end: number): string };
 
-/** Little-endian stores by hand: Buffer's writeUInt*LE check their arguments on every call. */
-function u16(b: Uint8Array, at: number, v: number): void {
-  b[at] = v;
-  b[at + 1] = v >>> 8;
+/**
+ * Strings this long or longer go through Buffer's latin1 writer (one call into C++); shorter ones
+ * (most paths and values) are cheaper copied a character at a time.
+ */
+const LONG = 64;
+
+/** Commits between two checks of the META part's fingerprint (it walks every connection and domain). */
+const CHECK_EVERY = 64;
+
+/**
+ * Little-endian stores by hand (Buffer's writeUInt*LE check their arguments on every call), at
+ * positions modulo m + 1 (the ring's mask; -1 where nothing wraps).
+ */
+function u16(b: Uint8Array, m: number, at: number, v: number): void {
+  b[at & m] = v;
+  b[(at + 1) & m] = v >>> 8;
 }
-function u32(b: Uint8Array, at: number, v: number): void {
-  b[at] = v;
-  b[at + 1] = v >>> 8;
-  b[at + 2] = v >>> 16;
-  b[at + 3] = v >>> 24;
+
+function r16(b: Uint8Array, at: number): number {
+  return b[at] | (b[at + 1] << 8);
+}
+
+function r32(b: Uint8Array, at: number): number {
+  return (b[at] | (b[at + 1] << 8) | (b[at + 2] << 16) | (b[at + 3] << 24)) >>> 0;
+}
+
+function u32(b: Uint8Array, m: number, at: number, v: number): void {
+  b[at & m] = v;
+  b[(at + 1) & m] = v >>> 8;
+  b[(at + 2) & m] = v >>> 16;
+  b[(at + 3) & m] = v >>> 24;
 }
 
 /** A broken invariant (messages built only then: checks sit on hot paths). */
@@ -72,25 +96,55 @@ const NO_IO = {
   output: (): { data: Uint8Array; respLen: number } => ({ data: new Uint8Array(0), respLen: 0 }),
 };
 
-/** The primary's side: stages each batch's records and publishes them before the batch is acknowledged. */
+/**
+ * The primary's side: encodes each batch's records straight into the log's ring, past its tail
+ * where no standby reads (ReplicationLogWriter.place()), and publishes them before the batch is
+ * acknowledged. A batch the ring has no room for (a new primary's whole state, standbys behind)
+ * goes on in a buffer of its own and out through publish(), which waits for room.
+ */
 export class ReplicationRecorder implements StoreObserver {
-  private buf = Buffer.allocUnsafe(1 << 16) as Latin1Buffer;
+  /** Where the current record's bytes go: the ring, or `spill` (positions taken modulo m + 1). */
+  private t: Uint8Array;
+  private m: number;
+  /** `t` as a Buffer, for long strings. */
+  private big: Latin1Buffer;
+  private readonly ring: Uint8Array;
+  private readonly ringBuf: Latin1Buffer;
+  /** The rest of a batch the ring had no room for; its first `len` bytes are staged. */
+  private spill = Buffer.allocUnsafe(1 << 16) as Latin1Buffer;
+  private spillView = new Uint8Array(this.spill.buffer, this.spill.byteOffset, this.spill.length);
   private len = 0;
+  private spilling = false;
+  /** Records staged since the last publish. */
+  private records = 0;
   /** Batches published. */
   seq = 0;
   private metaDirty = true;
+  /** Xenstored's metaChanges and domainEpoch as last seen. */
+  private seenChanges = -1;
+  private seenEpoch = -1;
+  /** Commits until the fingerprint is checked next. */
+  private untilCheck = CHECK_EVERY;
   private readonly sig: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
   private readonly now: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
   private xs: Xenstored | undefined;
-  private readonly permBytes = new WeakMap<Perms, Buffer>();
+  /** Each ACL as the log carries it: u16 count, then u8 perms and u32 domid per entry. */
+  private readonly permBytes = new WeakMap<Perms, Uint8Array>();
+  private readonly f64 = new DataView(new ArrayBuffer(8));
 
-  constructor(readonly log: ReplicationLogWriter) {}
+  constructor(readonly log: ReplicationLogWriter) {
+    this.ring = log.data;
+    this.ringBuf = Buffer.from(log.data.buffer, log.data.byteOffset, log.data.length) as Latin1Buffer;
+    this.t = this.ring;
+    this.m = log.mask;
+    this.big = this.ringBuf;
+  }
 
   /** Follows `xs` from now on; its whole state goes first (a new instance has new generations). */
   follow(xs: Xenstored): void {
     if (this.xs !== undefined) this.xs.store.observer = undefined;
     this.xs = xs;
-    this.len = 0;
+    this.drop();
     this.open(Rec.RESET, 0);
     for (const [path, node] of xs.store.walk()) this.put(path, node);
     this.metaDirty = true;
@@ -99,7 +153,7 @@ export class ReplicationRecorder implements StoreObserver {
 
   /** A request is about to be handled. */
   request(type: number): void {
-    if (!PLAIN.has(type)) this.metaDirty = true;
+    if (!(type < PLAIN.length && PLAIN[type] === 1)) this.metaDirty = true;
   }
 
   /** Something outside a request changed the daemon (a domain died, a connection came or went). */
@@ -110,46 +164,50 @@ export class ReplicationRecorder implements StoreObserver {
   put(path: string, node: XsNode): void {
     let perms = this.permBytes.get(node.perms);
     if (perms === undefined) {
-      perms = Buffer.allocUnsafe(2 + 5 * node.perms.length);
-      perms.writeUInt16LE(node.perms.length, 0);
+      perms = new Uint8Array(2 + 5 * node.perms.length);
+      u16(perms, -1, 0, node.perms.length);
       node.perms.forEach((e, i) => {
-        perms!.writeUInt8(e.perms, 2 + 5 * i);
-        perms!.writeUInt32LE(e.id, 3 + 5 * i);
+        perms![2 + 5 * i] = e.perms;
+        u32(perms!, -1, 3 + 5 * i, e.id);
       });
       this.permBytes.set(node.perms, perms);
     }
-    const at = this.open(Rec.PUT, 8 + 2 + 4 + perms.length + path.length + node.value.length);
-    const b = this.buf;
+    const plen = path.length;
+    const vlen = node.value.length;
+    const at = this.open(Rec.PUT, 8 + 2 + 4 + perms.length + plen + vlen);
+    const t = this.t;
+    const m = this.m;
     // The generation as two 32-bit halves (it stays below 2^53).
-    u32(b, at, node.gen >>> 0);
-    u32(b, at + 4, Math.floor(node.gen / 2 ** 32));
-    u16(b, at + 8, path.length);
-    u32(b, at + 10, node.value.length);
-    perms.copy(b, at + 14);
-    let o = at + 14 + perms.length;
-    o += b.latin1Write(path, o);
-    b.latin1Write(node.value, o);
+    u32(t, m, at, node.gen >>> 0);
+    u32(t, m, at + 4, Math.floor(node.gen / 2 ** 32));
+    u16(t, m, at + 8, plen);
+    u32(t, m, at + 10, vlen);
+    const o = at + 14;
+    for (let i = 0; i < perms.length; i++) t[(o + i) & m] = perms[i];
+    this.latin1(path, o + perms.length);
+    this.latin1(node.value, o + perms.length + plen);
   }
 
   removed(path: string): void {
     const at = this.open(Rec.DEL, 2 + path.length);
-    u16(this.buf, at, path.length);
-    this.buf.latin1Write(path, at + 2);
+    u16(this.t, this.m, at, path.length);
+    this.latin1(path, at + 2);
   }
 
   reordered(path: string, node: XsNode): void {
     const names = node.children === null ? [] : [...node.children.keys()];
     let bytes = 2 + path.length + 4;
     for (const k of names) bytes += 2 + k.length;
-    const at = this.open(Rec.ORDER, bytes);
-    const b = this.buf;
-    b.writeUInt16LE(path.length, at);
-    let o = at + 2 + b.write(path, at + 2, 'latin1');
-    b.writeUInt32LE(names.length, o);
+    let o = this.open(Rec.ORDER, bytes);
+    u16(this.t, this.m, o, path.length);
+    this.latin1(path, o + 2);
+    o += 2 + path.length;
+    u32(this.t, this.m, o, names.length);
     o += 4;
     for (const k of names) {
-      b.writeUInt16LE(k.length, o);
-      o += 2 + b.write(k, o + 2, 'latin1');
+      u16(this.t, this.m, o, k.length);
+      this.latin1(k, o + 2);
+      o += 2 + k.length;
     }
   }
 
@@ -160,20 +218,55 @@ export class ReplicationRecorder implements StoreObserver {
   commit(): void {
     const xs = this.xs!;
     if (this.metaChanged(xs)) this.meta(xs);
-    if (this.len === 0) return;
+    if (this.records === 0) return;
     const at = this.open(Rec.BATCH, 4);
-    u32(this.buf, at, ++this.seq);
-    this.log.publish(this.buf, this.len);
-    this.len = 0;
+    u32(this.t, this.m, at, ++this.seq);
+    // What went into the ring comes first; what did not follows it.
+    this.log.publishPlaced();
+    if (this.spilling) this.log.publish(this.spill, this.len);
+    this.reset();
   }
 
   /** Everything staged since the last commit is dropped (the primary died: none of it was acknowledged). */
   drop(): void {
-    this.len = 0;
+    this.log.unplace();
+    this.reset();
   }
 
-  /** A cheap fingerprint of the META part, for changes made outside any request. */
+  private reset(): void {
+    this.records = 0;
+    this.len = 0;
+    this.spilling = false;
+    this.t = this.ring;
+    this.m = this.log.mask;
+    this.big = this.ringBuf;
+  }
+
+  /**
+   * Whether the META part may have changed since the last commit: a request other than a plain
+   * node operation, something outside a request the daemon saw (touched()), or one Xenstored
+   * counts (metaChanges, domainEpoch). A fingerprint of that part, taken whenever it goes out,
+   * is checked every CHECK_EVERY commits: if it moved while nothing said so, a change went
+   * untold and a standby would promote a stale copy.
+   */
   private metaChanged(xs: Xenstored): boolean {
+    const changed = this.metaDirty || xs.metaChanges !== this.seenChanges || xs.domainEpoch !== this.seenEpoch;
+    this.metaDirty = false;
+    this.seenChanges = xs.metaChanges;
+    this.seenEpoch = xs.domainEpoch;
+    if (changed) this.fingerprintMoved(xs);
+    else if (--this.untilCheck <= 0) {
+      this.untilCheck = CHECK_EVERY;
+      if (this.fingerprintMoved(xs)) fail('connections, watches, transactions or domains changed and nothing said so');
+    }
+    return changed;
+  }
+
+  /**
+   * Takes a cheap fingerprint of the META part (not of quotas or special nodes: only requests
+   * change those); whether it differs from the last one.
+   */
+  private fingerprintMoved(xs: Xenstored): boolean {
     let conns = 0;
     let watches = 0;
     let txs = 0;
@@ -195,45 +288,83 @@ export class ReplicationRecorder implements StoreObserver {
     now[5] = xs.domains.size;
     now[6] = xs.domainEpoch;
     now[7] = gens;
-    let changed = this.metaDirty;
+    let moved = false;
     for (let i = 0; i < now.length; i++) {
-      if (this.sig[i] !== now[i]) changed = true;
+      if (this.sig[i] !== now[i]) moved = true;
       this.sig[i] = now[i];
     }
-    this.metaDirty = false;
-    return changed;
+    return moved;
   }
 
   private meta(xs: Xenstored): void {
     const w = new XsStateWriter(1, false, 4096);
     writeState(w, xs, NO_IO, { transactions: true, nodes: false });
     const stream = w.finish();
-    const at = this.open(Rec.META, 4 + 12 * xs.domains.size + 4 + stream.length);
-    const b = this.buf;
-    b.writeUInt32LE(xs.domains.size, at);
-    let o = at + 4;
+    let o = this.open(Rec.META, 4 + 12 * xs.domains.size + 4 + stream.length);
+    u32(this.t, this.m, o, xs.domains.size);
+    o += 4;
     for (const d of xs.domains.values()) {
-      b.writeUInt32LE(d.domid, o);
-      b.writeDoubleLE(d.generation, o + 4);
+      u32(this.t, this.m, o, d.domid);
+      this.f64.setFloat64(0, d.generation, true);
+      for (let i = 0; i < 8; i++) this.t[(o + 4 + i) & this.m] = this.f64.getUint8(i);
       o += 12;
     }
-    b.writeUInt32LE(stream.length, o);
-    b.set(stream, o + 4);
+    u32(this.t, this.m, o, stream.length);
+    o = (o + 4) & this.m;
+    const first = Math.min(stream.length, this.t.length - o);
+    this.t.set(stream.subarray(0, first), o);
+    if (first < stream.length) this.t.set(stream.subarray(first), 0);
   }
 
-  /** Starts a record: u32 length of kind and body, u8 kind; returns where the body goes. */
+  /**
+   * Starts a record: u32 length of kind and body, u8 kind; returns where the body goes (in
+   * `t`, modulo m + 1).
+   */
   private open(kind: Rec, body: number): number {
-    const need = this.len + 5 + body;
-    if (need > this.buf.length) {
-      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.buf.length)) as Latin1Buffer;
-      this.buf.copy(grown, 0, 0, this.len);
-      this.buf = grown;
+    const size = 5 + body;
+    this.records++;
+    let at = -1;
+    if (!this.spilling) {
+      at = this.log.place(size);
+      // No room in the ring: this record and the rest of the batch go to the spill buffer.
+      if (at < 0) {
+        this.spilling = true;
+        this.t = this.spillView;
+        this.m = -1;
+        this.big = this.spill;
+      }
     }
-    u32(this.buf, this.len, 1 + body);
-    this.buf[this.len + 4] = kind;
-    const at = this.len + 5;
-    this.len = need;
-    return at;
+    if (this.spilling) {
+      const need = this.len + size;
+      if (need > this.spill.length) {
+        const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.spill.length)) as Latin1Buffer;
+        this.spill.copy(grown, 0, 0, this.len);
+        this.spill = grown;
+        this.spillView = new Uint8Array(grown.buffer, grown.byteOffset, grown.length);
+        this.t = this.spillView;
+        this.big = grown;
+      }
+      at = this.len;
+      this.len = need;
+    }
+    u32(this.t, this.m, at, 1 + body);
+    this.t[(at + 4) & this.m] = kind;
+    return at + 5;
+  }
+
+  /** A string's chars as bytes (values are latin1: one byte each) at `at` in `t`. */
+  private latin1(s: string, at: number): void {
+    const n = s.length;
+    const t = this.t;
+    const m = this.m;
+    if (n >= LONG) {
+      const o = at & m;
+      if (o + n <= t.length) {
+        this.big.latin1Write(s, o);
+        return;
+      }
+    }
+    for (let i = 0; i < n; i++) t[(at + i) & m] = s.charCodeAt(i);
   }
 }
 
@@ -265,6 +396,9 @@ export class Standby {
   /** Records of the batch being read. */
   private batch: Change[] = [];
   private readonly permCache = new Map<string, readonly PermEntry[]>();
+  /** The last ACL read, as encoded and as entries. */
+  private lastPermBytes: Uint8Array = new Uint8Array(0);
+  private lastPerms: readonly PermEntry[] = [];
 
   constructor(readonly reader: ReplicationLogReader) {}
 
@@ -278,7 +412,7 @@ export class Standby {
       bytes.set(this.carry);
       bytes.set(got, this.carry.length);
     }
-    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+    const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length) as Latin1Reader;
     const before = this.applied;
     let off = 0;
     while (b.length - off >= 4) {
@@ -292,32 +426,26 @@ export class Standby {
     return this.applied - before;
   }
 
-  private record(b: Buffer, at: number, len: number): void {
+  private record(b: Latin1Reader, at: number, len: number): void {
     const kind = b.readUInt8(at) as Rec;
     const body = at + 1;
     switch (kind) {
       case Rec.PUT: {
-        const gen = b.readUInt32LE(body) + b.readUInt32LE(body + 4) * 2 ** 32;
-        const plen = b.readUInt16LE(body + 8);
-        const vlen = b.readUInt32LE(body + 10);
-        const n = b.readUInt16LE(body + 14);
-        const pstart = body + 16 + 5 * n;
+        check(len >= 17, 'PUT record length');
+        // Reads by hand and latin1Slice: Buffer's readers and toString() check their arguments on every call.
+        const gen = r32(b, body) + r32(b, body + 4) * 2 ** 32;
+        const plen = r16(b, body + 8);
+        const vlen = r32(b, body + 10);
+        const pstart = body + 16 + 5 * r16(b, body + 14);
         check(pstart + plen + vlen === at + len, 'PUT record length');
-        const pkey = b.toString('latin1', body + 14, pstart);
-        let perms = this.permCache.get(pkey);
-        if (perms === undefined) {
-          const list: PermEntry[] = [];
-          for (let i = 0; i < n; i++) list.push({ perms: b.readUInt8(body + 16 + 5 * i), id: asDomId(b.readUInt32LE(body + 17 + 5 * i)) });
-          perms = list;
-          this.permCache.set(pkey, perms);
-        }
-        this.batch.push({ kind, path: b.toString('latin1', pstart, pstart + plen), node: { value: b.toString('latin1', pstart + plen, pstart + plen + vlen), perms, gen, kids: null } });
+        const perms = this.perms(b, body + 14, pstart);
+        this.batch.push({ kind, path: b.latin1Slice(pstart, pstart + plen), node: { value: b.latin1Slice(pstart + plen, pstart + plen + vlen), perms, gen, kids: null } });
         return;
       }
       case Rec.DEL: {
         const plen = b.readUInt16LE(body);
         check(body + 2 + plen === at + len, 'DEL record length');
-        this.batch.push({ kind, path: b.toString('latin1', body + 2, body + 2 + plen) });
+        this.batch.push({ kind, path: b.latin1Slice(body + 2, body + 2 + plen) });
         return;
       }
       case Rec.RESET:
@@ -362,6 +490,27 @@ export class Standby {
       default:
         fail(`unknown record kind ${kind as number}`);
     }
+  }
+
+  /** The ACL encoded in b[from, to) (u16 count, then u8 perms and u32 domid each): most nodes have the one before's. */
+  private perms(b: Latin1Reader, from: number, to: number): readonly PermEntry[] {
+    const last = this.lastPermBytes;
+    if (last.length === to - from) {
+      let same = true;
+      for (let i = 0; i < last.length && same; i++) same = last[i] === b[from + i];
+      if (same) return this.lastPerms;
+    }
+    const pkey = b.latin1Slice(from, to);
+    let perms = this.permCache.get(pkey);
+    if (perms === undefined) {
+      const list: PermEntry[] = [];
+      for (let o = from + 2; o < to; o += 5) list.push({ perms: b[o], id: asDomId(r32(b, o + 1)) });
+      perms = list;
+      this.permCache.set(pkey, perms);
+    }
+    this.lastPermBytes = b.slice(from, to);
+    this.lastPerms = perms;
+    return perms;
   }
 
   private apply(c: Change): void {

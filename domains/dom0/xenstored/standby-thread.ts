@@ -84,6 +84,8 @@ function runStandby(boot: StandbyBoot): void {
     const stream = new Uint8Array(standby.stream(boot.opts));
     parentPort!.postMessage({ stream, applied: standby.applied } satisfies Promoted, [stream.buffer]);
   };
+  // Standby 0 maps the ring in before it says it is ready; the primary writes meanwhile.
+  if (boot.index === 0) reader.mapIn();
   parentPort!.postMessage({ ready: true });
   step();
 }
