@@ -8,6 +8,12 @@
 import { defineScenario, guestConfig } from '../sim/scenario/scenario.ts';
 
 const VDEVS = [['xvda', 51712], ['xvdb', 51728], ['xvdc', 51744]] as const;
+/**
+ * A guest kernel of the race's era, without the state-reset check newer Linux has in
+ * xenbus_dev_changed: that check races with the resume's own switch to Initialised (the bench's
+ * 1,000 seeds of the fixed variant dropped a disk on 5) - a different bug from R02.
+ */
+const ERA_GUEST = { quirks: { xenbus: { noStateResetCheck: true } } };
 
 export default defineScenario({
   name: 'race-r02-coalesced-state-skip',
@@ -15,9 +21,9 @@ export default defineScenario({
   tags: ['race', 'vbd', 'xenbus'],
   race: { id: 'R02', name: 'coalesced-state-skip', source: 'xen 473e020902' },
   variants: {
-    fixed: { description: 'blkback connects on Initialised or Connected unless it is Connected already' },
+    fixed: { description: 'blkback connects on Initialised or Connected unless it is Connected already', guest: ERA_GUEST },
     buggy: {
-      description: 'blkback connects only when it reads Initialised', dom0: { quirks: { blkback: { connectOnlyOnInitialised: true } } },
+      description: 'blkback connects only when it reads Initialised', dom0: { quirks: { blkback: { connectOnlyOnInitialised: true } } }, guest: ERA_GUEST,
     },
   },
   expect: { fixed: 'pass', buggy: 'fail' },

@@ -63,6 +63,13 @@ export interface XenbusQuirks {
    * still holds its pre-suspend ring - and the hook then tears down what that handler set up.
    */
   readonly watchOtherendBeforeResume?: boolean;
+  /**
+   * A kernel before Linux's "xen/xenbus: better handle backend crash": a watch event under an
+   * existing frontend never makes xenbus_dev_changed take it for a replaced device. With the
+   * check, its read of the state and its look at the cached state are not atomic: a resume's
+   * switch to Initialised landing between them reads as a reset, and the device is dropped.
+   */
+  readonly noStateResetCheck?: boolean;
 }
 
 /**
@@ -288,7 +295,7 @@ export class XenbusBus {
    */
   private async replaced(dev: XenbusDevice): Promise<boolean> {
     if (this.role !== 'frontend') return dev.vanished;
-    if (!dev.vanished) {
+    if (!dev.vanished && !this.quirks.noStateResetCheck) {
       const state = parseXenbusState(await dev.read('state'));
       const backendId = await dev.read('backend-id');
       const backend = backendId !== undefined && /^\d+$/.test(backendId) ? Number(backendId) : dev.otherendId;

@@ -15,6 +15,8 @@ const FIXED_SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
  */
 const FIXED_REGRESSIONS: readonly { race: string; seed: number; why: string }[] = [
   { race: 'R02', seed: 491, why: 'the bus took a resumed vbd for a replaced one (read Initialising, then saw Initialised)' },
+  { race: 'R02', seed: 173, why: 'newer Linux\'s state-reset check read Initialising before the resume\'s switch committed, then saw Initialised cached: disk dropped' },
+  { race: 'R02', seed: 875, why: 'the same window: the dropped disk\'s freed event channel and grant went to the next disk, whose backend then failed to bind' },
 ];
 const NONE = { spec: 'none' };
 
