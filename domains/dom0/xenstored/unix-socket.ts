@@ -15,6 +15,8 @@ export interface ServerOptions extends DaemonOptions {
   readonly guestDir?: string;
   /** Where a guest socket that cannot be set up is reported (default: stderr). */
   readonly report?: (line: string) => void;
+  /** Told of each chunk read from a client and of each client that goes (idle-collect.ts). */
+  readonly clients?: { read(): void; clientGone(): void };
 }
 
 /** sockaddr_un's sun_path holds 108 bytes, the last for the terminating NUL. */
@@ -214,6 +216,7 @@ export class XenstoredServer {
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
     socket.on('data', (data) => {
+      this.opts.clients?.read();
       if (this.peers.get(conn) === peer) {
         // oxenstored reads what the ring held along with the guest's next kick, not before.
         if (held !== undefined) {
@@ -228,6 +231,7 @@ export class XenstoredServer {
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      this.opts.clients?.clientGone();
       if (domid !== undefined && this.unmapped.get(domid)?.socket === socket) this.unmapped.delete(domid);
       wire.detach();
       if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);
