@@ -155,12 +155,19 @@ export class XenstoredServer {
       const xs = this.xs;
       const done = charged;
       charged = [];
-      socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
+      const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
+      const done_ = (): void => {
         for (const len of done) xs.outputDone(conn, len);
         outReplies -= replies;
         wire.eventsTaken(events);
         resume();
-      });
+      };
+      // A peer that does not keep up (a guest that never reads) has what waits for it held as a
+      // latin1 string, which net.Socket queues as it is, in V8's heap: once the peer is gone and
+      // collected, V8 gives those pages back to the OS, where malloc'd buffers freed in the middle
+      // of glibc's heap would stay in the daemon's RSS.
+      if (socket.writableNeedDrain) socket.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1'), 'latin1', done_);
+      else socket.write(bytes, done_);
       out = [];
       outBytes = 0;
     };
