@@ -122,9 +122,10 @@ clients of the daemon that wrote it are gone.`)
       const stateDumpPath = join(rundir, 'state_dump');
       const trace = typeof o.trace === 'string' ? new TraceFile(o.trace) : undefined;
       const clients = new IdleCollect({
-        // V8 gives the new space grown under load back only when it sees the allocation rate low
-        // over its last 5 s: a collection after a shorter quiet frees the dead objects but keeps it.
-        quietMs: 6000,
+        // The first collection frees what the clients left; V8 gives the new space grown under
+        // their load back only at a collection that sees the allocation rate since the previous
+        // one low over 5 s, hence a second one, 5.5 s later.
+        quietMs: [1500, 7000],
         pollMs: 250,
         now: () => performance.now(),
         every: (fn, ms) => {

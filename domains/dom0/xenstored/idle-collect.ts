@@ -6,8 +6,11 @@
 // Time comes from the injected timer: the host's (the CLI's) clock, not a domain's.
 
 export interface IdleCollectOptions {
-  /** How long the daemon must have read nothing from any client before it collects. */
-  readonly quietMs: number;
+  /**
+   * How long the daemon must have read nothing from any client before each collection of a
+   * quiet period, increasing (see cli.ts for why more than one).
+   */
+  readonly quietMs: readonly number[];
   /** How often it looks whether it is quiet (a fraction of quietMs). */
   readonly pollMs: number;
   /** Milliseconds, monotonic. */
@@ -24,13 +27,18 @@ export class IdleCollect {
   /** `input` as the last look saw it, and since when it stands there. */
   private seen = 0;
   private quietSince = 0;
+  /** Collections made in this quiet period. */
+  private made = 0;
   /** Stops the running look, if one runs. */
   private stop: (() => void) | undefined;
   /** Collections made. */
   collections = 0;
 
   constructor(private readonly opts: IdleCollectOptions) {
-    if (!(opts.quietMs > 0 && opts.pollMs > 0)) throw new Error(`quietMs and pollMs must be positive, got ${opts.quietMs}, ${opts.pollMs}`);
+    const q = opts.quietMs;
+    if (!(q.length > 0 && q[0] > 0 && q.every((ms, i) => i === 0 || ms > q[i - 1]) && opts.pollMs > 0)) {
+      throw new Error(`quietMs must be positive and increasing, pollMs positive; got [${q.join(', ')}], ${opts.pollMs}`);
+    }
   }
 
   /** A client's bytes came in. */
@@ -38,25 +46,31 @@ export class IdleCollect {
     this.input++;
   }
 
-  /** A client went away: collect once nothing was read for a whole quietMs. */
+  /** A client went away: collect as nothing is read for each of quietMs. */
   clientGone(): void {
     this.seen = this.input;
     this.quietSince = this.opts.now();
+    this.made = 0;
     this.stop ??= this.opts.every(() => this.look(), this.opts.pollMs);
   }
 
   private look(): void {
     const now = this.opts.now();
     if (this.input !== this.seen) {
+      // Busy again: the quiet period starts over (V8 collects as the daemon allocates).
       this.seen = this.input;
       this.quietSince = now;
+      this.made = 0;
       return;
     }
-    if (now - this.quietSince < this.opts.quietMs) return;
-    const stop = this.stop;
-    this.stop = undefined;
-    stop?.();
+    if (now - this.quietSince < this.opts.quietMs[this.made]) return;
+    this.made++;
     this.collections++;
+    if (this.made === this.opts.quietMs.length) {
+      const stop = this.stop;
+      this.stop = undefined;
+      stop?.();
+    }
     this.opts.collect();
   }
 }

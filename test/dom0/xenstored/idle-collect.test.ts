@@ -10,7 +10,7 @@ import { XenstoredServer } from '../../../domains/dom0/xenstored/unix-socket.ts'
 import { XsHandle } from '../../../domains/libs/store/xs.ts';
 
 /** An IdleCollect on a clock the spec moves; `tick` runs the poll once per pollMs passed. */
-function rig(quietMs = 6000, pollMs = 250) {
+function rig(quietMs: readonly number[] = [6000], pollMs = 250) {
   let now = 0;
   let poll: (() => void) | undefined;
   const r = {
@@ -94,9 +94,38 @@ describe('xenstored: a full collection once the daemon is quiet after a client l
     assert.equal(r.collected, 2);
   });
 
-  it('refuses a quiet period or poll that is not positive', () => {
-    const opts = { quietMs: 1, pollMs: 1, now: () => 0, every: () => () => undefined, collect: () => undefined };
-    assert.throws(() => new IdleCollect({ ...opts, quietMs: 0 }), /positive/);
+  it('several quiet times: one collection as each is reached, then the poll stops', () => {
+    const r = rig([1500, 7000]);
+    r.ic.clientGone();
+    r.pass(1500);
+    assert.equal(r.collected, 1);
+    assert.equal(r.polling, true);
+    r.pass(5250);
+    assert.equal(r.collected, 1, 'the second waits for 7 s of quiet in all');
+    r.pass(250);
+    assert.equal(r.collected, 2);
+    assert.equal(r.polling, false);
+  });
+
+  it('input between the collections of a quiet period starts it over from the first', () => {
+    const r = rig([1500, 7000]);
+    r.ic.clientGone();
+    r.pass(2000);
+    r.ic.read();
+    r.pass(1500);
+    assert.equal(r.collected, 1, 'the quiet period started over with the input');
+    r.pass(250);
+    assert.equal(r.collected, 2, 'its first collection again');
+    r.pass(5500);
+    assert.equal(r.collected, 3);
+    assert.equal(r.polling, false);
+  });
+
+  it('refuses quiet times that are not positive and increasing, or a poll that is not positive', () => {
+    const opts = { quietMs: [1], pollMs: 1, now: () => 0, every: () => () => undefined, collect: () => undefined };
+    assert.throws(() => new IdleCollect({ ...opts, quietMs: [0] }), /positive/);
+    assert.throws(() => new IdleCollect({ ...opts, quietMs: [] }), /positive/);
+    assert.throws(() => new IdleCollect({ ...opts, quietMs: [2, 2] }), /increasing/);
     assert.throws(() => new IdleCollect({ ...opts, pollMs: -1 }), /positive/);
   });
 });
