@@ -237,14 +237,17 @@ export const soakSection: BenchSection = {
       const back = (r.rssAfter - r.rssIdleEnd) / r.rssIdleEnd;
       rows.push([
         profile, String(r.guests), r.rssStart.toFixed(0), r.rssIdleEnd.toFixed(0), Math.max(...r.rssSeries).toFixed(0), r.rssAfter.toFixed(0),
-        `${(back * 100).toFixed(0)} % ${Math.abs(back) <= 0.1 ? 'met' : 'MISS'}`,
+        // Issue 14 asks that RSS come back (within 10 %) once the guests go: memory kept is the
+        // miss, not RSS below where the hostile phase started (the idle churn grows V8's new space,
+        // which the daemon gives back once quiet).
+        `${(back * 100).toFixed(0)} % ${back <= 0.1 ? 'met' : 'MISS'}`,
         r.p99Idle.toFixed(2), r.p99Hostile.toFixed(2), `${ratio.toFixed(2)}x ${ratio <= 2 ? 'met' : 'MISS'}`,
         String(r.churnIdle), `${r.churnHostile}${r.churnHeld ? ' (then held)' : ''}`,
       ]);
       series.push(`${profile}: RSS (MB) every ${(phaseMs / 10000).toFixed(0)} s of the hostile phase: ${r.rssSeries.map((x) => x.toFixed(0)).join(' ')}`);
     }
     out(table([
-      'profile', 'hostile guests', 'RSS start (MB)', 'RSS after idle churn', 'RSS max, hostile', 'RSS 10 s after they go', 'after vs idle (<= 10 %)',
+      'profile', 'hostile guests', 'RSS start (MB)', 'RSS after idle churn', 'RSS max, hostile', 'RSS 10 s after they go', 'after vs idle (<= +10 %)',
       'probe p99 idle (ms)', 'probe p99 hostile (ms)', 'p99 ratio (<= 2x)', 'dom0 churn writes, idle', 'hostile',
     ], rows));
     out('');

@@ -15,6 +15,8 @@ export interface ServerOptions extends DaemonOptions {
   readonly guestDir?: string;
   /** Where a guest socket that cannot be set up is reported (default: stderr). */
   readonly report?: (line: string) => void;
+  /** Told of each chunk read from a client and of each client that goes (idle-collect.ts). */
+  readonly clients?: { read(): void; clientGone(): void };
 }
 
 /** sockaddr_un's sun_path holds 108 bytes, the last for the terminating NUL. */
@@ -153,12 +155,19 @@ export class XenstoredServer {
       const xs = this.xs;
       const done = charged;
       charged = [];
-      socket.write(out.length === 1 ? out[0] : Buffer.concat(out), () => {
+      const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
+      const done_ = (): void => {
         for (const len of done) xs.outputDone(conn, len);
         outReplies -= replies;
         wire.eventsTaken(events);
         resume();
-      });
+      };
+      // A peer that does not keep up (a guest that never reads) has what waits for it held as a
+      // latin1 string, which net.Socket queues as it is, in V8's heap: once the peer is gone and
+      // collected, V8 gives those pages back to the OS, where malloc'd buffers freed in the middle
+      // of glibc's heap would stay in the daemon's RSS.
+      if (socket.writableNeedDrain) socket.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1'), 'latin1', done_);
+      else socket.write(bytes, done_);
       out = [];
       outBytes = 0;
     };
@@ -214,6 +223,7 @@ export class XenstoredServer {
     this.opts.trace?.event(`CREATE connection ${TraceFile.connName(conn)}`);
     socket.setNoDelay?.(true);
     socket.on('data', (data) => {
+      this.opts.clients?.read();
       if (this.peers.get(conn) === peer) {
         // oxenstored reads what the ring held along with the guest's next kick, not before.
         if (held !== undefined) {
@@ -228,6 +238,7 @@ export class XenstoredServer {
     });
     socket.on('error', () => socket.destroy());
     socket.on('close', () => {
+      this.opts.clients?.clientGone();
       if (domid !== undefined && this.unmapped.get(domid)?.socket === socket) this.unmapped.delete(domid);
       wire.detach();
       if (this.queued.get(conn) === queuedBytes) this.queued.delete(conn);

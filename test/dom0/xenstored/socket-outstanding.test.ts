@@ -185,3 +185,51 @@ describe('ocaml: a guest socket client that watches and never reads its events (
     }
   });
 });
+
+describe('ocaml: the events held for a guest that did not read arrive whole and in order once it reads', function () {
+  // Held past the socket's high-water mark (as latin1 strings in the transport's queue) and in
+  // the watch's pipe (as strings too): what it finally reads is byte for byte what was fired.
+  const TOKEN = `t${'\xfe\x80k'.repeat(1300)}`;
+  let dir: string;
+  let server: XenstoredServer;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'xensim-oheld-'));
+    server = new XenstoredServer({ socketPath: path.join(dir, 'socket'), guestDir: path.join(dir, 'g'), profile: 'ocaml' });
+    await server.listen();
+    await introduceGuest(path.join(dir, 'socket'), 7);
+  });
+  after(async () => {
+    await server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('1,500 events of 3.9 KB fired while the guest reads nothing (past its 1,024 in flight), then read', async () => {
+    const N = 1500;
+    const dom0 = await XsHandle.open(path.join(dir, 'socket'));
+    const s = net.createConnection(path.join(dir, 'g', '7'));
+    try {
+      await new Promise<void>((r, j) => s.once('connect', () => r()).once('error', j));
+      s.write(msg(T.XS_WATCH, 1, `/local/domain/7/data\0${TOKEN}\0`));
+      // The guest's WATCH is handled before dom0 writes (they come on two sockets).
+      const conn = server.xs.connections.get(server.xs.domainConnection(7)!)!;
+      while (conn.watches.length === 0) await turn();
+      for (let i = 0; i < N; i++) await dom0.write(`/local/domain/7/data/k${i}`, 'v');
+      const held = server.daemon.heldEvents(server.xs.domainConnection(7)!)!;
+      assert.ok(held.piped > 0, 'some events wait in the watch\'s pipe');
+      const col = new ReplyCollector();
+      // The WATCH reply, the watch's first event, then one per write.
+      await new Promise<void>((resolve) => {
+        s.on('data', (chunk: Buffer) => {
+          col.push(chunk);
+          if (col.replies.length >= N + 2) resolve();
+        });
+      });
+      const events = col.replies.filter((r) => r[0] === 'WATCH_EVENT').map((r) => r[3]);
+      assert.deepEqual(events, [`/local/domain/7/data\0${TOKEN}\0`, ...Array.from({ length: N }, (_, i) => `/local/domain/7/data/k${i}\0${TOKEN}\0`)]);
+    } finally {
+      s.destroy();
+      await dom0.close();
+    }
+  });
+});
