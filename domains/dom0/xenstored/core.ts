@@ -1642,7 +1642,9 @@ export class Xenstored {
       // No ACL found at all (the node and its parent gone by the end): can_fire_watch fails for
       // everyone, dom0 included.
       if (perms.length !== 0) this.fireNow(ev.path, ev.exact, perms);
-      if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed, { before: start, after: final });
+      // Watches below an RM too: their readers in the start tree only (a node the transaction
+      // created later does not count).
+      if (ev.removed) this.fireBelowOcaml(ev.path, ev.removed, { before: start, after: () => undefined });
     }
   }
 

@@ -169,6 +169,20 @@ describe('xenstored watches', () => {
       assert.equal(d0.commit(tx2), 'OK');
       assert.deepEqual(w.eventStrings(), ['/tool tok']);
     });
+
+    it('ocaml: an RM\'s watches below the removed node are judged in the start tree only (repro ocaml-o38)', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const d0 = h.dom0;
+      const tx = d0.txStart();
+      assert.equal(d0.write('/local/domain/6/data', '', tx), 'OK');
+      assert.equal(d0.watch('/local/domain/6/data', 't2'), 'OK');
+      d0.events();
+      assert.equal(d0.rm('/local/domain', tx), 'OK');
+      assert.equal(d0.write('/local/domain/6/data', 'w', tx), 'OK');
+      assert.equal(d0.commit(tx), 'OK');
+      // The two WRITEs; not the RM: /local/domain/6 was not there when the transaction started.
+      assert.deepEqual(d0.eventStrings(), ['/local/domain/6/data t2', '/local/domain/6/data t2']);
+    });
   });
 
   describe('order', () => {
