@@ -6,7 +6,7 @@
 #
 #   xs-limits-probe.py ORACLE_DIR PART SOCKET
 #   PART: memory (start the server with -Q memory=8192 -q memory=4096),
-#         events (same server options), timeout (-w watch-event=1), wrl (defaults)
+#         events (same server options), timeout (-w watch-event=1), wrl, duplicates (defaults)
 import struct
 import sys
 import time
@@ -164,6 +164,25 @@ def part_events(a, ringdir):
     print("after reading:", memline(a, 4))
 
 
+def part_duplicates(a, ringdir):
+    print("## send_event(): an event identical to one still queued is dropped (defaults)")
+    g = guest(a, ringdir, 7)
+    pub = pub_dir(a, 7)
+    print("watch ->", quiet(g, "WATCH", pub + Z + b"tok\0")[0])
+    print("initial events read:", count_events(g, 0.2))
+    # The guest stops reading: 60 rounds over the same 10 nodes. What fits the 1024-byte ring
+    # is written there; of the rest, one event per node waits in the daemon.
+    for r in range(60):
+        for i in range(10):
+            quiet(a, "WRITE", pub + b"/d%d\0v%d" % (i, r))
+    print("dom0 rewrote 10 nodes 60 times:", memline(a, 7))
+    print("guest reads its events:", count_events(g, 0.5))
+    print("after reading:", memline(a, 7))
+    for i in range(10):
+        quiet(a, "WRITE", pub + b"/d%d\0again" % i)
+    print("dom0 rewrites the 10 nodes once more; guest reads:", count_events(g, 0.5))
+
+
 def part_timeout(a, ringdir):
     print("## watch-event timeout (-w watch-event=1)")
     g = guest(a, ringdir, 5)
@@ -198,7 +217,8 @@ def part_wrl(a, ringdir):
 def main():
     oracle_dir, part, sock = sys.argv[1], sys.argv[2], sys.argv[3]
     a = Conn(sock, "A")
-    {"memory": part_memory, "boundary": part_boundary, "replies": part_replies, "events": part_events, "timeout": part_timeout,
+    {"memory": part_memory, "boundary": part_boundary, "replies": part_replies, "events": part_events, "duplicates": part_duplicates,
+     "timeout": part_timeout,
      "wrl": part_wrl}[part](a, sock + ".rings")
 
 

@@ -19,6 +19,7 @@ import { control } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
 import { Store, type XsNode } from './store.ts';
 import { TransactionHistory } from './history.ts';
+import { PendingEvents } from './pending-events.ts';
 import { type AclAt, CommittedDb, type Db, NO_GENERATION, type NodeData, type RecordedOp, type Removed, Transaction, TxCorruptError, TxQuotaError } from './transaction.ts';
 
 export type { Profile } from './profile.ts';
@@ -112,6 +113,8 @@ export interface Connection {
    * header, as C charges them to the domain's memory (XSA-326). The transport reports them.
    */
   queuedMemory: number;
+  /** Watch events the transport holds for it, unsent (C's out_list, for the duplicate check). */
+  readonly pendingEvents: PendingEvents;
 }
 
 /** One message for one connection, in the order the daemon produces them. */
@@ -282,8 +285,11 @@ export class Xenstored {
   private readonly talloc = new Map<number, number[]>();
   /** Applying a committed oxenstored transaction: its events are fired afterwards, not now. */
   private silent = false;
-  /** Events produced by the current request, per connection, for C's duplicate check. */
-  private readonly unsent = new Set<string>();
+  /**
+   * Events produced by the current request, per connection, for C's duplicate check on
+   * transports that do not report what they still hold (in-process connections).
+   */
+  private readonly unsent = new Map<number, PendingEvents>();
 
   constructor(opts: XenstoredOptions = {}) {
     this.profile = opts.profile ?? 'c';
@@ -339,6 +345,7 @@ export class Xenstored {
     this.connections.set(id, {
       id, domid, privileged, kind, home: domainPath(domid), target: undefined,
       watches: [], transactions: new Map(), nextTxId: 1, closed: false, txStartedAt: 0, queuedMemory: 0,
+      pendingEvents: new PendingEvents(),
     });
     return id;
   }
@@ -441,10 +448,16 @@ export class Xenstored {
   outputQueued(connId: number, msg: XsMessage): boolean {
     const c = this.connections.get(connId);
     if (c === undefined) return true;
-    const mem = msg.payload.length + XS_BUFFERED_HDR;
+    const pending = this.tracksDuplicate(msg);
+    // send_event(): an event identical to one still queued is dropped before its memory counts.
+    if (pending && !c.pendingEvents.add(msg.payload)) return false;
     if (c.kind !== 'domain' || !this.b.memoryQuota) return true;
+    const mem = msg.payload.length + XS_BUFFERED_HDR;
     if (msg.type === T.XS_WATCH_EVENT) {
-      if (this.overMemory(c.domid, mem)) return false;
+      if (this.overMemory(c.domid, mem)) {
+        if (pending) c.pendingEvents.remove(msg.payload);
+        return false;
+      }
     } else if (this.memoryChecked(c.domid)) {
       // A reply is charged whatever the quota says (handle() refused the long ones already);
       // the check still logs a crossing.
@@ -454,13 +467,19 @@ export class Xenstored {
     return true;
   }
 
-  /** A queued message is completely sent, dropped (watch-event timeout) or discarded with the queue. */
-  outputDone(connId: number, msg: { readonly payload: Uint8Array } | number): void {
+  /** A message outputQueued() took is completely sent, dropped (watch-event timeout) or discarded with the queue. */
+  outputDone(connId: number, msg: { readonly type: T; readonly payload: Uint8Array }): void {
     const c = this.connections.get(connId);
-    if (c === undefined || c.kind !== 'domain' || !this.b.memoryQuota) return;
-    const mem = typeof msg === 'number' ? msg + XS_BUFFERED_HDR : msg.payload.length + XS_BUFFERED_HDR;
-    c.queuedMemory -= mem;
+    if (c === undefined) return;
+    if (this.tracksDuplicate(msg)) c.pendingEvents.remove(msg.payload);
+    if (c.kind !== 'domain' || !this.b.memoryQuota) return;
+    c.queuedMemory -= msg.payload.length + XS_BUFFERED_HDR;
     assert(c.queuedMemory >= 0, `queued memory of connection ${connId} below zero`);
+  }
+
+  /** C merges identical queued watch events; special events (@...) are never merged. */
+  private tracksDuplicate(msg: { readonly type: T; readonly payload: Uint8Array }): boolean {
+    return this.b.dropDuplicateEvents && msg.type === T.XS_WATCH_EVENT && msg.payload[0] !== 0x40;
   }
 
   /**
@@ -1012,10 +1031,10 @@ export class Xenstored {
     if (this.silent) return;
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
     // special events are never merged.
-    if (this.b.dropDuplicateEvents && msg.payload[0] !== 0x40) {
-      const key = `${conn.id}:${dec(msg.payload)}`;
-      if (this.unsent.has(key)) return;
-      this.unsent.add(key);
+    if (this.tracksDuplicate(msg)) {
+      let u = this.unsent.get(conn.id);
+      if (u === undefined) this.unsent.set(conn.id, (u = new PendingEvents()));
+      if (!u.add(msg.payload)) return;
     }
     if (conn === this.current) this.selfEvents.push(msg);
     else this.out.push({ conn: conn.id, msg });

@@ -43,7 +43,7 @@
 // ../shared/oracle, see test/dom0/xenstored/limits.test.ts. Not modelled: C's charging of queued
 // events to the domain whose request caused them as outstanding requests.
 import {
-  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION, XSD_SOCKMSG_SIZE,
+  XENSTORE_RING_SIZE, XENSTORE_SERVER_FEATURE_RECONNECTION,
   XS_RING_REQ, XS_RING_RSP, XenstoreConnection, XenstoreDomainInterface as I, XenstoreError, XsDecodeStep,
   type XsMessage, XsdSockmsgType, type XsRingHalf, encodeMessage, xsRingCopyInRange, xsRingCopyOutRange,
   xsRingIndexesValid,
@@ -74,8 +74,8 @@ interface OutMsg {
   used: number;
   /** A reply (counts as outstanding until completely written), not a watch event. */
   readonly reply: boolean;
-  /** Charged to the domain's memory (not so: raw bytes restored by a live update). */
-  readonly charged: boolean;
+  /** The message outputQueued() took, charged to the domain (none: raw bytes restored by a live update). */
+  readonly queued: XsMessage | undefined;
   /** A guest's watch event is dropped if still unsent at this time (ms, daemon clock; 0: never). */
   readonly expiresAt: number;
 }
@@ -118,7 +118,7 @@ export class XsRingConnection {
       takeOutput: () => this.takeOutput(),
       sendBytes: (b) => {
         // C restores it as a reply (XS_INVALID in its trace): outstanding until written.
-        this.out.push({ bytes: b, used: 0, reply: true, charged: false, expiresAt: 0 });
+        this.out.push({ bytes: b, used: 0, reply: true, queued: undefined, expiresAt: 0 });
         this.nOutstanding++;
       },
       ended: (why) => {
@@ -240,7 +240,7 @@ export class XsRingConnection {
     if (!reply && timeout > 0 && xs.b.watchEventTimeout && !(xs.connections.get(this.connId)?.privileged ?? true)) {
       expiresAt = xs.clockMs() + timeout * 1000;
     }
-    this.out.push({ bytes: encodeMessage(msg), used: 0, reply, charged: true, expiresAt });
+    this.out.push({ bytes: encodeMessage(msg), used: 0, reply, queued: msg, expiresAt });
     if (reply) this.nOutstanding++;
     return true;
   }
@@ -248,7 +248,7 @@ export class XsRingConnection {
   /** Memory charged for messages leaving the queue goes back to the domain. */
   private uncharge(msgs: readonly OutMsg[]): void {
     const xs = this.daemon.xs;
-    for (const m of msgs) if (m.charged) xs.outputDone(this.connId, m.bytes.length - XSD_SOCKMSG_SIZE);
+    for (const m of msgs) if (m.queued !== undefined) xs.outputDone(this.connId, m.queued);
   }
 
   private expiryArmed = false;

@@ -130,17 +130,18 @@ export class XenstoredServer {
       }
     };
     let wakeArmed = false;
-    // A guest's output is charged to its domain until the kernel takes it, as C charges what
-    // waits in a ring's out list (XSA-326): an event that would reach the hard memory quota is
-    // dropped, so a guest that never reads its socket cannot make the daemon hoard events in
-    // Node's write buffer. Charged on the instance that queued it (a live update swaps it).
-    let charged: number[] = [];
+    // Output stays in the connection's out list (C's) until the kernel takes it: a guest's is
+    // charged to its domain (XSA-326), so an event that would reach the hard memory quota is
+    // dropped, and an event identical to one still held is dropped (C's send_event()), so a peer
+    // that never reads its socket cannot make the daemon hoard events in Node's write buffer.
+    // Told to the instance that queued it (a live update swaps it).
+    let charged: XsMessage[] = [];
     const write = (m: XsMessage): boolean => {
-      if (guest && !this.xs.outputQueued(conn, m)) return false;
+      if (!this.xs.outputQueued(conn, m)) return false;
       const b = encodeMessage(m);
       out.push(b);
       outBytes += b.length;
-      if (guest) charged.push(m.payload.length);
+      charged.push(m);
       if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
       else queuedEvents++;
       return true;
@@ -157,7 +158,7 @@ export class XenstoredServer {
       charged = [];
       const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
       const done_ = (): void => {
-        for (const len of done) xs.outputDone(conn, len);
+        for (const m of done) xs.outputDone(conn, m);
         outReplies -= replies;
         wire.eventsTaken(events);
         resume();

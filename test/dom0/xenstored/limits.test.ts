@@ -397,6 +397,56 @@ describe('xenstored limits of C 4.17 (memory quota, XSA-326, watch-event timeout
       assert.equal(rig.memory(4), 73);
     });
 
+    it('an event identical to one still queued is dropped: a guest that does not read holds one per node (oracle: memory 503, 33 events read)', () => {
+      const rig = new Rig();
+      const g = rig.guest(7);
+      const pub = rig.pubDir(7);
+      assert.equal(g.watch(pub, 'tok'), 'OK 1');
+      for (let r = 0; r < 60; r++) for (let i = 0; i < 10; i++) assert.equal(rig.write(`${pub}/d${i}`, `v${r}`), 'OK');
+      // 73 + 10 queued events of 43 bytes (27 payload + 16 header); the ones in rsp[] are not queued.
+      assert.match(oracle('dom0 rewrote 10 nodes 60 times:'), / 503 \|$/);
+      assert.equal(rig.memory(7), 503);
+      let events = 0;
+      for (let n = g.events(); n > 0; n = g.events()) events += n;
+      assert.match(oracle('guest reads its events: 33'), /33$/);
+      assert.equal(events, 33);
+      assert.equal(rig.memory(7), 73);
+      // Sent events no longer count as duplicates.
+      for (let i = 0; i < 10; i++) assert.equal(rig.write(`${pub}/d${i}`, 'again'), 'OK');
+      assert.match(oracle('dom0 rewrites the 10 nodes once more; guest reads: 10'), /10$/);
+      assert.equal(g.events(), 10);
+    });
+
+    it('special events are never merged, and an event dropped at the memory quota is not held as pending', () => {
+      const rig = new Rig({ quotas: { memory: 600 } });
+      const g = rig.guest(7);
+      const pub = rig.pubDir(7);
+      assert.equal(g.watch(pub, 'tok'), 'OK 1');
+      // The guest may know of introductions (SET_PERMS on the special node, as a toolstack can).
+      assert.equal(rig.d0(T.XS_SET_PERMS, '@introduceDomain', 'n0', 'r7'), 'OK');
+      assert.equal(g.watch('@introduceDomain', 'i'), 'OK 1');
+      // Fill rsp[] and the queue up to the quota with distinct nodes; d-last is dropped there.
+      for (let i = 0; i < 40; i++) assert.equal(rig.write(`${pub}/n${i}`, 'v'), 'OK');
+      const stuck = rig.memory(7);
+      assert.ok(stuck < 600 && stuck > 500, `memory ${stuck} just under the quota`);
+      assert.equal(rig.write(`${pub}/last`, 'v'), 'OK');
+      assert.equal(rig.memory(7), stuck);
+      while (g.events() > 0);
+      // Room again: the dropped event was not remembered as queued, so it goes now.
+      assert.equal(rig.write(`${pub}/last`, 'v2'), 'OK');
+      assert.equal(g.events(), 1);
+      // With rsp[] full again, two identical special events both queue (C skips '@' paths).
+      for (let i = 0; i < 30; i++) assert.equal(rig.write(`${pub}/n${i}`, 'w'), 'OK');
+      const before = rig.memory(7);
+      rig.d0(T.XS_INTRODUCE, '9', '1009', '7');
+      rig.d0(T.XS_RELEASE, '9');
+      rig.d0(T.XS_INTRODUCE, '9', '1009', '7');
+      assert.equal(rig.memory(7), before + 2 * (16 + '@introduceDomain\0i\0'.length));
+      let events = 0;
+      for (let n = g.events(); n > 0; n = g.events()) events += n;
+      assert.equal(events, 32);
+    });
+
     it('profile ocaml does not charge or drop queued events', () => {
       const rig = new Rig({ profile: 'ocaml', quotas: { memory: 1000 } });
       const g = rig.guest(4);
