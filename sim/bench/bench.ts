@@ -55,6 +55,10 @@ lifecycle section:
   --lifecycle-trials N  xl destroy during xl create, free-running (default 100, quick 20)
   --lifecycle-seed N    seed of the destroys' delays (default 14; the host's timing is not seeded)
 
+races section:
+  --races-exhaustive K  small (default: races whose default run has <= 150 choice points, explored
+                        whole at bound 1) or all (every race whole: an hour or more)
+
 soak section:
   --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
   --soak-kinds LIST     hostile guests among replies, events, txns (default all)
@@ -113,6 +117,7 @@ async function main(argv: string[]): Promise<number> {
       'bighost-xl-guests': { type: 'string' },
       'lifecycle-trials': { type: 'string' },
       'lifecycle-seed': { type: 'string' },
+      'races-exhaustive': { type: 'string' },
       'soak-seconds': { type: 'string' },
       'soak-kinds': { type: 'string' },
       'soak-profiles': { type: 'string' },
