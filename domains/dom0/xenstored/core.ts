@@ -467,13 +467,21 @@ export class Xenstored {
     return true;
   }
 
+  /**
+   * What a transport keeps of a message outputQueued() took, to report it with outputDone(): the
+   * payload of a watch event the duplicate check tracks, else only the payload's length.
+   */
+  outputRecord(msg: XsMessage): Uint8Array | number {
+    return this.tracksDuplicate(msg) ? msg.payload : msg.payload.length;
+  }
+
   /** A message outputQueued() took is completely sent, dropped (watch-event timeout) or discarded with the queue. */
-  outputDone(connId: number, msg: { readonly type: T; readonly payload: Uint8Array }): void {
+  outputDone(connId: number, record: Uint8Array | number): void {
     const c = this.connections.get(connId);
     if (c === undefined) return;
-    if (this.tracksDuplicate(msg)) c.pendingEvents.remove(msg.payload);
+    if (typeof record !== 'number') c.pendingEvents.remove(record);
     if (c.kind !== 'domain' || !this.b.memoryQuota) return;
-    c.queuedMemory -= msg.payload.length + XS_BUFFERED_HDR;
+    c.queuedMemory -= (typeof record === 'number' ? record : record.length) + XS_BUFFERED_HDR;
     assert(c.queuedMemory >= 0, `queued memory of connection ${connId} below zero`);
   }
 

@@ -38,7 +38,8 @@
 //         (xb-watch-events.ts: quota-maxwatchevents), told here when each starts into rsp[].
 // Profile c also stops reading while the domain is at its hard memory quota or in debt with the
 // write-rate limiter (the core's readBlockedFor), charges every queued reply and event to the
-// domain's memory and drops a watch event that would reach the hard quota (XSA-326), and drops a
+// domain's memory and drops a watch event that would reach the hard quota (XSA-326) or that is
+// identical to one still queued (send_event; pending-events.ts), and drops a
 // watch event still unsent after the watch-event timeout (-w watch-event=, 20 s) - measured on
 // ../shared/oracle, see test/dom0/xenstored/limits.test.ts. Not modelled: C's charging of queued
 // events to the domain whose request caused them as outstanding requests.
@@ -74,8 +75,8 @@ interface OutMsg {
   used: number;
   /** A reply (counts as outstanding until completely written), not a watch event. */
   readonly reply: boolean;
-  /** The message outputQueued() took, charged to the domain (none: raw bytes restored by a live update). */
-  readonly queued: XsMessage | undefined;
+  /** What the daemon keeps to report it sent (outputRecord; none: raw bytes restored by a live update). */
+  readonly record: Uint8Array | number | undefined;
   /** A guest's watch event is dropped if still unsent at this time (ms, daemon clock; 0: never). */
   readonly expiresAt: number;
 }
@@ -118,7 +119,7 @@ export class XsRingConnection {
       takeOutput: () => this.takeOutput(),
       sendBytes: (b) => {
         // C restores it as a reply (XS_INVALID in its trace): outstanding until written.
-        this.out.push({ bytes: b, used: 0, reply: true, queued: undefined, expiresAt: 0 });
+        this.out.push({ bytes: b, used: 0, reply: true, record: undefined, expiresAt: 0 });
         this.nOutstanding++;
       },
       ended: (why) => {
@@ -240,7 +241,7 @@ export class XsRingConnection {
     if (!reply && timeout > 0 && xs.b.watchEventTimeout && !(xs.connections.get(this.connId)?.privileged ?? true)) {
       expiresAt = xs.clockMs() + timeout * 1000;
     }
-    this.out.push({ bytes: encodeMessage(msg), used: 0, reply, queued: msg, expiresAt });
+    this.out.push({ bytes: encodeMessage(msg), used: 0, reply, record: xs.outputRecord(msg), expiresAt });
     if (reply) this.nOutstanding++;
     return true;
   }
@@ -248,7 +249,7 @@ export class XsRingConnection {
   /** Memory charged for messages leaving the queue goes back to the domain. */
   private uncharge(msgs: readonly OutMsg[]): void {
     const xs = this.daemon.xs;
-    for (const m of msgs) if (m.queued !== undefined) xs.outputDone(this.connId, m.queued);
+    for (const m of msgs) if (m.record !== undefined) xs.outputDone(this.connId, m.record);
   }
 
   private expiryArmed = false;

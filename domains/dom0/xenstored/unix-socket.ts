@@ -135,13 +135,13 @@ export class XenstoredServer {
     // dropped, and an event identical to one still held is dropped (C's send_event()), so a peer
     // that never reads its socket cannot make the daemon hoard events in Node's write buffer.
     // Told to the instance that queued it (a live update swaps it).
-    let charged: XsMessage[] = [];
+    let charged: (Uint8Array | number)[] = [];
     const write = (m: XsMessage): boolean => {
       if (!this.xs.outputQueued(conn, m)) return false;
       const b = encodeMessage(m);
       out.push(b);
       outBytes += b.length;
-      charged.push(m);
+      charged.push(this.xs.outputRecord(m));
       if (m.type !== XsdSockmsgType.XS_WATCH_EVENT) queuedReplies++;
       else queuedEvents++;
       return true;
@@ -158,7 +158,7 @@ export class XenstoredServer {
       charged = [];
       const bytes = out.length === 1 ? out[0] : Buffer.concat(out);
       const done_ = (): void => {
-        for (const m of done) xs.outputDone(conn, m);
+        for (const r of done) xs.outputDone(conn, r);
         outReplies -= replies;
         wire.eventsTaken(events);
         resume();
