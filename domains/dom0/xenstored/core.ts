@@ -1647,8 +1647,11 @@ export class Xenstored {
     try {
       for (const op of tx.ops) {
         // A write that failed in the transaction changed nothing there: it is not applied (on
-        // today's store it might succeed).
-        if (!WRITES.has(op.type) || op.reply !== 'OK\0') continue;
+        // today's store it might succeed) - except a WRITE refused E2BIG, whose missing parents
+        // were made first (create_implicit_path), in the transaction as in oxenstored's replay.
+        // The store is the one the transaction or its replay ran on, so it fails the same way.
+        if (!WRITES.has(op.type)) continue;
+        if (op.reply !== 'OK\0' && !(op.type === T.XS_WRITE && op.reply === 'E2BIG')) continue;
         this.run(this.table[op.type]![0], this.subRequest(ctx.conn, op, undefined));
       }
     } finally {

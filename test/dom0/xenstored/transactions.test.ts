@@ -111,6 +111,22 @@ describe('xenstored transactions', () => {
       assert.deepEqual([b.read('/p/u1'), b.read('/q/u2'), b.read('/p/other'), b.read('/p/x')], ['a', 'b', 'new', 'ENOENT']);
     });
 
+    it('ocaml: a WRITE refused E2BIG inside a transaction still made its missing parents, and a replayed commit keeps them (repro o39)', () => {
+      for (const replayed of [false, true]) {
+        const h = new Harness({ profile: 'ocaml' });
+        const b = h.socket('other');
+        assert.equal(h.dom0.write('/d/x', ''), 'OK');
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.write('/d/x', 'v', t), 'OK');
+        // Removing /d leaves nothing to merge into: the commit replays the transaction.
+        if (replayed) assert.equal(b.rm('/d'), 'OK');
+        assert.equal(h.dom0.write('/d/y/z', 'q'.repeat(3000), t), 'E2BIG');
+        assert.equal(h.dom0.dir('/d/y', t), '');
+        assert.equal(h.dom0.commit(t), 'OK');
+        assert.deepEqual([b.dir('/d'), b.dir('/d/y')], ['x y', ''], replayed ? 'replayed' : 'quiet store');
+      }
+    });
+
     it('ocaml: a transaction that wrote and whose reads would now answer differently is EAGAIN', () => {
       const h = new Harness({ profile: 'ocaml' });
       const b = h.socket('other');
