@@ -16,6 +16,7 @@ const PARTS: readonly [part: string, serverArgs: string[]][] = [
   ['boundary', []],
   ['replies', []],
   ['events', ['-Q', 'memory=8192']],
+  ['duplicates', []],
 ];
 
 describe('interop: the recorded answers of C xenstored 4.17 for the limits (limits-oracle.txt)', function () {

@@ -317,6 +317,15 @@ export class Store {
   }
 
   setValue(path: string, node: XsNode, value: string): void {
+    if (this.subGens !== undefined && node.value === value && path !== '/') {
+      // oxenstored's Node.set_value hands back the very node when the value does not change:
+      // the root and the ancestors are new, the node and its subtree are not (what a merge at
+      // commit compares).
+      const gen = this.changedAt = this.generation++;
+      this.touchPath(path.slice(0, Math.max(1, path.lastIndexOf('/'))), gen);
+      this.observer?.put(path, node);
+      return;
+    }
     if (this.snapshots.size) this.preserve(path, node);
     this.charge(node.perms[0].id, value.length - node.value.length);
     node.value = value;

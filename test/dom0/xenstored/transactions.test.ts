@@ -127,6 +127,22 @@ describe('xenstored transactions', () => {
       }
     });
 
+    it("ocaml: another's WRITE of a node's own value keeps the node, so a transaction below it merges without a replay (no transaction id taken; repro o40)", () => {
+      for (const [value, replays] of [['', false], ['new', true]] as const) {
+        const h = new Harness({ profile: 'ocaml' });
+        const b = h.socket('other');
+        assert.equal(h.dom0.write('/d/x', ''), 'OK');
+        const t = h.dom0.txStart();
+        assert.equal(h.dom0.read('/d/x', t), '');
+        assert.equal(h.dom0.write('/d/x/y', 'v', t), 'OK');
+        assert.equal(b.write('/d/x', value), 'OK');
+        // The replay answers '' -> 'new' for the read: EAGAIN; the merge commits.
+        assert.equal(h.dom0.commit(t), replays ? 'EAGAIN' : 'OK');
+        // A replay runs in a transaction of its own, which takes the next id.
+        assert.equal(h.dom0.txStart(), t + (replays ? 2 : 1), `value ${JSON.stringify(value)}`);
+      }
+    });
+
     it('ocaml: a transaction that wrote and whose reads would now answer differently is EAGAIN', () => {
       const h = new Harness({ profile: 'ocaml' });
       const b = h.socket('other');
