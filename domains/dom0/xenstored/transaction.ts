@@ -87,6 +87,18 @@ export class CommittedDb implements Db {
 
 export const NO_GENERATION = -1;
 
+/** Child-name sets of large pre-images: every name created under a big directory asks. */
+const childSets = new WeakMap<PreImage, Set<string>>();
+
+function hadChild(img: PreImage, name: string): boolean {
+  const kids = img.children;
+  if (kids === undefined) return false;
+  if (kids.length <= 16) return kids.includes(name);
+  let set = childSets.get(img);
+  if (set === undefined) childSets.set(img, (set = new Set(kids)));
+  return set.has(name);
+}
+
 /** A snapshot's view of a node: not there at its start, or there as the tree has it now. */
 const ABSENT = Symbol('absent at the start');
 const LIVE = Symbol('unchanged since the start');
@@ -232,7 +244,7 @@ export class Transaction implements Db, SnapshotListener {
     for (let child = path; child !== '/';) {
       const p = parentOf(child);
       const up = this.pre.get(p);
-      if (up !== undefined) return up.node !== undefined && up.children?.includes(basename(child)) ? LIVE : ABSENT;
+      if (up !== undefined) return up.node !== undefined && hadChild(up, basename(child)) ? LIVE : ABSENT;
       child = p;
     }
     return LIVE;
