@@ -208,14 +208,15 @@ export class XenstoredDaemon {
 
   /**
    * Profile ocaml: watch events the daemon keeps for `conn` - handed to its transport and not
-   * yet taken by the peer, and waiting in its watches' pipes (undefined in profile c).
+   * yet taken by the peer, and waiting in its watches' pipes - and those its requests fired that
+   * wait for room with their watchers (undefined in profile c).
    */
-  heldEvents(conn: number): { queued: number; piped: number } | undefined {
+  heldEvents(conn: number): { queued: number; piped: number; fired: number } | undefined {
     const e = this.xbConns.get(conn);
     if (e === undefined) return undefined;
     let piped = 0;
     for (const p of e.xbc.pipes.values()) piped += p.length;
-    return { queued: e.xbc.inFlight, piped };
+    return { queued: e.xbc.inFlight, piped, fired: e.xbc.sourcePending.length };
   }
 
   /**

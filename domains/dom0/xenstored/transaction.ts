@@ -87,6 +87,22 @@ export class CommittedDb implements Db {
 
 export const NO_GENERATION = -1;
 
+/** Child-name sets of large pre-images: every name created under a big directory asks. */
+const childSets = new WeakMap<PreImage, Set<string>>();
+
+function hadChild(img: PreImage, name: string): boolean {
+  const kids = img.children;
+  if (kids === undefined) return false;
+  if (kids.length <= 16) return kids.includes(name);
+  let set = childSets.get(img);
+  if (set === undefined) childSets.set(img, (set = new Set(kids)));
+  return set.has(name);
+}
+
+/** A snapshot's view of a node: not there at its start, or there as the tree has it now. */
+const ABSENT = Symbol('absent at the start');
+const LIVE = Symbol('unchanged since the start');
+
 /** A transaction's view lost track of a parent's child (C: corrupt(), EIO). */
 export class TxCorruptError extends Error {
   constructor() {
@@ -193,6 +209,11 @@ export class Transaction implements Db, SnapshotListener {
     return t;
   }
 
+  /** Pre-images kept of nodes changed since the start (what holding it open costs). */
+  get preImages(): number {
+    return this.pre.size;
+  }
+
   // --- SnapshotListener ---
   /**
    * oxenstored reads the tree as it was at the start. C copies a node's record (children
@@ -200,7 +221,10 @@ export class Transaction implements Db, SnapshotListener {
    * its pre-image kept.
    */
   has(path: string): boolean {
-    if (this.pre.has(path) || this.style === 'ocaml') return this.pre.has(path);
+    // oxenstored: a node that was not there at the start needs no pre-image (its parent's says
+    // so), or a transaction held open would grow with every new name created meanwhile.
+    if (this.style === 'ocaml') return this.pre.has(path) || this.start(path) === ABSENT;
+    if (this.pre.has(path)) return true;
     const a = this.accessed.get(path);
     return a === undefined || a.kids !== undefined;
   }
@@ -208,10 +232,29 @@ export class Transaction implements Db, SnapshotListener {
     this.pre.set(path, image);
   }
 
+  /**
+   * oxenstored style: `path` as it was at the start - its pre-image; ABSENT when the nearest
+   * ancestor with a pre-image did not have it below (no node without a pre-image changed since
+   * the start, so nothing between that ancestor and `path` did); LIVE when the tree has it as
+   * it was.
+   */
+  private start(path: string): PreImage | typeof ABSENT | typeof LIVE {
+    const img = this.pre.get(path);
+    if (img !== undefined) return img;
+    for (let child = path; child !== '/';) {
+      const p = parentOf(child);
+      const up = this.pre.get(p);
+      if (up !== undefined) return up.node !== undefined && hadChild(up, basename(child)) ? LIVE : ABSENT;
+      child = p;
+    }
+    return LIVE;
+  }
+
   /** The base the transaction reads from: live tree (c) or its start snapshot (ocaml). */
   private base(path: string): { data: NodeData | undefined; kids: () => string[] } {
-    const img = this.pre.get(path);
-    if (img !== undefined) {
+    const img = this.style === 'ocaml' ? this.start(path) : this.pre.get(path) ?? LIVE;
+    if (img === ABSENT) return { data: undefined, kids: () => [] };
+    if (img !== LIVE) {
       return { data: img.node, kids: () => [...(img.children ?? [])] };
     }
     const n = this.store.get(path);

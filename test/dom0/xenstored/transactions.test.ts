@@ -303,6 +303,38 @@ describe('xenstored transactions', () => {
       assert.equal(h.dom0.commit(t), 'OK');
     });
 
+    it('ocaml: a transaction held open sees its start tree whatever others create, remove and re-create, keeping pre-images of start nodes only', () => {
+      // A node created after the start needs no pre-image (its parent's says it was not there):
+      // otherwise a guest holding a transaction open while dom0 creates and removes new names
+      // would make the daemon keep one per name for as long as it likes (hostile-guests.test.ts).
+      const names = ['/p', '/p/a', '/p/a/x', '/p/b', '/q', '/q/c'];
+      const op = fc.record({ k: fc.constantFrom('write', 'rm', 'mkdir', 'perms'), p: fc.constantFrom(...names), v: fc.constantFrom('1', '2') });
+      fc.assert(fc.property(fc.array(op, { maxLength: 12 }), fc.array(op, { maxLength: 40 }), (setup, churn) => {
+        const h = new Harness({ profile: 'ocaml' });
+        const b = h.socket('other');
+        const run = (o: { k: string; p: string; v: string }): void => {
+          if (o.k === 'write') b.write(o.p, o.v);
+          else if (o.k === 'rm') b.rm(o.p);
+          else if (o.k === 'mkdir') b.mkdir(o.p);
+          else b.setPerms(o.p, o.v === '1' ? 'n0' : 'n0 r1');
+        };
+        setup.forEach(run);
+        const view = (tx: number): string[] => names.flatMap((n) => [h.dom0.read(n, tx), h.dom0.dir(n, tx), h.dom0.getPerms(n, tx)].map(String));
+        const before = view(0);
+        const startNodes = h.xs.store.size;
+        const t = h.dom0.txStart();
+        churn.forEach(run);
+        // Churn over new names too: 50 created and removed.
+        for (let i = 0; i < 50; i++) {
+          b.write(`/p/n${i}/deep`, 'v');
+          b.rm(`/p/n${i}`);
+        }
+        const tx = [...h.xs.connections.values()].flatMap((c) => [...c.transactions.values()])[0];
+        assert.ok(tx.preImages <= startNodes, `${tx.preImages} pre-images for a tree of ${startNodes} nodes at the start`);
+        assert.deepEqual(view(t), before);
+      }), { numRuns: 200 });
+    });
+
     for (const profile of ['c', 'ocaml'] as const) {
       it(`${profile}: own changes are visible inside only, until commit; F discards them`, () => {
         const h = new Harness({ profile });
