@@ -211,9 +211,11 @@ export class Host {
   /** Frees a dead domain once no other domain maps its frames; returns whether it went. */
   tryFree(d: Domain): boolean {
     if (d.dying !== DomDying.DOMDYING_dead || !this.domains.has(d.domid)) return false;
-    const frames = [...d.p2m.filter((f): f is Frame => f !== undefined), d.sharedInfo!];
-    if (frames.some((f) => f.foreignRefs > 0)) return false;
-    for (const f of frames) this.memory.release(f);
+    // Called at each unmap of a dead domain's page: a walk, no copy of a big guest's p2m.
+    if (d.sharedInfo!.foreignRefs > 0) return false;
+    for (const f of d.p2m) if (f && f.foreignRefs > 0) return false;
+    this.memory.releaseAll(d.p2m);
+    this.memory.release(d.sharedInfo!);
     d.p2m.length = 0;
     for (const h of this.hooks) h.domainFreed(d);
     this.domains.delete(d.domid);

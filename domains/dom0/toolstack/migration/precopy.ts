@@ -40,7 +40,8 @@ export interface LiveDomain {
   /** Number of pfns in its p2m (xc_domain_nr_gpfns). */
   readonly p2mSize: number;
   /**
-   * The page now: a view of the frame will do (the writer copies it into its record at once).
+   * The page now: a view of the frame, or the frame in place in a mapping, will do (the writer
+   * copies it into its record at once).
    * Type XTAB for a pfn with no page behind it.
    */
   readPage(pfn: number): GuestPage;
