@@ -213,7 +213,7 @@ export class Host {
     if (d.dying !== DomDying.DOMDYING_dead || !this.domains.has(d.domid)) return false;
     // Called at each unmap of a dead domain's page: a walk, no copy of a big guest's p2m.
     if (d.sharedInfo!.foreignRefs > 0) return false;
-    for (const f of d.p2m) if (f && f.foreignRefs > 0) return false;
+    for (let pfn = 0; pfn < d.p2m.length; pfn++) if (d.p2m[pfn] && d.p2m[pfn]!.foreignRefs > 0) return false;
     this.memory.releaseAll(d.p2m);
     this.memory.release(d.sharedInfo!);
     d.p2m.length = 0;

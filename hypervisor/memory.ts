@@ -147,10 +147,11 @@ export class MachineMemory {
   }
 
   /** release() of each frame (a dead domain's teardown: an extent's frames come in a row). */
-  releaseAll(frames: Iterable<Frame | undefined>): void {
+  releaseAll(frames: readonly (Frame | undefined)[]): void {
     let sab: SharedArrayBuffer | undefined;
     let e: ReturnType<typeof this.extents.get>;
-    for (const f of frames) {
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i];
       if (!f) continue;
       if (f.sab !== sab) e = this.extents.get((sab = f.sab));
       this.releaseIn(f, e);

@@ -273,7 +273,7 @@ export class FrameFiller implements RestorePageSink {
   /** Pages filled (the pages of the image). */
   get pages(): number {
     let n = 0;
-    for (const b of this.filled) n += b;
+    for (let i = 0; i < this.filled.length; i++) n += this.filled[i];
     return n;
   }
 }
