@@ -130,7 +130,7 @@ export class Host {
       if (run > 1) {
         const fs = this.memory.allocateExtent(d.domid, run);
         if (!fs) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        fs.forEach((f, i) => take(f, g + i));
+        for (let i = 0; i < fs.length; i++) take(fs[i], g + i);
       } else {
         const f = this.memory.allocate(d.domid);
         if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');

@@ -75,7 +75,9 @@ async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly num
  */
 export async function sendDomainMemoryLive(w: SaveStreamWriter, dom: LiveDomain, policy: PrecopyPolicy = simplePrecopyPolicy): Promise<PrecopyReport> {
   const rounds: number[] = [];
-  let dirty: readonly number[] = Array.from({ length: dom.p2mSize }, (_, pfn) => pfn);
+  const all: number[] = [];
+  for (let pfn = 0; pfn < dom.p2mSize; pfn++) all.push(pfn);
+  let dirty: readonly number[] = all;
   let stats: PrecopyStats = { iteration: 0, totalWritten: 0, dirtyCount: dom.p2mSize };
   let decision: PrecopyPolicyDecision;
   for (let x = 1; ; x++) {
