@@ -111,11 +111,6 @@ export class Host {
   populate(d: Domain, first: number, count: number): Frame[] {
     const out: Frame[] = [];
     let owned = this.ownedFrames(d);
-    const take = (f: Frame, g: number): void => {
-      d.p2m[g as Gfn] = f;
-      out.push(f);
-      owned++;
-    };
     const end = first + count;
     for (let g = first; g < end;) {
       if (d.p2m[g] !== undefined) {
@@ -130,11 +125,17 @@ export class Host {
       if (run > 1) {
         const fs = this.memory.allocateExtent(d.domid, run);
         if (!fs) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        for (let i = 0; i < fs.length; i++) take(fs[i], g + i);
+        for (let i = 0; i < fs.length; i++) {
+          d.p2m[(g + i) as Gfn] = fs[i];
+          out.push(fs[i]);
+        }
+        owned += fs.length;
       } else {
         const f = this.memory.allocate(d.domid);
         if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        take(f, g);
+        d.p2m[g as Gfn] = f;
+        out.push(f);
+        owned++;
       }
       g += run;
     }

@@ -52,12 +52,15 @@ export class LogDirty {
     this.prints = new Int32Array(2 * d.p2m.length);
     let sab: SharedArrayBuffer | undefined;
     let fp: ReturnType<typeof fingerprinterOf> = () => {};
-    d.p2m.forEach((f, pfn) => {
-      if (!f) return;
+    const { p2m } = d;
+    const prints = this.prints;
+    for (let pfn = 0; pfn < p2m.length; pfn++) {
+      const f = p2m[pfn];
+      if (!f) continue;
       if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
-      fp(f.offset, this.prints, pfn);
+      fp(f.offset, prints, pfn);
       this.frameAt[pfn] = f;
-    });
+    }
   }
 
   private setBit(pfn: number): boolean {
