@@ -16,6 +16,7 @@ import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
 import { EXTENT_PAGES, Frame, type Mfn } from '../../hypervisor/memory.ts';
 import { pageFingerprint } from '../../hypervisor/paging.ts';
+import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { memOf } from './common.ts';
@@ -257,7 +258,8 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   const bytes = c.mib * 1024 * 1024;
   const extent = 2 * 1024 * 1024;
   const src: Uint8Array[] = [];
-  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(new SharedArrayBuffer(extent))));
+  // Extents as the hypervisor makes them (shared WebAssembly memories: log-dirty's SIMD path).
+  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(fingerprintableBuffer(extent))));
   const gbps = (ms: number): number => bytes / 1e9 / (ms / 1000);
   const copyInto = (dst: Uint8Array[]): number => {
     const t0 = performance.now();
