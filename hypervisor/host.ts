@@ -111,11 +111,6 @@ export class Host {
   populate(d: Domain, first: number, count: number): Frame[] {
     const out: Frame[] = [];
     let owned = this.ownedFrames(d);
-    const take = (f: Frame, g: number): void => {
-      d.p2m[g as Gfn] = f;
-      out.push(f);
-      owned++;
-    };
     const end = first + count;
     for (let g = first; g < end;) {
       if (d.p2m[g] !== undefined) {
@@ -130,11 +125,17 @@ export class Host {
       if (run > 1) {
         const fs = this.memory.allocateExtent(d.domid, run);
         if (!fs) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        fs.forEach((f, i) => take(f, g + i));
+        for (let i = 0; i < fs.length; i++) {
+          d.p2m[(g + i) as Gfn] = fs[i];
+          out.push(fs[i]);
+        }
+        owned += fs.length;
       } else {
         const f = this.memory.allocate(d.domid);
         if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        take(f, g);
+        d.p2m[g as Gfn] = f;
+        out.push(f);
+        owned++;
       }
       g += run;
     }
@@ -211,9 +212,11 @@ export class Host {
   /** Frees a dead domain once no other domain maps its frames; returns whether it went. */
   tryFree(d: Domain): boolean {
     if (d.dying !== DomDying.DOMDYING_dead || !this.domains.has(d.domid)) return false;
-    const frames = [...d.p2m.filter((f): f is Frame => f !== undefined), d.sharedInfo!];
-    if (frames.some((f) => f.foreignRefs > 0)) return false;
-    for (const f of frames) this.memory.release(f);
+    // Called at each unmap of a dead domain's page: a walk, no copy of a big guest's p2m.
+    if (d.sharedInfo!.foreignRefs > 0) return false;
+    for (let pfn = 0; pfn < d.p2m.length; pfn++) if (d.p2m[pfn] && d.p2m[pfn]!.foreignRefs > 0) return false;
+    this.memory.releaseAll(d.p2m);
+    this.memory.release(d.sharedInfo!);
     d.p2m.length = 0;
     for (const h of this.hooks) h.domainFreed(d);
     this.domains.delete(d.domid);

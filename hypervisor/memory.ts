@@ -10,8 +10,10 @@
 // costs no page fault. Here a new buffer's pages are faulted in by the host OS on first touch
 // (about 0.3 GB/s on this machine, far below a copy into touched memory), so a host can populate
 // a heap at boot (`populate`): whole extents, touched once, handed out by allocateExtent and
-// taken back when their last frame is freed.
+// taken back when their last frame is freed. A whole extent's buffer is a shared WebAssembly
+// memory's, which log-dirty fingerprints with SIMD (page-fingerprint.ts).
 import assert from 'node:assert/strict';
+import { fingerprintableBuffer } from './page-fingerprint.ts';
 import { XEN_PAGE_SIZE, type DomId } from './public/xen.ts';
 
 declare const mfnBrand: unique symbol;
@@ -25,9 +27,9 @@ export type Gfn = number & { readonly [gfnBrand]: true };
 export const EXTENT_PAGES = 512;
 
 export class Frame {
-  readonly bytes: Uint8Array;
   /** Mappings of this frame by other domains (grant maps); a dead owner lingers while > 0. */
   foreignRefs = 0;
+  private view: Uint8Array | undefined = undefined;
 
   constructor(
     readonly mfn: Mfn,
@@ -37,7 +39,14 @@ export class Frame {
     readonly offset = 0,
   ) {
     if (offset % XEN_PAGE_SIZE !== 0 || offset + XEN_PAGE_SIZE > sab.byteLength) throw new RangeError(`frame at offset ${offset} of a ${sab.byteLength}-byte buffer`);
-    this.bytes = new Uint8Array(sab, offset, XEN_PAGE_SIZE);
+  }
+
+  /**
+   * The frame's 4 KiB, made on first use: a view of a shared buffer costs more to make (and to
+   * collect) than a page's copy, and most frames of a big guest are never looked at one by one.
+   */
+  get bytes(): Uint8Array {
+    return (this.view ??= new Uint8Array(this.sab, this.offset, XEN_PAGE_SIZE));
   }
 
   /** Part of a multi-frame extent (never reused for another domain: its buffer is shared). */
@@ -49,19 +58,25 @@ export class Frame {
 /** The host's frame allocator. */
 export class MachineMemory {
   private nextMfn = 0x1000;
+  /** Live single frames by mfn (an extent's frames are in `extents`). */
   private readonly frames = new Map<number, Frame>();
   private readonly free: Frame[] = [];
   /** Whole free extents, their pages already touched (Xen's heap): never used, so still zero. */
   private readonly heap: SharedArrayBuffer[] = [];
   /** Whole free extents a dead domain left: zeroed when handed out again. */
   private readonly heapDirty: SharedArrayBuffer[] = [];
-  /** Live frames per extent buffer: an extent goes back to the heap with its last frame. */
-  private readonly extentLive = new Map<SharedArrayBuffer, number>();
+  /**
+   * Each extent handed out, by buffer: its frames and how many are live. A whole extent goes back
+   * to the heap with its last frame; a smaller one is dropped. (No map entry per frame: a big
+   * guest's build and teardown would pay one per page.)
+   */
+  private readonly extents = new Map<SharedArrayBuffer, { readonly frames: readonly Frame[]; live: number }>();
+  private extentFramesLive = 0;
 
   constructor(readonly totalFrames = 1 << 22) {}
 
   get allocated(): number {
-    return this.frames.size;
+    return this.frames.size + this.extentFramesLive;
   }
 
   /** Extents in the heap, ready to hand out. */
@@ -76,7 +91,7 @@ export class MachineMemory {
   populate(extents: number): void {
     if (!Number.isInteger(extents) || extents < 0) throw new RangeError(`heap of ${extents} extents`);
     for (let i = 0; i < extents; i++) {
-      const sab = new SharedArrayBuffer(EXTENT_PAGES * XEN_PAGE_SIZE);
+      const sab = fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE);
       const words = new Int32Array(sab);
       for (let w = 0; w < words.length; w += XEN_PAGE_SIZE / 4) words[w] = 0;
       this.heap.push(sab);
@@ -90,7 +105,7 @@ export class MachineMemory {
       f.owner = owner;
       f.foreignRefs = 0;
     } else {
-      if (this.frames.size >= this.totalFrames) return undefined;
+      if (this.allocated >= this.totalFrames) return undefined;
       f = new Frame(this.nextMfn++ as Mfn, new SharedArrayBuffer(XEN_PAGE_SIZE), owner);
     }
     this.frames.set(f.mfn, f);
@@ -103,7 +118,7 @@ export class MachineMemory {
    */
   allocateExtent(owner: DomId, count: number): Frame[] | undefined {
     if (!Number.isInteger(count) || count < 1 || count > EXTENT_PAGES) throw new RangeError(`extent of ${count} frames`);
-    if (this.frames.size + count > this.totalFrames) return undefined;
+    if (this.allocated + count > this.totalFrames) return undefined;
     // A whole extent comes from the heap when it has one (zeroed: nothing of a dead domain's).
     let sab: SharedArrayBuffer;
     if (count === EXTENT_PAGES && this.heapDirty.length > 0) {
@@ -112,41 +127,59 @@ export class MachineMemory {
     } else if (count === EXTENT_PAGES && this.heap.length > 0) {
       sab = this.heap.pop()!;
     } else {
-      sab = new SharedArrayBuffer(count * XEN_PAGE_SIZE);
+      sab = count === EXTENT_PAGES ? fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE) : new SharedArrayBuffer(count * XEN_PAGE_SIZE);
     }
-    if (count === EXTENT_PAGES) this.extentLive.set(sab, count);
     const out: Frame[] = [];
-    for (let i = 0; i < count; i++) {
-      const f = new Frame(this.nextMfn++ as Mfn, sab, owner, i * XEN_PAGE_SIZE);
-      this.frames.set(f.mfn, f);
-      out.push(f);
-    }
-    return out;
+    for (let i = 0; i < count; i++) out.push(new Frame(this.nextMfn++ as Mfn, sab, owner, i * XEN_PAGE_SIZE));
+    this.extents.set(sab, { frames: out, live: count });
+    this.extentFramesLive += count;
+    return out.slice();
   }
 
   get(mfn: number): Frame | undefined {
-    return this.frames.get(mfn);
+    const f = this.frames.get(mfn);
+    if (f) return f;
+    for (const e of this.extents.values()) {
+      const g = e.frames[mfn - e.frames[0].mfn];
+      if (g?.mfn === mfn) return g.owner === undefined ? undefined : g;
+    }
+    return undefined;
+  }
+
+  /** release() of each frame (a dead domain's teardown: an extent's frames come in a row). */
+  releaseAll(frames: readonly (Frame | undefined)[]): void {
+    let sab: SharedArrayBuffer | undefined;
+    let e: ReturnType<typeof this.extents.get>;
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i];
+      if (!f) continue;
+      if (f.sab !== sab) e = this.extents.get((sab = f.sab));
+      this.releaseIn(f, e);
+    }
   }
 
   release(f: Frame): void {
-    if (this.frames.get(f.mfn) !== f) return;
-    this.frames.delete(f.mfn);
-    f.owner = undefined;
-    // An extent's frame shares its buffer with the owner's other frames: handing it to another
-    // domain would hand it those too, so it is dropped (the buffer goes with its last frame).
-    if (!f.inExtent) {
+    this.releaseIn(f, this.extents.get(f.sab));
+  }
+
+  /** Releases f, of extent e (undefined for a single frame). */
+  private releaseIn(f: Frame, e: ReturnType<typeof this.extents.get>): void {
+    if (!e) {
+      if (this.frames.get(f.mfn) !== f) return;
+      this.frames.delete(f.mfn);
+      f.owner = undefined;
       this.free.push(f);
       return;
     }
+    // An extent's frame shares its buffer with the owner's other frames: handing it to another
+    // domain would hand it those too, so it is dropped (the buffer goes with its last frame).
+    if (f.owner === undefined || e.frames[f.offset / XEN_PAGE_SIZE] !== f) return;
+    f.owner = undefined;
+    this.extentFramesLive--;
+    assert(e.live > 0, 'extent frame count underflow');
+    if (--e.live > 0) return;
+    this.extents.delete(f.sab);
     // A whole extent whose frames are all free again goes back to the heap.
-    const live = this.extentLive.get(f.sab);
-    if (live === undefined) return;
-    assert(live > 0, 'extent frame count underflow');
-    if (live > 1) {
-      this.extentLive.set(f.sab, live - 1);
-      return;
-    }
-    this.extentLive.delete(f.sab);
-    this.heapDirty.push(f.sab);
+    if (e.frames.length === EXTENT_PAGES) this.heapDirty.push(f.sab);
   }
 }

@@ -4,7 +4,7 @@
 // Xen write-protects the guest's page tables and sets a bit in the dirty bitmap on the first
 // write fault to each page (and marks the pages it writes itself: grant copies, unmapped writable
 // grant maps). xensim's guests write their frames directly in SharedArrayBuffers, with no trap to
-// take, so the model keeps a 64-bit fingerprint of every page, taken at enable and refreshed
+// take, so the model keeps a 64-bit fingerprint of every page (page-fingerprint.ts), taken at enable and refreshed
 // whenever the bitmap is read: a page whose fingerprint changed was written (a "fault"); pages the
 // hypervisor writes itself are marked explicitly (markDirtyFrame), as paging_mark_dirty() does.
 // A fingerprint rather than a copy of the page: a copy would double a big guest's memory for the
@@ -16,7 +16,7 @@
 // ends up otherwise, the next read differs.
 import type { Domain } from './domain.ts';
 import type { Frame } from './memory.ts';
-import { XEN_PAGE_SIZE } from './public/xen.ts';
+import { fingerprint, fingerprinterOf } from './page-fingerprint.ts';
 
 /** struct xen_domctl_shadow_op_stats. */
 export interface ShadowOpStats {
@@ -26,33 +26,9 @@ export interface ShadowOpStats {
   readonly dirty_count: number;
 }
 
-const WORDS_PER_PAGE = XEN_PAGE_SIZE / 4;
-/** One Int32Array per frame buffer: fingerprinting a page makes no object. */
-const wordViews = new WeakMap<SharedArrayBuffer, Int32Array>();
-
-function words(f: Frame): Int32Array {
-  let w = wordViews.get(f.sab);
-  if (!w) wordViews.set(f.sab, (w = new Int32Array(f.sab)));
-  return w;
-}
-
-/**
- * Two 32-bit multiply-rotate lanes over the page's words (even and odd words), then mixed with
- * each other: into out[2 * i] and out[2 * i + 1].
- */
+/** A frame's fingerprint (page-fingerprint.ts), into out[2 * i] and out[2 * i + 1]. */
 export function pageFingerprint(f: Frame, out: Int32Array, i: number): void {
-  const w = words(f);
-  const base = f.offset >> 2;
-  let a = 0x243f6a88 | 0;
-  let b = 0x85a308d3 | 0;
-  for (let j = base, end = base + WORDS_PER_PAGE; j < end; j += 2) {
-    a = Math.imul(a ^ w[j], 0x9e3779b1);
-    a = (a << 13) | (a >>> 19);
-    b = Math.imul(b ^ w[j + 1], 0x85ebca77);
-    b = (b << 17) | (b >>> 15);
-  }
-  out[2 * i] = Math.imul(a ^ (b >>> 16), 0xc2b2ae35);
-  out[2 * i + 1] = Math.imul(b ^ (a >>> 13), 0x27d4eb2f);
+  fingerprint(f.sab, f.offset, out, i);
 }
 
 export class LogDirty {
@@ -74,11 +50,17 @@ export class LogDirty {
   constructor(private readonly d: Domain) {
     this.bitmap = new Uint8Array(Math.ceil(d.p2m.length / 8));
     this.prints = new Int32Array(2 * d.p2m.length);
-    d.p2m.forEach((f, pfn) => {
-      if (!f) return;
-      pageFingerprint(f, this.prints, pfn);
+    let sab: SharedArrayBuffer | undefined;
+    let fp: ReturnType<typeof fingerprinterOf> = () => {};
+    const { p2m } = d;
+    const prints = this.prints;
+    for (let pfn = 0; pfn < p2m.length; pfn++) {
+      const f = p2m[pfn];
+      if (!f) continue;
+      if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
+      fp(f.offset, prints, pfn);
       this.frameAt[pfn] = f;
-    });
+    }
   }
 
   private setBit(pfn: number): boolean {
@@ -116,22 +98,27 @@ export class LogDirty {
       this.prints = grown;
     }
     const now = this.scratch;
+    const prints = this.prints;
+    // The pages of an extent come in a row: its fingerprinter is looked up once per run.
+    let sab: SharedArrayBuffer | undefined;
+    let fp: ReturnType<typeof fingerprinterOf> = () => {};
     for (let pfn = 0; pfn < p2m.length; pfn++) {
       const f = p2m[pfn];
       if (!f) {
         this.frameAt[pfn] = undefined;
         continue;
       }
+      if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
       if (this.frameAt[pfn] !== f) {
         // Populated since enable: whatever it holds the saver has not sent.
         this.frameAt[pfn] = f;
         this.pfnOf?.set(f, pfn);
-        pageFingerprint(f, this.prints, pfn);
+        fp(f.offset, prints, pfn);
         if (this.setBit(pfn)) this.faultCount++;
         continue;
       }
-      pageFingerprint(f, now, 0);
-      if (now[0] !== this.prints[2 * pfn] || now[1] !== this.prints[2 * pfn + 1]) {
+      fp(f.offset, now, 0);
+      if (now[0] !== prints[2 * pfn] || now[1] !== prints[2 * pfn + 1]) {
         this.prints[2 * pfn] = now[0];
         this.prints[2 * pfn + 1] = now[1];
         if (this.setBit(pfn)) this.faultCount++;

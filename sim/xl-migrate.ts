@@ -224,6 +224,7 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
   let target: { built: BuiltDomain & { domain: Domain }; cfg: DomainConfig; filler: FrameFiller } | undefined;
   const sink: RestorePageSink = {
     put: (pfn, src, offset) => target!.filler.put(pfn, src, offset),
+    putRun: (pfn, count, src, offset) => target!.filler.putRun(pfn, count, src, offset),
     get: (pfn) => target!.filler.get(pfn),
     drop: (pfn) => target!.filler.drop(pfn),
   };

@@ -101,12 +101,13 @@ export function suspendedState(d: Domain, opts: { nowNs: number; store: number; 
 }
 
 /**
- * A pfn's page as the saver sends it: a live view of its frame (the stream writer copies it into
- * its record at once), or XTAB for a hole.
+ * A pfn's page as the saver sends it: its frame in place - its offset in a view of the frame's
+ * whole buffer, so an extent's pages are copied into the record a run at a time (the stream
+ * writer copies at once) - or XTAB for a hole.
  */
 export function savedPage(d: Domain, pfn: number): GuestPage {
   const f = d.p2m[pfn];
-  return f ? { pfn, bytes: f.bytes } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
+  return f ? { pfn, mapping: bufferBytes(f.sab), offset: f.offset } : { pfn, type: XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB };
 }
 
 /**
@@ -126,7 +127,7 @@ export function saveDomain(
   const batch: GuestPage[] = [];
   for (let pfn = 0; pfn < d.p2m.length; pfn++) {
     const p = savedPage(d, pfn);
-    if (p.bytes) pages++;
+    if (p.mapping) pages++;
     batch.push(p);
     if (batch.length === MAX_BATCH_SIZE || pfn === d.p2m.length - 1) {
       w.sendPages(batch);
@@ -272,7 +273,7 @@ export class FrameFiller implements RestorePageSink {
   /** Pages filled (the pages of the image). */
   get pages(): number {
     let n = 0;
-    for (const b of this.filled) n += b;
+    for (let i = 0; i < this.filled.length; i++) n += this.filled[i];
     return n;
   }
 }

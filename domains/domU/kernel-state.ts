@@ -117,9 +117,15 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
   const runs = o.workload as unknown[];
   const isRun = (r: unknown): r is [number, number] => Array.isArray(r) && r.length === 2 && isInt(r[0], nrPages - 1) && isInt(r[1], nrPages) && r[1] > 0;
   if (!runs.every(isRun) || runs.reduce((n: number, r) => n + (r as [number, number])[1], 0) > nrPages) throw new KernelStateError('kernel state: bad workload pages');
-  const workload = (runs as [number, number][]).flatMap(([first, count]) => Array.from({ length: count }, (_, i) => first + i));
+  // A loop, not an array per run: a big guest's workload is every page it has.
+  const workload: number[] = [];
   const named = new Uint8Array(nrPages);
-  if (!workload.every((g) => gfn(g) && named[g]++ === 0)) throw new KernelStateError('kernel state: bad workload pages');
+  for (const [first, count] of runs as [number, number][]) {
+    for (let g = first; g < first + count; g++) {
+      if (!gfn(g) || named[g]++ !== 0) throw new KernelStateError('kernel state: bad workload pages');
+      workload.push(g);
+    }
+  }
   o.workload = workload;
   for (const w of o.watches as Record<string, unknown>[]) {
     if (typeof w !== 'object' || w === null || !isStr(w.path) || !isStr(w.token) || typeof w.reread !== 'boolean' || !isInt(w.delayNs)
@@ -155,6 +161,6 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
       }
     }
   }
-  if (workload.some((g) => ringGfns.has(g))) throw new KernelStateError('kernel state: a ring page is also a workload page');
+  if ([...ringGfns].some((g) => named[g])) throw new KernelStateError('kernel state: a ring page is also a workload page');
   return o as unknown as KernelState;
 }

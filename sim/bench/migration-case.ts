@@ -16,6 +16,7 @@ import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
 import { EXTENT_PAGES, Frame, type Mfn } from '../../hypervisor/memory.ts';
 import { pageFingerprint } from '../../hypervisor/paging.ts';
+import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { memOf } from './common.ts';
@@ -60,6 +61,8 @@ export interface MigrationCaseResult {
    */
   readonly logDirtyMs?: number;
   readonly frameAllocMs?: number;
+  /** CPU time (user + system, all threads of the process) over the timed part. */
+  readonly cpuMs?: number;
 }
 
 /** Adds the wall time of each call of obj[name] to spent.ms (a bench probe, not product code). */
@@ -77,6 +80,11 @@ function timeCalls<T extends object, K extends keyof T>(obj: T, name: K, spent: 
 }
 
 const PAGES_PER_MIB = 256;
+
+const cpuSince = (start: NodeJS.CpuUsage): number => {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1000;
+};
 
 /** A lockstep host as the toolstack specs boot it (inline vCPUs, seeded). */
 /**
@@ -176,12 +184,14 @@ async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
     const { domid, fillMs } = await guest(xl, c);
     const file = join(c.dir, `save-${c.mib}-${c.workload}.xl`);
     const prof = await profileStart();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const r = await xl.save(domid, file, { hash: false });
     const wallMs = performance.now() - t0;
+    const cpuMs = cpuSince(cpu0);
     await prof?.(`save-${c.mib}-${c.workload}`);
     if (!process.env.XENSIM_BENCH_KEEP) rmSync(file, { force: true });
-    return { op: c.op, mib: c.mib, workload: c.workload, bytes: r.bytes, wallMs, rounds: [r.pages], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm, fillMs };
+    return { op: c.op, mib: c.mib, workload: c.workload, bytes: r.bytes, wallMs, rounds: [r.pages], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm, fillMs, cpuMs };
   } finally {
     await rt.shutdown();
   }
@@ -207,10 +217,12 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
     timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
     const prof = await profileStart();
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
     const [sent, got] = await Promise.all([migrateSend(a.xl, domid, sender, { hash: false, policy }), migrateReceive(b.xl, receiver, { hash: false })]);
     const wallMs = performance.now() - t0;
+    const cpuMs = cpuSince(cpu0);
     await prof?.(`migrate-${c.mib}-${c.workload}`);
 
     const peakRss = memOf(process.pid).hwm;
@@ -227,7 +239,7 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     });
     return {
       op: c.op, mib: c.mib, workload: c.workload, bytes: sent.bytes, wallMs, rounds: sent.rounds, liveRounds: sent.liveRounds,
-      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs, logDirtyMs: logDirty.ms, frameAllocMs: frameAlloc.ms,
+      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs, logDirtyMs: logDirty.ms, frameAllocMs: frameAlloc.ms, cpuMs,
     };
   } finally {
     await a.rt.shutdown();
@@ -246,7 +258,8 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   const bytes = c.mib * 1024 * 1024;
   const extent = 2 * 1024 * 1024;
   const src: Uint8Array[] = [];
-  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(new SharedArrayBuffer(extent))));
+  // Extents as the hypervisor makes them (shared WebAssembly memories: log-dirty's SIMD path).
+  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(fingerprintableBuffer(extent))));
   const gbps = (ms: number): number => bytes / 1e9 / (ms / 1000);
   const copyInto = (dst: Uint8Array[]): number => {
     const t0 = performance.now();
@@ -273,6 +286,8 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   rmSync(file, { force: true });
   const t1 = performance.now();
   const frames = src.flatMap((s, e) => Array.from({ length: EXTENT_PAGES }, (_, i) => new Frame((e * EXTENT_PAGES + i) as Mfn, s.buffer as SharedArrayBuffer, undefined, i * XEN_PAGE_SIZE)));
+  // A frame's view is made at its first use.
+  for (const f of frames) void f.bytes;
   const viewsMs = performance.now() - t1;
   const prints = new Int32Array(2 * frames.length);
   const t2 = performance.now();

@@ -64,11 +64,11 @@ export const migrationSection: BenchSection = {
         process.stderr.write(`migration: reference ${mib} MiB\n`);
         const r = await runCase({ op: 'reference', mib, workload: 'idle', dir: dir.path });
         const ref = r.reference!;
-        rows.push([`reference: memcpy into touched memory`, `${mib} MiB`, '', fmtFixed(ref.memcpyWarm, 2), '', '', '', '', '', '', '']);
-        rows.push([`reference: memcpy into new memory`, `${mib} MiB`, '', fmtFixed(ref.memcpyFresh, 2), '', '', '', '', '', '', '']);
-        rows.push([`reference: write(2) to ${dir.where}`, `${mib} MiB`, '', fmtFixed(ref.write, 2), '', '', '', '', '', '', '']);
-        rows.push([`reference: log-dirty fingerprint pass (model)`, `${mib} MiB`, '', fmtFixed(ref.fingerprint, 2), '', '', '', '', '', '', '']);
-        rows.push([`reference: a 4 KiB view per frame (model)`, `${mib} MiB`, '', fmtFixed(ref.frameViews, 2), '', '', '', '', '', '', '']);
+        rows.push([`reference: memcpy into touched memory`, `${mib} MiB`, '', fmtFixed(ref.memcpyWarm, 2), '', '', '', '', '', '', '', '']);
+        rows.push([`reference: memcpy into new memory`, `${mib} MiB`, '', fmtFixed(ref.memcpyFresh, 2), '', '', '', '', '', '', '', '']);
+        rows.push([`reference: write(2) to ${dir.where}`, `${mib} MiB`, '', fmtFixed(ref.write, 2), '', '', '', '', '', '', '', '']);
+        rows.push([`reference: log-dirty fingerprint pass (model)`, `${mib} MiB`, '', fmtFixed(ref.fingerprint, 2), '', '', '', '', '', '', '', '']);
+        rows.push([`reference: a 4 KiB view per frame (model)`, `${mib} MiB`, '', fmtFixed(ref.frameViews, 2), '', '', '', '', '', '', '', '']);
       }
     }
     for (const op of ['save', 'migrate'] as const) {
@@ -85,7 +85,7 @@ export const migrationSection: BenchSection = {
           const downtime = r.downtimeNs !== undefined ? `${fmtFixed(r.downtimeNs / 1e6, 2)} ms` : '–';
           const check = r.mismatched === undefined ? '' : r.mismatched === 0 ? ` (${fmtInt(r.compared!)} pages equal)` : ` (${r.mismatched} PAGES DIFFER)`;
           rows.push([
-            `xl ${op === 'save' ? 'save to file' : 'migrate (in-process pipe)'}${check}`, `${mib} MiB`, workload, fmtFixed(gbps(r), 2), precopy, roundsText(r.rounds), downtime,
+            `xl ${op === 'save' ? 'save to file' : 'migrate (in-process pipe)'}${check}`, `${mib} MiB`, workload, fmtFixed(gbps(r), 2), r.cpuMs === undefined ? '–' : fmtFixed(r.cpuMs / 1000, 2), precopy, roundsText(r.rounds), downtime,
             `${fmtMB(r.peakRss)} (base ${fmtMB(r.baseRss)})`, `${fmtFixed(ratio, 2)}× (${fmtFixed((r.peakRss - r.baseRss) / guestBytes, 2)}× above base)`,
             model === undefined ? '–' : fmtFixed(model / 1000, 2), model === undefined ? '–' : fmtFixed(r.bytes / 1e9 / ((r.wallMs - model) / 1000), 2),
           ]);
@@ -95,19 +95,21 @@ export const migrationSection: BenchSection = {
         }
       }
     }
-    out(table(['case', 'guest', 'workload', 'GB/s:', 'precopy rounds (live + last)', 'pages per round', 'downtime (virtual):', 'peak RSS MiB', 'peak RSS / guest:', 'model s:', 'GB/s less model:'], rows));
+    out(table(['case', 'guest', 'workload', 'GB/s:', 'CPU s:', 'precopy rounds (live + last)', 'pages per round', 'downtime (virtual):', 'peak RSS MiB', 'peak RSS / guest:', 'model s:', 'GB/s less model:'], rows));
     out('');
     out('GB/s: stream bytes (xl header to libxl END) over the wall time of `xl save` (suspend, stream, file closed) or of');
     out('`xl migrate` + `xl migrate-receive` (banner to the source destroyed); the simulator\'s memory hashes are off.');
+    out('CPU s: the case process\'s CPU time (user + system, all its threads) over that same wall time.');
     out('Migrate runs both lockstep hosts in one process, so the guest exists twice in its RSS; its pages are compared');
     out(`source against destination afterwards. Dirtying: while each round is on the wire (4 us of virtual time a page) the`);
     out(`guest rewrites ${fmtInt(DIRTY_PAGES_PER_S)} pages a second; libxc's policy: stop below 50 dirty pages or after 5 rounds. xl save`);
     out('suspends the guest first (no precopy): a dirtying guest saves as an idle one. Peak RSS: the case process\'s VmHWM.');
     out('Model costs: xensim\'s guests write their frames with no trap, so log-dirty fingerprints every page at enable and at');
-    out('each CLEAN (an idle migration passes over the guest 3 times), and the destination\'s build makes a Frame - a view of a');
-    out('shared buffer - per page; the reference rows time one fingerprint pass and those views alone, and each migrate row\'s');
-    out('"model" column the wall time spent in them during that migration (shadow ops at the source + frame allocation at the');
-    out('destination), so that GB/s without them is the migration\'s own.');
+    out('each CLEAN (an idle migration passes over the guest 3 times; WebAssembly SIMD over a big guest\'s extents), and the');
+    out('destination\'s build makes a Frame per page (its view of the shared buffer made only when first used); the reference');
+    out('rows time one fingerprint pass and a view per frame alone, and each migrate row\'s "model" column the wall time spent');
+    out('in shadow ops at the source and frame allocation at the destination during that migration, so that GB/s without');
+    out('them is the migration\'s own.');
     for (const n of notes) out(`- ${n}`);
   },
 };

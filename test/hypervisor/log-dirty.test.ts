@@ -69,6 +69,31 @@ describe('log-dirty mode (XEN_DOMCTL_shadow_op)', () => {
     assert.deepEqual(dirtyPfns(r.dirty_bitmap, pages), [EXTENT_PAGES + 1, pages - 1]);
   });
 
+  it("a backend writing a big guest's page through its grant map, still mapped, dirties that page in that round only; the extent's other pages stay clean", () => {
+    const h = new Host();
+    h.createDomain({ domid: 0, privileged: true });
+    const gt = new GrantTables(h);
+    const hc = new Hypercalls(h, new EventChannels(h), gt);
+    const pages = 2 * EXTENT_PAGES;
+    const d = h.createDomain({ maxPages: pages });
+    h.populate(d, 0, pages);
+    const gfn = EXTENT_PAGES + 7;
+    const ref = grantRef(10);
+    gnttabGrantForeignAccessRef(gt.tableFrames(d).map((f) => f.bytes), ref, domidOf(0), gfn, false);
+    const dom0 = h.domains.get(0)!;
+    const m = gt.mapGrantRef(dom0, { host_addr: 0x2000, flags: GNTMAP_host_map, ref, dom: d.domid });
+    assert.equal(m.status, GntSt.GNTST_okay);
+    const cleanAll = (): number[] => dirtyPfns((shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, { pages }) as Answer).dirty_bitmap, pages);
+    assert.equal(shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY), 0);
+    // The backend's view of the granted frame (what its kernel would make from the map's frame).
+    const backend = new Uint8Array(m.frame!.sab, m.frame!.offset, XEN_PAGE_SIZE);
+    backend[2048] ^= 0x80;
+    assert.deepEqual(cleanAll(), [gfn], 'written through the map during round 1: dirty, no unmap needed');
+    assert.deepEqual(cleanAll(), [], 'not written since: clean, and none of its neighbours in the extent ever were');
+    backend[0] = backend[0] + 1;
+    assert.deepEqual(cleanAll(), [gfn], 'written again in a later round: dirty again');
+  });
+
   it('PEEK returns the bitmap without clearing it', () => {
     const { h, hc, domid } = setup();
     shadow(hc, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE, { mode: XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY });

@@ -40,7 +40,8 @@ export interface LiveDomain {
   /** Number of pfns in its p2m (xc_domain_nr_gpfns). */
   readonly p2mSize: number;
   /**
-   * The page now: a view of the frame will do (the writer copies it into its record at once).
+   * The page now: a view of the frame, or the frame in place in a mapping, will do (the writer
+   * copies it into its record at once).
    * Type XTAB for a pfn with no page behind it.
    */
   readPage(pfn: number): GuestPage;
@@ -74,7 +75,9 @@ async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly num
  */
 export async function sendDomainMemoryLive(w: SaveStreamWriter, dom: LiveDomain, policy: PrecopyPolicy = simplePrecopyPolicy): Promise<PrecopyReport> {
   const rounds: number[] = [];
-  let dirty: readonly number[] = Array.from({ length: dom.p2mSize }, (_, pfn) => pfn);
+  const all: number[] = [];
+  for (let pfn = 0; pfn < dom.p2mSize; pfn++) all.push(pfn);
+  let dirty: readonly number[] = all;
   let stats: PrecopyStats = { iteration: 0, totalWritten: 0, dirtyCount: dom.p2mSize };
   let decision: PrecopyPolicyDecision;
   for (let x = 1; ; x++) {

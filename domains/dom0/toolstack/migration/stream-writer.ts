@@ -23,6 +23,13 @@ export interface GuestPage {
   readonly type?: XenDomctlPfinfo;
   /** 4 KiB for types with stream data; absent for XTAB, XALLOC and BROKEN. */
   readonly bytes?: Uint8Array;
+  /**
+   * Instead of bytes: the page where it is mapped, PAGE_SIZE bytes at `offset` of `mapping` (a
+   * batch's frames mapped together, as xenforeignmemory_map() maps them); pages next to each other
+   * in one mapping are copied into the record in one go, with no view made of each.
+   */
+  readonly mapping?: Uint8Array;
+  readonly offset?: number;
 }
 
 /** A PV vCPU's four context blobs (XEN_DOMCTL_getvcpucontext and friends). */
@@ -208,9 +215,16 @@ export class SaveStreamWriter {
         if (!Number.isSafeInteger(p.pfn) || p.pfn < 0 || p.pfn > PAGE_DATA_PFN_MAX) throw new RangeError(`pfn ${p.pfn} out of range`);
         if (!isKnownPageType(type)) throw new RangeError(`unknown page type ${type}`);
         const has = pageTypeHasStreamData(type);
-        assert.equal(p.bytes !== undefined, has, `pfn 0x${p.pfn.toString(16)}: page data ${has ? 'missing' : 'given'} for type ${type}`);
+        // The messages are made only when failing: this runs for every page of a migration.
+        if ((p.bytes !== undefined || p.mapping !== undefined) !== has) assert.fail(`pfn 0x${p.pfn.toString(16)}: page data ${has ? 'missing' : 'given'} for type ${type}`);
         if (has) {
-          if (p.bytes!.length !== PAGE_SIZE) throw new RangeError(`page of ${p.bytes!.length} bytes`);
+          if (p.bytes) {
+            if (p.mapping !== undefined) assert.fail(`pfn 0x${p.pfn.toString(16)}: both bytes and a mapping`);
+            if (p.bytes.length !== PAGE_SIZE) throw new RangeError(`page of ${p.bytes.length} bytes`);
+          } else {
+            const at = p.offset ?? 0;
+            if (!Number.isSafeInteger(at) || at < 0 || at + PAGE_SIZE > p.mapping!.length) throw new RangeError(`page at ${at} of a ${p.mapping!.length}-byte mapping`);
+          }
           withData++;
         }
       }
@@ -224,7 +238,6 @@ export class SaveStreamWriter {
       v.setUint32(4, length, true);
       v.setUint32(8, n, true);
       v.setUint32(12, 0, true);
-      let at = RHDR_SIZE + 8 + 8 * n;
       for (let j = i; j < end; j++) {
         const p = pages[j];
         const type = p.type ?? XenDomctlPfinfo.XEN_DOMCTL_PFINFO_NOTAB;
@@ -232,9 +245,24 @@ export class SaveStreamWriter {
         const w = RHDR_SIZE + 8 + 8 * (j - i);
         v.setUint32(w, p.pfn % 0x1_0000_0000, true);
         v.setUint32(w + 4, (Math.floor(p.pfn / 0x1_0000_0000) | (type << 28)) >>> 0, true);
+      }
+      let at = RHDR_SIZE + 8 + 8 * n;
+      for (let j = i; j < end;) {
+        const p = pages[j];
         if (p.bytes) {
           rec.set(p.bytes, at);
           at += PAGE_SIZE;
+          j++;
+        } else if (p.mapping) {
+          // The run of pages back to back in the same mapping from here: one copy.
+          const from = p.offset ?? 0;
+          let k = j + 1;
+          while (k < end && pages[k].mapping === p.mapping && (pages[k].offset ?? 0) === from + (k - j) * PAGE_SIZE) k++;
+          rec.set(p.mapping.subarray(from, from + (k - j) * PAGE_SIZE), at);
+          at += (k - j) * PAGE_SIZE;
+          j = k;
+        } else {
+          j++;
         }
       }
       this.stats.bytes += rec.length;

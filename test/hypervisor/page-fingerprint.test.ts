@@ -1,0 +1,69 @@
+// The page fingerprint log-dirty compares (page-fingerprint.ts): SIMD over a big guest's extents
+// (shared WebAssembly memories), a scalar loop over single frames. Each must see any one changed
+// word of a page, whatever the word and the bit, and only that page's bytes may count.
+import assert from 'node:assert/strict';
+import { fingerprint, fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
+import { XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
+
+/** A page of bytes from a fixed xorshift stream (no Math.random: the same page every run). */
+function fill(bytes: Uint8Array, seed: number): void {
+  let x = seed | 1;
+  for (let i = 0; i < bytes.length; i++) {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    bytes[i] = x & 0xff;
+  }
+}
+
+const print = (sab: SharedArrayBuffer, offset: number): [number, number] => {
+  const out = new Int32Array(2);
+  fingerprint(sab, offset, out, 0);
+  return [out[0], out[1]];
+};
+
+for (const kind of ['an extent (WebAssembly SIMD)', 'a single frame (scalar)'] as const) {
+  describe(`page fingerprint: ${kind}`, () => {
+    const make = (): { sab: SharedArrayBuffer; offset: number } =>
+      kind.startsWith('an extent') ? { sab: fingerprintableBuffer(32 * XEN_PAGE_SIZE), offset: 5 * XEN_PAGE_SIZE } : { sab: new SharedArrayBuffer(XEN_PAGE_SIZE), offset: 0 };
+
+    it('flipping any one bit of any word changes it; flipping it back restores it', () => {
+      const { sab, offset } = make();
+      const page = new Uint8Array(sab, offset, XEN_PAGE_SIZE);
+      fill(page, 0x2545f491);
+      const words = new Int32Array(sab, offset, XEN_PAGE_SIZE / 4);
+      const before = print(sab, offset);
+      for (let w = 0; w < words.length; w++) {
+        for (const bit of [0, (w * 7) % 32, 31]) {
+          words[w] ^= 1 << bit;
+          assert.notDeepEqual(print(sab, offset), before, `word ${w}, bit ${bit}`);
+          words[w] ^= 1 << bit;
+        }
+      }
+      assert.deepEqual(print(sab, offset), before);
+    });
+
+    it('two words swapped, or a zero page made non-zero in its last byte, change it', () => {
+      const { sab, offset } = make();
+      const words = new Int32Array(sab, offset, XEN_PAGE_SIZE / 4);
+      const zero = print(sab, offset);
+      new Uint8Array(sab, offset, XEN_PAGE_SIZE)[XEN_PAGE_SIZE - 1] = 1;
+      assert.notDeepEqual(print(sab, offset), zero);
+      fill(new Uint8Array(sab, offset, XEN_PAGE_SIZE), 0x9e3779b9);
+      const before = print(sab, offset);
+      [words[3], words[700]] = [words[700], words[3]];
+      assert.notDeepEqual(print(sab, offset), before);
+    });
+
+    if (!kind.startsWith('an extent')) return;
+    it('reads its own page only: writes next to it in the buffer leave it as it was', () => {
+      const { sab, offset } = make();
+      fill(new Uint8Array(sab), 0x1234567);
+      const before = print(sab, offset);
+      const all = new Uint8Array(sab);
+      all[offset - 1] ^= 0xff;
+      all[offset + XEN_PAGE_SIZE] ^= 0xff;
+      assert.deepEqual(print(sab, offset), before);
+    });
+  });
+}
