@@ -312,6 +312,8 @@ class StopSignal {
 interface ChurnStats {
   /** dom0 operations answered (a transaction counts once, however many times it was retried). */
   ops: number;
+  /** The same, per churned tree. */
+  readonly opsIn: Map<string, number>;
   committed: number;
   aborted: number;
   /** Commits answered EAGAIN (each retried whole). */
@@ -332,12 +334,19 @@ interface ChurnStats {
 const bump = <K>(m: Map<K, number>, k: K, by = 1): void => void m.set(k, (m.get(k) ?? 0) + by);
 
 /**
- * dom0's churn over /churn/k0..k99 (written) and /churn/d0..d19/n0..n14 (made, written, removed,
+ * The trees dom0 churns: the one hostile guests read and watch, and one in dom0's home that no
+ * guest sees - under oxenstored a guest that never reads its events soon holds the connection
+ * writing the first (see xb-watch-events.ts), and the second keeps dom0 busy meanwhile.
+ */
+const CHURN_ROOTS = ['/churn', '/local/domain/0/churn'] as const;
+
+/**
+ * dom0's churn over ROOT/k0..k99 (written) and ROOT/d0..d9/n0..n14 (made, written, removed,
  * listed), with short transactions: committed, aborted, or committed after another dom0 client
  * changed what they read (EAGAIN, retried whole). As fast as replies come.
  */
-async function dom0Churn(socket: string, stats: ChurnStats, stop: StopSignal): Promise<void> {
-  const rand = prng(14);
+async function dom0Churn(socket: string, root: string, seed: number, stats: ChurnStats, stop: StopSignal): Promise<void> {
+  const rand = prng(seed);
   const int = (n: number): number => Math.floor(rand() * n);
   const value = 'v'.repeat(100);
   let h = await XsHandle.open(socket);
@@ -354,8 +363,8 @@ async function dom0Churn(socket: string, stats: ChurnStats, stop: StopSignal): P
   }, 500);
   const transaction = async (): Promise<void> => {
     const mode = rand();
-    const read = `/churn/k${int(100)}`;
-    const written = [`/churn/k${int(100)}`, `/churn/d${int(20)}/n${int(15)}`];
+    const read = `${root}/k${int(100)}`;
+    const written = [`${root}/k${int(100)}`, `${root}/d${int(10)}/n${int(15)}`];
     let conflict = mode >= 0.2 && mode < 0.5;
     for (;;) {
       const tx: XsTransaction = await h.transactionStart();
@@ -380,19 +389,20 @@ async function dom0Churn(socket: string, stats: ChurnStats, stop: StopSignal): P
   try {
     for (let i = 0; !stop.stopped; i++) {
       const r = rand();
-      const node = `/churn/d${int(20)}/n${int(15)}`;
+      const node = `${root}/d${int(10)}/n${int(15)}`;
       busySince = performance.now();
       try {
-        if (r < 0.35) await h.write(`/churn/k${i % 100}`, `${value}${i}`);
+        if (r < 0.35) await h.write(`${root}/k${i % 100}`, `${value}${i}`);
         else if (r < 0.5) await h.write(node, value);
         else if (r < 0.6) await h.mkdir(node);
         else if (r < 0.67) await h.rm(node);
         // Now and then a whole directory goes, so nodes are made again under a new parent.
-        else if (r < 0.7) await h.rm(`/churn/d${int(20)}`);
-        else if (r < 0.8) await h.directory(r < 0.72 ? '/churn' : `/churn/d${int(20)}`);
-        else if (r < 0.85) await h.read(`/churn/k${int(100)}`);
+        else if (r < 0.7) await h.rm(`${root}/d${int(10)}`);
+        else if (r < 0.8) await h.directory(r < 0.72 ? root : `${root}/d${int(10)}`);
+        else if (r < 0.85) await h.read(`${root}/k${int(100)}`);
         else await transaction();
         stats.ops++;
+        bump(stats.opsIn, root);
       } catch (e) {
         if (e instanceof XsError) {
           bump(stats.errors, e.code);
@@ -550,16 +560,19 @@ async function churn(profile: Profile, seconds: number, warmupMs: number, settle
     await sleep(1000);
     const rssStart = rssMb(d.pid);
     const setup = await XsHandle.open(d.socket);
-    await setup.write('/churn', '');
-    await setup.setPerms('/churn', ['r0']);
-    for (let k = 0; k < 100; k++) await setup.write(`/churn/k${k}`, '');
+    for (const root of CHURN_ROOTS) {
+      await setup.write(root, '');
+      // Guests may read (and watch) the first: owner dom0, everyone else read; new nodes inherit it.
+      if (root === CHURN_ROOTS[0]) await setup.setPerms(root, ['r0']);
+      for (let k = 0; k < 100; k++) await setup.write(`${root}/k${k}`, '');
+    }
     await setup.close();
     const stats: ChurnStats = {
-      ops: 0, committed: 0, aborted: 0, eagain: 0, held: 0, errors: new Map(), lat: [],
+      ops: 0, opsIn: new Map(), committed: 0, aborted: 0, eagain: 0, held: 0, errors: new Map(), lat: [],
       present: new Map(GUEST_KINDS.map((k) => [k, 0])), introduced: 0, guestErrors: new Map(),
     };
     const stopDom0 = new StopSignal();
-    const churning = dom0Churn(d.socket, stats, stopDom0);
+    const churning = Promise.all(CHURN_ROOTS.map((root, i) => dom0Churn(d.socket, root, 14 + i, stats, stopDom0)));
     const probing = probe(d.socket, stats, stopDom0);
     // Either failing is the bench's own fault: say so at once rather than after ten minutes.
     for (const p of [churning, probing]) p.catch((e: unknown) => note(`${profile}: dom0 failed: ${String(e)}`));
@@ -625,7 +638,7 @@ async function runChurn(seconds: number, profiles: readonly Profile[], out: (lin
     out('');
     const st = r.stats;
     const errs = [...st.errors].map(([c, n]) => `${c} ${n}`).join(', ') || 'none';
-    out(`dom0: ${st.ops} ops, transactions ${st.committed} committed, ${st.aborted} aborted, ${st.eagain} EAGAIN (retried); ` +
+    out(`dom0: ${st.ops} ops (${[...st.opsIn].map(([root, n]) => `${n} on ${root}`).join(', ')}), transactions ${st.committed} committed, ${st.aborted} aborted, ${st.eagain} EAGAIN (retried); ` +
       `error replies: ${errs}; churn connections held and replaced: ${st.held}.`);
     if (st.guestErrors.size) out(`guests: ${[...st.guestErrors].map(([m, n]) => `${n}x ${m}`).join('; ')}`);
     out('');
