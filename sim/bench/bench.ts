@@ -63,6 +63,8 @@ soak section:
   --soak-seconds S      length of the idle and of the hostile phase, per profile (default 120, quick 20)
   --soak-kinds LIST     hostile guests among replies, events, txns (default all)
   --soak-profiles LIST  c, ocaml (default both)
+  --soak-churn-seconds S  length of part churn's mixed churn, guests coming and going, per profile
+                        (default 600, quick 60)
 
 Needs the Debian packages xen-utils-4.17 xenstore-utils libxen-dev gcc, and ../shared/oracle.
 `;
@@ -121,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
       'soak-seconds': { type: 'string' },
       'soak-kinds': { type: 'string' },
       'soak-profiles': { type: 'string' },
+      'soak-churn-seconds': { type: 'string' },
     },
     strict: true,
   });
