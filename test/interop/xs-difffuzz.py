@@ -905,7 +905,8 @@ def first_diff(a, b, known=(), skipped=None):
     for i in range(max(len(la), len(lb))):
         if line_at(a, i) != line_at(b, i):
             sig = signature(a, b, i)
-            if sig in known and i < len(la) and i < len(lb):
+            anyop = "*\t" + sig.split("\t", 1)[1]  # a known line pair whatever the request
+            if (sig in known or anyop in known) and i < len(la) and i < len(lb):
                 if skipped is not None:
                     skipped.append((i, sig))
                 continue

@@ -1575,7 +1575,7 @@ export class Xenstored {
       if (domid === 0 || !this.domains.has(domid)) continue;
       if (tx.ownedBy(domid) >= this.quotas.nodes) fail('ENOSPC');
     }
-    for (const ev of tx.apply()) {
+    for (const ev of tx.apply(true)) {
       // C keeps a node's ACL for the commit's event only if the node existed when the transaction
       // first looked at it; for one it created and removed again, watch_permitted() finds neither
       // that nor the node, and nobody - dom0 included - hears of it.
@@ -1609,7 +1609,8 @@ export class Xenstored {
     // Merged: the subtree at the write lowpath is grafted as the transaction left it, so an
     // operation that changed nothing there (RM of a missing node) is not run again on today's tree.
     if (tx.canCoalesce()) {
-      tx.apply();
+      // oxenstored grafts the transaction's nodes: one it wrote unchanged keeps its identity.
+      tx.apply(false);
       this.fireOcaml(tx);
       return true;
     }

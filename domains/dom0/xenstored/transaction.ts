@@ -467,7 +467,7 @@ export class Transaction implements Db, SnapshotListener {
    * Applies the private copies to the committed tree (finalize_transaction); returns the events
    * to fire, in first-access order. The caller has checked the commit may proceed.
    */
-  apply(): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
+  apply(rewriteAll: boolean): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
     const store = this.store;
     const entries = [...this.accessed].filter(([, a]) => a.modified);
     // Deletions first (a re-created node keeps its entry as a write), then writes by depth.
@@ -484,8 +484,18 @@ export class Transaction implements Db, SnapshotListener {
         store.create(parentPath, store.get(parentPath)!, basename(path), d.value, d.perms);
         continue;
       }
-      if (n.value !== d.value || a.created) store.setValue(path, n, d.value);
-      if (n.perms !== d.perms) store.setPerms(path, n, d.perms);
+      let written = false;
+      if (n.value !== d.value || a.created) {
+        store.setValue(path, n, d.value);
+        written = true;
+      }
+      if (n.perms !== d.perms) {
+        store.setPerms(path, n, d.perms);
+        written = true;
+      }
+      // C's finalize_transaction() writes every modified node back with a new generation, even
+      // one the transaction left as it found it: other transactions that read it must retry.
+      if (!written && rewriteAll) store.setValue(path, n, n.value);
     }
     // Child order as the transaction left it (a child re-created inside goes last, as in C).
     for (const [path, a] of writes) {

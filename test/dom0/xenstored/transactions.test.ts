@@ -79,6 +79,22 @@ describe('xenstored transactions', () => {
       }
     });
 
+    it("a commit that wrote a node as it found it: C's finalize gives the node a new generation, so a transaction that read it is EAGAIN; oxenstored keeps the node (repro c-d23)", () => {
+      for (const [profile, want] of [['c', 'EAGAIN'], ['ocaml', 'OK']] as const) {
+        const h = new Harness({ profile });
+        const b = h.socket('other');
+        assert.equal(h.dom0.write('/x', 'v'), 'OK');
+        const reader = h.dom0.txStart();
+        assert.equal(h.dom0.read('/x', reader), 'v');
+        const writer = b.txStart();
+        for (const [op, arg] of [['WRITE', 'v'], ['SET_PERMS', 'n0']] as const) {
+          assert.equal(op === 'WRITE' ? b.write('/x', arg, writer) : b.setPerms('/x', arg, writer), 'OK');
+        }
+        assert.equal(b.commit(writer), 'OK');
+        assert.equal(h.dom0.commit(reader), want, profile);
+      }
+    });
+
     it('c before 4.9 (conflictOnAnyChange): any commit elsewhere fails a transaction, read-only or empty; a quiet store commits', () => {
       const h = new Harness({ profile: 'c', faults: { conflictOnAnyChange: true } });
       const b = h.socket('other');
@@ -560,10 +576,19 @@ describe('xenstored transactions', () => {
         clock++;
         for (const a of ancestorsAndSelf(k)) versions.set(a, clock);
       };
+      const bumpAbove = (k: string): void => {
+        clock++;
+        for (const a of ancestorsAndSelf(k).slice(1)) versions.set(a, clock);
+      };
       const applyCommitted = (o: TxOp, written: string | undefined): void => {
         const before = new Map(committed);
         step(committed, o, written);
-        for (const k of new Set([...before.keys(), ...committed.keys()])) if (before.get(k) !== committed.get(k) || (o.op !== 'read' && o.op !== 'rm' && k === o.key)) bump(k);
+        for (const k of new Set([...before.keys(), ...committed.keys()])) {
+          if (before.get(k) !== committed.get(k)) bump(k);
+          // Node.set_value hands back the same node for the same value: only the ancestors are
+          // new (repro o40; the model missed it until a seed wrote a value over itself).
+          else if (o.op !== 'read' && o.op !== 'rm' && k === o.key) bumpAbove(k);
+        }
       };
       /**
        * oxenstored's lowpaths for an attempt, from its own view: successful reads of existing
