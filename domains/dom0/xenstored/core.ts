@@ -212,13 +212,22 @@ function strings(payload: Uint8Array, max = Infinity): string[] {
   return out;
 }
 
-/** OCaml's int_of_string: optional sign, decimal/0x/0o/0b digits, underscores allowed. */
-function ocamlIntOfString(s: string): number | undefined {
-  const m = /^([+-]?)(0[xX][0-9a-fA-F][0-9a-fA-F_]*|0[oO][0-7][0-7_]*|0[bB][01][01_]*|[0-9][0-9_]*)$/.exec(s);
+/**
+ * OCaml's int_of_string (63-bit int) or Nativeint.of_string (64-bit): optional sign, decimal or
+ * 0x/0o/0b/0u digits, underscores allowed; a value out of range fails as OCaml's parse_intnat does
+ * (decimal: signed range; other bases: up to 2^bits - 1, wrapping to negative).
+ */
+function ocamlIntOfString(s: string, bits: 63 | 64 = 63): number | undefined {
+  const m = /^([+-]?)(?:0([xX])([0-9a-fA-F][0-9a-fA-F_]*)|0([oO])([0-7][0-7_]*)|0([bB])([01][01_]*)|0([uU])([0-9][0-9_]*)|([0-9][0-9_]*))$/.exec(s);
   if (!m) return undefined;
-  const body = m[2].replaceAll('_', '');
-  const v = /^0[xXoObB]/.test(body) ? Number(body.toLowerCase()) : parseInt(body, 10);
-  return m[1] === '-' ? -v : v;
+  const [radix, digits] = m[3] !== undefined ? [16, m[3]] : m[5] !== undefined ? [8, m[5]] : m[7] !== undefined ? [2, m[7]]
+    : m[9] !== undefined ? [0, m[9]] : [10, m[10]];
+  const body = digits.replaceAll('_', '');
+  const prefix = radix === 16 ? '0x' : radix === 8 ? '0o' : radix === 2 ? '0b' : '';
+  const res = BigInt(prefix + body);
+  const half = 1n << BigInt(bits - 1);
+  if (radix === 10 ? res > half || (res === half && m[1] !== '-') : res >= half * 2n) return undefined;
+  return Number(BigInt.asIntN(bits, m[1] === '-' ? -res : res));
 }
 
 /** oxenstored's c_int_of_string: the first run of digits, whatever precedes it (0 if none). */
@@ -777,7 +786,8 @@ export class Xenstored {
     if (code !== undefined) return this.errorReply(msg, code);
     let payload = ctx.reply ?? OK;
     let type = msg.type;
-    if (payload.length > XENSTORE_PAYLOAD_MAX) {
+    // oxenstored decides at the transport (daemon.ts, packetOf).
+    if (payload.length > XENSTORE_PAYLOAD_MAX && this.b.longMessages === 'core') {
       payload = enc('E2BIG\0');
       type = T.XS_ERROR;
     }
@@ -1030,8 +1040,8 @@ export class Xenstored {
     let path = name;
     if (w.relativeTo !== undefined && name.startsWith(`${w.relativeTo}/`)) path = name.slice(w.relativeTo.length + 1);
     const payload = enc(`${path}\0${w.token}\0`);
-    // An event that cannot fit a message is dropped (XSA-324).
-    if (payload.length > XENSTORE_PAYLOAD_MAX) return undefined;
+    // C drops an event that cannot fit a message; oxenstored leaves it to the transport.
+    if (payload.length > XENSTORE_PAYLOAD_MAX && this.b.longMessages === 'core') return undefined;
     return { type: T.XS_WATCH_EVENT, req_id: 0, tx_id: 0, payload };
   }
 
@@ -1729,13 +1739,23 @@ export class Xenstored {
   private doIntroduce(ctx: RequestContext): void {
     const args = strings(ctx.msg.payload, 3);
     if (args.length < 3) fail('EINVAL');
-    const domid = this.domidArg(args[0]);
-    const mfn = this.domidArg(args[1]);
-    const port = this.domidArg(args[2]);
+    let domid: number, mfn: number, port: number;
+    if (this.b.domidParser === 'int_of_string') {
+      // oxenstored builds (domid, mfn, port) right to left: port first; the mfn's
+      // Nativeint.of_string failure is not one it names, so it ends as EIO.
+      port = this.domidArg(args[2]);
+      mfn = ocamlIntOfString(args[1], 64) ?? fail('EIO');
+      domid = this.domidArg(args[0]);
+    } else {
+      domid = this.domidArg(args[0]);
+      mfn = this.domidArg(args[1]);
+      port = this.domidArg(args[2]);
+    }
     // The port lands in an evtchn_port_t: unsigned, so only 0 is refused (-3 is a port).
     if (port >>> 0 === 0 && this.b.introducePortMustBeSet) fail('EINVAL');
     const known = this.domains.get(domid);
-    if (this.b.introduceMfnMustMatch && known?.introduced && domid !== 0 && known.mfn !== mfn) fail('EINVAL');
+    // oxenstored knows dom0 from the start with mfn 0: another mfn is EINVAL for it too.
+    if (this.b.introduceMfnMustMatch && known?.introduced && known.mfn !== mfn) fail('EINVAL');
     // oxenstored queues @introduceDomain/@releaseDomain ahead of the reply.
     ctx.eventsFirst = true;
     const d = this.knowDomain(domid);

@@ -101,6 +101,12 @@ export interface Behaviours {
   /** An event identical to one still unsent to that connection is dropped (XSA-326, C). */
   readonly dropDuplicateEvents: boolean;
   /**
+   * A reply or watch event over XENSTORE_PAYLOAD_MAX: 'core' = C (the reply becomes E2BIG, the
+   * event is dropped); 'packet_of' = oxenstored (sent as it is on a socket; on a guest's ring the
+   * message becomes an E2BIG error, events included, with their rid 0).
+   */
+  readonly longMessages: 'core' | 'packet_of';
+  /**
    * C 4.17's memory quota (-Q/-q memory=): nodes, watches, transaction copies and queued output
    * charged per domain; oxenstored has no memory quota.
    */
@@ -188,6 +194,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     transactionQuotaError: 'ENOSPC',
     txNodeQuotaOnAccess: true,
     dropDuplicateEvents: true,
+    longMessages: 'core',
     memoryQuota: true,
     writeRateLimit: true,
     watchEventTimeout: true,
@@ -243,6 +250,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     transactionQuotaError: 'EQUOTA',
     txNodeQuotaOnAccess: false,
     dropDuplicateEvents: false,
+    longMessages: 'packet_of',
     memoryQuota: false,
     writeRateLimit: false,
     watchEventTimeout: false,

@@ -12,7 +12,7 @@
 // events stay queued for a watch that is gone, whose queue never drains). Both are modelled.
 // A watch is told apart by its token (the event's second string): two watches of one connection
 // with one token and different paths share a pipe here.
-import type { XsMessage } from '../../../hypervisor/public/io/xs_wire.ts';
+import { XENSTORE_PAYLOAD_MAX, type XsMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
 
 /** oxenstored's quota-maxwatchevents default (oxenstored.conf, define.ml). */
 export const OXENSTORED_MAXWATCHEVENTS = 1024;
@@ -28,6 +28,8 @@ export interface XbPeer {
   flush(): void;
   /** Its pending source events were all passed on: it may be read again. */
   unblocked(): void;
+  /** A guest's ring (Xb's mmap backend), where a long event goes as an E2BIG error (packet_of). */
+  readonly ring?: boolean;
 }
 
 interface Pending { readonly target: XbConnection; readonly watch: string; readonly msg: XsMessage }
@@ -147,12 +149,25 @@ export class XbWatchEvents {
     if (p === undefined) return;
     let i = 0;
     while (i < p.length && c.inFlight < this.maxWatchEvents) {
-      c.inFlight++;
-      if (!c.dead && c.peer.write(fromPiped(p[i])) === false) c.inFlight--;
+      this.write(c, fromPiped(p[i]));
       i++;
     }
     if (i === p.length) c.pipes.delete(watch);
     else if (i > 0) p.splice(0, i);
+  }
+
+  /**
+   * Xb.queue of one event. oxenstored's packet_of() has made a long event an E2BIG error on a
+   * ring; Xb classifies that packet as a reply, so it is not counted among the events in flight.
+   */
+  private write(c: XbConnection, msg: XsMessage): void {
+    let out = msg;
+    if (c.peer.ring && msg.payload.length > XENSTORE_PAYLOAD_MAX) {
+      out = { type: XsdSockmsgType.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: Buffer.from('E2BIG\0', 'latin1') };
+    }
+    const counted = out.type === XsdSockmsgType.XS_WATCH_EVENT;
+    if (counted) c.inFlight++;
+    if (!c.dead && c.peer.write(out) === false && counted) c.inFlight--;
   }
 
   /** BoundedPipe.push on the watch's pipe: false if it is full. */
@@ -160,8 +175,7 @@ export class XbWatchEvents {
     this.pipeFlush(c, watch);
     if (!c.pipes.has(watch) && c.inFlight < this.maxWatchEvents) {
       // Nothing ahead of it and room in the output queue: it passes through the pipe at once.
-      c.inFlight++;
-      if (!c.dead && c.peer.write(msg) === false) c.inFlight--;
+      this.write(c, msg);
       return true;
     }
     const p = this.pipe(c, watch);
