@@ -53,6 +53,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -837,8 +838,15 @@ class Daemons:
     def stop(self, keep=False):
         if self.ref_pid:
             if self.ref_alive():
-                subprocess.run([os.path.join(ORACLE_DIR, "stop.sh"), str(self.ref_pid)],
-                               capture_output=True, timeout=30)
+                try:
+                    subprocess.run([os.path.join(ORACLE_DIR, "stop.sh"), str(self.ref_pid)],
+                                   capture_output=True, timeout=30)
+                except subprocess.TimeoutExpired:
+                    # A machine loaded enough to stall stop.sh must not end a campaign.
+                    try:
+                        os.kill(self.ref_pid, signal.SIGKILL)
+                    except OSError:
+                        pass
             else:
                 try:
                     os.waitpid(self.ref_pid, os.WNOHANG)
