@@ -1933,6 +1933,13 @@ export class Xenstored {
         }
       }
     }
+    // remove_domid_from_perm(): the special names' ACLs forget the domain (an owner becomes dom0)
+    // before @releaseDomain fires, so a connection whose target is dom0 may now hear it.
+    for (const [name, perms] of this.special) {
+      if (!perms.some((e) => e.id === d.domid)) continue;
+      const owner = perms[0].id === d.domid ? { perms: perms[0].perms, id: asDomId(0) } : perms[0];
+      this.special.set(name, internPerms([owner, ...perms.slice(1).filter((e) => e.id !== d.domid)]));
+    }
     this.domains.delete(d.domid);
     this.forgetDomainLimits(d.domid);
     this.fireNow('@releaseDomain', false, []);

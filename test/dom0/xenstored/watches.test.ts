@@ -309,6 +309,20 @@ describe('xenstored watches', () => {
       });
     }
 
+    it("c: RELEASE takes the domain out of the special ACLs before @releaseDomain fires (an owner becomes dom0): a guest whose target is dom0 then hears it (repro c-d24)", () => {
+      for (const [owner, hears] of [[5, true], [7, false]] as const) {
+        const h = new Harness({ profile: 'c' });
+        h.introduce(5);
+        const g6 = h.introduce(6);
+        assert.equal(g6.watch('@releaseDomain', 't1'), 'OK');
+        assert.equal(h.dom0.setPerms('@releaseDomain', `w${owner} n5`), 'OK');
+        assert.equal(h.dom0.request(T.XS_SET_TARGET, '6\x000\x00').error ?? 'OK', 'OK');
+        h.drainAll();
+        assert.equal(h.release(5), 'OK');
+        assert.deepEqual(g6.eventStrings(), hears ? ['@releaseDomain t1'] : [], `owner ${owner}`);
+      }
+    });
+
     it('c: GET_PERMS of a special node is EINVAL in 4.17, even for dom0', () => {
       const h = new Harness({ profile: 'c' });
       assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
