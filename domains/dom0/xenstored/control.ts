@@ -1,5 +1,5 @@
 // XS_CONTROL as C xenstored 4.17 answers it (xenstored_control.c): check, log, logfile, print,
-// help and the quota tables. (oxenstored's DEBUG answers OK to anything: the core says so.)
+// help and the quota tables; and as oxenstored's do_debug (process.ml) answers its DEBUG.
 import type { XsError } from '../../../hypervisor/public/io/xs_wire.ts';
 import { atoi, type XsDomain } from './domain.ts';
 import type { Quotas } from './quota.ts';
@@ -80,4 +80,53 @@ function quota(args: readonly string[], soft: boolean, s: ControlState): Control
     text: `Domain ${d.domid}:\n` + line('nodes', u.nodes) + line('watches', c?.watches.length ?? 0)
       + line('transactions', c?.transactions.size ?? 0) + line('outstanding', 0) + line('memory', u.memory),
   };
+}
+
+/** What oxenstored's DEBUG looks at. */
+export interface DebugState {
+  /** Connection.is_dom0: a socket or dom0's ring; anyone else is answered OK (allow_debug off). */
+  readonly dom0: boolean;
+  /** Nodes a domain owns in the requester's view (the transaction's, if any). */
+  ownedBy(domid: number): number;
+  /** quota-maxentity. */
+  readonly maxEntries: number;
+  /** The mfn of a domain whose connection exists. */
+  mfnOf(domid: number): number | undefined;
+  parseInt(s: string): number | undefined;
+}
+
+/**
+ * oxenstored's do_debug: the reply payload (raw: some lack the NUL), or undefined for a plain OK.
+ * Anything it does not know, and any exception on the way, is OK. Not modelled (answered OK):
+ * `watches` and `xenbus` (dumps of oxenstored's own structures) and live-update's -f, -c and -s
+ * (they run or re-exec the daemon's binary).
+ */
+export function debugOcaml(payload: string, s: DebugState): string | undefined {
+  if (!s.dom0) return undefined;
+  const [cmd, ...rest] = payload.split('\0');
+  switch (cmd) {
+    case 'live-update': {
+      // The trailing NUL's empty piece is dropped (List.tl of an empty list fails: OK).
+      if (rest.length === 0) return undefined;
+      const args = rest.slice(0, -1);
+      const known = (args.length === 2 && args[0] === '-f') || (args.length === 1 && args[0] === '-a') || args[0] === '-c' || args[0] === '-s';
+      return known ? undefined : `Unknown arguments: ${args.join(',')}`;
+    }
+    case 'quota': {
+      if (rest.length === 0) return undefined;
+      const domid = s.parseInt(rest[0]);
+      if (domid === undefined) return undefined;
+      const n = s.ownedBy(domid);
+      // Quota.to_string: a domain owning nothing has no entry in the map.
+      return `dom${domid} quota: ${n === 0 ? 'not set' : `${n}/${s.maxEntries}`}\0`;
+    }
+    case 'mfn': {
+      if (rest.length === 0) return undefined;
+      const domid = s.parseInt(rest[0]);
+      const mfn = domid === undefined ? undefined : s.mfnOf(domid);
+      return mfn === undefined ? undefined : `${mfn}\0`;
+    }
+    default:
+      return undefined;
+  }
 }

@@ -15,7 +15,7 @@ import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
 import {
   DEFAULT_BUFFER_SIZE, MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
 } from './quota.ts';
-import { control } from './control.ts';
+import { control, debugOcaml } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
 import { Store, type XsNode } from './store.ts';
 import { TransactionHistory } from './history.ts';
@@ -2061,8 +2061,23 @@ export class Xenstored {
   private heldBack = false;
 
   private doControl(ctx: RequestContext): void {
-    // oxenstored's DEBUG answers OK to anything.
-    if (this.b.controlIsDebug) return;
+    if (this.b.controlIsDebug) {
+      const conn = ctx.conn;
+      const text = debugOcaml(dec(ctx.msg.payload), {
+        dom0: conn.domid === 0,
+        // The root is no entry of Quota's map.
+        ownedBy: (domid) => ctx.db.ownedBy(domid) - (this.store.root.perms[0].id === domid ? 1 : 0),
+        maxEntries: this.quotas.nodes,
+        mfnOf: (domid) => {
+          const d = this.domains.get(domid);
+          // dom0's ring connection exists from the start (until a RELEASE 0 forgets dom0).
+          return d?.introduced && (domid === 0 || (d.conn !== undefined && this.connections.has(d.conn))) ? d.mfn : undefined;
+        },
+        parseInt: (v) => ocamlIntOfString(v),
+      });
+      if (text !== undefined) ctx.reply = enc(text);
+      return;
+    }
     const args = strings(ctx.msg.payload);
     if (args[0] === 'live-update') {
       // max_pars 5: the command and four parameters; any more are not looked at.

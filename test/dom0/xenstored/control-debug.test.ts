@@ -1,0 +1,44 @@
+// oxenstored answers XS_CONTROL as its DEBUG command (process.ml, do_debug): `quota <domid>` and
+// `mfn <domid>` for dom0, live-update's argument errors, OK for anything else, and OK to every
+// guest. Replies recorded from Debian's 4.17.7 oxenstored in this order (xs-difffuzz.py, repro
+// ocaml-o43-debug.txt). C xenstored's CONTROL has specs in limits.test.ts and live-update.test.ts.
+import assert from 'node:assert/strict';
+import { T, latin1 } from './harness.ts';
+import { Harness } from './harness.ts';
+
+describe('xenstored ocaml: XS_CONTROL is oxenstored\'s DEBUG', () => {
+  it('dom0 asks: quota, mfn, live-update arguments, print; a guest is answered OK', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const ask = (payload: string, by = h.dom0): string => latin1(by.request(T.XS_CONTROL, payload).msg!.payload);
+    // The entries map counts every node but the root: tool, tool/xenstored, local, @introduceDomain, @releaseDomain.
+    assert.equal(ask('quota\x000\x00'), 'dom0 quota: 5/1000\x00');
+    assert.equal(ask('quota\x000x0\x00'), 'dom0 quota: 5/1000\x00');
+    assert.equal(ask('quota\x00-1\x00'), 'dom-1 quota: not set\x00');
+    assert.equal(ask('quota\x00 5\x00'), 'OK\x00');
+    const g = h.introduce(5);
+    assert.equal(h.dom0.setPerms('/local/domain/5', 'n5'), 'OK');
+    assert.equal(g.write('a/b/c', 'v'), 'OK');
+    const owned = 1 + 3;
+    assert.equal(ask('quota\x005'), `dom5 quota: ${owned}/1000\x00`);
+    const t = h.dom0.txStart();
+    assert.equal(h.dom0.write('/local/domain/5/x', 'v', t), 'OK');
+    assert.equal(h.dom0.setPerms('/local/domain/5/x', 'n5', t), 'OK');
+    // In a transaction, its own view.
+    assert.equal(latin1(h.dom0.request(T.XS_CONTROL, 'quota\x005\x00', t).msg!.payload), `dom5 quota: ${owned + 1}/1000\x00`);
+    assert.equal(ask('quota\x005\x00'), `dom5 quota: ${owned}/1000\x00`);
+    assert.equal(h.dom0.commit(t), 'OK');
+    assert.equal(ask('mfn\x005\x00'), `${0x1000 + 5}\x00`);
+    assert.equal(ask('mfn\x000\x00'), '0\x00');
+    assert.equal(ask('mfn\x006\x00'), 'OK\x00');
+    assert.equal(ask('mfn\x00x\x00'), 'OK\x00');
+    assert.equal(ask('live-update\x00-a\x00'), 'OK\x00');
+    assert.equal(ask('live-update\x00-x\x00y\x00'), 'Unknown arguments: -x,y');
+    assert.equal(ask('live-update\x00-f\x00'), 'Unknown arguments: -f');
+    assert.equal(ask('live-update'), 'OK\x00');
+    assert.equal(ask('live-update\x00'), 'Unknown arguments: ');
+    assert.equal(ask('print\x00hello\x00'), 'OK\x00');
+    assert.equal(ask('quota\x005\x00', g), 'OK\x00');
+    assert.equal(h.release(5), 'OK');
+    assert.equal(ask('quota\x005\x00'), 'dom5 quota: not set\x00');
+  });
+});
