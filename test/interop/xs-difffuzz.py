@@ -398,10 +398,14 @@ class Run:
             except ValueError:
                 return
             if op == "INTRODUCE":
+                again = domid in self.introduced
                 self.introduced.add(domid)
                 name = GUEST_NAMES.get(domid)
-                old = self.clients.pop(name, None) if name else None
-                if old is not None:     # (re)introduced: talk through a fresh mapping/socket
+                # Introduced after a RELEASE: talk through a fresh mapping/socket. Introduced again
+                # while introduced: the guest keeps its ring (its connection, in oxenstored), so
+                # xensim's guest keeps its socket too.
+                old = self.clients.pop(name, None) if name and not again else None
+                if old is not None:
                     old.t.close()
             else:
                 self.introduced.discard(domid)
