@@ -557,6 +557,7 @@ def gen_script(seed, steps, profile, avoid=()):
             "RESET_WATCHES": 1, "GET_DOMAIN_PATH": 1, "IS_DOMAIN_INTRODUCED": 1,
             "RELEASE": 1.5, "INTRODUCE": 1.5, "MALFORMED": 3,
             "SET_TARGET": 0.8, "RESUME": 0.4, "GIVE_ANCESTOR": 0.8, "BIG_WRITE": 1,
+            "CONTROL": 0.6,
         }
         if is_guest:
             weights["SET_TARGET"] = 0.1
@@ -596,6 +597,9 @@ def gen_script(seed, steps, profile, avoid=()):
             if rng.random() < 0.06:
                 p = rng.choice(long_paths).encode()
             tok = rng.choice(tokens)
+            if rng.random() < 0.03 and len(p) < 100:
+                # events for nodes below the watched path then exceed XENSTORE_PAYLOAD_MAX
+                tok = b"L" * (4090 - len(p))
             if "dup-token" in avoid:
                 tok_counter[0] += 1
                 tok = b"%s-%d" % (tok, tok_counter[0])
@@ -658,6 +662,14 @@ def gen_script(seed, steps, profile, avoid=()):
                 p = rng.choice([b"data/big", b"/tool/x"])
             add(conn, "WRITE", p + b"\0" + rng.choice(big_values)[:4096 - len(p) - 1],
                 pick_tx(conn) if rng.random() < 0.3 else 0)
+        elif op == "CONTROL":
+            # both daemons: C's CONTROL, oxenstored's DEBUG (OK to anything it does not know);
+            # nothing that re-executes or writes files (live-update -s/-f/-c, logfile)
+            add(conn, op, rng.choice([
+                b"check\0", b"help\0", b"quota\0", b"quota-soft\0", b"quota\0%d\0" % rng.choice(guests + [0, 7]),
+                b"quota\0x\0", b"print\0m\0", b"log\0on\0", b"mfn\0%d\0" % rng.choice(guests + [0, 7]),
+                b"live-update\0-x\0", b"live-update\0", b"live-update\0-a\0", b"unknown\0", b"",
+                b"quota\0set\0nodes\0" + rng.choice([b"2000", b"1000", b"x"]) + b"\0"]))
         elif op == "IS_DOMAIN_INTRODUCED":
             add(conn, op, rng.choice([b"5", b"6", b"7", b"0", b"9"]) + b"\0")
         elif op == "RELEASE":
@@ -683,9 +695,14 @@ def gen_script(seed, steps, profile, avoid=()):
                     open_tx[name].clear()
         elif op == "INTRODUCE":
             dead = [n for n in guests if not alive[n]]
+            live_guests = [n for n in guests if alive[n]]
             if dead and rng.random() < 0.7:
                 d = rng.choice(dead)
                 args = b"%d\0%d\0%d\0" % (d, 4700 + d, 4 + d)
+            elif live_guests and rng.random() < 0.2:
+                # introduced again while introduced: the same mfn (a new event channel) or another
+                d = rng.choice(live_guests)
+                args = b"%d\0%d\0%d\0" % (d, 4700 + d + rng.choice([0, 0, 1]), 4 + d)
             elif rng.random() < 0.3:
                 d = 8
                 args = b"8\0" + b"4708\0" + b"12\0"
