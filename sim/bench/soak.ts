@@ -643,9 +643,11 @@ async function churn(profile: Profile, seconds: number, warmupMs: number, settle
 async function runChurn(seconds: number, profiles: readonly Profile[], out: (line: string) => void): Promise<void> {
   const warmupMs = Math.min(30, Math.max(10, seconds / 10)) * 1000;
   const rows: string[][] = [];
+  // Whether the daemon can give glibc's freed pages back once idle (npm ci builds it where it can).
+  const trimAddon = existsSync(join(REPO_ROOT, 'build', 'malloc-trim.node')) ? 'malloc_trim addon built' : 'malloc_trim addon NOT built: run node sim/bin/build-native.mjs';
   for (const profile of profiles) {
     const r = await churn(profile, seconds, warmupMs, 10_000);
-    out(`### Mixed churn, profile ${profile}: ${seconds} s after a ${(warmupMs / 1000).toFixed(0)} s warm-up (load average ${r.load})`);
+    out(`### Mixed churn, profile ${profile}: ${seconds} s after a ${(warmupMs / 1000).toFixed(0)} s warm-up (load average ${r.load}; ${trimAddon})`);
     out('');
     out(table(['time (s):', 'RSS (MB):', 'glibc brk heap (MB):', 'probe p99 (ms):', 'dom0 ops:', `guests present (${GUEST_KINDS.join('/')}):`],
       r.samples.map((s) => [s.t.toFixed(0), s.rss.toFixed(1), s.heap.toFixed(1), s.p99.toFixed(2), String(s.ops), `${s.total} (${s.present})`])));
