@@ -545,7 +545,7 @@ function slope(xs: readonly number[], ys: readonly number[]): number {
   return num / den;
 }
 
-interface ChurnSample { readonly t: number; readonly rss: number; readonly p99: number; readonly ops: number; readonly present: string; readonly total: number }
+interface ChurnSample { readonly t: number; readonly rss: number; readonly heap: number; readonly p99: number; readonly ops: number; readonly present: string; readonly total: number }
 
 interface ChurnResult {
   readonly profile: Profile;
@@ -614,13 +614,13 @@ async function churn(profile: Profile, seconds: number, warmupMs: number, settle
       await sleep(Math.max(0, t0 + (i * seconds * 1000) / 20 - performance.now()));
       const present = GUEST_KINDS.map((k) => stats.present.get(k) ?? 0);
       samples.push({
-        t: (performance.now() - t0) / 1000, rss: rssMb(d.pid), p99: p99(stats.lat), ops: stats.ops - opsSeen,
+        t: (performance.now() - t0) / 1000, rss: rssMb(d.pid), heap: brkHeapMb(d.pid), p99: p99(stats.lat), ops: stats.ops - opsSeen,
         present: present.join('/'), total: present.reduce((a, b) => a + b, 0),
       });
       stats.lat = [];
       opsSeen = stats.ops;
       const s = samples[samples.length - 1];
-      note(`${profile}: ${s.t.toFixed(0)} s RSS ${s.rss.toFixed(0)} MB, p99 ${s.p99.toFixed(2)} ms, ${s.ops} dom0 ops, guests ${s.present}`);
+      note(`${profile}: ${s.t.toFixed(0)} s RSS ${s.rss.toFixed(0)} MB (brk heap ${s.heap.toFixed(0)}), p99 ${s.p99.toFixed(2)} ms, ${s.ops} dom0 ops, guests ${s.present}`);
     }
     endGuests.fire();
     stopDom0.fire();
@@ -643,12 +643,14 @@ async function churn(profile: Profile, seconds: number, warmupMs: number, settle
 async function runChurn(seconds: number, profiles: readonly Profile[], out: (line: string) => void): Promise<void> {
   const warmupMs = Math.min(30, Math.max(10, seconds / 10)) * 1000;
   const rows: string[][] = [];
+  // Whether the daemon can give glibc's freed pages back once idle (npm ci builds it where it can).
+  const trimAddon = existsSync(join(REPO_ROOT, 'build', 'malloc-trim.node')) ? 'malloc_trim addon built' : 'malloc_trim addon NOT built: run node sim/bin/build-native.mjs';
   for (const profile of profiles) {
     const r = await churn(profile, seconds, warmupMs, 10_000);
-    out(`### Mixed churn, profile ${profile}: ${seconds} s after a ${(warmupMs / 1000).toFixed(0)} s warm-up (load average ${r.load})`);
+    out(`### Mixed churn, profile ${profile}: ${seconds} s after a ${(warmupMs / 1000).toFixed(0)} s warm-up (load average ${r.load}; ${trimAddon})`);
     out('');
-    out(table(['time (s):', 'RSS (MB):', 'probe p99 (ms):', 'dom0 ops:', `guests present (${GUEST_KINDS.join('/')}):`],
-      r.samples.map((s) => [s.t.toFixed(0), s.rss.toFixed(1), s.p99.toFixed(2), String(s.ops), `${s.total} (${s.present})`])));
+    out(table(['time (s):', 'RSS (MB):', 'glibc brk heap (MB):', 'probe p99 (ms):', 'dom0 ops:', `guests present (${GUEST_KINDS.join('/')}):`],
+      r.samples.map((s) => [s.t.toFixed(0), s.rss.toFixed(1), s.heap.toFixed(1), s.p99.toFixed(2), String(s.ops), `${s.total} (${s.present})`])));
     out('');
     const st = r.stats;
     const errs = [...st.errors].map(([c, n]) => `${c} ${n}`).join(', ') || 'none';

@@ -15,6 +15,7 @@ import type { XenstoredDaemon } from './daemon.ts';
 import { startStandbyThreads } from './standby-thread.ts';
 import { stateDumpFile } from './state-dump-file.ts';
 import { IdleCollect } from './idle-collect.ts';
+import { loadMallocTrim } from '../../../sim/malloc-trim.ts';
 
 const int = (v: string): number => {
   const n = Number(v);
@@ -134,7 +135,7 @@ clients of the daemon that wrote it are gone.`)
           t.unref();
           return () => clearInterval(t);
         },
-        collect: fullGc(),
+        collect: idleCollection(),
       });
       const server = new XenstoredServer({
         clients,
@@ -209,6 +210,21 @@ function fullGc(): () => void {
   const gc = vm.runInNewContext('gc') as unknown;
   if (typeof gc !== 'function') throw new Error('--expose-gc did not expose gc()');
   return () => void (gc as () => void)();
+}
+
+/**
+ * What the daemon does once quiet: a full collection, which frees the clients' dead buffers, then
+ * malloc_trim(0) where the addon is built: glibc gives back only the top of its heap on free(), so
+ * the freed pages below a block still in use would stay in RSS (after a 600 s churn with hostile
+ * guests, 50 MB of the main arena's 56; measured in the soak bench's part churn).
+ */
+function idleCollection(): () => void {
+  const gc = fullGc();
+  const trim = loadMallocTrim();
+  return () => {
+    gc();
+    trim?.();
+  };
 }
 
 /** `--replay TRACE`: prints what was compared and each difference; 0 if none, 1 otherwise. */
