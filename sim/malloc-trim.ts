@@ -3,8 +3,8 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** build/malloc-trim.node, seen from sim/malloc-trim.ts or from its compiled copy dist/sim/malloc-trim.js. */
-const ADDON = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../build/malloc-trim.node' : '../../build/malloc-trim.node', import.meta.url));
+/** dist/native/malloc-trim.node, seen from sim/malloc-trim.ts or from its compiled copy dist/sim/malloc-trim.js. */
+const ADDON = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../dist/native/malloc-trim.node' : '../native/malloc-trim.node', import.meta.url));
 
 /**
  * malloc_trim(0): true if glibc gave memory back. Undefined where the addon was not built (no C

@@ -644,7 +644,7 @@ async function runChurn(seconds: number, profiles: readonly Profile[], out: (lin
   const warmupMs = Math.min(30, Math.max(10, seconds / 10)) * 1000;
   const rows: string[][] = [];
   // Whether the daemon can give glibc's freed pages back once idle (npm ci builds it where it can).
-  const trimAddon = existsSync(join(REPO_ROOT, 'build', 'malloc-trim.node')) ? 'malloc_trim addon built' : 'malloc_trim addon NOT built: run node sim/bin/build-native.mjs';
+  const trimAddon = existsSync(join(REPO_ROOT, 'dist', 'native', 'malloc-trim.node')) ? 'malloc_trim addon built' : 'malloc_trim addon NOT built: run node sim/bin/build-native.mjs';
   for (const profile of profiles) {
     const r = await churn(profile, seconds, warmupMs, 10_000);
     out(`### Mixed churn, profile ${profile}: ${seconds} s after a ${(warmupMs / 1000).toFixed(0)} s warm-up (load average ${r.load}; ${trimAddon})`);

@@ -1,2 +1,2 @@
-/** Compiles native/malloc-trim.c to `out`; returns null when built, else why not. */
+/** Compiles sim/native/malloc-trim.c to `out`; returns null when built, else why not. */
 export function buildMallocTrim(out: string): string | null;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Run by `npm ci` (the prepare script): compiles native/malloc-trim.c, a Node-API addon that calls
-// glibc's malloc_trim(0), to build/malloc-trim.node with the C compiler and Node's own headers.
+// Run by `npm ci` (the prepare script): compiles sim/native/malloc-trim.c, a Node-API addon that calls
+// glibc's malloc_trim(0), to dist/native/malloc-trim.node with the C compiler and Node's own headers.
 // Optional: where either is missing (or the C library is not glibc) nothing is built, and the
 // standalone xenstored keeps freed native memory after a busy spell as before (sim/malloc-trim.ts).
 import { spawnSync } from 'node:child_process';
@@ -19,11 +19,11 @@ export function buildMallocTrim(out) {
   if (!existsSync(join(headers, 'node_api.h'))) return `no Node headers in ${headers}`;
   mkdirSync(dirname(out), { recursive: true });
   const cc = process.env.CC ?? 'cc';
-  const r = spawnSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-I', headers, '-o', out, join(root, 'native', 'malloc-trim.c')], { stdio: 'inherit' });
+  const r = spawnSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-I', headers, '-o', out, join(root, 'sim', 'native', 'malloc-trim.c')], { stdio: 'inherit' });
   return r.status === 0 ? null : `${cc} failed (${r.error?.message ?? `status ${r.status}`})`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  const why = buildMallocTrim(join(root, 'build', 'malloc-trim.node'));
-  console.log(why === null ? 'build-native: built build/malloc-trim.node' : `build-native: ${why}: build/malloc-trim.node not built`);
+  const why = buildMallocTrim(join(root, 'dist', 'native', 'malloc-trim.node'));
+  console.log(why === null ? 'build-native: built dist/native/malloc-trim.node' : `build-native: ${why}: dist/native/malloc-trim.node not built`);
 }

@@ -7,8 +7,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildMallocTrim } from '../../sim/bin/build-native.mjs';
+import { loadMallocTrim } from '../../sim/malloc-trim.ts';
 
-describe('native/malloc-trim.c: malloc_trim(0) for the daemon', () => {
+describe('sim/native/malloc-trim.c: malloc_trim(0) for the daemon', () => {
   let dir: string | undefined;
   before(function () {
     const { header } = process.report.getReport() as { header: { glibcVersionRuntime?: string } };
@@ -25,5 +26,11 @@ describe('native/malloc-trim.c: malloc_trim(0) for the daemon', () => {
     const addon = createRequire(import.meta.url)(out) as { mallocTrim?: () => unknown };
     assert.equal(typeof addon.mallocTrim, 'function');
     assert.equal(typeof addon.mallocTrim!(), 'boolean');
+  });
+
+  it("npm ci's prepare built the one the daemon loads (dist/native/malloc-trim.node)", () => {
+    const trim = loadMallocTrim();
+    assert.ok(trim, 'dist/native/malloc-trim.node is missing: run node sim/bin/build-native.mjs');
+    assert.equal(typeof trim(), 'boolean');
   });
 });
