@@ -1621,6 +1621,8 @@ export class Xenstored {
     if (tx.canCoalesce()) {
       // oxenstored grafts the transaction's nodes: one it wrote unchanged keeps its identity.
       tx.apply(false);
+      // set_node at the write lowpath rebuilds the path above it (repro o44).
+      if (tx.writeLow !== undefined) this.store.renewAbove(tx.writeLow);
       this.fireOcaml(tx);
       return true;
     }

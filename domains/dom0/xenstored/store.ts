@@ -209,6 +209,16 @@ export class Store {
     }
   }
 
+  /**
+   * oxenstored's Store.set_node when a transaction merges: the nodes above `path` are rebuilt
+   * (new ones), whatever the transaction changed at or below it.
+   */
+  renewAbove(path: string): void {
+    if (this.subGens === undefined || path === '/') return;
+    const gen = this.changedAt = this.generation++;
+    this.touchPath(path.slice(0, Math.max(1, path.lastIndexOf('/'))), gen);
+  }
+
   /** Creates `path` under its existing parent; appended last among the parent's children. */
   create(parentPath: string, parent: XsNode, name: string, value: string, perms: Perms): XsNode {
     const path = join(parentPath, name);

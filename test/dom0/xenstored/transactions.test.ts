@@ -159,6 +159,25 @@ describe('xenstored transactions', () => {
       }
     });
 
+    it("ocaml: a merged commit rebuilds the nodes above its write lowpath, even for a same-value write, so a transaction that read one of them replays (repro o44)", () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const b = h.socket('b');
+      const c = h.socket('c');
+      assert.equal(h.dom0.write('/k/a/x', 'r'), 'OK');
+      const reader = b.txStart();
+      const merged = c.txStart();
+      assert.equal(c.write('/k/a/x', 'r', merged), 'OK');
+      assert.equal(h.dom0.write('/k/b', 'p'), 'OK');
+      assert.equal(c.commit(merged), 'OK');
+      assert.equal(b.read('/k/a', reader), '');
+      assert.equal(b.write('/k/a', '+', reader), 'OK');
+      assert.equal(b.rm('/k/b', reader), 'OK');
+      // /k/a is a new node now: the replay runs, and there the RM finds /k/b and removes it.
+      assert.equal(b.commit(reader), 'OK');
+      assert.equal(h.dom0.read('/k/b'), 'ENOENT');
+      assert.equal(h.dom0.read('/k/a'), '+');
+    });
+
     it('ocaml: a transaction that wrote and whose reads would now answer differently is EAGAIN', () => {
       const h = new Harness({ profile: 'ocaml' });
       const b = h.socket('other');
