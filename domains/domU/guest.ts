@@ -152,7 +152,8 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   }
   const statePage = k.reservePage(KERNEL_STATE_GFN);
   k.configureEvents(args.quirks?.events);
-  const workload: number[] = saved ? saved.workload.slice() : [];
+  // readKernelState's list is this kernel's own: kept as it is (a big guest's is every page).
+  const workload: number[] = saved ? (saved.workload as number[]) : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).
   const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected, reconnectAfterNs: args.quirks?.xenbus?.ringReconnectAfterNs });

@@ -130,8 +130,10 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
   const workload: number[] = [];
   const named = new Uint8Array(nrPages);
   for (const [first, count] of runs as [number, number][]) {
+    // gfn() of each page of the run, checked at its ends: inside memory, not the state's own page.
+    if (first + count > nrPages || (first <= KERNEL_STATE_GFN && KERNEL_STATE_GFN < first + count)) throw new KernelStateError('kernel state: bad workload pages');
     for (let g = first; g < first + count; g++) {
-      if (!gfn(g) || named[g]++ !== 0) throw new KernelStateError('kernel state: bad workload pages');
+      if (named[g]++ !== 0) throw new KernelStateError('kernel state: bad workload pages');
       workload.push(g);
     }
   }
