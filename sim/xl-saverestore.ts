@@ -142,10 +142,10 @@ export function savedPageFiller(d: Domain): (pfn: number, page: MutableGuestPage
  * ACPI registers are the hypervisor's model: no emulator records, as for a PVH guest.)
  */
 export function saveDomain(
-  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean; sinkWritesAtOnce?: boolean }, sink: StreamSink,
+  d: Domain, opts: { config: string; nowNs: number; store: number; console: number; hash?: boolean }, sink: StreamSink,
 ): SavedDomain {
   if (!d.isShutDown) throw new Error(`domain ${d.domid} is not suspended`);
-  const w = new SaveStreamWriter(sink, { ...saveStreamOptions(d, opts.config), sinkWritesAtOnce: opts.sinkWritesAtOnce });
+  const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config));
   w.start();
   let pages = 0;
   // One set of page objects for every batch: the writer copies a batch's pages at once.

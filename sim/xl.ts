@@ -319,10 +319,9 @@ export class Xl {
       const fd = openSync(file, 'w');
       let saved;
       try {
-        // Written as it is made: writeSync is done with each chunk when it returns, so the pages
-        // go to the file from the guest's frames (no copy into a record first), and a lent
+        // Written as it is made: writeSync is done with each chunk when it returns, so a lent
         // PAGE_DATA buffer goes back at once and one serves every batch.
-        saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs(), hash: opts.hash, sinkWritesAtOnce: true }, (chunk, release) => {
+        saved = saveDomain(d, { config, store: x.store, console: x.console, nowNs: this.nowNs(), hash: opts.hash }, (chunk, release) => {
           writeAll(fd, chunk);
           release?.();
         });

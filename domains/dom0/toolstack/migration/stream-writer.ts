@@ -96,12 +96,6 @@ export interface SaveStreamWriterOptions {
   readonly p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
   readonly cpuidPolicy?: readonly XenCpuidLeaf[];
   readonly msrPolicy?: readonly XenMsrEntry[];
-  /**
-   * The sink is done with every chunk when it returns (a file written at once) and keeps none: a
-   * PAGE_DATA record then goes to it as its header and pfn words, then its pages where they lie
-   * (views of the caller's pages and mappings) - the same bytes, with no copy into a record buffer.
-   */
-  readonly sinkWritesAtOnce?: boolean;
 }
 
 /**
@@ -247,8 +241,7 @@ export class SaveStreamWriter {
       // struct xc_sr_rhdr, then xc_sr_rec_page_data_header (count, reserved), the pfn words and
       // the pages: a multiple of 8 bytes, so no padding.
       const length = 8 + 8 * n + PAGE_SIZE * withData;
-      const atOnce = this.opts.sinkWritesAtOnce === true;
-      const { chunk: rec, release } = this.batches.take(atOnce ? RHDR_SIZE + 8 + 8 * n : RHDR_SIZE + length);
+      const { chunk: rec, release } = this.batches.take(RHDR_SIZE + length);
       const v = new DataView(rec.buffer, rec.byteOffset, rec.byteLength);
       v.setUint32(0, LibxcRecType.REC_TYPE_PAGE_DATA, true);
       v.setUint32(4, length, true);
@@ -261,10 +254,6 @@ export class SaveStreamWriter {
         const w = RHDR_SIZE + 8 + 8 * (j - i);
         v.setUint32(w, p.pfn % 0x1_0000_0000, true);
         v.setUint32(w + 4, (Math.floor(p.pfn / 0x1_0000_0000) | (type << 28)) >>> 0, true);
-      }
-      if (atOnce) {
-        this.sendInPlace(pages, i, end, rec, release);
-        continue;
       }
       let at = RHDR_SIZE + 8 + 8 * n;
       for (let j = i; j < end;) {
@@ -290,37 +279,6 @@ export class SaveStreamWriter {
       this.stats.pageDataRecords++;
       this.stats.pagesSent += n;
     }
-  }
-
-  /**
-   * sinkWritesAtOnce: the record's header and pfn words (`head`), then pages[i..end)'s data where
-   * it lies, a run of pages back to back in one mapping as one chunk.
-   */
-  private sendInPlace(pages: readonly GuestPage[], i: number, end: number, head: Uint8Array, release: () => void): void {
-    this.stats.bytes += head.length;
-    this.sink(head, release);
-    for (let j = i; j < end;) {
-      const p = pages[j];
-      let chunk: Uint8Array | undefined;
-      if (p.bytes) {
-        chunk = p.bytes;
-        j++;
-      } else if (p.mapping) {
-        const from = p.offset ?? 0;
-        let k = j + 1;
-        while (k < end && pages[k].mapping === p.mapping && (pages[k].offset ?? 0) === from + (k - j) * PAGE_SIZE) k++;
-        chunk = p.mapping.subarray(from, from + (k - j) * PAGE_SIZE);
-        j = k;
-      } else {
-        j++;
-      }
-      if (chunk) {
-        this.stats.bytes += chunk.length;
-        this.sink(chunk);
-      }
-    }
-    this.stats.pageDataRecords++;
-    this.stats.pagesSent += end - i;
   }
 
   /** The suspended domain's state, after its last pages (end_of_checkpoint()). */
