@@ -1,7 +1,7 @@
 // One Xen host: the hypervisor instance that owns every domain, frame and channel.
 // Runs on the main thread; domains reach it only through hypercalls.
 import { Domain, DomDying, DomidAllocator, GUEST_DOMIDS } from './domain.ts';
-import { EXTENT_PAGES, type Frame, type Gfn, MachineMemory } from './memory.ts';
+import { EXTENT_PAGES, type Gfn, MachineMemory } from './memory.ts';
 import { type DomId, Errno, DOMID_SELF, SharedInfo } from './public/xen.ts';
 import type { ShutdownReason } from './public/sched.ts';
 
@@ -107,9 +107,11 @@ export class Host {
    * XENMEM_populate_physmap: gives a domain frames at consecutive gfns from `first`. A request of
    * at least an extent's worth is served in extents (2 MiB-aligned gfn runs in one buffer, as
    * the builder asks for superpages); a smaller one frame by frame (the cheap default guests).
+   * Returns how many frames it gave (gfns already populated are skipped).
    */
-  populate(d: Domain, first: number, count: number): Frame[] {
-    const out: Frame[] = [];
+  populate(d: Domain, first: number, count: number): number {
+    // A count, not the frames: a list of a big guest's 262,144 frames a GiB would be garbage.
+    let given = 0;
     let owned = this.ownedFrames(d);
     const end = first + count;
     for (let g = first; g < end;) {
@@ -125,21 +127,19 @@ export class Host {
       if (run > 1) {
         const fs = this.memory.allocateExtent(d.domid, run);
         if (!fs) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
-        for (let i = 0; i < fs.length; i++) {
-          d.p2m[(g + i) as Gfn] = fs[i];
-          out.push(fs[i]);
-        }
+        for (let i = 0; i < fs.length; i++) d.p2m[(g + i) as Gfn] = fs[i];
         owned += fs.length;
+        given += fs.length;
       } else {
         const f = this.memory.allocate(d.domid);
         if (!f) throw new HypervisorError(Errno.ENOMEM, 'populate_physmap');
         d.p2m[g as Gfn] = f;
-        out.push(f);
         owned++;
+        given++;
       }
       g += run;
     }
-    return out;
+    return given;
   }
 
   private ownedFrames(d: Domain): number {

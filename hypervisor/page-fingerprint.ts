@@ -38,7 +38,7 @@ export function scalarFingerprint(sab: SharedArrayBuffer, offset: number, out: I
 }
 
 // The WebAssembly module, assembled here (a few opcodes; no toolchain needed): it imports one
-// shared memory and exports fp(offset) -> (lo, hi). Eight v128 accumulators (32 lanes of 32 bits)
+// shared memory and exports fp(offset) -> lo and hi() -> the same page's hi. Eight v128 accumulators (32 lanes of 32 bits)
 // take 128 bytes a step: lane = rotl((lane ^ word) * K, r); then every lane is folded into lo and
 // hi in turn by the same step with other constants.
 const uleb = (n: number): number[] => {
@@ -69,6 +69,8 @@ const op = {
   localGet: (i: number) => [0x20, ...uleb(i)],
   localSet: (i: number) => [0x21, ...uleb(i)],
   localTee: (i: number) => [0x22, ...uleb(i)],
+  globalGet: (i: number) => [0x23, ...uleb(i)],
+  globalSet: (i: number) => [0x24, ...uleb(i)],
   i32Const: (n: number) => [0x41, ...sleb(n | 0)],
   i32Add: [0x6a], i32Mul: [0x6c], i32Xor: [0x73], i32ShrU: [0x76], i32Rotl: [0x77], i32LtU: [0x49],
   simd: (n: number) => [0xfd, ...uleb(n)],
@@ -119,16 +121,20 @@ function fingerprintModule(): Uint8Array {
       code.push(...op.localGet(HI), ...op.localGet(acc(k)), ...i32x4ExtractLane(l), ...op.i32Xor, ...op.i32Const(0x85ebca77), ...op.i32Mul, ...op.i32Const(17), ...op.i32Rotl, ...op.localSet(HI));
     }
   }
-  code.push(...op.localGet(LO), ...op.localGet(HI), ...op.i32Const(16), ...op.i32ShrU, ...op.i32Xor, ...op.i32Const(0xc2b2ae35), ...op.i32Mul);
-  code.push(...op.localGet(HI), ...op.localGet(LO), ...op.i32Const(13), ...op.i32ShrU, ...op.i32Xor, ...op.i32Const(0x27d4eb2f), ...op.i32Mul, 0x0b);
+  // The high half goes to the global (hi() reads it), the low half is returned: two i32s, where a
+  // multi-value return would make a JavaScript array a page.
+  code.push(...op.localGet(HI), ...op.localGet(LO), ...op.i32Const(13), ...op.i32ShrU, ...op.i32Xor, ...op.i32Const(0x27d4eb2f), ...op.i32Mul, ...op.globalSet(0));
+  code.push(...op.localGet(LO), ...op.localGet(HI), ...op.i32Const(16), ...op.i32ShrU, ...op.i32Xor, ...op.i32Const(0xc2b2ae35), ...op.i32Mul, 0x0b);
   const body = [...vec([[...uleb(1), I32], [...uleb(ACC + 1), V128], [...uleb(2), I32]]), ...code];
+  const hiBody = [...vec([]), ...op.globalGet(0), 0x0b];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32], [I32]])]])), // type: (i32) -> (i32, i32)
+    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32]])], [0x60, ...vec([]), ...vec([[I32]])]])), // types: (i32) -> i32, () -> i32
     ...section(2, vec([[...name('e'), ...name('m'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]])), // import a shared memory
-    ...section(3, vec([[0]])),
-    ...section(7, vec([[...name('fp'), 0x00, 0]])),
-    ...section(10, vec([[...uleb(body.length), ...body]])),
+    ...section(3, vec([[0], [1]])),
+    ...section(6, vec([[I32, 0x01, ...op.i32Const(0), 0x0b]])), // a mutable i32: the last high half
+    ...section(7, vec([[...name('fp'), 0x00, 0], [...name('hi'), 0x00, 1]])),
+    ...section(10, vec([[...uleb(body.length), ...body], [...uleb(hiBody.length), ...hiBody]])),
   ]);
 }
 
@@ -144,8 +150,13 @@ interface WasmApi {
 const wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly;
 
 let module: object | undefined;
-/** Each wasm memory's fp(), made when its first page is fingerprinted. */
-const wasmFp = new WeakMap<SharedArrayBuffer, (offset: number) => [number, number]>();
+/** A wasm memory's functions: fp(offset) gives a page's low half, then hi() its high half. */
+interface WasmFp {
+  readonly fp: (offset: number) => number;
+  readonly hi: () => number;
+}
+/** Each wasm memory's functions, made when its first page is fingerprinted. */
+const wasmFp = new WeakMap<SharedArrayBuffer, WasmFp>();
 /** The WebAssembly.Memory behind a buffer that is one (memory.ts registers its extents). */
 const wasmMemories = new WeakMap<SharedArrayBuffer, WasmMemory>();
 
@@ -162,27 +173,21 @@ export function fingerprintableBuffer(bytes: number): SharedArrayBuffer {
   return sab;
 }
 
-function wasmFingerprinter(sab: SharedArrayBuffer): ((offset: number) => [number, number]) | undefined {
-  let fp = wasmFp.get(sab);
-  if (fp) return fp;
+function wasmFingerprinter(sab: SharedArrayBuffer): WasmFp | undefined {
+  let f = wasmFp.get(sab);
+  if (f) return f;
   const mem = wasmMemories.get(sab);
   if (!mem) return undefined;
   module ??= new wasm.Module(fingerprintModule());
-  fp = new wasm.Instance(module, { e: { m: mem } }).exports.fp as (offset: number) => [number, number];
-  wasmFp.set(sab, fp);
-  return fp;
+  const { exports } = new wasm.Instance(module, { e: { m: mem } });
+  f = { fp: exports.fp as WasmFp['fp'], hi: exports.hi as WasmFp['hi'] };
+  wasmFp.set(sab, f);
+  return f;
 }
 
 /** A page's fingerprint, into out[2 * i] and out[2 * i + 1]. */
 export function fingerprint(sab: SharedArrayBuffer, offset: number, out: Int32Array, i: number): void {
-  const fp = wasmFingerprinter(sab);
-  if (!fp) {
-    scalarFingerprint(sab, offset, out, i);
-    return;
-  }
-  const [lo, hi] = fp(offset);
-  out[2 * i] = lo;
-  out[2 * i + 1] = hi;
+  fingerprinterOf(sab)(offset, out, i);
 }
 
 /**
@@ -190,11 +195,11 @@ export function fingerprint(sab: SharedArrayBuffer, offset: number, out: Int32Ar
  * buffer's function is looked up once).
  */
 export function fingerprinterOf(sab: SharedArrayBuffer): (offset: number, out: Int32Array, i: number) => void {
-  const fp = wasmFingerprinter(sab);
-  if (!fp) return (offset, out, i) => scalarFingerprint(sab, offset, out, i);
+  const f = wasmFingerprinter(sab);
+  if (!f) return (offset, out, i) => scalarFingerprint(sab, offset, out, i);
+  const { fp, hi } = f;
   return (offset, out, i) => {
-    const [lo, hi] = fp(offset);
-    out[2 * i] = lo;
-    out[2 * i + 1] = hi;
+    out[2 * i] = fp(offset);
+    out[2 * i + 1] = hi();
   };
 }

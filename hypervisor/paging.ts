@@ -35,7 +35,7 @@ export class LogDirty {
   /** Each pfn's fingerprint when the bitmap was last read (two words per pfn). */
   private prints: Int32Array;
   /** Which frame each pfn had then; undefined for a pfn with no page. */
-  private readonly frameAt: (Frame | undefined)[] = [];
+  private readonly frameAt: (Frame | undefined)[];
   /** d->arch.paging.log_dirty's bitmap, one bit per pfn. */
   private bitmap: Uint8Array;
   private faultCount = 0;
@@ -54,12 +54,13 @@ export class LogDirty {
     let fp: ReturnType<typeof fingerprinterOf> = () => {};
     const { p2m } = d;
     const prints = this.prints;
+    // A copy of the p2m in one go (not grown a pfn at a time).
+    this.frameAt = p2m.slice();
     for (let pfn = 0; pfn < p2m.length; pfn++) {
       const f = p2m[pfn];
       if (!f) continue;
       if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
       fp(f.offset, prints, pfn);
-      this.frameAt[pfn] = f;
     }
   }
 

@@ -12,7 +12,7 @@
 import { MigratePipeClosed, type MigratePipe } from './migrate-pipe.ts';
 import { SaveRestoreError, type Xl } from './xl.ts';
 import type { GuestArgs } from '../domains/domU/guest.ts';
-import { FrameFiller, domainFrames, memoryHash, savedPage, saveStreamOptions, suspendedState } from './xl-saverestore.ts';
+import { FrameFiller, domainFrames, memoryHash, savedPage, savedPageFiller, saveStreamOptions, suspendedState } from './xl-saverestore.ts';
 import { SaveStreamReader, type SaveStreamEvent } from '../domains/dom0/toolstack/migration/stream-reader.ts';
 import { ImageRestorer, type RestorePageSink } from '../domains/dom0/toolstack/migration/restore-image.ts';
 import { DhdrType, LibxcRecType } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
@@ -113,6 +113,7 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   const live: LiveDomain = {
     p2mSize: d.p2m.length,
     readPage: (pfn) => savedPage(d, pfn),
+    readPageInto: savedPageFiller(d),
     logdirtyClean: async () => {
       const r = shadowOp(xl, domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, d.p2m.length);
       if (typeof r === 'number') throw new Error(`Failed to retrieve logdirty bitmap: ${r}`);

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Domain } from '../hypervisor/domain.ts';
 import { DhdrType, MAX_BATCH_SIZE, PAGE_SIZE, VCPU_GUEST_CONTEXT_SIZE, XenDomctlPfinfo } from '../domains/dom0/toolstack/migration/libxc-stream.ts';
 import type { RestorePageSink, RestoredImage } from '../domains/dom0/toolstack/migration/restore-image.ts';
-import { type CheckpointState, type GuestPage, SaveStreamWriter, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
+import { type CheckpointState, type GuestPage, type MutableGuestPage, SaveStreamWriter, newGuestPage, type SaveStreamWriterOptions, type StreamSink } from '../domains/dom0/toolstack/migration/stream-writer.ts';
 import { HvmParam } from '../hypervisor/public/hvm/params.ts';
 
 /** vcpu_guest_context.flags: VGCF_in_kernel | VGCF_online (public/arch-x86/xen.h). */
@@ -111,6 +111,30 @@ export function savedPage(d: Domain, pfn: number): GuestPage {
 }
 
 /**
+ * savedPage() into a page object of the caller's (reused batch after batch), for the pfns of one
+ * domain: the view of an extent's buffer is looked up once for its run of pages.
+ */
+export function savedPageFiller(d: Domain): (pfn: number, page: MutableGuestPage) => void {
+  let sab: SharedArrayBuffer | undefined;
+  let whole: Uint8Array | undefined;
+  return (pfn, page) => {
+    const f = d.p2m[pfn];
+    page.pfn = pfn;
+    page.bytes = undefined;
+    if (f) {
+      if (f.sab !== sab) whole = bufferBytes((sab = f.sab));
+      page.type = undefined;
+      page.mapping = whole;
+      page.offset = f.offset;
+    } else {
+      page.type = XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB;
+      page.mapping = undefined;
+      page.offset = undefined;
+    }
+  };
+}
+
+/**
  * xl save's stream of a suspended domain, written to `sink` as it is made: one round with every
  * pfn of its p2m (holes as XTAB) in batches straight from its frames, then its suspended state.
  * Nothing runs in the domain meanwhile, so the stream is memory as at suspend; with `hash` (the
@@ -124,15 +148,18 @@ export function saveDomain(
   const w = new SaveStreamWriter(sink, saveStreamOptions(d, opts.config));
   w.start();
   let pages = 0;
-  const batch: GuestPage[] = [];
-  for (let pfn = 0; pfn < d.p2m.length; pfn++) {
-    const p = savedPage(d, pfn);
-    if (p.mapping) pages++;
-    batch.push(p);
-    if (batch.length === MAX_BATCH_SIZE || pfn === d.p2m.length - 1) {
-      w.sendPages(batch);
-      batch.length = 0;
+  // One set of page objects for every batch: the writer copies a batch's pages at once.
+  const batch: MutableGuestPage[] = [];
+  const fill = savedPageFiller(d);
+  for (let first = 0; first < d.p2m.length; first += MAX_BATCH_SIZE) {
+    const n = Math.min(MAX_BATCH_SIZE, d.p2m.length - first);
+    batch.length = Math.min(batch.length, n);
+    for (let j = 0; j < n; j++) {
+      const p = (batch[j] ??= newGuestPage());
+      fill(first + j, p);
+      if (p.mapping) pages++;
     }
+    w.sendPages(batch);
   }
   const hash = opts.hash === false ? undefined : memoryHash(domainFrames(d));
   w.endOfCheckpoint(suspendedState(d, opts));

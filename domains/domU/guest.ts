@@ -138,7 +138,10 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
     try {
       saved = readKernelState(k.page(KERNEL_STATE_GFN), k.startInfo.nr_pages);
       const rings = saved.frontends.flatMap((f) => (f.ring ? [f.ring.gfn] : []));
-      for (const gfn of [...saved.workload, ...saved.blk.flatMap((r) => r.gfns), ...rings]) k.reserve(gfn);
+      // Indexed (no spread copy): a big guest's workload is every page it has.
+      const { workload } = saved;
+      for (let i = 0; i < workload.length; i++) k.reserve(workload[i]);
+      for (const gfn of [...saved.blk.flatMap((r) => r.gfns), ...rings]) k.reserve(gfn);
     } catch (e) {
       // Memory that is not what this kernel left: nothing to resume from (Linux would oops).
       k.trace({ kind: 'oops', where: 'resume', error: e instanceof Error ? e.message : String(e) });
@@ -149,7 +152,8 @@ export async function main(k: Kernel, args: GuestArgs = {}, control: ControlPort
   }
   const statePage = k.reservePage(KERNEL_STATE_GFN);
   k.configureEvents(args.quirks?.events);
-  const workload: number[] = saved ? [...saved.workload] : [];
+  // readKernelState's list is this kernel's own: kept as it is (a big guest's is every page).
+  const workload: number[] = saved ? (saved.workload as number[]) : [];
   const resumes = saved ? saved.resumes + 1 : 0;
   // xb_init_comms: the store ring of this domain (a new port after a restore).
   const xs = xenbusInit(k, { ignoreConnection: args.quirks?.xenbus?.ringBeforeConnected, reconnectAfterNs: args.quirks?.xenbus?.ringReconnectAfterNs });

@@ -70,11 +70,20 @@ export class KernelStateError extends Error {}
  */
 function toRuns(gfns: readonly number[]): [number, number][] {
   const runs: [number, number][] = [];
-  for (const g of gfns) {
-    const last = runs[runs.length - 1];
-    if (last && last[0] + last[1] === g) last[1]++;
-    else runs.push([g, 1]);
+  // Indexed, with the open run in locals: a big guest's workload is every page it has.
+  let first = -1;
+  let count = 0;
+  for (let i = 0; i < gfns.length; i++) {
+    const g = gfns[i];
+    if (count > 0 && first + count === g) {
+      count++;
+      continue;
+    }
+    if (count > 0) runs.push([first, count]);
+    first = g;
+    count = 1;
   }
+  if (count > 0) runs.push([first, count]);
   return runs;
 }
 
@@ -121,8 +130,10 @@ export function readKernelState(page: Uint8Array, nrPages: number): KernelState 
   const workload: number[] = [];
   const named = new Uint8Array(nrPages);
   for (const [first, count] of runs as [number, number][]) {
+    // gfn() of each page of the run, checked at its ends: inside memory, not the state's own page.
+    if (first + count > nrPages || (first <= KERNEL_STATE_GFN && KERNEL_STATE_GFN < first + count)) throw new KernelStateError('kernel state: bad workload pages');
     for (let g = first; g < first + count; g++) {
-      if (!gfn(g) || named[g]++ !== 0) throw new KernelStateError('kernel state: bad workload pages');
+      if (named[g]++ !== 0) throw new KernelStateError('kernel state: bad workload pages');
       workload.push(g);
     }
   }

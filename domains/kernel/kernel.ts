@@ -241,23 +241,34 @@ export class Kernel {
   }
 
   private freeGfns: number[] | undefined;
-  /** Which gfns in freeGfns are still free (1), by gfn: reservePage takes one out in O(1), allocPage skips it. */
+  /** Which gfns are free (1), by gfn: reservePage takes one out in O(1), allocPage skips it in freeGfns. */
   private freeSet: Uint8Array | undefined;
 
+  /** freeSet, made on first use: every page of the domain but the special ones. */
+  private freeMap(): Uint8Array {
+    if (!this.freeSet) {
+      const last = this.runs.at(-1);
+      const set = new Uint8Array(last ? last.gfn + last.count : 0);
+      for (const r of this.runs) set.fill(1, r.gfn, r.gfn + r.count);
+      for (const g of [this.startInfo.store_mfn, this.startInfo.console_mfn]) if (g !== undefined && g >= 0 && g < set.length) set[g] = 0;
+      this.freeSet = set;
+    }
+    return this.freeSet;
+  }
+
+  /**
+   * allocPage's stack, made on first use from the pages free then (a resumed kernel reserves every
+   * page of its workload first: a big guest's list is then a few pages, not all of them). A page
+   * reserved later stays in it and is skipped when popped; one freed goes on top.
+   */
   private freeList(): number[] {
     if (!this.freeGfns) {
-      const special = new Set([this.startInfo.store_mfn, this.startInfo.console_mfn]);
-      const last = this.runs.at(-1);
+      const set = this.freeMap();
       const free: number[] = [];
-      this.freeSet = new Uint8Array(last ? last.gfn + last.count : 0);
       // Descending, so that pop() hands out the lowest gfn first.
       for (let i = this.runs.length - 1; i >= 0; i--) {
         const r = this.runs[i];
-        for (let g = r.gfn + r.count - 1; g >= r.gfn; g--) {
-          if (special.has(g)) continue;
-          free.push(g);
-          this.freeSet[g] = 1;
-        }
+        for (let g = r.gfn + r.count - 1; g >= r.gfn; g--) if (set[g] === 1) free.push(g);
       }
       this.freeGfns = free;
     }
@@ -289,15 +300,16 @@ export class Kernel {
   /** reservePage() without making a view of the page (a resumed kernel reserves every page its workload had). */
   reserve(gfn: number): void {
     if (!this.runOf(gfn)) throw new RangeError(`domain ${this.domid} has no page at gfn ${gfn}`);
-    this.freeList();
-    if (this.freeSet![gfn] !== 1) throw new RangeError(`gfn ${gfn} is not free to reserve`);
-    this.freeSet![gfn] = 0;
+    const set = this.freeMap();
+    if (set[gfn] !== 1) throw new RangeError(`gfn ${gfn} is not free to reserve`);
+    set[gfn] = 0;
   }
 
   freePage(gfn: number): void {
-    if (!this.freeGfns || this.freeSet![gfn] === 1 || !this.runOf(gfn)) return;
-    this.freeGfns.push(gfn);
-    this.freeSet![gfn] = 1;
+    if (!this.freeSet || this.freeSet[gfn] === 1 || !this.runOf(gfn)) return;
+    // The stack first (made from the pages free before this one), then this page on top.
+    this.freeList().push(gfn);
+    this.freeSet[gfn] = 1;
   }
 
   // ---------------------------------------------------------------- hypercalls

@@ -117,6 +117,12 @@ export interface PageDataRecord {
    * bytes - the restorer copies each page from here without a view of it.
    */
   readonly data?: Uint8Array;
+  /**
+   * Decoded records: pfn[i] and type[i] as arrays (what the reader and restorer walk: a big
+   * guest's stream is 262,144 pfns a GiB); `pfns` is made from them when first asked for.
+   */
+  readonly pfnList?: Float64Array;
+  readonly typeList?: Uint8Array;
 }
 
 export interface X86PvInfoRecord {
@@ -547,7 +553,8 @@ function decodePageData(body: Uint8Array): PageDataRecord {
   if (v.getUint32(4, true) !== 0) throw new RecordError('Reserved bits set in PAGE_DATA record');
   // count * 8 is below 2^35, exact in a double; compared before anything is sized by it.
   if (body.length < 8 + count * 8) throw new RecordError(`PAGE_DATA record (length ${body.length}) too short to contain ${count} pfns worth of information`);
-  const pfns: { pfn: number; type: XenDomctlPfinfo }[] = [];
+  const pfnList = new Float64Array(count);
+  const typeList = new Uint8Array(count);
   let withData = 0;
   for (let i = 0; i < count; i++) {
     // The word as two halves (no BigInt a page): pfn in bits 0-51, reserved 52-59, type 60-63.
@@ -561,14 +568,21 @@ function decodePageData(body: Uint8Array): PageDataRecord {
     }
     if (!isKnownPageType(type)) throw new RecordError(`Unknown type 0x${(type << 28 >>> 0).toString(16)} for pfn 0x${pfn.toString(16)} (index ${i})`);
     if (pageTypeHasStreamData(type)) withData++;
-    pfns.push({ pfn, type });
+    pfnList[i] = pfn;
+    typeList[i] = type;
   }
   const expected = 8 + 8 * count + PAGE_SIZE * withData;
   if (body.length !== expected) throw new RecordError(`PAGE_DATA record wrong size: length ${body.length}, expected 8 + ${8 * count} + ${PAGE_SIZE * withData}`);
   const data = body.subarray(8 + 8 * count);
+  // An object and a view per page only for whoever asks (the restorer does not).
+  let pfns: { pfn: number; type: XenDomctlPfinfo }[] | undefined;
   let pages: Uint8Array[] | undefined;
   return {
-    type: LibxcRecType.REC_TYPE_PAGE_DATA, pfns, data,
+    type: LibxcRecType.REC_TYPE_PAGE_DATA, data, pfnList, typeList,
+    get pfns() {
+      pfns ??= Array.from(pfnList, (pfn, i) => ({ pfn, type: typeList[i] as XenDomctlPfinfo }));
+      return pfns;
+    },
     get pages() {
       pages ??= Array.from({ length: withData }, (_, i) => data.subarray(i * PAGE_SIZE, (i + 1) * PAGE_SIZE));
       return pages;

@@ -4,7 +4,7 @@
 // the pages dirtied since the last round are sent (suspend_and_send_dirty()). The hypervisor side
 // (the dirty bitmap, the suspend) comes in through LiveDomain, so the loop itself is pure.
 import { MAX_BATCH_SIZE } from './libxc-stream.ts';
-import type { GuestPage, SaveStreamWriter } from './stream-writer.ts';
+import { type GuestPage, type MutableGuestPage, type SaveStreamWriter, newGuestPage } from './stream-writer.ts';
 
 /** struct precopy_stats. */
 export interface PrecopyStats {
@@ -45,6 +45,8 @@ export interface LiveDomain {
    * Type XTAB for a pfn with no page behind it.
    */
   readPage(pfn: number): GuestPage;
+  /** readPage() into a page object of the saver's (reused batch after batch: no object a page). */
+  readPageInto?(pfn: number, page: MutableGuestPage): void;
   /** XEN_DOMCTL_SHADOW_OP_CLEAN: pfns dirtied since log-dirty was enabled or last cleaned, ascending. */
   logdirtyClean(): Promise<readonly number[]>;
   /** Suspends the domain (libxl's suspend callback); resolves once it is shut down for suspend. */
@@ -62,9 +64,18 @@ export interface PrecopyReport {
   readonly liveRounds: number;
 }
 
-async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly number[]): Promise<void> {
-  for (let i = 0; i < pfns.length; i += MAX_BATCH_SIZE) {
-    w.sendPages(pfns.slice(i, i + MAX_BATCH_SIZE).map((pfn) => dom.readPage(pfn)));
+/** Sends `count` pfns: pfns[0..count), or (pfns undefined) 0..count-1, round 1's every pfn. */
+async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly number[] | undefined, count: number): Promise<void> {
+  const batch: MutableGuestPage[] = [];
+  for (let i = 0; i < count; i += MAX_BATCH_SIZE) {
+    const n = Math.min(MAX_BATCH_SIZE, count - i);
+    batch.length = Math.min(batch.length, n);
+    for (let j = 0; j < n; j++) {
+      const pfn = pfns ? pfns[i + j] : i + j;
+      if (dom.readPageInto) dom.readPageInto(pfn, (batch[j] ??= newGuestPage()));
+      else batch[j] = dom.readPage(pfn);
+    }
+    w.sendPages(batch);
     await dom.afterBatch?.();
   }
 }
@@ -75,29 +86,30 @@ async function sendPfns(w: SaveStreamWriter, dom: LiveDomain, pfns: readonly num
  */
 export async function sendDomainMemoryLive(w: SaveStreamWriter, dom: LiveDomain, policy: PrecopyPolicy = simplePrecopyPolicy): Promise<PrecopyReport> {
   const rounds: number[] = [];
-  const all: number[] = [];
-  for (let pfn = 0; pfn < dom.p2mSize; pfn++) all.push(pfn);
-  let dirty: readonly number[] = all;
+  // Round 1 is every pfn (no list of them made); later rounds the dirty ones.
+  let dirty: readonly number[] | undefined;
+  let dirtyCount = dom.p2mSize;
   let stats: PrecopyStats = { iteration: 0, totalWritten: 0, dirtyCount: dom.p2mSize };
   let decision: PrecopyPolicyDecision;
   for (let x = 1; ; x++) {
     decision = policy(stats);
-    if (dirty.length > 0 && decision !== PrecopyPolicyDecision.XGS_POLICY_ABORT) {
-      await sendPfns(w, dom, dirty);
-      rounds.push(dirty.length);
+    if (dirtyCount > 0 && decision !== PrecopyPolicyDecision.XGS_POLICY_ABORT) {
+      await sendPfns(w, dom, dirty, dirtyCount);
+      rounds.push(dirtyCount);
     }
     if (decision !== PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY) break;
-    stats = { iteration: x, totalWritten: stats.totalWritten + dirty.length, dirtyCount: -1 };
+    stats = { iteration: x, totalWritten: stats.totalWritten + dirtyCount, dirtyCount: -1 };
     decision = policy(stats);
     if (decision !== PrecopyPolicyDecision.XGS_POLICY_CONTINUE_PRECOPY) break;
     dirty = await dom.logdirtyClean();
-    stats = { ...stats, dirtyCount: dirty.length };
+    dirtyCount = dirty.length;
+    stats = { ...stats, dirtyCount };
   }
   if (decision === PrecopyPolicyDecision.XGS_POLICY_ABORT) throw new PrecopyAborted('Abort precopy loop');
   const liveRounds = rounds.length;
   await dom.suspend();
   const last = await dom.logdirtyClean();
-  await sendPfns(w, dom, last);
+  await sendPfns(w, dom, last, last.length);
   rounds.push(last.length);
   return { rounds, liveRounds };
 }

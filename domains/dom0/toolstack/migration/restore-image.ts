@@ -251,7 +251,12 @@ export class ImageRestorer {
           run = undefined;
         };
         const runs = Boolean(rec.data && this.pageSink?.putRun && !this.verifying);
-        for (const { pfn, type } of rec.pfns) {
+        // A decoded record's arrays when it has them (no object per pfn), else its list.
+        const { pfnList, typeList } = rec;
+        const n = pfnList ? pfnList.length : rec.pfns.length;
+        for (let i = 0; i < n; i++) {
+          const pfn = pfnList ? pfnList[i] : rec.pfns[i].pfn;
+          const type: XenDomctlPfinfo = typeList ? typeList[i] : rec.pfns[i].type;
           img.stats.pagesReceived++;
           if (img.pageTypes.has(pfn)) img.stats.pagesResent++;
           img.pageTypes.set(pfn, type);

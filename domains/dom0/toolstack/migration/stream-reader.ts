@@ -325,8 +325,9 @@ export class SaveStreamReader {
         if (!this.staticDataEnd) refuse('No STATIC_DATA_END seen');
         if (!hvm && !this.p2mFrames) refuse('PAGE_DATA record before X86_PV_P2M_FRAMES');
         if (this.p2mSize !== undefined) {
-          const bad = rec.pfns.findIndex((p) => p.pfn >= this.p2mSize!);
-          if (bad >= 0) refuse(`pfn 0x${rec.pfns[bad].pfn.toString(16)} (index ${bad}) outside domain maximum`);
+          const pfns = rec.pfnList ?? Float64Array.from(rec.pfns, (p) => p.pfn);
+          const bad = pfns.findIndex((pfn) => pfn >= this.p2mSize!);
+          if (bad >= 0) refuse(`pfn 0x${pfns[bad].toString(16)} (index ${bad}) outside domain maximum`);
         }
         break;
       case LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC:

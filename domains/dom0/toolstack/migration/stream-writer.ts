@@ -32,6 +32,15 @@ export interface GuestPage {
   readonly offset?: number;
 }
 
+/**
+ * A GuestPage a saver fills in anew for each batch: the writer copies a batch's pages during
+ * sendPages(), so one set of page objects serves every batch (a big guest has 262,144 pages a GiB).
+ */
+export type MutableGuestPage = { -readonly [K in keyof GuestPage]: GuestPage[K] };
+
+/** A page object for readPageInto()-style fillers, with every field there (one shape for all). */
+export const newGuestPage = (): MutableGuestPage => ({ pfn: 0, type: undefined, bytes: undefined, mapping: undefined, offset: undefined });
+
 /** A PV vCPU's four context blobs (XEN_DOMCTL_getvcpucontext and friends). */
 export interface PvVcpuContext {
   readonly vcpuId: number;
