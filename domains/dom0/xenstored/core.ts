@@ -2066,7 +2066,8 @@ export class Xenstored {
     if (this.b.controlIsDebug) {
       const conn = ctx.conn;
       const text = debugOcaml(dec(ctx.msg.payload), {
-        dom0: conn.domid === 0,
+        // Connection.is_dom0: a socket, dom0, or a guest whose target is dom0 (set_target keeps it in privileged).
+        dom0: conn.privileged,
         // The root is no entry of Quota's map.
         ownedBy: (domid) => ctx.db.ownedBy(domid) - (this.store.root.perms[0].id === domid ? 1 : 0),
         maxEntries: this.quotas.nodes,

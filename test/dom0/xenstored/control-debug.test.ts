@@ -38,6 +38,9 @@ describe('xenstored ocaml: XS_CONTROL is oxenstored\'s DEBUG', () => {
     assert.equal(ask('live-update\x00'), 'Unknown arguments: ');
     assert.equal(ask('print\x00hello\x00'), 'OK\x00');
     assert.equal(ask('quota\x005\x00', g), 'OK\x00');
+    // A guest whose target is dom0 counts as dom0 (Perms.Connection.is_dom0; campaign seed 112031).
+    assert.equal(h.dom0.request(T.XS_SET_TARGET, '5\x000\x00').error ?? 'OK', 'OK');
+    assert.equal(ask('mfn\x005\x00', g), `${0x1000 + 5}\x00`);
     assert.equal(h.release(5), 'OK');
     assert.equal(ask('quota\x005\x00'), 'dom5 quota: not set\x00');
   });
