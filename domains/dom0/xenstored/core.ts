@@ -1036,9 +1036,13 @@ export class Xenstored {
 
   // ------------------------------------------------------------------ watch events
 
-  private eventFor(w: Watch, name: string): XsMessage | undefined {
+  private eventFor(conn: Connection, w: Watch, name: string): XsMessage | undefined {
     let path = name;
     if (w.relativeTo !== undefined && name.startsWith(`${w.relativeTo}/`)) path = name.slice(w.relativeTo.length + 1);
+    // C's duplicate check, asked before the event is built: one that queueEvent() or the
+    // transport would drop costs no message (a guest that never reads, with a 4 KB token).
+    if (this.b.dropDuplicateEvents && path[0] !== '@' && !this.silent
+      && (conn.pendingEvents.has(path, w.token) || this.unsent.get(conn.id)?.has(path, w.token))) return undefined;
     const payload = enc(`${path}\0${w.token}\0`);
     // C drops an event that cannot fit a message; oxenstored leaves it to the transport.
     if (payload.length > XENSTORE_PAYLOAD_MAX && this.b.longMessages === 'core') return undefined;
@@ -1095,7 +1099,7 @@ export class Xenstored {
         matched = matched.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!);
       }
       for (const w of matched) {
-        const ev = this.eventFor(w, name);
+        const ev = this.eventFor(c, w, name);
         if (ev) this.queueEvent(c, ev);
       }
     }
@@ -1372,7 +1376,7 @@ export class Xenstored {
         }
         if (acls.length === 0) continue;
         if (!c.privileged && !acls.some((acl) => this.perm(c, acl) & XsPerm.XS_PERM_READ)) continue;
-        const ev = this.eventFor(w, w.node);
+        const ev = this.eventFor(c, w, w.node);
         if (ev) this.queueEvent(c, ev);
       }
     }
@@ -1469,7 +1473,7 @@ export class Xenstored {
     const w: Watch = { node, token, relativeTo };
     conn.watches.push(w);
     // "We fire once up front": the initial event, whatever the node's existence or ACL.
-    ctx.afterReply = this.eventFor(w, node);
+    ctx.afterReply = this.eventFor(conn, w, node);
   }
 
   private doUnwatch(ctx: RequestContext): void {
