@@ -1052,11 +1052,11 @@ export class Xenstored {
   private queueEvent(conn: Connection, msg: XsMessage): void {
     if (this.silent) return;
     // C drops an event identical to one still queued and unsent for that connection (XSA-326);
-    // special events are never merged.
+    // eventFor() asked already, so this only records it for the events after it in this request.
     if (this.tracksDuplicate(msg)) {
       let u = this.unsent.get(conn.id);
       if (u === undefined) this.unsent.set(conn.id, (u = new PendingEvents()));
-      if (!u.add(msg.payload)) return;
+      assert(u.add(msg.payload), 'eventFor() let through an event identical to one unsent');
     }
     if (conn === this.current) this.selfEvents.push(msg);
     else this.out.push({ conn: conn.id, msg });

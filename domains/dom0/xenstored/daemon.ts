@@ -2,15 +2,13 @@
 // transport (a Unix socket, a guest's ring page, an in-process stream). Whole decoded messages
 // come in; the daemon hands back, per connection, the messages to send, flushing each touched
 // connection once per batch.
-import { XENSTORE_PAYLOAD_MAX, type XsMessage, XsdSockmsgType, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
+import { type XsMessage, XsdSockmsgType, xsTypeName } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Outcome, Xenstored, type XenstoredOptions } from './core.ts';
 import { dumpState, luReply, luStep, outputMessages, readState, restoreOffline, type RestoredState } from './lu.ts';
 import { ReplicationRecorder, Standby } from './replica.ts';
 import { createReplicationLog, ReplicationLogReader, type ReplicationLogShared, ReplicationLogWriter } from './replication-log.ts';
 import type { TraceFile } from './trace.ts';
-import { type XbConnection, XbWatchEvents } from './xb-watch-events.ts';
-
-const E2BIG = new Uint8Array(Buffer.from('E2BIG\0', 'latin1'));
+import { packetOf, type XbConnection, XbWatchEvents } from './xb-watch-events.ts';
 
 /** What the connection layer offers the daemon for one connection. */
 export interface Sink {
@@ -566,16 +564,6 @@ export class XenstoredDaemon {
     return dumpState(this.xs, { input: (c) => this.sinks.get(c)?.pendingInput?.() ?? empty, output: () => ({ data: empty, respLen: 0 }) });
   }
 
-  /**
-   * oxenstored's packet_of(): a message over XENSTORE_PAYLOAD_MAX goes out as it is on a socket;
-   * a guest's ring gets an E2BIG error in its place (for a watch event too, with the event's rid 0).
-   * In profile c the core has refused such replies and dropped such events already.
-   */
-  private packetOf(conn: number, msg: XsMessage): XsMessage {
-    if (msg.payload.length <= XENSTORE_PAYLOAD_MAX || this.xs.connections.get(conn)?.kind !== 'domain') return msg;
-    return { type: XsdSockmsgType.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: E2BIG };
-  }
-
   private queue(conn: number, msg: XsMessage): void {
     const sink = this.sinks.get(conn);
     if (!sink) return;
@@ -586,7 +574,8 @@ export class XenstoredDaemon {
       this.xb!.event(e.xbc, msg, source);
       return;
     }
-    this.send(sink, this.packetOf(conn, msg));
+    // In profile c the core has refused long replies and dropped long events already.
+    this.send(sink, packetOf(msg, this.xs.connections.get(conn)?.kind === 'domain'));
   }
 
   private send(sink: Sink, msg: XsMessage): boolean | void {

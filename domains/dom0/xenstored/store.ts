@@ -331,8 +331,7 @@ export class Store {
       // oxenstored's Node.set_value hands back the very node when the value does not change:
       // the root and the ancestors are new, the node and its subtree are not (what a merge at
       // commit compares).
-      const gen = this.changedAt = this.generation++;
-      this.touchPath(path.slice(0, Math.max(1, path.lastIndexOf('/'))), gen);
+      this.renewAbove(path);
       this.observer?.put(path, node);
       return;
     }

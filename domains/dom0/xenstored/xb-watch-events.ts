@@ -14,6 +14,17 @@
 // with one token and different paths share a pipe here.
 import { XENSTORE_PAYLOAD_MAX, type XsMessage, XsdSockmsgType } from '../../../hypervisor/public/io/xs_wire.ts';
 
+const E2BIG = Buffer.from('E2BIG\0', 'latin1');
+
+/**
+ * oxenstored's packet_of(): a message over XENSTORE_PAYLOAD_MAX goes out as it is on a socket; a
+ * guest's ring (Xb's mmap backend) gets an E2BIG error in its place, for a watch event too.
+ */
+export function packetOf(msg: XsMessage, ring: boolean): XsMessage {
+  if (!ring || msg.payload.length <= XENSTORE_PAYLOAD_MAX) return msg;
+  return { type: XsdSockmsgType.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: E2BIG };
+}
+
 /** oxenstored's quota-maxwatchevents default (oxenstored.conf, define.ml). */
 export const OXENSTORED_MAXWATCHEVENTS = 1024;
 
@@ -161,10 +172,7 @@ export class XbWatchEvents {
    * ring; Xb classifies that packet as a reply, so it is not counted among the events in flight.
    */
   private write(c: XbConnection, msg: XsMessage): void {
-    let out = msg;
-    if (c.peer.ring && msg.payload.length > XENSTORE_PAYLOAD_MAX) {
-      out = { type: XsdSockmsgType.XS_ERROR, req_id: msg.req_id, tx_id: msg.tx_id, payload: Buffer.from('E2BIG\0', 'latin1') };
-    }
+    const out = packetOf(msg, c.peer.ring ?? false);
     const counted = out.type === XsdSockmsgType.XS_WATCH_EVENT;
     if (counted) c.inFlight++;
     if (!c.dead && c.peer.write(out) === false && counted) c.inFlight--;
