@@ -86,8 +86,8 @@ function quota(args: readonly string[], soft: boolean, s: ControlState): Control
 export interface DebugState {
   /** Connection.is_dom0: a socket or dom0's ring; anyone else is answered OK (allow_debug off). */
   readonly dom0: boolean;
-  /** Nodes a domain owns in the requester's view (the transaction's, if any). */
-  ownedBy(domid: number): number;
+  /** A domain's entry in oxenstored's quota map, in the requester's view (its transaction's, if any). */
+  entries(domid: number): number | undefined;
   /** quota-maxentity. */
   readonly maxEntries: number;
   /** The mfn of a domain whose connection exists. */
@@ -116,9 +116,8 @@ export function debugOcaml(payload: string, s: DebugState): string | undefined {
       if (rest.length === 0) return undefined;
       const domid = s.parseInt(rest[0]);
       if (domid === undefined) return undefined;
-      const n = s.ownedBy(domid);
-      // Quota.to_string: a domain owning nothing has no entry in the map.
-      return `dom${domid} quota: ${n === 0 ? 'not set' : `${n}/${s.maxEntries}`}\0`;
+      const n = s.entries(domid);
+      return `dom${domid} quota: ${n === undefined ? 'not set' : `${n}/${s.maxEntries}`}\0`;
     }
     case 'mfn': {
       if (rest.length === 0) return undefined;

@@ -13,7 +13,7 @@ import {
 } from './permissions.ts';
 import { BEHAVIOURS, type Behaviours, type Profile } from './profile.ts';
 import {
-  DEFAULT_BUFFER_SIZE, MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
+  DEFAULT_BUFFER_SIZE, EntryQuota, MemoryQuota, nodeRecordSize, type Quotas, SeedRateLimit, type SyslogLevel, WriteRateLimit, XS_BUFFERED_HDR,
 } from './quota.ts';
 import { control, debugOcaml } from './control.ts';
 import { controlLiveUpdate, type LiveUpdate, type LuStart, registerXenstored } from './lu.ts';
@@ -978,23 +978,24 @@ export class Xenstored {
       parentName = parentOf(parentName);
       parent = db.read(parentName);
     }
+    const quota = this.quotas.nodes;
+    if (this.b.entryQuota) return this.createNodeOcaml(ctx, missing, parentName, parent, value);
     if (!(this.perm(conn, parent) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
     let perms = this.settle(parent);
     if (!conn.privileged && this.b.creatorOwnsNewNode) {
       perms = internPerms([{ perms: perms[0].perms, id: conn.domid }, ...perms.slice(1)]);
     }
     // Check everything first, so a failure leaves nothing half-created (XSA-414/415).
-    const quota = this.quotas.nodes;
     if (!conn.privileged && (quota > 0 || this.b.nodeQuotaRule === 'creator-enospc')) {
-      if (this.b.nodeQuotaRule === 'owner-equota') {
-        if (db.ownedBy(perms[0].id) + missing.length > quota) fail('EQUOTA');
-      } else if (ctx.tx) {
+      if (ctx.tx) {
         // Inside a transaction 4.17 compares the committed count; the commit checks the result.
         if (this.store.ownedBy(conn.domid) >= quota) fail('ENOSPC');
       } else if (this.store.ownedBy(conn.domid) + missing.length > quota) {
         fail('ENOSPC');
       }
     }
+    // ta_node_created(): construct_node() got this far (a size refusal comes after).
+    if (ctx.tx) ctx.tx.nodeCreated = true;
     const top = missing[missing.length - 1];
     this.checkNodeSize(conn, parent.value, parent.perms, [...db.children(parentName), basename(top)], ctx.tx);
     for (let i = missing.length - 1; i >= 0; i--) {
@@ -1006,6 +1007,29 @@ export class Xenstored {
     for (let i = missing.length - 1; i >= 0; i--) db.create(missing[i], i === 0 ? value : '', perms);
     if (!ctx.tx) this.wrlDebit(conn, missing.length + 1);
     ctx.tx?.lowWrite(parentName);
+  }
+
+  /**
+   * oxenstored: create_implicit_path's MKDIRs make the missing ancestors one at a time from the
+   * top, then Store.write or Store.mkdir the node; each new node inherits its parent's ACL. Before
+   * each one the parent owner's entry quota is checked, before the permission, and a refusal
+   * half-way keeps the ancestors made so far (no event: those MKDIRs are silent).
+   */
+  private createNodeOcaml(ctx: RequestContext, missing: readonly string[], parentName: string, parent: NodeData, value: string): void {
+    const { conn, db } = ctx;
+    const perms = this.settle(parent);
+    const owner = perms[0].id;
+    const entries = this.entries(ctx.tx);
+    const quota = this.quotas.nodes;
+    for (let i = missing.length - 1; i >= 0; i--) {
+      // Quota.check: only a domain (id > 0) with an entry at or over quota-maxentity is refused.
+      if (!conn.privileged && quota > 0 && owner > 0 && (entries.get(owner) ?? 0) >= quota) fail('EQUOTA');
+      // Every node on the way inherits the same ACL: the first permission check decides.
+      if (i === missing.length - 1 && !(this.perm(conn, parent) & XsPerm.XS_PERM_WRITE)) fail('EACCES');
+      db.create(missing[i], i === 0 ? value : '', perms);
+      entries.add(owner, 1);
+      ctx.tx?.lowWrite(i === missing.length - 1 ? parentName : missing[i + 1]);
+    }
   }
 
   /**
@@ -1305,6 +1329,12 @@ export class Xenstored {
       // it), every watch below fires with its own path, in trie order.
       const removed: Removed[] = [];
       for (const k of [...ctx.db.children('/')]) removed.push(...ctx.db.remove(join('/', k)));
+      // Store.rm takes an entry from the owner of every node it walked, the root it keeps included.
+      if (this.b.entryQuota) {
+        const entries = this.entries(ctx.tx);
+        for (const r of removed) entries.add(r.node.perms[0].id, -1);
+        entries.add(ctx.db.read('/')!.perms[0].id, -1);
+      }
       if (ctx.tx) {
         ctx.tx.lowWrite('/');
         ctx.tx.wops++;
@@ -1328,6 +1358,10 @@ export class Xenstored {
 
   private removeSubtree(ctx: RequestContext, name: string): void {
     const removed = ctx.db.remove(name);
+    if (this.b.entryQuota) {
+      const entries = this.entries(ctx.tx);
+      for (const r of removed) entries.add(r.node.perms[0].id, -1);
+    }
     if (this.b.rmFiresWatchesBelow) {
       this.fireRemovedOcaml(ctx, name, removed);
       return;
@@ -1431,6 +1465,12 @@ export class Xenstored {
     }
     if (!ctx.tx) this.wrlDebit(conn, 1);
     const old: AclAt = { perms: node.perms, gen: node.gen };
+    if (this.b.entryQuota) {
+      // Store.setperms moves one entry from the old owner to the new, the root's too.
+      const quota = this.entries(ctx.tx);
+      quota.add(node.perms[0].id, -1);
+      quota.add(perms[0].id, 1);
+    }
     ctx.db.setPerms(name, perms);
     if (ctx.tx) {
       ctx.tx.lowWrite(name);
@@ -1513,7 +1553,33 @@ export class Xenstored {
   /** A client's transaction as this profile runs it (`quota`: its transaction-nodes bound, 0 = none). */
   newTransaction(id: number, quota: number): Transaction {
     const style = this.b.commitRule === 'merge-replay' ? 'ocaml' : 'c';
-    return new Transaction(id, this.store, style, this.b.txNodeQuotaOnAccess ? quota : 0, this.b.txStartTakesGeneration);
+    const tx = new Transaction(id, this.store, style, this.b.txNodeQuotaOnAccess ? quota : 0, this.b.txStartTakesGeneration);
+    if (this.b.entryQuota) {
+      tx.entriesAtStart = this.entries(undefined).copy();
+      tx.entries = tx.entriesAtStart.copy();
+    }
+    return tx;
+  }
+
+  /**
+   * oxenstored's Quota.cur of the store, or of a transaction's own store. Until something makes it
+   * part from ownership it is what each domain owns, the root aside (no entry is added for it), so
+   * it is built from ownership when first needed, and again after the tree is loaded wholesale.
+   * A scratch transaction (a replay) copies the store's when it first needs one.
+   */
+  private entries(tx: Transaction | undefined): EntryQuota {
+    if (tx !== undefined) return tx.entries ??= this.entries(undefined).copy();
+    if (this.storeEntries === undefined) {
+      const rootOwner = this.store.root.perms[0].id;
+      this.storeEntries = EntryQuota.of([...this.store.owners()].map(([id, n]): [number, number] => [id, id === rootOwner ? n - 1 : n]));
+    }
+    return this.storeEntries;
+  }
+  private storeEntries: EntryQuota | undefined;
+
+  /** The tree was loaded without its operations (a seed migration): count its entries again. */
+  resetEntryQuota(): void {
+    this.storeEntries = undefined;
   }
 
   private allocTxId(conn: Connection): number {
@@ -1578,32 +1644,53 @@ export class Xenstored {
 
   private commitC(ctx: RequestContext, tx: Transaction): void {
     if (tx.failed) fail('ENOMEM');
+    // transaction_fix_domains(trans, chk_quota, false), before the conflict check: each owner whose
+    // count the transaction touched gets a domain struct if the hypervisor has the domain (kept
+    // even if the commit then fails: its generation is today's count - repro c-d25); an unknown one
+    // is ENOMEM. With a node created by a guest, an unprivileged owner must end below quota.
+    const chkQuota = tx.nodeCreated && !ctx.conn.privileged;
+    for (const domid of tx.ownerDelta.keys()) {
+      if (this.knowDomain(domid) === undefined) fail('ENOMEM');
+      if (chkQuota && domid !== 0 && Math.max(0, tx.ownedBy(domid)) >= this.quotas.nodes) fail('ENOSPC');
+    }
+    if (this.faults.conflictOnAnyChange ? this.store.changedAt >= tx.startGen : !tx.unchanged()) fail('EAGAIN');
     if (this.wrl && !ctx.conn.privileged && ctx.conn.kind === 'domain') {
-      // wrl_apply_debit_trans_commit(): this transaction still counts among the open ones.
+      // wrl_apply_debit_trans_commit(), for a commit that succeeds: this transaction still counts
+      // among the open ones.
       this.wrl.ntransactions = this.openTransactions() + 1;
       this.wrl.debitCommit(ctx.conn.domid);
     }
-    if (this.faults.conflictOnAnyChange ? this.store.changedAt >= tx.startGen : !tx.unchanged()) fail('EAGAIN');
-    // transaction_fix_domains(): every unprivileged owner whose count changed must end below quota.
-    for (const domid of tx.ownerDelta.keys()) {
-      if (domid === 0 || !this.domains.has(domid)) continue;
-      if (tx.ownedBy(domid) >= this.quotas.nodes) fail('ENOSPC');
+    // finalize_transaction() writes the nodes one by one in first-access order and fires each
+    // one's watches right after writing it: a parent written later is still the old one when a
+    // child's event is checked (repro c-d26). Keep the old ACLs of what the commit overwrites.
+    const order = tx.modifiedInOrder();
+    const position = new Map(order.map((p, i) => [p, i]));
+    const before = new Map<string, AclAt | undefined>();
+    for (const p of order) {
+      const n = this.store.get(p);
+      before.set(p, n && { perms: n.perms, gen: n.gen });
     }
     for (const ev of tx.apply(true)) {
       // C keeps a node's ACL for the commit's event only if the node existed when the transaction
       // first looked at it; for one it created and removed again, watch_permitted() finds neither
       // that nor the node, and nobody - dom0 included - hears of it.
       if (ev.firstSeenMissing && this.store.get(ev.path) === undefined) continue;
-      this.fireCommitted(ev.path, ev.exact, ev.perms);
+      const at = position.get(ev.path) ?? order.length;
+      const asWritten = (q: string): AclAt | undefined => {
+        const i = position.get(q);
+        return i !== undefined && i > at ? before.get(q) : this.store.get(q);
+      };
+      this.fireCommitted(ev.path, ev.exact, ev.perms, asWritten);
     }
   }
 
-  private fireCommitted(path: string, exact: boolean, recorded: AclAt[]): void {
+  private fireCommitted(path: string, exact: boolean, recorded: AclAt[], asWritten: (path: string) => AclAt | undefined): void {
     // watch_permitted(): the ACL the transaction recorded first; then the node as committed and
     // its parent - but a node the commit removed cannot be read, and C looks no further (no parent).
-    const node = this.store.get(path);
-    const perms = node === undefined ? recorded : [...this.nodePerms(this.db, path, node), ...recorded];
-    this.fireNow(path, exact, perms);
+    const node = asWritten(path);
+    if (node === undefined) return this.fireNow(path, exact, recorded);
+    const parent = path === '/' ? undefined : asWritten(parentOf(path));
+    this.fireNow(path, exact, parent ? [node, parent, ...recorded] : [node, ...recorded]);
   }
 
   /**
@@ -1625,8 +1712,12 @@ export class Xenstored {
     if (tx.canCoalesce()) {
       // oxenstored grafts the transaction's nodes: one it wrote unchanged keeps its identity.
       tx.apply(false);
-      // set_node at the write lowpath rebuilds the path above it (repro o44).
-      if (tx.writeLow !== undefined) this.store.renewAbove(tx.writeLow);
+      // set_node at the write lowpath rebuilds the path above it (repro o44), and merges the
+      // transaction's entry quota into the store's (Quota.merge: domains it still has an entry for).
+      if (tx.writeLow !== undefined) {
+        this.store.renewAbove(tx.writeLow);
+        this.entries(undefined).merge(tx.entriesAtStart!, tx.entries!);
+      }
       this.fireOcaml(tx);
       return true;
     }
@@ -1886,6 +1977,8 @@ export class Xenstored {
    * every node is rebuilt, so no open transaction can merge afterwards.
    */
   private resetPermissionsOcaml(domid: number): void {
+    // Quota.del: the domain's entry goes, whoever owns what this removes.
+    this.entries(undefined).drop(domid);
     const stack = ['/'];
     while (stack.length) {
       const p = stack.pop()!;
@@ -2072,8 +2165,7 @@ export class Xenstored {
       const text = debugOcaml(dec(ctx.msg.payload), {
         // Connection.is_dom0: a socket, dom0, or a guest whose target is dom0 (set_target keeps it in privileged).
         dom0: conn.privileged,
-        // The root is no entry of Quota's map.
-        ownedBy: (domid) => ctx.db.ownedBy(domid) - (this.store.root.perms[0].id === domid ? 1 : 0),
+        entries: (domid) => this.entries(ctx.tx).get(domid),
         maxEntries: this.quotas.nodes,
         mfnOf: (domid) => {
           const d = this.domains.get(domid);

@@ -88,6 +88,8 @@ export interface Behaviours {
   readonly nodeSizeRule: 'record' | 'value-first';
   /** Node count: the creator's against ENOSPC (C), or the owner's against EQUOTA. */
   readonly nodeQuotaRule: 'creator-enospc' | 'owner-equota';
+  /** oxenstored's entry quota: its own per-domain bookkeeping, not a count of what a domain owns (quota.ml). */
+  readonly entryQuota: boolean;
   /** ACL entries per node are limited for guests (ENOSPC). */
   readonly permissionsQuota: boolean;
   /** A guest changing a node's owner must leave the new owner under quota (C). */
@@ -188,6 +190,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     ignoreUnknownAclDomains: true,
     nodeSizeRule: 'record',
     nodeQuotaRule: 'creator-enospc',
+    entryQuota: false,
     permissionsQuota: true,
     ownerQuotaOnChown: true,
     watchQuotaError: 'E2BIG',
@@ -244,6 +247,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     ignoreUnknownAclDomains: false,
     nodeSizeRule: 'value-first',
     nodeQuotaRule: 'owner-equota',
+    entryQuota: true,
     permissionsQuota: false,
     ownerQuotaOnChown: false,
     watchQuotaError: 'EQUOTA',

@@ -89,6 +89,52 @@ export function nodeRecordSize(value: string, perms: Perms, children: readonly s
 // ---------------------------------------------------------------------- memory quota
 
 /** A reply up to this long goes in the buffer's own array, charged without a quota check. */
+/**
+ * oxenstored's Quota.cur: entries per domain, its own bookkeeping rather than a count of what a
+ * domain owns. Creating a node adds one to its parent's owner, removing one takes one from each
+ * removed node's owner, SET_PERMS moves one from the old owner to the new (the root included);
+ * RELEASE drops the domain's entry whatever it owns, and a merged transaction adds only the
+ * changes of domains still in its map. So the two part ways, and a domain's count can go negative.
+ */
+export class EntryQuota {
+  private constructor(private readonly cur: Map<number, number>) {}
+
+  static of(counts: Iterable<[number, number]>): EntryQuota {
+    const m = new Map<number, number>();
+    for (const [id, n] of counts) if (n !== 0) m.set(id, n);
+    return new EntryQuota(m);
+  }
+
+  copy(): EntryQuota {
+    return new EntryQuota(new Map(this.cur));
+  }
+
+  /** undefined: no entry (Quota.to_string says "not set"; Quota.check lets it pass). */
+  get(domid: number): number | undefined {
+    return this.cur.get(domid);
+  }
+
+  /** Quota.update_entry: an entry that reaches 0 is removed. */
+  add(domid: number, diff: number): void {
+    const n = (this.cur.get(domid) ?? 0) + diff;
+    if (n === 0) this.cur.delete(domid);
+    else this.cur.set(domid, n);
+  }
+
+  /** Quota.del (Store.reset_permissions at RELEASE). */
+  drop(domid: number): void {
+    this.cur.delete(domid);
+  }
+
+  /** Quota.merge: this += changed - orig, for the domains `changed` still has an entry for. */
+  merge(orig: EntryQuota, changed: EntryQuota): void {
+    for (const [id, n] of changed.cur) {
+      const diff = n - (orig.cur.get(id) ?? 0);
+      if (diff !== 0) this.add(id, diff);
+    }
+  }
+}
+
 export const DEFAULT_BUFFER_SIZE = 16;
 /** sizeof(bdata->hdr): what C charges for a queued reply or event besides its payload. */
 export const XS_BUFFERED_HDR = 16;

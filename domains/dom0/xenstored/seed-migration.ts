@@ -176,6 +176,7 @@ export function importSeedState(xs: Xenstored, domid: number, bytes: Uint8Array)
     const parentPath = parentOf(c.path);
     xs.store.create(parentPath, xs.store.get(parentPath)!, basename(c.path), c.value, internPerms(c.perms));
   }
+  if (creates.length) xs.resetEntryQuota();
   conn.watches.push(...watches);
   const quota = conn.privileged ? 0 : q.transactionNodes;
   for (const id of txIds) {

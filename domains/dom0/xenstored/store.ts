@@ -93,6 +93,11 @@ export class Store {
     return this.owned.get(domid) ?? 0;
   }
 
+  /** Nodes owned, per owner. */
+  owners(): Iterable<[number, number]> {
+    return this.owned.entries();
+  }
+
   private charge(owner: number, delta: number): void {
     if (delta === 0) return;
     const n = (this.memory.get(owner) ?? 0) + delta;

@@ -5,6 +5,7 @@
 // recorded node changed meanwhile. oxenstored (profile ocaml) reads a snapshot of the whole
 // tree taken at TRANSACTION_START; here the snapshot is built lazily from pre-images the store
 // hands over before it changes a node.
+import type { EntryQuota } from './quota.ts';
 import type { Perms } from './permissions.ts';
 import { join, parentOf, basename } from './path.ts';
 import type { PreImage, SnapshotListener, Store, XsNode } from './store.ts';
@@ -429,6 +430,14 @@ export class Transaction implements Db, SnapshotListener {
   writeLow: string | undefined;
   /** oxenstored's write operations (its `paths`): WRITE, MKDIR, RM and SET_PERMS that changed something. */
   wops = 0;
+  /** C's trans->node_created: a node was constructed in it (the commit then checks owners' quota). */
+  nodeCreated = false;
+  /**
+   * oxenstored (profile ocaml): the store's entry quota when the transaction started (t.quota),
+   * and the transaction's own copy its operations change (its store's quota).
+   */
+  entriesAtStart: EntryQuota | undefined;
+  entries: EntryQuota | undefined;
 
   lowRead(path: string): void {
     this.readLow = this.readLow === undefined ? path : commonPrefix(this.readLow, path);
@@ -467,6 +476,13 @@ export class Transaction implements Db, SnapshotListener {
    * Applies the private copies to the committed tree (finalize_transaction); returns the events
    * to fire, in first-access order. The caller has checked the commit may proceed.
    */
+  /** Paths finalize_transaction() writes or deletes, in its (first-access) order. */
+  modifiedInOrder(): string[] {
+    const out: string[] = [];
+    for (const [path, a] of this.accessed) if (a.modified) out.push(path);
+    return out;
+  }
+
   apply(rewriteAll: boolean): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
     const store = this.store;
     const entries = [...this.accessed].filter(([, a]) => a.modified);

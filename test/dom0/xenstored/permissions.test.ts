@@ -303,6 +303,30 @@ describe('xenstored permissions (C 4.17)', () => {
       }
     });
 
+    it('C: a commit, even one that fails EAGAIN, makes a released domain whose nodes it touched known again, at today\'s count: its entries stay valid (repro c-d25)', () => {
+      for (const commit of [false, true]) {
+        const h = new Harness({ profile: 'c' });
+        const d0 = h.dom0;
+        const other = h.socket('other');
+        assert.equal(d0.write('/local/domain/6', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/6', 'n0 r6'), 'OK');
+        assert.equal(d0.write('/local/domain/6/data', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/6/data', 'n6'), 'OK');
+        h.introduce(6, { home: false });
+        const tx = other.txStart();
+        // Takes away a node domain 6 owns: the transaction's changed_domains lists domain 6.
+        assert.equal(other.rm('/local/domain', tx), 'OK');
+        assert.equal(h.release(6), 'OK');
+        // transaction_fix_domains() runs before the conflict is found.
+        if (commit) assert.equal(other.commit(tx), 'EAGAIN');
+        // Created while domain 6 is known (commit) or not: the inherited r6 counts, or is stale.
+        assert.equal(d0.write('/local/domain/6/data', 'x'), 'OK');
+        const g6 = h.introduce(6, { home: false });
+        assert.equal(g6.read('data'), commit ? 'x' : 'EACCES', `commit=${commit}`);
+        assert.equal(g6.read('/local/domain/6'), commit ? '' : 'EACCES', `commit=${commit}`);
+      }
+    });
+
     it('XSA-419: nodes the released domain owned are deleted, with the events an RM fires', () => {
       const { h, who } = setup();
       const d0 = h.dom0;

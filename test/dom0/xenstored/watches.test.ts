@@ -170,6 +170,24 @@ describe('xenstored watches', () => {
       assert.deepEqual(w.eventStrings(), ['/tool tok']);
     });
 
+    it('c: nodes are written and their watches fired one by one, in first-access order: a parent changed later is still the old one for a child\'s event (repro c-d26)', () => {
+      for (const [first, heard] of [['child', false], ['parent', true]] as const) {
+        const h = new Harness({ profile: 'c' });
+        const d0 = h.dom0;
+        assert.equal(d0.write('/r/domain', ''), 'OK');
+        assert.equal(d0.setPerms('/r', 'n0'), 'OK');
+        const g = h.introduce(5);
+        assert.equal(g.watch('/r/domain', 'tok'), 'OK');
+        g.events();
+        const tx = d0.txStart();
+        const writeChild = (): void => assert.equal(d0.write('/r/domain', 'w', tx), 'OK');
+        const openParent = (): void => assert.equal(d0.setPerms('/r', 'b6', tx), 'OK');
+        if (first === 'child') { writeChild(); openParent(); } else { openParent(); writeChild(); }
+        assert.equal(d0.commit(tx), 'OK');
+        assert.deepEqual(g.eventStrings(), heard ? ['/r/domain tok'] : [], `${first} first`);
+      }
+    });
+
     it('ocaml: an RM\'s watches below the removed node are judged in the start tree only (repro ocaml-o38)', () => {
       const h = new Harness({ profile: 'ocaml' });
       const d0 = h.dom0;
