@@ -453,6 +453,9 @@ def gen_script(seed, steps, profile, avoid=()):
                   "/local/domain/7/d", "/tool", "/tool/xenstored", "/local", "/local/domain",
                   "r", "r/s"]
     specials = ["@introduceDomain", "@releaseDomain", "@foo"]
+    if profile == "ocaml":
+        # oxenstored takes a path starting with '@' as one root child name, whatever follows
+        specials += ["@foo/bar", "@a b", "@foo/"]
     bad = ["", "/a/", "//a", "/a//b", "/a b", "/a/.", "data/", "/\xe9", "a\x01"]
     values = [b"", b"v", b"v2", b"w", b"\0bin\x01", b"x" * 40]
     # over oxenstored's 2048-byte value quota, and near the 4096-byte payload limit

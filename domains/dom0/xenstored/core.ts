@@ -910,9 +910,15 @@ export class Xenstored {
 
   /** Canonical, validated name (EINVAL otherwise); `pathMax` 0 checks no length. */
   private name(conn: Connection, raw: string, allowSpecial = false, pathMax = this.quotas.pathMax): string {
-    let name = canonicalize(conn.home, raw);
-    // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree.
-    if (this.b.specialPathsAreNodes && isSpecial(name) && !allowSpecial) name = `/${name}`;
+    const name = canonicalize(conn.home, raw);
+    // oxenstored keeps @introduceDomain/@releaseDomain as real nodes at the top of the tree: any
+    // path starting with '@' is one name (Store.Path.of_string), whatever bytes follow - '@x/y' is
+    // a root child, not y under @x. A '/' in it is kept as NUL, which no path can carry, so the
+    // name cannot meet a nested path; atNameShown() turns it back.
+    if (this.b.specialPathsAreNodes && isSpecial(name) && !allowSpecial) {
+      if (pathMax > 0 && name.length > pathMax) fail('EINVAL');
+      return `/${name.replaceAll('/', '\0')}`;
+    }
     // 4.17 applies path-max to every connection, dom0 included; so does oxenstored.
     if (!isValidNodename(name, allowSpecial, pathMax)) fail('EINVAL');
     return name;
@@ -1097,11 +1103,39 @@ export class Xenstored {
       if (this.b.commitRule === 'merge-replay') ctx.tx.events.push({ path: name, exact, perms });
       return;
     }
-    this.fireNow(name, exact, perms);
+    try {
+      this.fireNow(name, exact, perms);
+    } catch (e) {
+      if (!(e instanceof WatchPathError)) throw e;
+      // The request was acknowledged before process_watch raised: process_packet's handler then
+      // sends EIO with the same request id.
+      if (ctx) ctx.afterReply = { type: T.XS_ERROR, req_id: ctx.msg.req_id, tx_id: 0, payload: enc('EIO\0') };
+    }
   }
 
   private fireNow(name: string, exact: boolean, perms: AclAt[]): void {
     if (name === '/' && this.b.rootEventFiresForNobody) return;
+    let shown = name;
+    if (name.startsWith('/@') && name.indexOf('/', 2) < 0 && this.b.specialPathsAreNodes) {
+      // An '@' root child (profile ocaml), its name perhaps holding a '/'. oxenstored's event path is
+      // "/" ^ the name, which fire_single_watch parses again as an ordinary path: one that does
+      // not parse raises at the first watch it would fire (only a watch on / can match), and a
+      // valid one finds its ACLs at the nested path it spells.
+      if (this.silent) return;
+      shown = atNameShown(name);
+      if (!/^(\/[A-Za-z0-9_@-]+)+$/.test(shown)) {
+        for (const c of this.connections.values()) {
+          if (c.watches.some((w) => !isSpecial(w.node) && isChild(name, w.node))) throw new WatchPathError();
+        }
+        return;
+      }
+      if (shown !== name) {
+        // The ACLs of the nested path it spells (the operation did not change those nodes).
+        perms = treeAcls((q) => this.store.get(q), shown);
+        // Perms.can_fire_watch: with no ACL found nobody hears it, dom0 included.
+        if (perms.length === 0) return;
+      }
+    }
     const special = isSpecial(name);
     for (const c of this.connections.values()) {
       if (c.watches.length === 0) continue;
@@ -1123,7 +1157,7 @@ export class Xenstored {
         matched = matched.sort((a, b) => triePathOrder(a.node, b.node) || at.get(b)! - at.get(a)!);
       }
       for (const w of matched) {
-        const ev = this.eventFor(c, w, name);
+        const ev = this.eventFor(c, w, shown);
         if (ev) this.queueEvent(c, ev);
       }
     }
@@ -1182,7 +1216,10 @@ export class Xenstored {
       ctx.reply = cached;
       return;
     }
-    const kids = this.sortedIfOcaml(ctx.db.children(name));
+    let kids = ctx.db.children(name);
+    // An '@' name holding a '/' is listed as it was written, in order of that spelling.
+    if (name === '/' && this.b.specialPathsAreNodes) kids = kids.map(atNameShown);
+    kids = this.sortedIfOcaml(kids);
     ctx.tx?.lowRead(name);
     ctx.reply = enc(kids.map((k) => `${k}\0`).join(''));
     if (node !== undefined) this.store.listings.set(node, ctx.reply);
@@ -1621,7 +1658,16 @@ export class Xenstored {
       if (this.faults.spuriousEagain && this.faultRoll() < this.faults.spuriousEagain) this.failTrimmed(tx, 'EAGAIN');
       ctx.eventsFirst = true;
       if (this.b.commitRule === 'generations') return this.commitC(ctx, tx);
-      const changed = this.commitOcaml(ctx, tx);
+      let changed: boolean;
+      try {
+        changed = this.commitOcaml(ctx, tx);
+      } catch (e) {
+        if (!(e instanceof WatchPathError)) throw e;
+        // Committed, but process_watch raised (an '@' name): EINVAL, and the commit is not
+        // recorded in the history (record_commit comes after).
+        this.history?.trim(tx);
+        return fail('EINVAL');
+      }
       // History.end_transaction trims, then a guest's commit that changed the store is recorded
       // with the tree it started from: the transaction itself keeps that tree.
       if (this.history) {
@@ -2195,6 +2241,14 @@ export class Xenstored {
 registerXenstored(Xenstored);
 
 /** lookup_watch_perm: the ACLs of a node and its parent in one tree (those that exist there). */
+/** The spelling of a root child's '@' name that holds a '/' (kept as NUL in the store). */
+function atNameShown(name: string): string {
+  return name.replaceAll('\0', '/');
+}
+
+/** oxenstored's process_watch raised Define.Invalid_path while firing a watch (an '@' name). */
+class WatchPathError extends Error {}
+
 function treeAcls(get: (q: string) => AclAt | undefined, path: string): AclAt[] {
   const out: AclAt[] = [];
   const node = get(path);
