@@ -1226,8 +1226,12 @@ export class Xenstored {
   }
 
   private doDirectoryPart(ctx: RequestContext): void {
-    const args = strings(ctx.msg.payload);
-    if (args.length !== 2 || ctx.msg.payload[ctx.msg.payload.length - 1] !== 0) fail('EINVAL');
+    // xs_count_strings() counts NULs: exactly two, wherever they are (bytes may follow the second).
+    const p = ctx.msg.payload;
+    const first = p.indexOf(0);
+    const second = first < 0 ? -1 : p.indexOf(0, first + 1);
+    if (second < 0 || p.indexOf(0, second + 1) >= 0) fail('EINVAL');
+    const args = [dec(p, first), dec(p.subarray(first + 1, second))];
     const name = this.name(ctx.conn, args[0]);
     const node = this.getNode(ctx, name, XsPerm.XS_PERM_READ);
     const list = ctx.db.children(name).map((k) => `${k}\0`).join('');
@@ -1643,10 +1647,11 @@ export class Xenstored {
 
   private doTransactionEnd(ctx: RequestContext): void {
     const { conn, tx } = ctx;
-    // oxenstored reads the first byte and does not insist on the NUL.
+    // oxenstored takes the first NUL-separated piece (split on NUL): anything after is ignored,
+    // and the NUL is not needed.
     const p = ctx.msg.payload;
-    const arg = this.b.txEndFirstByte && (p.length === 1 || (p.length === 2 && p[1] === 0))
-      ? String.fromCharCode(p[0]) : this.onearg(ctx.msg);
+    const nul = p.indexOf(0);
+    const arg = this.b.txEndFirstPiece ? dec(p, nul < 0 ? p.length : nul) : this.onearg(ctx.msg);
     if (arg !== 'T' && arg !== 'F') fail('EINVAL');
     if (!tx) return fail('ENOENT');
     conn.transactions.delete(tx.id);

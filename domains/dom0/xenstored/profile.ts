@@ -136,8 +136,8 @@ export interface Behaviours {
   readonly txStartTakesGeneration: boolean;
   /** Largest transaction id before the count wraps. */
   readonly txIdLimit: number;
-  /** TRANSACTION_END reads the first byte, NUL or not (oxenstored). */
-  readonly txEndFirstByte: boolean;
+  /** TRANSACTION_END takes its payload up to the first NUL, if any, and ignores the rest (oxenstored). */
+  readonly txEndFirstPiece: boolean;
   /** Quota error inside a transaction. */
   readonly txQuotaError: XsErrorName;
 
@@ -209,7 +209,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     commitRule: 'generations',
     txStartTakesGeneration: true,
     txIdLimit: 0xffffffff,
-    txEndFirstByte: false,
+    txEndFirstPiece: false,
     txQuotaError: 'ENOSPC',
     introducePortMustBeSet: true,
     introduceMfnMustMatch: false,
@@ -266,7 +266,7 @@ export const BEHAVIOURS: Readonly<Record<Profile, Behaviours>> = {
     commitRule: 'merge-replay',
     txStartTakesGeneration: false,
     txIdLimit: 0x3ffffffe,
-    txEndFirstByte: true,
+    txEndFirstPiece: true,
     txQuotaError: 'EQUOTA',
     introducePortMustBeSet: false,
     introduceMfnMustMatch: true,

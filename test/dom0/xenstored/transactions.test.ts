@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { MAX_RECORDS } from '../../../domains/dom0/xenstored/history.ts';
-import { type Client, Harness, T } from './harness.ts';
+import { type Client, Harness, T, latin1 } from './harness.ts';
 
 type Step = readonly [op: 'WRITE' | 'READ' | 'RM' | 'DIRECTORY' | 'SET_PERMS' | 'MKDIR' | 'GET_PERMS', path: string, arg?: string];
 
@@ -396,6 +396,23 @@ describe('xenstored transactions', () => {
   });
 
   describe('protocol', () => {
+    it('ocaml: TRANSACTION_END reads its payload up to the first NUL (repro ocaml-edge-transaction-end.txt)', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const end = (payload: string, tx: number): string => {
+        const r = h.dom0.request(T.XS_TRANSACTION_END, payload, tx);
+        return r.error ?? latin1(r.msg!.payload);
+      };
+      assert.equal(end('T\0tok\0', 0), 'ENOENT');
+      assert.equal(end('T\0tok\0', h.dom0.txStart()), 'OK\0');
+      const t = h.dom0.txStart();
+      for (const bad of ['Fjunk', '\0T', 'TT\0']) assert.equal(end(bad, t), 'EINVAL', JSON.stringify(bad));
+      assert.equal(end('F', t), 'OK\0');
+      const w = h.dom0.txStart();
+      assert.equal(h.dom0.write('/a', 'v', w), 'OK');
+      assert.equal(end('T\0\0\0x', w), 'OK\0');
+      assert.equal(h.dom0.read('/a'), 'v');
+    });
+
     for (const profile of ['c', 'ocaml'] as const) {
       const unknown = profile === 'c' ? 'ENOENT' : 'EIO';
       it(`${profile}: ids count per connection from 1 and are not reused`, () => {
