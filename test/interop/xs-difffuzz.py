@@ -420,6 +420,56 @@ AVOID = {
 }
 
 
+def gen_args_script(seed, steps, profile):
+    """--generator args: any operation type (unknown ones too) with arguments made of random
+    pieces - paths, numbers, ACL entries, odd bytes - joined by NULs, with or without the final
+    NUL, on real, closed or made-up transaction ids. It finds argument parsing that the structured
+    generator never exercises."""
+    rng = random.Random(seed)
+    pieces = [b"/a", b"/a/b", b"@x", b"@x/y", b"@introduceDomain", b"rel", b"", b"/", b"//", b"/a/",
+              b"/local/domain/5", b"/local/domain/5/data", b"data", b"/tool/xenstored", b"5", b"6",
+              b"0", b"-1", b"32768", b"4294967295", b"1e3", b" 5", b"5 ", b"0x5", b"T", b"F", b"n0",
+              b"r5", b"b6", b"w0", b"x", b"tok", b"v", b"\xff\xfe", b"a\x01b", b"y" * 300,
+              b"/" + b"p" * 200]
+    ops = ["READ", "DIRECTORY", "WRITE", "MKDIR", "RM", "GET_PERMS", "SET_PERMS", "WATCH",
+           "UNWATCH", "TRANSACTION_START", "TRANSACTION_END", "INTRODUCE", "RELEASE",
+           "GET_DOMAIN_PATH", "IS_DOMAIN_INTRODUCED", "SET_TARGET", "RESUME", "RESET_WATCHES",
+           "DIRECTORY_PART", "CONTROL"]
+    script = []
+    for n in (5, 6):
+        script.append(("A", "INTRODUCE", 0, None, b"%d\0%d\0%d\0" % (n, 4700 + n, 4 + n)))
+    script.append(("A", "WRITE", 0, None, b"/local/domain/5/data\0v"))
+    script.append(("A", "SET_PERMS", 0, None, b"/local/domain/5/data\0n5\0"))
+    handles = {}
+    for i in range(steps):
+        conn = rng.choice("ABGH")
+        op = rng.choice(ops) if rng.random() < 0.9 else str(rng.choice([0, 17, 20, 22, 23, 30, 99]))
+        payload = b"\0".join(rng.choice(pieces) for _ in range(rng.choice([0, 1, 1, 2, 2, 3, 4])))
+        if rng.random() < 0.7:
+            payload += b"\0"
+        if profile == "c" and op in ("READ", "DIRECTORY", "GET_PERMS", "MKDIR", "RM"):
+            # C answers a malformed path argument with a stale errno (documented; xensim: ENOENT)
+            payload = rng.choice(pieces) + b"\0"
+        if op == "RELEASE" and rng.random() < 0.7:
+            continue   # keep the guests mostly alive
+        tx, bind = 0, None
+        if handles.get(conn) and rng.random() < 0.5:
+            tx = rng.choice(handles[conn])
+        elif rng.random() < 0.05:
+            tx = "#%d" % rng.choice([1, 77, 4294967295])
+        if op == "TRANSACTION_START" and tx == 0:
+            bind = "h%d" % i
+            handles.setdefault(conn, []).append(bind)
+        script.append((conn, op if op in OP else int(op), tx, bind, payload))
+    return script
+
+
+def make_script(args, seed, avoid):
+    if args.generator == "args":
+        return gen_args_script(seed, args.steps, args.profile)
+    return gen_script(seed, args.steps, args.profile, avoid)
+
+
 def gen_script(seed, steps, profile, avoid=()):
     """The script of a seed. `avoid` (keys of AVOID) steers clear of known differences so that
     others can be found; it changes the random choices, so a seed's script depends on it."""
@@ -1063,6 +1113,9 @@ def main():
     ap.add_argument("--history-seconds", type=float, metavar="S",
                     help="profile ocaml: run both daemons with conflict-max-history-seconds = S "
                     "(start.sh's config otherwise: 0.05)")
+    ap.add_argument("--generator", choices=["structured", "args"], default="structured",
+                    help="structured: sessions of well-formed operations (default); args: random "
+                    "operation types and argument pieces (see gen_args_script)")
     ap.add_argument("--avoid", default="", help="comma-separated: steer the generator clear of "
                     "known differences: " + "; ".join("%s = %s" % kv for kv in AVOID.items()))
     args = ap.parse_args()
@@ -1073,7 +1126,7 @@ def main():
 
     if args.print_script:
         s = script_from_text(open(args.script).read()) if args.script else \
-            gen_script(args.seed, args.steps, args.profile, avoid)
+            make_script(args, args.seed, avoid)
         sys.stdout.write(script_to_text(s))
         return 0
     if not args.start and not (args.ref and args.sim):
@@ -1098,7 +1151,7 @@ def main():
             script = script_from_text(open(args.script).read())
             label = args.script
         else:
-            script = gen_script(seed, args.steps, args.profile, avoid)
+            script = make_script(args, seed, avoid)
             label = "seed %d" % seed
         t0 = time.monotonic()
         try:
