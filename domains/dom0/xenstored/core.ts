@@ -213,6 +213,25 @@ function strings(payload: Uint8Array, max = Infinity): string[] {
 }
 
 /**
+ * oxenstored's String.split ~limit NUL (process.ml's split, 8 pieces unless told): the pieces
+ * between NULs, the last one unterminated (an empty string after a final NUL), the limit-th
+ * holding the rest whole.
+ */
+function ocamlSplit(payload: Uint8Array, limit = 8): string[] {
+  const out: string[] = [];
+  let off = 0;
+  for (;;) {
+    const nul = out.length === limit - 1 ? -1 : payload.indexOf(0, off);
+    if (nul < 0) {
+      out.push(dec(payload.subarray(off)));
+      return out;
+    }
+    out.push(dec(payload.subarray(off, nul)));
+    off = nul + 1;
+  }
+}
+
+/**
  * OCaml's int_of_string (63-bit int) or Nativeint.of_string (64-bit): optional sign, decimal or
  * 0x/0o/0b/0u digits, underscores allowed; a value out of range fails as OCaml's parse_intnat does
  * (decimal: signed range; other bases: up to 2^bits - 1, wrapping to negative).
@@ -1885,7 +1904,8 @@ export class Xenstored {
   }
 
   private doIntroduce(ctx: RequestContext): void {
-    const args = strings(ctx.msg.payload, 3);
+    // oxenstored takes the first three pieces of split: the third needs no NUL after it.
+    const args = this.b.domidParser === 'int_of_string' ? ocamlSplit(ctx.msg.payload) : strings(ctx.msg.payload, 3);
     if (args.length < 3) fail('EINVAL');
     let domid: number, mfn: number, port: number;
     if (this.b.domidParser === 'int_of_string') {

@@ -38,3 +38,14 @@ describe('xenstored INTRODUCE arguments (atoi in C; right-to-left OCaml parsers 
     });
   }
 });
+
+describe('xenstored ocaml: INTRODUCE takes the first three pieces of split (repro ocaml-edge-domain-args.txt)', () => {
+  it('the third needs no NUL after it, and pieces after it are ignored', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const ask = (payload: string): string => h.dom0.request(T.XS_INTRODUCE, payload).error ?? 'OK';
+    assert.equal(ask('//\x001e3\x0032768'), 'EIO');
+    assert.equal(ask('5\x004705\x009'), 'OK');
+    assert.equal(ask('6\x004706\x0010\x00extra\x00'), 'OK');
+    assert.equal(ask('7\x004707'), 'EINVAL');
+  });
+});
