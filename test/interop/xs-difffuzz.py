@@ -738,7 +738,8 @@ def gen_script(seed, steps, profile, avoid=()):
                 # (campaign seeds 70105, 80035: every connection closed, nothing in its log);
                 # xensim does not copy the crash, so the fuzzer leaves that request out there
                 d = 7
-            add(conn, op, b"%d\0" % d)
+            # now and then inside the requester's transaction (oxenstored resets that tree then)
+            add(conn, op, b"%d\0" % d, pick_tx(conn) if rng.random() < 0.1 else 0)
             if not is_guest:
                 if d in alive:
                     alive[d] = False

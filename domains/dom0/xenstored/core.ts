@@ -1774,6 +1774,15 @@ export class Xenstored {
     // Read-only (no write operation done): committed as it is, nothing replayed.
     if (tx.wops === 0) return false;
     if (this.store.generation === tx.startGen) {
+      if (tx.releasedInside) {
+        // The transaction's tree (and quota) becomes the store's, reset and all: its operations
+        // alone would not make it again. Every node of it was rebuilt.
+        tx.apply(false);
+        this.storeEntries = tx.entries!.copy();
+        this.store.rebuiltAt = this.store.generation++;
+        this.fireOcaml(tx);
+        return true;
+      }
       this.applyOcaml(ctx, tx);
       return true;
     }
@@ -1781,7 +1790,9 @@ export class Xenstored {
     // operation that changed nothing there (RM of a missing node) is not run again on today's tree.
     if (tx.canCoalesce()) {
       // oxenstored grafts the transaction's nodes: one it wrote unchanged keeps its identity.
-      tx.apply(false);
+      // (A RELEASE's reset inside it reaches the store only below the write lowpath.)
+      if (!tx.releasedInside) tx.apply(false);
+      else if (tx.writeLow !== undefined) tx.apply(false, tx.writeLow);
       // set_node at the write lowpath rebuilds the path above it (repro o44), and merges the
       // transaction's entry quota into the store's (Quota.merge: domains it still has an entry for).
       if (tx.writeLow !== undefined) {
@@ -2017,7 +2028,7 @@ export class Xenstored {
     const d = this.domains.get(domid);
     const existed = d?.introduced === true;
     if (d !== undefined) this.dropDomain(d);
-    this.resetPermissionsOcaml(domid);
+    this.resetPermissionsOcaml(domid, ctx.tx);
     if (!existed) fail('EINVAL');
     if (!this.domains.has(0)) fail('ENOENT');
     ctx.eventsFirst = true;
@@ -2047,27 +2058,30 @@ export class Xenstored {
    * root is kept, its owner made invalid), its ACL entries go elsewhere; no watch fires, and
    * every node is rebuilt, so no open transaction can merge afterwards.
    */
-  private resetPermissionsOcaml(domid: number): void {
+  private resetPermissionsOcaml(domid: number, tx?: Transaction): void {
+    // RELEASE inside a transaction resets the transaction's store (Transaction.get_store t).
+    const db: Db = tx ?? this.db;
     // Quota.del: the domain's entry goes, whoever owns what this removes.
-    this.entries(undefined).drop(domid);
+    this.entries(tx).drop(domid);
     const stack = ['/'];
     while (stack.length) {
       const p = stack.pop()!;
-      const n = this.store.get(p)!;
+      const n = db.peek(p)!;
       // recurse_filter_map drops every node whose owner is invalid, not just the ones it invalidates.
       if (n.perms[0].id === domid || n.perms[0].id === -1) {
         if (p !== '/') {
-          this.db.remove(p);
+          db.remove(p);
           continue;
         }
-        if (n.perms[0].id !== -1) this.db.setPerms(p, internPerms([{ perms: n.perms[0].perms, id: -1 as DomId }, ...n.perms.slice(1)]));
+        if (n.perms[0].id !== -1) db.setPerms(p, internPerms([{ perms: n.perms[0].perms, id: -1 as DomId }, ...n.perms.slice(1)]));
       }
-      const cur = this.store.get(p)!;
+      const cur = db.peek(p)!;
       const kept = cur.perms.filter((e, i) => i === 0 || e.id !== domid);
-      if (kept.length !== cur.perms.length) this.db.setPerms(p, internPerms(kept));
-      for (const k of this.store.childNames(cur)) stack.push(join(p, k));
+      if (kept.length !== cur.perms.length) db.setPerms(p, internPerms(kept));
+      for (const k of db.children(p)) stack.push(join(p, k));
     }
-    this.store.rebuiltAt = this.store.generation++;
+    if (tx) tx.releasedInside = true;
+    else this.store.rebuiltAt = this.store.generation++;
   }
 
   /**

@@ -7,7 +7,7 @@
 // hands over before it changes a node.
 import type { EntryQuota } from './quota.ts';
 import type { Perms } from './permissions.ts';
-import { join, parentOf, basename } from './path.ts';
+import { join, parentOf, basename, isChild } from './path.ts';
 import type { PreImage, SnapshotListener, Store, XsNode } from './store.ts';
 
 export interface NodeData {
@@ -433,6 +433,11 @@ export class Transaction implements Db, SnapshotListener {
   /** C's trans->node_created: a node was constructed in it (the commit then checks owners' quota). */
   nodeCreated = false;
   /**
+   * oxenstored: a RELEASE inside the transaction reset the permissions of its own store (not the
+   * committed one); its changes reach the store only as part of the transaction's tree.
+   */
+  releasedInside = false;
+  /**
    * oxenstored (profile ocaml): the store's entry quota when the transaction started (t.quota),
    * and the transaction's own copy its operations change (its store's quota).
    */
@@ -483,9 +488,10 @@ export class Transaction implements Db, SnapshotListener {
     return out;
   }
 
-  apply(rewriteAll: boolean): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
+  apply(rewriteAll: boolean, under?: string): { path: string; exact: boolean; perms: AclAt[]; firstSeenMissing: boolean }[] {
     const store = this.store;
-    const entries = [...this.accessed].filter(([, a]) => a.modified);
+    // `under`: oxenstored's merge grafts the subtree at the write lowpath only.
+    const entries = [...this.accessed].filter(([path, a]) => a.modified && (under === undefined || isChild(path, under)));
     // Deletions first (a re-created node keeps its entry as a write), then writes by depth.
     for (const [path, a] of entries) {
       if (a.data === undefined && path !== '/' && store.get(path)) store.remove(path);

@@ -396,6 +396,31 @@ describe('xenstored transactions', () => {
   });
 
   describe('protocol', () => {
+    it('ocaml: RELEASE inside a transaction resets the transaction\'s tree, not the store\'s (repro ocaml-o46)', () => {
+      for (const write of [false, true]) {
+        const h = new Harness({ profile: 'ocaml' });
+        const d0 = h.dom0;
+        const other = h.socket('other');
+        assert.equal(d0.write('/local/domain/5', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/5', 'n0 r5'), 'OK');
+        assert.equal(d0.write('/local/domain/5/data', ''), 'OK');
+        assert.equal(d0.setPerms('/local/domain/5/data', 'n5'), 'OK');
+        h.introduce(5, { home: false });
+        const tx = d0.txStart();
+        assert.equal(d0.request(T.XS_RELEASE, '5\0', tx).error ?? 'OK', 'OK');
+        // The domain is gone at once; its nodes and ACL entries only in the transaction's view.
+        assert.equal(d0.request(T.XS_IS_DOMAIN_INTRODUCED, '5\0').payload, 'F\0');
+        assert.equal(d0.read('/local/domain/5/data', tx), 'ENOENT');
+        assert.equal(other.read('/local/domain/5/data'), '');
+        assert.equal(other.getPerms('/local/domain/5'), 'n0 r5');
+        if (write) assert.equal(d0.write('/tool/w', 'v', tx), 'OK');
+        assert.equal(d0.commit(tx), 'OK');
+        // Without a write the transaction is read-only and its tree is dropped, reset and all.
+        assert.equal(other.read('/local/domain/5/data'), write ? 'ENOENT' : '', `write=${write}`);
+        assert.equal(other.getPerms('/local/domain/5'), write ? 'n0' : 'n0 r5', `write=${write}`);
+      }
+    });
+
     it('ocaml: TRANSACTION_END reads its payload up to the first NUL (repro ocaml-edge-transaction-end.txt)', () => {
       const h = new Harness({ profile: 'ocaml' });
       const end = (payload: string, tx: number): string => {
