@@ -22,7 +22,7 @@ import { pageFingerprint } from '../../hypervisor/paging.ts';
 import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
-import { memOf } from './common.ts';
+import { memOf } from './proc-mem.ts';
 
 export interface MigrationCase {
   readonly op: 'save' | 'migrate' | 'migrate-1p' | 'reference';
