@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { statSync } from 'node:fs';
 import net from 'node:net';
 import { resolve as resolvePath } from 'node:path';
-import { MigratePipe, streamWriter } from './migrate-pipe.ts';
+import { MigratePipe, type PipeWriter, streamWriter } from './migrate-pipe.ts';
 import { XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control-client.ts';
 
 /** The remote command xl's default rune runs (xl runs `xl migrate-receive`). */
@@ -93,9 +93,12 @@ export function connectTcp(url: string, to: { host: string; port: number }): Pro
   });
 }
 
-/** A MigratePipe over a connected socket (its remaining bytes first). */
-export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string): MigratePipe {
-  const pipe = new MigratePipe(streamWriter(socket), name);
+/**
+ * A MigratePipe over a connected socket (its remaining bytes first); `wrap` may stand between the
+ * pipe and the socket's writer (the bench keeps a copy of what is sent).
+ */
+export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string, wrap: (w: PipeWriter) => PipeWriter = (w) => w): MigratePipe {
+  const pipe = new MigratePipe(wrap(streamWriter(socket)), name);
   if (rest.length) pipe.push(rest);
   socket.on('data', (c: Buffer) => pipe.push(c));
   socket.once('end', () => pipe.end());
@@ -103,6 +106,37 @@ export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string): 
   socket.on('error', (e) => pipe.end(e));
   socket.resume();
   return pipe;
+}
+
+/** What one read(2) of a lent-reads socket may take: as much as a socket's buffers hold, and then some. */
+const LENT_READ_BYTES = 1024 * 1024;
+
+/**
+ * A MigratePipe over an inherited socket (a socket pair a parent process made, as the bench's
+ * hosts are joined): its reads go into buffers of the pipe's own that the pipe lends to its
+ * reader and takes back once read past - one read(2) takes all the kernel holds, where a socket's
+ * 'data' events give a new 64 KiB Buffer each (a quarter of the reads, none of the garbage).
+ */
+export function fdPipe(fd: number, name: string): { socket: net.Socket; pipe: MigratePipe } {
+  const free: Buffer[] = [];
+  // Made once the socket is (its writer writes to it); nothing is read before this function returns.
+  const late: { pipe?: MigratePipe } = {};
+  // Node's Socket takes onread as net.connect() does (its types name it for connect() only).
+  const socket = new net.Socket({
+    fd, readable: true, writable: true,
+    onread: {
+      buffer: () => free.pop() ?? Buffer.allocUnsafe(LENT_READ_BYTES),
+      callback: (n: number, buf: Uint8Array) => {
+        late.pipe!.push(buf.subarray(0, n), () => free.push(buf as Buffer));
+        return true;
+      },
+    },
+  } as net.SocketConstructorOpts);
+  const pipe = (late.pipe = new MigratePipe(streamWriter(socket), name));
+  socket.once('end', () => pipe.end());
+  socket.once('close', () => pipe.end());
+  socket.on('error', (e) => pipe.end(e));
+  return { socket, pipe };
 }
 
 /**

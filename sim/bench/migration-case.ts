@@ -4,13 +4,16 @@
 // process (the guest exists twice here: once per host), and the reference - plain copies and
 // writes of as many bytes, this machine's ceiling for what save and migrate do with them.
 import { Buffer } from 'node:buffer';
-import { randomFillSync } from 'node:crypto';
-import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { closeSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import net from 'node:net';
 import { Session } from 'node:inspector/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HostRuntime } from '../host-runtime.ts';
 import { MigratePipe, type PipeWriter } from '../migrate-pipe.ts';
+import { fdPipe, socketPipe } from '../xl-migrate-transport.ts';
 import { Xl } from '../xl.ts';
 import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
@@ -19,10 +22,10 @@ import { pageFingerprint } from '../../hypervisor/paging.ts';
 import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
-import { memOf } from './common.ts';
+import { memOf } from './proc-mem.ts';
 
 export interface MigrationCase {
-  readonly op: 'save' | 'migrate' | 'reference';
+  readonly op: 'save' | 'migrate' | 'migrate-1p' | 'reference';
   readonly mib: number;
   readonly workload: 'idle' | 'dirtying';
   /** Where save files (and the reference's writes) go. */
@@ -63,6 +66,11 @@ export interface MigrationCaseResult {
   readonly frameAllocMs?: number;
   /** CPU time (user + system, all threads of the process) over the timed part. */
   readonly cpuMs?: number;
+  /**
+   * Migrate: the destination host's process (the fields above are the source's): its RSS before
+   * its host booted, its peak, its CPU time from its banner to the guest running.
+   */
+  readonly destination?: { readonly baseRss: number; readonly peakRss: number; readonly cpuMs: number };
 }
 
 /** Adds the wall time of each call of obj[name] to spent.ms (a bench probe, not product code). */
@@ -197,7 +205,139 @@ async function runSave(c: MigrationCase): Promise<MigrationCaseResult> {
   }
 }
 
+/** sha256 of each page, 32 bytes per pfn in p2m order (zeros for a hole): the pages compared across processes. */
+function pageDigests(p2m: readonly (Frame | undefined)[], skip: ReadonlySet<number> = new Set()): Buffer {
+  const out = Buffer.alloc(32 * p2m.length);
+  p2m.forEach((f, pfn) => {
+    if (f && !skip.has(pfn)) createHash('sha256').update(f.bytes).digest().copy(out, 32 * pfn);
+  });
+  return out;
+}
+
+/** What the destination process reports (one JSON line on its stdout). */
+interface ReceiveReport {
+  readonly baseRss: number;
+  readonly peakRss: number;
+  readonly cpuMs: number;
+  readonly frameAllocMs: number;
+  readonly pages: number;
+}
+
+/**
+ * The destination host in a process of its own, as `xensim up` is: the stream on fd 3 (a socket
+ * pair with the source's process, what the ssh command's stdin/stdout are to xl). It says "ready"
+ * once booted, then reports, after the migration, its RSS and CPU and (in c.dir) the digests of its
+ * new domain's pages.
+ */
+async function runReceive(c: MigrationCase): Promise<void> {
+  const baseRss = memOf(process.pid).rss;
+  const b = await host(4, c.mib);
+  try {
+    const { socket, pipe } = fdPipe(3, 'migration receiver');
+    const frameAlloc = { ms: 0 };
+    timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
+    process.stdout.write('ready\n');
+    const prof = await profileStart();
+    const cpu0 = process.cpuUsage();
+    const got = await migrateReceive(b.xl, pipe, { hash: false });
+    const cpuMs = cpuSince(cpu0);
+    await prof?.(`receive-${c.mib}-${c.workload}`);
+    const peakRss = memOf(process.pid).hwm;
+    // The destination's kernel has run since (its store and console rings): the source leaves those out.
+    writeFileSync(join(c.dir, `digests-${c.mib}-${c.workload}.bin`), pageDigests(b.rt.host.domains.get(got.domid)!.p2m));
+    socket.destroy();
+    const r: ReceiveReport = { baseRss, peakRss, cpuMs, frameAllocMs: frameAlloc.ms, pages: got.pages };
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+  } finally {
+    await b.rt.shutdown();
+  }
+}
+
+/** Starts the destination process (this program, as it was run: tsx or compiled), ready for the stream. */
+async function startReceiver(c: MigrationCase): Promise<{ socket: net.Socket; report: Promise<ReceiveReport> }> {
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], JSON.stringify({ ...c, op: 'receive' })], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
+  let out = '';
+  const lines: string[] = [];
+  let onLine: (() => void) | undefined;
+  child.stdout!.on('data', (b: Buffer) => {
+    out += b.toString();
+    const parts = out.split('\n');
+    out = parts.pop()!;
+    lines.push(...parts);
+    onLine?.();
+  });
+  const exited = new Promise<number | null>((r) => child.once('close', r));
+  const next = (): Promise<string> => new Promise((resolve, reject) => {
+    const look = (): void => {
+      if (lines.length) resolve(lines.shift()!);
+    };
+    onLine = look;
+    void exited.then((code) => reject(new Error(`the destination process exited (${code})`)));
+    look();
+  });
+  if ((await next()) !== 'ready') throw new Error('the destination process did not say ready');
+  return { socket: child.stdio[3] as net.Socket, report: next().then((l) => JSON.parse(l) as ReceiveReport) };
+}
+
+/**
+ * xl migrate between two hosts in two processes: this one the source, a child the destination,
+ * the stream over a socket pair as xl's over its ssh command's pipes.
+ */
 async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
+  const baseRss = memOf(process.pid).rss;
+  const a = await host(3, c.mib);
+  try {
+    const dst = await startReceiver(c);
+    const { domid, fillMs } = await guest(a.xl, c);
+    const srcDomain = a.rt.host.domains.get(domid)!;
+    // The source's frames, kept to compare with the destination's once it is gone (its extents
+    // go back to the source host's heap, zeroed only when handed out again, which nothing does).
+    const srcFrames = [...srcDomain.p2m];
+    const special = new Set([a.xl.domains.get(domid)!.store, a.xl.domains.get(domid)!.console]);
+    // XENSIM_BENCH_KEEP: the sender's bytes kept in c.dir - the stream (its first `bytes`), then xl's go message.
+    const tee = process.env.XENSIM_BENCH_KEEP ? openSync(join(c.dir, `migrate-${c.mib}-${c.workload}.xl`), 'w') : undefined;
+    const sender = socketPipe(dst.socket, new Uint8Array(0), 'migration sender', tee === undefined ? undefined : (w) => ({ ...w, write: (b, release) => (writeSync(tee, b), w.write(b, release)) }));
+
+    const logDirty = { ms: 0 };
+    timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
+    const prof = await profileStart();
+    const cpu0 = process.cpuUsage();
+    const t0 = performance.now();
+    const policy = c.workload === 'dirtying' ? dirtyingPolicy(a.xl, domid) : simplePrecopyPolicy;
+    const sent = await migrateSend(a.xl, domid, sender, { hash: false, policy });
+    const wallMs = performance.now() - t0;
+    const cpuMs = cpuSince(cpu0);
+    await prof?.(`migrate-${c.mib}-${c.workload}`);
+    const peakRss = memOf(process.pid).hwm;
+    if (tee !== undefined) closeSync(tee);
+    const got = await dst.report;
+
+    // Every page but those two must be as the source's was at its final suspend.
+    const mine = pageDigests(srcFrames, special);
+    const theirs = readFileSync(join(c.dir, `digests-${c.mib}-${c.workload}.bin`));
+    rmSync(join(c.dir, `digests-${c.mib}-${c.workload}.bin`), { force: true });
+    let mismatched = 0;
+    let compared = 0;
+    srcFrames.forEach((f: Frame | undefined, pfn) => {
+      if (!f || special.has(pfn)) return;
+      compared++;
+      if (32 * (pfn + 1) > theirs.length || mine.compare(theirs, 32 * pfn, 32 * (pfn + 1), 32 * pfn, 32 * (pfn + 1)) !== 0) mismatched++;
+    });
+    return {
+      op: c.op, mib: c.mib, workload: c.workload, bytes: sent.bytes, wallMs, rounds: sent.rounds, liveRounds: sent.liveRounds,
+      downtimeNs: sent.downtimeNs, baseRss, peakRss, mismatched, compared, fillMs, logDirtyMs: logDirty.ms, frameAllocMs: got.frameAllocMs, cpuMs,
+      destination: { baseRss: got.baseRss, peakRss: got.peakRss, cpuMs: got.cpuMs },
+    };
+  } finally {
+    await a.rt.shutdown();
+  }
+}
+
+/**
+ * xl migrate between two lockstep hosts in this process (the guest exists twice in its RSS), over
+ * in-memory pipes: no socket, no second process.
+ */
+async function runMigrateOneProcess(c: MigrationCase): Promise<MigrationCaseResult> {
   const baseRss = memOf(process.pid).rss;
   const a = await host(3, c.mib);
   const b = await host(4, c.mib);
@@ -246,6 +386,7 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
     await b.rt.shutdown();
   }
 }
+
 
 /**
  * The ceilings for the same number of bytes, in 2 MiB extents as a big guest's memory is: memcpy
@@ -300,8 +441,9 @@ function runReference(c: MigrationCase): MigrationCaseResult {
 }
 
 async function main(): Promise<void> {
-  const c = JSON.parse(process.argv[2] ?? '') as MigrationCase;
-  const r = c.op === 'save' ? await runSave(c) : c.op === 'migrate' ? await runMigrate(c) : runReference(c);
+  const c = JSON.parse(process.argv[2] ?? '') as MigrationCase | (Omit<MigrationCase, 'op'> & { op: 'receive' });
+  if (c.op === 'receive') return runReceive({ ...c, op: 'migrate' });
+  const r = c.op === 'save' ? await runSave(c) : c.op === 'migrate' ? await runMigrate(c) : c.op === 'migrate-1p' ? await runMigrateOneProcess(c) : runReference(c);
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
 

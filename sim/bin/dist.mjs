@@ -8,8 +8,15 @@ import { join, relative } from 'node:path';
 export const SOURCES = ['hypervisor', 'domains', 'sim', 'scenarios'];
 const NOT_BUILT = 'sim/bench/';
 
-/** True when every compiled source under `root` has a dist/ file at least as new as itself. */
-export function distIsFresh(root) {
+/**
+ * True when every compiled source under `root` has a dist/ file at least as new as itself, and so
+ * have the `extra` sources (paths under root, e.g. a bench file the build compiles on its own).
+ */
+export function distIsFresh(root, extra = []) {
+  for (const rel of extra) {
+    const js = statSync(join(root, 'dist', `${rel.slice(0, -3)}.js`), { throwIfNoEntry: false });
+    if (!js || js.mtimeMs < statSync(join(root, rel)).mtimeMs) return false;
+  }
   for (const dir of SOURCES) {
     let entries;
     try {

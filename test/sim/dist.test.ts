@@ -61,6 +61,22 @@ describe('sim/bin/dist.mjs: is dist/ as new as the sources', () => {
     assert.deepEqual(build.exclude, ['sim/bench']);
   });
 
+  it('with extra sources (a bench file the build compiles on its own): stale until each has a newer compiled file', () => {
+    file('sim/bench/migration-case.ts', 1000);
+    assert.equal(distIsFresh(root), true);
+    assert.equal(distIsFresh(root, ['sim/bench/migration-case.ts']), false);
+    file('dist/sim/bench/migration-case.js', 2000);
+    assert.equal(distIsFresh(root, ['sim/bench/migration-case.ts']), true);
+    file('sim/bench/migration-case.ts', 3000);
+    assert.equal(distIsFresh(root, ['sim/bench/migration-case.ts']), false);
+  });
+
+  it('builds the migration bench case files the bench runs compiled', () => {
+    const text = readFileSync(path.join(REPO_ROOT, 'tsconfig.build.json'), 'utf8').replace(/^\s*\/\/.*$/gm, '');
+    const build = JSON.parse(text) as { files?: string[] };
+    assert.deepEqual(build.files, ['sim/bench/migration-case.ts']);
+  });
+
   it('stale when a source folder is missing', () => {
     rmSync(path.join(root, 'scenarios'), { recursive: true });
     assert.equal(distIsFresh(root), false);

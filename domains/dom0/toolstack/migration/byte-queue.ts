@@ -6,7 +6,13 @@
 // queue gives it back. take() hands out views of chunks, so a lent chunk is given back only when
 // it has been read to its end AND the consumer has said it is done with every view it took
 // (settle()) - or, for the unread rest of a chunk the consumer cannot wait for, after keepUnread()
-// has copied that rest into memory of the queue's own.
+// has copied that rest into memory of the queue's own. That memory is two assembly buffers used in
+// turn and reused (a big guest's stream is 4 MiB PAGE_DATA records cut by 64 KiB-1 MiB socket
+// reads: each record's bytes are copied once, into memory already touched, rather than copied
+// into a new buffer per chunk and again into a new one per record); a take() that starts in the
+// kept bytes appends the rest of its bytes there and returns a view. Such views are valid until
+// keepUnread() next starts keeping afresh - the one after next, at the earliest (a reader's
+// lent-chunk contract: until its next push).
 import assert from 'node:assert/strict';
 import { copyOf } from './sr-record.ts';
 
@@ -14,6 +20,8 @@ interface Chunk {
   readonly bytes: Uint8Array;
   /** A lent chunk's way back to its owner (called once); undefined for a chunk that is the queue's. */
   readonly release?: () => void;
+  /** A view of the assembly buffer asm[turn] (keepUnread()), the queue's own. */
+  readonly kept?: true;
 }
 
 export class ByteQueue {
@@ -30,6 +38,10 @@ export class ByteQueue {
   private spent: (() => void)[] = [];
   /** Chunks before this index are none of them lent any more (keepUnread() has been there). */
   private ownedTo = 0;
+  /** The assembly buffers (see the top), the one in use, and how much of it is in use. */
+  private readonly asm: Uint8Array[] = [new Uint8Array(0), new Uint8Array(0)];
+  private turn = 0;
+  private asmUsed = 0;
 
   get length(): number {
     return this.queued;
@@ -64,6 +76,21 @@ export class ByteQueue {
       const view = first.bytes.subarray(this.head, this.head + n);
       this.advance(first, n);
       return view;
+    }
+    if (this.isKeptTail(first)) {
+      // The kept bytes are at the end of the assembly buffer: the rest goes after them.
+      const start = first.bytes.byteOffset + this.head;
+      const have = first.bytes.length - this.head;
+      this.advance(first, have);
+      const parts: Uint8Array[] = [];
+      for (let want = n - have; want > 0;) {
+        const chunk = this.chunks[this.first];
+        const part = Math.min(chunk.bytes.length - this.head, want);
+        parts.push(chunk.bytes.subarray(this.head, this.head + part));
+        want -= part;
+        this.advance(chunk, part);
+      }
+      return this.appendKept(start, parts);
     }
     const out = new Uint8Array(n);
     let filled = 0;
@@ -101,6 +128,7 @@ export class ByteQueue {
    * them back at the next settle() although they were not read to their end.
    */
   keepUnread(): void {
+    if (this.keepAssembled()) return;
     for (let i = Math.max(this.first, this.ownedTo); i < this.chunks.length; i++) {
       const c = this.chunks[i];
       if (!c.release) continue;
@@ -109,6 +137,66 @@ export class ByteQueue {
       this.spent.push(c.release);
     }
     this.ownedTo = this.chunks.length;
+  }
+
+  /** Whether chunk c ends where the assembly buffer in use ends (bytes can be appended to it). */
+  private isKeptTail(c: Chunk): boolean {
+    return c.kept === true && c.bytes.buffer === this.asm[this.turn].buffer && c.bytes.byteOffset + c.bytes.length === this.asmUsed;
+  }
+
+  /**
+   * Appends parts to the assembly buffer in use (a bigger one when they do not fit: the bytes from
+   * `start` on are copied into it, those before may still be viewed); returns the bytes from start.
+   */
+  private appendKept(start: number, parts: readonly Uint8Array[]): Uint8Array {
+    let add = 0;
+    for (const p of parts) add += p.length;
+    let buf = this.asm[this.turn];
+    if (this.asmUsed + add > buf.length) {
+      const grown = new Uint8Array(Math.max(2 * buf.length, this.asmUsed - start + add));
+      grown.set(buf.subarray(start, this.asmUsed));
+      this.asmUsed -= start;
+      start = 0;
+      this.asm[this.turn] = buf = grown;
+    }
+    for (const p of parts) {
+      buf.set(p, this.asmUsed);
+      this.asmUsed += p.length;
+    }
+    return buf.subarray(start, this.asmUsed);
+  }
+
+  /**
+   * keepUnread() into the assembly buffers, when every unread chunk is lent but the first, which
+   * may be the kept tail: they become one kept chunk. False (nothing done) otherwise.
+   */
+  private keepAssembled(): boolean {
+    if (this.queued === 0) return false;
+    const first = this.chunks[this.first];
+    const append = this.isKeptTail(first);
+    if (!append && !first.release) return false;
+    for (let i = this.first + 1; i < this.chunks.length; i++) if (!this.chunks[i].release) return false;
+    const parts: Uint8Array[] = [];
+    let start: number;
+    if (append) {
+      start = first.bytes.byteOffset + this.head;
+    } else {
+      // Afresh, in the other buffer: views of this one handed out since the last keep stay valid.
+      this.turn ^= 1;
+      this.asmUsed = 0;
+      start = 0;
+      parts.push(first.bytes.subarray(this.head));
+      this.spent.push(first.release!);
+    }
+    for (let i = this.first + 1; i < this.chunks.length; i++) {
+      parts.push(this.chunks[i].bytes);
+      this.spent.push(this.chunks[i].release!);
+    }
+    this.chunks[this.first] = { bytes: this.appendKept(start, parts), kept: true };
+    this.chunks.length = this.first + 1;
+    this.head = 0;
+    this.ownedTo = this.chunks.length;
+    return true;
   }
 
   /** Drops everything unread (the stream is abandoned); lent chunks go back at once. */
