@@ -1132,7 +1132,8 @@ export class Xenstored {
     }
   }
 
-  private fireNow(name: string, exact: boolean, perms: AclAt[]): void {
+  /** `view`: the tree a special event's readers are judged in (oxenstored: the request's transaction's). */
+  private fireNow(name: string, exact: boolean, perms: AclAt[], view: Db = this.db): void {
     if (name === '/' && this.b.rootEventFiresForNobody) return;
     let shown = name;
     if (name.startsWith('/@') && name.indexOf('/', 2) < 0 && this.b.specialPathsAreNodes) {
@@ -1161,7 +1162,7 @@ export class Xenstored {
       if (!c.privileged) {
         if (special && this.b.specialWatchReadFromNodes) {
           // oxenstored looks the name up as /@name: the root's or that node's ACL lets a reader know.
-          const acls = [this.store.root, this.store.get(`/${name}`)].filter((n) => n !== undefined);
+          const acls = [view.peek('/'), view.peek(`/${name}`)].filter((n) => n !== undefined);
           if (!acls.some((n) => this.perm(c, n) & XsPerm.XS_PERM_READ)) continue;
         } else if (special) {
           const sp = this.special.get(name);
@@ -1951,7 +1952,7 @@ export class Xenstored {
       // oxenstored fires with dom0's connection as the source: after RELEASE 0 that lookup fails
       // and the (already added) domain is answered EINVAL.
       if (this.b.domainOpsOcaml && !this.domains.get(0)?.introduced) fail('EINVAL');
-      if (domid !== 0 || this.b.domainOpsOcaml) this.fire(undefined, '@introduceDomain', false, []);
+      if (domid !== 0 || this.b.domainOpsOcaml) this.fireNow('@introduceDomain', false, [], ctx.db);
     } else {
       d.port = port;
       // Re-INTRODUCE rebinds the event channel and resets the connection.
@@ -2032,7 +2033,8 @@ export class Xenstored {
     if (!existed) fail('EINVAL');
     if (!this.domains.has(0)) fail('ENOENT');
     ctx.eventsFirst = true;
-    this.fireNow('@releaseDomain', false, []);
+    // fire_spec_watches (Transaction.get_root t): inside a transaction, its tree's ACLs.
+    this.fireNow('@releaseDomain', false, [], ctx.db);
   }
 
   /** The domain's connection goes: its watches, transactions, and the transport's end. */

@@ -341,6 +341,26 @@ describe('xenstored watches', () => {
       }
     });
 
+    it('ocaml: INTRODUCE and RELEASE inside a transaction judge the special events in its tree (repro ocaml-o47)', () => {
+      const h = new Harness({ profile: 'ocaml' });
+      const d0 = h.dom0;
+      const g = h.introduce(5);
+      assert.equal(g.watch('@introduceDomain', 'ti'), 'OK');
+      assert.equal(g.watch('@releaseDomain', 'tr'), 'OK');
+      g.events();
+      const tx = d0.txStart();
+      assert.equal(d0.setPerms('@introduceDomain', 'n0 r5', tx), 'OK');
+      assert.equal(d0.setPerms('@releaseDomain', 'n0 r5', tx), 'OK');
+      assert.equal(d0.request(T.XS_INTRODUCE, Harness.introducePayload(7), tx).error ?? 'OK', 'OK');
+      assert.equal(d0.request(T.XS_RELEASE, '7\0', tx).error ?? 'OK', 'OK');
+      assert.deepEqual(g.eventStrings(), ['@introduceDomain ti', '@releaseDomain tr']);
+      assert.equal(d0.abort(tx), 'OK');
+      // Outside it the special nodes are as they were: guest 5 hears nothing.
+      h.introduce(8);
+      assert.equal(h.release(8), 'OK');
+      assert.deepEqual(g.eventStrings(), []);
+    });
+
     it('c: GET_PERMS of a special node is EINVAL in 4.17, even for dom0', () => {
       const h = new Harness({ profile: 'c' });
       assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
