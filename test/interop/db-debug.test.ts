@@ -12,6 +12,8 @@ async function fill(d: Daemon): Promise<void> {
     ['xenstore-write', ['/a/b', 'x y', '/c', 'tab\there "q" back\\\\slash', '/local/domain/3/name', 'g']],
     ['xenstore-chmod', ['/a/b', 'n0', 'r5', 'w6']],
     ['xenstore-chmod', ['/local/domain/3', 'n3', 'r0']],
+    // A path starting with '@' is one root child name, '/' and all.
+    ['xenstore-write', ['@x/y', 'v', '@x', 'w', '@x-', 'z']],
   ];
   for (const [tool, args] of steps) {
     const r = await run(TOOLS[tool].file, args, { env: d.env });

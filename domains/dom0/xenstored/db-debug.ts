@@ -40,7 +40,9 @@ export function dbDebug(store: Store): string {
     if (node.children === null) return;
     // The root's children are listed under "" (its own name is empty): "/tool", then "tool/x".
     const under = parent === '' && name === '' ? '' : parent === '' ? name : `${parent}/${name}`;
-    for (const k of [...node.children.keys()].sort(descending)) visit(under, k, node.children.get(k)!);
+    // A root child's '@' name holding a '/' is kept with NUL in its place (core.ts name()).
+    const kids = [...node.children.keys()].map((k): [string, string] => [k.replaceAll('\0', '/'), k]);
+    for (const [shown, k] of kids.sort((a, b) => descending(a[0], b[0]))) visit(under, shown, node.children.get(k)!);
   };
   visit('', '', store.root);
   return lines.map((l) => `${l}\n`).join('');
