@@ -297,6 +297,12 @@ function writeNodes(w: XsStateSink, xs: Xenstored): void {
     }
     const i = d.next++;
     const n = d.nodes[i];
+    if (d.names[i].includes('\0')) {
+      // A root child whose '@' name holds a '/' (profile ocaml; kept with NUL, core.ts name()):
+      // recorded under the name as written, which no '/' path can be. It has no children.
+      w.node(d.names[i].replaceAll('\0', '/'), n.value, acl(n));
+      continue;
+    }
     const ref = w.nodeUnder(d.ref, d.names[i], n.value, acl(n));
     if (n.children !== null && n.children.size !== 0) dirs.push({ ref, names: [...n.children.keys()], nodes: [...n.children.values()], next: 0 });
   }
@@ -662,6 +668,16 @@ class TreeRestorer {
   /** A path not starting with '/': @releaseDomain and @introduceDomain carry their ACLs. */
   private other(v: XsStateNodeView, acl: Perms): void {
     const path = this.path(v);
+    if (path.startsWith('@') && path !== '@releaseDomain' && path !== '@introduceDomain' && this.xs.b.specialPathsAreNodes) {
+      // oxenstored: an '@' path is one root child name, whatever it holds (writeNodes() records
+      // the ones holding a '/' so).
+      const store = this.xs.store;
+      const value = this.strings!.get(v.valueAt, v.valueLen, SHARED_VALUE);
+      if (store.restoreChild(store.root, path.replaceAll('/', '\0'), value, acl, path.length + 1) === undefined) {
+        throw new XsStateError(`record ${v.index}: node ${path} given twice`);
+      }
+      return;
+    }
     if (path.startsWith('@')) {
       if (path !== '@releaseDomain' && path !== '@introduceDomain') throw new XsStateError(`record ${v.index}: unknown special node ${path}`);
       this.xs.special.set(path, acl);

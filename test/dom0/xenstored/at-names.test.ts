@@ -4,6 +4,7 @@
 // Answers recorded from Debian's 4.17.7 oxenstored (repros ocaml-at-names-*.txt).
 import assert from 'node:assert/strict';
 import { Harness, T, latin1, type Reply } from './harness.ts';
+import { dumpState } from '../../../domains/dom0/xenstored/lu.ts';
 
 const write = (r: { request: (t: number, p: string, tx?: number) => Reply }, path: string, value: string, tx = 0): Reply =>
   r.request(T.XS_WRITE, `${path}\0${value}`, tx);
@@ -76,5 +77,19 @@ describe('xenstored ocaml: a path starting with \'@\' is one root child', () => 
     assert.equal(a.read('@a b'), 'v3');
     assert.equal(a.read('/tool/q'), 'v');
     assert.deepEqual(a.eventStrings(), []);
+  });
+
+  it('a state dump (a restarted daemon) keeps them: recorded under the name as written, read back as one root child', () => {
+    const h = new Harness({ profile: 'ocaml' });
+    const d0 = h.dom0;
+    assert.equal(d0.write('@x/y', 'v'), 'OK');
+    assert.equal(d0.setPerms('@x/y', 'n0 r5'), 'OK');
+    assert.equal(d0.write('/@x/z', 'w'), 'OK');
+    const io = { input: (): Uint8Array => new Uint8Array(0), output: () => ({ data: new Uint8Array(0), respLen: 0 }) };
+    const h2 = new Harness({ profile: 'ocaml', restoreFrom: dumpState(h.xs, io) });
+    assert.equal(h2.dom0.read('@x/y'), 'v');
+    assert.equal(h2.dom0.getPerms('@x/y'), 'n0 r5');
+    assert.equal(h2.dom0.dir('/@x'), 'z');
+    assert.deepEqual(names(h2.dom0, '/').filter((n) => n.startsWith('@x')), ['@x', '@x/y']);
   });
 });
