@@ -150,12 +150,16 @@ type Handler = (ctx: RequestContext) => void;
 
 /** Thrown inside a handler to answer with an error reply. */
 class XsFail extends Error {
-  constructor(readonly code: XsError | 'EQUOTA') {
+  constructor(readonly code: XsError | 'EQUOTA', readonly setsErrno = true) {
     super(code);
   }
 }
 const fail = (code: XsError | 'EQUOTA'): never => {
   throw new XsFail(code);
+};
+/** An error C returns as a value without setting errno (which a later stale-errno answer shows). */
+const failQuiet = (code: XsError | 'EQUOTA'): never => {
+  throw new XsFail(code, false);
 };
 
 interface RequestContext {
@@ -323,7 +327,8 @@ export class Xenstored {
     this.profile = opts.profile ?? 'c';
     this.b = BEHAVIOURS[this.profile];
     this.quotas = { ...this.b.defaultQuotas, ...opts.quotas };
-    this.domainExists = opts.domainExists ?? ((d) => d < DOMID_FIRST_RESERVED);
+    // A domid is unsigned in C (atoi's -1 is 4294967295): no such domain.
+    this.domainExists = opts.domainExists ?? ((d) => d >>> 0 < DOMID_FIRST_RESERVED);
     this.keepOrphans = opts.keepOrphans ?? false;
     this.faults = opts.faults ?? {};
     this.faultState = ((this.faults.seed ?? 1) >>> 0) || 1;
@@ -760,16 +765,16 @@ export class Xenstored {
       return this.dispatchInTxOcaml(conn, msg);
     }
     const entry = msg.type < this.table.length ? this.table[msg.type] : undefined;
-    if (entry === undefined) return this.errorReply(msg, 'ENOSYS');
+    if (entry === undefined) return this.errorReply(msg, 'ENOSYS', false);
     const [handler, flags] = entry;
     if (flags & Flag.PRIV && !conn.privileged) {
       // oxenstored answers CONTROL (its DEBUG) from anyone.
-      if (!(this.b.controlIsDebug && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES');
+      if (!(this.b.controlIsDebug && msg.type === T.XS_CONTROL)) return this.errorReply(msg, 'EACCES', false);
     }
     let tx: Transaction | undefined;
     if (!(flags & Flag.NOTID) && msg.tx_id !== 0) {
       tx = conn.transactions.get(msg.tx_id);
-      if (tx === undefined) return this.errorReply(msg, this.b.unknownTxError);
+      if (tx === undefined) return this.errorReply(msg, this.b.unknownTxError, false);
     }
     return this.finish(msg, handler, { conn, msg, tx, db: tx ?? this.db });
   }
@@ -829,7 +834,10 @@ export class Xenstored {
       this.out.length = mark;
       this.selfEvents.length = selfMark;
       if (ctx.tx) ctx.tx.events.length = txMark;
-      if (e instanceof XsFail) return e.code;
+      if (e instanceof XsFail) {
+        if (!e.setsErrno) this.errnoKept = true;
+        return e.code;
+      }
       if (e instanceof TxQuotaError) return this.b.txQuotaError;
       if (e instanceof TxCorruptError) return 'EIO';
       // A bug in the daemon must not take the daemon down: answer as oxenstored does.
@@ -843,8 +851,13 @@ export class Xenstored {
     return msg.tx_id;
   }
 
-  private errorReply(msg: XsMessage, code: string): { msg: XsMessage; eventsFirst: boolean } {
-    if (code !== 'EQUOTA') this.errno = code as XsError;
+  /**
+   * C's errno as a stale-errno answer shows it: most failures leave theirs, but checks made
+   * before the handler runs and errors returned as values (errnoKept) leave it as it was.
+   */
+  private errorReply(msg: XsMessage, code: string, setsErrno = true): { msg: XsMessage; eventsFirst: boolean } {
+    if (code !== 'EQUOTA' && setsErrno && !this.errnoKept) this.errno = code as XsError;
+    this.errnoKept = false;
     return {
       msg: { type: T.XS_ERROR, req_id: msg.req_id, tx_id: this.replyTxId(msg), payload: enc(`${code}\0`) },
       eventsFirst: false,
@@ -1546,9 +1559,9 @@ export class Xenstored {
   /** WATCH/UNWATCH take exactly path and token (4.17 has no depth argument). */
   private watchArgs(msg: XsMessage): [string, string] {
     const args = strings(msg.payload);
-    if (args.length !== 2) fail('EINVAL');
+    if (args.length !== 2) failQuiet('EINVAL');
     // oxenstored splits at every NUL and wants exactly [path; token; ""]: no unterminated tail.
-    if (this.b.watchArgsTerminated && msg.payload[msg.payload.length - 1] !== 0) fail('EINVAL');
+    if (this.b.watchArgsTerminated && msg.payload[msg.payload.length - 1] !== 0) failQuiet('EINVAL');
     return [args[0], args[1]];
   }
 
@@ -1566,9 +1579,9 @@ export class Xenstored {
       node = this.name(conn, raw, false, this.b.watchPathLengthChecked ? this.quotas.pathMax : 0);
       if (!raw.startsWith('/')) relativeTo = conn.home;
     }
-    if (conn.watches.some((w) => w.node === node && w.token === token)) fail('EEXIST');
+    if (conn.watches.some((w) => w.node === node && w.token === token)) failQuiet('EEXIST');
     // 4.17 and oxenstored both refuse only once the count already exceeds the limit.
-    if (!conn.privileged && conn.watches.length > this.quotas.watches) fail(this.b.watchQuotaError);
+    if (!conn.privileged && conn.watches.length > this.quotas.watches) failQuiet(this.b.watchQuotaError);
     // add_watch(): the path and token are charged to the domain's memory.
     if (conn.kind === 'domain' && this.overMemory(conn.domid, node.length + token.length)) fail('ENOMEM');
     const w: Watch = { node, token, relativeTo };
@@ -1583,10 +1596,10 @@ export class Xenstored {
     // C compares the canonical spelling without validating it: a bad path just matches nothing.
     // (oxenstored likewise just looks the prefixed string up: ENOENT.)
     // (An empty path is no path at all: oxenstored says EINVAL.)
-    if (raw === '' && this.b.watchArgsTerminated) fail('EINVAL');
+    if (raw === '' && this.b.watchArgsTerminated) failQuiet('EINVAL');
     const node = isSpecial(raw) ? raw : canonicalize(conn.home, raw);
     const i = conn.watches.findIndex((w) => w.node === node && w.token === token);
-    if (i < 0) fail('ENOENT');
+    if (i < 0) failQuiet('ENOENT');
     conn.watches.splice(i, 1);
   }
 
@@ -2245,6 +2258,8 @@ export class Xenstored {
 
   /** Set by a handler whose request waits for a later answer (live-update -s). */
   private heldBack = false;
+  /** The failing request's error was returned as a value: errno keeps its last value. */
+  private errnoKept = false;
 
   private doControl(ctx: RequestContext): void {
     if (this.b.controlIsDebug) {

@@ -147,7 +147,7 @@ export class DomainRings {
 
 /** Whether a domain exists, as find_or_alloc_existing_domain() asks the hypervisor (xc_domain_getinfo). */
 export function domainExists(k: Kernel, domid: number): boolean {
-  return domid < DOMID_FIRST_RESERVED
+  return domid >>> 0 < DOMID_FIRST_RESERVED
     && typeof k.hypercall(Hypercall.__HYPERVISOR_domctl, { cmd: Domctl.XEN_DOMCTL_getdomaininfo, domain: domid }) !== 'number';
 }
 

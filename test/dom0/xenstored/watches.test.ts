@@ -361,6 +361,20 @@ describe('xenstored watches', () => {
       assert.deepEqual(g.eventStrings(), []);
     });
 
+    it('c: SET_PERMS of an unknown @ name answers the stale errno, which checks before the handler and errors returned as values leave alone (repro c-edge-stale-errno.txt)', () => {
+      const h = new Harness({ profile: 'c' });
+      const d0 = h.dom0;
+      const g = h.introduce(5);
+      assert.equal(g.read('/tool/xenstored'), 'EACCES');
+      assert.equal(d0.request(T.XS_WATCH, '/a\0').error, 'EINVAL');
+      assert.equal(d0.request(99, 'x\0').error, 'ENOSYS');
+      assert.equal(d0.unwatch('/zz', 'tok'), 'ENOENT');
+      assert.equal(d0.request(T.XS_TRANSACTION_END, 'T\0', 77).error, 'ENOENT');
+      assert.equal(d0.setPerms('@bogus', 'n0'), 'EACCES');
+      assert.equal(d0.read('/local/domain/5/x/y'), 'ENOENT');
+      assert.equal(d0.setPerms('@bogus', 'n0'), 'ENOENT');
+    });
+
     it('c: GET_PERMS of a special node is EINVAL in 4.17, even for dom0', () => {
       const h = new Harness({ profile: 'c' });
       assert.equal(h.dom0.setPerms('@introduceDomain', 'n0 r1'), 'OK');
