@@ -17,8 +17,7 @@
 // A read compares a big guest's 2 MiB blocks first, each by one digest of its pages' prints
 // (page-fingerprint.ts runDigesterOf), and only a block whose digest changed page by page.
 import type { Domain } from './domain.ts';
-import type { Frame } from './memory.ts';
-import { EXTENT_PAGES } from './memory.ts';
+import { EXTENT_PAGES, type Frame } from './memory.ts';
 import { fingerprint, fingerprinterOf, foldPrints, runDigesterOf } from './page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from './public/xen.ts';
 
@@ -153,13 +152,16 @@ export class LogDirty {
     }
     for (let b = 0; b < blocks; b++) {
       if (this.blockUnchanged(b, p2m)) continue;
-      this.scanPages(b * EXTENT_PAGES, Math.min(p2m.length, (b + 1) * EXTENT_PAGES));
-      this.redigest(b);
+      // A block the guest wrote in is likely written again by the next look: it goes page by page
+      // then too (its digest would only cost a pass more); one found unchanged gets its digest.
+      if (this.scanPages(b * EXTENT_PAGES, Math.min(p2m.length, (b + 1) * EXTENT_PAGES))) this.blockOk[b] = 0;
+      else this.redigest(b);
     }
   }
 
-  /** scan() of pfns [from, to) one by one. */
-  private scanPages(from: number, to: number): void {
+  /** scan() of pfns [from, to) one by one; whether any of them changed (frame or print). */
+  private scanPages(from: number, to: number): boolean {
+    let changed = false;
     const { p2m } = this.d;
     const now = this.scratch;
     const prints = this.prints;
@@ -169,6 +171,7 @@ export class LogDirty {
     for (let pfn = from; pfn < to; pfn++) {
       const f = p2m[pfn];
       if (!f) {
+        if (this.frameAt[pfn]) changed = true;
         this.frameAt[pfn] = undefined;
         continue;
       }
@@ -179,6 +182,7 @@ export class LogDirty {
         this.pfnOf?.set(f, pfn);
         fp(f.offset, prints, pfn);
         if (this.setBit(pfn)) this.faultCount++;
+        changed = true;
         continue;
       }
       fp(f.offset, now, 0);
@@ -186,8 +190,10 @@ export class LogDirty {
         this.prints[2 * pfn] = now[0];
         this.prints[2 * pfn + 1] = now[1];
         if (this.setBit(pfn)) this.faultCount++;
+        changed = true;
       }
     }
+    return changed;
   }
 
   /**
