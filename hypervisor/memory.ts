@@ -26,13 +26,20 @@ export type Gfn = number & { readonly [gfnBrand]: true };
 /** Frames per extent: 2 MiB, a superpage (PAGE_ORDER_2M). */
 export const EXTENT_PAGES = 512;
 
+/** The mfn of a heap frame not yet handed out (none: mfns are given in allocation order). */
+const HEAP_MFN = -1 as Mfn;
+
 export class Frame {
   /** Mappings of this frame by other domains (grant maps); a dead owner lingers while > 0. */
   foreignRefs = 0;
   private view: Uint8Array | undefined = undefined;
 
   constructor(
-    readonly mfn: Mfn,
+    /**
+     * Fixed when the frame is first handed out (a heap's frames are made at boot, before their
+     * mfns are known: mfns go in allocation order, as before) and never changed after.
+     */
+    public mfn: Mfn,
     readonly sab: SharedArrayBuffer,
     public owner: DomId | undefined,
     /** Byte offset of this frame in `sab` (0 for a frame with a buffer of its own). */
@@ -61,8 +68,12 @@ export class MachineMemory {
   /** Live single frames by mfn (an extent's frames are in `extents`). */
   private readonly frames = new Map<number, Frame>();
   private readonly free: Frame[] = [];
-  /** Whole free extents, their pages already touched (Xen's heap): never used, so still zero. */
-  private readonly heap: SharedArrayBuffer[] = [];
+  /**
+   * Whole free extents, their pages already touched (Xen's heap): never used, so still zero; each
+   * with its frames, made at boot as Xen's frame table is - a big guest's build then makes no
+   * object per page (262,144 a GiB cost it more in garbage collection than anything else).
+   */
+  private readonly heap: { readonly sab: SharedArrayBuffer; readonly frames: Frame[] }[] = [];
   /** Whole free extents a dead domain left: zeroed when handed out again. */
   private readonly heapDirty: SharedArrayBuffer[] = [];
   /**
@@ -94,7 +105,9 @@ export class MachineMemory {
       const sab = fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE);
       const words = new Int32Array(sab);
       for (let w = 0; w < words.length; w += XEN_PAGE_SIZE / 4) words[w] = 0;
-      this.heap.push(sab);
+      const frames = new Array<Frame>(EXTENT_PAGES);
+      for (let k = 0; k < EXTENT_PAGES; k++) frames[k] = new Frame(HEAP_MFN, sab, undefined, k * XEN_PAGE_SIZE);
+      this.heap.push({ sab, frames });
     }
   }
 
@@ -116,24 +129,34 @@ export class MachineMemory {
    * `count` (1..EXTENT_PAGES) zeroed frames at consecutive mfns in one new buffer, all `owner`'s
    * (alloc_domheap_pages of an order > 0). A new buffer is zero: nothing of a dead domain's.
    */
-  allocateExtent(owner: DomId, count: number): Frame[] | undefined {
+  allocateExtent(owner: DomId, count: number): readonly Frame[] | undefined {
     if (!Number.isInteger(count) || count < 1 || count > EXTENT_PAGES) throw new RangeError(`extent of ${count} frames`);
     if (this.allocated + count > this.totalFrames) return undefined;
     // A whole extent comes from the heap when it has one (zeroed: nothing of a dead domain's).
     let sab: SharedArrayBuffer;
-    if (count === EXTENT_PAGES && this.heapDirty.length > 0) {
-      sab = this.heapDirty.pop()!;
-      new Uint8Array(sab).fill(0);
-    } else if (count === EXTENT_PAGES && this.heap.length > 0) {
-      sab = this.heap.pop()!;
+    let out: Frame[];
+    if (count === EXTENT_PAGES && this.heapDirty.length === 0 && this.heap.length > 0) {
+      // The boot-time frames, given their mfns now (a dead domain's extents get new Frames:
+      // its old ones may still be held, by a grant map's mapper or a log-dirty table).
+      ({ sab, frames: out } = this.heap.pop()!);
+      for (let i = 0; i < count; i++) {
+        out[i].mfn = this.nextMfn++ as Mfn;
+        out[i].owner = owner;
+      }
     } else {
-      sab = count === EXTENT_PAGES ? fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE) : new SharedArrayBuffer(count * XEN_PAGE_SIZE);
+      if (count === EXTENT_PAGES && this.heapDirty.length > 0) {
+        sab = this.heapDirty.pop()!;
+        new Uint8Array(sab).fill(0);
+      } else {
+        sab = count === EXTENT_PAGES ? fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE) : new SharedArrayBuffer(count * XEN_PAGE_SIZE);
+      }
+      out = new Array<Frame>(count);
+      for (let i = 0; i < count; i++) out[i] = new Frame(this.nextMfn++ as Mfn, sab, owner, i * XEN_PAGE_SIZE);
     }
-    const out: Frame[] = [];
-    for (let i = 0; i < count; i++) out.push(new Frame(this.nextMfn++ as Mfn, sab, owner, i * XEN_PAGE_SIZE));
     this.extents.set(sab, { frames: out, live: count });
     this.extentFramesLive += count;
-    return out.slice();
+    // The allocator's own list (read-only to the caller: no copy of it made).
+    return out;
   }
 
   get(mfn: number): Frame | undefined {

@@ -72,7 +72,8 @@ const op = {
   globalGet: (i: number) => [0x23, ...uleb(i)],
   globalSet: (i: number) => [0x24, ...uleb(i)],
   i32Const: (n: number) => [0x41, ...sleb(n | 0)],
-  i32Add: [0x6a], i32Mul: [0x6c], i32Xor: [0x73], i32ShrU: [0x76], i32Rotl: [0x77], i32LtU: [0x49],
+  i32Add: [0x6a], i32Mul: [0x6c], i32Xor: [0x73], i32ShrU: [0x76], i32Rotl: [0x77], i32LtU: [0x49], i32GeU: [0x4f],
+  call: (i: number) => [0x10, ...uleb(i)],
   simd: (n: number) => [0xfd, ...uleb(n)],
 };
 const v128Load = (offset: number): number[] => [...op.simd(0x00), 4, ...uleb(offset)];
@@ -97,6 +98,36 @@ const MUL = [
 ];
 const ROT = [13, 17, 11, 15, 19, 7, 9, 21];
 const ACC = 8;
+
+/**
+ * A run's digest: its pages' fingerprints folded in order, each half by a multiply-rotate step
+ * (a bijection of the digest and of the print folded in, so a run one of whose pages' prints
+ * differs always differs). Log-dirty compares a whole extent's digest with one call into
+ * WebAssembly and looks at its pages one by one only when it differs.
+ */
+const RUN_LO = { init: 0x3c6ef372, mul: 0xa54ff53b, rot: 11 };
+const RUN_HI = { init: 0x510e527f, mul: 0x9b05688d, rot: 15 };
+
+/** One fold step of a run's digest half (as the WebAssembly run function makes it). */
+const foldStep = (d: number, x: number, k: typeof RUN_LO): number => {
+  const m = Math.imul(d ^ x, k.mul);
+  return (m << k.rot) | (m >>> (32 - k.rot));
+};
+
+/**
+ * The digest of `count` pages whose fingerprints are prints[2 * first..], into out[2 * i] and
+ * out[2 * i + 1]: what runDigest() gives for those pages when each still has that fingerprint.
+ */
+export function foldPrints(prints: Int32Array, first: number, count: number, out: Int32Array, i: number): void {
+  let lo = RUN_LO.init | 0;
+  let hi = RUN_HI.init | 0;
+  for (let j = 2 * first, end = 2 * (first + count); j < end; j += 2) {
+    lo = foldStep(lo, prints[j], RUN_LO);
+    hi = foldStep(hi, prints[j + 1], RUN_HI);
+  }
+  out[2 * i] = lo;
+  out[2 * i + 1] = hi;
+}
 
 function fingerprintModule(): Uint8Array {
   // Locals: 0 offset (the parameter), 1 end, 2..9 the accumulators, 10 a temporary, 11 lo, 12 hi.
@@ -127,14 +158,28 @@ function fingerprintModule(): Uint8Array {
   code.push(...op.localGet(LO), ...op.localGet(HI), ...op.i32Const(16), ...op.i32ShrU, ...op.i32Xor, ...op.i32Const(0xc2b2ae35), ...op.i32Mul, 0x0b);
   const body = [...vec([[...uleb(1), I32], [...uleb(ACC + 1), V128], [...uleb(2), I32]]), ...code];
   const hiBody = [...vec([]), ...op.globalGet(0), 0x0b];
+  // run(offset, count) -> the digest's low half (high half in the global): fp() of each page in
+  // turn, folded. Locals: 0 offset, 1 count (then the end), 2 lo, 3 hi.
+  const runCode: number[] = [
+    ...op.localGet(0), ...op.localGet(1), ...op.i32Const(XEN_PAGE_SIZE), ...op.i32Mul, ...op.i32Add, ...op.localSet(1),
+    ...op.i32Const(RUN_LO.init), ...op.localSet(2), ...op.i32Const(RUN_HI.init), ...op.localSet(3),
+    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...op.localGet(0), ...op.localGet(1), ...op.i32GeU, 0x0d, 1, // br_if out
+    ...op.localGet(2), ...op.localGet(0), ...op.call(0), ...op.i32Xor, ...op.i32Const(RUN_LO.mul), ...op.i32Mul, ...op.i32Const(RUN_LO.rot), ...op.i32Rotl, ...op.localSet(2),
+    ...op.localGet(3), ...op.globalGet(0), ...op.i32Xor, ...op.i32Const(RUN_HI.mul), ...op.i32Mul, ...op.i32Const(RUN_HI.rot), ...op.i32Rotl, ...op.localSet(3),
+    ...op.localGet(0), ...op.i32Const(XEN_PAGE_SIZE), ...op.i32Add, ...op.localSet(0),
+    0x0c, 0, 0x0b, 0x0b, // br loop; end loop; end block
+    ...op.localGet(3), ...op.globalSet(0), ...op.localGet(2), 0x0b,
+  ];
+  const runBody = [...vec([[...uleb(2), I32]]), ...runCode];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32]])], [0x60, ...vec([]), ...vec([[I32]])]])), // types: (i32) -> i32, () -> i32
+    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32]])], [0x60, ...vec([]), ...vec([[I32]])], [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])]])), // types: (i32) -> i32, () -> i32, (i32, i32) -> i32
     ...section(2, vec([[...name('e'), ...name('m'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]])), // import a shared memory
-    ...section(3, vec([[0], [1]])),
+    ...section(3, vec([[0], [1], [2]])),
     ...section(6, vec([[I32, 0x01, ...op.i32Const(0), 0x0b]])), // a mutable i32: the last high half
-    ...section(7, vec([[...name('fp'), 0x00, 0], [...name('hi'), 0x00, 1]])),
-    ...section(10, vec([[...uleb(body.length), ...body], [...uleb(hiBody.length), ...hiBody]])),
+    ...section(7, vec([[...name('fp'), 0x00, 0], [...name('hi'), 0x00, 1], [...name('run'), 0x00, 2]])),
+    ...section(10, vec([[...uleb(body.length), ...body], [...uleb(hiBody.length), ...hiBody], [...uleb(runBody.length), ...runBody]])),
   ]);
 }
 
@@ -154,6 +199,7 @@ let module: object | undefined;
 interface WasmFp {
   readonly fp: (offset: number) => number;
   readonly hi: () => number;
+  readonly run: (offset: number, count: number) => number;
 }
 /** Each wasm memory's functions, made when its first page is fingerprinted. */
 const wasmFp = new WeakMap<SharedArrayBuffer, WasmFp>();
@@ -180,7 +226,7 @@ function wasmFingerprinter(sab: SharedArrayBuffer): WasmFp | undefined {
   if (!mem) return undefined;
   module ??= new wasm.Module(fingerprintModule());
   const { exports } = new wasm.Instance(module, { e: { m: mem } });
-  f = { fp: exports.fp as WasmFp['fp'], hi: exports.hi as WasmFp['hi'] };
+  f = { fp: exports.fp as WasmFp['fp'], hi: exports.hi as WasmFp['hi'], run: exports.run as WasmFp['run'] };
   wasmFp.set(sab, f);
   return f;
 }
@@ -200,6 +246,21 @@ export function fingerprinterOf(sab: SharedArrayBuffer): (offset: number, out: I
   const { fp, hi } = f;
   return (offset, out, i) => {
     out[2 * i] = fp(offset);
+    out[2 * i + 1] = hi();
+  };
+}
+
+/**
+ * For a buffer fingerprint() reads with the SIMD function: the digest (foldPrints()) of the
+ * `count` pages from byte `offset`, fingerprinted now, into out[2 * i] and out[2 * i + 1] - one
+ * call into WebAssembly for them all. Undefined for other buffers.
+ */
+export function runDigesterOf(sab: SharedArrayBuffer): ((offset: number, count: number, out: Int32Array, i: number) => void) | undefined {
+  const f = wasmFingerprinter(sab);
+  if (!f) return undefined;
+  const { run, hi } = f;
+  return (offset, count, out, i) => {
+    out[2 * i] = run(offset, count);
     out[2 * i + 1] = hi();
   };
 }

@@ -69,6 +69,40 @@ describe('log-dirty mode (XEN_DOMCTL_shadow_op)', () => {
     assert.deepEqual(dirtyPfns(r.dirty_bitmap, pages), [EXTENT_PAGES + 1, pages - 1]);
   });
 
+  it("a big guest's 2 MiB blocks, compared by one digest each: a write anywhere in a block is its page's alone, round after round; a frame swapped under a pfn dirties it", () => {
+    const h = new Host();
+    h.createDomain({ domid: 0, privileged: true });
+    const hc = new Hypercalls(h, new EventChannels(h), new GrantTables(h));
+    const pages = 4 * EXTENT_PAGES;
+    const d = h.createDomain({ maxPages: pages + 1 });
+    h.populate(d, 0, pages);
+    const dirty = (): number[] => dirtyPfns((shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, { pages }) as Answer).dirty_bitmap, pages);
+    assert.equal(shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY), 0);
+    d.p2m[EXTENT_PAGES + 300]!.bytes[9] = 1;
+    assert.deepEqual(dirty(), [EXTENT_PAGES + 300]);
+    // The block just written is looked at page by page; the others by their digests.
+    d.p2m[EXTENT_PAGES + 300]!.bytes[9] = 2;
+    d.p2m[3 * EXTENT_PAGES + 511]!.bytes[4095] = 3;
+    assert.deepEqual(dirty(), [EXTENT_PAGES + 300, 3 * EXTENT_PAGES + 511]);
+    assert.deepEqual(dirty(), [], 'nothing written since');
+    d.p2m[EXTENT_PAGES + 1]!.bytes[0] = 4;
+    d.p2m[3 * EXTENT_PAGES]!.bytes[100] = 5;
+    assert.deepEqual(dirty(), [EXTENT_PAGES + 1, 3 * EXTENT_PAGES], 'blocks found clean get their digests again');
+    // Written and written back between two looks: the page is as it was (not seen, as before).
+    d.p2m[5]!.bytes[5] = 1;
+    d.p2m[5]!.bytes[5] = 0;
+    assert.deepEqual(dirty(), []);
+    // Another frame under a pfn of an extent (its bytes equal to the old ones): that pfn only.
+    const old = d.p2m[2 * EXTENT_PAGES + 17]!;
+    const f = h.memory.allocate(d.domid)!;
+    f.bytes.set(old.bytes);
+    d.p2m[2 * EXTENT_PAGES + 17] = f;
+    assert.deepEqual(dirty(), [2 * EXTENT_PAGES + 17]);
+    f.bytes[1] = 1;
+    assert.deepEqual(dirty(), [2 * EXTENT_PAGES + 17], 'a single frame in the block: page by page');
+    assert.deepEqual(dirty(), []);
+  });
+
   it("a backend writing a big guest's page through its grant map, still mapped, dirties that page in that round only; the extent's other pages stay clean", () => {
     const h = new Host();
     h.createDomain({ domid: 0, privileged: true });

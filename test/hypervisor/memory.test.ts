@@ -35,6 +35,24 @@ describe('machine memory: the heap of populated extents', () => {
     assert.ok(b.every((f) => a.every((g) => g.mfn !== f.mfn)), 'new frame numbers');
   });
 
+  it("a populated heap's frames (made at boot) get mfns in allocation order, as frames made at allocation do", () => {
+    const numbers = (m: MachineMemory): number[] => {
+      const single = m.allocate(asDomId(1))!;
+      const a = m.allocateExtent(asDomId(1), EXTENT_PAGES)!;
+      const part = m.allocateExtent(asDomId(2), 3)!;
+      const b = m.allocateExtent(asDomId(2), EXTENT_PAGES)!;
+      assert.ok(a.every((f) => f.owner === 1) && b.every((f) => f.owner === 2));
+      assert.notEqual(a, b);
+      return [single, ...a, ...part, ...b].map((f) => f.mfn);
+    };
+    const heap = new MachineMemory();
+    heap.populate(2);
+    const mfns = numbers(heap);
+    assert.deepEqual(mfns, numbers(new MachineMemory()), 'the same numbers with no heap');
+    assert.deepEqual(mfns, mfns.map((_, i) => mfns[0] + i), 'consecutive, in allocation order');
+    assert.equal(heap.get(mfns[1 + 7])?.offset, 7 * 4096, 'found by mfn');
+  });
+
   it('releasing a frame twice does not return its extent early', () => {
     const m = new MachineMemory();
     const a = m.allocateExtent(asDomId(1), EXTENT_PAGES)!;

@@ -2,7 +2,7 @@
 // (shared WebAssembly memories), a scalar loop over single frames. Each must see any one changed
 // word of a page, whatever the word and the bit, and only that page's bytes may count.
 import assert from 'node:assert/strict';
-import { fingerprint, fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
+import { fingerprint, fingerprintableBuffer, foldPrints, runDigesterOf } from '../../hypervisor/page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 
 /** A page of bytes from a fixed xorshift stream (no Math.random: the same page every run). */
@@ -67,3 +67,40 @@ for (const kind of ['an extent (WebAssembly SIMD)', 'a single frame (scalar)'] a
     });
   });
 }
+
+describe('page fingerprint: a run digest (one WebAssembly call for many pages)', () => {
+  it("is the fold of the run's page prints; any one page's change changes it; single-frame buffers have none", () => {
+    const pages = 16;
+    const sab = fingerprintableBuffer(pages * XEN_PAGE_SIZE);
+    fill(new Uint8Array(sab), 0x1234567);
+    const prints = new Int32Array(2 * pages);
+    for (let p = 0; p < pages; p++) fingerprint(sab, p * XEN_PAGE_SIZE, prints, p);
+    const run = runDigesterOf(sab)!;
+    const digest = (first: number, count: number): [number, number] => {
+      const out = new Int32Array(2);
+      run(first * XEN_PAGE_SIZE, count, out, 0);
+      return [out[0], out[1]];
+    };
+    const folded = (first: number, count: number): [number, number] => {
+      const out = new Int32Array(2);
+      foldPrints(prints, first, count, out, 0);
+      return [out[0], out[1]];
+    };
+    assert.deepEqual(digest(0, pages), folded(0, pages));
+    assert.deepEqual(digest(3, 9), folded(3, 9));
+    const before = digest(0, pages);
+    const bytes = new Uint8Array(sab);
+    for (let p = 0; p < pages; p++) {
+      bytes[p * XEN_PAGE_SIZE + ((p * 331) % XEN_PAGE_SIZE)] ^= 0x40;
+      assert.notDeepEqual(digest(0, pages), before, `page ${p}`);
+      bytes[p * XEN_PAGE_SIZE + ((p * 331) % XEN_PAGE_SIZE)] ^= 0x40;
+    }
+    assert.deepEqual(digest(0, pages), before);
+    // Two pages' prints swapped (pages swapped): the fold is in order.
+    const a = bytes.slice(0, XEN_PAGE_SIZE);
+    bytes.copyWithin(0, XEN_PAGE_SIZE, 2 * XEN_PAGE_SIZE);
+    bytes.set(a, XEN_PAGE_SIZE);
+    assert.notDeepEqual(digest(0, pages), before);
+    assert.equal(runDigesterOf(new SharedArrayBuffer(XEN_PAGE_SIZE)), undefined);
+  });
+});
