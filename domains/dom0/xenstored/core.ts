@@ -1407,7 +1407,7 @@ export class Xenstored {
       if (this.b.entryQuota) {
         const entries = this.entries(ctx.tx);
         for (const r of removed) entries.add(r.node.perms[0].id, -1);
-        entries.add(ctx.db.read('/')!.perms[0].id, -1);
+        entries.add(ctx.db.peek('/')!.perms[0].id, -1);
       }
       if (ctx.tx) {
         ctx.tx.lowWrite('/');

@@ -308,11 +308,8 @@ describe('xenstored permissions (C 4.17)', () => {
         const h = new Harness({ profile: 'c' });
         const d0 = h.dom0;
         const other = h.socket('other');
-        assert.equal(d0.write('/local/domain/6', ''), 'OK');
-        assert.equal(d0.setPerms('/local/domain/6', 'n0 r6'), 'OK');
-        assert.equal(d0.write('/local/domain/6/data', ''), 'OK');
-        assert.equal(d0.setPerms('/local/domain/6/data', 'n6'), 'OK');
-        h.introduce(6, { home: false });
+        // Home n0 r6 and data/ owned by 6, as libxl makes them.
+        h.introduce(6, { data: true });
         const tx = other.txStart();
         // Takes away a node domain 6 owns: the transaction's changed_domains lists domain 6.
         assert.equal(other.rm('/local/domain', tx), 'OK');

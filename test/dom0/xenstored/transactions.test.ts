@@ -401,11 +401,8 @@ describe('xenstored transactions', () => {
         const h = new Harness({ profile: 'ocaml' });
         const d0 = h.dom0;
         const other = h.socket('other');
-        assert.equal(d0.write('/local/domain/5', ''), 'OK');
-        assert.equal(d0.setPerms('/local/domain/5', 'n0 r5'), 'OK');
-        assert.equal(d0.write('/local/domain/5/data', ''), 'OK');
-        assert.equal(d0.setPerms('/local/domain/5/data', 'n5'), 'OK');
-        h.introduce(5, { home: false });
+        // Home n0 r5 and data/ owned by 5, as libxl makes them.
+        h.introduce(5, { data: true });
         const tx = d0.txStart();
         assert.equal(d0.request(T.XS_RELEASE, '5\0', tx).error ?? 'OK', 'OK');
         // The domain is gone at once; its nodes and ACL entries only in the transaction's view.
