@@ -26,6 +26,7 @@ import { EvtchnRoutes } from '../../hypervisor/evtchn-fast-path.ts';
 import { PeerSharedInfo, routeDomid, routePort, routeValid, setPendingFast } from '../../hypervisor/public/evtchn_fast_path.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { ok, rc } from '../helpers/evtchn-result.ts';
+import { property } from '../helpers/property.ts';
 
 const P = evtchnPort;
 const SELF = DOMID_SELF;
@@ -953,7 +954,7 @@ describe('event channels (2-level ABI)', () => {
             else assert.equal(r.status, used.has(p) ? EvtchnStat.EVTCHNSTAT_ipi : EvtchnStat.EVTCHNSTAT_closed);
           }
         }),
-        { numRuns: 60 },
+        property(60),
       );
     });
   });
@@ -1358,7 +1359,7 @@ describe('event channels (2-level ABI)', () => {
           assert.deepEqual(view(w.guest1).snapshot(), before);
           assert.deepEqual([0, 1, 2, 3, 4, 5].map((p) => st(w, w.guest1, p)), ports);
         }),
-        { numRuns: 80 },
+        property(80),
       );
     });
   });

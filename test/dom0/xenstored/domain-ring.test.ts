@@ -15,6 +15,7 @@ import {
   XENSTORE_RING_SIZE, XSD_SOCKMSG_SIZE, XenstoreDomainInterface as I, XenstoreError, XsdSockmsgType as T,
   decodeHeader, encodeHeader, encodeMessage, nulJoin,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import { property } from '../../helpers/property.ts';
 
 // ---------------------------------------------------------------------------------- harness
 
@@ -669,7 +670,7 @@ describe('xenstored ring transport (domain-ring.ts) with the guest xenbus (xenbu
             assert.deepEqual(run(stream, chunks, start), reference);
           },
         ),
-        { numRuns: 60 },
+        property(60),
       );
     });
   });

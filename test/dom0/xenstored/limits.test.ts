@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { Store } from '../../../domains/dom0/xenstored/store.ts';
 import { XenstoreDomainInterface as I, XsdSockmsgType as T, nulJoin } from '../../../hypervisor/public/io/xs_wire.ts';
 import { type Guest, Rig, idx } from './ring-rig.ts';
+import { property } from '../../helpers/property.ts';
 
 const ORACLE = readFileSync(path.join(path.dirname(fileURLToPath(import.meta.url)), 'limits-oracle.txt'), 'latin1');
 
@@ -206,7 +207,7 @@ describe('xenstored limits of C 4.17 (memory quota, XSA-326, watch-event timeout
           recount.set(owner, (recount.get(owner) ?? 0) + Store.recordMemory(p, n.value, n.perms, Store.childBytes(n)));
         }
         assert.deepEqual(new Map([...store.memory].sort()), new Map([...recount].sort()));
-      }), { numRuns: 150 });
+      }), property(150));
     });
 
     it('profile ocaml has no memory quota (oxenstored 4.17: quota-maxsize and maxentity only)', () => {

@@ -11,6 +11,7 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Harness, type Client, type Result } from './harness.ts';
+import { property } from '../../helpers/property.ts';
 
 type Right = '-' | 'r' | 'w' | 'rw' | 'o';
 
@@ -512,7 +513,7 @@ describe('xenstored permissions (C 4.17)', () => {
             }
           }
         }),
-        { numRuns: 150 },
+        property(150),
       );
     });
   });

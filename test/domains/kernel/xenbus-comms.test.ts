@@ -12,6 +12,7 @@ import { XenbusRing } from '../../../domains/kernel/xenbus-comms.ts';
 import {
   XENSTORE_RING_SIZE, XenstoreDomainInterface as I, XsdSockmsgType as T, encodeMessage, nulJoin,
 } from '../../../hypervisor/public/io/xs_wire.ts';
+import { property } from '../../helpers/property.ts';
 
 const newPage = (): Uint8Array => new Uint8Array(new SharedArrayBuffer(4096));
 const idx = (page: Uint8Array, off: number): number => new Int32Array(page.buffer)[off >> 2] >>> 0;
@@ -262,7 +263,7 @@ describe('guest xenbus ring (xenbus-comms.ts)', () => {
             ring.destroy();
           },
         ),
-        { numRuns: 40 },
+        property(40),
       );
     });
   });

@@ -13,6 +13,7 @@ import {
   validateBlkifRequest, validateBlkifRequestIndirect, vdevDecode, vdevFromName, vdevName,
 } from '../../../hypervisor/public/io/blkif.ts';
 import { BackRing, FrontRing } from '../../../hypervisor/public/io/ring.ts';
+import { property } from '../../helpers/property.ts';
 
 const entry = (): Uint8Array => new Uint8Array(BLKIF_RING_ENTRY_SIZE);
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
@@ -138,7 +139,7 @@ describe('blkif (vbd) wire format, x86_64 ABI', () => {
         validateBlkifRequestIndirect(decodeBlkifRequestIndirect(bytes));
         decodeBlkifRequestDiscard(bytes);
         decodeBlkifResponse(bytes);
-      }));
+      }), property(100));
     });
   });
 
@@ -288,7 +289,7 @@ describe('blkif (vbd) wire format, x86_64 ABI', () => {
         const name = `xvd${letters(disk)}${part || ''}`;
         assert.equal(vdevName(vdevFromName(name)!), name);
         assert.deepEqual(vdevDecode(vdevFromName(name)!), { type: 'xvd', disk, partition: part });
-      }));
+      }), property(100));
     });
   });
 });

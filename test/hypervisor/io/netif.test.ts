@@ -12,6 +12,7 @@ import {
   encodeNetifRxRequest, encodeNetifRxResponse, encodeNetifTxRequest, encodeNetifTxResponse,
 } from '../../../hypervisor/public/io/netif.ts';
 import { BackRing, FrontRing } from '../../../hypervisor/public/io/ring.ts';
+import { property } from '../../helpers/property.ts';
 
 const dv = (b: Uint8Array): DataView => new DataView(b.buffer, b.byteOffset, b.byteLength);
 
@@ -122,7 +123,7 @@ describe('netif (vif) wire format', () => {
         decodeNetifRxResponse(b);
         decodeNetifExtraInfo(b);
         decodeNetifExtraInfoGso(b);
-      }));
+      }), property(100));
     });
   });
 

@@ -8,6 +8,7 @@ import {
   encodeHeader, encodeMessage,
 } from '../../../hypervisor/public/io/xs_wire.ts';
 import { chunks } from '../../helpers/chunks.ts';
+import { property } from '../../helpers/property.ts';
 
 const flat = (m: XsMessage) => [m.type, m.req_id, m.tx_id, Buffer.from(m.payload).toString('hex')];
 
@@ -66,7 +67,7 @@ describe('xs_wire: XsWireDecoder', () => {
           assert.ok(p.maxPending <= XSD_SOCKMSG_SIZE + XENSTORE_PAYLOAD_MAX);
           assert.deepEqual(viaFill(oversize, chunks(data, cuts), n), { out: want, violation: false });
         }
-      }), { numRuns: 200 });
+      }), property(200));
   });
 
   it("'reject': the messages before an oversized header come out, then a violation and nothing more", () => {
