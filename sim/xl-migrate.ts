@@ -252,14 +252,15 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
           for (const e of early.splice(0)) restorer.apply(e);
           continue;
         }
-        if (streaming && !target && ev.layer === 'libxc' && 'record' in ev && ev.record.type === LibxcRecType.REC_TYPE_PAGE_DATA) {
-          const img = restorer.image;
-          const cfg = xl.restoreConfig(img, pipe.name, verb);
-          // The reader refuses PAGE_DATA before X86_PV_P2M_FRAMES in a PV stream.
-          const built = await xl.buildRestored(cfg, img.p2mFrames!.endPfn + 1, restoreOpts);
+        restorer.apply(ev);
+        const frames = restorer.image.p2mFrames;
+        if (streaming && !target && frames && ev.layer === 'libxc' && 'record' in ev && ev.record.type === LibxcRecType.REC_TYPE_X86_PV_P2M_FRAMES) {
+          // The stream has said the guest's size: its domain is built now, as libxl makes the
+          // domain before the pages come (and while a live sender enables log-dirty mode).
+          const cfg = xl.restoreConfig(restorer.image, pipe.name, verb);
+          const built = await xl.buildRestored(cfg, frames.endPfn + 1, restoreOpts);
           target = { built, cfg, filler: new FrameFiller(built.domain) };
         }
-        restorer.apply(ev);
       }
     }
     if (!restorer) throw new Error('the stream has no libxc image header');
