@@ -626,7 +626,8 @@ describe('xenstored transactions', () => {
       assert.equal(h.dom0.write('/k', ''), 'OK');
       const conns = programsPerConn.map((_, i) => h.socket(`c${i}`));
       const committed: Model = new Map();
-      const commits: { attempt: Attempt; at: Model; changed: boolean }[] = [];
+      /** effective: which of an attempt's RMs found their node in the view it ran in. */
+      const commits: { attempt: Attempt; at: Model; changed: boolean; effective: boolean[] }[] = [];
       // A node's subtree version: bumped when it or anything below it changes (oxenstored
       // replaces every node on the path to a change, so that node is no longer the same).
       const versions = new Map<string, number>();
@@ -735,7 +736,7 @@ describe('xenstored transactions', () => {
             const same = !low.changed && [...low.rewritten].every((k) => k === w);
             if (same) bumpAbove(w);
             else bump(w);
-            commits.push({ attempt: a, at, changed });
+            commits.push({ attempt: a, at, changed, effective });
             return;
           }
         }
@@ -747,7 +748,7 @@ describe('xenstored transactions', () => {
             applyCommitted(o, a.incrWrites[k]);
           });
         }
-        commits.push({ attempt: a, at, changed });
+        commits.push({ attempt: a, at, changed, effective });
       };
 
       /** Advances connection i by one request; returns false when it has nothing left. */
@@ -800,15 +801,16 @@ describe('xenstored transactions', () => {
       for (let i = 0; i < conns.length; i++) while (advance(i)) { /* run to completion */ }
 
       assert.deepEqual(dump(h), committed, 'final store = committed transactions applied in commit order');
-      for (const { attempt, at, changed } of commits) {
+      for (const { attempt, at, changed, effective } of commits) {
         if (profile === 'ocaml' && !changed) continue; // read-only: it saw its snapshot
         const want = replay(at, attempt).replies;
         // oxenstored's merge test ignores lookups that failed (no read_lowpath): their ENOENT may
         // be stale, and so may the OK of an RM that found nothing under a parent that existed in
         // the snapshot (Store.rm raises before set_write_lowpath; repro ocaml-o48).
-        const found = profile === 'ocaml' && attempt.startModel !== undefined ? replay(attempt.startModel, attempt).effective : undefined;
+        // (An ocaml transaction ran in its start snapshot: `effective` was found there.)
+        const inTx = attempt.startModel !== undefined;
         const got = profile === 'ocaml'
-          ? attempt.replies.map((r, k) => (r === 'ENOENT' || (found !== undefined && !found[k]) ? want[k] : r))
+          ? attempt.replies.map((r, k) => (r === 'ENOENT' || (inTx && !effective[k]) ? want[k] : r))
           : attempt.replies;
         assert.deepEqual(got, want,
           `replies of ${JSON.stringify(attempt.ops)} = serial replay at its commit point`);
