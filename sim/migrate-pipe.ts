@@ -133,31 +133,64 @@ export class MigratePipe {
   }
 }
 
+/**
+ * Lent chunks a stream may hold before its writer is told to wait. A socket that takes a whole
+ * 4 MiB record at once (TCP's buffers grow to several MiB) says "go on" every time, and a writer
+ * that goes on in one turn of the event loop never sees its buffers come back: it would take a
+ * new one per record, the whole stream in fresh memory.
+ */
+const STREAM_LENT_MAX = 2;
+
 /** A writer over a Node stream (a socket, a child's stdin). */
 export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; writableEnded?: boolean }): PipeWriter {
+  /** Lent chunks the stream holds (their write callbacks not yet called). */
+  let lent = 0;
+  /** The stream said wait (write() returned false) and has not drained since. */
+  let needDrain = false;
+  let waiters: (() => void)[] = [];
+  const gone = (): boolean => s.destroyed === true || s.writableEnded === true;
+  const wake = (): void => {
+    if ((needDrain || lent > STREAM_LENT_MAX) && !gone()) return;
+    const w = waiters;
+    waiters = [];
+    for (const r of w) r();
+  };
+  const onDrain = (): void => {
+    needDrain = false;
+    wake();
+  };
+  const onGone = (): void => {
+    needDrain = false;
+    wake();
+  };
+  s.on('drain', onDrain);
+  s.once('close', onGone);
+  s.once('error', onGone);
   return {
     write: (bytes, release) => {
-      if (s.destroyed || s.writableEnded) {
+      if (gone()) {
         release?.();
         return true;
       }
-      // The stream holds the bytes until they are flushed; its callback comes then, or with the
-      // error that ends it.
-      return release ? s.write(bytes, () => release()) : s.write(bytes);
+      let ok: boolean;
+      if (release) {
+        lent++;
+        // The stream holds the bytes until they are flushed; its callback comes then, or with the
+        // error that ends it.
+        ok = s.write(bytes, () => {
+          lent--;
+          release();
+          wake();
+        });
+      } else {
+        ok = s.write(bytes);
+      }
+      if (!ok) needDrain = true;
+      return ok && lent <= STREAM_LENT_MAX;
     },
-    drain: () => (s.destroyed || s.writableEnded ? Promise.resolve() : new Promise<void>((r) => {
-      const done = (): void => {
-        s.off('drain', done);
-        s.off('close', done);
-        s.off('error', done);
-        r();
-      };
-      s.once('drain', done);
-      s.once('close', done);
-      s.once('error', done);
-    })),
+    drain: () => (gone() || (!needDrain && lent <= STREAM_LENT_MAX) ? Promise.resolve() : new Promise<void>((r) => waiters.push(r))),
     end: () => {
-      if (!s.destroyed && !s.writableEnded) s.end();
+      if (!gone()) s.end();
     },
   };
 }

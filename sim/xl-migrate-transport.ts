@@ -118,20 +118,28 @@ const LENT_READ_BYTES = 1024 * 1024;
  * 'data' events give a new 64 KiB Buffer each (a quarter of the reads, none of the garbage).
  */
 export function fdPipe(fd: number, name: string): { socket: net.Socket; pipe: MigratePipe } {
+  return lentReadPipe((onread) => new net.Socket({ fd, readable: true, writable: true, onread } as net.SocketConstructorOpts), name);
+}
+
+/** A lent-reads MigratePipe (fdPipe) over a TCP connection this side opens. */
+export function tcpLentPipe(to: { host: string; port: number }, name: string): { socket: net.Socket; pipe: MigratePipe } {
+  return lentReadPipe((onread) => net.connect({ ...to, onread }), name);
+}
+
+type OnRead = { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean };
+
+function lentReadPipe(open: (onread: OnRead) => net.Socket, name: string): { socket: net.Socket; pipe: MigratePipe } {
   const free: Buffer[] = [];
   // Made once the socket is (its writer writes to it); nothing is read before this function returns.
   const late: { pipe?: MigratePipe } = {};
   // Node's Socket takes onread as net.connect() does (its types name it for connect() only).
-  const socket = new net.Socket({
-    fd, readable: true, writable: true,
-    onread: {
-      buffer: () => free.pop() ?? Buffer.allocUnsafe(LENT_READ_BYTES),
-      callback: (n: number, buf: Uint8Array) => {
-        late.pipe!.push(buf.subarray(0, n), () => free.push(buf as Buffer));
-        return true;
-      },
+  const socket = open({
+    buffer: () => free.pop() ?? Buffer.allocUnsafe(LENT_READ_BYTES),
+    callback: (n: number, buf: Uint8Array) => {
+      late.pipe!.push(buf.subarray(0, n), () => free.push(buf as Buffer));
+      return true;
     },
-  } as net.SocketConstructorOpts);
+  });
   const pipe = (late.pipe = new MigratePipe(streamWriter(socket), name));
   socket.once('end', () => pipe.end());
   socket.once('close', () => pipe.end());

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { HostRuntime } from '../host-runtime.ts';
 import { MigratePipe, type PipeWriter } from '../migrate-pipe.ts';
-import { fdPipe, socketPipe } from '../xl-migrate-transport.ts';
+import { fdPipe, socketPipe, tcpLentPipe } from '../xl-migrate-transport.ts';
 import { Xl } from '../xl.ts';
 import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
@@ -30,6 +30,10 @@ export interface MigrationCase {
   readonly workload: 'idle' | 'dirtying';
   /** Where save files (and the reference's writes) go. */
   readonly dir: string;
+  /** migrate: the stream over TCP on 127.0.0.1 (else a socket pair). */
+  readonly tcp?: boolean;
+  /** The destination process: the source's listening port (TCP). */
+  readonly port?: number;
 }
 
 export interface MigrationCaseResult {
@@ -233,7 +237,7 @@ async function runReceive(c: MigrationCase): Promise<void> {
   const baseRss = memOf(process.pid).rss;
   const b = await host(4, c.mib);
   try {
-    const { socket, pipe } = fdPipe(3, 'migration receiver');
+    const { socket, pipe } = c.port ? tcpLentPipe({ host: '127.0.0.1', port: c.port }, 'migration receiver') : fdPipe(3, 'migration receiver');
     const frameAlloc = { ms: 0 };
     timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
     process.stdout.write('ready\n');
@@ -255,7 +259,11 @@ async function runReceive(c: MigrationCase): Promise<void> {
 
 /** Starts the destination process (this program, as it was run: tsx or compiled), ready for the stream. */
 async function startReceiver(c: MigrationCase): Promise<{ socket: net.Socket; report: Promise<ReceiveReport> }> {
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], JSON.stringify({ ...c, op: 'receive' })], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
+  const server = c.tcp ? net.createServer() : undefined;
+  if (server) await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = server ? (server.address() as net.AddressInfo).port : undefined;
+  const connected = server ? new Promise<net.Socket>((r) => server.once('connection', (s: net.Socket) => { server.close(); r(s); })) : undefined;
+  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], JSON.stringify({ ...c, op: 'receive', port })], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
   let out = '';
   const lines: string[] = [];
   let onLine: (() => void) | undefined;
@@ -276,7 +284,7 @@ async function startReceiver(c: MigrationCase): Promise<{ socket: net.Socket; re
     look();
   });
   if ((await next()) !== 'ready') throw new Error('the destination process did not say ready');
-  return { socket: child.stdio[3] as net.Socket, report: next().then((l) => JSON.parse(l) as ReceiveReport) };
+  return { socket: connected ? await connected : (child.stdio[3] as net.Socket), report: next().then((l) => JSON.parse(l) as ReceiveReport) };
 }
 
 /**

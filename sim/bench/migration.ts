@@ -88,11 +88,11 @@ export const migrationSection: BenchSection = {
     }
     const cpuPerGiB = (ms: number | undefined, mib: number): string => (ms === undefined ? '–' : fmtFixed(ms / 1000 / (mib / 1024), 2));
     const cases: MigrationCase[] = [];
-    for (const op of ['save', 'migrate', 'migrate-1p'] as const) {
+    for (const [op, tcp] of [['save', false], ['migrate', false], ['migrate', true], ['migrate-1p', false]] as const) {
       if (!parts.has(op === 'migrate-1p' ? 'migrate' : op)) continue;
       for (const mib of sizes) {
         // xl save suspends the guest before it streams a page: a dirtying guest saves as an idle one.
-        for (const workload of op === 'save' ? ['idle'] as const : ['idle', 'dirtying'] as const) cases.push({ op, mib, workload, dir: dir.path });
+        for (const workload of op === 'save' ? ['idle'] as const : ['idle', 'dirtying'] as const) cases.push({ op, mib, workload, dir: dir.path, ...(tcp ? { tcp } : {}) });
       }
     }
     // Rounds alternate over the cases (a spell of load on the machine falls on all of them).
@@ -103,7 +103,7 @@ export const migrationSection: BenchSection = {
         runs[k].push(await runCase(c));
       }
     }
-    for (const [k, { op, mib, workload }] of cases.entries()) {
+    for (const [k, { op, mib, workload, tcp }] of cases.entries()) {
       const all = runs[k];
       const rates = all.map(gbps);
       // Throughput and CPU: medians over the rounds (and the best rate); memory: the highest peak.
@@ -118,7 +118,7 @@ export const migrationSection: BenchSection = {
       const downtime = r.downtimeNs !== undefined ? `${fmtFixed(r.downtimeNs / 1e6, 2)} ms` : '–';
       const bad = all.reduce((n, x) => n + (x.mismatched ?? 0), 0);
       const check = r.mismatched === undefined ? '' : bad === 0 ? ` (${fmtInt(r.compared!)} pages equal)` : ` (${bad} PAGES DIFFER)`;
-      const name = op === 'save' ? 'xl save to file' : op === 'migrate' ? 'xl migrate, 2 processes' : 'xl migrate, 1 process';
+      const name = op === 'save' ? 'xl save to file' : op === 'migrate' ? `xl migrate, 2 processes, ${tcp ? 'TCP 127.0.0.1' : 'socket pair'}` : 'xl migrate, 1 process';
       const rss = (peak: number, base: number): string => `${fmtMB(peak)} (base ${fmtMB(base)})`;
       const vs = (peak: number, base: number): string => `${fmtFixed(peak / guestBytes, 2)}× (${fmtFixed((peak - base) / guestBytes, 2)}× above base)`;
       const cpu = median(all.map((x) => x.cpuMs ?? 0));
@@ -134,7 +134,7 @@ export const migrationSection: BenchSection = {
         rows.push(['', '', '', '', '', '', '', '', `destination ${rss(dst.peakRss, dst.baseRss)}`, `destination ${vs(dst.peakRss, dst.baseRss)}`, '', '']);
         rows.push(['', '', '', '', '', '', '', '', `sum of both ${fmtMB(sum)}`, `sum of both ${fmtFixed(sum / guestBytes, 2)}×`, '', '']);
       }
-      const label = `${op === 'migrate-1p' ? 'migrate in 1 process' : op === 'migrate' ? 'migrate (2 processes)' : 'save'} ${mib} MiB ${workload}`;
+      const label = `${op === 'migrate-1p' ? 'migrate in 1 process' : op === 'migrate' ? `migrate (2 processes, ${tcp ? 'TCP' : 'socket pair'})` : 'save'} ${mib} MiB ${workload}`;
       if (mib === 1024 && workload === 'idle') notes.push(`idle 1 GiB guest, ${label}: ${fmtFixed(median(rates), 2)} GB/s median of ${all.length} (target >= ${TARGET_GBPS}: ${median(rates) >= TARGET_GBPS ? 'met' : 'NOT met'})`);
       if (dst) {
         for (const [who, peak] of [['source host', src.peakRss], ['destination host', dst.peakRss]] as const) {
@@ -153,7 +153,9 @@ export const migrationSection: BenchSection = {
     out('CPU s/GiB: a process\'s CPU time (user + system, all its threads) over that same wall time, per GiB of guest;');
     out('for two processes, the source\'s + the destination\'s (its CPU from its banner to the guest running).');
     out('xl migrate, 2 processes: the source host here, the destination host a process of its own (what each Xen host');
-    out('holds), the stream over a socket pair between them as xl\'s over its ssh command; peak RSS per host and their sum.');
+    out('holds), the stream over a socket pair between them as xl\'s over its ssh command, or over a TCP connection on');
+    out('127.0.0.1 as over a network (xl migrate tcp://; here the destination connects to the source); peak RSS per host');
+    out('and their sum.');
     out('xl migrate, 1 process: both lockstep hosts in one process over in-memory pipes (the guest exists twice in its RSS;');
     out('no socket). Either way the pages are compared source against destination afterwards (per-page sha256 across');
     out(`processes). Dirtying: while each round is on the wire (4 us of virtual time a page) the`);

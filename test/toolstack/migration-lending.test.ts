@@ -5,7 +5,8 @@
 // pages of a Remus checkpoint or of an image read whole). These specs lend every byte and
 // overwrite each buffer the moment it comes back: a view kept too long reads garbage.
 import assert from 'node:assert/strict';
-import { MigratePipe, linkedPipes } from '../../sim/migrate-pipe.ts';
+import { Writable } from 'node:stream';
+import { MigratePipe, linkedPipes, streamWriter } from '../../sim/migrate-pipe.ts';
 import { MigrateError, migrateReceive, migrateSend } from '../../sim/xl-migrate.ts';
 import { LibxcRecType, MAX_BATCH_SIZE, PAGE_SIZE } from '../../domains/dom0/toolstack/migration/libxc-stream.ts';
 import { SaveStreamReader } from '../../domains/dom0/toolstack/migration/stream-reader.ts';
@@ -210,6 +211,42 @@ describe('migration stream: the writer lends its PAGE_DATA buffers', () => {
     }, opts);
     w.start();
     assert.throws(() => w.sendPages([page(0)]), /given back twice/);
+  });
+});
+
+describe('streamWriter: a stream that takes whole records at once still gives their buffers back before the writer goes on', () => {
+  /** A Node stream that takes every write at once (as TCP with its buffers grown does) and calls back on the next tick. */
+  class EagerStream extends Writable {
+    override _write(_chunk: Buffer, _enc: string, done: (e?: Error | null) => void): void {
+      process.nextTick(done);
+    }
+  }
+
+  it('the writer is told to wait once the stream holds more than a few lent records, and its drain() ends when they are back', async () => {
+    const s = new EagerStream({ highWaterMark: 64 * 1024 * 1024 });
+    const pipe = new MigratePipe(streamWriter(s));
+    const w = new SaveStreamWriter((c, release) => pipe.write(c, release), pvImage(1));
+    w.start();
+    let mostLent = 0;
+    for (let batch = 0; batch < 12; batch++) {
+      w.sendPages(pages(batch * MAX_BATCH_SIZE, MAX_BATCH_SIZE));
+      mostLent = Math.max(mostLent, w.batchBuffers.lent);
+      // What migrateSend() does between batches: wait for the transport, in a loop of microtasks only.
+      await pipe.drain();
+    }
+    await new Promise((r) => setImmediate(r));
+    assert.ok(mostLent <= 3, `${mostLent} records lent at once`);
+    assert.ok(w.batchBuffers.made <= 4, `${w.batchBuffers.made} PAGE_DATA buffers made for 12 records`);
+    assert.equal(w.batchBuffers.lent, 0);
+  });
+
+  it('a stream that goes away wakes a writer waiting in drain()', async () => {
+    const s = new Writable({ write: () => undefined, highWaterMark: 1 });
+    const pipe = new MigratePipe(streamWriter(s));
+    pipe.write(new Uint8Array(4096), () => undefined);
+    const waiting = pipe.drain();
+    s.destroy();
+    await waiting;
   });
 });
 
