@@ -14,11 +14,15 @@
 // is still right). A guest writing while its page is fingerprinted is seen now or at the next
 // read, never lost: the fingerprint stored is of bytes the page held at some point, so if the page
 // ends up otherwise, the next read differs.
+// The live saver's reads are looks too (observe): a page it read (and sent) as other than its
+// print was written since the last read, so it is dirty even if the guest writes it back before
+// the next - else the destination would keep what it was sent.
 // A read compares a big guest's 2 MiB blocks first, each by one digest of its pages' prints
 // (page-fingerprint.ts runDigesterOf), and only a block whose digest changed page by page.
+import assert from 'node:assert/strict';
 import type { Domain } from './domain.ts';
 import { EXTENT_PAGES, type Frame } from './memory.ts';
-import { fingerprint, fingerprinterOf, foldPrints, runDigesterOf } from './page-fingerprint.ts';
+import { fingerprint, fingerprinterOf, foldPrints, runDigesterOf, scalarFingerprint } from './page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from './public/xen.ts';
 
 /** struct xen_domctl_shadow_op_stats. */
@@ -49,6 +53,7 @@ export class LogDirty {
    */
   private pfnOf: Map<Frame, number> | undefined;
   private readonly scratch = new Int32Array(2);
+  private readonly folded = new Int32Array(2);
   /**
    * Per block of EXTENT_PAGES pfns: the digest (foldPrints) of its pages' prints, valid where
    * `blockOk` is 1 - the block's frames, as frameAt has them, are one run of pages of one buffer
@@ -131,6 +136,45 @@ export class LogDirty {
     const pfn = this.pfnOf.get(f) ?? this.d.p2m.indexOf(f);
     if (pfn < 0) return;
     this.setBit(pfn);
+  }
+
+  /**
+   * The saver read pfns pfn..pfn+count-1 as the pages back to back at byte `offset` of `sab` (what
+   * it sent): one that differs from its print at the last look was written since - a write fault
+   * Xen would have taken - so it is dirty whatever it holds at the next read. Without this look, a
+   * page written before its send and written back after compares clean while the destination
+   * keeps what it was sent.
+   */
+  observe(pfn: number, count: number, sab: SharedArrayBuffer, offset: number): void {
+    assert(Number.isSafeInteger(pfn) && pfn >= 0 && Number.isSafeInteger(count) && count >= 0, `observe(${pfn}, ${count})`);
+    const n = Math.min(count, this.frameAt.length - pfn);
+    if (n <= 0) return;
+    const now = this.scratch;
+    // A page's print is taken the way its frame's buffer is read (SIMD or the scalar loop): the
+    // sent bytes are fingerprinted the same way.
+    const run = runDigesterOf(sab);
+    const f0 = this.frameAt[pfn];
+    if (run && f0 && runDigesterOf(f0.sab)) {
+      // A run as it was at the last look costs one call: its digest against its prints'.
+      run(offset, n, now, 0);
+      foldPrints(this.prints, pfn, n, this.folded, 0);
+      if (now[0] === this.folded[0] && now[1] === this.folded[1]) return;
+    }
+    const simd = fingerprinterOf(sab);
+    const { p2m } = this.d;
+    for (let i = 0; i < n; i++) {
+      const at = pfn + i;
+      const f = this.frameAt[at];
+      // A frame new since the last look is the scan's (dirty there whatever it holds).
+      if (!f || f !== p2m[at]) continue;
+      if (!runDigesterOf(f.sab)) scalarFingerprint(sab, offset + i * XEN_PAGE_SIZE, now, 0);
+      else if (run) simd(offset + i * XEN_PAGE_SIZE, now, 0);
+      else now[0] = ~this.prints[2 * at]; // SIMD prints, bytes the SIMD function cannot read: dirty, to be safe
+
+      if (now[0] !== this.prints[2 * at] || now[1] !== this.prints[2 * at + 1]) {
+        if (this.setBit(at)) this.faultCount++;
+      }
+    }
   }
 
   /** The guest's own writes since the last look, as the faults Xen would have taken. */

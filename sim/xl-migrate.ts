@@ -27,6 +27,8 @@ import { dirtyPfns } from '../hypervisor/paging.ts';
 import { Domctl, DomctlShadowOp } from '../hypervisor/public/domctl.ts';
 import { Hypercall } from '../hypervisor/public/xen.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
+import { XEN_PAGE_SIZE } from '../hypervisor/public/xen.ts';
+import { fingerprintableBuffer } from '../hypervisor/page-fingerprint.ts';
 
 /** A migration that failed: the message is xl's story (and where the domain is now). */
 export class MigrateError extends Error {
@@ -107,7 +109,30 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   }
   const d = xl.rt.host.domains.get(domid)!;
   const x = xl.domains.get(domid)!;
-  const w = new SaveStreamWriter((c, release) => pipe.write(c, release), saveStreamOptions(d, config));
+  const w = new SaveStreamWriter((c, release) => pipe.write(c, release), {
+    ...saveStreamOptions(d, config),
+    // Records in shared WebAssembly memory, so that log-dirty reads what was sent with SIMD.
+    recordBuffer: (bytes) => new Uint8Array(fingerprintableBuffer(Math.ceil(bytes / 65536) * 65536)),
+    pagesCopied: (pages, from, to, record, dataAt) => {
+      // The saver's look at what it read (LogDirty.observe): a page changed since the last CLEAN
+      // is dirty even if the guest puts it back before the next.
+      const ld = d.logDirty;
+      if (!ld) return;
+      const sab = record.buffer as SharedArrayBuffer;
+      let at = record.byteOffset + dataAt;
+      for (let j = from; j < to;) {
+        if (!pages[j].bytes && !pages[j].mapping) {
+          j++;
+          continue;
+        }
+        let k = j + 1;
+        while (k < to && pages[k].pfn === pages[k - 1].pfn + 1 && (pages[k].bytes || pages[k].mapping)) k++;
+        ld.observe(pages[j].pfn, k - j, sab, at);
+        at += (k - j) * XEN_PAGE_SIZE;
+        j = k;
+      }
+    },
+  });
   let suspendedAt: number | undefined;
   let sentAtLastBatch = 0;
   const live: LiveDomain = {

@@ -7,6 +7,7 @@ import { Host } from '../../hypervisor/host.ts';
 import { EXTENT_PAGES } from '../../hypervisor/memory.ts';
 import { Hypercalls } from '../../hypervisor/hypercall.ts';
 import { dirtyPfns } from '../../hypervisor/paging.ts';
+import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Domctl, DomctlShadowOp, XEN_DOMCTL_SHADOW_ENABLE_LOG_DIRTY } from '../../hypervisor/public/domctl.ts';
 import { DOMID_SELF, Errno, Hypercall, XEN_PAGE_SIZE, domid as domidOf } from '../../hypervisor/public/xen.ts';
 import { GNTCOPY_dest_gref, GNTMAP_host_map, GntSt, gnttabGrantForeignAccessRef, grantRef } from '../../hypervisor/public/grant_table.ts';
@@ -126,6 +127,33 @@ describe('log-dirty mode (XEN_DOMCTL_shadow_op)', () => {
     assert.deepEqual(cleanAll(), [], 'not written since: clean, and none of its neighbours in the extent ever were');
     backend[0] = backend[0] + 1;
     assert.deepEqual(cleanAll(), [gfn], 'written again in a later round: dirty again');
+  });
+
+  it('a page written, then read by the saver (observe), then written back as it was at the last look is dirty: Xen\'s bitmap has its write fault', () => {
+    for (const pages of [PAGES, 2 * EXTENT_PAGES]) {
+      const h = new Host();
+      h.createDomain({ domid: 0, privileged: true });
+      const hc = new Hypercalls(h, new EventChannels(h), new GrantTables(h));
+      const d = h.createDomain({ maxPages: pages + 8 });
+      h.populate(d, 0, pages);
+      const cleanAll = (): number[] => dirtyPfns((shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_CLEAN, { pages }) as Answer).dirty_bitmap, pages);
+      assert.equal(shadow(hc, d.domid, DomctlShadowOp.XEN_DOMCTL_SHADOW_OP_ENABLE_LOGDIRTY), 0);
+      const pfn = pages - 3;
+      // What a live saver's record holds (a shared WebAssembly memory, as xl migrate's are).
+      const record = fingerprintableBuffer(65536);
+      const sent = new Uint8Array(record);
+      // Unchanged pages read: nothing dirty.
+      for (let i = 0; i < 4; i++) sent.set(d.p2m[pages - 4 + i]!.bytes, i * XEN_PAGE_SIZE);
+      d.logDirty!.observe(pages - 4, 4, record, 0);
+      assert.deepEqual(cleanAll(), [], `${pages} pages: pages read as they were are clean`);
+      const page = d.p2m[pfn]!.bytes;
+      page[7] = 0x5a;
+      for (let i = 0; i < 4; i++) sent.set(d.p2m[pages - 4 + i]!.bytes, i * XEN_PAGE_SIZE);
+      d.logDirty!.observe(pages - 4, 4, record, 0);
+      page[7] = 0;
+      assert.deepEqual(cleanAll(), [pfn], `${pages} pages: the page read while written is dirty though it is back as it was`);
+      assert.deepEqual(cleanAll(), []);
+    }
   });
 
   it('PEEK returns the bitmap without clearing it', () => {

@@ -96,6 +96,14 @@ export interface SaveStreamWriterOptions {
   readonly p2mFrames?: Omit<X86PvP2mFramesRecord, 'type'>;
   readonly cpuidPolicy?: readonly XenCpuidLeaf[];
   readonly msrPolicy?: readonly XenMsrEntry[];
+  /** Makes a PAGE_DATA record buffer of at least `bytes` (default: a Buffer of the process's own). */
+  readonly recordBuffer?: (bytes: number) => Uint8Array;
+  /**
+   * Told, for each PAGE_DATA record, what its pages hold as sent: pages[from, to) of the batch,
+   * those with data back to back in `record` from byte `dataAt` - before the record goes to the
+   * sink (a live saver's look at the pages it read; see xl-migrate.ts).
+   */
+  readonly pagesCopied?: (pages: readonly GuestPage[], from: number, to: number, record: Uint8Array, dataAt: number) => void;
 }
 
 /**
@@ -120,6 +128,8 @@ const BATCH_RECORD_MAX = RHDR_SIZE + 8 + (8 + PAGE_SIZE) * MAX_BATCH_SIZE;
  */
 class BatchBuffers {
   private readonly free: Uint8Array[] = [];
+
+  constructor(private readonly make: (bytes: number) => Uint8Array = (bytes) => Buffer.allocUnsafe(bytes)) {}
   /** Buffers lent and not given back: a sink that keeps chunks holds them, no harm done. */
   lent = 0;
   /** Buffers made (the pool's high-water mark while sinks give them back). */
@@ -130,7 +140,8 @@ class BatchBuffers {
     assert(bytes <= BATCH_RECORD_MAX, `PAGE_DATA record of ${bytes} bytes`);
     let buf = this.free.pop();
     if (!buf) {
-      buf = Buffer.allocUnsafe(BATCH_RECORD_MAX);
+      buf = this.make(BATCH_RECORD_MAX);
+      assert(buf.length >= BATCH_RECORD_MAX, `a PAGE_DATA buffer of ${buf.length} bytes`);
       this.made++;
     }
     this.lent++;
@@ -156,9 +167,10 @@ export class SaveStreamWriter {
   private readonly hvm: boolean;
   /** PAGE_DATA records and pages written (pages count resends). */
   readonly stats = { pageDataRecords: 0, pagesSent: 0, bytes: 0, checkpoints: 0 };
-  private readonly batches = new BatchBuffers();
+  private readonly batches: BatchBuffers;
 
   constructor(private readonly sink: StreamSink, private readonly opts: SaveStreamWriterOptions) {
+    this.batches = new BatchBuffers(opts.recordBuffer);
     this.format = opts.format ?? 'xl';
     this.streamType = opts.streamType ?? 'plain';
     this.hvm = opts.guestType === DhdrType.DHDR_TYPE_X86_HVM;
@@ -274,6 +286,7 @@ export class SaveStreamWriter {
           j++;
         }
       }
+      this.opts.pagesCopied?.(pages, i, end, rec, RHDR_SIZE + 8 + 8 * n);
       this.stats.bytes += rec.length;
       this.sink(rec, release);
       this.stats.pageDataRecords++;
