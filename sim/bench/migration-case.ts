@@ -18,7 +18,7 @@ import { Xl } from '../xl.ts';
 import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
 import { EXTENT_PAGES, Frame, type Mfn } from '../../hypervisor/memory.ts';
-import { pageFingerprint } from '../../hypervisor/paging.ts';
+import { LogDirty, pageFingerprint } from '../../hypervisor/paging.ts';
 import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
@@ -62,9 +62,10 @@ export interface MigrationCaseResult {
   readonly reference?: { readonly memcpyWarm: number; readonly memcpyFresh: number; readonly write: number; readonly fingerprint: number; readonly frameViews: number };
   readonly fillMs?: number;
   /**
-   * Migrate only: wall time inside two of the hypervisor model's costs - log-dirty's shadow ops
-   * at the source (enable and each CLEAN fingerprint every page) and the destination's frame
-   * allocation (a Frame, a view of a shared buffer, per page).
+   * Migrate only: wall time inside two of the hypervisor model's costs - log-dirty at the source
+   * (its shadow ops: enable and each CLEAN fingerprint every page; and its look at each record
+   * sent, LogDirty.observe) and the destination's frame allocation (a Frame, a view of a shared
+   * buffer, per page).
    */
   readonly logDirtyMs?: number;
   readonly frameAllocMs?: number;
@@ -85,6 +86,19 @@ function timeCalls<T extends object, K extends keyof T>(obj: T, name: K, spent: 
     const t = performance.now();
     try {
       return orig.apply(obj, args);
+    } finally {
+      spent.ms += performance.now() - t;
+    }
+  };
+}
+
+/** timeCalls() for a method of every instance: wraps it on the prototype (`this` is each instance). */
+function timeMethod<T extends object, K extends keyof T>(proto: T, name: K, spent: { ms: number }): void {
+  const orig = proto[name] as (...args: unknown[]) => unknown;
+  (proto as Record<K, unknown>)[name] = function (this: T, ...args: unknown[]): unknown {
+    const t = performance.now();
+    try {
+      return orig.apply(this, args);
     } finally {
       spent.ms += performance.now() - t;
     }
@@ -308,6 +322,7 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
 
     const logDirty = { ms: 0 };
     timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
+    timeMethod(LogDirty.prototype, 'observe', logDirty);
     const prof = await profileStart();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -363,6 +378,7 @@ async function runMigrateOneProcess(c: MigrationCase): Promise<MigrationCaseResu
     const logDirty = { ms: 0 };
     const frameAlloc = { ms: 0 };
     timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
+    timeMethod(LogDirty.prototype, 'observe', logDirty);
     timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
     const prof = await profileStart();
     const cpu0 = process.cpuUsage();

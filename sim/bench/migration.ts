@@ -162,11 +162,13 @@ export const migrationSection: BenchSection = {
     out(`guest rewrites ${fmtInt(DIRTY_PAGES_PER_S)} pages a second; libxc's policy: stop below 50 dirty pages or after 5 rounds. xl save`);
     out('suspends the guest first (no precopy): a dirtying guest saves as an idle one. Peak RSS: the case process\'s VmHWM.');
     out('Model costs: xensim\'s guests write their frames with no trap, so log-dirty fingerprints every page at enable and at');
-    out('each CLEAN (an idle migration passes over the guest 3 times; WebAssembly SIMD over a big guest\'s extents; a CLEAN');
+    out('each CLEAN, and what the saver sends (an idle migration passes over the guest 3 times and over its stream once;');
+    out('WebAssembly SIMD over a big guest\'s extents and the saver\'s records; a CLEAN');
     out('digests each 2 MiB block in one call and looks page by page only where that changed), and the destination\'s build');
     out('hands out Frames its heap made at boot (as Xen\'s frame table; their views made only when first used); the reference');
     out('rows time one fingerprint pass and a view per frame alone, and each migrate row\'s "model" column the wall time spent');
-    out('in shadow ops at the source and frame allocation at the destination during that migration, so that GB/s without');
+    out('in shadow ops and in log-dirty\'s look at each record sent (LogDirty.observe) at the source and in frame');
+    out('allocation at the destination during that migration, so that GB/s without');
     out('them is the migration\'s own.');
     for (const n of notes) out(`- ${n}`);
   },
