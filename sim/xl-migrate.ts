@@ -274,6 +274,8 @@ export async function migrateReceive(xl: Xl, pipe: MigratePipe, opts: { hash?: b
           if (!('imageHeader' in ev)) continue;
           streaming = ev.domainHeader.type === DhdrType.DHDR_TYPE_X86_PV;
           restorer = new ImageRestorer({ pageSink: streaming ? sink : undefined, lent: true });
+          // PV pages go into frames as they come, the records never copied together.
+          if (streaming) reader.streamPages();
           for (const e of early.splice(0)) restorer.apply(e);
           continue;
         }

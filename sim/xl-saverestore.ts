@@ -134,6 +134,23 @@ export function savedPageFiller(d: Domain): (pfn: number, page: MutableGuestPage
   };
 }
 
+/** copyUnaligned()'s bounce buffer: small enough to stay in the cache between its two copies. */
+const BOUNCE = new Uint8Array(64 * 1024);
+
+/**
+ * A copy into a shared buffer (a frame's) from bytes not 8-aligned as the frame is (a stream's
+ * pages where a socket read cut them): V8 copies into shared memory word by word only when both
+ * sides are aligned alike, else byte by byte, several times slower - so through an aligned buffer
+ * of our own.
+ */
+function copyUnaligned(to: Uint8Array, at: number, from: Uint8Array): void {
+  for (let done = 0; done < from.length; done += BOUNCE.length) {
+    const n = Math.min(BOUNCE.length, from.length - done);
+    BOUNCE.set(from.subarray(done, done + n));
+    to.set(n === BOUNCE.length ? BOUNCE : BOUNCE.subarray(0, n), at + done);
+  }
+}
+
 /**
  * xl save's stream of a suspended domain, written to `sink` as it is made: one round with every
  * pfn of its p2m (holes as XTAB) in batches straight from its frames, then its suspended state.
@@ -273,7 +290,8 @@ export class FrameFiller implements RestorePageSink {
         n++;
       }
       const from = offset + i * PAGE_SIZE;
-      if (n === 1) f.bytes.set(src.subarray(from, from + PAGE_SIZE));
+      if ((src.byteOffset + from) & 7) copyUnaligned(bufferBytes(f.sab), f.offset, src.subarray(from, from + n * PAGE_SIZE));
+      else if (n === 1) f.bytes.set(src.subarray(from, from + PAGE_SIZE));
       else bufferBytes(f.sab).set(src.subarray(from, from + n * PAGE_SIZE), f.offset);
       this.filled.fill(1, pfn + i, pfn + i + n);
       i += n;

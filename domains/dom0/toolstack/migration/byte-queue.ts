@@ -104,6 +104,29 @@ export class ByteQueue {
     return out;
   }
 
+  /** The next n bytes without taking them: a view when they lie in one chunk, else a copy. */
+  peek(n: number): Uint8Array {
+    assert(Number.isSafeInteger(n) && n >= 0 && n <= this.queued, `peek(${n}) with ${this.queued} queued`);
+    const first = this.chunks[this.first];
+    if (n === 0) return new Uint8Array(0);
+    if (first.bytes.length - this.head >= n) return first.bytes.subarray(this.head, this.head + n);
+    const out = new Uint8Array(n);
+    let filled = 0;
+    for (let i = this.first; filled < n; i++) {
+      const c = this.chunks[i].bytes;
+      const from = i === this.first ? this.head : 0;
+      const part = Math.min(c.length - from, n - filled);
+      out.set(c.subarray(from, from + part), filled);
+      filled += part;
+    }
+    return out;
+  }
+
+  /** Unread bytes in the first queued chunk (what take() can give as a view of it). */
+  get firstChunkLength(): number {
+    return this.queued === 0 ? 0 : this.chunks[this.first].bytes.length - this.head;
+  }
+
   /** The unread rest of the first queued chunk, as a view (nothing copied); empty if none. */
   takeChunk(): Uint8Array {
     if (this.queued === 0) return new Uint8Array(0);

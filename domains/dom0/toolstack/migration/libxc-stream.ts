@@ -4,6 +4,7 @@
 // Xen's restore (xg_sr_restore*.c) refuses and also what Debian's verify-stream-v2 refuses
 // (non-zero reserved fields and padding, which Xen only ignores), so a stream this reader accepts
 // is one both accept. Record order is checked by the stream reader, not here.
+import assert from 'node:assert/strict';
 import { REC_LENGTH_MAX, copyOf, frameRecord, view } from './sr-record.ts';
 
 // ---- Image header (always big-endian) ----
@@ -545,14 +546,41 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
 }
 
 /** handle_page_data(): count >= 1, every pfn word known, length exactly header + pfns + pages. */
-function decodePageData(body: Uint8Array): PageDataRecord {
-  if (body.length < 8) throw new RecordError(`PAGE_DATA record truncated: length ${body.length}, min 8`);
-  const v = view(body);
+/** A PAGE_DATA record's pfn list, decoded and checked before its pages (decodePageDataHead()). */
+export interface PageDataHead {
+  readonly pfnList: Float64Array;
+  readonly typeList: Uint8Array;
+  /** Pages with stream data (they follow the pfn list, in its order). */
+  readonly withData: number;
+}
+
+/**
+ * The pfn count of a PAGE_DATA record of `length` bytes from its first 8 bytes, when the record
+ * is one whose pfn list can be decoded ahead of its pages (decodePageDataHead()); else undefined
+ * (the whole record decoded gives the error).
+ */
+export function pageDataCount(first8: Uint8Array, length: number): number | undefined {
+  if (length < 8 || first8.length < 8) return undefined;
+  const v = view(first8);
+  const count = v.getUint32(0, true);
+  if (count < 1 || v.getUint32(4, true) !== 0 || length < 8 + count * 8) return undefined;
+  return count;
+}
+
+/**
+ * A PAGE_DATA record's checks and pfn list from its first bytes (`head`, at least the count and
+ * the pfn words) and its length: what decodePageData() finds wrong, it finds wrong here, with the
+ * same words, before any page of the record is read.
+ */
+export function decodePageDataHead(head: Uint8Array, length: number): PageDataHead {
+  if (length < 8) throw new RecordError(`PAGE_DATA record truncated: length ${length}, min 8`);
+  const v = view(head);
   const count = v.getUint32(0, true);
   if (count < 1) throw new RecordError('Expected at least 1 pfn in PAGE_DATA record');
   if (v.getUint32(4, true) !== 0) throw new RecordError('Reserved bits set in PAGE_DATA record');
   // count * 8 is below 2^35, exact in a double; compared before anything is sized by it.
-  if (body.length < 8 + count * 8) throw new RecordError(`PAGE_DATA record (length ${body.length}) too short to contain ${count} pfns worth of information`);
+  if (length < 8 + count * 8) throw new RecordError(`PAGE_DATA record (length ${length}) too short to contain ${count} pfns worth of information`);
+  assert(head.length >= 8 + count * 8, 'decodePageDataHead() without the whole pfn list');
   const pfnList = new Float64Array(count);
   const typeList = new Uint8Array(count);
   let withData = 0;
@@ -572,8 +600,13 @@ function decodePageData(body: Uint8Array): PageDataRecord {
     typeList[i] = type;
   }
   const expected = 8 + 8 * count + PAGE_SIZE * withData;
-  if (body.length !== expected) throw new RecordError(`PAGE_DATA record wrong size: length ${body.length}, expected 8 + ${8 * count} + ${PAGE_SIZE * withData}`);
-  const data = body.subarray(8 + 8 * count);
+  if (length !== expected) throw new RecordError(`PAGE_DATA record wrong size: length ${length}, expected 8 + ${8 * count} + ${PAGE_SIZE * withData}`);
+  return { pfnList, typeList, withData };
+}
+
+function decodePageData(body: Uint8Array): PageDataRecord {
+  const { pfnList, typeList, withData } = decodePageDataHead(body, body.length);
+  const data = body.subarray(8 + 8 * pfnList.length);
   // An object and a view per page only for whoever asks (the restorer does not).
   let pfns: { pfn: number; type: XenDomctlPfinfo }[] | undefined;
   let pages: Uint8Array[] | undefined;

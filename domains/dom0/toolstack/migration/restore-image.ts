@@ -3,7 +3,8 @@
 // state, the emulator's records. Checkpointed streams are applied a checkpoint at a time, as Xen
 // buffers them: libxc applies a checkpoint's records only once libxl has read its part up to
 // CHECKPOINT_END, so a checkpoint cut short anywhere by a failover is dropped whole.
-import { LibxcRecType, PAGE_SIZE, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
+import { LibxcRecType, PAGE_SIZE, XenDomctlPfinfo, pageTypeHasStreamData, type DomainHeader, type PageDataHead, type HvmParamEntry, type ImageHeader, type LibxcRecord, type X86PvP2mFramesRecord, type X86TscInfo, type XenCpuidLeaf, type XenMsrEntry } from './libxc-stream.ts';
+import assert from 'node:assert/strict';
 import { LibxlRecType, type LibxlRecord } from './libxl-stream.ts';
 import { SaveStreamReader, type SaveStreamEvent, type SaveStreamReaderOptions, type StreamEnd } from './stream-reader.ts';
 import { xlConfigText, type XlSaveHeader } from './xl-save-header.ts';
@@ -154,6 +155,8 @@ export class ImageRestorer {
   private readonly libxcOnly: boolean;
   private readonly pageSink: RestorePageSink | undefined;
   private readonly lent: boolean;
+  /** The streamed PAGE_DATA record's pfns with data, in order (pageDataHead()). */
+  private streamedPfns: number[] | undefined;
 
   constructor(opts: ImageRestorerOptions = {}) {
     this.checkpointed = opts.checkpointed ?? false;
@@ -172,8 +175,52 @@ export class ImageRestorer {
       this.image.domainHeader = ev.domainHeader;
     } else if (ev.layer === 'libxc' && 'record' in ev) {
       this.libxc(ev.record);
+    } else if ('pageDataHead' in ev) {
+      this.pageDataHead(ev.pageDataHead);
+    } else if ('pageData' in ev) {
+      this.pageData(ev.pageData.first, ev.pageData.bytes);
     } else if (ev.layer === 'libxl' && 'record' in ev) {
       this.libxl(ev.record);
+    }
+  }
+
+  /**
+   * A streamed PAGE_DATA record's pfn list (SaveStreamReader.streamPages()): what the record does
+   * but its pages, which come after it (pageData()) - only into a page sink, outside checkpoints.
+   */
+  private pageDataHead(head: PageDataHead): void {
+    const sink = this.pageSink;
+    assert(sink?.putRun && !this.checkpointed && !this.verifying, 'a streamed PAGE_DATA record needs a page sink, no checkpoints and no VERIFY pass');
+    const img = this.image;
+    img.stats.pageDataRecords++;
+    const withData: number[] = [];
+    for (let i = 0; i < head.pfnList.length; i++) {
+      const pfn = head.pfnList[i];
+      const type: XenDomctlPfinfo = head.typeList[i];
+      img.stats.pagesReceived++;
+      if (img.pageTypes.has(pfn)) img.stats.pagesResent++;
+      img.pageTypes.set(pfn, type);
+      if (pageTypeHasStreamData(type)) {
+        withData.push(pfn);
+      } else if (type === XenDomctlPfinfo.XEN_DOMCTL_PFINFO_XTAB) {
+        img.pages.delete(pfn);
+        sink.drop(pfn);
+      }
+    }
+    this.streamedPfns = withData;
+  }
+
+  /** Pages first.. of the streamed record's pages with data, back to back in bytes. */
+  private pageData(first: number, bytes: Uint8Array): void {
+    const pfns = this.streamedPfns;
+    const n = bytes.length / PAGE_SIZE;
+    assert(pfns !== undefined && Number.isInteger(n) && first + n <= pfns.length, 'pages of a streamed PAGE_DATA record beyond its pfn list');
+    // Runs of consecutive pfns go to the sink at once.
+    for (let i = 0; i < n;) {
+      let k = i + 1;
+      while (k < n && pfns[first + k] === pfns[first + k - 1] + 1) k++;
+      this.pageSink!.putRun!(pfns[first + i], k - i, bytes, i * PAGE_SIZE);
+      i = k;
     }
   }
 

@@ -6,9 +6,9 @@
 import { ByteQueue } from './byte-queue.ts';
 import { RHDR_SIZE, REC_LENGTH_MAX, StreamError, copyOf, decodeRecordHeader, firstNonZero, roundUp, type StreamLayer } from './sr-record.ts';
 import {
-  DHDR_SIZE, DhdrType, IHDR_SIZE, LibxcRecType, RecordError, decodeDomainHeader, decodeImageHeader, decodeLibxcRecord, libxcRecName,
-  p2mFrameCount, pvVcpuBlobProblem,
-  type DomainHeader, type ImageHeader, type LibxcRecord,
+  DHDR_SIZE, DhdrType, IHDR_SIZE, LibxcRecType, PAGE_SIZE, RecordError, decodeDomainHeader, decodeImageHeader, decodeLibxcRecord, decodePageDataHead,
+  libxcRecName, p2mFrameCount, pageDataCount, pvVcpuBlobProblem,
+  type DomainHeader, type ImageHeader, type LibxcRecord, type PageDataHead,
 } from './libxc-stream.ts';
 import { LIBXL_HDR_SIZE, LibxlRecType, decodeLibxlHeader, decodeLibxlRecord, libxlRecName, type LibxlHeader, type LibxlRecord } from './libxl-stream.ts';
 import { SAVE_FILE_HEADER_SIZE, decodeXlOptionalData, decodeXlSaveHeaderFixed, type XlSaveHeader } from './xl-save-header.ts';
@@ -32,7 +32,14 @@ export type SaveStreamEvent =
   | { readonly layer: 'libxl'; readonly header: LibxlHeader }
   | { readonly layer: 'libxl'; readonly record: LibxlRecord }
   | { readonly layer: 'libxc'; readonly imageHeader: ImageHeader; readonly domainHeader: DomainHeader }
-  | { readonly layer: 'libxc'; readonly record: LibxcRecord };
+  | { readonly layer: 'libxc'; readonly record: LibxcRecord }
+  /** A streamed PAGE_DATA record (streamPages()): its pfn list, checked, before its pages. */
+  | { readonly layer: 'libxc'; readonly pageDataHead: PageDataHead }
+  /**
+   * Pages of the streamed PAGE_DATA record last headed: its pages with data number first.. in
+   * order, back to back in `bytes` (a view of the stream's bytes, as a record's pages are).
+   */
+  | { readonly layer: 'libxc'; readonly pageData: { readonly first: number; readonly bytes: Uint8Array } };
 
 /** How a stream ended: its final END, or (checkpointed streams) the sender gone after a checkpoint. */
 export type StreamEnd = 'complete' | 'failover';
@@ -44,6 +51,7 @@ type Step =
   | { kind: 'libxc-headers'; need: number }
   | { kind: 'record-header'; need: number; layer: 'libxl' | 'libxc' }
   | { kind: 'record-body'; need: number; layer: 'libxl' | 'libxc'; type: number; length: number; at: number }
+  | { kind: 'page-data'; need: number; phase: 'count' | 'head' | 'pages'; length: number; at: number; count: number; next: number; left: number }
   | { kind: 'done'; need: 0 };
 
 /** A lent chunk's release as the reader sees it: giving it back is the caller's business. */
@@ -81,6 +89,8 @@ export class SaveStreamReader {
   private msrPolicy = false;
   private vcpu0Basic = false;
   private hvmContext = false;
+  /** streamPages(): PAGE_DATA records go out as their pfn list, then their pages as they come. */
+  private streamPageData = false;
 
   constructor(opts: SaveStreamReaderOptions = {}) {
     this.format = opts.format ?? 'xl';
@@ -94,6 +104,17 @@ export class SaveStreamReader {
 
   get done(): boolean {
     return this.step.kind === 'done';
+  }
+
+  /**
+   * From the next PAGE_DATA record on, each goes out as its pfn list (checked as the whole record
+   * would be) and then its pages as they arrive - whole pages, viewed where they lie in one chunk
+   * - rather than as one record once it is all there: a consumer that puts pages straight into
+   * frames never has the record copied together (as xc_domain_restore() reads a batch's pages into
+   * its mapping). Not for a VERIFY pass (the pages are compared whole), which turns it off.
+   */
+  streamPages(): void {
+    this.streamPageData = true;
   }
 
   /**
@@ -130,6 +151,12 @@ export class SaveStreamReader {
     // Remus/COLO: once a checkpoint is whole, the primary going away anywhere is a failover to it
     // (xc_domain_restore's remus_failover); what came after it is dropped by the restorer.
     if (this.streamType !== 'plain' && this.checkpointsEnded > 0) return 'failover';
+    if (this.step.kind === 'page-data') {
+      // As for a record read whole: how much of its body came.
+      const got = this.step.length - (this.step.phase === 'pages' ? this.step.left : this.step.length) + this.q.length;
+      this.failed = new StreamError('libxc', `Stream truncated: ${got} bytes of PAGE_DATA record body (${this.step.length} bytes)`, this.step.at + RHDR_SIZE);
+      throw this.failed;
+    }
     const layer: StreamLayer = this.step.kind === 'xl-header' || this.step.kind === 'xl-optdata' ? 'xl'
       : this.step.kind === 'libxl-header' ? 'libxl'
         : this.step.kind === 'libxc-headers' ? 'libxc' : this.step.layer;
@@ -156,6 +183,10 @@ export class SaveStreamReader {
 
   private advance(out: SaveStreamEvent[]): void {
     const step = this.step;
+    if (step.kind === 'page-data') {
+      this.pageDataStep(step, out);
+      return;
+    }
     const at = this.q.offset;
     const bytes = this.q.take(step.need);
     switch (step.kind) {
@@ -205,6 +236,10 @@ export class SaveStreamReader {
         if (length > REC_LENGTH_MAX) {
           throw new StreamError(step.layer, `Record (0x${type.toString(16).padStart(8, '0')}, ${this.recName(step.layer, type)}) length 0x${length.toString(16)} exceeds max (0x${REC_LENGTH_MAX.toString(16)})`, at);
         }
+        if (this.streamPageData && step.layer === 'libxc' && type === LibxcRecType.REC_TYPE_PAGE_DATA && length >= 8) {
+          this.step = { kind: 'page-data', need: 8, phase: 'count', length, at, count: 0, next: 0, left: 0 };
+          return;
+        }
         this.step = { kind: 'record-body', need: roundUp(length), layer: step.layer, type, length, at };
         return;
       }
@@ -219,6 +254,66 @@ export class SaveStreamReader {
       }
       case 'done':
         return;
+    }
+  }
+
+  /** A streamed PAGE_DATA record (streamPages()): its count, its pfn list, then its pages. */
+  private pageDataStep(step: Extract<Step, { kind: 'page-data' }>, out: SaveStreamEvent[]): void {
+    switch (step.phase) {
+      case 'count': {
+        const count = pageDataCount(this.q.peek(8), step.length);
+        if (count === undefined) {
+          // A record the checks refuse before its pfn list: read whole, it fails as it would.
+          this.step = { kind: 'record-body', need: roundUp(step.length), layer: 'libxc', type: LibxcRecType.REC_TYPE_PAGE_DATA, length: step.length, at: step.at };
+          return;
+        }
+        step.count = count;
+        step.phase = 'head';
+        step.need = 8 + 8 * count;
+        return;
+      }
+      case 'head': {
+        let head: PageDataHead;
+        try {
+          head = decodePageDataHead(this.q.take(step.need), step.length);
+        } catch (e) {
+          this.fail('libxc', step.at, e);
+        }
+        this.checkPageData(head.pfnList, (reason) => {
+          throw new StreamError('libxc', reason, step.at);
+        });
+        out.push({ layer: 'libxc', pageDataHead: head });
+        step.left = head.withData * PAGE_SIZE;
+        if (step.left === 0) {
+          this.step = { kind: 'record-header', need: RHDR_SIZE, layer: 'libxc' };
+          return;
+        }
+        step.phase = 'pages';
+        step.need = PAGE_SIZE;
+        return;
+      }
+      case 'pages': {
+        // The whole pages in the first chunk as one view; a page cut by a chunk's end on its own.
+        const inChunk = Math.floor(this.q.firstChunkLength / PAGE_SIZE) * PAGE_SIZE;
+        const n = Math.min(step.left, Math.max(inChunk, PAGE_SIZE));
+        out.push({ layer: 'libxc', pageData: { first: step.next, bytes: this.q.take(n) } });
+        step.next += n / PAGE_SIZE;
+        step.left -= n;
+        if (step.left === 0) this.step = { kind: 'record-header', need: RHDR_SIZE, layer: 'libxc' };
+        return;
+      }
+    }
+  }
+
+  /** What a PAGE_DATA record needs of the stream before it (both ways of reading one). */
+  private checkPageData(pfns: Float64Array, refuse: (reason: string) => never): void {
+    // v2 streams have no STATIC_DATA_END; its place is inferred (spec: "v3 compat with v2").
+    if (this.version < 3 && !this.staticDataEnd) this.staticDataEnd = true;
+    if (!this.staticDataEnd) refuse('No STATIC_DATA_END seen');
+    if (this.guestType !== DhdrType.DHDR_TYPE_X86_HVM && !this.p2mFrames) refuse('PAGE_DATA record before X86_PV_P2M_FRAMES');
+    if (this.p2mSize !== undefined) {
+      const bad = pfns.findIndex((pfn) => pfn >= this.p2mSize!);
+      if (bad >= 0) refuse(`pfn 0x${pfns[bad].toString(16)} (index ${bad}) outside domain maximum`);
     }
   }
 
@@ -321,14 +416,7 @@ export class SaveStreamReader {
         this.p2mFrames = true;
         break;
       case LibxcRecType.REC_TYPE_PAGE_DATA:
-        inferStaticDataEnd();
-        if (!this.staticDataEnd) refuse('No STATIC_DATA_END seen');
-        if (!hvm && !this.p2mFrames) refuse('PAGE_DATA record before X86_PV_P2M_FRAMES');
-        if (this.p2mSize !== undefined) {
-          const pfns = rec.pfnList ?? Float64Array.from(rec.pfns, (p) => p.pfn);
-          const bad = pfns.findIndex((pfn) => pfn >= this.p2mSize!);
-          if (bad >= 0) refuse(`pfn 0x${pfns[bad].toString(16)} (index ${bad}) outside domain maximum`);
-        }
+        this.checkPageData(rec.pfnList ?? Float64Array.from(rec.pfns, (p) => p.pfn), refuse);
         break;
       case LibxcRecType.REC_TYPE_X86_PV_VCPU_BASIC:
       case LibxcRecType.REC_TYPE_X86_PV_VCPU_EXTENDED:
@@ -369,9 +457,12 @@ export class SaveStreamReader {
       case LibxcRecType.REC_TYPE_SHARED_INFO:
         if (!this.pvWidth) refuse('Not yet received X86_PV_INFO record');
         break;
+      case LibxcRecType.REC_TYPE_VERIFY:
+        // The pages after VERIFY are compared whole with what was restored.
+        this.streamPageData = false;
+        break;
       case LibxcRecType.REC_TYPE_X86_TSC_INFO:
       case LibxcRecType.REC_TYPE_HVM_PARAMS:
-      case LibxcRecType.REC_TYPE_VERIFY:
         break;
     }
     out.push({ layer: 'libxc', record: rec });
