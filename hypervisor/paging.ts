@@ -162,15 +162,24 @@ export class LogDirty {
     }
     const simd = fingerprinterOf(sab);
     const { p2m } = this.d;
+    // Whether the frames' buffer is read with SIMD, looked up once per buffer.
+    let frameSab: SharedArrayBuffer | undefined;
+    let frameSimd = false;
     for (let i = 0; i < n; i++) {
       const at = pfn + i;
       const f = this.frameAt[at];
       // A frame new since the last look is the scan's (dirty there whatever it holds).
       if (!f || f !== p2m[at]) continue;
-      if (!runDigesterOf(f.sab)) scalarFingerprint(sab, offset + i * XEN_PAGE_SIZE, now, 0);
-      else if (run) simd(offset + i * XEN_PAGE_SIZE, now, 0);
-      else now[0] = ~this.prints[2 * at]; // SIMD prints, bytes the SIMD function cannot read: dirty, to be safe
-
+      if (f.sab !== frameSab) frameSimd = runDigesterOf((frameSab = f.sab)) !== undefined;
+      if (!frameSimd) {
+        scalarFingerprint(sab, offset + i * XEN_PAGE_SIZE, now, 0);
+      } else if (run) {
+        simd(offset + i * XEN_PAGE_SIZE, now, 0);
+      } else {
+        // A SIMD print, and sent bytes the SIMD function cannot read: dirty, to be safe.
+        if (this.setBit(at)) this.faultCount++;
+        continue;
+      }
       if (now[0] !== this.prints[2 * at] || now[1] !== this.prints[2 * at + 1]) {
         if (this.setBit(at)) this.faultCount++;
       }

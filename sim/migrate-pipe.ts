@@ -155,17 +155,14 @@ export function streamWriter(s: NodeJS.WritableStream & { destroyed?: boolean; w
     waiters = [];
     for (const r of w) r();
   };
+  // Drained, or gone (a writer waiting then goes on and finds the stream closed).
   const onDrain = (): void => {
     needDrain = false;
     wake();
   };
-  const onGone = (): void => {
-    needDrain = false;
-    wake();
-  };
   s.on('drain', onDrain);
-  s.once('close', onGone);
-  s.once('error', onGone);
+  s.once('close', onDrain);
+  s.once('error', onDrain);
   return {
     write: (bytes, release) => {
       if (gone()) {

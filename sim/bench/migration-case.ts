@@ -78,27 +78,18 @@ export interface MigrationCaseResult {
   readonly destination?: { readonly baseRss: number; readonly peakRss: number; readonly cpuMs: number };
 }
 
-/** Adds the wall time of each call of obj[name] to spent.ms (a bench probe, not product code). */
+/**
+ * Adds the wall time of each call of obj[name] to spent.ms (a bench probe, not product code). On
+ * a prototype it times the method of every instance (`this` is the instance called on).
+ */
 function timeCalls<T extends object, K extends keyof T>(obj: T, name: K, spent: { ms: number }, only: (...args: never[]) => boolean = () => true): void {
   const orig = obj[name] as (...args: unknown[]) => unknown;
-  (obj as Record<K, unknown>)[name] = (...args: unknown[]): unknown => {
-    if (!only(...(args as never[]))) return orig.apply(obj, args);
+  (obj as Record<K, unknown>)[name] = function (this: unknown, ...args: unknown[]): unknown {
+    const self = this ?? obj;
+    if (!only(...(args as never[]))) return orig.apply(self, args);
     const t = performance.now();
     try {
-      return orig.apply(obj, args);
-    } finally {
-      spent.ms += performance.now() - t;
-    }
-  };
-}
-
-/** timeCalls() for a method of every instance: wraps it on the prototype (`this` is each instance). */
-function timeMethod<T extends object, K extends keyof T>(proto: T, name: K, spent: { ms: number }): void {
-  const orig = proto[name] as (...args: unknown[]) => unknown;
-  (proto as Record<K, unknown>)[name] = function (this: T, ...args: unknown[]): unknown {
-    const t = performance.now();
-    try {
-      return orig.apply(this, args);
+      return orig.apply(self, args);
     } finally {
       spent.ms += performance.now() - t;
     }
@@ -322,7 +313,7 @@ async function runMigrate(c: MigrationCase): Promise<MigrationCaseResult> {
 
     const logDirty = { ms: 0 };
     timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
-    timeMethod(LogDirty.prototype, 'observe', logDirty);
+    timeCalls(LogDirty.prototype, 'observe', logDirty);
     const prof = await profileStart();
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
@@ -378,7 +369,7 @@ async function runMigrateOneProcess(c: MigrationCase): Promise<MigrationCaseResu
     const logDirty = { ms: 0 };
     const frameAlloc = { ms: 0 };
     timeCalls(a.rt.hypercalls, 'call', logDirty, ((_domid: number, op: number, args: { cmd?: number }) => op === Hypercall.__HYPERVISOR_domctl && args?.cmd === Domctl.XEN_DOMCTL_shadow_op) as never);
-    timeMethod(LogDirty.prototype, 'observe', logDirty);
+    timeCalls(LogDirty.prototype, 'observe', logDirty);
     timeCalls(b.rt.host.memory, 'allocateExtent', frameAlloc);
     const prof = await profileStart();
     const cpu0 = process.cpuUsage();

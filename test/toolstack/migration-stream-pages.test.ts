@@ -88,7 +88,7 @@ describe('streamed PAGE_DATA: a record\'s pfn list checked first, then its pages
     });
   }
 
-  it('a truncated stream: at every cut in a PAGE_DATA record, the error reading it whole gives', () => {
+  it('a truncated stream: cut all through a PAGE_DATA record (every 7th byte of its head, then every 1531st), the error reading it whole gives', () => {
     const small = bytesOf(pvImage(40));
     // The one PAGE_DATA record: from its header (type 1) to its end.
     const dv = new DataView(small.buffer, small.byteOffset);

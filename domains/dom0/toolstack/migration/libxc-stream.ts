@@ -545,7 +545,6 @@ export function decodeLibxcRecord(type: number, body: Uint8Array, version: 2 | 3
   }
 }
 
-/** handle_page_data(): count >= 1, every pfn word known, length exactly header + pfns + pages. */
 /** A PAGE_DATA record's pfn list, decoded and checked before its pages (decodePageDataHead()). */
 export interface PageDataHead {
   readonly pfnList: Float64Array;
@@ -568,6 +567,7 @@ export function pageDataCount(first8: Uint8Array, length: number): number | unde
 }
 
 /**
+ * handle_page_data(): count >= 1, every pfn word known, length exactly header + pfns + pages.
  * A PAGE_DATA record's checks and pfn list from its first bytes (`head`, at least the count and
  * the pfn words) and its length: what decodePageData() finds wrong, it finds wrong here, with the
  * same words, before any page of the record is read.

@@ -51,7 +51,7 @@ type Step =
   | { kind: 'libxc-headers'; need: number }
   | { kind: 'record-header'; need: number; layer: 'libxl' | 'libxc' }
   | { kind: 'record-body'; need: number; layer: 'libxl' | 'libxc'; type: number; length: number; at: number }
-  | { kind: 'page-data'; need: number; phase: 'count' | 'head' | 'pages'; length: number; at: number; count: number; next: number; left: number }
+  | { kind: 'page-data'; need: number; phase: 'count' | 'head' | 'pages'; length: number; at: number; next: number; left: number }
   | { kind: 'done'; need: 0 };
 
 /** A lent chunk's release as the reader sees it: giving it back is the caller's business. */
@@ -237,7 +237,7 @@ export class SaveStreamReader {
           throw new StreamError(step.layer, `Record (0x${type.toString(16).padStart(8, '0')}, ${this.recName(step.layer, type)}) length 0x${length.toString(16)} exceeds max (0x${REC_LENGTH_MAX.toString(16)})`, at);
         }
         if (this.streamPageData && step.layer === 'libxc' && type === LibxcRecType.REC_TYPE_PAGE_DATA && length >= 8) {
-          this.step = { kind: 'page-data', need: 8, phase: 'count', length, at, count: 0, next: 0, left: 0 };
+          this.step = { kind: 'page-data', need: 8, phase: 'count', length, at, next: 0, left: 0 };
           return;
         }
         this.step = { kind: 'record-body', need: roundUp(length), layer: step.layer, type, length, at };
@@ -267,7 +267,6 @@ export class SaveStreamReader {
           this.step = { kind: 'record-body', need: roundUp(step.length), layer: 'libxc', type: LibxcRecType.REC_TYPE_PAGE_DATA, length: step.length, at: step.at };
           return;
         }
-        step.count = count;
         step.phase = 'head';
         step.need = 8 + 8 * count;
         return;
