@@ -103,7 +103,8 @@ export class MachineMemory {
     if (!Number.isInteger(extents) || extents < 0) throw new RangeError(`heap of ${extents} extents`);
     for (let i = 0; i < extents; i++) {
       const sab = fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE);
-      const words = new Int32Array(sab);
+      // The pages only: past them is the fingerprinter's scratch (not the guest's, left untouched).
+      const words = new Int32Array(sab, 0, (EXTENT_PAGES * XEN_PAGE_SIZE) / 4);
       for (let w = 0; w < words.length; w += XEN_PAGE_SIZE / 4) words[w] = 0;
       const frames = new Array<Frame>(EXTENT_PAGES);
       for (let k = 0; k < EXTENT_PAGES; k++) frames[k] = new Frame(HEAP_MFN, sab, undefined, k * XEN_PAGE_SIZE);
@@ -146,7 +147,7 @@ export class MachineMemory {
     } else {
       if (count === EXTENT_PAGES && this.heapDirty.length > 0) {
         sab = this.heapDirty.pop()!;
-        new Uint8Array(sab).fill(0);
+        new Uint8Array(sab, 0, EXTENT_PAGES * XEN_PAGE_SIZE).fill(0);
       } else {
         sab = count === EXTENT_PAGES ? fingerprintableBuffer(EXTENT_PAGES * XEN_PAGE_SIZE) : new SharedArrayBuffer(count * XEN_PAGE_SIZE);
       }

@@ -77,6 +77,7 @@ const op = {
   simd: (n: number) => [0xfd, ...uleb(n)],
 };
 const v128Load = (offset: number): number[] => [...op.simd(0x00), 4, ...uleb(offset)];
+const i32Store = (offset: number): number[] => [0x36, 2, ...uleb(offset)];
 const v128Const = (lanes: readonly number[]): number[] => {
   const b = new DataView(new ArrayBuffer(16));
   lanes.forEach((x, i) => b.setUint32(4 * i, x >>> 0, true));
@@ -172,14 +173,29 @@ function fingerprintModule(): Uint8Array {
     ...op.localGet(3), ...op.globalSet(0), ...op.localGet(2), 0x0b,
   ];
   const runBody = [...vec([[...uleb(2), I32]]), ...runCode];
+  // prints(offset, count, at): fp() of each page in turn, its low and high halves stored as two
+  // i32s at byte `at`, `at` + 4 (then `at` + 8 for the next page). Locals: 0 offset, 1 count
+  // (then the end), 2 at.
+  const printsCode: number[] = [
+    ...op.localGet(0), ...op.localGet(1), ...op.i32Const(XEN_PAGE_SIZE), ...op.i32Mul, ...op.i32Add, ...op.localSet(1),
+    0x02, 0x40, 0x03, 0x40, // block, loop
+    ...op.localGet(0), ...op.localGet(1), ...op.i32GeU, 0x0d, 1, // br_if out
+    ...op.localGet(2), ...op.localGet(0), ...op.call(0), ...i32Store(0),
+    ...op.localGet(2), ...op.globalGet(0), ...i32Store(4),
+    ...op.localGet(0), ...op.i32Const(XEN_PAGE_SIZE), ...op.i32Add, ...op.localSet(0),
+    ...op.localGet(2), ...op.i32Const(8), ...op.i32Add, ...op.localSet(2),
+    0x0c, 0, 0x0b, 0x0b, // br loop; end loop; end block
+    0x0b,
+  ];
+  const printsBody = [...vec([]), ...printsCode];
   return new Uint8Array([
     0x00, 0x61, 0x73, 0x6d, 1, 0, 0, 0,
-    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32]])], [0x60, ...vec([]), ...vec([[I32]])], [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])]])), // types: (i32) -> i32, () -> i32, (i32, i32) -> i32
+    ...section(1, vec([[0x60, ...vec([[I32]]), ...vec([[I32]])], [0x60, ...vec([]), ...vec([[I32]])], [0x60, ...vec([[I32], [I32]]), ...vec([[I32]])], [0x60, ...vec([[I32], [I32], [I32]]), ...vec([])]])), // types: (i32) -> i32, () -> i32, (i32, i32) -> i32, (i32, i32, i32) -> ()
     ...section(2, vec([[...name('e'), ...name('m'), 0x02, 0x03, ...uleb(1), ...uleb(65536)]])), // import a shared memory
-    ...section(3, vec([[0], [1], [2]])),
+    ...section(3, vec([[0], [1], [2], [3]])),
     ...section(6, vec([[I32, 0x01, ...op.i32Const(0), 0x0b]])), // a mutable i32: the last high half
-    ...section(7, vec([[...name('fp'), 0x00, 0], [...name('hi'), 0x00, 1], [...name('run'), 0x00, 2]])),
-    ...section(10, vec([[...uleb(body.length), ...body], [...uleb(hiBody.length), ...hiBody], [...uleb(runBody.length), ...runBody]])),
+    ...section(7, vec([[...name('fp'), 0x00, 0], [...name('hi'), 0x00, 1], [...name('run'), 0x00, 2], [...name('prints'), 0x00, 3]])),
+    ...section(10, vec([[...uleb(body.length), ...body], [...uleb(hiBody.length), ...hiBody], [...uleb(runBody.length), ...runBody], [...uleb(printsBody.length), ...printsBody]])),
   ]);
 }
 
@@ -200,6 +216,7 @@ interface WasmFp {
   readonly fp: (offset: number) => number;
   readonly hi: () => number;
   readonly run: (offset: number, count: number) => number;
+  readonly prints: (offset: number, count: number, at: number) => void;
 }
 /** Each wasm memory's functions, made when its first page is fingerprinted. */
 const wasmFp = new WeakMap<SharedArrayBuffer, WasmFp>();
@@ -207,15 +224,29 @@ const wasmFp = new WeakMap<SharedArrayBuffer, WasmFp>();
 const wasmMemories = new WeakMap<SharedArrayBuffer, WasmMemory>();
 
 /**
- * A new shared buffer of `bytes` (a multiple of 64 KiB), zeroed, that fingerprint() reads with
- * the SIMD function: the buffer of a shared WebAssembly memory.
+ * The fingerprinter's own bytes at the end of every buffer fingerprintableBuffer() makes, past the
+ * `bytes` asked for: printerOf() writes a run's prints there, where JavaScript reads them in one go
+ * (a WebAssembly function writes only to its memory). One wasm page; only its first 8 bytes per
+ * page printed at once are ever touched.
+ */
+export const FINGERPRINT_SCRATCH_BYTES = 65536;
+
+/**
+ * A new shared buffer of `bytes` (a multiple of 64 KiB) and FINGERPRINT_SCRATCH_BYTES more, zeroed,
+ * that fingerprint() reads with the SIMD function: the buffer of a shared WebAssembly memory. Its
+ * user's bytes are the first `bytes`; the rest is the fingerprinter's.
  */
 export function fingerprintableBuffer(bytes: number): SharedArrayBuffer {
   const pages = bytes / 65536;
   if (!Number.isInteger(pages) || pages < 1) throw new RangeError(`a wasm memory of ${bytes} bytes`);
-  const mem = new wasm.Memory({ initial: pages, maximum: pages, shared: true });
+  const whole = pages + FINGERPRINT_SCRATCH_BYTES / 65536;
+  const mem = new wasm.Memory({ initial: whole, maximum: whole, shared: true });
   const sab = mem.buffer as SharedArrayBuffer;
   wasmMemories.set(sab, mem);
+  // Its functions now, and a first use of them (its scratch's first page written): each memory's
+  // first costs tens of microseconds (instance, first access, the page fault), paid here once
+  // rather than in a big guest's enable, which would pay it for every 2 MiB at once.
+  wasmFingerprinter(sab)!.prints(0, 1, bytes);
   return sab;
 }
 
@@ -226,7 +257,7 @@ function wasmFingerprinter(sab: SharedArrayBuffer): WasmFp | undefined {
   if (!mem) return undefined;
   module ??= new wasm.Module(fingerprintModule());
   const { exports } = new wasm.Instance(module, { e: { m: mem } });
-  f = { fp: exports.fp as WasmFp['fp'], hi: exports.hi as WasmFp['hi'], run: exports.run as WasmFp['run'] };
+  f = { fp: exports.fp as WasmFp['fp'], hi: exports.hi as WasmFp['hi'], run: exports.run as WasmFp['run'], prints: exports.prints as WasmFp['prints'] };
   wasmFp.set(sab, f);
   return f;
 }
@@ -262,5 +293,29 @@ export function runDigesterOf(sab: SharedArrayBuffer): ((offset: number, count: 
   return (offset, count, out, i) => {
     out[2 * i] = run(offset, count);
     out[2 * i + 1] = hi();
+  };
+}
+
+/** The most pages printerOf() takes in one call: their prints fill the scratch. */
+export const PRINTER_MAX_PAGES = FINGERPRINT_SCRATCH_BYTES / 8;
+
+/**
+ * For a buffer fingerprint() reads with the SIMD function: the fingerprints of the `count` pages
+ * from byte `offset`, into out[2 * i..2 * (i + count)) - each as fingerprint() gives it, with one
+ * call into WebAssembly for them all (a call per page from JavaScript costs a big guest's enable
+ * more than the pages' reading). Undefined for other buffers.
+ */
+export function printerOf(sab: SharedArrayBuffer): ((offset: number, count: number, out: Int32Array, i: number) => void) | undefined {
+  const f = wasmFingerprinter(sab);
+  if (!f) return undefined;
+  const { prints } = f;
+  const at = sab.byteLength - FINGERPRINT_SCRATCH_BYTES;
+  const scratch = new Int32Array(sab, at, FINGERPRINT_SCRATCH_BYTES / 4);
+  return (offset, count, out, i) => {
+    if (!(count >= 0 && count <= PRINTER_MAX_PAGES && offset >= 0 && offset % 4 === 0 && offset + count * XEN_PAGE_SIZE <= at)) {
+      throw new RangeError(`prints of ${count} pages at ${offset} of a ${at}-byte buffer`);
+    }
+    prints(offset, count, at);
+    out.set(scratch.subarray(0, 2 * count), 2 * i);
   };
 }

@@ -22,7 +22,7 @@
 import assert from 'node:assert/strict';
 import type { Domain } from './domain.ts';
 import { EXTENT_PAGES, type Frame } from './memory.ts';
-import { fingerprint, fingerprinterOf, foldPrints, runDigesterOf, scalarFingerprint } from './page-fingerprint.ts';
+import { PRINTER_MAX_PAGES, fingerprint, fingerprinterOf, foldPrints, printerOf, runDigesterOf, scalarFingerprint } from './page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from './public/xen.ts';
 
 /** struct xen_domctl_shadow_op_stats. */
@@ -53,6 +53,8 @@ export class LogDirty {
    */
   private pfnOf: Map<Frame, number> | undefined;
   private readonly scratch = new Int32Array(2);
+  /** scanPages()'s prints of a block's pages as they are now. */
+  private readonly fresh = new Int32Array(2 * EXTENT_PAGES);
   private readonly folded = new Int32Array(2);
   /**
    * Per block of EXTENT_PAGES pfns: the digest (foldPrints) of its pages' prints, valid where
@@ -66,18 +68,10 @@ export class LogDirty {
   constructor(private readonly d: Domain) {
     this.bitmap = new Uint8Array(Math.ceil(d.p2m.length / 8));
     this.prints = new Int32Array(2 * d.p2m.length);
-    let sab: SharedArrayBuffer | undefined;
-    let fp: ReturnType<typeof fingerprinterOf> = () => {};
     const { p2m } = d;
-    const prints = this.prints;
     // A copy of the p2m in one go (not grown a pfn at a time).
     this.frameAt = p2m.slice();
-    for (let pfn = 0; pfn < p2m.length; pfn++) {
-      const f = p2m[pfn];
-      if (!f) continue;
-      if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
-      fp(f.offset, prints, pfn);
-    }
+    printPages(p2m, 0, p2m.length, this.prints, 0);
     const blocks = Math.ceil(p2m.length / EXTENT_PAGES);
     this.digests = new Int32Array(2 * blocks);
     this.blockOk = new Uint8Array(blocks);
@@ -212,15 +206,17 @@ export class LogDirty {
     }
   }
 
-  /** scan() of pfns [from, to) one by one; whether any of them changed (frame or print). */
+  /**
+   * scan() of pfns [from, to) (at most EXTENT_PAGES) one by one; whether any of them changed
+   * (frame or print).
+   */
   private scanPages(from: number, to: number): boolean {
+    assert(to - from <= EXTENT_PAGES, `scanPages(${from}, ${to})`);
     let changed = false;
     const { p2m } = this.d;
-    const now = this.scratch;
     const prints = this.prints;
-    // The pages of an extent come in a row: its fingerprinter is looked up once per run.
-    let sab: SharedArrayBuffer | undefined;
-    let fp: ReturnType<typeof fingerprinterOf> = () => {};
+    const now = this.fresh;
+    printPages(p2m, from, to, now, -from);
     for (let pfn = from; pfn < to; pfn++) {
       const f = p2m[pfn];
       if (!f) {
@@ -228,20 +224,21 @@ export class LogDirty {
         this.frameAt[pfn] = undefined;
         continue;
       }
-      if (f.sab !== sab) fp = fingerprinterOf((sab = f.sab));
+      const lo = now[2 * (pfn - from)];
+      const hi = now[2 * (pfn - from) + 1];
       if (this.frameAt[pfn] !== f) {
         // Populated since enable: whatever it holds the saver has not sent.
         this.frameAt[pfn] = f;
         this.pfnOf?.set(f, pfn);
-        fp(f.offset, prints, pfn);
+        prints[2 * pfn] = lo;
+        prints[2 * pfn + 1] = hi;
         if (this.setBit(pfn)) this.faultCount++;
         changed = true;
         continue;
       }
-      fp(f.offset, now, 0);
-      if (now[0] !== prints[2 * pfn] || now[1] !== prints[2 * pfn + 1]) {
-        this.prints[2 * pfn] = now[0];
-        this.prints[2 * pfn + 1] = now[1];
+      if (lo !== prints[2 * pfn] || hi !== prints[2 * pfn + 1]) {
+        prints[2 * pfn] = lo;
+        prints[2 * pfn + 1] = hi;
         if (this.setBit(pfn)) this.faultCount++;
         changed = true;
       }
@@ -266,6 +263,37 @@ export class LogDirty {
       this.dirtyCount = 0;
     }
     return { bitmap, stats };
+  }
+}
+
+/**
+ * The prints of pfns [from, to) of `p2m` as their pages are now, into out[2 * (pfn + shift)] and
+ * the word after (a pfn with no page is left alone). Runs of pages in a row in a SIMD buffer are
+ * printed with one call each (printerOf), other pages one by one.
+ */
+function printPages(p2m: readonly (Frame | undefined)[], from: number, to: number, out: Int32Array, shift: number): void {
+  let sab: SharedArrayBuffer | undefined;
+  let fp: ReturnType<typeof fingerprinterOf> = () => {};
+  let printer: ReturnType<typeof printerOf>;
+  for (let pfn = from; pfn < to;) {
+    const f = p2m[pfn];
+    if (!f) {
+      pfn++;
+      continue;
+    }
+    if (f.sab !== sab) {
+      fp = fingerprinterOf((sab = f.sab));
+      printer = printerOf(sab);
+    }
+    let end = pfn + 1;
+    if (printer) {
+      const limit = Math.min(to, pfn + PRINTER_MAX_PAGES);
+      while (end < limit && p2m[end]?.sab === sab && p2m[end]!.offset === f.offset + (end - pfn) * XEN_PAGE_SIZE) end++;
+      printer(f.offset, end - pfn, out, pfn + shift);
+    } else {
+      fp(f.offset, out, pfn + shift);
+    }
+    pfn = end;
   }
 }
 

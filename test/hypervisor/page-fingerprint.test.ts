@@ -2,7 +2,7 @@
 // (shared WebAssembly memories), a scalar loop over single frames. Each must see any one changed
 // word of a page, whatever the word and the bit, and only that page's bytes may count.
 import assert from 'node:assert/strict';
-import { fingerprint, fingerprintableBuffer, foldPrints, runDigesterOf } from '../../hypervisor/page-fingerprint.ts';
+import { FINGERPRINT_SCRATCH_BYTES, PRINTER_MAX_PAGES, fingerprint, fingerprintableBuffer, foldPrints, printerOf, runDigesterOf } from '../../hypervisor/page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 
 /** A page of bytes from a fixed xorshift stream (no Math.random: the same page every run). */
@@ -102,5 +102,30 @@ describe('page fingerprint: a run digest (one WebAssembly call for many pages)',
     bytes.set(a, XEN_PAGE_SIZE);
     assert.notDeepEqual(digest(0, pages), before);
     assert.equal(runDigesterOf(new SharedArrayBuffer(XEN_PAGE_SIZE)), undefined);
+  });
+});
+
+describe('page fingerprint: a run of prints (one WebAssembly call for many pages)', () => {
+  it("gives each page's own print, in order, into the caller's array; the buffer's bytes are left as they were", () => {
+    const pages = 16;
+    const sab = fingerprintableBuffer(pages * XEN_PAGE_SIZE);
+    assert.equal(sab.byteLength, pages * XEN_PAGE_SIZE + FINGERPRINT_SCRATCH_BYTES);
+    const bytes = new Uint8Array(sab, 0, pages * XEN_PAGE_SIZE);
+    fill(bytes, 0x7654321);
+    const before = bytes.slice();
+    const out = new Int32Array(2 * (pages + 3)).fill(-1);
+    printerOf(sab)!(2 * XEN_PAGE_SIZE, 11, out, 3);
+    assert.deepEqual([...out.subarray(0, 6)], [-1, -1, -1, -1, -1, -1], 'nothing before out[2 * i]');
+    for (let k = 0; k < 11; k++) assert.deepEqual([out[2 * (3 + k)], out[2 * (3 + k) + 1]], print(sab, (2 + k) * XEN_PAGE_SIZE), `page ${2 + k}`);
+    assert.deepEqual([...out.subarray(2 * 14)], [-1, -1, -1, -1, -1, -1, -1, -1, -1, -1], 'nothing after the run');
+    assert.deepEqual(bytes, before);
+  });
+
+  it('refuses a run past the buffer\'s own bytes or longer than its scratch holds; single-frame buffers have none', () => {
+    const sab = fingerprintableBuffer(16 * XEN_PAGE_SIZE);
+    const out = new Int32Array(2 * PRINTER_MAX_PAGES + 2);
+    assert.throws(() => printerOf(sab)!(XEN_PAGE_SIZE, 16, out, 0), RangeError);
+    assert.throws(() => printerOf(sab)!(0, PRINTER_MAX_PAGES + 1, out, 0), RangeError);
+    assert.equal(printerOf(new SharedArrayBuffer(XEN_PAGE_SIZE)), undefined);
   });
 });
