@@ -10,6 +10,7 @@ import { statSync } from 'node:fs';
 import net from 'node:net';
 import { resolve as resolvePath } from 'node:path';
 import { MigratePipe, type PipeWriter, streamWriter } from './migrate-pipe.ts';
+import { widenSendBuffer } from './socket-buffer.ts';
 import { XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control-client.ts';
 
 /** The remote command xl's default rune runs (xl runs `xl migrate-receive`). */
@@ -95,9 +96,11 @@ export function connectTcp(url: string, to: { host: string; port: number }): Pro
 
 /**
  * A MigratePipe over a connected socket (its remaining bytes first); `wrap` may stand between the
- * pipe and the socket's writer (the bench keeps a copy of what is sent).
+ * pipe and the socket's writer (the bench keeps a copy of what is sent). A unix socket's send
+ * buffer is widened (sim/socket-buffer.ts): the sender's side of a stream.
  */
 export function socketPipe(socket: net.Socket, rest: Uint8Array, name: string, wrap: (w: PipeWriter) => PipeWriter = (w) => w): MigratePipe {
+  widenSendBuffer(socket);
   const pipe = new MigratePipe(wrap(streamWriter(socket)), name);
   if (rest.length) pipe.push(rest);
   socket.on('data', (c: Buffer) => pipe.push(c));
@@ -163,6 +166,8 @@ export async function openMigrateChannel(host: string, opts: { sshCommand?: stri
   }
   const rune = migrateRune(host, opts.sshCommand);
   const child = spawn('sh', ['-c', rune], { cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+  // The command's stdin is a unix socket pair: a record-sized send buffer, as socketPipe's.
+  widenSendBuffer(child.stdin as net.Socket);
   const pipe = new MigratePipe(streamWriter(child.stdin), `migration receiver (${rune})`);
   child.stdin.on('error', () => undefined);
   child.stdout.on('data', (c: Buffer) => pipe.push(c));
