@@ -22,7 +22,7 @@
 import assert from 'node:assert/strict';
 import type { Domain } from './domain.ts';
 import { EXTENT_PAGES, type Frame } from './memory.ts';
-import { PRINTER_MAX_PAGES, fingerprint, fingerprinterOf, foldPrints, printerOf, runDigesterOf, scalarFingerprint } from './page-fingerprint.ts';
+import { PRINTER_MAX_PAGES, fingerprinterOf, foldPrints, printerOf, runDigesterOf, scalarFingerprint } from './page-fingerprint.ts';
 import { XEN_PAGE_SIZE } from './public/xen.ts';
 
 /** struct xen_domctl_shadow_op_stats. */
@@ -31,11 +31,6 @@ export interface ShadowOpStats {
   readonly fault_count: number;
   /** Bits newly set in the bitmap. */
   readonly dirty_count: number;
-}
-
-/** A frame's fingerprint (page-fingerprint.ts), into out[2 * i] and out[2 * i + 1]. */
-export function pageFingerprint(f: Frame, out: Int32Array, i: number): void {
-  fingerprint(f.sab, f.offset, out, i);
 }
 
 export class LogDirty {

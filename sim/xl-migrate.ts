@@ -112,7 +112,10 @@ export async function migrateSend(xl: Xl, domid: number, pipe: MigratePipe, opts
   const w = new SaveStreamWriter((c, release) => pipe.write(c, release), {
     ...saveStreamOptions(d, config),
     // Records in shared WebAssembly memory, so that log-dirty reads what was sent with SIMD.
-    recordBuffer: (bytes) => new Uint8Array(fingerprintableBuffer(Math.ceil(bytes / 65536) * 65536)),
+    recordBuffer: (bytes) => {
+      const n = Math.ceil(bytes / 65536) * 65536;
+      return new Uint8Array(fingerprintableBuffer(n), 0, n);
+    },
     pagesCopied: (pages, from, to, record, dataAt) => {
       // The saver's look at what it read (LogDirty.observe): a page changed since the last CLEAN
       // is dirty even if the guest puts it back before the next.

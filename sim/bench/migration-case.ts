@@ -18,8 +18,8 @@ import { Xl } from '../xl.ts';
 import { NS_PER_PAGE, migrateReceive, migrateSend } from '../xl-migrate.ts';
 import { type PrecopyPolicy, PrecopyPolicyDecision, simplePrecopyPolicy } from '../../domains/dom0/toolstack/migration/precopy.ts';
 import { EXTENT_PAGES, Frame, type Mfn } from '../../hypervisor/memory.ts';
-import { LogDirty, pageFingerprint } from '../../hypervisor/paging.ts';
-import { fingerprintableBuffer } from '../../hypervisor/page-fingerprint.ts';
+import { LogDirty } from '../../hypervisor/paging.ts';
+import { fingerprintableBuffer, printerOf } from '../../hypervisor/page-fingerprint.ts';
 import { Hypercall, XEN_PAGE_SIZE } from '../../hypervisor/public/xen.ts';
 import { Domctl } from '../../hypervisor/public/domctl.ts';
 import { memOf } from './proc-mem.ts';
@@ -415,7 +415,7 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   const extent = 2 * 1024 * 1024;
   const src: Uint8Array[] = [];
   // Extents as the hypervisor makes them (shared WebAssembly memories: log-dirty's SIMD path).
-  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(fingerprintableBuffer(extent))));
+  for (let at = 0; at < bytes; at += extent) src.push(randomFillSync(new Uint8Array(fingerprintableBuffer(extent), 0, extent)));
   const gbps = (ms: number): number => bytes / 1e9 / (ms / 1000);
   const copyInto = (dst: Uint8Array[]): number => {
     const t0 = performance.now();
@@ -447,7 +447,8 @@ function runReference(c: MigrationCase): MigrationCaseResult {
   const viewsMs = performance.now() - t1;
   const prints = new Int32Array(2 * frames.length);
   const t2 = performance.now();
-  frames.forEach((f, i) => pageFingerprint(f, prints, i));
+  // As log-dirty's enable takes them: each extent's pages with one call (printerOf).
+  src.forEach((s, e) => printerOf(s.buffer as SharedArrayBuffer)!(0, EXTENT_PAGES, prints, e * EXTENT_PAGES));
   const fingerprintMs = performance.now() - t2;
   return {
     op: c.op, mib: c.mib, workload: c.workload, bytes, wallMs: writeMs, rounds: [], liveRounds: 0, baseRss, peakRss: memOf(process.pid).hwm,
