@@ -8,6 +8,7 @@
 import net from 'node:net';
 import { MigratePipe, streamWriter, type PipeWriter } from './migrate-pipe.ts';
 import { MigrateError } from './xl-migrate.ts';
+import { lendReads } from './xl-migrate-transport.ts';
 import type { XlControl } from './xl-control.ts';
 
 /** A connection that moves no byte either way for this long is dropped (its receive fails). */
@@ -83,7 +84,8 @@ export class MigrateListener {
     const out = streamWriter(socket);
     const held: PipeWriter = { write: (b, release) => out.write(b, release), drain: () => out.drain(), end: () => undefined };
     const pipe = new MigratePipe(held, `migration stream from ${peer}`);
-    socket.on('data', (c: Buffer) => pipe.push(c));
+    // Reads lent to the pipe (the 'data' listener only where this Node cannot: lendReads).
+    if (!lendReads(socket, pipe)) socket.on('data', (c: Buffer) => pipe.push(c));
     socket.once('end', () => pipe.end());
     socket.once('close', () => pipe.end());
     socket.setTimeout(this.idleMs, () => {

@@ -17,7 +17,7 @@ import { type RestoreResult, SaveRestoreError, type Xl } from './xl.ts';
 import { socketPathBusy } from './socket-path.ts';
 import { MigratePipe, streamWriter } from './migrate-pipe.ts';
 import { MigrateError, type MigrateReceiveResult, migrateReceive, migrateSend } from './xl-migrate.ts';
-import { openMigrateChannel } from './xl-migrate-transport.ts';
+import { lendReads, openMigrateChannel } from './xl-migrate-transport.ts';
 import { type BlockRow, LineSplitter, type ListRow, type NicRow, XL_CONTROL_LINE_MAX, XlError, type XlResponse } from './xl-control-client.ts';
 
 export { DEFAULT_CONTROL, LineSplitter, XL_CONTROL_LINE_MAX, XL_CONTROL_REPLY_MAX, XlError, xlRequest } from './xl-control-client.ts';
@@ -424,6 +424,9 @@ export class XlControlServer {
           this.reply(socket, { id: mr.id, ok: true, result: { receiving: true } });
           const pipe = new MigratePipe(streamWriter(socket), 'migration stream');
           stream = pipe;
+          // The stream's reads go to the pipe in buffers of its own (the 'data' path above stays
+          // for a Node without the fields lendReads sets).
+          lendReads(socket, pipe);
           socket.once('end', () => pipe.end());
           socket.once('close', () => pipe.end());
           void this.control.migrateReceive(pipe).then(

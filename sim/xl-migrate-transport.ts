@@ -131,23 +131,55 @@ export function tcpLentPipe(to: { host: string; port: number }, name: string): {
 
 type OnRead = { buffer: () => Uint8Array; callback: (n: number, buf: Uint8Array) => boolean };
 
-function lentReadPipe(open: (onread: OnRead) => net.Socket, name: string): { socket: net.Socket; pipe: MigratePipe } {
+/** Node's onread for reads lent to `pipe()`: each read goes into a buffer of ours, given back once read past. */
+function lentReads(pipe: () => MigratePipe): OnRead {
   const free: Buffer[] = [];
+  return {
+    buffer: () => free.pop() ?? Buffer.allocUnsafe(LENT_READ_BYTES),
+    callback: (n: number, buf: Uint8Array) => {
+      pipe().push(buf.subarray(0, n), () => free.push(buf as Buffer));
+      return true;
+    },
+  };
+}
+
+function lentReadPipe(open: (onread: OnRead) => net.Socket, name: string): { socket: net.Socket; pipe: MigratePipe } {
   // Made once the socket is (its writer writes to it); nothing is read before this function returns.
   const late: { pipe?: MigratePipe } = {};
   // Node's Socket takes onread as net.connect() does (its types name it for connect() only).
-  const socket = open({
-    buffer: () => free.pop() ?? Buffer.allocUnsafe(LENT_READ_BYTES),
-    callback: (n: number, buf: Uint8Array) => {
-      late.pipe!.push(buf.subarray(0, n), () => free.push(buf as Buffer));
-      return true;
-    },
-  });
+  const socket = open(lentReads(() => late.pipe!));
   const pipe = (late.pipe = new MigratePipe(streamWriter(socket), name));
   socket.once('end', () => pipe.end());
   socket.once('close', () => pipe.end());
   socket.on('error', (e) => pipe.end(e));
   return { socket, pipe };
+}
+
+/**
+ * Turns a socket that is already open and reading - a connection a server accepted, whose first
+ * bytes may have been a request - into a lent-reads one (fdPipe) from its next read on: what it
+ * reads goes to `pipe` and no longer to its 'data' listeners (which must have taken everything
+ * before; 'end', 'close' and its idle timeout stay as they were). A receiving host takes a
+ * migration stream this way: 'data' events would give a new 64 KiB Buffer a read, twice the
+ * receiver's CPU for a GiB. Node offers onread only to a socket it makes, so this sets the same
+ * fields Node's constructor sets for it (its internal symbols, found by name); false, and nothing
+ * changed, where this Node has not got them - the 'data' listeners then go on as before.
+ */
+export function lendReads(socket: net.Socket, pipe: MigratePipe): boolean {
+  const field = (name: string): symbol | undefined => Object.getOwnPropertySymbols(socket).find((k) => k.description === name);
+  const kBuffer = field('kBuffer');
+  const kBufferCb = field('kBufferCb');
+  const kBufferGen = field('kBufferGen');
+  const handle = (socket as unknown as { _handle?: { useUserBuffer?: (b: Uint8Array) => void } })._handle;
+  const fields = socket as unknown as Record<symbol, unknown>;
+  if (!kBuffer || !kBufferCb || !kBufferGen || typeof handle?.useUserBuffer !== 'function' || fields[kBuffer] !== null) return false;
+  const onread = lentReads(() => pipe);
+  const first = onread.buffer();
+  fields[kBufferGen] = onread.buffer;
+  fields[kBufferCb] = onread.callback;
+  fields[kBuffer] = first;
+  handle.useUserBuffer(first);
+  return true;
 }
 
 /**
