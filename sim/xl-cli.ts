@@ -4,6 +4,7 @@ import { resolve as resolvePath } from 'node:path';
 import { type Command, Option } from 'commander';
 import { type BlockRow, DEFAULT_CONTROL, type ListRow, type NicRow, XlError, xlRequest } from './xl-control-client.ts';
 import { MIGRATE_RECEIVE_COMMAND, connectMigrateReceive } from './xl-migrate-transport.ts';
+import { widenSendBuffer } from './socket-buffer.ts';
 import type { NodeDump } from '../domains/dom0/toolstack/toolstack.ts';
 
 const pad = (s: string | number, n: number): string => String(s).padEnd(n);
@@ -253,6 +254,8 @@ export function registerXl(program: Command): void {
         return;
       }
       const { socket, rest } = conn;
+      // This relay's socket carries the stream on to the host: a record-sized send buffer.
+      widenSendBuffer(socket);
       if (rest.length) process.stdout.write(rest);
       socket.on('data', (c: Buffer) => void process.stdout.write(c));
       process.stdin.on('data', (c: Buffer) => void socket.write(c));
