@@ -2,7 +2,8 @@
 // guests, shared_info, grant tables) each have a SharedArrayBuffer of their own, so handing one
 // page to a worker (a grant map) gives it that page and nothing else. A big guest's memory comes
 // in extents: one SharedArrayBuffer of up to EXTENT_PAGES frames, all owned by that domain, each
-// frame a view at its offset - 262,144 buffers of 4 KiB each for a 1 GiB guest would cost far
+// frame a view at its offset (a whole extent's buffer also holds log-dirty's scratch past its
+// frames, page-fingerprint.ts) - 262,144 buffers of 4 KiB each for a 1 GiB guest would cost far
 // more to create and hold. A worker handed one frame of an extent holds the whole buffer (only
 // the frame's view is made from it): the isolation is per domain there, not per page.
 //

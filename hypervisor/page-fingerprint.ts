@@ -38,9 +38,10 @@ export function scalarFingerprint(sab: SharedArrayBuffer, offset: number, out: I
 }
 
 // The WebAssembly module, assembled here (a few opcodes; no toolchain needed): it imports one
-// shared memory and exports fp(offset) -> lo and hi() -> the same page's hi. Eight v128 accumulators (32 lanes of 32 bits)
-// take 128 bytes a step: lane = rotl((lane ^ word) * K, r); then every lane is folded into lo and
-// hi in turn by the same step with other constants.
+// shared memory and exports fp(offset) -> lo and hi() -> the same page's hi, and two loops over a
+// run of pages: run() folds their prints into one digest, prints() stores each in the scratch.
+// Eight v128 accumulators (32 lanes of 32 bits) take 128 bytes a step: lane = rotl((lane ^ word)
+// * K, r); then every lane is folded into lo and hi in turn by the same step with other constants.
 const uleb = (n: number): number[] => {
   const o: number[] = [];
   do {
@@ -218,7 +219,7 @@ interface WasmFp {
   readonly run: (offset: number, count: number) => number;
   readonly prints: (offset: number, count: number, at: number) => void;
 }
-/** Each wasm memory's functions, made when its first page is fingerprinted. */
+/** Each wasm memory's functions, made with the memory (fingerprintableBuffer). */
 const wasmFp = new WeakMap<SharedArrayBuffer, WasmFp>();
 /** The WebAssembly.Memory behind a buffer that is one (memory.ts registers its extents). */
 const wasmMemories = new WeakMap<SharedArrayBuffer, WasmMemory>();
