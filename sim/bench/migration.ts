@@ -140,8 +140,12 @@ export const migrationSection: BenchSection = {
         for (const [who, peak] of [['source host', src.peakRss], ['destination host', dst.peakRss]] as const) {
           if (peak / guestBytes > TARGET_RSS_RATIO) notes.push(`${label}: ${who}'s peak RSS ${fmtFixed(peak / guestBytes, 2)}× the guest's memory (target <= ${TARGET_RSS_RATIO}× per host: NOT met)`);
         }
+      } else if (op === 'migrate-1p') {
+        // Both hosts, so the guest twice, in one process: the target is a host's, which the
+        // 2-process rows measure; here each host's half is what compares with it.
+        if (ratio / 2 > TARGET_RSS_RATIO) notes.push(`${label}: peak RSS ${fmtFixed(ratio, 2)}× the guest's memory for both hosts, ${fmtFixed(ratio / 2, 2)}× each (target <= ${TARGET_RSS_RATIO}× per host: NOT met)`);
       } else if (ratio > TARGET_RSS_RATIO) {
-        notes.push(`${label}: peak RSS ${fmtFixed(ratio, 2)}× the guest's memory (target <= ${TARGET_RSS_RATIO}×: NOT met${op === 'migrate-1p' ? '; both hosts in this one process' : ''})`);
+        notes.push(`${label}: peak RSS ${fmtFixed(ratio, 2)}× the guest's memory (target <= ${TARGET_RSS_RATIO}×: NOT met)`);
       }
     }
     out(table(['case', 'guest', 'workload', 'GB/s:', 'CPU s/GiB:', 'precopy rounds (live + last)', 'pages per round', 'downtime (virtual):', 'peak RSS MiB', 'peak RSS / guest:', 'model s:', 'GB/s less model:'], rows));
