@@ -25,9 +25,8 @@ import { XlMigrateMessage, checkXlMigrateMessage, xlMigrateMessageBytes, xlMigra
 import type { SeedImportSummary } from '../domains/dom0/xenstored/seed-migration.ts';
 import { dirtyPfns } from '../hypervisor/paging.ts';
 import { Domctl, DomctlShadowOp } from '../hypervisor/public/domctl.ts';
-import { Hypercall } from '../hypervisor/public/xen.ts';
+import { Hypercall, XEN_PAGE_SIZE } from '../hypervisor/public/xen.ts';
 import { ShutdownReason } from '../hypervisor/public/sched.ts';
-import { XEN_PAGE_SIZE } from '../hypervisor/public/xen.ts';
 import { fingerprintableBuffer } from '../hypervisor/page-fingerprint.ts';
 
 /** A migration that failed: the message is xl's story (and where the domain is now). */
